@@ -1,0 +1,1 @@
+"""wisp bridge: routes device LLM requests to inference tiers."""

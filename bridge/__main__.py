@@ -1,0 +1,42 @@
+"""`python -m bridge [--config PATH]`: run the wisp bridge until SIGINT/SIGTERM. Exit code 2 on bad config."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from bridge.app import serve
+from bridge.config import ConfigError, load_config
+from bridge.router import NO_TIER_MESSAGE
+
+log = logging.getLogger("wisp.bridge")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bridge", description="wisp MQTT <-> LLM bridge")
+    parser.add_argument("--config", metavar="PATH",
+                        help="TOML config file (default: $WISP_CONFIG, else ./wisp.toml if present)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"wisp bridge: configuration error: {e}", file=sys.stderr)
+        return 2
+    mode = "shared subscription $share/wisp" if config.shared else "plain subscription (WISP_SHARED=0)"
+    log.info("broker %s:%d, %s", config.broker_host, config.broker_port, mode)
+    for tier in config.tiers.values():
+        log.info("tier %s", tier.describe())  # describe() never includes the key
+    if not config.tiers:
+        log.warning("%s", NO_TIER_MESSAGE)
+    for req_class, route in config.routes.items():
+        log.info("route %s: %s", req_class, " -> ".join(t for t in route if t in config.tiers) or "(none)")
+    asyncio.run(serve(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

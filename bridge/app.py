@@ -1,0 +1,129 @@
+"""Wiring of the bridge service: one HTTP session, the MQTT link, the manifest cache, and a dispatcher that
+turns each `llm/req` into a bounded number of concurrent handler tasks.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import signal
+import threading
+from typing import Callable
+
+import aiohttp
+
+from bridge.config import BridgeConfig
+from bridge.handler import HandlerContext, handle_llm_request, provider_factory, refuse_llm_request
+from bridge.manifests import ManifestCache
+from bridge.mqtt_link import MqttLink
+
+log = logging.getLogger("wisp.bridge")
+
+MAX_IN_FLIGHT = 64  # concurrent requests per bridge; beyond it requests are refused as busy, not queued
+SHUTDOWN_GRACE_S = 5.0  # in-flight requests get this long to finish before they are answered "shutting down"
+_DEVICE_ID = re.compile(r"^[a-z0-9_-]{1,32}$")
+
+
+class Bridge:
+    def __init__(self, config: BridgeConfig, max_in_flight: int = MAX_IN_FLIGHT):
+        self.config = config
+        self.max_in_flight = max_in_flight
+        self.manifests = ManifestCache()
+        self.ctx: HandlerContext | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._closing = False
+
+    async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve until `stop` is set. on_ready() is called once the broker granted the first subscriptions."""
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        link = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, shared=cfg.shared,
+                        user=cfg.broker_user, password=cfg.broker_password)
+        async with aiohttp.ClientSession() as session:
+            self.ctx = HandlerContext(cfg, self.manifests, link.publish, provider_factory(session))
+            link.start()
+            ready = asyncio.create_task(self._announce_ready(link, on_ready))
+            try:
+                await stop.wait()
+            finally:
+                ready.cancel()
+                await self._drain()
+                await asyncio.to_thread(link.close)  # joins paho's thread: keep it off the loop
+        log.info("bridge stopped")
+
+    async def _announce_ready(self, link: MqttLink, on_ready) -> None:
+        await link.subscribed.wait()
+        log.info("bridge ready")
+        if on_ready:
+            on_ready()
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        """Runs on the loop for every MQTT message (scheduled there by MqttLink)."""
+        parts = topic.split("/")
+        if len(parts) < 3 or parts[0] != "wisp" or not _DEVICE_ID.match(parts[1]):
+            log.warning("ignored message on unexpected topic %r", topic)
+            return
+        device_id, rest = parts[1], parts[2:]
+        if rest == ["manifest"]:
+            self.manifests.update(device_id, payload)
+        elif rest == ["llm", "req"]:
+            if self._closing:
+                refuse_llm_request(device_id, payload, self.ctx, "the bridge is shutting down; ask again")
+            elif len(self._tasks) >= self.max_in_flight:
+                refuse_llm_request(device_id, payload, self.ctx,
+                                   f"bridge busy: {len(self._tasks)} requests in flight; ask again shortly")
+            else:
+                task = asyncio.create_task(handle_llm_request(device_id, payload, self.ctx))
+                self._tasks.add(task)  # a strong reference, or the task may be garbage-collected mid-flight
+                task.add_done_callback(self._tasks.discard)
+        else:
+            log.warning("ignored message on unexpected topic %r", topic)
+
+    async def _drain(self) -> None:
+        self._closing = True
+        if not self._tasks:
+            return
+        log.info("waiting up to %.0f s for %d request(s) in flight", SHUTDOWN_GRACE_S, len(self._tasks))
+        _, pending = await asyncio.wait(set(self._tasks), timeout=SHUTDOWN_GRACE_S)
+        for task in pending:
+            task.cancel()  # the handler still answers its request ("shutting down") before it ends
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def serve(config: BridgeConfig) -> None:
+    """Run the bridge until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await Bridge(config).run(stop)
+
+
+class BridgeThread:
+    """A bridge on its own event loop in a background thread, for tests and tools that embed one."""
+
+    def __init__(self, config: BridgeConfig, max_in_flight: int = MAX_IN_FLIGHT):
+        self.bridge = Bridge(config, max_in_flight)
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wisp-bridge", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._loop.run_until_complete(self.bridge.run(self._stop, on_ready=self._ready.set))
+        finally:
+            self._loop.close()
+
+    def start(self, timeout_s: float = 10.0) -> "BridgeThread":
+        """Returns once subscribed, so requests published afterwards are not missed."""
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            self.stop()
+            raise RuntimeError(f"bridge did not subscribe within {timeout_s} s")
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(timeout_s)

@@ -1,0 +1,93 @@
+"""Device manifests, cached from retained `wisp/<id>/manifest` messages, and what the LLM is told from them.
+
+Bridges are stateless: the broker keeps every manifest retained, so a (re)started bridge refills this cache
+the moment it subscribes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+log = logging.getLogger("wisp.bridge.manifests")
+
+MAX_MANIFEST_BYTES = 64 * 1024
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what OpenAI accepts as a function name
+_EMPTY_PARAMS = {"type": "object", "properties": {}}
+
+
+def parse_manifest(device_id: str, payload: bytes) -> dict:
+    """The manifest as a dict with checked shape; ValueError says what is wrong."""
+    if len(payload) > MAX_MANIFEST_BYTES:
+        raise ValueError(f"manifest is {len(payload)} bytes (limit {MAX_MANIFEST_BYTES})")
+    try:
+        m = json.loads(payload)
+    except ValueError as e:
+        raise ValueError(f"manifest is not JSON: {e}") from None
+    if not isinstance(m, dict):
+        raise ValueError("manifest is not a JSON object")
+    if m.get("v") != 1:
+        raise ValueError(f"manifest has unsupported version v={m.get('v')!r}")
+    if m.get("id", device_id) != device_id:
+        raise ValueError(f"manifest id {m.get('id')!r} does not match its topic")
+    if not isinstance(m.get("hash"), str):
+        raise ValueError("manifest has no hash string")
+    tools = m.get("tools")
+    if not isinstance(tools, list):
+        raise ValueError("manifest tools must be a list")
+    for i, t in enumerate(tools):
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str) or not _TOOL_NAME.match(t["name"]):
+            raise ValueError(f"manifest tools[{i}] needs a name of 1-64 letters, digits, _ or -")
+        if not isinstance(t.get("desc", ""), str):
+            raise ValueError(f"manifest tool {t['name']!r}: desc must be a string")
+        if not isinstance(t.get("params", _EMPTY_PARAMS), dict):
+            raise ValueError(f"manifest tool {t['name']!r}: params must be a JSON Schema object")
+    pins = m.get("pins", {})
+    if not isinstance(pins, dict) or not all(isinstance(p, dict) for p in pins.values()):
+        raise ValueError("manifest pins must map names to objects")
+    m.setdefault("id", device_id)
+    return m
+
+
+class ManifestCache:
+    """Latest valid manifest per device id. Lives on the asyncio loop; no locking needed."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, dict] = {}
+
+    def update(self, device_id: str, payload: bytes) -> bool:
+        """Store the manifest from a message; junk is logged and ignored (the old copy stays). True if stored."""
+        if not payload:  # an empty retained message is how a device's manifest is cleared
+            self._by_id.pop(device_id, None)
+            log.info("device=%s manifest cleared", device_id)
+            return False
+        try:
+            manifest = parse_manifest(device_id, payload)
+        except ValueError as e:
+            log.warning("device=%s manifest ignored: %s", device_id, e)
+            return False
+        self._by_id[device_id] = manifest
+        log.info("device=%s manifest hash=%s tools=%d", device_id, manifest["hash"], len(manifest["tools"]))
+        return True
+
+    def get(self, device_id: str) -> dict | None:
+        return self._by_id.get(device_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+def openai_tools(manifest: dict) -> list[dict]:
+    return [{"type": "function",
+             "function": {"name": t["name"], "description": t.get("desc", ""),
+                          "parameters": t.get("params") or _EMPTY_PARAMS}}
+            for t in manifest["tools"]]
+
+
+def system_prompt(manifest: dict) -> str:
+    pins = manifest.get("pins") or {}
+    pin_list = ", ".join(f"{name} ({spec.get('mode', '?')})" for name, spec in pins.items())
+    return (f"You control device {manifest['id']} through tools. "
+            + (f"Its named pins (mode): {pin_list}. " if pin_list else "It has no named pins. ")
+            + "Call tools to act; after the tool results, answer briefly in plain text. "
+            "Use only these tools and pins; never invent pins.")

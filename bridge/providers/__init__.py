@@ -1,0 +1,1 @@
+"""Clients for the inference tiers the bridge forwards device requests to."""

@@ -1,0 +1,4 @@
+# Runs first on every ESP32 boot. Kept minimal so a broken main.py still leaves a usable REPL.
+import gc
+
+gc.collect()

@@ -1,0 +1,57 @@
+# Device configuration from config.json on the flash root, checked with readable errors.
+# A bad entry is reported and left out; the device still starts with what is valid.
+import json
+
+DEFAULT_PATH = "config.json"
+ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_-"
+MAX_ID_LEN = 32
+
+
+def valid_device_id(s):
+    if not isinstance(s, str) or not 1 <= len(s) <= MAX_ID_LEN:
+        return False
+    for ch in s:
+        if ch not in ID_CHARS:
+            return False
+    return True
+
+
+def load(path=DEFAULT_PATH, log=print):
+    """Return (config dict, list of error strings)."""
+    errors = []
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except OSError:
+        errors.append("no %s; using defaults" % path)
+        cfg = {}
+    except ValueError as e:
+        errors.append("%s is not valid JSON (%s); using defaults" % (path, e))
+        cfg = {}
+    if not isinstance(cfg, dict):
+        errors.append("%s must hold a JSON object; using defaults" % path)
+        cfg = {}
+    broker = cfg.get("broker")
+    if not isinstance(broker, dict):
+        if broker is not None:
+            errors.append("broker must be an object")
+        broker = {}
+    port = broker.get("port", 1883)
+    if not isinstance(port, int) or not 0 < port < 65536:
+        errors.append("broker.port must be a number 1-65535; using 1883")
+        port = 1883
+    broker["port"] = port
+    if not isinstance(broker.get("host"), str):
+        broker["host"] = "127.0.0.1"
+    cfg["broker"] = broker
+    dev_id = cfg.get("id")
+    if dev_id is not None and not valid_device_id(dev_id):
+        errors.append("id %r must be 1-32 of a-z 0-9 _ -; using a generated id" % (dev_id,))
+        dev_id = None
+    cfg["id"] = dev_id
+    if not isinstance(cfg.get("pins", {}), dict):
+        errors.append("pins must be an object of name: {pin, mode}")
+        cfg["pins"] = {}
+    for e in errors:
+        log("config error: " + e)
+    return cfg, errors

@@ -1,0 +1,7 @@
+# The hardware abstraction: the only package that imports machine, network or esp32.
+# Picks the real ESP32 board when its modules exist, else the simulated board of the unix port.
+try:
+    import esp32  # noqa: F401  (present only on ESP32 firmware)
+    from wisp.hal.esp32 import Board
+except ImportError:
+    from wisp.hal.sim import Board

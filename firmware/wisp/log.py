@@ -1,0 +1,22 @@
+# Log lines go to the console (the serial REPL) and into a small ring buffer that
+# `wisp.repl` and status reports can show after the fact.
+import time
+
+RING_SIZE = 32
+_ring = []
+errors = 0
+
+
+def log(msg):
+    global errors
+    line = "%d %s" % (time.ticks_ms() & 0xFFFFFF, msg)
+    if "rror" in msg or "failed" in msg:
+        errors += 1
+    _ring.append(line)
+    if len(_ring) > RING_SIZE:
+        _ring.pop(0)
+    print("wisp:", msg)
+
+
+def recent(n=RING_SIZE):
+    return _ring[-n:]

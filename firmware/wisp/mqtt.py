@@ -1,0 +1,319 @@
+# Small asyncio MQTT 3.1.1 client for the device: QoS 0/1, last will, keepalive, reconnect.
+# One supervisor task owns the connection; publish() waits (bounded) for the link and never
+# blocks the loop. Incoming payloads over MAX_PAYLOAD are skipped unread, so a hostile
+# message cannot exhaust the heap.
+import asyncio
+import struct
+import time
+
+from micropython import const
+
+from wisp import limits
+
+_CONNECT = const(0x10)
+_CONNACK = const(0x20)
+_PUBLISH = const(0x30)
+_PUBACK = const(0x40)
+_SUBSCRIBE = const(0x82)
+_SUBACK = const(0x90)
+_PINGREQ = const(0xC0)
+_PINGRESP = const(0xD0)
+_DISCONNECT = const(0xE0)
+
+_SKIP_CHUNK = const(256)
+_CONNACK_ERRORS = ("", "bad protocol version", "client id rejected", "server unavailable",
+                   "bad user name or password", "not authorised")
+
+
+class MQTTError(Exception):
+    pass
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return out
+
+
+def _str(s):
+    if isinstance(s, str):
+        s = s.encode()
+    return struct.pack("!H", len(s)) + s
+
+
+def _ticks():
+    return time.ticks_ms()
+
+
+class MQTTClient:
+    """on_message(topic: str, payload: bytes | None, size: int) is called from the reader task;
+    payload is None when the message was larger than MAX_PAYLOAD and was skipped.
+    on_connect() (a coroutine function) runs after every (re)connect: subscribe and announce there."""
+
+    def __init__(self, client_id, host, port=1883, user=None, password=None,
+                 keepalive_s=limits.MQTT_KEEPALIVE_S, will=None, on_message=None, on_connect=None,
+                 log=None):
+        self.client_id = client_id
+        self.host, self.port = host, port
+        self.user, self.password = user, password
+        self.keepalive_s = keepalive_s
+        self.will = will  # (topic, payload bytes, retain, qos)
+        self.on_message = on_message
+        self.on_connect = on_connect
+        self.log = log or (lambda *a: None)
+        self.up = asyncio.Event()
+        self.connects = 0          # successful connects, for status and tests
+        self._reader = self._writer = None
+        self._wlock = asyncio.Lock()
+        self._pid = 0
+        self._acks = {}            # packet id -> Event, for PUBACK / SUBACK
+        self._last_rx = 0
+        self._stop = False
+
+    # ---- packets -------------------------------------------------------------------------
+    def _next_pid(self):
+        self._pid = self._pid % 65535 + 1
+        return self._pid
+
+    async def _send(self, packet):
+        w = self._writer
+        if w is None:
+            raise MQTTError("not connected")
+        async with self._wlock:
+            w.write(packet)
+            await w.drain()
+
+    def _connect_packet(self):
+        flags = 0x02  # clean session: subscriptions are renewed in on_connect
+        body = bytearray(b"\x00\x04MQTT\x04")
+        payload = _str(self.client_id)
+        if self.will:
+            topic, msg, retain, qos = self.will
+            flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
+            payload += _str(topic) + _str(msg)
+        if self.user is not None:
+            flags |= 0x80
+            payload += _str(self.user)
+            if self.password is not None:
+                flags |= 0x40
+                payload += _str(self.password)
+        body.append(flags)
+        body += struct.pack("!H", self.keepalive_s)
+        body += payload
+        return bytes([_CONNECT]) + _varint(len(body)) + body
+
+    async def _read_packet(self):
+        r = self._reader
+        first = (await r.readexactly(1))[0]
+        n = shift = 0
+        while True:
+            b = (await r.readexactly(1))[0]
+            n |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+            shift += 7
+            if shift > 21:
+                raise MQTTError("bad remaining length")
+        self._last_rx = _ticks()
+        return first, n
+
+    async def _skip(self, n):
+        while n > 0:
+            chunk = min(n, _SKIP_CHUNK)
+            await self._reader.readexactly(chunk)
+            n -= chunk
+
+    # ---- connection ----------------------------------------------------------------------
+    async def _open(self):
+        self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            # TCP_NODELAY (IPPROTO_TCP=6, TCP_NODELAY=1 on Linux and lwIP): without it a QoS 1
+            # round trip waits on Nagle + delayed ACK for 40-90 ms.
+            self._reader.s.setsockopt(6, 1, 1)
+        except Exception:
+            pass
+        await self._send(self._connect_packet())
+        first, n = await asyncio.wait_for_ms(self._read_packet(), limits.MQTT_CONNECT_TIMEOUT_MS)
+        body = await self._reader.readexactly(n)
+        if first != _CONNACK or n != 2:
+            raise MQTTError("expected CONNACK")
+        if body[1]:
+            code = body[1]
+            reason = _CONNACK_ERRORS[code] if code < len(_CONNACK_ERRORS) else str(code)
+            raise MQTTError("broker refused connection: " + reason)
+
+    def _close(self):
+        w = self._writer
+        self._reader = self._writer = None
+        self.up.clear()
+        for ev in self._acks.values():
+            ev.set()  # wake waiters; they see the link is down
+        self._acks = {}
+        if w is not None:
+            try:
+                w.close()
+            except Exception:
+                pass
+
+    async def run(self):
+        """Supervisor: connect, serve, reconnect with capped exponential backoff. Never returns
+        unless stop() is called."""
+        delay = limits.RECONNECT_BASE_MS
+        while not self._stop:
+            try:
+                await self._open()
+            except Exception as e:
+                self.log("mqtt: connect to %s:%d failed: %r; retry in %d ms" % (self.host, self.port, e, delay))
+                self._close()
+                await asyncio.sleep_ms(delay)
+                delay = min(delay * 2, limits.RECONNECT_CAP_MS)
+                continue
+            delay = limits.RECONNECT_BASE_MS
+            self.connects += 1
+            self.up.set()
+            reader = asyncio.create_task(self._read_loop())
+            pinger = asyncio.create_task(self._keepalive_loop())
+            if self.on_connect:
+                try:
+                    await self.on_connect()
+                except Exception as e:
+                    self.log("mqtt: on_connect failed: %r" % e)
+            await self._wait_down(reader)
+            pinger.cancel()
+            reader.cancel()
+            self._close()
+            if not self._stop:
+                self.log("mqtt: link down; reconnecting")
+
+    async def _wait_down(self, reader):
+        while self.up.is_set() and not self._stop:
+            await asyncio.sleep_ms(100)
+
+    async def _read_loop(self):
+        try:
+            while True:
+                first, n = await self._read_packet()
+                kind = first & 0xF0
+                if kind == _PUBLISH:
+                    await self._on_publish(first, n)
+                elif kind in (_PUBACK, _SUBACK):
+                    body = await self._reader.readexactly(n)
+                    pid = struct.unpack_from("!H", body)[0]
+                    ev = self._acks.pop(pid, None)
+                    if kind == _SUBACK and body[2:3] == b"\x80":
+                        self.log("mqtt: subscription %d refused by broker" % pid)
+                    if ev:
+                        ev.set()
+                else:
+                    await self._skip(n)  # PINGRESP and anything unexpected
+        except Exception as e:
+            if not self._stop:
+                self.log("mqtt: read failed: %r" % e)
+        self.up.clear()
+
+    async def _on_publish(self, first, n):
+        r = self._reader
+        tlen = struct.unpack("!H", await r.readexactly(2))[0]
+        n -= 2
+        if tlen > limits.MAX_TOPIC or tlen > n:
+            await self._skip(tlen)  # ids of peers never need topics this long
+            n -= tlen
+            topic = None
+        else:
+            topic = (await r.readexactly(tlen)).decode()
+            n -= tlen
+        qos = (first >> 1) & 3
+        pid = 0
+        if qos:
+            pid = struct.unpack("!H", await r.readexactly(2))[0]
+            n -= 2
+        if n > limits.MAX_PAYLOAD:
+            await self._skip(n)
+            payload = None
+        else:
+            payload = await r.readexactly(n) if n else b""
+        if qos == 1:
+            await self._send(struct.pack("!BBH", _PUBACK, 2, pid))
+        if topic is not None and self.on_message:
+            try:
+                self.on_message(topic, payload, n)
+            except Exception as e:
+                self.log("mqtt: message handler failed on %s: %r" % (topic, e))
+
+    async def _keepalive_loop(self):
+        period = self.keepalive_s * 1000 // 2
+        while True:
+            await asyncio.sleep_ms(period)
+            if time.ticks_diff(_ticks(), self._last_rx) > self.keepalive_s * 1500:
+                self.log("mqtt: broker silent for %d s; dropping link" % (self.keepalive_s * 3 // 2))
+                self.up.clear()
+                return
+            try:
+                await self._send(bytes((_PINGREQ, 0)))
+            except Exception:
+                self.up.clear()
+                return
+
+    # ---- public API ----------------------------------------------------------------------
+    async def wait_up(self, timeout_ms=limits.LINK_WAIT_MS):
+        if self.up.is_set():
+            return True
+        try:
+            await asyncio.wait_for_ms(self.up.wait(), timeout_ms)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def publish(self, topic, payload, retain=False, qos=0, wait_ms=limits.LINK_WAIT_MS):
+        """Returns True when sent (and acknowledged for QoS 1), False if the link stayed down."""
+        if isinstance(payload, str):
+            payload = payload.encode()
+        for _attempt in range(2):
+            if not await self.wait_up(wait_ms):
+                return False
+            t = _str(topic)
+            flags = _PUBLISH | (qos << 1) | (1 if retain else 0)
+            if _attempt:
+                flags |= 0x08  # DUP: a resend after the link dropped
+            ev = None
+            if qos:
+                pid = self._next_pid()
+                ev = asyncio.Event()
+                self._acks[pid] = ev
+                head = bytes([flags]) + _varint(len(t) + 2 + len(payload)) + t + struct.pack("!H", pid)
+            else:
+                head = bytes([flags]) + _varint(len(t) + len(payload)) + t
+            try:
+                await self._send(head + payload)
+                if not ev:
+                    return True
+                await asyncio.wait_for_ms(ev.wait(), limits.MQTT_ACK_TIMEOUT_MS)
+                if self.up.is_set():
+                    return True
+            except Exception as e:
+                self.log("mqtt: publish to %s failed: %r" % (topic, e))
+                self.up.clear()
+        return False
+
+    async def subscribe(self, topic, qos=1):
+        pid = self._next_pid()
+        ev = asyncio.Event()
+        self._acks[pid] = ev
+        t = _str(topic)
+        await self._send(bytes([_SUBSCRIBE]) + _varint(len(t) + 3) + struct.pack("!H", pid) + t + bytes((qos,)))
+        await asyncio.wait_for_ms(ev.wait(), limits.MQTT_ACK_TIMEOUT_MS)
+        if not self.up.is_set():
+            raise MQTTError("link lost while subscribing")
+
+    async def stop(self):
+        self._stop = True
+        if self._writer is not None:
+            try:
+                await self._send(bytes((_DISCONNECT, 0)))
+            except Exception:
+                pass
+        self._close()

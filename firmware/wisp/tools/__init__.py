@@ -1,0 +1,113 @@
+# The one registry of every tool the device offers; the published manifest is generated from it.
+#
+# To add a tool:
+#   1. Write `def <name>(dev, args)` in wisp/tools/<family>.py. It gets checked arguments and
+#      returns one short line of text for the LLM ("ok: ...", or "Error: ..." when it refuses).
+#   2. Add a line to TOOLS below: (name, family, description, params). Each param is
+#      (arg name, kind, required); the kinds are in KINDS.
+#   3. Test it in tests/firmware/mp_test_tools.py.
+#
+# A family module is imported only when one of its tools is first called, so tools cost no
+# heap until used. Nothing a caller sends can raise out of run(): every failure is a result text.
+from wisp import limits
+
+TOOLS = (
+    ("gpio_write", "gpio", "Switch a named output pin: value 1 = on, 0 = off.",
+     (("pin", "pin_out", True), ("value", "bit", True))),
+    ("gpio_read", "gpio", "Read a named pin: 1 = on/high, 0 = off/low.",
+     (("pin", "pin", True),)),
+)
+
+
+def _pin_names(dev, mode=None):
+    return [n for n in sorted(dev.pins) if mode is None or dev.pins[n].mode == mode]
+
+
+def _check_pin(dev, value, mode):
+    if not isinstance(value, str):
+        return "must be a pin name (string)"
+    pin = dev.pins.get(value)
+    if pin is None:
+        return "pin '%s' is not configured; pins: %s" % (value, ", ".join(_pin_names(dev, mode)) or "none")
+    if mode and pin.mode != mode:
+        return "pin '%s' is not an output" % value if mode == "out" else "pin '%s' is not an input" % value
+    return None
+
+
+def _check_bit(dev, value):
+    if value in (0, 1) or value is True or value is False:
+        return None
+    return "must be 0 or 1"
+
+
+# kind -> (JSON schema for the manifest, checker returning an error text or None)
+KINDS = {
+    "pin_out": (lambda dev: {"type": "string", "enum": _pin_names(dev, "out")},
+                lambda dev, v: _check_pin(dev, v, "out")),
+    "pin": (lambda dev: {"type": "string", "enum": _pin_names(dev)},
+            lambda dev, v: _check_pin(dev, v, None)),
+    "bit": (lambda dev: {"type": "integer", "enum": [0, 1]}, _check_bit),
+}
+
+
+def find(name):
+    for tool in TOOLS:
+        if tool[0] == name:
+            return tool
+    return None
+
+
+def schemas(dev):
+    """The manifest's tool list: name, description and a JSON Schema of the parameters."""
+    out = []
+    for name, _family, desc, params in TOOLS:
+        props, required = {}, []
+        for arg, kind, req in params:
+            props[arg] = KINDS[kind][0](dev)
+            if req:
+                required.append(arg)
+        out.append({"name": name, "desc": desc,
+                    "params": {"type": "object", "properties": props, "required": required}})
+    return out
+
+
+def check(dev, name, args):
+    """Return (tool, error text or None)."""
+    tool = find(name)
+    if tool is None:
+        return None, "Error: unknown tool '%s'; tools: %s" % (name, ", ".join(t[0] for t in TOOLS))
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        return tool, "Error: arguments of %s must be an object" % name
+    params = tool[3]
+    for arg, kind, req in params:
+        if arg not in args:
+            if req:
+                return tool, "Error: '%s' required for %s" % (arg, name)
+            continue
+        err = KINDS[kind][1](dev, args[arg])
+        if err:
+            return tool, "Error: %s: %s" % (arg, err)
+    for arg in args:
+        if not any(p[0] == arg for p in params):
+            return tool, "Error: unknown argument '%s' for %s" % (arg, name)
+    return tool, None
+
+
+async def run(dev, name, args):
+    """Validate and run one tool call; always returns a short result text."""
+    if not isinstance(name, str):
+        return "Error: tool name must be a string"
+    tool, err = check(dev, name, args)
+    if err:
+        return err
+    try:
+        family = __import__("wisp.tools." + tool[1], None, None, (name,))
+        result = await getattr(family, name)(dev, args or {})
+    except Exception as e:
+        result = "Error: %s failed: %s" % (name, e)
+    result = str(result)
+    if len(result) > limits.MAX_RESULT_TEXT:
+        result = result[:limits.MAX_RESULT_TEXT - 3] + "..."
+    return result

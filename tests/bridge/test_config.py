@@ -1,0 +1,159 @@
+"""Bridge configuration from wisp.toml and the environment, and the tier choice that follows from it."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridge.config import ConfigError, Tier, load_config
+from bridge.router import NO_TIER_MESSAGE, no_tier_reason, pick_tier
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def no_stray_wisp_toml(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # ./wisp.toml is a default source; never pick up the developer's
+
+
+def write(tmp_path, text):
+    p = tmp_path / "cfg.toml"
+    p.write_text(text)
+    return str(p)
+
+
+def test_defaults_without_file_or_env():
+    cfg = load_config(env={})
+    assert (cfg.broker_host, cfg.broker_port, cfg.shared) == ("127.0.0.1", 1883, True)
+    assert cfg.tiers == {}
+    assert cfg.routes["interactive"] == ["premium", "commodity", "local"]
+    assert cfg.routes["scheduled"] == ["commodity", "local", "premium"]
+    assert cfg.routes["private"] == ["local"]
+    assert pick_tier(cfg, "interactive") is None
+    assert no_tier_reason(cfg, "interactive") == NO_TIER_MESSAGE
+    for hint in ("OPENAI_API_KEY", "CEREBRAS_API_KEY", "WISP_LOCAL_URL", "wisp.toml"):
+        assert hint in NO_TIER_MESSAGE
+
+
+def test_env_tiers_and_broker():
+    cfg = load_config(env={"WISP_BROKER": "broker.lan:11883", "WISP_SHARED": "0",
+                           "OPENAI_API_KEY": "sk-openai-secret", "CEREBRAS_API_KEY": "csk-secret",
+                           "CEREBRAS_MODEL": "qwen-3-32b", "WISP_LOCAL_URL": "http://127.0.0.1:8080/v1"})
+    assert (cfg.broker_host, cfg.broker_port, cfg.shared) == ("broker.lan", 11883, False)
+    assert cfg.tiers["commodity"] == Tier("commodity", "https://api.openai.com/v1", "gpt-4o-mini",
+                                          "sk-openai-secret")
+    assert cfg.tiers["premium"].base_url == "https://api.cerebras.ai/v1"
+    assert cfg.tiers["premium"].model == "qwen-3-32b"
+    assert cfg.tiers["local"].model == "local" and cfg.tiers["local"].api_key is None
+    assert pick_tier(cfg, "interactive").name == "premium"
+    assert pick_tier(cfg, "scheduled").name == "commodity"
+    assert pick_tier(cfg, "private").name == "local"
+
+
+def test_routes_skip_unconfigured_tiers_and_private_stays_local():
+    cfg = load_config(env={"OPENAI_API_KEY": "sk-x"})
+    assert pick_tier(cfg, "interactive").name == "commodity"
+    assert pick_tier(cfg, "private") is None  # never falls back to a cloud tier
+    assert "WISP_LOCAL_URL" in no_tier_reason(cfg, "private")
+    cfg.routes["private"] = ["commodity"]  # even a hand-edited route cannot send private work out
+    assert pick_tier(cfg, "private") is None
+
+
+def test_keys_never_in_repr():
+    cfg = load_config(env={"OPENAI_API_KEY": "sk-very-secret", "CEREBRAS_API_KEY": "csk-very-secret"})
+    cfg.broker_password = "hunter2"
+    text = repr(cfg) + "".join(t.describe() for t in cfg.tiers.values())
+    for secret in ("sk-very-secret", "csk-very-secret", "hunter2"):
+        assert secret not in text
+
+
+def test_file(tmp_path):
+    path = write(tmp_path, """
+[broker]
+host = "mqtt.lan"
+port = 8883
+user = "bridge"
+password = "pw"
+shared = false
+
+[tiers.groq]
+base_url = "https://api.groq.com/openai/v1"
+model = "llama-3.1-8b-instant"
+api_key_env = "GROQ_KEY"
+first_token_timeout_s = 2.5
+
+[tiers.local]
+base_url = "http://127.0.0.1:11434/v1"
+model = "qwen2.5:3b"
+
+[routes]
+interactive = ["groq", "local"]
+""")
+    cfg = load_config(path, env={"GROQ_KEY": "gsk-secret"})
+    assert (cfg.broker_host, cfg.broker_port, cfg.broker_user, cfg.broker_password, cfg.shared) == \
+        ("mqtt.lan", 8883, "bridge", "pw", False)
+    assert cfg.tiers["groq"].api_key == "gsk-secret"
+    assert cfg.tiers["groq"].first_token_timeout_s == 2.5
+    assert cfg.tiers["local"].model == "qwen2.5:3b"
+    assert cfg.routes["interactive"] == ["groq", "local"]
+    assert cfg.routes["scheduled"] == ["commodity", "local", "premium"]  # untouched classes keep defaults
+    assert pick_tier(cfg, "interactive").name == "groq"
+
+
+def test_env_overrides_file_broker_but_file_tier_wins(tmp_path):
+    path = write(tmp_path, '[broker]\nhost = "a"\nport = 1\n[tiers.commodity]\n'
+                           'base_url = "http://vllm.lan/v1"\nmodel = "m"\n')
+    cfg = load_config(path, env={"WISP_BROKER": "b:2", "OPENAI_API_KEY": "sk-x"})
+    assert (cfg.broker_host, cfg.broker_port) == ("b", 2)
+    assert cfg.tiers["commodity"].base_url == "http://vllm.lan/v1"
+
+
+def test_file_tier_with_missing_key_is_skipped(tmp_path):
+    path = write(tmp_path, '[tiers.premium]\nbase_url = "https://x/v1"\nmodel = "m"\napi_key_env = "NOPE"\n')
+    assert load_config(path, env={}).tiers == {}
+
+
+def test_config_file_from_env_and_cwd(tmp_path):
+    (tmp_path / "wisp.toml").write_text('[broker]\nport = 1884\n')
+    assert load_config(env={}).broker_port == 1884
+    other = write(tmp_path, '[broker]\nport = 1885\n')
+    assert load_config(env={"WISP_CONFIG": other}).broker_port == 1885
+
+
+@pytest.mark.parametrize("text, env, expected", [
+    (None, {"WISP_CONFIG": "/nonexistent/wisp.toml"}, "config file not found: /nonexistent/wisp.toml"),
+    ("[broker]\nhost = \n", {}, "line 2"),
+    ("[brokr]\n", {}, "unknown section(s) 'brokr'"),
+    ("[broker]\nhots = \"x\"\n", {}, "unknown key(s) 'hots'"),
+    ("[broker]\nport = \"1883\"\n", {}, "port must be an integer"),
+    ("[broker]\nport = true\n", {}, "port must be an integer"),
+    ("[broker]\nport = 70000\n", {}, "TCP port"),
+    ("[broker]\nshared = 0\n", {}, "shared must be true or false"),
+    ("[tiers.x]\nmodel = \"m\"\n", {}, "base_url is required"),
+    ("[tiers.x]\nbase_url = \"ftp://h\"\nmodel = \"m\"\n", {}, "must start with http"),
+    ("[tiers.x]\nbase_url = \"http://h\"\nmodel = \"m\"\nidle_timeout_s = -1\n", {}, "positive number"),
+    ("[tiers.x]\nbase_url = \"http://h\"\nmodel = \"m\"\napi_key = \"k\"\n", {}, "unknown key(s) 'api_key'"),
+    ("[routes]\ninteractive = [\"nosuch\"]\n", {}, "unknown tier 'nosuch'"),
+    ("[routes]\nurgent = [\"local\"]\n", {}, "unknown class(es) 'urgent'"),
+    ("[routes]\ninteractive = \"local\"\n", {}, "must be a list of tier names"),
+    ("[routes]\nprivate = [\"commodity\"]\n", {}, "never leave"),
+    ("", {"WISP_BROKER": "host:port"}, "WISP_BROKER port"),
+    ("", {"WISP_SHARED": "maybe"}, "WISP_SHARED"),
+    ("", {"WISP_LOCAL_URL": "127.0.0.1:8080"}, "WISP_LOCAL_URL must start with http"),
+])
+def test_errors_are_readable(tmp_path, text, env, expected):
+    path = write(tmp_path, text) if text is not None else None
+    with pytest.raises(ConfigError) as e:
+        load_config(path, env=env)
+    assert expected in str(e.value)
+
+
+def test_cli_exits_2_on_bad_config(tmp_path):
+    path = write(tmp_path, "[broker]\nport = \"nope\"\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OPENAI_API_KEY": "sk-must-not-leak"}
+    proc = subprocess.run([sys.executable, "-m", "bridge", "--config", path], env=env,
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 2
+    assert "port must be an integer" in proc.stderr
+    assert "sk-must-not-leak" not in proc.stderr + proc.stdout

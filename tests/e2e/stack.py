@@ -1,0 +1,102 @@
+"""A whole wisp stack for end-to-end tests: its own mosquitto, the fake LLM tier, the bridge
+process and simulated devices running the real firmware on the MicroPython unix port."""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.support import Probe
+from tools import broker as brokers
+from tools import sim
+from tools.paths import REPO
+
+READY_TIMEOUT_S = 15.0
+PROVIDER_ENV = ("OPENAI_API_KEY", "CEREBRAS_API_KEY", "WISP_LOCAL_URL", "WISP_CONFIG", "WISP_BROKER")
+
+
+def porch_responder(request):
+    """A tier that turns the porch light on, then says so."""
+    last = request["messages"][-1]
+    if last["role"] == "user":
+        return Reply(calls=[("gpio_write", {"pin": "porch_light", "value": 1})])
+    return Reply(text="The porch light is on.")
+
+
+class Stack:
+    def __init__(self, responder=porch_responder, with_tier=True):
+        self.dir = Path(tempfile.mkdtemp(prefix="wisp-e2e-"))
+        self.broker = brokers.start_mosquitto(self.dir / "broker")
+        self.fake = FakeOpenAI(responder) if with_tier else None
+        self.base_url = self.fake.start_in_thread() if self.fake else None
+        self.bridge = None
+        self.devices = {}
+        self.probe = Probe(self.broker.host, self.broker.port)
+        self.start_bridge()
+
+    @property
+    def broker_addr(self):
+        return f"{self.broker.host}:{self.broker.port}"
+
+    def start_bridge(self):
+        env = {k: v for k, v in os.environ.items() if k not in PROVIDER_ENV}
+        env.update(WISP_BROKER=self.broker_addr, PYTHONUNBUFFERED="1")
+        if self.base_url:
+            env.update(WISP_LOCAL_URL=self.base_url, WISP_LOCAL_MODEL="fake-model")
+        log = open(self.dir / "bridge.log", "ab")
+        self.bridge = subprocess.Popen([sys.executable, "-m", "bridge"], cwd=str(self.dir), env=env,
+                                       stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        self._wait_log(self.dir / "bridge.log", "bridge ready", self.bridge)
+
+    def start_device(self, dev_id="dev1", pins=None, heapsize=None):
+        workdir = self.dir / "devices" / dev_id
+        sim.write_config(workdir, dev_id, self.broker.host, self.broker.port, pins)
+        log = open(workdir / "console.log", "ab")
+        proc = sim.start_device(workdir, heapsize=heapsize, stdout=log, stderr=log)
+        log.close()
+        self.devices[dev_id] = proc
+        self.probe.wait_for(f"wisp/{dev_id}/status", lambda s: isinstance(s, dict) and s.get("state") == "online",
+                            timeout=READY_TIMEOUT_S)
+        self.probe.wait_for(f"wisp/{dev_id}/manifest", timeout=READY_TIMEOUT_S)
+        return proc
+
+    def console(self, dev_id="dev1"):
+        return (self.dir / "devices" / dev_id / "console.log").read_text(errors="replace")
+
+    def bridge_log(self):
+        return (self.dir / "bridge.log").read_text(errors="replace")
+
+    def wisp(self, *args, timeout=60):
+        """Run the real `wisp` CLI against this stack's broker."""
+        return subprocess.run([sys.executable, "-m", "tools.cli", *args, "--broker", self.broker_addr],
+                              cwd=str(REPO), capture_output=True, text=True, timeout=timeout)
+
+    def wait_bridge_subscribed(self, times=1):
+        """Until the bridge has (re)subscribed `times` times, as its log says."""
+        self._wait_log(self.dir / "bridge.log", "subscribed to", self.bridge, times)
+
+    def _wait_log(self, path, marker, proc, times=1):
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"process exited ({proc.returncode}):\n{path.read_text()}")
+            if path.read_text(errors="replace").count(marker) >= times:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"'{marker}' not in {path} within {READY_TIMEOUT_S} s:\n{path.read_text()}")
+
+    def close(self):
+        self.probe.close()
+        for proc in [self.bridge, *self.devices.values()]:
+            if proc and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        if self.fake:
+            self.fake.stop()
+        self.broker.stop()

@@ -1,0 +1,110 @@
+"""One ask travels device -> broker -> bridge -> LLM tier -> device -> GPIO, on real parts."""
+import json
+import time
+
+import pytest
+
+from tests.e2e.stack import Stack
+
+
+@pytest.fixture(scope="module")
+def stack():
+    s = Stack()
+    s.start_device("dev1")
+    yield s
+    s.close()
+
+
+def _replies(stack, ask_id, seconds=0.5):
+    return [p for t, p in stack.probe.drain(seconds) if t == "wisp/dev1/reply" and p.get("id") == ask_id]
+
+
+def test_wisp_ask_turns_on_the_porch_light(stack):
+    stack.probe.drain(0.1)
+    done = stack.wisp("ask", "dev1", "turn on the porch light", "--json")
+    assert done.returncode == 0, done.stderr
+    reply = json.loads(done.stdout)
+    assert reply["ok"] is True
+    assert reply["text"] == "The porch light is on."
+    assert reply["tier"] == "local" and reply["path"] == "llm"
+    assert stack.probe.wait_for("wisp/dev1/state/porch_light", lambda s: s == "ON") == "ON"
+    # exactly one reply for the ask
+    seen = [p for t, p in stack.probe.seen if t == "wisp/dev1/reply" and p["id"] == reply["id"]]
+    assert len(seen) + len(_replies(stack, reply["id"])) == 1
+    # the tier saw the device's tools and the tool result in the second round
+    first, second = stack.fake.requests[-2:]
+    assert [t["function"]["name"] for t in first["tools"]] == ["gpio_write", "gpio_read"]
+    assert second["messages"][-1]["role"] == "tool" and second["messages"][-1]["content"] == "ok: porch_light=1"
+
+
+def test_cli_prints_the_answer_for_a_person(stack):
+    done = stack.wisp("ask", "dev1", "turn on the porch light")
+    assert done.returncode == 0
+    assert done.stdout.startswith("The porch light is on. [llm/local, ")
+
+
+def test_bad_payloads_get_error_replies_and_the_device_keeps_working(stack):
+    stack.probe.drain(0.1)
+    stack.probe.publish("wisp/dev1/ask", b"\xff\xfe not json")
+    stack.probe.publish("wisp/dev1/ask", {"id": "big", "text": "x" * 10000})
+    stack.probe.publish("wisp/dev1/ask", {"id": "typed", "text": 42})
+    stack.probe.publish("wisp/dev1/llm/res", b"{{{{")
+    stack.probe.publish("wisp/dev1/llm/res", {"id": "nobody", "round": 0, "seq": 0, "done": True})
+    errors = [stack.probe.wait_for("wisp/dev1/reply", lambda r: not r["ok"]) for _ in range(3)]
+    texts = " | ".join(r["text"] for r in errors)
+    assert "not valid JSON" in texts and "larger than 4096 bytes" in texts and "'text'" in texts
+    event = stack.probe.wait_for("wisp/dev1/event")
+    assert "refused" in event["text"]
+    done = stack.wisp("ask", "dev1", "turn on the porch light", "--json")
+    assert json.loads(done.stdout)["ok"] is True
+
+
+def test_unknown_device_is_a_clear_cli_error(stack):
+    done = stack.wisp("ask", "nosuchdev", "hello")
+    assert done.returncode == 3
+    assert "no device 'nosuchdev'" in done.stderr
+
+
+def test_killed_device_goes_offline_through_its_last_will(stack):
+    proc = stack.start_device("dev2")
+    proc.kill()
+    status = stack.probe.wait_for("wisp/dev2/status", lambda s: s.get("state") == "offline", timeout=10)
+    assert status == {"v": 1, "state": "offline"}
+    done = stack.wisp("ask", "dev2", "hello")
+    assert done.returncode == 3 and "offline" in done.stderr
+
+
+def test_no_tier_configured_gets_a_clear_reply_and_the_device_stays_up():
+    s = Stack(with_tier=False)
+    try:
+        s.start_device("lonely")
+        for _ in range(2):  # still answering after the first refusal
+            done = s.wisp("ask", "lonely", "turn on the porch light", "--json")
+            reply = json.loads(done.stdout)
+            assert done.returncode == 1 and reply["ok"] is False
+            assert "OPENAI_API_KEY" in reply["text"] and "WISP_LOCAL_URL" in reply["text"]
+        assert s.devices["lonely"].poll() is None
+    finally:
+        s.close()
+
+
+def test_device_reconnects_after_the_broker_restarts():
+    s = Stack()
+    try:
+        s.start_device("phoenix")
+        s.probe.close()
+        port = s.broker.port
+        s.broker.stop()
+        time.sleep(1.0)
+        from tools import broker as brokers
+        s.broker = brokers.start_mosquitto(s.dir / "broker", port=port)
+        from tests.support import Probe
+        s.probe = Probe(s.broker.host, port)
+        # persistence is off: the retained status can only come from the device reconnecting
+        s.probe.wait_for("wisp/phoenix/status", lambda st: st.get("state") == "online", timeout=20)
+        s.probe.wait_for("wisp/phoenix/manifest", timeout=5)
+        s.wait_bridge_subscribed(times=2)  # the bridge reconnects on its own backoff
+        done = s.wisp("ask", "phoenix", "turn on the porch light", "--json", timeout=90)
+        assert json.loads(done.stdout)["ok"] is True, done.stdout + done.stderr
+    finally:
+        s.close()

@@ -1,0 +1,49 @@
+# Test helpers on the MicroPython side: a device built on the simulated board with an
+# in-memory link that records what the device publishes (the transport, not the protocol).
+import asyncio
+import json
+
+from wisp import pins as pins_mod
+from wisp.device import Device
+from wisp.hal.sim import Board
+
+PINS = {"porch_light": {"pin": 5, "mode": "out"}, "fan": {"pin": 18, "mode": "out"},
+        "door": {"pin": 4, "mode": "in", "pull": "up"}}
+
+
+class RecordingLink:
+    def __init__(self):
+        self.sent = []        # (topic, payload str, retain, qos)
+        self.up = True
+        self.on_publish = None
+
+    async def publish(self, topic, payload, retain=False, qos=0, wait_ms=0):
+        if not self.up:
+            return False
+        if isinstance(payload, bytes):
+            payload = payload.decode()
+        self.sent.append((topic, payload, retain, qos))
+        if self.on_publish:
+            self.on_publish(topic, payload)
+        return True
+
+    def on(self, topic):
+        return [json_or_text(p) for t, p, _r, _q in self.sent if t == topic]
+
+
+def json_or_text(p):
+    try:
+        return json.loads(p)
+    except ValueError:
+        return p
+
+
+def make_device(pins=PINS, dev_id="t1"):
+    board = Board()
+    dev = Device({"id": dev_id, "broker": {"host": "x", "port": 1}}, board, pins_mod.setup(pins, board, print))
+    dev.link = RecordingLink()
+    return dev
+
+
+def run(coro):
+    return asyncio.run(coro)

@@ -1,0 +1,187 @@
+# The agent loop against a scripted bridge: rounds, tool calls as they stream, exactly one
+# reply per ask, readable errors for bad asks, timeouts, stale answers and the round cap.
+import asyncio
+import json
+
+from fakeboard import make_device
+from wisp import limits
+from wisp.agent import Agent
+
+
+def _call(tool, **args):
+    return {"cid": "c_" + tool, "tool": tool, "args": args}
+
+
+class ScriptedBridge:
+    """Answers each llm/req with script(req) -> list of llm/res bodies (id/round filled in)."""
+
+    def __init__(self, dev, agent, script):
+        self.reqs = []
+        self.agent, self.script = agent, script
+        dev.link.on_publish = self._seen
+
+    def _seen(self, topic, payload):
+        if topic.endswith("/llm/req"):
+            req = json.loads(payload)
+            self.reqs.append(req)
+            asyncio.create_task(self._answer(req))
+
+    async def _answer(self, req):
+        await asyncio.sleep_ms(1)
+        for seq, body in enumerate(self.script(req)):
+            msg = {"v": 1, "id": req["id"], "round": req["round"], "seq": seq}
+            msg.update(body)
+            self.agent.on_llm_res(json.dumps(msg))
+
+
+async def _ask(dev, agent, payload, n_replies=1, timeout_ms=3000):
+    task = asyncio.create_task(agent.run())
+    agent.on_ask(payload if isinstance(payload, (bytes, type(None))) else json.dumps(payload))
+    waited = 0
+    while len(dev.link.on("wisp/t1/reply")) < n_replies and waited < timeout_ms:
+        await asyncio.sleep_ms(5)
+        waited += 5
+    await asyncio.sleep_ms(20)  # a second reply would show up here
+    task.cancel()
+    return dev.link.on("wisp/t1/reply")
+
+
+def _porch_script(req):
+    if req["round"] == 0:
+        return [{"calls": [_call("gpio_write", pin="porch_light", value=1)]}, {"done": True, "tier": "fake"}]
+    return [{"done": True, "text": "The porch light is on.", "tier": "fake"}]
+
+
+async def test_tool_call_then_answer_gives_one_reply_and_sets_pin():
+    dev = make_device()
+    agent = Agent(dev)
+    bridge = ScriptedBridge(dev, agent, _porch_script)
+    replies = await _ask(dev, agent, {"v": 1, "id": "a1", "text": "turn on the porch light"})
+    if len(replies) != 1:
+        raise Exception(replies)
+    r = replies[0]
+    if not (r["ok"] and r["id"] == "a1" and r["text"] == "The porch light is on." and r["tier"] == "fake"):
+        raise Exception(r)
+    if dev.board.levels[5] != 1:
+        raise Exception("pin not set")
+    second = bridge.reqs[1]["msgs"]
+    if second[1]["calls"][0]["tool"] != "gpio_write" or second[2] != {"r": "tool", "cid": "c_gpio_write",
+                                                                       "t": "ok: porch_light=1"}:
+        raise Exception(second)
+    if bridge.reqs[0]["hash"] != dev.manifest_hash or dev.manifest_hash is None:
+        raise Exception("request does not carry the manifest hash")
+
+
+async def test_bridge_error_becomes_a_failed_reply():
+    dev = make_device()
+    agent = Agent(dev)
+    ScriptedBridge(dev, agent, lambda req: [{"done": True, "err": "no inference tier configured"}])
+    r = (await _ask(dev, agent, {"id": "a2", "text": "hello"}))[0]
+    if r["ok"] or "no inference tier configured" not in r["text"]:
+        raise Exception(r)
+
+
+async def test_invalid_tool_call_result_goes_back_to_the_llm():
+    dev = make_device()
+    agent = Agent(dev)
+
+    def script(req):
+        if req["round"] == 0:
+            return [{"calls": [_call("gpio_write", pin="garage", value=1)], "done": True}]
+        return [{"done": True, "text": req["msgs"][-1]["t"]}]
+    bridge = ScriptedBridge(dev, agent, script)
+    r = (await _ask(dev, agent, {"id": "a3", "text": "open the garage"}))[0]
+    if "Error: pin: pin 'garage' is not configured" not in r["text"]:
+        raise Exception(r)
+
+
+async def test_malformed_asks_get_error_replies():
+    for payload, fragment in ((b"not json", "not valid JSON"), (b"[1]", "JSON object"),
+                              ({"text": "no id"}, "'id'"), ({"id": "x", "text": ""}, "'text'"),
+                              ({"id": "x", "text": "a" * 600}, "longer than"),
+                              ({"id": "x", "text": "hi", "v": 9}, "version"),
+                              (None, "larger than")):
+        dev = make_device()
+        agent = Agent(dev)
+        replies = await _ask(dev, agent, payload)
+        if len(replies) != 1 or replies[0]["ok"] or fragment not in replies[0]["text"]:
+            raise Exception((payload, replies))
+
+
+async def test_silent_bridge_times_out_with_a_clear_reply():
+    saved = limits.ROUND_TIMEOUT_MS
+    limits.ROUND_TIMEOUT_MS = 150
+    try:
+        dev = make_device()
+        agent = Agent(dev)
+        r = (await _ask(dev, agent, {"id": "a4", "text": "hello"}))[0]
+    finally:
+        limits.ROUND_TIMEOUT_MS = saved
+    if r["ok"] or "no answer from the bridge" not in r["text"]:
+        raise Exception(r)
+
+
+async def test_stale_duplicate_and_out_of_order_messages():
+    dev = make_device()
+    agent = Agent(dev)
+
+    def script(req):
+        if req["round"] == 0:
+            # seq 1 arrives before seq 0 and seq 0 twice: the call must run exactly once, in order
+            return [{"seq": 1, "done": True}, {"seq": 0, "calls": [_call("gpio_write", pin="fan", value=1)]},
+                    {"seq": 0, "calls": [_call("gpio_write", pin="fan", value=1)]}]
+        return [{"done": True, "text": "fan on"}]
+
+    class OutOfOrder(ScriptedBridge):
+        async def _answer(self, req):
+            await asyncio.sleep_ms(1)
+            self.agent.on_llm_res(json.dumps({"id": "other", "round": 0, "seq": 0, "done": True, "text": "x"}))
+            for body in script(req):
+                msg = {"v": 1, "id": req["id"], "round": req["round"], "seq": 0}
+                msg.update(body)
+                self.agent.on_llm_res(json.dumps(msg))
+            self.agent.on_llm_res(b"{garbage")
+    OutOfOrder(dev, agent, script)
+    replies = await _ask(dev, agent, {"id": "a5", "text": "fan on"})
+    if len(replies) != 1 or replies[0]["text"] != "fan on":
+        raise Exception(replies)
+    fan_writes = [p for t, p, _r, _q in dev.link.sent if t == "wisp/t1/state/fan"]
+    if fan_writes != ["ON"]:
+        raise Exception(fan_writes)
+
+
+async def test_round_cap_stops_an_llm_that_never_answers_in_words():
+    dev = make_device()
+    agent = Agent(dev)
+    bridge = ScriptedBridge(dev, agent, lambda req: [{"calls": [_call("gpio_read", pin="door")], "done": True}])
+    r = (await _ask(dev, agent, {"id": "a6", "text": "loop"}))[0]
+    if r["ok"] or "stopped after %d rounds" % limits.MAX_ROUNDS not in r["text"]:
+        raise Exception(r)
+    if len(bridge.reqs) != limits.MAX_ROUNDS:
+        raise Exception(len(bridge.reqs))
+
+
+async def test_calls_beyond_the_per_round_cap_are_refused():
+    dev = make_device()
+    agent = Agent(dev)
+
+    def script(req):
+        if req["round"] == 0:
+            return [{"calls": [_call("gpio_read", pin="door")] * (limits.MAX_CALLS_PER_ROUND + 2), "done": True}]
+        return [{"done": True, "text": "|".join(m["t"] for m in req["msgs"] if m["r"] == "tool")}]
+    ScriptedBridge(dev, agent, script)
+    r = (await _ask(dev, agent, {"id": "a7", "text": "read a lot"}))[0]
+    results = r["text"].split("|")
+    if results.count("door=1") != limits.MAX_CALLS_PER_ROUND or "not run" not in results[-1]:
+        raise Exception(results)
+
+
+async def test_full_inbox_refuses_as_busy():
+    dev = make_device()
+    agent = Agent(dev)  # not running: asks pile up
+    for i in range(limits.INBOX_MAX + 1):
+        agent.on_ask(json.dumps({"id": "b%d" % i, "text": "hi"}))
+    await asyncio.sleep_ms(10)
+    replies = dev.link.on("wisp/t1/reply")
+    if len(replies) != 1 or replies[0]["id"] != "b%d" % limits.INBOX_MAX or "busy" not in replies[0]["text"]:
+        raise Exception(replies)

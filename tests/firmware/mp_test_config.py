@@ -1,0 +1,53 @@
+# Config and named pins: bad entries are reported and left out, reserved pins never used.
+import json
+
+from wisp import config, pins
+from wisp.hal.sim import Board
+
+
+def _load(text):
+    with open("config.json", "w") as f:
+        f.write(text)
+    errors = []
+    cfg, errs = config.load("config.json", errors.append)
+    return cfg, errs
+
+
+def test_missing_or_broken_config_falls_back_to_defaults():
+    cfg, errs = config.load("nope.json", lambda m: None)
+    if cfg["broker"] != {"host": "127.0.0.1", "port": 1883} or not errs:
+        raise Exception((cfg, errs))
+    cfg, errs = _load("{not json")
+    if "not valid JSON" not in errs[0]:
+        raise Exception(errs)
+    cfg, errs = _load("[1,2]")
+    if "JSON object" not in errs[0]:
+        raise Exception(errs)
+
+
+def test_bad_fields_are_reported():
+    cfg, errs = _load(json.dumps({"id": "Bad Id!", "broker": {"port": 99999}, "pins": []}))
+    text = " ".join(errs)
+    for frag in ("id", "broker.port", "pins must be"):
+        if frag not in text:
+            raise Exception((frag, errs))
+    if cfg["id"] is not None or cfg["broker"]["port"] != 1883:
+        raise Exception(cfg)
+
+
+def test_reserved_duplicate_and_malformed_pins_are_left_out():
+    logged = []
+    board = Board()
+    named = pins.setup({"flash": {"pin": 6, "mode": "out"}, "a": {"pin": 5}, "b": {"pin": 5},
+                        "c": {"pin": 99}, "d": {"pin": 12, "mode": "sideways"}, "e": "x",
+                        "f": {"pin": 13, "init": 1}}, board, logged.append)
+    if sorted(named) != ["a", "f"]:
+        raise Exception(sorted(named))
+    text = " ".join(logged)
+    for frag in ("GPIO6 is reserved", "already used", "0-39", "mode", "must be an object"):
+        if frag not in text:
+            raise Exception((frag, logged))
+    if 6 in board.levels:
+        raise Exception("reserved pin touched")
+    if board.levels[5] != 0 or board.levels[13] != 1:
+        raise Exception("outputs not in their safe/initial state")

@@ -1,0 +1,74 @@
+# The device's MQTT client against the run's real mosquitto (WISP_TEST_BROKER=host:port).
+import asyncio
+import os
+
+from wisp import limits
+from wisp.mqtt import MQTTClient
+
+HOST, PORT = os.getenv("WISP_TEST_BROKER").split(":")
+PORT = int(PORT)
+
+
+async def _client(name, got, **kw):
+    c = MQTTClient(name, HOST, PORT, on_message=lambda t, p, n: got.append((t, p, n)), **kw)
+    asyncio.create_task(c.run())
+    if not await c.wait_up(5000):
+        raise Exception("no connection to mosquitto at %s:%d" % (HOST, PORT))
+    return c
+
+
+async def _until(cond, ms=3000):
+    waited = 0
+    while not cond() and waited < ms:
+        await asyncio.sleep_ms(5)
+        waited += 5
+    return cond()
+
+
+async def test_qos0_and_qos1_round_trip_and_retained():
+    got = []
+    c = await _client("mp-rt", got)
+    await c.subscribe("mptest/rt/#")
+    if not await c.publish("mptest/rt/a", b"zero", qos=0):
+        raise Exception("qos0 publish failed")
+    if not await c.publish("mptest/rt/b", "one", qos=1, retain=True):
+        raise Exception("qos1 publish not acknowledged")
+    if not await _until(lambda: len(got) == 2):
+        raise Exception(got)
+    if got != [("mptest/rt/a", b"zero", 4), ("mptest/rt/b", b"one", 3)]:
+        raise Exception(got)
+    later = []
+    c2 = await _client("mp-rt2", later)
+    await c2.subscribe("mptest/rt/b")
+    if not await _until(lambda: later) or later[0][1] != b"one":
+        raise Exception("retained message not delivered: %r" % later)
+    await c.publish("mptest/rt/b", b"", qos=1, retain=True)  # clear the retained message
+    await c.stop()
+    await c2.stop()
+
+
+async def test_oversized_payload_is_skipped_and_the_link_stays_in_sync():
+    got = []
+    c = await _client("mp-big", got)
+    await c.subscribe("mptest/big")
+    big = b"x" * (limits.MAX_PAYLOAD + 5000)
+    await c.publish("mptest/big", big, qos=1)
+    await c.publish("mptest/big", b"after", qos=1)
+    if not await _until(lambda: len(got) == 2):
+        raise Exception(got)
+    if got[0] != ("mptest/big", None, len(big)) or got[1][1] != b"after":
+        raise Exception([(t, p and p[:10], n) for t, p, n in got])
+    await c.stop()
+
+
+async def test_refused_connection_is_retried_not_raised():
+    logs = []
+    c = MQTTClient("mp-nobroker", HOST, 1, log=logs.append)  # nothing listens on port 1
+    task = asyncio.create_task(c.run())
+    await asyncio.sleep_ms(300)
+    if c.up.is_set() or not logs or "retry in" not in logs[0]:
+        raise Exception(logs)
+    if await c.publish("x/y", b"z", wait_ms=50):
+        raise Exception("publish claimed success without a broker")
+    await c.stop()
+    task.cancel()

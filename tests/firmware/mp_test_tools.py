@@ -1,0 +1,69 @@
+# The tool registry: validation errors the LLM can read, GPIO on named pins, manifest schemas.
+from fakeboard import make_device, run
+from wisp import tools
+
+
+def test_gpio_write_sets_pin_and_publishes_retained_state():
+    dev = make_device()
+    result = run(tools.run(dev, "gpio_write", {"pin": "porch_light", "value": 1}))
+    if result != "ok: porch_light=1":
+        raise Exception(result)
+    if dev.board.levels[5] != 1:
+        raise Exception("pin 5 not high")
+    if dev.link.sent[-1] != ("wisp/t1/state/porch_light", "ON", True, 1):
+        raise Exception(dev.link.sent)
+
+
+def test_gpio_write_accepts_json_booleans():
+    dev = make_device()
+    run(tools.run(dev, "gpio_write", {"pin": "fan", "value": True}))
+    if dev.board.levels[18] != 1:
+        raise Exception("fan not on")
+
+
+def test_gpio_read_reports_input_level():
+    dev = make_device()
+    if run(tools.run(dev, "gpio_read", {"pin": "door"})) != "door=1":  # pulled up
+        raise Exception("door not read as 1")
+
+
+def _expect_error(dev, name, args, *fragments):
+    result = run(tools.run(dev, name, args))
+    if not result.startswith("Error:"):
+        raise Exception("expected an error, got %r" % result)
+    for frag in fragments:
+        if frag not in result:
+            raise Exception("%r not in %r" % (frag, result))
+    return result
+
+
+def test_invalid_calls_return_readable_errors_and_touch_nothing():
+    dev = make_device()
+    _expect_error(dev, "gpio_write", {"pin": "garage", "value": 1}, "'garage' is not configured", "porch_light")
+    _expect_error(dev, "gpio_write", {"pin": "door", "value": 1}, "'door' is not an output")
+    _expect_error(dev, "gpio_write", {"pin": "fan", "value": 7}, "value", "0 or 1")
+    _expect_error(dev, "gpio_write", {"pin": "fan", "value": "on"}, "0 or 1")
+    _expect_error(dev, "gpio_write", {"pin": 5, "value": 1}, "pin name")
+    _expect_error(dev, "gpio_write", {"value": 1}, "'pin' required")
+    _expect_error(dev, "gpio_write", {"pin": "fan", "value": 1, "extra": 2}, "unknown argument 'extra'")
+    _expect_error(dev, "gpio_write", [1, 2], "must be an object")
+    _expect_error(dev, "launch_rocket", {}, "unknown tool 'launch_rocket'", "gpio_write")
+    _expect_error(dev, None, {}, "tool name")
+    if dev.board.levels[5] or dev.board.levels[18]:
+        raise Exception("an invalid call moved a pin")
+    if dev.link.sent:
+        raise Exception("an invalid call published %r" % dev.link.sent)
+
+
+def test_manifest_lists_tools_with_pin_names_not_numbers():
+    import json
+    dev = make_device()
+    m = json.loads(dev.manifest())
+    names = [t["name"] for t in m["tools"]]
+    if names != ["gpio_write", "gpio_read"]:
+        raise Exception(names)
+    pin_schema = m["tools"][0]["params"]["properties"]["pin"]
+    if pin_schema["enum"] != ["fan", "porch_light"]:
+        raise Exception(pin_schema)
+    if m["pins"]["door"] != {"mode": "in"} or len(m["hash"]) != 8:
+        raise Exception(m)

@@ -1,0 +1,90 @@
+"""Shared test plumbing: one real mosquitto per test run, started on first use, and an MQTT probe."""
+import atexit
+import json
+import queue
+import tempfile
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from tools import broker as brokers
+
+_broker = None
+_lock = threading.Lock()
+
+
+def session_broker():
+    """The test run's own mosquitto on a free loopback port (tests always use the real broker)."""
+    global _broker
+    with _lock:
+        if _broker is None:
+            _broker = brokers.start_mosquitto(tempfile.mkdtemp(prefix="wisp-mosq-"))
+            atexit.register(_broker.stop)
+        return _broker
+
+
+class Probe:
+    """A paho client that records what arrives, for asserting on MQTT traffic."""
+
+    def __init__(self, host, port, topics=("wisp/#",), client_id=None):
+        self.messages = queue.Queue()
+        self.seen = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "")
+        self.client.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload, m.retain))
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect(host, port, keepalive=30)
+        self.client.loop_start()
+        self.client.subscribe([(t, 1) for t in topics])
+        if not subscribed.wait(5):
+            raise TimeoutError("probe subscription not acknowledged")
+
+    def publish(self, topic, payload, retain=False, qos=1):
+        if isinstance(payload, (dict, list)):
+            payload = json.dumps(payload)
+        self.client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(5)
+
+    def wait_for(self, topic, match=None, timeout=10.0):
+        """Next message on `topic` (JSON-decoded when possible) for which match(payload) is true."""
+        for t, payload in self.seen:
+            if t == topic and (match is None or match(payload)):
+                self.seen.remove((t, payload))
+                return payload
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"nothing matching on {topic} within {timeout} s")
+            try:
+                t, raw, _retain = self.messages.get(timeout=left)
+            except queue.Empty:
+                continue
+            payload = decode(raw)
+            if t == topic and (match is None or match(payload)):
+                return payload
+            self.seen.append((t, payload))
+
+    def drain(self, seconds):
+        """Everything that arrives within `seconds`, as (topic, payload) pairs."""
+        out = list(self.seen)
+        self.seen.clear()
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                t, raw, _retain = self.messages.get(timeout=left)
+                out.append((t, decode(raw)))
+            except queue.Empty:
+                break
+        return out
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def decode(raw):
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")

@@ -1,0 +1,1 @@
+"""wisp host tools: the `wisp` CLI, broker and simulator launchers."""

