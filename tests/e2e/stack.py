@@ -33,8 +33,13 @@ class Stack:
         self.base_url = self.fake.start_in_thread() if self.fake else None
         self.bridge = None
         self.devices = {}
-        self.probe = Probe(self.broker.host, self.broker.port)
-        self.start_bridge()
+        self.probe = None
+        try:
+            self.probe = Probe(self.broker.host, self.broker.port)
+            self.start_bridge()
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def broker_addr(self):
@@ -89,7 +94,8 @@ class Stack:
         raise TimeoutError(f"'{marker}' not in {path} within {READY_TIMEOUT_S} s:\n{path.read_text()}")
 
     def close(self):
-        self.probe.close()
+        if self.probe:
+            self.probe.close()
         for proc in [self.bridge, *self.devices.values()]:
             if proc and proc.poll() is None:
                 proc.terminate()

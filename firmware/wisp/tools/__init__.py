@@ -4,7 +4,8 @@
 #   1. Write `def <name>(dev, args)` in wisp/tools/<family>.py. It gets checked arguments and
 #      returns one short line of text for the LLM ("ok: ...", or "Error: ..." when it refuses).
 #   2. Add a line to TOOLS below: (name, family, description, params). Each param is
-#      (arg name, kind, required); the kinds are in KINDS.
+#      (arg name, kind, required) or (arg name, kind, required, short description); the
+#      kinds are in KINDS.
 #   3. Test it in tests/firmware/mp_test_tools.py.
 #
 # A family module is imported only when one of its tools is first called, so tools cost no
@@ -40,13 +41,30 @@ def _check_bit(dev, value):
     return "must be 0 or 1"
 
 
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _type_check(ok, what):
+    return lambda dev, v: None if ok(v) else "must be " + what
+
+
 # kind -> (JSON schema for the manifest, checker returning an error text or None)
 KINDS = {
     "pin_out": (lambda dev: {"type": "string", "enum": _pin_names(dev, "out")},
                 lambda dev, v: _check_pin(dev, v, "out")),
     "pin": (lambda dev: {"type": "string", "enum": _pin_names(dev)},
             lambda dev, v: _check_pin(dev, v, None)),
+    "pin_in": (lambda dev: {"type": "string", "enum": _pin_names(dev, "in")},
+               lambda dev, v: _check_pin(dev, v, "in")),
     "bit": (lambda dev: {"type": "integer", "enum": [0, 1]}, _check_bit),
+    "str": (lambda dev: {"type": "string"}, _type_check(lambda v: isinstance(v, str), "a string")),
+    "int": (lambda dev: {"type": "integer"}, _type_check(_is_int, "an integer")),
+    "num": (lambda dev: {"type": "number"},
+            _type_check(lambda v: _is_int(v) or isinstance(v, float), "a number")),
+    "bool": (lambda dev: {"type": "boolean"}, _type_check(lambda v: v is True or v is False, "true or false")),
+    "list": (lambda dev: {"type": "array"}, _type_check(lambda v: isinstance(v, list), "a list")),
+    "obj": (lambda dev: {"type": "object"}, _type_check(lambda v: isinstance(v, dict), "an object")),
 }
 
 
@@ -62,8 +80,11 @@ def schemas(dev):
     out = []
     for name, _family, desc, params in TOOLS:
         props, required = {}, []
-        for arg, kind, req in params:
+        for param in params:
+            arg, kind, req = param[0], param[1], param[2]
             props[arg] = KINDS[kind][0](dev)
+            if len(param) > 3:
+                props[arg]["description"] = param[3]
             if req:
                 required.append(arg)
         out.append({"name": name, "desc": desc,
@@ -81,7 +102,8 @@ def check(dev, name, args):
     if not isinstance(args, dict):
         return tool, "Error: arguments of %s must be an object" % name
     params = tool[3]
-    for arg, kind, req in params:
+    for param in params:
+        arg, kind, req = param[0], param[1], param[2]
         if arg not in args:
             if req:
                 return tool, "Error: '%s' required for %s" % (arg, name)
