@@ -2,6 +2,7 @@
 import atexit
 import json
 import queue
+import socket
 import tempfile
 import threading
 import time
@@ -35,6 +36,8 @@ class Probe:
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: subscribed.set()
         self.client.connect(host, port, keepalive=30)
+        # without TCP_NODELAY every QoS 1 exchange waits ~40 ms on Nagle + delayed ACK
+        self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.loop_start()
         self.client.subscribe([(t, 1) for t in topics])
         if not subscribed.wait(5):

@@ -24,6 +24,7 @@ def ask(host, port, dev_id, text, timeout_s=120.0):
         client.connect(host, port, keepalive=30)
     except (OSError, socket.error) as e:
         raise AskError(f"cannot reach the broker at {host}:{port}: {e}") from None
+    client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle wait per message
     client.loop_start()
     try:
         client.subscribe([(f"wisp/{dev_id}/reply", 1), (f"wisp/{dev_id}/status", 1)])

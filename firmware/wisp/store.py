@@ -1,0 +1,61 @@
+# Atomic JSON persistence on the flash root: a power cut mid-save leaves the old file or the
+# new one, never a torn one. save() writes <name>.tmp fully, then renames it over <name>.json.
+import json
+import os
+
+_sync = getattr(os, "sync", None)  # ESP32 has it; the unix port relies on the host's fsync
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def load(name, default, log=print):
+    """The saved object, or `default` when there is none or it cannot be read (reported, never raised)."""
+    path, tmp = name + ".json", name + ".tmp"
+    try:
+        os.stat(path)
+    except OSError:
+        # No .json but a .tmp: on FAT a rename is unlink + rename, and a cut between the two
+        # leaves only the new file. A .tmp that parses completely was fully written.
+        try:
+            obj = _read(tmp)
+        except Exception:
+            _remove(tmp)
+            return default
+        os.rename(tmp, path)
+        log("store: %s recovered from an interrupted save" % path)
+        return obj
+    _remove(tmp)  # a save cut short before its rename: the .json still holds the last good state
+    try:
+        return _read(path)
+    except Exception as e:  # ValueError (torn/corrupt JSON), OSError, MemoryError: never stop the boot
+        try:
+            os.rename(path, name + ".bad")
+        except OSError:
+            pass
+        log("store error: %s unreadable (%s); kept as %s.bad, starting empty" % (path, e, name))
+        return default
+
+
+def save(name, obj):
+    """Write obj as <name>.json atomically. Raises OSError (flash full) or TypeError (not JSON)."""
+    tmp = name + ".tmp"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f)
+            f.flush()
+        if _sync:
+            _sync()
+        os.rename(tmp, name + ".json")  # atomic on LittleFS and POSIX: old or new, nothing between
+    except Exception:
+        _remove(tmp)
+        raise
