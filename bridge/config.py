@@ -23,6 +23,9 @@ DEFAULT_ROUTES = {
 }
 DEFAULT_BROKER = "127.0.0.1:1883"
 DEFAULT_CONFIG_FILE = "wisp.toml"
+PROVIDERS = ("openai", "anthropic")  # wire formats: OpenAI-compatible chat completions, Anthropic messages
+DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT = "127.0.0.1", 8787
+COST_DB_NAME = ".wisp/cost.db"  # under the config file's directory, else the working directory
 
 # Environment shortcuts: tier name -> (key variable, base URL variable, default URL, model variable, default model)
 _ENV_TIERS = {
@@ -33,9 +36,20 @@ _ENV_TIERS = {
 }
 BUILTIN_TIERS = (*_ENV_TIERS, LOCAL_TIER)
 
+
+
+class NonNegative(float):
+    """Marker type for _check: a number >= 0 (prices, budgets), where float means > 0."""
+
+
 _BROKER_KEYS = {"host": str, "port": int, "user": str, "password": str, "shared": bool}
-_TIER_KEYS = {"base_url": str, "model": str, "api_key_env": str,
-              "connect_timeout_s": float, "first_token_timeout_s": float, "idle_timeout_s": float}
+_TIMEOUT_KEYS = ("connect_timeout_s", "first_token_timeout_s", "idle_timeout_s", "hedge_after_s")
+_TIER_KEYS = {"provider": str, "base_url": str, "model": str, "api_key_env": str,
+              **{k: float for k in _TIMEOUT_KEYS},
+              "price_in": NonNegative, "price_out": NonNegative, "max_concurrency": int, "max_tokens": int}
+_HTTP_KEYS = {"host": str, "port": int, "token": str, "enabled": bool}
+_COST_KEYS = {"db": str, "daily_budget_usd": NonNegative, "devices": dict}
+_ROUTING_KEYS = {"hedge": bool, "max_attempts": int, "repair_turns": int}
 
 
 class ConfigError(Exception):
@@ -51,10 +65,46 @@ class Tier:
     connect_timeout_s: float = 5.0
     first_token_timeout_s: float = 30.0
     idle_timeout_s: float = 30.0
+    provider: str = "openai"
+    price_in: float = 0.0  # USD per million input tokens
+    price_out: float = 0.0  # USD per million output tokens
+    max_concurrency: int = 32  # requests in flight on this tier; beyond it the router skips the tier
+    hedge_after_s: float | None = None  # start the next tier if no first token by then (None: from stats)
+    max_tokens: int = 1024  # Anthropic requires a cap; OpenAI-compatible servers get none unless set in file
+    max_tokens_set: bool = False
 
     def describe(self) -> str:
         key = "key set" if self.api_key else "no key"
-        return f"{self.name}: {self.model} at {self.base_url} ({key})"
+        return f"{self.name}: {self.provider} {self.model} at {self.base_url} ({key})"
+
+    def cost_usd(self, tokens_in: int, tokens_out: int) -> float:
+        return (tokens_in * self.price_in + tokens_out * self.price_out) / 1e6
+
+
+@dataclass
+class HttpConfig:
+    """The OpenAI-compatible /v1 endpoint. It only starts with a token: it spends money on the tiers."""
+    host: str = DEFAULT_HTTP_HOST
+    port: int = DEFAULT_HTTP_PORT  # 0: any free port (tests)
+    token: str | None = field(default=None, repr=False)
+    enabled: bool = True
+
+
+@dataclass
+class CostConfig:
+    db: str = COST_DB_NAME
+    daily_budget_usd: float = 0.0  # per device and UTC day; 0 = no limit
+    devices: dict[str, float] = field(default_factory=dict)  # per-device overrides of daily_budget_usd
+
+    def budget_for(self, device_id: str) -> float:
+        return self.devices.get(device_id, self.daily_budget_usd)
+
+
+@dataclass
+class RoutingConfig:
+    hedge: bool = True  # start the next tier when the chosen one misses its first-token deadline
+    max_attempts: int = 4  # tier attempts per model turn (hedges, failovers and retries together)
+    repair_turns: int = 2  # follow-up turns that hand invalid tool calls back to the model, per round
 
 
 @dataclass
@@ -66,13 +116,17 @@ class BridgeConfig:
     shared: bool = True
     tiers: dict[str, Tier] = field(default_factory=dict)
     routes: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROUTES.items()})
+    http: HttpConfig = field(default_factory=HttpConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
 
 
 def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) -> BridgeConfig:
     data, where = _read_toml(path, env)
-    unknown = set(data) - {"broker", "tiers", "routes"}
+    sections = ("broker", "tiers", "routes", "http", "cost", "routing")
+    unknown = set(data) - set(sections)
     if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {_names(unknown)}; expected broker, tiers, routes")
+        raise ConfigError(f"{where}: unknown section(s) {_names(unknown)}; expected {', '.join(sections)}")
     cfg = BridgeConfig()
     _apply_broker(cfg, _table(data, "broker", where), where)
     _apply_broker_env(cfg, env)
@@ -82,7 +136,50 @@ def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
     # A route may name a tier that is merely not configured here (no key); only a name nobody defines is an error.
     known = set(BUILTIN_TIERS) | set(file_tiers)
     cfg.routes.update(_file_routes(_table(data, "routes", where), where, known))
+    _apply_http(cfg, _table(data, "http", where), where, env)
+    _apply_cost(cfg, _table(data, "cost", where), where, env)
+    routing = _table(data, "routing", where)
+    _check(routing, _ROUTING_KEYS, f"{where} [routing]")
+    for key in ("max_attempts", "repair_turns"):
+        if key in routing and not (0 if key == "repair_turns" else 1) <= routing[key] <= 10:
+            raise ConfigError(f"{where} [routing] {key} must be between 0 and 10, got {routing[key]!r}")
+    cfg.routing = RoutingConfig(**routing)
     return cfg
+
+
+def _apply_http(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, str]) -> None:
+    _check(table, _HTTP_KEYS, f"{where} [http]")
+    h = cfg.http
+    h.host, h.enabled = table.get("host", h.host), table.get("enabled", h.enabled)
+    if "port" in table:
+        h.port = 0 if table["port"] == 0 else _port(table["port"], f"{where} [http] port")
+    h.token = env.get("WISP_API_TOKEN") or table.get("token") or None  # the environment keeps it out of files
+    addr = env.get("WISP_HTTP")
+    if addr:
+        host, sep, port = addr.rpartition(":")
+        if not sep or not host:
+            raise ConfigError(f"WISP_HTTP must be host:port, got {addr!r}")
+        h.host, h.port = host.strip("[]"), 0 if port == "0" else _port(port, "WISP_HTTP port")
+
+
+def _apply_cost(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, str]) -> None:
+    at = f"{where} [cost]"
+    _check(table, _COST_KEYS, at)
+    devices = table.get("devices", {})
+    for dev, usd in devices.items():
+        if isinstance(usd, bool) or not isinstance(usd, (int, float)) or usd < 0:
+            raise ConfigError(f"{at} devices.{dev} must be a number >= 0 (USD per day), got {usd!r}")
+    base = Path(where).parent if where != "environment" else Path(".")
+    db = env.get("WISP_COST_DB") or table.get("db") or str(base / COST_DB_NAME)
+    budget = table.get("daily_budget_usd", 0.0)
+    if env.get("WISP_DAILY_BUDGET_USD"):
+        try:
+            budget = float(env["WISP_DAILY_BUDGET_USD"])
+        except ValueError:
+            budget = -1.0
+        if budget < 0:
+            raise ConfigError(f"WISP_DAILY_BUDGET_USD must be a number >= 0, got {env['WISP_DAILY_BUDGET_USD']!r}")
+    cfg.cost = CostConfig(db, float(budget), {k: float(v) for k, v in devices.items()})
 
 
 def _read_toml(path: str | None, env: Mapping[str, str]) -> tuple[dict, str]:
@@ -119,11 +216,12 @@ def _check(table: dict, allowed: dict[str, type], where: str) -> None:
             continue
         value = table[key]
         # bool is an int in Python; a port of `true` is a mistake, not 1
-        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 if want is float
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = (number and value >= 0 if want is NonNegative else number and value > 0 if want is float
               else isinstance(value, want) and (want is bool or not isinstance(value, bool)))
         if not ok:
-            kind = "a positive number" if want is float else {str: "a string", int: "an integer",
-                                                              bool: "true or false"}[want]
+            kind = {NonNegative: "a number >= 0", float: "a positive number", str: "a string",
+                    int: "an integer", bool: "true or false", dict: "a table"}[want]
             raise ConfigError(f"{where}: {key} must be {kind}, got {value!r}")
 
 
@@ -195,9 +293,16 @@ def _file_tiers(table: dict, where: str, env: Mapping[str, str]) -> dict[str, Ti
                 # Listing a tier whose key is absent on this machine is normal (one file, many hosts): skip it.
                 log.warning("%s: %s is not set; tier '%s' is not available", at, spec["api_key_env"], name)
                 continue
-        timeouts = {k: float(spec[k]) for k in ("connect_timeout_s", "first_token_timeout_s", "idle_timeout_s")
-                    if k in spec}
-        tiers[name] = Tier(name, spec["base_url"], spec["model"], key, **timeouts)
+        provider = spec.get("provider", "openai")
+        if provider not in PROVIDERS:
+            raise ConfigError(f"{at}: provider must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+        for k in ("max_concurrency", "max_tokens"):
+            if k in spec and spec[k] < 1:
+                raise ConfigError(f"{at}: {k} must be at least 1, got {spec[k]!r}")
+        extra = {k: float(spec[k]) for k in (*_TIMEOUT_KEYS, "price_in", "price_out") if k in spec}
+        extra.update({k: spec[k] for k in ("max_concurrency", "max_tokens") if k in spec})
+        tiers[name] = Tier(name, spec["base_url"], spec["model"], key, provider=provider,
+                           max_tokens_set="max_tokens" in spec, **extra)
     return tiers
 
 

@@ -1,1 +1,26 @@
-"""Clients for the inference tiers the bridge forwards device requests to."""
+"""Inference providers: one streaming interface (`stream_chat(messages, tools)` -> StreamEvents) per wire format."""
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import aiohttp
+
+from bridge.providers.anthropic import AnthropicProvider
+from bridge.providers.base import ProviderError, StreamEvent, ToolCall  # noqa: F401
+from bridge.providers.openai_compat import OpenAICompatProvider
+
+
+class Provider(Protocol):
+    def stream_chat(self, messages: list[dict], tools: list[dict] | None = None): ...
+
+
+def provider_factory(session: aiohttp.ClientSession) -> Callable:
+    """tier -> Provider. Providers are cheap views over the one shared ClientSession (its pool is the costly part)."""
+    def make(tier) -> Provider:
+        common = dict(api_key=tier.api_key, connect_timeout_s=tier.connect_timeout_s,
+                      first_token_timeout_s=tier.first_token_timeout_s, idle_timeout_s=tier.idle_timeout_s)
+        if tier.provider == "anthropic":
+            return AnthropicProvider(session, tier.base_url, tier.model, max_tokens=tier.max_tokens, **common)
+        extra = {"max_tokens": tier.max_tokens} if tier.max_tokens_set else None
+        return OpenAICompatProvider(session, tier.base_url, tier.model, extra_body=extra, **common)
+    return make

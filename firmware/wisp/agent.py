@@ -1,16 +1,14 @@
-# The agent loop: asks wait in a bounded inbox and run one at a time. Each ask runs LLM
-# rounds (llm/req -> streamed llm/res tool calls, executed the moment they arrive) until the
-# LLM answers in words, fails, or the round cap is hit. Every accepted ask gets exactly one reply.
+# The agent loop: every request (MQTT ask, serial REPL, schedule) enters one bounded inbox
+# with its source, and runs one at a time. Simple named-pin requests take the local fast
+# path; the rest become an LLM conversation (wisp/llm.py). Every accepted request gets
+# exactly one reply.
 import asyncio
 import json
 import time
 
-from micropython import const
-
-from wisp import limits, tools
+from wisp import intents, limits, tools
+from wisp.llm import Conversation
 from wisp.log import log
-
-_MAX_HELD = const(16)  # llm/res messages buffered per round (out of order or not yet processed)
 
 
 def parse_ask(payload):
@@ -36,50 +34,53 @@ def parse_ask(payload):
     return ask_id, text, None
 
 
-def _describe(call, result):
-    args = call.get("args")
-    shown = ",".join("%s=%s" % (k, args[k]) for k in args) if isinstance(args, dict) else ""
-    return "%s(%s) -> %s" % (call.get("tool"), shown, result)
-
-
 class Agent:
     def __init__(self, dev):
         self.dev = dev
-        self.inbox = []              # (ask id, text, ticks when received)
+        self.conv = Conversation(dev)
+        self.inbox = []              # (source, id, text, ticks when received, done callback)
+        self.history = []            # recent (user text, answer) turns sent as context
         self._wake = asyncio.Event()
-        self._want = None            # (ask id, round) whose llm/res we are waiting for
-        self._res = []               # llm/res messages for _want, in arrival order
-        self._res_ev = asyncio.Event()
+        self._seq = 0
         self.replies = 0
+        self.busy = False
 
-    # ---- called by the MQTT reader: quick, never blocks ----------------------------------
+    # ---- entry points: quick, never block ------------------------------------------------
     def on_ask(self, payload):
-        t0 = time.ticks_ms()
+        """An ask from MQTT; the reply goes to wisp/<id>/reply."""
         ask_id, text, err = parse_ask(payload)
-        if err is None and len(self.inbox) >= limits.INBOX_MAX:
-            err = "Error: device busy (%d asks waiting); try again shortly" % len(self.inbox)
         if err:
             log("ask refused: " + err)
-            asyncio.create_task(self._reply(ask_id, False, err, "error", t0))
+            asyncio.create_task(self._publish_reply(self._reply(ask_id, False, err, "error", time.ticks_ms())))
             return
-        self.inbox.append((ask_id, text, t0))
-        self._wake.set()
+        self.submit(text, "mqtt", ask_id)
 
     def on_llm_res(self, payload):
-        if payload is None or self._want is None:
+        if payload is None:
             return
         try:
             msg = json.loads(payload)
         except ValueError:
             log("llm/res ignored: not JSON")
             return
-        if not isinstance(msg, dict) or msg.get("id") != self._want[0] or msg.get("round") != self._want[1]:
-            return  # stale, duplicate or foreign answer
-        if len(self._res) >= _MAX_HELD:
-            log("llm/res dropped: too many unprocessed messages")
-            return
-        self._res.append(msg)
-        self._res_ev.set()
+        if isinstance(msg, dict):
+            self.conv.on_res(msg)
+
+    def submit(self, text, source, ask_id=None, done=None):
+        """Queue a request. `done(reply)` is called for sources other than mqtt. Returns the id,
+        or None when the inbox is full (the refusal is still delivered as a reply)."""
+        t0 = time.ticks_ms()
+        if ask_id is None:
+            self._seq += 1
+            ask_id = "%s-%d-%d" % (source[:5], self._seq, t0 & 0xFFFF)
+        if len(self.inbox) >= limits.INBOX_MAX:
+            err = "Error: device busy (%d requests waiting); try again shortly" % len(self.inbox)
+            log("%s refused: busy" % source)
+            asyncio.create_task(self._deliver(source, done, self._reply(ask_id, False, err, "error", t0)))
+            return None
+        self.inbox.append((source, ask_id, text, t0, done))
+        self._wake.set()
+        return ask_id
 
     # ---- the agent task ------------------------------------------------------------------
     async def run(self):
@@ -88,104 +89,70 @@ class Agent:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            ask_id, text, t0 = self.inbox.pop(0)
+            source, ask_id, text, t0, done = self.inbox.pop(0)
+            self.busy = True
             try:
-                ok, answer, tier = await self._handle(text, ask_id)
-            except Exception as e:  # a bug must cost one ask, never the loop
-                log("error: ask %s failed: %r" % (ask_id, e))
-                ok, answer, tier = False, "Error: internal error on the device: %r" % (e,), None
-            self._want = None
-            await self._reply(ask_id, ok, answer, "llm", t0, tier)
+                reply = await self._answer(ask_id, text, t0, source)
+            except Exception as e:  # a bug must cost one request, never the loop
+                log("error: request %s failed: %r" % (ask_id, e))
+                reply = self._reply(ask_id, False, "Error: internal error on the device: %r" % (e,), "error", t0)
+            self.busy = False
+            await self._deliver(source, done, reply)
 
-    async def _handle(self, text, ask_id):
-        msgs = [{"r": "user", "t": text}]
-        actions = []
-        tier = None
-        for rnd in range(limits.MAX_ROUNDS):
-            kind, answer, tier = await self._round(ask_id, rnd, msgs, actions)
-            if kind == "text":
-                return True, answer, tier
-            if kind == "err":
-                if actions:
-                    answer += " (done before the failure: %s)" % "; ".join(actions)
-                return False, answer, tier
-        return False, "Error: stopped after %d rounds without a final answer; done: %s" % (
-            limits.MAX_ROUNDS, "; ".join(actions)), tier
+    async def _answer(self, ask_id, text, t0, source):
+        local = None
+        if self.dev.config.get("fast_path", True):
+            local = intents.parse(text, {n: p.mode for n, p in self.dev.pins.items()})
+        if local is not None:
+            return await self._fast_path(ask_id, local, t0)
+        facts = None
+        memory = getattr(self.dev, "memory", None)
+        if memory is not None:
+            facts = memory.for_prompt(limits.MAX_FACTS_PROMPT_BYTES)
+        history = []
+        for user, answer in self.history:
+            history.append({"r": "user", "t": user})
+            history.append({"r": "asst", "t": answer})
+        req_class = "scheduled" if source == "sched" else "interactive"
+        ok, answer, tier = await self.conv.run(ask_id, text, history, facts, req_class)
+        if ok:
+            self._remember(text, answer)
+        return self._reply(ask_id, ok, answer, "llm", t0, tier)
 
-    async def _round(self, ask_id, rnd, msgs, actions):
-        """One LLM round. Returns (kind, text, tier); kind is 'calls', 'text' or 'err'."""
-        self._want = (ask_id, rnd)
-        self._res = []
-        self._res_ev.clear()
-        req = {"v": 1, "id": ask_id, "round": rnd, "msgs": msgs, "class": "interactive",
-               "budget_ms": limits.ROUND_TIMEOUT_MS, "hash": self.dev.manifest_hash}
-        if not await self.dev.publish_json("llm/req", req):
-            return "err", "Error: the cloud is unreachable (no broker connection)", None
-        deadline = time.ticks_add(time.ticks_ms(), limits.ROUND_TIMEOUT_MS)
-        next_seq, held, done_calls = 0, {}, []
-        while True:
-            while self._res:
-                m = self._res.pop(0)
-                seq = m.get("seq", 0)
-                if isinstance(seq, int) and next_seq <= seq < next_seq + _MAX_HELD:
-                    held[seq] = m
-            while next_seq in held:
-                m = held.pop(next_seq)
-                next_seq += 1
-                calls = m.get("calls")
-                for call in calls if isinstance(calls, list) else ():
-                    done_calls.append(await self._call(call, len(done_calls)))
-                if m.get("done"):
-                    self._want = None
-                    return self._finish(m, done_calls, msgs, actions)
-            remaining = time.ticks_diff(deadline, time.ticks_ms())
-            if remaining <= 0:
-                self._want = None
-                return "err", "Error: no answer from the bridge within %d s (is a bridge running?)" % (
-                    limits.ROUND_TIMEOUT_MS // 1000), None
-            if not self._res:
-                self._res_ev.clear()
-                try:
-                    await asyncio.wait_for_ms(self._res_ev.wait(), remaining)
-                except asyncio.TimeoutError:
-                    pass
-
-    async def _call(self, call, index):
-        if not isinstance(call, dict):
-            call = {"cid": "c%d" % index, "tool": None, "args": None}
-        cid = call.get("cid")
-        if not isinstance(cid, str):
-            cid = "c%d" % index
-        if index >= limits.MAX_CALLS_PER_ROUND:
-            result = "Error: more than %d tool calls in one round; this one was not run" % limits.MAX_CALLS_PER_ROUND
+    async def _fast_path(self, ask_id, intent, t0):
+        kind, name, value = intent
+        if kind == "get":
+            result = await tools.run(self.dev, "gpio_read", {"pin": name})
         else:
-            result = await tools.run(self.dev, call.get("tool"), call.get("args"))
-        log("tool " + _describe(call, result))
-        return {"cid": cid, "tool": call.get("tool"), "args": call.get("args"), "result": result}
+            result = await tools.run(self.dev, "gpio_write", {"pin": name, "value": value})
+        if result.startswith("Error"):
+            return self._reply(ask_id, False, result, "local", t0)
+        return self._reply(ask_id, True, intents.say(name, self.dev.pins[name].read()), "local", t0)
 
-    def _finish(self, done, done_calls, msgs, actions):
-        tier = done.get("tier") if isinstance(done.get("tier"), str) else None
-        err = done.get("err")
-        text = done.get("text")
-        text = text if isinstance(text, str) else ""
-        for c in done_calls:
-            actions.append(_describe(c, c["result"]))
-        if err:
-            return "err", "Error: " + str(err)[:limits.MAX_ASK_TEXT], tier
-        if not done_calls:
-            return "text", text, tier
-        msgs.append({"r": "asst", "t": text,
-                     "calls": [{"cid": c["cid"], "tool": c["tool"], "args": c["args"]} for c in done_calls]})
-        for c in done_calls:
-            msgs.append({"r": "tool", "cid": c["cid"], "t": c["result"]})
-        return "calls", None, tier
+    def _remember(self, text, answer):
+        self.history.append((text[:limits.HISTORY_TEXT], answer[:limits.HISTORY_TEXT]))
+        if len(self.history) > limits.HISTORY_TURNS:
+            self.history.pop(0)
 
-    async def _reply(self, ask_id, ok, text, path, t0, tier=None):
+    def _reply(self, ask_id, ok, text, path, t0, tier=None):
         reply = {"v": 1, "id": ask_id, "ok": ok, "text": text, "path": path,
                  "ms": time.ticks_diff(time.ticks_ms(), t0)}
         if tier:
             reply["tier"] = tier
-        if await self.dev.publish_json("reply", reply):
-            self.replies += 1
-        else:
-            log("error: reply to %s lost: link down" % ask_id)
+        return reply
+
+    async def _deliver(self, source, done, reply):
+        if source == "mqtt":
+            await self._publish_reply(reply)
+            return
+        if done is not None:
+            try:
+                done(reply)
+            except Exception as e:
+                log("error: reply handler failed: %r" % (e,))
+        if source == "sched":
+            await self.dev.event("ask", "%s: %s" % ("ok" if reply["ok"] else "failed", reply["text"][:120]))
+
+    async def _publish_reply(self, reply):
+        self.replies += 1
+        await self.dev.publish_json("reply", reply, owed=True)

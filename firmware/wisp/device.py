@@ -5,7 +5,7 @@ import json
 import hashlib
 import binascii
 
-from wisp import VERSION, tools
+from wisp import VERSION, limits, tools
 from wisp.log import log
 
 BOOTS_FILE = "boots"
@@ -34,6 +34,7 @@ class Device:
         self.prefix = "wisp/%s/" % self.id
         self.link = None  # set by main once the MQTT client exists
         self.boots = _count_boot()
+        self.outbox = []  # (suffix, payload) owed while the link was down
         self._manifest = None
         self.manifest_hash = None
         self.manifest()  # fixes manifest_hash, which every llm/req carries
@@ -49,7 +50,6 @@ class Device:
     def manifest(self):
         """Built once: tools (from the registry), named pins, limits and a hash of them."""
         if self._manifest is None:
-            from wisp import limits
             body = {"tools": tools.schemas(self),
                     "pins": {n: {"mode": p.mode} for n, p in self.pins.items()}}
             digest = hashlib.sha256(json.dumps(body)).digest()
@@ -59,8 +59,18 @@ class Device:
             self._manifest = json.dumps(body)
         return self._manifest
 
-    async def publish_json(self, suffix, obj, retain=False, qos=1):
-        return await self.link.publish(self.topic(suffix), json.dumps(obj), retain, qos)
+    async def publish_json(self, suffix, obj, retain=False, qos=1, wait_ms=limits.LINK_WAIT_MS, owed=False):
+        """Publish under wisp/<id>/. With owed=True a message that cannot go out now (link down)
+        is kept, up to OUTBOX_MAX, and sent after the next connect."""
+        payload = json.dumps(obj)
+        if await self.link.publish(self.topic(suffix), payload, retain, qos, wait_ms):
+            return True
+        if owed:
+            if len(self.outbox) >= limits.OUTBOX_MAX:
+                self.outbox.pop(0)
+                log("error: outbox full; oldest owed message dropped")
+            self.outbox.append((suffix, payload))
+        return False
 
     async def announce(self):
         """Everything retained the broker should hold after each (re)connect."""
@@ -68,12 +78,17 @@ class Device:
         await self.link.publish(self.topic("manifest"), self.manifest(), True, 1)
         for name in self.pins:
             await self.pin_changed(name)
+        while self.outbox:  # what we owe from while the link was down, oldest first
+            suffix, payload = self.outbox[0]
+            if not await self.link.publish(self.topic(suffix), payload, False, 1):
+                return
+            self.outbox.pop(0)
 
     async def pin_changed(self, name):
+        # retained, and republished on every connect: a missed update heals itself
         state = "ON" if self.pins[name].read() else "OFF"
-        ok = await self.link.publish(self.topic("state/" + name), state, True, 1)
-        if not ok:
-            log("state of %s not published: link down" % name)
+        await self.link.publish(self.topic("state/" + name), state, True, 1, 0)
 
     async def event(self, kind, text):
-        await self.link.publish(self.topic("event"), json.dumps({"v": 1, "kind": kind, "text": text}), False, 0)
+        """Best effort: events are not worth blocking the agent for while the link is down."""
+        await self.link.publish(self.topic("event"), json.dumps({"v": 1, "kind": kind, "text": text}), False, 0, 0)

@@ -9,6 +9,14 @@ MAX_ROUNDS = const(4)            # LLM rounds per ask
 MAX_CALLS_PER_ROUND = const(4)   # tool calls executed per round; extra calls get an error result
 INBOX_MAX = const(4)             # asks waiting for the agent; one more is refused as busy
 ROUND_TIMEOUT_MS = const(30000)  # how long one LLM round may take before the ask fails
+RESEND_MS = const(8000)          # an llm/req with no answer at all by then is sent once more (same id)
+OFFLINE_WAIT_MS = const(2000)    # an LLM ask waits this long for a dropped link, then replies "unreachable"
+LLM_CALLS_PER_HOUR = const(120)  # LLM rounds this device may start per hour...
+LLM_CALLS_PER_DAY = const(1000)  # ...and per day
+HISTORY_TURNS = const(2)         # recent (ask, answer) turns sent with each LLM request
+HISTORY_TEXT = const(160)        # characters kept of each side of a remembered turn
+CMD_MAX_RUNNING = const(4)       # direct commands running at once; more are refused as busy
+OUTBOX_MAX = const(8)            # replies owed while the link is down, sent after reconnect
 MAX_RESULT_TEXT = const(200)     # characters of one tool result sent back to the LLM
 
 MQTT_KEEPALIVE_S = const(30)     # broker keepalive; a silent link is dropped after 1.5x this
@@ -17,3 +25,43 @@ MQTT_ACK_TIMEOUT_MS = const(5000)  # PUBACK / SUBACK wait
 RECONNECT_BASE_MS = const(500)   # reconnect backoff: base, doubled per failure...
 RECONNECT_CAP_MS = const(30000)  # ...up to this cap
 LINK_WAIT_MS = const(10000)      # how long a publish waits for the link to come back
+
+MAX_FACT_KEY = const(32)             # characters of a memory fact's key
+MAX_FACT_VALUE = const(200)          # bytes of one fact's value (as JSON text for numbers)
+MAX_FACTS_BYTES = const(4096)        # bytes of all facts together (keys + values)
+MAX_FACTS_PROMPT_BYTES = const(512)  # bytes of facts sent with each LLM request
+MAX_ROUTINES = const(16)             # stored routines
+MAX_ROUTINE_NAME = const(24)         # characters of a routine's or a bound result's name
+MAX_ROUTINE_STEPS = const(12)        # steps in one routine
+MAX_ROUTINE_BYTES = const(1024)      # bytes of one routine's steps as JSON
+MAX_ROUTINE_DEPTH = const(3)         # routines running routines: nesting levels, the outer one included
+MAX_CONDITION_DEPTH = const(4)       # nesting of all/any/not in one step condition
+
+# Scheduling (wisp/sched.py, wisp/cron.py, wisp/tz.py; docs/scheduling.md)
+MAX_JOBS = const(16)               # scheduled jobs stored on the device
+MAX_ACTION_LEN = const(200)        # characters of a job's prompt or routine name
+MAX_JOB_NAME = const(24)           # characters of a job name (a-z A-Z 0-9 _ -)
+MAX_SPEC_LEN = const(64)           # characters of a schedule spec
+MAX_TZ_LEN = const(64)             # characters of a POSIX TZ string
+MAX_INTERVAL_S = const(31622400)   # longest `every` / `in` interval: 366 days
+MISSED_GRACE_S = const(120)        # a run this much later than planned counts as missed (outage, reboot)
+
+# Hardware tools and the pin safety policy (wisp/pins.py, wisp/tools/gpio..system)
+MAX_PULSE_MS = const(10000)          # longest gpio_pulse; the off is scheduled, never slept
+MAX_ON_S = const(86400)              # largest max_on_s a pin may configure
+MAX_MIN_INTERVAL_MS = const(3600000)  # largest min_interval_ms a pin may configure
+PWM_FREQ_MIN = const(1)              # Hz, for config and pwm_set
+PWM_FREQ_MAX = const(40000)          # Hz; above this the ESP32's duty resolution collapses
+PWM_DEFAULT_FREQ = const(1000)       # Hz when a pwm pin's config has no freq
+I2C_FREQ_MIN = const(10000)          # Hz of the I2C bus (config i2c.freq)
+I2C_FREQ_MAX = const(1000000)
+I2C_DEFAULT_FREQ = const(100000)
+I2C_MAX_BYTES = const(32)            # bytes per i2c read or write
+SENSOR_CACHE_MS = const(2000)        # a DHT22 needs 2 s between reads: answer from the last one
+MAX_PUBLISH_PAYLOAD = const(512)     # bytes of a publish tool payload
+MAX_PUBLISH_ALLOW = const(16)        # entries of config publish_allow
+REBOOT_DELAY_MS = const(1500)        # system_reboot waits this long so its result goes out...
+REBOOT_WAIT_MAX_MS = const(30000)    # ...and at most this long for the agent to finish the ask
+WDT_TIMEOUT_MS = const(30000)        # hardware watchdog: the main loop must feed it within this
+HEALTH_MIN_HEAP = const(16384)       # bytes free below which system_health warns
+HEALTH_MIN_RSSI = const(-80)         # dBm below which system_health warns about Wi-Fi

@@ -1,8 +1,11 @@
-# Wires the device together: config -> board -> named pins -> MQTT link -> agent.
+# Wires the device together: config -> board -> named pins -> MQTT link -> agent, commands.
+# `build()` makes the parts without starting anything, so the serial REPL (wisp.repl) can use
+# them after Ctrl-C; `start()` runs them.
 import asyncio
 
 from wisp import config, limits, pins as pins_mod
 from wisp.agent import Agent
+from wisp.commands import Commands
 from wisp.device import Device
 from wisp.hal import Board
 from wisp.log import log
@@ -10,8 +13,11 @@ from wisp.mqtt import MQTTClient
 
 NETWORK_RETRY_MS = 5000
 
+device = None   # the running Device, for wisp.repl
+agent = None
 
-def _route(dev, agent):
+
+def _router(dev, agent, commands):
     prefix_len = len(dev.prefix)
 
     def on_message(topic, payload, size):
@@ -26,31 +32,41 @@ def _route(dev, agent):
             agent.on_ask(payload)
         elif sub == "llm/res":
             agent.on_llm_res(payload)
+        elif sub == "cmd":
+            commands.on_cmd(payload)
     return on_message
 
 
-async def main(config_path=config.DEFAULT_PATH):
+def build(config_path=config.DEFAULT_PATH):
+    global device, agent
     cfg, _errors = config.load(config_path, log)
     board = Board()
     if cfg["id"] is None:
         cfg["id"] = "wisp-" + board.unique_id()[-6:]
     dev = Device(cfg, board, pins_mod.setup(cfg.get("pins", {}), board, log))
     agent = Agent(dev)
+    commands = Commands(dev)
     broker = cfg["broker"]
 
     async def on_connect():
-        await link.subscribe(dev.topic("ask"))
-        await link.subscribe(dev.topic("llm/res"))
+        for suffix in ("ask", "llm/res", "cmd"):
+            await link.subscribe(dev.topic(suffix))
         await dev.announce()
         log("online as %s on %s:%d" % (dev.id, broker["host"], broker["port"]))
 
     link = MQTTClient("wisp-" + dev.id, broker["host"], broker["port"], broker.get("user"), broker.get("password"),
                       will=(dev.topic("status"), dev.status_payload("offline"), True, 1),
-                      on_message=_route(dev, agent), on_connect=on_connect, log=log)
+                      on_message=_router(dev, agent, commands), on_connect=on_connect, log=log)
     dev.link = link
-    while not await board.connect_network(cfg, log):
+    device = dev
+    return dev, agent
+
+
+async def main(config_path=config.DEFAULT_PATH):
+    dev, agent = build(config_path)
+    while not await dev.board.connect_network(dev.config, log):
         await asyncio.sleep_ms(NETWORK_RETRY_MS)
-    asyncio.create_task(link.run())
+    asyncio.create_task(dev.link.run())
     await agent.run()
 
 
@@ -58,4 +74,4 @@ def start(config_path=config.DEFAULT_PATH):
     try:
         asyncio.run(main(config_path))
     except KeyboardInterrupt:  # Ctrl-C on the serial REPL: leave the user at the prompt
-        log("stopped by user")
+        log("stopped by user; `from wisp import repl as r` then r.status()")

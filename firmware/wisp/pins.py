@@ -1,53 +1,195 @@
 # Named pins from config (`porch_light: {pin: 5, mode: out}`): the LLM sees names, never numbers.
-# Pins that would crash or brick the board are refused here, once, at boot; outputs start in
-# their safe state (off, or the configured `init`).
+# The safety policy lives here, whoever asks: pins that would crash or brick the board are
+# refused at boot, outputs start in their safe state, writes obey a rate limit and a maximum
+# on-time with automatic off.
+import asyncio
+import time
 
-MODES = ("out", "in")
+from wisp import limits
+
+MODES = ("out", "in", "pwm", "adc")
 PULLS = (None, "up", "down")
+KEYS = ("pin", "mode", "pull", "init", "min_interval_ms", "max_on_s", "freq")
+
+
+def _int_in(v, lo, hi):
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
 
 class NamedPin:
-    def __init__(self, name, num, mode, hw):
-        self.name, self.num, self.mode, self.hw = name, num, mode, hw
+    """level: 0/1 for out and in, duty percent 0-100 for pwm, raw 0-4095 for adc."""
+
+    def __init__(self, name, num, mode, hw, spec, log):
+        self.name, self.num, self.mode, self.hw, self.log = name, num, mode, hw, log
+        self.min_interval_ms = spec.get("min_interval_ms", 0)
+        self.max_on_ms = spec.get("max_on_s", 0) * 1000
+        self.freq = spec.get("freq", limits.PWM_DEFAULT_FREQ)
+        self.duty = 0            # pwm: percent
+        self.notify = None       # async fn(name), told when the pin turns off by itself
+        self._changed = None     # ticks_ms of the last change of level
+        self._on_since = None
+        self._off_task = None
 
     def read(self):
+        if self.mode == "pwm":
+            return self.duty
+        if self.mode == "adc":
+            return self.hw.read()
         return self.hw.value()
 
-    def write(self, v):
-        self.hw.value(v)
+    def state(self):
+        """Home Assistant style text for state/<name>."""
+        if self.mode == "adc":
+            return str(self.read())
+        return "ON" if self.read() else "OFF"
+
+    def refusal(self, level):
+        """Error text if changing to `level` now would break this pin's policy, else None."""
+        if self.mode not in ("out", "pwm"):
+            return "Error: pin '%s' is not an output" % self.name
+        if level == self.read() or not level:
+            return None  # no change, or off: the safe direction is never refused
+        if self._changed is not None and self.min_interval_ms:
+            if time.ticks_diff(time.ticks_ms(), self._changed) < self.min_interval_ms:
+                return "Error: %s changed less than %d ms ago; try later" % (self.name, self.min_interval_ms)
+        return None
+
+    def write(self, level, notify=None, off_after_ms=0):
+        """Set the level (0/1, or duty percent for pwm) under the policy. Returns an error text,
+        or None when done. off_after_ms > 0 schedules the off (a pulse). notify: async fn(name),
+        kept and awaited when the pin later turns off by itself."""
+        err = self.refusal(level)
+        if err:
+            return err
+        if notify:
+            self.notify = notify
+        was_on = self.read()
+        if level != was_on:
+            self._apply(level)
+        if not level:
+            self._disarm()
+            return None
+        now = time.ticks_ms()
+        if not was_on:
+            self._on_since = now
+        ms = off_after_ms
+        if self.max_on_ms:
+            left = self.max_on_ms - time.ticks_diff(now, self._on_since)
+            ms = min(ms, left) if ms else left
+        if ms or not was_on:
+            self._disarm()
+            if ms:
+                self._off_task = asyncio.create_task(self._auto_off(max(ms, 0)))
+        return None
+
+    def set_freq(self, freq):
+        self.freq = freq
+        self.hw.freq(freq)
+
+    def watch(self, handler, trigger, board):
+        """handler(level) on edges of an input pin (soft IRQ on ESP32, polled on the sim)."""
+        board.irq(self.hw, handler, trigger)
+
+    def _apply(self, level):
+        if self.mode == "pwm":
+            self.duty = level
+            self.hw.duty_u16(int(level * 65535 // 100))
+        else:
+            self.hw.value(1 if level else 0)
+        self._changed = time.ticks_ms()
+
+    def _disarm(self):
+        if self._off_task:
+            self._off_task.cancel()
+            self._off_task = None
+
+    async def _auto_off(self, ms):
+        await asyncio.sleep_ms(ms)
+        self._off_task = None
+        self._apply(0)
+        self.log("%s turned off after %d ms (max on-time or pulse)" % (self.name, ms))
+        if self.notify:
+            try:
+                await self.notify(self.name)
+            except Exception as e:  # publishing may fail; the pin is off either way
+                self.log("error: state of %s not published: %r" % (self.name, e))
 
 
-def _check(name, spec, board, used):
-    if not isinstance(spec, dict):
-        return "must be an object like {\"pin\": 5, \"mode\": \"out\"}"
-    num = spec.get("pin")
-    if not isinstance(num, int) or isinstance(num, bool) or not 0 <= num <= board.max_pin:
-        return "pin must be a GPIO number 0-%d" % board.max_pin
+def pin_error(num, board, used, role="pin"):
+    """Why GPIO `num` cannot be used at all, or None. Shared with the I2C bus and sensors."""
+    if not _int_in(num, 0, board.max_pin):
+        return "%s must be a GPIO number 0-%d" % (role, board.max_pin)
     if num in board.forbidden_pins:
         return "GPIO%d is reserved (flash bus) and can never be used" % num
+    if num in board.missing_pins:
+        return "GPIO%d does not exist on this board" % num
     if num in used:
         return "GPIO%d is already used by '%s'" % (num, used[num])
-    if spec.get("mode", "out") not in MODES:
-        return "mode must be 'out' or 'in'"
-    if spec.get("pull") not in PULLS:
-        return "pull must be 'up' or 'down'"
-    init = spec.get("init", 0)
-    if init not in (0, 1):
-        return "init must be 0 or 1"
     return None
 
 
+def _check(spec, board, used):
+    if not isinstance(spec, dict):
+        return "must be an object like {\"pin\": 5, \"mode\": \"out\"}"
+    for key in spec:
+        if key not in KEYS:
+            return "unknown key '%s' (keys: %s)" % (key, ", ".join(KEYS))
+    num = spec.get("pin")
+    err = pin_error(num, board, used)
+    if err:
+        return err
+    mode = spec.get("mode", "out")
+    if mode not in MODES:
+        return "mode must be one of %s" % ", ".join(MODES)
+    if mode in ("out", "pwm") and num in board.input_only_pins:
+        return "GPIO%d is input-only and cannot be an output" % num
+    if mode == "adc" and num not in board.adc_pins:
+        return "analog input works only on GPIO32-39 (ADC1); ADC2 pins are blocked while Wi-Fi is on"
+    pull = spec.get("pull")
+    if pull not in PULLS:
+        return "pull must be 'up' or 'down'"
+    if pull and num in board.input_only_pins:
+        return "GPIO%d has no internal pull resistor; leave out pull and wire one" % num
+    if spec.get("init", 0) not in (0, 1):
+        return "init must be 0 or 1"
+    if spec.get("init") == 1 and spec.get("max_on_s"):
+        return "init 1 cannot go with max_on_s: it would stay on past its limit from boot"
+    if not _int_in(spec.get("min_interval_ms", 0), 0, limits.MAX_MIN_INTERVAL_MS):
+        return "min_interval_ms must be 0-%d" % limits.MAX_MIN_INTERVAL_MS
+    if not _int_in(spec.get("max_on_s", 0), 0, limits.MAX_ON_S):
+        return "max_on_s must be 0 (no limit) to %d" % limits.MAX_ON_S
+    if not _int_in(spec.get("freq", limits.PWM_DEFAULT_FREQ), limits.PWM_FREQ_MIN, limits.PWM_FREQ_MAX):
+        return "freq must be %d-%d Hz" % (limits.PWM_FREQ_MIN, limits.PWM_FREQ_MAX)
+    return None
+
+
+def _make_hw(spec, board):
+    num, mode = spec["pin"], spec.get("mode", "out")
+    if mode == "pwm":  # safe state: duty 0
+        return board.pwm(num, spec.get("freq", limits.PWM_DEFAULT_FREQ), 0)
+    if mode == "adc":
+        return board.adc(num)
+    return board.pin(num, mode, spec.get("pull"), spec.get("init", 0))
+
+
 def setup(config_pins, board, log):
-    """Build {name: NamedPin}; bad entries are logged and left out."""
+    """Build {name: NamedPin}; bad entries are logged and left out, nothing else touched."""
     pins, used = {}, {}
     for name in sorted(config_pins):
         spec = config_pins[name]
-        err = _check(name, spec, board, used)
+        err = _check(spec, board, used)
+        if not err:
+            try:
+                hw = _make_hw(spec, board)
+            except Exception as e:  # the port refused the pin: report it, keep booting
+                err = "GPIO%d could not be set up: %s" % (spec["pin"], e)
         if err:
             log("config error: pin '%s': %s" % (name, err))
             continue
-        mode = spec.get("mode", "out")
-        hw = board.pin(spec["pin"], mode, spec.get("pull"), spec.get("init", 0))
-        pins[name] = NamedPin(name, spec["pin"], mode, hw)
-        used[spec["pin"]] = name
+        num = spec["pin"]
+        if num in board.caution_pins:
+            log("warning: pin '%s': GPIO%d is a boot strapping or serial pin; wiring on it can "
+                "stop the board booting" % (name, num))
+        pins[name] = NamedPin(name, num, spec.get("mode", "out"), hw, spec, log)
+        used[num] = name
     return pins

@@ -4,6 +4,7 @@ import json
 import os
 
 _sync = getattr(os, "sync", None)  # ESP32 has it; the unix port relies on the host's fsync
+_INF = float("inf")
 
 
 def _remove(path):
@@ -18,6 +19,23 @@ def _read(path):
         return json.load(f)
 
 
+def _check_plain(obj):
+    # MicroPython's json writes repr() of other objects and "nan"/"inf": a file no load can read
+    if isinstance(obj, dict):
+        for k in obj:
+            if not isinstance(k, str):
+                raise TypeError("store: key %r is not a string" % (k,))
+            _check_plain(obj[k])
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _check_plain(v)
+    elif isinstance(obj, float):
+        if obj != obj or obj in (_INF, -_INF):
+            raise TypeError("store: %r is not a JSON number" % obj)
+    elif not (obj is None or isinstance(obj, (str, int, bool))):
+        raise TypeError("store: %s is not JSON" % type(obj).__name__)
+
+
 def load(name, default, log=print):
     """The saved object, or `default` when there is none or it cannot be read (reported, never raised)."""
     path, tmp = name + ".json", name + ".tmp"
@@ -25,13 +43,16 @@ def load(name, default, log=print):
         os.stat(path)
     except OSError:
         # No .json but a .tmp: on FAT a rename is unlink + rename, and a cut between the two
-        # leaves only the new file. A .tmp that parses completely was fully written.
+        # leaves only the new file. A .tmp that parses completely was fully written (a torn
+        # object or list never parses: its closing bracket is the last byte written).
         try:
             obj = _read(tmp)
+            if not isinstance(obj, (dict, list)):
+                raise ValueError
+            os.rename(tmp, path)
         except Exception:
             _remove(tmp)
             return default
-        os.rename(tmp, path)
         log("store: %s recovered from an interrupted save" % path)
         return obj
     _remove(tmp)  # a save cut short before its rename: the .json still holds the last good state
@@ -48,6 +69,7 @@ def load(name, default, log=print):
 
 def save(name, obj):
     """Write obj as <name>.json atomically. Raises OSError (flash full) or TypeError (not JSON)."""
+    _check_plain(obj)
     tmp = name + ".tmp"
     try:
         with open(tmp, "w") as f:

@@ -1,8 +1,9 @@
-"""Fake OpenAI-compatible server: a test double for paid chat-completions APIs.
+"""Fake inference provider: a test double for paid chat-completions and Anthropic messages APIs.
 
-Speaks the real wire format (chat.completion / chat.completion.chunk objects, SSE, include_usage trailer,
-`data: [DONE]`, OpenAI error bodies) so the bridge is exercised exactly as a real provider would exercise it.
-Each request is answered by `responder(request_json) -> Reply`, which scripts content, timing and failures.
+Speaks the real wire formats (OpenAI chat.completion / chat.completion.chunk objects, SSE, include_usage trailer,
+`data: [DONE]`, OpenAI error bodies; Anthropic /v1/messages events, see anthropic_wire.py) so the bridge is
+exercised exactly as a real provider would exercise it. Each request is answered by
+`responder(request_json) -> Reply`, which scripts content, timing and failures (profiles.py draws them at random).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from aiohttp import web
+
+from tests.fakes import anthropic_wire
 
 MODEL = "fake-model"
 
@@ -56,9 +59,12 @@ def _usage(req: dict, completion_tokens: int) -> dict:
 
 
 class FakeOpenAI:
-    def __init__(self, responder: Callable[[dict], Reply] | None = None, api_key: str | None = None):
+    def __init__(self, responder: Callable[[dict], Reply] | None = None, api_key: str | None = None,
+                 reject_stream_options: bool = False):
         self.responder = responder or (lambda req: Reply(text="ok"))
         self.api_key = api_key
+        self.reject_stream_options = reject_stream_options  # like servers that 400 on unknown parameters
+        self.paths: list[str] = []  # request path of each entry in .requests
         self.models = [MODEL]
         self.requests: list[dict] = []
         self.stream_ends: list[float] = []  # time.monotonic() right after each stream's last chunk was written
@@ -73,6 +79,7 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/messages", self._messages)
         # handler_cancellation: a client that gives up (timeout tests) must not leave a handler sleeping;
         # short shutdown_timeout: stop() must not wait on stalled streams.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.2)
@@ -131,14 +138,40 @@ class FakeOpenAI:
             return web.json_response(_error_body(400), status=400)
         with self._lock:
             self.requests.append(req)
+            self.paths.append(request.path)
         if not self._authorized(request):
             return web.json_response(_error_body(401), status=401)
+        if self.reject_stream_options and "stream_options" in req:
+            body = _error_body(400)
+            body["error"].update(message="Unrecognized request argument supplied: stream_options",
+                                 param="stream_options")
+            return web.json_response(body, status=400)
         reply = self.responder(req)
         if reply.status != 200:
             return web.json_response(_error_body(reply.status), status=reply.status)
         if req.get("stream"):
-            return await self._stream(request, req, reply)
+            return await self._stream(request, [("", c) for c in self._chunks(req, reply)], reply)
         return web.json_response(self._completion(req, reply))
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic messages API: x-api-key auth, `anthropic-version` required, streamed events."""
+        try:
+            req = await request.json()
+        except ValueError:
+            return web.json_response(anthropic_wire.error_body(400), status=400)
+        with self._lock:
+            self.requests.append(req)
+            self.paths.append(request.path)
+        if self.api_key is not None and request.headers.get("x-api-key") != self.api_key:
+            return web.json_response(anthropic_wire.error_body(401), status=401)
+        if not request.headers.get("anthropic-version") or not isinstance(req.get("max_tokens"), int):
+            return web.json_response(anthropic_wire.error_body(400), status=400)
+        reply = self.responder(req)
+        if reply.status != 200:
+            return web.json_response(anthropic_wire.error_body(reply.status), status=reply.status)
+        if req.get("stream"):
+            return await self._stream(request, anthropic_wire.events(req, reply), reply)
+        return web.json_response(anthropic_wire.message(req, reply))
 
     def _completion(self, req: dict, reply: Reply) -> dict:
         message = {"role": "assistant", "content": reply.text or None, "refusal": None}
@@ -185,12 +218,12 @@ class FakeOpenAI:
             out.insert(min(2, len(out)), '{"id": "chatcmpl-broken", "choices": [')
         return out + ["[DONE]"]
 
-    async def _stream(self, request: web.Request, req: dict, reply: Reply) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, events: list[tuple[str, str]], reply: Reply) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)  # headers go out at once, like llama.cpp/vLLM; the body waits for ttft
         if reply.ttft_ms:
             await asyncio.sleep(reply.ttft_ms / 1000)
-        for n, payload in enumerate(self._chunks(req, reply)):
+        for n, (event, payload) in enumerate(events):
             if reply.cut_after_chunks is not None and n >= reply.cut_after_chunks:
                 request.transport.close()  # abrupt: no [DONE], no chunked-encoding terminator
                 return resp
@@ -198,7 +231,7 @@ class FakeOpenAI:
                 await asyncio.sleep(reply.stall_ms / 1000)
             elif n and reply.chunk_delay_ms:
                 await asyncio.sleep(reply.chunk_delay_ms / 1000)
-            await resp.write(f"data: {payload}\n\n".encode())
+            await resp.write((f"event: {event}\n" if event else "").encode() + f"data: {payload}\n\n".encode())
         with self._lock:
             self.stream_ends.append(time.monotonic())
         await resp.write_eof()

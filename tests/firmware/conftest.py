@@ -24,8 +24,17 @@ class MicroPythonFailure(Exception):
 
 
 def pytest_collect_file(parent, file_path):
-    if file_path.name.startswith("mp_test_") and file_path.suffix == ".py":
+    # A file named on the command line is collected by pytest's python plugin instead, which
+    # asks pytest_pycollect_makemodule below: collecting it here too would run it twice.
+    if file_path.name.startswith("mp_test_") and file_path.suffix == ".py" \
+            and not parent.session.isinitpath(file_path):
         return MicroPythonFile.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    if module_path.name.startswith("mp_test_"):
+        return MicroPythonFile.from_parent(parent, path=module_path)
     return None
 
 

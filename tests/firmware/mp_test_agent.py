@@ -56,7 +56,7 @@ async def test_tool_call_then_answer_gives_one_reply_and_sets_pin():
     dev = make_device()
     agent = Agent(dev)
     bridge = ScriptedBridge(dev, agent, _porch_script)
-    replies = await _ask(dev, agent, {"v": 1, "id": "a1", "text": "turn on the porch light"})
+    replies = await _ask(dev, agent, {"v": 1, "id": "a1", "text": "make the porch bright"})
     if len(replies) != 1:
         raise Exception(replies)
     r = replies[0]
@@ -91,7 +91,7 @@ async def test_invalid_tool_call_result_goes_back_to_the_llm():
         return [{"done": True, "text": req["msgs"][-1]["t"]}]
     bridge = ScriptedBridge(dev, agent, script)
     r = (await _ask(dev, agent, {"id": "a3", "text": "open the garage"}))[0]
-    if "Error: pin: pin 'garage' is not configured" not in r["text"]:
+    if "Error: pin 'garage' is not configured" not in r["text"]:
         raise Exception(r)
 
 
@@ -142,7 +142,7 @@ async def test_stale_duplicate_and_out_of_order_messages():
                 self.agent.on_llm_res(json.dumps(msg))
             self.agent.on_llm_res(b"{garbage")
     OutOfOrder(dev, agent, script)
-    replies = await _ask(dev, agent, {"id": "a5", "text": "fan on"})
+    replies = await _ask(dev, agent, {"id": "a5", "text": "cool the room down"})
     if len(replies) != 1 or replies[0]["text"] != "fan on":
         raise Exception(replies)
     fan_writes = [p for t, p, _r, _q in dev.link.sent if t == "wisp/t1/state/fan"]
@@ -185,3 +185,71 @@ async def test_full_inbox_refuses_as_busy():
     replies = dev.link.on("wisp/t1/reply")
     if len(replies) != 1 or replies[0]["id"] != "b%d" % limits.INBOX_MAX or "busy" not in replies[0]["text"]:
         raise Exception(replies)
+
+
+async def test_fast_path_answers_locally_without_any_llm_request():
+    dev = make_device()
+    agent = Agent(dev)
+    bridge = ScriptedBridge(dev, agent, _porch_script)
+    r = (await _ask(dev, agent, {"id": "f1", "text": "turn on the porch light"}))[0]
+    if not (r["ok"] and r["path"] == "local" and r["text"] == "porch light is on") or dev.board.levels[5] != 1:
+        raise Exception(r)
+    if bridge.reqs:
+        raise Exception("the fast path asked the LLM")
+    dev.config["fast_path"] = False  # a user who wants every ask to go to the LLM
+    dev.link.sent.clear()
+    r = (await _ask(dev, agent, {"id": "f2", "text": "turn on the porch light"}))[0]
+    if r["path"] != "llm" or len(bridge.reqs) != 2:
+        raise Exception(r)
+
+
+async def test_llm_budget_per_hour_is_enforced_on_the_device():
+    dev = make_device()
+    agent = Agent(dev)
+    bridge = ScriptedBridge(dev, agent, lambda req: [{"done": True, "text": "hi"}])
+    agent.conv.budget.in_hour = limits.LLM_CALLS_PER_HOUR - 1
+    agent.conv.budget.hour = int(agent.conv.budget.now()) // 3600
+    ok = (await _ask(dev, agent, {"id": "h1", "text": "hello"}))[0]
+    refused = (await _ask(dev, agent, {"id": "h2", "text": "hello"}, n_replies=2))[1]
+    if not ok["ok"] or refused["ok"] or "per hour" not in refused["text"] or len(bridge.reqs) != 1:
+        raise Exception((ok, refused))
+
+
+async def test_recent_turns_and_facts_travel_with_the_request():
+    dev = make_device()
+
+    class Facts:
+        def for_prompt(self, max_bytes):
+            return ["owner: Ada"]
+    dev.memory = Facts()
+    agent = Agent(dev)
+    bridge = ScriptedBridge(dev, agent, lambda req: [{"done": True, "text": "answer %d" % len(bridge.reqs)}])
+    await _ask(dev, agent, {"id": "m1", "text": "first question"})
+    await _ask(dev, agent, {"id": "m2", "text": "second question"}, n_replies=2)
+    req = bridge.reqs[-1]
+    if req["facts"] != ["owner: Ada"]:
+        raise Exception(req)
+    if req["msgs"] != [{"r": "user", "t": "first question"}, {"r": "asst", "t": "answer 1"},
+                       {"r": "user", "t": "second question"}]:
+        raise Exception(req["msgs"])
+
+
+async def test_link_down_gives_a_clear_reply_that_is_delivered_after_reconnect():
+    dev = make_device()
+    agent = Agent(dev)
+    dev.link.up = False
+    replies = []
+    agent.submit("what's the weather like", "repl", done=replies.append)
+    task = asyncio.create_task(agent.run())
+    await asyncio.sleep_ms(50)
+    if len(replies) != 1 or "unreachable" not in replies[0]["text"]:
+        raise Exception(replies)
+    agent.on_ask(json.dumps({"id": "o1", "text": "is the door on"}))  # fast path works offline
+    await asyncio.sleep_ms(50)
+    if dev.outbox[-1][0] != "reply" or json.loads(dev.outbox[-1][1])["text"] != "door is on":
+        raise Exception(dev.outbox)
+    dev.link.up = True
+    await dev.announce()
+    if dev.outbox or dev.link.on("wisp/t1/reply")[-1]["id"] != "o1":
+        raise Exception("owed reply not sent after reconnect")
+    task.cancel()

@@ -1,4 +1,4 @@
-# The hardware abstraction: the only package that imports machine, network or esp32.
+# The hardware abstraction: the only package that imports machine, network, esp32, ntptime, dht.
 # Picks the real ESP32 board when its modules exist, else the simulated board of the unix port.
 try:
     import esp32  # noqa: F401  (present only on ESP32 firmware)

@@ -1,27 +1,117 @@
-# The real ESP32 board: machine.Pin and network.WLAN behind the same interface as hal/sim.py.
+# The real ESP32 board: machine (Pin, PWM, ADC, I2C, WDT), network.WLAN, ntptime and dht
+# behind the same interface as hal/sim.py. Only hal/ imports these modules.
 import asyncio
+import gc
+import time
 
 import machine
 import network
 import ubinascii
 
+from wisp.hal import pinmap
+
 NAME = "esp32"
-# GPIO6-11 drive the SPI flash on a classic ESP32: touching them crashes the chip.
-FORBIDDEN_PINS = (6, 7, 8, 9, 10, 11)
-MAX_PIN = 39
 WIFI_TIMEOUT_MS = 20000
+TRIGGERS = ("rising", "falling", "both")
+
+
+class ADC:
+    """12-bit reads (0-4095) at 11 dB attenuation: about 0.15-3.1 V full scale."""
+
+    def __init__(self, num):
+        self.adc = machine.ADC(machine.Pin(num), atten=machine.ADC.ATTN_11DB)
+
+    def read(self):
+        return self.adc.read_u16() >> 4
+
+    def volts(self):
+        return self.adc.read_uv() / 1000000  # uses the chip's factory calibration
 
 
 class Board:
     name = NAME
-    forbidden_pins = FORBIDDEN_PINS
-    max_pin = MAX_PIN
+    max_pin = pinmap.MAX_PIN
+    forbidden_pins = pinmap.FORBIDDEN
+    missing_pins = pinmap.MISSING
+    input_only_pins = pinmap.INPUT_ONLY
+    adc_pins = pinmap.ADC1
+    caution_pins = pinmap.CAUTION
+
+    def __init__(self):
+        self._wdt = None
+        self._up_ms, self._last = 0, time.ticks_ms()
 
     def pin(self, num, mode, pull=None, value=0):
         if mode == "out":
             return machine.Pin(num, machine.Pin.OUT, value=value)
         pulls = {"up": machine.Pin.PULL_UP, "down": machine.Pin.PULL_DOWN}
         return machine.Pin(num, machine.Pin.IN, pulls.get(pull))
+
+    def pwm(self, num, freq, duty_u16):
+        return machine.PWM(machine.Pin(num), freq=freq, duty_u16=duty_u16)
+
+    def adc(self, num):
+        return ADC(num)
+
+    def i2c(self, scl, sda, freq):
+        return machine.I2C(0, scl=machine.Pin(scl), sda=machine.Pin(sda), freq=freq)
+
+    def dht(self, num, kind):
+        import dht  # only boards with a DHT sensor configured pay for the driver
+        sensor = (dht.DHT11 if kind == "dht11" else dht.DHT22)(machine.Pin(num))
+        sensor.measure()  # blocks ~5 ms; raises OSError when nothing answers
+        return sensor.temperature(), sensor.humidity()
+
+    def chip_temp(self):
+        import esp32
+        if hasattr(esp32, "mcu_temperature"):  # S2, S3, C3...
+            return esp32.mcu_temperature()
+        return (esp32.raw_temperature() - 32) / 1.8  # classic ESP32: Fahrenheit, rough
+
+    def irq(self, pin, handler, trigger="both"):
+        """handler(level) runs as a soft IRQ (MicroPython's scheduler), never mid-bytecode."""
+        if trigger not in TRIGGERS:
+            raise ValueError("trigger must be one of %s" % (TRIGGERS,))
+        bits = {"rising": machine.Pin.IRQ_RISING, "falling": machine.Pin.IRQ_FALLING}
+        mask = bits.get(trigger, machine.Pin.IRQ_RISING | machine.Pin.IRQ_FALLING)
+        pin.irq(handler=lambda p: handler(p.value()), trigger=mask)
+
+    def close(self):
+        pass  # real IRQs need no poller; kept for the same interface as the sim
+
+    def wdt_start(self, timeout_ms):
+        # cannot be stopped once started: from now on wdt_feed() must run within timeout_ms
+        self._wdt = machine.WDT(timeout=timeout_ms)
+
+    def wdt_feed(self):
+        if self._wdt:
+            self._wdt.feed()
+        self.uptime_s()
+
+    def free_heap(self):
+        return gc.mem_free()
+
+    def uptime_s(self):
+        # accumulated so the ticks_ms wrap (about 12 days) does not reset it
+        now = time.ticks_ms()
+        self._up_ms += time.ticks_diff(now, self._last)
+        self._last = now
+        return self._up_ms // 1000
+
+    def rssi(self):
+        wlan = network.WLAN(network.STA_IF)
+        return wlan.status("rssi") if wlan.isconnected() else None
+
+    def sync_time(self, host=None):
+        """Set the RTC to UTC by NTP. Blocks up to ntptime.timeout (1 s); False on failure."""
+        import ntptime
+        if host:
+            ntptime.host = host
+        try:
+            ntptime.settime()
+            return True
+        except (OSError, OverflowError):
+            return False
 
     async def connect_network(self, config, log):
         wifi = config.get("wifi") or {}

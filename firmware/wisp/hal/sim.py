@@ -1,10 +1,22 @@
-# Simulated board for the MicroPython unix port: in-memory pins with the same interface as
-# hal/esp32.py. Outputs are observable through the device's retained state/<pin> topics.
+# Simulated board for the MicroPython unix port: the same interface as hal/esp32.py, with
+# outputs kept in memory and inputs (pin levels, ADC, DHT, I2C devices) read from
+# sim_inputs.json in the flash root, so tests and the e2e stack can drive them with no network.
+import asyncio
+import gc
+import json
 import os
+import time
+
+from wisp.hal import pinmap
 
 NAME = "sim"
-FORBIDDEN_PINS = (6, 7, 8, 9, 10, 11)  # mirror the classic ESP32 so configs behave the same
-MAX_PIN = 39
+INPUTS_FILE = "sim_inputs.json"
+POLL_MS = 100          # how often watched input pins are compared for irq edges
+CHIP_TEMP_C = 41.5     # what the chip sensor says unless sim_inputs.json sets "chip_temp"
+RSSI_DBM = -50
+ADC_VOLTS = 3.3        # full scale of the simulated 12-bit ADC
+ENODEV, ETIMEDOUT = 19, 110
+TRIGGERS = ("rising", "falling", "both")
 
 
 class SimPin:
@@ -15,21 +27,205 @@ class SimPin:
 
     def value(self, v=None):
         if v is None:
+            if self.mode != "out":
+                given = self.board.inputs().get("pins", {}).get(str(self.num))
+                if given is not None:
+                    return 1 if given else 0
             return self.board.levels[self.num]
         if self.mode == "out":
             self.board.levels[self.num] = 1 if v else 0
 
 
+class SimPWM:
+    def __init__(self, freq, duty_u16):
+        self._freq, self._duty = freq, duty_u16
+
+    def freq(self, f=None):
+        if f is None:
+            return self._freq
+        self._freq = f
+
+    def duty_u16(self, d=None):
+        if d is None:
+            return self._duty
+        self._duty = d
+
+    def deinit(self):
+        self._duty = 0
+
+
+class SimADC:
+    def __init__(self, board, num):
+        self.board, self.num = board, num
+
+    def read(self):
+        raw = self.board.inputs().get("adc", {}).get(str(self.num), 0)
+        return min(4095, max(0, int(raw)))
+
+    def volts(self):
+        return self.read() * ADC_VOLTS / 4095
+
+
+class SimI2C:
+    """Devices are register maps from sim_inputs.json ("i2c": {"0x76": {"0xD0": [96]}}: a list
+    fills consecutive registers). Writes are kept in memory on top of the file."""
+
+    def __init__(self, board):
+        self.board = board
+        self.pointer = {}   # addr -> register the next read starts at
+        self.written = {}   # (addr, reg) -> byte
+
+    def _regs(self, addr):
+        for key, regs in self.board.inputs().get("i2c", {}).items():
+            if int(key, 0) == addr:
+                out = {}
+                for reg, data in regs.items():
+                    r = int(reg, 0)
+                    for b in data if isinstance(data, list) else (data,):
+                        out[r & 0xFF] = int(b) & 0xFF
+                        r += 1
+                return out
+        raise OSError(ENODEV)  # what machine.I2C raises when nothing acknowledges
+
+    def scan(self):
+        return sorted(int(k, 0) for k in self.board.inputs().get("i2c", {}))
+
+    def readfrom(self, addr, n):
+        regs, reg = self._regs(addr), self.pointer.get(addr, 0)
+        out = bytearray(n)
+        for i in range(n):
+            r = (reg + i) & 0xFF
+            out[i] = self.written.get((addr, r), regs.get(r, 0))
+        self.pointer[addr] = (reg + n) & 0xFF
+        return bytes(out)
+
+    def writeto(self, addr, buf, stop=True):
+        self._regs(addr)
+        if buf:
+            reg = buf[0]
+            for i, b in enumerate(buf[1:]):
+                self.written[(addr, (reg + i) & 0xFF)] = b
+            self.pointer[addr] = reg
+        return len(buf)
+
+    def readfrom_mem(self, addr, reg, n):
+        self.writeto(addr, bytes((reg,)), False)
+        return self.readfrom(addr, n)
+
+    def writeto_mem(self, addr, reg, buf):
+        self.writeto(addr, bytes((reg,)) + bytes(buf))
+
+
 class Board:
     name = NAME
-    forbidden_pins = FORBIDDEN_PINS
-    max_pin = MAX_PIN
+    max_pin = pinmap.MAX_PIN
+    forbidden_pins = pinmap.FORBIDDEN  # mirror the classic ESP32 so configs behave the same
+    missing_pins = pinmap.MISSING
+    input_only_pins = pinmap.INPUT_ONLY
+    adc_pins = pinmap.ADC1
+    caution_pins = pinmap.CAUTION
 
     def __init__(self):
-        self.levels = {}  # pin number -> 0/1
+        self.levels = {}          # pin number -> 0/1 of outputs (and input defaults from pulls)
+        self.pwms = {}            # pin number -> SimPWM, for tests to look at
+        self.resets = 0           # reset() calls; set exit_on_reset False to only count them
+        self.exit_on_reset = True
+        self.wdt_timeout_ms = None
+        self.wdt_feeds = 0
+        self._inputs = {}         # last good parse of INPUTS_FILE
+        self._watch = []          # [pin, handler, trigger, last level]
+        self._poller = None
+        self._up_ms, self._last = 0, time.ticks_ms()
 
+    # ---- simulated inputs ------------------------------------------------------------------
+    def inputs(self):
+        """sim_inputs.json as a dict; a half-written file keeps the last good copy."""
+        try:
+            with open(INPUTS_FILE) as f:
+                data = json.load(f)
+            if isinstance(data, dict):
+                self._inputs = data
+        except OSError:
+            self._inputs = {}  # no file: every input at its default
+        except ValueError:
+            pass
+        return self._inputs
+
+    # ---- the HAL interface (same as hal/esp32.py) ------------------------------------------
     def pin(self, num, mode, pull=None, value=0):
         return SimPin(self, num, mode, pull, value)
+
+    def pwm(self, num, freq, duty_u16):
+        p = self.pwms[num] = SimPWM(freq, duty_u16)
+        return p
+
+    def adc(self, num):
+        return SimADC(self, num)
+
+    def i2c(self, scl, sda, freq):
+        return SimI2C(self)
+
+    def dht(self, num, kind):
+        reading = self.inputs().get("dht", {}).get(str(num))
+        if not isinstance(reading, list) or len(reading) != 2:
+            raise OSError(ETIMEDOUT)  # what the dht driver raises when no sensor answers
+        return float(reading[0]), float(reading[1])
+
+    def chip_temp(self):
+        return float(self.inputs().get("chip_temp", CHIP_TEMP_C))
+
+    def irq(self, pin, handler, trigger="both"):
+        """Call handler(level) on edges of an input pin; here from a task that polls the
+        inputs file every POLL_MS, started by the first irq() call (close() stops it)."""
+        if trigger not in TRIGGERS:
+            raise ValueError("trigger must be one of %s" % (TRIGGERS,))
+        self._watch.append([pin, handler, trigger, pin.value()])
+        if self._poller is None:
+            self._poller = asyncio.create_task(self._poll())
+
+    async def _poll(self):
+        while self._watch:
+            await asyncio.sleep_ms(POLL_MS)
+            for w in self._watch:
+                level = w[0].value()
+                if level == w[3]:
+                    continue
+                w[3] = level
+                if w[2] == "both" or (w[2] == "rising") == (level == 1):
+                    try:
+                        w[1](level)
+                    except Exception as e:  # a bad handler must not stop the other pins
+                        print("wisp: error: irq handler of GPIO%d: %r" % (w[0].num, e))
+        self._poller = None
+
+    def close(self):
+        self._watch = []
+        if self._poller:
+            self._poller.cancel()
+            self._poller = None
+
+    def wdt_start(self, timeout_ms):
+        self.wdt_timeout_ms = timeout_ms
+
+    def wdt_feed(self):
+        self.wdt_feeds += 1
+        self.uptime_s()
+
+    def free_heap(self):
+        return gc.mem_free()
+
+    def uptime_s(self):
+        # accumulated so the ticks_ms wrap (about 12 days) does not reset it
+        now = time.ticks_ms()
+        self._up_ms += time.ticks_diff(now, self._last)
+        self._last = now
+        return self._up_ms // 1000
+
+    def rssi(self):
+        return self.inputs().get("rssi", RSSI_DBM)
+
+    def sync_time(self, host=None):
+        return True  # the unix port runs on the host clock
 
     async def connect_network(self, config, log):
         return True  # the host's network is already up
@@ -38,4 +234,6 @@ class Board:
         return "sim%04x" % (os.getpid() & 0xFFFF) if hasattr(os, "getpid") else "sim0"
 
     def reset(self):
-        raise SystemExit(3)  # the unix port cannot reboot; the launcher may restart us
+        self.resets += 1
+        if self.exit_on_reset:
+            raise SystemExit(3)  # the unix port cannot reboot; the launcher may restart us

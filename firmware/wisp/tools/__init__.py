@@ -17,6 +17,19 @@ TOOLS = (
      (("pin", "pin_out", True), ("value", "bit", True))),
     ("gpio_read", "gpio", "Read a named pin: 1 = on/high, 0 = off/low.",
      (("pin", "pin", True),)),
+    ("memory_set", "memory", "Remember a fact across reboots (replaces the old value of key).",
+     (("key", "str", True), ("value", "scalar", True, "text, number or true/false"))),
+    ("memory_get", "memory", "Recall a remembered fact: key=value.", (("key", "str", True),)),
+    ("memory_delete", "memory", "Forget a remembered fact.", (("key", "str", True),)),
+    ("memory_list", "memory", "List remembered facts, most recent first.", ()),
+    ("routine_define", "routine", 'Save a routine the device runs offline, e.g. steps [{"tool": "gpio_read", '
+     '"args": {"pin": "door"}, "as": "door"}, {"tool": "gpio_write", "args": {"pin": "fan", "value": 1}, '
+     '"if": ["door", "==", 1]}]. "as" binds the result text after its last "="; args may be "$door"; '
+     '"if": [name, op, value] (== != < <= > >=), {"all": [..]}, {"any": [..]}, {"not": ..}; "continue": true '
+     'goes on after an error.', (("name", "str", True), ("steps", "list", True))),
+    ("routine_run", "routine", "Run a saved routine now.", (("name", "str", True),)),
+    ("routine_list", "routine", "List saved routines.", ()),
+    ("routine_delete", "routine", "Delete a saved routine.", (("name", "str", True),)),
 )
 
 
@@ -65,6 +78,8 @@ KINDS = {
     "bool": (lambda dev: {"type": "boolean"}, _type_check(lambda v: v is True or v is False, "true or false")),
     "list": (lambda dev: {"type": "array"}, _type_check(lambda v: isinstance(v, list), "a list")),
     "obj": (lambda dev: {"type": "object"}, _type_check(lambda v: isinstance(v, dict), "an object")),
+    "scalar": (lambda dev: {"type": ["string", "number", "boolean"]},
+               _type_check(lambda v: isinstance(v, (str, int, float, bool)), "text, a number or true/false")),
 }
 
 
@@ -110,7 +125,8 @@ def check(dev, name, args):
             continue
         err = KINDS[kind][1](dev, args[arg])
         if err:
-            return tool, "Error: %s: %s" % (arg, err)
+            # "must ..." texts name the argument; pin texts already name the pin
+            return tool, "Error: " + ("'%s' %s" % (arg, err) if err.startswith("must") else err)
     for arg in args:
         if not any(p[0] == arg for p in params):
             return tool, "Error: unknown argument '%s' for %s" % (arg, name)

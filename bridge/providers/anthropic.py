@@ -1,0 +1,138 @@
+"""Streamed Anthropic messages client with tools, behind the same interface as the OpenAI-compatible one.
+
+Input is the bridge's one internal format (OpenAI chat messages and tools); it is mapped to the messages API
+here: the system prompt moves to `system`, tool calls become `tool_use` blocks, tool results become
+`tool_result` blocks in a user turn. The stream (message_start, content_block_start/delta/stop, message_delta,
+message_stop, ping, error) maps back onto StreamEvents; usage is reported OpenAI-shaped.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from bridge.providers.base import EXCERPT, HttpStreamProvider, StreamEvent, ToolCall, error_text, parse_args
+
+API_VERSION = "2023-06-01"
+
+
+def to_anthropic(messages: list[dict], tools: list[dict] | None) -> tuple[str, list[dict], list[dict]]:
+    """(system, messages, tools) in the messages-API shape; consecutive same-role turns are merged."""
+    system, out = [], []
+
+    def add(role: str, blocks: list[dict]) -> None:
+        if out and out[-1]["role"] == role:
+            out[-1]["content"] += blocks
+        elif blocks:
+            out.append({"role": role, "content": blocks})
+
+    for m in messages:
+        role, content = m.get("role"), _text(m.get("content"))
+        if role == "system":
+            system.append(content)
+        elif role == "user":
+            add("user", [{"type": "text", "text": content}] if content else [])
+        elif role == "assistant":
+            blocks = [{"type": "text", "text": content}] if content else []
+            for c in m.get("tool_calls") or []:
+                fn = c.get("function") or {}
+                args, _ = parse_args(fn.get("arguments") or "")
+                blocks.append({"type": "tool_use", "id": c.get("id"), "name": fn.get("name"), "input": args or {}})
+            add("assistant", blocks)
+        elif role == "tool":
+            add("user", [{"type": "tool_result", "tool_use_id": m.get("tool_call_id"), "content": content}])
+    a_tools = [{"name": t["function"]["name"], "description": t["function"].get("description", ""),
+                "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}}}
+               for t in tools or [] if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+    return "\n\n".join(s for s in system if s), out, a_tools
+
+
+def _text(content) -> str:
+    """OpenAI content is a string or a list of parts; only text parts mean anything to a wisp device."""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content if isinstance(content, str) else ""
+
+
+class AnthropicProvider(HttpStreamProvider):
+    def __init__(self, session, base_url: str, model: str, api_key: str | None = None, max_tokens: int = 1024,
+                 **kw):
+        super().__init__(session, base_url.rstrip("/") + "/messages", model, api_key, **kw)
+        self._max_tokens = max_tokens
+
+    async def stream_chat(self, messages: list[dict], tools: list[dict] | None = None):
+        """Same contract as OpenAICompatProvider.stream_chat."""
+        system, a_messages, a_tools = to_anthropic(messages, tools)
+        body = {"model": self._model, "max_tokens": self._max_tokens, "messages": a_messages, "stream": True}
+        if system:
+            body["system"] = system
+        if a_tools:
+            body["tools"] = a_tools
+        body.update(self._extra_body)
+        headers = {"Accept": "text/event-stream", "anthropic-version": API_VERSION}
+        if self._api_key:
+            headers["x-api-key"] = self._api_key
+        first_deadline = asyncio.get_running_loop().time() + self._first_token_timeout_s
+        resp = await self._post(body, headers, first_deadline)
+        state = {"blocks": {}, "usage": {}, "stop": None, "ended": False}
+        async with resp:
+            await self._check_status(resp)
+            async for payload in self._payloads(resp, first_deadline, lambda: state["stop"] is not None):
+                for ev in self._events(payload, state):
+                    yield ev
+                if state["ended"]:
+                    break
+        if state["stop"] is None:
+            raise self._fail("cut", "stream ended before message_delta carried a stop_reason")
+        usage = state["usage"]
+        yield StreamEvent("done", finish_reason=_FINISH.get(state["stop"], state["stop"]),
+                          usage={"prompt_tokens": usage["in"], "completion_tokens": usage["out"]}
+                          if "in" in usage and "out" in usage else None)
+
+    def _events(self, payload: str, state: dict) -> list[StreamEvent]:
+        if not payload.strip():
+            return []
+        obj = self._json(payload)
+        kind = obj.get("type")
+        blocks = state["blocks"]
+        if kind == "message_start":
+            u = (obj.get("message") or {}).get("usage") or {}
+            if isinstance(u.get("input_tokens"), int):
+                state["usage"]["in"] = u["input_tokens"] + (u.get("cache_read_input_tokens") or 0)
+        elif kind == "content_block_start":
+            block = obj.get("content_block") or {}
+            blocks[obj.get("index")] = {"type": block.get("type"), "id": block.get("id"),
+                                        "name": block.get("name"), "json": []}
+            if block.get("type") == "text" and block.get("text"):
+                return [StreamEvent("text", text=block["text"])]
+        elif kind == "content_block_delta":
+            delta, block = obj.get("delta") or {}, blocks.get(obj.get("index"))
+            if block is None:
+                raise self._fail("malformed", f"delta for a block that never started: {payload[:EXCERPT]!r}")
+            if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
+                return [StreamEvent("text", text=delta["text"])] if delta["text"] else []
+            if delta.get("type") == "input_json_delta" and isinstance(delta.get("partial_json"), str):
+                block["json"].append(delta["partial_json"])
+        elif kind == "content_block_stop":
+            block = blocks.pop(obj.get("index"), None)
+            if block and block["type"] == "tool_use":
+                raw = "".join(block["json"])
+                args, err = parse_args(raw)
+                if not block["name"]:
+                    err = err or "tool call has no function name"
+                return [StreamEvent("call", call=ToolCall(block["id"] or f"toolu_{obj.get('index')}",
+                                                          block["name"] or "", args, raw, err))]
+        elif kind == "message_delta":
+            u = obj.get("usage") or {}
+            if isinstance(u.get("output_tokens"), int):
+                state["usage"]["out"] = u["output_tokens"]
+            stop = (obj.get("delta") or {}).get("stop_reason")
+            state["stop"] = stop or state["stop"] or "end_turn"
+        elif kind == "message_stop":
+            state["ended"] = True
+            state["stop"] = state["stop"] or "end_turn"
+        elif kind == "error":  # overloaded_error and friends, in-band after a 200
+            raise self._fail("http", f"error in stream: {error_text(obj)}")
+        # ping and unknown future event types carry nothing we need
+        return []
+
+
+_FINISH = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length", "stop_sequence": "stop"}

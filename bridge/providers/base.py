@@ -1,0 +1,201 @@
+"""What every provider shares: the event and error types, the SSE decoder, and the HTTP streaming loop with its
+first-token and idle deadlines. A provider maps one wire format onto StreamEvents; nothing above it knows which.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable
+
+import aiohttp
+
+EXCERPT = 200  # chars of server text quoted in error messages: enough to diagnose, short enough to log
+
+
+class ProviderError(Exception):
+    """kind: 'http' | 'timeout' | 'malformed' | 'cut' | 'connect'.
+
+    message is human readable and never contains the API key; status is the HTTP status for 'http' errors."""
+
+    def __init__(self, kind: str, message: str, status: int | None = None):
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+        self.status = status
+
+
+@dataclass
+class ToolCall:
+    cid: str  # the provider's tool_call id, or "call_<n>" if the server omitted it
+    name: str
+    args: dict | None  # parsed JSON object; None when the arguments were not a JSON object
+    raw_args: str  # concatenated argument string as received
+    error: str | None = None  # why args is None (or the call has no name)
+
+
+@dataclass
+class StreamEvent:
+    kind: str  # 'call' | 'text' | 'done'
+    call: ToolCall | None = None
+    text: str = ""
+    finish_reason: str | None = None
+    usage: dict | None = None  # always OpenAI-shaped: {"prompt_tokens": n, "completion_tokens": n}
+
+
+class SSEDecoder:
+    """Incremental Server-Sent-Events decoder: feed(bytes) -> list[str] of complete `data:` payloads.
+
+    Lines are split on b"\\n" before decoding: 0x0A never occurs inside a multi-byte UTF-8 sequence, so a
+    character split across network chunks simply waits in the buffer with the rest of its line.
+    Lone-CR line endings (legal SSE, unused by any inference server) are not supported.
+    """
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[str]:
+        head, sep, self._buf = (self._buf + chunk).rpartition(b"\n")
+        out: list[str] = []
+        if sep:
+            for raw in head.split(b"\n"):
+                self._line(raw, out)
+        return out
+
+    def flush(self) -> list[str]:
+        """End of stream. Lenient: dispatches an event lacking its final blank line (some servers do that)."""
+        out: list[str] = []
+        if self._buf:
+            self._line(self._buf, out)
+            self._buf = b""
+        self._line(b"", out)
+        return out
+
+    def _line(self, raw: bytes, out: list[str]) -> None:
+        line = raw.decode("utf-8", errors="replace").removesuffix("\r")
+        if not line:  # blank line dispatches the event
+            if self._data:
+                out.append("\n".join(self._data))
+                self._data = []
+            return
+        if line.startswith(":"):  # comment / keep-alive
+            return
+        name, _, value = line.partition(":")
+        if name == "data":
+            self._data.append(value[1:] if value.startswith(" ") else value)
+        # event:, id:, retry: carry nothing we need (Anthropic repeats the event name inside its data)
+
+
+def parse_args(raw: str) -> tuple[dict | None, str | None]:
+    if not raw.strip():
+        return {}, None  # some servers send "" (not "{}") for tools without parameters
+    try:
+        val = json.loads(raw)
+    except ValueError as e:
+        return None, f"arguments are not valid JSON: {e}"
+    if not isinstance(val, dict):
+        return None, f"arguments are not a JSON object (got {type(val).__name__})"
+    return val, None
+
+
+def error_text(obj) -> str:
+    """Best human-readable message from an OpenAI- or Anthropic-style error body (or anything else)."""
+    err = obj.get("error", obj) if isinstance(obj, dict) else obj
+    if isinstance(err, dict):
+        err = err.get("message") or err.get("detail") or json.dumps(err)
+    return " ".join(str(err).split())[:EXCERPT]
+
+
+class HttpStreamProvider:
+    """POST a JSON body, then yield the SSE `data:` payloads under two deadlines: an absolute one for the first
+    payload, then an idle bound between network reads. Subclasses turn payloads into StreamEvents."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, model: str, api_key: str | None = None,
+                 connect_timeout_s: float = 5.0, first_token_timeout_s: float = 30.0, idle_timeout_s: float = 30.0,
+                 extra_body: dict | None = None):
+        self._session = session
+        self._url = url
+        self._model = model
+        self._api_key = api_key
+        self._connect_timeout_s = connect_timeout_s
+        self._first_token_timeout_s = first_token_timeout_s
+        self._idle_timeout_s = idle_timeout_s
+        self._extra_body = dict(extra_body or {})
+
+    def _fail(self, kind: str, message: str, status: int | None = None) -> ProviderError:
+        # Servers sometimes echo the key back (e.g. "Incorrect API key provided: sk-..."); errors end up in logs.
+        if self._api_key:
+            message = message.replace(self._api_key, "***")
+        return ProviderError(kind, message, status)
+
+    async def _post(self, body: dict, headers: dict, first_deadline: float) -> aiohttp.ClientResponse:
+        # We enforce first-token/idle deadlines ourselves; override the session's default total timeout,
+        # which would otherwise kill long but healthy generations.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout_s)
+        try:
+            async with asyncio.timeout_at(first_deadline):
+                return await self._session.post(self._url, json=body, headers=headers, timeout=timeout)
+        except aiohttp.ServerTimeoutError as e:  # before TimeoutError: it subclasses it
+            raise self._fail("connect", f"connect to {self._url} timed out after {self._connect_timeout_s}s") from e
+        except aiohttp.ClientError as e:
+            raise self._fail("connect", f"cannot reach {self._url}: {e}") from e
+        except TimeoutError as e:
+            raise self._fail("timeout", f"no first token within {self._first_token_timeout_s}s (no headers)") from e
+
+    async def _check_status(self, resp: aiohttp.ClientResponse) -> None:
+        if resp.status // 100 != 2:
+            excerpt, _ = await self._body_excerpt(resp)
+            raise self._fail("http", f"HTTP {resp.status}: {excerpt}", resp.status)
+        if resp.content_type == "application/json":  # server ignored stream:true, or a 200 carrying an error
+            excerpt, is_error = await self._body_excerpt(resp)
+            raise self._fail("http" if is_error else "malformed",
+                             f"expected an event stream, got JSON: {excerpt}", resp.status)
+
+    async def _payloads(self, resp: aiohttp.ClientResponse, first_deadline: float,
+                        complete: Callable[[], bool]) -> AsyncIterator[str]:
+        """SSE data payloads until EOF. A cut connection is an error unless complete() says the answer was."""
+        loop = asyncio.get_running_loop()
+        decoder, got_data = SSEDecoder(), False
+        while True:
+            # Until the first data payload the absolute first-token deadline applies (keep-alive comments
+            # do not extend it); afterwards any gap between network reads is bounded by the idle timeout.
+            deadline = loop.time() + self._idle_timeout_s if got_data else first_deadline
+            try:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await resp.content.readany()
+            except TimeoutError as e:
+                what = (f"stream idle for more than {self._idle_timeout_s}s" if got_data
+                        else f"no first token within {self._first_token_timeout_s}s")
+                raise self._fail("timeout", what) from e
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
+                if complete():
+                    return  # the answer was complete; only a trailer (usage, [DONE]) was lost
+                raise self._fail("cut", f"connection lost mid-stream: {e}") from e
+            for payload in decoder.feed(chunk) if chunk else decoder.flush():
+                got_data = True
+                yield payload
+            if not chunk:
+                return
+
+    async def _body_excerpt(self, resp: aiohttp.ClientResponse) -> tuple[str, bool]:
+        """(short readable excerpt of the body, whether it was an {"error": ...} object)."""
+        try:
+            async with asyncio.timeout(self._idle_timeout_s):
+                text = (await resp.read()).decode("utf-8", errors="replace")
+        except (TimeoutError, aiohttp.ClientError):
+            return "(error body unreadable)", False
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            return error_text(text) or "(empty body)", False
+        return error_text(obj), isinstance(obj, dict) and bool(obj.get("error"))
+
+    def _json(self, payload: str) -> dict:
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            raise self._fail("malformed", f"data is not JSON: {payload[:EXCERPT]!r}") from None
+        if not isinstance(obj, dict):
+            raise self._fail("malformed", f"data is not a JSON object: {payload[:EXCERPT]!r}")
+        return obj

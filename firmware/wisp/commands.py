@@ -1,0 +1,54 @@
+# Direct commands: wisp/<id>/cmd runs one tool with no LLM, for automations (Home Assistant,
+# Node-RED, scripts). {"v":1,"id":"c1","tool":"gpio_write","args":{...}} -> cmd/res
+# {"v":1,"id":"c1","ok":true,"result":"ok: porch_light=1"}. Same validation as LLM calls.
+import asyncio
+import json
+
+from wisp import limits, tools
+from wisp.log import log
+
+
+class Commands:
+    def __init__(self, dev):
+        self.dev = dev
+        self.running = 0
+
+    def on_cmd(self, payload):
+        cmd_id, tool, args, err = self._parse(payload)
+        if err is None and self.running >= limits.CMD_MAX_RUNNING:
+            err = "Error: device busy (%d commands running)" % self.running
+        if err:
+            log("cmd refused: " + err)
+            asyncio.create_task(self._respond(cmd_id, False, err))
+            return
+        self.running += 1
+        asyncio.create_task(self._run(cmd_id, tool, args))
+
+    def _parse(self, payload):
+        if payload is None:
+            return None, None, None, "Error: command larger than %d bytes refused" % limits.MAX_PAYLOAD
+        try:
+            cmd = json.loads(payload)
+        except ValueError:
+            return None, None, None, "Error: command is not valid JSON"
+        if not isinstance(cmd, dict):
+            return None, None, None, "Error: command must be an object {\"id\", \"tool\", \"args\"}"
+        cmd_id = cmd.get("id")
+        if not isinstance(cmd_id, str) or not 1 <= len(cmd_id) <= limits.MAX_ID:
+            cmd_id = None
+        if cmd.get("v", 1) != 1:
+            return cmd_id, None, None, "Error: protocol version %r not supported" % (cmd.get("v"),)
+        if not isinstance(cmd.get("tool"), str):
+            return cmd_id, None, None, "Error: command needs 'tool' (a tool name)"
+        return cmd_id, cmd["tool"], cmd.get("args"), None
+
+    async def _run(self, cmd_id, tool, args):
+        try:
+            result = await tools.run(self.dev, tool, args)
+        finally:
+            self.running -= 1
+        log("cmd %s(%s) -> %s" % (tool, args, result))
+        await self._respond(cmd_id, not result.startswith("Error"), result)
+
+    async def _respond(self, cmd_id, ok, result):
+        await self.dev.publish_json("cmd/res", {"v": 1, "id": cmd_id, "ok": ok, "result": result}, owed=True)

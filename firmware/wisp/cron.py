@@ -1,0 +1,190 @@
+# Schedule specs as pure functions, no state and no I/O (like micropython-async sched/cron.py):
+# parse() turns a spec into a compact tuple, next_fire() finds its next local time after t.
+# Specs: 5-field cron, "@daily"-style macros, "every <N>s|m|h", "at <local ISO time>", "in <N>s|m|h".
+# Times are seconds since 1970-01-01 on the local wall clock (see wisp/civil.py); the caller
+# converts to and from UTC with wisp/tz.py.
+from micropython import const
+
+from wisp import civil, limits
+
+CRON = const(0)   # (CRON, minutes, hours, days, months, weekdays, flags): bit masks of allowed values
+EVERY = const(1)  # (EVERY, seconds)
+AT = const(2)     # (AT, local seconds): one shot
+IN = const(3)     # (IN, seconds): one shot, relative to when the job is added
+
+DOM_STAR = const(1)   # flags: day-of-month field starts with '*' (Vixie cron's day rule)
+DOW_STAR = const(2)   # flags: day-of-week field starts with '*'
+HOUR_STAR = const(4)  # flags: hour field starts with '*' (job runs by the wall clock in a DST overlap)
+
+_SEARCH_DAYS = const(2928)  # 8 years: long enough for "29 Feb" across a century year (2096 -> 2104)
+
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+# name, lowest, highest, names (index 0 = lowest value)
+_FIELDS = (("minute", 0, 59, None), ("hour", 0, 23, None), ("day-of-month", 1, 31, None),
+           ("month", 1, 12, _MONTHS), ("day-of-week", 0, 7, _DAYS))
+_MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+           "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
+_UNITS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
+          "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
+          "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600}
+_HELP = "use 5 cron fields like '*/5 7-9 * * 1-5', 'every 10m', 'at 2026-05-01T07:30' or 'in 20m'"
+
+
+def _value(text, field):
+    name, lo, hi, names = field
+    up = text.upper()
+    if names and up in names:
+        return lo + names.index(up)
+    if not text.isdigit():
+        raise ValueError("cron: %s field '%s' is not a number%s"
+                         % (name, text, " or a name like " + names[1] if names else ""))
+    v = int(text)
+    if not lo <= v <= hi:
+        raise ValueError("cron: %s field '%s' out of range %d-%d" % (name, text, lo, hi))
+    return v
+
+
+def _field(text, field):
+    name, lo, hi, _names = field
+    mask = 0
+    for item in text.split(","):
+        rng, step = item, 1
+        if "/" in item:
+            rng, s = item.split("/", 1)
+            if not s.isdigit() or int(s) < 1:
+                raise ValueError("cron: %s field step '%s' must be a whole number of 1 or more" % (name, s))
+            step = int(s)
+        if rng == "*":
+            a, b = lo, hi
+        elif "-" in rng:
+            a, b = rng.split("-", 1)
+            a, b = _value(a, field), _value(b, field)
+            if a > b:
+                raise ValueError("cron: %s field range '%s' runs backwards" % (name, rng))
+        elif rng:
+            a = _value(rng, field)
+            b = hi if step > 1 else a  # "5/15" means 5, 20, 35, 50
+        else:
+            raise ValueError("cron: %s field '%s' has an empty item" % (name, text))
+        for v in range(a, b + 1, step):
+            mask |= 1 << v
+    return mask
+
+
+def _cron(text):
+    parts = text.split()
+    if len(parts) != 5:
+        raise ValueError("schedule '%s' not understood: %s" % (text, _HELP))
+    masks = [_field(p, f) for p, f in zip(parts, _FIELDS)]
+    if masks[4] & 0x80:  # day-of-week 7 is Sunday too
+        masks[4] = (masks[4] | 1) & 0x7F
+    flags = ((DOM_STAR if parts[2][0] == "*" else 0) | (DOW_STAR if parts[4][0] == "*" else 0)
+             | (HOUR_STAR if parts[1][0] == "*" else 0))
+    return (CRON, masks[0], masks[1], masks[2], masks[3], masks[4], flags)
+
+
+def _duration(text, word):
+    text = text.strip()
+    i = 0
+    while i < len(text) and text[i].isdigit():
+        i += 1
+    unit = _UNITS.get(text[i:].strip().lower())
+    if i == 0 or unit is None:
+        raise ValueError("%s: '%s' must be a number with a unit s, m or h, like '%s 10m'" % (word, text, word))
+    n = int(text[:i]) * unit
+    if not 1 <= n <= limits.MAX_INTERVAL_S:
+        raise ValueError("%s: '%s' must be between 1s and %dh" % (word, text, limits.MAX_INTERVAL_S // 3600))
+    return n
+
+
+def _num(text, lo, hi, what):
+    if not text.isdigit() or not lo <= int(text) <= hi:
+        raise ValueError("at: %s '%s' must be %d-%d" % (what, text, lo, hi))
+    return int(text)
+
+
+def parse_iso(text):
+    """Local seconds of 'YYYY-MM-DDTHH:MM[:SS]' (a space may stand for the T)."""
+    s = text.strip()
+    if len(s) not in (16, 19) or s[4] != "-" or s[7] != "-" or s[10] not in "T " or s[13] != ":" \
+            or (len(s) == 19 and s[16] != ":"):
+        raise ValueError("at: '%s' must be a local time like 2026-05-01T07:30 or 2026-05-01T07:30:00" % s)
+    y = _num(s[0:4], 1970, 2199, "year")
+    mo = _num(s[5:7], 1, 12, "month")
+    d = _num(s[8:10], 1, civil.days_in_month(y, mo), "day of %04d-%02d" % (y, mo))
+    h = _num(s[11:13], 0, 23, "hour")
+    mi = _num(s[14:16], 0, 59, "minute")
+    sec = _num(s[17:19], 0, 59, "second") if len(s) == 19 else 0
+    return civil.seconds(y, mo, d, h, mi, sec)
+
+
+def parse(spec):
+    """Compact tuple for a spec; raises ValueError with a readable message."""
+    if not isinstance(spec, str):
+        raise ValueError("schedule spec must be a string; " + _HELP)
+    s = spec.strip()
+    if not s or len(s) > limits.MAX_SPEC_LEN:
+        raise ValueError("schedule spec must be 1-%d characters; %s" % (limits.MAX_SPEC_LEN, _HELP))
+    low = s.lower()
+    if low.startswith("every "):
+        return (EVERY, _duration(s[6:], "every"))
+    if low.startswith("in "):
+        return (IN, _duration(s[3:], "in"))
+    if low.startswith("at "):
+        return (AT, parse_iso(s[3:]))
+    if s[0] == "@":
+        if low not in _MACROS:
+            raise ValueError("cron: unknown macro '%s'; known: %s" % (s, ", ".join(sorted(_MACROS))))
+        s = _MACROS[low]
+    return _cron(s)
+
+
+def one_shot(p):
+    return p[0] in (AT, IN)
+
+
+def _first(mask, start, stop):
+    for v in range(start, stop + 1):
+        if mask >> v & 1:
+            return v
+    return None
+
+
+def _day_ok(p, day, d):
+    dom = p[3] >> d & 1
+    dow = p[5] >> civil.weekday(day) & 1
+    flags = p[6]
+    if flags & DOM_STAR or flags & DOW_STAR:  # one side unrestricted: both must match
+        return dom and dow
+    return dom or dow  # both restricted: either matches (standard cron)
+
+
+def next_fire(p, t):
+    """The first local time strictly after local time t when spec p fires, or None (never, or
+    a one-shot already past). EVERY and IN simply add their interval to t."""
+    kind = p[0]
+    if kind == EVERY or kind == IN:
+        return t + p[1]
+    if kind == AT:
+        return p[1] if p[1] > t else None
+    t = int(t) // 60 * 60 + 60
+    day, sec = t // 86400, t % 86400
+    h, m = sec // 3600, sec % 3600 // 60
+    end = day + _SEARCH_DAYS
+    while day <= end:
+        y, mo, d = civil.civil_from_days(day)
+        if not p[4] >> mo & 1:  # whole month excluded: jump to the 1st of the next one
+            day = civil.days_from_civil(y + mo // 12, mo % 12 + 1, 1)
+            h = m = 0
+            continue
+        if _day_ok(p, day, d):
+            hh = _first(p[2], h, 23)
+            while hh is not None:
+                mm = _first(p[1], m if hh == h else 0, 59)
+                if mm is not None:
+                    return day * 86400 + hh * 3600 + mm * 60
+                hh = _first(p[2], hh + 1, 23)
+        day += 1
+        h = m = 0
+    return None

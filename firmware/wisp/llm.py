@@ -1,0 +1,166 @@
+# The LLM conversation of one ask, seen from the device: rounds of llm/req -> streamed llm/res.
+# Tool calls run the moment their message arrives, strictly in seq order; stale, duplicate and
+# foreign messages are ignored. The device's own caps on LLM calls per hour and day live here.
+import asyncio
+import time
+
+from micropython import const
+
+from wisp import limits, tools
+from wisp.log import log
+
+_MAX_HELD = const(16)  # llm/res messages buffered per round (out of order or not yet processed)
+
+
+def describe(call, result):
+    args = call.get("args")
+    shown = ",".join("%s=%s" % (k, args[k]) for k in args) if isinstance(args, dict) else ""
+    return "%s(%s) -> %s" % (call.get("tool"), shown, result)
+
+
+class CallBudget:
+    """LLM rounds allowed per hour and per day, counted on the device (a runaway schedule or a
+    chatty automation must not run up a bill). Windows are clock buckets: hour and day of UTC."""
+
+    def __init__(self, now=time.time):
+        self.now = now
+        self.hour = self.day = None
+        self.in_hour = self.in_day = 0
+
+    def take(self):
+        """Count one LLM call; returns an error text when a cap is reached."""
+        t = int(self.now())
+        hour, day = t // 3600, t // 86400
+        if hour != self.hour:
+            self.hour, self.in_hour = hour, 0
+        if day != self.day:
+            self.day, self.in_day = day, 0
+        if self.in_hour >= limits.LLM_CALLS_PER_HOUR:
+            return "Error: this device's LLM budget of %d calls per hour is used up" % limits.LLM_CALLS_PER_HOUR
+        if self.in_day >= limits.LLM_CALLS_PER_DAY:
+            return "Error: this device's LLM budget of %d calls per day is used up" % limits.LLM_CALLS_PER_DAY
+        self.in_hour += 1
+        self.in_day += 1
+        return None
+
+
+class Conversation:
+    def __init__(self, dev):
+        self.dev = dev
+        self.budget = CallBudget()
+        self._want = None            # (ask id, round) whose llm/res we are waiting for
+        self._res = []               # llm/res messages for _want, in arrival order
+        self._res_ev = asyncio.Event()
+
+    def on_res(self, msg):
+        """Called by the MQTT reader with a decoded llm/res; never blocks."""
+        if self._want is None or msg.get("id") != self._want[0] or msg.get("round") != self._want[1]:
+            return  # stale, duplicate or foreign answer
+        if len(self._res) >= _MAX_HELD:
+            log("llm/res dropped: too many unprocessed messages")
+            return
+        self._res.append(msg)
+        self._res_ev.set()
+
+    async def run(self, ask_id, text, history=(), facts=None, req_class="interactive"):
+        """Returns (ok, answer text, tier)."""
+        msgs = list(history)
+        msgs.append({"r": "user", "t": text})
+        actions = []
+        tier = None
+        try:
+            for rnd in range(limits.MAX_ROUNDS):
+                kind, answer, tier = await self._round(ask_id, rnd, msgs, actions, facts, req_class)
+                if kind == "text":
+                    return True, answer, tier
+                if kind == "err":
+                    if actions:
+                        answer += " (done before the failure: %s)" % "; ".join(actions)
+                    return False, answer, tier
+        finally:
+            self._want = None
+        return False, "Error: stopped after %d rounds without a final answer; done: %s" % (
+            limits.MAX_ROUNDS, "; ".join(actions)), tier
+
+    async def _round(self, ask_id, rnd, msgs, actions, facts, req_class):
+        """One LLM round. Returns (kind, text, tier); kind is 'calls', 'text' or 'err'."""
+        refused = self.budget.take()
+        if refused:
+            return "err", refused, None
+        self._want = (ask_id, rnd)
+        self._res = []
+        self._res_ev.clear()
+        req = {"v": 1, "id": ask_id, "round": rnd, "msgs": msgs, "class": req_class,
+               "budget_ms": limits.ROUND_TIMEOUT_MS, "hash": self.dev.manifest_hash}
+        if facts:
+            req["facts"] = facts
+        if not await self.dev.publish_json("llm/req", req, wait_ms=limits.OFFLINE_WAIT_MS):
+            return "err", "Error: the cloud is unreachable (no broker connection); try again later", None
+        start = time.ticks_ms()
+        deadline = time.ticks_add(start, limits.ROUND_TIMEOUT_MS)
+        resent = False
+        next_seq, held, done_calls = 0, {}, []
+        while True:
+            while self._res:
+                m = self._res.pop(0)
+                seq = m.get("seq", 0)
+                if isinstance(seq, int) and next_seq <= seq < next_seq + _MAX_HELD:
+                    held[seq] = m
+            while next_seq in held:
+                m = held.pop(next_seq)
+                next_seq += 1
+                calls = m.get("calls")
+                for call in calls if isinstance(calls, list) else ():
+                    done_calls.append(await self._call(call, len(done_calls)))
+                if m.get("done"):
+                    self._want = None
+                    return self._finish(m, done_calls, msgs, actions)
+            now = time.ticks_ms()
+            if next_seq == 0 and not resent and time.ticks_diff(now, start) >= limits.RESEND_MS:
+                # Nothing at all yet: the bridge that took the request may have died, or none was
+                # subscribed. Send it again with the same id; a live bridge ignores the duplicate.
+                resent = True
+                log("llm/req %s round %d unanswered; sending again" % (ask_id, rnd))
+                await self.dev.publish_json("llm/req", req, wait_ms=0)
+            remaining = time.ticks_diff(deadline, now)
+            if remaining <= 0:
+                self._want = None
+                return "err", "Error: no answer from the bridge within %d s (is a bridge running?)" % (
+                    limits.ROUND_TIMEOUT_MS // 1000), None
+            if not self._res:
+                self._res_ev.clear()
+                wait = remaining if resent or next_seq else min(remaining, limits.RESEND_MS)
+                try:
+                    await asyncio.wait_for_ms(self._res_ev.wait(), wait)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def _call(self, call, index):
+        if not isinstance(call, dict):
+            call = {"cid": "c%d" % index, "tool": None, "args": None}
+        cid = call.get("cid")
+        if not isinstance(cid, str):
+            cid = "c%d" % index
+        if index >= limits.MAX_CALLS_PER_ROUND:
+            result = "Error: more than %d tool calls in one round; this one was not run" % limits.MAX_CALLS_PER_ROUND
+        else:
+            result = await tools.run(self.dev, call.get("tool"), call.get("args"))
+        log("tool " + describe(call, result))
+        return {"cid": cid, "tool": call.get("tool"), "args": call.get("args"), "result": result}
+
+    def _finish(self, done, done_calls, msgs, actions):
+        tier = done.get("tier") if isinstance(done.get("tier"), str) else None
+        err = done.get("err")
+        text = done.get("text")
+        text = text if isinstance(text, str) else ""
+        for c in done_calls:
+            actions.append(describe(c, c["result"]))
+        if err:
+            return "err", "Error: " + str(err)[:limits.MAX_ASK_TEXT], tier
+        if not done_calls:
+            return "text", text, tier
+        msgs.append({"r": "asst", "t": text,
+                     "calls": [{"cid": c["cid"], "tool": c["tool"], "args": c["args"]} for c in done_calls]})
+        for c in done_calls:
+            msgs.append({"r": "tool", "cid": c["cid"], "t": c["result"]})
+        return "calls", None, tier

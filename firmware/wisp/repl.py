@@ -1,0 +1,98 @@
+# Helpers for the serial REPL: `from wisp import repl as r`, then r.status(), r.ask("..."),
+# r.tools(), r.run("gpio_write", pin="porch_light", value=1), r.jobs(), r.mem(), r.log(20).
+# They work after Ctrl-C has stopped the agent: each call runs its own short event loop.
+import asyncio
+import gc
+
+from wisp import log as wlog
+from wisp import tools as registry
+
+ASK_TIMEOUT_MS = 60000
+
+
+def _device():
+    import wisp.main
+    if wisp.main.device is None:
+        wisp.main.build()
+    return wisp.main.device, wisp.main.agent
+
+
+def status():
+    dev, agent = _device()
+    link = dev.link
+    print("device %s  fw %s  board %s  boots %d" % (dev.id, __import__("wisp").VERSION, dev.board.name, dev.boots))
+    print("broker %s:%d  link %s  connects %d  owed %d" % (
+        link.host, link.port, "up" if link.up.is_set() else "down", link.connects, len(dev.outbox)))
+    print("pins   " + "  ".join("%s=%d(%s)" % (n, p.read(), p.mode) for n, p in sorted(dev.pins.items())))
+    print("agent  inbox %d  replies %d  errors logged %d  free heap %d" % (
+        len(agent.inbox), agent.replies, wlog.errors, gc.mem_free()))
+
+
+def tools():
+    dev, _agent = _device()
+    for t in registry.schemas(dev):
+        params = t["params"]["properties"]
+        req = t["params"]["required"]
+        shown = ", ".join(("%s" if p in req else "[%s]") % p for p in params)
+        print("%-16s(%s)  %s" % (t["name"], shown, t["desc"]))
+
+
+def run(name, **args):
+    dev, _agent = _device()
+    result = asyncio.run(registry.run(dev, name, args))
+    print(result)
+
+
+def ask(text, timeout_ms=ASK_TIMEOUT_MS):
+    """Ask like MQTT would: the fast path answers offline; LLM asks need the broker and a bridge."""
+    dev, agent = _device()
+    reply = asyncio.run(_ask(dev, agent, text, timeout_ms))
+    if reply is None:
+        print("no reply within %d s" % (timeout_ms // 1000))
+    else:
+        print("%s  [%s%s, %d ms]" % (reply["text"], reply["path"], "/" + reply["tier"] if reply.get("tier") else "",
+                                      reply["ms"]))
+
+
+async def _ask(dev, agent, text, timeout_ms):
+    got = []
+    link_task = None
+    if not dev.link.up.is_set():
+        link_task = asyncio.create_task(dev.link.run())  # an LLM ask waits for it; the fast path does not
+    agent_task = asyncio.create_task(agent.run())
+    agent.submit(text, "repl", done=got.append)
+    waited = 0
+    while not got and waited < timeout_ms:
+        await asyncio.sleep_ms(20)
+        waited += 20
+    agent_task.cancel()
+    if link_task:
+        await dev.link.stop()
+        link_task.cancel()
+        dev.link._stop = False  # let a later start() connect again
+    return got[0] if got else None
+
+
+def jobs():
+    dev, _agent = _device()
+    sched = getattr(dev, "sched", None)
+    if sched is None:
+        print("no scheduler")
+        return
+    for job in sched.jobs():
+        print(job)
+
+
+def mem():
+    dev, _agent = _device()
+    memory = getattr(dev, "memory", None)
+    if memory is None:
+        print("no memory")
+        return
+    for key, value in memory.items():
+        print("%s: %s" % (key, value))
+
+
+def log(n=20):
+    for line in wlog.recent(n):
+        print(line)

@@ -1,0 +1,366 @@
+# The schedule runner: jobs persist in jobs.json (atomic writes), one task sleeps until the
+# next job is due and hands it to fire(). Spec and calendar math live in wisp/cron.py and wisp/tz.py.
+import asyncio
+import json
+import os
+import time
+
+from micropython import const
+
+from wisp import civil, cron, limits
+from wisp import tz as posix_tz
+
+CLOCK_VALID_AFTER = const(1704067200)  # 2024-01-01 UTC: an earlier clock was never set by NTP
+TZ_FILE = "tz.json"                    # device timezone set by the timezone_set tool
+_MAX_SLEEP_S = const(60)    # wake at least this often to notice clock steps (NTP) and pending saves
+_SAVE_EVERY_S = const(60)   # a job that fires again sooner is saved at most this often (flash wear)
+_CRON_STEPS = const(1500)   # candidates tried past a fall-back overlap (one per minute of a day)
+_NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+# time.time() counts from 1970 on the unix port and on ESP32 since MicroPython v1.22; older
+# ports count from 2000. Everything here uses 1970.
+_EPOCH_SHIFT = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+
+def unix_time():
+    return time.time() + _EPOCH_SHIFT
+
+
+def save_json(path, obj):
+    """Write obj so that a power cut leaves either the old file or the new one, never a mix."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    try:
+        os.rename(tmp, path)  # atomic on LittleFS and POSIX
+    except OSError:  # FAT will not rename over a file; load_json() recovers from .tmp
+        os.remove(path)
+        os.rename(tmp, path)
+
+
+def load_json(path):
+    """(object or None, path read, error text or None); a missing file is (None, None, None)."""
+    for p in (path, path + ".tmp"):  # .tmp alone survives only FAT's remove-then-rename
+        try:
+            f = open(p)
+        except OSError:
+            continue
+        try:
+            with f:
+                return json.load(f), p, None
+        except Exception as e:  # truncated, not JSON, not text
+            return None, p, "not valid JSON (%s)" % (e,) if p == path else None
+    return None, None, None
+
+
+def load_tz(config, log):
+    """Put the saved device timezone (tz.json) into config["tz"] and check it; UTC0 when bad."""
+    saved, _p, err = load_json(TZ_FILE)
+    if isinstance(saved, dict) and isinstance(saved.get("tz"), str):
+        config["tz"] = saved["tz"]
+    elif saved is not None or err:
+        log("config error: %s is unreadable; ignoring it" % TZ_FILE)
+    try:
+        posix_tz.parse(config.get("tz", "UTC0"))
+    except ValueError as e:
+        log("config error: %s; using UTC0" % e)
+        config["tz"] = "UTC0"
+
+
+class Scheduler:
+    def __init__(self, dev, fire, now=unix_time, store_path="jobs.json", log=print):
+        self.dev = dev
+        self.now = now
+        self.path = store_path
+        self.saves = 0      # files written, to keep flash wear visible
+        self.fired = 0
+        self._fire = fire   # async callback(job dict)
+        self._log = log
+        self._jobs = []     # dicts: name, spec, action, missed, next (UTC seconds), tz (optional)
+        self._specs = {}    # name -> parsed spec
+        self._zones = {}    # TZ string -> parsed
+        self._wake = asyncio.Event()
+        self._dirty = False
+        self._saved_at = 0
+        self._last_now = None
+        self._clock_warned = False
+        load_tz(dev.config, log)
+        self._load()
+
+    # ---- public --------------------------------------------------------------------------
+    def jobs(self):
+        return [dict(j) for j in sorted(self._jobs, key=lambda j: j["next"])]
+
+    def add(self, spec, action, name=None, tz=None, missed="skip"):
+        """Store a job and return a copy of it; raises ValueError with a readable message."""
+        now = self.now()
+        if now < CLOCK_VALID_AFTER:
+            raise ValueError("clock not set yet (no NTP time); try again once the time is known")
+        if name is None:
+            name = self._free_name()
+        p = self._validate(name, spec, action, tz, missed)
+        if self._find(name):
+            raise ValueError("a job named '%s' already exists; remove it first" % name)
+        if len(self._jobs) >= limits.MAX_JOBS:
+            raise ValueError("job limit reached (%d jobs); remove one first" % limits.MAX_JOBS)
+        job = {"name": name, "spec": spec.strip(), "action": dict(action), "missed": missed}
+        if tz:
+            job["tz"] = tz
+        nxt = self._first_run(job, p, now)
+        if nxt is None:
+            if p[0] == cron.AT:
+                raise ValueError("'%s' is in the past (local time now %s)"
+                                 % (job["spec"], civil.iso(posix_tz.utc_to_local(now, self._zone(job)), False)))
+            raise ValueError("'%s' never fires (no such date)" % job["spec"])
+        job["next"] = nxt
+        self._jobs.append(job)
+        self._save_or_undo(lambda: self._jobs.remove(job))
+        self._specs[name] = p
+        self._wake.set()
+        return dict(job)
+
+    def remove(self, name):
+        job = self._find(name)
+        if job is None:
+            raise ValueError("no job named '%s'; jobs: %s" % (name, ", ".join(j["name"] for j in self._jobs) or "none"))
+        self._jobs.remove(job)
+        self._save_or_undo(lambda: self._jobs.append(job))
+        self._specs.pop(name, None)
+        self._wake.set()
+        return dict(job)
+
+    def retime(self, clock_stepped_back=False):
+        """Recompute next runs after a timezone change (cron and `at` jobs) or a clock step back."""
+        now = self.now()
+        for job in self._jobs:
+            p = self._specs[job["name"]]
+            if p[0] == cron.CRON:
+                job["next"] = self._cron_after(job, p, now) or job["next"]
+            elif p[0] == cron.AT:
+                job["next"] = posix_tz.local_to_utc(p[1], self._zone(job))
+            elif clock_stepped_back and p[0] == cron.EVERY:
+                job["next"] = int(now) + p[1]
+        self._save_logged()
+        self._wake.set()
+
+    def clock_ok(self):
+        return self.now() >= CLOCK_VALID_AFTER
+
+    def local_time(self, job=None):
+        """(local seconds, offset east of UTC, zone abbreviation) now, in the job's or device's zone."""
+        now = int(self.now())
+        off, abbr = posix_tz.offset(now, self._zone(job))
+        return now + off, off, abbr
+
+    async def run(self):
+        """Forever: fire due jobs, then sleep until the next one (or until jobs change)."""
+        while True:
+            self._wake.clear()
+            try:
+                due = self._step()
+            except Exception as e:  # a bad job must not stop every other job
+                self._log("schedule error: %s" % (e,))
+                due = []
+            for job in due:
+                self.fired += 1
+                try:
+                    await self._fire(job)
+                except Exception as e:
+                    self._log("schedule: job '%s' failed: %s" % (job["name"], e))
+            if not due:
+                try:
+                    await asyncio.wait_for_ms(self._wake.wait(), self._delay_ms())
+                except asyncio.TimeoutError:
+                    pass
+
+    # ---- runner steps ----------------------------------------------------------------------
+    def _step(self):
+        now = self.now()
+        if now < CLOCK_VALID_AFTER:
+            if not self._clock_warned:
+                self._log("schedule: clock not set (before 2024-01-01); jobs wait for NTP time")
+                self._clock_warned = True
+            return []
+        if self._last_now is not None and now < self._last_now - _MAX_SLEEP_S:
+            self._log("schedule: clock stepped back %d s; recomputing next runs" % (self._last_now - now))
+            self.retime(True)
+        self._last_now = now
+        due = self._take_due(now)
+        if self._dirty and now - self._saved_at >= _SAVE_EVERY_S:
+            self._save_logged()
+        return due
+
+    def _take_due(self, now):
+        """Copies of the jobs to fire now; their next runs are set (or one-shots removed) first,
+        so a crash while firing never runs a job twice."""
+        due, keep, changed = [], [], False
+        for job in self._jobs:
+            nxt = job["next"]
+            if nxt > now:
+                keep.append(job)
+                continue
+            p = self._specs[job["name"]]
+            late = int(now - nxt)
+            if late <= limits.MISSED_GRACE_S or job["missed"] == "once":
+                run = dict(job)
+                run["late_s"] = late
+                due.append(run)
+            else:
+                self._log("schedule: job '%s' missed its run at %s UTC (%d s late); skipped"
+                          % (job["name"], civil.iso(nxt), late))
+            if cron.one_shot(p):
+                changed = True
+                continue
+            job["next"] = self._after(job, p, now)
+            if job["next"] is None:
+                self._log("schedule: job '%s' never fires again; removed" % job["name"])
+                changed = True
+                continue
+            keep.append(job)
+            if job["next"] - now >= _SAVE_EVERY_S:
+                changed = True
+            else:
+                self._dirty = True
+        if changed:
+            self._jobs = keep
+            for name in list(self._specs):
+                if not self._find(name):
+                    del self._specs[name]
+            self._save_logged()
+        due.sort(key=lambda j: j["next"])
+        return due
+
+    def _delay_ms(self):
+        now = self.now()
+        d = _MAX_SLEEP_S
+        if now >= CLOCK_VALID_AFTER:
+            for job in self._jobs:
+                d = min(d, job["next"] - now)
+            if self._dirty:
+                d = min(d, self._saved_at + _SAVE_EVERY_S - now)
+        return max(1, int(d * 1000) + 1)
+
+    # ---- next-run math ---------------------------------------------------------------------
+    def _zone(self, job):
+        s = (job and job.get("tz")) or self.dev.config.get("tz", "UTC0")
+        z = self._zones.get(s)
+        if z is None:
+            if len(self._zones) > 4:
+                self._zones = {}
+            z = self._zones[s] = posix_tz.parse(s)
+        return z
+
+    def _first_run(self, job, p, now):
+        if p[0] == cron.AT:
+            u = posix_tz.local_to_utc(p[1], self._zone(job))
+            return u if u > now else None
+        if p[0] == cron.CRON:
+            return self._cron_after(job, p, now)
+        return int(now) + p[1]
+
+    def _after(self, job, p, now):
+        if p[0] == cron.EVERY:  # keep the phase: the first slot of the old grid after now
+            return job["next"] + (int(now - job["next"]) // p[1] + 1) * p[1]
+        return self._cron_after(job, p, now)
+
+    def _cron_after(self, job, p, after):
+        z = self._zone(job)
+        local = posix_tz.utc_to_local(int(after), z)
+        for _ in range(_CRON_STEPS):
+            local = cron.next_fire(p, local)
+            if local is None:
+                return None
+            u = posix_tz.local_to_utc(local, z)
+            if u > after:
+                return u
+            # local lies in a fall-back overlap whose first pass is over: jobs with '*' hours
+            # run by the wall clock again; jobs pinned to an hour already ran in the first pass.
+            if p[6] & cron.HOUR_STAR:
+                u = posix_tz.local_to_utc(local, z, True)
+                if u > after:
+                    return u
+        return None
+
+    # ---- storage ---------------------------------------------------------------------------
+    def _find(self, name):
+        for job in self._jobs:
+            if job["name"] == name:
+                return job
+        return None
+
+    def _free_name(self):
+        n = 1
+        while self._find("job%d" % n):
+            n += 1
+        return "job%d" % n
+
+    def _validate(self, name, spec, action, tz, missed):
+        """The parsed spec of a job, or ValueError."""
+        if not isinstance(name, str) or not 1 <= len(name) <= limits.MAX_JOB_NAME \
+                or any(c not in _NAME_CHARS for c in name):
+            raise ValueError("job name must be 1-%d characters of a-z A-Z 0-9 _ -" % limits.MAX_JOB_NAME)
+        p = cron.parse(spec)
+        if not isinstance(action, dict) or len(action) != 1 or not ("routine" in action or "prompt" in action):
+            raise ValueError("job action must be {\"routine\": name} or {\"prompt\": text}")
+        key = "routine" if "routine" in action else "prompt"
+        text = action[key]
+        if not isinstance(text, str) or not text.strip() or len(text) > limits.MAX_ACTION_LEN:
+            raise ValueError("job %s must be text of 1-%d characters" % (key, limits.MAX_ACTION_LEN))
+        if tz is not None:
+            posix_tz.parse(tz)
+        if missed not in ("skip", "once"):
+            raise ValueError("missed must be 'skip' or 'once', not %r" % (missed,))
+        return p
+
+    def _save(self):
+        save_json(self.path, {"v": 1, "jobs": self._jobs})
+        self.saves += 1
+        self._dirty = False
+        self._saved_at = self.now()
+
+    def _save_or_undo(self, undo):
+        try:
+            self._save()
+        except OSError as e:
+            undo()
+            raise ValueError("could not save jobs to flash: %s" % (e,))
+
+    def _save_logged(self):
+        try:
+            self._save()
+        except OSError as e:
+            self._dirty = True
+            self._saved_at = self.now()  # retry in _SAVE_EVERY_S, not in a tight loop
+            self._log("schedule error: could not save %s: %s" % (self.path, e))
+
+    def _load(self):
+        data, used, err = load_json(self.path)
+        if data is None and err is None:
+            return  # no jobs yet
+        entries = data.get("jobs") if isinstance(data, dict) else None
+        if err is None and not isinstance(entries, list):
+            err = "no job list"
+        problems = [err] if err else []
+        for e in entries or ():
+            try:
+                if not isinstance(e, dict):
+                    raise ValueError("job entry is not an object")
+                p = self._validate(e.get("name"), e.get("spec"), e.get("action"), e.get("tz"), e.get("missed"))
+                if not isinstance(e.get("next"), int) or isinstance(e.get("next"), bool):
+                    raise ValueError("job '%s' has no next run time" % e["name"])
+                if self._find(e["name"]) or len(self._jobs) >= limits.MAX_JOBS:
+                    raise ValueError("job '%s' is a duplicate or over the job limit" % e["name"])
+            except ValueError as x:
+                problems.append(str(x))
+                continue
+            self._jobs.append(e)
+            self._specs[e["name"]] = p
+        if problems:
+            bad = self.path + ".bad"
+            for why in problems:
+                self._log("schedule error: %s: %s" % (used, why))
+            try:
+                os.rename(used, bad)
+                self._log("schedule: kept %s aside as %s; loaded %d good jobs" % (used, bad, len(self._jobs)))
+            except OSError as e:
+                self._log("schedule error: could not keep %s aside: %s" % (used, e))
+            self._save_logged()

@@ -1,0 +1,8 @@
+# Analog input on named adc pins: the raw 12-bit reading and the voltage it stands for.
+
+
+async def adc_read(dev, args):
+    name = args["pin"]
+    hw = dev.pins[name].hw
+    raw = hw.read()
+    return "%s: raw %d of 4095, %.2f V" % (name, raw, hw.volts())

@@ -1,0 +1,33 @@
+# Memory tools: facts the agent keeps across reboots (dev.memory, a wisp.memory.Memory).
+
+
+def _keys(dev):
+    return ", ".join(k for k, _v in dev.memory.items()) or "none"
+
+
+async def memory_set(dev, args):
+    try:
+        dev.memory.set(args["key"], args["value"])
+    except ValueError as e:
+        return "Error: %s" % e
+    return "ok: remembered %s=%s" % (args["key"], args["value"])
+
+
+async def memory_get(dev, args):
+    value = dev.memory.get(args["key"])
+    if value is None:
+        return "Error: nothing remembered as '%s'; keys: %s" % (args["key"], _keys(dev))
+    return "%s=%s" % (args["key"], value)
+
+
+async def memory_delete(dev, args):
+    if not dev.memory.delete(args["key"]):
+        return "Error: nothing remembered as '%s'; keys: %s" % (args["key"], _keys(dev))
+    return "ok: forgot %s" % args["key"]
+
+
+async def memory_list(dev, args):
+    items = dev.memory.items()
+    if not items:
+        return "no facts remembered"
+    return "%d facts: %s" % (len(items), "; ".join("%s=%s" % kv for kv in items))

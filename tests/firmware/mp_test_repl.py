@@ -1,0 +1,44 @@
+# The serial REPL helpers print compact, readable output and work with the agent stopped.
+import json
+
+from wisp import repl as r
+
+
+def _capture(fn, *args, **kw):
+    import builtins
+    out = []
+    saved = builtins.print
+
+    def fake_print(*a, **k):
+        out.append(" ".join(str(x) for x in a))
+    builtins.print = fake_print
+    try:
+        fn(*args, **kw)
+    finally:
+        builtins.print = saved
+    return "\n".join(out)
+
+
+def _config():
+    with open("config.json", "w") as f:
+        f.write(json.dumps({"id": "replbox", "broker": {"host": "127.0.0.1", "port": 1},
+                            "pins": {"porch_light": {"pin": 5, "mode": "out"}, "door": {"pin": 4, "mode": "in"}}}))
+
+
+def test_status_tools_run_ask_and_log():
+    _config()
+    text = _capture(r.status)
+    for frag in ("device replbox", "link down", "porch_light=0(out)", "free heap"):
+        if frag not in text:
+            raise Exception((frag, text))
+    if "gpio_write      (pin, value)" not in _capture(r.tools):
+        raise Exception(_capture(r.tools))
+    if _capture(r.run, "gpio_write", pin="porch_light", value=1) != "ok: porch_light=1":
+        raise Exception("run failed")
+    if "Error: pin 'garage' is not configured" not in _capture(r.run, "gpio_write", pin="garage", value=1):
+        raise Exception("bad call not reported")
+    answer = _capture(r.ask, "turn off the porch light")  # fast path: works with no broker at all
+    if not answer.split("\n")[-1].startswith("porch light is off  [local"):
+        raise Exception(answer)
+    if not _capture(r.log, 5):
+        raise Exception("empty log")
