@@ -1,6 +1,6 @@
 """Choose the inference tier for a request: the first configured tier on its class's route.
 
-Deliberately simple; deadline-aware routing, hedging and circuit breakers come later.
+pick_tier is the static answer; Router adds live state: statistics, breakers and concurrency, deadline-aware order.
 """
 from __future__ import annotations
 
@@ -33,3 +33,89 @@ def no_tier_reason(config: BridgeConfig, req_class: str) -> str:
     route = ", ".join(config.routes.get(req_class, [])) or "empty"
     return (f"no configured tier on the '{req_class}' route ({route}); configured tiers: "
             f"{', '.join(sorted(config.tiers))}; edit [routes] in wisp.toml")
+
+
+HEDGE_FLOOR_MS = 30.0  # never hedge sooner: below this, the network's own jitter would trigger it
+HEDGE_P_MARGIN = 1.5  # hedge when no first output by this multiple of the tier's p95 time to first output
+HEDGE_BUDGET_SHARE = 0.5  # without stats: hedge after this share of the remaining budget
+MAX_TRIES_PER_TIER = 2  # attempts of one tier within one model turn (a retry after a quick error)
+
+
+class Router:
+    """The live routing state of one bridge process: per-tier stats, breakers and in-flight counts."""
+
+    def __init__(self, config: BridgeConfig, make_provider, clock=None):
+        from bridge.breaker import Breaker  # local: keeps pick_tier importable without the live machinery
+        from bridge.stats import TierStats
+        self.config = config
+        self.make_provider = make_provider
+        self.stats = {name: TierStats() for name in config.tiers}
+        self.breakers = {name: Breaker(**({"clock": clock} if clock else {})) for name in config.tiers}
+        self.in_flight = {name: 0 for name in config.tiers}
+
+    def route(self, req_class: str) -> list[Tier]:
+        """Configured tiers of the class's route, in order. Private requests never leave `local`."""
+        names = [LOCAL_TIER] if req_class == "private" else self.config.routes.get(req_class, [])
+        return [self.config.tiers[n] for n in names if n in self.config.tiers]
+
+    def predicted_ms(self, tier: Tier) -> float | None:
+        """p90 time to first output, or None while the tier has too few samples to say."""
+        return self.stats[tier.name].ttft_ms.p(90)
+
+    def choose(self, tiers: list[Tier], tries: dict[str, int], remaining_ms: float,
+               running: set[str] = frozenset(), hedge: bool = False) -> Tier | None:
+        """The next tier to attempt, already admitted (breaker and concurrency); release() it afterwards.
+
+        First a tier not running this turn that is expected to answer in time; for a hedge, then the same tier
+        again if its statistics say it normally answers in time (a stall on a healthy single deployment);
+        last, any tier left, even one expected to be late (late beats nothing while the budget lasts).
+        """
+        def fits(t: Tier) -> bool:
+            p = self.predicted_ms(t)
+            return p is None or p <= remaining_ms
+
+        left = [t for t in tiers if tries.get(t.name, 0) < MAX_TRIES_PER_TIER]
+        passes = [[t for t in left if t.name not in running and fits(t)]]
+        if hedge:
+            passes.append([t for t in left if t.name in running and self.predicted_ms(t) is not None and fits(t)])
+        passes.append([t for t in left if t.name not in running and not fits(t)])
+        for candidates in passes:
+            for t in candidates:
+                if self.admit(t):
+                    return t
+        return None
+
+    def admit(self, tier: Tier) -> bool:
+        if self.in_flight[tier.name] >= tier.max_concurrency or not self.breakers[tier.name].allow():
+            return False
+        self.in_flight[tier.name] += 1
+        return True
+
+    def release(self, tier: Tier) -> None:
+        self.in_flight[tier.name] -= 1
+
+    def hedge_after_s(self, tier: Tier, remaining_s: float) -> float:
+        if tier.hedge_after_s is not None:
+            return tier.hedge_after_s
+        p95 = self.stats[tier.name].ttft_ms.p(95)
+        if p95 is None:
+            return max(HEDGE_FLOOR_MS / 1000, remaining_s * HEDGE_BUDGET_SHARE)
+        return max(HEDGE_FLOOR_MS, p95 * HEDGE_P_MARGIN) / 1000
+
+    def unavailable_reason(self, tiers: list[Tier], req_class: str) -> str:
+        if not tiers:
+            return no_tier_reason(self.config, req_class)
+        parts = []
+        for t in tiers:
+            b = self.breakers[t.name]
+            if b.state == "open":
+                parts.append(f"'{t.name}' is failing (circuit open, next try in {b.retry_in_s():.0f} s)")
+            elif self.in_flight[t.name] >= t.max_concurrency:
+                parts.append(f"'{t.name}' is at its limit of {t.max_concurrency} concurrent requests")
+            else:
+                parts.append(f"'{t.name}' is probing after failures")
+        return "no tier available: " + "; ".join(parts) + "; ask again shortly"
+
+    def snapshot(self) -> dict:
+        return {name: {**self.stats[name].snapshot(), "breaker": self.breakers[name].state,
+                       "in_flight": self.in_flight[name]} for name in self.config.tiers}

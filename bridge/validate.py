@@ -54,7 +54,7 @@ def _check(value, schema: dict, path: str, depth: int) -> str | None:
 
 def _is(value, kind: str) -> bool:
     if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer()
+        return isinstance(value, int) and not isinstance(value, bool)  # 1.0 too: the device refuses it as well
     if kind == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     return {"string": str, "boolean": bool, "array": list, "object": dict, "null": type(None)}.get(kind, object) \

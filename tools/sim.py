@@ -4,7 +4,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tools.paths import FIRMWARE, RUN_DIR, micropython_cmd, micropypath
+from tools.paths import FIRMWARE, RUN_DIR, micropython_cmd
 
 # The pins a new simulated device gets; any ESP32 board could be wired like this.
 DEFAULT_PINS = {
@@ -30,12 +30,14 @@ def write_config(workdir, dev_id, host, port, pins=None, extra=None):
     return workdir / "config.json"
 
 
-def start_device(workdir, heapsize=None, stdout=None, stderr=None):
-    """Run firmware/main.py with `workdir` as the flash root (config.json, state files)."""
+def start_device(workdir, heapsize=None, stdout=None, stderr=None, firmware_dir=None):
+    """Run main.py with `workdir` as the flash root (config.json, state files). firmware_dir
+    defaults to the firmware sources; a directory of compiled .mpy files works the same."""
+    firmware_dir = Path(firmware_dir or FIRMWARE)
     cmd = [micropython_cmd()]
     if heapsize:
         cmd += ["-X", "heapsize=" + str(heapsize)]
-    cmd.append(str(FIRMWARE / "main.py"))
-    env = dict(os.environ, MICROPYPATH=micropypath())
+    cmd.append(str(firmware_dir / "main.py"))
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([".frozen", str(firmware_dir)]))
     return subprocess.Popen(cmd, cwd=str(workdir), env=env, stdin=subprocess.DEVNULL,
                             stdout=stdout, stderr=stderr)

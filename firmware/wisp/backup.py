@@ -1,5 +1,7 @@
 # All of the agent's state (facts, routines, jobs, timezone) as one JSON document, so a reflash
 # does not wipe its memory. restore() checks everything first and changes nothing on a bad document.
+import os
+
 from wisp import memory, routines
 
 VERSION = 1
@@ -11,11 +13,8 @@ def _sched(dev):
 
 
 def _tz(dev):
-    sched = _sched(dev)
-    tz = getattr(sched, "tz", None) if sched is not None else None
-    if tz is None and isinstance(getattr(dev, "config", None), dict):
-        tz = dev.config.get("tz")
-    return tz
+    config = getattr(dev, "config", None)
+    return config.get("tz") if isinstance(config, dict) else None
 
 
 def export(dev):
@@ -28,21 +27,21 @@ def export(dev):
             "tz": _tz(dev)}
 
 
-def _check_jobs(jobs):
+def _check_jobs(jobs, routine_names):
+    """Shape, spec and routine of each job; the scheduler's add() checks the rest when applied."""
+    from wisp import cron
     if not isinstance(jobs, list):
         return "jobs must be a list"
-    try:
-        from wisp import cron
-    except ImportError:
-        cron = None
     for i, job in enumerate(jobs):
         if not isinstance(job, dict) or not isinstance(job.get("spec"), str) or "action" not in job:
             return "job %d must be an object with a \"spec\" and an \"action\"" % (i + 1)
-        if cron is not None:
-            try:
-                cron.parse(job["spec"])
-            except ValueError as e:
-                return "job %d: %s" % (i + 1, e)
+        try:
+            cron.parse(job["spec"])
+        except ValueError as e:
+            return "job %d: %s" % (i + 1, e)
+        action = job["action"]
+        if isinstance(action, dict) and "routine" in action and action["routine"] not in routine_names:
+            return "job %d runs routine %r, which the device would not have" % (i + 1, action["routine"])
     return None
 
 
@@ -50,7 +49,7 @@ def check(dev, doc):
     """Error text for a backup document that cannot be restored on this device, or None."""
     if not isinstance(doc, dict) or doc.get("v") != VERSION:
         return "a backup is a JSON object with \"v\": %d" % VERSION
-    err = memory.check_pairs(doc.get("facts", []))
+    err = memory.check_pairs(doc.get("facts", []))  # an absent section is left as it is
     if err:
         return "facts: " + err
     err = routines.check_all(dev, doc.get("routines", {}))
@@ -59,80 +58,88 @@ def check(dev, doc):
     jobs = doc.get("jobs", [])
     if jobs and _sched(dev) is None:
         return "this device has no scheduler for the %d jobs" % len(jobs)
-    err = _check_jobs(jobs)
+    if "routines" in doc:
+        names = doc["routines"]
+    else:
+        names = dev.routines.all() if getattr(dev, "routines", None) is not None else {}
+    err = _check_jobs(jobs, names)
     if err:
         return "jobs: " + err
     tz = doc.get("tz")
     if tz is not None:
+        from wisp import tz as posix_tz
         if not isinstance(tz, str):
-            return "tz must be a POSIX TZ string"
+            return "tz must be a POSIX TZ string like 'CET-1CEST,M3.5.0,M10.5.0/3'"
         try:
-            from wisp import tz as tz_mod
-            tz_mod.parse(tz)
-        except ImportError:
-            pass
+            posix_tz.parse(tz)
         except ValueError as e:
             return str(e)
     return None
 
 
-def _remove_job(sched, job):
-    remove = getattr(sched, "delete", None) or getattr(sched, "remove", None)
-    if remove is None:
-        raise ValueError("the scheduler cannot remove jobs")
-    remove(job.get("name"))
-
-
 def _set_jobs(sched, jobs):
-    for job in list(sched.jobs()):
-        _remove_job(sched, job)
+    """Replace every job; next runs are computed afresh ("in 5m" counts from now)."""
+    for job in sched.jobs():
+        sched.remove(job["name"])
     for job in jobs:
         opts = {}
         for k in JOB_OPTIONS:
             if job.get(k) is not None:
                 opts[k] = job[k]
-        sched.add(job["spec"], job["action"], **opts)
+        try:
+            sched.add(job["spec"], job["action"], **opts)
+        except ValueError as e:
+            raise ValueError("job '%s': %s" % (job.get("name", job["spec"]), e))
 
 
 def _set_tz(dev, tz):
-    sched = _sched(dev)
-    if sched is not None and hasattr(sched, "set_tz"):
-        sched.set_tz(tz)
-    elif sched is not None and hasattr(sched, "tz"):
-        sched.tz = tz
-    elif isinstance(getattr(dev, "config", None), dict):
+    """As the timezone_set tool does: saved in tz.json, read by the scheduler at boot."""
+    from wisp import sched as sched_mod
+    if tz is None:
+        try:
+            os.remove(sched_mod.TZ_FILE)
+        except OSError:
+            pass
+        dev.config.pop("tz", None)
+    else:
+        sched_mod.save_json(sched_mod.TZ_FILE, {"tz": tz})
         dev.config["tz"] = tz
+    if _sched(dev) is not None:
+        _sched(dev).retime()  # cron and `at` jobs follow the new wall clock
 
 
 def restore(dev, doc):
-    """Replace all state with a backup's; a short summary. Raises ValueError and changes nothing if
-    the document is not valid here (or a part fails to apply: the parts applied are put back)."""
+    """Replace the state in each section the document holds (an absent section is left alone);
+    a short summary. Raises ValueError and changes nothing if the document is not valid here,
+    or if a part fails to apply (the parts already applied are put back)."""
     err = check(dev, doc)
     if err:
         raise ValueError(err)
-    facts, rts = doc.get("facts", []), doc.get("routines", {})
-    jobs, sched = doc.get("jobs", []), _sched(dev)
-    undo = []
+    sched, undo, done = _sched(dev), [], []
     try:
-        # routines before jobs: a scheduler may check that a job's routine exists
-        old_rts = dev.routines.all()
-        dev.routines.replace(rts)
-        undo.append(lambda: dev.routines.replace(old_rts))
-        if sched is not None:
-            old_jobs, old_tz = list(sched.jobs()), _tz(dev)
-            if "tz" in doc:
-                _set_tz(dev, doc["tz"])
-                undo.append(lambda: _set_tz(dev, old_tz))
-            undo.append(lambda: _set_jobs(sched, old_jobs))  # before: a half-done swap is undone too
-            _set_jobs(sched, jobs)
-        elif "tz" in doc:
+        if "routines" in doc:  # before jobs, which may name them
+            old_rts = dev.routines.all()
+            dev.routines.replace(doc["routines"])
+            undo.append(lambda: dev.routines.replace(old_rts))
+            done.append("%d routines" % len(doc["routines"]))
+        if "tz" in doc:
+            old_tz = _tz(dev)
+            undo.append(lambda: _set_tz(dev, old_tz))
             _set_tz(dev, doc["tz"])
-        dev.memory.replace(facts)
-    except Exception as e:  # the scheduler's own checks, or flash full
+            done.append("tz %s" % doc["tz"])
+        if "jobs" in doc and sched is not None:
+            old_jobs = sched.jobs()
+            undo.append(lambda: _set_jobs(sched, old_jobs))  # before: a half-done swap is undone too
+            _set_jobs(sched, doc["jobs"])
+            done.append("%d jobs" % len(doc["jobs"]))
+        if "facts" in doc:
+            dev.memory.replace(doc["facts"])  # last: it undoes itself when it fails
+            done.append("%d facts" % len(doc["facts"]))
+    except Exception as e:  # the scheduler's own checks (clock not set, date past), or flash full
         for step in reversed(undo):
             try:
                 step()
             except Exception:
                 pass
         raise ValueError("restore failed, nothing changed: %s" % e)
-    return "ok: restored %d facts, %d routines, %d jobs" % (len(facts), len(rts), len(jobs))
+    return "ok: restored " + (", ".join(done) or "nothing (empty backup)")

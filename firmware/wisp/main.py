@@ -12,6 +12,8 @@ from wisp.log import log
 from wisp.mqtt import MQTTClient
 
 NETWORK_RETRY_MS = 5000
+CLOCK_RESYNC_MS = 6 * 3600 * 1000  # NTP again every 6 h: the ESP32 RTC drifts seconds a day
+CLOCK_RETRY_MS = 60 * 1000
 
 device = None   # the running Device, for wisp.repl
 agent = None
@@ -46,6 +48,7 @@ def build(config_path=config.DEFAULT_PATH):
     dev = Device(cfg, board, pins_mod.setup(cfg.get("pins", {}), board, log))
     agent = Agent(dev)
     commands = Commands(dev)
+    _add_state(dev, agent)
     broker = cfg["broker"]
 
     async def on_connect():
@@ -62,11 +65,53 @@ def build(config_path=config.DEFAULT_PATH):
     return dev, agent
 
 
+def _add_state(dev, agent):
+    """Memory, routines and schedules: the agent's persistent state on the flash root."""
+    from wisp.memory import Memory
+    from wisp.routines import Routines
+    from wisp.sched import Scheduler
+
+    async def fire(job):
+        action = job["action"]
+        if "routine" in action:  # offline, no LLM
+            result = await dev.routines.run(action["routine"], trigger="schedule")
+            await dev.event("schedule", "%s: %s" % (job["name"], result))
+        else:
+            agent.submit(action["prompt"], "sched")
+
+    dev.memory = Memory(log)
+    dev.routines = Routines(dev, log)
+    dev.sched = Scheduler(dev, fire, log=log)
+
+
+async def _keep_clock(board):
+    # sync_time() blocks up to ~1 s on ESP32 (ntptime): once at start, then rarely
+    while True:
+        if board.sync_time():
+            await asyncio.sleep_ms(CLOCK_RESYNC_MS)
+        else:
+            log("clock: time sync failed; schedules wait for a valid clock")
+            await asyncio.sleep_ms(CLOCK_RETRY_MS)
+
+
+async def _feed_watchdog(board, period_ms):
+    # Fed from a task: if anything blocks the event loop, the feeding stops and the board resets.
+    while True:
+        board.wdt_feed()
+        await asyncio.sleep_ms(period_ms)
+
+
 async def main(config_path=config.DEFAULT_PATH):
     dev, agent = build(config_path)
+    wdt_s = dev.config.get("wdt_s")
+    if isinstance(wdt_s, int) and wdt_s > 0:
+        dev.board.wdt_start(wdt_s * 1000)
+        asyncio.create_task(_feed_watchdog(dev.board, wdt_s * 1000 // 3))
     while not await dev.board.connect_network(dev.config, log):
         await asyncio.sleep_ms(NETWORK_RETRY_MS)
+    asyncio.create_task(_keep_clock(dev.board))
     asyncio.create_task(dev.link.run())
+    asyncio.create_task(dev.sched.run())
     await agent.run()
 
 

@@ -16,13 +16,17 @@ def _int_in(v, lo, hi):
     return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
 
+def _num_in(v, lo, hi):
+    return (_int_in(v, lo, hi) or isinstance(v, float)) and lo <= v <= hi
+
+
 class NamedPin:
     """level: 0/1 for out and in, duty percent 0-100 for pwm, raw 0-4095 for adc."""
 
     def __init__(self, name, num, mode, hw, spec, log):
         self.name, self.num, self.mode, self.hw, self.log = name, num, mode, hw, log
         self.min_interval_ms = spec.get("min_interval_ms", 0)
-        self.max_on_ms = spec.get("max_on_s", 0) * 1000
+        self.max_on_ms = int(spec.get("max_on_s", 0) * 1000)
         self.freq = spec.get("freq", limits.PWM_DEFAULT_FREQ)
         self.duty = 0            # pwm: percent
         self.notify = None       # async fn(name), told when the pin turns off by itself
@@ -156,7 +160,7 @@ def _check(spec, board, used):
         return "init 1 cannot go with max_on_s: it would stay on past its limit from boot"
     if not _int_in(spec.get("min_interval_ms", 0), 0, limits.MAX_MIN_INTERVAL_MS):
         return "min_interval_ms must be 0-%d" % limits.MAX_MIN_INTERVAL_MS
-    if not _int_in(spec.get("max_on_s", 0), 0, limits.MAX_ON_S):
+    if not _num_in(spec.get("max_on_s", 0), 0, limits.MAX_ON_S):
         return "max_on_s must be 0 (no limit) to %d" % limits.MAX_ON_S
     if not _int_in(spec.get("freq", limits.PWM_DEFAULT_FREQ), limits.PWM_FREQ_MIN, limits.PWM_FREQ_MAX):
         return "freq must be %d-%d Hz" % (limits.PWM_FREQ_MIN, limits.PWM_FREQ_MAX)

@@ -7,7 +7,7 @@ import json
 from wisp import limits, store, tools
 
 STORE_NAME = "routines"
-STEP_KEYS = ("tool", "args", "as", "if", "continue")
+STEP_KEYS = ("tool", "args", "as", "pick", "if", "continue")
 OPS = ("==", "!=", "<", "<=", ">", ">=")
 NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 _NUMBER_CHARS = "0123456789+-.eE"
@@ -23,18 +23,47 @@ def check_name(name, what):
     return None
 
 
-def bind_value(text):
-    """What a result text binds: the part after its last '=' (all of it if none), a number if it is one."""
-    text = text[text.rfind("=") + 1:].strip()
-    if text and all(ch in _NUMBER_CHARS for ch in text):
+def _number(word):
+    if word and all(ch in _NUMBER_CHARS for ch in word):
         try:
-            return int(text)
+            return int(word)
         except ValueError:
             try:
-                return float(text)
+                return float(word)
             except ValueError:
                 pass
+    return None
+
+
+def _field(text, pick):
+    """The text after '<pick>=' up to the next ',' or ';' (None if absent)."""
+    at = 0
+    while True:
+        at = text.find(pick + "=", at)
+        if at < 0:
+            return None
+        if at == 0 or text[at - 1] not in NAME_CHARS:  # "temp=" must not match "max_temp="
+            break
+        at += 1
+    text = text[at + len(pick) + 1:]
+    for sep in ",;":
+        if sep in text:
+            text = text[:text.index(sep)]
     return text
+
+
+def bind_value(text, pick=None):
+    """What a result text binds (docs/memory-and-routines.md): the part after its last '=' (all of
+    it if none), or after '<pick>=' up to ',' or ';'; a number if it starts with one ("21.5 C")."""
+    if pick is None:
+        text = text[text.rfind("=") + 1:]
+    else:
+        text = _field(text, pick)
+        if text is None:
+            raise ValueError("the result has no '%s='" % pick)
+    text = text.strip()
+    number = _number(text.split()[0]) if text else None
+    return text if number is None else number
 
 
 def _ref(v):
@@ -103,7 +132,7 @@ def _check_args(dev, tool, args, bound):
         elif dev is not None:  # literal values are checked now, references when the step runs
             err = tools.KINDS[param[1]][1](dev, _literal(args[arg]))
             if err:
-                return "%s: %s" % (arg, err)
+                return "'%s' %s" % (arg, err) if err.startswith("must") else err
     return None
 
 
@@ -124,6 +153,8 @@ def _check_step(dev, step, bound):
         err = _check_cond(step["if"], bound, 1)
     if err is None and "continue" in step and step["continue"] is not True and step["continue"] is not False:
         err = "continue must be true or false"
+    if err is None and "pick" in step:
+        err = check_name(step["pick"], "\"pick\"") or (None if "as" in step else "\"pick\" needs an \"as\"")
     if err is None and "as" in step:
         err = check_name(step["as"], "\"as\"")
         bound.add(step["as"])
@@ -315,6 +346,26 @@ class Routines:
             self.log("routine %s (%s): %s" % (name, trigger, summary))
         return summary
 
+    async def _step(self, step, bound, depth):
+        """Run one step whose condition holds; the value it binds (None without "as"). Raises ValueError
+        with the reason when it fails (a tool's "Error: ..." included)."""
+        args = {}
+        for k, v in step.get("args", {}).items():
+            args[k] = _resolve(v, bound)
+        tool = step["tool"]
+        if tool == "routine_run":  # nested directly, so the depth travels with the call
+            result = tools.check(self.dev, tool, args)[1] or await self._run(args["name"], depth + 1)
+        else:
+            result = await tools.run(self.dev, tool, args)
+        if result.startswith("Error"):
+            raise ValueError(result[7:] if result.startswith("Error: ") else result)
+        if "as" not in step:
+            return None
+        try:
+            return bind_value(result, step.get("pick"))
+        except ValueError as e:
+            raise ValueError("%s in %r" % (e, result))
+
     async def _run(self, name, depth):
         steps = self._routines.get(name)
         if steps is None:
@@ -324,31 +375,19 @@ class Routines:
         bound, order, ran, skipped, failed = {}, [], 0, 0, 0  # order: names as first bound
         for i, step in enumerate(steps):
             await asyncio.sleep_ms(0)  # one step at a time: MQTT, the scheduler and asks keep running
-            tool = step["tool"]
             try:
                 if "if" in step and not _holds(step["if"], bound):
                     skipped += 1
                     continue
-                args = {}
-                for k, v in step.get("args", {}).items():
-                    args[k] = _resolve(v, bound)
-            except ValueError as e:
-                result = "Error: %s" % e
-            else:
                 ran += 1
-                if tool == "routine_run":  # nested directly, so the depth travels with the call
-                    _tool, err = tools.check(self.dev, tool, args)
-                    result = err or await self._run(args["name"], depth + 1)
-                else:
-                    result = await tools.run(self.dev, tool, args)
-            if result.startswith("Error"):
+                value = await self._step(step, bound, depth)
+            except ValueError as e:
                 if step.get("continue") is True:
                     failed += 1
                     continue
-                reason = result[7:] if result.startswith("Error: ") else result
-                return "Error: routine '%s' stopped at step %d (%s): %s" % (name, i + 1, tool, reason)
+                return "Error: routine '%s' stopped at step %d (%s): %s" % (name, i + 1, step["tool"], e)
             if "as" in step:
                 if step["as"] not in bound:
                     order.append(step["as"])
-                bound[step["as"]] = bind_value(result)
+                bound[step["as"]] = value
         return _summary(ran, skipped, failed, bound, order)

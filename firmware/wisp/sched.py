@@ -1,17 +1,16 @@
 # The schedule runner: jobs persist in jobs.json (atomic writes), one task sleeps until the
 # next job is due and hands it to fire(). Spec and calendar math live in wisp/cron.py and wisp/tz.py.
 import asyncio
-import json
 import os
 import time
 
 from micropython import const
 
-from wisp import civil, cron, limits
+from wisp import civil, cron, limits, store
 from wisp import tz as posix_tz
 
 CLOCK_VALID_AFTER = const(1704067200)  # 2024-01-01 UTC: an earlier clock was never set by NTP
-TZ_FILE = "tz.json"                    # device timezone set by the timezone_set tool
+TZ_STORE = "tz"                        # tz.json: the device timezone set by timezone_set
 _MAX_SLEEP_S = const(60)    # wake at least this often to notice clock steps (NTP) and pending saves
 _SAVE_EVERY_S = const(60)   # a job that fires again sooner is saved at most this often (flash wear)
 _CRON_STEPS = const(1500)   # candidates tried past a fall-back overlap (one per minute of a day)
@@ -25,40 +24,13 @@ def unix_time():
     return time.time() + _EPOCH_SHIFT
 
 
-def save_json(path, obj):
-    """Write obj so that a power cut leaves either the old file or the new one, never a mix."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    try:
-        os.rename(tmp, path)  # atomic on LittleFS and POSIX
-    except OSError:  # FAT will not rename over a file; load_json() recovers from .tmp
-        os.remove(path)
-        os.rename(tmp, path)
-
-
-def load_json(path):
-    """(object or None, path read, error text or None); a missing file is (None, None, None)."""
-    for p in (path, path + ".tmp"):  # .tmp alone survives only FAT's remove-then-rename
-        try:
-            f = open(p)
-        except OSError:
-            continue
-        try:
-            with f:
-                return json.load(f), p, None
-        except Exception as e:  # truncated, not JSON, not text
-            return None, p, "not valid JSON (%s)" % (e,) if p == path else None
-    return None, None, None
-
-
 def load_tz(config, log):
     """Put the saved device timezone (tz.json) into config["tz"] and check it; UTC0 when bad."""
-    saved, _p, err = load_json(TZ_FILE)
+    saved = store.load(TZ_STORE, None, log)
     if isinstance(saved, dict) and isinstance(saved.get("tz"), str):
         config["tz"] = saved["tz"]
-    elif saved is not None or err:
-        log("config error: %s is unreadable; ignoring it" % TZ_FILE)
+    elif saved is not None:
+        log("config error: %s.json holds no {\"tz\": ...}; ignoring it" % TZ_STORE)
     try:
         posix_tz.parse(config.get("tz", "UTC0"))
     except ValueError as e:
@@ -70,7 +42,8 @@ class Scheduler:
     def __init__(self, dev, fire, now=unix_time, store_path="jobs.json", log=print):
         self.dev = dev
         self.now = now
-        self.path = store_path
+        self._store = store_path[:-5] if store_path.endswith(".json") else store_path  # wisp.store name
+        self.path = self._store + ".json"
         self.saves = 0      # files written, to keep flash wear visible
         self.fired = 0
         self._fire = fire   # async callback(job dict)
@@ -142,14 +115,25 @@ class Scheduler:
         self._save_logged()
         self._wake.set()
 
+    def set_tz(self, zone):
+        """Make zone (a POSIX TZ string) the device timezone, saved in tz.json; ValueError if bad."""
+        posix_tz.parse(zone)
+        try:
+            store.save(TZ_STORE, {"tz": zone})
+        except OSError as e:
+            raise ValueError("could not save the timezone to flash: %s" % (e,))
+        self.dev.config["tz"] = zone
+        self.retime()
+
     def clock_ok(self):
         return self.now() >= CLOCK_VALID_AFTER
 
-    def local_time(self, job=None):
-        """(local seconds, offset east of UTC, zone abbreviation) now, in the job's or device's zone."""
-        now = int(self.now())
-        off, abbr = posix_tz.offset(now, self._zone(job))
-        return now + off, off, abbr
+    def local_time(self, job=None, utc=None):
+        """(local seconds, offset east of UTC, zone abbreviation) at utc (default: now) in the
+        job's zone, or the device's when job is None."""
+        utc = int(self.now() if utc is None else utc)
+        off, abbr = posix_tz.offset(utc, self._zone(job))
+        return utc + off, off, abbr
 
     async def run(self):
         """Forever: fire due jobs, then sleep until the next one (or until jobs change)."""
@@ -312,7 +296,7 @@ class Scheduler:
         return p
 
     def _save(self):
-        save_json(self.path, {"v": 1, "jobs": self._jobs})
+        store.save(self._store, {"v": 1, "jobs": self._jobs})
         self.saves += 1
         self._dirty = False
         self._saved_at = self.now()
@@ -320,7 +304,7 @@ class Scheduler:
     def _save_or_undo(self, undo):
         try:
             self._save()
-        except OSError as e:
+        except (OSError, TypeError) as e:
             undo()
             raise ValueError("could not save jobs to flash: %s" % (e,))
 
@@ -333,13 +317,11 @@ class Scheduler:
             self._log("schedule error: could not save %s: %s" % (self.path, e))
 
     def _load(self):
-        data, used, err = load_json(self.path)
-        if data is None and err is None:
-            return  # no jobs yet
+        data = store.load(self._store, None, self._log)  # an unreadable file is kept as <name>.bad
+        if data is None:
+            return
         entries = data.get("jobs") if isinstance(data, dict) else None
-        if err is None and not isinstance(entries, list):
-            err = "no job list"
-        problems = [err] if err else []
+        problems = [] if isinstance(entries, list) else ["no job list"]
         for e in entries or ():
             try:
                 if not isinstance(e, dict):
@@ -354,13 +336,13 @@ class Scheduler:
                 continue
             self._jobs.append(e)
             self._specs[e["name"]] = p
-        if problems:
-            bad = self.path + ".bad"
+        if problems:  # keep the whole file for the user, go on with the good jobs
+            bad = self._store + ".bad"
             for why in problems:
-                self._log("schedule error: %s: %s" % (used, why))
+                self._log("schedule error: %s: %s" % (self.path, why))
             try:
-                os.rename(used, bad)
-                self._log("schedule: kept %s aside as %s; loaded %d good jobs" % (used, bad, len(self._jobs)))
+                os.rename(self.path, bad)
+                self._log("schedule: kept %s aside as %s; loaded %d good jobs" % (self.path, bad, len(self._jobs)))
             except OSError as e:
-                self._log("schedule error: could not keep %s aside: %s" % (used, e))
+                self._log("schedule error: could not keep %s aside: %s" % (self.path, e))
             self._save_logged()

@@ -24,7 +24,8 @@ async def sensor_read(dev, args):
     name = args["name"]
     if name == "chip":
         return "chip: %.1f C" % dev.board.chip_temp()
-    spec = (dev.config.get("sensors") or {}).get(name)
+    spec = dev.config.get("sensors")
+    spec = spec.get(name) if isinstance(spec, dict) else None
     err = _spec_error(dev, name, spec)
     if err:
         return err

