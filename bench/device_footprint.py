@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.report import write_section  # noqa: E402
 from tests.e2e.stack import Stack  # noqa: E402
 from tools.paths import FIRMWARE  # noqa: E402
+from tools.romfs import build_image  # noqa: E402
 
 GOAL_MPY_BYTES = 64 * 1024
 GOAL_HEAP = 96 * 1024
@@ -58,10 +59,11 @@ def compile_firmware(out_dir, march=None):
     return total
 
 
-def session_works(stack, heap, firmware_dir, dev_id):
-    """Run SESSION on a fresh device with this heap; True when every step answered ok."""
+def session_works(stack, heap, load, dev_id):
+    """Run SESSION on a fresh device with this heap; True when every step answered ok.
+    load: start_device keywords saying where the code comes from (.mpy files or ROMFS)."""
     try:
-        proc = stack.start_device(dev_id, heapsize=heap, firmware_dir=firmware_dir)
+        proc = stack.start_device(dev_id, heapsize=heap, **load)
     except (TimeoutError, RuntimeError):
         return False
     try:
@@ -87,16 +89,16 @@ def session_works(stack, heap, firmware_dir, dev_id):
         proc.wait()
 
 
-def smallest_heap(stack, firmware_dir):
+def smallest_heap(stack, load, tag):
     lo, hi = HEAP_LOW, HEAP_HIGH  # invariant: hi works (checked first), lo does not
-    if not session_works(stack, hi, firmware_dir, "fp-top"):
+    if not session_works(stack, hi, load, f"{tag}-top"):
         return None
     trial = 0
     while hi - lo > HEAP_STEP:
         mid = (lo + hi) // 2 // HEAP_STEP * HEAP_STEP
         trial += 1
-        ok = session_works(stack, mid, firmware_dir, f"fp{trial}")
-        print(f"  heap {mid // 1024}K: {'works' if ok else 'fails'}", flush=True)
+        ok = session_works(stack, mid, load, f"{tag}{trial}")
+        print(f"  {tag} heap {mid // 1024}K: {'works' if ok else 'fails'}", flush=True)
         lo, hi = (lo, mid) if ok else (mid, hi)
     return hi
 
@@ -106,11 +108,14 @@ def main():
         xtensa_bytes = compile_firmware(Path(tmp) / "xtensawin", "xtensawin")
         bytecode_dir = Path(tmp) / "bytecode"
         compile_firmware(bytecode_dir)
+        romfs_bytes = build_image(Path(tmp) / "wisp.romfs")
         source_bytes = sum(p.stat().st_size for p in (FIRMWARE / "wisp").rglob("*.py"))
+        loads = {"mpy": {"firmware_dir": bytecode_dir},
+                 "romfs": {"romfs": Path(tmp) / "wisp.romfs"}}
         stack = Stack()
         try:
-            works_at_goal = session_works(stack, GOAL_HEAP, bytecode_dir, "fp-goal")
-            minimum = smallest_heap(stack, bytecode_dir)
+            at_goal = {tag: session_works(stack, GOAL_HEAP, load, f"{tag}-goal") for tag, load in loads.items()}
+            minimum = {tag: smallest_heap(stack, load, tag) for tag, load in loads.items()}
         finally:
             stack.close()
     lines = ["## Device footprint",
@@ -124,9 +129,13 @@ def main():
              "|---|---|---|",
              f"| firmware source (wisp/**/*.py) | {source_bytes / 1024:.1f} KB | |",
              f"| .mpy total for ESP32 (-march=xtensawin) | {xtensa_bytes / 1024:.1f} KB | <= {GOAL_MPY_BYTES // 1024} KB |",
-             f"| whole session in -X heapsize={GOAL_HEAP // 1024}K | {'works' if works_at_goal else 'FAILS'} | works |",
-             f"| smallest heap the session works in (4 KB steps) | "
-             f"{'%d KB' % (minimum // 1024) if minimum else 'none up to %d KB' % (HEAP_HIGH // 1024)} | <= 96 KB |"]
+             f"| ROMFS image of the wisp package | {romfs_bytes / 1024:.1f} KB | |"]
+    for tag, how in (("mpy", ".mpy files on the filesystem"), ("romfs", "ROMFS image, run in place")):
+        low = minimum[tag]
+        lines.append(f"| {how}: whole session in -X heapsize={GOAL_HEAP // 1024}K | "
+                     f"{'works' if at_goal[tag] else 'FAILS'} | works |")
+        lines.append(f"| {how}: smallest heap the session works in (4 KB steps) | "
+                     f"{'%d KB' % (low // 1024) if low else 'none up to %d KB' % (HEAP_HIGH // 1024)} | <= 96 KB |")
     report = "\n".join(lines)
     print(report)
     write_section("device_footprint", report)

@@ -1,5 +1,6 @@
-"""Wiring of the bridge service: one HTTP session, the MQTT link, the manifest cache, and a dispatcher that
-turns each `llm/req` into a bounded number of concurrent handler tasks.
+"""Wiring of the bridge service: one HTTP session, the router, the cost store, the MQTT link, the manifest
+cache, the optional /v1 HTTP endpoint, and a dispatcher that turns each `llm/req` into a bounded number of
+concurrent handler tasks.
 """
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ from typing import Callable
 import aiohttp
 
 from bridge.config import BridgeConfig
-from bridge.handler import HandlerContext, handle_llm_request, provider_factory, refuse_llm_request
+from bridge.cost import CostStore
+from bridge.dedupe import Dedupe
+from bridge.handler import HandlerContext, handle_llm_request, refuse_llm_request
 from bridge.manifests import ManifestCache
 from bridge.mqtt_link import MqttLink
+from bridge.providers import provider_factory
+from bridge.router import Router
 
 log = logging.getLogger("wisp.bridge")
 
@@ -30,6 +35,8 @@ class Bridge:
         self.max_in_flight = max_in_flight
         self.manifests = ManifestCache()
         self.ctx: HandlerContext | None = None
+        self.router: Router | None = None
+        self.http_url: str | None = None  # base URL of the /v1 endpoint once it listens
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
 
@@ -39,16 +46,31 @@ class Bridge:
         cfg = self.config
         link = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, shared=cfg.shared,
                         user=cfg.broker_user, password=cfg.broker_password)
-        async with aiohttp.ClientSession() as session:
-            self.ctx = HandlerContext(cfg, self.manifests, link.publish, provider_factory(session))
-            link.start()
-            ready = asyncio.create_task(self._announce_ready(link, on_ready))
-            try:
-                await stop.wait()
-            finally:
-                ready.cancel()
-                await self._drain()
-                await asyncio.to_thread(link.close)  # joins paho's thread: keep it off the loop
+        costs = CostStore(cfg.cost)
+        # Many concurrent streams to one tier: aiohttp's default pool of 100 (30 per host) would queue them.
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+        http_runner = None
+        try:
+            async with aiohttp.ClientSession(connector=connector) as session:
+                self.router = Router(cfg, provider_factory(session))
+                self.ctx = HandlerContext(cfg, self.manifests, link.publish, self.router, costs, Dedupe())
+                if cfg.http.enabled and cfg.http.token:
+                    from bridge.http_api import start_http  # aiohttp.web only when the endpoint is on
+                    http_runner, self.http_url = await start_http(self.router, costs, cfg.http)
+                elif cfg.http.enabled:
+                    log.info("HTTP /v1 endpoint off: set WISP_API_TOKEN (or [http] token) to serve it")
+                link.start()
+                ready = asyncio.create_task(self._announce_ready(link, on_ready))
+                try:
+                    await stop.wait()
+                finally:
+                    ready.cancel()
+                    await self._drain()
+                    if http_runner:
+                        await http_runner.cleanup()
+                    await asyncio.to_thread(link.close)  # joins paho's thread: keep it off the loop
+        finally:
+            await asyncio.to_thread(costs.close)
         log.info("bridge stopped")
 
     async def _announce_ready(self, link: MqttLink, on_ready) -> None:

@@ -140,9 +140,9 @@ def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
     _apply_cost(cfg, _table(data, "cost", where), where, env)
     routing = _table(data, "routing", where)
     _check(routing, _ROUTING_KEYS, f"{where} [routing]")
-    for key in ("max_attempts", "repair_turns"):
-        if key in routing and not (0 if key == "repair_turns" else 1) <= routing[key] <= 10:
-            raise ConfigError(f"{where} [routing] {key} must be between 0 and 10, got {routing[key]!r}")
+    for key, lo in (("max_attempts", 1), ("repair_turns", 0)):
+        if key in routing and not lo <= routing[key] <= 10:
+            raise ConfigError(f"{where} [routing] {key} must be between {lo} and 10, got {routing[key]!r}")
     cfg.routing = RoutingConfig(**routing)
     return cfg
 

@@ -95,7 +95,7 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
         remaining_s = deadline - loop.time()
         if launched >= max_attempts or remaining_s <= 0:
             return False
-        tier = router.choose(tiers, tries, remaining_s * 1000, set(running), hedge)
+        tier = router.choose(tiers, tries, remaining_s * 1000, {a.tier.name for a in running.values()}, hedge)
         if tier is None:
             return False
         tries[tier.name] += 1

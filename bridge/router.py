@@ -66,20 +66,21 @@ class Router:
                running: set[str] = frozenset(), hedge: bool = False) -> Tier | None:
         """The next tier to attempt, already admitted (breaker and concurrency); release() it afterwards.
 
-        First a tier not running this turn that is expected to answer in time; for a hedge, then the same tier
-        again if its statistics say it normally answers in time (a stall on a healthy single deployment);
-        last, any tier left, even one expected to be late (late beats nothing while the budget lasts).
+        Preference: a tier not yet tried this turn that is expected to answer in time; then a tier tried
+        before (a retry after a quick error), or for a hedge the running tier again if its statistics say it
+        normally answers in time (a stall on a healthy single deployment); last, an untried tier expected to
+        be late (late beats nothing while the budget lasts).
         """
         def fits(t: Tier) -> bool:
             p = self.predicted_ms(t)
             return p is None or p <= remaining_ms
 
         left = [t for t in tiers if tries.get(t.name, 0) < MAX_TRIES_PER_TIER]
-        passes = [[t for t in left if t.name not in running and fits(t)]]
+        fresh = [t for t in left if not tries.get(t.name) and t.name not in running]
+        again = [t for t in left if tries.get(t.name) and t.name not in running and fits(t)]
         if hedge:
-            passes.append([t for t in left if t.name in running and self.predicted_ms(t) is not None and fits(t)])
-        passes.append([t for t in left if t.name not in running and not fits(t)])
-        for candidates in passes:
+            again += [t for t in left if t.name in running and self.predicted_ms(t) is not None and fits(t)]
+        for candidates in ([t for t in fresh if fits(t)], again, [t for t in fresh if not fits(t)]):
             for t in candidates:
                 if self.admit(t):
                     return t

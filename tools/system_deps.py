@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
-PACKAGES = ("mosquitto",)
+PACKAGES = ("mosquitto", "socat")  # socat: the virtual serial devices of tests/tools
 
 
 def find_mosquitto():
@@ -50,7 +50,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--for", dest="purpose", choices=("run", "test"), default="test")
     args = parser.parse_args(argv)
-    if find_mosquitto() or install_packages():
+    if (find_mosquitto() and shutil.which("socat")) or install_packages():
         return 0
     if args.purpose == "run":
         print("wisp: mosquitto is not installed and cannot be installed here (need root or sudo);"

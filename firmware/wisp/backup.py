@@ -2,7 +2,7 @@
 # does not wipe its memory. restore() checks everything first and changes nothing on a bad document.
 import os
 
-from wisp import memory, routines
+from wisp import memory, routines, store
 
 VERSION = 1
 JOB_OPTIONS = ("name", "tz", "missed")  # optional keyword arguments of Scheduler.add()
@@ -93,19 +93,22 @@ def _set_jobs(sched, jobs):
 
 
 def _set_tz(dev, tz):
-    """As the timezone_set tool does: saved in tz.json, read by the scheduler at boot."""
+    """As the timezone_set tool does: tz.json holds it, the scheduler retimes its jobs."""
     from wisp import sched as sched_mod
-    if tz is None:
+    sched = _sched(dev)
+    if tz is None:  # the backup came from a device that never had one set
         try:
-            os.remove(sched_mod.TZ_FILE)
+            os.remove(sched_mod.TZ_STORE + ".json")
         except OSError:
             pass
         dev.config.pop("tz", None)
+        if sched is not None:
+            sched.retime()
+    elif sched is not None:
+        sched.set_tz(tz)
     else:
-        sched_mod.save_json(sched_mod.TZ_FILE, {"tz": tz})
+        store.save(sched_mod.TZ_STORE, {"tz": tz})
         dev.config["tz"] = tz
-    if _sched(dev) is not None:
-        _sched(dev).retime()  # cron and `at` jobs follow the new wall clock
 
 
 def restore(dev, doc):

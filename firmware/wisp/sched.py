@@ -13,7 +13,7 @@ CLOCK_VALID_AFTER = const(1704067200)  # 2024-01-01 UTC: an earlier clock was ne
 TZ_STORE = "tz"                        # tz.json: the device timezone set by timezone_set
 _MAX_SLEEP_S = const(60)    # wake at least this often to notice clock steps (NTP) and pending saves
 _SAVE_EVERY_S = const(60)   # a job that fires again sooner is saved at most this often (flash wear)
-_CRON_STEPS = const(1500)   # candidates tried past a fall-back overlap (one per minute of a day)
+_SEGMENTS = const(24)       # DST stretches a cron search may cross (8 years of "29 Feb" = 16 changes)
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 # time.time() counts from 1970 on the unix port and on ESP32 since MicroPython v1.22; older
 # ports count from 2000. Everything here uses 1970.
@@ -94,7 +94,7 @@ class Scheduler:
     def remove(self, name):
         job = self._find(name)
         if job is None:
-            raise ValueError("no job named '%s'; jobs: %s" % (name, ", ".join(j["name"] for j in self._jobs) or "none"))
+            raise ValueError("no job named '%s'; jobs: %s" % (name, ", ".join(j["name"] for j in self.jobs()) or "none"))
         self._jobs.remove(job)
         self._save_or_undo(lambda: self._jobs.append(job))
         self._specs.pop(name, None)
@@ -124,6 +124,10 @@ class Scheduler:
             raise ValueError("could not save the timezone to flash: %s" % (e,))
         self.dev.config["tz"] = zone
         self.retime()
+
+    def wake(self):
+        """Look at the jobs now, e.g. right after NTP set the clock."""
+        self._wake.set()
 
     def clock_ok(self):
         return self.now() >= CLOCK_VALID_AFTER
@@ -247,21 +251,32 @@ class Scheduler:
         return self._cron_after(job, p, now)
 
     def _cron_after(self, job, p, after):
+        """UTC of the first cron match after UTC `after`. The search walks the stretches of
+        constant UTC offset, because the wall clock jumps at DST changes:
+        - spring forward: a match in the skipped hour runs shifted by the jump (02:30 -> 03:30);
+        - fall back: jobs with '*' hours run in both passes of the repeated hour (by the wall
+          clock); jobs pinned to an hour ran in the first pass and skip the second."""
         z = self._zone(job)
-        local = posix_tz.utc_to_local(int(after), z)
-        for _ in range(_CRON_STEPS):
-            local = cron.next_fire(p, local)
+        seg = int(after)
+        off = posix_tz.offset(seg, z)[0]
+        from_local = seg + off
+        for _ in range(_SEGMENTS):
+            change = posix_tz.next_change(seg, z)
+            local = cron.next_fire(p, from_local)
             if local is None:
                 return None
-            u = posix_tz.local_to_utc(local, z)
-            if u > after:
+            u = local - off
+            if change is None or u < change:
                 return u
-            # local lies in a fall-back overlap whose first pass is over: jobs with '*' hours
-            # run by the wall clock again; jobs pinned to an hour already ran in the first pass.
-            if p[6] & cron.HOUR_STAR:
-                u = posix_tz.local_to_utc(local, z, True)
-                if u > after:
-                    return u
+            off2 = posix_tz.offset(change, z)[0]
+            if off2 > off and local < change + off2:  # in the gap; unless the new stretch has an earlier match
+                nxt = cron.next_fire(p, change + off2 - 1)
+                return u if nxt is None else min(u, nxt - off2)
+            if off2 < off and not p[6] & cron.HOUR_STAR:
+                from_local = change + off - 1  # pinned: skip the repeated local times
+            else:
+                from_local = change + off2 - 1
+            seg, off = change, off2
         return None
 
     # ---- storage ---------------------------------------------------------------------------

@@ -143,16 +143,30 @@ def _rule_day(y, rule):
     return day
 
 
-def is_dst(utc_s, z):
+def _changes(y, z):
+    """UTC seconds of the year's two switches: (to DST, back to standard time)."""
     std, dst = z[0], z[1]
-    if dst is None:
+    return (_rule_day(y, z[2]) * 86400 + z[2][4] - std,  # rule times are in the time then in force
+            _rule_day(y, z[3]) * 86400 + z[3][4] - dst)
+
+
+def is_dst(utc_s, z):
+    if z[1] is None:
         return False
-    y = civil.fields(utc_s + std)[0]
-    start = _rule_day(y, z[2]) * 86400 + z[2][4] - std  # rule times are in the time then in force
-    end = _rule_day(y, z[3]) * 86400 + z[3][4] - dst
+    start, end = _changes(civil.fields(utc_s + z[0])[0], z)
     if start < end:  # northern hemisphere: DST inside the year
         return start <= utc_s < end
     return not end <= utc_s < start  # southern: DST across New Year
+
+
+def next_change(utc_s, z):
+    """The first UTC second after utc_s at which the offset changes, or None (no DST)."""
+    z = parse(z)
+    if z[1] is None:
+        return None
+    y = civil.fields(utc_s + z[0])[0]
+    later = [t for t in _changes(y, z) + _changes(y + 1, z) if t > utc_s]
+    return min(later) if later else None
 
 
 def offset(utc_s, z):
@@ -167,18 +181,13 @@ def utc_to_local(utc_s, z):
     return utc_s + offset(utc_s, z)[0]
 
 
-def local_to_utc(local_s, z, later=False):
-    """UTC of a local wall time. Gap (spring forward): shifted forward by the jump.
-    Overlap (fall back): the first occurrence, or the second one when later=True."""
+def local_to_utc(local_s, z):
+    """UTC of a local wall time. Gap (spring forward): shifted forward by the jump, so 02:30
+    becomes 03:30. Overlap (fall back): the first occurrence."""
     z = parse(z)
     if z[1] is None:
         return local_s - z[0]
     hi, lo = max(z[0], z[1]), min(z[0], z[1])
-    a, b = local_s - hi, local_s - lo  # a <= b
-    a_ok = offset(a, z)[0] == hi
-    b_ok = offset(b, z)[0] == lo
-    if a_ok and b_ok:
-        return b if later else a
-    if a_ok:
-        return a
-    return b  # b alone is valid, or local_s is in a gap: read it with the pre-jump offset
+    if offset(local_s - hi, z)[0] == hi:
+        return local_s - hi  # valid with the larger offset: the earlier instant
+    return local_s - lo  # valid with the smaller offset, or in a gap: read with the pre-jump offset

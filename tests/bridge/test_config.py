@@ -157,3 +157,51 @@ def test_cli_exits_2_on_bad_config(tmp_path):
     assert proc.returncode == 2
     assert "port must be an integer" in proc.stderr
     assert "sk-must-not-leak" not in proc.stderr + proc.stdout
+
+
+def test_tier_provider_prices_limits_http_cost_and_routing(tmp_path):
+    path = write(tmp_path, """
+[tiers.claude]
+provider = "anthropic"
+base_url = "https://api.anthropic.com/v1"
+model = "claude-haiku"
+api_key_env = "ANTHROPIC_API_KEY"
+price_in = 0.8
+price_out = 4
+max_concurrency = 8
+hedge_after_s = 0.25
+[routes]
+scheduled = ["claude"]
+[http]
+port = 0
+[cost]
+daily_budget_usd = 0.5
+devices = { kitchen = 2.0 }
+[routing]
+hedge = false
+repair_turns = 1
+""")
+    cfg = load_config(path, env={"ANTHROPIC_API_KEY": "sk-ant-x", "WISP_API_TOKEN": "tok"})
+    t = cfg.tiers["claude"]
+    assert (t.provider, t.price_in, t.price_out, t.max_concurrency, t.hedge_after_s) == (
+        "anthropic", 0.8, 4.0, 8, 0.25)
+    assert abs(t.cost_usd(1_000_000, 500_000) - 2.8) < 1e-9
+    assert "sk-ant-x" not in repr(t) and "anthropic" in t.describe()
+    assert (cfg.http.port, cfg.http.token, cfg.http.host) == (0, "tok", "127.0.0.1")
+    assert cfg.cost.budget_for("kitchen") == 2.0 and cfg.cost.budget_for("porch") == 0.5
+    assert cfg.cost.db == str(tmp_path / ".wisp" / "cost.db")  # beside the config file
+    assert cfg.routing.hedge is False and cfg.routing.repair_turns == 1
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('[tiers.x]\nprovider = "gemini"\nbase_url = "http://h/v1"\nmodel = "m"', "provider must be one of openai"),
+    ('[tiers.x]\nbase_url = "http://h/v1"\nmodel = "m"\nprice_in = -1', "price_in must be a number >= 0"),
+    ('[tiers.x]\nbase_url = "http://h/v1"\nmodel = "m"\nmax_concurrency = 0', "max_concurrency must be at least 1"),
+    ('[cost]\ndaily_budget_usd = "lots"', "daily_budget_usd must be a number >= 0"),
+    ('[http]\nport = 70000', "port must be a TCP port"),
+    ('[routing]\nmax_attempts = 0', "max_attempts must be between 1 and 10"),
+])
+def test_new_keys_are_checked(tmp_path, text, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={})
+    assert fragment in str(info.value)

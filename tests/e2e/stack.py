@@ -56,11 +56,12 @@ class Stack:
         log.close()
         self._wait_log(self.dir / "bridge.log", "bridge ready", self.bridge)
 
-    def start_device(self, dev_id="dev1", pins=None, heapsize=None, firmware_dir=None, extra=None):
+    def start_device(self, dev_id="dev1", pins=None, heapsize=None, firmware_dir=None, extra=None, romfs=None):
         workdir = self.dir / "devices" / dev_id
         sim.write_config(workdir, dev_id, self.broker.host, self.broker.port, pins, extra)
         log = open(workdir / "console.log", "ab")
-        proc = sim.start_device(workdir, heapsize=heapsize, stdout=log, stderr=log, firmware_dir=firmware_dir)
+        proc = sim.start_device(workdir, heapsize=heapsize, stdout=log, stderr=log, firmware_dir=firmware_dir,
+                                romfs=romfs)
         log.close()
         self.devices[dev_id] = proc
         self.probe.wait_for(f"wisp/{dev_id}/status", lambda s: isinstance(s, dict) and s.get("state") == "online",

@@ -134,7 +134,8 @@ KINDS = {
     "pulse_ms": _int_kind(1, limits.MAX_PULSE_MS),
     "pwm_freq": _int_kind(limits.PWM_FREQ_MIN, limits.PWM_FREQ_MAX),
     "percent": (lambda dev: {"type": "number", "minimum": 0, "maximum": 100},
-                lambda dev, v: None if (_is_int(v) or isinstance(v, float)) and 0 <= v <= 100 else "must be a number 0-100"),
+                lambda dev, v: None if (_is_int(v) or isinstance(v, float)) and 0 <= v <= 100
+                else "must be a number 0-100"),
     "i2c_addr": _int_kind(0x08, 0x77),
     "i2c_len": _int_kind(1, limits.I2C_MAX_BYTES),
     "byte": _int_kind(0, 255),

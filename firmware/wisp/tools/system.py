@@ -38,7 +38,8 @@ async def system_health(dev, args):
 
 async def system_reboot(dev, args):
     if args["confirm"] != CONFIRM_WORD:
-        return "Error: not rebooting: confirm must be the word '%s', sent only when the user asked for a reboot" % CONFIRM_WORD
+        return ("Error: not rebooting: confirm must be the word '%s', sent only when the user asked "
+                "for a reboot" % CONFIRM_WORD)
     asyncio.create_task(_reboot_later(dev))
     return "ok: rebooting in about %d s" % (limits.REBOOT_DELAY_MS // 1000 + 1)
 

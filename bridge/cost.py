@@ -1,0 +1,127 @@
+"""Tokens and money per request, device and tier, in SQLite; per-device daily budgets.
+
+Writes go through a queue to one writer thread that commits in batches, so the event loop never waits on the
+disk. Today's spend per device is kept in memory (seeded from the database at start) for the budget check.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from bridge.config import CostConfig
+
+log = logging.getLogger("wisp.bridge.cost")
+
+BATCH_MAX = 500  # rows per commit
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+  ts REAL NOT NULL, day TEXT NOT NULL, device TEXT NOT NULL, tier TEXT NOT NULL, req_id TEXT,
+  tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, cost_usd REAL NOT NULL, estimated INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS usage_device_day ON usage (device, day);
+"""
+
+
+def utc_day(ts: float | None = None) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(time.time() if ts is None else ts))
+
+
+class CostStore:
+    def __init__(self, cfg: CostConfig):
+        self.cfg = cfg
+        self.path = Path(cfg.db)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+            self._day = utc_day()
+            self._spent = dict(db.execute("SELECT device, SUM(cost_usd) FROM usage WHERE day = ? GROUP BY device",
+                                          (self._day,)).fetchall())
+        db.close()
+        self._q: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._writer, name="wisp-cost", daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=10)
+        db.execute("PRAGMA journal_mode=WAL")  # readers (reports, other bridges) do not block the writer
+        return db
+
+    def record(self, device: str, tier, req_id: str | None, tokens_in: int, tokens_out: int,
+               estimated: bool = False) -> float:
+        """Account one model turn; returns its cost in USD. Cheap: the row is written by the writer thread."""
+        now = time.time()
+        cost = tier.cost_usd(tokens_in, tokens_out)
+        day = utc_day(now)
+        if day != self._day:
+            self._day, self._spent = day, {}
+        self._spent[device] = self._spent.get(device, 0.0) + cost
+        self._q.put((now, day, device, tier.name, req_id, tokens_in, tokens_out, cost, int(estimated)))
+        return cost
+
+    def spent_today(self, device: str) -> float:
+        if utc_day() != self._day:
+            return 0.0
+        return self._spent.get(device, 0.0)
+
+    def over_budget(self, device: str) -> str | None:
+        """A refusal for a device whose daily budget is used up, else None."""
+        budget = self.cfg.budget_for(device)
+        spent = self.spent_today(device)
+        if budget <= 0 or spent < budget:
+            return None
+        return (f"daily budget of ${budget:.2f} for device {device} is used up (${spent:.4f} spent today); "
+                "it resets at 00:00 UTC")
+
+    def totals(self, by: str = "device", day: str | None = None) -> list[tuple]:
+        """(key, requests, tokens_in, tokens_out, cost_usd) per device or tier; reads what is committed."""
+        col = {"device": "device", "tier": "tier"}[by]
+        with self._connect() as db:
+            rows = db.execute(f"SELECT {col}, COUNT(*), SUM(tokens_in), SUM(tokens_out), SUM(cost_usd) FROM usage "
+                              "WHERE day = ? GROUP BY 1 ORDER BY 1", (day or utc_day(),)).fetchall()
+        db.close()
+        return rows
+
+    def flush(self, timeout_s: float = 5.0) -> None:
+        """Wait until everything recorded so far is committed (tests, shutdown)."""
+        done = threading.Event()
+        self._q.put(done)
+        done.wait(timeout_s)
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._thread.join(10)
+
+    def _writer(self) -> None:
+        db = self._connect()
+        try:
+            while True:
+                item = self._q.get()
+                batch, marks, stop = [], [], False
+                while True:
+                    if item is None:
+                        stop = True
+                    elif isinstance(item, threading.Event):
+                        marks.append(item)
+                    else:
+                        batch.append(item)
+                    if len(batch) >= BATCH_MAX:
+                        break
+                    try:
+                        item = self._q.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    try:
+                        with db:
+                            db.executemany("INSERT INTO usage VALUES (?,?,?,?,?,?,?,?,?)", batch)
+                    except sqlite3.Error as e:  # a full disk must not take requests down with it
+                        log.error("cost database %s: %d row(s) lost: %s", self.path, len(batch), e)
+                for m in marks:
+                    m.set()
+                if stop:
+                    return
+        finally:
+            db.close()

@@ -1,0 +1,101 @@
+"""One round of a device request: model turns through the router, every tool call checked against the manifest
+before it is forwarded, invalid calls handed back to the model as tool errors in a follow-up turn (bounded).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+
+from bridge.answer import Answer, show_id
+from bridge.hedge import RESET, TurnFailed, stream_turn
+from bridge.manifests import openai_tools, system_prompt
+from bridge.request import LlmRequest, RequestError
+from bridge.validate import check_call
+
+log = logging.getLogger("wisp.bridge.round")
+
+SENT_NOTE = "sent to the device; its result comes in the next round"  # tool result for a forwarded call
+
+
+@dataclass
+class Spend:
+    """Tokens per tier for one request, for the cost store and the done message."""
+    by_tier: dict = field(default_factory=dict)  # tier name -> [tier, in, out, estimated]
+
+    def add(self, tier, usage: dict | None, chat: list[dict], out_chars: int) -> None:
+        estimated = not (usage and isinstance(usage.get("prompt_tokens"), int)
+                         and isinstance(usage.get("completion_tokens"), int))
+        if estimated:  # usage is lost with a cut trailer, or never sent: ~4 characters per token
+            usage = {"prompt_tokens": len(json.dumps(chat)) // 4, "completion_tokens": max(1, out_chars // 4)}
+        row = self.by_tier.setdefault(tier.name, [tier, 0, 0, False])
+        row[1] += usage["prompt_tokens"]
+        row[2] += usage["completion_tokens"]
+        row[3] = row[3] or estimated
+
+    def usage(self) -> dict | None:
+        if not self.by_tier or any(r[3] for r in self.by_tier.values()):
+            return None
+        return {"in": sum(r[1] for r in self.by_tier.values()), "out": sum(r[2] for r in self.by_tier.values())}
+
+
+async def run_round(ctx, device_id: str, req: LlmRequest, manifest: dict, answer: Answer, spend: Spend) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + req.budget_ms / 1000
+    tiers = ctx.router.route(req.req_class)
+    tools = openai_tools(manifest) or None
+    by_name = {t["name"]: t for t in manifest["tools"]}
+    chat = [{"role": "system", "content": system_prompt(manifest)}, *req.messages]
+    repair_turns = ctx.config.routing.repair_turns
+    for turn in range(repair_turns + 1):
+        text: list[str] = []
+        calls: list[tuple[str, str, str, str | None]] = []  # (cid, name, raw args, error or None)
+        try:
+            async for tier, ev in stream_turn(ctx.router, tiers, chat, tools, deadline,
+                                              committed=lambda: answer.calls > 0, req_class=req.req_class):
+                answer.tier = tier.name
+                if ev.kind == RESET:
+                    text.clear()
+                    calls.clear()  # nothing of that attempt was forwarded (else there is no reset)
+                elif ev.kind == "text":
+                    text.append(ev.text)
+                elif ev.kind == "call":
+                    c = ev.call
+                    cid = c.cid or f"call_{answer.round}_{answer.seq}"
+                    err = check_call(by_name, c.name, c.args, c.error)
+                    if err is None:
+                        answer.call(cid, c.name, c.args)
+                    else:
+                        log.info("id=%s tier=%s: invalid call not forwarded: %s", show_id(answer.req_id),
+                                 tier.name, err)
+                    calls.append((cid, c.name, c.raw_args, err))
+                elif ev.kind == "done":
+                    spend.add(tier, ev.usage, chat, sum(map(len, text)) + sum(len(c[2]) for c in calls))
+        except TurnFailed as e:
+            answer.tier = e.tier or answer.tier
+            if e.message == "did not finish within the budget":
+                raise RequestError(f"tier '{e.tier or answer.tier}' did not finish within "
+                                   f"budget_ms={req.budget_ms}") from None
+            raise RequestError(e.message) from None
+        invalid = [c for c in calls if c[3]]
+        if not invalid:
+            answer.finish("".join(text).strip(), spend.usage())
+            return
+        if turn == repair_turns:
+            raise RequestError(f"the model made an invalid tool call ({invalid[0][3].removeprefix('Error: ')}) "
+                               f"and did not correct it in {repair_turns} follow-up turn(s)")
+        chat += follow_up(calls, "".join(text))
+
+
+def follow_up(calls: list[tuple[str, str, str, str | None]], text: str) -> list[dict]:
+    """The model's own turn plus one tool result per call: a note for forwarded calls, the error for the rest."""
+    tool_calls = []
+    for cid, name, raw, err in calls:
+        try:
+            json.loads(raw or "{}")
+        except ValueError:
+            raw = "{}"  # some servers refuse to take back arguments that are not JSON
+        tool_calls.append({"id": cid, "type": "function", "function": {"name": name, "arguments": raw or "{}"}})
+    return [{"role": "assistant", "content": text or None, "tool_calls": tool_calls},
+            *({"role": "tool", "tool_call_id": cid, "content": err or SENT_NOTE} for cid, _, _, err in calls)]

@@ -1,0 +1,88 @@
+"""Shared plumbing for bridge tests: fake tiers over real HTTP, configs, and a bridge context driven in-process."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import aiohttp
+
+from bridge.config import BridgeConfig, CostConfig, RoutingConfig, Tier
+from bridge.cost import CostStore
+from bridge.dedupe import Dedupe
+from bridge.handler import HandlerContext, handle_llm_request
+from bridge.manifests import ManifestCache
+from bridge.providers import provider_factory
+from bridge.router import Router
+from tests.fakes.openai_server import FakeOpenAI
+
+TOOLS = [{"name": "gpio_write", "desc": "Set a named output pin",
+          "params": {"type": "object",
+                     "properties": {"pin": {"type": "string", "enum": ["porch_light"]},
+                                    "value": {"type": "integer", "enum": [0, 1]}},
+                     "required": ["pin", "value"]}}]
+PORCH_ON = ("gpio_write", {"pin": "porch_light", "value": 1})
+
+
+def manifest(device_id: str) -> dict:
+    return {"v": 1, "id": device_id, "fw": "0.1.0", "hash": "5d41402a", "tools": TOOLS,
+            "pins": {"porch_light": {"mode": "out"}}, "limits": {"rounds": 4, "calls": 4}}
+
+
+def llm_req(req_id: str, **extra) -> bytes:
+    return json.dumps({"v": 1, "id": req_id, "round": 0, "msgs": [{"r": "user", "t": "turn on the porch light"}],
+                       "class": "interactive", "budget_ms": 5000, "hash": "5d41402a", **extra}).encode()
+
+
+@contextlib.contextmanager
+def fake_tiers(*responders, **kw):
+    servers = [FakeOpenAI(r, **kw) for r in responders]
+    try:
+        for s in servers:
+            s.start_in_thread()
+        yield servers
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def config(tiers: list[Tier], tmp_path, routes=None, **cost) -> BridgeConfig:
+    names = [t.name for t in tiers]
+    return BridgeConfig(tiers={t.name: t for t in tiers},
+                        routes=routes or {"interactive": names, "scheduled": names, "private": ["local"]},
+                        cost=CostConfig(db=str(tmp_path / "cost.db"), **cost), routing=RoutingConfig())
+
+
+class Recorder:
+    """Stands in for MqttLink.publish: collects llm/res messages per request id."""
+
+    def __init__(self):
+        self.messages: list[dict] = []
+
+    def __call__(self, topic: str, msg: dict) -> None:
+        self.messages.append(msg)
+
+    def of(self, req_id: str) -> list[dict]:
+        return [m for m in self.messages if m["id"] == req_id]
+
+
+@contextlib.asynccontextmanager
+async def bridge_ctx(cfg: BridgeConfig, device_id: str = "dev1", clock=None):
+    costs = CostStore(cfg.cost)
+    try:
+        async with aiohttp.ClientSession() as session:
+            manifests = ManifestCache()
+            manifests.update(device_id, json.dumps(manifest(device_id)).encode())
+            router = Router(cfg, provider_factory(session), clock=clock)
+            yield HandlerContext(cfg, manifests, Recorder(), router, costs, Dedupe())
+    finally:
+        costs.close()
+
+
+async def ask(ctx: HandlerContext, req_id: str, device_id: str = "dev1", **extra) -> list[dict]:
+    await handle_llm_request(device_id, llm_req(req_id, **extra), ctx)
+    return ctx.publish.of(req_id)
+
+
+def run(coro):
+    return asyncio.run(coro)

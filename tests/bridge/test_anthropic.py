@@ -1,0 +1,102 @@
+"""Anthropic messages provider over real HTTP against the fake server's /v1/messages wire format."""
+import asyncio
+import time
+
+import aiohttp
+import pytest
+
+from bridge.providers.anthropic import AnthropicProvider, to_anthropic
+from bridge.providers.base import ProviderError
+from tests.fakes.openai_server import FakeOpenAI, Reply
+
+MESSAGES = [{"role": "system", "content": "You are wisp."}, {"role": "user", "content": "Turn on the porch light"}]
+TOOLS = [{"type": "function", "function": {"name": "set_light", "description": "Switch a light",
+                                           "parameters": {"type": "object", "properties": {
+                                               "room": {"type": "string"}, "on": {"type": "boolean"}}}}}]
+
+
+@pytest.fixture
+def fake():
+    server = FakeOpenAI()
+    server.start_in_thread()
+    yield server
+    server.stop()
+
+
+def _run(base_url, tools=None, messages=MESSAGES, **kw):
+    async def go():
+        async with aiohttp.ClientSession() as session:
+            p = AnthropicProvider(session, base_url, "claude-fake", **kw)
+            return [(time.monotonic(), ev) async for ev in p.stream_chat(messages, tools)]
+    return asyncio.run(go())
+
+
+def _error(base_url, **kw) -> ProviderError:
+    with pytest.raises(ProviderError) as info:
+        _run(base_url, **kw)
+    return info.value
+
+
+def test_text_stream_usage_and_request_shape(fake):
+    fake.responder = lambda req: Reply(text="The porch light is on.")
+    events = [ev for _, ev in _run(fake.base_url, api_key="sk-ant-1")]
+    assert "".join(e.text for e in events if e.kind == "text") == "The porch light is on."
+    assert len([e for e in events if e.kind == "text"]) > 1
+    done = events[-1]
+    assert done.kind == "done" and done.finish_reason == "stop"
+    assert done.usage["prompt_tokens"] > 0 and done.usage["completion_tokens"] > 0  # OpenAI-shaped
+    (req,) = fake.requests
+    assert fake.paths == ["/v1/messages"]
+    assert req["system"] == "You are wisp." and req["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Turn on the porch light"}]}]
+    assert req["stream"] is True and req["max_tokens"] == 1024 and req["model"] == "claude-fake"
+
+
+def test_tool_calls_stream_as_each_block_stops(fake):
+    calls = [("set_light", {"room": "porch", "on": True}), ("set_light", {"room": "hall", "on": False})]
+    fake.responder = lambda req: Reply(text="On it.", calls=calls, chunk_delay_ms=30, arg_piece_len=4)
+    timed = _run(fake.base_url, tools=TOOLS)
+    got = [(ev.call.name, ev.call.args) for _, ev in timed if ev.kind == "call"]
+    assert got == calls
+    first_call_at = next(t for t, ev in timed if ev.kind == "call")
+    assert fake.stream_ends[0] - first_call_at > 0.1  # the first call arrived while the second still streamed
+    assert timed[-1][1].finish_reason == "tool_calls"
+    assert fake.requests[0]["tools"] == [{"name": "set_light", "description": "Switch a light",
+                                          "input_schema": TOOLS[0]["function"]["parameters"]}]
+
+
+def test_errors_auth_cut_and_malformed(fake):
+    fake.api_key = "sk-ant-right"
+    err = _error(fake.base_url, api_key="sk-ant-wrong")
+    assert (err.kind, err.status) == ("http", 401) and "authentication_error" in err.message
+    fake.api_key = None
+    fake.responder = lambda req: Reply(status=529)
+    err = _error(fake.base_url)
+    assert err.status == 529 and "overloaded" in err.message
+    fake.responder = lambda req: Reply(text="never finishes properly", cut_after_chunks=4)
+    assert _error(fake.base_url).kind == "cut"
+    fake.responder = lambda req: Reply(text="broken", malformed=True)
+    assert _error(fake.base_url).kind == "malformed"
+
+
+def test_stall_hits_the_idle_timeout(fake):
+    fake.responder = lambda req: Reply(text="stalls", stall_ms=3000)
+    t0 = time.monotonic()
+    err = _error(fake.base_url, idle_timeout_s=0.3)
+    assert err.kind == "timeout" and time.monotonic() - t0 < 1.5
+
+
+def test_conversation_mapping_with_tool_results():
+    msgs = [{"role": "system", "content": "sys"},
+            {"role": "user", "content": "porch on and hall off"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "set_light", "arguments": '{"room":"porch"}'}},
+                {"id": "c2", "type": "function", "function": {"name": "set_light", "arguments": '{"room":"hall"}'}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+            {"role": "tool", "tool_call_id": "c2", "content": "Error: no hall"}]
+    system, out, tools = to_anthropic(msgs, TOOLS)
+    assert system == "sys" and tools[0]["name"] == "set_light"
+    assert [m["role"] for m in out] == ["user", "assistant", "user"]  # results merged into one user turn
+    assert out[1]["content"][0] == {"type": "tool_use", "id": "c1", "name": "set_light", "input": {"room": "porch"}}
+    assert out[2]["content"] == [{"type": "tool_result", "tool_use_id": "c1", "content": "ok"},
+                                 {"type": "tool_result", "tool_use_id": "c2", "content": "Error: no hall"}]

@@ -1,0 +1,89 @@
+"""A device round in-process: invalid tool calls handed back to the model, duplicates, cost rows and budgets."""
+import asyncio
+import json
+import sqlite3
+
+from bridge.config import Tier
+from bridge.handler import handle_llm_request
+from bridge.round import SENT_NOTE
+from tests.bridge.harness import PORCH_ON, ask, bridge_ctx, config, fake_tiers, llm_req, manifest, run
+from tests.fakes.openai_server import Reply
+
+GARAGE = ("gpio_write", {"pin": "garage", "value": 1})
+
+
+def test_invalid_call_goes_back_to_the_model_not_to_the_device(tmp_path):
+    script = iter([Reply(calls=[PORCH_ON, GARAGE]), Reply(text="Only the porch light exists.")])
+    with fake_tiers(lambda req: next(script)) as (a,):
+        cfg = config([Tier("local", a.base_url, "m")], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                return await ask(ctx, "v1")
+        msgs = run(go())
+    forwarded = [c for m in msgs for c in m.get("calls", [])]
+    assert [c["args"] for c in forwarded] == [PORCH_ON[1]]  # the garage call never reached the device
+    assert msgs[-1]["text"] == "Only the porch light exists." and "err" not in msgs[-1]
+    follow_up = a.requests[1]["messages"]
+    assert [m["role"] for m in follow_up[-3:]] == ["assistant", "tool", "tool"]
+    assert follow_up[-2]["content"] == SENT_NOTE
+    assert follow_up[-1]["content"] == "Error: gpio_write: 'pin' must be one of 'porch_light', got 'garage'"
+
+
+def test_a_model_that_never_corrects_gets_a_clear_error(tmp_path):
+    with fake_tiers(lambda req: Reply(calls=[("unlock_door", {})])) as (a,):
+        cfg = config([Tier("local", a.base_url, "m")], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                return await ask(ctx, "v2")
+        msgs = run(go())
+    assert len(msgs) == 1 and "unknown tool 'unlock_door'" in msgs[0]["err"]
+    assert "did not correct it in 2 follow-up turn(s)" in msgs[0]["err"]
+    assert len(a.requests) == 3
+
+
+def test_duplicate_while_running_is_ignored_and_after_done_is_replayed(tmp_path):
+    with fake_tiers(lambda req: Reply(calls=[PORCH_ON], ttft_ms=200)) as (a,):
+        cfg = config([Tier("local", a.base_url, "m")], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                first = asyncio.create_task(handle_llm_request("dev1", llm_req("r1"), ctx))
+                await asyncio.sleep(0.05)
+                await handle_llm_request("dev1", llm_req("r1"), ctx)  # re-sent while streaming
+                await first
+                once = list(ctx.publish.of("r1"))
+                await handle_llm_request("dev1", llm_req("r1"), ctx)  # re-sent after the answer
+                return once, ctx.publish.of("r1")
+        once, total = run(go())
+    assert [m["seq"] for m in once] == [0, 1]
+    assert total == once + once  # the same messages again, same seqs: no second model call
+    assert len(a.requests) == 1
+
+
+def test_cost_rows_per_device_and_tier_and_daily_budget(tmp_path):
+    with fake_tiers(lambda req: Reply(text="ok")) as (a,):
+        local = Tier("local", a.base_url, "m", price_in=1000.0, price_out=2000.0)  # USD per million tokens
+        cfg = config([local], tmp_path, daily_budget_usd=0.05, devices={"rich": 100.0})
+
+        async def go():
+            async with bridge_ctx(cfg, device_id="dev1") as ctx:
+                first = await ask(ctx, "c1")
+                refused = await ask(ctx, "c2")
+                ctx.manifests.update("rich", json.dumps(manifest("rich")).encode())
+                rich = [await ask(ctx, f"k{i}", device_id="rich") for i in range(2)]
+                ctx.costs.flush()
+                return first, refused, rich, ctx.costs.totals("device"), ctx.costs.totals("tier")
+        first, refused, rich, by_device, by_tier = run(go())
+    usage = first[-1]["usage"]
+    assert usage["in"] > 50  # the system prompt alone is longer than that
+    assert "daily budget of $0.05 for device dev1 is used up" in refused[-1]["err"]
+    assert all(r[-1]["text"] == "ok" for r in rich)
+    expected = (usage["in"] * 1000 + usage["out"] * 2000) / 1e6
+    (dev1,) = [row for row in by_device if row[0] == "dev1"]
+    assert dev1[1:4] == (1, usage["in"], usage["out"]) and abs(dev1[4] - expected) < 1e-9
+    assert by_tier[0][0] == "local" and by_tier[0][1] == 3
+    with sqlite3.connect(tmp_path / "cost.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM usage WHERE estimated = 0").fetchone() == (3,)
+    assert len(a.requests) == 3  # the refused request cost nothing

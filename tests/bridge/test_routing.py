@@ -1,0 +1,179 @@
+"""Routing across tiers over real HTTP: breaker states, statistics, deadline-aware choice, first-token hedging,
+transparent failover before a tool call was forwarded and a clear error after, quirky servers."""
+import time
+
+import pytest
+
+from bridge.breaker import Breaker
+from bridge.config import Tier
+from bridge.stats import MIN_SAMPLES, TierStats
+from tests.bridge.harness import PORCH_ON, ask, bridge_ctx, config, fake_tiers, run
+from tests.fakes.openai_server import Reply
+
+
+def tier(name, fake, **kw):
+    return Tier(name, fake.base_url, "fake-model", **kw)
+
+
+class Clock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_breaker_opens_probes_once_and_closes():
+    clock = Clock()
+    b = Breaker(clock=clock, failures_to_open=3, cool_down_s=5)
+    for _ in range(2):
+        assert b.allow()
+        b.failure()
+    assert b.state == "closed"
+    b.failure()
+    assert b.state == "open" and not b.allow() and b.retry_in_s() == 5
+    clock.t += 5
+    assert b.allow() and b.state == "half-open"
+    assert not b.allow()  # one probe at a time
+    b.failure()  # failed probe: open again, longer cool-down
+    assert b.state == "open" and b.cool_down_s == 10
+    clock.t += 10
+    assert b.allow()
+    b.abandoned()  # a cancelled probe gives its slot back
+    assert b.allow()
+    b.success()
+    assert b.state == "closed" and b.allow() and b.allow() and b.cool_down_s == 5
+
+
+def test_stats_ewma_percentiles_and_error_rate():
+    s = TierStats()
+    for ms in range(1, 101):
+        s.first_output(ms)
+        s.finished(100, 0.1)
+    s.failed()
+    snap = s.snapshot()
+    assert snap["ttft_ms"]["p50"] in (50, 51) and snap["ttft_ms"]["p99"] in (99, 100)
+    assert 80 < snap["ttft_ms"]["ewma"] < 100  # recent samples weigh most
+    assert snap["tok_s"]["p50"] == 1000
+    assert snap["requests"] == 101 and snap["errors"] == 1 and snap["error_rate"] == round(1 / 101, 3)
+    fresh = TierStats()
+    for ms in range(MIN_SAMPLES - 1):
+        fresh.first_output(ms)
+    assert fresh.ttft_ms.p(50) is None  # too few samples: latency unknown
+
+
+def test_hedge_starts_next_tier_and_keeps_the_first_to_stream(tmp_path):
+    slow = lambda req: Reply(calls=[PORCH_ON], ttft_ms=2000)  # noqa: E731
+    fast = lambda req: Reply(calls=[PORCH_ON], ttft_ms=20)  # noqa: E731
+    with fake_tiers(slow, fast) as (a, b):
+        cfg = config([tier("premium", a, hedge_after_s=0.1), tier("commodity", b)], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                t0 = time.monotonic()
+                msgs = await ask(ctx, "h1")
+                return msgs, time.monotonic() - t0, ctx.router.snapshot()
+        msgs, took, snap = run(go())
+    assert msgs[0]["calls"][0]["args"] == PORCH_ON[1] and msgs[-1]["tier"] == "commodity"
+    assert len(msgs) == 2 and "err" not in msgs[-1]
+    assert took < 1.0  # did not wait for the slow tier's 2 s
+    assert len(a.requests) == 1 and len(b.requests) == 1  # one hedge, no more
+    assert snap["premium"]["breaker"] == "closed" and snap["premium"]["errors"] == 0  # losing is not failing
+
+
+def test_failover_before_any_call_is_transparent(tmp_path):
+    broken = [Reply(status=500), Reply(text="half an answer that is cut", cut_after_chunks=3),
+              Reply(text="stalls", stall_ms=5000), Reply(text="bad", malformed=True)]
+    with fake_tiers(lambda req: broken[len(a.requests) - 1], lambda req: Reply(calls=[PORCH_ON])) as (a, b):
+        cfg = config([tier("premium", a, idle_timeout_s=0.2), tier("commodity", b)], tmp_path)
+        cfg.routes["interactive"] = ["premium", "commodity"]
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                out = [await ask(ctx, f"f{i}") for i in range(len(broken))]
+                return out, ctx.router.snapshot()
+        answers, snap = run(go())
+    for msgs in answers:
+        assert [m["seq"] for m in msgs] == [0, 1] and msgs[-1]["done"] and "err" not in msgs[-1]
+        assert msgs[0]["calls"][0]["tool"] == "gpio_write" and msgs[-1]["tier"] == "commodity"
+        assert "text" not in msgs[-1] or msgs[-1]["text"] == ""  # no text from the failed attempt leaks in
+    assert snap["premium"]["errors"] == 4 and snap["commodity"]["errors"] == 0
+
+
+def test_failure_after_a_forwarded_call_is_a_clear_error(tmp_path):
+    two_calls_cut = lambda req: Reply(calls=[PORCH_ON, ("gpio_write", {"pin": "porch_light", "value": 0})],  # noqa
+                                      cut_after_chunks=12, arg_piece_len=4)  # inside the 2nd call
+    with fake_tiers(two_calls_cut, lambda req: Reply(calls=[PORCH_ON])) as (a, b):
+        cfg = config([tier("premium", a), tier("commodity", b)], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                return await ask(ctx, "x1")
+        msgs = run(go())
+    assert len(msgs) == 2 and msgs[0]["calls"][0]["args"] == PORCH_ON[1]
+    assert "not retried so that no action runs twice" in msgs[-1]["err"] and msgs[-1]["tier"] == "premium"
+    assert b.requests == []  # the action was never asked of another tier
+
+
+def test_deadline_aware_choice_skips_a_tier_too_slow_for_the_budget(tmp_path):
+    with fake_tiers(lambda req: Reply(text="slow"), lambda req: Reply(text="fast")) as (a, b):
+        cfg = config([tier("commodity", a), tier("premium", b)], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                for _ in range(MIN_SAMPLES):
+                    ctx.router.stats["commodity"].first_output(2000)  # history: ~2 s to first output
+                short = await ask(ctx, "d1", budget_ms=500)
+                long = await ask(ctx, "d2", budget_ms=10_000)
+                return short, long
+        short, long = run(go())
+    assert short[-1]["tier"] == "premium" and short[-1]["text"] == "fast"
+    assert long[-1]["tier"] == "commodity"  # the route's first choice when the deadline allows it
+
+
+def test_open_breaker_skips_the_tier_and_a_lone_sick_tier_answers_at_once(tmp_path):
+    with fake_tiers(lambda req: Reply(status=503), lambda req: Reply(text="ok")) as (a, b):
+        clock = Clock()
+        cfg = config([tier("premium", a), tier("commodity", b)], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg, clock=clock) as ctx:
+                for i in range(5):  # each fails over after one premium error; the 5th error opens the breaker
+                    assert (await ask(ctx, f"o{i}"))[-1]["text"] == "ok"
+                before = len(a.requests)
+                skipped = await ask(ctx, "o-skip")
+                cfg.routes["interactive"] = ["premium"]
+                t0 = time.monotonic()
+                alone = await ask(ctx, "o-alone")
+                return ctx.router.breakers["premium"].state, before, skipped, alone, time.monotonic() - t0
+        state, before, skipped, alone, took = run(go())
+    assert state == "open" and len(a.requests) == before == 5
+    assert skipped[-1]["tier"] == "commodity"
+    assert "circuit open" in alone[-1]["err"] and took < 0.1
+
+
+def test_server_rejecting_stream_options_is_retried_without_it(tmp_path):
+    with fake_tiers(lambda req: Reply(text="fine"), reject_stream_options=True) as (a,):
+        cfg = config([tier("local", a)], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                return await ask(ctx, "s1"), await ask(ctx, "s2")
+        first, second = run(go())
+    assert first[-1]["text"] == second[-1]["text"] == "fine"
+    assert ["stream_options" in r for r in a.requests] == [True, False, False]  # remembered after one 400
+    assert "usage" not in first[-1]  # the server sent none: not made up for the device (estimated for cost)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_both_providers_behind_one_interface(tmp_path, provider):
+    with fake_tiers(lambda req: Reply(text="Done.", calls=[PORCH_ON])) as (a,):
+        cfg = config([tier("local", a, provider=provider)], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                return await ask(ctx, "p1")
+        msgs = run(go())
+    assert msgs[0]["calls"][0]["args"] == PORCH_ON[1] and msgs[-1]["text"] == "Done."
+    assert msgs[-1]["usage"]["in"] > 0 and msgs[-1]["usage"]["out"] > 0
+    assert a.paths == ["/v1/messages" if provider == "anthropic" else "/v1/chat/completions"]

@@ -1,0 +1,153 @@
+"""`wisp deploy`: copy the changed firmware files to a running board over mpremote, then soft-reset it.
+
+One round trip hashes what the board holds (sha256 via exec), one copies what differs and removes
+stale files under wisp/ (a leftover wisp/x.py would shadow the new wisp/x.mpy), then a Ctrl-D at the
+friendly REPL reboots into main.py. mpremote connects with `resume` so it does not soft-reset first:
+on a board that only costs a clean heap, but the unix port behind a virtual device would exit.
+"""
+import hashlib
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tools.image import DEFAULT_MARCH, stage_firmware
+
+MPREMOTE_TIMEOUT_S = 120     # copying a full firmware at 115200 baud takes ~20 s
+RESET_SETTLE_S = 0.2         # let the friendly REPL print its prompt before Ctrl-D
+PACKAGE_DIR = "wisp"         # only files under here are ever removed from the board
+ROOT_FILES = ("boot.py", "main.py", "config.json")
+
+# Runs on the board: print "D <dir>" and "H <path> <sha256>" for the firmware's files.
+_HASH_SCRIPT = """
+import os, hashlib, binascii
+def _h(p):
+    try:
+        f = open(p, 'rb')
+    except OSError:
+        return
+    s = hashlib.sha256()
+    b = bytearray(1024)
+    m = memoryview(b)
+    while True:
+        n = f.readinto(b)
+        if not n:
+            break
+        s.update(m[:n])
+    f.close()
+    print('H', p, binascii.hexlify(s.digest()).decode())
+def _w(d):
+    try:
+        es = list(os.ilistdir(d))
+    except OSError:
+        return
+    for e in es:
+        p = d + '/' + e[0]
+        if e[1] == 0x4000:
+            print('D', p)
+            _w(p)
+        else:
+            _h(p)
+if '%(pkg)s' in os.listdir():
+    print('D %(pkg)s')
+_w('%(pkg)s')
+for _p in %(roots)r:
+    _h(_p)
+"""
+
+
+class DeployError(Exception):
+    pass
+
+
+@dataclass
+class Result:
+    copied: list = field(default_factory=list)
+    removed: list = field(default_factory=list)
+    unchanged: int = 0
+    bytes_copied: int = 0
+
+
+def mpremote(port, *args, timeout=MPREMOTE_TIMEOUT_S):
+    cmd = [sys.executable, "-m", "mpremote", "connect", port, "resume", *args]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise DeployError(f"the board on {port} did not answer within {timeout} s") from None
+    if done.returncode != 0:
+        err = (done.stderr or done.stdout).strip().splitlines()
+        raise DeployError(f"mpremote on {port} failed: {err[-1] if err else 'exit code %d' % done.returncode}")
+    return done.stdout
+
+
+def board_files(port):
+    """{path: sha256} and the set of directories the board holds under wisp/ (plus the root files)."""
+    out = mpremote(port, "exec", _HASH_SCRIPT % {"pkg": PACKAGE_DIR, "roots": ROOT_FILES})
+    hashes, dirs = {}, set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "H":
+            hashes[parts[1]] = parts[2]
+        elif len(parts) == 2 and parts[0] == "D":
+            dirs.add(parts[1])
+    return hashes, dirs
+
+
+def plan(stage, hashes, dirs, prune=True):
+    """Which staged files to copy, which board files to remove, which directories to create."""
+    copy = []
+    for rel in stage.files:
+        digest = hashlib.sha256((stage.root / rel).read_bytes()).hexdigest()
+        if hashes.get(rel) != digest:
+            copy.append(rel)
+    wanted = set(stage.files)
+    remove = sorted(p for p in hashes if prune and p.startswith(PACKAGE_DIR + "/") and p not in wanted)
+    mkdirs = []
+    for rel in copy:
+        parts = rel.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in dirs and d not in mkdirs:
+                mkdirs.append(d)
+    return copy, remove, mkdirs
+
+
+def deploy(port, config=None, prune=True, reset=True, mp_version=None, march=DEFAULT_MARCH, log=print):
+    """Bring the board on `port` up to date with firmware/ (+ `config` as config.json when given)."""
+    result = Result()
+    with tempfile.TemporaryDirectory(prefix="wisp-deploy-") as tmp:
+        stage = stage_firmware(Path(tmp) / "root", config, march=march, mp_version=mp_version)
+        hashes, dirs = board_files(port)
+        copy, remove, mkdirs = plan(stage, hashes, dirs, prune)
+        result.unchanged = len(stage.files) - len(copy)
+        if mkdirs or remove:
+            script = "import os\n" + "".join(f"os.mkdir({d!r})\n" for d in mkdirs) + \
+                     "".join(f"os.remove({p!r})\n" for p in remove)
+            mpremote(port, "exec", script)
+        if copy:
+            args = []
+            for rel in copy:
+                args += ["fs", "cp", str(stage.root / rel), ":" + rel, "+"]
+            log(f"wisp: copying {len(copy)} of {len(stage.files)} files to {port}")
+            mpremote(port, *args[:-1])
+        result.copied, result.removed = copy, remove
+        result.bytes_copied = sum((stage.root / rel).stat().st_size for rel in copy)
+    if reset:
+        soft_reset(port)
+    return result
+
+
+def soft_reset(port):
+    """Ctrl-B (leave raw REPL) then Ctrl-D at the friendly REPL: the board reboots into main.py."""
+    import serial  # pyserial comes with mpremote and esptool
+    try:
+        with serial.Serial(port, 115200, timeout=1) as s:
+            s.write(b"\r\x02")
+            time.sleep(RESET_SETTLE_S)
+            s.write(b"\x04")
+            s.flush()
+            time.sleep(RESET_SETTLE_S)
+    except serial.SerialException as e:
+        raise DeployError(f"could not soft-reset the board on {port}: {e}") from None
