@@ -64,7 +64,8 @@ def cmd_sim(args):
         if args.count is not None and not 1 <= args.count <= simfleet.MAX_COUNT:
             raise ValueError(f"--count must be 1-{simfleet.MAX_COUNT}")
         ids = [f"dev{i}" for i in range(1, args.count + 1)] if args.count is not None else [args.id or "dev1"]
-        return simfleet.run_fleet(ids, *resolve_broker(args.broker), heapsize=args.heapsize, console=args.console)
+        return simfleet.run_fleet(ids, *resolve_broker(args.broker), heapsize=args.heapsize, console=args.console,
+                                 root=args.state_dir)
     dev_id = args.id or "dev1"
     host, port = resolve_broker(args.broker)
     workdir = sim.device_dir(dev_id)
@@ -219,6 +220,7 @@ def build_parser():
     s.add_argument("--console", action="store_true",
                    help="give each device a serial console at .wisp/devices/<id>.tty (for `wisp repl --port`)")
     s.add_argument("--broker", help="host:port of the broker")
+    s.add_argument("--state-dir", help="where --count/--console devices keep their flash roots (default .wisp/devices)")
     s.add_argument("--heapsize", help="MicroPython heap, e.g. 96K, to check the firmware fits a small board")
     s.set_defaults(func=cmd_sim)
 

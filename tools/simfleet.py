@@ -14,11 +14,11 @@ MAX_COUNT = 50          # each device is a process with its own heap; more belon
 POLL_S = 0.2
 
 
-def run_fleet(ids, host, port, heapsize=None, console=False):
+def run_fleet(ids, host, port, heapsize=None, console=False, root=None):
     devices = []  # (id, object with poll()/terminate()-like stop)
     try:
         for dev_id in ids:
-            workdir = sim.device_dir(dev_id)
+            workdir = sim.device_dir(dev_id, root)
             sim.write_config(workdir, dev_id, host, port)
             if console:
                 v = vdev.start(workdir, main=str(FIRMWARE / "main.py"), pythonpath=[FIRMWARE])

@@ -2,7 +2,7 @@
 # does not wipe its memory. restore() checks everything first and changes nothing on a bad document.
 import os
 
-from wisp import memory, routines, store
+from wisp import memory, routine_check, store
 
 VERSION = 1
 JOB_OPTIONS = ("name", "tz", "missed")  # optional keyword arguments of Scheduler.add()
@@ -52,7 +52,7 @@ def check(dev, doc):
     err = memory.check_pairs(doc.get("facts", []))  # an absent section is left as it is
     if err:
         return "facts: " + err
-    err = routines.check_all(dev, doc.get("routines", {}))
+    err = routine_check.check_all(dev, doc.get("routines", {}))
     if err:
         return "routines: " + err
     jobs = doc.get("jobs", [])

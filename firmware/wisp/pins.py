@@ -76,14 +76,15 @@ class NamedPin:
         now = time.ticks_ms()
         if not was_on:
             self._on_since = now
+        # each on-write sets the off schedule anew: the pulse end, else what is left of
+        # the max on-time (counted from the first on), else none
         ms = off_after_ms
         if self.max_on_ms:
             left = self.max_on_ms - time.ticks_diff(now, self._on_since)
             ms = min(ms, left) if ms else left
-        if ms or not was_on:
-            self._disarm()
-            if ms:
-                self._off_task = asyncio.create_task(self._auto_off(max(ms, 0)))
+        self._disarm()
+        if ms:
+            self._off_task = asyncio.create_task(self._auto_off(max(ms, 0)))
         return None
 
     def set_freq(self, freq):

@@ -1,26 +1,14 @@
 # Named routines: tool steps the LLM composes once and the device runs offline forever. A step
 # may bind its result to a name and carry a JSON condition on earlier results (never eval).
-# Formats and the binding rule: docs/memory-and-routines.md.
+# Formats and the binding rule: docs/memory-and-routines.md. The checks made when a routine is
+# defined live in wisp/routine_check.py, imported only when one is defined or restored.
 import asyncio
-import json
 
 from wisp import limits, store, tools
 
 STORE_NAME = "routines"
-STEP_KEYS = ("tool", "args", "as", "pick", "if", "continue")
-OPS = ("==", "!=", "<", "<=", ">", ">=")
 NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 _NUMBER_CHARS = "0123456789+-.eE"
-COND_HELP = 'a condition is [name, op, value] (op: == != < <= > >=), {"all": [...]}, {"any": [...]} or {"not": ...}'
-
-
-def check_name(name, what):
-    if not isinstance(name, str) or not 1 <= len(name) <= limits.MAX_ROUTINE_NAME:
-        return "%s must be a string of 1-%d characters" % (what, limits.MAX_ROUTINE_NAME)
-    for ch in name:
-        if ch not in NAME_CHARS:
-            return "%s '%s' may hold only letters, digits, _ and -" % (what, name)
-    return None
 
 
 def _number(word):
@@ -81,153 +69,6 @@ def _is_num(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-# ---- checks made when a routine is defined (or loaded, or restored) ----
-
-def _check_cond(cond, bound, depth):
-    if depth > limits.MAX_CONDITION_DEPTH:
-        return "condition nested deeper than %d levels" % limits.MAX_CONDITION_DEPTH
-    if isinstance(cond, list):
-        if len(cond) != 3 or cond[1] not in OPS or not isinstance(cond[0], str):
-            return COND_HELP
-        left = cond[0][1:] if cond[0].startswith("$") else cond[0]
-        if left not in bound:
-            return "condition on '%s', which no earlier step binds with \"as\"" % left
-        right = cond[2]
-        if isinstance(right, (list, dict)):
-            return "compare with a text, a number, true/false or a \"$name\""
-        if _ref(right) is not None and _ref(right) not in bound:
-            return "condition uses '%s', which no earlier step binds with \"as\"" % right
-        return None
-    if isinstance(cond, dict) and len(cond) == 1:
-        key, sub = list(cond.items())[0]
-        if key == "not":
-            return _check_cond(sub, bound, depth + 1)
-        if key in ("all", "any"):
-            if not isinstance(sub, list) or not sub:
-                return "\"%s\" needs a non-empty list of conditions" % key
-            for c in sub:
-                err = _check_cond(c, bound, depth + 1)
-                if err:
-                    return err
-            return None
-    return COND_HELP
-
-
-def _check_args(dev, tool, args, bound):
-    params = tool[3]
-    for p in params:
-        if p[2] and p[0] not in args:
-            return "'%s' required for %s" % (p[0], tool[0])
-    for arg in args:
-        param = None
-        for p in params:
-            if p[0] == arg:
-                param = p
-        if param is None:
-            return "unknown argument '%s' for %s" % (arg, tool[0])
-        ref = _ref(args[arg])
-        if ref is not None:
-            if ref not in bound:
-                return "%s: '$%s' is not bound by an earlier step (\"as\")" % (arg, ref)
-        elif dev is not None:  # literal values are checked now, references when the step runs
-            err = tools.KINDS[param[1]][1](dev, _literal(args[arg]))
-            if err:
-                return "'%s' %s" % (arg, err) if err.startswith("must") else err
-    return None
-
-
-def _check_step(dev, step, bound):
-    if not isinstance(step, dict):
-        return 'a step is an object {"tool": ..., "args": {...}}'
-    for key in step:
-        if key not in STEP_KEYS:
-            return "unknown key '%s'; a step has %s" % (key, ", ".join(STEP_KEYS))
-    tool = tools.find(step.get("tool")) if isinstance(step.get("tool"), str) else None
-    if tool is None:
-        return "unknown tool %r; tools: %s" % (step.get("tool"), ", ".join(t[0] for t in tools.TOOLS))
-    args = step.get("args", {})
-    if not isinstance(args, dict):
-        return "args must be an object"
-    err = _check_args(dev, tool, args, bound)
-    if err is None and "if" in step:
-        err = _check_cond(step["if"], bound, 1)
-    if err is None and "continue" in step and step["continue"] is not True and step["continue"] is not False:
-        err = "continue must be true or false"
-    if err is None and "pick" in step:
-        err = check_name(step["pick"], "\"pick\"") or (None if "as" in step else "\"pick\" needs an \"as\"")
-    if err is None and "as" in step:
-        err = check_name(step["as"], "\"as\"")
-        bound.add(step["as"])
-    return err
-
-
-def _calls(steps):
-    """Routines this one runs by literal name."""
-    out = []
-    for step in steps:
-        if isinstance(step, dict) and step.get("tool") == "routine_run":
-            target = (step.get("args") or {}).get("name")
-            if isinstance(target, str) and _ref(target) is None:
-                out.append(_literal(target))
-    return out
-
-
-def _depth(name, all_routines, chain):
-    if name in chain:
-        raise ValueError("routine '%s' would run itself: %s" % (name, " -> ".join(chain + [name])))
-    deepest = 0
-    for target in _calls(all_routines.get(name, ())):
-        deepest = max(deepest, _depth(target, all_routines, chain + [name]))
-    return deepest + 1
-
-
-def check_routine(dev, name, steps, bound=None):
-    """Error text for one routine, or None. dev=None skips checks of literal values (pins...)."""
-    err = check_name(name, "routine name")
-    if err:
-        return err
-    if not isinstance(steps, list) or not steps:
-        return "steps must be a non-empty list of steps"
-    if len(steps) > limits.MAX_ROUTINE_STEPS:
-        return "%d steps; the limit is %d" % (len(steps), limits.MAX_ROUTINE_STEPS)
-    try:
-        size = len(json.dumps(steps))
-    except Exception:
-        return "steps must be plain JSON"
-    if size > limits.MAX_ROUTINE_BYTES:
-        return "steps take %d bytes; the limit is %d" % (size, limits.MAX_ROUTINE_BYTES)
-    bound = set()
-    for i, step in enumerate(steps):
-        err = _check_step(dev, step, bound)
-        if err:
-            return "step %d: %s" % (i + 1, err)
-    return None
-
-
-def check_all(dev, routines):
-    """Error text for a whole set of routines {name: steps} (count, each routine, nesting), or None."""
-    if not isinstance(routines, dict):
-        return "routines must be an object of name: steps"
-    if len(routines) > limits.MAX_ROUTINES:
-        return "%d routines; the limit is %d" % (len(routines), limits.MAX_ROUTINES)
-    for name in routines:
-        err = check_routine(dev, name, routines[name])
-        if err:
-            return "routine '%s': %s" % (name, err) if isinstance(name, str) else err
-        for target in _calls(routines[name]):
-            if target not in routines:
-                return "routine '%s' runs '%s', which does not exist; define it first" % (name, target)
-    try:
-        for name in routines:
-            if _depth(name, routines, []) > limits.MAX_ROUTINE_DEPTH:
-                return "routine '%s' nests routines deeper than %d levels" % (name, limits.MAX_ROUTINE_DEPTH)
-    except ValueError as e:
-        return str(e)
-    return None
-
-
-# ---- running ----
-
 def _holds(cond, bound):
     """Evaluate a checked condition. A comparison on a name with no value (skipped step) is false."""
     if isinstance(cond, dict):
@@ -272,6 +113,15 @@ def _summary(ran, skipped, failed, bound, order):
     return text
 
 
+def _runnable(steps):
+    if not isinstance(steps, list) or not steps:
+        return False
+    for step in steps:
+        if not isinstance(step, dict) or not isinstance(step.get("tool"), str):
+            return False
+    return True
+
+
 class Routines:
     def __init__(self, dev, log=print):
         self.dev, self.log = dev, log
@@ -282,12 +132,11 @@ class Routines:
             if doc is not None:
                 log("routines error: %s.json holds no routines object; starting empty" % STORE_NAME)
             return
-        for name in saved:  # keep each sound routine; pins may have changed since, runs will say
-            err = check_routine(None, name, saved[name])
-            if err:
-                log("routines error: '%s' dropped: %s" % (name, err))
-            else:
+        for name in saved:  # checked when defined; a hand-edited one that breaks fails its run
+            if _runnable(saved[name]):
                 self._routines[name] = saved[name]
+            else:
+                log("routines error: '%s' dropped: not a list of steps with a tool each" % name)
 
     def _save(self, old):
         try:
@@ -298,6 +147,7 @@ class Routines:
 
     def define(self, name, steps):
         """Store (or replace) a routine; raises ValueError with the reason if it is not valid."""
+        from wisp.routine_check import check_all, check_routine
         err = check_routine(self.dev, name, steps)
         if err:
             raise ValueError(err)
@@ -313,6 +163,7 @@ class Routines:
 
     def replace(self, routines):
         """Swap in a whole set {name: steps} (restore); raises ValueError, changing nothing, if invalid."""
+        from wisp.routine_check import check_all
         err = check_all(self.dev, routines)
         if err:
             raise ValueError(err)

@@ -99,3 +99,16 @@ async def test_direct_writes_obey_the_same_policy():
     err = pin.write(1)
     check(err is not None and "less than 300 ms" in err, err)
     check(dev.pins["door"].write(1) == "Error: pin 'door' is not an output", "input written")
+
+
+async def test_a_plain_on_during_a_pulse_keeps_the_pin_on():
+    dev = make()
+    relay = dev.pins["relay"]
+    check(relay.write(1, None, 100) is None, "pulse")
+    check(relay.write(1) is None, "plain on")
+    await asyncio.sleep_ms(150)
+    check(dev.board.levels[18] == 1, "the pulse end switched off a pin the user turned on")
+    heater = dev.pins["heater"]
+    check(heater.write(1, None, 5000) is None, "long pulse")
+    await asyncio.sleep_ms(350)
+    check(dev.board.levels[19] == 0, "a pulse outlived max_on_s")

@@ -327,3 +327,18 @@ def test_the_example_in_the_docs_runs_as_documented():
     _check((dev.board.levels[PORCH], dev.board.levels[FAN], dev.memory.get("last_door")), (1, 1, 1))
     if ("wisp/hall/notes", "home", False, 1) not in dev.link.sent:
         raise Exception(dev.link.sent)
+
+
+def test_a_hand_edited_routine_that_breaks_fails_its_run_not_the_device():
+    _device()
+    with open("routines.json", "w") as f:
+        f.write('{"v": 1, "routines": {"odd": [{"tool": "gpio_read", "args": {"pin": "door"}, "as": "d",'
+                ' "if": {"all": 5}}], "junk": 7}}')
+    lines = []
+    r = Routines(make_device(), lines.append)
+    _check(r.list(), ["odd"])
+    if not any("'junk' dropped" in line for line in lines):
+        raise Exception(lines)
+    result = run(r.run("odd"))
+    if not result.startswith("Error: routine 'odd' failed"):
+        raise Exception(result)

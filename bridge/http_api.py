@@ -1,0 +1,199 @@
+"""OpenAI-compatible HTTP endpoint on the bridge: POST /v1/chat/completions (streamed or not, tools passed
+through) and GET /v1/models through the same router as device requests; GET /v1/wisp/stats shows the live
+tier statistics. Bearer-token auth; every error is an OpenAI-style JSON body, never a bare 500.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+import uuid
+
+from aiohttp import web
+
+from bridge.config import REQUEST_CLASSES, HttpConfig
+from bridge.hedge import RESET, TurnFailed, stream_turn
+
+log = logging.getLogger("wisp.bridge.http")
+
+HTTP_DEADLINE_S = 120.0  # one completion, end to end: HTTP clients have no budget_ms
+MAX_BODY_BYTES = 1024 * 1024
+API_DEVICE = "http-api"  # the cost store's "device" for requests made over /v1
+_ROUTER, _COSTS, _TOKEN = web.AppKey("router", object), web.AppKey("costs", object), web.AppKey("token", str)
+
+
+def error(status: int, message: str, etype: str = "invalid_request_error", code: str | None = None) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": etype, "param": None, "code": code}},
+                             status=status)
+
+
+@web.middleware
+async def _auth(request: web.Request, handler):
+    given = request.headers.get("Authorization", "")
+    if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(), request.app[_TOKEN].encode()):
+        return error(401, "missing or wrong API token: send 'Authorization: Bearer <WISP_API_TOKEN>'",
+                     code="invalid_api_key")
+    return await handler(request)
+
+
+async def _models(request: web.Request) -> web.Response:
+    router = request.app[_ROUTER]
+    ids = [*REQUEST_CLASSES, *router.config.tiers]
+    return web.json_response({"object": "list", "data": [
+        {"id": i, "object": "model", "created": 0, "owned_by": "wisp"} for i in ids]})
+
+
+async def _stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[_ROUTER].snapshot())
+
+
+def _read(body: object) -> tuple[dict | None, str | None]:
+    if not isinstance(body, dict):
+        return None, "the request body must be a JSON object"
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) and isinstance(m.get("role"), str)
+                                                         for m in msgs):
+        return None, "'messages' must be a non-empty list of objects with a 'role'"
+    if not isinstance(body.get("model"), str):
+        return None, "'model' must be a string: a request class (interactive, scheduled, private) or a tier name"
+    if body.get("tools") is not None and not isinstance(body["tools"], list):
+        return None, "'tools' must be a list"
+    return body, None
+
+
+async def _chat(request: web.Request) -> web.StreamResponse:
+    router, costs = request.app[_ROUTER], request.app[_COSTS]
+    if request.content_length and request.content_length > MAX_BODY_BYTES:
+        return error(413, f"request body over {MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(await request.read())
+    except ValueError as e:
+        return error(400, f"request body is not valid JSON: {e}")
+    body, problem = _read(body)
+    if problem:
+        return error(400, problem)
+    model = body["model"]
+    if model in REQUEST_CLASSES:
+        tiers, req_class = router.route(model), model
+    elif model in router.config.tiers:
+        tiers, req_class = [router.config.tiers[model]], "interactive"
+    else:
+        return error(404, f"model '{model}' does not exist; use a request class ({', '.join(REQUEST_CLASSES)}) "
+                     f"or a tier ({', '.join(router.config.tiers) or 'none configured'})", code="model_not_found")
+    refusal = costs.over_budget(API_DEVICE)
+    if refusal:
+        return error(429, refusal, etype="insufficient_quota", code="insufficient_quota")
+    stream = bool(body.get("stream"))
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    reply = _Reply(request, model, stream, include_usage)
+    deadline = asyncio.get_running_loop().time() + HTTP_DEADLINE_S
+    started = time.monotonic()
+    try:
+        async for tier, ev in stream_turn(router, tiers, body["messages"], body.get("tools") or None, deadline,
+                                          committed=lambda: reply.prepared, req_class=req_class):
+            await reply.event(tier, ev)
+            if ev.kind == "done":
+                costs.record(API_DEVICE, tier, reply.id, *reply.tokens(ev.usage, body["messages"]))
+        log.info("http chat model=%s tier=%s stream=%s calls=%d total_ms=%.0f ok", model, reply.tier, stream,
+                 len(reply.calls), (time.monotonic() - started) * 1000)
+        return await reply.finish()
+    except TurnFailed as e:
+        log.warning("http chat model=%s tier=%s err=%r", model, e.tier, e.message)
+        if reply.prepared:
+            return await reply.fail_in_band(e.message)
+        status = 504 if "budget" in e.message else 503 if "no tier available" in e.message else 502
+        return error(status, e.message, etype="server_error")
+
+
+class _Reply:
+    """Builds the OpenAI response; for a stream, headers go out with the first real output, so that a tier
+    failing before then can still be replaced (or reported with a proper status)."""
+
+    def __init__(self, request: web.Request, model: str, stream: bool, include_usage: bool):
+        self.request, self.model, self.stream, self.include_usage = request, model, stream, include_usage
+        self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        self.created = int(time.time())
+        self.resp: web.StreamResponse | None = None
+        self.prepared = False
+        self.text: list[str] = []
+        self.calls: list[dict] = []
+        self.finish_reason, self.usage, self.tier = None, None, None
+
+    def tokens(self, usage: dict | None, messages: list) -> tuple[int, int, bool]:
+        ok = isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int) \
+            and isinstance(usage.get("completion_tokens"), int)
+        n_in = usage["prompt_tokens"] if ok else len(json.dumps(messages)) // 4
+        n_out = usage["completion_tokens"] if ok else max(1, (sum(map(len, self.text)) + sum(
+            len(c["function"]["arguments"]) for c in self.calls)) // 4)
+        self.usage = {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}
+        return n_in, n_out, not ok
+
+    def _chunk(self, delta: dict, finish: str | None = None) -> dict:
+        return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    async def _send(self, obj) -> None:
+        if not self.prepared:
+            self.resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+            await self.resp.prepare(self.request)
+            self.prepared = True
+            await self._send(self._chunk({"role": "assistant", "content": ""}))
+        data = obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False)
+        await self.resp.write(f"data: {data}\n\n".encode())
+
+    async def event(self, tier, ev) -> None:
+        self.tier = tier.name
+        if ev.kind == RESET:
+            self.text.clear()
+            self.calls.clear()
+        elif ev.kind == "text":
+            self.text.append(ev.text)
+            if self.stream:
+                await self._send(self._chunk({"content": ev.text}))
+        elif ev.kind == "call":
+            c = ev.call
+            call = {"id": c.cid, "type": "function", "function": {"name": c.name, "arguments": c.raw_args or "{}"}}
+            self.calls.append(call)
+            if self.stream:
+                await self._send(self._chunk({"tool_calls": [{"index": len(self.calls) - 1, **call}]}))
+        elif ev.kind == "done":
+            self.finish_reason = "tool_calls" if self.calls else (ev.finish_reason or "stop")
+
+    async def finish(self) -> web.StreamResponse:
+        if not self.stream:
+            message = {"role": "assistant", "content": "".join(self.text) or None}
+            if self.calls:
+                message["tool_calls"] = self.calls
+            return web.json_response({
+                "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason}],
+                "usage": self.usage}, headers={"x-wisp-tier": self.tier or ""})
+        await self._send(self._chunk({}, self.finish_reason))
+        if self.include_usage:
+            await self._send({**self._chunk({}), "choices": [], "usage": self.usage})
+        await self._send("[DONE]")
+        await self.resp.write_eof()
+        return self.resp
+
+    async def fail_in_band(self, message: str) -> web.StreamResponse:
+        await self._send({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+        await self.resp.write_eof()
+        return self.resp
+
+
+async def start_http(router, costs, cfg: HttpConfig) -> tuple[web.AppRunner, str]:
+    """Serve /v1 on cfg.host:cfg.port; returns the runner (cleanup() stops it) and the base URL."""
+    app = web.Application(middlewares=[_auth], client_max_size=MAX_BODY_BYTES)
+    app[_ROUTER], app[_COSTS], app[_TOKEN] = router, costs, cfg.token
+    app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/v1/wisp/stats", _stats)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, cfg.host, cfg.port).start()
+    port = runner.addresses[0][1]
+    url = f"http://{cfg.host}:{port}/v1"
+    log.info("HTTP /v1 endpoint on %s", url)
+    return runner, url

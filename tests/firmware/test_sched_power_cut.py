@@ -1,0 +1,135 @@
+"""Power cuts while the scheduler saves jobs: SIGKILL the real MicroPython unix port at random
+moments while it adds and removes jobs, many times over, and check that jobs.json always loads
+(in CPython and in a fresh MicroPython Scheduler) with a job list the writer really had."""
+import json
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+
+from tools.paths import micropython_cmd, micropypath
+
+CUTS = 25
+WINDOW = 12             # w<n> jobs kept; + "anchor" + up to 2 not yet removed stays under MAX_JOBS (16)
+MAX_CUT_DELAY_S = 0.04
+START_TIMEOUT_S = 10
+
+# Keeps a sliding window of jobs w<n-WINDOW+1>..w<n> plus "anchor": each step adds w<n> (one save)
+# then removes the jobs that fell out of the window (a save each), then prints "OK n". At start it prints what a fresh
+# Scheduler loaded and carries on after the newest job.
+WRITER = r"""
+import json
+from wisp.sched import Scheduler
+
+class Dev:
+    config = {}
+
+async def fire(job):
+    pass
+
+s = Scheduler(Dev(), fire, store_path="jobs.json", log=lambda line: print("LOG", line))
+names = [j["name"] for j in s.jobs()]
+print("STATE", json.dumps(sorted(names)))
+if "anchor" not in names:
+    s.add("0 7 * * *", {"routine": "anchor"}, name="anchor")
+n = max([int(x[1:]) for x in names if x[0] == "w"] or [-1]) + 1
+while True:
+    s.add("every %dm" % (n % 50 + 1), {"prompt": "%d:" % n + "x" * (n * 37 % 150)}, name="w%d" % n)
+    for j in s.jobs():  # a cut between add and remove leaves one more old job: drop it too
+        if j["name"][0] == "w" and int(j["name"][1:]) <= n - WINDOW:
+            s.remove(j["name"])
+    print("OK", n)
+    n += 1
+""".replace("WINDOW", str(WINDOW))
+
+
+class Writer:
+    def __init__(self, flash, script):
+        env = dict(os.environ, MICROPYPATH=micropypath())
+        self.proc = subprocess.Popen([micropython_cmd(), str(script)], cwd=flash, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        self.started = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:  # drained all along, so a full pipe never pauses the writer
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith("STATE"):
+                self.started.set()
+        self.started.set()
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(5)
+        self.reader.join(5)
+
+    def state(self):
+        for line in self.lines:
+            if line.startswith("STATE "):
+                return json.loads(line[6:])
+        raise AssertionError("writer printed no state:\n" + "\n".join(self.lines[-20:]))
+
+    def confirmed(self):
+        done = [int(line.split()[1]) for line in self.lines if line.startswith("OK ")]
+        return max(done) if done else None
+
+
+def check_file(path, confirmed):
+    """jobs.json must hold a state the writer had: anchor + a contiguous window ending at the
+    last confirmed job or the one after it, every job intact. Returns the sorted names."""
+    doc = json.loads(path.read_text())
+    assert doc["v"] == 1 and isinstance(doc["jobs"], list), doc
+    jobs = {j["name"]: j for j in doc["jobs"]}
+    assert len(jobs) == len(doc["jobs"]), "duplicate names"
+    if "anchor" not in jobs:  # cut before the first save finished
+        assert confirmed < 0 and not jobs, jobs
+        return []
+    w = sorted(int(name[1:]) for name in jobs if name != "anchor")
+    if not w:
+        assert confirmed < 0, "no jobs after job %d was confirmed" % confirmed
+        return ["anchor"]
+    lo, hi = w[0], w[-1]
+    assert w == list(range(lo, hi + 1)), "window has holes: %r" % w
+    assert confirmed <= hi <= confirmed + 1, "file holds job %d, last confirmed %d" % (hi, confirmed)
+    assert (lo == 0 or hi - lo + 1 >= WINDOW) and hi - lo + 1 <= WINDOW + 2, "window %d..%d" % (lo, hi)
+    for n in w:
+        job = jobs["w%d" % n]
+        assert job["spec"] == "every %dm" % (n % 50 + 1), job
+        assert job["action"] == {"prompt": "%d:" % n + "x" * (n * 37 % 150)}, job
+        assert job["missed"] == "skip" and isinstance(job["next"], int), job
+    return sorted(jobs)
+
+
+def test_jobs_file_survives_repeated_power_cuts(tmp_path):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    rng = random.Random(4321)
+    confirmed, mid_write, t0 = -1, 0, time.monotonic()
+    on_disk = []
+    for cut in range(CUTS):
+        w = Writer(flash, script)
+        assert w.started.wait(START_TIMEOUT_S), "writer did not start"
+        assert w.state() == on_disk, "MicroPython loaded %r, the file holds %r" % (w.state(), on_disk)
+        time.sleep(rng.uniform(0, MAX_CUT_DELAY_S))
+        w.kill()
+        assert not [ln for ln in w.lines if ln.startswith("LOG")], w.lines[:5]
+        if w.confirmed() is not None:
+            confirmed = w.confirmed()
+        if (flash / "jobs.tmp").exists():
+            mid_write += 1  # this cut landed inside a save
+        assert not (flash / "jobs.bad").exists(), "the jobs file was found corrupt"
+        on_disk = check_file(flash / "jobs.json", confirmed) if (flash / "jobs.json").exists() else []
+    final = Writer(flash, script)  # one more fresh interpreter reads the last state
+    assert final.started.wait(START_TIMEOUT_S)
+    assert final.state() == on_disk
+    final.kill()
+    print("power cuts: %d, %d inside a save, %d jobs written, %.1f s" % (CUTS, mid_write, confirmed + 1,
+                                                                         time.monotonic() - t0))
+    assert confirmed > CUTS, "too few writes to mean anything: %d" % confirmed
+    assert mid_write > 0, "no cut landed inside a save; the test proves nothing"

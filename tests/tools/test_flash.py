@@ -1,0 +1,102 @@
+"""`wisp flash`: real esptool offline commands (merge-bin, image-info), dry runs, and every refusal up to
+the serial port. Firmware files are structurally real ESP images built by tests/tools/espimage.py."""
+import json
+import time
+
+import pytest
+from littlefs import LittleFS
+
+from tests.tools.espimage import micropython_bin
+from tools import boards
+from tools.cli import main as wisp
+
+CONFIG = {"id": "flashdev", "broker": {"host": "10.0.0.2", "port": 1883}, "pins": {}}
+
+
+@pytest.fixture
+def files(tmp_path):
+    out = {}
+    for name, chip, series in (("v124", "esp32", "1.20-1.25"), ("v126", "esp32", "1.26+"),
+                               ("s3", "esp32s3", "1.20-1.25")):
+        out[name] = tmp_path / f"{name}.bin"
+        out[name].write_bytes(micropython_bin(chip, series))
+    out["config"] = tmp_path / "flashdev.json"
+    out["config"].write_text(json.dumps(CONFIG))
+    return out
+
+
+def run(capsys, *argv):
+    rc = wisp(["flash", *map(str, argv)])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_dry_run_prints_exact_esptool_commands_per_release_and_chip(files, capsys):
+    rc, out, _ = run(capsys, "--port", "/dev/ttyUSB9", "--firmware", files["v124"], "--config", files["config"],
+                     "--dry-run", "--erase")
+    assert rc == 0
+    lines = [line for line in out.splitlines() if "esptool" in line]
+    assert lines[0].endswith("-m esptool --chip esp32 --port /dev/ttyUSB9 erase-flash")
+    assert "--baud 460800 write-flash 0x1000 " + str(files["v124"]) + " 0x200000 " in lines[1]
+    rc, out, _ = run(capsys, "--port", "/dev/ttyUSB9", "--firmware", files["v126"], "--config", files["config"],
+                     "--dry-run", "--flash-size", "8MB")
+    assert rc == 0 and "6144 KiB at 0x200000" in out and "1.26+" in out and "erase-flash" not in out
+    rc, out, _ = run(capsys, "--port", "/dev/ttyACM0", "--firmware", files["s3"], "--config", files["config"],
+                     "--dry-run")
+    assert rc == 0 and "--chip esp32s3" in out and "write-flash 0x0 " in out
+
+
+def test_merge_makes_one_verified_factory_image(files, tmp_path, capsys):
+    out_bin = tmp_path / "factory.bin"
+    rc, out, err = run(capsys, "--firmware", files["v124"], "--config", files["config"], "--merge", out_bin)
+    assert rc == 0, err
+    assert "image-info ok" in out and "device id flashdev" in out
+    data = out_bin.read_bytes()
+    fw = files["v124"].read_bytes()
+    assert len(data) == 4 * boards.MB
+    assert data[0x1000 + 0x100:0x1000 + len(fw)] == fw[0x100:]   # esptool may patch the boot header only
+    # Read the filesystem back out of the merged file on our own, too.
+    fs = LittleFS(block_size=4096, block_count=0x200000 // 4096, mount=False)
+    fs.context.buffer = bytearray(data[0x200000:0x400000])
+    fs.mount()
+    with fs.open("config.json", "r") as f:
+        assert json.load(f)["id"] == "flashdev"
+    assert "agent.mpy" in fs.listdir("wisp")
+
+
+def test_clear_errors_before_any_write(files, tmp_path, capsys):
+    rc, _, err = run(capsys, "--port", "/dev/ttyUSB9", "--firmware", files["v124"], "--config", files["config"])
+    assert rc == 2 and "no such port /dev/ttyUSB9" in err
+    rc, _, err = run(capsys, "--port", "/dev/ttyUSB9", "--firmware", files["v124"], "--config", files["config"],
+                     "--chip", "esp32s3", "--dry-run")
+    assert rc == 2 and "built for esp32, but the board is esp32s3" in err
+    rc, _, err = run(capsys, "--port", "/dev/ttyUSB9", "--firmware", tmp_path / "nope.bin", "--config",
+                     files["config"], "--dry-run")
+    assert rc == 2 and "does not exist" in err
+    uf2 = tmp_path / "fw.uf2"
+    uf2.write_bytes(b"UF2\nWQ]\x9e" + b"\0" * 600)
+    rc, _, err = run(capsys, "--port", "/dev/ttyUSB9", "--firmware", uf2, "--config", files["config"], "--dry-run")
+    assert rc == 2 and "not an ESP firmware image (first byte 0x55, expected 0xe9)" in err
+    big = tmp_path / "big.img"
+    big.write_bytes(b"\xff" * (3 * boards.MB))
+    rc, _, err = run(capsys, "--port", "/dev/ttyUSB9", "--firmware", files["v124"], "--image", big, "--dry-run")
+    assert rc == 2 and "bigger than the board's 2097152-byte vfs region at 0x200000" in err
+
+
+def test_a_port_with_no_board_behind_it_is_reported(files, capsys):
+    start = time.monotonic()
+    rc, _, err = run(capsys, "--port", "/dev/null", "--firmware", files["v124"], "--config", files["config"])
+    assert rc == 2 and "no board answered on /dev/null" in err
+    assert time.monotonic() - start < 15
+
+
+def test_firmware_partition_table_decides_the_filesystem_region(files):
+    old = boards.read_firmware(files["v124"]).layout("4MB")
+    new = boards.read_firmware(files["v126"]).layout("16MB")
+    assert (old.series, old.vfs_offset, old.vfs_size) == ("1.20-1.25", 0x200000, 0x200000)
+    assert (new.series, new.vfs_offset, new.vfs_size) == ("1.26+", 0x200000, 0xE00000)
+    with pytest.raises(boards.BoardError, match="does not fit 4MB"):
+        # a v1.20-1.25 table written for 8 MB flash cannot go on a 4 MB board
+        fw = boards.read_firmware(files["v124"])
+        parts = fw.partitions[:-1] + (boards.Partition("vfs", 1, 0x81, 0x200000, 0x600000),)
+        boards.Firmware(fw.path, fw.size, fw.chip, parts).layout("4MB")
