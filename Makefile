@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEVICE ?= dev1
 
-.PHONY: run test setup system-deps sim ask clean
+.PHONY: run test setup system-deps sim ask clean flash deploy repl
 
 run: $(STAMP)
 	@$(PYTHON) tools/system_deps.py --for run
@@ -22,6 +22,22 @@ system-deps:
 
 sim: $(STAMP)
 	$(VENV)/bin/wisp sim --id $(DEVICE)
+
+# Boards on USB (docs/tools.md): make flash PORT=/dev/ttyUSB0 FW=ESP32_GENERIC-v1.26.1.bin DEVICE=dev1
+PORT   ?= /dev/ttyUSB0
+FW     ?=
+# Pass --device to deploy only when DEVICE was given: the board keeps its config.json otherwise.
+DEVICE_FLAG = $(if $(filter command line environment,$(origin DEVICE)),--device $(DEVICE),)
+
+flash: $(STAMP)
+	@test -n "$(FW)" || { echo "make flash needs FW=<MicroPython .bin from micropython.org/download>"; exit 2; }
+	$(VENV)/bin/wisp flash --port $(PORT) --firmware $(FW) --device $(DEVICE)
+
+deploy: $(STAMP)
+	$(VENV)/bin/wisp deploy --port $(PORT) $(DEVICE_FLAG)
+
+repl: $(STAMP)
+	$(VENV)/bin/wisp repl --port $(PORT)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

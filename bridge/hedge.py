@@ -149,9 +149,11 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
                     raise TurnFailed(f"tier '{a.tier.name}' failed after a tool call was sent: {item.message}; "
                                      "not retried so that no action runs twice", a.tier.name)
                 yield a.tier, StreamEvent(RESET)
+            # Replace the failed attempt at once, even while a hedge runs: that hedge may be a slow tier.
+            replaced = launch()
             log.info("tier %s failed (%s); %s", a.tier.name, item.message,
-                     "failing over" if not running else "waiting for the other attempt")
-            if not running and not launch():
+                     "failing over" if replaced else "waiting for the other attempt" if running else "giving up")
+            if not running:
                 raise TurnFailed(f"tier '{last[0]}' failed: {last[1]}", last[0])
     finally:
         pending = [a.task for a in running.values() if not a.task.done()]

@@ -66,21 +66,25 @@ class Router:
                running: set[str] = frozenset(), hedge: bool = False) -> Tier | None:
         """The next tier to attempt, already admitted (breaker and concurrency); release() it afterwards.
 
-        Preference: a tier not yet tried this turn that is expected to answer in time; then a tier tried
-        before (a retry after a quick error), or for a hedge the running tier again if its statistics say it
-        normally answers in time (a stall on a healthy single deployment); last, an untried tier expected to
-        be late (late beats nothing while the budget lasts).
+        Evidence beats hope: first an untried tier whose statistics say it answers in time; then a tier tried
+        before that does (a retry after a quick error), or for a hedge the running tier again (a stall on a
+        healthy single deployment); then untried tiers without statistics, in route order; last, tiers expected
+        to be late (late beats nothing while the budget lasts).
         """
-        def fits(t: Tier) -> bool:
+        def known(t: Tier) -> bool | None:
             p = self.predicted_ms(t)
-            return p is None or p <= remaining_ms
+            return None if p is None else p <= remaining_ms
 
         left = [t for t in tiers if tries.get(t.name, 0) < MAX_TRIES_PER_TIER]
         fresh = [t for t in left if not tries.get(t.name) and t.name not in running]
-        again = [t for t in left if tries.get(t.name) and t.name not in running and fits(t)]
+        again = [t for t in left if tries.get(t.name) and t.name not in running and known(t) is not False]
         if hedge:
-            again += [t for t in left if t.name in running and self.predicted_ms(t) is not None and fits(t)]
-        for candidates in ([t for t in fresh if fits(t)], again, [t for t in fresh if not fits(t)]):
+            again += [t for t in left if t.name in running and known(t)]
+        again.sort(key=lambda t: known(t) is None)  # known-fast before unknown
+        passes = ([t for t in fresh if known(t)], [t for t in again if known(t)],
+                  [t for t in fresh if known(t) is None], [t for t in again if known(t) is None],
+                  [t for t in fresh if known(t) is False])
+        for candidates in passes:
             for t in candidates:
                 if self.admit(t):
                     return t

@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from tools.paths import RUN_INFO
+from tools.paths import FIRMWARE, RUN_INFO
 
 DEFAULT_BROKER = ("127.0.0.1", 1883)
 DEFAULT_IMAGE_DIR = Path("build")
@@ -131,7 +131,8 @@ def cmd_flash(args):
         return 0
     if not args.port:
         raise ValueError("--port is needed to flash a board (or --merge OUT.bin for a factory image)")
-    flash.flash(args.port, args.firmware, config, flash_size=args.flash_size, chip=args.chip, erase=args.erase,
+    name = args.device or Path(args.config or "wisp").stem
+    flash.flash(args.port, args.firmware, config, DEFAULT_IMAGE_DIR / f"{name}-fs.img", flash_size=args.flash_size, chip=args.chip, erase=args.erase,
                 baud=args.baud, image=args.image, dry_run=args.dry_run, mp_version=args.mp_version)
     if not args.dry_run:
         print(f"wisp: flashed; `wisp repl --port {args.port}` shows the board's console")
@@ -142,10 +143,14 @@ def cmd_deploy(args):
     from tools import deploy, repl
     repl.check_port(args.port)
     config = device_config(args, required=False)
+    source = Path(args.source) if args.source else FIRMWARE
+    if not (source / "main.py").exists():
+        raise ValueError(f"--source {source} has no main.py; point it at a wisp firmware/ directory")
     result = deploy.deploy(args.port, config, prune=not args.no_prune, reset=not args.no_reset,
-                           mp_version=args.mp_version)
-    print(f"wisp: {len(result.copied)} files copied ({result.bytes_copied} bytes), {len(result.removed)} removed, "
-          f"{result.unchanged} unchanged" + ("; soft-reset" if not args.no_reset else ""))
+                           mp_version=args.mp_version, firmware=source)
+    total = len(result.copied) + result.unchanged
+    print(f"wisp: copied {len(result.copied)} of {total} files ({result.bytes_copied} bytes), removed "
+          f"{len(result.removed)} stale, {result.unchanged} unchanged" + ("; soft-reset" if not args.no_reset else ""))
     return 0
 
 
@@ -260,6 +265,7 @@ def build_parser():
                                    "Works with a board on USB and with a virtual device's console.")
     d.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0 or .wisp/devices/dev1.tty")
     add_device_args(d)
+    d.add_argument("--source", help="firmware directory to deploy (default: this checkout's firmware/)")
     d.add_argument("--no-prune", action="store_true", help="keep files under wisp/ that the firmware no longer has")
     d.add_argument("--no-reset", action="store_true", help="leave the board at the REPL instead of restarting")
     d.set_defaults(func=cmd_deploy)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools.image import DEFAULT_MARCH, stage_firmware
+from tools.paths import FIRMWARE
 
 MPREMOTE_TIMEOUT_S = 120     # copying a full firmware at 115200 baud takes ~20 s
 RESET_SETTLE_S = 0.2         # let the friendly REPL print its prompt before Ctrl-D
@@ -114,11 +115,13 @@ def plan(stage, hashes, dirs, prune=True):
     return copy, remove, mkdirs
 
 
-def deploy(port, config=None, prune=True, reset=True, mp_version=None, march=DEFAULT_MARCH, log=print):
-    """Bring the board on `port` up to date with firmware/ (+ `config` as config.json when given)."""
+def deploy(port, config=None, prune=True, reset=True, mp_version=None, march=DEFAULT_MARCH, firmware=FIRMWARE,
+           log=print):
+    """Bring the board on `port` up to date with `firmware` (+ `config` as config.json when given)."""
     result = Result()
     with tempfile.TemporaryDirectory(prefix="wisp-deploy-") as tmp:
-        stage = stage_firmware(Path(tmp) / "root", config, march=march, mp_version=mp_version)
+        stage = stage_firmware(Path(tmp) / "root", config, march=march, mp_version=mp_version,
+                               firmware=firmware)
         hashes, dirs = board_files(port)
         copy, remove, mkdirs = plan(stage, hashes, dirs, prune)
         result.unchanged = len(stage.files) - len(copy)

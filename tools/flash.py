@@ -90,7 +90,8 @@ def detect(port, baud=115200):
         finally:
             esp._port.close()
     except Exception as e:  # esptool raises FatalError / SerialException with its own text
-        raise FlashError(f"no board answered on {port} ({e}); hold BOOT, tap EN/RST, and try again") from None
+        why = " ".join(str(e).split())
+        raise FlashError(f"no board answered on {port} ({why}); hold BOOT, tap EN/RST, and try again") from None
     return name, size
 
 
@@ -102,8 +103,10 @@ def build_fs_image(out, config, layout, mp_version=None):
         raise FlashError(str(e)) from None
 
 
-def flash(port, firmware_path, config, flash_size=None, chip=None, erase=False, baud=DEFAULT_BAUD,
+def flash(port, firmware_path, config, image_out, flash_size=None, chip=None, erase=False, baud=DEFAULT_BAUD,
           image=None, dry_run=False, mp_version=None, log=print):
+    """Write firmware + filesystem to the board on `port`. The filesystem image is `image`, else built from
+    `config` into `image_out` (also on --dry-run, so the printed commands can be run by hand)."""
     firmware = boards.read_firmware(firmware_path)
     check_chip(firmware, chip)
     if not dry_run:
@@ -113,20 +116,16 @@ def flash(port, firmware_path, config, flash_size=None, chip=None, erase=False, 
     layout = firmware.layout(flash_size or "4MB")
     log(f"wisp: {firmware.chip.name}, {layout.flash_size // boards.MB} MB flash, MicroPython {layout.series}; "
         f"filesystem {layout.vfs_size // 1024} KiB at {layout.vfs_offset:#x} (from {layout.source})")
-    with tempfile.TemporaryDirectory(prefix="wisp-flash-") as tmp:
-        if image is None:
-            image = Path(tmp) / "fs.img"
-            if dry_run:
-                log(f"wisp: would build the filesystem image ({layout.vfs_size} bytes) with `wisp image`")
-            else:
-                build_fs_image(image, config, layout, mp_version)
-        else:
-            check_image_fits(image, layout)
-        cmds = write_commands(port, firmware, layout, image, baud, erase)
-        for cmd in cmds:
-            log(show(cmd))
-            if not dry_run and subprocess.call(cmd) != 0:
-                raise FlashError(f"esptool failed: {show(cmd)}")
+    if image is None:
+        image = image_out
+        build_fs_image(image, config, layout, mp_version)
+    else:
+        check_image_fits(image, layout)
+    cmds = write_commands(port, firmware, layout, image, baud, erase)
+    for cmd in cmds:
+        log(show(cmd))
+        if not dry_run and subprocess.call(cmd) != 0:
+            raise FlashError(f"esptool failed: {show(cmd)}")
     return cmds
 
 

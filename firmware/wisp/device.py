@@ -78,6 +78,11 @@ class Device:
         await self.link.publish(self.topic("manifest"), self.manifest(), True, 1)
         for name in self.pins:
             await self.pin_changed(name)
+        try:
+            from wisp import ha
+            await ha.announce(self)
+        except Exception as e:  # discovery is a courtesy: never let it block what we owe below
+            log("error: Home Assistant discovery failed: %r" % (e,))
         while self.outbox:  # what we owe from while the link was down, oldest first
             suffix, payload = self.outbox[0]
             if not await self.link.publish(self.topic(suffix), payload, False, 1):
@@ -86,7 +91,7 @@ class Device:
 
     async def pin_changed(self, name):
         # retained, and republished on every connect: a missed update heals itself
-        state = "ON" if self.pins[name].read() else "OFF"
+        state = self.pins[name].state()
         await self.link.publish(self.topic("state/" + name), state, True, 1, 0)
 
     async def event(self, kind, text):

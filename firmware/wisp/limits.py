@@ -65,3 +65,6 @@ REBOOT_WAIT_MAX_MS = const(30000)    # ...and at most this long for the agent to
 WDT_TIMEOUT_MS = const(30000)        # hardware watchdog: the main loop must feed it within this
 HEALTH_MIN_HEAP = const(16384)       # bytes free below which system_health warns
 HEALTH_MIN_RSSI = const(-80)         # dBm below which system_health warns about Wi-Fi
+
+DEBOUNCE_MS = const(50)          # an input must hold its level this long before it is reported
+SENSOR_INTERVAL_S = const(60)    # sensors and analog pins publish their state this often

@@ -3,11 +3,12 @@
 # them after Ctrl-C; `start()` runs them.
 import asyncio
 
-from wisp import config, limits, pins as pins_mod
+from wisp import config, ha, limits, pins as pins_mod
 from wisp.agent import Agent
 from wisp.commands import Commands
 from wisp.device import Device
 from wisp.hal import Board
+from wisp.inputs import Inputs
 from wisp.log import log
 from wisp.mqtt import MQTTClient
 
@@ -24,6 +25,8 @@ def _router(dev, agent, commands):
 
     def on_message(topic, payload, size):
         if not topic.startswith(dev.prefix):
+            if topic == ha.prefix(dev) + "/status" and payload == b"online":
+                asyncio.create_task(ha.announce(dev))  # Home Assistant restarted: it forgot us
             return
         sub = topic[prefix_len:]
         if payload is None:
@@ -36,6 +39,8 @@ def _router(dev, agent, commands):
             agent.on_llm_res(payload)
         elif sub == "cmd":
             commands.on_cmd(payload)
+        elif sub.startswith("set/"):
+            asyncio.create_task(ha.on_set(dev, sub[4:], payload))
     return on_message
 
 
@@ -47,13 +52,16 @@ def build(config_path=config.DEFAULT_PATH):
         cfg["id"] = "wisp-" + board.unique_id()[-6:]
     dev = Device(cfg, board, pins_mod.setup(cfg.get("pins", {}), board, log))
     agent = Agent(dev)
+    dev.agent = agent  # system_reboot waits for the agent's reply to go out first
     commands = Commands(dev)
     _add_state(dev, agent)
     broker = cfg["broker"]
 
     async def on_connect():
-        for suffix in ("ask", "llm/res", "cmd"):
+        for suffix in ("ask", "llm/res", "cmd", "set/+"):
             await link.subscribe(dev.topic(suffix))
+        if ha.enabled(dev):
+            await link.subscribe(ha.prefix(dev) + "/status")
         await dev.announce()
         log("online as %s on %s:%d" % (dev.id, broker["host"], broker["port"]))
 
@@ -84,10 +92,11 @@ def _add_state(dev, agent):
     dev.sched = Scheduler(dev, fire, log=log)
 
 
-async def _keep_clock(board):
+async def _keep_clock(dev):
     # sync_time() blocks up to ~1 s on ESP32 (ntptime): once at start, then rarely
     while True:
-        if board.sync_time():
+        if dev.board.sync_time():
+            dev.sched.wake()  # jobs due now that the clock is right should not wait
             await asyncio.sleep_ms(CLOCK_RESYNC_MS)
         else:
             log("clock: time sync failed; schedules wait for a valid clock")
@@ -109,9 +118,10 @@ async def main(config_path=config.DEFAULT_PATH):
         asyncio.create_task(_feed_watchdog(dev.board, wdt_s * 1000 // 3))
     while not await dev.board.connect_network(dev.config, log):
         await asyncio.sleep_ms(NETWORK_RETRY_MS)
-    asyncio.create_task(_keep_clock(dev.board))
+    asyncio.create_task(_keep_clock(dev))
     asyncio.create_task(dev.link.run())
     asyncio.create_task(dev.sched.run())
+    Inputs(dev).start()
     await agent.run()
 
 

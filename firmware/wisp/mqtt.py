@@ -175,21 +175,25 @@ class MQTTClient:
             delay = limits.RECONNECT_BASE_MS
             self.connects += 1
             self.up.set()
-            reader = asyncio.create_task(self._read_loop())
-            pinger = asyncio.create_task(self._keepalive_loop())
+            tasks = [asyncio.create_task(self._read_loop()), asyncio.create_task(self._keepalive_loop())]
             if self.on_connect:
-                try:
-                    await self.on_connect()
-                except Exception as e:
-                    self.log("mqtt: on_connect failed: %r" % e)
-            await self._wait_down(reader)
-            pinger.cancel()
-            reader.cancel()
+                # a task, not awaited here: if the link drops mid-announce we must notice, not
+                # sit in its publishes' timeouts
+                tasks.append(asyncio.create_task(self._announce()))
+            await self._wait_down()
+            for task in tasks:
+                task.cancel()
             self._close()
             if not self._stop:
                 self.log("mqtt: link down; reconnecting")
 
-    async def _wait_down(self, reader):
+    async def _announce(self):
+        try:
+            await self.on_connect()
+        except Exception as e:
+            self.log("mqtt: on_connect failed: %r" % e)
+
+    async def _wait_down(self):
         while self.up.is_set() and not self._stop:
             await asyncio.sleep_ms(100)
 

@@ -9,7 +9,8 @@ from wisp import limits
 
 MODES = ("out", "in", "pwm", "adc")
 PULLS = (None, "up", "down")
-KEYS = ("pin", "mode", "pull", "init", "min_interval_ms", "max_on_s", "freq")
+KEYS = ("pin", "mode", "pull", "init", "min_interval_ms", "max_on_s", "freq",
+        "routine", "edge", "ha")  # the last three: wisp/inputs.py and wisp/ha.py
 
 
 def _int_in(v, lo, hi):

@@ -63,9 +63,9 @@ async def test_pwm_set_duty_and_frequency():
 async def test_adc_read_reports_raw_and_volts():
     dev = make()
     set_inputs({"adc": {"34": 2048}})
-    await _ok(dev, "adc_read", {"pin": "soil"}, "soil: raw 2048 of 4095, 1.65 V")
+    await _ok(dev, "adc_read", {"pin": "soil"}, "soil: raw=2048 of 4095, volts=1.65 V")
     set_inputs({"adc": {"34": 4095}})
-    await _ok(dev, "adc_read", {"pin": "soil"}, "soil: raw 4095 of 4095, 3.30 V")
+    await _ok(dev, "adc_read", {"pin": "soil"}, "soil: raw=4095 of 4095, volts=3.30 V")
     await _refused(dev, "adc_read", {"pin": "door"}, "'door' is not an analog input")
     set_inputs(None)
 
@@ -109,12 +109,12 @@ async def test_i2c_bus_config_errors_are_readable():
 async def test_sensor_read_dht_and_chip():
     dev = make()
     set_inputs({"dht": {"15": [21.5, 40]}, "chip_temp": 47.0})
-    await _ok(dev, "sensor_read", {"name": "room"}, "room: 21.5 C, 40 %")
-    await _ok(dev, "sensor_read", {"name": "chip"}, "chip: 47.0 C")
+    await _ok(dev, "sensor_read", {"name": "room"}, "room: temp=21.5 C, hum=40 %")
+    await _ok(dev, "sensor_read", {"name": "chip"}, "chip: temp=47.0 C")
     await _refused(dev, "sensor_read", {"name": "attic"}, "sensor 'attic' (dht11 on GPIO16) did not answer")
     await _refused(dev, "sensor_read", {"name": "garage"}, "attic, room, chip")
     set_inputs({"dht": {"15": [30, 80]}})
-    await _ok(dev, "sensor_read", {"name": "room"}, "room: 21.5 C, 40 %")  # within the DHT's rest time
+    await _ok(dev, "sensor_read", {"name": "room"}, "room: temp=21.5 C, hum=40 %")  # within the DHT's rest time
     dev = make(extra={"sensors": {"room": {"type": "bme280", "pin": 15}, "hall": {"type": "dht22", "pin": 36}}})
     await _refused(dev, "sensor_read", {"name": "room"}, "type must be dht11 or dht22")
     await _refused(dev, "sensor_read", {"name": "hall"}, "GPIO36 is input-only")

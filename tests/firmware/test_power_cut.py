@@ -98,11 +98,11 @@ def test_store_survives_repeated_power_cuts(tmp_path):
     for cut in range(CUTS):
         w = Writer(flash, script)
         assert w.started.wait(START_TIMEOUT_S), "writer did not start"
-        check_consistent(w.state(), confirmed)
+        # what a fresh interpreter has loaded is durable: later loads must not go back before it
+        confirmed = max(confirmed, check_consistent(w.state(), confirmed))
         time.sleep(rng.uniform(0, MAX_CUT_DELAY_S))
         w.kill()
         assert not [ln for ln in w.lines if ln.startswith("LOG")], w.lines[:5]
-        assert w.confirmed() is not None or confirmed >= 0 or cut == 0
         if w.confirmed() is not None:
             confirmed = w.confirmed()
         if (flash / "memory.tmp").exists():

@@ -80,18 +80,18 @@ class Writer:
 
 def check_file(path, confirmed):
     """jobs.json must hold a state the writer had: anchor + a contiguous window ending at the
-    last confirmed job or the one after it, every job intact. Returns the sorted names."""
+    last confirmed job or the one after it, every job intact. Returns (sorted names, newest job)."""
     doc = json.loads(path.read_text())
     assert doc["v"] == 1 and isinstance(doc["jobs"], list), doc
     jobs = {j["name"]: j for j in doc["jobs"]}
     assert len(jobs) == len(doc["jobs"]), "duplicate names"
     if "anchor" not in jobs:  # cut before the first save finished
         assert confirmed < 0 and not jobs, jobs
-        return []
+        return [], -1
     w = sorted(int(name[1:]) for name in jobs if name != "anchor")
     if not w:
         assert confirmed < 0, "no jobs after job %d was confirmed" % confirmed
-        return ["anchor"]
+        return ["anchor"], -1
     lo, hi = w[0], w[-1]
     assert w == list(range(lo, hi + 1)), "window has holes: %r" % w
     assert confirmed <= hi <= confirmed + 1, "file holds job %d, last confirmed %d" % (hi, confirmed)
@@ -101,7 +101,7 @@ def check_file(path, confirmed):
         assert job["spec"] == "every %dm" % (n % 50 + 1), job
         assert job["action"] == {"prompt": "%d:" % n + "x" * (n * 37 % 150)}, job
         assert job["missed"] == "skip" and isinstance(job["next"], int), job
-    return sorted(jobs)
+    return sorted(jobs), hi
 
 
 def test_jobs_file_survives_repeated_power_cuts(tmp_path):
@@ -124,7 +124,9 @@ def test_jobs_file_survives_repeated_power_cuts(tmp_path):
         if (flash / "jobs.tmp").exists():
             mid_write += 1  # this cut landed inside a save
         assert not (flash / "jobs.bad").exists(), "the jobs file was found corrupt"
-        on_disk = check_file(flash / "jobs.json", confirmed) if (flash / "jobs.json").exists() else []
+        if (flash / "jobs.json").exists():
+            on_disk, newest = check_file(flash / "jobs.json", confirmed)
+            confirmed = max(confirmed, newest)  # the next writer carries on after the newest saved job
     final = Writer(flash, script)  # one more fresh interpreter reads the last state
     assert final.started.wait(START_TIMEOUT_S)
     assert final.state() == on_disk

@@ -14,7 +14,8 @@ CONFIG = {"id": "flashdev", "broker": {"host": "10.0.0.2", "port": 1883}, "pins"
 
 
 @pytest.fixture
-def files(tmp_path):
+def files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # `wisp flash` leaves its filesystem image in ./build
     out = {}
     for name, chip, series in (("v124", "esp32", "1.20-1.25"), ("v126", "esp32", "1.26+"),
                                ("s3", "esp32s3", "1.20-1.25")):
@@ -31,13 +32,14 @@ def run(capsys, *argv):
     return rc, out.out, out.err
 
 
-def test_dry_run_prints_exact_esptool_commands_per_release_and_chip(files, capsys):
+def test_dry_run_prints_exact_esptool_commands_per_release_and_chip(files, tmp_path, capsys):
     rc, out, _ = run(capsys, "--port", "/dev/ttyUSB9", "--firmware", files["v124"], "--config", files["config"],
                      "--dry-run", "--erase")
     assert rc == 0
     lines = [line for line in out.splitlines() if "esptool" in line]
     assert lines[0].endswith("-m esptool --chip esp32 --port /dev/ttyUSB9 erase-flash")
-    assert "--baud 460800 write-flash 0x1000 " + str(files["v124"]) + " 0x200000 " in lines[1]
+    assert lines[1].endswith(f"--baud 460800 write-flash 0x1000 {files['v124']} 0x200000 build/flashdev-fs.img")
+    assert (tmp_path / "build/flashdev-fs.img").stat().st_size == 0x200000   # ready for the printed command
     rc, out, _ = run(capsys, "--port", "/dev/ttyUSB9", "--firmware", files["v126"], "--config", files["config"],
                      "--dry-run", "--flash-size", "8MB")
     assert rc == 0 and "6144 KiB at 0x200000" in out and "1.26+" in out and "erase-flash" not in out

@@ -23,7 +23,7 @@ def _spec_error(dev, name, spec):
 async def sensor_read(dev, args):
     name = args["name"]
     if name == "chip":
-        return "chip: %.1f C" % dev.board.chip_temp()
+        return "chip: temp=%.1f C" % dev.board.chip_temp()
     spec = dev.config.get("sensors")
     spec = spec.get(name) if isinstance(spec, dict) else None
     err = _spec_error(dev, name, spec)
@@ -36,6 +36,6 @@ async def sensor_read(dev, args):
         temp, hum = dev.board.dht(spec["pin"], spec["type"])
     except Exception:
         return "Error: sensor '%s' (%s on GPIO%d) did not answer; check wiring" % (name, spec["type"], spec["pin"])
-    text = "%s: %.1f C, %.0f %%" % (name, temp, hum)
+    text = "%s: temp=%.1f C, hum=%.0f %%" % (name, temp, hum)  # key=value: routines can pick either
     _last[name] = (time.ticks_ms(), dev.board, text)
     return text

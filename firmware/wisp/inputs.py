@@ -1,0 +1,82 @@
+# What the device reports by itself: input pins on change (debounced) and sensors on an
+# interval, as retained state/<name> topics; an input pin may also run a routine on its edge,
+# locally, with no network ("door": {"pin": 4, "mode": "in", "routine": "porch_on", "edge": "rising"}).
+import asyncio
+import json
+
+from wisp import limits
+from wisp.log import log
+
+EDGES = ("rising", "falling", "both")
+
+
+class Inputs:
+    def __init__(self, dev):
+        self.dev = dev
+        self._edge = asyncio.Event()
+        self._dirty = []          # names of input pins with an edge since the last settle
+        self.levels = {}          # name -> last level published
+
+    def start(self):
+        """Call from the running loop: registers the edge handlers and starts the tasks."""
+        for name, pin in self.dev.pins.items():
+            if pin.mode == "in":
+                self.levels[name] = pin.read()
+                pin.watch(self._handler(name), "both", self.dev.board)
+        if any(p.mode == "in" for p in self.dev.pins.values()):
+            asyncio.create_task(self._settle())
+        if self.dev.config.get("sensors") or any(p.mode == "adc" for p in self.dev.pins.values()):
+            asyncio.create_task(self._sample())
+
+    def _handler(self, name):
+        def on_edge(level):  # a soft IRQ on ESP32: only note it, the task does the work
+            if name not in self._dirty:
+                self._dirty.append(name)
+            self._edge.set()
+        return on_edge
+
+    async def _settle(self):
+        while True:
+            await self._edge.wait()
+            self._edge.clear()
+            await asyncio.sleep_ms(limits.DEBOUNCE_MS)  # contacts bounce: read once it has settled
+            names, self._dirty = self._dirty, []
+            for name in names:
+                level = self.dev.pins[name].read()
+                if level == self.levels.get(name):
+                    continue  # a bounce that came back
+                self.levels[name] = level
+                await self.dev.pin_changed(name)
+                await self._run_routine(name, level)
+
+    async def _run_routine(self, name, level):
+        spec = self.dev.config.get("pins", {}).get(name, {})
+        routine = spec.get("routine")
+        edge = spec.get("edge", "both")
+        if not routine or (edge == "rising" and not level) or (edge == "falling" and level):
+            return
+        if edge not in EDGES:
+            log("config error: pin '%s': edge must be rising, falling or both" % name)
+            return
+        result = await self.dev.routines.run(routine, trigger="edge")  # it logs its own summary
+        await self.dev.event("routine", "%s (%s edge): %s" % (routine, name, result[:120]))
+
+    async def _sample(self):
+        period = self.dev.config.get("sensor_interval_s", limits.SENSOR_INTERVAL_S)
+        if not isinstance(period, int) or period < 1:
+            period = limits.SENSOR_INTERVAL_S
+        while True:
+            for name, pin in self.dev.pins.items():
+                if pin.mode == "adc":
+                    await self.dev.pin_changed(name)
+            sensors = self.dev.config.get("sensors")
+            for name in sensors if isinstance(sensors, dict) else ():
+                await self._publish_sensor(name, sensors[name])
+            await asyncio.sleep_ms(period * 1000)
+
+    async def _publish_sensor(self, name, spec):
+        try:
+            temp, hum = self.dev.board.dht(spec["pin"], spec["type"])
+        except Exception:
+            return  # sensor_read reports wiring problems when asked; here just skip a sample
+        await self.dev.link.publish(self.dev.topic("state/" + name), json.dumps({"t": temp, "h": hum}), True, 1, 0)
