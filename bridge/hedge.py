@@ -103,7 +103,7 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
         a = _Attempt(tier, loop.time())
         a.task = asyncio.create_task(_pump(router, a, chat, tools, q))
         running[f"{tier.name}#{tries[tier.name]}"] = a
-        hedge_at = loop.time() + router.hedge_after_s(tier, remaining_s) if router.config.routing.hedge else None
+        hedge_at = loop.time() + router.hedge_after_s(tier, remaining_s, tiers) if router.config.routing.hedge else None
         if hedge:
             log.info("hedge: no first output yet, also trying tier %s", tier.name)
         return True

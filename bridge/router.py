@@ -99,13 +99,20 @@ class Router:
     def release(self, tier: Tier) -> None:
         self.in_flight[tier.name] -= 1
 
-    def hedge_after_s(self, tier: Tier, remaining_s: float) -> float:
+    def hedge_after_s(self, tier: Tier, remaining_s: float, tiers: list[Tier] = ()) -> float:
+        """How long to wait for the first output of an attempt on `tier` before hedging.
+
+        From the tier's own p95 (or a share of the budget while it has no statistics), but never later than
+        the last moment at which the fastest known tier could still answer within the remaining budget.
+        """
         if tier.hedge_after_s is not None:
             return tier.hedge_after_s
         p95 = self.stats[tier.name].ttft_ms.p(95)
-        if p95 is None:
-            return max(HEDGE_FLOOR_MS / 1000, remaining_s * HEDGE_BUDGET_SHARE)
-        return max(HEDGE_FLOOR_MS, p95 * HEDGE_P_MARGIN) / 1000
+        wait_ms = remaining_s * 1000 * HEDGE_BUDGET_SHARE if p95 is None else p95 * HEDGE_P_MARGIN
+        known = [p for p in (self.predicted_ms(t) for t in tiers) if p is not None]
+        if known:
+            wait_ms = min(wait_ms, remaining_s * 1000 - min(known))
+        return max(HEDGE_FLOOR_MS, wait_ms) / 1000
 
     def unavailable_reason(self, tiers: list[Tier], req_class: str) -> str:
         if not tiers:
