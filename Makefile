@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEVICE ?= dev1
 
-.PHONY: run test setup system-deps sim ask clean flash deploy repl
+.PHONY: run test setup system-deps sim ask clean flash deploy repl bench
 
 run: $(STAMP)
 	@$(PYTHON) tools/system_deps.py --for run
@@ -16,6 +16,12 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 setup: $(STAMP)
+
+# Benchmarks print their figures and write them into docs/benchmarks.md (not part of `make test`).
+bench: $(STAMP)
+	@$(PYTHON) tools/system_deps.py --for test
+	$(PY) bench/ask_latency.py
+	$(PY) bench/device_footprint.py
 
 system-deps:
 	@$(PYTHON) tools/system_deps.py --for test

@@ -35,7 +35,7 @@ def script(req):
 
 
 async def run_wisp(prem, comm, tmp):
-    cfg = config([Tier("premium", prem.base_url, "p", idle_timeout_s=0.1, first_token_timeout_s=1.0),
+    cfg = config([Tier("premium", prem.base_url, "p", idle_timeout_s=0.05, first_token_timeout_s=1.0),
                   Tier("commodity", comm.base_url, "c")], tmp)
 
     async def one(ctx, i, out):
@@ -44,7 +44,10 @@ async def run_wisp(prem, comm, tmp):
         calls = [m for m in msgs if m.get("calls")]
         out.append((time.monotonic() - t0) * 1000 if calls and "err" not in msgs[-1] else None)
 
+    cfg.routes["scheduled"] = ["commodity"]
     async with bridge_ctx(cfg) as ctx:
+        # a running bridge knows its tiers: scheduled work has shown commodity's 1-3 s, interactive premium's
+        await asyncio.gather(*(ask(ctx, f"s{i}", **{"class": "scheduled", "budget_ms": 5000}) for i in range(10)))
         await gather_limited([one(ctx, -i - 1, []) for i in range(WARMUP)])
         out = []
         await gather_limited([one(ctx, i, out) for i in range(REQUESTS)])

@@ -109,7 +109,8 @@ class Router:
             return tier.hedge_after_s
         p95 = self.stats[tier.name].ttft_ms.p(95)
         wait_ms = remaining_s * 1000 * HEDGE_BUDGET_SHARE if p95 is None else p95 * HEDGE_P_MARGIN
-        known = [p for p in (self.predicted_ms(t) for t in tiers) if p is not None]
+        # p99, not the p90 that choose() uses: a hedge started then still counts as "answers in time" there
+        known = [p for p in (self.stats[t.name].ttft_ms.p(99) for t in tiers) if p is not None]
         if known:
             wait_ms = min(wait_ms, remaining_s * 1000 - min(known))
         return max(HEDGE_FLOOR_MS, wait_ms) / 1000
