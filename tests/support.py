@@ -89,5 +89,5 @@ class Probe:
 def decode(raw):
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # fuzz tests send deeply nested JSON on purpose
         return raw.decode(errors="replace")
