@@ -18,12 +18,17 @@ def describe(call, result):
     return "%s(%s) -> %s" % (call.get("tool"), shown, result)
 
 
+def _positive(value, default):
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+
 class CallBudget:
     """LLM rounds allowed per hour and per day, counted on the device (a runaway schedule or a
     chatty automation must not run up a bill). Windows are clock buckets: hour and day of UTC."""
 
-    def __init__(self, now=time.time):
+    def __init__(self, now=time.time, per_hour=limits.LLM_CALLS_PER_HOUR, per_day=limits.LLM_CALLS_PER_DAY):
         self.now = now
+        self.per_hour, self.per_day = per_hour, per_day
         self.hour = self.day = None
         self.in_hour = self.in_day = 0
 
@@ -35,10 +40,10 @@ class CallBudget:
             self.hour, self.in_hour = hour, 0
         if day != self.day:
             self.day, self.in_day = day, 0
-        if self.in_hour >= limits.LLM_CALLS_PER_HOUR:
-            return "Error: this device's LLM budget of %d calls per hour is used up" % limits.LLM_CALLS_PER_HOUR
-        if self.in_day >= limits.LLM_CALLS_PER_DAY:
-            return "Error: this device's LLM budget of %d calls per day is used up" % limits.LLM_CALLS_PER_DAY
+        if self.in_hour >= self.per_hour:
+            return "Error: this device's LLM budget of %d calls per hour is used up" % self.per_hour
+        if self.in_day >= self.per_day:
+            return "Error: this device's LLM budget of %d calls per day is used up" % self.per_day
         self.in_hour += 1
         self.in_day += 1
         return None
@@ -47,7 +52,10 @@ class CallBudget:
 class Conversation:
     def __init__(self, dev):
         self.dev = dev
-        self.budget = CallBudget()
+        # config.json may lower or raise the caps ("llm_per_hour", "llm_per_day"); limits.py has the defaults
+        cfg = dev.config
+        self.budget = CallBudget(per_hour=_positive(cfg.get("llm_per_hour"), limits.LLM_CALLS_PER_HOUR),
+                                 per_day=_positive(cfg.get("llm_per_day"), limits.LLM_CALLS_PER_DAY))
         self._want = None            # (ask id, round) whose llm/res we are waiting for
         self._res = []               # llm/res messages for _want, in arrival order
         self._res_ev = asyncio.Event()

@@ -207,7 +207,7 @@ async def test_llm_budget_per_hour_is_enforced_on_the_device():
     dev = make_device()
     agent = Agent(dev)
     bridge = ScriptedBridge(dev, agent, lambda req: [{"done": True, "text": "hi"}])
-    agent.conv.budget.in_hour = limits.LLM_CALLS_PER_HOUR - 1
+    agent.conv.budget.in_hour = agent.conv.budget.per_hour - 1
     agent.conv.budget.hour = int(agent.conv.budget.now()) // 3600
     ok = (await _ask(dev, agent, {"id": "h1", "text": "hello"}))[0]
     refused = (await _ask(dev, agent, {"id": "h2", "text": "hello"}, n_replies=2))[1]
@@ -253,3 +253,12 @@ async def test_link_down_gives_a_clear_reply_that_is_delivered_after_reconnect()
     if dev.outbox or dev.link.on("wisp/t1/reply")[-1]["id"] != "o1":
         raise Exception("owed reply not sent after reconnect")
     task.cancel()
+
+
+def test_budget_caps_come_from_config_when_given():
+    dev = make_device()
+    dev.config["llm_per_hour"] = 5
+    dev.config["llm_per_day"] = "lots"  # not a number: the default stands
+    agent = Agent(dev)
+    if agent.conv.budget.per_hour != 5 or agent.conv.budget.per_day != limits.LLM_CALLS_PER_DAY:
+        raise Exception((agent.conv.budget.per_hour, agent.conv.budget.per_day))
