@@ -71,6 +71,8 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         body = json.loads(await request.read())
     except ValueError as e:
         return error(400, f"request body is not valid JSON: {e}")
+    except RecursionError:
+        return error(400, "request body is nested too deeply")
     body, problem = _read(body)
     if problem:
         return error(400, problem)

@@ -24,6 +24,8 @@ def parse_manifest(device_id: str, payload: bytes) -> dict:
         m = json.loads(payload)
     except ValueError as e:
         raise ValueError(f"manifest is not JSON: {e}") from None
+    except RecursionError:  # json.loads recurses per nesting level; hostile input can exhaust the stack
+        raise ValueError("manifest is nested too deeply") from None
     if not isinstance(m, dict):
         raise ValueError("manifest is not a JSON object")
     if m.get("v") != 1:

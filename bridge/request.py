@@ -41,6 +41,8 @@ def read(payload: bytes) -> tuple[dict | None, str | None, int | None, str | Non
         req = json.loads(payload)
     except ValueError as e:  # UnicodeDecodeError is a ValueError too
         return None, None, None, f"not JSON ({e})"
+    except RecursionError:  # json.loads recurses per nesting level; hostile input can exhaust the stack
+        return None, None, None, "JSON nested too deeply"
     if not isinstance(req, dict):
         return None, None, None, f"not a JSON object (a {type(req).__name__})"
     req_id = req.get("id")
@@ -67,6 +69,8 @@ def check(req: dict, round_: int | None) -> LlmRequest:
         raise RequestError("hash must be a string")
     try:
         messages = to_openai_messages(req.get("msgs"))
+    except RecursionError:
+        raise RequestError("bad request: msgs nested too deeply") from None
     except ValueError as e:
         raise RequestError(f"bad request: {e}") from None
     return LlmRequest(req_class, budget_ms or DEFAULT_BUDGET_MS, messages, want_hash)

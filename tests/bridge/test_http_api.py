@@ -98,5 +98,7 @@ def test_bad_json_and_missing_token_over_raw_http(stack):
     assert status == 400 and "not valid JSON" in body["error"]["message"]
     status, body = post(b'{"model": "interactive", "messages": "hi"}', {"Authorization": f"Bearer {TOKEN}"})
     assert status == 400 and "'messages' must be a non-empty list" in body["error"]["message"]
+    status, body = post(b"[" * 100_000, {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 400 and "nested too deeply" in body["error"]["message"]
     status, body = post(b"{}", {})
     assert status == 401 and body["error"]["code"] == "invalid_api_key"
