@@ -1,0 +1,63 @@
+# Signed instructions: HMAC-SHA256 with the device's provisioned key over the exact JSON text
+# of a message. The signature rides at the end of the same JSON object,
+#     {"v":1,"id":"a1",...,"sig":"<64 hex>"}
+# so the signed text is recovered byte for byte by cutting that suffix off: no
+# re-serialisation, which CPython and MicroPython would not do identically. The unix port has
+# no `hmac` module; HMAC is short enough to write on hashlib.sha256 (RFC 2104).
+import binascii
+import hashlib
+
+_BLOCK = 64
+_HEAD = b',"sig":"'
+SUFFIX_LEN = len(_HEAD) + 64 + 2  # ,"sig":"<64 hex>"}
+
+
+def key_from_hex(text):
+    """The config's "key" (hex) as bytes, or None when absent or malformed."""
+    if not isinstance(text, str) or len(text) < 32 or len(text) % 2:
+        return None
+    try:
+        return binascii.unhexlify(text)
+    except ValueError:
+        return None
+
+
+def hmac_sha256(key, msg):
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key + bytes(_BLOCK - len(key))
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    inner.update(msg)
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def sign(key, text):
+    """text: the JSON text of a non-empty object (bytes). Returns it with "sig" appended."""
+    mac = binascii.hexlify(hmac_sha256(key, text))
+    return text[:-1] + _HEAD + mac + b'"}'
+
+
+def _same(a, b):
+    # compare every byte, so the time taken does not tell an attacker how much was right
+    if len(a) != len(b):
+        return False
+    diff = 0
+    for x, y in zip(a, b):
+        diff |= x ^ y
+    return diff == 0
+
+
+def verify(key, payload):
+    """The signed JSON text without its signature, or None if unsigned or forged."""
+    if not isinstance(payload, (bytes, bytearray)) or len(payload) <= SUFFIX_LEN + 2:
+        return None
+    cut = len(payload) - SUFFIX_LEN
+    if payload[cut:cut + len(_HEAD)] != _HEAD or payload[-2:] != b'"}':
+        return None
+    text = bytes(payload[:cut]) + b"}"
+    mac = payload[cut + len(_HEAD):-2]
+    if not _same(binascii.hexlify(hmac_sha256(key, text)), mac):
+        return None
+    return text
