@@ -52,6 +52,9 @@ def mosquitto_conf(port, host="127.0.0.1", extra=""):
         "log_type error",
         "log_type warning",
         "max_keepalive 120",
+        # a slow client's backlog is kept rather than dropped at 1000 (fuzz and load tests
+        # must reach the device, not be thinned out by the broker)
+        "max_queued_messages 100000",
     ]
     if os.geteuid() == 0:
         lines.append("user root")

@@ -51,7 +51,7 @@ class Agent:
         ask_id, text, err = parse_ask(payload)
         if err:
             log("ask refused: " + err)
-            asyncio.create_task(self._publish_reply(self._reply(ask_id, False, err, "error", time.ticks_ms())))
+            self.dev.spawn(self._publish_reply(self._reply(ask_id, False, err, "error", time.ticks_ms())), "ask")
             return
         self.submit(text, "mqtt", ask_id)
 
@@ -76,7 +76,7 @@ class Agent:
         if len(self.inbox) >= limits.INBOX_MAX:
             err = "Error: device busy (%d requests waiting); try again shortly" % len(self.inbox)
             log("%s refused: busy" % source)
-            asyncio.create_task(self._deliver(source, done, self._reply(ask_id, False, err, "error", t0)))
+            self.dev.spawn(self._deliver(source, done, self._reply(ask_id, False, err, "error", t0)), source)
             return None
         self.inbox.append((source, ask_id, text, t0, done))
         self._wake.set()

@@ -1,7 +1,6 @@
 # Direct commands: wisp/<id>/cmd runs one tool with no LLM, for automations (Home Assistant,
 # Node-RED, scripts). {"v":1,"id":"c1","tool":"gpio_write","args":{...}} -> cmd/res
 # {"v":1,"id":"c1","ok":true,"result":"ok: porch_light=1"}. Same validation as LLM calls.
-import asyncio
 import json
 
 from wisp import limits, tools
@@ -19,10 +18,10 @@ class Commands:
             err = "Error: device busy (%d commands running)" % self.running
         if err:
             log("cmd refused: " + err)
-            asyncio.create_task(self._respond(cmd_id, False, err))
+            self.dev.spawn(self._respond(cmd_id, False, err), "cmd")
             return
-        self.running += 1
-        asyncio.create_task(self._run(cmd_id, tool, args))
+        if self.dev.spawn(self._run(cmd_id, tool, args), "cmd"):
+            self.running += 1
 
     def _parse(self, payload):
         if payload is None:

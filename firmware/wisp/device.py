@@ -1,11 +1,9 @@
 # The device's shared context: config, board, named pins and the MQTT link, plus the
 # announcements every connect owes the broker (status, manifest, pin states).
+import asyncio
 import json
 
-import hashlib
-import binascii
-
-from wisp import VERSION, limits, tools
+from wisp import VERSION, limits, unload
 from wisp.log import log
 
 BOOTS_FILE = "boots"
@@ -35,9 +33,23 @@ class Device:
         self.link = None  # set by main once the MQTT client exists
         self.boots = _count_boot()
         self.outbox = []  # (suffix, payload) owed while the link was down
-        self._manifest = None
+        self.spawned = 0  # tasks started for network messages and still running
+        self.dropped = 0  # network messages dropped because too many were in progress
         self.manifest_hash = None
-        self.manifest()  # fixes manifest_hash, which every llm/req carries
+        self._manifest_pieces()  # fixes manifest_hash, which every llm/req carries
+
+    def __getattr__(self, name):
+        # Memory and routines load on first use (a tool call, an LLM ask, a routine trigger):
+        # until then their code and stores hold no heap. Tests may also assign their own.
+        if name == "memory":
+            from wisp.memory import Memory
+            self.memory = Memory(log)
+            return self.memory
+        if name == "routines":
+            from wisp.routines import Routines
+            self.routines = Routines(self, log)
+            return self.routines
+        raise AttributeError(name)
 
     def topic(self, suffix):
         return self.prefix + suffix
@@ -47,17 +59,38 @@ class Device:
             return json.dumps({"v": 1, "state": "offline"})
         return json.dumps({"v": 1, "state": state, "fw": VERSION, "boots": self.boots, "board": self.board.name})
 
+    def _manifest_pieces(self):
+        # Built when needed (each connect), never kept: ~7 KB of text otherwise held for good.
+        from wisp.tools import manifest
+        self.manifest_hash, pieces = manifest.build(self)
+        del manifest
+        unload("wisp.tools.manifest")
+        return pieces
+
     def manifest(self):
-        """Built once: tools (from the registry), named pins, limits and a hash of them."""
-        if self._manifest is None:
-            body = {"tools": tools.schemas(self),
-                    "pins": {n: {"mode": p.mode} for n, p in self.pins.items()}}
-            digest = hashlib.sha256(json.dumps(body)).digest()
-            self.manifest_hash = binascii.hexlify(digest[:4]).decode()
-            body.update({"v": 1, "id": self.id, "fw": VERSION, "hash": self.manifest_hash,
-                         "limits": {"rounds": limits.MAX_ROUNDS, "calls": limits.MAX_CALLS_PER_ROUND}})
-            self._manifest = json.dumps(body)
-        return self._manifest
+        """The manifest as JSON text: tools (from the registry), named pins, limits and a hash."""
+        return "".join(self._manifest_pieces())
+
+    def spawn(self, coro, what):
+        """Run work a network message asked for, unless SPAWN_MAX such tasks are already
+        running: a flood of messages must not turn into a flood of tasks that eats the heap."""
+        if self.spawned >= limits.SPAWN_MAX:
+            coro.close()
+            self.dropped += 1
+            if self.dropped & (self.dropped - 1) == 0:  # log the 1st, 2nd, 4th, 8th... drop
+                log("error: busy, %d message(s) dropped so far (last: %s)" % (self.dropped, what))
+            return False
+        self.spawned += 1
+        asyncio.create_task(self._spawned(coro))
+        return True
+
+    async def _spawned(self, coro):
+        try:
+            await coro
+        except Exception as e:
+            log("error: task failed: %r" % (e,))
+        finally:
+            self.spawned -= 1
 
     async def publish_json(self, suffix, obj, retain=False, qos=1, wait_ms=limits.LINK_WAIT_MS, owed=False):
         """Publish under wisp/<id>/. With owed=True a message that cannot go out now (link down)
@@ -75,7 +108,7 @@ class Device:
     async def announce(self):
         """Everything retained the broker should hold after each (re)connect."""
         await self.link.publish(self.topic("status"), self.status_payload("online"), True, 1)
-        await self.link.publish(self.topic("manifest"), self.manifest(), True, 1)
+        await self.link.publish(self.topic("manifest"), self._manifest_pieces(), True, 1)
         for name in self.pins:
             await self.pin_changed(name)
         try:
@@ -83,6 +116,8 @@ class Device:
             await ha.announce(self)
         except Exception as e:  # discovery is a courtesy: never let it block what we owe below
             log("error: Home Assistant discovery failed: %r" % (e,))
+        ha = None  # drop our reference too, so unload below frees the module
+        unload("wisp.ha")  # needed again only at the next connect or set/ command
         while self.outbox:  # what we owe from while the link was down, oldest first
             suffix, payload = self.outbox[0]
             if not await self.link.publish(self.topic(suffix), payload, False, 1):

@@ -83,7 +83,10 @@ async def announce(dev):
 async def on_set(dev, name, payload):
     """`set/<name>` from Home Assistant: ON/OFF/TOGGLE for outputs, 0-100 for PWM."""
     pin = dev.pins.get(name)
-    text = payload.decode().strip().upper() if payload else ""
+    try:
+        text = payload.decode().strip().upper() if payload else ""
+    except UnicodeError:  # not UTF-8: refused below like any other unknown word
+        text = "?"
     if pin is None:
         result = "Error: no pin '%s'" % name
     elif pin.mode == "pwm":

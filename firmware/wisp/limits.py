@@ -15,6 +15,7 @@ LLM_CALLS_PER_HOUR = const(120)  # LLM rounds this device may start per hour...
 LLM_CALLS_PER_DAY = const(1000)  # ...and per day
 HISTORY_TURNS = const(2)         # recent (ask, answer) turns sent with each LLM request
 HISTORY_TEXT = const(160)        # characters kept of each side of a remembered turn
+SPAWN_MAX = const(8)             # tasks running for network messages (error replies, set/, cmd); more are dropped
 CMD_MAX_RUNNING = const(4)       # direct commands running at once; more are refused as busy
 OUTBOX_MAX = const(8)            # replies owed while the link is down, sent after reconnect
 MAX_RESULT_TEXT = const(200)     # characters of one tool result sent back to the LLM

@@ -3,7 +3,7 @@
 # them after Ctrl-C; `start()` runs them.
 import asyncio
 
-from wisp import config, ha, limits, pins as pins_mod
+from wisp import config, limits, pins as pins_mod
 from wisp.agent import Agent
 from wisp.commands import Commands
 from wisp.device import Device
@@ -20,19 +20,30 @@ device = None   # the running Device, for wisp.repl
 agent = None
 
 
-def _router(dev, agent, commands):
+def _ha():
+    # Home Assistant code is imported when there is something to do for it, not held for good
+    from wisp import ha
+    return ha
+
+
+def _ha_status_topic(dev):
+    ha = _ha()
+    return ha.prefix(dev) + "/status" if ha.enabled(dev) else None
+
+
+def _router(dev, agent, commands, ha_status):
     prefix_len = len(dev.prefix)
 
     def on_message(topic, payload, size):
         if not topic.startswith(dev.prefix):
-            if topic == ha.prefix(dev) + "/status" and payload == b"online":
-                asyncio.create_task(ha.announce(dev))  # Home Assistant restarted: it forgot us
+            if topic == ha_status and payload == b"online":
+                dev.spawn(_ha().announce(dev), "homeassistant/status")  # HA restarted: it forgot us
             return
         sub = topic[prefix_len:]
         if payload is None:
             text = "payload of %d bytes on %s refused: limit is %d" % (size, topic, limits.MAX_PAYLOAD)
             log("error: " + text)
-            asyncio.create_task(dev.event("error", text))
+            dev.spawn(dev.event("error", text), "event")
         if sub == "ask":
             agent.on_ask(payload)
         elif sub == "llm/res":
@@ -40,7 +51,7 @@ def _router(dev, agent, commands):
         elif sub == "cmd":
             commands.on_cmd(payload)
         elif sub.startswith("set/"):
-            asyncio.create_task(ha.on_set(dev, sub[4:], payload))
+            dev.spawn(_ha().on_set(dev, sub[4:], payload), sub)
     return on_message
 
 
@@ -56,27 +67,26 @@ def build(config_path=config.DEFAULT_PATH):
     commands = Commands(dev)
     _add_state(dev, agent)
     broker = cfg["broker"]
+    ha_status = _ha_status_topic(dev)
 
     async def on_connect():
         for suffix in ("ask", "llm/res", "cmd", "set/+"):
             await link.subscribe(dev.topic(suffix))
-        if ha.enabled(dev):
-            await link.subscribe(ha.prefix(dev) + "/status")
+        if ha_status:
+            await link.subscribe(ha_status)
         await dev.announce()
         log("online as %s on %s:%d" % (dev.id, broker["host"], broker["port"]))
 
     link = MQTTClient("wisp-" + dev.id, broker["host"], broker["port"], broker.get("user"), broker.get("password"),
                       will=(dev.topic("status"), dev.status_payload("offline"), True, 1),
-                      on_message=_router(dev, agent, commands), on_connect=on_connect, log=log)
+                      on_message=_router(dev, agent, commands, ha_status), on_connect=on_connect, log=log)
     dev.link = link
     device = dev
     return dev, agent
 
 
 def _add_state(dev, agent):
-    """Memory, routines and schedules: the agent's persistent state on the flash root."""
-    from wisp.memory import Memory
-    from wisp.routines import Routines
+    """Schedules, from the flash root. Memory and routines load on first use (Device.__getattr__)."""
     from wisp.sched import Scheduler
 
     async def fire(job):
@@ -87,8 +97,6 @@ def _add_state(dev, agent):
         else:
             agent.submit(action["prompt"], "sched")
 
-    dev.memory = Memory(log)
-    dev.routines = Routines(dev, log)
     dev.sched = Scheduler(dev, fire, log=log)
 
 

@@ -79,13 +79,16 @@ class MQTTClient:
         self._pid = self._pid % 65535 + 1
         return self._pid
 
-    async def _send(self, packet):
+    async def _send(self, *parts):
+        """Write one packet given as consecutive parts (bytes or str), so that a big payload is
+        never copied into one buffer with its header."""
         w = self._writer
         if w is None:
             raise MQTTError("not connected")
         async with self._wlock:
-            w.write(packet)
-            await w.drain()
+            for part in parts:
+                w.write(part.encode() if isinstance(part, str) else part)
+                await w.drain()
 
     def _connect_packet(self):
         flags = 0x02  # clean session: subscriptions are renewed in on_connect
@@ -228,7 +231,10 @@ class MQTTClient:
             n -= tlen
             topic = None
         else:
-            topic = (await r.readexactly(tlen)).decode()
+            try:
+                topic = (await r.readexactly(tlen)).decode()
+            except UnicodeError:  # brokers should refuse such topics; never let one kill the link
+                topic = None
             n -= tlen
         qos = (first >> 1) & 3
         pid = 0
@@ -273,9 +279,15 @@ class MQTTClient:
             return False
 
     async def publish(self, topic, payload, retain=False, qos=0, wait_ms=limits.LINK_WAIT_MS):
-        """Returns True when sent (and acknowledged for QoS 1), False if the link stayed down."""
+        """Returns True when sent (and acknowledged for QoS 1), False if the link stayed down.
+        payload: str or bytes, or a list of them sent back to back as one message (a big
+        payload built in pieces, like the manifest, is never joined in RAM)."""
         if isinstance(payload, str):
             payload = payload.encode()
+        pieces = payload if isinstance(payload, list) else (payload,)
+        size = 0
+        for piece in pieces:
+            size += len(piece.encode() if isinstance(piece, str) else piece)
         for _attempt in range(2):
             if not await self.wait_up(wait_ms):
                 return False
@@ -288,11 +300,11 @@ class MQTTClient:
                 pid = self._next_pid()
                 ev = asyncio.Event()
                 self._acks[pid] = ev
-                head = bytes([flags]) + _varint(len(t) + 2 + len(payload)) + t + struct.pack("!H", pid)
+                head = bytes([flags]) + _varint(len(t) + 2 + size) + t + struct.pack("!H", pid)
             else:
-                head = bytes([flags]) + _varint(len(t) + len(payload)) + t
+                head = bytes([flags]) + _varint(len(t) + size) + t
             try:
-                await self._send(head + payload)
+                await self._send(head, *pieces)
                 if not ev:
                     return True
                 await asyncio.wait_for_ms(ev.wait(), limits.MQTT_ACK_TIMEOUT_MS)

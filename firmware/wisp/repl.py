@@ -4,7 +4,7 @@
 import asyncio
 import gc
 
-from wisp import log as wlog
+from wisp import log as wlog, unload
 from wisp import tools as registry
 
 ASK_TIMEOUT_MS = 60000
@@ -30,11 +30,14 @@ def status():
 
 def tools():
     dev, _agent = _device()
-    for t in registry.schemas(dev):
+    from wisp.tools import manifest  # one-shot: dropped again below
+    for t in manifest.schemas(dev):
         params = t["params"]["properties"]
         req = t["params"]["required"]
         shown = ", ".join(("%s" if p in req else "[%s]") % p for p in params)
         print("%-16s(%s)  %s" % (t["name"], shown, t["desc"]))
+    del manifest
+    unload("wisp.tools.manifest")
 
 
 def run(name, **args):

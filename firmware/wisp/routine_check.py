@@ -51,7 +51,7 @@ def _check_cond(cond, bound, depth):
 
 
 def _check_args(dev, tool, args, bound):
-    params = tool[3]
+    params = tool[2]
     for p in params:
         if p[2] and p[0] not in args:
             return "'%s' required for %s" % (p[0], tool[0])
@@ -67,7 +67,7 @@ def _check_args(dev, tool, args, bound):
             if ref not in bound:
                 return "%s: '$%s' is not bound by an earlier step (\"as\")" % (arg, ref)
         elif dev is not None:  # literal values are checked now, references when the step runs
-            err = tools.KINDS[param[1]][1](dev, _literal(args[arg]))
+            err = tools.check_value(dev, param[1], _literal(args[arg]))
             if err:
                 return "'%s' %s" % (arg, err) if err.startswith("must") else err
     return None
@@ -81,7 +81,7 @@ def _check_step(dev, step, bound):
             return "unknown key '%s'; a step has %s" % (key, ", ".join(STEP_KEYS))
     tool = tools.find(step.get("tool")) if isinstance(step.get("tool"), str) else None
     if tool is None:
-        return "unknown tool %r; tools: %s" % (step.get("tool"), ", ".join(t[0] for t in tools.TOOLS))
+        return "unknown tool %r; tools: %s" % (step.get("tool"), ", ".join(tools.names()))
     args = step.get("args", {})
     if not isinstance(args, dict):
         return "args must be an object"

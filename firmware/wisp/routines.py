@@ -4,7 +4,7 @@
 # defined live in wisp/routine_check.py, imported only when one is defined or restored.
 import asyncio
 
-from wisp import limits, store, tools
+from wisp import limits, store, tools, unload
 
 STORE_NAME = "routines"
 NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
@@ -147,15 +147,15 @@ class Routines:
 
     def define(self, name, steps):
         """Store (or replace) a routine; raises ValueError with the reason if it is not valid."""
-        from wisp.routine_check import check_all, check_routine
-        err = check_routine(self.dev, name, steps)
-        if err:
-            raise ValueError(err)
-        if name not in self._routines and len(self._routines) >= limits.MAX_ROUTINES:
-            raise ValueError("%d routines stored, the limit; delete one first" % limits.MAX_ROUTINES)
+        from wisp import routine_check
+        err = routine_check.check_routine(self.dev, name, steps)
+        if not err and name not in self._routines and len(self._routines) >= limits.MAX_ROUTINES:
+            err = "%d routines stored, the limit; delete one first" % limits.MAX_ROUTINES
         merged = dict(self._routines)
         merged[name] = steps
-        err = check_all(None, merged)  # nesting and targets, with this routine in place
+        err = err or routine_check.check_all(None, merged)  # nesting and targets, with this routine in place
+        del routine_check
+        unload("wisp.routine_check")  # one-shot: define time only
         if err:
             raise ValueError(err)
         old, self._routines = self._routines, merged
@@ -163,8 +163,10 @@ class Routines:
 
     def replace(self, routines):
         """Swap in a whole set {name: steps} (restore); raises ValueError, changing nothing, if invalid."""
-        from wisp.routine_check import check_all
-        err = check_all(self.dev, routines)
+        from wisp import routine_check
+        err = routine_check.check_all(self.dev, routines)
+        del routine_check
+        unload("wisp.routine_check")  # one-shot: restore time only
         if err:
             raise ValueError(err)
         old, self._routines = self._routines, dict(routines)

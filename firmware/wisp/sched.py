@@ -1,13 +1,13 @@
 # The schedule runner: jobs persist in jobs.json (atomic writes), one task sleeps until the
-# next job is due and hands it to fire(). Spec and calendar math live in wisp/cron.py and wisp/tz.py.
+# next job is due and hands it to fire(). Spec and calendar math live in wisp/cron.py and wisp/tz.py,
+# imported inside the methods that need them: a device with no jobs never loads them.
 import asyncio
 import os
 import time
 
 from micropython import const
 
-from wisp import civil, cron, limits, store
-from wisp import tz as posix_tz
+from wisp import limits, store
 
 CLOCK_VALID_AFTER = const(1704067200)  # 2024-01-01 UTC: an earlier clock was never set by NTP
 TZ_STORE = "tz"                        # tz.json: the device timezone set by timezone_set
@@ -31,8 +31,11 @@ def load_tz(config, log):
         config["tz"] = saved["tz"]
     elif saved is not None:
         log("config error: %s.json holds no {\"tz\": ...}; ignoring it" % TZ_STORE)
+    if config.get("tz", "UTC0") == "UTC0":
+        return  # the default needs no check (and no tz module)
+    from wisp import tz as posix_tz
     try:
-        posix_tz.parse(config.get("tz", "UTC0"))
+        posix_tz.parse(config["tz"])
     except ValueError as e:
         log("config error: %s; using UTC0" % e)
         config["tz"] = "UTC0"
@@ -65,6 +68,8 @@ class Scheduler:
 
     def add(self, spec, action, name=None, tz=None, missed="skip"):
         """Store a job and return a copy of it; raises ValueError with a readable message."""
+        from wisp import civil, cron
+        from wisp import tz as posix_tz
         now = self.now()
         if now < CLOCK_VALID_AFTER:
             raise ValueError("clock not set yet (no NTP time); try again once the time is known")
@@ -103,6 +108,8 @@ class Scheduler:
 
     def retime(self, clock_stepped_back=False):
         """Recompute next runs after a timezone change (cron and `at` jobs) or a clock step back."""
+        from wisp import cron
+        from wisp import tz as posix_tz
         now = self.now()
         for job in self._jobs:
             p = self._specs[job["name"]]
@@ -117,6 +124,7 @@ class Scheduler:
 
     def set_tz(self, zone):
         """Make zone (a POSIX TZ string) the device timezone, saved in tz.json; ValueError if bad."""
+        from wisp import tz as posix_tz
         posix_tz.parse(zone)
         try:
             store.save(TZ_STORE, {"tz": zone})
@@ -135,6 +143,7 @@ class Scheduler:
     def local_time(self, job=None, utc=None):
         """(local seconds, offset east of UTC, zone abbreviation) at utc (default: now) in the
         job's zone, or the device's when job is None."""
+        from wisp import tz as posix_tz
         utc = int(self.now() if utc is None else utc)
         off, abbr = posix_tz.offset(utc, self._zone(job))
         return utc + off, off, abbr
@@ -180,6 +189,7 @@ class Scheduler:
     def _take_due(self, now):
         """Copies of the jobs to fire now; their next runs are set (or one-shots removed) first,
         so a crash while firing never runs a job twice."""
+        from wisp import civil, cron
         due, keep, changed = [], [], False
         for job in self._jobs:
             nxt = job["next"]
@@ -229,6 +239,7 @@ class Scheduler:
 
     # ---- next-run math ---------------------------------------------------------------------
     def _zone(self, job):
+        from wisp import tz as posix_tz
         s = (job and job.get("tz")) or self.dev.config.get("tz", "UTC0")
         z = self._zones.get(s)
         if z is None:
@@ -238,6 +249,8 @@ class Scheduler:
         return z
 
     def _first_run(self, job, p, now):
+        from wisp import cron
+        from wisp import tz as posix_tz
         if p[0] == cron.AT:
             u = posix_tz.local_to_utc(p[1], self._zone(job))
             return u if u > now else None
@@ -246,6 +259,7 @@ class Scheduler:
         return int(now) + p[1]
 
     def _after(self, job, p, now):
+        from wisp import cron
         if p[0] == cron.EVERY:  # keep the phase: the first slot of the old grid after now
             return job["next"] + (int(now - job["next"]) // p[1] + 1) * p[1]
         return self._cron_after(job, p, now)
@@ -256,6 +270,8 @@ class Scheduler:
         - spring forward: a match in the skipped hour runs shifted by the jump (02:30 -> 03:30);
         - fall back: jobs with '*' hours run in both passes of the repeated hour (by the wall
           clock); jobs pinned to an hour ran in the first pass and skip the second."""
+        from wisp import cron
+        from wisp import tz as posix_tz
         z = self._zone(job)
         seg = int(after)
         off = posix_tz.offset(seg, z)[0]
@@ -294,6 +310,8 @@ class Scheduler:
 
     def _validate(self, name, spec, action, tz, missed):
         """The parsed spec of a job, or ValueError."""
+        from wisp import cron
+        from wisp import tz as posix_tz
         if not isinstance(name, str) or not 1 <= len(name) <= limits.MAX_JOB_NAME \
                 or any(c not in _NAME_CHARS for c in name):
             raise ValueError("job name must be 1-%d characters of a-z A-Z 0-9 _ -" % limits.MAX_JOB_NAME)

@@ -20,6 +20,8 @@ class RecordingLink:
     async def publish(self, topic, payload, retain=False, qos=0, wait_ms=0):
         if not self.up:
             return False
+        if isinstance(payload, list):  # a payload sent in pieces (the manifest)
+            payload = "".join(p if isinstance(p, str) else p.decode() for p in payload)
         if isinstance(payload, bytes):
             payload = payload.decode()
         self.sent.append((topic, payload, retain, qos))

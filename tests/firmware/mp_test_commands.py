@@ -35,3 +35,19 @@ async def test_bad_commands_get_readable_errors():
             raise Exception((frag, texts))
     if [r["id"] for r in res if r["id"]] != ["c2", "c3", "c4"]:
         raise Exception(res)
+
+
+async def test_a_flood_of_messages_is_bounded_not_turned_into_unbounded_tasks():
+    dev = make_device()
+    cmds = Commands(dev)
+    for i in range(50):  # all arrive before the loop runs any of their tasks, as in a burst
+        cmds.on_cmd(b"garbage %d" % i)
+    if dev.spawned != limits.SPAWN_MAX or dev.dropped != 50 - limits.SPAWN_MAX:
+        raise Exception((dev.spawned, dev.dropped))
+    await asyncio.sleep_ms(30)
+    if len(dev.link.on("wisp/t1/cmd/res")) != limits.SPAWN_MAX or dev.spawned != 0:
+        raise Exception("spawned tasks did not finish and release their slots")
+    cmds.on_cmd(json.dumps({"id": "after", "tool": "gpio_read", "args": {"pin": "door"}}))
+    await asyncio.sleep_ms(30)
+    if dev.link.on("wisp/t1/cmd/res")[-1]["id"] != "after":
+        raise Exception("device did not recover after the flood")
