@@ -56,6 +56,7 @@ class Agent:
         self.submit(text, "mqtt", ask_id)
 
     def on_llm_res(self, payload):
+        payload = self.dev.unseal(payload, "llm/res")  # the bridge signs what the device acts on
         if payload is None:
             return
         try:

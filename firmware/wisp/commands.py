@@ -2,15 +2,22 @@
 # Node-RED, scripts). {"v":1,"id":"c1","tool":"gpio_write","args":{...}} -> cmd/res
 # {"v":1,"id":"c1","ok":true,"result":"ok: porch_light=1"}. Same validation as LLM calls.
 import json
+import time
+
+from micropython import const
 
 from wisp import limits, tools
 from wisp.log import log
+
+
+_CLOCK_VALID_AFTER = const(1704067200)  # 2024-01-01: before that the clock was never set
 
 
 class Commands:
     def __init__(self, dev):
         self.dev = dev
         self.running = 0
+        self.recent_ids = []  # ids of signed commands already run, against replays
 
     def on_cmd(self, payload):
         cmd_id, tool, args, err = self._parse(payload)
@@ -26,6 +33,10 @@ class Commands:
     def _parse(self, payload):
         if payload is None:
             return None, None, None, "Error: command larger than %d bytes refused" % limits.MAX_PAYLOAD
+        signed = self.dev.signed
+        payload = self.dev.unseal(payload, "cmd")
+        if payload is None:
+            return None, None, None, "Error: command refused: it must be signed with this device's key"
         try:
             cmd = json.loads(payload)
         except ValueError:
@@ -39,7 +50,25 @@ class Commands:
             return cmd_id, None, None, "Error: protocol version %r not supported" % (cmd.get("v"),)
         if not isinstance(cmd.get("tool"), str):
             return cmd_id, None, None, "Error: command needs 'tool' (a tool name)"
+        if signed:
+            err = self._fresh(cmd_id, cmd.get("ts"))
+            if err:
+                return cmd_id, None, None, err
         return cmd_id, cmd["tool"], cmd.get("args"), None
+
+    def _fresh(self, cmd_id, ts):
+        """Replay protection for signed commands: a recent timestamp and an id not seen before."""
+        now = time.time()
+        if now < _CLOCK_VALID_AFTER:
+            return "Error: command refused: the device clock is not set, so its age cannot be checked"
+        if not isinstance(ts, (int, float)) or abs(now - ts) > limits.CMD_WINDOW_S:
+            return "Error: command refused: 'ts' must be the current Unix time (within %d s)" % limits.CMD_WINDOW_S
+        if cmd_id is None or cmd_id in self.recent_ids:
+            return "Error: command refused: a signed command needs a new 'id' (replay?)"
+        self.recent_ids.append(cmd_id)
+        if len(self.recent_ids) > limits.CMD_SEEN_MAX:
+            self.recent_ids.pop(0)
+        return None
 
     async def _run(self, cmd_id, tool, args):
         try:

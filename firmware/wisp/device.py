@@ -23,6 +23,21 @@ def _count_boot():
     return n
 
 
+def _signing(config):
+    """(key bytes or None, whether instructions must be signed). A provisioned key turns signing
+    on unless config says "signed": false; a malformed key refuses everything rather than
+    silently accepting unsigned instructions."""
+    text = config.get("key")
+    if text is None:
+        return None, False
+    from wisp import sign
+    key = sign.key_from_hex(text)
+    if key is None:
+        log("config error: key must be hex (64 characters from `wisp provision`); signed instructions "
+            "cannot be checked, so every llm/res and cmd will be refused")
+    return key, config.get("signed", True) is not False
+
+
 class Device:
     def __init__(self, config, board, pins):
         self.config = config
@@ -33,6 +48,8 @@ class Device:
         self.link = None  # set by main once the MQTT client exists
         self.boots = _count_boot()
         self.outbox = []  # (suffix, payload) owed while the link was down
+        self.key, self.signed = _signing(config)
+        self.refused = 0  # unsigned, forged or stale instructions refused
         self.spawned = 0  # tasks started for network messages and still running
         self.dropped = 0  # network messages dropped because too many were in progress
         self.manifest_hash = None
@@ -70,6 +87,22 @@ class Device:
     def manifest(self):
         """The manifest as JSON text: tools (from the registry), named pins, limits and a hash."""
         return "".join(self._manifest_pieces())
+
+    def unseal(self, payload, what):
+        """An instruction payload as JSON text: itself when signing is off, its signed text when
+        the signature is good, else None (refused, counted, reported)."""
+        if not self.signed or payload is None:
+            return payload
+        body = None
+        if self.key is not None:
+            from wisp import sign
+            body = sign.verify(self.key, payload)
+        if body is None:
+            self.refused += 1
+            if self.refused & (self.refused - 1) == 0:  # 1st, 2nd, 4th...: a forger cannot flood the log
+                log("error: unsigned or forged %s refused (%d so far)" % (what, self.refused))
+            self.spawn(self.event("refused", "unsigned or forged %s refused" % what), "event")
+        return body
 
     def spawn(self, coro, what):
         """Run work a network message asked for, unless SPAWN_MAX such tasks are already

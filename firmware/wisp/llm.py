@@ -2,6 +2,8 @@
 # Tool calls run the moment their message arrives, strictly in seq order; stale, duplicate and
 # foreign messages are ignored. The device's own caps on LLM calls per hour and day live here.
 import asyncio
+import binascii
+import os
 import time
 
 from micropython import const
@@ -72,6 +74,9 @@ class Conversation:
 
     async def run(self, ask_id, text, history=(), facts=None, req_class="interactive"):
         """Returns (ok, answer text, tier)."""
+        # The request id gets a random suffix: a recorded answer to an earlier request can never
+        # match the one the device waits for now (replay protection for signed answers).
+        ask_id = "%s.%s" % (ask_id[:limits.MAX_ID - 7], binascii.hexlify(os.urandom(3)).decode())
         msgs = list(history)
         msgs.append({"r": "user", "t": text})
         actions = []

@@ -77,9 +77,18 @@ def build(config_path=config.DEFAULT_PATH):
         await dev.announce()
         log("online as %s on %s:%d" % (dev.id, broker["host"], broker["port"]))
 
+    tls_ctx = None
+    if broker.get("tls"):
+        from wisp import tls
+        try:
+            tls_ctx = tls.context(broker)
+        except tls.TLSConfigError as e:
+            log("config error: %s; not connecting" % e)
+            broker["port"] = 0  # never fall back to plain text: the link keeps failing, visibly
     link = MQTTClient("wisp-" + dev.id, broker["host"], broker["port"], broker.get("user"), broker.get("password"),
                       will=(dev.topic("status"), dev.status_payload("offline"), True, 1),
-                      on_message=_router(dev, agent, commands, ha_status), on_connect=on_connect, log=log)
+                      on_message=_router(dev, agent, commands, ha_status), on_connect=on_connect, log=log,
+                      ssl=tls_ctx)
     dev.link = link
     device = dev
     return dev, agent

@@ -56,7 +56,7 @@ class MQTTClient:
 
     def __init__(self, client_id, host, port=1883, user=None, password=None,
                  keepalive_s=limits.MQTT_KEEPALIVE_S, will=None, on_message=None, on_connect=None,
-                 log=None):
+                 log=None, ssl=None):
         self.client_id = client_id
         self.host, self.port = host, port
         self.user, self.password = user, password
@@ -65,6 +65,7 @@ class MQTTClient:
         self.on_message = on_message
         self.on_connect = on_connect
         self.log = log or (lambda *a: None)
+        self.ssl = ssl  # an SSLContext with the broker's CA pinned (wisp/tls.py), or None
         self.up = asyncio.Event()
         self.connects = 0          # successful connects, for status and tests
         self._reader = self._writer = None
@@ -132,7 +133,11 @@ class MQTTClient:
 
     # ---- connection ----------------------------------------------------------------------
     async def _open(self):
-        self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        if self.ssl:
+            self._reader, self._writer = await asyncio.open_connection(
+                self.host, self.port, ssl=self.ssl, server_hostname=self.host)
+        else:
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         try:
             # TCP_NODELAY (IPPROTO_TCP=6, TCP_NODELAY=1 on Linux and lwIP): without it a QoS 1
             # round trip waits on Nagle + delayed ACK for 40-90 ms.

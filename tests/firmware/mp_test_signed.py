@@ -1,0 +1,112 @@
+# Signed instructions on a provisioned device: llm/res and cmd act only when signed with the
+# device's key; unsigned, forged, replayed and stale ones are refused, reported, never run.
+import asyncio
+import json
+import time
+
+from fakeboard import make_device
+from wisp import sign
+from wisp.agent import Agent
+from wisp.commands import Commands
+
+KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+KEY = sign.key_from_hex(KEY_HEX)
+
+
+def _device(**cfg):
+    dev = make_device()
+    dev.config.update(cfg)
+    from wisp.device import _signing
+    dev.key, dev.signed = _signing(dev.config)
+    return dev
+
+
+def _signed(obj, key=KEY):
+    return sign.sign(key, json.dumps(obj).encode())
+
+
+async def _cmd_results(dev, payloads):
+    cmds = Commands(dev)
+    for p in payloads:
+        cmds.on_cmd(p)
+        await asyncio.sleep_ms(5)
+    await asyncio.sleep_ms(20)
+    return dev.link.on("wisp/t1/cmd/res")
+
+
+async def test_signed_fresh_command_runs_and_everything_else_is_refused():
+    dev = _device(key=KEY_HEX)
+    now = int(time.time())
+    good = {"v": 1, "id": "c1", "tool": "gpio_write", "args": {"pin": "fan", "value": 1}, "ts": now}
+    res = await _cmd_results(dev, [
+        json.dumps(dict(good, id="plain")).encode(),                  # unsigned
+        _signed(dict(good, id="forged"), key=bytes(32)),               # wrong key
+        _signed(good)[:-10] + b'0000000"}',                            # tampered signature
+        _signed(dict(good, id="old", ts=now - 3600)),                  # stale
+        _signed(dict(good, id="nots", ts=None)),                       # no timestamp
+        _signed(good),                                                 # the real one
+        _signed(good),                                                 # replayed
+    ])
+    texts = [r["result"] for r in res]
+    if [r["ok"] for r in res] != [False, False, False, False, False, True, False]:
+        raise Exception(texts)
+    for i, frag in ((0, "must be signed"), (1, "must be signed"), (2, "must be signed"), (3, "current Unix time"),
+                    (4, "current Unix time"), (6, "replay")):
+        if frag not in texts[i]:
+            raise Exception((i, texts[i]))
+    if dev.board.levels[18] != 1 or dev.refused != 3:
+        raise Exception((dev.board.levels[18], dev.refused))
+    events = [e["text"] for e in dev.link.on("wisp/t1/event")]
+    if not events or "unsigned or forged cmd refused" not in events[0]:
+        raise Exception(events)
+
+
+async def test_llm_answers_must_be_signed_to_act():
+    dev = _device(key=KEY_HEX)
+    agent = Agent(dev)
+    sent = []
+
+    def bridge(topic, payload):
+        if topic.endswith("/llm/req"):
+            req = json.loads(payload)
+            sent.append(req)
+            base = {"v": 1, "id": req["id"], "round": req["round"]}
+            if req["round"] == 0:
+                # first an unsigned call (must not run), then a forged one, then the signed one
+                agent.on_llm_res(json.dumps(dict(base, seq=0, calls=[{"cid": "x", "tool": "gpio_write",
+                                                                        "args": {"pin": "porch_light", "value": 1}}])))
+                agent.on_llm_res(_signed(dict(base, seq=0, calls=[{"cid": "y", "tool": "gpio_write",
+                                                                    "args": {"pin": "porch_light", "value": 1}}]),
+                                         key=bytes(32)))
+                agent.on_llm_res(_signed(dict(base, seq=0, calls=[{"cid": "z", "tool": "gpio_write",
+                                                                    "args": {"pin": "fan", "value": 1}}])))
+                agent.on_llm_res(_signed(dict(base, seq=1, done=True)))
+            else:
+                agent.on_llm_res(_signed(dict(base, seq=0, done=True, text="fan is on")))
+    dev.link.on_publish = bridge
+    task = asyncio.create_task(agent.run())
+    agent.on_ask(json.dumps({"id": "s1", "text": "cool the room"}))
+    for _ in range(100):
+        await asyncio.sleep_ms(5)
+        if dev.link.on("wisp/t1/reply"):
+            break
+    task.cancel()
+    reply = dev.link.on("wisp/t1/reply")[0]
+    if not reply["ok"] or reply["text"] != "fan is on":
+        raise Exception(reply)
+    if dev.board.levels[5] != 0 or dev.board.levels[18] != 1 or dev.refused != 2:
+        raise Exception((dev.board.levels, dev.refused))
+    if not sent[0]["id"].startswith("s1.") or len(sent[0]["id"]) != 9:
+        raise Exception("request id lacks its random suffix: %r" % sent[0]["id"])
+
+
+async def test_a_malformed_key_refuses_everything_and_unsigned_mode_accepts_plain():
+    dev = _device(key="not-hex")
+    res = await _cmd_results(dev, [_signed({"v": 1, "id": "c", "tool": "gpio_read", "args": {"pin": "door"},
+                                            "ts": int(time.time())})])
+    if res[0]["ok"]:
+        raise Exception(res)
+    dev = _device(key=KEY_HEX, signed=False)
+    res = await _cmd_results(dev, [json.dumps({"id": "c", "tool": "gpio_read", "args": {"pin": "door"}}).encode()])
+    if res != [{"v": 1, "id": "c", "ok": True, "result": "door=1"}]:
+        raise Exception(res)
