@@ -50,6 +50,35 @@ def cmd_ask(args):
     return 0 if reply.get("ok") else 1
 
 
+def parse_tool_args(pairs):
+    """['pin=porch_light', 'value=1'] -> {'pin': 'porch_light', 'value': 1}."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"tool argument '{pair}' must look like name=value")
+        try:
+            out[name] = json.loads(value)
+        except ValueError:
+            out[name] = value
+    return out
+
+
+def cmd_cmd(args):
+    from tools.ask import AskError, command
+    from tools.keys import device_key
+    host, port = resolve_broker(args.broker)
+    tool_args = parse_tool_args(args.args)
+    try:
+        res = command(host, port, args.device, args.tool, tool_args, key=device_key(args.device, args.fleet),
+                      timeout_s=args.timeout)
+    except AskError as e:
+        print(f"wisp: {e}", file=sys.stderr)
+        return 3
+    print(json.dumps(res) if args.json else res.get("result"))
+    return 0 if res.get("ok") else 1
+
+
 def cmd_run(args):
     from tools.run import run
     return run(args.id, args.port)
@@ -211,6 +240,20 @@ def build_parser():
     a.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the reply (default 120)")
     a.add_argument("--json", action="store_true", help="print the whole reply as JSON")
     a.set_defaults(func=cmd_ask)
+
+    c = sub.add_parser("cmd", help="run one tool on a device directly, no LLM (signed when this host has its key)",
+                       description="Run one tool on a device, e.g. `wisp cmd dev1 gpio_write pin=porch_light value=1`. "
+                                   "Arguments are name=value; values are read as JSON when they parse "
+                                   "(1, true, [1,2]) and as text otherwise. A provisioned device only obeys "
+                                   "signed commands: the key comes from the fleet (`wisp provision`).")
+    c.add_argument("device", help="device id, e.g. dev1")
+    c.add_argument("tool", help="tool name, e.g. gpio_write (see the device's manifest)")
+    c.add_argument("args", nargs="*", metavar="name=value", help="tool arguments")
+    c.add_argument("--broker", help="host:port (as for ask)")
+    c.add_argument("--fleet", help="fleet directory with secrets.json (default $WISP_FLEET or .wisp/fleet)")
+    c.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the result (default 30)")
+    c.add_argument("--json", action="store_true", help="print the whole cmd/res as JSON")
+    c.set_defaults(func=cmd_cmd)
 
     r = sub.add_parser("run", help="start a broker, the bridge and one simulated device")
     r.add_argument("--id", default="dev1", help="simulated device id (default dev1)")

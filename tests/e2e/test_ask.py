@@ -122,3 +122,13 @@ def test_device_reconnects_after_the_broker_restarts():
         assert json.loads(done.stdout)["ok"] is True, done.stdout + done.stderr
     finally:
         s.close()
+
+
+def test_wisp_cmd_runs_a_tool_and_reports_errors(stack):
+    done = stack.wisp("cmd", "dev1", "gpio_write", "pin=fan", "value=1")
+    assert done.returncode == 0 and done.stdout.strip() == "ok: fan=1", done.stdout + done.stderr
+    assert stack.probe.wait_for("wisp/dev1/state/fan", lambda v: v == "ON") == "ON"
+    done = stack.wisp("cmd", "dev1", "gpio_write", "pin=garage", "value=1")
+    assert done.returncode == 1 and "'garage' is not configured" in done.stdout
+    done = stack.wisp("cmd", "dev1", "gpio_write", "pin")
+    assert done.returncode == 2 and "name=value" in done.stderr
