@@ -20,8 +20,13 @@ setup: $(STAMP)
 # Benchmarks print their figures and write them into docs/benchmarks.md (not part of `make test`).
 bench: $(STAMP)
 	@$(PYTHON) tools/system_deps.py --for test
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) bench/ask_latency.py
 	$(PY) bench/device_footprint.py
+	$(PY) bench/fuzz.py
+	$(PY) bench/bridge_mqtt.py
+	$(PY) bench/bridge_failover.py
+	$(PY) bench/soak.py --minutes 30
 
 system-deps:
 	@$(PYTHON) tools/system_deps.py --for test

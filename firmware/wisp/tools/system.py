@@ -18,7 +18,14 @@ def _rssi(board):
     return "no Wi-Fi" if r is None else "%d dBm" % r
 
 
+def _collect():
+    # report what is really in use, not what the collector has not reclaimed yet
+    import gc
+    gc.collect()
+
+
 async def system_info(dev, args):
+    _collect()
     b = dev.board
     return "fw %s, board %s, id %s, up %s, heap %d B free, rssi %s, boots %d" % (
         VERSION, b.name, dev.id, _uptime(b.uptime_s()), b.free_heap(), _rssi(b), dev.boots)
@@ -26,6 +33,7 @@ async def system_info(dev, args):
 
 async def system_health(dev, args):
     from wisp import log
+    _collect()
     b = dev.board
     heap, rssi, warn = b.free_heap(), b.rssi(), []
     if heap < limits.HEALTH_MIN_HEAP:
