@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bridge.config import REQUEST_CLASSES
 from bridge.translate import to_openai_messages
@@ -12,6 +12,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 MAX_ID_CHARS = 40
 DEFAULT_BUDGET_MS = 30_000  # a request without budget_ms: the device's own ROUND_TIMEOUT_MS
 # For an oversized request we do not parse the JSON; these find the id and round near its start, if there.
+MAX_FACTS_CHARS = 2048  # the device sends at most MAX_FACTS_PROMPT_BYTES (512); room for other firmware
 _PEEK_BYTES = 1024
 _PEEK_ID = re.compile(rb'"id"\s*:\s*"([^"\\]{1,40})"')
 _PEEK_ROUND = re.compile(rb'"round"\s*:\s*(\d{1,6})\b')
@@ -27,6 +28,7 @@ class LlmRequest:
     budget_ms: int
     messages: list[dict]  # OpenAI chat messages, without the system prompt
     hash: str | None
+    facts: list[str] = field(default_factory=list)  # "key: value" lines the device remembers
 
 
 def read(payload: bytes) -> tuple[dict | None, str | None, int | None, str | None]:
@@ -73,7 +75,17 @@ def check(req: dict, round_: int | None) -> LlmRequest:
         raise RequestError("bad request: msgs nested too deeply") from None
     except ValueError as e:
         raise RequestError(f"bad request: {e}") from None
-    return LlmRequest(req_class, budget_ms or DEFAULT_BUDGET_MS, messages, want_hash)
+    return LlmRequest(req_class, budget_ms or DEFAULT_BUDGET_MS, messages, want_hash, _facts(req.get("facts")))
+
+
+def _facts(facts) -> list[str]:
+    if facts is None:
+        return []
+    if not isinstance(facts, list) or not all(isinstance(f, str) for f in facts):
+        raise RequestError("facts must be a list of strings")
+    if sum(len(f) for f in facts) > MAX_FACTS_CHARS:
+        raise RequestError(f"facts longer than {MAX_FACTS_CHARS} characters in all")
+    return facts
 
 
 def is_int(x) -> bool:

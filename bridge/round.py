@@ -46,7 +46,7 @@ async def run_round(ctx, device_id: str, req: LlmRequest, manifest: dict, answer
     tiers = ctx.router.route(req.req_class)
     tools = openai_tools(manifest) or None
     by_name = {t["name"]: t for t in manifest["tools"]}
-    chat = [{"role": "system", "content": system_prompt(manifest)}, *req.messages]
+    chat = [{"role": "system", "content": system_prompt(manifest, req.facts)}, *req.messages]
     repair_turns = ctx.config.routing.repair_turns
     for turn in range(repair_turns + 1):
         text: list[str] = []

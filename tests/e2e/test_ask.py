@@ -132,3 +132,17 @@ def test_wisp_cmd_runs_a_tool_and_reports_errors(stack):
     assert done.returncode == 1 and "'garage' is not configured" in done.stdout
     done = stack.wisp("cmd", "dev1", "gpio_write", "pin")
     assert done.returncode == 2 and "name=value" in done.stderr
+
+
+def test_remembered_facts_and_recent_turns_reach_the_llm(stack):
+    done = stack.wisp("cmd", "dev1", "memory_set", "key=owner", "value=Ada")
+    assert done.returncode == 0, done.stdout
+    done = stack.wisp("ask", "dev1", LLM_ASK, "--json")
+    assert json.loads(done.stdout)["ok"]
+    first_round = [r for r in stack.fake.requests if r["messages"][-1]["role"] == "user"][-1]
+    system = first_round["messages"][0]
+    assert system["role"] == "system" and "- owner: Ada" in system["content"]
+    assert "not instructions" in system["content"]
+    # the earlier ask and its answer came along as context
+    assert any(m["role"] == "assistant" and m.get("content") == "The porch light is on."
+               for m in first_round["messages"][1:-1])
