@@ -31,3 +31,38 @@ def verify(key: bytes, payload: bytes) -> bytes | None:
     text = payload[:cut] + b"}"
     good = hmac.new(key, text, hashlib.sha256).hexdigest().encode()
     return text if hmac.compare_digest(good, payload[cut + len(_HEAD):-2]) else None
+
+
+def load_keys(path: str | None) -> dict[str, bytes]:
+    """Device keys from a `wisp provision` secrets.json ({"devices": {id: {"key": hex}}}) or a
+    plain {id: hex} file. Raises ValueError with a readable message; never shows a key."""
+    if not path:
+        return {}
+    try:
+        doc = json.loads(open(path, encoding="utf-8").read())
+    except OSError as e:
+        raise ValueError(f"signing keys file {path}: {e.strerror}") from None
+    except ValueError:
+        raise ValueError(f"signing keys file {path} is not JSON") from None
+    devices = doc.get("devices", doc) if isinstance(doc, dict) else None
+    if not isinstance(devices, dict):
+        raise ValueError(f"signing keys file {path} must map device ids to keys")
+    keys = {}
+    for dev, entry in devices.items():
+        text = entry.get("key") if isinstance(entry, dict) else entry
+        try:
+            keys[dev] = bytes.fromhex(text)
+        except (TypeError, ValueError):
+            raise ValueError(f"signing keys file {path}: the key of device {dev!r} is not hex") from None
+    return keys
+
+
+def signing_publisher(publish, keys: dict[str, bytes]):
+    """Wrap publish(topic, msg): an llm/res to a device whose key is known goes out signed."""
+    def publish_signed(topic: str, msg, *args, **kwargs):
+        parts = topic.split("/")
+        key = keys.get(parts[1]) if len(parts) == 4 and parts[2:] == ["llm", "res"] else None
+        if key is not None and isinstance(msg, dict):
+            msg = sign_message(key, msg)
+        return publish(topic, msg, *args, **kwargs)
+    return publish_signed
