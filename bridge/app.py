@@ -1,6 +1,6 @@
 """Wiring of the bridge service: one HTTP session, the router, the cost store, the MQTT link, the manifest
-cache, the optional /v1 HTTP endpoint, and a dispatcher that turns each `llm/req` into a bounded number of
-concurrent handler tasks.
+cache, the optional HTTP server (/v1, REST API, dashboard, /metrics) with its fleet view, and a dispatcher that
+turns each `llm/req` into a bounded number of concurrent handler tasks.
 """
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from typing import Callable
 import aiohttp
 
 from bridge.config import BridgeConfig
-from bridge.cost import CostStore
 from bridge.dedupe import Dedupe
+from bridge.events import EventHub
+from bridge.fleet import FLEET_TOPICS, Fleet
 from bridge.handler import HandlerContext, handle_llm_request, refuse_llm_request
 from bridge.manifests import ManifestCache
+from bridge.metrics import MeteredCostStore, Metrics
 from bridge.mqtt_link import MqttLink
 from bridge.providers import provider_factory
 from bridge.router import Router
@@ -37,6 +39,9 @@ class Bridge:
         self.ctx: HandlerContext | None = None
         self.router: Router | None = None
         self.http_url: str | None = None  # base URL of the /v1 endpoint once it listens
+        self.events = EventHub()
+        self.metrics = Metrics(on_round=self.events.publish)
+        self.fleet: Fleet | None = None  # the live device view, kept only while the HTTP server runs
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
 
@@ -44,21 +49,37 @@ class Bridge:
         """Serve until `stop` is set. on_ready() is called once the broker granted the first subscriptions."""
         loop = asyncio.get_running_loop()
         cfg = self.config
+        serve_http = bool(cfg.http.enabled and cfg.http.token)
         link = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, shared=cfg.shared,
-                        user=cfg.broker_user, password=cfg.broker_password)
-        costs = CostStore(cfg.cost)
+                        user=cfg.broker_user, password=cfg.broker_password,
+                        extra_topics=FLEET_TOPICS if serve_http else ())
+        if serve_http:
+            self.fleet = Fleet(link.publish, self.events.publish)
+
+        def publish(topic, payload, qos=1, retain=False):
+            link.publish(topic, payload, qos, retain)
+            self.metrics.published(topic, payload)  # times rounds and reports tier decisions
+
+        costs = MeteredCostStore(cfg.cost, self.metrics)
         # Many concurrent streams to one tier: aiohttp's default pool of 100 (30 per host) would queue them.
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
         http_runner = None
         try:
             async with aiohttp.ClientSession(connector=connector) as session:
                 self.router = Router(cfg, provider_factory(session))
-                self.ctx = HandlerContext(cfg, self.manifests, link.publish, self.router, costs, Dedupe())
-                if cfg.http.enabled and cfg.http.token:
+                self.metrics.watch(self.router, self.fleet, self.events)
+                self.ctx = HandlerContext(cfg, self.manifests, publish, self.router, costs, Dedupe())
+                if serve_http:
                     from bridge.http_api import start_http  # aiohttp.web only when the endpoint is on
-                    http_runner, self.http_url = await start_http(self.router, costs, cfg.http)
+                    from bridge.rest_api import add_rest_api
+                    http_runner, self.http_url = await start_http(
+                        self.router, costs, cfg.http, extend=lambda app: add_rest_api(
+                            app, fleet=self.fleet, hub=self.events, metrics=self.metrics, router=self.router,
+                            costs=costs))
+                    log.info("dashboard and REST API on %s/ (token: WISP_API_TOKEN)",
+                             self.http_url.removesuffix("/v1"))
                 elif cfg.http.enabled:
-                    log.info("HTTP /v1 endpoint off: set WISP_API_TOKEN (or [http] token) to serve it")
+                    log.info("HTTP server (/v1, REST API, dashboard) off: set WISP_API_TOKEN (or [http] token)")
                 link.start()
                 ready = asyncio.create_task(self._announce_ready(link, on_ready))
                 try:
@@ -88,7 +109,10 @@ class Bridge:
         device_id, rest = parts[1], parts[2:]
         if rest == ["manifest"]:
             self.manifests.update(device_id, payload)
+            if self.fleet:
+                self.fleet.handle(device_id, rest, payload)
         elif rest == ["llm", "req"]:
+            self.metrics.round_started(device_id, payload)
             if self._closing:
                 refuse_llm_request(device_id, payload, self.ctx, "the bridge is shutting down; ask again")
             elif len(self._tasks) >= self.max_in_flight:
@@ -98,7 +122,7 @@ class Bridge:
                 task = asyncio.create_task(handle_llm_request(device_id, payload, self.ctx))
                 self._tasks.add(task)  # a strong reference, or the task may be garbage-collected mid-flight
                 task.add_done_callback(self._tasks.discard)
-        else:
+        elif not (self.fleet and self.fleet.handle(device_id, rest, payload)):
             log.warning("ignored message on unexpected topic %r", topic)
 
     async def _drain(self) -> None:

@@ -22,6 +22,7 @@ HTTP_DEADLINE_S = 120.0  # one completion, end to end: HTTP clients have no budg
 MAX_BODY_BYTES = 1024 * 1024
 API_DEVICE = "http-api"  # the cost store's "device" for requests made over /v1
 _ROUTER, _COSTS, _TOKEN = web.AppKey("router", object), web.AppKey("costs", object), web.AppKey("token", str)
+PUBLIC = web.AppKey("public", object)  # request -> bool: served without a token (the dashboard's own files)
 
 
 def error(status: int, message: str, etype: str = "invalid_request_error", code: str | None = None) -> web.Response:
@@ -31,7 +32,13 @@ def error(status: int, message: str, etype: str = "invalid_request_error", code:
 
 @web.middleware
 async def _auth(request: web.Request, handler):
+    public = request.app.get(PUBLIC)
+    if public and public(request):
+        return await handler(request)
     given = request.headers.get("Authorization", "")
+    if not given and request.headers.get("Upgrade", "").lower() == "websocket":
+        # Browsers cannot set headers on a WebSocket: there the token may come as ?access_token=
+        given = "Bearer " + request.query.get("access_token", "")
     if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(), request.app[_TOKEN].encode()):
         return error(401, "missing or wrong API token: send 'Authorization: Bearer <WISP_API_TOKEN>'",
                      code="invalid_api_key")
@@ -185,13 +192,16 @@ class _Reply:
         return self.resp
 
 
-async def start_http(router, costs, cfg: HttpConfig) -> tuple[web.AppRunner, str]:
-    """Serve /v1 on cfg.host:cfg.port; returns the runner (cleanup() stops it) and the base URL."""
+async def start_http(router, costs, cfg: HttpConfig, extend=None) -> tuple[web.AppRunner, str]:
+    """Serve /v1 on cfg.host:cfg.port; returns the runner (cleanup() stops it) and the base URL.
+    extend(app), if given, adds more routes (the REST API and dashboard) behind the same token check."""
     app = web.Application(middlewares=[_auth], client_max_size=MAX_BODY_BYTES)
     app[_ROUTER], app[_COSTS], app[_TOKEN] = router, costs, cfg.token
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/v1/wisp/stats", _stats)
+    if extend:
+        extend(app)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, cfg.host, cfg.port).start()

@@ -28,12 +28,14 @@ class MqttLink:
 
     def __init__(self, host: str, port: int, loop: asyncio.AbstractEventLoop,
                  on_message: Callable[[str, bytes], None], *, shared: bool = True,
-                 user: str | None = None, password: str | None = None, client_id: str | None = None):
+                 user: str | None = None, password: str | None = None, client_id: str | None = None,
+                 extra_topics: tuple[str, ...] = ()):
         self.host, self.port = host, port
         self._loop = loop
         self._on_message = on_message
         self.subscribed = asyncio.Event()
         self._topics = [(SHARED_REQ_TOPIC if shared else REQ_TOPIC, 1), (MANIFEST_TOPIC, 1)]
+        self._topics += [(t, 1) for t in extra_topics]  # plain: every bridge sees them (the fleet view)
         # MQTT 3.1.1: every broker speaks it, and mosquitto honours $share/ for 3.1.1 clients too.
         # A unique client id per process: bridges sharing a group must not kick each other off.
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311, clean_session=True,
@@ -100,10 +102,13 @@ class MqttLink:
             log.warning("disconnected from broker: %s; reconnecting", reason_code)
 
     def _subscribed(self, client, userdata, mid, reason_codes, properties) -> None:
-        failed = [str(rc) for rc in reason_codes if rc.is_failure]
+        failed = [str(rc) for rc in reason_codes[:2] if rc.is_failure]  # requests and manifests: required
         if failed:
             log.error("broker refused subscriptions %s: %s", [t for t, _ in self._topics], failed)
             return
+        for (topic, _), rc in zip(self._topics[2:], reason_codes[2:]):  # the fleet view: degraded, not fatal
+            if rc.is_failure:
+                log.warning("broker refused %s (%s): the dashboard will miss it", topic, rc)
         log.info("subscribed to %s", ", ".join(t for t, _ in self._topics))
         self._to_loop(self.subscribed.set)
 

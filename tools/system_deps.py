@@ -3,6 +3,7 @@
 Runs with the system python3 before the venv exists, so stdlib only.
 `--for test`: mosquitto is required (tests always use the real broker).
 `--for run`: mosquitto is preferred; without it `wisp run` falls back to amqtt.
+`--for test` also installs chromium and its WebDriver for the dashboard's browser test.
 """
 import argparse
 import os
@@ -12,6 +13,7 @@ import sys
 
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 PACKAGES = ("mosquitto", "socat")  # socat: the virtual serial devices of tests/tools
+BROWSER_PACKAGES = ("chromium", "chromium-driver")  # tests/e2e/test_dashboard.py drives it with Selenium
 
 
 def find_mosquitto():
@@ -33,23 +35,34 @@ def _apt_prefix():
     return None
 
 
-def install_packages():
-    """Try apt-get; return True when mosquitto is usable afterwards."""
+def install_packages(packages=PACKAGES):
+    """Try apt-get; return True when it installed them (and, for the default group, mosquitto is usable)."""
     prefix = _apt_prefix()
     if prefix is None or not shutil.which("apt-get"):
         return False
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    print("wisp: installing Debian packages: " + " ".join(PACKAGES), flush=True)
+    print("wisp: installing Debian packages: " + " ".join(packages), flush=True)
     subprocess.run(prefix + ["apt-get", "update", "-qq"], env=env, check=False)
-    done = subprocess.run(prefix + ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+    done = subprocess.run(prefix + ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
                           env=env, check=False)
-    return done.returncode == 0 and find_mosquitto() is not None
+    return done.returncode == 0 and (packages != PACKAGES or find_mosquitto() is not None)
+
+
+def ensure_browser():
+    """chromium + chromedriver for the dashboard test; a warning, not a failure, where they cannot be had."""
+    if (shutil.which("chromium") and shutil.which("chromedriver")) or install_packages(BROWSER_PACKAGES):
+        return
+    print("wisp: chromium/chromium-driver are missing and cannot be installed here; the dashboard test "
+          "(tests/e2e/test_dashboard.py) will fail. Install them with "
+          "`sudo apt-get install chromium chromium-driver`.", file=sys.stderr)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--for", dest="purpose", choices=("run", "test"), default="test")
     args = parser.parse_args(argv)
+    if args.purpose == "test":
+        ensure_browser()
     if (find_mosquitto() and shutil.which("socat")) or install_packages():
         return 0
     if args.purpose == "run":

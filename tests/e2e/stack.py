@@ -26,8 +26,9 @@ def porch_responder(request):
 
 
 class Stack:
-    def __init__(self, responder=porch_responder, with_tier=True):
+    def __init__(self, responder=porch_responder, with_tier=True, bridge_env=None):
         self.dir = Path(tempfile.mkdtemp(prefix="wisp-e2e-"))
+        self.bridge_env = dict(bridge_env or {})  # e.g. WISP_API_TOKEN and WISP_HTTP for the REST API
         self.broker = brokers.start_mosquitto(self.dir / "broker")
         self.fake = FakeOpenAI(responder) if with_tier else None
         self.base_url = self.fake.start_in_thread() if self.fake else None
@@ -50,6 +51,7 @@ class Stack:
         env.update(WISP_BROKER=self.broker_addr, PYTHONUNBUFFERED="1")
         if self.base_url:
             env.update(WISP_LOCAL_URL=self.base_url, WISP_LOCAL_MODEL="fake-model")
+        env.update(self.bridge_env)
         log = open(self.dir / "bridge.log", "ab")
         self.bridge = subprocess.Popen([sys.executable, "-m", "bridge"], cwd=str(self.dir), env=env,
                                        stdout=log, stderr=log, stdin=subprocess.DEVNULL)

@@ -1,0 +1,97 @@
+"""WebSocket /api/events: every dashboard event (device status, pin states, device events, asks, replies,
+command results, tier decisions) fanned out to connected clients. Each client has a bounded queue: a slow
+client loses events (counted, and told how many) instead of slowing the bridge or growing its memory.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from aiohttp import WSMsgType, web
+
+log = logging.getLogger("wisp.bridge.events")
+
+CLIENT_QUEUE_MAX = 256  # events buffered per client; beyond it new events are dropped for that client
+MAX_CLIENTS = 64  # concurrent WebSocket clients per bridge
+HEARTBEAT_S = 20.0  # WebSocket ping interval: a vanished browser is noticed and its queue freed
+
+
+class Client:
+    def __init__(self, device: str | None):
+        self.device = device  # only this device's events (tier events included), or all when None
+        self.queue: asyncio.Queue = asyncio.Queue(CLIENT_QUEUE_MAX)
+        self.dropped = 0  # since the last "dropped" notice sent to this client
+
+
+class EventHub:
+    def __init__(self):
+        self.clients: set[Client] = set()
+        self.dropped_total = 0  # events lost to slow clients since start (a metric)
+        self.published_total = 0
+
+    def publish(self, event: dict) -> None:
+        """Called on the loop for every event; never blocks."""
+        self.published_total += 1
+        for c in self.clients:
+            if c.device and event.get("device") != c.device:
+                continue
+            try:
+                c.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                c.dropped += 1
+                self.dropped_total += 1
+
+    def subscribe(self, device: str | None) -> Client | None:
+        if len(self.clients) >= MAX_CLIENTS:
+            return None
+        c = Client(device)
+        self.clients.add(c)
+        return c
+
+    def unsubscribe(self, c: Client) -> None:
+        self.clients.discard(c)
+
+
+async def serve_events(request: web.Request, hub: EventHub, device: str | None) -> web.StreamResponse:
+    client = hub.subscribe(device)
+    if client is None:
+        from bridge.http_api import error
+        return error(503, f"too many event clients ({MAX_CLIENTS}); close another dashboard tab")
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
+    try:
+        await ws.prepare(request)
+        await ws.send_str(json.dumps({"type": "hello", "device": device, "queue_max": CLIENT_QUEUE_MAX,
+                                      "ts": time.time()}))
+        reader = asyncio.create_task(_read_until_closed(ws))
+        getter = None
+        try:
+            while True:
+                getter = asyncio.create_task(client.queue.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    break  # the client closed
+                if client.dropped:
+                    # Tell the client it missed events, so it can refresh from the REST API.
+                    await ws.send_str(json.dumps({"type": "dropped", "count": client.dropped, "ts": time.time()}))
+                    client.dropped = 0
+                await ws.send_str(json.dumps(getter.result(), ensure_ascii=False, default=str))
+        finally:
+            reader.cancel()
+            if getter:
+                getter.cancel()
+    except ConnectionResetError:  # the browser went away mid-send
+        pass
+    finally:
+        hub.unsubscribe(client)
+        if ws.prepared:
+            await ws.close()
+    return ws
+
+
+async def _read_until_closed(ws: web.WebSocketResponse) -> None:
+    """Clients send nothing we need; reading is how a close (or a dead peer) is noticed."""
+    async for msg in ws:
+        if msg.type == WSMsgType.ERROR:
+            break

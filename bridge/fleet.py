@@ -1,0 +1,243 @@
+"""A live view of the devices, built from what they publish (status, manifest, pin states, events, asks,
+replies, command results), and the request/response helpers the REST API uses: ask and cmd correlated by id.
+
+Every bridge subscribes to these topics plainly (only llm/req is shared), so each one has the whole picture.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+log = logging.getLogger("wisp.bridge.fleet")
+
+EVENTS_KEPT = 50  # recent device events, asks and replies kept per device for the dashboard
+MAX_DEVICES = 10_000  # devices tracked; beyond it new ids are ignored (a misbehaving publisher cannot eat memory)
+MAX_WAITING = 256  # API requests waiting for a device at once; more are refused
+MAX_STATE_BYTES = 1024  # a state payload longer than this is kept as truncated text
+MAX_TEXT_CHARS = 2000  # texts of events, asks and replies kept and forwarded to the dashboard
+FLEET_TOPICS = ("wisp/+/status", "wisp/+/state/#", "wisp/+/event", "wisp/+/ask", "wisp/+/reply", "wisp/+/cmd/res")
+
+
+class DeviceOffline(Exception):
+    """The device is known and its retained status says offline."""
+
+
+class UnknownDevice(Exception):
+    """Nothing was ever published for this id."""
+
+
+class TooBusy(Exception):
+    """MAX_WAITING API requests already wait for devices."""
+
+
+@dataclass
+class Device:
+    id: str
+    status: dict = field(default_factory=dict)
+    last_seen: float | None = None  # wall-clock time of the last message from the device
+    manifest: dict | None = None
+    states: dict[str, object] = field(default_factory=dict)  # pin or sensor name -> "ON"/"OFF", number or dict
+    recent: deque = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
+
+    @property
+    def online(self) -> bool:
+        return self.status.get("state") == "online"
+
+    def summary(self) -> dict:
+        s = self.status
+        return {"id": self.id, "online": self.online, "fw": s.get("fw"), "board": s.get("board"),
+                "boots": s.get("boots"), "last_seen": self.last_seen,
+                "pins": len(self.pins()), "manifest": self.manifest is not None}
+
+    def pins(self) -> list[dict]:
+        """Named pins of the manifest with their last state, then sensors and other names that only publish state."""
+        declared = (self.manifest or {}).get("pins") or {}
+        out = [{"name": n, "mode": (p or {}).get("mode") if isinstance(p, dict) else None,
+                "state": self.states.get(n)} for n, p in sorted(declared.items())]
+        out += [{"name": n, "mode": "sensor", "state": v} for n, v in sorted(self.states.items()) if n not in declared]
+        return out
+
+    def detail(self) -> dict:
+        return {**self.summary(), "status": self.status, "manifest": self.manifest, "pins": self.pins(),
+                "recent": list(self.recent)}
+
+
+class Fleet:
+    """on_event(event: dict) receives every change as a dashboard event (bridge/events.py fans it out)."""
+
+    def __init__(self, publish: Callable[..., None], on_event: Callable[[dict], None] = lambda e: None):
+        self._publish = publish
+        self._on_event = on_event
+        self.devices: dict[str, Device] = {}
+        self._waiting: dict[tuple[str, str, str], asyncio.Future] = {}  # (device, "reply"|"cmd/res", id)
+        self._state_waiters: dict[tuple[str, str], list[asyncio.Future]] = {}
+
+    # ---- what devices publish ------------------------------------------------------------------------
+    def handle(self, device_id: str, rest: list[str], payload: bytes) -> bool:
+        """Take one message (topic already split as wisp/<device_id>/<rest...>); False if it is not ours."""
+        kind = "/".join(rest[:2]) if rest[:1] == ["cmd"] else rest[0]
+        if kind not in ("status", "manifest", "state", "event", "ask", "reply", "cmd/res"):
+            return False
+        if len(rest) != (2 if kind in ("state", "cmd/res") else 1):
+            return kind == "state"  # state/<a>/<b> and the like: ours, but not a shape we know
+        dev = self._device(device_id)
+        if dev is None:
+            return True
+        now = time.time()
+        if kind != "ask":  # an ask is published by someone else, not the device
+            dev.last_seen = now
+        if kind == "state":
+            self._state(dev, rest[1], payload, now)
+            return True
+        msg = {} if kind == "status" and not payload else _json(payload)  # empty: retained status cleared
+        if kind == "manifest":
+            dev.manifest = msg if isinstance(msg, dict) else None
+            self._emit({"type": "manifest", "device": device_id, "ts": now})
+            return True
+        if not isinstance(msg, dict):
+            log.info("device=%s %s is not a JSON object: ignored", device_id, kind)
+            return True
+        if kind == "status":
+            dev.status = msg
+            self._emit({"type": "status", "device": device_id, "online": dev.online, "fw": msg.get("fw"), "ts": now})
+        elif kind == "event":
+            self._remember(dev, {"type": "event", "device": device_id, "kind": _text(msg.get("kind")),
+                                 "text": _text(msg.get("text")), "ts": now})
+        elif kind == "ask":
+            self._remember(dev, {"type": "ask", "device": device_id, "id": _text(msg.get("id")),
+                                 "text": _text(msg.get("text")), "ts": now})
+        elif kind == "reply":
+            ev = {"type": "reply", "device": device_id, **_pick(msg, "ok", "path", "tier", "ms"),
+                  "id": _text(msg.get("id")), "text": _text(msg.get("text")), "ts": now}
+            self._remember(dev, ev)
+            self._resolve((device_id, "reply", msg.get("id")), msg)
+        else:  # cmd/res
+            self._emit({"type": "cmd_res", "device": device_id, **_pick(msg, "ok"), "id": _text(msg.get("id")),
+                        "result": _text(msg.get("result")), "ts": now})
+            self._resolve((device_id, "cmd/res", msg.get("id")), msg)
+        return True
+
+    def _device(self, device_id: str) -> Device | None:
+        dev = self.devices.get(device_id)
+        if dev is None:
+            if len(self.devices) >= MAX_DEVICES:
+                log.warning("fleet full (%d devices): ignoring %s", MAX_DEVICES, device_id)
+                return None
+            dev = self.devices[device_id] = Device(device_id)
+        return dev
+
+    def _state(self, dev: Device, name: str, payload: bytes, now: float) -> None:
+        # "ON"/"OFF" stay text; numbers and sensor readings ({"t": 21.5, "h": 40}) become JSON values
+        value = _json(payload) if len(payload) <= MAX_STATE_BYTES else None
+        if isinstance(value, bool) or not isinstance(value, (int, float, dict, list)):
+            value = payload[:MAX_STATE_BYTES].decode("utf-8", "replace")
+        if not payload:  # retained state removed (pin left the config)
+            dev.states.pop(name, None)
+            value = None
+        else:
+            dev.states[name] = value
+        self._emit({"type": "state", "device": dev.id, "name": name, "value": value, "ts": now})
+        for fut in self._state_waiters.pop((dev.id, name), []):
+            if not fut.done():
+                fut.set_result(value)
+
+    def _remember(self, dev: Device, event: dict) -> None:
+        dev.recent.append(event)
+        self._emit(event)
+
+    def _emit(self, event: dict) -> None:
+        try:
+            self._on_event(event)
+        except Exception:  # a broken listener must not stop the fleet view
+            log.exception("event listener failed")
+
+    def _resolve(self, key, msg: dict) -> None:
+        if not isinstance(key[2], str):
+            return  # an id we never send (null, a number, an object): nobody waits for it
+        fut = self._waiting.pop(key, None)
+        if fut and not fut.done():
+            fut.set_result(msg)
+
+    # ---- what the API asks of devices ------------------------------------------------------------------
+    def check_reachable(self, device_id: str) -> Device:
+        dev = self.devices.get(device_id)
+        if dev is None or (not dev.status and dev.manifest is None):
+            raise UnknownDevice(device_id)
+        if not dev.online:
+            raise DeviceOffline(device_id)
+        return dev
+
+    async def ask(self, device_id: str, text: str, timeout_s: float) -> dict:
+        """Publish an ask and wait for its reply; asyncio.TimeoutError if none comes in time."""
+        req_id = _new_id("ask")
+        return await self._request(device_id, "ask", "reply", {"v": 1, "id": req_id, "text": text}, timeout_s)
+
+    async def cmd(self, device_id: str, tool: str, args: dict, timeout_s: float) -> dict:
+        cmd_id = _new_id("cmd")
+        return await self._request(device_id, "cmd", "cmd/res",
+                                   {"v": 1, "id": cmd_id, "tool": tool, "args": args}, timeout_s)
+
+    async def set_pin(self, device_id: str, name: str, value: str, timeout_s: float):
+        """Publish set/<name> and wait for the next state/<name> the device publishes; returns that state."""
+        self.check_reachable(device_id)
+        self._check_capacity()
+        fut = asyncio.get_running_loop().create_future()
+        waiters = self._state_waiters.setdefault((device_id, name), [])
+        waiters.append(fut)
+        try:
+            self._publish(f"wisp/{device_id}/set/{name}", value.encode(), qos=1)
+            return await asyncio.wait_for(fut, timeout_s)
+        finally:
+            if fut in waiters:
+                waiters.remove(fut)
+            if not waiters:
+                self._state_waiters.pop((device_id, name), None)
+
+    async def _request(self, device_id: str, topic: str, answer: str, msg: dict, timeout_s: float) -> dict:
+        self.check_reachable(device_id)
+        self._check_capacity()
+        key = (device_id, answer, msg["id"])
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting[key] = fut
+        try:
+            self._publish(f"wisp/{device_id}/{topic}", msg, qos=1)
+            return await asyncio.wait_for(fut, timeout_s)
+        finally:
+            self._waiting.pop(key, None)
+
+    def _check_capacity(self) -> None:
+        if len(self._waiting) + sum(map(len, self._state_waiters.values())) >= MAX_WAITING:
+            raise TooBusy(f"{MAX_WAITING} requests are already waiting for devices; try again shortly")
+
+    @property
+    def online_count(self) -> int:
+        return sum(1 for d in self.devices.values() if d.online)
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _json(payload: bytes):
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _pick(msg: dict, *keys: str) -> dict:
+    return {k: _text(msg[k]) if isinstance(msg[k], str) else msg[k] for k in keys
+            if k in msg and isinstance(msg[k], (str, int, float, bool, type(None)))}
+
+
+def _text(v) -> str | None:
+    """A device-supplied text, bounded; anything that is not a string is shown as its JSON."""
+    if v is None or isinstance(v, str):
+        return v if v is None else v[:MAX_TEXT_CHARS]
+    return json.dumps(v, default=str)[:MAX_TEXT_CHARS]

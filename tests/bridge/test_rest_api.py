@@ -1,0 +1,273 @@
+"""The bridge's REST API and event stream against the real broker and a simulated device running the real
+firmware: auth on everything but the dashboard's files, clear 4xx errors for bad input (never a 500), and
+ask / cmd / pin / listing round trips that reach the device and come back with its answer."""
+import asyncio
+import json
+import logging
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bridge.events import CLIENT_QUEUE_MAX, EventHub
+from bridge.fleet import Fleet
+from bridge.openapi import spec
+from bridge.rest_api import add_rest_api
+from tests.bridge.apistack import AUTH, TOKEN, ApiStack
+from tests.support import Probe
+
+DEV = "rest1"
+
+
+@pytest.fixture(scope="module")
+def api(broker):
+    s = ApiStack(broker, DEV)
+    yield s
+    s.close()
+
+
+PROTECTED = [("GET", "/api/devices"), ("GET", f"/api/devices/{DEV}"), ("POST", f"/api/devices/{DEV}/ask"),
+             ("POST", f"/api/devices/{DEV}/cmd"), ("POST", f"/api/devices/{DEV}/pins/porch_light"),
+             ("GET", f"/api/devices/{DEV}/schedules"), ("GET", f"/api/devices/{DEV}/routines"),
+             ("GET", f"/api/devices/{DEV}/memory"), ("GET", "/api/usage"), ("GET", "/api/tiers"),
+             ("GET", "/api/events"), ("GET", "/metrics"), ("GET", "/v1/models")]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}],
+                         ids=["no token", "wrong token", "no Bearer prefix"])
+def test_every_api_path_needs_the_token(api, headers):
+    for method, path in PROTECTED:
+        status, body = api.call(method, path, {"text": "hi", "tool": "gpio_read", "state": "ON"}, headers=headers)
+        assert status == 401, (method, path, status, body)
+        assert "WISP_API_TOKEN" in body["error"]["message"]
+
+
+def test_the_dashboard_files_and_api_description_are_public(api):
+    for path, marker in [("/", "<title>wisp dashboard"), ("/static/app.js", "/api/events"),
+                         ("/static/style.css", ".card")]:
+        status, body = api.call("GET", path, headers={})
+        assert status == 200 and marker in body, path
+    status, body = api.call("GET", "/api/openapi.json", headers={})
+    assert status == 200 and body["openapi"].startswith("3.")
+    status, _ = api.call("POST", "/", headers={})  # public means the files, not anything under /
+    assert status == 401
+
+
+def test_the_events_socket_takes_the_token_as_a_query_parameter(api):
+    async def connect(token):
+        async with aiohttp.ClientSession() as s:
+            try:
+                async with s.ws_connect(f"{api.base}/api/events?access_token={token}") as ws:
+                    return (await ws.receive_json(timeout=5))["type"]
+            except aiohttp.WSServerHandshakeError as e:
+                return e.status
+    assert asyncio.run(connect("wrong")) == 401
+    assert asyncio.run(connect(TOKEN)) == "hello"
+
+
+BAD = [
+    ("POST", f"/api/devices/{DEV}/ask", b"{not json", 400, "not valid JSON"),
+    ("POST", f"/api/devices/{DEV}/ask", b"[1, 2]", 400, "JSON object"),
+    ("POST", f"/api/devices/{DEV}/ask", b"{}", 400, "'text'"),
+    ("POST", f"/api/devices/{DEV}/ask", json.dumps({"text": "x" * 513}).encode(), 400, "at most 512"),
+    ("POST", f"/api/devices/{DEV}/ask", json.dumps({"text": "hi", "timeout_s": -1}).encode(), 400, "timeout_s"),
+    ("POST", f"/api/devices/{DEV}/ask", json.dumps({"text": "hi", "timeout_s": True}).encode(), 400, "timeout_s"),
+    ("POST", f"/api/devices/{DEV}/ask", b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+    ("POST", "/api/devices/NOT%20AN%20ID/ask", json.dumps({"text": "hi"}).encode(), 400, "not a device id"),
+    ("POST", "/api/devices/nobody/ask", json.dumps({"text": "hi"}).encode(), 404, "no device 'nobody'"),
+    ("GET", "/api/devices/nobody", None, 404, "no device 'nobody'"),
+    ("POST", f"/api/devices/{DEV}/cmd", json.dumps({"tool": 5}).encode(), 400, "'tool'"),
+    ("POST", f"/api/devices/{DEV}/cmd", json.dumps({"tool": "gpio_read", "args": [1]}).encode(), 400, "'args'"),
+    ("POST", f"/api/devices/{DEV}/cmd", json.dumps({"tool": "publish", "args": {"m": "x" * 5000}}).encode(), 413,
+     "4096 bytes"),
+    ("POST", f"/api/devices/{DEV}/pins/door", json.dumps({"state": "ON"}).encode(), 400, "is an input"),
+    ("POST", f"/api/devices/{DEV}/pins/garage", json.dumps({"state": "ON"}).encode(), 404, "no pin 'garage'"),
+    ("POST", f"/api/devices/{DEV}/pins/porch_light", json.dumps({"state": "BRIGHT"}).encode(), 400, "ON"),
+    ("POST", f"/api/devices/{DEV}/pins/porch_light", json.dumps({"state": 1}).encode(), 400, "ON"),
+    ("GET", "/api/usage?day=yesterday", None, 400, "YYYY-MM-DD"),
+    ("GET", "/api/usage?days=1000", None, 400, "'days'"),
+    ("GET", "/api/events?device=Bad!", None, 400, "device id"),
+    ("GET", "/api/nothing-here", None, 404, "Not Found"),
+    ("DELETE", "/api/devices", None, 405, "Method Not Allowed"),
+    ("POST", "/v1/chat/completions", b"{}", 400, "messages"),
+]
+
+
+@pytest.mark.parametrize("method,path,raw,status,words", BAD, ids=[f"{b[3]} {b[4]}" for b in BAD])
+def test_bad_input_gets_a_clear_4xx_json_error(api, method, path, raw, status, words):
+    got, body = api.call(method, path, raw=raw)
+    assert got == status, body
+    assert words in body["error"]["message"]
+
+
+def test_a_body_over_the_size_limit_is_refused_with_413(api):
+    got, body = api.call("POST", f"/api/devices/{DEV}/ask", raw=b'{"text": "' + b"x" * (2 << 20) + b'"}')
+    assert got == 413 and "too large" in body["error"]["message"]
+
+
+def test_devices_list_and_detail_show_online_state_and_pins(api):
+    status, body = api.call("GET", "/api/devices")
+    mine = [d for d in body["devices"] if d["id"] == DEV]
+    assert status == 200 and mine and mine[0]["online"] and mine[0]["fw"] and mine[0]["last_seen"]
+    status, d = api.call("GET", f"/api/devices/{DEV}")
+    assert status == 200
+    assert {p["name"]: p["mode"] for p in d["pins"]} == {"door": "in", "porch_light": "out"}
+    assert dict((p["name"], p["state"]) for p in d["pins"])["door"] == "ON"  # pulled up
+    assert "gpio_write" in [t["name"] for t in d["manifest"]["tools"]]
+
+
+def test_ask_round_trip_goes_through_the_tier_and_acts_on_the_device(api):
+    status, reply = api.call("POST", f"/api/devices/{DEV}/ask", {"text": "light up the porch"})
+    assert status == 200, reply
+    assert reply["ok"] and reply["text"] == "The porch light is on." and reply["tier"] == "local"
+    assert reply["path"] == "llm" and reply["id"].startswith("ask-")
+    _, d = api.call("GET", f"/api/devices/{DEV}")
+    assert {p["name"]: p["state"] for p in d["pins"]}["porch_light"] == "ON"
+    assert [e["type"] for e in d["recent"]][-2:] == ["ask", "reply"]
+
+
+def test_cmd_round_trip_returns_the_tool_result(api):
+    status, res = api.call("POST", f"/api/devices/{DEV}/cmd", {"tool": "gpio_read", "args": {"pin": "door"}})
+    assert status == 200 and res["ok"] and res["result"] == "door=1"
+    status, res = api.call("POST", f"/api/devices/{DEV}/cmd", {"tool": "warp_drive"})
+    assert status == 200 and not res["ok"] and res["result"].startswith("Error: unknown tool 'warp_drive'")
+
+
+def test_schedules_routines_and_memory_come_from_the_device(api):
+    define = {"tool": "routine_define", "args": {"name": "night", "steps": [
+        {"tool": "gpio_write", "args": {"pin": "porch_light", "value": 0}}]}}
+    assert api.call("POST", f"/api/devices/{DEV}/cmd", define)[1]["ok"]
+    assert api.call("POST", f"/api/devices/{DEV}/cmd", {"tool": "memory_set",
+                                                       "args": {"key": "owner", "value": "ann"}})[1]["ok"]
+    _, routines = api.call("GET", f"/api/devices/{DEV}/routines")
+    _, memory = api.call("GET", f"/api/devices/{DEV}/memory")
+    _, schedules = api.call("GET", f"/api/devices/{DEV}/schedules")
+    assert routines["tool"] == "routine_list" and "night" in routines["result"]
+    assert "owner=ann" in memory["result"]
+    assert schedules["ok"] and schedules["tool"] == "schedule_list"
+
+
+def test_setting_a_pin_returns_the_state_the_device_reports(broker, api):
+    for state in ("OFF", "TOGGLE", "off"):
+        status, body = api.call("POST", f"/api/devices/{DEV}/pins/porch_light", {"state": state})
+        assert status == 200, body
+    assert body == {"name": "porch_light", "state": "OFF"}
+    probe = Probe(broker.host, broker.port, topics=(f"wisp/{DEV}/state/porch_light",))
+    try:
+        assert probe.wait_for(f"wisp/{DEV}/state/porch_light", timeout=3) == "OFF"  # retained by the device
+    finally:
+        probe.close()
+
+
+def test_offline_and_silent_devices_get_409_and_504(broker, api):
+    probe = Probe(broker.host, broker.port)
+    try:
+        probe.publish("wisp/gone1/status", {"v": 1, "state": "offline"}, retain=True)
+        probe.publish("wisp/mute1/status", {"v": 1, "state": "online", "fw": "0.1.0"}, retain=True)
+        status, body = api.call("GET", "/api/devices/mute1")
+        for _ in range(50):
+            if status == 200 and api.call("GET", "/api/devices/gone1")[0] == 200:
+                break
+            status, body = api.call("GET", "/api/devices/mute1")
+        status, body = api.call("POST", "/api/devices/gone1/ask", {"text": "hello"})
+        assert status == 409 and "offline" in body["error"]["message"]
+        status, body = api.call("POST", "/api/devices/mute1/cmd", {"tool": "gpio_read", "timeout_s": 0.3})
+        assert status == 504 and "no cmd/res from device mute1 within 0.3 s" in body["error"]["message"]
+    finally:
+        for dev in ("gone1", "mute1"):
+            probe.publish(f"wisp/{dev}/status", b"", retain=True)
+        probe.close()
+
+
+def test_garbage_from_a_device_does_not_break_the_api(broker, api, caplog):
+    caplog.set_level(logging.ERROR)
+    probe = Probe(broker.host, broker.port)
+    try:
+        for sub in ("status", "event", "reply", "cmd/res", "ask", "state/x", "state/a/b", "manifest"):
+            for payload in (b"\xff\xfe", b"[]", b"{", b"null", b'{"id": {"deep": [1]}}'):
+                probe.publish(f"wisp/junk1/{sub}", payload)
+        probe.publish("wisp/junk1/reply", {"v": 1, "id": "nobody-waits", "ok": True, "text": "hi"})
+        probe.wait_for("wisp/junk1/reply", lambda p: isinstance(p, dict) and p.get("id") == "nobody-waits")
+    finally:
+        probe.close()
+    assert api.call("GET", "/api/devices")[0] == 200
+    status, d = api.call("GET", "/api/devices/junk1")
+    assert status == 200 and not d["online"]
+    status, _ = api.call("POST", "/api/devices/junk1/ask", {"text": "hi"})
+    assert status in (404, 409)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text  # no handler blew up
+
+
+def test_hostile_replies_do_not_disturb_a_waiting_ask():
+    async def main():
+        sent = []
+        fleet = Fleet(lambda topic, msg, qos=1: sent.append(msg))
+        fleet.handle("d1", ["status"], b'{"v": 1, "state": "online"}')
+        asked = asyncio.create_task(fleet.ask("d1", "hi", 2))
+        await asyncio.sleep(0)
+        for junk in (b'{"id": {"x": 1}}', b'{"id": [1]}', b'{"id": null}', b"[]", b"\xff", b'{"id": "other"}'):
+            fleet.handle("d1", ["reply"], junk)
+        fleet.handle("d1", ["reply"], json.dumps({"v": 1, "id": sent[0]["id"], "ok": True, "text": "yes"}).encode())
+        return await asked
+    assert asyncio.run(main())["text"] == "yes"
+
+
+def test_usage_is_accounted_per_device_and_tier(api):
+    api.call("POST", f"/api/devices/{DEV}/ask", {"text": "light up the porch"})
+    status, u = api.call("GET", "/api/usage?days=7")
+    assert status == 200
+    row = [r for r in u["rows"] if r["device"] == DEV and r["tier"] == "local"][0]
+    assert row["requests"] >= 2 and row["tokens_in"] > 0
+    # the fake tier's prices: $2 per million in, $10 per million out
+    assert row["cost_usd"] == pytest.approx((row["tokens_in"] * 2 + row["tokens_out"] * 10) / 1e6)
+    assert u["by_device"][DEV]["cost_usd"] == pytest.approx(row["cost_usd"])
+    assert u["daily"][-1]["day"] == u["day"] and u["total_usd"] >= row["cost_usd"]
+
+
+def test_tiers_show_live_statistics_and_breaker(api):
+    status, t = api.call("GET", "/api/tiers")
+    assert status == 200
+    local = t["tiers"]["local"]
+    assert local["breaker"] == "closed" and local["requests"] >= 2 and local["error_rate"] == 0
+    assert t["routes"]["interactive"] == ["local"]
+
+
+def test_events_stream_device_changes_and_tier_decisions(api):
+    async def watch():
+        async with aiohttp.ClientSession() as s:
+            async with s.ws_connect(f"{api.base}/api/events?device={DEV}", headers=AUTH) as ws:
+                assert (await ws.receive_json(timeout=5))["type"] == "hello"
+                async with s.post(f"{api.base}/api/devices/{DEV}/ask", json={"text": "light up the porch"},
+                                  headers=AUTH) as r:
+                    reply = await r.json()
+                seen = []
+                while not any(e["type"] == "reply" for e in seen):
+                    seen.append(await ws.receive_json(timeout=5))
+                return reply, seen
+    reply, seen = asyncio.run(watch())
+    kinds = [e["type"] for e in seen]
+    assert kinds[0] == "ask" and kinds[-1] == "reply" and all(e["device"] == DEV for e in seen)
+    tiers = [e for e in seen if e["type"] == "tier"]
+    assert [t["round"] for t in tiers] == [0, 1] and all(t["tier"] == "local" and t["ok"] for t in tiers)
+    assert tiers[0]["class"] == "interactive" and tiers[0]["ms"] > 0
+    assert seen[-1]["id"] == reply["id"] and seen[-1]["text"] == reply["text"]
+
+
+def test_a_slow_event_client_loses_events_and_is_told_how_many():
+    hub = EventHub()
+    slow = hub.subscribe(None)
+    other = hub.subscribe("dev9")
+    for i in range(CLIENT_QUEUE_MAX + 10):
+        hub.publish({"type": "state", "device": "dev1", "name": "x", "value": i})
+    assert slow.queue.qsize() == CLIENT_QUEUE_MAX and slow.dropped == 10 and hub.dropped_total == 10
+    assert other.queue.qsize() == 0  # filtered to its device: nothing queued, nothing dropped
+
+
+def test_every_route_is_described_in_the_openapi_document():
+    app = web.Application()
+    add_rest_api(app, fleet=None, hub=None, metrics=None, router=None, costs=None)
+    routes = {(r.method, r.resource.canonical) for r in app.router.routes()
+              if r.resource.canonical.startswith(("/api/", "/metrics")) and r.method != "HEAD"}
+    routes.discard(("GET", "/api/openapi.json"))
+    described = {(m.upper(), p) for p, ops in spec()["paths"].items() for m in ops}
+    assert routes == described
