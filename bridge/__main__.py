@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wisp bridge: configuration error: {e}", file=sys.stderr)
         return 2
     mode = "shared subscription $share/wisp" if config.shared else "plain subscription (WISP_SHARED=0)"
-    log.info("broker %s:%d, %s", config.broker_host, config.broker_port, mode)
+    log.info("broker %s:%d%s, %s", config.broker_host, config.broker_port, " (TLS)" if config.broker_tls else "", mode)
+    if config.signing_keys:
+        log.info("signing llm/res for %d device(s)", len(config.signing_keys))  # never the keys
     for tier in config.tiers.values():
         log.info("tier %s", tier.describe())  # describe() never includes the key
     if not config.tiers:

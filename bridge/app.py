@@ -15,6 +15,7 @@ import aiohttp
 
 from bridge.config import BridgeConfig
 from bridge.dedupe import Dedupe
+from bridge.signing import signing_publisher
 from bridge.events import EventHub
 from bridge.fleet import FLEET_TOPICS, Fleet
 from bridge.handler import HandlerContext, handle_llm_request, refuse_llm_request
@@ -52,12 +53,14 @@ class Bridge:
         serve_http = bool(cfg.http.enabled and cfg.http.token)
         link = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, shared=cfg.shared,
                         user=cfg.broker_user, password=cfg.broker_password,
-                        extra_topics=FLEET_TOPICS if serve_http else ())
+                        extra_topics=FLEET_TOPICS if serve_http else (), tls=cfg.broker_tls, ca=cfg.broker_ca)
         if serve_http:
             self.fleet = Fleet(link.publish, self.events.publish)
 
+        link_publish = signing_publisher(link.publish, cfg.signing_keys)  # llm/res signed per device
+
         def publish(topic, payload, qos=1, retain=False):
-            link.publish(topic, payload, qos, retain)
+            link_publish(topic, payload, qos, retain)
             self.metrics.published(topic, payload)  # times rounds and reports tier decisions
 
         costs = MeteredCostStore(cfg.cost, self.metrics)

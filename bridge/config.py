@@ -42,7 +42,7 @@ class NonNegative(float):
     """Marker type for _check: a number >= 0 (prices, budgets), where float means > 0."""
 
 
-_BROKER_KEYS = {"host": str, "port": int, "user": str, "password": str, "shared": bool}
+_BROKER_KEYS = {"host": str, "port": int, "user": str, "password": str, "shared": bool, "tls": bool, "ca": str}
 _TIMEOUT_KEYS = ("connect_timeout_s", "first_token_timeout_s", "idle_timeout_s", "hedge_after_s")
 _TIER_KEYS = {"provider": str, "base_url": str, "model": str, "api_key_env": str,
               **{k: float for k in _TIMEOUT_KEYS},
@@ -114,6 +114,9 @@ class BridgeConfig:
     broker_user: str | None = None
     broker_password: str | None = field(default=None, repr=False)
     shared: bool = True
+    broker_tls: bool = False
+    broker_ca: str | None = None  # CA certificate (PEM) pinned for the broker's TLS listener
+    signing_keys: dict[str, bytes] = field(default_factory=dict, repr=False)  # device id -> HMAC key
     tiers: dict[str, Tier] = field(default_factory=dict)
     routes: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROUTES.items()})
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -123,7 +126,7 @@ class BridgeConfig:
 
 def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) -> BridgeConfig:
     data, where = _read_toml(path, env)
-    sections = ("broker", "tiers", "routes", "http", "cost", "routing")
+    sections = ("broker", "tiers", "routes", "http", "cost", "routing", "signing")
     unknown = set(data) - set(sections)
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {_names(unknown)}; expected {', '.join(sections)}")
@@ -144,7 +147,19 @@ def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
         if key in routing and not lo <= routing[key] <= 10:
             raise ConfigError(f"{where} [routing] {key} must be between {lo} and 10, got {routing[key]!r}")
     cfg.routing = RoutingConfig(**routing)
+    _apply_signing(cfg, _table(data, "signing", where), where, env)
     return cfg
+
+
+def _apply_signing(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, str]) -> None:
+    """[signing] keys = path of the fleet's secrets.json (or $WISP_DEVICE_KEYS): llm/res to those
+    devices goes out signed (docs/security.md)."""
+    from bridge.signing import load_keys
+    _check(table, {"keys": str}, f"{where} [signing]")
+    try:
+        cfg.signing_keys = load_keys(env.get("WISP_DEVICE_KEYS") or table.get("keys"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _apply_http(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, str]) -> None:
@@ -232,6 +247,10 @@ def _apply_broker(cfg: BridgeConfig, table: dict, where: str) -> None:
     cfg.broker_user = table.get("user") or None
     cfg.broker_password = table.get("password") or None
     cfg.shared = table.get("shared", cfg.shared)
+    cfg.broker_tls = table.get("tls", cfg.broker_tls)
+    cfg.broker_ca = table.get("ca") or None
+    if cfg.broker_ca and not cfg.broker_tls:
+        raise ConfigError(f"{where} [broker] ca is set but tls is not: set tls = true to use it")
 
 
 def _apply_broker_env(cfg: BridgeConfig, env: Mapping[str, str]) -> None:

@@ -29,7 +29,7 @@ class MqttLink:
     def __init__(self, host: str, port: int, loop: asyncio.AbstractEventLoop,
                  on_message: Callable[[str, bytes], None], *, shared: bool = True,
                  user: str | None = None, password: str | None = None, client_id: str | None = None,
-                 extra_topics: tuple[str, ...] = ()):
+                 extra_topics: tuple[str, ...] = (), tls: bool = False, ca: str | None = None):
         self.host, self.port = host, port
         self._loop = loop
         self._on_message = on_message
@@ -42,6 +42,8 @@ class MqttLink:
                         client_id=client_id or f"wisp-bridge-{uuid.uuid4().hex[:12]}")
         if user:
             c.username_pw_set(user, password)
+        if tls:  # with ca: only a broker that CA signed; without: the system's trusted CAs
+            c.tls_set(ca_certs=ca)
         c.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         c.max_inflight_messages_set(MAX_INFLIGHT)
         c.on_socket_open = self._socket_open

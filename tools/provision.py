@@ -82,7 +82,9 @@ def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_pass
     bridge = store["bridge"]
     _write_private(fleet / "bridge.toml",
                    f'[broker]\nhost = "{broker_host}"\nport = {broker_port}\n'
-                   f'user = "{bridge["user"]}"\npassword = "{bridge["password"]}"\n')
+                   f'user = "{bridge["user"]}"\npassword = "{bridge["password"]}"\n'
+                   # the bridge signs llm/res with each device's key (docs/security.md)
+                   f'\n[signing]\nkeys = "{(fleet / "secrets.json").resolve()}"\n')
     return {"config": cfg_path, "passwd": fleet / "passwd", "acl": fleet / "acl",
             "mosquitto_conf": fleet / "mosquitto.conf", "bridge_toml": fleet / "bridge.toml",
             "rotated": bool(rotate), "wifi": "ssid" in wifi}

@@ -13,6 +13,15 @@ from wisp.log import log
 _CLOCK_VALID_AFTER = const(1704067200)  # 2024-01-01: before that the clock was never set
 
 
+def _peek_id(payload):
+    try:
+        cmd = json.loads(payload)
+        cmd_id = cmd.get("id") if isinstance(cmd, dict) else None
+    except ValueError:
+        return None
+    return cmd_id if isinstance(cmd_id, str) and 1 <= len(cmd_id) <= limits.MAX_ID else None
+
+
 class Commands:
     def __init__(self, dev):
         self.dev = dev
@@ -34,9 +43,10 @@ class Commands:
         if payload is None:
             return None, None, None, "Error: command larger than %d bytes refused" % limits.MAX_PAYLOAD
         signed = self.dev.signed
-        payload = self.dev.unseal(payload, "cmd")
-        if payload is None:
-            return None, None, None, "Error: command refused: it must be signed with this device's key"
+        body = self.dev.unseal(payload, "cmd")
+        if body is None:  # refused; its id (if readable) only lets the sender match the refusal
+            return _peek_id(payload), None, None, "Error: command refused: it must be signed with this device's key"
+        payload = body
         try:
             cmd = json.loads(payload)
         except ValueError:

@@ -26,10 +26,10 @@ def porch_responder(request):
 
 
 class Stack:
-    def __init__(self, responder=porch_responder, with_tier=True, bridge_env=None):
+    def __init__(self, responder=porch_responder, with_tier=True, bridge_env=None, broker_conf=""):
         self.dir = Path(tempfile.mkdtemp(prefix="wisp-e2e-"))
         self.bridge_env = dict(bridge_env or {})  # e.g. WISP_API_TOKEN and WISP_HTTP for the REST API
-        self.broker = brokers.start_mosquitto(self.dir / "broker")
+        self.broker = brokers.start_mosquitto(self.dir / "broker", extra_conf=broker_conf)  # e.g. a TLS listener
         self.fake = FakeOpenAI(responder) if with_tier else None
         self.base_url = self.fake.start_in_thread() if self.fake else None
         self.bridge = None

@@ -54,6 +54,8 @@ async def test_signed_fresh_command_runs_and_everything_else_is_refused():
                     (4, "current Unix time"), (6, "replay")):
         if frag not in texts[i]:
             raise Exception((i, texts[i]))
+    if res[0]["id"] != "plain" or res[1]["id"] != "forged":  # the sender can match the refusal
+        raise Exception([r["id"] for r in res])
     if dev.board.levels[18] != 1 or dev.refused != 3:
         raise Exception((dev.board.levels[18], dev.refused))
     events = [e["text"] for e in dev.link.on("wisp/t1/event")]
