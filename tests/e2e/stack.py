@@ -52,11 +52,13 @@ class Stack:
         if self.base_url:
             env.update(WISP_LOCAL_URL=self.base_url, WISP_LOCAL_MODEL="fake-model")
         env.update(self.bridge_env)
-        log = open(self.dir / "bridge.log", "ab")
+        path = self.dir / "bridge.log"
+        ready_before = path.read_text().count("bridge ready") if path.exists() else 0  # a restarted bridge
+        log = open(path, "ab")
         self.bridge = subprocess.Popen([sys.executable, "-m", "bridge"], cwd=str(self.dir), env=env,
                                        stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
-        self._wait_log(self.dir / "bridge.log", "bridge ready", self.bridge)
+        self._wait_log(path, "bridge ready", self.bridge, ready_before + 1)
 
     def start_device(self, dev_id="dev1", pins=None, heapsize=None, firmware_dir=None, extra=None, romfs=None):
         workdir = self.dir / "devices" / dev_id

@@ -118,3 +118,19 @@ def test_tier_failures_reach_the_user_as_one_clear_error(failure, words):
         assert s.probe.wait_for("wisp/tf1/reply", lambda r: r.get("id") == "t2")["ok"]
     finally:
         s.close()
+
+
+def test_bridge_killed_mid_stream_another_bridge_answers_the_resent_request():
+    s = Stack(responder=slow_porch(ttft_ms=1500))
+    try:
+        s.start_device("bk1")
+        ask(s, "bk1", "k1")
+        time.sleep(0.5)                      # bridge A holds the request, the tier is thinking
+        s.bridge.kill()                      # A dies mid-stream, nothing was answered
+        s.bridge.wait()
+        s.start_bridge()                     # B: a fresh bridge on the same broker
+        got = replies_for(s, "bk1", "k1", 40)
+        assert len(got) == 1 and got[0]["ok"], got   # the device re-sent; B answered
+        assert tool_runs(s, "bk1") == 1
+    finally:
+        s.close()
