@@ -18,27 +18,35 @@ HOUR_STAR = const(4)  # flags: hour field starts with '*' (job runs by the wall 
 
 _SEARCH_DAYS = const(2928)  # 8 years: long enough for "29 Feb" across a century year (2096 -> 2104)
 
-_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+# The name and unit tables are plain strings scanned at parse time: as tuples and dicts of short
+# strings they would cost ~40 interned strings and their objects for as long as cron is loaded.
+_MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC "  # 4 characters per name
+_DAYS = "SUN MON TUE WED THU FRI SAT "
 # name, lowest, highest, names (index 0 = lowest value)
 _FIELDS = (("minute", 0, 59, None), ("hour", 0, 23, None), ("day-of-month", 1, 31, None),
            ("month", 1, 12, _MONTHS), ("day-of-week", 0, 7, _DAYS))
-_MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-           "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}
-_UNITS = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
-          "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
-          "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600}
+_MACROS = """
+@yearly 0 0 1 1 *
+@annually 0 0 1 1 *
+@monthly 0 0 1 * *
+@weekly 0 0 * * 0
+@daily 0 0 * * *
+@midnight 0 0 * * *
+@hourly 0 * * * *
+"""
+_UNITS = ((1, " s sec secs second seconds "), (60, " m min mins minute minutes "),
+          (3600, " h hr hrs hour hours "))
 _HELP = "use 5 cron fields like '*/5 7-9 * * 1-5', 'every 10m', 'at 2026-05-01T07:30' or 'in 20m'"
 
 
 def _value(text, field):
     name, lo, hi, names = field
-    up = text.upper()
-    if names and up in names:
-        return lo + names.index(up)
+    at = names.find(text.upper() + " ") if names and len(text) == 3 else -1
+    if at % 4 == 0:  # -1 (not found) never divides: a name starts every 4th character
+        return lo + at // 4
     if not text.isdigit():
         raise ValueError("cron: %s field '%s' is not a number%s"
-                         % (name, text, " or a name like " + names[1] if names else ""))
+                         % (name, text, " or a name like " + names[4:7] if names else ""))
     v = int(text)
     if not lo <= v <= hi:
         raise ValueError("cron: %s field '%s' out of range %d-%d" % (name, text, lo, hi))
@@ -89,7 +97,11 @@ def _duration(text, word):
     i = 0
     while i < len(text) and text[i].isdigit():
         i += 1
-    unit = _UNITS.get(text[i:].strip().lower())
+    key = " %s " % text[i:].strip().lower()  # spaces around: "m" must not match inside "min"
+    unit = None
+    for seconds, words in _UNITS:
+        if key in words:
+            unit = seconds
     if i == 0 or unit is None:
         raise ValueError("%s: '%s' must be a number with a unit s, m or h, like '%s 10m'" % (word, text, word))
     n = int(text[:i]) * unit
@@ -134,9 +146,11 @@ def parse(spec):
     if low.startswith("at "):
         return (AT, parse_iso(s[3:]))
     if s[0] == "@":
-        if low not in _MACROS:
-            raise ValueError("cron: unknown macro '%s'; known: %s" % (s, ", ".join(sorted(_MACROS))))
-        s = _MACROS[low]
+        at = _MACROS.find("\n%s " % low)
+        if at < 0:
+            known = [line.split()[0] for line in _MACROS.split("\n") if line]
+            raise ValueError("cron: unknown macro '%s'; known: %s" % (s, ", ".join(sorted(known))))
+        s = _MACROS[at + len(low) + 2:_MACROS.find("\n", at + 1)]
     return _cron(s)
 
 

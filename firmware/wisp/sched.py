@@ -1,13 +1,13 @@
 # The schedule runner: jobs persist in jobs.json (atomic writes), one task sleeps until the
 # next job is due and hands it to fire(). Spec and calendar math live in wisp/cron.py and wisp/tz.py,
-# imported inside the methods that need them: a device with no jobs never loads them.
+# imported inside the methods that need them and dropped while the runner sleeps.
 import asyncio
 import os
 import time
 
 from micropython import const
 
-from wisp import limits, store
+from wisp import limits, store, unload
 
 CLOCK_VALID_AFTER = const(1704067200)  # 2024-01-01 UTC: an earlier clock was never set by NTP
 TZ_STORE = "tz"                        # tz.json: the device timezone set by timezone_set
@@ -18,6 +18,13 @@ _NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 # time.time() counts from 1970 on the unix port and on ESP32 since MicroPython v1.22; older
 # ports count from 2000. Everything here uses 1970.
 _EPOCH_SHIFT = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+
+def _drop_math():
+    # cron, tz and civil are needed only while a job is added, fires or is retimed: the runner
+    # drops them before it sleeps, so they hold no heap between jobs (they reload in milliseconds)
+    for name in ("wisp.cron", "wisp.tz", "wisp.civil"):
+        unload(name)
 
 
 def unix_time():
@@ -164,6 +171,7 @@ class Scheduler:
                 except Exception as e:
                     self._log("schedule: job '%s' failed: %s" % (job["name"], e))
             if not due:
+                _drop_math()
                 try:
                     await asyncio.wait_for_ms(self._wake.wait(), self._delay_ms())
                 except asyncio.TimeoutError:
@@ -189,6 +197,8 @@ class Scheduler:
     def _take_due(self, now):
         """Copies of the jobs to fire now; their next runs are set (or one-shots removed) first,
         so a crash while firing never runs a job twice."""
+        if all(job["next"] > now for job in self._jobs):
+            return []  # before the imports: nothing due, so cron and civil need not load
         from wisp import civil, cron
         due, keep, changed = [], [], False
         for job in self._jobs:

@@ -1,6 +1,7 @@
 # Simulated board for the MicroPython unix port: the same interface as hal/esp32.py, with
 # outputs kept in memory and inputs (pin levels, ADC, DHT, I2C devices) read from
 # sim_inputs.json in the flash root, so tests and the e2e stack can drive them with no network.
+# PWM, ADC and I2C live in hal/sim_bus.py, imported on first use.
 import asyncio
 import gc
 import json
@@ -14,8 +15,7 @@ INPUTS_FILE = "sim_inputs.json"
 POLL_MS = 100          # how often watched input pins are compared for irq edges
 CHIP_TEMP_C = 41.5     # what the chip sensor says unless sim_inputs.json sets "chip_temp"
 RSSI_DBM = -50
-ADC_VOLTS = 3.3        # full scale of the simulated 12-bit ADC
-ENODEV, ETIMEDOUT = 19, 110
+ETIMEDOUT = 110        # errno the dht driver raises when no sensor answers
 TRIGGERS = ("rising", "falling", "both")
 
 
@@ -34,86 +34,6 @@ class SimPin:
             return self.board.levels[self.num]
         if self.mode == "out":
             self.board.levels[self.num] = 1 if v else 0
-
-
-class SimPWM:
-    def __init__(self, freq, duty_u16):
-        self._freq, self._duty = freq, duty_u16
-
-    def freq(self, f=None):
-        if f is None:
-            return self._freq
-        self._freq = f
-
-    def duty_u16(self, d=None):
-        if d is None:
-            return self._duty
-        self._duty = d
-
-    def deinit(self):
-        self._duty = 0
-
-
-class SimADC:
-    def __init__(self, board, num):
-        self.board, self.num = board, num
-
-    def read(self):
-        raw = self.board.inputs().get("adc", {}).get(str(self.num), 0)
-        return min(4095, max(0, int(raw)))
-
-    def volts(self):
-        return self.read() * ADC_VOLTS / 4095
-
-
-class SimI2C:
-    """Devices are register maps from sim_inputs.json ("i2c": {"0x76": {"0xD0": [96]}}: a list
-    fills consecutive registers). Writes are kept in memory on top of the file."""
-
-    def __init__(self, board):
-        self.board = board
-        self.pointer = {}   # addr -> register the next read starts at
-        self.written = {}   # (addr, reg) -> byte
-
-    def _regs(self, addr):
-        for key, regs in self.board.inputs().get("i2c", {}).items():
-            if int(key, 0) == addr:
-                out = {}
-                for reg, data in regs.items():
-                    r = int(reg, 0)
-                    for b in data if isinstance(data, list) else (data,):
-                        out[r & 0xFF] = int(b) & 0xFF
-                        r += 1
-                return out
-        raise OSError(ENODEV)  # what machine.I2C raises when nothing acknowledges
-
-    def scan(self):
-        return sorted(int(k, 0) for k in self.board.inputs().get("i2c", {}))
-
-    def readfrom(self, addr, n):
-        regs, reg = self._regs(addr), self.pointer.get(addr, 0)
-        out = bytearray(n)
-        for i in range(n):
-            r = (reg + i) & 0xFF
-            out[i] = self.written.get((addr, r), regs.get(r, 0))
-        self.pointer[addr] = (reg + n) & 0xFF
-        return bytes(out)
-
-    def writeto(self, addr, buf, stop=True):
-        self._regs(addr)
-        if buf:
-            reg = buf[0]
-            for i, b in enumerate(buf[1:]):
-                self.written[(addr, (reg + i) & 0xFF)] = b
-            self.pointer[addr] = reg
-        return len(buf)
-
-    def readfrom_mem(self, addr, reg, n):
-        self.writeto(addr, bytes((reg,)), False)
-        return self.readfrom(addr, n)
-
-    def writeto_mem(self, addr, reg, buf):
-        self.writeto(addr, bytes((reg,)) + bytes(buf))
 
 
 class Board:
@@ -156,13 +76,16 @@ class Board:
         return SimPin(self, num, mode, pull, value)
 
     def pwm(self, num, freq, duty_u16):
+        from wisp.hal.sim_bus import SimPWM
         p = self.pwms[num] = SimPWM(freq, duty_u16)
         return p
 
     def adc(self, num):
+        from wisp.hal.sim_bus import SimADC
         return SimADC(self, num)
 
     def i2c(self, scl, sda, freq):
+        from wisp.hal.sim_bus import SimI2C
         return SimI2C(self)
 
     def dht(self, num, kind):

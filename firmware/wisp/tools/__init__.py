@@ -12,7 +12,11 @@
 # one copy, where ~90 tuples cost ~19 KB of heap; a line is parsed only when a call needs it.
 # A family module is imported only when one of its tools is first called, so tools cost no
 # heap until used. Nothing a caller sends can raise out of run(): every failure is a result text.
-from wisp import limits
+from wisp import limits, unload
+
+# Families that stay loaded once used: gpio serves the fast path and routines, sensors keeps
+# its read cache (DHTs must rest between reads). The others are unloaded after each call.
+_RESIDENT = ("gpio", "sensors")
 
 TOOLS = """
 gpio_write gpio pin:pin_out value:bit
@@ -184,11 +188,15 @@ async def run(dev, name, args):
     tool, err = check(dev, name, args)
     if err:
         return err
+    module = "wisp.tools." + tool[1]
     try:
-        family = __import__("wisp.tools." + tool[1], None, None, (name,))
+        family = __import__(module, None, None, (name,))
         result = await getattr(family, name)(dev, args or {})
     except Exception as e:
         result = "Error: %s failed: %s" % (name, e)
+    if tool[1] not in _RESIDENT:
+        family = None
+        unload(module)  # rare families give their heap back after each call; reloading is cheap
     result = str(result)
     if len(result) > limits.MAX_RESULT_TEXT:
         result = result[:limits.MAX_RESULT_TEXT - 3] + "..."
