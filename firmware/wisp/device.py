@@ -53,7 +53,7 @@ class Device:
         self.spawned = 0  # tasks started for network messages and still running
         self.dropped = 0  # network messages dropped because too many were in progress
         self.manifest_hash = None
-        self._manifest_pieces()  # fixes manifest_hash, which every llm/req carries
+        self._manifest_hash()  # every llm/req carries it
 
     def __getattr__(self, name):
         # Memory and routines load on first use (a tool call, an LLM ask, a routine trigger):
@@ -76,17 +76,29 @@ class Device:
             return json.dumps({"v": 1, "state": "offline"})
         return json.dumps({"v": 1, "state": state, "fw": VERSION, "boots": self.boots, "board": self.board.name})
 
-    def _manifest_pieces(self):
-        # Built when needed (each connect), never kept: ~7 KB of text otherwise held for good.
+    def _manifest_hash(self):
         from wisp.tools import manifest
-        self.manifest_hash, pieces = manifest.build(self)
+        self.manifest_hash = manifest.digest(self)
         del manifest
-        unload("wisp.tools.manifest")
-        return pieces
+        unload("wisp.tools.manifest")  # one-shot: its code and tables go back to the heap
 
     def manifest(self):
         """The manifest as JSON text: tools (from the registry), named pins, limits and a hash."""
-        return "".join(self._manifest_pieces())
+        from wisp.tools import manifest
+        text = "".join(manifest.pieces(self, self.manifest_hash))
+        del manifest
+        unload("wisp.tools.manifest")
+        return text
+
+    async def _publish_manifest(self):
+        # Streamed: the MQTT client walks the pieces once for the length and once to send, so
+        # the ~7 KB text is never held whole (it was the biggest peak of a reconnect).
+        from wisp.tools import manifest
+        ok = await self.link.publish(self.topic("manifest"), lambda: manifest.pieces(self, self.manifest_hash),
+                                     True, 1)
+        del manifest
+        unload("wisp.tools.manifest")
+        return ok
 
     def unseal(self, payload, what):
         """An instruction payload as JSON text: itself when signing is off, its signed text when
@@ -141,7 +153,7 @@ class Device:
     async def announce(self):
         """Everything retained the broker should hold after each (re)connect."""
         await self.link.publish(self.topic("status"), self.status_payload("online"), True, 1)
-        await self.link.publish(self.topic("manifest"), self._manifest_pieces(), True, 1)
+        await self._publish_manifest()
         for name in self.pins:
             await self.pin_changed(name)
         try:

@@ -80,6 +80,18 @@ class MQTTClient:
         self._pid = self._pid % 65535 + 1
         return self._pid
 
+    async def _send_pieces(self, head, pieces):
+        """Write one packet: its header, then each piece as the iterator produces it."""
+        w = self._writer
+        if w is None:
+            raise MQTTError("not connected")
+        async with self._wlock:
+            w.write(head)
+            for part in pieces:
+                w.write(part.encode() if isinstance(part, str) else part)
+                await w.drain()
+            await w.drain()
+
     async def _send(self, *parts):
         """Write one packet given as consecutive parts (bytes or str), so that a big payload is
         never copied into one buffer with its header."""
@@ -285,13 +297,18 @@ class MQTTClient:
 
     async def publish(self, topic, payload, retain=False, qos=0, wait_ms=limits.LINK_WAIT_MS):
         """Returns True when sent (and acknowledged for QoS 1), False if the link stayed down.
-        payload: str or bytes, or a list of them sent back to back as one message (a big
-        payload built in pieces, like the manifest, is never joined in RAM)."""
+        payload: str or bytes, a list of them, or a function returning an iterator of them
+        (called twice: once for the length, once to send), so a big payload built in pieces,
+        like the manifest, is never whole in RAM."""
         if isinstance(payload, str):
             payload = payload.encode()
-        pieces = payload if isinstance(payload, list) else (payload,)
+        if callable(payload):
+            pieces = payload
+        else:
+            whole = payload if isinstance(payload, list) else (payload,)
+            pieces = lambda: whole  # noqa: E731
         size = 0
-        for piece in pieces:
+        for piece in pieces():
             size += len(piece.encode() if isinstance(piece, str) else piece)
         for _attempt in range(2):
             if not await self.wait_up(wait_ms):
@@ -309,7 +326,7 @@ class MQTTClient:
             else:
                 head = bytes([flags]) + _varint(len(t) + size) + t
             try:
-                await self._send(head, *pieces)
+                await self._send_pieces(head, pieces())
                 if not ev:
                     return True
                 await asyncio.wait_for_ms(ev.wait(), limits.MQTT_ACK_TIMEOUT_MS)

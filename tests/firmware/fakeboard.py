@@ -20,7 +20,9 @@ class RecordingLink:
     async def publish(self, topic, payload, retain=False, qos=0, wait_ms=0):
         if not self.up:
             return False
-        if isinstance(payload, list):  # a payload sent in pieces (the manifest)
+        if callable(payload):  # a payload streamed in pieces (the manifest), as MQTTClient takes it
+            payload = payload()
+        if not isinstance(payload, (str, bytes)):
             payload = "".join(p if isinstance(p, str) else p.decode() for p in payload)
         if isinstance(payload, bytes):
             payload = payload.decode()

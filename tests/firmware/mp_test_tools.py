@@ -67,3 +67,12 @@ def test_manifest_lists_tools_with_pin_names_not_numbers():
         raise Exception(pin_schema)
     if m["pins"]["door"] != {"mode": "in"} or len(m["hash"]) != 8:
         raise Exception(m)
+
+
+def test_announced_manifest_is_the_same_text_as_built_and_carries_the_request_hash():
+    import json
+    dev = make_device()
+    run(dev.announce())
+    sent = dev.link.on("wisp/t1/manifest")
+    if len(sent) != 1 or sent[0] != json.loads(dev.manifest()) or sent[0]["hash"] != dev.manifest_hash:
+        raise Exception(sent)

@@ -99,22 +99,36 @@ def schemas(dev):
     return [schema(dev, name) for name in tools.names()]
 
 
-def build(dev):
-    """(hash, pieces): the manifest as JSON text in pieces of one tool each, so no step holds
-    more than one tool's objects; the hash covers the tools and the pins."""
-    pieces, digest = [None], hashlib.sha256()  # pieces[0]: the head, once the hash is known
+def _tool_pieces(dev):
+    first = True
     for name in tools.names():
-        piece = json.dumps(schema(dev, name))
-        digest.update(piece)
-        if len(pieces) > 1:
-            pieces.append(",")
-        pieces.append(piece)
-    pins = json.dumps({n: {"mode": p.mode} for n, p in dev.pins.items()})
-    digest.update(pins)
-    short = binascii.hexlify(digest.digest()[:4]).decode()
+        if not first:
+            yield ","
+        first = False
+        yield json.dumps(schema(dev, name))
+
+
+def _pins(dev):
+    return json.dumps({n: {"mode": p.mode} for n, p in dev.pins.items()})
+
+
+def digest(dev):
+    """The manifest's short hash over its tools and pins, computed one tool at a time."""
+    h = hashlib.sha256()
+    for piece in _tool_pieces(dev):
+        if piece != ",":
+            h.update(piece)
+    h.update(_pins(dev))
+    return binascii.hexlify(h.digest()[:4]).decode()
+
+
+def pieces(dev, short):
+    """The manifest as JSON text, yielded one tool at a time so it is never whole in RAM:
+    {<head fields>, "pins": {...}, "tools": [<tool>, <tool>, ...]}. Deterministic, so the MQTT
+    client can walk it once for the length and once to send it."""
     head = {"v": 1, "id": dev.id, "fw": VERSION, "hash": short,
             "limits": {"rounds": limits.MAX_ROUNDS, "calls": limits.MAX_CALLS_PER_ROUND}}
-    # {<head fields>, "pins": {...}, "tools": [<piece>, ",", <piece>, ...]}
-    pieces[0] = json.dumps(head)[:-1] + ', "pins": ' + pins + ', "tools": ['
-    pieces.append("]}")
-    return short, pieces
+    yield json.dumps(head)[:-1] + ', "pins": ' + _pins(dev) + ', "tools": ['
+    for piece in _tool_pieces(dev):
+        yield piece
+    yield "]}"
