@@ -2,15 +2,10 @@
 while it saves facts, many times over, and check that a fresh interpreter always loads a
 store that is exactly the state after one complete write (never torn, never older than the
 last confirmed write)."""
-import json
-import os
 import random
-import signal
-import subprocess
-import threading
 import time
 
-from tools.paths import micropython_cmd, micropypath
+from tests.firmware.powercut import Writer
 
 CUTS = 40
 KEYS = 20              # facts cycled through; ~3.2 KB of values, under MAX_FACTS_BYTES
@@ -35,39 +30,6 @@ while True:
 
 def expected_value(n):
     return "%d:" % n + "x" * (n * 37 % 150)
-
-
-class Writer:
-    def __init__(self, flash, script):
-        env = dict(os.environ, MICROPYPATH=micropypath())
-        self.proc = subprocess.Popen([micropython_cmd(), script], cwd=flash, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        self.started = threading.Event()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:  # drained all along, so a full pipe never pauses the writer
-            self.lines.append(line.rstrip("\n"))
-            if line.startswith("STATE"):
-                self.started.set()
-        self.started.set()
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(5)
-        self.reader.join(5)
-
-    def state(self):
-        for line in self.lines:
-            if line.startswith("STATE "):
-                return json.loads(line[6:])
-        raise AssertionError("writer printed no state:\n" + "\n".join(self.lines[-20:]))
-
-    def confirmed(self):
-        done = [int(line.split()[1]) for line in self.lines if line.startswith("OK ")]
-        return max(done) if done else None
 
 
 def check_consistent(pairs, confirmed):

@@ -2,14 +2,10 @@
 moments while it adds and removes jobs, many times over, and check that jobs.json always loads
 (in CPython and in a fresh MicroPython Scheduler) with a job list the writer really had."""
 import json
-import os
 import random
-import signal
-import subprocess
-import threading
 import time
 
-from tools.paths import micropython_cmd, micropypath
+from tests.firmware.powercut import Writer
 
 CUTS = 25
 WINDOW = 12             # w<n> jobs kept; + "anchor" + up to 2 not yet removed stays under MAX_JOBS (16)
@@ -43,39 +39,6 @@ while True:
     print("OK", n)
     n += 1
 """.replace("WINDOW", str(WINDOW))
-
-
-class Writer:
-    def __init__(self, flash, script):
-        env = dict(os.environ, MICROPYPATH=micropypath())
-        self.proc = subprocess.Popen([micropython_cmd(), str(script)], cwd=flash, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        self.started = threading.Event()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:  # drained all along, so a full pipe never pauses the writer
-            self.lines.append(line.rstrip("\n"))
-            if line.startswith("STATE"):
-                self.started.set()
-        self.started.set()
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(5)
-        self.reader.join(5)
-
-    def state(self):
-        for line in self.lines:
-            if line.startswith("STATE "):
-                return json.loads(line[6:])
-        raise AssertionError("writer printed no state:\n" + "\n".join(self.lines[-20:]))
-
-    def confirmed(self):
-        done = [int(line.split()[1]) for line in self.lines if line.startswith("OK ")]
-        return max(done) if done else None
 
 
 def check_file(path, confirmed):
