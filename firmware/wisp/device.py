@@ -94,7 +94,7 @@ class Device:
         # Streamed: the MQTT client walks the pieces once for the length and once to send, so
         # the ~7 KB text is never held whole (it was the biggest peak of a reconnect).
         from wisp.tools import manifest
-        ok = await self.link.publish(self.topic("manifest"), lambda: manifest.pieces(self, self.manifest_hash),
+        ok = await self.link.publish(self.topic("manifest"), lambda m=manifest: m.pieces(self, self.manifest_hash),
                                      True, 1)
         del manifest
         unload("wisp.tools.manifest")

@@ -1,7 +1,6 @@
 """Fault injection on the real stack (firmware on the unix port, mosquitto, the bridge process,
 the fake tier): the device's network cut under it, the broker restarted mid-conversation, the
 tier failing in every way. Every ask gets exactly one reply; no action runs twice."""
-import json
 import time
 
 import pytest
