@@ -99,3 +99,26 @@ def mem():
 def log(n=20):
     for line in wlog.recent(n):
         print(line)
+
+
+def export(path="backup.json"):
+    """All agent state (facts, routines, jobs, time zone) into one JSON file on the flash, to
+    copy off before a reflash: `mpremote cp :backup.json .`"""
+    import json
+    from wisp import backup
+    dev, _agent = _device()
+    with open(path, "w") as f:
+        json.dump(backup.export(dev), f)
+    print("state written to %s" % path)
+
+
+def restore(path="backup.json"):
+    """Bring the state of an export back, all or nothing (nothing changes if any part is bad)."""
+    import json
+    from wisp import backup
+    dev, _agent = _device()
+    try:
+        with open(path) as f:
+            print(backup.restore(dev, json.load(f)))
+    except (OSError, ValueError) as e:
+        print("Error: nothing restored: %s" % e)

@@ -42,3 +42,18 @@ def test_status_tools_run_ask_and_log():
         raise Exception(answer)
     if not _capture(r.log, 5):
         raise Exception("empty log")
+
+
+def test_export_then_restore_brings_the_state_back():
+    _config()
+    r.run("memory_set", key="owner", value="Ada")
+    if "state written to backup.json" not in _capture(r.export):
+        raise Exception("export failed")
+    r.run("memory_delete", key="owner")
+    out = _capture(r.restore)
+    if "Error" in out or "owner: Ada" not in _capture(r.mem):
+        raise Exception((out, _capture(r.mem)))
+    with open("broken.json", "w") as f:
+        f.write("{not json")
+    if "Error: nothing restored" not in _capture(r.restore, "broken.json"):
+        raise Exception("a broken backup was not refused")
