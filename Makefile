@@ -26,6 +26,8 @@ bench: $(STAMP)
 	$(PY) bench/fuzz.py
 	$(PY) bench/bridge_mqtt.py
 	$(PY) bench/bridge_failover.py
+	$(PY) bench/bridge_vs_litellm.py
+	$(PY) bench/fleet.py
 	$(PY) bench/soak.py --minutes 30
 
 system-deps:
