@@ -1,5 +1,6 @@
 # wisp: an AI agent for cheap microcontrollers. Kept empty so `import wisp.x` loads only x.
 VERSION = "0.1.0"
+NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"  # job, routine, bound names
 
 
 def unload(name):

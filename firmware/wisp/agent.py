@@ -11,21 +11,32 @@ from wisp.llm import Conversation
 from wisp.log import log
 
 
+def parse_message(payload, what, shape):
+    """The checks every incoming v1 JSON message (ask, cmd) gets. Returns (message dict or None,
+    its id or None when missing or malformed, error text or None); `what` and `shape` word the errors."""
+    if payload is None:
+        return None, None, "Error: %s larger than %d bytes refused" % (what, limits.MAX_PAYLOAD)
+    try:
+        msg = json.loads(payload)
+    except ValueError:
+        return None, None, "Error: %s is not valid JSON; send %s" % (what, shape)
+    if not isinstance(msg, dict):
+        return None, None, "Error: %s must be an object: send the JSON object %s" % (what, shape)
+    msg_id = msg.get("id")
+    if not isinstance(msg_id, str) or not 1 <= len(msg_id) <= limits.MAX_ID:
+        msg_id = None
+    if msg.get("v", 1) != 1:
+        return None, msg_id, "Error: protocol version %r not supported (this device speaks v1)" % (msg.get("v"),)
+    return msg, msg_id, None
+
+
 def parse_ask(payload):
     """Return (ask id or None, text, error text or None)."""
-    if payload is None:
-        return None, None, "Error: ask larger than %d bytes refused" % limits.MAX_PAYLOAD
-    try:
-        ask = json.loads(payload)
-    except ValueError:
-        return None, None, "Error: ask is not valid JSON; send {\"id\": \"...\", \"text\": \"...\"}"
-    if not isinstance(ask, dict):
-        return None, None, "Error: ask must be a JSON object {\"id\": \"...\", \"text\": \"...\"}"
-    ask_id = ask.get("id")
-    if not isinstance(ask_id, str) or not 1 <= len(ask_id) <= limits.MAX_ID:
+    ask, ask_id, err = parse_message(payload, "ask", '{"id": "...", "text": "..."}')
+    if err:
+        return ask_id, None, err
+    if ask_id is None:
         return None, None, "Error: ask 'id' must be a string of 1-%d characters" % limits.MAX_ID
-    if ask.get("v", 1) != 1:
-        return ask_id, None, "Error: protocol version %r not supported (this device speaks v1)" % (ask.get("v"),)
     text = ask.get("text")
     if not isinstance(text, str) or not text.strip():
         return ask_id, None, "Error: ask 'text' must be a non-empty string"

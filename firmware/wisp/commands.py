@@ -7,19 +7,11 @@ import time
 from micropython import const
 
 from wisp import limits, tools
+from wisp.agent import parse_message
 from wisp.log import log
 
 
 _CLOCK_VALID_AFTER = const(1704067200)  # 2024-01-01: before that the clock was never set
-
-
-def _peek_id(payload):
-    try:
-        cmd = json.loads(payload)
-        cmd_id = cmd.get("id") if isinstance(cmd, dict) else None
-    except ValueError:
-        return None
-    return cmd_id if isinstance(cmd_id, str) and 1 <= len(cmd_id) <= limits.MAX_ID else None
 
 
 class Commands:
@@ -40,24 +32,16 @@ class Commands:
             self.running += 1
 
     def _parse(self, payload):
-        if payload is None:
-            return None, None, None, "Error: command larger than %d bytes refused" % limits.MAX_PAYLOAD
         signed = self.dev.signed
-        body = self.dev.unseal(payload, "cmd")
-        if body is None:  # refused; its id (if readable) only lets the sender match the refusal
-            return _peek_id(payload), None, None, "Error: command refused: it must be signed with this device's key"
-        payload = body
-        try:
-            cmd = json.loads(payload)
-        except ValueError:
-            return None, None, None, "Error: command is not valid JSON"
-        if not isinstance(cmd, dict):
-            return None, None, None, "Error: command must be an object {\"id\", \"tool\", \"args\"}"
-        cmd_id = cmd.get("id")
-        if not isinstance(cmd_id, str) or not 1 <= len(cmd_id) <= limits.MAX_ID:
-            cmd_id = None
-        if cmd.get("v", 1) != 1:
-            return cmd_id, None, None, "Error: protocol version %r not supported" % (cmd.get("v"),)
+        if payload is not None:  # None: too big, parse_message words the refusal
+            body = self.dev.unseal(payload, "cmd")
+            if body is None:  # refused; its id (if readable) only lets the sender match the refusal
+                return (parse_message(payload, "", "")[1], None, None,
+                        "Error: command refused: it must be signed with this device's key")
+            payload = body
+        cmd, cmd_id, err = parse_message(payload, "command", '{"v": 1, "id": ..., "tool": ..., "args": {...}}')
+        if err:
+            return cmd_id, None, None, err
         if not isinstance(cmd.get("tool"), str):
             return cmd_id, None, None, "Error: command needs 'tool' (a tool name)"
         if signed:

@@ -52,8 +52,10 @@ class Device:
         self.refused = 0  # unsigned, forged or stale instructions refused
         self.spawned = 0  # tasks started for network messages and still running
         self.dropped = 0  # network messages dropped because too many were in progress
-        self.manifest_hash = None
-        self._manifest_hash()  # every llm/req carries it
+        from wisp.tools import manifest
+        self.manifest_hash = manifest.digest(self)  # every llm/req carries it
+        del manifest
+        unload("wisp.tools.manifest")  # one-shot: its code and tables go back to the heap
 
     def __getattr__(self, name):
         # Memory and routines load on first use (a tool call, an LLM ask, a routine trigger):
@@ -75,12 +77,6 @@ class Device:
         if state == "offline":
             return json.dumps({"v": 1, "state": "offline"})
         return json.dumps({"v": 1, "state": state, "fw": VERSION, "boots": self.boots, "board": self.board.name})
-
-    def _manifest_hash(self):
-        from wisp.tools import manifest
-        self.manifest_hash = manifest.digest(self)
-        del manifest
-        unload("wisp.tools.manifest")  # one-shot: its code and tables go back to the heap
 
     def manifest(self):
         """The manifest as JSON text: tools (from the registry), named pins, limits and a hash."""

@@ -93,11 +93,12 @@ class Memory:
                 used, limits.MAX_FACTS_BYTES, need)
         return None
 
-    def _save(self, undo):
+    def _save(self, old):
+        """Write the facts; when flash refuses, put back `old` (values, order) and raise ValueError."""
         try:
             store.save(STORE_NAME, {"v": 1, "facts": self.pairs()})
         except OSError as e:
-            undo()  # keep RAM and flash in agreement
+            self._values, self._order = old  # keep RAM and flash in agreement
             raise ValueError("could not save to flash (%s)" % e)
 
     def set(self, key, value):
@@ -105,12 +106,9 @@ class Memory:
         err = check_key(key) or check_value(value) or self._room(key, value)
         if err:
             raise ValueError(err)
-        old_values, old_order = dict(self._values), list(self._order)
+        old = dict(self._values), list(self._order)
         self._put(key, value)
-
-        def undo():
-            self._values, self._order = old_values, old_order
-        self._save(undo)
+        self._save(old)
 
     def get(self, key):
         """The value, or None. A read counts as use (prompt order) but is not saved: no flash wear."""
@@ -123,13 +121,10 @@ class Memory:
     def delete(self, key):
         if key not in self._values:
             return False
-        value, at = self._values.pop(key), self._order.index(key)
+        old = dict(self._values), list(self._order)
+        del self._values[key]
         self._order.remove(key)
-
-        def undo():
-            self._values[key] = value
-            self._order.insert(at, key)
-        self._save(undo)
+        self._save(old)
         return True
 
     def items(self):
@@ -145,14 +140,11 @@ class Memory:
         err = check_pairs(pairs)
         if err:
             raise ValueError(err)
-        old_values, old_order = self._values, self._order
+        old = self._values, self._order
         self._values, self._order = {}, []
         for k, v in pairs:
             self._put(k, v)
-
-        def undo():
-            self._values, self._order = old_values, old_order
-        self._save(undo)
+        self._save(old)
 
     def for_prompt(self, max_bytes=limits.MAX_FACTS_PROMPT_BYTES):
         """'key: value' lines, freshest first, whose bytes (plus one separator each) fit max_bytes."""

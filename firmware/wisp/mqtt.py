@@ -45,10 +45,6 @@ def _str(s):
     return struct.pack("!H", len(s)) + s
 
 
-def _ticks():
-    return time.ticks_ms()
-
-
 class MQTTClient:
     """on_message(topic: str, payload: bytes | None, size: int) is called from the reader task;
     payload is None when the message was larger than MAX_PAYLOAD and was skipped.
@@ -80,8 +76,9 @@ class MQTTClient:
         self._pid = self._pid % 65535 + 1
         return self._pid
 
-    async def _send_pieces(self, head, pieces):
-        """Write one packet: its header, then each piece as the iterator produces it."""
+    async def _send(self, head, pieces=()):
+        """Write one packet: its header, then each piece (bytes or str) as the iterator produces
+        it, so a big payload is never copied into one buffer with its header."""
         w = self._writer
         if w is None:
             raise MQTTError("not connected")
@@ -91,17 +88,6 @@ class MQTTClient:
                 w.write(part.encode() if isinstance(part, str) else part)
                 await w.drain()
             await w.drain()
-
-    async def _send(self, *parts):
-        """Write one packet given as consecutive parts (bytes or str), so that a big payload is
-        never copied into one buffer with its header."""
-        w = self._writer
-        if w is None:
-            raise MQTTError("not connected")
-        async with self._wlock:
-            for part in parts:
-                w.write(part.encode() if isinstance(part, str) else part)
-                await w.drain()
 
     def _connect_packet(self):
         flags = 0x02  # clean session: subscriptions are renewed in on_connect
@@ -134,7 +120,7 @@ class MQTTClient:
             shift += 7
             if shift > 21:
                 raise MQTTError("bad remaining length")
-        self._last_rx = _ticks()
+        self._last_rx = time.ticks_ms()
         return first, n
 
     async def _skip(self, n):
@@ -275,7 +261,7 @@ class MQTTClient:
         period = self.keepalive_s * 1000 // 2
         while True:
             await asyncio.sleep_ms(period)
-            if time.ticks_diff(_ticks(), self._last_rx) > self.keepalive_s * 1500:
+            if time.ticks_diff(time.ticks_ms(), self._last_rx) > self.keepalive_s * 1500:
                 self.log("mqtt: broker silent for %d s; dropping link" % (self.keepalive_s * 3 // 2))
                 self.up.clear()
                 return
@@ -326,7 +312,7 @@ class MQTTClient:
             else:
                 head = bytes([flags]) + _varint(len(t) + size) + t
             try:
-                await self._send_pieces(head, pieces())
+                await self._send(head, pieces())
                 if not ev:
                     return True
                 await asyncio.wait_for_ms(ev.wait(), limits.MQTT_ACK_TIMEOUT_MS)

@@ -3,8 +3,8 @@
 # so a device that only runs routines does not hold this code in its heap.
 import json
 
-from wisp import limits, tools
-from wisp.routines import NAME_CHARS, _literal, _ref
+from wisp import NAME_CHARS, limits, tools
+from wisp.routines import _literal, _ref
 
 STEP_KEYS = ("tool", "args", "as", "pick", "if", "continue")
 OPS = ("==", "!=", "<", "<=", ">", ">=")

@@ -4,10 +4,9 @@
 # defined live in wisp/routine_check.py, imported only when one is defined or restored.
 import asyncio
 
-from wisp import limits, store, tools, unload
+from wisp import NAME_CHARS, limits, store, tools, unload
 
 STORE_NAME = "routines"
-NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 _NUMBER_CHARS = "0123456789+-.eE"
 
 

@@ -7,24 +7,16 @@ import time
 
 from micropython import const
 
-from wisp import limits, store, unload
+from wisp import NAME_CHARS, limits, store, unload
 
 CLOCK_VALID_AFTER = const(1704067200)  # 2024-01-01 UTC: an earlier clock was never set by NTP
 TZ_STORE = "tz"                        # tz.json: the device timezone set by timezone_set
 _MAX_SLEEP_S = const(60)    # wake at least this often to notice clock steps (NTP) and pending saves
 _SAVE_EVERY_S = const(60)   # a job that fires again sooner is saved at most this often (flash wear)
 _SEGMENTS = const(24)       # DST stretches a cron search may cross (8 years of "29 Feb" = 16 changes)
-_NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 # time.time() counts from 1970 on the unix port and on ESP32 since MicroPython v1.22; older
 # ports count from 2000. Everything here uses 1970.
 _EPOCH_SHIFT = 946684800 if time.gmtime(0)[0] == 2000 else 0
-
-
-def _drop_math():
-    # cron, tz and civil are needed only while a job is added, fires or is retimed: the runner
-    # drops them before it sleeps, so they hold no heap between jobs (they reload in milliseconds)
-    for name in ("wisp.cron", "wisp.tz", "wisp.civil"):
-        unload(name)
 
 
 def unix_time():
@@ -144,9 +136,6 @@ class Scheduler:
         """Look at the jobs now, e.g. right after NTP set the clock."""
         self._wake.set()
 
-    def clock_ok(self):
-        return self.now() >= CLOCK_VALID_AFTER
-
     def local_time(self, job=None, utc=None):
         """(local seconds, offset east of UTC, zone abbreviation) at utc (default: now) in the
         job's zone, or the device's when job is None."""
@@ -171,7 +160,10 @@ class Scheduler:
                 except Exception as e:
                     self._log("schedule: job '%s' failed: %s" % (job["name"], e))
             if not due:
-                _drop_math()
+                # cron, tz and civil are needed only while a job is added, fires or is retimed:
+                # dropped before the sleep, they hold no heap between jobs (they reload in ms)
+                for name in ("wisp.cron", "wisp.tz", "wisp.civil"):
+                    unload(name)
                 try:
                     await asyncio.wait_for_ms(self._wake.wait(), self._delay_ms())
                 except asyncio.TimeoutError:
@@ -323,7 +315,7 @@ class Scheduler:
         from wisp import cron
         from wisp import tz as posix_tz
         if not isinstance(name, str) or not 1 <= len(name) <= limits.MAX_JOB_NAME \
-                or any(c not in _NAME_CHARS for c in name):
+                or any(c not in NAME_CHARS for c in name):
             raise ValueError("job name must be 1-%d characters of a-z A-Z 0-9 _ -" % limits.MAX_JOB_NAME)
         p = cron.parse(spec)
         if not isinstance(action, dict) or len(action) != 1 or not ("routine" in action or "prompt" in action):

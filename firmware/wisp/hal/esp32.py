@@ -1,7 +1,6 @@
 # The real ESP32 board: machine (Pin, PWM, ADC, I2C, WDT), network.WLAN, ntptime and dht
 # behind the same interface as hal/sim.py. Only hal/ imports these modules.
 import asyncio
-import gc
 import time
 
 import machine
@@ -12,7 +11,6 @@ from wisp.hal import pinmap
 
 NAME = "esp32"
 WIFI_TIMEOUT_MS = 20000
-TRIGGERS = ("rising", "falling", "both")
 
 
 class ADC:
@@ -28,14 +26,8 @@ class ADC:
         return self.adc.read_uv() / 1000000  # uses the chip's factory calibration
 
 
-class Board:
+class Board(pinmap.BoardBase):
     name = NAME
-    max_pin = pinmap.MAX_PIN
-    forbidden_pins = pinmap.FORBIDDEN
-    missing_pins = pinmap.MISSING
-    input_only_pins = pinmap.INPUT_ONLY
-    adc_pins = pinmap.ADC1
-    caution_pins = pinmap.CAUTION
 
     def __init__(self):
         self._wdt = None
@@ -70,8 +62,7 @@ class Board:
 
     def irq(self, pin, handler, trigger="both"):
         """handler(level) runs as a soft IRQ (MicroPython's scheduler), never mid-bytecode."""
-        if trigger not in TRIGGERS:
-            raise ValueError("trigger must be one of %s" % (TRIGGERS,))
+        self._check_trigger(trigger)
         bits = {"rising": machine.Pin.IRQ_RISING, "falling": machine.Pin.IRQ_FALLING}
         mask = bits.get(trigger, machine.Pin.IRQ_RISING | machine.Pin.IRQ_FALLING)
         pin.irq(handler=lambda p: handler(p.value()), trigger=mask)
@@ -87,16 +78,6 @@ class Board:
         if self._wdt:
             self._wdt.feed()
         self.uptime_s()
-
-    def free_heap(self):
-        return gc.mem_free()
-
-    def uptime_s(self):
-        # accumulated so the ticks_ms wrap (about 12 days) does not reset it
-        now = time.ticks_ms()
-        self._up_ms += time.ticks_diff(now, self._last)
-        self._last = now
-        return self._up_ms // 1000
 
     def rssi(self):
         wlan = network.WLAN(network.STA_IF)

@@ -3,7 +3,6 @@
 # sim_inputs.json in the flash root, so tests and the e2e stack can drive them with no network.
 # PWM, ADC and I2C live in hal/sim_bus.py, imported on first use.
 import asyncio
-import gc
 import json
 import os
 import time
@@ -16,7 +15,6 @@ POLL_MS = 100          # how often watched input pins are compared for irq edges
 CHIP_TEMP_C = 41.5     # what the chip sensor says unless sim_inputs.json sets "chip_temp"
 RSSI_DBM = -50
 ETIMEDOUT = 110        # errno the dht driver raises when no sensor answers
-TRIGGERS = ("rising", "falling", "both")
 
 
 class SimPin:
@@ -36,14 +34,8 @@ class SimPin:
             self.board.levels[self.num] = 1 if v else 0
 
 
-class Board:
+class Board(pinmap.BoardBase):
     name = NAME
-    max_pin = pinmap.MAX_PIN
-    forbidden_pins = pinmap.FORBIDDEN  # mirror the classic ESP32 so configs behave the same
-    missing_pins = pinmap.MISSING
-    input_only_pins = pinmap.INPUT_ONLY
-    adc_pins = pinmap.ADC1
-    caution_pins = pinmap.CAUTION
 
     def __init__(self):
         self.levels = {}          # pin number -> 0/1 of outputs (and input defaults from pulls)
@@ -100,8 +92,7 @@ class Board:
     def irq(self, pin, handler, trigger="both"):
         """Call handler(level) on edges of an input pin; here from a task that polls the
         inputs file every POLL_MS, started by the first irq() call (close() stops it)."""
-        if trigger not in TRIGGERS:
-            raise ValueError("trigger must be one of %s" % (TRIGGERS,))
+        self._check_trigger(trigger)
         self._watch.append([pin, handler, trigger, pin.value()])
         if self._poller is None:
             self._poller = asyncio.create_task(self._poll())
@@ -133,16 +124,6 @@ class Board:
     def wdt_feed(self):
         self.wdt_feeds += 1
         self.uptime_s()
-
-    def free_heap(self):
-        return gc.mem_free()
-
-    def uptime_s(self):
-        # accumulated so the ticks_ms wrap (about 12 days) does not reset it
-        now = time.ticks_ms()
-        self._up_ms += time.ticks_diff(now, self._last)
-        self._last = now
-        return self._up_ms // 1000
 
     def rssi(self):
         return self.inputs().get("rssi", RSSI_DBM)

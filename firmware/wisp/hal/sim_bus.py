@@ -18,9 +18,6 @@ class SimPWM:
             return self._duty
         self._duty = d
 
-    def deinit(self):
-        self._duty = 0
-
 
 class SimADC:
     def __init__(self, board, num):

@@ -81,17 +81,8 @@ def pin_mode(kind):
 
 def int_range(kind):
     """(lowest, highest) of the integer kinds, else None."""
-    if kind == "pulse_ms":
-        return 1, limits.MAX_PULSE_MS
-    if kind == "pwm_freq":
-        return limits.PWM_FREQ_MIN, limits.PWM_FREQ_MAX
-    if kind == "i2c_addr":
-        return 0x08, 0x77
-    if kind == "i2c_len":
-        return 1, limits.I2C_MAX_BYTES
-    if kind == "byte":
-        return 0, 255
-    return None
+    return {"pulse_ms": (1, limits.MAX_PULSE_MS), "pwm_freq": (limits.PWM_FREQ_MIN, limits.PWM_FREQ_MAX),
+            "i2c_addr": (0x08, 0x77), "i2c_len": (1, limits.I2C_MAX_BYTES), "byte": (0, 255)}.get(kind)
 
 
 def pin_names(dev, mode=None):
