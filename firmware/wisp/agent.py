@@ -112,6 +112,13 @@ class Agent:
             await self._deliver(source, done, reply)
 
     async def _answer(self, ask_id, text, t0, source):
+        if getattr(self.dev, "pending", None) is not None and source in ("mqtt", "repl"):
+            from wisp import confirm
+            held = confirm.take(self.dev, text)  # the user's "yes" to an action the LLM proposed
+            if held is not None:
+                result = await tools.run(self.dev, held[0], held[1])
+                ok = not result.startswith("Error")
+                return self._reply(ask_id, ok, "confirmed: " + result if ok else result, "local", t0)
         local = None
         if self.dev.config.get("fast_path", True):
             local = intents.parse(text, {n: p.mode for n, p in self.dev.pins.items()})

@@ -71,3 +71,4 @@ HEALTH_MIN_RSSI = const(-80)         # dBm below which system_health warns about
 
 DEBOUNCE_MS = const(50)          # an input must hold its level this long before it is reported
 SENSOR_INTERVAL_S = const(60)    # sensors and analog pins publish their state this often
+CONFIRM_WINDOW_S = const(60)     # how long a held action waits for the user's "yes"

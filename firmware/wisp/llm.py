@@ -157,7 +157,10 @@ class Conversation:
         if index >= limits.MAX_CALLS_PER_ROUND:
             result = "Error: more than %d tool calls in one round; this one was not run" % limits.MAX_CALLS_PER_ROUND
         else:
-            result = await tools.run(self.dev, call.get("tool"), call.get("args"))
+            from wisp import confirm
+            result = confirm.hold(self.dev, call.get("tool"), call.get("args"))  # confirm pins wait for "yes"
+            if result is None:
+                result = await tools.run(self.dev, call.get("tool"), call.get("args"))
         log("tool " + describe(call, result))
         return {"cid": cid, "tool": call.get("tool"), "args": call.get("args"), "result": result}
 

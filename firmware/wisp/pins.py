@@ -10,7 +10,7 @@ from wisp import limits
 MODES = ("out", "in", "pwm", "adc")
 PULLS = (None, "up", "down")
 KEYS = ("pin", "mode", "pull", "init", "min_interval_ms", "max_on_s", "freq",
-        "routine", "edge", "ha")  # the last three: wisp/inputs.py and wisp/ha.py
+        "routine", "edge", "ha", "confirm")  # the last four: wisp/inputs.py, ha.py, confirm.py
 
 
 def _int_in(v, lo, hi):
@@ -158,6 +158,8 @@ def _check(spec, board, used):
         return "GPIO%d has no internal pull resistor; leave out pull and wire one" % num
     if spec.get("init", 0) not in (0, 1):
         return "init must be 0 or 1"
+    if spec.get("confirm", False) not in (True, False):
+        return "confirm must be true or false"
     if spec.get("init") == 1 and spec.get("max_on_s"):
         return "init 1 cannot go with max_on_s: it would stay on past its limit from boot"
     if not _int_in(spec.get("min_interval_ms", 0), 0, limits.MAX_MIN_INTERVAL_MS):
