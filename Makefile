@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) bench/bridge_failover.py
 	$(PY) bench/bridge_vs_litellm.py
 	$(PY) bench/fleet.py
+	$(PY) bench/long_outage.py --minutes 3
 	$(PY) bench/soak.py --minutes 30
 
 system-deps:
