@@ -52,7 +52,7 @@ def _listing(what: str, tool: str) -> dict:
 
 @lru_cache(maxsize=1)
 def spec() -> dict:
-    timeout = {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 120}
+    timeout = {"type": "number", "minimum": 1, "maximum": 120}  # rest_api.MIN_TIMEOUT_S .. MAX_TIMEOUT_S
     return {
         "openapi": "3.0.3",
         "info": {"title": "wisp bridge API", "version": "1",

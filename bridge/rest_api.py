@@ -28,6 +28,7 @@ ASK_TIMEOUT_S = 40.0  # default wait for a reply: the device's own round timeout
 CMD_TIMEOUT_S = 10.0  # a direct command runs one tool, no LLM
 PIN_TIMEOUT_S = 5.0  # set/<pin> -> the state the device publishes back
 MAX_TIMEOUT_S = 120.0  # longest wait a caller may ask for
+MIN_TIMEOUT_S = 1.0    # shortest: less is no real wait for a device on any network
 MAX_ASK_TEXT = 512  # firmware MAX_ASK_TEXT
 MAX_CMD_BYTES = 4096  # firmware MAX_PAYLOAD: the device drops bigger commands unread
 MAX_TOOL_NAME = 64
@@ -280,8 +281,8 @@ async def _body(request: web.Request) -> dict:
 
 def _timeout(body: dict, default: float) -> float:
     t = body.get("timeout_s", default)
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= MAX_TIMEOUT_S:
-        raise BadRequest(400, f"'timeout_s' must be a number of seconds, more than 0 and at most {MAX_TIMEOUT_S:g}")
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not MIN_TIMEOUT_S <= t <= MAX_TIMEOUT_S:
+        raise BadRequest(400, f"'timeout_s' must be a number of seconds from {MIN_TIMEOUT_S:g} to {MAX_TIMEOUT_S:g}")
     return float(t)
 
 

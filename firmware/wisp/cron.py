@@ -72,7 +72,7 @@ def _field(text, field):
                 raise ValueError("cron: %s field range '%s' runs backwards" % (name, rng))
         elif rng:
             a = _value(rng, field)
-            b = hi if step > 1 else a  # "5/15" means 5, 20, 35, 50
+            b = hi if "/" in item else a  # "5/15" means 5-59/15, so "5/1" is 5-59
         else:
             raise ValueError("cron: %s field '%s' has an empty item" % (name, text))
         for v in range(a, b + 1, step):
