@@ -44,6 +44,7 @@ class Reply:
     malformed: bool = False  # emit a non-JSON data line mid-stream
     cut_after_chunks: int | None = None  # close the connection after N chunks, no [DONE]
     stall_ms: float = 0  # after the first chunk, stall this long
+    stall_at_chunk: int = 1  # ...or before chunk n instead (e.g. after a first tool call is complete)
     ollama_style: bool = False  # all tool calls use index 0
 
 
@@ -227,7 +228,7 @@ class FakeOpenAI:
             if reply.cut_after_chunks is not None and n >= reply.cut_after_chunks:
                 request.transport.close()  # abrupt: no [DONE], no chunked-encoding terminator
                 return resp
-            if n == 1 and reply.stall_ms:
+            if n == reply.stall_at_chunk and reply.stall_ms:
                 await asyncio.sleep(reply.stall_ms / 1000)
             elif n and reply.chunk_delay_ms:
                 await asyncio.sleep(reply.chunk_delay_ms / 1000)

@@ -155,3 +155,24 @@ def test_a_stall_in_the_follow_up_round_fails_over_and_the_action_runs_once():
         assert tool_runs(s, "ts6") == 1
     finally:
         s.close()
+
+
+def test_a_stall_after_a_call_was_forwarded_is_not_retried_so_nothing_runs_twice():
+    def responder(request):
+        if request["messages"][-1]["role"] == "user":
+            # the first call completes (and reaches the device), then the stream stalls in the second
+            return Reply(calls=[("gpio_write", {"pin": "porch_light", "value": 1}),
+                                ("gpio_write", {"pin": "fan", "value": 1})],
+                         stall_ms=LATE_MS, stall_at_chunk=7)
+        return Reply(text="done")
+    s = TierStack(responder, TWO_TIERS, hedge="false")
+    try:
+        got, _ = answer_once(s, "ts7", "fwd1")
+        assert len(got) == 1 and got[0]["ok"] is False, got
+        assert "not retried so that no action runs twice" in got[0]["text"]
+        assert "done before the failure: gpio_write(pin=porch_light" in got[0]["text"]  # the user learns what ran
+        assert s.console("ts7").count("tool gpio_write(pin=porch_light") == 1  # ran once, never again
+        assert "tool gpio_write(pin=fan" not in s.console("ts7")              # the cut call never ran
+        assert still_answers(s, "ts7")
+    finally:
+        s.close()
