@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
-PACKAGES = ("mosquitto", "socat")  # socat: the virtual serial devices of tests/tools
+PACKAGES = ("mosquitto", "socat", "openssl")  # socat: virtual serial devices; openssl: the TLS tests' CA
 BROWSER_PACKAGES = ("chromium", "chromium-driver")  # tests/e2e/test_dashboard.py drives it with Selenium
 
 
@@ -63,7 +63,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.purpose == "test":
         ensure_browser()
-    if (find_mosquitto() and shutil.which("socat")) or install_packages():
+    if (find_mosquitto() and shutil.which("socat") and shutil.which("openssl")) or install_packages():
         return 0
     if args.purpose == "run":
         print("wisp: mosquitto is not installed and cannot be installed here (need root or sudo);"
