@@ -22,19 +22,21 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("http")
     broker = start_mosquitto(tmp / "mosq")
     premium, local = FakeOpenAI(), FakeOpenAI()
-    premium.start_in_thread()
-    local.start_in_thread()
-    cfg = BridgeConfig(broker_host=broker.host, broker_port=broker.port,
-                       tiers={"premium": Tier("premium", premium.base_url, "p"),
-                              "local": Tier("local", local.base_url, "l", provider="anthropic")},
-                       http=HttpConfig(port=0, token=TOKEN), cost=CostConfig(db=str(tmp / "cost.db")))
-    cfg.routes["interactive"] = ["premium", "local"]
-    b = BridgeThread(cfg).start()
-    yield b.bridge, premium, local
-    b.stop()
-    premium.stop()
-    local.stop()
-    broker.stop()
+    try:  # a failed start must not leave the broker running
+        premium.start_in_thread()
+        local.start_in_thread()
+        cfg = BridgeConfig(broker_host=broker.host, broker_port=broker.port,
+                           tiers={"premium": Tier("premium", premium.base_url, "p"),
+                                  "local": Tier("local", local.base_url, "l", provider="anthropic")},
+                           http=HttpConfig(port=0, token=TOKEN), cost=CostConfig(db=str(tmp / "cost.db")))
+        cfg.routes["interactive"] = ["premium", "local"]
+        b = BridgeThread(cfg).start()
+        yield b.bridge, premium, local
+        b.stop()
+    finally:
+        premium.stop()
+        local.stop()
+        broker.stop()
 
 
 def client(bridge, token=TOKEN):
