@@ -62,7 +62,8 @@ class Agent:
         ask_id, text, err = parse_ask(payload)
         if err:
             log("ask refused: " + err)
-            self.dev.spawn(self._publish_reply(self._reply(ask_id, False, err, "error", time.ticks_ms())), "ask")
+            self.replies += 1
+            self.dev.answer("reply", self._reply(ask_id, False, err, "error", time.ticks_ms()))
             return
         self.submit(text, "mqtt", ask_id)
 
@@ -88,7 +89,12 @@ class Agent:
         if len(self.inbox) >= limits.INBOX_MAX:
             err = "Error: device busy (%d requests waiting); try again shortly" % len(self.inbox)
             log("%s refused: busy" % source)
-            self.dev.spawn(self._deliver(source, done, self._reply(ask_id, False, err, "error", t0)), source)
+            refusal = self._reply(ask_id, False, err, "error", t0)
+            if source == "mqtt":
+                self.replies += 1
+                self.dev.answer("reply", refusal)
+            else:
+                self.dev.spawn(self._deliver(source, done, refusal), source)
             return None
         self.inbox.append((source, ask_id, text, t0, done))
         self._wake.set()

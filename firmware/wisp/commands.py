@@ -26,7 +26,7 @@ class Commands:
             err = "Error: device busy (%d commands running)" % self.running
         if err:
             log("cmd refused: " + err)
-            self.dev.spawn(self._respond(cmd_id, False, err), "cmd")
+            self.dev.answer("cmd/res", {"v": 1, "id": cmd_id, "ok": False, "result": err})
             return
         if self.dev.spawn(self._run(cmd_id, tool, args), "cmd"):
             self.running += 1

@@ -51,6 +51,8 @@ class Device:
         self.key, self.signed = _signing(config)
         self.refused = 0  # unsigned, forged or stale instructions refused
         self.spawned = 0  # tasks started for network messages and still running
+        self.answers = []  # (suffix, payload) replies and cmd/res waiting for the sender task
+        self._answering = False
         self.dropped = 0  # network messages dropped because too many were in progress
         from wisp.tools import manifest
         self.manifest_hash = manifest.digest(self)  # every llm/req carries it
@@ -117,13 +119,16 @@ class Device:
         running: a flood of messages must not turn into a flood of tasks that eats the heap."""
         if self.spawned >= limits.SPAWN_MAX:
             coro.close()
-            self.dropped += 1
-            if self.dropped & (self.dropped - 1) == 0:  # log the 1st, 2nd, 4th, 8th... drop
-                log("error: busy, %d message(s) dropped so far (last: %s)" % (self.dropped, what))
+            self._count_drop(what)
             return False
         self.spawned += 1
         asyncio.create_task(self._spawned(coro))
         return True
+
+    def _count_drop(self, what):
+        self.dropped += 1
+        if self.dropped & (self.dropped - 1) == 0:  # log the 1st, 2nd, 4th, 8th... drop
+            log("error: busy, %d message(s) dropped so far (last: %s)" % (self.dropped, what))
 
     async def _spawned(self, coro):
         try:
@@ -140,11 +145,35 @@ class Device:
         if await self.link.publish(self.topic(suffix), payload, retain, qos, wait_ms):
             return True
         if owed:
-            if len(self.outbox) >= limits.OUTBOX_MAX:
-                self.outbox.pop(0)
-                log("error: outbox full; oldest owed message dropped")
-            self.outbox.append((suffix, payload))
+            self._owe(suffix, payload)
         return False
+
+    def _owe(self, suffix, payload):
+        if len(self.outbox) >= limits.OUTBOX_MAX:
+            self.outbox.pop(0)
+            log("error: outbox full; oldest owed message dropped")
+        self.outbox.append((suffix, payload))
+
+    def answer(self, suffix, obj):
+        """Queue a reply or cmd/res for one sender task, in order. A burst of refusals (20 asks
+        at once to a 4-ask inbox) costs a short string each, not a task each, and none is lost
+        up to ANSWER_QUEUE_MAX; beyond that they are dropped and counted."""
+        if len(self.answers) >= limits.ANSWER_QUEUE_MAX:
+            self._count_drop(suffix)
+            return
+        self.answers.append((suffix, json.dumps(obj)))
+        if not self._answering:
+            self._answering = True
+            asyncio.create_task(self._send_answers())
+
+    async def _send_answers(self):
+        try:
+            while self.answers:
+                suffix, payload = self.answers.pop(0)
+                if not await self.link.publish(self.topic(suffix), payload, False, 1):
+                    self._owe(suffix, payload)  # the link is down: sent after the next connect
+        finally:
+            self._answering = False
 
     async def announce(self):
         """Everything retained the broker should hold after each (re)connect."""

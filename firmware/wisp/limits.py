@@ -16,6 +16,7 @@ LLM_CALLS_PER_DAY = const(1000)  # ...and per day
 HISTORY_TURNS = const(2)         # recent (ask, answer) turns sent with each LLM request
 HISTORY_TEXT = const(160)        # characters kept of each side of a remembered turn
 SPAWN_MAX = const(8)             # tasks running for network messages (error replies, set/, cmd); more are dropped
+ANSWER_QUEUE_MAX = const(32)     # refusals (reply, cmd/res) waiting to be sent; more are dropped and counted
 CMD_WINDOW_S = const(300)        # a signed command's "ts" may be this far from the device clock
 CMD_SEEN_MAX = const(32)         # ids of signed commands remembered against replays
 CMD_MAX_RUNNING = const(4)       # direct commands running at once; more are refused as busy

@@ -33,21 +33,38 @@ async def test_bad_commands_get_readable_errors():
                  "larger than %d" % limits.MAX_PAYLOAD):
         if not any(frag in t for t in texts):
             raise Exception((frag, texts))
-    if [r["id"] for r in res if r["id"]] != ["c2", "c3", "c4"]:
+    if sorted(r["id"] for r in res if r["id"]) != ["c2", "c3", "c4"]:
         raise Exception(res)
 
 
 async def test_a_flood_of_messages_is_bounded_not_turned_into_unbounded_tasks():
     dev = make_device()
     cmds = Commands(dev)
-    for i in range(50):  # all arrive before the loop runs any of their tasks, as in a burst
+    for i in range(50):  # all arrive before the loop runs anything, as in a burst
         cmds.on_cmd(b"garbage %d" % i)
-    if dev.spawned != limits.SPAWN_MAX or dev.dropped != 50 - limits.SPAWN_MAX:
-        raise Exception((dev.spawned, dev.dropped))
+    if len(dev.answers) != limits.ANSWER_QUEUE_MAX or dev.dropped != 50 - limits.ANSWER_QUEUE_MAX:
+        raise Exception((len(dev.answers), dev.dropped))
+    for i in range(20):  # valid commands each need a task: CMD_MAX_RUNNING at once, the rest refused
+        cmds.on_cmd(json.dumps({"id": "ok%d" % i, "tool": "gpio_read", "args": {"pin": "door"}}))
+    if dev.spawned != limits.CMD_MAX_RUNNING:
+        raise Exception(dev.spawned)
     await asyncio.sleep_ms(30)
-    if len(dev.link.on("wisp/t1/cmd/res")) != limits.SPAWN_MAX or dev.spawned != 0:
-        raise Exception("spawned tasks did not finish and release their slots")
+    answered = dev.link.on("wisp/t1/cmd/res")
+    if len(answered) != limits.ANSWER_QUEUE_MAX + limits.CMD_MAX_RUNNING or dev.spawned != 0 or dev.answers:
+        raise Exception("queued answers and tasks did not finish: %d" % len(answered))
     cmds.on_cmd(json.dumps({"id": "after", "tool": "gpio_read", "args": {"pin": "door"}}))
     await asyncio.sleep_ms(30)
     if dev.link.on("wisp/t1/cmd/res")[-1]["id"] != "after":
         raise Exception("device did not recover after the flood")
+
+
+async def test_a_burst_of_asks_beyond_the_inbox_gets_every_refusal():
+    from wisp.agent import Agent
+    dev = make_device()
+    agent = Agent(dev)  # not running: the first INBOX_MAX wait, the rest are refused as busy
+    for i in range(20):
+        agent.on_ask(json.dumps({"id": "b%d" % i, "text": "hello"}))
+    await asyncio.sleep_ms(30)
+    refused = dev.link.on("wisp/t1/reply")
+    if len(refused) != 20 - limits.INBOX_MAX or any("busy" not in r["text"] for r in refused):
+        raise Exception(refused)
