@@ -52,6 +52,8 @@ class Device:
         self.refused = 0  # unsigned, forged or stale instructions refused
         self.spawned = 0  # tasks started for network messages and still running
         self.answers = []  # (suffix, payload) replies and cmd/res waiting for the sender task
+        pins_cfg = config.get("pins") if isinstance(config.get("pins"), dict) else {}
+        self.confirm_pins = [n for n in pins if isinstance(pins_cfg.get(n), dict) and pins_cfg[n].get("confirm")]
         self._answering = False
         self.dropped = 0  # network messages dropped because too many were in progress
         from wisp.tools import manifest

@@ -157,8 +157,10 @@ class Conversation:
         if index >= limits.MAX_CALLS_PER_ROUND:
             result = "Error: more than %d tool calls in one round; this one was not run" % limits.MAX_CALLS_PER_ROUND
         else:
-            from wisp import confirm
-            result = confirm.hold(self.dev, call.get("tool"), call.get("args"))  # confirm pins wait for "yes"
+            result = None
+            if self.dev.confirm_pins:  # only then load the module: most devices have none
+                from wisp import confirm
+                result = confirm.hold(self.dev, call.get("tool"), call.get("args"))  # held until the user's "yes"
             if result is None:
                 result = await tools.run(self.dev, call.get("tool"), call.get("args"))
         log("tool " + describe(call, result))

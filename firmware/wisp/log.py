@@ -2,7 +2,8 @@
 # `wisp.repl` and status reports can show after the fact.
 import time
 
-RING_SIZE = 32
+RING_SIZE = 16       # lines kept; the console (serial) has them all
+RING_LINE = 120      # characters kept per line: 16 x 120 bounds the ring at ~2 KB of heap
 _ring = []
 errors = 0
 
@@ -12,7 +13,7 @@ def log(msg):
     line = "%d %s" % (time.ticks_ms() & 0xFFFFFF, msg)
     if "rror" in msg or "failed" in msg:
         errors += 1
-    _ring.append(line)
+    _ring.append(line[:RING_LINE])
     if len(_ring) > RING_SIZE:
         _ring.pop(0)
     print("wisp:", msg)

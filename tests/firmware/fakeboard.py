@@ -44,7 +44,8 @@ def json_or_text(p):
 
 def make_device(pins=PINS, dev_id="t1"):
     board = Board()
-    dev = Device({"id": dev_id, "broker": {"host": "x", "port": 1}}, board, pins_mod.setup(pins, board, print))
+    dev = Device({"id": dev_id, "broker": {"host": "x", "port": 1}, "pins": pins}, board,
+                 pins_mod.setup(pins, board, print))
     dev.link = RecordingLink()
     return dev
 
