@@ -19,6 +19,7 @@ from tools.romfs import build_image  # noqa: E402
 
 GOAL_MPY_BYTES = 64 * 1024
 GOAL_HEAP = 96 * 1024
+GOAL_RUNS = 5
 HEAP_LOW, HEAP_HIGH, HEAP_STEP = 16 * 1024, 256 * 1024, 4 * 1024
 STEP_TIMEOUT_S = 10.0
 
@@ -114,7 +115,9 @@ def main():
                  "romfs": {"romfs": Path(tmp) / "wisp.romfs"}}
         stack = Stack()
         try:
-            at_goal = {tag: session_works(stack, GOAL_HEAP, load, f"{tag}-goal") for tag, load in loads.items()}
+            # near the limit, heap fragmentation varies run to run: count successes, not one verdict
+            at_goal = {tag: sum(session_works(stack, GOAL_HEAP, load, f"{tag}-goal{i}") for i in range(GOAL_RUNS))
+                       for tag, load in loads.items()}
             minimum = {tag: smallest_heap(stack, load, tag) for tag, load in loads.items()}
         finally:
             stack.close()
@@ -133,7 +136,7 @@ def main():
     for tag, how in (("mpy", ".mpy files on the filesystem"), ("romfs", "ROMFS image, run in place")):
         low = minimum[tag]
         lines.append(f"| {how}: whole session in -X heapsize={GOAL_HEAP // 1024}K | "
-                     f"{'works' if at_goal[tag] else 'FAILS'} | works |")
+                     f"works in {at_goal[tag]} of {GOAL_RUNS} runs | works |")
         lines.append(f"| {how}: smallest heap the session works in (4 KB steps) | "
                      f"{'%d KB' % (low // 1024) if low else 'none up to %d KB' % (HEAP_HIGH // 1024)} | <= 96 KB |")
     report = "\n".join(lines)
