@@ -78,12 +78,12 @@ def test_the_device_agrees_with_the_bridge_on_every_generated_message(tmp_path):
     """200 generated cases, one micropython process: bridge-signed payloads (some with one byte
     changed) verify on the device exactly when they verify on the bridge, and the device's own
     signatures verify on the bridge."""
-    case = st.tuples(keys, messages, st.integers(-1, 10_000), st.integers(1, 255))
+    case = st.tuples(keys, messages, st.integers(0, 10_000), st.integers(1, 255))
     drawn = collect(case, BATCH, settings(max_examples=BATCH, deadline=None, database=None))
     cases, expect = [], []
-    for key, msg, flip_at, xor in drawn:
+    for n, (key, msg, flip_at, xor) in enumerate(drawn):
         signed = sign_message(key, msg)
-        if flip_at >= 0:  # about every other case is a forgery
+        if n % 2:  # every other case is a forgery (a generated flag could come out all one way)
             i = flip_at % len(signed)
             signed = signed[:i] + bytes([signed[i] ^ xor]) + signed[i + 1:]
         text = json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode()
