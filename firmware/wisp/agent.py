@@ -118,7 +118,7 @@ class Agent:
             await self._deliver(source, done, reply)
 
     async def _answer(self, ask_id, text, t0, source):
-        if getattr(self.dev, "pending", None) is not None and source in ("mqtt", "repl"):
+        if self.dev.pending is not None and source in ("mqtt", "repl"):
             from wisp import confirm
             held = confirm.take(self.dev, text)  # the user's "yes" to an action the LLM proposed
             if held is not None:
@@ -127,7 +127,7 @@ class Agent:
                 return self._reply(ask_id, ok, "confirmed: " + result if ok else result, "local", t0)
         local = None
         if self.dev.config.get("fast_path", True):
-            local = intents.parse(text, {n: p.mode for n, p in self.dev.pins.items()})
+            local = intents.parse(text, self.dev.pin_modes)
         if local is not None:
             return await self._fast_path(ask_id, local, t0)
         facts = None

@@ -1,7 +1,6 @@
 # Direct commands: wisp/<id>/cmd runs one tool with no LLM, for automations (Home Assistant,
 # Node-RED, scripts). {"v":1,"id":"c1","tool":"gpio_write","args":{...}} -> cmd/res
 # {"v":1,"id":"c1","ok":true,"result":"ok: porch_light=1"}. Same validation as LLM calls.
-import json
 import time
 
 from micropython import const

@@ -51,7 +51,7 @@ def hold(dev, tool, args):
 
 def take(dev, text):
     """The held call if `text` confirms it in time, else None. Any other ask drops it."""
-    pending, dev.pending = getattr(dev, "pending", None), None
+    pending, dev.pending = dev.pending, None
     if pending is None:
         return None
     if text.strip().lower().strip(".!") not in WORDS:

@@ -23,6 +23,11 @@ def _count_boot():
     return n
 
 
+def _rarely(count):
+    """True for the 1st, 2nd, 4th, 8th... occurrence: a flood is reported, not logged in full."""
+    return count & (count - 1) == 0
+
+
 def _signing(config):
     """(key bytes or None, whether instructions must be signed). A provisioned key turns signing
     on unless config says "signed": false; a malformed key refuses everything rather than
@@ -54,6 +59,8 @@ class Device:
         self.answers = []  # (suffix, payload) replies and cmd/res waiting for the sender task
         pins_cfg = config.get("pins") if isinstance(config.get("pins"), dict) else {}
         self.confirm_pins = [n for n in pins if isinstance(pins_cfg.get(n), dict) and pins_cfg[n].get("confirm")]
+        self.pending = None  # an LLM action on a confirm pin held for the user's "yes" (wisp/confirm.py)
+        self.pin_modes = {n: p.mode for n, p in pins.items()}  # fixed at boot; the fast path reads it per ask
         self._answering = False
         self.dropped = 0  # network messages dropped because too many were in progress
         from wisp.tools import manifest
@@ -111,7 +118,7 @@ class Device:
             body = sign.verify(self.key, payload)
         if body is None:
             self.refused += 1
-            if self.refused & (self.refused - 1) == 0:  # 1st, 2nd, 4th...: a forger cannot flood the log
+            if _rarely(self.refused):  # a forger cannot flood the log
                 log("error: unsigned or forged %s refused (%d so far)" % (what, self.refused))
             self.spawn(self.event("refused", "unsigned or forged %s refused" % what), "event")
         return body
@@ -129,7 +136,7 @@ class Device:
 
     def _count_drop(self, what):
         self.dropped += 1
-        if self.dropped & (self.dropped - 1) == 0:  # log the 1st, 2nd, 4th, 8th... drop
+        if _rarely(self.dropped):
             log("error: busy, %d message(s) dropped so far (last: %s)" % (self.dropped, what))
 
     async def _spawned(self, coro):

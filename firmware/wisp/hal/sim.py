@@ -25,13 +25,16 @@ class SimPin:
 
     def value(self, v=None):
         if v is None:
-            if self.mode != "out":
-                given = self.board.inputs().get("pins", {}).get(str(self.num))
-                if given is not None:
-                    return 1 if given else 0
-            return self.board.levels[self.num]
+            return self.level(self.board.inputs()) if self.mode != "out" else self.board.levels[self.num]
         if self.mode == "out":
             self.board.levels[self.num] = 1 if v else 0
+
+    def level(self, inputs):
+        """This input's level given a parse of sim_inputs.json (its pull level if not listed)."""
+        given = inputs.get("pins", {}).get(str(self.num))
+        if given is not None:
+            return 1 if given else 0
+        return self.board.levels[self.num]
 
 
 class Board(pinmap.BoardBase):
@@ -100,8 +103,9 @@ class Board(pinmap.BoardBase):
     async def _poll(self):
         while self._watch:
             await asyncio.sleep_ms(POLL_MS)
+            inputs = self.inputs()  # one read of the file per tick, however many pins are watched
             for w in self._watch:
-                level = w[0].value()
+                level = w[0].level(inputs)
                 if level == w[3]:
                     continue
                 w[3] = level
