@@ -29,6 +29,7 @@ class Stack:
     def __init__(self, responder=porch_responder, with_tier=True, bridge_env=None, broker_conf=""):
         self.dir = Path(tempfile.mkdtemp(prefix="wisp-e2e-"))
         self.bridge_env = dict(bridge_env or {})  # e.g. WISP_API_TOKEN and WISP_HTTP for the REST API
+        self.broker_conf = broker_conf
         self.broker = brokers.start_mosquitto(self.dir / "broker", extra_conf=broker_conf)  # e.g. a TLS listener
         self.fake = FakeOpenAI(responder) if with_tier else None
         self.base_url = self.fake.start_in_thread() if self.fake else None
@@ -83,6 +84,16 @@ class Stack:
         """Run the real `wisp` CLI against this stack's broker."""
         return subprocess.run([sys.executable, "-m", "tools.cli", *args, "--broker", self.broker_addr],
                               cwd=str(REPO), capture_output=True, text=True, timeout=timeout)
+
+    def restart_broker(self, down_s):
+        """Stop the broker, leave it down for `down_s`, start it again on the same port. Its
+        persistence is off, so retained messages afterwards can only come from clients reconnecting."""
+        self.probe.close()
+        port = self.broker.port
+        self.broker.stop()
+        time.sleep(down_s)
+        self.broker = brokers.start_mosquitto(self.dir / "broker", port=port, extra_conf=self.broker_conf)
+        self.probe = Probe(self.broker.host, port)
 
     def wait_bridge_subscribed(self, times=1):
         """Until the bridge has (re)subscribed `times` times, as its log says."""

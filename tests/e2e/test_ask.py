@@ -1,6 +1,5 @@
 """One ask travels device -> broker -> bridge -> LLM tier -> device -> GPIO, on real parts."""
 import json
-import time
 
 import pytest
 
@@ -106,14 +105,7 @@ def test_device_reconnects_after_the_broker_restarts():
     s = Stack()
     try:
         s.start_device("phoenix")
-        s.probe.close()
-        port = s.broker.port
-        s.broker.stop()
-        time.sleep(1.0)
-        from tools import broker as brokers
-        s.broker = brokers.start_mosquitto(s.dir / "broker", port=port)
-        from tests.support import Probe
-        s.probe = Probe(s.broker.host, port)
+        s.restart_broker(down_s=1.0)
         # persistence is off: the retained status can only come from the device reconnecting
         s.probe.wait_for("wisp/phoenix/status", lambda st: st.get("state") == "online", timeout=20)
         s.probe.wait_for("wisp/phoenix/manifest", timeout=5)

@@ -1,10 +1,6 @@
 """With the broker gone, schedules and routines keep running on the device; after the broker
 comes back the device reconnects on its own and publishes what changed."""
-import time
-
 from tests.e2e.stack import Stack
-from tests.support import Probe
-from tools import broker as brokers
 
 
 def _cmd(stack, dev_id, cmd_id, tool, args):
@@ -22,12 +18,7 @@ def test_schedule_runs_a_routine_while_the_broker_is_down():
         res = _cmd(s, "off1", "c2", "schedule_add", {"spec": "in 3s", "routine": "fan_on", "name": "soon"})
         assert res["ok"], res
         assert s.probe.wait_for("wisp/off1/state/fan") == "OFF"
-        s.probe.close()
-        port = s.broker.port
-        s.broker.stop()                      # the device is on its own now
-        time.sleep(5)                        # the job fires in this window
-        s.broker = brokers.start_mosquitto(s.dir / "broker", port=port)
-        s.probe = Probe(s.broker.host, port)
+        s.restart_broker(down_s=5)           # the device is on its own; the job fires meanwhile
         # persistence is off, so these retained messages can only come from the device reconnecting
         s.probe.wait_for("wisp/off1/status", lambda st: st.get("state") == "online", timeout=40)
         assert s.probe.wait_for("wisp/off1/state/fan", timeout=10) == "ON"

@@ -8,8 +8,6 @@ import pytest
 from tests.e2e.stack import Stack
 from tests.fakes.openai_server import Reply
 from tests.faults.netcut import NetCut
-from tests.support import Probe
-from tools import broker as brokers
 
 LLM_ASK = "it is getting dark, light up the porch please"
 
@@ -86,12 +84,7 @@ def test_broker_restart_mid_conversation_gives_one_reply_and_one_action():
         s.start_device("br1")
         ask(s, "br1", "b1")
         time.sleep(0.3)
-        s.probe.close()
-        port = s.broker.port
-        s.broker.stop()
-        time.sleep(1.5)
-        s.broker = brokers.start_mosquitto(s.dir / "broker", port=port)
-        s.probe = Probe(s.broker.host, port)
+        s.restart_broker(down_s=1.5)
         got = replies_for(s, "br1", "b1", 45)
         assert len(got) == 1, got
         assert tool_runs(s, "br1") <= 1
