@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiohttp  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 
 from bench.report import percentile, write_section  # noqa: E402
+from bench.tier_baseline import direct_latencies  # noqa: E402
 from tests.bridge.harness import manifest  # noqa: E402
 from tools.broker import start_mosquitto  # noqa: E402
 
@@ -68,18 +68,6 @@ class Fleet:
         return (self.done[req_id] - self.sent[req_id]) * 1000 if req_id in self.done else None
 
 
-async def direct(url):
-    out = []
-    async with aiohttp.ClientSession() as s:
-        body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "porch on"}]}
-        for _ in range(SEQUENTIAL):
-            t0 = time.perf_counter()
-            async with s.post(url + "/chat/completions", json=body) as r:
-                await r.read()
-            out.append((time.perf_counter() - t0) * 1000)
-    return out
-
-
 def main():
     tmp = Path(tempfile.mkdtemp(prefix="wisp-bench-"))
     broker = start_mosquitto(tmp / "mosq")
@@ -96,7 +84,7 @@ def main():
         time.sleep(1.5)
         fleet = Fleet(broker)
         time.sleep(0.5)
-        base = asyncio.run(direct(url))
+        base = asyncio.run(direct_latencies(url, SEQUENTIAL))
         n = 0
         for _ in range(30):  # warm-up
             fleet.wait(fleet.send(n))

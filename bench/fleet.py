@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiohttp  # noqa: E402
 
 from bench.report import percentile, write_section  # noqa: E402
+from bench.tier_baseline import direct_latencies  # noqa: E402
 from tests.bridge.harness import manifest  # noqa: E402
 from tools.broker import start_mosquitto  # noqa: E402
 
@@ -229,18 +229,6 @@ def start_bridge(tmp, broker, url, n):
                             stdout=log, stderr=log)
 
 
-async def direct_baseline(url):
-    out = []
-    async with aiohttp.ClientSession() as s:
-        body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "porch on"}]}
-        for _ in range(BASELINE_REQUESTS):
-            t0 = time.perf_counter()
-            async with s.post(url + "/chat/completions", json=body) as r:
-                await r.read()
-            out.append((time.perf_counter() - t0) * 1000)
-    return out
-
-
 async def until_ready(fleet, active, timeout):
     """Every active device gets one answer without err (each bridge has its manifest), or give up."""
     deadline, pending = time.monotonic() + timeout, list(active)
@@ -263,7 +251,7 @@ async def bench(args, broker, url, tmp):
     pinger = asyncio.create_task(fleet.keepalive())
     step = max(1, int(1 / args.active))
     active = fleet.devices[::step]
-    base = await direct_baseline(url)
+    base = await direct_latencies(url, BASELINE_REQUESTS)
     b50, b99 = percentile(base, 50), percentile(base, 99)
     print(f"{args.devices} devices connected in {connect_s:.1f} s; {len(active)} active; "
           f"fake direct p50 {b50:.2f} ms p99 {b99:.2f} ms", flush=True)
