@@ -1,4 +1,4 @@
-"""Install the Debian packages wisp needs (mosquitto) when they are missing.
+"""Install the Debian packages wisp needs (mosquitto and its command-line clients) when they are missing.
 
 Runs with the system python3 before the venv exists, so stdlib only.
 `--for test`: mosquitto is required (tests always use the real broker).
@@ -12,7 +12,10 @@ import subprocess
 import sys
 
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
-PACKAGES = ("mosquitto", "socat", "openssl")  # socat: virtual serial devices; openssl: the TLS tests' CA
+# mosquitto-clients: the mosquitto_pub/mosquitto_sub the README and `wisp run` banner use;
+# socat: virtual serial devices; openssl: the TLS tests' CA
+PACKAGES = ("mosquitto", "mosquitto-clients", "socat", "openssl")
+COMMANDS = ("mosquitto_pub", "mosquitto_sub", "socat", "openssl")
 BROWSER_PACKAGES = ("chromium", "chromium-driver")  # tests/e2e/test_dashboard.py drives it with Selenium
 
 
@@ -63,7 +66,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.purpose == "test":
         ensure_browser()
-    if (find_mosquitto() and shutil.which("socat") and shutil.which("openssl")) or install_packages():
+    if (find_mosquitto() and all(shutil.which(c) for c in COMMANDS)) or install_packages():
         return 0
     if args.purpose == "run":
         print("wisp: mosquitto is not installed and cannot be installed here (need root or sudo);"
