@@ -18,12 +18,50 @@ def free_port(host="127.0.0.1"):
 
 
 def port_is_free(port, host="127.0.0.1"):
+    """True when nothing listens on host:port. SO_REUSEADDR as the broker itself uses it, so the
+    TIME-WAIT connections a previous run leaves behind do not count as "taken"."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
             return True
         except OSError:
             return False
+
+
+_TCP_LISTEN = "0A"
+
+
+def _listening_inodes(port):
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == _TCP_LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def port_owner(port):
+    """'name (pid N)' of the process listening on a TCP port, or None when it cannot be told
+    (another user's process, or no /proc)."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return None
+    wanted = {f"socket:[{i}]" for i in inodes}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) in wanted:
+                    name = (proc / "comm").read_text().strip()
+                    return f"{name} (pid {proc.name})"
+        except OSError:
+            continue
+    return None
 
 
 def wait_listening(host, port, proc, timeout_s=READY_TIMEOUT_S):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"
-RUN_DIR = REPO / ".wisp"            # state of `wisp run` / `wisp sim` (broker conf, device dirs)
+# state of `wisp run` / `wisp sim` (broker conf, device dirs); WISP_RUN_DIR moves it (tests do)
+RUN_DIR = Path(os.environ.get("WISP_RUN_DIR") or REPO / ".wisp")
 RUN_INFO = RUN_DIR / "run.json"     # where the running broker listens, read by `wisp ask`
 
 

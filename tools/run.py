@@ -18,14 +18,24 @@ TOKEN_FILE = RUN_DIR / "api_token"    # the dashboard's and API's bearer token, 
 
 
 def api_token():
-    """$WISP_API_TOKEN, else the token of earlier runs, else a new one (0600 file)."""
-    token = os.environ.get("WISP_API_TOKEN") or (TOKEN_FILE.read_text().strip() if TOKEN_FILE.exists() else "")
-    if not token:
-        token = secrets.token_urlsafe(24)
-        TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
-        TOKEN_FILE.write_text(token)
-        os.chmod(TOKEN_FILE, 0o600)
+    """$WISP_API_TOKEN, else the token of earlier runs, else a new one. The file always holds the
+    token in use, so the banner's `$(cat .wisp/api_token)` works whichever way it was chosen."""
+    kept = TOKEN_FILE.read_text().strip() if TOKEN_FILE.exists() else ""
+    token = os.environ.get("WISP_API_TOKEN") or kept or secrets.token_urlsafe(24)
+    if token != kept:
+        write_secret(TOKEN_FILE, token)
     return token
+
+
+def write_secret(path, text):
+    """Write a file that is 0600 from its first byte (never briefly world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def _pump(name, stream):
@@ -43,7 +53,9 @@ def _spawn(name, cmd, **kw):
 def start_broker(port):
     if not brokers.port_is_free(port):
         free = brokers.free_port()
-        print(f"wisp: port {port} is taken; using {free}")
+        owner = brokers.port_owner(port) or "another program"
+        print(f"wisp: port {port} is taken by {owner}; using {free} for this run. To keep {port}, stop "
+              f"that program; to choose the port, run `wisp run --port N`. Clients need `-p {free}`.")
         port = free
     try:
         return brokers.start_mosquitto(RUN_DIR / "broker", port)
@@ -52,55 +64,106 @@ def start_broker(port):
         return brokers.start_amqtt(RUN_DIR / "broker", port)
 
 
+RESTART_BASE_S, RESTART_CAP_S = 1.0, 30.0   # a crashed bridge or device is restarted, backing off
+READY_TIMEOUT_S = 20.0                        # the bridge must listen within this, or the run stops
+
+
+class Supervised:
+    """A child process that is started again when it dies, with a capped exponential backoff
+    (a dead bridge must not take the broker and the device down with it)."""
+
+    def __init__(self, name, start):
+        self.name, self._start = name, start
+        self.proc, self.restarts, self._due, self._backoff = start(), 0, None, RESTART_BASE_S
+        self._started = time.monotonic()
+
+    def check(self, now):
+        if self.proc.poll() is None:
+            if now - self._started > RESTART_CAP_S:
+                self._backoff = RESTART_BASE_S       # it ran long enough: next crash restarts quickly
+            return
+        if self._due is None:
+            self._due = now + self._backoff
+            print(f"wisp: {self.name} exited with code {self.proc.returncode}; "
+                  f"restarting in {self._backoff:.0f} s", flush=True)
+            self._backoff = min(self._backoff * 2, RESTART_CAP_S)
+        elif now >= self._due:
+            self.proc, self._due, self.restarts = self._start(), None, self.restarts + 1
+            self._started = now
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def wait_bridge_ready(bridge, port, timeout_s=READY_TIMEOUT_S):
+    """Block until the bridge listens on its HTTP port; a bad wisp.toml makes it exit first, and
+    that must stop the run before the banner says all is well."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if bridge.poll() is not None:
+            return False
+        if not brokers.port_is_free(port):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def run(dev_id="dev1", port=DEFAULT_PORT):
     broker = start_broker(port)
-    procs = []
+    children = []
     try:
         token, http_port = api_token(), brokers.port_is_free(HTTP_PORT) and HTTP_PORT or brokers.free_port()
         env = dict(os.environ, WISP_BROKER=f"{broker.host}:{broker.port}", PYTHONUNBUFFERED="1",
                    WISP_API_TOKEN=token, WISP_HTTP=f"127.0.0.1:{http_port}")
         if broker.kind == "amqtt":
             env["WISP_SHARED"] = "0"
-        procs.append(("bridge", _spawn("bridge", [sys.executable, "-m", "bridge"], env=env)))
+        bridge = Supervised("bridge", lambda: _spawn("bridge", [sys.executable, "-m", "bridge"], env=env))
+        children.append(bridge)
+        if not wait_bridge_ready(bridge.proc, http_port):
+            print("wisp: the bridge did not start (its error is above); fix it and run again", flush=True)
+            return 1
         workdir = sim.device_dir(dev_id)
         sim.write_config(workdir, dev_id, broker.host, broker.port)
-        device = sim.start_device(workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        threading.Thread(target=_pump, args=(dev_id, device.stdout), daemon=True).start()
-        procs.append((dev_id, device))
+        children.append(Supervised(dev_id, lambda: _start_device(dev_id, workdir)))
         RUN_INFO.write_text(json.dumps({"host": broker.host, "port": broker.port, "devices": [dev_id]}))
+        port_flag = "" if broker.port == DEFAULT_PORT else f"-p {broker.port} "
         print(f"""
 wisp is running: {broker.kind} on {broker.host}:{broker.port}, the bridge, and device '{dev_id}'.
 Dashboard:  http://127.0.0.1:{http_port}/#token={token}
 In another terminal:
     .venv/bin/wisp ask {dev_id} "turn on the porch light"
     .venv/bin/wisp cmd {dev_id} gpio_read pin=door
-    mosquitto_sub -p {broker.port} -t 'wisp/#' -v      # watch every message
+    mosquitto_sub {port_flag}-t 'wisp/#' -v      # watch every message
     curl -H "Authorization: Bearer $(cat .wisp/api_token)" http://127.0.0.1:{http_port}/api/devices
 Press Ctrl-C to stop.
 """, flush=True)
-        return _wait(procs)
+        return _wait(children)
     finally:
-        for _name, proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for _name, proc in procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for child in children:
+            child.stop()
         broker.stop()
         RUN_INFO.unlink(missing_ok=True)
 
 
-def _wait(procs):
+def _start_device(dev_id, workdir):
+    device = sim.start_device(workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    threading.Thread(target=_pump, args=(dev_id, device.stdout), daemon=True).start()
+    return device
+
+
+def _wait(children):
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     try:
         while not stop.is_set():
-            for name, proc in procs:
-                if proc.poll() is not None:
-                    print(f"wisp: {name} exited with code {proc.returncode}; stopping")
-                    return 1
+            now = time.monotonic()
+            for child in children:
+                child.check(now)
             time.sleep(0.2)
     except KeyboardInterrupt:
         print("\nwisp: stopping")

@@ -1,0 +1,185 @@
+"""`wisp run` as a user starts it: the banner's commands work, the broker keeps its port across
+restarts, an API token from the environment is the one in the token file, and a killed bridge
+comes back without taking the broker and the device with it."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tools import broker as brokers
+
+WISP = str(Path(sys.executable).parent / "wisp")
+BANNER_TIMEOUT_S = 60.0
+
+
+class WispRun:
+    def __init__(self, run_dir, port, env=None):
+        self.run_dir, self.port = Path(run_dir), port
+        self.env = dict(os.environ, WISP_RUN_DIR=str(run_dir), **(env or {}))
+        self.env.pop("WISP_BROKER", None)
+        self.log_path = self.run_dir / "wisp-run.log"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([WISP, "run", "--port", str(port)], stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL, env=self.env)
+        log.close()
+
+    def output(self):
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, text, timeout_s=BANNER_TIMEOUT_S, times=1):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.output().count(text) >= times:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"`wisp run` never printed {text!r}:\n{self.output()[-3000:]}")
+
+    def dashboard_url(self):
+        line = next(x for x in self.output().splitlines() if x.startswith("Dashboard:"))
+        return line.split()[1].split("/#")[0]
+
+    def wisp(self, *args, timeout=60):
+        return subprocess.run([WISP, *args], capture_output=True, text=True, timeout=timeout, env=self.env)
+
+    def bridge_pid(self):
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == self.proc.pid and b"bridge" in cmdline:
+                return int(stat.parent.name)
+        return None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def api_get(url, token):
+    req = urllib.request.Request(url + "/api/devices", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=5) as res:
+        return res.status, json.loads(res.read())
+
+
+def wait_api(url, token, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return api_get(url, token)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    return tmp_path / "run"
+
+
+def test_banner_commands_work_and_the_port_is_kept_across_restarts(run_dir):
+    port = brokers.free_port()
+    for attempt in range(2):          # the second start finds the first run's TIME-WAIT sockets
+        run = WispRun(run_dir, port)
+        try:
+            run.wait_for("wisp is running", times=attempt + 1)      # one log for both runs
+            assert f"127.0.0.1:{port}" in run.output(), run.output()
+            assert "is taken" not in run.output()
+            ask = run.wisp("ask", "dev1", "turn on the porch light")
+            assert ask.returncode == 0 and "porch light is on" in ask.stdout, (ask.stdout, ask.stderr)
+            sub = subprocess.run(["mosquitto_sub", "-p", str(port), "-t", "wisp/dev1/status", "-C", "1",
+                                  "-W", "10"], capture_output=True, text=True, timeout=20)
+            assert sub.returncode == 0 and "online" in sub.stdout, (attempt, sub.stdout, sub.stderr)
+            token = (run_dir / "api_token").read_text().strip()
+            status, devices = api_get(run.dashboard_url(), token)
+            assert status == 200 and "dev1" in json.dumps(devices)
+        finally:
+            run.stop()
+
+
+def test_a_taken_port_is_reported_with_its_owner(run_dir):
+    with brokers.socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        assert not brokers.port_is_free(port)
+        assert f"(pid {os.getpid()})" in brokers.port_owner(port)
+        run = WispRun(run_dir, port)
+        try:
+            run.wait_for("wisp is running")
+            assert f"port {port} is taken by" in run.output() and "wisp run --port N" in run.output()
+        finally:
+            run.stop()
+
+
+def test_token_from_the_environment_is_written_to_the_token_file(run_dir):
+    (run_dir).mkdir(parents=True)
+    (run_dir / "api_token").write_text("an-old-token")
+    run = WispRun(run_dir, brokers.free_port(), env={"WISP_API_TOKEN": "the-new-token"})
+    try:
+        run.wait_for("wisp is running")
+        token_file = run_dir / "api_token"
+        assert token_file.read_text() == "the-new-token"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        assert api_get(run.dashboard_url(), "the-new-token")[0] == 200
+    finally:
+        run.stop()
+
+
+def test_a_killed_bridge_is_restarted_and_the_device_stays(run_dir):
+    run = WispRun(run_dir, brokers.free_port())
+    try:
+        run.wait_for("wisp is running")
+        token = (run_dir / "api_token").read_text().strip()
+        pid = run.bridge_pid()
+        assert pid, "no bridge process under `wisp run`"
+        os.kill(pid, signal.SIGKILL)
+        run.wait_for("bridge exited with code -9; restarting", timeout_s=10)
+        assert wait_api(run.dashboard_url(), token)[0] == 200
+        assert run.bridge_pid() not in (None, pid)
+        assert run.proc.poll() is None, "wisp run ended with its bridge"
+        ask = run.wisp("ask", "dev1", "turn off the porch light")
+        assert ask.returncode == 0, (ask.stdout, ask.stderr)
+    finally:
+        run.stop()
+
+
+def test_a_bad_config_stops_before_the_banner(run_dir, tmp_path):
+    bad = tmp_path / "wisp.toml"
+    bad.write_text("[tiers.premium]\nkind = 'no-such-kind'\nurl = 12\n")
+    run = WispRun(run_dir, brokers.free_port(), env={"WISP_CONFIG": str(bad)})
+    try:
+        assert run.proc.wait(BANNER_TIMEOUT_S) == 1
+        assert "wisp is running" not in run.output()
+        assert "the bridge did not start" in run.output()
+    finally:
+        run.stop()
+
+
+def test_time_wait_sockets_do_not_make_a_port_look_taken():
+    with brokers.socket.socket() as srv:
+        srv.setsockopt(brokers.socket.SOL_SOCKET, brokers.socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        client = brokers.socket.create_connection(("127.0.0.1", port))
+        accepted, _ = srv.accept()
+        accepted.close()              # the server side closes first: its end stays in TIME-WAIT
+        client.close()
+    assert brokers.port_is_free(port)
