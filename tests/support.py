@@ -6,6 +6,7 @@ import socket
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
@@ -91,3 +92,13 @@ def decode(raw):
         return json.loads(raw)
     except (ValueError, RecursionError):  # fuzz tests send deeply nested JSON on purpose
         return raw.decode(errors="replace")
+
+
+def firmware_limit(name):
+    """A device limit as firmware/wisp/limits.py states it (`NAME = const(N)`): the one source."""
+    import re
+    text = (Path(__file__).resolve().parents[1] / "firmware" / "wisp" / "limits.py").read_text()
+    found = re.search(r"^%s\s*=\s*const\((\d+)\)" % re.escape(name), text, re.M)
+    if not found:
+        raise KeyError(name)
+    return int(found.group(1))

@@ -79,6 +79,37 @@ def cmd_cmd(args):
     return 0 if res.get("ok") else 1
 
 
+def cmd_devices(args):
+    from tools import devices
+    from tools.listen import BrokerUnreachable
+    host, port = resolve_broker(args.broker)
+    try:
+        found = devices.collect(host, port)
+    except BrokerUnreachable as e:
+        print(f"wisp: {e}", file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps({"devices": found}, sort_keys=True))
+    elif not found:
+        print(f"wisp: no devices on {host}:{port}")
+    else:
+        print(devices.table(found))
+    return 0
+
+
+def cmd_logs(args):
+    from tools import logs
+    from tools.listen import BrokerUnreachable
+    host, port = resolve_broker(args.broker)
+    try:
+        return logs.follow(host, port, args.device, sys.stdout, follow=args.follow)
+    except BrokerUnreachable as e:
+        print(f"wisp: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 0
+
+
 def cmd_run(args):
     from tools.run import run
     return run(args.id, args.port)
@@ -254,6 +285,17 @@ def build_parser():
     c.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the result (default 30)")
     c.add_argument("--json", action="store_true", help="print the whole cmd/res as JSON")
     c.set_defaults(func=cmd_cmd)
+
+    dv = sub.add_parser("devices", help="list every device the broker knows: state, firmware, board, pins")
+    dv.add_argument("--broker", help="host:port (as for ask)")
+    dv.add_argument("--json", action="store_true", help="print the list as JSON")
+    dv.set_defaults(func=cmd_devices)
+
+    lg = sub.add_parser("logs", help="show a device's status and events; -f follows them live")
+    lg.add_argument("device", help="device id, e.g. dev1")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing events until Ctrl-C")
+    lg.add_argument("--broker", help="host:port (as for ask)")
+    lg.set_defaults(func=cmd_logs)
 
     r = sub.add_parser("run", help="start a broker, the bridge and one simulated device")
     r.add_argument("--id", default="dev1", help="simulated device id (default dev1)")

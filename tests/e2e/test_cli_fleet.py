@@ -1,0 +1,73 @@
+"""`wisp devices` and `wisp logs` against real mosquitto and devices on the MicroPython unix port."""
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.e2e.stack import REPO, Stack
+from tests.support import firmware_limit
+
+MAX_PAYLOAD = firmware_limit("MAX_PAYLOAD")
+
+SENSOR_PINS = {"pump": {"pin": 25, "mode": "out"}, "level": {"pin": 34, "mode": "in"}}
+
+
+@pytest.fixture(scope="module")
+def stack():
+    s = Stack()
+    s.start_device("dev1")
+    s.start_device("dev2", pins=SENSOR_PINS)
+    yield s
+    s.close()
+
+
+def test_devices_lists_every_device_with_state_firmware_board_and_pins(stack):
+    done = stack.wisp("devices", "--json")
+    assert done.returncode == 0, done.stderr
+    devices = json.loads(done.stdout)["devices"]
+    assert set(devices) == {"dev1", "dev2"}
+    assert devices["dev2"]["state"] == "online" and devices["dev2"]["board"] == "sim"
+    assert devices["dev2"]["pins"] == {"pump": "out", "level": "in"}
+    assert devices["dev1"]["pins"]["porch_light"] == "out" and devices["dev1"]["fw"]
+    table = stack.wisp("devices").stdout.splitlines()
+    assert table[0].split()[:3] == ["DEVICE", "STATE", "FIRMWARE"]
+    assert [row.split()[0] for row in table[1:]] == ["dev1", "dev2"]
+
+
+def test_an_offline_device_is_listed_as_offline_and_logs_say_so(stack):
+    stack.start_device("dev3")
+    stack.devices["dev3"].kill()                 # a power cut: the broker publishes its last will
+    stack.probe.wait_for("wisp/dev3/status", lambda s: isinstance(s, dict) and s.get("state") == "offline",
+                         timeout=90)
+    devices = json.loads(stack.wisp("devices", "--json").stdout)["devices"]
+    assert devices["dev3"]["state"] == "offline"
+    logs = stack.wisp("logs", "dev3")
+    assert logs.returncode == 1 and "status: offline" in logs.stdout and "is offline" in logs.stdout
+
+
+def test_logs_of_an_unknown_device_say_it_never_appeared(stack):
+    logs = stack.wisp("logs", "nosuch")
+    assert logs.returncode == 1 and "knows no device 'nosuch'" in logs.stdout
+
+
+def test_logs_follow_prints_events_live(stack):
+    follow = subprocess.Popen([sys.executable, "-m", "tools.cli", "logs", "dev1", "-f", "--broker", stack.broker_addr],
+                              cwd=str(REPO), stdout=subprocess.PIPE, text=True)
+    try:
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(x) for x in follow.stdout], daemon=True).start()
+        assert "status: online" in lines.get(timeout=10)
+        # An oversized ask is refused by the device, which reports it as an error event.
+        stack.probe.publish("wisp/dev1/ask", "x" * (MAX_PAYLOAD + 1), qos=0)
+        deadline = time.monotonic() + 10
+        line = ""
+        while "error:" not in line and time.monotonic() < deadline:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        assert "refused: limit is %d" % MAX_PAYLOAD in line
+    finally:
+        follow.terminate()
+        follow.wait(5)

@@ -1,0 +1,60 @@
+"""`wisp devices`: every device the broker knows, from the retained status and manifest topics."""
+import json
+import time
+
+from tools.listen import Listener
+
+FIRST_WAIT_S = 1.0   # retained messages follow the SUBACK at once; none by then means no devices
+QUIET_S = 0.3        # the retained burst is over when nothing arrived for this long
+MAX_WAIT_S = 5.0     # a broker with thousands of devices still answers in bounded time
+
+
+def _json(payload):
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def collect(host, port):
+    """{device id: {"state", "fw", "board", "boots", "pins"}} from what the broker retains."""
+    devices = {}
+    start = last = time.monotonic()
+    with Listener(host, port, ["wisp/+/status", "wisp/+/manifest"], name="devices") as listener:
+        while True:
+            now = time.monotonic()
+            wait = (start + FIRST_WAIT_S if last == start else last + QUIET_S) - now
+            msg = listener.get(min(wait, start + MAX_WAIT_S - now))
+            if msg is None:
+                break
+            last = time.monotonic()
+            topic, payload, _retained = msg
+            parts = topic.split("/")
+            if len(parts) != 3:
+                continue
+            dev = devices.setdefault(parts[1], {"state": "?", "fw": "", "board": "", "boots": None, "pins": {}})
+            body = _json(payload)
+            if body is None:
+                continue
+            if parts[2] == "status":
+                dev["state"] = str(body.get("state", "?"))
+                for key in ("fw", "board", "boots"):
+                    if body.get(key) is not None:
+                        dev[key] = body[key]
+            elif isinstance(body.get("pins"), dict):
+                dev["pins"] = {str(n): (p.get("mode") if isinstance(p, dict) else "?")
+                               for n, p in body["pins"].items()}
+                dev["fw"] = dev["fw"] or body.get("fw", "")
+    return devices
+
+
+def table(devices):
+    rows = [("DEVICE", "STATE", "FIRMWARE", "BOARD", "BOOTS", "PINS")]
+    for dev_id in sorted(devices):
+        d = devices[dev_id]
+        pins = " ".join(f"{n}:{m}" for n, m in sorted(d["pins"].items())) or "-"
+        rows.append((dev_id, d["state"], str(d["fw"] or "-"), str(d["board"] or "-"),
+                     "-" if d["boots"] is None else str(d["boots"]), pins))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
