@@ -79,11 +79,14 @@ def wait_listening(host, port, proc, timeout_s=READY_TIMEOUT_S):
 
 
 def mosquitto_conf(port, host="127.0.0.1", extra=""):
+    """An anonymous broker on one loopback listener: what `wisp run` and the tests start."""
+    return "\n".join([f"listener {port} {host}", "allow_anonymous true", *_common_conf()]) + "\n" + extra
+
+
+def _common_conf():
     # set_tcp_nodelay: without it each QoS 1 round trip costs 40-90 ms (Nagle + delayed ACK).
     # user root: when started as root, mosquitto would drop to `mosquitto` and lose our files.
     lines = [
-        f"listener {port} {host}",
-        "allow_anonymous true",
         "set_tcp_nodelay true",
         "persistence false",
         "log_dest stderr",
@@ -96,7 +99,7 @@ def mosquitto_conf(port, host="127.0.0.1", extra=""):
     ]
     if os.geteuid() == 0:
         lines.append("user root")
-    return "\n".join(lines) + "\n" + extra
+    return lines
 
 
 class Broker:
@@ -116,14 +119,29 @@ class Broker:
 
 
 def start_mosquitto(workdir, port=None, host="127.0.0.1", extra_conf=""):
+    workdir = Path(workdir)
+    port = port or free_port(host)
+    return _start_mosquitto(workdir, mosquitto_conf(port, host, extra_conf), host, port)
+
+
+def start_fleet_mosquitto(workdir, fleet_conf, port):
+    """The fleet's broker: `fleet_conf` (written by `wisp provision`: its listener, logins and ACL)
+    read through include_dir, as Debian's system mosquitto reads /etc/mosquitto/conf.d."""
+    workdir = Path(workdir)
+    conf_d = workdir / "conf.d"
+    conf_d.mkdir(parents=True, exist_ok=True)
+    (conf_d / "wisp.conf").write_text(Path(fleet_conf).read_text())
+    return _start_mosquitto(workdir, "\n".join([*_common_conf(), f"include_dir {conf_d}"]) + "\n",
+                            "127.0.0.1", port)
+
+
+def _start_mosquitto(workdir, conf_text, host, port):
     binary = find_mosquitto()
     if not binary:
         raise FileNotFoundError("mosquitto is not installed (sudo apt-get install mosquitto)")
-    workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port(host)
     conf = workdir / "mosquitto.conf"
-    conf.write_text(mosquitto_conf(port, host, extra_conf))
+    conf.write_text(conf_text)
     log_path = workdir / "mosquitto.log"
     log = open(log_path, "ab")
     proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)

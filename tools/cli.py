@@ -9,6 +9,7 @@ from tools.paths import FIRMWARE, RUN_INFO
 
 DEFAULT_BROKER = ("127.0.0.1", 1883)
 DEFAULT_IMAGE_DIR = Path("build")
+FLEET_HELP = "fleet directory (default $WISP_FLEET or .wisp/fleet): the broker address and login of its CLI"
 
 
 def parse_broker(text):
@@ -21,24 +22,48 @@ def parse_broker(text):
     return host, int(port)
 
 
-def resolve_broker(flag):
-    """--broker, else $WISP_BROKER, else the broker `wisp run` started, else 127.0.0.1:1883."""
+def _run_info():
+    try:
+        info = json.loads(RUN_INFO.read_text())
+        return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def resolve_broker(flag, fleet=None):
+    """--broker, else $WISP_BROKER, else the broker `wisp run` started, else the address the fleet
+    was provisioned with, else 127.0.0.1:1883."""
     if flag:
         return parse_broker(flag)
     if os.environ.get("WISP_BROKER"):
         return parse_broker(os.environ["WISP_BROKER"])
-    try:
-        info = json.loads(RUN_INFO.read_text())
+    info = _run_info()
+    if "host" in info and "port" in info:
         return info["host"], int(info["port"])
-    except (OSError, ValueError, KeyError):
-        return DEFAULT_BROKER
+    from tools.provision import broker_address, fleet_dir
+    return broker_address(fleet_dir(fleet)) or DEFAULT_BROKER
+
+
+def resolve_login(fleet=None):
+    """$WISP_BROKER_USER/$WISP_BROKER_PASSWORD, else the fleet's CLI login (`wisp provision` makes
+    one; `wisp run --fleet` names its fleet), else anonymous (None)."""
+    if os.environ.get("WISP_BROKER_USER"):
+        return os.environ["WISP_BROKER_USER"], os.environ.get("WISP_BROKER_PASSWORD", "")
+    from tools.provision import admin_login, fleet_dir
+    return admin_login(fleet_dir(fleet or _run_info().get("fleet")))
+
+
+def connection(args):
+    """(host, port, login) for the commands that talk to devices."""
+    fleet = getattr(args, "fleet", None)
+    return (*resolve_broker(args.broker, fleet), resolve_login(fleet))
 
 
 def cmd_ask(args):
     from tools.ask import AskError, ask
-    host, port = resolve_broker(args.broker)
+    host, port, login = connection(args)
     try:
-        reply = ask(host, port, args.device, args.text, timeout_s=args.timeout)
+        reply = ask(host, port, args.device, args.text, timeout_s=args.timeout, login=login)
     except AskError as e:
         print(f"wisp: {e}", file=sys.stderr)
         return 3
@@ -67,11 +92,11 @@ def parse_tool_args(pairs):
 def cmd_cmd(args):
     from tools.ask import AskError, command
     from tools.keys import device_key
-    host, port = resolve_broker(args.broker)
+    host, port, login = connection(args)
     tool_args = parse_tool_args(args.args)
     try:
         res = command(host, port, args.device, args.tool, tool_args, key=device_key(args.device, args.fleet),
-                      timeout_s=args.timeout)
+                      timeout_s=args.timeout, login=login)
     except AskError as e:
         print(f"wisp: {e}", file=sys.stderr)
         return 3
@@ -82,9 +107,9 @@ def cmd_cmd(args):
 def cmd_devices(args):
     from tools import devices
     from tools.listen import BrokerUnreachable
-    host, port = resolve_broker(args.broker)
+    host, port, login = connection(args)
     try:
-        found = devices.collect(host, port)
+        found = devices.collect(host, port, login)
     except BrokerUnreachable as e:
         print(f"wisp: {e}", file=sys.stderr)
         return 3
@@ -100,9 +125,9 @@ def cmd_devices(args):
 def cmd_logs(args):
     from tools import logs
     from tools.listen import BrokerUnreachable
-    host, port = resolve_broker(args.broker)
+    host, port, login = connection(args)
     try:
-        return logs.follow(host, port, args.device, sys.stdout, follow=args.follow)
+        return logs.follow(host, port, args.device, sys.stdout, follow=args.follow, login=login)
     except BrokerUnreachable as e:
         print(f"wisp: {e}", file=sys.stderr)
         return 3
@@ -267,7 +292,10 @@ def build_parser():
     a = sub.add_parser("ask", help="send a request in words to a device and print its reply")
     a.add_argument("device", help="device id, e.g. dev1")
     a.add_argument("text", help="what to do, e.g. 'turn on the porch light'")
-    a.add_argument("--broker", help="host:port (default: $WISP_BROKER, the `wisp run` broker, or 127.0.0.1:1883)")
+    a.add_argument("--broker", help="host:port (default: $WISP_BROKER, the `wisp run` broker, the fleet's broker, "
+                                    "or 127.0.0.1:1883); the login is $WISP_BROKER_USER/$WISP_BROKER_PASSWORD "
+                                    "or the fleet's")
+    a.add_argument("--fleet", help=FLEET_HELP)
     a.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the reply (default 120)")
     a.add_argument("--json", action="store_true", help="print the whole reply as JSON")
     a.set_defaults(func=cmd_ask)
@@ -281,13 +309,14 @@ def build_parser():
     c.add_argument("tool", help="tool name, e.g. gpio_write (see the device's manifest)")
     c.add_argument("args", nargs="*", metavar="name=value", help="tool arguments")
     c.add_argument("--broker", help="host:port (as for ask)")
-    c.add_argument("--fleet", help="fleet directory with secrets.json (default $WISP_FLEET or .wisp/fleet)")
+    c.add_argument("--fleet", help=FLEET_HELP + ", and the device's signing key")
     c.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the result (default 30)")
     c.add_argument("--json", action="store_true", help="print the whole cmd/res as JSON")
     c.set_defaults(func=cmd_cmd)
 
     dv = sub.add_parser("devices", help="list every device the broker knows: state, firmware, board, pins")
     dv.add_argument("--broker", help="host:port (as for ask)")
+    dv.add_argument("--fleet", help=FLEET_HELP)
     dv.add_argument("--json", action="store_true", help="print the list as JSON")
     dv.set_defaults(func=cmd_devices)
 
@@ -295,6 +324,7 @@ def build_parser():
     lg.add_argument("device", help="device id, e.g. dev1")
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing events until Ctrl-C")
     lg.add_argument("--broker", help="host:port (as for ask)")
+    lg.add_argument("--fleet", help=FLEET_HELP)
     lg.set_defaults(func=cmd_logs)
 
     r = sub.add_parser("run", help="start a broker, the bridge and one simulated device")

@@ -17,11 +17,11 @@ def _json(payload):
     return value if isinstance(value, dict) else None
 
 
-def collect(host, port):
+def collect(host, port, login=None):
     """{device id: {"state", "fw", "board", "boots", "pins"}} from what the broker retains."""
     devices = {}
     start = last = time.monotonic()
-    with Listener(host, port, ["wisp/+/status", "wisp/+/manifest"], name="devices") as listener:
+    with Listener(host, port, ["wisp/+/status", "wisp/+/manifest"], name="devices", login=login) as listener:
         while True:
             now = time.monotonic()
             wait = (start + FIRST_WAIT_S if last == start else last + QUIET_S) - now

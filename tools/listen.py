@@ -1,9 +1,13 @@
-"""A short-lived MQTT listener for the CLI: connect, subscribe, hand messages over a queue."""
+"""A short-lived MQTT client for the CLI: connect (with the fleet's login when there is one),
+subscribe, hand messages over a queue, publish."""
 import queue
 import secrets
 import socket
+import threading
 
 import paho.mqtt.client as mqtt
+
+CONNACK_WAIT_S = 5.0   # a broker that accepted the TCP connection answers CONNECT at once
 
 
 class BrokerUnreachable(Exception):
@@ -11,20 +15,47 @@ class BrokerUnreachable(Exception):
 
 
 class Listener:
-    """Subscribed to `topics` on host:port; messages arrive in `.inbox` as (topic, payload, retained)."""
+    """Subscribed to `topics` on host:port; messages arrive in `.inbox` as (topic, payload, retained).
+    `login` is (user, password) or None. Raises BrokerUnreachable when the broker cannot be reached
+    or refuses the login, with a message that says which."""
 
-    def __init__(self, host, port, topics, name="listen"):
+    def __init__(self, host, port, topics, name="listen", login=None):
         self.inbox = queue.Queue()
+        self._acked = threading.Event()
+        self._refused = None
+        self._subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=f"wisp-cli-{name}-{secrets.token_hex(3)}")
+        if login:
+            self.client.username_pw_set(*login)
         self.client.on_message = lambda c, u, m: self.inbox.put((m.topic, m.payload, bool(m.retain)))
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
+        self.client.on_connect = lambda c, u, f, rc, p: self._on_connect(rc, topics)
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
         try:
             self.client.connect(host, port, keepalive=30)
         except OSError as e:
             raise BrokerUnreachable(f"cannot reach the broker at {host}:{port}: {e}") from None
-        self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle wait per message
         self.client.loop_start()
+        if not self._acked.wait(CONNACK_WAIT_S) or self._refused:
+            self.close()
+            who = f"the login '{login[0]}'" if login else "an anonymous client"
+            why = self._refused or f"no answer to CONNECT within {CONNACK_WAIT_S:.0f} s"
+            raise BrokerUnreachable(f"the broker at {host}:{port} refused {who}: {why}"
+                                    + ("" if login else " (a fleet broker needs --fleet DIR or "
+                                       "WISP_BROKER_USER/WISP_BROKER_PASSWORD)"))
+
+    def _on_connect(self, reason, topics):
+        if reason.is_failure:
+            self._refused = str(reason)
+            self.client.disconnect()   # do not retry a refused login forever in the background
+        elif topics:
+            self.client.subscribe([(t, 1) for t in topics])
+        self._acked.set()
+
+    def wait_subscribed(self, timeout_s=CONNACK_WAIT_S):
+        """True once the broker confirmed the subscriptions (retained messages follow it)."""
+        return self._subscribed.wait(timeout_s)
 
     def get(self, timeout_s):
         """The next message, or None after timeout_s."""
@@ -32,6 +63,9 @@ class Listener:
             return self.inbox.get(timeout=max(0.0, timeout_s))
         except queue.Empty:
             return None
+
+    def publish(self, topic, payload, qos=1):
+        self.client.publish(topic, payload, qos=qos)
 
     def close(self):
         self.client.disconnect()   # before loop_stop: the loop sends DISCONNECT and ends at once

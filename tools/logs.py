@@ -26,11 +26,11 @@ def describe(topic, payload):
     return f"{body.get('kind', 'event')}: {body.get('text', '')}"
 
 
-def follow(host, port, dev_id, out, follow=False, duration_s=None):
+def follow(host, port, dev_id, out, follow=False, duration_s=None, login=None):
     """Print the device's state, then its events: until the retained burst is over, or (follow)
     until interrupted or duration_s. Returns 0, or 1 when the device is unknown or offline."""
     status = None
-    with Listener(host, port, [f"wisp/{dev_id}/status", f"wisp/{dev_id}/event"], name="logs") as listener:
+    with Listener(host, port, [f"wisp/{dev_id}/status", f"wisp/{dev_id}/event"], name="logs", login=login) as listener:
         start = time.monotonic()
         while True:
             if follow:

@@ -5,7 +5,8 @@ Layout of the fleet directory (default .wisp/fleet, or $WISP_FLEET):
   secrets.json               0600  every generated credential (the only source the other files come from)
   passwd                     0600  mosquitto password file (hashed by mosquitto_passwd)
   acl                        0644  mosquitto ACL: each device only wisp/<id>/# (+ write homeassistant/#)
-  mosquitto.conf             0644  lines to include in the broker's config
+  mosquitto.conf             0644  the broker's listener, logins and ACL: `mosquitto -c` it, or copy it
+                                   to /etc/mosquitto/conf.d/ (Debian's mosquitto reads that folder)
   bridge.toml                0600  [broker] section with the bridge's login (WISP_CONFIG=... for the bridge)
   devices/<id>/config.json   0600  what `wisp image` / `wisp flash` / `wisp deploy --device` put on the board
 """
@@ -21,6 +22,7 @@ from tools.paths import RUN_DIR
 from tools.system_deps import SBIN_DIRS
 
 BRIDGE_USER = "wisp-bridge"        # reserved: no device may take this id
+ADMIN_USER = "wisp-admin"          # reserved: the login of `wisp ask`/`cmd`/`devices`/`logs` on this fleet
 PASSWORD_BYTES = 24                # broker passwords: 192 bits, URL-safe text
 DEVICE_KEY_BYTES = 32              # per-device secret key: 256 bits, hex in config.json "key"
 HA_DISCOVERY_PREFIX = "homeassistant"
@@ -43,8 +45,8 @@ def device_config_path(fleet, dev_id):
 def check_device_id(dev_id):
     if not (1 <= len(dev_id) <= MAX_ID_LEN and set(dev_id) <= ID_CHARS):
         raise ProvisionError(f"device id {dev_id!r} must be 1-{MAX_ID_LEN} characters of a-z 0-9 _ -")
-    if dev_id == BRIDGE_USER:
-        raise ProvisionError(f"'{BRIDGE_USER}' is the bridge's broker login; pick another device id")
+    if dev_id in (BRIDGE_USER, ADMIN_USER):
+        raise ProvisionError(f"'{dev_id}' is a broker login of the fleet itself; pick another device id")
 
 
 def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_password=None, pins=None,
@@ -56,6 +58,9 @@ def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_pass
     store = _load_secrets(fleet)
     if rotate or "password" not in store["bridge"]:
         store["bridge"] = {"user": BRIDGE_USER, "password": secrets.token_urlsafe(PASSWORD_BYTES)}
+    if rotate or "password" not in store["admin"]:
+        store["admin"] = {"user": ADMIN_USER, "password": secrets.token_urlsafe(PASSWORD_BYTES)}
+    store["broker"] = {"host": broker_host, "port": broker_port}
     creds = store["devices"].get(dev_id)
     if rotate or not creds:
         creds = {"password": secrets.token_urlsafe(PASSWORD_BYTES), "key": secrets.token_hex(DEVICE_KEY_BYTES)}
@@ -92,19 +97,43 @@ def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_pass
 
 def write_broker_files(fleet, store):
     """Regenerate passwd, acl and mosquitto.conf from secrets.json, so re-running changes nothing else."""
-    users = {store["bridge"]["user"]: store["bridge"]["password"]}
-    users.update({dev: c["password"] for dev, c in sorted(store["devices"].items())})
-    _hash_password_file(fleet / "passwd", users)
+    logins = {store["bridge"]["user"]: store["bridge"]["password"], store["admin"]["user"]: store["admin"]["password"]}
+    logins.update({dev: c["password"] for dev, c in sorted(store["devices"].items())})
+    _hash_password_file(fleet / "passwd", logins)
     lines = ["# Written by `wisp provision`; edits are overwritten.",
-             f"user {BRIDGE_USER}", "topic readwrite wisp/#", ""]
+             f"user {BRIDGE_USER}", "topic readwrite wisp/#", "",
+             f"user {ADMIN_USER}", "topic readwrite wisp/#", ""]
     for dev in sorted(store["devices"]):
         lines += [f"user {dev}", f"topic readwrite wisp/{dev}/#", f"topic write {HA_DISCOVERY_PREFIX}/#", ""]
     (fleet / "acl").write_text("\n".join(lines))
     os.chmod(fleet / "acl", 0o644)
+    port = store.get("broker", {}).get("port", 1883)
     (fleet / "mosquitto.conf").write_text(
-        "# Include in mosquitto.conf: only provisioned devices and the bridge may connect.\n"
+        "# Written by `wisp provision`: the fleet's broker. Only provisioned devices, the bridge and\n"
+        "# the CLI may connect, each to its own topics. Use it as it is (`mosquitto -c mosquitto.conf`,\n"
+        "# or `wisp run --fleet`), or copy it to /etc/mosquitto/conf.d/wisp.conf: Debian's mosquitto.conf\n"
+        "# reads that folder (include_dir). The broker's user must be able to read passwd and acl.\n"
+        f"listener {port}\n"
         f"allow_anonymous false\npassword_file {(fleet / 'passwd').resolve()}\n"
         f"acl_file {(fleet / 'acl').resolve()}\n")
+
+
+def admin_login(fleet):
+    """(user, password) of the fleet's CLI login, or None when `fleet` holds no provisioned fleet."""
+    try:
+        admin = _load_secrets(Path(fleet))["admin"]
+    except ProvisionError:
+        return None
+    return (admin["user"], admin["password"]) if admin.get("password") else None
+
+
+def broker_address(fleet):
+    """(host, port) the fleet's devices were provisioned with, or None."""
+    try:
+        broker = _load_secrets(Path(fleet)).get("broker") or {}
+    except ProvisionError:
+        return None
+    return (broker["host"], int(broker["port"])) if "host" in broker and "port" in broker else None
 
 
 def find_mosquitto_passwd():
@@ -137,8 +166,8 @@ def _hash_password_file(path, users):
 
 def _load_secrets(fleet):
     store = _read_json(fleet / "secrets.json")
-    store.setdefault("bridge", {})
-    store.setdefault("devices", {})
+    for section in ("bridge", "admin", "devices"):
+        store.setdefault(section, {})
     return store
 
 

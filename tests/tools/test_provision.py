@@ -60,14 +60,16 @@ class Client:
 @pytest.fixture
 def fleet(tmp_path):
     d = tmp_path / "fleet"
+    port = brokers.free_port()
     for dev in ("deva", "devb"):
-        assert wisp(["provision", dev, "--fleet", str(d), "--broker", "127.0.0.1:1883"]) == 0
+        assert wisp(["provision", dev, "--fleet", str(d), "--broker", f"127.0.0.1:{port}"]) == 0
     return d
 
 
 @pytest.fixture
 def secure_broker(fleet, tmp_path):
-    b = brokers.start_mosquitto(tmp_path / "mosq", extra_conf=(fleet / "mosquitto.conf").read_text())
+    # the generated file itself, read through include_dir as Debian's system mosquitto does
+    b = brokers.start_fleet_mosquitto(tmp_path / "mosq", fleet / "mosquitto.conf", prov.broker_address(fleet)[1])
     yield b
     b.stop()
 
