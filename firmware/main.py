@@ -1,4 +1,4 @@
 # Device entry point: the ESP32 runs it after boot.py; `wisp sim` runs it on the unix port.
-import wisp.main
+import wisp.app
 
-wisp.main.start()
+wisp.app.start()

@@ -146,7 +146,7 @@ for mod in sys.argv[3:]:
 """
 
 
-def verify_image(image_path, modules=("wisp.main",)):
+def verify_image(image_path, modules=("wisp.app",)):
     """Mount the image on the MicroPython unix port; return {path: size} and the config's id.
 
     Raises ImageError when it does not mount, a module fails to import, or an import came from

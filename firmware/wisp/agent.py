@@ -1,13 +1,13 @@
 # The agent loop: every request (MQTT ask, serial REPL, schedule) enters one bounded inbox
 # with its source, and runs one at a time. Simple named-pin requests take the local fast
-# path; the rest become an LLM conversation (wisp/llm.py). Every accepted request gets
+# path; the rest become an LLM conversation (wisp/conversation.py). Every accepted request gets
 # exactly one reply.
 import asyncio
 import json
 import time
 
-from wisp import intents, limits, tools
-from wisp.llm import Conversation
+from wisp import fastpath, limits, tools
+from wisp.conversation import Conversation
 from wisp.log import log
 
 
@@ -127,7 +127,7 @@ class Agent:
                 return self._reply(ask_id, ok, "confirmed: " + result if ok else result, "local", t0)
         local = None
         if self.dev.config.get("fast_path", True):
-            local = intents.parse(text, self.dev.pin_modes)
+            local = fastpath.parse(text, self.dev.pin_modes)
         if local is not None:
             return await self._fast_path(ask_id, local, t0)
         facts = None
@@ -152,7 +152,7 @@ class Agent:
             result = await tools.run(self.dev, "gpio_write", {"pin": name, "value": value})
         if result.startswith("Error"):
             return self._reply(ask_id, False, result, "local", t0)
-        return self._reply(ask_id, True, intents.say(name, self.dev.pins[name].read()), "local", t0)
+        return self._reply(ask_id, True, fastpath.say(name, self.dev.pins[name].read()), "local", t0)
 
     def _remember(self, text, answer):
         self.history.append((text[:limits.HISTORY_TEXT], answer[:limits.HISTORY_TEXT]))

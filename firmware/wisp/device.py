@@ -50,7 +50,7 @@ class Device:
         self.pins = pins
         self.id = config["id"]
         self.prefix = "wisp/%s/" % self.id
-        self.link = None  # set by main once the MQTT client exists
+        self.link = None  # set by wisp.app once the MQTT client exists
         self.boots = _count_boot()
         self.outbox = []  # (suffix, payload) owed while the link was down
         self.key, self.signed = _signing(config)

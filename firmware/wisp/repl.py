@@ -11,10 +11,10 @@ ASK_TIMEOUT_MS = 60000
 
 
 def _device():
-    import wisp.main
-    if wisp.main.device is None:
-        wisp.main.build()
-    return wisp.main.device, wisp.main.agent
+    import wisp.app
+    if wisp.app.device is None:
+        wisp.app.build()
+    return wisp.app.device, wisp.app.agent
 
 
 def status():

@@ -31,7 +31,7 @@ def test_image_holds_compiled_firmware_and_config_and_mounts_on_micropython(tmp_
     printed = capsys.readouterr().out
     layout = boards.default_layout("1.26", "4MB")
     assert out.stat().st_size == layout.vfs_size == 0x200000
-    files, dev_id = image.verify_image(out)   # mounts with VfsLfs2 and imports wisp.main from the image
+    files, dev_id = image.verify_image(out)   # mounts with VfsLfs2 and imports wisp.app from the image
     assert dev_id == "imgdev"
     assert firmware_sources() | {"config.json"} <= set(files)
     assert not any(f.endswith(".py") for f in files if f not in ("boot.py", "main.py"))
@@ -51,7 +51,7 @@ def test_new_modules_are_picked_up_without_a_list(tmp_path):
     assert "wisp/extra_feature.mpy" in stage.files
     out = tmp_path / "fs.img"
     image.build_image(stage.root, out, 64 * 4096 * 4)
-    files, _ = image.verify_image(out, modules=("wisp.main", "wisp.extra_feature"))
+    files, _ = image.verify_image(out, modules=("wisp.app", "wisp.extra_feature"))
     assert "wisp/extra_feature.mpy" in files
     assert stage.mpy_bytes < stage.source_bytes
 

@@ -1,11 +1,11 @@
 # The fast path recognises simple named-pin requests, and nothing it does not fully understand.
-from wisp import intents
+from wisp import fastpath
 
 PINS = {"porch_light": "out", "fan": "out", "heater": "out", "door": "in"}
 
 
 def _check(text, expected):
-    got = intents.parse(text, PINS)
+    got = fastpath.parse(text, PINS)
     if got != expected:
         raise Exception("%r -> %r, expected %r" % (text, got, expected))
 
@@ -33,5 +33,5 @@ def test_anything_not_fully_understood_goes_to_the_llm():
 
 
 def test_reply_text_for_a_person():
-    if intents.say("porch_light", 1) != "porch light is on" or intents.say("fan", 0) != "fan is off":
+    if fastpath.say("porch_light", 1) != "porch light is on" or fastpath.say("fan", 0) != "fan is off":
         raise Exception("bad wording")
