@@ -1,7 +1,8 @@
 """Bridge configuration: the broker to join and the inference tiers to use, from wisp.toml and the environment.
 
-Precedence: WISP_BROKER / WISP_SHARED override [broker] (deployment tweaks win over the file); a tier written
-in [tiers.<name>] wins over the environment shortcut of the same name (the file is the detailed form).
+Precedence: WISP_BROKER / WISP_BROKER_USER / WISP_SHARED override [broker] (deployment tweaks win over the
+file); a tier written in [tiers.<name>] wins over the environment shortcut of the same name (the file is the
+detailed form).
 """
 from __future__ import annotations
 
@@ -263,6 +264,9 @@ def _apply_broker_env(cfg: BridgeConfig, env: Mapping[str, str]) -> None:
         if not host:
             raise ConfigError(f"WISP_BROKER must be host:port, got {broker!r}")
         cfg.broker_host, cfg.broker_port = host, _port(port, "WISP_BROKER port")
+    if env.get("WISP_BROKER_USER"):  # e.g. `wisp run --fleet` hands the bridge its fleet login
+        cfg.broker_user = env["WISP_BROKER_USER"]
+        cfg.broker_password = env.get("WISP_BROKER_PASSWORD") or None
     shared = env.get("WISP_SHARED")
     if shared:
         flag = shared.strip().lower()

@@ -109,6 +109,13 @@ def test_env_overrides_file_broker_but_file_tier_wins(tmp_path):
     assert cfg.tiers["commodity"].base_url == "http://vllm.lan/v1"
 
 
+def test_env_login_overrides_the_file_login(tmp_path):
+    path = write(tmp_path, '[broker]\nuser = "a"\npassword = "pa"\n')
+    cfg = load_config(path, env={"WISP_BROKER_USER": "wisp-bridge", "WISP_BROKER_PASSWORD": "pb"})
+    assert (cfg.broker_user, cfg.broker_password) == ("wisp-bridge", "pb")
+    assert (load_config(path, env={}).broker_user) == "a"
+
+
 def test_file_tier_with_missing_key_is_skipped(tmp_path):
     path = write(tmp_path, '[tiers.premium]\nbase_url = "https://x/v1"\nmodel = "m"\napi_key_env = "NOPE"\n')
     assert load_config(path, env={}).tiers == {}
