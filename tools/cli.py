@@ -50,12 +50,18 @@ def resolve_login(fleet=None):
     if os.environ.get("WISP_BROKER_USER"):
         return os.environ["WISP_BROKER_USER"], os.environ.get("WISP_BROKER_PASSWORD", "")
     from tools.provision import admin_login, fleet_dir
-    return admin_login(fleet_dir(fleet or _run_info().get("fleet")))
+    return admin_login(fleet_dir(fleet))
+
+
+def fleet_flag(args):
+    """--fleet, else $WISP_FLEET, else the fleet `wisp run --fleet` serves (None: the default dir)."""
+    flag = getattr(args, "fleet", None)
+    return flag or (None if os.environ.get("WISP_FLEET") else _run_info().get("fleet"))
 
 
 def connection(args):
     """(host, port, login) for the commands that talk to devices."""
-    fleet = getattr(args, "fleet", None)
+    fleet = fleet_flag(args)
     return (*resolve_broker(args.broker, fleet), resolve_login(fleet))
 
 
@@ -93,10 +99,9 @@ def cmd_cmd(args):
     from tools.ask import AskError, command
     from tools.keys import device_key
     host, port, login = connection(args)
-    tool_args = parse_tool_args(args.args)
+    tool_args, key = parse_tool_args(args.args), device_key(args.device, fleet_flag(args))
     try:
-        res = command(host, port, args.device, args.tool, tool_args, key=device_key(args.device, args.fleet),
-                      timeout_s=args.timeout, login=login)
+        res = command(host, port, args.device, args.tool, tool_args, key=key, timeout_s=args.timeout, login=login)
     except AskError as e:
         print(f"wisp: {e}", file=sys.stderr)
         return 3
@@ -137,7 +142,11 @@ def cmd_logs(args):
 
 def cmd_run(args):
     from tools.run import run
-    return run(args.id, args.port)
+    fleet = None
+    if args.fleet is not None:
+        from tools.provision import fleet_dir
+        fleet = fleet_dir(args.fleet or None)
+    return run(args.id, args.port, fleet)
 
 
 def cmd_sim(args):
@@ -328,7 +337,10 @@ def build_parser():
     lg.set_defaults(func=cmd_logs)
 
     r = sub.add_parser("run", help="start a broker, the bridge and one simulated device")
-    r.add_argument("--id", default="dev1", help="simulated device id (default dev1)")
+    r.add_argument("--id", help="simulated device id (default dev1; with --fleet, none unless given)")
+    r.add_argument("--fleet", nargs="?", const="", metavar="DIR",
+                   help="serve the fleet of `wisp provision` (default dir $WISP_FLEET or .wisp/fleet): its broker "
+                        "listens on the LAN with the fleet's logins and ACL, so provisioned boards join")
     r.add_argument("--port", type=int, default=1883, help="broker port (default 1883; a free one if taken)")
     r.set_defaults(func=cmd_run)
 

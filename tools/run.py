@@ -113,8 +113,51 @@ def wait_bridge_ready(bridge, port, timeout_s=READY_TIMEOUT_S):
     return False
 
 
-def run(dev_id="dev1", port=DEFAULT_PORT):
-    broker = start_broker(port)
+class RunError(Exception):
+    pass
+
+
+def fleet_setup(fleet):
+    """What `wisp run --fleet` needs from `wisp provision`: the broker port its devices were given,
+    and the bridge's login. Raises RunError when the fleet is not provisioned."""
+    from tools import provision
+    store = json.loads((fleet / "secrets.json").read_text()) if (fleet / "secrets.json").exists() else {}
+    address, bridge = provision.broker_address(fleet), store.get("bridge") or {}
+    if not address or not bridge.get("password") or not (fleet / "mosquitto.conf").exists():
+        raise RunError(f"{fleet} holds no provisioned fleet: run `wisp provision <id> --broker <this host's "
+                       f"LAN address>:1883` first (docs/tools.md)")
+    return address[1], (bridge["user"], bridge["password"])
+
+
+def start_fleet_broker(fleet, port):
+    """The fleet's broker, on every interface (boards on the LAN reach it), logins and ACL on. The
+    port is the one its boards were provisioned with, so it cannot move when taken."""
+    if not brokers.port_is_free(port, "0.0.0.0"):
+        owner = brokers.port_owner(port) or "another program"
+        raise RunError(f"port {port}, which the fleet's devices were provisioned with, is taken by {owner}: "
+                       f"stop it (a system mosquitto: `sudo systemctl stop mosquitto`), or use that broker "
+                       f"with the fleet's mosquitto.conf")
+    try:
+        return brokers.start_fleet_mosquitto(RUN_DIR / "broker-fleet", fleet / "mosquitto.conf", port)
+    except FileNotFoundError as e:
+        raise RunError(f"{e}; the embedded broker has no logins or ACL, so a fleet needs mosquitto") from None
+
+
+def run(dev_id=None, port=DEFAULT_PORT, fleet=None):
+    """Broker, bridge and a simulated device. With `fleet` (a `wisp provision` directory), the
+    broker is the fleet's (LAN, logins, ACL) and the simulated device, if `dev_id` is given, is
+    that provisioned device; boards provisioned with the fleet join it."""
+    try:
+        if fleet is not None:
+            fleet_port, bridge_login = fleet_setup(fleet)
+            broker = start_fleet_broker(fleet, fleet_port)
+        else:
+            broker, bridge_login = start_broker(port), None
+    except RunError as e:
+        print(f"wisp: {e}", flush=True)
+        return 1
+    if fleet is None:
+        dev_id = dev_id or "dev1"
     children = []
     try:
         token, http_port = api_token(), brokers.port_is_free(HTTP_PORT) and HTTP_PORT or brokers.free_port()
@@ -122,32 +165,67 @@ def run(dev_id="dev1", port=DEFAULT_PORT):
                    WISP_API_TOKEN=token, WISP_HTTP=f"127.0.0.1:{http_port}")
         if broker.kind == "amqtt":
             env["WISP_SHARED"] = "0"
+        if bridge_login:
+            env.update(WISP_BROKER_USER=bridge_login[0], WISP_BROKER_PASSWORD=bridge_login[1],
+                       WISP_DEVICE_KEYS=str(fleet / "secrets.json"))
         bridge = Supervised("bridge", lambda: _spawn("bridge", [sys.executable, "-m", "bridge"], env=env))
         children.append(bridge)
         if not wait_bridge_ready(bridge.proc, http_port):
             print("wisp: the bridge did not start (its error is above); fix it and run again", flush=True)
             return 1
-        workdir = sim.device_dir(dev_id)
-        sim.write_config(workdir, dev_id, broker.host, broker.port)
-        children.append(Supervised(dev_id, lambda: _start_device(dev_id, workdir)))
-        RUN_INFO.write_text(json.dumps({"host": broker.host, "port": broker.port, "devices": [dev_id]}))
-        port_flag = "" if broker.port == DEFAULT_PORT else f"-p {broker.port} "
-        print(f"""
-wisp is running: {broker.kind} on {broker.host}:{broker.port}, the bridge, and device '{dev_id}'.
-Dashboard:  http://127.0.0.1:{http_port}/#token={token}
-In another terminal:
-    .venv/bin/wisp ask {dev_id} "turn on the porch light"
-    .venv/bin/wisp cmd {dev_id} gpio_read pin=door
-    mosquitto_sub {port_flag}-t 'wisp/#' -v      # watch every message
-    curl -H "Authorization: Bearer $(cat .wisp/api_token)" http://127.0.0.1:{http_port}/api/devices
-Press Ctrl-C to stop.
-""", flush=True)
+        if dev_id:
+            workdir = sim.device_dir(dev_id)
+            if fleet is None:
+                sim.write_config(workdir, dev_id, broker.host, broker.port)
+            elif not _copy_fleet_config(fleet, dev_id, workdir):
+                print(f"wisp: '{dev_id}' is not provisioned in {fleet}: `wisp provision {dev_id}` first")
+                return 1
+            children.append(Supervised(dev_id, lambda: _start_device(dev_id, workdir)))
+        info = {"host": broker.host, "port": broker.port, "devices": [dev_id] if dev_id else []}
+        if fleet is not None:
+            info["fleet"] = str(fleet.resolve())
+        RUN_INFO.write_text(json.dumps(info))
+        print(_banner(broker, dev_id, http_port, token, fleet), flush=True)
         return _wait(children)
     finally:
         for child in children:
             child.stop()
         broker.stop()
         RUN_INFO.unlink(missing_ok=True)
+
+
+def _copy_fleet_config(fleet, dev_id, workdir):
+    from tools.provision import device_config_path
+    src = device_config_path(fleet, dev_id)
+    if not src.exists():
+        return False
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_secret(workdir / "config.json", src.read_text())
+    return True
+
+
+def _banner(broker, dev_id, http_port, token, fleet):
+    port_flag = "" if broker.port == DEFAULT_PORT else f"-p {broker.port} "
+    device = f"device '{dev_id}'" if dev_id else "no simulated device"
+    example = dev_id or "<id>"
+    if fleet is None:
+        where = f"{broker.kind} on {broker.host}:{broker.port} (this machine only)"
+        watch = f"mosquitto_sub {port_flag}-t 'wisp/#' -v      # watch every message"
+    else:
+        where = (f"the fleet's broker on port {broker.port} of every interface (logins and ACL of {fleet}); "
+                 f"boards provisioned with it join")
+        watch = f".venv/bin/wisp logs {example} -f      # its status and events, with the fleet's login"
+    return f"""
+wisp is running: {where}, the bridge, and {device}.
+Dashboard:  http://127.0.0.1:{http_port}/#token={token}
+In another terminal:
+    .venv/bin/wisp devices
+    .venv/bin/wisp ask {example} "turn on the porch light"
+    .venv/bin/wisp cmd {example} gpio_read pin=door
+    {watch}
+    curl -H "Authorization: Bearer $(cat .wisp/api_token)" http://127.0.0.1:{http_port}/api/devices
+Press Ctrl-C to stop.
+"""
 
 
 def _start_device(dev_id, workdir):
