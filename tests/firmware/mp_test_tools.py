@@ -76,3 +76,44 @@ def test_announced_manifest_is_the_same_text_as_built_and_carries_the_request_ha
     sent = dev.link.on("wisp/t1/manifest")
     if len(sent) != 1 or sent[0] != json.loads(dev.manifest()) or sent[0]["hash"] != dev.manifest_hash:
         raise Exception(sent)
+
+
+def test_every_tool_has_a_description_and_only_known_kinds():
+    # a tool without its text would publish "desc": null, and the bridge refuses the whole manifest
+    dev = make_device()
+    names = tools.names()
+    if len(names) < 20 or len(set(names)) != len(names):
+        raise Exception(names)
+    for name in names:
+        tool = tools.find(name)
+        if tool is None or tool[0] != name:
+            raise Exception("%s: line does not parse: %r" % (name, tool))
+        desc, notes = tools.describe(name)
+        if len(desc) < 10 or not desc.endswith("."):
+            raise Exception("%s: description %r" % (name, desc))
+        args = [p[0] for p in tool[2]]
+        for arg in notes:
+            if arg not in args or not notes[arg]:
+                raise Exception("%s: note for unknown argument %r" % (name, arg))
+        for arg, kind, _req in tool[2]:
+            if tools.schema_of(dev, kind) is None:
+                raise Exception("%s.%s: unknown kind %r" % (name, arg, kind))
+        if not hasattr(__import__("wisp.tools." + tool[1], None, None, (name,)), name):
+            raise Exception("%s: no function in wisp/tools/%s.py" % (name, tool[1]))
+
+
+def test_each_kind_checks_what_its_schema_publishes():
+    dev = make_device()
+    for kind, good, bad, text in (
+            ("str", "x", 1, "must be a string"), ("bool", False, 0, "must be true or false"),
+            ("list", [], {}, "must be a list"), ("scalar", 1.5, None, "must be text, a number or true/false"),
+            ("bit", True, 2, "must be 0 or 1"), ("percent", 99.5, 101, "must be a number 0-100"),
+            ("byte", 255, 256, "must be an integer 0-255"), ("byte", 0, True, "must be an integer 0-255"),
+            ("sensor", "chip", "x", "must be one of chip"), ("bytes", [1], [], "must be a list of 1-")):
+        if tools.check_value(dev, kind, good) is not None:
+            raise Exception("%s refused %r" % (kind, good))
+        err = tools.check_value(dev, kind, bad)
+        if err is None or not err.startswith(text):
+            raise Exception("%s: %r -> %r" % (kind, bad, err))
+    if "unknown kind" not in tools.check_value(dev, "colour", "red"):
+        raise Exception("an unknown kind must fail loudly")

@@ -3,10 +3,12 @@
 # To add a tool:
 #   1. Write `async def <name>(dev, args)` in wisp/tools/<family>.py. It gets checked arguments
 #      and returns one short line of text for the LLM ("ok: ...", or "Error: ..." when it refuses).
-#   2. Add a line to TOOLS below: name, family, then each parameter as arg:kind (arg?:kind when
-#      optional; the kinds are checked in check_value), and a line with its description to
-#      DESCRIPTIONS in wisp/tools/manifest.py.
-#   3. Test it in tests/firmware/mp_test_tools.py.
+#   2. Add its line to TOOLS below: name, family, each parameter as arg:kind (arg?:kind when
+#      optional; the kinds are those of schema_of), then " | " and the description the LLM
+#      reads. An argument whose kind alone does not say enough gets an indented line under it:
+#      "  <arg> <description>".
+#   3. Test it in tests/firmware/mp_test_tools.py (which also checks every line has a
+#      description and only known kinds).
 #
 # TOOLS is one string, not a table of tuples: a constant string stays in flash (ROMFS) or costs
 # one copy, where ~90 tuples cost ~19 KB of heap; a line is parsed only when a call needs it.
@@ -19,34 +21,41 @@ from wisp import limits, unload
 _RESIDENT = ("gpio", "sensors")
 
 TOOLS = """
-gpio_write gpio pin:pin_out value:bit
-gpio_read gpio pin:pin
-gpio_toggle gpio pin:pin_out
-gpio_pulse gpio pin:pin_out ms:pulse_ms
-pwm_set pwm pin:pin_pwm duty_percent:percent freq?:pwm_freq
-adc_read adc pin:pin_adc
-i2c_scan i2c
-i2c_read i2c addr:i2c_addr n:i2c_len reg?:byte
-i2c_write i2c addr:i2c_addr data:bytes reg?:byte
-i2c_write_read i2c addr:i2c_addr data:bytes n:i2c_len
-sensor_read sensors name:sensor
-system_info system
-system_health system
-system_reboot system confirm:str
-publish publish topic:str payload:str retain?:bool
-memory_set memory key:str value:scalar
-memory_get memory key:str
-memory_delete memory key:str
-memory_list memory
-routine_define routine name:str steps:list
-routine_run routine name:str
-routine_list routine
-routine_delete routine name:str
-schedule_add schedule spec:str name?:str routine?:str prompt?:str tz?:str missed?:str
-schedule_list schedule
-schedule_remove schedule name:str
-time_now clock
-timezone_set clock tz:str
+gpio_write gpio pin:pin_out value:bit | Switch a named output pin: value 1 = on, 0 = off.
+gpio_read gpio pin:pin | Read a named pin: 1 = on/high, 0 = off/low.
+gpio_toggle gpio pin:pin_out | Flip a named output pin: on becomes off, off becomes on.
+gpio_pulse gpio pin:pin_out ms:pulse_ms | Switch a named output on for ms milliseconds, then off by itself.
+pwm_set pwm pin:pin_pwm duty_percent:percent freq?:pwm_freq | Set a named PWM output (dimmer, fan speed): duty 0-100 %, optional frequency.
+  freq Hz
+adc_read adc pin:pin_adc | Read a named analog input: raw 0-4095 and volts.
+i2c_scan i2c | List the addresses of devices on the I2C bus.
+i2c_read i2c addr:i2c_addr n:i2c_len reg?:byte | Read n bytes from an I2C device, from register reg if given.
+i2c_write i2c addr:i2c_addr data:bytes reg?:byte | Write bytes to an I2C device, to register reg if given.
+i2c_write_read i2c addr:i2c_addr data:bytes n:i2c_len | Write bytes, then read n bytes back without a stop in between.
+sensor_read sensors name:sensor | Read a named sensor (temperature, humidity); 'chip' is the board itself.
+system_info system | Firmware, board, id, uptime, free heap, Wi-Fi signal, boot count.
+system_health system | Is the device healthy: free heap, uptime, Wi-Fi signal, errors.
+system_reboot system confirm:str | Reboot the device, only when the user asks for it.
+  confirm the word reboot
+publish publish topic:str payload:str retain?:bool | Publish an MQTT message under this device's topics or an allowed topic.
+memory_set memory key:str value:scalar | Remember a fact across reboots (replaces the old value of key).
+  value text, number or true/false
+memory_get memory key:str | Recall a remembered fact: key=value.
+memory_delete memory key:str | Forget a remembered fact.
+memory_list memory | List remembered facts, most recent first.
+routine_define routine name:str steps:list | Save a routine the device runs offline, e.g. steps [{"tool": "gpio_read", "args": {"pin": "door"}, "as": "door"}, {"tool": "gpio_write", "args": {"pin": "fan", "value": 1}, "if": ["door", "==", 1]}]. "as" binds the result text after its last "="; args may be "$door"; "if": [name, op, value] (== != < <= > >=), {"all": [..]}, {"any": [..]}, {"not": ..}; "continue": true goes on after an error.
+routine_run routine name:str | Run a saved routine now.
+routine_list routine | List saved routines.
+routine_delete routine name:str | Delete a saved routine.
+schedule_add schedule spec:str name?:str routine?:str prompt?:str tz?:str missed?:str | Schedule a routine (runs offline) or a prompt (asks you then) on the device clock.
+  spec cron '0 7 * * 1-5', 'every 10m', 'at 2026-05-01T07:30' (local) or 'in 20m'
+  tz POSIX TZ for this job; default: the device's
+  missed after an outage: 'skip' (default) or 'once' = run once on return
+schedule_list schedule | List scheduled jobs with their next local run time.
+schedule_remove schedule name:str | Remove a scheduled job.
+time_now clock | Local date, time, weekday and timezone of the device.
+timezone_set clock tz:str | Set the device timezone.
+  tz POSIX TZ, sign west of UTC: 'CET-1CEST,M3.5.0,M10.5.0/3', 'EST5EDT,M3.2.0,M11.1.0'
 """
 
 _MODE_WORDS = {"out": "an output", "in": "an input", "pwm": "a PWM output", "adc": "an analog input"}
@@ -54,15 +63,23 @@ _MODE_WORDS = {"out": "an output", "in": "an input", "pwm": "a PWM output", "adc
 
 def names():
     """Every tool name, in registry order."""
-    return [line.split(" ", 1)[0] for line in TOOLS.split("\n") if line]
+    return [line.split(" ", 1)[0] for line in TOOLS.split("\n") if line and line[0] != " "]
+
+
+def _line(name):
+    """(start, end) of the tool's line in TOOLS, or None."""
+    at = TOOLS.find("\n" + name + " ") if isinstance(name, str) and name else -1
+    if at < 0:
+        return None
+    return at + 1, TOOLS.find("\n", at + 1)
 
 
 def find(name):
     """(name, family, [(arg, kind, required), ...]) of a tool, or None."""
-    at = TOOLS.find("\n" + name + " ") if isinstance(name, str) and name else -1
-    if at < 0:
+    span = _line(name)
+    if span is None:
         return None
-    words = TOOLS[at + 1:TOOLS.find("\n", at + 1)].split()
+    words = TOOLS[span[0]:TOOLS.find(" | ", span[0], span[1])].split()
     if words[0] != name:  # "gpio_write gpio" must not pass for gpio_write
         return None
     params = []
@@ -72,17 +89,23 @@ def find(name):
     return words[0], words[1], params
 
 
+def describe(name):
+    """(the tool's description, {arg: description} of its indented lines); the tool must exist."""
+    start, end = _line(name)
+    desc = TOOLS[TOOLS.find(" | ", start, end) + 3:end]
+    notes = {}
+    while TOOLS.startswith("\n  ", end):
+        start, end = end + 3, TOOLS.find("\n", end + 3)
+        arg, _, text = TOOLS[start:end].partition(" ")
+        notes[arg] = text
+    return desc, notes
+
+
 def pin_mode(kind):
     """The pin mode a pin kind asks for ("pin_out" -> "out"; "pin" -> None = any pin), or False."""
     if kind == "pin":
         return None
     return kind[4:] if kind.startswith("pin_") else False
-
-
-def int_range(kind):
-    """(lowest, highest) of the integer kinds, else None."""
-    return {"pulse_ms": (1, limits.MAX_PULSE_MS), "pwm_freq": (limits.PWM_FREQ_MIN, limits.PWM_FREQ_MAX),
-            "i2c_addr": (0x08, 0x77), "i2c_len": (1, limits.I2C_MAX_BYTES), "byte": (0, 255)}.get(kind)
 
 
 def pin_names(dev, mode=None):
@@ -94,8 +117,53 @@ def sensor_names(dev):
     return (sorted(configured) if isinstance(configured, dict) else []) + ["chip"]
 
 
+def _int_range(lo, hi):
+    return {"type": "integer", "minimum": lo, "maximum": hi}
+
+
+def schema_of(dev, kind):
+    """The JSON Schema of an argument kind, or None for an unknown kind: the one table of kinds.
+    The manifest publishes it and check_value derives the device's check from it, so what the
+    LLM is told and what the device accepts cannot drift apart. Built per call, not held."""
+    mode = pin_mode(kind)
+    if mode is not False:
+        return {"type": "string", "enum": pin_names(dev, mode)}
+    if kind == "sensor":
+        return {"type": "string", "enum": sensor_names(dev)}
+    if kind == "bytes":  # the check also wants at least one byte (check_value)
+        return {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 255},
+                "maxItems": limits.I2C_MAX_BYTES}
+    return {"str": {"type": "string"}, "bool": {"type": "boolean"}, "list": {"type": "array"},
+            "scalar": {"type": ["string", "number", "boolean"]},
+            "bit": {"type": "integer", "enum": [0, 1]},  # true and false pass too: they equal 1 and 0
+            "percent": {"type": "number", "minimum": 0, "maximum": 100},
+            "pulse_ms": _int_range(1, limits.MAX_PULSE_MS),
+            "pwm_freq": _int_range(limits.PWM_FREQ_MIN, limits.PWM_FREQ_MAX),
+            "i2c_addr": _int_range(0x08, 0x77), "i2c_len": _int_range(1, limits.I2C_MAX_BYTES),
+            "byte": _int_range(0, 255)}.get(kind)
+
+
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _fits(json_type, v):
+    if json_type == "string":
+        return isinstance(v, str)
+    if json_type == "integer":
+        return _is_int(v)
+    if json_type == "number":
+        return _is_int(v) or isinstance(v, float)
+    if json_type == "boolean":
+        return v is True or v is False
+    if json_type == "array":
+        return isinstance(v, list)
+    return any(_fits(t, v) for t in json_type)  # a list of types
+
+
+# what a value of each JSON type must be, as the error text says it
+_TYPE_WORDS = {"string": "a string", "boolean": "true or false", "array": "a list", "integer": "an integer",
+               "number": "a number"}
 
 
 def _check_pin(dev, value, mode):
@@ -119,32 +187,26 @@ def _check_bytes(v):
 
 
 def check_value(dev, kind, v):
-    """Error text ("must ..." names no argument; pin texts name the pin) or None when v fits kind."""
+    """Error text ("must ..." names no argument; pin texts name the pin) or None when v fits the
+    kind's JSON Schema (schema_of)."""
     mode = pin_mode(kind)
-    if mode is not False:
+    if mode is not False:  # names the pin and lists the right ones
         return _check_pin(dev, v, mode)
-    bounds = int_range(kind)
-    if bounds:
-        lo, hi = bounds
-        return None if _is_int(v) and lo <= v <= hi else "must be an integer %d-%d" % (lo, hi)
-    if kind == "str":
-        return None if isinstance(v, str) else "must be a string"
-    if kind == "bit":
-        return None if v in (0, 1) or v is True or v is False else "must be 0 or 1"
-    if kind == "percent":
-        return None if (_is_int(v) or isinstance(v, float)) and 0 <= v <= 100 else "must be a number 0-100"
-    if kind == "bytes":
+    if kind == "bytes":  # says which byte is wrong
         return _check_bytes(v)
-    if kind == "sensor":
-        known = sensor_names(dev)
-        return None if v in known else "must be one of %s" % ", ".join(known)
-    if kind == "bool":
-        return None if v is True or v is False else "must be true or false"
-    if kind == "list":
-        return None if isinstance(v, list) else "must be a list"
-    if kind == "scalar":
-        return None if isinstance(v, (str, int, float, bool)) else "must be text, a number or true/false"
-    return "has an unknown kind '%s' in the registry" % kind  # a typo in TOOLS: fail loudly
+    s = schema_of(dev, kind)
+    if s is None:
+        return "has an unknown kind '%s' in the registry" % kind  # a typo in TOOLS: fail loudly
+    t, enum, lo = s["type"], s.get("enum"), s.get("minimum")
+    if enum is not None:
+        if v in enum:
+            return None
+        return "must be " + (" or ".join(str(e) for e in enum) if t == "integer" else "one of " + ", ".join(enum))
+    if _fits(t, v) and (lo is None or lo <= v <= s["maximum"]):
+        return None
+    if isinstance(t, list):
+        return "must be text, a number or true/false"
+    return "must be " + _TYPE_WORDS[t] + ("" if lo is None else " %d-%d" % (lo, s["maximum"]))
 
 
 def check(dev, name, args):
