@@ -7,8 +7,8 @@ and, at the profile's rates, errors, stalls, malformed chunks and cut streams.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 from tests.fakes.openai_server import Reply
 
