@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEVICE ?= dev1
 
-.PHONY: run test setup system-deps sim ask clean flash deploy repl bench
+.PHONY: run test lint size setup system-deps sim ask clean flash deploy repl bench
 
 run: $(STAMP)
 	@$(PYTHON) tools/system_deps.py --for run
@@ -14,6 +14,14 @@ run: $(STAMP)
 test: $(STAMP)
 	@$(PYTHON) tools/system_deps.py --for test
 	$(PY) -m pytest -q
+
+# Style and likely bugs (ruff, configured in pyproject.toml); the formatter is not gated.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# The firmware's .mpy total for the ESP32 against the limit in pyproject.toml ([tool.wisp]).
+size: $(STAMP)
+	$(PY) -m tools.fwsize
 
 setup: $(STAMP)
 
