@@ -70,6 +70,7 @@ class MQTTClient:
         self._acks = {}            # packet id -> Event, for PUBACK / SUBACK
         self._last_rx = 0
         self._stop = False
+        self._connect_failed = False  # on_connect raised: the supervisor backs off, then reconnects
 
     # ---- packets -------------------------------------------------------------------------
     def _next_pid(self):
@@ -178,8 +179,8 @@ class MQTTClient:
                 await asyncio.sleep_ms(delay)
                 delay = min(delay * 2, limits.RECONNECT_CAP_MS)
                 continue
-            delay = limits.RECONNECT_BASE_MS
             self.connects += 1
+            self._connect_failed = False
             self.up.set()
             tasks = [asyncio.create_task(self._read_loop()), asyncio.create_task(self._keepalive_loop())]
             if self.on_connect:
@@ -190,14 +191,26 @@ class MQTTClient:
             for task in tasks:
                 task.cancel()
             self._close()
-            if not self._stop:
+            if self._stop:
+                break
+            if self._connect_failed:  # part of connecting: back off as after a refused connect
+                await asyncio.sleep_ms(delay)
+                delay = min(delay * 2, limits.RECONNECT_CAP_MS)
+            else:
+                delay = limits.RECONNECT_BASE_MS
                 self.log("mqtt: link down; reconnecting")
 
     async def _announce(self):
         try:
             await self.on_connect()
         except Exception as e:
-            self.log("mqtt: on_connect failed: %r" % e)
+            if not self.up.is_set():
+                return  # the link dropped under it: the supervisor reconnects anyway
+            # A link that is up but not subscribed (or not announced) would look healthy and
+            # hear nothing: treat the failure as a failed connect, as mqtt_as does.
+            self.log("mqtt: on_connect failed: %r; reconnecting" % (e,))
+            self._connect_failed = True
+            self.up.clear()
 
     async def _wait_down(self):
         while self.up.is_set() and not self._stop:
@@ -328,8 +341,11 @@ class MQTTClient:
         ev = asyncio.Event()
         self._acks[pid] = ev
         t = _str(topic)
-        await self._send(bytes([_SUBSCRIBE]) + _varint(len(t) + 3) + struct.pack("!H", pid) + t + bytes((qos,)))
-        await asyncio.wait_for_ms(ev.wait(), limits.MQTT_ACK_TIMEOUT_MS)
+        try:
+            await self._send(bytes([_SUBSCRIBE]) + _varint(len(t) + 3) + struct.pack("!H", pid) + t + bytes((qos,)))
+            await asyncio.wait_for_ms(ev.wait(), limits.MQTT_ACK_TIMEOUT_MS)
+        finally:
+            self._acks.pop(pid, None)  # a SUBACK that never came must not leave its entry behind
         if not self.up.is_set():
             raise MQTTError("link lost while subscribing")
 

@@ -72,3 +72,57 @@ async def test_refused_connection_is_retried_not_raised():
         raise Exception("publish claimed success without a broker")
     await c.stop()
     task.cancel()
+
+
+async def test_failed_on_connect_reconnects_and_subscribes_again():
+    # a link that is up but never subscribed would look healthy and hear nothing
+    got, logs, calls = [], [], []
+
+    async def on_connect():
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("announce failed")
+        await c.subscribe("mptest/oc")
+
+    c = MQTTClient("mp-oc", HOST, PORT, on_message=lambda t, p, n: got.append(p), on_connect=on_connect,
+                   log=logs.append)
+    task = asyncio.create_task(c.run())
+    if not await _until(lambda: c.connects == 2 and c.up.is_set() and len(calls) == 2, 5000):
+        raise Exception("no reconnect after on_connect failed: %r %r" % (c.connects, logs))
+    if not any("on_connect failed" in line for line in logs):
+        raise Exception(logs)
+    await asyncio.sleep_ms(100)  # the SUBACK of the second connect
+    pub = await _client("mp-oc-pub", [])
+    await pub.publish("mptest/oc", b"heard", qos=1)
+    if not await _until(lambda: got == [b"heard"]):
+        raise Exception("not subscribed after the reconnect: %r" % got)
+    await pub.stop()
+    await c.stop()
+    task.cancel()
+
+
+class _LostTransport:
+    """Writes vanish: the broker never sees the SUBSCRIBE, so no SUBACK comes."""
+
+    def write(self, data):
+        pass
+
+    async def drain(self):
+        pass
+
+
+async def test_suback_timeout_leaves_no_ack_entry_behind():
+    c = await _client("mp-suback", [])
+    writer, c._writer = c._writer, _LostTransport()
+    saved, limits.MQTT_ACK_TIMEOUT_MS = limits.MQTT_ACK_TIMEOUT_MS, 100
+    try:
+        await c.subscribe("mptest/lost")
+        raise Exception("subscribe returned without a SUBACK")
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        limits.MQTT_ACK_TIMEOUT_MS = saved
+        c._writer = writer
+    if c._acks:
+        raise Exception("ack entries left behind: %r" % c._acks)
+    await c.stop()
