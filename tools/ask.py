@@ -12,11 +12,13 @@ class AskError(Exception):
     pass
 
 
-def ask(host, port, dev_id, text, timeout_s=120.0, login=None):
-    """Publish an ask and wait for the reply with the same id. Returns the reply dict."""
+def ask(host, port, dev_id, text, timeout_s=120.0, login=None, progress=None):
+    """Publish an ask and wait for the reply with the same id. Returns the reply dict.
+    progress(text), when given, hears what the ask is waiting for: the device, the model (the
+    device's llm/req of each round carries the ask's id), the tool calls the model made."""
     ask_id = secrets.token_hex(4)
     payload = json.dumps({"v": 1, "id": ask_id, "text": text}).encode()
-    return _request(host, port, dev_id, "ask", payload, "reply", ask_id, timeout_s, login)
+    return _request(host, port, dev_id, "ask", payload, "reply", ask_id, timeout_s, login, progress)
 
 
 def command(host, port, dev_id, tool, args, key=None, timeout_s=30.0, login=None):
@@ -32,10 +34,13 @@ def command(host, port, dev_id, tool, args, key=None, timeout_s=30.0, login=None
     return _request(host, port, dev_id, "cmd", payload, "cmd/res", cmd_id, timeout_s, login)
 
 
-def _request(host, port, dev_id, suffix, payload, answer_suffix, req_id, timeout_s, login):
+def _request(host, port, dev_id, suffix, payload, answer_suffix, req_id, timeout_s, login, progress=None):
     status_topic, answer_topic = f"wisp/{dev_id}/status", f"wisp/{dev_id}/{answer_suffix}"
+    topics = [answer_topic, status_topic]
+    if progress:
+        topics += [f"wisp/{dev_id}/llm/req", f"wisp/{dev_id}/llm/res"]
     try:
-        listener = Listener(host, port, [answer_topic, status_topic], name=req_id, login=login)
+        listener = Listener(host, port, topics, name=req_id, login=login)
     except BrokerUnreachable as e:
         raise AskError(str(e)) from None
     with listener:
@@ -45,7 +50,9 @@ def _request(host, port, dev_id, suffix, payload, answer_suffix, req_id, timeout
         if status.get("state") != "online":
             raise AskError(f"device '{dev_id}' is offline")
         listener.publish(f"wisp/{dev_id}/{suffix}", payload)
-        return _wait_answer(listener, answer_topic, status_topic, dev_id, req_id, timeout_s)
+        if progress:
+            progress(f"waiting for {dev_id}")
+        return _wait_answer(listener, answer_topic, status_topic, dev_id, req_id, timeout_s, progress)
 
 
 def _json(payload):
@@ -64,14 +71,31 @@ def _wait_status(listener, status_topic):
     return None
 
 
-def _wait_answer(listener, topic, status_topic, dev_id, req_id, timeout_s):
+def _wait_answer(listener, topic, status_topic, dev_id, req_id, timeout_s, progress=None):
     """The answer with our id; gives up at once when the device goes offline meanwhile."""
     deadline = time.monotonic() + timeout_s
     while (msg := listener.get(deadline - time.monotonic())) is not None:
         got, payload, _retained = msg
         body = _json(payload)
-        if got == status_topic and body is not None and body.get("state") == "offline":
+        if body is None:
+            continue
+        if got == status_topic and body.get("state") == "offline":
             raise AskError(f"device '{dev_id}' went offline before it answered")
-        if got == topic and body is not None and body.get("id") == req_id:
+        if got == topic and body.get("id") == req_id:
             return body
+        if progress and str(body.get("id", "")).startswith(req_id + "."):  # llm/req ids: <ask id>.<nonce>
+            for line in _progress_lines(got, body):
+                progress(line)
     raise AskError(f"no answer on {topic} within {timeout_s:.0f} s")
+
+
+def _progress_lines(topic, body):
+    rnd = body.get("round", 0) + 1 if isinstance(body.get("round"), int) else "?"
+    if topic.endswith("/llm/req"):
+        return [f"round {rnd}: waiting for the model"]
+    lines = []
+    for call in body.get("calls") or []:
+        if isinstance(call, dict):
+            args = call.get("args") if isinstance(call.get("args"), dict) else {}
+            lines.append(f"round {rnd}: {call.get('tool')}({', '.join(f'{k}={v}' for k, v in args.items())})")
+    return lines

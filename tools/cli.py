@@ -65,20 +65,48 @@ def connection(args):
     return (*resolve_broker(args.broker, fleet), resolve_login(fleet))
 
 
+PATH_NAMES = {"local": "device"}   # the fast path runs on the device; "local" is also a tier's name
+
+
 def cmd_ask(args):
     from tools.ask import AskError, ask
     host, port, login = connection(args)
+    status = StatusLine(sys.stderr)
     try:
-        reply = ask(host, port, args.device, args.text, timeout_s=args.timeout, login=login)
+        reply = ask(host, port, args.device, args.text, timeout_s=args.timeout, login=login,
+                    progress=status.show if status.live else None)
     except AskError as e:
+        status.clear()
         print(f"wisp: {e}", file=sys.stderr)
         return 3
+    status.clear()
+    text = reply.get("text")
+    empty = not (isinstance(text, str) and text.strip())
     if args.json:
         print(json.dumps(reply))
     else:
-        via = f" [{reply.get('path')}{'/' + reply['tier'] if reply.get('tier') else ''}, {reply.get('ms')} ms]"
-        print(f"{reply.get('text')}{via}")
-    return 0 if reply.get("ok") else 1
+        path = PATH_NAMES.get(reply.get("path"), reply.get("path"))
+        via = f" [{path}{'/' + reply['tier'] if reply.get('tier') else ''}, {reply.get('ms')} ms]"
+        print(f"{'(no text: the model answered with nothing)' if empty else text}{via}")
+    return 0 if reply.get("ok") and not empty else 1
+
+
+class StatusLine:
+    """One line of progress that rewrites itself on a terminal, and stays silent when piped."""
+
+    def __init__(self, stream):
+        self.stream, self.live, self._shown = stream, stream.isatty(), False
+
+    def show(self, text):
+        self.stream.write("\r\033[K" + text[:200])
+        self.stream.flush()
+        self._shown = True
+
+    def clear(self):
+        if self._shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self._shown = False
 
 
 def parse_tool_args(pairs):

@@ -1,0 +1,78 @@
+"""`wisp ask` as a user sees it: progress of a slow LLM ask on a terminal (and nothing extra when
+piped), the device's fast path named apart from the `local` tier, an empty model answer as a failure."""
+import os
+import pty
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.stack import Stack, porch_responder
+from tests.fakes.openai_server import Reply
+from tools.ask import ask
+from tools.paths import REPO
+
+LLM_ASK = "it is getting dark, light up the porch please"
+EMPTY_ASK = "say nothing at all"
+
+
+def responder(request):
+    if request["messages"][-1].get("content") == EMPTY_ASK:
+        return Reply(text="")
+    return porch_responder(request)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    s = Stack(responder)
+    s.start_device("dev1")
+    yield s
+    s.close()
+
+
+def test_progress_names_the_model_round_and_each_tool_call(stack):
+    seen = []
+    reply = ask(stack.broker.host, stack.broker.port, "dev1", LLM_ASK, timeout_s=60, progress=seen.append)
+    assert reply["ok"], reply
+    assert seen[0] == "waiting for dev1"
+    assert "round 1: waiting for the model" in seen
+    assert "round 1: gpio_write(pin=porch_light, value=1)" in seen
+    assert "round 2: waiting for the model" in seen
+
+
+def test_progress_shows_on_a_terminal_only(stack):
+    piped = stack.wisp("ask", "dev1", LLM_ASK)
+    assert piped.returncode == 0 and piped.stderr == "" and piped.stdout.startswith("The porch light is on.")
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "tools.cli", "ask", "dev1", LLM_ASK,
+                               "--broker", stack.broker_addr], cwd=str(REPO), stdout=subprocess.PIPE,
+                              stderr=follower, text=True, timeout=60)
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 0 and done.stdout.startswith("The porch light is on.")
+    assert b"round 1: waiting for the model" in shown and b"gpio_write(pin=porch_light" in shown
+    assert shown.endswith(b"\r\x1b[K")          # the status line is wiped before the answer
+
+
+def test_fast_path_is_labelled_device_and_tier_local_stays_llm_local(stack):
+    fast = stack.wisp("ask", "dev1", "turn on the fan")
+    assert fast.returncode == 0 and fast.stdout.startswith("fan is on [device, ")
+    llm = stack.wisp("ask", "dev1", LLM_ASK)
+    assert "[llm/local, " in llm.stdout
+
+
+def test_an_empty_model_answer_is_a_failure_with_a_reason(stack):
+    done = stack.wisp("ask", "dev1", EMPTY_ASK)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.startswith("(no text: the model answered with nothing) [llm/local, ")
