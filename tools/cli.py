@@ -244,16 +244,18 @@ def cmd_image(args):
 def cmd_flash(args):
     from tools import flash
     config = None if args.image else device_config(args)
-    if args.merge:
-        info = flash.merge(args.merge, args.firmware, config, flash_size=args.flash_size or "4MB",
+    name = args.device or Path(args.config or args.image or "wisp").stem
+    if args.merge is not None:
+        out = args.merge or DEFAULT_IMAGE_DIR / f"{name}-factory.bin"
+        info = flash.merge(out, args.firmware, config, flash_size=args.flash_size or "4MB",
                            chip=args.chip, image=args.image, mp_version=args.mp_version)
-        print(f"wisp: {info['merged']}: {info['bytes']} bytes; write it at 0x0 "
+        print(f"wisp: {info['merged']}: {info['bytes']} bytes, mode 0600; write it at 0x0 "
               f"(esptool write-flash 0x0 {info['merged']}); image-info ok, filesystem read back: "
-              f"{info['files']} files, device id {info['device']}")
+              f"{info['files']} files, device id {info['device']}. It holds this device's identity and "
+              f"secrets: use it for that one board only")
         return 0
     if not args.port:
         raise ValueError("--port is needed to flash a board (or --merge OUT.bin for a factory image)")
-    name = args.device or Path(args.config or "wisp").stem
     flash.flash(args.port, args.firmware, config, DEFAULT_IMAGE_DIR / f"{name}-fs.img", flash_size=args.flash_size, chip=args.chip, erase=args.erase,
                 baud=args.baud, image=args.image, dry_run=args.dry_run, mp_version=args.mp_version)
     if not args.dry_run:
@@ -400,8 +402,9 @@ def build_parser():
                        description="Detect the board with esptool, optionally erase it, and write the MicroPython "
                                    "firmware and the device's filesystem image at the offsets the firmware's own "
                                    "partition table gives (v1.20-1.25: the vfs partition; v1.26+: the rest of the "
-                                   "flash). --dry-run prints the esptool commands only; --merge writes one factory "
-                                   "image for mass flashing instead of touching a board.")
+                                   "flash). --dry-run prints the esptool commands only; --merge writes this one "
+                                   "device's factory image instead of touching a board (it carries the device's "
+                                   "secrets; flash a fleet one --device per board).")
     f.add_argument("--port", help="serial port, e.g. /dev/ttyUSB0")
     f.add_argument("--firmware", required=True, help="MicroPython .bin from micropython.org/download")
     add_device_args(f)
@@ -411,7 +414,9 @@ def build_parser():
     f.add_argument("--chip", default="auto", help="esp32, esp32s2, esp32s3, esp32c3, esp32c6 (default: detect)")
     f.add_argument("--baud", type=int, default=460800, help="write speed (default 460800; try 115200 on errors)")
     f.add_argument("--dry-run", action="store_true", help="print the esptool commands and change nothing")
-    f.add_argument("--merge", metavar="OUT.bin", help="write one factory image (esptool merge-bin) to flash at 0x0")
+    f.add_argument("--merge", nargs="?", const="", metavar="OUT.bin",
+                   help="write this one device's factory image (esptool merge-bin, to write at 0x0; default "
+                        "build/<id>-factory.bin, 0600: it holds the device's secrets)")
     f.set_defaults(func=cmd_flash)
 
     d = sub.add_parser("deploy", help="copy changed firmware files to a running board (mpremote), then soft-reset",

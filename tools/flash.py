@@ -1,6 +1,9 @@
 """`wisp flash`: write MicroPython and the device's filesystem image to a board with esptool, or merge both
-into one factory image for mass flashing. Every esptool step is a printed command (`--dry-run` shows them
-and stops); offsets come from the firmware's own partition table (tools/boards.py).
+into one factory image of that one device (written at 0x0, e.g. by a web flasher or by someone without
+this checkout). The image carries the device's identity and secrets, so it is written 0600 and is good
+for that one board only: a fleet is flashed one `wisp flash --device <id>` per board. Every esptool step
+is a printed command (`--dry-run` shows them and stops); offsets come from the firmware's own partition
+table (tools/boards.py).
 """
 import os
 import shlex
@@ -12,6 +15,7 @@ from pathlib import Path
 
 from tools import boards
 from tools.image import ImageError, make_image, verify_image
+from tools.private import write_private
 
 DEFAULT_BAUD = 460800       # what micropython.org's ESP32 instructions use for write-flash
 
@@ -130,7 +134,8 @@ def flash(port, firmware_path, config, image_out, flash_size=None, chip=None, er
 
 
 def merge(out, firmware_path, config, flash_size="4MB", chip=None, image=None, mp_version=None, log=print):
-    """One factory image (written at 0x0) holding MicroPython and the device's filesystem; verified."""
+    """One factory image (written at 0x0) holding MicroPython and this device's filesystem, identity and
+    secrets included (so 0600); verified."""
     firmware = boards.read_firmware(firmware_path)
     check_chip(firmware, chip)
     layout = firmware.layout(flash_size)
@@ -140,11 +145,13 @@ def merge(out, firmware_path, config, flash_size="4MB", chip=None, image=None, m
             build_fs_image(image, config, layout, mp_version)
         else:
             check_image_fits(image, layout)
-        cmd = merge_command(firmware, layout, image, out, flash_size)
+        merged = Path(tmp) / "merged.bin"   # esptool writes world-readable files: move it in 0600
+        cmd = merge_command(firmware, layout, image, merged, flash_size)
         log(show(cmd))
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise FlashError(f"esptool merge-bin failed: {(done.stderr or done.stdout).strip()}")
+        write_private(out, merged.read_bytes())
         return verify_merged(out, firmware, layout, image, Path(tmp))
 
 

@@ -17,6 +17,7 @@ from littlefs import LittleFS
 
 from tools.boards import BLOCK_SIZE
 from tools.paths import FIRMWARE, micropython_cmd
+from tools.private import write_private
 
 KEEP_SOURCE = ("boot.py", "main.py")
 SKIP_DIRS = ("__pycache__",)
@@ -103,8 +104,7 @@ def build_image(stage_root, out_path, size):
     except Exception as e:  # littlefs reports a full volume as LittleFSError(-28)
         raise ImageError(f"the firmware does not fit a {size // 1024} KiB filesystem: {e}") from None
     used = fs.used_block_count * BLOCK_SIZE
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(out_path).write_bytes(fs.context.buffer)
+    write_private(out_path, bytes(fs.context.buffer))   # config.json in it holds the device's secrets
     return used
 
 

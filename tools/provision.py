@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from tools.paths import RUN_DIR
+from tools.private import write_private
 from tools.system_deps import SBIN_DIRS
 
 BRIDGE_USER = "wisp-bridge"        # reserved: no device may take this id
@@ -65,7 +66,7 @@ def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_pass
     if rotate or not creds:
         creds = {"password": secrets.token_urlsafe(PASSWORD_BYTES), "key": secrets.token_hex(DEVICE_KEY_BYTES)}
         store["devices"][dev_id] = creds
-    _write_private(fleet / "secrets.json", json.dumps(store, indent=1, sort_keys=True))
+    write_private(fleet / "secrets.json", json.dumps(store, indent=1, sort_keys=True))
 
     cfg_path = device_config_path(fleet, dev_id)
     old = _read_json(cfg_path)
@@ -81,11 +82,11 @@ def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_pass
     if wifi:
         cfg["wifi"] = wifi
     cfg_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_private(cfg_path, json.dumps(cfg, indent=1))
+    write_private(cfg_path, json.dumps(cfg, indent=1))
 
     write_broker_files(fleet, store)
     bridge = store["bridge"]
-    _write_private(fleet / "bridge.toml",
+    write_private(fleet / "bridge.toml",
                    f'[broker]\nhost = "{broker_host}"\nport = {broker_port}\n'
                    f'user = "{bridge["user"]}"\npassword = "{bridge["password"]}"\n'
                    # the bridge signs llm/res with each device's key (docs/security.md)
@@ -181,13 +182,3 @@ def _read_json(path):
     if not isinstance(data, dict):
         raise ProvisionError(f"{path} must hold a JSON object")
     return data
-
-
-def _write_private(path, text):
-    """Write a file only its owner can read, created 0600 (never briefly world-readable)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + "-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)

@@ -11,6 +11,7 @@ import time
 from tools import broker as brokers
 from tools import sim
 from tools.paths import RUN_DIR, RUN_INFO
+from tools.private import write_private
 
 DEFAULT_PORT = 1883
 HTTP_PORT = 8787                      # dashboard, REST API, /metrics and /v1 (a free one if taken)
@@ -23,19 +24,8 @@ def api_token():
     kept = TOKEN_FILE.read_text().strip() if TOKEN_FILE.exists() else ""
     token = os.environ.get("WISP_API_TOKEN") or kept or secrets.token_urlsafe(24)
     if token != kept:
-        write_secret(TOKEN_FILE, token)
+        write_private(TOKEN_FILE, token)
     return token
-
-
-def write_secret(path, text):
-    """Write a file that is 0600 from its first byte (never briefly world-readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _pump(name, stream):
@@ -200,7 +190,7 @@ def _copy_fleet_config(fleet, dev_id, workdir):
     if not src.exists():
         return False
     workdir.mkdir(parents=True, exist_ok=True)
-    write_secret(workdir / "config.json", src.read_text())
+    write_private(workdir / "config.json", src.read_text())
     return True
 
 

@@ -1,6 +1,7 @@
 """`wisp flash`: real esptool offline commands (merge-bin, image-info), dry runs, and every refusal up to
 the serial port. Firmware files are structurally real ESP images built by tests/tools/espimage.py."""
 import json
+import subprocess
 import time
 
 import pytest
@@ -9,6 +10,7 @@ from littlefs import LittleFS
 from tests.tools.espimage import micropython_bin
 from tools import boards
 from tools.cli import main as wisp
+from tools.paths import REPO
 
 CONFIG = {"id": "flashdev", "broker": {"host": "10.0.0.2", "port": 1883}, "pins": {}}
 
@@ -64,6 +66,20 @@ def test_merge_makes_one_verified_factory_image(files, tmp_path, capsys):
     with fs.open("config.json", "r") as f:
         assert json.load(f)["id"] == "flashdev"
     assert "agent.mpy" in fs.listdir("wisp")
+    assert out_bin.stat().st_mode & 0o777 == 0o600          # it holds the device's broker password and key
+    assert "use it for that one board only" in out
+
+
+def test_merge_and_images_default_to_the_ignored_build_folder_owner_only(files, tmp_path, capsys):
+    rc, out, err = run(capsys, "--firmware", files["v124"], "--config", files["config"], "--merge")
+    assert rc == 0, err
+    merged = tmp_path / "build" / "flashdev-factory.bin"       # the tests run in tmp_path (see the fixture)
+    assert merged.stat().st_mode & 0o777 == 0o600 and str(merged.relative_to(tmp_path)) in out
+    rc, _, err = run(capsys, "--port", "/dev/ttyUSB9", "--firmware", files["v124"], "--config", files["config"],
+                     "--dry-run")
+    assert rc == 0 and (tmp_path / "build" / "flashdev-fs.img").stat().st_mode & 0o777 == 0o600
+    ignored = subprocess.run(["git", "check-ignore", "-q", "build/flashdev-factory.bin"], cwd=str(REPO))
+    assert ignored.returncode == 0, "build outputs must be git-ignored in the repo"
 
 
 def test_clear_errors_before_any_write(files, tmp_path, capsys):
