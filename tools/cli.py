@@ -178,27 +178,25 @@ def cmd_run(args):
 
 
 def cmd_sim(args):
-    from tools import sim
-    if args.count is not None or args.console:
-        from tools import simfleet
-        if args.count is not None and args.id is not None:
-            raise ValueError("--id and --count do not mix: --count N starts dev1..devN")
-        if args.count is not None and not 1 <= args.count <= simfleet.MAX_COUNT:
-            raise ValueError(f"--count must be 1-{simfleet.MAX_COUNT}")
-        ids = [f"dev{i}" for i in range(1, args.count + 1)] if args.count is not None else [args.id or "dev1"]
-        return simfleet.run_fleet(ids, *resolve_broker(args.broker), heapsize=args.heapsize, console=args.console,
-                                 root=args.state_dir)
-    dev_id = args.id or "dev1"
-    host, port = resolve_broker(args.broker)
-    workdir = sim.device_dir(dev_id)
-    sim.write_config(workdir, dev_id, host, port)
-    print(f"wisp: device '{dev_id}' on {host}:{port}, flash root {workdir}; Ctrl-C stops it")
-    proc = sim.start_device(workdir, heapsize=args.heapsize)
+    from tools import devices, sim, simfleet
+    from tools.listen import BrokerUnreachable
+    if args.count is not None and args.id is not None:
+        raise ValueError("--id and --count do not mix: --count N starts dev1..devN")
+    if args.count is not None and not 1 <= args.count <= simfleet.MAX_COUNT:
+        raise ValueError(f"--count must be 1-{simfleet.MAX_COUNT}")
+    ids = [f"dev{i}" for i in range(1, args.count + 1)] if args.count is not None else [args.id or "dev1"]
+    host, port, login = connection(args)
+    pins = sim.load_pins(args.pins) if args.pins else None
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        return proc.wait()
+        online = {d for d, info in devices.collect(host, port, login).items() if info["state"] == "online"}
+    except BrokerUnreachable:
+        online = set()          # no broker yet: the devices wait for it, as boards do
+    try:
+        return simfleet.run_fleet(ids, host, port, heapsize=args.heapsize, console=args.console,
+                                  root=args.state_dir, pins=pins, online=online)
+    except sim.SimError as e:
+        print(f"wisp: {e}", file=sys.stderr)
+        return 2
 
 
 def device_config(args, required=True):
@@ -382,7 +380,9 @@ def build_parser():
     s.add_argument("--console", action="store_true",
                    help="give each device a serial console at .wisp/devices/<id>.tty (for `wisp repl --port`)")
     s.add_argument("--broker", help="host:port of the broker")
-    s.add_argument("--state-dir", help="where --count/--console devices keep their flash roots (default .wisp/devices)")
+    s.add_argument("--state-dir", help="where the devices keep their flash roots (default .wisp/devices)")
+    s.add_argument("--pins", metavar="FILE", help="the devices' pins: a JSON object like "
+                   '{"fan": {"pin": 18, "mode": "out"}} or a config.json with "pins" (default: four example pins)')
     s.add_argument("--heapsize", help="MicroPython heap, e.g. 96K, to check the firmware fits a small board")
     s.set_defaults(func=cmd_sim)
 

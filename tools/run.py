@@ -165,6 +165,11 @@ def run(dev_id=None, port=DEFAULT_PORT, fleet=None):
             return 1
         if dev_id:
             workdir = sim.device_dir(dev_id)
+            try:
+                sim.check_free(workdir, dev_id)
+            except sim.SimError as e:
+                print(f"wisp: {e}", flush=True)
+                return 1
             if fleet is None:
                 sim.write_config(workdir, dev_id, broker.host, broker.port)
             elif not _copy_fleet_config(fleet, dev_id, workdir):
@@ -220,6 +225,7 @@ Press Ctrl-C to stop.
 
 def _start_device(dev_id, workdir):
     device = sim.start_device(workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sim.mark_running(workdir, device.pid)
     threading.Thread(target=_pump, args=(dev_id, device.stdout), daemon=True).start()
     return device
 

@@ -16,8 +16,51 @@ DEFAULT_PINS = {
 }
 
 
+PID_FILE = ".sim.pid"   # in a flash root: the process running it (two would corrupt each other)
+
+
+class SimError(Exception):
+    pass
+
+
 def device_dir(dev_id, root=None):
     return Path(root or RUN_DIR / "devices") / dev_id
+
+
+def running_pid(workdir):
+    """The pid of a live process running the device in `workdir`, or None."""
+    try:
+        pid = int((Path(workdir) / PID_FILE).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def check_free(workdir, dev_id):
+    """Refuse a second process on one flash root: both would write its files and knock each other
+    off the broker (same client id) over and over."""
+    pid = running_pid(workdir)
+    if pid is not None:
+        raise SimError(f"device '{dev_id}' is already running (pid {pid}, flash root {workdir}); "
+                       f"stop it first, or pick another --id")
+
+
+def mark_running(workdir, pid):
+    (Path(workdir) / PID_FILE).write_text(str(pid))
+
+
+def load_pins(path):
+    """A pins file for `wisp sim --pins`: the "pins" object of a config.json, or a whole config.json."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise SimError(f"--pins {path}: {e}") from None
+    pins = data.get("pins", data) if isinstance(data, dict) else None
+    if not isinstance(pins, dict):
+        raise SimError(f"--pins {path} must hold a JSON object of pins, e.g. "
+                       '{"fan": {"pin": 18, "mode": "out"}}')
+    return pins
 
 
 def write_config(workdir, dev_id, host, port, pins=None, extra=None):

@@ -1,4 +1,4 @@
-"""`wisp sim --count N` / `--console`: several virtual devices at once; Ctrl-C stops them all.
+"""`wisp sim`: one or several virtual devices at once; Ctrl-C or SIGTERM stops them all.
 
 Each device is the real firmware on the MicroPython unix port with its flash root in .wisp/devices/<id>.
 With --console it runs behind a virtual serial device (tools/vdev.py) whose PTY mpremote and
@@ -14,20 +14,29 @@ MAX_COUNT = 50          # each device is a process with its own heap; more belon
 POLL_S = 0.2
 
 
-def run_fleet(ids, host, port, heapsize=None, console=False, root=None):
+def run_fleet(ids, host, port, heapsize=None, console=False, root=None, pins=None, online=()):
+    """Start devices `ids` (each refused when its flash root is in use, or when `online`, the ids
+    the broker reports online, has it) and wait; SIGTERM and Ctrl-C stop them all."""
+    for dev_id in ids:
+        sim.check_free(sim.device_dir(dev_id, root), dev_id)
+        if dev_id in online:
+            raise sim.SimError(f"a device '{dev_id}' is already online on {host}:{port}; two devices with "
+                               f"one id knock each other off the broker: pick another --id")
     devices = []  # (id, object with poll()/terminate()-like stop)
     try:
         for dev_id in ids:
             workdir = sim.device_dir(dev_id, root)
-            sim.write_config(workdir, dev_id, host, port)
+            sim.write_config(workdir, dev_id, host, port, pins)
             if console:
                 v = vdev.start(workdir, main=str(FIRMWARE / "main.py"), pythonpath=[FIRMWARE])
                 devices.append((dev_id, v.proc, v.stop))
+                sim.mark_running(workdir, v.proc.pid)
                 print(f"wisp: device '{dev_id}' on {host}:{port}, console {v.tty} "
                       f"(wisp repl --port {v.tty})", flush=True)
             else:
                 proc = sim.start_device(workdir, heapsize=heapsize)
                 devices.append((dev_id, proc, _stopper(proc)))
+                sim.mark_running(workdir, proc.pid)
                 print(f"wisp: device '{dev_id}' on {host}:{port}, flash root {workdir}", flush=True)
         print(f"wisp: {len(devices)} device(s) running; Ctrl-C stops them all", flush=True)
         return _wait(devices)

@@ -1,4 +1,5 @@
 """`wisp sim --count N`: N virtual devices on one broker; Ctrl-C (SIGINT) stops them all."""
+import json
 import signal
 import subprocess
 import sys
@@ -42,3 +43,46 @@ def test_count_and_id_do_not_mix(capsys):
     assert wisp(["sim", "--count", "2", "--id", "x"]) == 2
     assert wisp(["sim", "--count", "0"]) == 2
     assert "--count" in capsys.readouterr().err
+
+
+def _sim(own_broker, tmp_path, *args, state="devices"):
+    return subprocess.Popen([sys.executable, "-m", "tools.cli", "sim", *args, "--broker",
+                             f"{own_broker.host}:{own_broker.port}", "--state-dir", str(tmp_path / state)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_one_device_takes_a_pins_file_and_its_state_dir_and_sigterm_stops_it(tmp_path, own_broker):
+    pins = tmp_path / "pins.json"
+    pins.write_text(json.dumps({"pump": {"pin": 25, "mode": "out"}, "level": {"pin": 34, "mode": "in"}}))
+    probe = Probe(own_broker.host, own_broker.port)
+    proc = _sim(own_broker, tmp_path, "--id", "pumper", "--pins", str(pins))
+    try:
+        probe.wait_for("wisp/pumper/status", lambda p: p.get("state") == "online", timeout=15)
+        manifest = probe.wait_for("wisp/pumper/manifest", timeout=10)
+        assert {n: p["mode"] for n, p in manifest["pins"].items()} == {"pump": "out", "level": "in"}
+        assert json.loads((tmp_path / "devices" / "pumper" / "config.json").read_text())["pins"]["pump"]["pin"] == 25
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        probe.wait_for("wisp/pumper/status", lambda p: p.get("state") == "offline", timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        probe.close()
+
+
+def test_a_second_device_with_the_same_id_is_refused(tmp_path, own_broker):
+    probe = Probe(own_broker.host, own_broker.port)
+    first = _sim(own_broker, tmp_path, "--id", "twin")
+    try:
+        probe.wait_for("wisp/twin/status", lambda p: p.get("state") == "online", timeout=15)
+        same_root = _sim(own_broker, tmp_path, "--id", "twin")
+        assert same_root.wait(30) == 2 and "'twin' is already running" in same_root.stdout.read()
+        other_root = _sim(own_broker, tmp_path, "--count", "1", "--id", "twin", state="elsewhere")
+        assert other_root.wait(30) == 2          # --count and --id do not mix
+        other_root = _sim(own_broker, tmp_path, "--id", "twin", state="elsewhere")
+        assert other_root.wait(30) == 2 and "'twin' is already online" in other_root.stdout.read()
+        assert first.poll() is None              # the first one was never knocked off
+    finally:
+        first.terminate()
+        first.wait(10)
+        probe.close()
