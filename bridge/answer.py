@@ -7,9 +7,11 @@ import json
 import logging
 from typing import Callable
 
+from bridge import protocol
+
 log = logging.getLogger("wisp.bridge.answer")
 
-DEVICE_MAX_PAYLOAD = 4096  # firmware MAX_PAYLOAD: the device discards bigger llm/res messages unread
+DEVICE_MAX_PAYLOAD = protocol.MAX_PAYLOAD  # the device discards bigger llm/res messages unread
 
 
 class Answer:
@@ -17,7 +19,7 @@ class Answer:
 
     def __init__(self, publish: Callable[[str, dict], None], device_id: str, req_id: str, round_: int | None):
         self._publish = publish
-        self.topic = f"wisp/{device_id}/llm/res"
+        self.topic = protocol.topic(device_id, protocol.LLM_RES)
         self.req_id, self.round = req_id, round_
         self.seq = 0
         self.calls = 0

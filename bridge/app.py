@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import signal
 import threading
 from typing import Callable
 
 import aiohttp
 
+from bridge import protocol
 from bridge.config import BridgeConfig
 from bridge.dedupe import Dedupe
 from bridge.signing import signing_publisher
@@ -29,7 +29,6 @@ log = logging.getLogger("wisp.bridge")
 
 MAX_IN_FLIGHT = 64  # concurrent requests per bridge; beyond it requests are refused as busy, not queued
 SHUTDOWN_GRACE_S = 5.0  # in-flight requests get this long to finish before they are answered "shutting down"
-_DEVICE_ID = re.compile(r"^[a-z0-9_-]{1,32}$")
 
 
 class Bridge:
@@ -105,16 +104,17 @@ class Bridge:
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
         """Runs on the loop for every MQTT message (scheduled there by MqttLink)."""
-        parts = topic.split("/")
-        if len(parts) < 3 or parts[0] != "wisp" or not _DEVICE_ID.match(parts[1]):
+        parsed = protocol.parse(topic)
+        if parsed is None:
             log.warning("ignored message on unexpected topic %r", topic)
             return
-        device_id, rest = parts[1], parts[2:]
-        if rest == ["manifest"]:
+        device_id, rest = parsed
+        kind = "/".join(rest)
+        if kind == protocol.MANIFEST:
             self.manifests.update(device_id, payload)
             if self.fleet:
                 self.fleet.handle(device_id, rest, payload)
-        elif rest == ["llm", "req"]:
+        elif kind == protocol.LLM_REQ:
             self.metrics.round_started(device_id, payload)
             if self._closing:
                 refuse_llm_request(device_id, payload, self.ctx, "the bridge is shutting down; ask again")

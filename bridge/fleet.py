@@ -14,6 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
+from bridge import protocol
+
 log = logging.getLogger("wisp.bridge.fleet")
 
 EVENTS_KEPT = 50  # recent device events, asks and replies kept per device for the dashboard
@@ -21,7 +23,10 @@ MAX_DEVICES = 10_000  # devices tracked; beyond it new ids are ignored (a misbeh
 MAX_WAITING = 256  # API requests waiting for a device at once; more are refused
 MAX_STATE_BYTES = 1024  # a state payload longer than this is kept as truncated text
 MAX_TEXT_CHARS = 2000  # texts of events, asks and replies kept and forwarded to the dashboard
-FLEET_TOPICS = ("wisp/+/status", "wisp/+/state/#", "wisp/+/event", "wisp/+/ask", "wisp/+/reply", "wisp/+/cmd/res")
+_KINDS = (protocol.STATUS, protocol.MANIFEST, protocol.STATE, protocol.EVENT, protocol.ASK, protocol.REPLY,
+          protocol.CMD_RES)
+FLEET_TOPICS = tuple(protocol.every_device(k) for k in (protocol.STATUS, protocol.STATE + "/#", protocol.EVENT,
+                                                       protocol.ASK, protocol.REPLY, protocol.CMD_RES))
 
 
 class DeviceOffline(Exception):
@@ -81,46 +86,46 @@ class Fleet:
     # ---- what devices publish ------------------------------------------------------------------------
     def handle(self, device_id: str, rest: list[str], payload: bytes) -> bool:
         """Take one message (topic already split as wisp/<device_id>/<rest...>); False if it is not ours."""
-        kind = "/".join(rest[:2]) if rest[:1] == ["cmd"] else rest[0]
-        if kind not in ("status", "manifest", "state", "event", "ask", "reply", "cmd/res"):
+        kind = "/".join(rest[:2]) if rest[:1] == [protocol.CMD] else rest[0]
+        if kind not in _KINDS:
             return False
-        if len(rest) != (2 if kind in ("state", "cmd/res") else 1):
-            return kind == "state"  # state/<a>/<b> and the like: ours, but not a shape we know
+        if len(rest) != (2 if kind in (protocol.STATE, protocol.CMD_RES) else 1):
+            return kind == protocol.STATE  # state/<a>/<b> and the like: ours, but not a shape we know
         dev = self._device(device_id)
         if dev is None:
             return True
         now = time.time()
-        if kind != "ask":  # an ask is published by someone else, not the device
+        if kind != protocol.ASK:  # an ask is published by someone else, not the device
             dev.last_seen = now
-        if kind == "state":
+        if kind == protocol.STATE:
             self._state(dev, rest[1], payload, now)
             return True
-        msg = {} if kind == "status" and not payload else _json(payload)  # empty: retained status cleared
-        if kind == "manifest":
+        msg = {} if kind == protocol.STATUS and not payload else _json(payload)  # empty: retained status cleared
+        if kind == protocol.MANIFEST:
             dev.manifest = msg if isinstance(msg, dict) else None
             self._emit({"type": "manifest", "device": device_id, "ts": now})
             return True
         if not isinstance(msg, dict):
             log.info("device=%s %s is not a JSON object: ignored", device_id, kind)
             return True
-        if kind == "status":
+        if kind == protocol.STATUS:
             dev.status = msg
             self._emit({"type": "status", "device": device_id, "online": dev.online, "fw": msg.get("fw"), "ts": now})
-        elif kind == "event":
+        elif kind == protocol.EVENT:
             self._remember(dev, {"type": "event", "device": device_id, "kind": _text(msg.get("kind")),
                                  "text": _text(msg.get("text")), "ts": now})
-        elif kind == "ask":
+        elif kind == protocol.ASK:
             self._remember(dev, {"type": "ask", "device": device_id, "id": _text(msg.get("id")),
                                  "text": _text(msg.get("text")), "ts": now})
-        elif kind == "reply":
+        elif kind == protocol.REPLY:
             ev = {"type": "reply", "device": device_id, **_pick(msg, "ok", "path", "tier", "ms"),
                   "id": _text(msg.get("id")), "text": _text(msg.get("text")), "ts": now}
             self._remember(dev, ev)
-            self._resolve((device_id, "reply", msg.get("id")), msg)
+            self._resolve((device_id, protocol.REPLY, msg.get("id")), msg)
         else:  # cmd/res
             self._emit({"type": "cmd_res", "device": device_id, **_pick(msg, "ok"), "id": _text(msg.get("id")),
                         "result": _text(msg.get("result")), "ts": now})
-            self._resolve((device_id, "cmd/res", msg.get("id")), msg)
+            self._resolve((device_id, protocol.CMD_RES, msg.get("id")), msg)
         return True
 
     def _device(self, device_id: str) -> Device | None:
@@ -176,11 +181,11 @@ class Fleet:
     async def ask(self, device_id: str, text: str, timeout_s: float) -> dict:
         """Publish an ask and wait for its reply; asyncio.TimeoutError if none comes in time."""
         req_id = _new_id("ask")
-        return await self._request(device_id, "ask", "reply", {"v": 1, "id": req_id, "text": text}, timeout_s)
+        return await self._request(device_id, protocol.ASK, protocol.REPLY, {"v": 1, "id": req_id, "text": text}, timeout_s)
 
     async def cmd(self, device_id: str, tool: str, args: dict, timeout_s: float) -> dict:
         cmd_id = _new_id("cmd")
-        return await self._request(device_id, "cmd", "cmd/res",
+        return await self._request(device_id, protocol.CMD, protocol.CMD_RES,
                                    {"v": 1, "id": cmd_id, "tool": tool, "args": args}, timeout_s)
 
     async def set_pin(self, device_id: str, name: str, value: str, timeout_s: float):
@@ -191,7 +196,7 @@ class Fleet:
         waiters = self._state_waiters.setdefault((device_id, name), [])
         waiters.append(fut)
         try:
-            self._publish(f"wisp/{device_id}/set/{name}", value.encode(), qos=1)
+            self._publish(protocol.topic(device_id, protocol.SET, name), value.encode(), qos=1)
             return await asyncio.wait_for(fut, timeout_s)
         finally:
             if fut in waiters:
@@ -206,7 +211,7 @@ class Fleet:
         fut = asyncio.get_running_loop().create_future()
         self._waiting[key] = fut
         try:
-            self._publish(f"wisp/{device_id}/{topic}", msg, qos=1)
+            self._publish(protocol.topic(device_id, topic), msg, qos=1)
             return await asyncio.wait_for(fut, timeout_s)
         finally:
             self._waiting.pop(key, None)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from bridge import protocol
 from bridge.answer import Answer, show_id
 from bridge.config import BridgeConfig
 from bridge.cost import CostStore
@@ -48,7 +49,7 @@ async def handle_llm_request(device_id: str, payload: bytes, ctx: HandlerContext
         return
     if isinstance(seen, list):
         for msg in seen:
-            ctx.publish(f"wisp/{device_id}/llm/res", msg)
+            ctx.publish(protocol.topic(device_id, protocol.LLM_RES), msg)
         log.info("llm/req device=%s id=%s round=%s duplicate: answer replayed (%d messages)",
                  device_id, show_id(req_id), round_, len(seen))
         return

@@ -12,11 +12,13 @@ from typing import Callable
 
 import paho.mqtt.client as mqtt
 
+from bridge import protocol
+
 log = logging.getLogger("wisp.bridge.mqtt")
 
-REQ_TOPIC = "wisp/+/llm/req"
-SHARED_REQ_TOPIC = "$share/wisp/" + REQ_TOPIC  # several bridges split the requests between them
-MANIFEST_TOPIC = "wisp/+/manifest"
+REQ_TOPIC = protocol.every_device(protocol.LLM_REQ)
+SHARED_REQ_TOPIC = protocol.SHARED_GROUP + REQ_TOPIC  # several bridges split the requests between them
+MANIFEST_TOPIC = protocol.every_device(protocol.MANIFEST)
 KEEPALIVE_S = 30
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 MAX_INFLIGHT = 100  # paho's default of 20 unacked QoS 1 messages would queue replies of concurrent requests

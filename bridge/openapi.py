@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from bridge import protocol
+
 
 def _obj(props: dict, required=()) -> dict:
     return {"type": "object", "properties": props, **({"required": list(required)} if required else {})}
@@ -25,7 +27,7 @@ _PIN = _obj({"name": _S, "mode": {"type": "string", "description": "out, in, pwm
              "state": {"description": "\"ON\"/\"OFF\", a number, or a sensor reading object", "nullable": True}})
 _CMD_RESULT = _obj({"tool": _S, "id": _S, "ok": _B, "result": {"type": "string", "description": "the tool's "
                     "one-line result; errors start with 'Error:'"}})
-_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[a-z0-9_-]{1,32}$"},
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": protocol.DEVICE_ID_PATTERN},
        "description": "device id"}
 
 
@@ -74,7 +76,7 @@ def spec() -> dict:
             "/api/devices/{id}/ask": {"post": {
                 "summary": "Ask the device in words and wait for its reply",
                 "parameters": [_ID],
-                "requestBody": _body(_obj({"text": {"type": "string", "minLength": 1, "maxLength": 512},
+                "requestBody": _body(_obj({"text": {"type": "string", "minLength": 1, "maxLength": protocol.MAX_ASK_TEXT},
                                            "timeout_s": {**timeout, "default": 40}}, ["text"])),
                 "responses": {**_ok(_obj({"id": _S, "ok": _B, "text": _S, "path": _S, "tier": _NULLABLE_S,
                                           "ms": _I})), **_err(400, 401, 404, 409, 429, 504)}}},

@@ -5,16 +5,17 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from bridge import protocol
 from bridge.config import REQUEST_CLASSES
 from bridge.translate import to_openai_messages
 
 MAX_REQUEST_BYTES = 64 * 1024
-MAX_ID_CHARS = 40
-DEFAULT_BUDGET_MS = 30_000  # a request without budget_ms: the device's own ROUND_TIMEOUT_MS
+MAX_ID_CHARS = protocol.MAX_ID
+DEFAULT_BUDGET_MS = protocol.ROUND_TIMEOUT_MS  # a request without budget_ms: the device's own round timeout
 # For an oversized request we do not parse the JSON; these find the id and round near its start, if there.
 MAX_FACTS_CHARS = 2048  # the device sends at most MAX_FACTS_PROMPT_BYTES (512); room for other firmware
 _PEEK_BYTES = 1024
-_PEEK_ID = re.compile(rb'"id"\s*:\s*"([^"\\]{1,40})"')
+_PEEK_ID = re.compile(rb'"id"\s*:\s*"([^"\\]{1,%d})"' % MAX_ID_CHARS)
 _PEEK_ROUND = re.compile(rb'"round"\s*:\s*(\d{1,6})\b')
 
 

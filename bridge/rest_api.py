@@ -16,6 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bridge import fleet as fl
+from bridge import protocol
 from bridge.events import serve_events
 from bridge.http_api import MAX_BODY_BYTES, PUBLIC, error
 from bridge.metrics import CONTENT_TYPE
@@ -29,11 +30,10 @@ CMD_TIMEOUT_S = 10.0  # a direct command runs one tool, no LLM
 PIN_TIMEOUT_S = 5.0  # set/<pin> -> the state the device publishes back
 MAX_TIMEOUT_S = 120.0  # longest wait a caller may ask for
 MIN_TIMEOUT_S = 1.0    # shortest: less is no real wait for a device on any network
-MAX_ASK_TEXT = 512  # firmware MAX_ASK_TEXT
-MAX_CMD_BYTES = 4096  # firmware MAX_PAYLOAD: the device drops bigger commands unread
+MAX_ASK_TEXT = protocol.MAX_ASK_TEXT
+MAX_CMD_BYTES = protocol.MAX_PAYLOAD  # the device drops bigger commands unread
 MAX_TOOL_NAME = 64
 USAGE_DAYS_MAX = 31
-_DEVICE_ID = re.compile(r"^[a-z0-9_-]{1,32}$")
 _PIN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FLEET, _HUB, _METRICS = web.AppKey("fleet", object), web.AppKey("hub", object), web.AppKey("metrics", object)
@@ -239,8 +239,8 @@ async def _tiers(request: web.Request) -> web.Response:
 
 async def _events(request: web.Request) -> web.StreamResponse:
     device = request.query.get("device") or None
-    if device is not None and not _DEVICE_ID.match(device):
-        raise BadRequest(400, "'device' must be a device id: 1-32 characters of a-z 0-9 _ -")
+    if device is not None and not protocol.is_device_id(device):
+        raise BadRequest(400, f"'device' must be a device id: {protocol.DEVICE_ID_RULE}")
     return await serve_events(request, request.app[_HUB], device)
 
 
@@ -252,8 +252,8 @@ async def _metrics(request: web.Request) -> web.Response:
 # ---- input ----------------------------------------------------------------------------------------------------
 def _device_id(request: web.Request) -> str:
     device_id = request.match_info["id"]
-    if not _DEVICE_ID.match(device_id):
-        raise BadRequest(400, f"{device_id[:40]!r} is not a device id: 1-32 characters of a-z 0-9 _ -")
+    if not protocol.is_device_id(device_id):
+        raise BadRequest(400, f"{device_id[:40]!r} is not a device id: {protocol.DEVICE_ID_RULE}")
     return device_id
 
 

@@ -3,6 +3,7 @@ import json
 import secrets
 import time
 
+from bridge import protocol
 from tools.listen import BrokerUnreachable, Listener
 
 STATUS_WAIT_S = 2.0
@@ -18,7 +19,7 @@ def ask(host, port, dev_id, text, timeout_s=120.0, login=None, progress=None):
     device's llm/req of each round carries the ask's id), the tool calls the model made."""
     ask_id = secrets.token_hex(4)
     payload = json.dumps({"v": 1, "id": ask_id, "text": text}).encode()
-    return _request(host, port, dev_id, "ask", payload, "reply", ask_id, timeout_s, login, progress)
+    return _request(host, port, dev_id, protocol.ASK, payload, protocol.REPLY, ask_id, timeout_s, login, progress)
 
 
 def command(host, port, dev_id, tool, args, key=None, timeout_s=30.0, login=None):
@@ -31,14 +32,14 @@ def command(host, port, dev_id, tool, args, key=None, timeout_s=30.0, login=None
         payload = sign_message(key, msg)
     else:
         payload = json.dumps(msg).encode()
-    return _request(host, port, dev_id, "cmd", payload, "cmd/res", cmd_id, timeout_s, login)
+    return _request(host, port, dev_id, protocol.CMD, payload, protocol.CMD_RES, cmd_id, timeout_s, login)
 
 
-def _request(host, port, dev_id, suffix, payload, answer_suffix, req_id, timeout_s, login, progress=None):
-    status_topic, answer_topic = f"wisp/{dev_id}/status", f"wisp/{dev_id}/{answer_suffix}"
+def _request(host, port, dev_id, kind, payload, answer_kind, req_id, timeout_s, login, progress=None):
+    status_topic, answer_topic = protocol.topic(dev_id, protocol.STATUS), protocol.topic(dev_id, answer_kind)
     topics = [answer_topic, status_topic]
     if progress:
-        topics += [f"wisp/{dev_id}/llm/req", f"wisp/{dev_id}/llm/res"]
+        topics += [protocol.topic(dev_id, protocol.LLM_REQ), protocol.topic(dev_id, protocol.LLM_RES)]
     try:
         listener = Listener(host, port, topics, name=req_id, login=login)
     except BrokerUnreachable as e:
@@ -49,7 +50,7 @@ def _request(host, port, dev_id, suffix, payload, answer_suffix, req_id, timeout
             raise AskError(f"no device '{dev_id}' on {host}:{port} (it never published a status)")
         if status.get("state") != "online":
             raise AskError(f"device '{dev_id}' is offline")
-        listener.publish(f"wisp/{dev_id}/{suffix}", payload)
+        listener.publish(protocol.topic(dev_id, kind), payload)
         if progress:
             progress(f"waiting for {dev_id}")
         return _wait_answer(listener, answer_topic, status_topic, dev_id, req_id, timeout_s, progress)

@@ -2,6 +2,7 @@
 import json
 import time
 
+from bridge import protocol
 from tools.listen import Listener
 
 FIRST_WAIT_S = 1.0   # retained messages follow the SUBACK at once; none by then means no devices
@@ -21,7 +22,8 @@ def collect(host, port, login=None):
     """{device id: {"state", "fw", "board", "boots", "pins"}} from what the broker retains."""
     devices = {}
     start = last = time.monotonic()
-    with Listener(host, port, ["wisp/+/status", "wisp/+/manifest"], name="devices", login=login) as listener:
+    topics = [protocol.every_device(protocol.STATUS), protocol.every_device(protocol.MANIFEST)]
+    with Listener(host, port, topics, name="devices", login=login) as listener:
         while True:
             now = time.monotonic()
             wait = (start + FIRST_WAIT_S if last == start else last + QUIET_S) - now
@@ -30,14 +32,15 @@ def collect(host, port, login=None):
                 break
             last = time.monotonic()
             topic, payload, _retained = msg
-            parts = topic.split("/")
-            if len(parts) != 3:
+            parsed = protocol.parse(topic)
+            if parsed is None or len(parsed[1]) != 1:
                 continue
-            dev = devices.setdefault(parts[1], {"state": "?", "fw": "", "board": "", "boots": None, "pins": {}})
+            dev_id, (kind,) = parsed
+            dev = devices.setdefault(dev_id, {"state": "?", "fw": "", "board": "", "boots": None, "pins": {}})
             body = _json(payload)
             if body is None:
                 continue
-            if parts[2] == "status":
+            if kind == protocol.STATUS:
                 dev["state"] = str(body.get("state", "?"))
                 for key in ("fw", "board", "boots"):
                     if body.get(key) is not None:

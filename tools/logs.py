@@ -2,6 +2,7 @@
 import json
 import time
 
+from bridge import protocol
 from tools.listen import Listener
 
 RETAINED_WAIT_S = 1.0   # the retained status arrives right after subscribing
@@ -19,7 +20,7 @@ def describe(topic, payload):
         body = None
     if not isinstance(body, dict):
         return f"{topic.rsplit('/', 1)[-1]}: (not JSON) {payload[:80]!r}"
-    if topic.endswith("/status"):
+    if topic.endswith("/" + protocol.STATUS):
         state = body.get("state", "?")
         extra = f" (firmware {body['fw']}, boot {body.get('boots', '?')})" if state == "online" and "fw" in body else ""
         return f"status: {state}{extra}"
@@ -30,7 +31,9 @@ def follow(host, port, dev_id, out, follow=False, duration_s=None, login=None):
     """Print the device's state, then its events: until the retained burst is over, or (follow)
     until interrupted or duration_s. Returns 0, or 1 when the device is unknown or offline."""
     status = None
-    with Listener(host, port, [f"wisp/{dev_id}/status", f"wisp/{dev_id}/event"], name="logs", login=login) as listener:
+    status_topic = protocol.topic(dev_id, protocol.STATUS)
+    topics = [status_topic, protocol.topic(dev_id, protocol.EVENT)]
+    with Listener(host, port, topics, name="logs", login=login) as listener:
         start = time.monotonic()
         while True:
             if follow:
@@ -43,12 +46,12 @@ def follow(host, port, dev_id, out, follow=False, duration_s=None, login=None):
             if msg is None:
                 continue
             topic, payload, retained = msg
-            if topic.endswith("/status"):
+            if topic == status_topic:
                 status = describe(topic, payload)
             prefix = "(retained) " if retained else ""
             out.write(_line(time.time(), prefix + describe(topic, payload)) + "\n")
             out.flush()
-            if not follow and retained and topic.endswith("/status"):
+            if not follow and retained and topic == status_topic:
                 break
     if status is None:
         out.write(f"wisp: the broker knows no device '{dev_id}' (it never published a status)\n")

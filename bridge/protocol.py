@@ -1,0 +1,56 @@
+"""The words the bridge and the host tools share with devices (docs/protocol.md): topic names, the device-id
+rule, and the device limits the bridge mirrors. firmware/wisp is their source; tests/bridge/test_protocol.py
+fails when a copy here differs from it.
+"""
+from __future__ import annotations
+
+import re
+
+ROOT = "wisp"  # every device topic is wisp/<device id>/<kind>
+EVERYTHING = ROOT + "/#"  # every device topic, as in a broker ACL
+SHARED_GROUP = "$share/wisp/"  # prefix of the subscription through which bridges split llm/req between them
+
+# Topic kinds, the part after wisp/<id>/
+STATUS, MANIFEST, EVENT = "status", "manifest", "event"
+ASK, REPLY = "ask", "reply"
+CMD, CMD_RES = "cmd", "cmd/res"
+LLM_REQ, LLM_RES = "llm/req", "llm/res"
+STATE, SET = "state", "set"  # state/<name>, set/<name>
+
+# Mirrored device limits (firmware/wisp/limits.py, and config.py for the device id)
+MAX_PAYLOAD = 4096  # bytes of one MQTT payload the device reads (MAX_PAYLOAD); bigger ones are discarded unread
+MAX_ASK_TEXT = 512  # characters of an ask's text (MAX_ASK_TEXT)
+MAX_ID = 40  # characters of an ask id, and of the llm/req id the device derives from it (MAX_ID)
+ROUND_TIMEOUT_MS = 30_000  # how long the device waits for one LLM round (ROUND_TIMEOUT_MS)
+MAX_DEVICE_ID = 32  # characters of a device id (config.py MAX_ID_LEN)
+DEVICE_ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_-"  # config.py ID_CHARS
+DEVICE_ID_PATTERN = "^[a-z0-9_-]{1,%d}$" % MAX_DEVICE_ID
+DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
+DEVICE_ID_RULE = "1-%d characters of a-z 0-9 _ -" % MAX_DEVICE_ID  # the rule in words, for error messages
+
+
+def is_device_id(text) -> bool:
+    return isinstance(text, str) and DEVICE_ID.match(text) is not None
+
+
+def topic(device_id: str, kind: str, name: str | None = None) -> str:
+    """wisp/<id>/<kind>, or wisp/<id>/<kind>/<name> for state/ and set/."""
+    return f"{ROOT}/{device_id}/{kind}" if name is None else f"{ROOT}/{device_id}/{kind}/{name}"
+
+
+def every_device(kind: str) -> str:
+    """The subscription filter for one kind on all devices: wisp/+/<kind>."""
+    return f"{ROOT}/+/{kind}"
+
+
+def device_filter(device_id: str) -> str:
+    """Everything of one device: wisp/<id>/#, as in a broker ACL."""
+    return f"{ROOT}/{device_id}/#"
+
+
+def parse(name: str) -> tuple[str, list[str]] | None:
+    """(device id, rest of the topic split at /) of a device topic, or None for anything else."""
+    parts = name.split("/")
+    if len(parts) < 3 or parts[0] != ROOT or not DEVICE_ID.match(parts[1]):
+        return None
+    return parts[1], parts[2:]
