@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from bridge import protocol
 from tools.paths import RUN_DIR
 from tools.private import write_private
 from tools.system_deps import SBIN_DIRS
@@ -27,8 +28,8 @@ ADMIN_USER = "wisp-admin"          # reserved: the login of `wisp ask`/`cmd`/`de
 PASSWORD_BYTES = 24                # broker passwords: 192 bits, URL-safe text
 DEVICE_KEY_BYTES = 32              # per-device secret key: 256 bits, hex in config.json "key"
 HA_DISCOVERY_PREFIX = "homeassistant"
-ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
-MAX_ID_LEN = 32                    # firmware/wisp/config.py MAX_ID_LEN
+ID_CHARS = set(protocol.DEVICE_ID_CHARS)
+MAX_ID_LEN = protocol.MAX_DEVICE_ID
 
 
 class ProvisionError(Exception):
@@ -102,10 +103,11 @@ def write_broker_files(fleet, store):
     logins.update({dev: c["password"] for dev, c in sorted(store["devices"].items())})
     _hash_password_file(fleet / "passwd", logins)
     lines = ["# Written by `wisp provision`; edits are overwritten.",
-             f"user {BRIDGE_USER}", "topic readwrite wisp/#", "",
-             f"user {ADMIN_USER}", "topic readwrite wisp/#", ""]
+             f"user {BRIDGE_USER}", f"topic readwrite {protocol.EVERYTHING}", "",
+             f"user {ADMIN_USER}", f"topic readwrite {protocol.EVERYTHING}", ""]
     for dev in sorted(store["devices"]):
-        lines += [f"user {dev}", f"topic readwrite wisp/{dev}/#", f"topic write {HA_DISCOVERY_PREFIX}/#", ""]
+        lines += [f"user {dev}", f"topic readwrite {protocol.device_filter(dev)}",
+                  f"topic write {HA_DISCOVERY_PREFIX}/#", ""]
     (fleet / "acl").write_text("\n".join(lines))
     os.chmod(fleet / "acl", 0o644)
     port = store.get("broker", {}).get("port", 1883)
