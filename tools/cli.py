@@ -263,16 +263,39 @@ def cmd_flash(args):
 
 def cmd_deploy(args):
     from tools import deploy, repl
+    from tools.listen import BrokerUnreachable, Listener
     repl.check_port(args.port)
     config = device_config(args, required=False)
     source = Path(args.source) if args.source else FIRMWARE
     if not (source / "main.py").exists():
         raise ValueError(f"--source {source} has no main.py; point it at a wisp firmware/ directory")
-    result = deploy.deploy(args.port, config, prune=not args.no_prune, reset=not args.no_reset,
-                           mp_version=args.mp_version, firmware=source)
+    result = deploy.deploy(args.port, config, prune=not args.no_prune, reset=False, mp_version=args.mp_version,
+                           firmware=source)
+    for rel in result.copied:
+        print(f"  copied   {rel}")
+    for rel in result.removed:
+        print(f"  removed  {rel}")
     total = len(result.copied) + result.unchanged
     print(f"wisp: copied {len(result.copied)} of {total} files ({result.bytes_copied} bytes), removed "
-          f"{len(result.removed)} stale, {result.unchanged} unchanged" + ("; soft-reset" if not args.no_reset else ""))
+          f"{len(result.removed)} stale, {result.unchanged} unchanged")
+    if args.no_reset:
+        return 0
+    identity = None if args.no_wait else deploy.board_identity(args.port)
+    if identity is None:
+        deploy.soft_reset(args.port)
+        print("wisp: soft-reset" + ("" if args.no_wait else "; the board has no readable config.json, so "
+                                    "whether it came back online is not checked"))
+        return 0
+    dev_id, host, port = identity
+    host, port = resolve_broker(args.broker) if args.broker else (host, port)
+    try:
+        with Listener(host, port, [f"wisp/{dev_id}/status"], name="deploy", login=resolve_login(args.fleet)) as lis:
+            deploy.reset_and_wait_online(args.port, dev_id, lis, timeout_s=args.wait)
+    except BrokerUnreachable as e:
+        deploy.soft_reset(args.port)
+        print(f"wisp: soft-reset; whether '{dev_id}' came back is not checked: {e} (--no-wait skips the check)")
+        return 1
+    print(f"wisp: soft-reset; '{dev_id}' is back online on {host}:{port}")
     return 0
 
 
@@ -428,6 +451,11 @@ def build_parser():
     d.add_argument("--source", help="firmware directory to deploy (default: this checkout's firmware/)")
     d.add_argument("--no-prune", action="store_true", help="keep files under wisp/ that the firmware no longer has")
     d.add_argument("--no-reset", action="store_true", help="leave the board at the REPL instead of restarting")
+    d.add_argument("--no-wait", action="store_true",
+                   help="restart without waiting for the device to come back online on its broker")
+    d.add_argument("--broker", help="host:port to watch for the device (default: the broker in its config.json)")
+    d.add_argument("--wait", type=float, default=60.0, metavar="S",
+                   help="seconds the device has to come back online after the restart (default 60)")
     d.set_defaults(func=cmd_deploy)
 
     pv = sub.add_parser("provision", help="create a device's broker login, secret key, config and broker ACL",

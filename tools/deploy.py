@@ -6,6 +6,7 @@ friendly REPL reboots into main.py. mpremote connects with `resume` so it does n
 on a board that only costs a clean heap, but the unix port behind a virtual device would exit.
 """
 import hashlib
+import json
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,8 @@ from tools.paths import FIRMWARE
 MPREMOTE_TIMEOUT_S = 120     # copying a full firmware at 115200 baud takes ~20 s
 RESET_SETTLE_S = 0.2         # let the friendly REPL print its prompt before Ctrl-D
 PACKAGE_DIR = "wisp"         # only files under here are ever removed from the board
+BACK_ONLINE_TIMEOUT_S = 60   # boot, Wi-Fi, NTP and the broker: a board takes ~5-15 s
+RETAINED_WAIT_S = 0.5        # retained messages arrive right after subscribing
 ROOT_FILES = ("boot.py", "main.py", "config.json")
 
 # Runs on the board: print "D <dir>" and "H <path> <sha256>" for the firmware's files.
@@ -140,6 +143,43 @@ def deploy(port, config=None, prune=True, reset=True, mp_version=None, march=DEF
     if reset:
         soft_reset(port)
     return result
+
+
+def board_identity(port):
+    """(device id, broker host, broker port) from the board's config.json, or None."""
+    out = mpremote(port, "exec", "import json\ntry:\n c = json.load(open('config.json'))\n"
+                                 " print('ID', c['id'], c['broker']['host'], c['broker'].get('port', 1883))\n"
+                                 "except Exception as e:\n print('NOID', repr(e))")
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0] == "ID" and parts[3].isdigit():
+            return parts[1], parts[2], int(parts[3])
+    return None
+
+
+def reset_and_wait_online(port, dev_id, listener, timeout_s=BACK_ONLINE_TIMEOUT_S):
+    """Soft-reset the board and wait for its agent to announce itself again (a live, not retained,
+    "online" status). `listener` is subscribed to the device's status already, so the announcement
+    cannot slip by between the reset and the subscription. Raises DeployError when it never comes."""
+    status_topic = f"wisp/{dev_id}/status"
+    while listener.get(RETAINED_WAIT_S) is not None:
+        pass                                # the retained status of before the reset
+    soft_reset(port)
+    deadline = time.monotonic() + timeout_s
+    while (msg := listener.get(deadline - time.monotonic())) is not None:
+        topic, payload, retained = msg
+        if topic == status_topic and not retained and _state(payload) == "online":
+            return
+    raise DeployError(f"device '{dev_id}' did not come back online within {timeout_s:.0f} s after the reset: "
+                      f"its firmware may not boot; `wisp repl --port {port}` shows the board's console")
+
+
+def _state(payload):
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        return None
+    return body.get("state") if isinstance(body, dict) else None
 
 
 def soft_reset(port):

@@ -34,7 +34,8 @@ def test_deploy_copies_only_changes_removes_stale_files_and_reboots_into_the_age
     deploy = ["deploy", "--port", device.tty, "--config", str(cfg), "--source", str(source)]
     assert wisp(deploy) == 0
     first = capsys.readouterr().out
-    assert " 0 unchanged" in first and "soft-reset" in first
+    assert " 0 unchanged" in first and f"soft-reset; '{dev_id}' is back online" in first
+    assert "  copied   wisp/agent.mpy" in first.splitlines()
     assert (device.workdir / "wisp" / "agent.mpy").exists() and (device.workdir / "main.py").exists()
     status = probe.wait_for(f"wisp/{dev_id}/status", lambda p: p.get("state") == "online", timeout=10)
     assert status["v"] == 1   # the soft reset started main.py: the deployed agent is on the broker
@@ -50,6 +51,20 @@ def test_deploy_copies_only_changes_removes_stale_files_and_reboots_into_the_age
     assert not (device.workdir / "wisp" / "agent.py").exists()
     rc, printed = repl_exec(device.tty, "import wisp.agent, wisp.log; print('imports', 'ok')")
     assert rc == 0 and "imports ok" in printed
+
+
+def test_deploy_reports_firmware_that_does_not_boot(device, tmp_path, broker, capsys):
+    dev_id = "bad" + secrets.token_hex(3)
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"id": dev_id, "broker": {"host": broker.host, "port": broker.port}, "pins": {}}))
+    source = tmp_path / "firmware"
+    shutil.copytree(FIRMWARE, source, ignore=shutil.ignore_patterns("__pycache__"))
+    (source / "main.py").write_text("raise RuntimeError('this firmware does not boot')\n")
+    started = time.monotonic()
+    rc = wisp(["deploy", "--port", device.tty, "--config", str(cfg), "--source", str(source), "--wait", "5"])
+    err = capsys.readouterr().err
+    assert rc != 0 and f"device '{dev_id}' did not come back online" in err and "wisp repl --port" in err
+    assert time.monotonic() - started < 60
 
 
 def repl_exec(port, code):
