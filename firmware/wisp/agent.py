@@ -54,7 +54,6 @@ class Agent:
         self._wake = asyncio.Event()
         self._seq = 0
         self.replies = 0
-        self.busy = False
 
     # ---- entry points: quick, never block ------------------------------------------------
     def on_ask(self, payload):
@@ -63,12 +62,14 @@ class Agent:
         if err:
             log("ask refused: " + err)
             self.replies += 1
-            self.dev.answer("reply", self._reply(ask_id, False, err, "error", time.ticks_ms()))
+            self.dev.outbox.answer("reply", self._reply(ask_id, False, err, "error", time.ticks_ms()))
             return
         self.submit(text, "mqtt", ask_id)
 
     def on_llm_res(self, payload):
-        payload = self.dev.unseal(payload, "llm/res")  # the bridge signs what the device acts on
+        if self.dev.signed:  # the bridge signs what the device acts on
+            from wisp import sign
+            payload = sign.unseal(self.dev, payload, "llm/res")
         if payload is None:
             return
         try:
@@ -92,7 +93,7 @@ class Agent:
             refusal = self._reply(ask_id, False, err, "error", t0)
             if source == "mqtt":
                 self.replies += 1
-                self.dev.answer("reply", refusal)
+                self.dev.outbox.answer("reply", refusal)
             else:
                 self.dev.spawn(self._deliver(source, done, refusal), source)
             return None
@@ -108,13 +109,13 @@ class Agent:
                 await self._wake.wait()
                 continue
             source, ask_id, text, t0, done = self.inbox.pop(0)
-            self.busy = True
+            self.dev.busy = True
             try:
                 reply = await self._answer(ask_id, text, t0, source)
             except Exception as e:  # a bug must cost one request, never the loop
                 log("error: request %s failed: %r" % (ask_id, e))
                 reply = self._reply(ask_id, False, "Error: internal error on the device: %r" % (e,), "error", t0)
-            self.busy = False
+            self.dev.busy = False
             await self._deliver(source, done, reply)
 
     async def _answer(self, ask_id, text, t0, source):
@@ -127,7 +128,7 @@ class Agent:
                 return self._reply(ask_id, ok, "confirmed: " + result if ok else result, "local", t0)
         local = None
         if self.dev.config.get("fast_path", True):
-            local = fastpath.parse(text, self.dev.pin_modes)
+            local = fastpath.parse(text, self.dev.pins)
         if local is not None:
             return await self._fast_path(ask_id, local, t0)
         facts = None

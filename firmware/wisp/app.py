@@ -63,7 +63,6 @@ def build(config_path=config.DEFAULT_PATH):
         cfg["id"] = "wisp-" + board.unique_id()[-6:]
     dev = Device(cfg, board, pins_mod.setup(cfg.get("pins", {}), board, log))
     agent = Agent(dev)
-    dev.agent = agent  # system_reboot waits for the agent's reply to go out first
     commands = Commands(dev)
     _add_state(dev, agent)
     broker = cfg["broker"]

@@ -25,15 +25,16 @@ class Commands:
             err = "Error: device busy (%d commands running)" % self.running
         if err:
             log("cmd refused: " + err)
-            self.dev.answer("cmd/res", {"v": 1, "id": cmd_id, "ok": False, "result": err})
+            self.dev.outbox.answer("cmd/res", {"v": 1, "id": cmd_id, "ok": False, "result": err})
             return
         if self.dev.spawn(self._run(cmd_id, tool, args), "cmd"):
             self.running += 1
 
     def _parse(self, payload):
         signed = self.dev.signed
-        if payload is not None:  # None: too big, parse_message words the refusal
-            body = self.dev.unseal(payload, "cmd")
+        if signed and payload is not None:  # None: too big, parse_message words the refusal
+            from wisp import sign
+            body = sign.unseal(self.dev, payload, "cmd")
             if body is None:  # refused; its id (if readable) only lets the sender match the refusal
                 return (parse_message(payload, "", "")[1], None, None,
                         "Error: command refused: it must be signed with this device's key")

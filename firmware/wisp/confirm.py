@@ -17,7 +17,7 @@ def _needs(dev, tool, args):
         return None
     name = args.get("pin")
     pin = dev.pins.get(name) if isinstance(name, str) else None
-    if pin is None or not dev.config.get("pins", {}).get(name, {}).get("confirm"):
+    if pin is None or not pin.confirm:
         return None
     if tool == "gpio_toggle":
         on = not pin.read()

@@ -61,6 +61,7 @@ class Conversation:
         self._want = None            # (ask id, round) whose llm/res we are waiting for
         self._res = []               # llm/res messages for _want, in arrival order
         self._res_ev = asyncio.Event()
+        self._confirming = any(p.confirm for p in dev.pins.values())  # pins are fixed at boot
 
     def on_res(self, msg):
         """Called by the MQTT reader with a decoded llm/res; never blocks."""
@@ -158,7 +159,7 @@ class Conversation:
             result = "Error: more than %d tool calls in one round; this one was not run" % limits.MAX_CALLS_PER_ROUND
         else:
             result = None
-            if self.dev.confirm_pins:  # only then load the module: most devices have none
+            if self._confirming:  # only then load the module: most devices have no confirm pin
                 from wisp import confirm
                 result = confirm.hold(self.dev, call.get("tool"), call.get("args"))  # held until the user's "yes"
             if result is None:

@@ -1,10 +1,11 @@
 # The device's shared context: config, board, named pins and the MQTT link, plus the
-# announcements every connect owes the broker (status, manifest, pin states).
+# announcements every connect owes the broker (status, manifest, pin states, owed messages).
 import asyncio
 import json
 
 from wisp import VERSION, limits, unload
-from wisp.log import log
+from wisp.log import log, rarely
+from wisp.outbox import Outbox
 
 BOOTS_FILE = "boots"
 
@@ -21,11 +22,6 @@ def _count_boot():
     except OSError:
         pass
     return n
-
-
-def _rarely(count):
-    """True for the 1st, 2nd, 4th, 8th... occurrence: a flood is reported, not logged in full."""
-    return count & (count - 1) == 0
 
 
 def _signing(config):
@@ -52,16 +48,12 @@ class Device:
         self.prefix = "wisp/%s/" % self.id
         self.link = None  # set by wisp.app once the MQTT client exists
         self.boots = _count_boot()
-        self.outbox = []  # (suffix, payload) owed while the link was down
+        self.outbox = Outbox(self)  # replies queued for sending, and those owed while the link is down
         self.key, self.signed = _signing(config)
-        self.refused = 0  # unsigned, forged or stale instructions refused
+        self.refused = 0  # unsigned, forged or stale instructions refused (wisp/sign.py unseal)
         self.spawned = 0  # tasks started for network messages and still running
-        self.answers = []  # (suffix, payload) replies and cmd/res waiting for the sender task
-        pins_cfg = config.get("pins") if isinstance(config.get("pins"), dict) else {}
-        self.confirm_pins = [n for n in pins if isinstance(pins_cfg.get(n), dict) and pins_cfg[n].get("confirm")]
         self.pending = None  # an LLM action on a confirm pin held for the user's "yes" (wisp/confirm.py)
-        self.pin_modes = {n: p.mode for n, p in pins.items()}  # fixed at boot; the fast path reads it per ask
-        self._answering = False
+        self.busy = False  # an ask is being answered: system_reboot waits for its reply to go out
         self.dropped = 0  # network messages dropped because too many were in progress
         from wisp.tools import manifest
         self.manifest_hash = manifest.digest(self)  # every llm/req carries it
@@ -107,36 +99,20 @@ class Device:
         unload("wisp.tools.manifest")
         return ok
 
-    def unseal(self, payload, what):
-        """An instruction payload as JSON text: itself when signing is off, its signed text when
-        the signature is good, else None (refused, counted, reported)."""
-        if not self.signed or payload is None:
-            return payload
-        body = None
-        if self.key is not None:
-            from wisp import sign
-            body = sign.verify(self.key, payload)
-        if body is None:
-            self.refused += 1
-            if _rarely(self.refused):  # a forger cannot flood the log
-                log("error: unsigned or forged %s refused (%d so far)" % (what, self.refused))
-            self.spawn(self.event("refused", "unsigned or forged %s refused" % what), "event")
-        return body
-
     def spawn(self, coro, what):
         """Run work a network message asked for, unless SPAWN_MAX such tasks are already
         running: a flood of messages must not turn into a flood of tasks that eats the heap."""
         if self.spawned >= limits.SPAWN_MAX:
             coro.close()
-            self._count_drop(what)
+            self.count_drop(what)
             return False
         self.spawned += 1
         asyncio.create_task(self._spawned(coro))
         return True
 
-    def _count_drop(self, what):
+    def count_drop(self, what):
         self.dropped += 1
-        if _rarely(self.dropped):
+        if rarely(self.dropped):
             log("error: busy, %d message(s) dropped so far (last: %s)" % (self.dropped, what))
 
     async def _spawned(self, coro):
@@ -149,40 +125,13 @@ class Device:
 
     async def publish_json(self, suffix, obj, retain=False, qos=1, wait_ms=limits.LINK_WAIT_MS, owed=False):
         """Publish under wisp/<id>/. With owed=True a message that cannot go out now (link down)
-        is kept, up to OUTBOX_MAX, and sent after the next connect."""
+        is kept in the outbox, up to OUTBOX_MAX, and sent after the next connect."""
         payload = json.dumps(obj)
         if await self.link.publish(self.topic(suffix), payload, retain, qos, wait_ms):
             return True
         if owed:
-            self._owe(suffix, payload)
+            self.outbox.owe(suffix, payload)
         return False
-
-    def _owe(self, suffix, payload):
-        if len(self.outbox) >= limits.OUTBOX_MAX:
-            self.outbox.pop(0)
-            log("error: outbox full; oldest owed message dropped")
-        self.outbox.append((suffix, payload))
-
-    def answer(self, suffix, obj):
-        """Queue a reply or cmd/res for one sender task, in order. A burst of refusals (20 asks
-        at once to a 4-ask inbox) costs a short string each, not a task each, and none is lost
-        up to ANSWER_QUEUE_MAX; beyond that they are dropped and counted."""
-        if len(self.answers) >= limits.ANSWER_QUEUE_MAX:
-            self._count_drop(suffix)
-            return
-        self.answers.append((suffix, json.dumps(obj)))
-        if not self._answering:
-            self._answering = True
-            asyncio.create_task(self._send_answers())
-
-    async def _send_answers(self):
-        try:
-            while self.answers:
-                suffix, payload = self.answers.pop(0)
-                if not await self.link.publish(self.topic(suffix), payload, False, 1):
-                    self._owe(suffix, payload)  # the link is down: sent after the next connect
-        finally:
-            self._answering = False
 
     async def announce(self):
         """Everything retained the broker should hold after each (re)connect."""
@@ -197,11 +146,7 @@ class Device:
             log("error: Home Assistant discovery failed: %r" % (e,))
         ha = None  # drop our reference too, so unload below frees the module
         unload("wisp.ha")  # needed again only at the next connect or set/ command
-        while self.outbox:  # what we owe from while the link was down, oldest first
-            suffix, payload = self.outbox[0]
-            if not await self.link.publish(self.topic(suffix), payload, False, 1):
-                return
-            self.outbox.pop(0)
+        await self.outbox.flush()  # what we owe from while the link was down
 
     async def pin_changed(self, name):
         # retained, and republished on every connect: a missed update heals itself

@@ -33,7 +33,7 @@ def _find_pin(words, pin_names):
 
 
 def parse(text, pins):
-    """pins: {name: mode}. Returns ("set", name, 0|1), ("get", name, None) or None."""
+    """pins: {name: NamedPin} (only names and modes are read). Returns ("set", name, 0|1), ("get", name, None) or None."""
     words = _words(text)
     if not words or len(words) > 10:
         return None
@@ -53,7 +53,7 @@ def parse(text, pins):
             return None  # a word we do not understand: let the LLM handle it
     if question:
         return ("get", name, None)
-    if value is None or pins[name] != "out":
+    if value is None or pins[name].mode != "out":
         return None
     return ("set", name, value)
 

@@ -34,8 +34,7 @@ def entities(dev):
         pin = dev.pins[name]
         st = dev.topic("state/" + name)
         if pin.mode == "out":
-            comp = "light" if dev.config.get("pins", {}).get(name, {}).get("ha") == "light" else "switch"
-            out.append((comp, name, {"stat_t": st, "cmd_t": dev.topic("set/" + name)}))
+            out.append((pin.ha, name, {"stat_t": st, "cmd_t": dev.topic("set/" + name)}))
         elif pin.mode == "in":
             out.append(("binary_sensor", name, {"stat_t": st}))
         elif pin.mode == "adc":

@@ -5,9 +5,6 @@ import asyncio
 import json
 
 from wisp import limits
-from wisp.log import log
-
-EDGES = ("rising", "falling", "both")
 
 
 class Inputs:
@@ -50,13 +47,9 @@ class Inputs:
                 await self._run_routine(name, level)
 
     async def _run_routine(self, name, level):
-        spec = self.dev.config.get("pins", {}).get(name, {})
-        routine = spec.get("routine")
-        edge = spec.get("edge", "both")
+        pin = self.dev.pins[name]
+        routine, edge = pin.routine, pin.edge  # checked at boot (wisp/pins.py)
         if not routine or (edge == "rising" and not level) or (edge == "falling" and level):
-            return
-        if edge not in EDGES:
-            log("config error: pin '%s': edge must be rising, falling or both" % name)
             return
         result = await self.dev.routines.run(routine, trigger="edge")  # it logs its own summary
         await self.dev.event("routine", "%s (%s edge): %s" % (routine, name, result[:120]))

@@ -19,5 +19,10 @@ def log(msg):
     print("wisp:", msg)
 
 
+def rarely(count):
+    """True for the 1st, 2nd, 4th, 8th... occurrence: a flood is reported, not logged in full."""
+    return count & (count - 1) == 0
+
+
 def recent(n=RING_SIZE):
     return _ring[-n:]

@@ -9,8 +9,9 @@ from wisp import limits
 
 MODES = ("out", "in", "pwm", "adc")
 PULLS = (None, "up", "down")
+EDGES = ("rising", "falling", "both")
 KEYS = ("pin", "mode", "pull", "init", "min_interval_ms", "max_on_s", "freq",
-        "routine", "edge", "ha", "confirm")  # the last four: wisp/inputs.py, ha.py, confirm.py
+        "routine", "edge", "ha", "confirm")  # the last four: read by wisp/inputs.py, ha.py, confirm.py
 
 
 def _int_in(v, lo, hi):
@@ -22,13 +23,18 @@ def _num_in(v, lo, hi):
 
 
 class NamedPin:
-    """level: 0/1 for out and in, duty percent 0-100 for pwm, raw 0-4095 for adc."""
+    """level: 0/1 for out and in, duty percent 0-100 for pwm, raw 0-4095 for adc. Carries its
+    config entry as checked at boot (setup), so no one re-reads config dicts later."""
 
     def __init__(self, name, num, mode, hw, spec, log):
         self.name, self.num, self.mode, self.hw, self.log = name, num, mode, hw, log
         self.min_interval_ms = spec.get("min_interval_ms", 0)
         self.max_on_ms = int(spec.get("max_on_s", 0) * 1000)
         self.freq = spec.get("freq", limits.PWM_DEFAULT_FREQ)
+        self.confirm = spec.get("confirm", False)  # the LLM may switch it on only after the user's "yes"
+        self.ha = "light" if spec.get("ha") == "light" else "switch"  # Home Assistant component of an output
+        self.routine = spec.get("routine")  # an input's routine, run on its edge (wisp/inputs.py)
+        self.edge = spec.get("edge", "both")
         self.duty = 0            # pwm: percent
         self.notify = None       # async fn(name), told when the pin turns off by itself
         self._changed = None     # ticks_ms of the last change of level
@@ -171,6 +177,16 @@ def _check(spec, board, used):
     return None
 
 
+def _trigger_error(spec):
+    """Why an input's routine trigger ("routine", "edge") cannot work, or None."""
+    routine = spec.get("routine")
+    if routine is not None and (not isinstance(routine, str) or not routine):
+        return "routine must be a routine name"
+    if spec.get("edge", "both") not in EDGES:
+        return "edge must be rising, falling or both"
+    return None
+
+
 def _make_hw(spec, board):
     num, mode = spec["pin"], spec.get("mode", "out")
     if mode == "pwm":  # safe state: duty 0
@@ -195,6 +211,10 @@ def setup(config_pins, board, log):
             log("config error: pin '%s': %s" % (name, err))
             continue
         num = spec["pin"]
+        trigger_err = _trigger_error(spec)
+        if trigger_err:  # the pin works; only its routine is left out, as it always was
+            log("config error: pin '%s': %s; its routine will not run" % (name, trigger_err))
+            spec = dict(spec, routine=None)
         if num in board.caution_pins:
             log("warning: pin '%s': GPIO%d is a boot strapping or serial pin; wiring on it can "
                 "stop the board booting" % (name, num))

@@ -22,7 +22,7 @@ def status():
     link = dev.link
     print("device %s  fw %s  board %s  boots %d" % (dev.id, __import__("wisp").VERSION, dev.board.name, dev.boots))
     print("broker %s:%d  link %s  connects %d  owed %d" % (
-        link.host, link.port, "up" if link.up.is_set() else "down", link.connects, len(dev.outbox)))
+        link.host, link.port, "up" if link.up.is_set() else "down", link.connects, len(dev.outbox.owed)))
     print("pins   " + "  ".join("%s=%d(%s)" % (n, p.read(), p.mode) for n, p in sorted(dev.pins.items())))
     print("agent  inbox %d  replies %d  errors logged %d  free heap %d" % (
         len(agent.inbox), agent.replies, wlog.errors, gc.mem_free()))

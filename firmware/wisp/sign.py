@@ -4,8 +4,11 @@
 # so the signed text is recovered byte for byte by cutting that suffix off: no
 # re-serialisation, which CPython and MicroPython would not do identically. The unix port has
 # no `hmac` module; HMAC is short enough to write on hashlib.sha256 (RFC 2104).
+# Imported only on devices whose instructions must be signed (Device.signed).
 import binascii
 import hashlib
+
+from wisp.log import log, rarely
 
 _BLOCK = 64
 _HEAD = b',"sig":"'
@@ -61,3 +64,18 @@ def verify(key, payload):
     if not _same(binascii.hexlify(hmac_sha256(key, text)), mac):
         return None
     return text
+
+
+def unseal(dev, payload, what):
+    """An instruction payload (llm/res, cmd) of a device that requires signing: its signed JSON
+    text when the signature is good, else None (refused, counted, reported). None (a payload
+    too big to read) passes through for the caller to word its refusal."""
+    if payload is None:
+        return None
+    body = verify(dev.key, payload) if dev.key is not None else None
+    if body is None:
+        dev.refused += 1
+        if rarely(dev.refused):  # a forger cannot flood the log
+            log("error: unsigned or forged %s refused (%d so far)" % (what, dev.refused))
+        dev.spawn(dev.event("refused", "unsigned or forged %s refused" % what), "event")
+    return body

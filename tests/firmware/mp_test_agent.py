@@ -246,11 +246,11 @@ async def test_link_down_gives_a_clear_reply_that_is_delivered_after_reconnect()
         raise Exception(replies)
     agent.on_ask(json.dumps({"id": "o1", "text": "is the door on"}))  # fast path works offline
     await asyncio.sleep_ms(50)
-    if dev.outbox[-1][0] != "reply" or json.loads(dev.outbox[-1][1])["text"] != "door is on":
-        raise Exception(dev.outbox)
+    if dev.outbox.owed[-1][0] != "reply" or json.loads(dev.outbox.owed[-1][1])["text"] != "door is on":
+        raise Exception(dev.outbox.owed)
     dev.link.up = True
     await dev.announce()
-    if dev.outbox or dev.link.on("wisp/t1/reply")[-1]["id"] != "o1":
+    if dev.outbox.owed or dev.link.on("wisp/t1/reply")[-1]["id"] != "o1":
         raise Exception("owed reply not sent after reconnect")
     task.cancel()
 

@@ -42,15 +42,15 @@ async def test_a_flood_of_messages_is_bounded_not_turned_into_unbounded_tasks():
     cmds = Commands(dev)
     for i in range(50):  # all arrive before the loop runs anything, as in a burst
         cmds.on_cmd(b"garbage %d" % i)
-    if len(dev.answers) != limits.ANSWER_QUEUE_MAX or dev.dropped != 50 - limits.ANSWER_QUEUE_MAX:
-        raise Exception((len(dev.answers), dev.dropped))
+    if len(dev.outbox.answers) != limits.ANSWER_QUEUE_MAX or dev.dropped != 50 - limits.ANSWER_QUEUE_MAX:
+        raise Exception((len(dev.outbox.answers), dev.dropped))
     for i in range(20):  # valid commands each need a task: CMD_MAX_RUNNING at once, the rest refused
         cmds.on_cmd(json.dumps({"id": "ok%d" % i, "tool": "gpio_read", "args": {"pin": "door"}}))
     if dev.spawned != limits.CMD_MAX_RUNNING:
         raise Exception(dev.spawned)
     await asyncio.sleep_ms(30)
     answered = dev.link.on("wisp/t1/cmd/res")
-    if len(answered) != limits.ANSWER_QUEUE_MAX + limits.CMD_MAX_RUNNING or dev.spawned != 0 or dev.answers:
+    if len(answered) != limits.ANSWER_QUEUE_MAX + limits.CMD_MAX_RUNNING or dev.spawned != 0 or dev.outbox.answers:
         raise Exception("queued answers and tasks did not finish: %d" % len(answered))
     cmds.on_cmd(json.dumps({"id": "after", "tool": "gpio_read", "args": {"pin": "door"}}))
     await asyncio.sleep_ms(30)

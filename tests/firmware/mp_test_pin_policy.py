@@ -112,3 +112,21 @@ async def test_a_plain_on_during_a_pulse_keeps_the_pin_on():
     check(heater.write(1, None, 5000) is None, "long pulse")
     await asyncio.sleep_ms(350)
     check(dev.board.levels[19] == 0, "a pulse outlived max_on_s")
+
+
+def test_a_pin_carries_its_checked_spec_and_a_bad_trigger_is_reported_once_at_boot():
+    logged = []
+    named = pins.setup({
+        "door": {"pin": 4, "mode": "in", "routine": "porch_on", "edge": "falling"},
+        "bell": {"pin": 16, "mode": "in", "routine": "ring", "edge": "sideways"},
+        "lamp": {"pin": 5, "mode": "out", "ha": "light", "confirm": True},
+        "fan": {"pin": 18, "mode": "out"},
+    }, Board(), logged.append)
+    check(sorted(named) == ["bell", "door", "fan", "lamp"], sorted(named))  # a bad trigger keeps the pin
+    door, bell, lamp, fan = named["door"], named["bell"], named["lamp"], named["fan"]
+    check((door.routine, door.edge) == ("porch_on", "falling"), (door.routine, door.edge))
+    check(bell.routine is None, bell.routine)
+    check(logged == ["config error: pin 'bell': edge must be rising, falling or both; its routine will not run"],
+          logged)
+    check((lamp.ha, lamp.confirm, fan.ha, fan.confirm) == ("light", True, "switch", False),
+          (lamp.ha, lamp.confirm, fan.ha, fan.confirm))

@@ -54,9 +54,9 @@ async def system_reboot(dev, args):
 
 async def _reboot_later(dev):
     await asyncio.sleep_ms(limits.REBOOT_DELAY_MS)
-    # let the agent publish its reply first, when main has told us where the agent is
-    agent, t0 = getattr(dev, "agent", None), time.ticks_ms()
-    while getattr(agent, "busy", False) and time.ticks_diff(time.ticks_ms(), t0) < limits.REBOOT_WAIT_MAX_MS:
+    # let the agent publish its reply first (dev.busy: an ask is being answered)
+    t0 = time.ticks_ms()
+    while dev.busy and time.ticks_diff(time.ticks_ms(), t0) < limits.REBOOT_WAIT_MAX_MS:
         await asyncio.sleep_ms(100)
     try:
         await dev.event("reboot", "rebooting on request")
