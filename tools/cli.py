@@ -200,23 +200,35 @@ def cmd_sim(args):
 
 
 def device_config(args, required=True):
-    """The config.json to put on the board: --config FILE, or the one `wisp provision` wrote for --device."""
+    """The config.json to put on the board: --config FILE, or the one `wisp provision` wrote for
+    --device; checked by the firmware's own boot-time rules first, so no board gets a config it refuses."""
+    from tools import configcheck
     from tools.provision import device_config_path, fleet_dir
+    text, what = None, None
     if args.config:
         try:
             text = Path(args.config).read_text()
-            json.loads(text)
         except OSError as e:
             raise ValueError(f"cannot read --config {args.config}: {e.strerror}") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--config {args.config} is not valid JSON: {e}") from None
-        return text
-    if args.device:
+        what = f"--config {args.config}"
+    elif args.device:
         path = device_config_path(fleet_dir(args.fleet), args.device)
         if not path.exists():
             raise ValueError(f"no config for device '{args.device}' in {path.parent.parent.parent}: "
                              f"run `wisp provision {args.device} --broker <host>:1883` first, or pass --config")
-        return path.read_text()
+        text, what = path.read_text(), str(path)
+    if text is not None:
+        try:
+            config = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{what} is not valid JSON: {e}") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{what} must hold a JSON object")
+        try:
+            configcheck.check(config, what)
+        except configcheck.ConfigCheckError as e:
+            raise ValueError(str(e)) from None
+        return text
     if required:
         raise ValueError("say which device: --device <id> (after `wisp provision <id>`) or --config <file>")
     return None

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from bridge import protocol
+from tools import configcheck
 from tools.paths import RUN_DIR
 from tools.private import write_private
 from tools.system_deps import SBIN_DIRS
@@ -56,7 +57,6 @@ def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_pass
     """Create or refresh everything device `dev_id` needs. Returns the paths written (never secrets)."""
     check_device_id(dev_id)
     fleet = Path(fleet)
-    fleet.mkdir(parents=True, exist_ok=True)
     store = _load_secrets(fleet)
     if rotate or "password" not in store["bridge"]:
         store["bridge"] = {"user": BRIDGE_USER, "password": secrets.token_urlsafe(PASSWORD_BYTES)}
@@ -67,7 +67,6 @@ def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_pass
     if rotate or not creds:
         creds = {"password": secrets.token_urlsafe(PASSWORD_BYTES), "key": secrets.token_hex(DEVICE_KEY_BYTES)}
         store["devices"][dev_id] = creds
-    write_private(fleet / "secrets.json", json.dumps(store, indent=1, sort_keys=True))
 
     cfg_path = device_config_path(fleet, dev_id)
     old = _read_json(cfg_path)
@@ -82,6 +81,12 @@ def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_pass
            "pins": pins if pins is not None else old.get("pins", {})}
     if wifi:
         cfg["wifi"] = wifi
+    try:
+        configcheck.check(cfg, f"the config of '{dev_id}'")
+    except configcheck.ConfigCheckError as e:
+        raise ProvisionError(f"{e}; nothing was written for it") from None
+    fleet.mkdir(parents=True, exist_ok=True)
+    write_private(fleet / "secrets.json", json.dumps(store, indent=1, sort_keys=True))
     cfg_path.parent.mkdir(parents=True, exist_ok=True)
     write_private(cfg_path, json.dumps(cfg, indent=1))
 
