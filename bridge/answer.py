@@ -1,13 +1,18 @@
 """The llm/res stream of one round (docs/protocol.md): numbered by seq, exactly one `done`, every message sized
-to fit the device's payload limit.
+to fit the device's payload limit and signed for a device whose key the bridge holds. It keeps what the round's
+Outcome reports: tier, calls, error, timings and every message sent.
 """
 from __future__ import annotations
 
 import json
 import logging
-from typing import Callable
+import time
+from collections.abc import Callable
 
 from bridge import protocol
+from bridge.outcome import Outcome, TierSpend
+from bridge.reasons import Failure, Reason
+from bridge.signing import sign_message
 
 log = logging.getLogger("wisp.bridge.answer")
 
@@ -15,18 +20,26 @@ DEVICE_MAX_PAYLOAD = protocol.MAX_PAYLOAD  # the device discards bigger llm/res 
 
 
 class Answer:
-    """The llm/res stream of one round: numbers messages by seq and sends exactly one `done`."""
+    """publish(topic, payload) sends one MQTT message (MqttLink.publish). key: the device's signing key, if any.
+    received: monotonic time the llm/req arrived, from which the outcome's timings count."""
 
-    def __init__(self, publish: Callable[[str, dict], None], device_id: str, req_id: str, round_: int | None):
+    def __init__(self, publish: Callable[[str, dict | bytes], None], device_id: str, req_id: str,
+                 round_: int | None, key: bytes | None = None, received: float | None = None):
         self._publish = publish
+        self._key = key
+        self.device_id = device_id
         self.topic = protocol.topic(device_id, protocol.LLM_RES)
         self.req_id, self.round = req_id, round_
+        self.received = time.monotonic() if received is None else received
         self.seq = 0
         self.calls = 0
         self.done = False
         self.tier: str | None = None
-        self.error: str | None = None
-        self.sent: list[dict] = []  # every message published, for replay to a device that re-sends
+        self.failure: Failure | None = None
+        self.usage: dict | None = None
+        self.sent: list[dict] = []
+        self._first_at: float | None = None
+        self._done_at: float | None = None
 
     def _send(self, body: dict, trim: str | None = None) -> None:
         msg = {"v": 1, "id": self.req_id, "round": self.round, "seq": self.seq, **body}
@@ -34,8 +47,15 @@ class Answer:
             msg["tier"] = self.tier
         msg = _fit(msg, trim) if trim else msg
         self.sent.append(msg)
-        self._publish(self.topic, msg)
+        self._put(msg)
         self.seq += 1
+
+    def _put(self, msg: dict) -> None:
+        self._publish(self.topic, sign_message(self._key, msg) if self._key else msg)
+        now = time.monotonic()
+        self._first_at = self._first_at or now
+        if msg.get("done"):
+            self._done_at = now
 
     def call(self, cid: str, tool: str, args: dict) -> None:
         msg = {"calls": [{"cid": cid, "tool": tool, "args": args}], "done": False}
@@ -51,13 +71,31 @@ class Answer:
         body = {"done": True, "text": text}
         if usage:
             body["usage"] = usage
+        self.usage = usage or None
         self._send(body, trim="text")
         self.done = True
 
-    def fail(self, err: str) -> None:
-        self.error = err
-        self._send({"done": True, "err": err}, trim="err")
+    def fail(self, failure: Failure) -> None:
+        self.failure = failure
+        self._send({"done": True, "err": failure.message}, trim="err")
         self.done = True
+
+    def replay(self, earlier: Outcome) -> Outcome:
+        """Publish an earlier answer to this request again, same seqs (no model call, no new actions)."""
+        for msg in earlier.sent:
+            self._put(msg)
+        return Outcome(**{**vars(earlier), "first_output_s": self._since(self._first_at),
+                          "total_s": self._since(self._done_at), "spend": [], "replayed": True})
+
+    def outcome(self, req_class: str, spend: list[TierSpend] = ()) -> Outcome:
+        err = self.sent[-1].get("err") if self.failure else None  # as sent: trimmed to fit
+        return Outcome(self.device_id, self.req_id, self.round, req_class, self.tier, self.calls,
+                       self.failure.reason if self.failure else None if self.done else Reason.INTERNAL,
+                       err, self.usage, self.sent, self._since(self._first_at),
+                       self._since(self._done_at or time.monotonic()), list(spend))
+
+    def _since(self, t: float | None) -> float | None:
+        return None if t is None else t - self.received
 
 
 def _fit(msg: dict, field: str) -> dict:

@@ -8,21 +8,23 @@ import asyncio
 import logging
 import signal
 import threading
-from typing import Callable
+import time
+from collections.abc import Callable
 
 import aiohttp
 
 from bridge import protocol
 from bridge.config import BridgeConfig
+from bridge.cost import CostStore
 from bridge.dedupe import Dedupe
-from bridge.signing import signing_publisher
 from bridge.events import EventHub
 from bridge.fleet import FLEET_TOPICS, Fleet
 from bridge.handler import HandlerContext, handle_llm_request, refuse_llm_request
 from bridge.manifests import ManifestCache
-from bridge.metrics import MeteredCostStore, Metrics
+from bridge.metrics import Metrics
 from bridge.mqtt_link import MqttLink
 from bridge.providers import provider_factory
+from bridge.reasons import Failure, Reason
 from bridge.router import Router
 
 log = logging.getLogger("wisp.bridge")
@@ -40,7 +42,7 @@ class Bridge:
         self.router: Router | None = None
         self.http_url: str | None = None  # base URL of the /v1 endpoint once it listens
         self.events = EventHub()
-        self.metrics = Metrics(on_round=self.events.publish)
+        self.metrics = Metrics()
         self.fleet: Fleet | None = None  # the live device view, kept only while the HTTP server runs
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
@@ -55,22 +57,16 @@ class Bridge:
                         extra_topics=FLEET_TOPICS if serve_http else (), tls=cfg.broker_tls, ca=cfg.broker_ca)
         if serve_http:
             self.fleet = Fleet(link.publish, self.events.publish)
-
-        link_publish = signing_publisher(link.publish, cfg.signing_keys)  # llm/res signed per device
-
-        def publish(topic, payload, qos=1, retain=False):
-            link_publish(topic, payload, qos, retain)
-            self.metrics.published(topic, payload)  # times rounds and reports tier decisions
-
-        costs = MeteredCostStore(cfg.cost, self.metrics)
+        costs = CostStore(cfg.cost, on_record=self.metrics.cost_recorded)
         # Many concurrent streams to one tier: aiohttp's default pool of 100 (30 per host) would queue them.
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
         http_runner = None
         try:
             async with aiohttp.ClientSession(connector=connector) as session:
-                self.router = Router(cfg, provider_factory(session))
+                self.router = Router(cfg, provider_factory(session), on_attempt=self.metrics.attempt_ended)
                 self.metrics.watch(self.router, self.fleet, self.events)
-                self.ctx = HandlerContext(cfg, self.manifests, publish, self.router, costs, Dedupe())
+                self.ctx = HandlerContext(cfg, self.manifests, link.publish, self.router, costs, Dedupe(),
+                                          on_outcome=[self.metrics.round_finished, self._tier_event])
                 if serve_http:
                     from bridge.http_api import start_http  # aiohttp.web only when the endpoint is on
                     from bridge.rest_api import add_rest_api
@@ -115,18 +111,22 @@ class Bridge:
             if self.fleet:
                 self.fleet.handle(device_id, rest, payload)
         elif kind == protocol.LLM_REQ:
-            self.metrics.round_started(device_id, payload)
+            received = time.monotonic()
             if self._closing:
-                refuse_llm_request(device_id, payload, self.ctx, "the bridge is shutting down; ask again")
-            elif len(self._tasks) >= self.max_in_flight:
                 refuse_llm_request(device_id, payload, self.ctx,
-                                   f"bridge busy: {len(self._tasks)} requests in flight; ask again shortly")
+                                   Failure(Reason.SHUTTING_DOWN, "the bridge is shutting down; ask again"), received)
+            elif len(self._tasks) >= self.max_in_flight:
+                refuse_llm_request(device_id, payload, self.ctx, Failure(
+                    Reason.BUSY, f"bridge busy: {len(self._tasks)} requests in flight; ask again shortly"), received)
             else:
-                task = asyncio.create_task(handle_llm_request(device_id, payload, self.ctx))
+                task = asyncio.create_task(handle_llm_request(device_id, payload, self.ctx, received))
                 self._tasks.add(task)  # a strong reference, or the task may be garbage-collected mid-flight
                 task.add_done_callback(self._tasks.discard)
         elif not (self.fleet and self.fleet.handle(device_id, rest, payload)):
             log.warning("ignored message on unexpected topic %r", topic)
+
+    def _tier_event(self, outcome) -> None:
+        self.events.publish(outcome.event())
 
     async def _drain(self) -> None:
         self._closing = True
@@ -164,7 +164,7 @@ class BridgeThread:
         finally:
             self._loop.close()
 
-    def start(self, timeout_s: float = 10.0) -> "BridgeThread":
+    def start(self, timeout_s: float = 10.0) -> BridgeThread:
         """Returns once subscribed, so requests published afterwards are not missed."""
         self._thread.start()
         if not self._ready.wait(timeout_s):

@@ -10,9 +10,11 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bridge.config import CostConfig
+from bridge.outcome import Outcome
 
 log = logging.getLogger("wisp.bridge.cost")
 
@@ -30,8 +32,11 @@ def utc_day(ts: float | None = None) -> str:
 
 
 class CostStore:
-    def __init__(self, cfg: CostConfig):
+    """on_record(tier name, tokens in, tokens out, usd) hears every record (the bridge's metrics)."""
+
+    def __init__(self, cfg: CostConfig, on_record: Callable[[str, int, int, float], None] | None = None):
         self.cfg = cfg
+        self.on_record = on_record
         self.path = Path(cfg.db)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
@@ -59,7 +64,14 @@ class CostStore:
             self._day, self._spent = day, {}
         self._spent[device] = self._spent.get(device, 0.0) + cost
         self._q.put((now, day, device, tier.name, req_id, tokens_in, tokens_out, cost, int(estimated)))
+        if self.on_record:
+            self.on_record(tier.name, tokens_in, tokens_out, cost)
         return cost
+
+    def charge(self, outcome: Outcome) -> None:
+        """Account every tier a device round used; sets each one's cost_usd."""
+        for s in outcome.spend:
+            s.cost_usd = self.record(outcome.device, s.tier, outcome.req_id, s.tokens_in, s.tokens_out, s.estimated)
 
     def spent_today(self, device: str) -> float:
         if utc_day() != self._day:

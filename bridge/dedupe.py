@@ -9,34 +9,42 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from enum import Enum
+
+from bridge.outcome import Outcome
 
 REPLAY_TTL_S = 300.0  # longer than any device's re-send timeout
 REPLAY_MAX = 2048  # answers kept for replay, oldest dropped first
+
+
+class Seen(Enum):
+    NEW = "new"  # the caller answers it, then calls finish()
+    RUNNING = "running"  # being answered now: ignore the duplicate
 
 
 class Dedupe:
     def __init__(self, clock=time.monotonic):
         self._clock = clock
         self._running: set[tuple] = set()
-        self._done: OrderedDict[tuple, tuple[float, list[dict]]] = OrderedDict()
+        self._done: OrderedDict[tuple, tuple[float, Outcome]] = OrderedDict()  # key -> (finished at, outcome)
 
-    def begin(self, key: tuple) -> str | list[dict]:
-        """'new' (caller answers, then calls finish), 'running' (ignore), or the messages to publish again."""
+    def begin(self, key: tuple) -> Seen | Outcome:
+        """Seen.NEW, Seen.RUNNING, or the outcome of the earlier answer, whose messages are to be sent again."""
         if key in self._running:
-            return "running"
+            return Seen.RUNNING
         hit = self._done.get(key)
         if hit and self._clock() - hit[0] <= REPLAY_TTL_S:
             return hit[1]
         self._running.add(key)
-        return "new"
+        return Seen.NEW
 
-    def finish(self, key: tuple, messages: list[dict] | None) -> None:
-        """messages None: do not replay (the next duplicate is answered afresh)."""
+    def finish(self, key: tuple, outcome: Outcome | None) -> None:
+        """outcome None: do not replay (the next duplicate is answered afresh)."""
         self._running.discard(key)
-        if messages is None:
+        if outcome is None:
             self._done.pop(key, None)
             return
-        self._done[key] = (self._clock(), messages)
+        self._done[key] = (self._clock(), outcome)
         self._done.move_to_end(key)
         while len(self._done) > REPLAY_MAX:
             self._done.popitem(last=False)

@@ -1,4 +1,5 @@
-"""Answer one device `llm/req`: dedupe, budget check, manifest, then the round (bridge/round.py).
+"""Answer one device `llm/req`: dedupe, budget check, manifest, then the round (bridge/round.py), and report the
+round's Outcome to everything that accounts for it.
 
 Contract (docs/protocol.md): every request that can be attributed (topic device id + payload `id`) gets
 exactly one `llm/res` with `done: true`, whatever happens; everything else is logged and dropped.
@@ -8,17 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from bridge import protocol
 from bridge.answer import Answer, show_id
 from bridge.config import BridgeConfig
 from bridge.cost import CostStore
-from bridge.dedupe import Dedupe
+from bridge.dedupe import Dedupe, Seen
 from bridge.manifests import ManifestCache
-from bridge.request import RequestError, check, read
+from bridge.outcome import Outcome
+from bridge.reasons import Failure, Reason
+from bridge.request import check, read
 from bridge.round import Spend, run_round
 from bridge.router import Router
 
@@ -29,76 +30,91 @@ log = logging.getLogger("wisp.bridge.handler")
 class HandlerContext:
     config: BridgeConfig
     manifests: ManifestCache
-    publish: Callable[[str, dict], None]  # MqttLink.publish, or a recorder in tests
+    publish: Callable[[str, dict | bytes], None]  # MqttLink.publish, or a recorder in tests
     router: Router
     costs: CostStore | None
     dedupe: Dedupe
+    on_outcome: list[Callable[[Outcome], None]] = field(default_factory=list)  # metrics, dashboard events
+
+    def answer(self, device_id: str, req_id: str, round_: int | None, received: float | None) -> Answer:
+        return Answer(self.publish, device_id, req_id, round_, self.config.signing_keys.get(device_id), received)
 
 
-async def handle_llm_request(device_id: str, payload: bytes, ctx: HandlerContext) -> None:
-    started = time.monotonic()
-    raw, req_id, round_, problem = read(payload)
-    if req_id is None:
-        log.warning("device=%s llm/req dropped (no usable id to answer): %s", device_id, problem)
+async def handle_llm_request(device_id: str, payload: bytes, ctx: HandlerContext,
+                             received: float | None = None) -> None:
+    """received: monotonic time the message arrived (now if not given); the outcome's timings count from it."""
+    env = read(payload)
+    if env.req_id is None:
+        log.warning("device=%s llm/req dropped (no usable id to answer): %s", device_id, env.problem)
         return
-    key = (device_id, req_id, round_)
+    key = (device_id, env.req_id, env.round)
+    answer = ctx.answer(device_id, env.req_id, env.round, received)
     seen = ctx.dedupe.begin(key)
-    if seen == "running":
+    if seen is Seen.RUNNING:
         log.info("llm/req device=%s id=%s round=%s duplicate of a running request: ignored",
-                 device_id, show_id(req_id), round_)
+                 device_id, show_id(env.req_id), env.round)
         return
-    if isinstance(seen, list):
-        for msg in seen:
-            ctx.publish(protocol.topic(device_id, protocol.LLM_RES), msg)
+    if isinstance(seen, Outcome):
+        _report(ctx, answer.replay(seen))
         log.info("llm/req device=%s id=%s round=%s duplicate: answer replayed (%d messages)",
-                 device_id, show_id(req_id), round_, len(seen))
+                 device_id, show_id(env.req_id), env.round, len(seen.sent))
         return
-    answer = Answer(ctx.publish, device_id, req_id, round_)
     spend = Spend()
     try:
-        if problem:
-            raise RequestError(problem)
-        req = check(raw, round_)
+        if env.problem:
+            raise Failure(Reason.BAD_REQUEST, env.problem)
+        req = check(env.body, env.round)
         refusal = ctx.costs.over_budget(device_id) if ctx.costs else None
         if refusal:
-            raise RequestError(refusal)
+            raise Failure(Reason.OVER_BUDGET, refusal)
         manifest = ctx.manifests.get(device_id)
         if manifest is None:
-            raise RequestError(f"bridge has no manifest for device {device_id} yet")
+            raise Failure(Reason.NO_MANIFEST, f"bridge has no manifest for device {device_id} yet")
         if req.hash and req.hash != manifest["hash"]:
             # Still useful: tools rarely change between publishes, and the device validates every call anyway.
             log.warning("device=%s id=%s: request hash %s, cached manifest %s; using the cached one",
-                        device_id, show_id(req_id), req.hash, manifest["hash"])
-        await run_round(ctx, device_id, req, manifest, answer, spend)
-    except RequestError as e:
-        answer.fail(str(e))
+                        device_id, show_id(env.req_id), req.hash, manifest["hash"])
+        await run_round(ctx, req, manifest, answer, spend)
+    except Failure as e:
+        answer.fail(e)
     except asyncio.CancelledError:
         if not answer.done:
-            answer.fail("the bridge is shutting down; ask again")
+            answer.fail(Failure(Reason.SHUTTING_DOWN, "the bridge is shutting down; ask again"))
         raise
     except Exception:  # the contract is one done per request, even for our own bugs
-        log.exception("device=%s id=%s: unexpected error", device_id, show_id(req_id))
+        log.exception("device=%s id=%s: unexpected error", device_id, show_id(env.req_id))
         if not answer.done:
-            answer.fail("internal error in the bridge (details in its log)")
+            answer.fail(Failure(Reason.INTERNAL, "internal error in the bridge (details in its log)"))
     finally:
+        outcome = answer.outcome(env.class_label, spend.by_tier.values())
         # A re-send of an answer that failed before any action gets a fresh try; anything else is replayed.
-        ctx.dedupe.finish(key, answer.sent if answer.calls or not answer.error else None)
-        cost = 0.0
+        ctx.dedupe.finish(key, outcome if outcome.calls or outcome.ok else None)
         if ctx.costs:
-            for tier, n_in, n_out, estimated in spend.by_tier.values():
-                cost += ctx.costs.record(device_id, tier, req_id, n_in, n_out, estimated)
-        tokens = sum(r[1] + r[2] for r in spend.by_tier.values())
-        log.log(logging.WARNING if answer.error else logging.INFO,
+            ctx.costs.charge(outcome)
+        _report(ctx, outcome)
+        log.log(logging.INFO if outcome.ok else logging.WARNING,
                 "llm/req device=%s id=%s round=%s tier=%s calls=%d tokens=%d cost_usd=%.6f total_ms=%.0f %s",
-                device_id, show_id(req_id), round_, answer.tier or "-", answer.calls, tokens, cost,
-                (time.monotonic() - started) * 1000, f"err={answer.error!r}" if answer.error else "ok")
+                device_id, show_id(env.req_id), env.round, outcome.tier or "-", outcome.calls, outcome.tokens,
+                outcome.cost_usd, outcome.total_s * 1000, "ok" if outcome.ok else f"err={outcome.error!r}")
 
 
-def refuse_llm_request(device_id: str, payload: bytes, ctx: HandlerContext, reason: str) -> None:
+def refuse_llm_request(device_id: str, payload: bytes, ctx: HandlerContext, failure: Failure,
+                       received: float | None = None) -> None:
     """Answer a request we will not work on (busy, shutting down) with its one `done`, without a task."""
-    _, req_id, round_, _ = read(payload)
-    if req_id is None:
-        log.warning("device=%s llm/req dropped (%s; no usable id to answer)", device_id, reason)
+    env = read(payload)
+    if env.req_id is None:
+        log.warning("device=%s llm/req dropped (%s; no usable id to answer)", device_id, failure.message)
         return
-    Answer(ctx.publish, device_id, req_id, round_).fail(reason)
-    log.warning("llm/req device=%s id=%s round=%s refused: %s", device_id, show_id(req_id), round_, reason)
+    answer = ctx.answer(device_id, env.req_id, env.round, received)
+    answer.fail(failure)
+    _report(ctx, answer.outcome(env.class_label))
+    log.warning("llm/req device=%s id=%s round=%s refused: %s", device_id, show_id(env.req_id), env.round,
+                failure.message)
+
+
+def _report(ctx: HandlerContext, outcome: Outcome) -> None:
+    for listener in ctx.on_outcome:
+        try:
+            listener(outcome)
+        except Exception:  # accounting must never cost a device its answer
+            log.exception("outcome listener failed")

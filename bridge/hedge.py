@@ -7,24 +7,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from bridge.config import Tier
 from bridge.providers.base import ProviderError, StreamEvent
-from bridge.router import Router
+from bridge.reasons import Failure, Reason
+from bridge.router import AttemptReport, Router, Verdict
 
 log = logging.getLogger("wisp.bridge.hedge")
 
 RESET = "reset"  # event kind: the winning attempt failed and another takes over; drop the text seen so far
-
-
-class TurnFailed(Exception):
-    """The turn cannot be answered; message is phrased for the person who asked."""
-
-    def __init__(self, message: str, tier: str | None = None):
-        super().__init__(message)
-        self.message, self.tier = message, tier
 
 
 @dataclass(eq=False)
@@ -34,47 +27,45 @@ class _Attempt:
     task: asyncio.Task | None = None
     first_at: float | None = None
     out_chars: int = 0
-    verdict: bool = field(default=False)
+    ended: bool = False  # its verdict is reported
+
+    def end(self, router: Router, verdict: Verdict, tokens: int = 0, stream_s: float = 0.0) -> None:
+        self.ended = True
+        first_ms = None if self.first_at is None else (self.first_at - self.started) * 1000
+        router.attempt_ended(AttemptReport(self.tier.name, verdict, first_ms, tokens, stream_s))
 
 
 async def _pump(router: Router, a: _Attempt, chat: list[dict], tools: list[dict] | None,
                 q: asyncio.Queue) -> None:
     loop = asyncio.get_running_loop()
-    stats, breaker = router.stats[a.tier.name], router.breakers[a.tier.name]
     try:
         async for ev in router.make_provider(a.tier).stream_chat(chat, tools):
             if a.first_at is None:
                 a.first_at = loop.time()
-                stats.first_output((a.first_at - a.started) * 1000)
+                router.first_output(a.tier, (a.first_at - a.started) * 1000)
             a.out_chars += len(ev.text) + (len(ev.call.raw_args) if ev.call else 0)
             if ev.kind == "done":
                 usage = ev.usage or {}
                 tokens = usage.get("completion_tokens") or a.out_chars // 4  # ~4 chars/token when usage is lost
-                stats.finished(tokens if isinstance(tokens, int) else 0, loop.time() - a.first_at)
-                breaker.success()
-                a.verdict = True
+                a.end(router, Verdict.OK, tokens if isinstance(tokens, int) else 0, loop.time() - a.first_at)
             q.put_nowait((a, ev))
     except ProviderError as e:
-        stats.failed()
-        breaker.failure()
-        a.verdict = True
+        a.end(router, Verdict.FAILED)
         q.put_nowait((a, e))
     except Exception as e:  # a provider bug must not hang the turn: it counts as this tier failing
         log.exception("tier %s: unexpected provider error", a.tier.name)
-        stats.failed()
-        breaker.failure()
-        a.verdict = True
+        a.end(router, Verdict.FAILED)
         q.put_nowait((a, ProviderError("malformed", f"internal error reading the stream: {type(e).__name__}")))
     finally:
-        if not a.verdict:
-            breaker.abandoned()  # cancelled (hedge lost, budget over): no verdict on the tier
+        if not a.ended:
+            a.end(router, Verdict.ABANDONED)
         router.release(a.tier)
 
 
 async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools: list[dict] | None,
                       deadline: float, committed: Callable[[], bool],
                       req_class: str = "interactive") -> AsyncIterator[tuple[Tier, StreamEvent]]:
-    """(tier, event) pairs of the winning attempt, ending with its 'done'. Raises TurnFailed.
+    """(tier, event) pairs of the winning attempt, ending with its 'done'. Raises Failure.
 
     deadline is loop time. committed() says whether the consumer has sent something it cannot take back (a
     tool call to a device, a chunk to an HTTP client): after that a failing tier ends the turn with an error.
@@ -87,7 +78,6 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
     launched = 0
     winner: _Attempt | None = None
     hedge_at: float | None = None
-    last: tuple[str, str] | None = None  # (tier, error) of the last failed attempt
     max_attempts = router.config.routing.max_attempts
 
     def launch(hedge: bool = False) -> bool:
@@ -115,7 +105,7 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
 
     try:
         if not launch():
-            raise TurnFailed(router.unavailable_reason(tiers, req_class))
+            raise router.unavailable(tiers, req_class)
         while True:
             wake = deadline if winner is not None or hedge_at is None else min(deadline, hedge_at)
             try:
@@ -124,7 +114,7 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
             except TimeoutError:
                 if loop.time() >= deadline:
                     tier = (winner or list(running.values())[-1]).tier.name if running else None
-                    raise TurnFailed("did not finish within the budget", tier) from None
+                    raise Failure(Reason.TIMEOUT, "did not finish within the budget", tier) from None
                 hedge_at = None
                 launch(hedge=True)  # nothing left to hedge with: keep waiting on what runs
                 continue
@@ -142,19 +132,18 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
                 continue
             # the attempt failed
             drop(a)
-            last = (a.tier.name, item.message)
             if a is winner:
                 winner = None
                 if committed():
-                    raise TurnFailed(f"tier '{a.tier.name}' failed after a tool call was sent: {item.message}; "
-                                     "not retried so that no action runs twice", a.tier.name)
+                    raise Failure(Reason.TIER_FAILED, f"tier '{a.tier.name}' failed after a tool call was sent: "
+                                  f"{item.message}; not retried so that no action runs twice", a.tier.name)
                 yield a.tier, StreamEvent(RESET)
             # Replace the failed attempt at once, even while a hedge runs: that hedge may be a slow tier.
             replaced = launch()
             log.info("tier %s failed (%s); %s", a.tier.name, item.message,
                      "failing over" if replaced else "waiting for the other attempt" if running else "giving up")
             if not running:
-                raise TurnFailed(f"tier '{last[0]}' failed: {last[1]}", last[0])
+                raise Failure(Reason.TIER_FAILED, f"tier '{a.tier.name}' failed: {item.message}", a.tier.name)
     finally:
         pending = [a.task for a in running.values() if not a.task.done()]
         for t in pending:

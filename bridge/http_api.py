@@ -14,13 +14,15 @@ import uuid
 from aiohttp import web
 
 from bridge.config import REQUEST_CLASSES, HttpConfig
-from bridge.hedge import RESET, TurnFailed, stream_turn
+from bridge.hedge import RESET, stream_turn
+from bridge.reasons import Failure, Reason
 
 log = logging.getLogger("wisp.bridge.http")
 
 HTTP_DEADLINE_S = 120.0  # one completion, end to end: HTTP clients have no budget_ms
 MAX_BODY_BYTES = 1024 * 1024
 API_DEVICE = "http-api"  # the cost store's "device" for requests made over /v1
+_STATUS = {Reason.TIMEOUT: 504, Reason.UNAVAILABLE: 503}  # HTTP status per failure; any other is a bad gateway
 _ROUTER, _COSTS, _TOKEN = web.AppKey("router", object), web.AppKey("costs", object), web.AppKey("token", str)
 PUBLIC = web.AppKey("public", object)  # request -> bool: served without a token (the dashboard's own files)
 
@@ -108,12 +110,11 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         log.info("http chat model=%s tier=%s stream=%s calls=%d total_ms=%.0f ok", model, reply.tier, stream,
                  len(reply.calls), (time.monotonic() - started) * 1000)
         return await reply.finish()
-    except TurnFailed as e:
+    except Failure as e:
         log.warning("http chat model=%s tier=%s err=%r", model, e.tier, e.message)
         if reply.prepared:
             return await reply.fail_in_band(e.message)
-        status = 504 if "budget" in e.message else 503 if "no tier available" in e.message else 502
-        return error(status, e.message, etype="server_error")
+        return error(_STATUS.get(e.reason, 502), e.message, etype="server_error")
 
 
 class _Reply:

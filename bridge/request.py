@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from bridge import protocol
 from bridge.config import REQUEST_CLASSES
+from bridge.reasons import Failure, Reason
 from bridge.translate import to_openai_messages
 
 MAX_REQUEST_BYTES = 64 * 1024
@@ -19,10 +21,6 @@ _PEEK_ID = re.compile(rb'"id"\s*:\s*"([^"\\]{1,%d})"' % MAX_ID_CHARS)
 _PEEK_ROUND = re.compile(rb'"round"\s*:\s*(\d{1,6})\b')
 
 
-class RequestError(Exception):
-    """A reason to refuse the request, phrased for the person who asked."""
-
-
 @dataclass
 class LlmRequest:
     req_class: str
@@ -32,50 +30,63 @@ class LlmRequest:
     facts: list[str] = field(default_factory=list)  # "key: value" lines the device remembers
 
 
-def read(payload: bytes) -> tuple[dict | None, str | None, int | None, str | None]:
-    """(request, id, round, problem). id is None when nobody could be answered."""
+class Envelope(NamedTuple):
+    """What identifies a request, read before its fields are checked. req_id is None when nobody can be answered."""
+    body: dict | None
+    req_id: str | None
+    round: int | None
+    problem: str | None  # why the request cannot be worked on, None if it may be
+
+    @property
+    def class_label(self) -> str:
+        """The request class for metrics and events: "invalid" when it is not one."""
+        cls = self.body.get("class", "interactive") if self.body is not None else None
+        return cls if isinstance(cls, str) and cls in REQUEST_CLASSES else "invalid"
+
+
+def read(payload: bytes) -> Envelope:
     if len(payload) > MAX_REQUEST_BYTES:
         head = payload[:_PEEK_BYTES]
         m_id, m_round = _PEEK_ID.search(head), _PEEK_ROUND.search(head)
         req_id = m_id.group(1).decode("utf-8", "replace") if m_id else None
-        return (None, req_id, int(m_round.group(1)) if m_round else None,
-                f"request too large: {len(payload)} bytes (limit {MAX_REQUEST_BYTES})")
+        return Envelope(None, req_id, int(m_round.group(1)) if m_round else None,
+                        f"request too large: {len(payload)} bytes (limit {MAX_REQUEST_BYTES})")
     try:
         req = json.loads(payload)
     except ValueError as e:  # UnicodeDecodeError is a ValueError too
-        return None, None, None, f"not JSON ({e})"
+        return Envelope(None, None, None, f"not JSON ({e})")
     except RecursionError:  # json.loads recurses per nesting level; hostile input can exhaust the stack
-        return None, None, None, "JSON nested too deeply"
+        return Envelope(None, None, None, "JSON nested too deeply")
     if not isinstance(req, dict):
-        return None, None, None, f"not a JSON object (a {type(req).__name__})"
+        return Envelope(None, None, None, f"not a JSON object (a {type(req).__name__})")
     req_id = req.get("id")
     if not isinstance(req_id, str) or not 1 <= len(req_id) <= MAX_ID_CHARS:
-        return None, None, None, f"id must be a string of 1-{MAX_ID_CHARS} characters, got {req_id!r:.60}"
+        return Envelope(None, None, None, f"id must be a string of 1-{MAX_ID_CHARS} characters, got {req_id!r:.60}")
     round_ = req.get("round")
-    return req, req_id, round_ if is_int(round_) and round_ >= 0 else None, None
+    return Envelope(req, req_id, round_ if is_int(round_) and round_ >= 0 else None, None)
 
 
 def check(req: dict, round_: int | None) -> LlmRequest:
-    """The request's fields, checked; RequestError says what is wrong."""
+    """The request's fields, checked; Failure (BAD_REQUEST) says what is wrong."""
     if req.get("v") != 1:
-        raise RequestError(f"unsupported protocol version v={req.get('v')!r}; this bridge speaks v=1")
+        raise _bad(f"unsupported protocol version v={req.get('v')!r}; this bridge speaks v=1")
     if round_ is None:
-        raise RequestError("round must be an integer >= 0")
+        raise _bad("round must be an integer >= 0")
     req_class = req.get("class", "interactive")
     if req_class not in REQUEST_CLASSES:
-        raise RequestError(f"class must be one of {', '.join(REQUEST_CLASSES)}, got {req_class!r}")
+        raise _bad(f"class must be one of {', '.join(REQUEST_CLASSES)}, got {req_class!r}")
     budget_ms = req.get("budget_ms")
     if budget_ms is not None and (not is_int(budget_ms) or budget_ms <= 0):
-        raise RequestError(f"budget_ms must be a positive integer, got {budget_ms!r}")
+        raise _bad(f"budget_ms must be a positive integer, got {budget_ms!r}")
     want_hash = req.get("hash")
     if want_hash is not None and not isinstance(want_hash, str):
-        raise RequestError("hash must be a string")
+        raise _bad("hash must be a string")
     try:
         messages = to_openai_messages(req.get("msgs"))
     except RecursionError:
-        raise RequestError("bad request: msgs nested too deeply") from None
+        raise _bad("bad request: msgs nested too deeply") from None
     except ValueError as e:
-        raise RequestError(f"bad request: {e}") from None
+        raise _bad(f"bad request: {e}") from None
     return LlmRequest(req_class, budget_ms or DEFAULT_BUDGET_MS, messages, want_hash, _facts(req.get("facts")))
 
 
@@ -83,11 +94,15 @@ def _facts(facts) -> list[str]:
     if facts is None:
         return []
     if not isinstance(facts, list) or not all(isinstance(f, str) for f in facts):
-        raise RequestError("facts must be a list of strings")
+        raise _bad("facts must be a list of strings")
     if sum(len(f) for f in facts) > MAX_FACTS_CHARS:
-        raise RequestError(f"facts longer than {MAX_FACTS_CHARS} characters in all")
+        raise _bad(f"facts longer than {MAX_FACTS_CHARS} characters in all")
     return facts
 
 
 def is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _bad(message: str) -> Failure:
+    return Failure(Reason.BAD_REQUEST, message)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from bridge.answer import Answer, show_id
-from bridge.hedge import RESET, TurnFailed, stream_turn
-from bridge.manifests import openai_tools, system_prompt
-from bridge.request import LlmRequest, RequestError
+from bridge.hedge import RESET, stream_turn
+from bridge.manifests import openai_tools
+from bridge.outcome import TierSpend
+from bridge.prompt import system_prompt
+from bridge.reasons import Failure, Reason
+from bridge.request import LlmRequest
 from bridge.validate import check_call
 
 log = logging.getLogger("wisp.bridge.round")
@@ -19,28 +22,39 @@ log = logging.getLogger("wisp.bridge.round")
 SENT_NOTE = "sent to the device; its result comes in the next round"  # tool result for a forwarded call
 
 
-@dataclass
+class Call(NamedTuple):
+    """A tool call the model made in one turn: forwarded when error is None, else handed back to the model."""
+    cid: str
+    name: str
+    raw_args: str
+    error: str | None
+
+
 class Spend:
     """Tokens per tier for one request, for the cost store and the done message."""
-    by_tier: dict = field(default_factory=dict)  # tier name -> [tier, in, out, estimated]
+
+    def __init__(self) -> None:
+        self.by_tier: dict[str, TierSpend] = {}
 
     def add(self, tier, usage: dict | None, chat: list[dict], out_chars: int) -> None:
         estimated = not (usage and isinstance(usage.get("prompt_tokens"), int)
                          and isinstance(usage.get("completion_tokens"), int))
         if estimated:  # usage is lost with a cut trailer, or never sent: ~4 characters per token
             usage = {"prompt_tokens": len(json.dumps(chat)) // 4, "completion_tokens": max(1, out_chars // 4)}
-        row = self.by_tier.setdefault(tier.name, [tier, 0, 0, False])
-        row[1] += usage["prompt_tokens"]
-        row[2] += usage["completion_tokens"]
-        row[3] = row[3] or estimated
+        row = self.by_tier.setdefault(tier.name, TierSpend(tier))
+        row.tokens_in += usage["prompt_tokens"]
+        row.tokens_out += usage["completion_tokens"]
+        row.estimated = row.estimated or estimated
 
     def usage(self) -> dict | None:
-        if not self.by_tier or any(r[3] for r in self.by_tier.values()):
+        """What the device is told it used; nothing when any part is an estimate."""
+        rows = self.by_tier.values()
+        if not rows or any(r.estimated for r in rows):
             return None
-        return {"in": sum(r[1] for r in self.by_tier.values()), "out": sum(r[2] for r in self.by_tier.values())}
+        return {"in": sum(r.tokens_in for r in rows), "out": sum(r.tokens_out for r in rows)}
 
 
-async def run_round(ctx, device_id: str, req: LlmRequest, manifest: dict, answer: Answer, spend: Spend) -> None:
+async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend: Spend) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + req.budget_ms / 1000
     tiers = ctx.router.route(req.req_class)
@@ -50,7 +64,7 @@ async def run_round(ctx, device_id: str, req: LlmRequest, manifest: dict, answer
     repair_turns = ctx.config.routing.repair_turns
     for turn in range(repair_turns + 1):
         text: list[str] = []
-        calls: list[tuple[str, str, str, str | None]] = []  # (cid, name, raw args, error or None)
+        calls: list[Call] = []
         try:
             async for tier, ev in stream_turn(ctx.router, tiers, chat, tools, deadline,
                                               committed=lambda: answer.calls > 0, req_class=req.req_class):
@@ -69,33 +83,35 @@ async def run_round(ctx, device_id: str, req: LlmRequest, manifest: dict, answer
                     else:
                         log.info("id=%s tier=%s: invalid call not forwarded: %s", show_id(answer.req_id),
                                  tier.name, err)
-                    calls.append((cid, c.name, c.raw_args, err))
+                    calls.append(Call(cid, c.name, c.raw_args, err))
                 elif ev.kind == "done":
-                    spend.add(tier, ev.usage, chat, sum(map(len, text)) + sum(len(c[2]) for c in calls))
-        except TurnFailed as e:
+                    spend.add(tier, ev.usage, chat, sum(map(len, text)) + sum(len(c.raw_args) for c in calls))
+        except Failure as e:
             answer.tier = e.tier or answer.tier
-            if e.message == "did not finish within the budget":
-                raise RequestError(f"tier '{e.tier or answer.tier}' did not finish within "
-                                   f"budget_ms={req.budget_ms}") from None
-            raise RequestError(e.message) from None
-        invalid = [c for c in calls if c[3]]
+            if e.reason is Reason.TIMEOUT:
+                raise Failure(e.reason, f"tier '{answer.tier}' did not finish within budget_ms={req.budget_ms}",
+                              answer.tier) from None
+            raise
+        invalid = [c for c in calls if c.error]
         if not invalid:
             answer.finish("".join(text).strip(), spend.usage())
             return
         if turn == repair_turns:
-            raise RequestError(f"the model made an invalid tool call ({invalid[0][3].removeprefix('Error: ')}) "
-                               f"and did not correct it in {repair_turns} follow-up turn(s)")
+            raise Failure(Reason.INVALID_CALLS,
+                          f"the model made an invalid tool call ({invalid[0].error.removeprefix('Error: ')}) "
+                          f"and did not correct it in {repair_turns} follow-up turn(s)", answer.tier)
         chat += follow_up(calls, "".join(text))
 
 
-def follow_up(calls: list[tuple[str, str, str, str | None]], text: str) -> list[dict]:
+def follow_up(calls: list[Call], text: str) -> list[dict]:
     """The model's own turn plus one tool result per call: a note for forwarded calls, the error for the rest."""
     tool_calls = []
-    for cid, name, raw, err in calls:
+    for c in calls:
+        raw = c.raw_args
         try:
             json.loads(raw or "{}")
         except ValueError:
             raw = "{}"  # some servers refuse to take back arguments that are not JSON
-        tool_calls.append({"id": cid, "type": "function", "function": {"name": name, "arguments": raw or "{}"}})
+        tool_calls.append({"id": c.cid, "type": "function", "function": {"name": c.name, "arguments": raw or "{}"}})
     return [{"role": "assistant", "content": text or None, "tool_calls": tool_calls},
-            *({"role": "tool", "tool_call_id": cid, "content": err or SENT_NOTE} for cid, _, _, err in calls)]
+            *({"role": "tool", "tool_call_id": c.cid, "content": c.error or SENT_NOTE} for c in calls)]

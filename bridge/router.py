@@ -1,10 +1,17 @@
-"""Choose the inference tier for a request: the first configured tier on its class's route.
-
-pick_tier is the static answer; Router adds live state: statistics, breakers and concurrency, deadline-aware order.
+"""Choose the inference tier for each attempt of a request: the configured tiers of its class's route, ordered by
+live state (statistics, breakers, concurrency) and the time left. Attempts report back here when they end; the
+on_attempt hook passes each report on (the bridge's metrics).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from bridge.breaker import Breaker
 from bridge.config import LOCAL_TIER, BridgeConfig, Tier
+from bridge.reasons import Failure, Reason
+from bridge.stats import TierStats
 
 NO_TIER_MESSAGE = (
     "no inference tier configured: give the bridge OPENAI_API_KEY (OpenAI), CEREBRAS_API_KEY (Cerebras) "
@@ -14,17 +21,8 @@ NO_TIER_MESSAGE = (
 )
 
 
-def pick_tier(config: BridgeConfig, req_class: str) -> Tier | None:
-    # Privacy is enforced here too, not only in config validation: a private request never leaves `local`.
-    route = [LOCAL_TIER] if req_class == "private" else config.routes.get(req_class, [])
-    for name in route:
-        if name in config.tiers:
-            return config.tiers[name]
-    return None
-
-
 def no_tier_reason(config: BridgeConfig, req_class: str) -> str:
-    """Why pick_tier returned None, phrased for the person who has to fix it."""
+    """Why a class's route has no configured tier, phrased for the person who has to fix it."""
     if not config.tiers:
         return NO_TIER_MESSAGE
     if req_class == "private":
@@ -33,6 +31,22 @@ def no_tier_reason(config: BridgeConfig, req_class: str) -> str:
     route = ", ".join(config.routes.get(req_class, [])) or "empty"
     return (f"no configured tier on the '{req_class}' route ({route}); configured tiers: "
             f"{', '.join(sorted(config.tiers))}; edit [routes] in wisp.toml")
+
+
+class Verdict(Enum):
+    OK = "ok"
+    FAILED = "error"
+    ABANDONED = "abandoned"  # cancelled (hedge lost, budget over): says nothing about the tier
+
+
+@dataclass(frozen=True)
+class AttemptReport:
+    """One attempt on one tier, as it ended."""
+    tier: str
+    verdict: Verdict
+    first_output_ms: float | None  # request sent -> first text delta or complete tool call; None if none came
+    tokens: int = 0  # output tokens of a finished attempt
+    stream_s: float = 0.0  # first output -> done of a finished attempt
 
 
 HEDGE_FLOOR_MS = 30.0  # never hedge sooner: below this, the network's own jitter would trigger it
@@ -44,11 +58,11 @@ MAX_TRIES_PER_TIER = 2  # attempts of one tier within one model turn (a retry af
 class Router:
     """The live routing state of one bridge process: per-tier stats, breakers and in-flight counts."""
 
-    def __init__(self, config: BridgeConfig, make_provider, clock=None):
-        from bridge.breaker import Breaker  # local: keeps pick_tier importable without the live machinery
-        from bridge.stats import TierStats
+    def __init__(self, config: BridgeConfig, make_provider, clock=None,
+                 on_attempt: Callable[[AttemptReport], None] | None = None):
         self.config = config
         self.make_provider = make_provider
+        self.on_attempt = on_attempt
         self.stats = {name: TierStats() for name in config.tiers}
         self.breakers = {name: Breaker(**({"clock": clock} if clock else {})) for name in config.tiers}
         self.in_flight = {name: 0 for name in config.tiers}
@@ -99,6 +113,24 @@ class Router:
     def release(self, tier: Tier) -> None:
         self.in_flight[tier.name] -= 1
 
+    def first_output(self, tier: Tier, ms: float) -> None:
+        """An attempt's first output, counted at once: later choices of concurrent requests use it."""
+        self.stats[tier.name].first_output(ms)
+
+    def attempt_ended(self, report: AttemptReport) -> None:
+        """The verdict of one attempt: tier statistics and breaker, then the on_attempt hook."""
+        stats, breaker = self.stats[report.tier], self.breakers[report.tier]
+        if report.verdict is Verdict.OK:
+            stats.finished(report.tokens, report.stream_s)
+            breaker.success()
+        elif report.verdict is Verdict.FAILED:
+            stats.failed()
+            breaker.failure()
+        else:
+            breaker.abandoned()
+        if self.on_attempt:
+            self.on_attempt(report)
+
     def hedge_after_s(self, tier: Tier, remaining_s: float, tiers: list[Tier] = ()) -> float:
         """How long to wait for the first output of an attempt on `tier` before hedging.
 
@@ -115,9 +147,10 @@ class Router:
             wait_ms = min(wait_ms, remaining_s * 1000 - min(known))
         return max(HEDGE_FLOOR_MS, wait_ms) / 1000
 
-    def unavailable_reason(self, tiers: list[Tier], req_class: str) -> str:
+    def unavailable(self, tiers: list[Tier], req_class: str) -> Failure:
+        """Why no attempt could start on the route."""
         if not tiers:
-            return no_tier_reason(self.config, req_class)
+            return Failure(Reason.NO_TIER, no_tier_reason(self.config, req_class))
         parts = []
         for t in tiers:
             b = self.breakers[t.name]
@@ -127,7 +160,7 @@ class Router:
                 parts.append(f"'{t.name}' is at its limit of {t.max_concurrency} concurrent requests")
             else:
                 parts.append(f"'{t.name}' is probing after failures")
-        return "no tier available: " + "; ".join(parts) + "; ask again shortly"
+        return Failure(Reason.UNAVAILABLE, "no tier available: " + "; ".join(parts) + "; ask again shortly")
 
     def snapshot(self) -> dict:
         return {name: {**self.stats[name].snapshot(), "breaker": self.breakers[name].state,

@@ -56,13 +56,3 @@ def load_keys(path: str | None) -> dict[str, bytes]:
             raise ValueError(f"signing keys file {path}: the key of device {dev!r} is not hex") from None
     return keys
 
-
-def signing_publisher(publish, keys: dict[str, bytes]):
-    """Wrap publish(topic, msg): an llm/res to a device whose key is known goes out signed."""
-    def publish_signed(topic: str, msg, *args, **kwargs):
-        parts = topic.split("/")
-        key = keys.get(parts[1]) if len(parts) == 4 and parts[2:] == ["llm", "res"] else None
-        if key is not None and isinstance(msg, dict):
-            msg = sign_message(key, msg)
-        return publish(topic, msg, *args, **kwargs)
-    return publish_signed

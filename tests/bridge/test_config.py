@@ -7,9 +7,15 @@ from pathlib import Path
 import pytest
 
 from bridge.config import ConfigError, Tier, load_config
-from bridge.router import NO_TIER_MESSAGE, no_tier_reason, pick_tier
+from bridge.router import NO_TIER_MESSAGE, Router, no_tier_reason
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def first_tier(cfg, req_class):
+    """The tier the router tries first for a request class on a fresh bridge, or None."""
+    route = Router(cfg, make_provider=None).route(req_class)
+    return route[0] if route else None
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +36,7 @@ def test_defaults_without_file_or_env():
     assert cfg.routes["interactive"] == ["premium", "commodity", "local"]
     assert cfg.routes["scheduled"] == ["commodity", "local", "premium"]
     assert cfg.routes["private"] == ["local"]
-    assert pick_tier(cfg, "interactive") is None
+    assert first_tier(cfg, "interactive") is None
     assert no_tier_reason(cfg, "interactive") == NO_TIER_MESSAGE
     for hint in ("OPENAI_API_KEY", "CEREBRAS_API_KEY", "WISP_LOCAL_URL", "wisp.toml"):
         assert hint in NO_TIER_MESSAGE
@@ -46,18 +52,18 @@ def test_env_tiers_and_broker():
     assert cfg.tiers["premium"].base_url == "https://api.cerebras.ai/v1"
     assert cfg.tiers["premium"].model == "qwen-3-32b"
     assert cfg.tiers["local"].model == "local" and cfg.tiers["local"].api_key is None
-    assert pick_tier(cfg, "interactive").name == "premium"
-    assert pick_tier(cfg, "scheduled").name == "commodity"
-    assert pick_tier(cfg, "private").name == "local"
+    assert first_tier(cfg, "interactive").name == "premium"
+    assert first_tier(cfg, "scheduled").name == "commodity"
+    assert first_tier(cfg, "private").name == "local"
 
 
 def test_routes_skip_unconfigured_tiers_and_private_stays_local():
     cfg = load_config(env={"OPENAI_API_KEY": "sk-x"})
-    assert pick_tier(cfg, "interactive").name == "commodity"
-    assert pick_tier(cfg, "private") is None  # never falls back to a cloud tier
+    assert first_tier(cfg, "interactive").name == "commodity"
+    assert first_tier(cfg, "private") is None  # never falls back to a cloud tier
     assert "WISP_LOCAL_URL" in no_tier_reason(cfg, "private")
     cfg.routes["private"] = ["commodity"]  # even a hand-edited route cannot send private work out
-    assert pick_tier(cfg, "private") is None
+    assert first_tier(cfg, "private") is None
 
 
 def test_keys_never_in_repr():
@@ -98,7 +104,7 @@ interactive = ["groq", "local"]
     assert cfg.tiers["local"].model == "qwen2.5:3b"
     assert cfg.routes["interactive"] == ["groq", "local"]
     assert cfg.routes["scheduled"] == ["commodity", "local", "premium"]  # untouched classes keep defaults
-    assert pick_tier(cfg, "interactive").name == "groq"
+    assert first_tier(cfg, "interactive").name == "groq"
 
 
 def test_env_overrides_file_broker_but_file_tier_wins(tmp_path):

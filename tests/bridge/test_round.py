@@ -5,7 +5,9 @@ import sqlite3
 
 from bridge.config import Tier
 from bridge.handler import handle_llm_request
+from bridge.reasons import Reason
 from bridge.round import SENT_NOTE
+from bridge.router import Verdict
 from tests.bridge.harness import PORCH_ON, ask, bridge_ctx, config, fake_tiers, llm_req, manifest, run
 from tests.fakes.openai_server import Reply
 
@@ -87,3 +89,27 @@ def test_cost_rows_per_device_and_tier_and_daily_budget(tmp_path):
     with sqlite3.connect(tmp_path / "cost.db") as db:
         assert db.execute("SELECT COUNT(*) FROM usage WHERE estimated = 0").fetchone() == (3,)
     assert len(a.requests) == 3  # the refused request cost nothing
+
+
+def test_each_round_reports_one_typed_outcome_and_each_attempt_its_verdict(tmp_path):
+    script = iter([Reply(calls=[PORCH_ON]), Reply(calls=[("unlock_door", {})])])
+    with fake_tiers(lambda req: next(script, Reply(calls=[("unlock_door", {})]))) as (a,):
+        cfg = config([Tier("local", a.base_url, "m")], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                outcomes, attempts = [], []
+                ctx.on_outcome.append(outcomes.append)
+                ctx.router.on_attempt = attempts.append
+                await ask(ctx, "o1")
+                await ask(ctx, "o2")
+                await ask(ctx, "o1")  # a re-send after the answer: replayed
+                return outcomes, attempts
+        outcomes, attempts = run(go())
+    ok, bad, again = outcomes
+    assert (ok.ok, ok.tier, ok.calls, ok.reason, ok.error) == (True, "local", 1, None, None)
+    assert ok.spend[0].tier.name == "local" and ok.tokens > 0 and 0 < ok.first_output_s <= ok.total_s
+    assert bad.reason is Reason.INVALID_CALLS and "unknown tool 'unlock_door'" in bad.error and bad.calls == 0
+    assert again.replayed and again.sent == ok.sent and not again.spend
+    assert [r.verdict for r in attempts] == [Verdict.OK] * 4  # one turn, then a turn and two repair turns
+    assert all(r.tier == "local" and r.first_output_ms > 0 for r in attempts)

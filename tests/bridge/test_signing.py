@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from bridge.signing import load_keys, signing_publisher, verify
+from bridge.answer import Answer
+from bridge.signing import load_keys, verify
 
 
 def test_keys_from_a_provision_secrets_file_and_a_plain_map(tmp_path):
@@ -28,12 +29,11 @@ def test_bad_keys_files_are_clear_errors_without_secrets(tmp_path, content, word
     assert words in str(e.value)
 
 
-def test_only_llm_res_to_known_devices_is_signed():
+def test_an_answer_is_signed_only_for_a_device_with_a_key():
     sent = []
     key = bytes(range(32))
-    publish = signing_publisher(lambda topic, msg, *a, **k: sent.append((topic, msg)), {"dev1": key})
-    publish("wisp/dev1/llm/res", {"v": 1, "id": "x", "done": True})
-    publish("wisp/dev2/llm/res", {"v": 1, "id": "x", "done": True})
-    publish("wisp/dev1/status", {"v": 1})
-    assert verify(key, sent[0][1]) == b'{"v":1,"id":"x","done":true}'
-    assert sent[1][1] == {"v": 1, "id": "x", "done": True} and sent[2][1] == {"v": 1}
+    for device, device_key in (("dev1", key), ("dev2", None)):
+        Answer(lambda topic, msg: sent.append((topic, msg)), device, "x", 0, device_key).finish("ok", None)
+    assert sent[0][0] == "wisp/dev1/llm/res"
+    assert verify(key, sent[0][1]) == b'{"v":1,"id":"x","round":0,"seq":0,"done":true,"text":"ok"}'
+    assert sent[1] == ("wisp/dev2/llm/res", {"v": 1, "id": "x", "round": 0, "seq": 0, "done": True, "text": "ok"})

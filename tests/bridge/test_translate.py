@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from bridge.manifests import ManifestCache, openai_tools, parse_manifest, system_prompt
+from bridge.manifests import ManifestCache, openai_tools, parse_manifest
+from bridge.prompt import system_prompt
 from bridge.translate import to_openai_messages
 
 MANIFEST = {"v": 1, "id": "dev1", "fw": "0.1.0", "hash": "5d41402a",

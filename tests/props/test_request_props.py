@@ -1,11 +1,13 @@
 """A device's llm/req, for any input: valid conversations translate to OpenAI messages that say the
-same thing; anything else is refused with ValueError / RequestError / a read() problem, never another
+same thing; anything else is refused with ValueError / Failure / a read() problem, never another
 exception (an uncaught one would leave the device waiting for an answer that never comes)."""
 import json
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge import request as rq
+from bridge.reasons import Failure, Reason
 from bridge.translate import to_openai_messages
 
 PROPS = settings(max_examples=200, deadline=None)
@@ -115,8 +117,8 @@ def classify(payload):
     assert isinstance(req, dict) and req_id == req["id"]
     try:
         return None, rq.check(req, round_)
-    except rq.RequestError as e:
-        assert str(e)
+    except Failure as e:
+        assert str(e) and e.reason is Reason.BAD_REQUEST
         return str(e), None
 
 

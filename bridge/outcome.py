@@ -1,0 +1,57 @@
+"""How one device round ended, as the round itself saw it. The handler builds one per answered `llm/req`;
+replay (dedupe), cost, metrics, the dashboard's events and the log line all read it, none re-parses messages."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from bridge.config import Tier
+from bridge.reasons import Reason
+
+
+@dataclass
+class TierSpend:
+    """Tokens one tier used for the round (summed over its model turns); cost_usd is set once it is charged."""
+    tier: Tier
+    tokens_in: int = 0
+    tokens_out: int = 0
+    estimated: bool = False  # the tier sent no usage: ~4 characters per token
+    cost_usd: float = 0.0
+
+
+@dataclass
+class Outcome:
+    device: str
+    req_id: str
+    round: int | None
+    req_class: str  # a request class, or "invalid" for a request whose class could not be read
+    tier: str | None  # the tier that answered (or failed last); None if none was tried
+    calls: int  # tool calls forwarded to the device
+    reason: Reason | None  # None: answered
+    error: str | None  # the `err` text the device got
+    usage: dict | None  # the `usage` the device got ({"in", "out"}), None when not reported
+    sent: list[dict]  # every llm/res published, for replay to a device that re-sends
+    first_output_s: float | None  # llm/req received -> first llm/res published
+    total_s: float  # llm/req received -> `done` published
+    spend: list[TierSpend] = field(default_factory=list)
+    replayed: bool = False  # answered again from `sent`, without a model call
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    @property
+    def tokens(self) -> int:
+        return sum(s.tokens_in + s.tokens_out for s in self.spend)
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(s.cost_usd for s in self.spend)
+
+    def event(self) -> dict:
+        """The dashboard's tier-decision event (bridge/events.py)."""
+        usage = self.usage or {}
+        return {"type": "tier", "device": self.device, "id": self.req_id, "round": self.round,
+                "class": self.req_class, "tier": self.tier, "ok": self.ok, "err": self.error,
+                "ms": round(self.total_s * 1000, 1), "tokens_in": usage.get("in"), "tokens_out": usage.get("out"),
+                "ts": time.time()}

@@ -1,0 +1,28 @@
+"""Why a request was not answered as asked: one code per kind of failure, so that callers (the HTTP status of
+/v1, replay of a re-sent request, metrics) branch on the code and never on the wording of the message."""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Reason(Enum):
+    BAD_REQUEST = "bad_request"  # the llm/req itself is malformed
+    OVER_BUDGET = "over_budget"  # the device's daily spend is used up
+    NO_MANIFEST = "no_manifest"  # the bridge has not seen the device's tools yet
+    NO_TIER = "no_tier"  # no configured tier on the request class's route
+    UNAVAILABLE = "unavailable"  # tiers are configured but none may take an attempt now (breakers, capacity)
+    TIMEOUT = "timeout"  # the request's budget ran out
+    TIER_FAILED = "tier_failed"  # the tier failed and no other could take over
+    INVALID_CALLS = "invalid_calls"  # the model did not correct its invalid tool calls
+    BUSY = "busy"  # too many requests in flight on this bridge
+    SHUTTING_DOWN = "shutting_down"
+    INTERNAL = "internal"  # a bug in the bridge (details in its log)
+
+
+class Failure(Exception):
+    """A request that cannot be answered. message is phrased for the person who asked; tier names the tier that
+    was involved, if one was."""
+
+    def __init__(self, reason: Reason, message: str, tier: str | None = None):
+        super().__init__(message)
+        self.reason, self.message, self.tier = reason, message, tier
