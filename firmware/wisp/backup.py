@@ -1,8 +1,6 @@
 # All of the agent's state (facts, routines, jobs, timezone) as one JSON document, so a reflash
 # does not wipe its memory. restore() checks everything first and changes nothing on a bad document.
-import os
-
-from wisp import memory, routine_check, store
+from wisp import memory, routine_check
 
 VERSION = 1
 JOB_OPTIONS = ("name", "tz", "missed")  # optional keyword arguments of Scheduler.add()
@@ -93,22 +91,8 @@ def _set_jobs(sched, jobs):
 
 
 def _set_tz(dev, tz):
-    """As the timezone_set tool does: tz.json holds it, the scheduler retimes its jobs."""
-    from wisp import sched as sched_mod
-    sched = _sched(dev)
-    if tz is None:  # the backup came from a device that never had one set
-        try:
-            os.remove(sched_mod.TZ_STORE + ".json")
-        except OSError:
-            pass
-        dev.config.pop("tz", None)
-        if sched is not None:
-            sched.retime()
-    elif sched is not None:
-        sched.set_tz(tz)
-    else:
-        store.save(sched_mod.TZ_STORE, {"tz": tz})
-        dev.config["tz"] = tz
+    from wisp import sched
+    sched.set_device_tz(dev, tz)  # None: the backup came from a device that never had one set
 
 
 def restore(dev, doc):

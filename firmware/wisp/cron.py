@@ -12,6 +12,17 @@ EVERY = const(1)  # (EVERY, seconds)
 AT = const(2)     # (AT, local seconds): one shot
 IN = const(3)     # (IN, seconds): one shot, relative to when the job is added
 
+# The fields of a parsed spec by name: p[KIND] is one of the four above; p[VALUE] the seconds
+# of EVERY and IN, or the local time of AT; CRON's bit masks follow, and p[FLAGS] last.
+KIND = const(0)
+VALUE = const(1)
+FLAGS = const(6)
+_MINUTE_MASK = const(1)
+_HOUR_MASK = const(2)
+_DOM_MASK = const(3)
+_MONTH_MASK = const(4)
+_DOW_MASK = const(5)
+
 DOM_STAR = const(1)   # flags: day-of-month field starts with '*' (Vixie cron's day rule)
 DOW_STAR = const(2)   # flags: day-of-week field starts with '*'
 HOUR_STAR = const(4)  # flags: hour field starts with '*' (job runs by the wall clock in a DST overlap)
@@ -155,7 +166,12 @@ def parse(spec):
 
 
 def one_shot(p):
-    return p[0] in (AT, IN)
+    return p[KIND] in (AT, IN)
+
+
+def pinned_hour(p):
+    """A CRON spec whose hour field is not '*': in a DST overlap it runs in the first pass only."""
+    return not p[FLAGS] & HOUR_STAR
 
 
 def _first(mask, start, stop):
@@ -166,9 +182,9 @@ def _first(mask, start, stop):
 
 
 def _day_ok(p, day, d):
-    dom = p[3] >> d & 1
-    dow = p[5] >> civil.weekday(day) & 1
-    flags = p[6]
+    dom = p[_DOM_MASK] >> d & 1
+    dow = p[_DOW_MASK] >> civil.weekday(day) & 1
+    flags = p[FLAGS]
     if flags & DOM_STAR or flags & DOW_STAR:  # one side unrestricted: both must match
         return dom and dow
     return dom or dow  # both restricted: either matches (standard cron)
@@ -177,28 +193,28 @@ def _day_ok(p, day, d):
 def next_fire(p, t):
     """The first local time strictly after local time t when spec p fires, or None (never, or
     a one-shot already past). EVERY and IN simply add their interval to t."""
-    kind = p[0]
+    kind = p[KIND]
     if kind == EVERY or kind == IN:
-        return t + p[1]
+        return t + p[VALUE]
     if kind == AT:
-        return p[1] if p[1] > t else None
+        return p[VALUE] if p[VALUE] > t else None
     t = int(t) // 60 * 60 + 60
     day, sec = t // 86400, t % 86400
     h, m = sec // 3600, sec % 3600 // 60
     end = day + _SEARCH_DAYS
     while day <= end:
         y, mo, d = civil.civil_from_days(day)
-        if not p[4] >> mo & 1:  # whole month excluded: jump to the 1st of the next one
+        if not p[_MONTH_MASK] >> mo & 1:  # whole month excluded: jump to the 1st of the next one
             day = civil.days_from_civil(y + mo // 12, mo % 12 + 1, 1)
             h = m = 0
             continue
         if _day_ok(p, day, d):
-            hh = _first(p[2], h, 23)
+            hh = _first(p[_HOUR_MASK], h, 23)
             while hh is not None:
-                mm = _first(p[1], m if hh == h else 0, 59)
+                mm = _first(p[_MINUTE_MASK], m if hh == h else 0, 59)
                 if mm is not None:
                     return day * 86400 + hh * 3600 + mm * 60
-                hh = _first(p[2], hh + 1, 23)
+                hh = _first(p[_HOUR_MASK], hh + 1, 23)
         day += 1
         h = m = 0
     return None

@@ -1,6 +1,7 @@
 # The schedule runner: jobs persist in jobs.json (atomic writes), one task sleeps until the
-# next job is due and hands it to fire(). Spec and calendar math live in wisp/cron.py and wisp/tz.py,
-# imported inside the methods that need them and dropped while the runner sleeps.
+# next job is due and hands it to fire(). Spec, next-run and calendar math live in the pure
+# modules wisp/cron.py, nextrun.py, tz.py and civil.py, imported inside the methods that need
+# them and dropped while the runner sleeps. The device timezone has one writer: set_device_tz.
 import asyncio
 import os
 import time
@@ -13,7 +14,7 @@ CLOCK_VALID_AFTER = const(1704067200)  # 2024-01-01 UTC: an earlier clock was ne
 TZ_STORE = "tz"                        # tz.json: the device timezone set by timezone_set
 _MAX_SLEEP_S = const(60)    # wake at least this often to notice clock steps (NTP) and pending saves
 _SAVE_EVERY_S = const(60)   # a job that fires again sooner is saved at most this often (flash wear)
-_SEGMENTS = const(24)       # DST stretches a cron search may cross (8 years of "29 Feb" = 16 changes)
+_PURE = ("wisp.nextrun", "wisp.cron", "wisp.tz", "wisp.civil")  # loaded only while jobs change or fire
 # time.time() counts from 1970 on the unix port and on ESP32 since MicroPython v1.22; older
 # ports count from 2000. Everything here uses 1970.
 _EPOCH_SHIFT = 946684800 if time.gmtime(0)[0] == 2000 else 0
@@ -38,6 +39,29 @@ def load_tz(config, log):
     except ValueError as e:
         log("config error: %s; using UTC0" % e)
         config["tz"] = "UTC0"
+
+
+def set_device_tz(dev, zone):
+    """The one writer of the device timezone (timezone_set, backup restore): zone, a POSIX TZ
+    string, is checked, saved in tz.json and set in dev.config; None removes it (UTC0 again).
+    The scheduler, when there is one, retimes its jobs. ValueError when bad or not saved."""
+    if zone is None:  # e.g. a backup from a device that never had one set
+        try:
+            os.remove(TZ_STORE + ".json")
+        except OSError:
+            pass
+        dev.config.pop("tz", None)
+    else:
+        from wisp import tz as posix_tz
+        posix_tz.parse(zone)
+        try:
+            store.save(TZ_STORE, {"tz": zone})
+        except OSError as e:
+            raise ValueError("could not save the timezone to flash: %s" % (e,))
+        dev.config["tz"] = zone
+    scheduler = getattr(dev, "sched", None)
+    if scheduler is not None:
+        scheduler.retime()  # cron and `at` jobs follow the new wall clock
 
 
 class Scheduler:
@@ -67,7 +91,7 @@ class Scheduler:
 
     def add(self, spec, action, name=None, tz=None, missed="skip"):
         """Store a job and return a copy of it; raises ValueError with a readable message."""
-        from wisp import civil, cron
+        from wisp import civil, cron, nextrun
         from wisp import tz as posix_tz
         now = self.now()
         if now < CLOCK_VALID_AFTER:
@@ -82,9 +106,9 @@ class Scheduler:
         job = {"name": name, "spec": spec.strip(), "action": dict(action), "missed": missed}
         if tz:
             job["tz"] = tz
-        nxt = self._first_run(job, p, now)
+        nxt = nextrun.first(p, self._zone(job), now)
         if nxt is None:
-            if p[0] == cron.AT:
+            if p[cron.KIND] == cron.AT:
                 raise ValueError("'%s' is in the past (local time now %s)"
                                  % (job["spec"], civil.iso(posix_tz.utc_to_local(now, self._zone(job)), False)))
             raise ValueError("'%s' never fires (no such date)" % job["spec"])
@@ -107,30 +131,13 @@ class Scheduler:
 
     def retime(self, clock_stepped_back=False):
         """Recompute next runs after a timezone change (cron and `at` jobs) or a clock step back."""
-        from wisp import cron
-        from wisp import tz as posix_tz
+        from wisp import nextrun
         now = self.now()
         for job in self._jobs:
-            p = self._specs[job["name"]]
-            if p[0] == cron.CRON:
-                job["next"] = self._cron_after(job, p, now) or job["next"]
-            elif p[0] == cron.AT:
-                job["next"] = posix_tz.local_to_utc(p[1], self._zone(job))
-            elif clock_stepped_back and p[0] == cron.EVERY:
-                job["next"] = int(now) + p[1]
+            job["next"] = nextrun.retimed(self._specs[job["name"]], self._zone(job), job["next"], now,
+                                          clock_stepped_back)
         self._save_logged()
         self._wake.set()
-
-    def set_tz(self, zone):
-        """Make zone (a POSIX TZ string) the device timezone, saved in tz.json; ValueError if bad."""
-        from wisp import tz as posix_tz
-        posix_tz.parse(zone)
-        try:
-            store.save(TZ_STORE, {"tz": zone})
-        except OSError as e:
-            raise ValueError("could not save the timezone to flash: %s" % (e,))
-        self.dev.config["tz"] = zone
-        self.retime()
 
     def wake(self):
         """Look at the jobs now, e.g. right after NTP set the clock."""
@@ -160,9 +167,9 @@ class Scheduler:
                 except Exception as e:
                     self._log("schedule: job '%s' failed: %s" % (job["name"], e))
             if not due:
-                # cron, tz and civil are needed only while a job is added, fires or is retimed:
+                # the pure modules are needed only while a job is added, fires or is retimed:
                 # dropped before the sleep, they hold no heap between jobs (they reload in ms)
-                for name in ("wisp.cron", "wisp.tz", "wisp.civil"):
+                for name in _PURE:
                     unload(name)
                 try:
                     await asyncio.wait_for_ms(self._wake.wait(), self._delay_ms())
@@ -191,7 +198,7 @@ class Scheduler:
         so a crash while firing never runs a job twice."""
         if all(job["next"] > now for job in self._jobs):
             return []  # before the imports: nothing due, so cron and civil need not load
-        from wisp import civil, cron
+        from wisp import civil, cron, nextrun
         due, keep, changed = [], [], False
         for job in self._jobs:
             nxt = job["next"]
@@ -210,7 +217,7 @@ class Scheduler:
             if cron.one_shot(p):
                 changed = True
                 continue
-            job["next"] = self._after(job, p, now)
+            job["next"] = nextrun.following(p, self._zone(job), nxt, now)
             if job["next"] is None:
                 self._log("schedule: job '%s' never fires again; removed" % job["name"])
                 changed = True
@@ -239,7 +246,7 @@ class Scheduler:
                 d = min(d, self._saved_at + _SAVE_EVERY_S - now)
         return max(1, int(d * 1000) + 1)
 
-    # ---- next-run math ---------------------------------------------------------------------
+    # ---- time zones ------------------------------------------------------------------------
     def _zone(self, job):
         from wisp import tz as posix_tz
         s = (job and job.get("tz")) or self.dev.config.get("tz", "UTC0")
@@ -249,53 +256,6 @@ class Scheduler:
                 self._zones = {}
             z = self._zones[s] = posix_tz.parse(s)
         return z
-
-    def _first_run(self, job, p, now):
-        from wisp import cron
-        from wisp import tz as posix_tz
-        if p[0] == cron.AT:
-            u = posix_tz.local_to_utc(p[1], self._zone(job))
-            return u if u > now else None
-        if p[0] == cron.CRON:
-            return self._cron_after(job, p, now)
-        return int(now) + p[1]
-
-    def _after(self, job, p, now):
-        from wisp import cron
-        if p[0] == cron.EVERY:  # keep the phase: the first slot of the old grid after now
-            return job["next"] + (int(now - job["next"]) // p[1] + 1) * p[1]
-        return self._cron_after(job, p, now)
-
-    def _cron_after(self, job, p, after):
-        """UTC of the first cron match after UTC `after`. The search walks the stretches of
-        constant UTC offset, because the wall clock jumps at DST changes:
-        - spring forward: a match in the skipped hour runs shifted by the jump (02:30 -> 03:30);
-        - fall back: jobs with '*' hours run in both passes of the repeated hour (by the wall
-          clock); jobs pinned to an hour ran in the first pass and skip the second."""
-        from wisp import cron
-        from wisp import tz as posix_tz
-        z = self._zone(job)
-        seg = int(after)
-        off = posix_tz.offset(seg, z)[0]
-        from_local = seg + off
-        for _ in range(_SEGMENTS):
-            change = posix_tz.next_change(seg, z)
-            local = cron.next_fire(p, from_local)
-            if local is None:
-                return None
-            u = local - off
-            if change is None or u < change:
-                return u
-            off2 = posix_tz.offset(change, z)[0]
-            if off2 > off and local < change + off2:  # in the gap; unless the new stretch has an earlier match
-                nxt = cron.next_fire(p, change + off2 - 1)
-                return u if nxt is None else min(u, nxt - off2)
-            if off2 < off and not p[6] & cron.HOUR_STAR:
-                from_local = change + off - 1  # pinned: skip the repeated local times
-            else:
-                from_local = change + off2 - 1
-            seg, off = change, off2
-        return None
 
     # ---- storage ---------------------------------------------------------------------------
     def _find(self, name):

@@ -316,3 +316,16 @@ def test_time_tools_set_and_keep_the_timezone():
     rig.clock.t = 1000
     _eq(_tool(dev, "time_now")[:29], "Error: clock not set yet (no ")
     _clean()
+
+
+async def test_the_pure_schedule_modules_are_dropped_while_the_runner_sleeps():
+    import sys
+    _clean("pure")
+    rig = Rig("pure", Clock(T0))
+    rig.s.add("30 22 * * *", ROUTINE, "nightly")
+    if "wisp.nextrun" not in sys.modules:
+        raise Exception("add() should have used wisp.nextrun")
+    await rig.run_at(T0 + 60)
+    loaded = [m for m in ("wisp.nextrun", "wisp.cron", "wisp.tz", "wisp.civil") if m in sys.modules]
+    _eq(loaded, [], "modules held while nothing is due")
+    _clean("pure")

@@ -1,6 +1,6 @@
 # Time tools: the local time in the device's timezone, and setting that timezone (POSIX TZ string,
-# saved to tz.json; wisp/sched.py loads it at boot).
-from wisp import civil, sched, store
+# saved to tz.json by wisp/sched.py, which also loads it at boot).
+from wisp import civil, sched
 from wisp import tz as posix_tz
 
 _WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
@@ -31,12 +31,7 @@ async def time_now(dev, args):
 async def timezone_set(dev, args):
     zone = args["tz"].strip()
     try:
-        if getattr(dev, "sched", None):
-            dev.sched.set_tz(zone)  # saves tz.json; cron and `at` jobs follow the new wall clock
-        else:
-            posix_tz.parse(zone)
-            store.save(sched.TZ_STORE, {"tz": zone})
-            dev.config["tz"] = zone
-    except (ValueError, OSError) as e:
+        sched.set_device_tz(dev, zone)
+    except ValueError as e:
         return "Error: %s" % e
     return "ok: timezone %s; local time %s" % (zone, _local_text(_now(dev), zone))

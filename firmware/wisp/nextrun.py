@@ -1,0 +1,73 @@
+# When a job runs next, in UTC: a parsed spec (wisp/cron.py) on the wall clock of a time zone
+# with DST (wisp/tz.py). Pure functions, no state and no I/O, like cron.py; property-tested
+# against a minute-by-minute walk (tests/props/test_nextrun_props.py). The runner that keeps
+# the jobs and sleeps is wisp/sched.py. z: a parsed zone (tz.parse); times are seconds since 1970.
+from micropython import const
+
+from wisp import cron
+from wisp import tz as posix_tz
+
+_SEGMENTS = const(24)  # DST stretches a cron search may cross (8 years of "29 Feb" = 16 changes)
+
+
+def first(p, z, now):
+    """The first run of a new job after UTC now, or None (an `at` time already past, a cron
+    date that never comes)."""
+    kind = p[cron.KIND]
+    if kind == cron.AT:
+        u = posix_tz.local_to_utc(p[cron.VALUE], z)
+        return u if u > now else None
+    if kind == cron.CRON:
+        return cron_after(p, z, now)
+    return int(now) + p[cron.VALUE]
+
+
+def following(p, z, last, now):
+    """The run after the one due at UTC `last`, seen at UTC now (a repeating spec)."""
+    if p[cron.KIND] == cron.EVERY:  # keep the phase: the first slot of the old grid after now
+        every = p[cron.VALUE]
+        return last + (int(now - last) // every + 1) * every
+    return cron_after(p, z, now)
+
+
+def retimed(p, z, nxt, now, clock_stepped_back=False):
+    """A job's next run after its zone changed, or after the clock stepped back."""
+    kind = p[cron.KIND]
+    if kind == cron.CRON:
+        return cron_after(p, z, now) or nxt
+    if kind == cron.AT:  # the same wall-clock time in the new zone
+        return posix_tz.local_to_utc(p[cron.VALUE], z)
+    if clock_stepped_back and kind == cron.EVERY:
+        return int(now) + p[cron.VALUE]
+    return nxt
+
+
+def cron_after(p, z, after):
+    """UTC of the first cron match after UTC `after`, or None. The search walks the stretches
+    of constant UTC offset, because the wall clock jumps at DST changes:
+    - spring forward: a match in the skipped hour runs shifted by the jump (02:30 -> 03:30);
+    - fall back: jobs with '*' hours run in both passes of the repeated hour (by the wall
+      clock); jobs pinned to an hour ran in the first pass and skip the second.
+    Changes at or before `after` are history: a search that starts inside a repeated hour runs
+    what the wall clock still shows."""
+    seg = int(after)
+    off = posix_tz.offset(seg, z)[0]
+    from_local = seg + off
+    for _ in range(_SEGMENTS):
+        change = posix_tz.next_change(seg, z)
+        local = cron.next_fire(p, from_local)
+        if local is None:
+            return None
+        u = local - off
+        if change is None or u < change:
+            return u
+        off2 = posix_tz.offset(change, z)[0]
+        if off2 > off and local < change + off2:  # in the gap; unless the new stretch has an earlier match
+            nxt = cron.next_fire(p, change + off2 - 1)
+            return u if nxt is None else min(u, nxt - off2)
+        if off2 < off and cron.pinned_hour(p):
+            from_local = change + off - 1  # pinned: skip the repeated local times
+        else:
+            from_local = change + off2 - 1
+        seg, off = change, off2
+    return None
