@@ -294,7 +294,7 @@ def cmd_deploy(args):
         return 0
     identity = None if args.no_wait else deploy.board_identity(args.port)
     if identity is None:
-        deploy.soft_reset(args.port)
+        repl.soft_reset(args.port)
         print("wisp: soft-reset" + ("" if args.no_wait else "; the board has no readable config.json, so "
                                     "whether it came back online is not checked"))
         return 0
@@ -304,7 +304,7 @@ def cmd_deploy(args):
         with Listener(host, port, [f"wisp/{dev_id}/status"], name="deploy", login=resolve_login(args.fleet)) as lis:
             deploy.reset_and_wait_online(args.port, dev_id, lis, timeout_s=args.wait)
     except BrokerUnreachable as e:
-        deploy.soft_reset(args.port)
+        repl.soft_reset(args.port)
         print(f"wisp: soft-reset; whether '{dev_id}' came back is not checked: {e} (--no-wait skips the check)")
         return 1
     print(f"wisp: soft-reset; '{dev_id}' is back online on {host}:{port}")
@@ -343,10 +343,10 @@ def cmd_provision(args):
 def cmd_repl(args):
     from tools import repl
     if args.exec is not None:
-        rc, out = repl.run_code(args.port, args.exec)
+        rc, out = repl.run_code(args.port, args.exec, resume=not args.stay)
         sys.stdout.write(out)
         return rc
-    return repl.interactive(args.port)
+    return repl.interactive(args.port, resume=not args.stay)
 
 
 def add_device_args(p):
@@ -491,6 +491,8 @@ def build_parser():
                                     "r.status()`. Ctrl-D soft-resets, Ctrl-] leaves.")
     rp.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0 or .wisp/devices/dev1.tty")
     rp.add_argument("--exec", metavar="CODE", help="run CODE on the board, print its output and exit")
+    rp.add_argument("--stay", action="store_true",
+                    help="leave the agent stopped afterwards (default: a soft reset restarts it)")
     rp.set_defaults(func=cmd_repl)
     return p
 
@@ -500,10 +502,12 @@ def user_errors():
     from tools.boards import BoardError
     from tools.deploy import DeployError
     from tools.flash import FlashError
+    from tools.repl import ConsoleError
     from tools.image import ImageError
     from tools.provision import ProvisionError
     from tools.vdev import VdevError
-    return (ValueError, FileNotFoundError, BoardError, DeployError, FlashError, ImageError, ProvisionError, VdevError)
+    return (ValueError, FileNotFoundError, BoardError, ConsoleError, DeployError, FlashError, ImageError,
+            ProvisionError, VdevError)
 
 
 def main(argv=None):

@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tools import repl
 from tools.image import DEFAULT_MARCH, stage_firmware
 from tools.paths import FIRMWARE
 
 MPREMOTE_TIMEOUT_S = 120     # copying a full firmware at 115200 baud takes ~20 s
-RESET_SETTLE_S = 0.2         # let the friendly REPL print its prompt before Ctrl-D
 PACKAGE_DIR = "wisp"         # only files under here are ever removed from the board
 BACK_ONLINE_TIMEOUT_S = 60   # boot, Wi-Fi, NTP and the broker: a board takes ~5-15 s
 RETAINED_WAIT_S = 0.5        # retained messages arrive right after subscribing
@@ -141,7 +141,7 @@ def deploy(port, config=None, prune=True, reset=True, mp_version=None, march=DEF
         result.copied, result.removed = copy, remove
         result.bytes_copied = sum((stage.root / rel).stat().st_size for rel in copy)
     if reset:
-        soft_reset(port)
+        repl.soft_reset(port)
     return result
 
 
@@ -164,7 +164,7 @@ def reset_and_wait_online(port, dev_id, listener, timeout_s=BACK_ONLINE_TIMEOUT_
     status_topic = f"wisp/{dev_id}/status"
     while listener.get(RETAINED_WAIT_S) is not None:
         pass                                # the retained status of before the reset
-    soft_reset(port)
+    repl.soft_reset(port)
     deadline = time.monotonic() + timeout_s
     while (msg := listener.get(deadline - time.monotonic())) is not None:
         topic, payload, retained = msg
@@ -182,15 +182,3 @@ def _state(payload):
     return body.get("state") if isinstance(body, dict) else None
 
 
-def soft_reset(port):
-    """Ctrl-B (leave raw REPL) then Ctrl-D at the friendly REPL: the board reboots into main.py."""
-    import serial  # pyserial comes with mpremote and esptool
-    try:
-        with serial.Serial(port, 115200, timeout=1) as s:
-            s.write(b"\r\x02")
-            time.sleep(RESET_SETTLE_S)
-            s.write(b"\x04")
-            s.flush()
-            time.sleep(RESET_SETTLE_S)
-    except serial.SerialException as e:
-        raise DeployError(f"could not soft-reset the board on {port}: {e}") from None

@@ -1,9 +1,19 @@
-"""`wisp repl`: the board's (or a virtual device's) serial REPL through mpremote."""
+"""`wisp repl`: the board's (or a virtual device's) serial REPL through mpremote.
+
+Attaching interrupts the running agent (mpremote sends Ctrl-C); the firmware then drops its broker
+link so its status turns offline at once. When the session ends, a soft reset (Ctrl-D) boots the
+agent again, unless the user asked to stay (`--stay`: the board waits at its REPL)."""
 import os
 import subprocess
 import sys
+import time
 
 EXEC_TIMEOUT_S = 30
+RESET_SETTLE_S = 0.2         # let the friendly REPL print its prompt before Ctrl-D
+
+
+class ConsoleError(Exception):
+    pass
 
 
 def repl_cmd(port):
@@ -18,20 +28,42 @@ def check_port(port):
                                     "(`ls /dev/ttyUSB* /dev/ttyACM*` lists candidates)")
 
 
-def interactive(port):
-    """Hand the terminal to mpremote's REPL; Ctrl-] leaves it."""
+def interactive(port, resume=True):
+    """Hand the terminal to mpremote's REPL; Ctrl-] leaves it (and restarts the agent if `resume`)."""
     check_port(port)
-    print(f"wisp: REPL on {port}; Ctrl-C stops the running program, Ctrl-D soft-resets, Ctrl-] leaves",
+    then = "the agent restarts when you leave" if resume else "the agent stays stopped (--stay)"
+    print(f"wisp: REPL on {port}; Ctrl-C stops the running agent, Ctrl-D soft-resets, Ctrl-] leaves; {then}",
           file=sys.stderr, flush=True)
-    return subprocess.call(repl_cmd(port))
+    rc = subprocess.call(repl_cmd(port))
+    if resume:
+        soft_reset(port)
+    return rc
 
 
-def run_code(port, code, timeout=EXEC_TIMEOUT_S):
-    """Run `code` on the board and return (exit code, its printed output)."""
+def run_code(port, code, timeout=EXEC_TIMEOUT_S, resume=True):
+    """Run `code` on the board and return (exit code, its printed output); then restart the agent
+    with a soft reset, if `resume`."""
     check_port(port)
     cmd = [sys.executable, "-m", "mpremote", "connect", port, "resume", "exec", code]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return 1, f"no answer from {port} within {timeout} s"
+    finally:
+        if resume:
+            soft_reset(port)
     return done.returncode, done.stdout if done.returncode == 0 else (done.stdout + done.stderr)
+
+
+def soft_reset(port):
+    """Ctrl-B (leave raw REPL) then Ctrl-D at the friendly REPL: the board reboots into main.py."""
+    import serial  # pyserial comes with mpremote and esptool
+    try:
+        with serial.Serial(port, 115200, timeout=1) as s:
+            s.write(b"\r\x02")
+            time.sleep(RESET_SETTLE_S)
+            s.write(b"\x04")
+            s.flush()
+            time.sleep(RESET_SETTLE_S)
+    except serial.SerialException as e:
+        raise ConsoleError(f"could not soft-reset the board on {port}: {e}") from None

@@ -145,4 +145,7 @@ def start(config_path=config.DEFAULT_PATH):
     try:
         asyncio.run(main(config_path))
     except KeyboardInterrupt:  # Ctrl-C on the serial REPL: leave the user at the prompt
-        log("stopped by user; `from wisp import repl as r` then r.status()")
+        if device is not None:
+            device.link.abort()  # the broker announces us offline now, not a keepalive later
+        log("stopped by user: offline until Ctrl-D (soft reset) or r.resume(); "
+            "`from wisp import repl as r` then r.status()")

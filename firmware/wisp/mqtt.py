@@ -163,6 +163,10 @@ class MQTTClient:
         if w is not None:
             try:
                 w.close()
+                # MicroPython's Stream.close() only marks the stream; the socket itself closes in
+                # wait_closed(). Close it now: an ESP32 has ~10 sockets, and a dropped link must
+                # reach the broker at once (it then publishes our will).
+                w.s.close()
             except Exception:
                 pass
 
@@ -348,6 +352,11 @@ class MQTTClient:
             self._acks.pop(pid, None)  # a SUBACK that never came must not leave its entry behind
         if not self.up.is_set():
             raise MQTTError("link lost while subscribing")
+
+    def abort(self):
+        """Drop the connection without DISCONNECT, outside any event loop (Ctrl-C at the console):
+        the broker then publishes our will at once, so the status says offline while we are."""
+        self._close()
 
     async def stop(self):
         self._stop = True

@@ -1,6 +1,7 @@
 # Helpers for the serial REPL: `from wisp import repl as r`, then r.status(), r.ask("..."),
-# r.tools(), r.run("gpio_write", pin="porch_light", value=1), r.jobs(), r.mem(), r.log(20).
-# They work after Ctrl-C has stopped the agent: each call runs its own short event loop.
+# r.tools(), r.run("gpio_write", pin="porch_light", value=1), r.jobs(), r.mem(), r.log(20),
+# r.resume(). They work after Ctrl-C has stopped the agent: each call runs its own short event
+# loop. The agent stays stopped (and offline) until r.resume() or Ctrl-D.
 import asyncio
 import gc
 
@@ -40,10 +41,24 @@ def tools():
     unload("wisp.tools.manifest")
 
 
-def run(name, **args):
+def run(*call, **args):
+    """r.run("gpio_write", pin="porch_light", value=1); the tool's own `name` argument works too
+    (r.run("routine_run", name="evening")), and so does a dict: r.run("x", {"name": "y"})."""
+    if not call or not isinstance(call[0], str) or len(call) > 2:
+        print('usage: r.run("tool_name", arg=value, ...) or r.run("tool_name", {"arg": value})')
+        return
+    if len(call) == 2:
+        args.update(call[1])
     dev, _agent = _device()
-    result = asyncio.run(registry.run(dev, name, args))
-    print(result)
+    print(asyncio.run(registry.run(dev, call[0], args)))
+
+
+def resume():
+    """Start the agent again, as at boot (Ctrl-C stops it again)."""
+    import wisp.app
+    asyncio.new_event_loop()  # drop the tasks Ctrl-C left behind in the old loop
+    wisp.app.device = None    # a fresh build: config, pins and state as the board would read them
+    wisp.app.start()
 
 
 def ask(text, timeout_ms=ASK_TIMEOUT_MS):

@@ -128,3 +128,26 @@ def read_until(fd, marker, timeout):
             except OSError:
                 break
     return buf
+
+
+def test_console_access_turns_the_status_offline_and_leaving_restarts_the_agent(tmp_path, broker, probe):
+    dev_id = "con" + secrets.token_hex(3)
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "config.json").write_text(json.dumps({"id": dev_id, "broker": {"host": broker.host,
+                                                                            "port": broker.port}, "pins": {}}))
+    status = f"wisp/{dev_id}/status"
+    with vdev.start(flash, main=str(FIRMWARE / "main.py"), pythonpath=[FIRMWARE]) as d:
+        probe.wait_for(status, lambda p: p.get("state") == "online", timeout=10)
+        done = subprocess.run([sys.executable, "-m", "tools.cli", "repl", "--port", d.tty, "--stay", "--exec",
+                               "from wisp import repl as r\nr.status()\nr.run('routine_run', name='nope')"],
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "link down" in done.stdout                       # what r.status() says is true
+        assert "TypeError" not in done.stdout and "nope" in done.stdout   # a tool's own `name` argument
+        # the broker says offline at once (the link was dropped), not a keepalive (~48 s) later
+        probe.wait_for(status, lambda p: p.get("state") == "offline", timeout=5)
+        probe.seen.clear()
+        rc, out = repl_exec(d.tty, "print('bye')")              # leaving without --stay: a soft reset
+        assert rc == 0 and "bye" in out
+        probe.wait_for(status, lambda p: p.get("state") == "online", timeout=15)
