@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import threading
 import time
 from collections.abc import Callable
 
@@ -17,7 +16,6 @@ from bridge import protocol
 from bridge.config import BridgeConfig
 from bridge.cost import CostStore
 from bridge.dedupe import Dedupe
-from bridge.events import EventHub
 from bridge.fleet import FLEET_TOPICS, Fleet
 from bridge.handler import HandlerContext, handle_llm_request, refuse_llm_request
 from bridge.manifests import ManifestCache
@@ -26,6 +24,8 @@ from bridge.mqtt_link import MqttLink
 from bridge.providers import provider_factory
 from bridge.reasons import Failure, Reason
 from bridge.router import Router
+from bridge.web.events import EventHub
+from bridge.web.server import make_app, start
 
 log = logging.getLogger("wisp.bridge")
 
@@ -68,14 +68,11 @@ class Bridge:
                 self.ctx = HandlerContext(cfg, self.manifests, link.publish, self.router, costs, Dedupe(),
                                           on_outcome=[self.metrics.round_finished, self._tier_event])
                 if serve_http:
-                    from bridge.http_api import start_http  # aiohttp.web only when the endpoint is on
-                    from bridge.rest_api import add_rest_api
-                    http_runner, self.http_url = await start_http(
-                        self.router, costs, cfg.http, extend=lambda app: add_rest_api(
-                            app, fleet=self.fleet, hub=self.events, metrics=self.metrics, router=self.router,
-                            costs=costs))
-                    log.info("dashboard and REST API on %s/ (token: WISP_API_TOKEN)",
-                             self.http_url.removesuffix("/v1"))
+                    app = make_app(token=cfg.http.token, router=self.router, costs=costs, fleet=self.fleet,
+                                   hub=self.events, metrics=self.metrics)
+                    http_runner, base_url = await start(app, cfg.http.host, cfg.http.port)
+                    self.http_url = base_url + "/v1"
+                    log.info("dashboard and REST API on %s/ (token: WISP_API_TOKEN)", base_url)
                 elif cfg.http.enabled:
                     log.info("HTTP server (/v1, REST API, dashboard) off: set WISP_API_TOKEN (or [http] token)")
                 link.start()
@@ -147,32 +144,3 @@ async def serve(config: BridgeConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     await Bridge(config).run(stop)
 
-
-class BridgeThread:
-    """A bridge on its own event loop in a background thread, for tests and tools that embed one."""
-
-    def __init__(self, config: BridgeConfig, max_in_flight: int = MAX_IN_FLIGHT):
-        self.bridge = Bridge(config, max_in_flight)
-        self._loop = asyncio.new_event_loop()
-        self._stop = asyncio.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="wisp-bridge", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self._loop.run_until_complete(self.bridge.run(self._stop, on_ready=self._ready.set))
-        finally:
-            self._loop.close()
-
-    def start(self, timeout_s: float = 10.0) -> BridgeThread:
-        """Returns once subscribed, so requests published afterwards are not missed."""
-        self._thread.start()
-        if not self._ready.wait(timeout_s):
-            self.stop()
-            raise RuntimeError(f"bridge did not subscribe within {timeout_s} s")
-        return self
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(timeout_s)

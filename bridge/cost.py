@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from bridge.config import CostConfig
 from bridge.outcome import Outcome
@@ -25,6 +26,15 @@ CREATE TABLE IF NOT EXISTS usage (
   tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, cost_usd REAL NOT NULL, estimated INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS usage_device_day ON usage (device, day);
 """
+
+
+class Totals(NamedTuple):
+    """One day's usage of one device or tier."""
+    key: str
+    requests: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
 
 
 def utc_day(ts: float | None = None) -> str:
@@ -87,14 +97,43 @@ class CostStore:
         return (f"daily budget of ${budget:.2f} for device {device} is used up (${spent:.4f} spent today); "
                 "it resets at 00:00 UTC")
 
-    def totals(self, by: str = "device", day: str | None = None) -> list[tuple]:
-        """(key, requests, tokens_in, tokens_out, cost_usd) per device or tier; reads what is committed."""
+    def totals(self, by: str = "device", day: str | None = None) -> list[Totals]:
+        """Usage per device or tier on one UTC day (today by default); reads what is committed."""
         col = {"device": "device", "tier": "tier"}[by]
         with self._connect() as db:
             rows = db.execute(f"SELECT {col}, COUNT(*), SUM(tokens_in), SUM(tokens_out), SUM(cost_usd) FROM usage "
                               "WHERE day = ? GROUP BY 1 ORDER BY 1", (day or utc_day(),)).fetchall()
         db.close()
-        return rows
+        return [Totals(*row) for row in rows]
+
+    def usage_report(self, day: str, days: int) -> dict:
+        """GET /api/usage: tokens and cost per device and tier on `day`, and per day over the `days` up to it."""
+        self.flush()  # what was recorded a moment ago is in the file
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = db.execute("SELECT device, tier, COUNT(*), SUM(tokens_in), SUM(tokens_out), SUM(cost_usd) "
+                              "FROM usage WHERE day = ? GROUP BY 1, 2 ORDER BY 1, 2", (day,)).fetchall()
+            daily = db.execute("SELECT day, COUNT(*), SUM(cost_usd) FROM usage WHERE day <= ? "
+                               "AND day > date(?, ?) GROUP BY 1 ORDER BY 1", (day, day, f"-{days} days")).fetchall()
+        finally:
+            db.close()
+        by_device: dict[str, dict] = {}
+        by_tier: dict[str, dict] = {}
+        for device, tier, n, t_in, t_out, usd in rows:
+            for table, key in ((by_device, device), (by_tier, tier)):
+                agg = table.setdefault(key, {"requests": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0})
+                agg["requests"] += n
+                agg["tokens_in"] += t_in
+                agg["tokens_out"] += t_out
+                agg["cost_usd"] += usd
+        for device, agg in by_device.items():
+            agg["budget_usd"] = self.cfg.budget_for(device) or None
+        return {"day": day,
+                "rows": [{"device": d, "tier": t, "requests": n, "tokens_in": i, "tokens_out": o, "cost_usd": usd}
+                         for d, t, n, i, o, usd in rows],
+                "by_device": by_device, "by_tier": by_tier,
+                "total_usd": sum(a["cost_usd"] for a in by_tier.values()),
+                "daily": [{"day": d, "requests": n, "cost_usd": usd} for d, n, usd in daily]}
 
     def flush(self, timeout_s: float = 5.0) -> None:
         """Wait until everything recorded so far is committed (tests, shutdown)."""

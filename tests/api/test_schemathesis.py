@@ -50,7 +50,7 @@ def fuzz(stack, op, mode, device):
 
 def test_no_generated_request_gets_a_server_error(stack, operations):
     started, statuses = time.monotonic(), []
-    assert len(operations) >= 12  # every route of bridge/rest_api.py is described
+    assert len(operations) >= 12  # every REST route of bridge/web/routes.py is described
     for op in operations:
         for mode in MODES:
             for device in (None, DEV):  # random ids (mostly 404) and the real device

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bridge.app import BridgeThread
 from bridge.config import HttpConfig, Tier
-from tests.bridge.harness import config
+from tests.bridge.harness import BridgeThread, config
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tools import sim
 

@@ -1,12 +1,15 @@
-"""Shared plumbing for bridge tests: fake tiers over real HTTP, configs, and a bridge context driven in-process."""
+"""Shared plumbing for bridge tests: fake tiers over real HTTP, configs, a bridge context driven in-process, and a
+whole bridge in a background thread."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import threading
 
 import aiohttp
 
+from bridge.app import MAX_IN_FLIGHT, Bridge
 from bridge.config import BridgeConfig, CostConfig, RoutingConfig, Tier
 from bridge.cost import CostStore
 from bridge.dedupe import Dedupe
@@ -86,3 +89,33 @@ async def ask(ctx: HandlerContext, req_id: str, device_id: str = "dev1", **extra
 
 def run(coro):
     return asyncio.run(coro)
+
+
+class BridgeThread:
+    """A bridge on its own event loop in a background thread, driven by a test over the real broker."""
+
+    def __init__(self, config: BridgeConfig, max_in_flight: int = MAX_IN_FLIGHT):
+        self.bridge = Bridge(config, max_in_flight)
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wisp-bridge", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._loop.run_until_complete(self.bridge.run(self._stop, on_ready=self._ready.set))
+        finally:
+            self._loop.close()
+
+    def start(self, timeout_s: float = 10.0) -> BridgeThread:
+        """Returns once subscribed, so requests published afterwards are not missed."""
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            self.stop()
+            raise RuntimeError(f"bridge did not subscribe within {timeout_s} s")
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(timeout_s)

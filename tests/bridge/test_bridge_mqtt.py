@@ -16,9 +16,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from bridge.app import BridgeThread
 from bridge.config import load_config
 from bridge.manifests import openai_tools
+from tests.bridge.harness import BridgeThread
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tools.broker import start_mosquitto
 

@@ -6,8 +6,8 @@ import urllib.request
 import openai
 import pytest
 
-from bridge.app import BridgeThread
 from bridge.config import BridgeConfig, CostConfig, HttpConfig, Tier
+from tests.bridge.harness import BridgeThread
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tools.broker import start_mosquitto
 

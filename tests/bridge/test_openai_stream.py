@@ -10,8 +10,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bridge.providers.openai_compat import (OpenAICompatProvider, ProviderError, SSEDecoder, StreamEvent,
-                                            ToolCallAssembler)
+from bridge.providers.openai_compat import (
+    OpenAICompatProvider,
+    ProviderError,
+    SSEDecoder,
+    StreamEvent,
+    ToolCallAssembler,
+)
 from tests.fakes.openai_server import FakeOpenAI, Reply
 
 MESSAGES = [{"role": "system", "content": "You are wisp."}, {"role": "user", "content": "Turn on the porch light"}]

@@ -7,12 +7,11 @@ import logging
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from bridge.events import CLIENT_QUEUE_MAX, EventHub
 from bridge.fleet import Fleet
-from bridge.openapi import spec
-from bridge.rest_api import add_rest_api
+from bridge.web.events import CLIENT_QUEUE_MAX, EventHub
+from bridge.web.openapi import spec
+from bridge.web.server import make_app
 from tests.bridge.apistack import AUTH, TOKEN, ApiStack
 from tests.support import Probe
 
@@ -264,8 +263,7 @@ def test_a_slow_event_client_loses_events_and_is_told_how_many():
 
 
 def test_every_route_is_described_in_the_openapi_document():
-    app = web.Application()
-    add_rest_api(app, fleet=None, hub=None, metrics=None, router=None, costs=None)
+    app = make_app(token=TOKEN, router=None, costs=None, fleet=None, hub=None, metrics=None)
     routes = {(r.method, r.resource.canonical) for r in app.router.routes()
               if r.resource.canonical.startswith(("/api/", "/metrics")) and r.method != "HEAD"}
     routes.discard(("GET", "/api/openapi.json"))

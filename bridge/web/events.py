@@ -11,6 +11,8 @@ import time
 
 from aiohttp import WSMsgType, web
 
+from bridge.web.errors import error
+
 log = logging.getLogger("wisp.bridge.events")
 
 CLIENT_QUEUE_MAX = 256  # events buffered per client; beyond it new events are dropped for that client
@@ -57,7 +59,6 @@ class EventHub:
 async def serve_events(request: web.Request, hub: EventHub, device: str | None) -> web.StreamResponse:
     client = hub.subscribe(device)
     if client is None:
-        from bridge.http_api import error
         return error(503, f"too many event clients ({MAX_CLIENTS}); close another dashboard tab")
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
     try:

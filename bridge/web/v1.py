@@ -1,11 +1,10 @@
-"""OpenAI-compatible HTTP endpoint on the bridge: POST /v1/chat/completions (streamed or not, tools passed
-through) and GET /v1/models through the same router as device requests; GET /v1/wisp/stats shows the live
-tier statistics. Bearer-token auth; every error is an OpenAI-style JSON body, never a bare 500.
+"""The OpenAI-compatible endpoint: POST /v1/chat/completions (streamed or not, tools passed through) and
+GET /v1/models through the same router as device requests; GET /v1/wisp/stats shows the live tier statistics.
+Every error is an OpenAI-style JSON body.
 """
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import time
@@ -13,49 +12,28 @@ import uuid
 
 from aiohttp import web
 
-from bridge.config import REQUEST_CLASSES, HttpConfig
+from bridge.config import REQUEST_CLASSES
 from bridge.hedge import RESET, stream_turn
 from bridge.reasons import Failure, Reason
+from bridge.web.errors import MAX_BODY_BYTES, error
+from bridge.web.keys import COSTS, ROUTER
 
 log = logging.getLogger("wisp.bridge.http")
 
 HTTP_DEADLINE_S = 120.0  # one completion, end to end: HTTP clients have no budget_ms
-MAX_BODY_BYTES = 1024 * 1024
 API_DEVICE = "http-api"  # the cost store's "device" for requests made over /v1
 _STATUS = {Reason.TIMEOUT: 504, Reason.UNAVAILABLE: 503}  # HTTP status per failure; any other is a bad gateway
-_ROUTER, _COSTS, _TOKEN = web.AppKey("router", object), web.AppKey("costs", object), web.AppKey("token", str)
-PUBLIC = web.AppKey("public", object)  # request -> bool: served without a token (the dashboard's own files)
 
 
-def error(status: int, message: str, etype: str = "invalid_request_error", code: str | None = None) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": etype, "param": None, "code": code}},
-                             status=status)
-
-
-@web.middleware
-async def _auth(request: web.Request, handler):
-    public = request.app.get(PUBLIC)
-    if public and public(request):
-        return await handler(request)
-    given = request.headers.get("Authorization", "")
-    if not given and request.headers.get("Upgrade", "").lower() == "websocket":
-        # Browsers cannot set headers on a WebSocket: there the token may come as ?access_token=
-        given = "Bearer " + request.query.get("access_token", "")
-    if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(), request.app[_TOKEN].encode()):
-        return error(401, "missing or wrong API token: send 'Authorization: Bearer <WISP_API_TOKEN>'",
-                     code="invalid_api_key")
-    return await handler(request)
-
-
-async def _models(request: web.Request) -> web.Response:
-    router = request.app[_ROUTER]
+async def models(request: web.Request) -> web.Response:
+    router = request.app[ROUTER]
     ids = [*REQUEST_CLASSES, *router.config.tiers]
     return web.json_response({"object": "list", "data": [
         {"id": i, "object": "model", "created": 0, "owned_by": "wisp"} for i in ids]})
 
 
-async def _stats(request: web.Request) -> web.Response:
-    return web.json_response(request.app[_ROUTER].snapshot())
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[ROUTER].snapshot())
 
 
 def _read(body: object) -> tuple[dict | None, str | None]:
@@ -72,8 +50,8 @@ def _read(body: object) -> tuple[dict | None, str | None]:
     return body, None
 
 
-async def _chat(request: web.Request) -> web.StreamResponse:
-    router, costs = request.app[_ROUTER], request.app[_COSTS]
+async def chat(request: web.Request) -> web.StreamResponse:
+    router, costs = request.app[ROUTER], request.app[COSTS]
     if request.content_length and request.content_length > MAX_BODY_BYTES:
         return error(413, f"request body over {MAX_BODY_BYTES} bytes")
     try:
@@ -192,21 +170,3 @@ class _Reply:
         await self.resp.write_eof()
         return self.resp
 
-
-async def start_http(router, costs, cfg: HttpConfig, extend=None) -> tuple[web.AppRunner, str]:
-    """Serve /v1 on cfg.host:cfg.port; returns the runner (cleanup() stops it) and the base URL.
-    extend(app), if given, adds more routes (the REST API and dashboard) behind the same token check."""
-    app = web.Application(middlewares=[_auth], client_max_size=MAX_BODY_BYTES)
-    app[_ROUTER], app[_COSTS], app[_TOKEN] = router, costs, cfg.token
-    app.router.add_post("/v1/chat/completions", _chat)
-    app.router.add_get("/v1/models", _models)
-    app.router.add_get("/v1/wisp/stats", _stats)
-    if extend:
-        extend(app)
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, cfg.host, cfg.port).start()
-    port = runner.addresses[0][1]
-    url = f"http://{cfg.host}:{port}/v1"
-    log.info("HTTP /v1 endpoint on %s", url)
-    return runner, url

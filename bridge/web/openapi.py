@@ -1,5 +1,5 @@
-"""The OpenAPI 3 description of the bridge's REST API (served at GET /api/openapi.json). Kept beside
-bridge/rest_api.py: a route added there is described here; tests/bridge/test_rest_api.py checks both agree.
+"""The OpenAPI 3 description of the bridge's REST API (served at GET /api/openapi.json). A route added to
+routes.py is described here; tests/bridge/test_rest_api.py checks both agree.
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ _PIN = _obj({"name": _S, "mode": {"type": "string", "description": "out, in, pwm
              "state": {"description": "\"ON\"/\"OFF\", a number, or a sensor reading object", "nullable": True}})
 _CMD_RESULT = _obj({"tool": _S, "id": _S, "ok": _B, "result": {"type": "string", "description": "the tool's "
                     "one-line result; errors start with 'Error:'"}})
-_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": protocol.DEVICE_ID_PATTERN},
-       "description": "device id"}
+_ID = {"name": "id", "in": "path", "required": True,
+       "schema": {"type": "string", "pattern": protocol.DEVICE_ID_PATTERN}, "description": "device id"}
 
 
 def _err(*codes: int) -> dict:
@@ -54,7 +54,7 @@ def _listing(what: str, tool: str) -> dict:
 
 @lru_cache(maxsize=1)
 def spec() -> dict:
-    timeout = {"type": "number", "minimum": 1, "maximum": 120}  # rest_api.MIN_TIMEOUT_S .. MAX_TIMEOUT_S
+    timeout = {"type": "number", "minimum": 1, "maximum": 120}  # rest.MIN_TIMEOUT_S .. MAX_TIMEOUT_S
     return {
         "openapi": "3.0.3",
         "info": {"title": "wisp bridge API", "version": "1",
@@ -76,7 +76,8 @@ def spec() -> dict:
             "/api/devices/{id}/ask": {"post": {
                 "summary": "Ask the device in words and wait for its reply",
                 "parameters": [_ID],
-                "requestBody": _body(_obj({"text": {"type": "string", "minLength": 1, "maxLength": protocol.MAX_ASK_TEXT},
+                "requestBody": _body(_obj({"text": {"type": "string", "minLength": 1,
+                                                    "maxLength": protocol.MAX_ASK_TEXT},
                                            "timeout_s": {**timeout, "default": 40}}, ["text"])),
                 "responses": {**_ok(_obj({"id": _S, "ok": _B, "text": _S, "path": _S, "tier": _NULLABLE_S,
                                           "ms": _I})), **_err(400, 401, 404, 409, 429, 504)}}},

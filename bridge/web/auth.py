@@ -1,0 +1,29 @@
+"""The bearer-token check in front of every path but the dashboard's own files and the API description."""
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+from bridge.web.errors import error
+from bridge.web.keys import TOKEN
+
+
+def is_public(request: web.Request) -> bool:
+    """The dashboard's files carry no data (it asks for the token itself); the API description is public too."""
+    return request.method in ("GET", "HEAD") and (
+        request.path in ("/", "/api/openapi.json") or request.path.startswith("/static/"))
+
+
+@web.middleware
+async def auth(request: web.Request, handler):
+    if is_public(request):
+        return await handler(request)
+    given = request.headers.get("Authorization", "")
+    if not given and request.headers.get("Upgrade", "").lower() == "websocket":
+        # Browsers cannot set headers on a WebSocket: there the token may come as ?access_token=
+        given = "Bearer " + request.query.get("access_token", "")
+    if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(), request.app[TOKEN].encode()):
+        return error(401, "missing or wrong API token: send 'Authorization: Bearer <WISP_API_TOKEN>'",
+                     code="invalid_api_key")
+    return await handler(request)

@@ -1,0 +1,17 @@
+"""Typed state of the bridge's aiohttp app: what the views read from request.app."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from bridge.cost import CostStore
+from bridge.fleet import Fleet
+from bridge.metrics import Metrics
+from bridge.router import Router
+from bridge.web.events import EventHub
+
+ROUTER = web.AppKey("router", Router)
+COSTS = web.AppKey("costs", CostStore)
+FLEET = web.AppKey("fleet", Fleet)
+HUB = web.AppKey("hub", EventHub)
+METRICS = web.AppKey("metrics", Metrics)
+TOKEN = web.AppKey("token", str)  # the bearer token every non-public path needs

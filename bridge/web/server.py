@@ -1,0 +1,39 @@
+"""The app factory: one aiohttp app with every route (routes.py), its typed state (keys.py) and the middlewares
+(auth.py: the token check; errors.py: JSON errors); start() serves it."""
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from bridge.cost import CostStore
+from bridge.fleet import Fleet
+from bridge.metrics import Metrics
+from bridge.router import Router
+from bridge.web import keys
+from bridge.web.auth import auth
+from bridge.web.errors import MAX_BODY_BYTES, json_errors
+from bridge.web.events import EventHub
+from bridge.web.routes import ROUTES
+
+log = logging.getLogger("wisp.bridge.http")
+
+
+def make_app(*, token: str, router: Router, costs: CostStore, fleet: Fleet, hub: EventHub,
+             metrics: Metrics) -> web.Application:
+    # auth first: a request without the token learns nothing, not even which paths exist
+    app = web.Application(middlewares=[auth, json_errors], client_max_size=MAX_BODY_BYTES)
+    app[keys.TOKEN], app[keys.ROUTER], app[keys.COSTS] = token, router, costs
+    app[keys.FLEET], app[keys.HUB], app[keys.METRICS] = fleet, hub, metrics
+    app.add_routes(ROUTES)
+    return app
+
+
+async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
+    """Serve app on host:port (0: any free port); returns the runner (cleanup() stops it) and the base URL."""
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    url = f"http://{host}:{runner.addresses[0][1]}"
+    log.info("HTTP server on %s (/v1, REST API, dashboard)", url)
+    return runner, url
