@@ -1,7 +1,9 @@
 """Collect tests/firmware/mp_test_*.py and run them on the real MicroPython unix port.
 
-Each file runs once in its own micropython process (cwd: a fresh temp dir that acts as the
-device's flash root); each of its test_* functions becomes one pytest item. A file that
+Each file runs once in its own micropython process (cwd: a fresh temp dir); each of its test_*
+functions becomes one pytest item and runs in its own empty directory under it, the device's
+flash root (tests/firmware/mprunner.py). Shared checks: mpcheck.py; the device builder:
+fakeboard.make_device. A file that
 mentions WISP_TEST_BROKER gets the run's mosquitto as host:port in that variable.
 """
 import ast

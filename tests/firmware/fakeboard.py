@@ -42,12 +42,24 @@ def json_or_text(p):
         return p
 
 
-def make_device(pins=PINS, dev_id="t1"):
+def make_device(pins=PINS, dev_id="t1", extra=None):
+    """The one device builder of the MicroPython tests: a Device on the simulated board (which
+    counts resets instead of ending the process) with a RecordingLink. extra: more config.
+    dev.logged: what pin setup logged."""
+    logged = []
     board = Board()
-    dev = Device({"id": dev_id, "broker": {"host": "x", "port": 1}, "pins": pins}, board,
-                 pins_mod.setup(pins, board, print))
+    board.exit_on_reset = False
+    cfg = {"id": dev_id, "broker": {"host": "x", "port": 1}, "pins": pins}
+    cfg.update(extra or {})
+    dev = Device(cfg, board, pins_mod.setup(pins, board, logged.append))
     dev.link = RecordingLink()
+    dev.logged = logged
     return dev
+
+
+def manifest(dev):
+    """The manifest the device publishes, decoded."""
+    return json.loads(dev.manifest())
 
 
 def run(coro):

@@ -3,10 +3,8 @@
 import json
 import os
 
-from fakeboard import RecordingLink
-from wisp import pins as pins_mod
-from wisp.device import Device
-from wisp.hal.sim import INPUTS_FILE, Board
+from fakeboard import make_device
+from wisp.hal.sim import INPUTS_FILE
 
 PINS = {"porch_light": {"pin": 5, "mode": "out", "min_interval_ms": 300},
         "heater": {"pin": 19, "mode": "out", "max_on_s": 0.3},
@@ -20,15 +18,7 @@ CONFIG = {"i2c": {"scl": 22, "sda": 21, "freq": 400000},
 
 
 def make(pins=PINS, extra=CONFIG, dev_id="t1"):
-    logged = []
-    board = Board()
-    board.exit_on_reset = False
-    cfg = {"id": dev_id, "broker": {"host": "x", "port": 1}}
-    cfg.update(extra)
-    dev = Device(cfg, board, pins_mod.setup(pins, board, logged.append))
-    dev.link = RecordingLink()
-    dev.logged = logged
-    return dev
+    return make_device(pins, dev_id, extra)
 
 
 def set_inputs(obj):
@@ -41,8 +31,3 @@ def set_inputs(obj):
         return
     with open(INPUTS_FILE, "w") as f:
         json.dump(obj, f)
-
-
-def check(cond, what):
-    if not cond:
-        raise Exception(what)

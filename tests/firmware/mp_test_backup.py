@@ -4,6 +4,7 @@ import json
 import os
 
 from fakeboard import make_device, run
+from mpcheck import eq
 from wisp import backup
 from wisp.memory import Memory
 from wisp.routines import Routines
@@ -48,11 +49,6 @@ def _files():
     return out
 
 
-def _check(got, want):
-    if got != want:
-        raise Exception("got %r, want %r" % (got, want))
-
-
 def _populate():
     _wipe()
     dev = _device()
@@ -67,23 +63,23 @@ def _populate():
 
 def test_export_then_restore_after_a_reflash_brings_everything_back():
     doc = json.loads(json.dumps(backup.export(_populate())))  # through JSON, as a user would keep it
-    _check(doc["v"], 1)
-    _check(doc["facts"], [["name", "Ada"], ["plants", 3]])
-    _check(sorted(j["name"] for j in doc["jobs"]), ["lights_out", "plants"])
+    eq(doc["v"], 1)
+    eq(doc["facts"], [["name", "Ada"], ["plants", 3]])
+    eq(sorted(j["name"] for j in doc["jobs"]), ["lights_out", "plants"])
     _wipe()  # the reflash
     dev = _device()
-    _check((dev.memory.items(), dev.routines.list(), dev.sched.jobs()), ([], [], []))
+    eq((dev.memory.items(), dev.routines.list(), dev.sched.jobs()), ([], [], []))
     summary = backup.restore(dev, doc)
-    _check(summary, "ok: restored 1 routines, tz CET-1CEST,M3.5.0,M10.5.0/3, 2 jobs, 2 facts")
+    eq(summary, "ok: restored 1 routines, tz CET-1CEST,M3.5.0,M10.5.0/3, 2 jobs, 2 facts")
     after = _device()  # and it is on flash, not just in RAM
-    _check(after.memory.items(), [("plants", 3), ("name", "Ada")])
-    _check(after.routines.get("night"), [{"tool": "gpio_write", "args": {"pin": "porch_light", "value": 0}}])
+    eq(after.memory.items(), [("plants", 3), ("name", "Ada")])
+    eq(after.routines.get("night"), [{"tool": "gpio_write", "args": {"pin": "porch_light", "value": 0}}])
     jobs = dict((j["name"], j) for j in after.sched.jobs())
-    _check((jobs["lights_out"]["spec"], jobs["lights_out"]["action"], jobs["lights_out"]["missed"]),
+    eq((jobs["lights_out"]["spec"], jobs["lights_out"]["action"], jobs["lights_out"]["missed"]),
            ("0 22 * * *", {"routine": "night"}, "once"))
-    _check(jobs["plants"]["action"], {"prompt": "water the plants?"})
-    _check(after.config["tz"], "CET-1CEST,M3.5.0,M10.5.0/3")
-    _check(jobs["lights_out"]["next"], NOW + 21 * 3600)  # 22:00 CET = 21:00 UTC
+    eq(jobs["plants"]["action"], {"prompt": "water the plants?"})
+    eq(after.config["tz"], "CET-1CEST,M3.5.0,M10.5.0/3")
+    eq(jobs["lights_out"]["next"], NOW + 21 * 3600)  # 22:00 CET = 21:00 UTC
 
 
 def _bad(doc, *fragments):
@@ -97,8 +93,8 @@ def _bad(doc, *fragments):
                 raise Exception("%r not in %r" % (frag, str(e)))
     else:
         raise Exception("restored %r" % (doc,))
-    _check((_files(), backup.export(dev)), before)
-    _check(backup.export(_device()), before[1])
+    eq((_files(), backup.export(dev)), before)
+    eq(backup.export(_device()), before[1])
 
 
 def test_a_bad_document_changes_nothing():
@@ -128,9 +124,9 @@ def test_a_part_that_fails_to_apply_is_rolled_back():
 
 def test_sections_left_out_are_left_alone():
     dev = _populate()
-    _check(backup.restore(dev, {"v": 1, "facts": [["only", "this"]]}), "ok: restored 1 facts")
-    _check(dev.memory.items(), [("only", "this")])
-    _check((dev.routines.list(), len(dev.sched.jobs())), (["night"], 2))
+    eq(backup.restore(dev, {"v": 1, "facts": [["only", "this"]]}), "ok: restored 1 facts")
+    eq(dev.memory.items(), [("only", "this")])
+    eq((dev.routines.list(), len(dev.sched.jobs())), (["night"], 2))
 
 
 def test_a_device_without_a_scheduler_exports_no_jobs_and_refuses_some():
@@ -139,7 +135,7 @@ def test_a_device_without_a_scheduler_exports_no_jobs_and_refuses_some():
     dev.memory = Memory()
     dev.routines = Routines(dev)
     doc = backup.export(dev)
-    _check((doc["jobs"], doc["facts"], doc["routines"]), ([], [], {}))
+    eq((doc["jobs"], doc["facts"], doc["routines"]), ([], [], {}))
     try:
         backup.restore(dev, dict(doc, jobs=[{"spec": "every 1h", "action": {"prompt": "hi"}}]))
     except ValueError as e:

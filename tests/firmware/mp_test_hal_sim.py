@@ -3,7 +3,8 @@
 import asyncio
 import sys
 
-from hwdevice import check, make, set_inputs
+from hwdevice import make, set_inputs
+from mpcheck import check
 from wisp import tools
 from wisp.hal import sim
 

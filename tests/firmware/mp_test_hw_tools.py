@@ -3,7 +3,9 @@
 import asyncio
 import json
 
-from hwdevice import check, make, set_inputs
+from fakeboard import manifest
+from hwdevice import make, set_inputs
+from mpcheck import check
 from wisp import limits, tools
 
 
@@ -190,7 +192,7 @@ async def test_publish_own_namespace_and_allowlist_only():
 
 def test_manifest_describes_every_hardware_tool_with_bounds():
     dev = make()
-    m = json.loads(dev.manifest())
+    m = manifest(dev)
     by_name = {t["name"]: t for t in m["tools"]}
     for name in ("gpio_toggle", "gpio_pulse", "pwm_set", "adc_read", "i2c_scan", "i2c_read", "i2c_write",
                  "i2c_write_read", "sensor_read", "system_info", "system_health", "system_reboot", "publish"):

@@ -3,6 +3,7 @@
 import os
 
 from fakeboard import make_device, run
+from mpcheck import eq, raises
 from wisp import limits, tools
 from wisp.memory import Memory
 
@@ -16,22 +17,6 @@ def _fresh(log=None):
     return Memory(log or (lambda line: None))
 
 
-def _check(got, want):
-    if got != want:
-        raise Exception("got %r, want %r" % (got, want))
-
-
-def _refused(fn, *fragments):
-    try:
-        fn()
-    except ValueError as e:
-        for frag in fragments:
-            if frag not in str(e):
-                raise Exception("%r not in %r" % (frag, str(e)))
-        return str(e)
-    raise Exception("not refused")
-
-
 def test_facts_survive_a_fresh_memory_on_the_same_flash():
     m = _fresh()
     m.set("name", "Ada")
@@ -39,27 +24,27 @@ def test_facts_survive_a_fresh_memory_on_the_same_flash():
     m.set("likes_tea", True)
     m.set("temp_max", 25.5)
     m.set("name", "Ada L.")  # replaces
-    _check(m.delete("water_ml"), True)
-    _check(m.delete("water_ml"), False)
+    eq(m.delete("water_ml"), True)
+    eq(m.delete("water_ml"), False)
     again = Memory()
-    _check(again.items(), [("name", "Ada L."), ("temp_max", 25.5), ("likes_tea", True)])
-    _check(again.get("temp_max"), 25.5)
-    _check(again.get("nope"), None)
+    eq(again.items(), [("name", "Ada L."), ("temp_max", 25.5), ("likes_tea", True)])
+    eq(again.get("temp_max"), 25.5)
+    eq(again.get("nope"), None)
 
 
 def test_caps_are_refused_with_readable_reasons_and_change_nothing():
     m = _fresh()
     m.set("keep", "me")
-    _refused(lambda: m.set("k" * (limits.MAX_FACT_KEY + 1), 1), "characters", str(limits.MAX_FACT_KEY))
-    _refused(lambda: m.set("bad\nkey", 1), "control character")
-    _refused(lambda: m.set("", 1), "non-empty")
-    _refused(lambda: m.set(5, 1), "string")
-    _refused(lambda: m.set("v", "x" * (limits.MAX_FACT_VALUE + 1)), "bytes", str(limits.MAX_FACT_VALUE))
-    _refused(lambda: m.set("v", "é" * (limits.MAX_FACT_VALUE // 2 + 1)), "bytes")  # bytes, not characters
-    _refused(lambda: m.set("v", [1, 2]), "text, a number or true/false")
-    _refused(lambda: m.set("v", None), "text, a number")
-    _refused(lambda: m.set("v", float("nan")), "finite")
-    _check(Memory().items(), [("keep", "me")])
+    raises(lambda: m.set("k" * (limits.MAX_FACT_KEY + 1), 1), "characters", str(limits.MAX_FACT_KEY))
+    raises(lambda: m.set("bad\nkey", 1), "control character")
+    raises(lambda: m.set("", 1), "non-empty")
+    raises(lambda: m.set(5, 1), "string")
+    raises(lambda: m.set("v", "x" * (limits.MAX_FACT_VALUE + 1)), "bytes", str(limits.MAX_FACT_VALUE))
+    raises(lambda: m.set("v", "é" * (limits.MAX_FACT_VALUE // 2 + 1)), "bytes")  # bytes, not characters
+    raises(lambda: m.set("v", [1, 2]), "text, a number or true/false")
+    raises(lambda: m.set("v", None), "text, a number")
+    raises(lambda: m.set("v", float("nan")), "finite")
+    eq(Memory().items(), [("keep", "me")])
 
 
 def test_total_size_cap_refuses_a_fact_but_allows_replacing_one():
@@ -79,7 +64,7 @@ def test_total_size_cap_refuses_a_fact_but_allows_replacing_one():
     if m.used_bytes() > limits.MAX_FACTS_BYTES:
         raise Exception("over the cap: %d" % m.used_bytes())
     m.set("f00", "short")  # replacing frees its old bytes
-    _check(len(Memory().items()), n)
+    eq(len(Memory().items()), n)
 
 
 def test_prompt_gets_the_freshest_facts_within_its_byte_budget():
@@ -88,15 +73,15 @@ def test_prompt_gets_the_freshest_facts_within_its_byte_budget():
     m.set("b", "2")
     m.set("c", "3")
     m.get("a")  # a read counts as use
-    _check(m.for_prompt(), ["a: 1", "c: 3", "b: 2"])
-    _check(m.for_prompt(10), ["a: 1", "c: 3"])  # 5 bytes each with the separator
+    eq(m.for_prompt(), ["a: 1", "c: 3", "b: 2"])
+    eq(m.for_prompt(10), ["a: 1", "c: 3"])  # 5 bytes each with the separator
     m.set("long", "y" * 150)
     lines = m.for_prompt(60)  # the long fact does not fit; shorter older ones still do
-    _check(lines, ["a: 1", "c: 3", "b: 2"])
+    eq(lines, ["a: 1", "c: 3", "b: 2"])
     total = sum(len(x) + 1 for x in m.for_prompt(limits.MAX_FACTS_PROMPT_BYTES))
     if total > limits.MAX_FACTS_PROMPT_BYTES:
         raise Exception(total)
-    _check(m.for_prompt()[0], "long: " + "y" * 150)
+    eq(m.for_prompt()[0], "long: " + "y" * 150)
 
 
 def test_corrupt_store_boots_empty_keeps_the_file_and_says_so():
@@ -105,13 +90,13 @@ def test_corrupt_store_boots_empty_keeps_the_file_and_says_so():
         f.write('{"v": 1, "facts": [["name", "Ad')
     lines = []
     m = Memory(lines.append)
-    _check(m.items(), [])
+    eq(m.items(), [])
     if not lines or "memory.bad" not in lines[0]:
         raise Exception(lines)
     with open("memory.bad") as f:
-        _check(f.read(), '{"v": 1, "facts": [["name", "Ad')
+        eq(f.read(), '{"v": 1, "facts": [["name", "Ad')
     m.set("name", "Ada")  # and it works again
-    _check(Memory().get("name"), "Ada")
+    eq(Memory().get("name"), "Ada")
 
 
 def test_hand_edited_store_keeps_the_valid_facts():
@@ -120,7 +105,7 @@ def test_hand_edited_store_keeps_the_valid_facts():
         f.write('{"v": 1, "facts": [["ok", 1], ["bad\\u0001", 2], ["fine", "x"], [3]]}')
     lines = []
     m = Memory(lines.append)
-    _check(m.items(), [("fine", "x"), ("ok", 1)])
+    eq(m.items(), [("fine", "x"), ("ok", 1)])
     if not lines or "memory error" not in lines[0]:
         raise Exception(lines)
 
@@ -132,10 +117,10 @@ def _tool(dev, name, args):
 def test_memory_tools_through_the_registry():
     dev = make_device()
     dev.memory = _fresh()
-    _check(_tool(dev, "memory_set", {"key": "name", "value": "Ada"}), "ok: remembered name=Ada")
-    _check(_tool(dev, "memory_set", {"key": "plants", "value": 3}), "ok: remembered plants=3")
-    _check(_tool(dev, "memory_get", {"key": "name"}), "name=Ada")
-    _check(_tool(dev, "memory_list", {}), "2 facts: name=Ada; plants=3")
+    eq(_tool(dev, "memory_set", {"key": "name", "value": "Ada"}), "ok: remembered name=Ada")
+    eq(_tool(dev, "memory_set", {"key": "plants", "value": 3}), "ok: remembered plants=3")
+    eq(_tool(dev, "memory_get", {"key": "name"}), "name=Ada")
+    eq(_tool(dev, "memory_list", {}), "2 facts: name=Ada; plants=3")
     err = _tool(dev, "memory_get", {"key": "age"})
     if not err.startswith("Error: nothing remembered as 'age'") or "name, plants" not in err:
         raise Exception(err)
@@ -145,6 +130,6 @@ def test_memory_tools_through_the_registry():
     err = _tool(dev, "memory_set", {"key": "x", "value": [1]})
     if err != "Error: 'value' must be text, a number or true/false":
         raise Exception(err)
-    _check(_tool(dev, "memory_delete", {"key": "name"}), "ok: forgot name")
-    _check(_tool(dev, "memory_delete", {"key": "name"})[:6], "Error:")
-    _check(Memory().items(), [("plants", 3)])
+    eq(_tool(dev, "memory_delete", {"key": "name"}), "ok: forgot name")
+    eq(_tool(dev, "memory_delete", {"key": "name"})[:6], "Error:")
+    eq(Memory().items(), [("plants", 3)])

@@ -2,6 +2,7 @@
 import asyncio
 import os
 
+from mpcheck import until
 from wisp import limits
 from wisp.mqtt import MQTTClient
 
@@ -17,14 +18,6 @@ async def _client(name, got, **kw):
     return c
 
 
-async def _until(cond, ms=3000):
-    waited = 0
-    while not cond() and waited < ms:
-        await asyncio.sleep_ms(5)
-        waited += 5
-    return cond()
-
-
 async def test_qos0_and_qos1_round_trip_and_retained():
     got = []
     c = await _client("mp-rt", got)
@@ -33,14 +26,14 @@ async def test_qos0_and_qos1_round_trip_and_retained():
         raise Exception("qos0 publish failed")
     if not await c.publish("mptest/rt/b", "one", qos=1, retain=True):
         raise Exception("qos1 publish not acknowledged")
-    if not await _until(lambda: len(got) == 2):
+    if not await until(lambda: len(got) == 2):
         raise Exception(got)
     if got != [("mptest/rt/a", b"zero", 4), ("mptest/rt/b", b"one", 3)]:
         raise Exception(got)
     later = []
     c2 = await _client("mp-rt2", later)
     await c2.subscribe("mptest/rt/b")
-    if not await _until(lambda: later) or later[0][1] != b"one":
+    if not await until(lambda: later) or later[0][1] != b"one":
         raise Exception("retained message not delivered: %r" % later)
     await c.publish("mptest/rt/b", b"", qos=1, retain=True)  # clear the retained message
     await c.stop()
@@ -54,7 +47,7 @@ async def test_oversized_payload_is_skipped_and_the_link_stays_in_sync():
     big = b"x" * (limits.MAX_PAYLOAD + 5000)
     await c.publish("mptest/big", big, qos=1)
     await c.publish("mptest/big", b"after", qos=1)
-    if not await _until(lambda: len(got) == 2):
+    if not await until(lambda: len(got) == 2):
         raise Exception(got)
     if got[0] != ("mptest/big", None, len(big)) or got[1][1] != b"after":
         raise Exception([(t, p and p[:10], n) for t, p, n in got])
@@ -87,14 +80,14 @@ async def test_failed_on_connect_reconnects_and_subscribes_again():
     c = MQTTClient("mp-oc", HOST, PORT, on_message=lambda t, p, n: got.append(p), on_connect=on_connect,
                    log=logs.append)
     task = asyncio.create_task(c.run())
-    if not await _until(lambda: c.connects == 2 and c.up.is_set() and len(calls) == 2, 5000):
+    if not await until(lambda: c.connects == 2 and c.up.is_set() and len(calls) == 2, 5000):
         raise Exception("no reconnect after on_connect failed: %r %r" % (c.connects, logs))
     if not any("on_connect failed" in line for line in logs):
         raise Exception(logs)
     await asyncio.sleep_ms(100)  # the SUBACK of the second connect
     pub = await _client("mp-oc-pub", [])
     await pub.publish("mptest/oc", b"heard", qos=1)
-    if not await _until(lambda: got == [b"heard"]):
+    if not await until(lambda: got == [b"heard"]):
         raise Exception("not subscribed after the reconnect: %r" % got)
     await pub.stop()
     await c.stop()

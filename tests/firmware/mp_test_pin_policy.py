@@ -2,7 +2,8 @@
 # per-pin rate limit, maximum on-time with automatic off (published), whoever writes the pin.
 import asyncio
 
-from hwdevice import check, make
+from hwdevice import make
+from mpcheck import check
 from wisp import pins, tools
 from wisp.hal.sim import Board
 

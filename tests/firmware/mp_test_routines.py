@@ -4,6 +4,7 @@ import asyncio
 import os
 
 from fakeboard import make_device, run
+from mpcheck import eq
 from wisp import limits, tools
 from wisp.memory import Memory
 from wisp.routines import Routines, bind_value
@@ -21,11 +22,6 @@ def _device():
     dev.memory = Memory()
     dev.routines = Routines(dev)
     return dev
-
-
-def _check(got, want):
-    if got != want:
-        raise Exception("got %r, want %r" % (got, want))
 
 
 def _refused(dev, name, steps, *fragments):
@@ -58,17 +54,17 @@ def _remember(key, value, as_name=None):
 
 
 def test_binding_rule():
-    _check(bind_value("door=1"), 1)
-    _check(bind_value("ok: porch_light=0"), 0)
-    _check(bind_value("temp=21.5"), 21.5)
-    _check(bind_value("room: temp=21.5 C"), 21.5)  # a number followed by its unit
-    _check(bind_value("name=Ada Lovelace"), "Ada Lovelace")
-    _check(bind_value("ok: a=1, b=two"), "two")  # the last '='
-    _check(bind_value("no equals here"), "no equals here")
-    _check(bind_value("day=2026-05-01"), "2026-05-01")
-    _check(bind_value("room: temp=21.5 C, hum=40 %", "temp"), 21.5)
-    _check(bind_value("room: temp=21.5 C, hum=40 %", "hum"), 40)
-    _check(bind_value("max_temp=30, temp=20", "temp"), 20)
+    eq(bind_value("door=1"), 1)
+    eq(bind_value("ok: porch_light=0"), 0)
+    eq(bind_value("temp=21.5"), 21.5)
+    eq(bind_value("room: temp=21.5 C"), 21.5)  # a number followed by its unit
+    eq(bind_value("name=Ada Lovelace"), "Ada Lovelace")
+    eq(bind_value("ok: a=1, b=two"), "two")  # the last '='
+    eq(bind_value("no equals here"), "no equals here")
+    eq(bind_value("day=2026-05-01"), "2026-05-01")
+    eq(bind_value("room: temp=21.5 C, hum=40 %", "temp"), 21.5)
+    eq(bind_value("room: temp=21.5 C, hum=40 %", "hum"), 40)
+    eq(bind_value("max_temp=30, temp=20", "temp"), 20)
 
 
 def test_results_bind_and_conditions_decide_which_steps_run():
@@ -78,11 +74,11 @@ def test_results_bind_and_conditions_decide_which_steps_run():
         _write("porch_light", 1, ["door", "==", 1]),
         _write("fan", 1, ["door", "==", 0]),        # false: skipped
     ])
-    _check(run(dev.routines.run("arrive")), "ok: 2 steps ran, 1 skipped; door=1")
-    _check((dev.board.levels[PORCH], dev.board.levels[FAN]), (1, 0))
+    eq(run(dev.routines.run("arrive")), "ok: 2 steps ran, 1 skipped; door=1")
+    eq((dev.board.levels[PORCH], dev.board.levels[FAN]), (1, 0))
     dev.board.levels[DOOR] = 0
-    _check(run(dev.routines.run("arrive")), "ok: 2 steps ran, 1 skipped; door=0")
-    _check(dev.board.levels[FAN], 1)
+    eq(run(dev.routines.run("arrive")), "ok: 2 steps ran, 1 skipped; door=0")
+    eq(dev.board.levels[FAN], 1)
 
 
 def test_all_any_not_and_number_comparisons():
@@ -103,10 +99,10 @@ def test_all_any_not_and_number_comparisons():
         _write("fan", 0, {"any": [["t", "<=", 26], ["t", ">=", 27]]}),   # false: fan stays on
         _write("porch_light", 0, {"not": {"all": [["t", ">", 26], ["t", "<", 27]]}}),  # false
     ])
-    _check(run(dev.routines.run("cool")), "ok: 7 steps ran; temp=26.5, limit=25, door=1, hot=yes")
-    _check((dev.board.levels[FAN], dev.board.levels[PORCH]), (1, 1))
-    _check(run(dev.routines.run("cool2")), "ok: 1 step ran, 2 skipped; t=26.5")
-    _check((dev.board.levels[FAN], dev.board.levels[PORCH]), (1, 1))
+    eq(run(dev.routines.run("cool")), "ok: 7 steps ran; temp=26.5, limit=25, door=1, hot=yes")
+    eq((dev.board.levels[FAN], dev.board.levels[PORCH]), (1, 1))
+    eq(run(dev.routines.run("cool2")), "ok: 1 step ran, 2 skipped; t=26.5")
+    eq((dev.board.levels[FAN], dev.board.levels[PORCH]), (1, 1))
 
 
 def test_dollar_references_pass_earlier_results_as_arguments():
@@ -117,8 +113,8 @@ def test_dollar_references_pass_earlier_results_as_arguments():
         _remember("door_seen", "$d"),
         _remember("note", "$$5 off"),  # "$$" is a literal "$"
     ])
-    _check(run(dev.routines.run("mirror")), "ok: 4 steps ran; d=1, fan=1")
-    _check((dev.board.levels[FAN], dev.memory.get("door_seen"), dev.memory.get("note")), (1, 1, "$5 off"))
+    eq(run(dev.routines.run("mirror")), "ok: 4 steps ran; d=1, fan=1")
+    eq((dev.board.levels[FAN], dev.memory.get("door_seen"), dev.memory.get("note")), (1, 1, "$5 off"))
 
 
 def test_pick_selects_one_field_of_a_result():
@@ -131,7 +127,7 @@ def test_pick_selects_one_field_of_a_result():
         {"tool": "memory_get", "args": {"key": "climate"}, "as": "x", "pick": "wind"},
     ])
     result = run(dev.routines.run("humid"))
-    _check(dev.board.levels[FAN], 1)
+    eq(dev.board.levels[FAN], 1)
     if "stopped at step 4 (memory_get)" not in result or "no 'wind='" not in result:
         raise Exception(result)
 
@@ -164,7 +160,7 @@ def test_invalid_routines_are_refused_at_define_time_with_the_reason():
     _refused(dev, "bad name!", [_read("door", "d")], "routine name")
     _refused(dev, "r", [{"tool": "routine_run", "args": {"name": "r"}}], "would run itself", "r -> r")
     _refused(dev, "r", [{"tool": "routine_run", "args": {"name": "ghost"}}], "'ghost'", "define it first")
-    _check(dev.routines.list(), [])
+    eq(dev.routines.list(), [])
 
 
 def test_routines_may_run_routines_up_to_the_depth_cap_never_in_a_cycle():
@@ -195,17 +191,17 @@ def test_a_failing_step_stops_the_routine_unless_it_may_continue():
         _write("fan", 1),
     ])
     result = run(dev.routines.run("stop"))
-    _check(result[:58], "Error: routine 'stop' stopped at step 2 (memory_get): noth")
+    eq(result[:58], "Error: routine 'stop' stopped at step 2 (memory_get): noth")
     if "nothing remembered as 'missing'" not in result:
         raise Exception(result)
-    _check(dev.board.levels[FAN], 0)  # step 3 never ran
+    eq(dev.board.levels[FAN], 0)  # step 3 never ran
     dev.routines.define("go_on", [
         {"tool": "memory_get", "args": {"key": "missing"}, "as": "m", "continue": True},
         {"tool": "gpio_write", "args": {"pin": "fan", "value": "$m"}, "continue": True},  # $m has no value
         _write("fan", 1, {"not": ["m", "==", 1]}),  # m unbound: the comparison is false
     ])
-    _check(run(dev.routines.run("go_on")), "ok: 3 steps ran, 2 failed")
-    _check(dev.board.levels[FAN], 1)
+    eq(run(dev.routines.run("go_on")), "ok: 3 steps ran, 2 failed")
+    eq(dev.board.levels[FAN], 1)
 
 
 def test_comparing_text_by_size_is_a_clear_step_error():
@@ -221,18 +217,18 @@ def test_comparing_text_by_size_is_a_clear_step_error():
 def test_unknown_routine_is_a_readable_error():
     dev = _device()
     dev.routines.define("a", [_write("fan", 1)])
-    _check(run(dev.routines.run("zzz")), "Error: no routine 'zzz'; routines: a")
+    eq(run(dev.routines.run("zzz")), "Error: no routine 'zzz'; routines: a")
 
 
 def test_routines_survive_a_restart_and_caps_hold():
     dev = _device()
     dev.routines.define("night", [_write("porch_light", 0), _write("fan", 0)])
     again = Routines(make_device())
-    _check(again.list(), ["night"])
-    _check(again.get("night"), [_write("porch_light", 0), _write("fan", 0)])
-    _check(again.delete("night"), True)
-    _check(again.delete("night"), False)
-    _check(Routines(make_device()).list(), [])
+    eq(again.list(), ["night"])
+    eq(again.get("night"), [_write("porch_light", 0), _write("fan", 0)])
+    eq(again.delete("night"), True)
+    eq(again.delete("night"), False)
+    eq(Routines(make_device()).list(), [])
     dev.routines = Routines(dev)
     for n in range(limits.MAX_ROUTINES):
         dev.routines.define("r%d" % n, [_write("fan", 1)])
@@ -246,7 +242,7 @@ def test_corrupt_routines_file_is_kept_aside():
         f.write('{"v": 1, "routines": {"a": [')
     lines = []
     r = Routines(make_device(), lines.append)
-    _check(r.list(), [])
+    eq(r.list(), [])
     if not any("routines.bad" in line for line in lines):
         raise Exception(lines)
 
@@ -279,16 +275,16 @@ def test_routine_tools_through_the_registry():
         return run(tools.run(dev, name, args))
 
     steps = [_read("door", "door"), _write("porch_light", 1, ["door", "==", 1])]
-    _check(call("routine_define", {"name": "welcome", "steps": steps}), "ok: routine 'welcome' saved (2 steps)")
-    _check(call("routine_list", {}), "1 routines: welcome (2 steps)")
-    _check(call("routine_run", {"name": "welcome"}), "ok: 2 steps ran; door=1")
-    _check(dev.board.levels[PORCH], 1)
+    eq(call("routine_define", {"name": "welcome", "steps": steps}), "ok: routine 'welcome' saved (2 steps)")
+    eq(call("routine_list", {}), "1 routines: welcome (2 steps)")
+    eq(call("routine_run", {"name": "welcome"}), "ok: 2 steps ran; door=1")
+    eq(dev.board.levels[PORCH], 1)
     err = call("routine_define", {"name": "bad", "steps": [{"tool": "gpio_write", "args": {"pin": "door", "value": 1}}]})
-    _check(err, "Error: routine 'bad' not saved: step 1: pin 'door' is not an output")
-    _check(call("routine_define", {"name": "x", "steps": "turn it on"}), "Error: 'steps' must be a list")
-    _check(call("routine_delete", {"name": "welcome"}), "ok: routine 'welcome' deleted")
-    _check(call("routine_delete", {"name": "welcome"}), "Error: no routine 'welcome'; routines: none")
-    _check(call("routine_list", {}), "no routines")
+    eq(err, "Error: routine 'bad' not saved: step 1: pin 'door' is not an output")
+    eq(call("routine_define", {"name": "x", "steps": "turn it on"}), "Error: 'steps' must be a list")
+    eq(call("routine_delete", {"name": "welcome"}), "ok: routine 'welcome' deleted")
+    eq(call("routine_delete", {"name": "welcome"}), "Error: no routine 'welcome'; routines: none")
+    eq(call("routine_list", {}), "no routines")
 
 
 def test_non_tool_triggers_log_the_summary():
@@ -302,8 +298,8 @@ def test_non_tool_triggers_log_the_summary():
     dev.memory = Memory()
     dev.routines = Routines(dev, lines.append)
     dev.routines.define("tick", [_write("fan", 1)])
-    _check(run(dev.routines.run("tick", "sched")), "ok: 1 step ran")
-    _check(lines, ["routine tick (sched): ok: 1 step ran"])
+    eq(run(dev.routines.run("tick", "sched")), "ok: 1 step ran")
+    eq(lines, ["routine tick (sched): ok: 1 step ran"])
 
 
 def test_the_example_in_the_docs_runs_as_documented():
@@ -321,10 +317,10 @@ def test_the_example_in_the_docs_runs_as_documented():
         {"tool": "memory_set", "args": {"key": "last_door", "value": "$door"}},
         {"tool": "publish", "args": {"topic": "wisp/hall/notes", "payload": "home"}, "continue": True},
     ]
-    _check(run(tools.run(dev, "routine_define", {"name": "arrive_home", "steps": steps})),
+    eq(run(tools.run(dev, "routine_define", {"name": "arrive_home", "steps": steps})),
            "ok: routine 'arrive_home' saved (6 steps)")
-    _check(run(tools.run(dev, "routine_run", {"name": "arrive_home"})), "ok: 6 steps ran; door=1, temp=26")
-    _check((dev.board.levels[PORCH], dev.board.levels[FAN], dev.memory.get("last_door")), (1, 1, 1))
+    eq(run(tools.run(dev, "routine_run", {"name": "arrive_home"})), "ok: 6 steps ran; door=1, temp=26")
+    eq((dev.board.levels[PORCH], dev.board.levels[FAN], dev.memory.get("last_door")), (1, 1, 1))
     if ("wisp/hall/notes", "home", False, 1) not in dev.link.sent:
         raise Exception(dev.link.sent)
 
@@ -336,7 +332,7 @@ def test_a_hand_edited_routine_that_breaks_fails_its_run_not_the_device():
                 ' "if": {"all": 5}}], "junk": 7}}')
     lines = []
     r = Routines(make_device(), lines.append)
-    _check(r.list(), ["odd"])
+    eq(r.list(), ["odd"])
     if not any("'junk' dropped" in line for line in lines):
         raise Exception(lines)
     result = run(r.run("odd"))

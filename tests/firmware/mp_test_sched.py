@@ -4,7 +4,8 @@ import asyncio
 import json
 import os
 
-from fakeboard import make_device
+from fakeboard import make_device, manifest
+from mpcheck import eq, raises
 from wisp import civil, limits, tools
 from wisp.sched import Scheduler
 
@@ -13,24 +14,12 @@ CET = "CET-1CEST,M3.5.0,M10.5.0/3"
 ROUTINE = {"routine": "lights_on"}
 
 
-def _eq(got, want, what=""):
-    if got != want:
-        raise Exception("%s: got %r, want %r" % (what, got, want))
-
-
 def _exists(path):
     try:
         os.stat(path)
         return True
     except OSError:
         return False
-
-
-def _clean(*names):
-    for name in names + ("tz",):
-        for ext in (".json", ".tmp", ".bad"):
-            if _exists(name + ext):
-                os.remove(name + ext)
 
 
 class Clock:
@@ -71,34 +60,21 @@ class Rig:
         await asyncio.sleep_ms(0)
 
 
-def _value_error(fn, *fragments):
-    try:
-        fn()
-    except ValueError as e:
-        for frag in fragments:
-            if frag not in str(e):
-                raise Exception("%r not in error %r" % (frag, str(e)))
-        return
-    raise Exception("accepted; wanted an error with %r" % (fragments,))
-
-
 def test_jobs_survive_a_restart():
-    _clean("persist")
     a = Rig("persist", Clock(T0))
     a.s.add("0 7 * * 1-5", ROUTINE, name="wake")
     a.s.add("every 10m", {"prompt": "check the greenhouse"}, name="green", missed="once")
     a.s.add("at 2026-06-03T18:00", ROUTINE, tz=CET)
     b = Rig("persist", Clock(T0 + 5))  # a new Scheduler on the same flash root: a reboot
-    _eq(b.s.jobs(), a.s.jobs(), "jobs after restart")
-    _eq([(j["name"], j["spec"], civil.iso(j["next"], False)) for j in b.s.jobs()],
+    eq(b.s.jobs(), a.s.jobs(), "jobs after restart")
+    eq([(j["name"], j["spec"], civil.iso(j["next"], False)) for j in b.s.jobs()],
         [("green", "every 10m", "2026-06-01T12:10"), ("wake", "0 7 * * 1-5", "2026-06-02T07:00"),
          ("job1", "at 2026-06-03T18:00", "2026-06-03T16:00")])
-    _eq(b.s.jobs()[0]["action"], {"prompt": "check the greenhouse"})
-    _eq(b.logs, [], "restart logs")
+    eq(b.s.jobs()[0]["action"], {"prompt": "check the greenhouse"})
+    eq(b.logs, [], "restart logs")
 
 
 def test_missed_runs_skip_or_run_once_after_an_outage():
-    _clean("missed")
     a = Rig("missed", Clock(T0))
     a.s.add("0 7 * * *", ROUTINE, name="daily_skip")
     a.s.add("0 7 * * *", ROUTINE, name="daily_once", missed="once")
@@ -107,87 +83,82 @@ def test_missed_runs_skip_or_run_once_after_an_outage():
     back = civil.seconds(2026, 6, 5, 9, 0)
     b = Rig("missed", Clock(back))
     asyncio.run(b.run_at(back))
-    _eq(sorted(b.names()), ["daily_once", "hourly_once"], "fired once each")
+    eq(sorted(b.names()), ["daily_once", "hourly_once"], "fired once each")
     if b.fired[0]["late_s"] < 3 * 86400:
         raise Exception("late_s should tell how late the run is: %r" % b.fired[0])
     if not b.logged("job 'daily_skip' missed its run at 2026-06-02T07:00:00 UTC"):
         raise Exception(b.logs)
     nexts = {j["name"]: civil.iso(j["next"], False) for j in b.s.jobs()}
-    _eq(nexts, {"daily_skip": "2026-06-06T07:00", "daily_once": "2026-06-06T07:00",
+    eq(nexts, {"daily_skip": "2026-06-06T07:00", "daily_once": "2026-06-06T07:00",
                 "hourly_once": "2026-06-05T10:00"}, "next runs continue from now")
     c = Rig("missed", Clock(back + 60))  # and that was saved: no second catch-up after another reboot
     asyncio.run(c.run_at(back + 60))
-    _eq(c.names(), [], "fired again after a second reboot")
+    eq(c.names(), [], "fired again after a second reboot")
 
 
 def test_a_slightly_late_run_is_not_missed():
-    _clean("late")
     a = Rig("late", Clock(T0))
     job = a.s.add("0 13 * * *", ROUTINE, name="lunch")  # skip policy
     asyncio.run(a.run_at(job["next"] + limits.MISSED_GRACE_S - 10))
-    _eq(a.names(), ["lunch"])
+    eq(a.names(), ["lunch"])
 
 
 def test_one_shot_jobs_fire_once_and_are_removed():
-    _clean("oneshot")
     a = Rig("oneshot", Clock(T0))
     a.s.add("in 5m", ROUTINE, name="soon")
     a.s.add("at 2026-06-01T12:10", {"prompt": "remind me of the oven"}, name="oven")
-    _value_error(lambda: a.s.add("at 2026-06-01T11:00", ROUTINE), "'at 2026-06-01T11:00' is in the past",
+    raises(lambda: a.s.add("at 2026-06-01T11:00", ROUTINE), "'at 2026-06-01T11:00' is in the past",
                  "local time now 2026-06-01T12:00")
     asyncio.run(a.run_at(T0 + 300, T0 + 400, T0 + 600, T0 + 700))
-    _eq(a.names(), ["soon", "oven"])
-    _eq(a.s.jobs(), [])
-    _eq(Rig("oneshot", Clock(T0 + 800)).s.jobs(), [], "one-shots gone after restart")
+    eq(a.names(), ["soon", "oven"])
+    eq(a.s.jobs(), [])
+    eq(Rig("oneshot", Clock(T0 + 800)).s.jobs(), [], "one-shots gone after restart")
     # a one-shot missed during an outage: 'skip' drops it (logged), 'once' runs it late
     a.s.add("in 1m", ROUTINE, name="dropped")
     a.s.add("in 1m", ROUTINE, name="late", missed="once")
     b = Rig("oneshot", Clock(T0 + 86400))
     asyncio.run(b.run_at(T0 + 86400))
-    _eq(b.names(), ["late"])
-    _eq(b.s.jobs(), [])
+    eq(b.names(), ["late"])
+    eq(b.s.jobs(), [])
     if not b.logged("job 'dropped' missed its run"):
         raise Exception(b.logs)
 
 
 def test_limits_and_bad_jobs_are_refused_with_clear_errors():
-    _clean("limits")
     a = Rig("limits", Clock(T0))
     add = a.s.add
-    _value_error(lambda: add("75 * * * *", ROUTINE), "cron: minute field '75' out of range 0-59")
-    _value_error(lambda: add("0 0 30 2 *", ROUTINE), "never fires")
-    _value_error(lambda: add("every 5m", {"prompt": "x" * (limits.MAX_ACTION_LEN + 1)}),
+    raises(lambda: add("75 * * * *", ROUTINE), "cron: minute field '75' out of range 0-59")
+    raises(lambda: add("0 0 30 2 *", ROUTINE), "never fires")
+    raises(lambda: add("every 5m", {"prompt": "x" * (limits.MAX_ACTION_LEN + 1)}),
                  "job prompt must be text of 1-%d characters" % limits.MAX_ACTION_LEN)
-    _value_error(lambda: add("every 5m", {"routine": "a", "prompt": "b"}), "job action must be")
-    _value_error(lambda: add("every 5m", {"shell": "rm"}), "job action must be")
-    _value_error(lambda: add("every 5m", ROUTINE, name="my job!"), "job name must be 1-24 characters")
-    _value_error(lambda: add("every 5m", ROUTINE, name="n" * (limits.MAX_JOB_NAME + 1)), "job name")
-    _value_error(lambda: add("every 5m", ROUTINE, tz="Europe/Paris"), "tz: 'Europe/Paris'")
-    _value_error(lambda: add("every 5m", ROUTINE, missed="sometimes"), "missed must be 'skip' or 'once'")
+    raises(lambda: add("every 5m", {"routine": "a", "prompt": "b"}), "job action must be")
+    raises(lambda: add("every 5m", {"shell": "rm"}), "job action must be")
+    raises(lambda: add("every 5m", ROUTINE, name="my job!"), "job name must be 1-24 characters")
+    raises(lambda: add("every 5m", ROUTINE, name="n" * (limits.MAX_JOB_NAME + 1)), "job name")
+    raises(lambda: add("every 5m", ROUTINE, tz="Europe/Paris"), "tz: 'Europe/Paris'")
+    raises(lambda: add("every 5m", ROUTINE, missed="sometimes"), "missed must be 'skip' or 'once'")
     for i in range(limits.MAX_JOBS):
         add("every %dm" % (i + 1), ROUTINE, name="j%d" % i)
-    _value_error(lambda: add("every 5m", ROUTINE, name="j3"), "a job named 'j3' already exists")
-    _value_error(lambda: add("every 5m", ROUTINE, name="extra"), "job limit reached (%d jobs)" % limits.MAX_JOBS)
+    raises(lambda: add("every 5m", ROUTINE, name="j3"), "a job named 'j3' already exists")
+    raises(lambda: add("every 5m", ROUTINE, name="extra"), "job limit reached (%d jobs)" % limits.MAX_JOBS)
     with open("limits.json") as f:
-        _eq(len(json.load(f)["jobs"]), limits.MAX_JOBS, "jobs saved")
+        eq(len(json.load(f)["jobs"]), limits.MAX_JOBS, "jobs saved")
     a.s.remove("j3")
     add("every 5m", ROUTINE, name="extra")  # room again after a removal
-    _value_error(lambda: a.s.remove("nope"), "no job named 'nope'; jobs: j0, j1")
+    raises(lambda: a.s.remove("nope"), "no job named 'nope'; jobs: j0, j1")
 
 
 def test_a_failing_job_is_logged_and_the_runner_goes_on():
-    _clean("fail")
     a = Rig("fail", Clock(T0), fail=("boom",))
     a.s.add("every 1m", ROUTINE, name="boom")
     a.s.add("every 1m", ROUTINE, name="fine")
     asyncio.run(a.run_at(T0 + 60, T0 + 120))
-    _eq(sorted(a.names()), ["boom", "boom", "fine", "fine"])
+    eq(sorted(a.names()), ["boom", "boom", "fine", "fine"])
     if not a.logged("job 'boom' failed: kaboom"):
         raise Exception(a.logs)
 
 
 async def test_runner_fires_an_every_1s_job_in_real_time():
-    _clean("realtime")
     fired = []
 
     async def fire(job):
@@ -212,53 +183,50 @@ async def test_runner_fires_an_every_1s_job_in_real_time():
 
 
 def test_unreadable_jobs_file_is_kept_aside():
-    _clean("broken", "mixed")
     with open("broken.json", "w") as f:
         f.write('{"v": 1, "jobs": [{"name": "wa')  # cut mid-write (no atomic save would leave this)
     a = Rig("broken", Clock(T0))
-    _eq(a.s.jobs(), [])
+    eq(a.s.jobs(), [])
     with open("broken.bad") as f:
-        _eq(f.read(), '{"v": 1, "jobs": [{"name": "wa', "kept aside")
+        eq(f.read(), '{"v": 1, "jobs": [{"name": "wa', "kept aside")
     if not a.logged("broken.json unreadable"):
         raise Exception(a.logs)
     a.s.add("every 5m", ROUTINE, name="again")
-    _eq([j["name"] for j in Rig("broken", Clock(T0)).s.jobs()], ["again"])
+    eq([j["name"] for j in Rig("broken", Clock(T0)).s.jobs()], ["again"])
     # one bad entry: the good jobs load, the whole file is kept aside for the user
     good = {"name": "good", "spec": "every 5m", "action": ROUTINE, "missed": "skip", "next": T0 + 300}
     bad = {"name": "bad", "spec": "99 * * * *", "action": ROUTINE, "missed": "skip", "next": T0}
     with open("mixed.json", "w") as f:
         json.dump({"v": 1, "jobs": [good, bad]}, f)
     m = Rig("mixed", Clock(T0))
-    _eq([j["name"] for j in m.s.jobs()], ["good"])
+    eq([j["name"] for j in m.s.jobs()], ["good"])
     if not (_exists("mixed.bad") and m.logged("minute field '99' out of range")):
         raise Exception(m.logs)
-    _eq([j["name"] for j in Rig("mixed", Clock(T0)).s.jobs()], ["good"])
+    eq([j["name"] for j in Rig("mixed", Clock(T0)).s.jobs()], ["good"])
 
 
 def test_nothing_fires_before_the_clock_is_set():
-    _clean("clock")
     a = Rig("clock", Clock(T0))
     a.s.add("every 1h", ROUTINE, name="hourly", missed="once")
     b = Rig("clock", Clock(1000))  # rebooted, no NTP time yet: the clock reads 1970
-    _value_error(lambda: b.s.add("in 5m", ROUTINE), "clock not set yet")
+    raises(lambda: b.s.add("in 5m", ROUTINE), "clock not set yet")
     asyncio.run(b.run_at(1000, 1060, T0 + 7200))  # then NTP sets the clock
-    _eq(b.names(), ["hourly"])
-    _eq(sum(1 for line in b.logs if "clock not set" in line), 1, "warned once")
+    eq(b.names(), ["hourly"])
+    eq(sum(1 for line in b.logs if "clock not set" in line), 1, "warned once")
 
 
 def test_device_timezone_and_per_job_override():
-    _clean("zones")
     dev = make_device()
     dev.config["tz"] = CET
     a = Rig("zones", Clock(T0), dev)
     cet = a.s.add("0 7 * * *", ROUTINE, name="paris")
     ny = a.s.add("0 7 * * *", ROUTINE, name="newyork", tz="EST5EDT,M3.2.0,M11.1.0")
-    _eq(civil.iso(cet["next"], False), "2026-06-02T05:00")  # 07:00 CEST
-    _eq(civil.iso(ny["next"], False), "2026-06-02T11:00")   # 07:00 EDT
+    eq(civil.iso(cet["next"], False), "2026-06-02T05:00")  # 07:00 CEST
+    eq(civil.iso(ny["next"], False), "2026-06-02T11:00")   # 07:00 EDT
     dev2 = make_device()
     dev2.config["tz"] = "Paris"
     b = Rig("zones", Clock(T0), dev2)
-    _eq(dev2.config["tz"], "UTC0", "a bad configured tz falls back to UTC0")
+    eq(dev2.config["tz"], "UTC0", "a bad configured tz falls back to UTC0")
     if not b.logged("config error: tz: 'Paris'"):
         raise Exception(b.logs)
 
@@ -268,64 +236,59 @@ def _tool(dev, name, args=None):
 
 
 def test_schedule_tools():
-    _clean("tooljobs")
     rig = Rig("tooljobs", Clock(T0))
     dev = rig.dev
     dev.sched = rig.s
-    _eq(_tool(dev, "schedule_add", {"spec": "0 7 * * 1-5", "name": "wake", "routine": "lights_on"}),
+    eq(_tool(dev, "schedule_add", {"spec": "0 7 * * 1-5", "name": "wake", "routine": "lights_on"}),
         "ok: job 'wake' [0 7 * * 1-5] routine lights_on; next 2026-06-02T07:00 UTC")
-    _eq(_tool(dev, "schedule_add", {"spec": "in 20m", "prompt": "Is the door still open? Tell me if so."}),
+    eq(_tool(dev, "schedule_add", {"spec": "in 20m", "prompt": "Is the door still open? Tell me if so."}),
         "ok: job 'job1' [in 20m] prompt 'Is the door still ope...'; next 2026-06-01T12:20 UTC")
-    _eq(_tool(dev, "schedule_list"), "job1 [in 20m] prompt 'Is the door still ope...', next 2026-06-01T12:20 UTC; "
+    eq(_tool(dev, "schedule_list"), "job1 [in 20m] prompt 'Is the door still ope...', next 2026-06-01T12:20 UTC; "
         "wake [0 7 * * 1-5] routine lights_on, next 2026-06-02T07:00 UTC")
-    _eq(_tool(dev, "schedule_add", {"spec": "every 5m", "routine": "a", "prompt": "b"})[:26], "Error: give either 'routin")
-    _eq(_tool(dev, "schedule_add", {"spec": "* * * * 9", "routine": "a"}),
+    eq(_tool(dev, "schedule_add", {"spec": "every 5m", "routine": "a", "prompt": "b"})[:26], "Error: give either 'routin")
+    eq(_tool(dev, "schedule_add", {"spec": "* * * * 9", "routine": "a"}),
         "Error: cron: day-of-week field '9' out of range 0-7")
-    _eq(_tool(dev, "schedule_add", {"spec": 5, "routine": "a"}), "Error: 'spec' must be a string")
-    _eq(_tool(dev, "schedule_remove", {"name": "nope"}), "Error: no job named 'nope'; jobs: job1, wake")
-    _eq(_tool(dev, "schedule_remove", {"name": "wake"}), "ok: removed job 'wake' [0 7 * * 1-5]")
+    eq(_tool(dev, "schedule_add", {"spec": 5, "routine": "a"}), "Error: 'spec' must be a string")
+    eq(_tool(dev, "schedule_remove", {"name": "nope"}), "Error: no job named 'nope'; jobs: job1, wake")
+    eq(_tool(dev, "schedule_remove", {"name": "wake"}), "ok: removed job 'wake' [0 7 * * 1-5]")
     _tool(dev, "schedule_remove", {"name": "job1"})
-    _eq(_tool(dev, "schedule_list"), "no jobs")
-    names = [t["name"] for t in json.loads(dev.manifest())["tools"]]
+    eq(_tool(dev, "schedule_list"), "no jobs")
+    names = [t["name"] for t in manifest(dev)["tools"]]
     for name in ("schedule_add", "schedule_list", "schedule_remove", "time_now", "timezone_set"):
         if name not in names:
             raise Exception("%s not in the manifest" % name)
 
 
 def test_time_tools_set_and_keep_the_timezone():
-    _clean("clockjobs")
     rig = Rig("clockjobs", Clock(T0))
     dev = rig.dev
     dev.sched = rig.s
     job = rig.s.add("0 7 * * *", ROUTINE, name="wake")
-    _eq(civil.iso(job["next"], False), "2026-06-02T07:00")
-    _eq(_tool(dev, "time_now"), "2026-06-01T12:00:00+00:00 Monday UTC (tz UTC0)")
-    _eq(_tool(dev, "timezone_set", {"tz": CET}),
+    eq(civil.iso(job["next"], False), "2026-06-02T07:00")
+    eq(_tool(dev, "time_now"), "2026-06-01T12:00:00+00:00 Monday UTC (tz UTC0)")
+    eq(_tool(dev, "timezone_set", {"tz": CET}),
         "ok: timezone %s; local time 2026-06-01T14:00:00+02:00 Monday CEST" % CET)
-    _eq(civil.iso(rig.s.jobs()[0]["next"], False), "2026-06-02T05:00", "cron job follows the new zone")
-    _eq(_tool(dev, "time_now"), "2026-06-01T14:00:00+02:00 Monday CEST (tz %s)" % CET)
-    _eq(_tool(dev, "timezone_set", {"tz": "CET"})[:46], "Error: tz: 'CET' needs an offset after the nam")
-    _eq(dev.config["tz"], CET, "a refused tz changes nothing")
+    eq(civil.iso(rig.s.jobs()[0]["next"], False), "2026-06-02T05:00", "cron job follows the new zone")
+    eq(_tool(dev, "time_now"), "2026-06-01T14:00:00+02:00 Monday CEST (tz %s)" % CET)
+    eq(_tool(dev, "timezone_set", {"tz": "CET"})[:46], "Error: tz: 'CET' needs an offset after the nam")
+    eq(dev.config["tz"], CET, "a refused tz changes nothing")
     # a reboot: the new Scheduler reads tz.json into the device config
     again = Rig("clockjobs", Clock(T0))
-    _eq(again.dev.config["tz"], CET)
+    eq(again.dev.config["tz"], CET)
     _tool(dev, "timezone_set", {"tz": "<+0530>-5:30"})
-    _eq(_tool(dev, "time_now")[:25], "2026-06-01T17:30:00+05:30")
+    eq(_tool(dev, "time_now")[:25], "2026-06-01T17:30:00+05:30")
     _tool(dev, "timezone_set", {"tz": "EST5"})
-    _eq(_tool(dev, "time_now"), "2026-06-01T07:00:00-05:00 Monday EST (tz EST5)")
+    eq(_tool(dev, "time_now"), "2026-06-01T07:00:00-05:00 Monday EST (tz EST5)")
     rig.clock.t = 1000
-    _eq(_tool(dev, "time_now")[:29], "Error: clock not set yet (no ")
-    _clean()
+    eq(_tool(dev, "time_now")[:29], "Error: clock not set yet (no ")
 
 
 async def test_the_pure_schedule_modules_are_dropped_while_the_runner_sleeps():
     import sys
-    _clean("pure")
     rig = Rig("pure", Clock(T0))
     rig.s.add("30 22 * * *", ROUTINE, "nightly")
     if "wisp.nextrun" not in sys.modules:
         raise Exception("add() should have used wisp.nextrun")
     await rig.run_at(T0 + 60)
     loaded = [m for m in ("wisp.nextrun", "wisp.cron", "wisp.tz", "wisp.civil") if m in sys.modules]
-    _eq(loaded, [], "modules held while nothing is due")
-    _clean("pure")
+    eq(loaded, [], "modules held while nothing is due")

@@ -1,6 +1,7 @@
 # wisp.store: atomic JSON files on the flash root; torn or corrupt files never stop a boot.
 import os
 
+from mpcheck import eq
 from wisp import store
 
 
@@ -22,41 +23,36 @@ def _read(path):
         return f.read()
 
 
-def _check(got, want):
-    if got != want:
-        raise Exception("got %r, want %r" % (got, want))
-
-
 def test_save_then_load_round_trips_and_leaves_no_temp_file():
     store.save("rt", {"a": [1, 2.5, "x"], "b": True})
-    _check(store.load("rt", None), {"a": [1, 2.5, "x"], "b": True})
+    eq(store.load("rt", None), {"a": [1, 2.5, "x"], "b": True})
     if _exists("rt.tmp"):
         raise Exception("rt.tmp left behind")
 
 
 def test_missing_file_gives_the_default_silently():
     lines = []
-    _check(store.load("nothing_here", {"empty": 1}, lines.append), {"empty": 1})
-    _check(lines, [])
+    eq(store.load("nothing_here", {"empty": 1}, lines.append), {"empty": 1})
+    eq(lines, [])
 
 
 def test_corrupt_file_is_kept_aside_reported_and_default_returned():
     _write("bad.json", '{"facts": [["a", 1], ["b"')
     lines = []
-    _check(store.load("bad", "default", lines.append), "default")
+    eq(store.load("bad", "default", lines.append), "default")
     if len(lines) != 1 or "bad.json" not in lines[0] or "bad.bad" not in lines[0]:
         raise Exception(lines)
-    _check(_read("bad.bad"), '{"facts": [["a", 1], ["b"')
+    eq(_read("bad.bad"), '{"facts": [["a", 1], ["b"')
     if _exists("bad.json"):
         raise Exception("corrupt file still in place")
     store.save("bad", {"fresh": 1})  # the next save starts clean
-    _check(store.load("bad", None), {"fresh": 1})
+    eq(store.load("bad", None), {"fresh": 1})
 
 
 def test_torn_temp_file_from_a_power_cut_is_ignored_and_removed():
     store.save("cut", {"n": 1})
     _write("cut.tmp", '{"n": 2, "more"')
-    _check(store.load("cut", None), {"n": 1})
+    eq(store.load("cut", None), {"n": 1})
     if _exists("cut.tmp"):
         raise Exception("torn cut.tmp not removed")
 
@@ -65,11 +61,11 @@ def test_complete_temp_file_without_json_is_recovered():
     # FAT renames by unlink + rename; a cut between the two leaves only the finished .tmp
     _write("fat.tmp", '{"n": 7}')
     lines = []
-    _check(store.load("fat", None, lines.append), {"n": 7})
+    eq(store.load("fat", None, lines.append), {"n": 7})
     if not _exists("fat.json") or _exists("fat.tmp") or "recovered" not in lines[0]:
         raise Exception("not recovered: %r" % lines)
     _write("fat2.tmp", '{"n": 7')
-    _check(store.load("fat2", "d"), "d")
+    eq(store.load("fat2", "d"), "d")
     if _exists("fat2.tmp") or _exists("fat2.json"):
         raise Exception("torn fat2.tmp not cleaned up")
 
@@ -82,7 +78,7 @@ def test_save_of_something_not_json_raises_and_keeps_the_old_file():
         pass
     else:
         raise Exception("no TypeError")
-    _check(store.load("keep", None), {"n": 1})
+    eq(store.load("keep", None), {"n": 1})
     if _exists("keep.tmp"):
         raise Exception("keep.tmp left behind")
 
@@ -95,4 +91,4 @@ def test_nan_is_refused_rather_than_written_as_unreadable_json():
         pass
     else:
         raise Exception("no TypeError")
-    _check(store.load("nan", None), {"n": 1})
+    eq(store.load("nan", None), {"n": 1})

@@ -1,5 +1,5 @@
 # The tool registry: validation errors the LLM can read, GPIO on named pins, manifest schemas.
-from fakeboard import make_device, run
+from fakeboard import make_device, manifest, run
 from wisp import tools
 
 
@@ -56,9 +56,8 @@ def test_invalid_calls_return_readable_errors_and_touch_nothing():
 
 
 def test_manifest_lists_tools_with_pin_names_not_numbers():
-    import json
     dev = make_device()
-    m = json.loads(dev.manifest())
+    m = manifest(dev)
     names = [t["name"] for t in m["tools"]]
     if names[:2] != ["gpio_write", "gpio_read"] or len(set(names)) != len(names):
         raise Exception(names)
@@ -70,11 +69,10 @@ def test_manifest_lists_tools_with_pin_names_not_numbers():
 
 
 def test_announced_manifest_is_the_same_text_as_built_and_carries_the_request_hash():
-    import json
     dev = make_device()
     run(dev.announce())
     sent = dev.link.on("wisp/t1/manifest")
-    if len(sent) != 1 or sent[0] != json.loads(dev.manifest()) or sent[0]["hash"] != dev.manifest_hash:
+    if len(sent) != 1 or sent[0] != manifest(dev) or sent[0]["hash"] != dev.manifest_hash:
         raise Exception(sent)
 
 

@@ -2,7 +2,9 @@
 # `micropython mprunner.py <module>` runs every test_* function of the module (coroutines
 # through asyncio) and prints one line per test: "@@PASS <name> <ms>" or "@@FAIL <name>",
 # the traceback, "@@END". tests/firmware/conftest.py turns these lines into pytest items.
+# Each test runs in a fresh empty directory (its flash root), so no test sees another's files.
 import io
+import os
 import sys
 import time
 
@@ -17,7 +19,11 @@ def _run(fn):
 def main(modname):
     mod = __import__(modname)
     names = sorted(n for n in dir(mod) if n.startswith("test_"))
-    for name in names:
+    top = os.getcwd()  # a temp dir of the conftest's, removed with everything in it
+    for i, name in enumerate(names):
+        root = "%s/flash%d" % (top, i)
+        os.mkdir(root)
+        os.chdir(root)
         t0 = time.ticks_ms()
         try:
             _run(getattr(mod, name))
@@ -28,6 +34,7 @@ def main(modname):
             print("@@FAIL", name)
             print(buf.getvalue())
             print("@@END")
+        os.chdir(top)
 
 
 main(sys.argv[1])

@@ -5,7 +5,8 @@ in a repeated hour, jobs pinned to hours run in the first pass only, '*' hours i
 jobs keep their phase. The firmware on the real unix port computes the same times."""
 import datetime
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.props.firmware import collect, load, run_batch
 
@@ -68,7 +69,7 @@ def walk(minutes, hours, pinned, rule, after):
     off = tz.offset(after, z)[0]
     m = (after // 60 + 1) * 60
     while m <= after + WINDOW_S:
-        for c, before, now in switches:
+        for c, _before, now in switches:
             if c <= m:
                 off = now
         fires = matches(m + off)

@@ -56,7 +56,7 @@ schedule_remove schedule name:str | Remove a scheduled job.
 time_now clock | Local date, time, weekday and timezone of the device.
 timezone_set clock tz:str | Set the device timezone.
   tz POSIX TZ, sign west of UTC: 'CET-1CEST,M3.5.0,M10.5.0/3', 'EST5EDT,M3.2.0,M11.1.0'
-"""
+"""  # noqa: E501 (a description is one line, however long)
 
 _MODE_WORDS = {"out": "an output", "in": "an input", "pwm": "a PWM output", "adc": "an analog input"}
 

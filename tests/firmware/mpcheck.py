@@ -1,0 +1,34 @@
+# Checks for the MicroPython tests (the unix port has no unittest): each raises an Exception
+# that says what it saw, which mprunner.py reports as the test's failure.
+import asyncio
+
+
+def eq(got, want, what=""):
+    if got != want:
+        raise Exception("%sgot %r, want %r" % (what + ": " if what else "", got, want))
+
+
+def check(cond, what):
+    if not cond:
+        raise Exception(what)
+
+
+def raises(fn, *fragments, exc=ValueError):
+    """Call fn(); it must raise exc with every fragment in its message, which is returned."""
+    try:
+        fn()
+    except exc as e:
+        for frag in fragments:
+            if frag not in str(e):
+                raise Exception("%r not in error %r" % (frag, str(e))) from None
+        return str(e)
+    raise Exception("no %s raised; wanted one with %r" % (exc.__name__, fragments))
+
+
+async def until(cond, ms=3000):
+    """Wait until cond() is true, at most ms; returns cond() at the end."""
+    waited = 0
+    while not cond() and waited < ms:
+        await asyncio.sleep_ms(5)
+        waited += 5
+    return cond()
