@@ -3,7 +3,7 @@
 # them after Ctrl-C; `start()` runs them.
 import asyncio
 
-from wisp import config, limits, pins as pins_mod
+from wisp import config, limits, log as wlog, pins as pins_mod
 from wisp.agent import Agent
 from wisp.commands import Commands
 from wisp.device import Device
@@ -52,6 +52,9 @@ def _router(dev, agent, commands, ha_status):
             commands.on_cmd(payload)
         elif sub.startswith("set/"):
             dev.spawn(_ha().on_set(dev, sub[4:], payload), sub)
+        elif sub == "log/get":
+            from wisp import logfeed
+            dev.spawn(logfeed.send(dev, wlog.RING_SIZE, ring=True), sub)
     return on_message
 
 
@@ -69,7 +72,7 @@ def build(config_path=config.DEFAULT_PATH):
     ha_status = _ha_status_topic(dev)
 
     async def on_connect():
-        for suffix in ("ask", "llm/res", "cmd", "set/+"):
+        for suffix in ("ask", "llm/res", "cmd", "set/+", "log/get"):
             await link.subscribe(dev.topic(suffix))
         if ha_status:
             await link.subscribe(ha_status)
@@ -137,6 +140,8 @@ async def main(config_path=config.DEFAULT_PATH):
     asyncio.create_task(_keep_clock(dev))
     asyncio.create_task(dev.link.run())
     asyncio.create_task(dev.sched.run())
+    from wisp import logfeed
+    asyncio.create_task(logfeed.run(dev))
     Inputs(dev).start()
     await agent.run()
 

@@ -97,8 +97,9 @@ def jobs():
     if sched is None:
         print("no scheduler")
         return
+    from wisp.tools.schedule import _action_text, _next_text
     for job in sched.jobs():
-        print(job)
+        print("%-16s [%s] %s, next %s" % (job["name"], job["spec"], _action_text(job), _next_text(dev, job)))
 
 
 def mem():
@@ -112,8 +113,14 @@ def mem():
 
 
 def log(n=20):
-    for line in wlog.recent(n):
-        print(line)
+    """The last n log lines with the device's local time (before NTP: no time yet)."""
+    from wisp import civil
+    from wisp.logfeed import lines
+    from wisp.sched import CLOCK_VALID_AFTER
+    dev, _agent = _device()
+    for t, text in lines(n):
+        when = civil.iso(dev.sched.local_time(None, t)[0])[11:] if t >= CLOCK_VALID_AFTER else "--:--:--"
+        print("%s %s" % (when, text))
 
 
 def export(path="backup.json"):

@@ -54,6 +54,17 @@ def test_logs_of_an_unknown_device_say_it_never_appeared(stack):
     assert logs.returncode == 1 and "knows no device 'nosuch'" in logs.stdout
 
 
+def test_logs_show_the_device_log_ring_with_times(stack):
+    assert stack.wisp("ask", "dev1", "turn on the fan").returncode == 0
+    logs = stack.wisp("logs", "dev1")
+    assert logs.returncode == 0, logs.stdout + logs.stderr
+    lines = logs.stdout.splitlines()
+    assert any(" status: online" in line for line in lines)
+    ring = [line for line in lines if "  log: " in line]
+    assert any(f"online as dev1 on {stack.broker.host}:{stack.broker.port}" in line for line in ring), lines
+    assert all(line[2] == ":" and line[5] == ":" for line in ring)      # HH:MM:SS, the clock is set
+
+
 def test_logs_follow_prints_events_live(stack):
     follow = subprocess.Popen([sys.executable, "-m", "tools.cli", "logs", "dev1", "-f", "--broker", stack.broker_addr],
                               cwd=str(REPO), stdout=subprocess.PIPE, text=True)
@@ -64,10 +75,12 @@ def test_logs_follow_prints_events_live(stack):
         # An oversized ask is refused by the device, which reports it as an error event.
         stack.probe.publish("wisp/dev1/ask", "x" * (MAX_PAYLOAD + 1), qos=0)
         deadline = time.monotonic() + 10
-        line = ""
-        while "error:" not in line and time.monotonic() < deadline:
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-        assert "refused: limit is %d" % MAX_PAYLOAD in line
+        got = []
+        while not (any(" error: payload" in x for x in got) and any(" log: error: payload" in x for x in got)):
+            got.append(lines.get(timeout=max(0.1, deadline - time.monotonic())))
+        event = next(x for x in got if " error: payload" in x and " log: " not in x)
+        assert "refused: limit is %d" % MAX_PAYLOAD in event           # the device's event, live
+        assert any("refused: limit is %d" % MAX_PAYLOAD in x for x in got if " log: " in x)  # its log line
     finally:
         follow.terminate()
         follow.wait(5)
