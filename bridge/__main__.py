@@ -8,7 +8,7 @@ import sys
 
 from bridge.app import serve
 from bridge.config import ConfigError, load_config
-from bridge.router import NO_TIER_MESSAGE
+from bridge.routing.router import NO_TIER_MESSAGE
 
 log = logging.getLogger("wisp.bridge")
 

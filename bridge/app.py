@@ -15,15 +15,15 @@ import aiohttp
 from bridge import protocol
 from bridge.config import BridgeConfig
 from bridge.cost import CostStore
-from bridge.dedupe import Dedupe
 from bridge.fleet import FLEET_TOPICS, Fleet
-from bridge.handler import HandlerContext, handle_llm_request, refuse_llm_request
 from bridge.manifests import ManifestCache
 from bridge.metrics import Metrics
 from bridge.mqtt_link import MqttLink
 from bridge.providers import provider_factory
 from bridge.reasons import Failure, Reason
-from bridge.router import Router
+from bridge.rounds.dedupe import Dedupe
+from bridge.rounds.handler import HandlerContext, handle_llm_request, refuse_llm_request
+from bridge.routing.router import Router
 from bridge.web.events import EventHub
 from bridge.web.server import make_app, start
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bridge.config import CostConfig
-from bridge.outcome import Outcome
+from bridge.rounds.outcome import Outcome
 
 log = logging.getLogger("wisp.bridge.cost")
 

@@ -9,8 +9,8 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from bridge.outcome import Outcome
-from bridge.router import AttemptReport, Verdict
+from bridge.rounds.outcome import Outcome
+from bridge.routing.router import AttemptReport, Verdict
 
 # Seconds: from a LAN tier (a few ms) and a fast premium tier (~0.1 s) to a round that uses its whole 30 s budget.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 8, 13, 20, 30, 60)

@@ -6,7 +6,7 @@ from aiohttp import web
 from bridge.cost import CostStore
 from bridge.fleet import Fleet
 from bridge.metrics import Metrics
-from bridge.router import Router
+from bridge.routing.router import Router
 from bridge.web.events import EventHub
 
 ROUTER = web.AppKey("router", Router)

@@ -9,7 +9,7 @@ from aiohttp import web
 from bridge.cost import CostStore
 from bridge.fleet import Fleet
 from bridge.metrics import Metrics
-from bridge.router import Router
+from bridge.routing.router import Router
 from bridge.web import keys
 from bridge.web.auth import auth
 from bridge.web.errors import MAX_BODY_BYTES, json_errors

@@ -13,8 +13,8 @@ import uuid
 from aiohttp import web
 
 from bridge.config import REQUEST_CLASSES
-from bridge.hedge import RESET, stream_turn
 from bridge.reasons import Failure, Reason
+from bridge.routing.hedge import RESET, stream_turn
 from bridge.web.errors import MAX_BODY_BYTES, error
 from bridge.web.keys import COSTS, ROUTER
 

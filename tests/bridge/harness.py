@@ -12,11 +12,11 @@ import aiohttp
 from bridge.app import MAX_IN_FLIGHT, Bridge
 from bridge.config import BridgeConfig, CostConfig, RoutingConfig, Tier
 from bridge.cost import CostStore
-from bridge.dedupe import Dedupe
-from bridge.handler import HandlerContext, handle_llm_request
 from bridge.manifests import ManifestCache
 from bridge.providers import provider_factory
-from bridge.router import Router
+from bridge.rounds.dedupe import Dedupe
+from bridge.rounds.handler import HandlerContext, handle_llm_request
+from bridge.routing.router import Router
 from tests.fakes.openai_server import FakeOpenAI
 
 TOOLS = [{"name": "gpio_write", "desc": "Set a named output pin",

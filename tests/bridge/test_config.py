@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import ConfigError, Tier, load_config
-from bridge.router import NO_TIER_MESSAGE, Router, no_tier_reason
+from bridge.routing.router import NO_TIER_MESSAGE, Router, no_tier_reason
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,10 +4,10 @@ import json
 import sqlite3
 
 from bridge.config import Tier
-from bridge.handler import handle_llm_request
 from bridge.reasons import Reason
-from bridge.round import SENT_NOTE
-from bridge.router import Verdict
+from bridge.rounds.handler import handle_llm_request
+from bridge.rounds.round import SENT_NOTE
+from bridge.routing.router import Verdict
 from tests.bridge.harness import PORCH_ON, ask, bridge_ctx, config, fake_tiers, llm_req, manifest, run
 from tests.fakes.openai_server import Reply
 

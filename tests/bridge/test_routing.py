@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from bridge.breaker import Breaker
 from bridge.config import Tier
-from bridge.stats import MIN_SAMPLES, TierStats
+from bridge.routing.breaker import Breaker
+from bridge.routing.stats import MIN_SAMPLES, TierStats
 from tests.bridge.harness import PORCH_ON, ask, bridge_ctx, config, fake_tiers, run
 from tests.fakes.openai_server import Reply
 

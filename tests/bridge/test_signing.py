@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bridge.answer import Answer
+from bridge.rounds.answer import Answer
 from bridge.signing import load_keys, verify
 
 

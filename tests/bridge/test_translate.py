@@ -4,8 +4,8 @@ import json
 import pytest
 
 from bridge.manifests import ManifestCache, openai_tools, parse_manifest
-from bridge.prompt import system_prompt
-from bridge.translate import to_openai_messages
+from bridge.rounds.prompt import system_prompt
+from bridge.rounds.translate import to_openai_messages
 
 MANIFEST = {"v": 1, "id": "dev1", "fw": "0.1.0", "hash": "5d41402a",
             "tools": [{"name": "gpio_write", "desc": "Set a named output pin",

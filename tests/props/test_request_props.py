@@ -6,9 +6,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge import request as rq
 from bridge.reasons import Failure, Reason
-from bridge.translate import to_openai_messages
+from bridge.rounds import request as rq
+from bridge.rounds.translate import to_openai_messages
 
 PROPS = settings(max_examples=200, deadline=None)
 

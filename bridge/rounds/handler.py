@@ -1,4 +1,4 @@
-"""Answer one device `llm/req`: dedupe, budget check, manifest, then the round (bridge/round.py), and report the
+"""Answer one device `llm/req`: dedupe, budget check, manifest, then the round (round.py), and report the
 round's Outcome to everything that accounts for it.
 
 Contract (docs/protocol.md): every request that can be attributed (topic device id + payload `id`) gets
@@ -12,18 +12,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bridge.answer import Answer, show_id
 from bridge.config import BridgeConfig
 from bridge.cost import CostStore
-from bridge.dedupe import Dedupe, Seen
 from bridge.manifests import ManifestCache
-from bridge.outcome import Outcome
 from bridge.reasons import Failure, Reason
-from bridge.request import check, read
-from bridge.round import Spend, run_round
-from bridge.router import Router
+from bridge.rounds.answer import Answer, show_id
+from bridge.rounds.dedupe import Dedupe, Seen
+from bridge.rounds.outcome import Outcome
+from bridge.rounds.request import check, read
+from bridge.rounds.round import Spend, run_round
+from bridge.routing.router import Router
 
-log = logging.getLogger("wisp.bridge.handler")
+log = logging.getLogger("wisp.bridge.rounds.handler")
 
 
 @dataclass

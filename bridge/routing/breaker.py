@@ -5,7 +5,7 @@ deployment per tier: the probe is an ordinary request.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 FAILURES_TO_OPEN = 5  # consecutive failed attempts
 COOL_DOWN_S = 5.0  # first cool-down; doubles after each failed probe

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from bridge.breaker import Breaker
 from bridge.config import LOCAL_TIER, BridgeConfig, Tier
 from bridge.reasons import Failure, Reason
-from bridge.stats import TierStats
+from bridge.routing.breaker import Breaker
+from bridge.routing.stats import TierStats
 
 NO_TIER_MESSAGE = (
     "no inference tier configured: give the bridge OPENAI_API_KEY (OpenAI), CEREBRAS_API_KEY (Cerebras) "

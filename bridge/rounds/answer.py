@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable
 
 from bridge import protocol
-from bridge.outcome import Outcome, TierSpend
 from bridge.reasons import Failure, Reason
+from bridge.rounds.outcome import Outcome, TierSpend
 from bridge.signing import sign_message
 
-log = logging.getLogger("wisp.bridge.answer")
+log = logging.getLogger("wisp.bridge.rounds.answer")
 
 DEVICE_MAX_PAYLOAD = protocol.MAX_PAYLOAD  # the device discards bigger llm/res messages unread
 

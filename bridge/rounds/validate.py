@@ -39,11 +39,13 @@ def _check(value, schema: dict, path: str, depth: int) -> str | None:
         for req in schema.get("required") or []:
             if req not in value:
                 kind = (props.get(req) or {}).get("type")
-                return f"'{_join(path, req)}' required" + (f" ({_TYPES.get(kind, kind)})" if isinstance(kind, str) else "")
+                hint = f" ({_TYPES.get(kind, kind)})" if isinstance(kind, str) else ""
+                return f"'{_join(path, req)}' required{hint}"
         if schema.get("additionalProperties") is False:
             extra = sorted(set(value) - set(props))
             if extra:
-                return f"unknown argument(s) {', '.join(repr(_join(path, k)) for k in extra)}; allowed: {', '.join(props)}"
+                unknown = ", ".join(repr(_join(path, k)) for k in extra)
+                return f"unknown argument(s) {unknown}; allowed: {', '.join(props)}"
         for key, sub in props.items():
             if key in value:
                 problem = _check(value[key], sub, _join(path, key), depth + 1)

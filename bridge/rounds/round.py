@@ -8,16 +8,16 @@ import json
 import logging
 from typing import NamedTuple
 
-from bridge.answer import Answer, show_id
-from bridge.hedge import RESET, stream_turn
 from bridge.manifests import openai_tools
-from bridge.outcome import TierSpend
-from bridge.prompt import system_prompt
 from bridge.reasons import Failure, Reason
-from bridge.request import LlmRequest
-from bridge.validate import check_call
+from bridge.rounds.answer import Answer, show_id
+from bridge.rounds.outcome import TierSpend
+from bridge.rounds.prompt import system_prompt
+from bridge.rounds.request import LlmRequest
+from bridge.rounds.validate import check_call
+from bridge.routing.hedge import RESET, stream_turn
 
-log = logging.getLogger("wisp.bridge.round")
+log = logging.getLogger("wisp.bridge.rounds.round")
 
 SENT_NOTE = "sent to the device; its result comes in the next round"  # tool result for a forwarded call
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from bridge.config import Tier
 from bridge.providers.base import ProviderError, StreamEvent
 from bridge.reasons import Failure, Reason
-from bridge.router import AttemptReport, Router, Verdict
+from bridge.routing.router import AttemptReport, Router, Verdict
 
-log = logging.getLogger("wisp.bridge.hedge")
+log = logging.getLogger("wisp.bridge.routing.hedge")
 
 RESET = "reset"  # event kind: the winning attempt failed and another takes over; drop the text seen so far
 

@@ -9,7 +9,7 @@ from typing import NamedTuple
 from bridge import protocol
 from bridge.config import REQUEST_CLASSES
 from bridge.reasons import Failure, Reason
-from bridge.translate import to_openai_messages
+from bridge.rounds.translate import to_openai_messages
 
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_ID_CHARS = protocol.MAX_ID

@@ -49,7 +49,7 @@ class Outcome:
         return sum(s.cost_usd for s in self.spend)
 
     def event(self) -> dict:
-        """The dashboard's tier-decision event (bridge/events.py)."""
+        """The dashboard's tier-decision event (bridge/web/events.py)."""
         usage = self.usage or {}
         return {"type": "tier", "device": self.device, "id": self.req_id, "round": self.round,
                 "class": self.req_class, "tier": self.tier, "ok": self.ok, "err": self.error,

@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from enum import Enum
 
-from bridge.outcome import Outcome
+from bridge.rounds.outcome import Outcome
 
 REPLAY_TTL_S = 300.0  # longer than any device's re-send timeout
 REPLAY_MAX = 2048  # answers kept for replay, oldest dropped first
