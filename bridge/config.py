@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 log = logging.getLogger("wisp.bridge.config")
 

@@ -11,8 +11,8 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from bridge import protocol
 
@@ -74,7 +74,7 @@ class Device:
 
 
 class Fleet:
-    """on_event(event: dict) receives every change as a dashboard event (bridge/events.py fans it out)."""
+    """on_event(event: dict) receives every change as a dashboard event (bridge/web/events.py fans it out)."""
 
     def __init__(self, publish: Callable[..., None], on_event: Callable[[dict], None] = lambda e: None):
         self._publish = publish
@@ -181,7 +181,8 @@ class Fleet:
     async def ask(self, device_id: str, text: str, timeout_s: float) -> dict:
         """Publish an ask and wait for its reply; asyncio.TimeoutError if none comes in time."""
         req_id = _new_id("ask")
-        return await self._request(device_id, protocol.ASK, protocol.REPLY, {"v": 1, "id": req_id, "text": text}, timeout_s)
+        msg = {"v": 1, "id": req_id, "text": text}
+        return await self._request(device_id, protocol.ASK, protocol.REPLY, msg, timeout_s)
 
     async def cmd(self, device_id: str, tool: str, args: dict, timeout_s: float) -> dict:
         cmd_id = _new_id("cmd")

@@ -8,7 +8,7 @@ import json
 import logging
 import socket
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
@@ -110,7 +110,8 @@ class MqttLink:
         if failed:
             log.error("broker refused subscriptions %s: %s", [t for t, _ in self._topics], failed)
             return
-        for (topic, _), rc in zip(self._topics[2:], reason_codes[2:]):  # the fleet view: degraded, not fatal
+        # the fleet view's topics: a refusal degrades the dashboard, it is not fatal
+        for (topic, _), rc in zip(self._topics[2:], reason_codes[2:], strict=False):
             if rc.is_failure:
                 log.warning("broker refused %s (%s): the dashboard will miss it", topic, rc)
         log.info("subscribed to %s", ", ".join(t for t, _ in self._topics))

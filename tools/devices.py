@@ -60,4 +60,4 @@ def table(devices):
         rows.append((dev_id, d["state"], str(d["fw"] or "-"), str(d["board"] or "-"),
                      "-" if d["boots"] is None else str(d["boots"]), pins))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows)

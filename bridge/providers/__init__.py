@@ -1,7 +1,8 @@
 """Inference providers: one streaming interface (`stream_chat(messages, tools)` -> StreamEvents) per wire format."""
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import aiohttp
 

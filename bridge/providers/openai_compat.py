@@ -12,8 +12,16 @@ import asyncio
 import json
 from dataclasses import dataclass
 
-from bridge.providers.base import (EXCERPT, HttpStreamProvider, ProviderError, SSEDecoder, StreamEvent,  # noqa: F401
-                                   ToolCall, error_text, parse_args)
+from bridge.providers.base import (  # noqa: F401
+    EXCERPT,
+    HttpStreamProvider,
+    ProviderError,
+    SSEDecoder,
+    StreamEvent,
+    ToolCall,
+    error_text,
+    parse_args,
+)
 
 # base URLs whose server answered 400 to `stream_options`: ask them without it from then on (per process)
 _NO_STREAM_OPTIONS: set[str] = set()

@@ -2,7 +2,8 @@
 decodes to the same events, and tool calls fragmented anyhow assemble to the same calls."""
 import json
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.providers.base import SSEDecoder
 from bridge.providers.openai_compat import ToolCallAssembler
@@ -25,7 +26,7 @@ def encode(events, newline):
 
 def chunks(blob, cuts):
     edges = sorted({0, len(blob), *[c % (len(blob) + 1) for c in cuts]})
-    return [blob[a:b] for a, b in zip(edges, edges[1:])]
+    return [blob[a:b] for a, b in zip(edges, edges[1:], strict=False)]
 
 
 def decode(pieces):
@@ -68,10 +69,10 @@ a_call = st.tuples(tool_name, st.dictionaries(st.text(max_size=8), json_value, m
 def fragments(calls, ids, ollama, cuts, repeat_name):
     """OpenAI tool_call deltas: per call, a head (index, id, name) then argument pieces."""
     frags = []
-    for i, ((name, args), cid) in enumerate(zip(calls, ids)):
+    for i, ((name, args), cid) in enumerate(zip(calls, ids, strict=False)):
         raw = json.dumps(args)
         edges = sorted({0, len(raw), *[c % (len(raw) + 1) for c in cuts[i % len(cuts)]]}) if cuts else [0, len(raw)]
-        pieces = [raw[a:b] for a, b in zip(edges, edges[1:])] or [""]
+        pieces = [raw[a:b] for a, b in zip(edges, edges[1:], strict=False)] or [""]
         index = 0 if ollama else i
         for j, piece in enumerate(pieces):
             frag = {"index": index, "function": {"arguments": piece}}
