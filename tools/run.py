@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from tools import broker as brokers
 from tools import sim
@@ -199,6 +200,14 @@ def _copy_fleet_config(fleet, dev_id, workdir):
     return True
 
 
+def _shown_path(path):
+    """`path` as the user types it from the checkout: relative when inside it (.wisp/api_token)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _banner(broker, dev_id, http_port, token, fleet):
     port_flag = "" if broker.port == DEFAULT_PORT else f"-p {broker.port} "
     device = f"device '{dev_id}'" if dev_id else "no simulated device"
@@ -218,7 +227,7 @@ In another terminal:
     .venv/bin/wisp ask {example} "turn on the porch light"
     .venv/bin/wisp cmd {example} gpio_read pin=door
     {watch}
-    curl -H "Authorization: Bearer $(cat .wisp/api_token)" http://127.0.0.1:{http_port}/api/devices
+    curl -H "Authorization: Bearer $(cat {_shown_path(TOKEN_FILE)})" http://127.0.0.1:{http_port}/api/devices
 Press Ctrl-C to stop.
 """
 

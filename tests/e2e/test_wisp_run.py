@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 
 from tests.e2e.wisprun import BANNER_TIMEOUT_S, WispRun
+from tools.paths import REPO
 from tools import broker as brokers
 
 
@@ -36,7 +37,19 @@ def run_dir(tmp_path):
     return tmp_path / "run"
 
 
-def test_banner_commands_work_and_the_port_is_kept_across_restarts(run_dir):
+def banner_commands(output):
+    """The shell lines the banner tells the user to type, as printed (comments dropped)."""
+    text = output.rsplit("wisp is running", 1)[1]
+    block = text.split("In another terminal:", 1)[1].split("Press Ctrl-C", 1)[0]
+    return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def run_shell(line, env, timeout_s=30):
+    return subprocess.run(["bash", "-c", line], cwd=str(REPO), env=env, capture_output=True, text=True,
+                          timeout=timeout_s)
+
+
+def test_banner_commands_work_as_printed_and_the_port_is_kept_across_restarts(run_dir):
     port = brokers.free_port()
     for attempt in range(2):          # the second start finds the first run's TIME-WAIT sockets
         run = WispRun(run_dir, port)
@@ -44,14 +57,27 @@ def test_banner_commands_work_and_the_port_is_kept_across_restarts(run_dir):
             run.wait_for("wisp is running", times=attempt + 1)      # one log for both runs
             assert f"127.0.0.1:{port}" in run.output(), run.output()
             assert "is taken" not in run.output()
-            ask = run.wisp("ask", "dev1", "turn on the porch light")
-            assert ask.returncode == 0 and "porch light is on" in ask.stdout, (ask.stdout, ask.stderr)
-            sub = subprocess.run(["mosquitto_sub", "-p", str(port), "-t", "wisp/dev1/status", "-C", "1",
-                                  "-W", "10"], capture_output=True, text=True, timeout=20)
-            assert sub.returncode == 0 and "online" in sub.stdout, (attempt, sub.stdout, sub.stderr)
-            token = (run_dir / "api_token").read_text().strip()
-            status, devices = api_get(run.dashboard_url(), token)
-            assert status == 200 and "dev1" in json.dumps(devices)
+            lines = banner_commands(run.output())
+            assert [line.split()[0] for line in lines] == [".venv/bin/wisp"] * 3 + ["mosquitto_sub", "curl"]
+            for line in lines:
+                if line.startswith("mosquitto_sub"):   # it follows forever: what it printed in 3 s
+                    done = run_shell(f"timeout 3 {line}", run.env)
+                    assert done.returncode == 124 and "wisp/dev1/status " in done.stdout, (line, done)
+                    continue
+                done = run_shell(line, run.env)
+                assert done.returncode == 0, (attempt, line, done.stdout, done.stderr)
+                if " ask " in line:
+                    assert "porch light is on [device, " in done.stdout, done.stdout
+                elif " cmd " in line:
+                    assert done.stdout.strip() in ("door=0", "door=1"), done.stdout
+                elif line.startswith("curl"):
+                    assert "dev1" in json.loads(done.stdout)["devices"][0]["id"], done.stdout
+                else:
+                    assert done.stdout.split()[:2] == ["DEVICE", "STATE"] and "dev1" in done.stdout
+            # the README's own MQTT lines, pointed at this run's port
+            pub = run_shell(f"mosquitto_pub -p {port} -t wisp/dev1/ask -m "
+                            "'{\"v\":1,\"id\":\"x1\",\"text\":\"is the porch light on?\"}'", run.env)
+            assert pub.returncode == 0, pub.stderr
         finally:
             run.stop()
 
