@@ -121,11 +121,11 @@ class Fleet:
             ev = {"type": "reply", "device": device_id, **_pick(msg, "ok", "path", "tier", "ms"),
                   "id": _text(msg.get("id")), "text": _text(msg.get("text")), "ts": now}
             self._remember(dev, ev)
-            self._resolve((device_id, protocol.REPLY, msg.get("id")), msg)
+            self._resolve(device_id, protocol.REPLY, msg)
         else:  # cmd/res
             self._emit({"type": "cmd_res", "device": device_id, **_pick(msg, "ok"), "id": _text(msg.get("id")),
                         "result": _text(msg.get("result")), "ts": now})
-            self._resolve((device_id, protocol.CMD_RES, msg.get("id")), msg)
+            self._resolve(device_id, protocol.CMD_RES, msg)
         return True
 
     def _device(self, device_id: str) -> Device | None:
@@ -162,10 +162,11 @@ class Fleet:
         except Exception:  # a broken listener must not stop the fleet view
             log.exception("event listener failed")
 
-    def _resolve(self, key, msg: dict) -> None:
-        if not isinstance(key[2], str):
+    def _resolve(self, device_id: str, answer_kind: str, msg: dict) -> None:
+        """Hand an answer (reply, cmd/res) to the API request waiting for its id, if one is."""
+        if not isinstance(msg.get("id"), str):
             return  # an id we never send (null, a number, an object): nobody waits for it
-        fut = self._waiting.pop(key, None)
+        fut = self._waiting.pop((device_id, answer_kind, msg["id"]), None)
         if fut and not fut.done():
             fut.set_result(msg)
 

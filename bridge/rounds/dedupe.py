@@ -32,9 +32,9 @@ class Dedupe:
         """Seen.NEW, Seen.RUNNING, or the outcome of the earlier answer, whose messages are to be sent again."""
         if key in self._running:
             return Seen.RUNNING
-        hit = self._done.get(key)
-        if hit and self._clock() - hit[0] <= REPLAY_TTL_S:
-            return hit[1]
+        finished_at, outcome = self._done.get(key, (None, None))
+        if outcome and self._clock() - finished_at <= REPLAY_TTL_S:
+            return outcome
         self._running.add(key)
         return Seen.NEW
 
