@@ -12,6 +12,7 @@ SHARED_GROUP = "$share/wisp/"  # prefix of the subscription through which bridge
 
 # Topic kinds, the part after wisp/<id>/
 STATUS, MANIFEST, EVENT = "status", "manifest", "event"
+LOG, LOG_GET = "log", "log/get"  # new log lines; a request for the whole log ring
 ASK, REPLY = "ask", "reply"
 CMD, CMD_RES = "cmd", "cmd/res"
 LLM_REQ, LLM_RES = "llm/req", "llm/res"

@@ -4,6 +4,7 @@ lines on wisp/<id>/log as they are written (firmware/wisp/logfeed.py)."""
 import json
 import time
 
+from bridge import protocol
 from tools.listen import Listener
 
 RETAINED_WAIT_S = 1.0   # the retained status arrives right after subscribing
@@ -41,10 +42,10 @@ def follow(host, port, dev_id, out, follow=False, duration_s=None, login=None):
     """Print the device's state and log ring, then (follow) its new log lines and events until
     interrupted or duration_s. Returns 0, or 1 when the device is unknown or offline."""
     status, ring_seen = None, False
-    topics = [f"wisp/{dev_id}/status", f"wisp/{dev_id}/event", f"wisp/{dev_id}/log"]
+    topics = [protocol.topic(dev_id, kind) for kind in (protocol.STATUS, protocol.EVENT, protocol.LOG)]
     with Listener(host, port, topics, name="logs", login=login) as listener:
         listener.wait_subscribed()
-        listener.publish(f"wisp/{dev_id}/log/get", b"{}")
+        listener.publish(protocol.topic(dev_id, protocol.LOG_GET), b"{}")
         start = time.monotonic()
         while True:
             if follow:
