@@ -131,7 +131,8 @@ def main():
              "| measured | value | goal |",
              "|---|---|---|",
              f"| firmware source (wisp/**/*.py) | {source_bytes / 1024:.1f} KB | |",
-             f"| .mpy total for ESP32 (-march=xtensawin) | {xtensa_bytes / 1024:.1f} KB | <= {GOAL_MPY_BYTES // 1024} KB |",
+             f"| .mpy total for ESP32 (-march=xtensawin) | {xtensa_bytes / 1024:.1f} KB "
+             f"| <= {GOAL_MPY_BYTES // 1024} KB |",
              f"| ROMFS image of the wisp package | {romfs_bytes / 1024:.1f} KB | |"]
     for tag, how in (("mpy", ".mpy files on the filesystem"), ("romfs", "ROMFS image, run in place")):
         low = minimum[tag]

@@ -3,7 +3,9 @@
 # them after Ctrl-C; `start()` runs them.
 import asyncio
 
-from wisp import config, limits, log as wlog, pins as pins_mod
+from wisp import config, limits
+from wisp import log as wlog
+from wisp import pins as pins_mod
 from wisp.agent import Agent
 from wisp.commands import Commands
 from wisp.device import Device

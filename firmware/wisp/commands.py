@@ -9,7 +9,6 @@ from wisp import limits, tools
 from wisp.agent import parse_message
 from wisp.log import log
 
-
 _CLOCK_VALID_AFTER = const(1704067200)  # 2024-01-01: before that the clock was never set
 
 

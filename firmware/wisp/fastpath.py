@@ -33,7 +33,8 @@ def _find_pin(words, pin_names):
 
 
 def parse(text, pins):
-    """pins: {name: NamedPin} (only names and modes are read). Returns ("set", name, 0|1), ("get", name, None) or None."""
+    """pins: {name: NamedPin} (only names and modes are read). Returns ("set", name, 0|1),
+    ("get", name, None) or None."""
     words = _words(text)
     if not words or len(words) > 10:
         return None

@@ -5,8 +5,9 @@
 import asyncio
 import gc
 
-from wisp import log as wlog, unload
+from wisp import log as wlog
 from wisp import tools as registry
+from wisp import unload
 
 ASK_TIMEOUT_MS = 60000
 
@@ -127,6 +128,7 @@ def export(path="backup.json"):
     """All agent state (facts, routines, jobs, time zone) into one JSON file on the flash, to
     copy off before a reflash: `mpremote cp :backup.json .`"""
     import json
+
     from wisp import backup
     dev, _agent = _device()
     with open(path, "w") as f:
@@ -137,6 +139,7 @@ def export(path="backup.json"):
 def restore(path="backup.json"):
     """Bring the state of an export back, all or nothing (nothing changes if any part is bad)."""
     import json
+
     from wisp import backup
     dev, _agent = _device()
     try:

@@ -122,7 +122,8 @@ class Scheduler:
     def remove(self, name):
         job = self._find(name)
         if job is None:
-            raise ValueError("no job named '%s'; jobs: %s" % (name, ", ".join(j["name"] for j in self.jobs()) or "none"))
+            names = ", ".join(j["name"] for j in self.jobs()) or "none"
+            raise ValueError("no job named '%s'; jobs: %s" % (name, names))
         self._jobs.remove(job)
         self._save_or_undo(lambda: self._jobs.append(job))
         self._specs.pop(name, None)

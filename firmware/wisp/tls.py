@@ -11,7 +11,7 @@ class TLSConfigError(Exception):
 
 def _der(data):
     if data.startswith(b"-----BEGIN"):  # PEM: base64 of the DER between the markers
-        lines = [l for l in data.split(b"\n") if l and not l.startswith(b"-----")]
+        lines = [line for line in data.split(b"\n") if line and not line.startswith(b"-----")]
         return binascii.a2b_base64(b"".join(lines))
     return data
 

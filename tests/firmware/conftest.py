@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import session_broker
-from tools.paths import micropython_cmd, micropypath
+from tools.paths import micropypath, micropython_cmd
 
 HERE = Path(__file__).parent
 FILE_TIMEOUT_S = 120

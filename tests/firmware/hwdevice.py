@@ -4,6 +4,7 @@ import json
 import os
 
 from fakeboard import make_device
+
 from wisp.hal.sim import INPUTS_FILE
 
 PINS = {"porch_light": {"pin": 5, "mode": "out", "min_interval_ms": 300},

@@ -4,6 +4,7 @@ import asyncio
 import json
 
 from fakeboard import make_device
+
 from wisp import limits
 from wisp.agent import Agent
 
@@ -89,7 +90,7 @@ async def test_invalid_tool_call_result_goes_back_to_the_llm():
         if req["round"] == 0:
             return [{"calls": [_call("gpio_write", pin="garage", value=1)], "done": True}]
         return [{"done": True, "text": req["msgs"][-1]["t"]}]
-    bridge = ScriptedBridge(dev, agent, script)
+    ScriptedBridge(dev, agent, script)  # answers from the link's on_publish hook
     r = (await _ask(dev, agent, {"id": "a3", "text": "open the garage"}))[0]
     if "Error: pin 'garage' is not configured" not in r["text"]:
         raise Exception(r)

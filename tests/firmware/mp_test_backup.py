@@ -5,6 +5,7 @@ import os
 
 from fakeboard import make_device, run
 from mpcheck import eq
+
 from wisp import backup
 from wisp.memory import Memory
 from wisp.routines import Routines

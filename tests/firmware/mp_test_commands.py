@@ -3,6 +3,7 @@ import asyncio
 import json
 
 from fakeboard import make_device
+
 from wisp import limits
 from wisp.commands import Commands
 

@@ -3,6 +3,7 @@ import asyncio
 import json
 
 from fakeboard import make_device
+
 from wisp.agent import Agent
 
 PINS = {"heater": {"pin": 19, "mode": "out", "confirm": True}, "fan": {"pin": 18, "mode": "out"}}

@@ -1,6 +1,7 @@
 # Schedule specs (wisp/cron.py) and calendar math (wisp/civil.py): parse errors a user can act on,
 # names, steps, ranges, the day-of-month / day-of-week OR rule, month/year/leap-year ends.
 from mpcheck import eq, raises
+
 from wisp import civil, cron
 
 

@@ -5,6 +5,7 @@ import sys
 
 from hwdevice import make, set_inputs
 from mpcheck import check
+
 from wisp import tools
 from wisp.hal import sim
 

@@ -6,6 +6,7 @@ import json
 from fakeboard import manifest
 from hwdevice import make, set_inputs
 from mpcheck import check
+
 from wisp import limits, tools
 
 

@@ -4,6 +4,7 @@ import os
 
 from fakeboard import make_device, run
 from mpcheck import eq, raises
+
 from wisp import limits, tools
 from wisp.memory import Memory
 

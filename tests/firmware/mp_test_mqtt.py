@@ -3,6 +3,7 @@ import asyncio
 import os
 
 from mpcheck import until
+
 from wisp import limits
 from wisp.mqtt import MQTTClient
 

@@ -4,6 +4,7 @@ import asyncio
 
 from hwdevice import make
 from mpcheck import check
+
 from wisp import pins, tools
 from wisp.hal.sim import Board
 

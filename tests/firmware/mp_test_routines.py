@@ -5,6 +5,7 @@ import os
 
 from fakeboard import make_device, run
 from mpcheck import eq
+
 from wisp import limits, tools
 from wisp.memory import Memory
 from wisp.routines import Routines, bind_value
@@ -172,7 +173,8 @@ def test_routines_may_run_routines_up_to_the_depth_cap_never_in_a_cycle():
     result = run(dev.routines.run(top))
     if not result.startswith("ok: 1 step ran; inner=") or dev.board.levels[FAN] != 1:
         raise Exception(result)
-    _refused(dev, "too_deep", [{"tool": "routine_run", "args": {"name": top}}], "deeper than %d" % limits.MAX_ROUTINE_DEPTH)
+    _refused(dev, "too_deep", [{"tool": "routine_run", "args": {"name": top}}],
+             "deeper than %d" % limits.MAX_ROUTINE_DEPTH)
     _refused(dev, "l1", [{"tool": "routine_run", "args": {"name": top}}], "would run itself")  # a cycle via redefine
     # a name known only at run time is caught by the run-time depth check
     dev.memory.set("target", "loop")
@@ -279,7 +281,8 @@ def test_routine_tools_through_the_registry():
     eq(call("routine_list", {}), "1 routines: welcome (2 steps)")
     eq(call("routine_run", {"name": "welcome"}), "ok: 2 steps ran; door=1")
     eq(dev.board.levels[PORCH], 1)
-    err = call("routine_define", {"name": "bad", "steps": [{"tool": "gpio_write", "args": {"pin": "door", "value": 1}}]})
+    steps = [{"tool": "gpio_write", "args": {"pin": "door", "value": 1}}]
+    err = call("routine_define", {"name": "bad", "steps": steps})
     eq(err, "Error: routine 'bad' not saved: step 1: pin 'door' is not an output")
     eq(call("routine_define", {"name": "x", "steps": "turn it on"}), "Error: 'steps' must be a list")
     eq(call("routine_delete", {"name": "welcome"}), "ok: routine 'welcome' deleted")

@@ -6,6 +6,7 @@ import os
 
 from fakeboard import make_device, manifest
 from mpcheck import eq, raises
+
 from wisp import civil, limits, tools
 from wisp.sched import Scheduler
 
@@ -245,7 +246,8 @@ def test_schedule_tools():
         "ok: job 'job1' [in 20m] prompt 'Is the door still ope...'; next 2026-06-01T12:20 UTC")
     eq(_tool(dev, "schedule_list"), "job1 [in 20m] prompt 'Is the door still ope...', next 2026-06-01T12:20 UTC; "
         "wake [0 7 * * 1-5] routine lights_on, next 2026-06-02T07:00 UTC")
-    eq(_tool(dev, "schedule_add", {"spec": "every 5m", "routine": "a", "prompt": "b"})[:26], "Error: give either 'routin")
+    eq(_tool(dev, "schedule_add", {"spec": "every 5m", "routine": "a", "prompt": "b"})[:26],
+       "Error: give either 'routin")
     eq(_tool(dev, "schedule_add", {"spec": "* * * * 9", "routine": "a"}),
         "Error: cron: day-of-week field '9' out of range 0-7")
     eq(_tool(dev, "schedule_add", {"spec": 5, "routine": "a"}), "Error: 'spec' must be a string")

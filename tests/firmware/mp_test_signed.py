@@ -5,6 +5,7 @@ import json
 import time
 
 from fakeboard import make_device
+
 from wisp import sign
 from wisp.agent import Agent
 from wisp.commands import Commands

@@ -2,6 +2,7 @@
 import os
 
 from mpcheck import eq
+
 from wisp import store
 
 

@@ -1,5 +1,6 @@
 # The tool registry: validation errors the LLM can read, GPIO on named pins, manifest schemas.
 from fakeboard import make_device, manifest, run
+
 from wisp import tools
 
 

@@ -5,6 +5,7 @@ import os
 
 from fakeboard import make_device
 from mpcheck import eq, raises
+
 from wisp import civil, tz
 from wisp.sched import Scheduler
 

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import threading
 
-from tools.paths import micropython_cmd, micropypath
+from tools.paths import micropypath, micropython_cmd
 
 
 class Writer:

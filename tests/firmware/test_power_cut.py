@@ -57,7 +57,7 @@ def test_store_survives_repeated_power_cuts(tmp_path):
     flash.mkdir()
     rng = random.Random(1234)
     confirmed, mid_write, t0 = -1, 0, time.monotonic()
-    for cut in range(CUTS):
+    for _cut in range(CUTS):
         w = Writer(flash, script)
         assert w.started.wait(START_TIMEOUT_S), "writer did not start"
         # what a fresh interpreter has loaded is durable: later loads must not go back before it

@@ -5,7 +5,7 @@ import os
 import subprocess
 
 from bridge.signing import sign_message, verify
-from tools.paths import micropython_cmd, micropypath
+from tools.paths import micropypath, micropython_cmd
 
 KEY = bytes(range(32))
 

@@ -29,7 +29,8 @@ def device_still_answers(stack, dev_id, timeout=60):
     stack.probe.publish(f"wisp/{dev_id}/ask", {"v": 1, "id": "after-fuzz", "text": "is the door on?"})
     reply = stack.probe.wait_for(f"wisp/{dev_id}/reply", lambda r: isinstance(r, dict) and r.get("id") == "after-fuzz",
                                  timeout=max(1, deadline - time.monotonic()))
-    stack.probe.publish(f"wisp/{dev_id}/cmd", {"v": 1, "id": "after-fuzz", "tool": "gpio_read", "args": {"pin": "door"}})
+    stack.probe.publish(f"wisp/{dev_id}/cmd",
+                        {"v": 1, "id": "after-fuzz", "tool": "gpio_read", "args": {"pin": "door"}})
     res = stack.probe.wait_for(f"wisp/{dev_id}/cmd/res", lambda r: isinstance(r, dict) and r.get("id") == "after-fuzz",
                                timeout=max(1, deadline - time.monotonic()))
     return reply, res

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import types
 
-from tools.paths import FIRMWARE, micropython_cmd, micropypath
+from tools.paths import FIRMWARE, micropypath, micropython_cmd
 
 MP_TIMEOUT_S = 60  # one micropython process checks a whole batch
 

@@ -4,7 +4,8 @@ time moves forward by the jump, as documented)."""
 import datetime
 import zoneinfo
 
-from hypothesis import event, given, settings, strategies as st
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from tests.props.firmware import load
 

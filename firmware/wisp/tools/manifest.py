@@ -59,6 +59,5 @@ def pieces(dev, short):
     head = {"v": 1, "id": dev.id, "fw": VERSION, "hash": short,
             "limits": {"rounds": limits.MAX_ROUNDS, "calls": limits.MAX_CALLS_PER_ROUND}}
     yield json.dumps(head)[:-1] + ', "pins": ' + _pins(dev) + ', "tools": ['
-    for piece in _tool_pieces(dev):
-        yield piece
+    yield from _tool_pieces(dev)
     yield "]}"
