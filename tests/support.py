@@ -87,6 +87,18 @@ class Probe:
         self.client.disconnect()
 
 
+def until(check, timeout=10.0, what="the condition", every=0.05):
+    """Poll `check()` until it returns something true, and return that; TimeoutError names `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what}: not within {timeout} s")
+        time.sleep(every)
+
+
 def decode(raw):
     try:
         return json.loads(raw)

@@ -3,6 +3,8 @@ every connection and refuses new ones until restore(). Loopback only."""
 import socket
 import threading
 
+from tests.support import until
+
 
 class NetCut:
     def __init__(self, target_host, target_port, host="127.0.0.1"):
@@ -14,6 +16,7 @@ class NetCut:
         self.host, self.port = self.listener.getsockname()
         self.cut_now = threading.Event()
         self.closed = False
+        self.refused = 0  # connection attempts turned away while cut
         self._conns = []
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -26,6 +29,7 @@ class NetCut:
                 return
             if self.cut_now.is_set():
                 client.close()  # the cable is out: the device sees its connect fail
+                self.refused += 1
                 continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
@@ -64,6 +68,10 @@ class NetCut:
                 s.close()
             except OSError:
                 pass
+
+    def wait_refused(self, times=1, timeout=20.0):
+        """Until the device has tried to reconnect `times` times since the start and been turned away."""
+        until(lambda: self.refused >= times, timeout, f"{times} refused reconnects (got {self.refused})")
 
     def restore(self):
         self.cut_now.clear()

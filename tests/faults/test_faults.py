@@ -1,13 +1,12 @@
 """Fault injection on the real stack (firmware on the unix port, mosquitto, the bridge process,
 the fake tier): the device's network cut under it, the broker restarted mid-conversation, the
 tier failing in every way. Every ask gets exactly one reply; no action runs twice."""
-import time
-
 import pytest
 
 from tests.e2e.stack import Stack
 from tests.fakes.openai_server import Reply
 from tests.faults.netcut import NetCut
+from tests.support import until
 
 LLM_ASK = "it is getting dark, light up the porch please"
 
@@ -39,6 +38,11 @@ def ask(stack, dev_id, ask_id, text=LLM_ASK):
     stack.probe.publish(f"wisp/{dev_id}/ask", {"v": 1, "id": ask_id, "text": text})
 
 
+def tier_has_the_request(stack):
+    """Until the fake tier has received the first model call: the bridge holds the request now."""
+    until(lambda: stack.fake.requests, 10, "the tier to receive the request")
+
+
 def test_network_cut_under_the_device_then_restored():
     s = Stack()
     cable = NetCut(s.broker.host, s.broker.port)
@@ -46,7 +50,7 @@ def test_network_cut_under_the_device_then_restored():
         s.start_device("nc1", extra={"broker": {"host": cable.host, "port": cable.port}})
         cable.cut()
         assert s.probe.wait_for("wisp/nc1/status", lambda st: st.get("state") == "offline", timeout=10)
-        time.sleep(3)
+        cable.wait_refused(2)  # the device keeps trying while the cable is out
         cable.restore()
         assert s.probe.wait_for("wisp/nc1/status", lambda st: st.get("state") == "online", timeout=30)
         ask(s, "nc1", "n1", "turn on the porch light")
@@ -62,9 +66,12 @@ def test_network_cut_while_the_tier_is_answering_gives_one_reply_and_one_action(
     try:
         s.start_device("nc2", extra={"broker": {"host": cable.host, "port": cable.port}})
         ask(s, "nc2", "n2")
-        time.sleep(0.5)               # the request is with the tier now
+        tier_has_the_request(s)
         cable.cut()
-        time.sleep(3)                 # the tier's answer reaches a broker the device is not on
+        # the tier's answer reaches a broker the device is not on (request ids are "<ask id>.<nonce>")
+        s.probe.wait_for("wisp/nc2/llm/res", lambda m: isinstance(m, dict) and str(m.get("id")).startswith("n2."),
+                         timeout=15)
+        cable.wait_refused(1)
         cable.restore()
         got = replies_for(s, "nc2", "n2", 40)
         assert len(got) == 1, got
@@ -83,7 +90,7 @@ def test_broker_restart_mid_conversation_gives_one_reply_and_one_action():
     try:
         s.start_device("br1")
         ask(s, "br1", "b1")
-        time.sleep(0.3)
+        tier_has_the_request(s)
         s.restart_broker(down_s=1.5)
         got = replies_for(s, "br1", "b1", 45)
         assert len(got) == 1, got
@@ -117,7 +124,7 @@ def test_bridge_killed_mid_stream_another_bridge_answers_the_resent_request():
     try:
         s.start_device("bk1")
         ask(s, "bk1", "k1")
-        time.sleep(0.5)                      # bridge A holds the request, the tier is thinking
+        tier_has_the_request(s)              # bridge A holds the request, the tier is thinking
         s.bridge.kill()                      # A dies mid-stream, nothing was answered
         s.bridge.wait()
         s.start_bridge()                     # B: a fresh bridge on the same broker
