@@ -86,14 +86,21 @@ class Stack:
                               cwd=str(REPO), capture_output=True, text=True, timeout=timeout)
 
     def restart_broker(self, down_s):
-        """Stop the broker, leave it down for `down_s`, start it again on the same port. Its
-        persistence is off, so retained messages afterwards can only come from clients reconnecting."""
-        self.probe.close()
-        port = self.broker.port
-        self.broker.stop()
+        """Stop the broker, leave it down for `down_s`, start it again on the same port."""
+        self.stop_broker()
         time.sleep(down_s)
-        self.broker = brokers.start_mosquitto(self.dir / "broker", port=port, extra_conf=self.broker_conf)
-        self.probe = Probe(self.broker.host, port)
+        self.start_broker()
+
+    def stop_broker(self):
+        """The broker goes away (and the probe with it) until start_broker()."""
+        self.probe.close()
+        self.broker.stop()
+
+    def start_broker(self):
+        """The broker again, on its old port, with a new probe. Its persistence is off, so retained
+        messages afterwards can only come from clients reconnecting."""
+        self.broker = brokers.start_mosquitto(self.dir / "broker", port=self.broker.port, extra_conf=self.broker_conf)
+        self.probe = Probe(self.broker.host, self.broker.port)
 
     def wait_bridge_subscribed(self, times=1):
         """Until the bridge has (re)subscribed `times` times, as its log says."""
