@@ -123,7 +123,11 @@ class Bridge:
             log.warning("ignored message on unexpected topic %r", topic)
 
     def _tier_event(self, outcome) -> None:
-        self.events.publish(outcome.event())
+        event = outcome.event()
+        if self.fleet:
+            self.fleet.record(event)  # the device page's recent events show the round and its calls
+        else:
+            self.events.publish(event)
 
     async def _drain(self) -> None:
         self._closing = True

@@ -18,6 +18,7 @@ from bridge import protocol
 
 log = logging.getLogger("wisp.bridge.fleet")
 
+READ_PREFIX = "read"  # cmd ids of the dashboard's own listings (schedules, routines, memory)
 EVENTS_KEPT = 50  # recent device events, asks and replies kept per device for the dashboard
 MAX_DEVICES = 10_000  # devices tracked; beyond it new ids are ignored (a misbehaving publisher cannot eat memory)
 MAX_WAITING = 256  # API requests waiting for a device at once; more are refused
@@ -123,8 +124,9 @@ class Fleet:
             self._remember(dev, ev)
             self._resolve(device_id, protocol.REPLY, msg)
         else:  # cmd/res
-            self._emit({"type": "cmd_res", "device": device_id, **_pick(msg, "ok"), "id": _text(msg.get("id")),
-                        "result": _text(msg.get("result")), "ts": now})
+            if not _text(msg.get("id")).startswith(READ_PREFIX + "-"):  # the dashboard's own reads are no news
+                self._emit({"type": "cmd_res", "device": device_id, **_pick(msg, "ok"), "id": _text(msg.get("id")),
+                            "result": _text(msg.get("result")), "ts": now})
             self._resolve(device_id, protocol.CMD_RES, msg)
         return True
 
@@ -151,6 +153,14 @@ class Fleet:
         for fut in self._state_waiters.pop((dev.id, name), []):
             if not fut.done():
                 fut.set_result(value)
+
+    def record(self, event: dict) -> None:
+        """An event the bridge made about a device (a tier decision): kept with its recent events."""
+        dev = self.devices.get(event.get("device"))
+        if dev is not None:
+            self._remember(dev, event)
+        else:
+            self._emit(event)
 
     def _remember(self, dev: Device, event: dict) -> None:
         dev.recent.append(event)
@@ -185,8 +195,9 @@ class Fleet:
         msg = {"v": 1, "id": req_id, "text": text}
         return await self._request(device_id, protocol.ASK, protocol.REPLY, msg, timeout_s)
 
-    async def cmd(self, device_id: str, tool: str, args: dict, timeout_s: float) -> dict:
-        cmd_id = _new_id("cmd")
+    async def cmd(self, device_id: str, tool: str, args: dict, timeout_s: float, read: bool = False) -> dict:
+        """Run one tool on the device. read=True: a listing the dashboard refreshes, kept out of the events."""
+        cmd_id = _new_id(READ_PREFIX if read else "cmd")
         return await self._request(device_id, protocol.CMD, protocol.CMD_RES,
                                    {"v": 1, "id": cmd_id, "tool": tool, "args": args}, timeout_s)
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from bridge.config import Tier
 from bridge.reasons import Reason
 
+MAX_CALL_TEXT = 120  # characters of one tool call shown on the dashboard
+
 
 @dataclass
 class TierSpend:
@@ -49,9 +51,18 @@ class Outcome:
         return sum(s.cost_usd for s in self.spend)
 
     def event(self) -> dict:
-        """The dashboard's tier-decision event (bridge/web/events.py)."""
+        """The dashboard's tier-decision event (bridge/web/events.py), with the tool calls the model made."""
         usage = self.usage or {}
         return {"type": "tier", "device": self.device, "id": self.req_id, "round": self.round,
                 "class": self.req_class, "tier": self.tier, "ok": self.ok, "err": self.error,
                 "ms": round(self.total_s * 1000, 1), "tokens_in": usage.get("in"), "tokens_out": usage.get("out"),
-                "ts": time.time()}
+                "calls": self.call_texts(), "ts": time.time()}
+
+    def call_texts(self) -> list[str]:
+        """`gpio_write(pin=porch_light, value=1)` for each tool call sent to the device, in order."""
+        texts = []
+        for msg in self.sent:
+            for call in msg.get("calls") or []:
+                args = call.get("args") if isinstance(call.get("args"), dict) else {}
+                texts.append(f"{call.get('tool')}({', '.join(f'{k}={v}' for k, v in args.items())})"[:MAX_CALL_TEXT])
+        return texts

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 
 from aiohttp import WSMsgType, web
 
@@ -17,6 +18,7 @@ log = logging.getLogger("wisp.bridge.events")
 
 CLIENT_QUEUE_MAX = 256  # events buffered per client; beyond it new events are dropped for that client
 MAX_CLIENTS = 64  # concurrent WebSocket clients per bridge
+TIER_HISTORY = 120  # recent tier decisions sent to each new client (the dashboard's latency chart)
 HEARTBEAT_S = 20.0  # WebSocket ping interval: a vanished browser is noticed and its queue freed
 
 
@@ -32,10 +34,13 @@ class EventHub:
         self.clients: set[Client] = set()
         self.dropped_total = 0  # events lost to slow clients since start (a metric)
         self.published_total = 0
+        self.recent_tiers: deque = deque(maxlen=TIER_HISTORY)  # replayed to a new client: charts start full
 
     def publish(self, event: dict) -> None:
         """Called on the loop for every event; never blocks."""
         self.published_total += 1
+        if event.get("type") == "tier":
+            self.recent_tiers.append(event)
         for c in self.clients:
             if c.device and event.get("device") != c.device:
                 continue
@@ -65,6 +70,8 @@ async def serve_events(request: web.Request, hub: EventHub, device: str | None) 
         await ws.prepare(request)
         await ws.send_str(json.dumps({"type": "hello", "device": device, "queue_max": CLIENT_QUEUE_MAX,
                                       "ts": time.time()}))
+        history = [e for e in hub.recent_tiers if device is None or e.get("device") == device]
+        await ws.send_str(json.dumps({"type": "history", "events": history}, ensure_ascii=False, default=str))
         reader = asyncio.create_task(_read_until_closed(ws))
         getter = None
         try:

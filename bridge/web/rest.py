@@ -86,12 +86,13 @@ async def cmd(request: web.Request) -> web.Response:
 def listing(tool: str):
     async def handler(request: web.Request) -> web.Response:
         device_id = _device_id(request)
-        return web.json_response(await _run_cmd(request, device_id, tool, {}, CMD_TIMEOUT_S))
+        return web.json_response(await _run_cmd(request, device_id, tool, {}, CMD_TIMEOUT_S, read=True))
     return handler
 
 
-async def _run_cmd(request: web.Request, device_id: str, tool: str, args: dict, timeout: float) -> dict:
-    res = await _wait(request.app[FLEET].cmd(device_id, tool, args, timeout), device_id, timeout, "cmd/res")
+async def _run_cmd(request: web.Request, device_id: str, tool: str, args: dict, timeout: float,
+                   read: bool = False) -> dict:
+    res = await _wait(request.app[FLEET].cmd(device_id, tool, args, timeout, read), device_id, timeout, "cmd/res")
     return {"tool": tool, **_pick(res, "id", "ok", "result")}
 
 

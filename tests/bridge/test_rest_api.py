@@ -122,7 +122,9 @@ def test_ask_round_trip_goes_through_the_tier_and_acts_on_the_device(api):
     assert reply["path"] == "llm" and reply["id"].startswith("ask-")
     _, d = api.call("GET", f"/api/devices/{DEV}")
     assert {p["name"]: p["state"] for p in d["pins"]}["porch_light"] == "ON"
-    assert [e["type"] for e in d["recent"]][-2:] == ["ask", "reply"]
+    assert [e["type"] for e in d["recent"] if e["type"] in ("ask", "reply")][-2:] == ["ask", "reply"]
+    rounds = [e for e in d["recent"] if e["type"] == "tier"]      # the rounds, with the model's tool calls
+    assert rounds[-2]["calls"] == ["gpio_write(pin=porch_light, value=1)"] and rounds[-1]["calls"] == []
 
 
 def test_cmd_round_trip_returns_the_tool_result(api):
@@ -236,6 +238,8 @@ def test_events_stream_device_changes_and_tier_decisions(api):
         async with aiohttp.ClientSession() as s:
             async with s.ws_connect(f"{api.base}/api/events?device={DEV}", headers=AUTH) as ws:
                 assert (await ws.receive_json(timeout=5))["type"] == "hello"
+                history = await ws.receive_json(timeout=5)     # the recent rounds, before anything live
+                assert history["type"] == "history" and all(e["type"] == "tier" for e in history["events"])
                 async with s.post(f"{api.base}/api/devices/{DEV}/ask", json={"text": "light up the porch"},
                                   headers=AUTH) as r:
                     reply = await r.json()

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -49,7 +49,9 @@ def browser(tmp_path_factory):
 
 def _wait(driver, what, cond):
     try:
-        return WebDriverWait(driver, WAIT_S, poll_frequency=0.05).until(lambda d: cond(d))
+        # the page re-renders its tables as data arrives: an element read mid-render is read again
+        return WebDriverWait(driver, WAIT_S, poll_frequency=0.05, ignored_exceptions=(
+            NoSuchElementException, StaleElementReferenceException)).until(lambda d: cond(d))
     except TimeoutException:
         page = driver.find_element(By.TAG_NAME, "body").text
         raise AssertionError(f"dashboard: no {what} within {WAIT_S} s; page text:\n{page}") from None
@@ -130,14 +132,22 @@ def test_chat_with_the_device(stack, browser, tmp_path):
     assert "llm" in meta and "local" in meta
     _wait(browser, "porch_light ON after the chat", lambda d: _pin_state(d, "porch_light") == "ON")
     _wait(browser, "schedules loaded", lambda d: d.find_element(By.ID, "schedules").text not in ("", "…"))
+    _wait(browser, "the model's tool call in the events", lambda d: "called gpio_write(pin=porch_light, value=1)"
+          in d.find_element(By.ID, "events").text)
+    events = browser.find_element(By.ID, "events").text
+    assert "cmd ok" not in events      # the page's own schedule/routine/memory reads are not events
     shot = _screenshot(browser, tmp_path, "dashboard-device.png")
     assert shot.stat().st_size > 10_000
 
 
-def test_fleet_page_charts_the_rounds_it_saw(stack, browser, tmp_path):
-    browser.get(f"{stack.url}/#/")  # same page session: the rounds seen on the WebSocket are kept
+def test_fleet_page_charts_the_recent_rounds_even_after_a_reload(stack, browser, tmp_path):
+    browser.get(f"{stack.url}/#/")
+    browser.refresh()                # a new page: the rounds come from the bridge's history, not this page
     _wait(browser, "the tier's request count", lambda d: int(
         d.find_element(By.CSS_SELECTOR, 'tr[data-tier="local"] td:nth-child(3)').text) >= 2)
-    dots = browser.find_elements(By.CSS_SELECTOR, ".charts svg circle")
+    def two_dots(d):
+        dots = d.find_elements(By.CSS_SELECTOR, ".charts svg circle")
+        return dots if len(dots) >= 2 else None
+    dots = _wait(browser, "dots in the latency chart", two_dots)
     assert len(dots) >= 2  # round 0 (the tool call) and round 1 (the answer) of the chat
     _screenshot(browser, tmp_path, "dashboard-fleet.png")

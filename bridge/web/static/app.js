@@ -94,6 +94,9 @@ function connectEvents() {
   ws.onopen = () => { S.wsRetryMs = 500; live.textContent = "live"; live.className = "live on"; };
   ws.onmessage = m => {
     const ev = JSON.parse(m.data);
+    if (ev.type === "history") {  // the bridge's recent tier decisions: the latency chart starts full
+      S.rounds = ev.events.slice(-ROUNDS_KEPT);
+    }
     if (ev.type === "tier") {
       S.rounds.push(ev);
       if (S.rounds.length > ROUNDS_KEPT) S.rounds.shift();
@@ -135,17 +138,23 @@ function fleetView(view) {
   const charts = el("div", {class: "charts"});
   view.append(el("section", {class: "card"}, el("h2", {}, "Devices"), devices),
               el("section", {class: "card"}, el("h2", {}, "Inference tiers"), tiers, charts));
+  let last = null;  // the tier data of the last refresh: history redraws the charts alone
+  const drawCharts = () => { if (last) charts.replaceChildren(...tierCharts(Object.keys(last.t.tiers), last.u.by_tier, last.week.daily)); };
   const refresh = async () => {
     try {
       const [d, t, u, week] = await Promise.all([api("/api/devices"), api("/api/tiers"), api("/api/usage"),
                                                  api("/api/usage?days=7")]);
       devices.replaceChildren(fleetTable(d.devices));
       tiers.replaceChildren(tierTable(t.tiers, u.by_tier));
-      charts.replaceChildren(...tierCharts(Object.keys(t.tiers), u.by_tier, week.daily));
+      last = {t, u, week};
+      drawCharts();
     } catch (e) { showError(devices, e); }
   };
   S.view.refresh = refresh;
-  S.handlers.push(ev => { if (ev.type === "status" || ev.type === "tier") refresh(); });
+  S.handlers.push(ev => {
+    if (ev.type === "history") drawCharts();
+    else if (ev.type === "status" || ev.type === "tier") refresh();
+  });
   S.timer = setInterval(refresh, REFRESH_MS);
   refresh();
 }
@@ -179,7 +188,7 @@ function tierTable(tiers, byTier) {
 function tierCharts(names, byTier, daily) {
   const rounds = S.rounds.filter(r => r.tier).map(r => ({t: r.ts * 1000, v: r.ms, series: r.tier}));
   return [
-    el("figure", {}, el("figcaption", {}, "Round latency by tier (live)"), timeSeries(rounds, names, "ms")),
+    el("figure", {}, el("figcaption", {}, "Round latency by tier (recent)"), timeSeries(rounds, names, "ms")),
     el("figure", {}, el("figcaption", {}, "Cost today by tier"),
        barChart(names.map(n => ({label: n, value: (byTier[n] || {}).cost_usd || 0, color: tierColor(n, names)})), usd)),
     el("figure", {}, el("figcaption", {}, "Cost per day (UTC), last 7 days"),
@@ -221,7 +230,8 @@ function deviceView(view, id) {
     const what = ev.type === "event" ? `${ev.kind}: ${ev.text}` : ev.type === "ask" ? `ask: ${ev.text}` :
       ev.type === "reply" ? `reply (${ev.ok ? "ok" : "failed"}): ${ev.text}` :
       ev.type === "cmd_res" ? `cmd ${ev.ok ? "ok" : "failed"}: ${ev.result}` :
-      ev.type === "tier" ? `round ${ev.round} on ${ev.tier || "no tier"} in ${ev.ms} ms${ev.err ? ": " + ev.err : ""}` : null;
+      ev.type === "tier" ? `round ${ev.round} on ${ev.tier || "no tier"} in ${ev.ms} ms` +
+        ((ev.calls || []).length ? `, called ${ev.calls.join(", ")}` : "") + (ev.err ? ": " + ev.err : "") : null;
     if (!what) return;
     events.prepend(el("li", {}, el("time", {}, new Date(ev.ts * 1000).toLocaleTimeString()), " ", what));
     while (events.children.length > EVENTS_SHOWN) events.lastChild.remove();
