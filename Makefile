@@ -30,6 +30,7 @@ bench: $(STAMP)
 	@$(PYTHON) tools/system_deps.py --for test
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) bench/ask_latency.py
+	$(PY) bench/cli_ask.py
 	$(PY) bench/device_footprint.py
 	$(PY) bench/fuzz.py
 	$(PY) bench/bridge_mqtt.py
@@ -38,6 +39,7 @@ bench: $(STAMP)
 	$(PY) bench/fleet.py
 	$(PY) bench/long_outage.py --minutes 3
 	$(PY) bench/soak.py --minutes 30
+	$(PY) bench/first_evening.py
 
 system-deps:
 	@$(PYTHON) tools/system_deps.py --for test
