@@ -13,7 +13,7 @@ FEED_MS = 2000
 
 def lines(n):
     """The last n ring lines as [unix seconds, text]: the host shows them in its own time zone."""
-    shift = unix_time() - time.time()
+    shift = round(unix_time() - time.time())   # the board epoch (2000 or 1970), whole seconds
     out = []
     for line in wlog.recent(n):
         t, _sep, text = line.partition(" ")
