@@ -1,13 +1,21 @@
 """The bridge's OpenAI-compatible /v1 endpoint, driven by the official `openai` Python client and raw HTTP."""
+import asyncio
 import json
 import urllib.error
 import urllib.request
 
+import aiohttp
 import openai
 import pytest
+from aiohttp import test_utils
 
 from bridge.config import BridgeConfig, CostConfig, HttpConfig, Tier
-from tests.bridge.harness import BridgeThread
+from bridge.cost import CostStore
+from bridge.providers import provider_factory
+from bridge.routing.router import Router
+from bridge.web import v1
+from bridge.web.server import make_app
+from tests.bridge.harness import BridgeThread, config, fake_tiers
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tools.broker import start_mosquitto
 
@@ -104,3 +112,29 @@ def test_bad_json_and_missing_token_over_raw_http(stack):
     assert status == 400 and "nested too deeply" in body["error"]["message"]
     status, body = post(b"{}", {})
     assert status == 401 and body["error"]["code"] == "invalid_api_key"
+
+
+def test_http_status_follows_the_failure_reason(tmp_path, monkeypatch):
+    """504 when the deadline passes, 503 when no tier may take the request now; never picked from the text."""
+    monkeypatch.setattr(v1, "HTTP_DEADLINE_S", 0.3)
+    body = {"model": "interactive", "messages": [{"role": "user", "content": "hi"}]}
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with fake_tiers(lambda req: Reply(text="late", ttft_ms=2000)) as (slow,):
+        cfg = config([Tier("premium", slow.base_url, "p")], tmp_path)
+
+        async def go():
+            costs = CostStore(cfg.cost)
+            try:
+                async with aiohttp.ClientSession() as session:
+                    router = Router(cfg, provider_factory(session))
+                    app = make_app(token=TOKEN, router=router, costs=costs, fleet=None, hub=None, metrics=None)
+                    async with test_utils.TestClient(test_utils.TestServer(app)) as http:
+                        late = await http.post("/v1/chat/completions", json=body, headers=auth)
+                        router.in_flight["premium"] = cfg.tiers["premium"].max_concurrency  # the tier is full
+                        full = await http.post("/v1/chat/completions", json=body, headers=auth)
+                        return late.status, await late.json(), full.status, await full.json()
+            finally:
+                costs.close()
+        late, late_body, full, full_body = asyncio.run(go())
+    assert late == 504 and "did not finish within the budget" in late_body["error"]["message"]
+    assert full == 503 and "at its limit of" in full_body["error"]["message"]
