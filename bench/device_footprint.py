@@ -1,7 +1,11 @@
 """Device footprint: .mpy bytes of the firmware, and the smallest MicroPython heap in which a
 full agent session (LLM turn with tool calls, fast path, direct commands over every feature)
 still works, on the unix port, loading .mpy files the way a board does. Writes
-docs/benchmarks.md. Goals (issue 3): .mpy total <= 64 KB; works in -X heapsize=96K."""
+docs/benchmarks.md. Goals: .mpy total <= 64 KB; works in -X heapsize=96K.
+
+The interpreter is the venv's `micropython` (tools.paths.micropython_cmd). To model the
+ESP32's heap, run it from a venv whose bin/micropython is the 32-bit build
+(../shared/micropython); the ROMFS figures always use the in-process unix port."""
 import json
 import secrets
 import subprocess
