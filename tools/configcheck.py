@@ -6,7 +6,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tools.paths import micropython_cmd, micropypath
+from tools.paths import micropypath, micropython_cmd
 
 CHECK_TIMEOUT_S = 30
 _SCRIPT = "from wisp import app\napp.build('config.json')\n"

@@ -11,8 +11,8 @@ import urllib.request
 import pytest
 
 from tests.e2e.wisprun import BANNER_TIMEOUT_S, WispRun
-from tools.paths import REPO
 from tools import broker as brokers
+from tools.paths import REPO
 
 
 def api_get(url, token):
