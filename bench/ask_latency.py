@@ -43,7 +43,7 @@ def main():
     try:
         stack.start_device("bench1", extra={"llm_per_hour": 100000, "llm_per_day": 100000})
         llm_wall, llm_device = measure(stack.probe, LLM_ASK, "llm")
-        fast_wall, fast_device = measure(stack.probe, FAST_ASK, "local")
+        fast_wall, fast_device = measure(stack.probe, FAST_ASK, "device")
     finally:
         stack.close()
     rows = [("LLM path: client publish -> reply received", llm_wall),

@@ -42,7 +42,7 @@ def in_process_calls(stack):
         t0 = time.perf_counter()
         reply = ask(stack.broker.host, stack.broker.port, "bench1", FAST_ASK, timeout_s=30)
         elapsed = (time.perf_counter() - t0) * 1000
-        if not reply.get("ok") or reply.get("path") != "local":
+        if not reply.get("ok") or reply.get("path") != "device":
             raise SystemExit(f"ask failed or left the fast path: {reply}")
         if i >= WARMUP:
             wall.append(elapsed)

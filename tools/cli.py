@@ -65,9 +65,6 @@ def connection(args):
     return (*resolve_broker(args.broker, fleet), resolve_login(fleet))
 
 
-PATH_NAMES = {"local": "device"}   # the fast path runs on the device; "local" is also a tier's name
-
-
 def cmd_ask(args):
     from tools.ask import AskError, ask
     host, port, login = connection(args)
@@ -85,8 +82,7 @@ def cmd_ask(args):
     if args.json:
         print(json.dumps(reply))
     else:
-        path = PATH_NAMES.get(reply.get("path"), reply.get("path"))
-        via = f" [{path}{'/' + reply['tier'] if reply.get('tier') else ''}, {reply.get('ms')} ms]"
+        via = f" [{reply.get('path')}{'/' + reply['tier'] if reply.get('tier') else ''}, {reply.get('ms')} ms]"
         print(f"{'(no text: the model answered with nothing)' if empty else text}{via}")
     return 0 if reply.get("ok") and not empty else 1
 

@@ -125,7 +125,7 @@ class Agent:
             if held is not None:
                 result = await tools.run(self.dev, held[0], held[1])
                 ok = not result.startswith("Error")
-                return self._reply(ask_id, ok, "confirmed: " + result if ok else result, "local", t0)
+                return self._reply(ask_id, ok, "confirmed: " + result if ok else result, "device", t0)
         local = None
         if self.dev.config.get("fast_path", True):
             local = fastpath.parse(text, self.dev.pins)
@@ -152,8 +152,8 @@ class Agent:
         else:
             result = await tools.run(self.dev, "gpio_write", {"pin": name, "value": value})
         if result.startswith("Error"):
-            return self._reply(ask_id, False, result, "local", t0)
-        return self._reply(ask_id, True, fastpath.say(name, self.dev.pins[name].read()), "local", t0)
+            return self._reply(ask_id, False, result, "device", t0)
+        return self._reply(ask_id, True, fastpath.say(name, self.dev.pins[name].read()), "device", t0)
 
     def _remember(self, text, answer):
         self.history.append((text[:limits.HISTORY_TEXT], answer[:limits.HISTORY_TEXT]))

@@ -49,7 +49,7 @@ def test_simple_pin_requests_take_the_fast_path_without_the_llm(stack):
     asked_before = len(stack.fake.requests)
     done = stack.wisp("ask", "dev1", "turn off the porch light", "--json")
     reply = json.loads(done.stdout)
-    assert reply["ok"] and reply["path"] == "local" and reply["text"] == "porch light is off"
+    assert reply["ok"] and reply["path"] == "device" and reply["text"] == "porch light is off"
     assert stack.probe.wait_for("wisp/dev1/state/porch_light", lambda s: s == "OFF") == "OFF"
     done = stack.wisp("ask", "dev1", "is the porch light on?", "--json")
     assert json.loads(done.stdout)["text"] == "porch light is off"

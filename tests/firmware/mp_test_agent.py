@@ -193,7 +193,7 @@ async def test_fast_path_answers_locally_without_any_llm_request():
     agent = Agent(dev)
     bridge = ScriptedBridge(dev, agent, _porch_script)
     r = (await _ask(dev, agent, {"id": "f1", "text": "turn on the porch light"}))[0]
-    if not (r["ok"] and r["path"] == "local" and r["text"] == "porch light is on") or dev.board.levels[5] != 1:
+    if not (r["ok"] and r["path"] == "device" and r["text"] == "porch light is on") or dev.board.levels[5] != 1:
         raise Exception(r)
     if bridge.reqs:
         raise Exception("the fast path asked the LLM")

@@ -53,7 +53,7 @@ async def test_llm_call_is_held_until_the_user_says_yes():
         raise Exception(r)
     r = await _ask(dev, agent, "a2", "yes")
     task.cancel()
-    if not (r["ok"] and r["path"] == "local" and r["text"] == "confirmed: ok: heater=1") or dev.board.levels[19] != 1:
+    if not (r["ok"] and r["path"] == "device" and r["text"] == "confirmed: ok: heater=1") or dev.board.levels[19] != 1:
         raise Exception(r)
 
 

@@ -38,7 +38,7 @@ def test_status_tools_run_ask_and_log():
     if "Error: pin 'garage' is not configured" not in _capture(r.run, "gpio_write", pin="garage", value=1):
         raise Exception("bad call not reported")
     answer = _capture(r.ask, "turn off the porch light")  # fast path: works with no broker at all
-    if not answer.split("\n")[-1].startswith("porch light is off  [local"):
+    if not answer.split("\n")[-1].startswith("porch light is off  [device"):
         raise Exception(answer)
     if not _capture(r.log, 5):
         raise Exception("empty log")
