@@ -105,7 +105,7 @@ def test_each_kind_checks_what_its_schema_publishes():
     dev = make_device()
     for kind, good, bad, text in (
             ("str", "x", 1, "must be a string"), ("bool", False, 0, "must be true or false"),
-            ("list", [], {}, "must be a list"), ("scalar", 1.5, None, "must be text, a number or true/false"),
+            ("steps", [], {}, "must be a list"), ("scalar", 1.5, None, "must be text, a number or true/false"),
             ("bit", True, 2, "must be 0 or 1"), ("percent", 99.5, 101, "must be a number 0-100"),
             ("byte", 255, 256, "must be an integer 0-255"), ("byte", 0, True, "must be an integer 0-255"),
             ("sensor", "chip", "x", "must be one of chip"), ("bytes", [1], [], "must be a list of 1-")):

@@ -43,7 +43,7 @@ memory_set memory key:str value:scalar | Remember a fact across reboots (replace
 memory_get memory key:str | Recall a remembered fact: key=value.
 memory_delete memory key:str | Forget a remembered fact.
 memory_list memory | List remembered facts, most recent first.
-routine_define routine name:str steps:list | Save a routine the device runs offline, e.g. steps [{"tool": "gpio_read", "args": {"pin": "door"}, "as": "door"}, {"tool": "gpio_write", "args": {"pin": "fan", "value": 1}, "if": ["door", "==", 1]}]. "as" binds the result text after its last "="; args may be "$door"; "if": [name, op, value] (== != < <= > >=), {"all": [..]}, {"any": [..]}, {"not": ..}; "continue": true goes on after an error.
+routine_define routine name:str steps:steps | Save a routine the device runs offline, e.g. steps [{"tool": "gpio_read", "args": {"pin": "door"}, "as": "door"}, {"tool": "gpio_write", "args": {"pin": "fan", "value": 1}, "if": ["door", "==", 1]}]. "as" binds the result text after its last "="; args may be "$door"; "if": [name, op, value] (== != < <= > >=), {"all": [..]}, {"any": [..]}, {"not": ..}; "continue": true goes on after an error.
 routine_run routine name:str | Run a saved routine now.
 routine_list routine | List saved routines.
 routine_delete routine name:str | Delete a saved routine.
@@ -133,8 +133,11 @@ def schema_of(dev, kind):
     if kind == "bytes":  # the check also wants at least one byte (check_value)
         return {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 255},
                 "maxItems": limits.I2C_MAX_BYTES}
-    return {"str": {"type": "string"}, "bool": {"type": "boolean"}, "list": {"type": "array"},
-            "scalar": {"type": ["string", "number", "boolean"]},
+    # Provider rules shape these (docs/bridge.md, providers): an array says what its items are
+    # (OpenAI rejects one without), and no list-valued "type" (Gemini's subset rejects it).
+    return {"str": {"type": "string"}, "bool": {"type": "boolean"},
+            "steps": {"type": "array", "items": {"type": "object"}},
+            "scalar": {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
             "bit": {"type": "integer", "enum": [0, 1]},  # true and false pass too: they equal 1 and 0
             "percent": {"type": "number", "minimum": 0, "maximum": 100},
             "pulse_ms": _int_range(1, limits.MAX_PULSE_MS),
@@ -197,7 +200,8 @@ def check_value(dev, kind, v):
     s = schema_of(dev, kind)
     if s is None:
         return "has an unknown kind '%s' in the registry" % kind  # a typo in TOOLS: fail loudly
-    t, enum, lo = s["type"], s.get("enum"), s.get("minimum")
+    t = s["type"] if "type" in s else [alt["type"] for alt in s["anyOf"]]
+    enum, lo = s.get("enum"), s.get("minimum")
     if enum is not None:
         if v in enum:
             return None

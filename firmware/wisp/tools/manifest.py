@@ -9,12 +9,16 @@ from wisp import VERSION, limits, tools
 
 
 def schema(dev, name):
-    """One tool as the manifest lists it: name, description and a JSON Schema of its parameters."""
+    """One tool as the manifest lists it: name, description and a JSON Schema of its parameters;
+    None when this device cannot use it (a pin kind with no such pin: an empty enum nobody can
+    fill, which some providers reject outright)."""
     _name, _family, params = tools.find(name)
     desc, notes = tools.describe(name)
     props, required = {}, []
     for arg, kind, req in params:
         props[arg] = tools.schema_of(dev, kind)
+        if props[arg].get("enum") == []:
+            return None
         text = notes.get(arg)
         if text:
             props[arg]["description"] = text
@@ -25,17 +29,21 @@ def schema(dev, name):
 
 
 def schemas(dev):
-    """Every tool's schema (for the REPL and tests; build() makes them one at a time)."""
-    return [schema(dev, name) for name in tools.names()]
+    """The schema of every tool this device offers (for the REPL and tests; build() makes them
+    one at a time)."""
+    return [s for s in (schema(dev, name) for name in tools.names()) if s is not None]
 
 
 def _tool_pieces(dev):
     first = True
     for name in tools.names():
+        s = schema(dev, name)
+        if s is None:
+            continue
         if not first:
             yield ","
         first = False
-        yield json.dumps(schema(dev, name))
+        yield json.dumps(s)
 
 
 def _pins(dev):
