@@ -23,7 +23,9 @@ async def auth(request: web.Request, handler):
     if not given and request.headers.get("Upgrade", "").lower() == "websocket":
         # Browsers cannot set headers on a WebSocket: there the token may come as ?access_token=
         given = "Bearer " + request.query.get("access_token", "")
-    if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(), request.app[TOKEN].encode()):
+    scheme, _, token = given.strip().partition(" ")
+    # the scheme is case-insensitive (RFC 7235): clients send "bearer" too
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), request.app[TOKEN].encode()):
         return error(401, "missing or wrong API token: send 'Authorization: Bearer <WISP_API_TOKEN>'",
                      code="invalid_api_key")
     return await handler(request)

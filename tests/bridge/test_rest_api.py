@@ -41,6 +41,12 @@ def test_every_api_path_needs_the_token(api, headers):
         assert "WISP_API_TOKEN" in body["error"]["message"]
 
 
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+def test_the_bearer_scheme_is_case_insensitive(api, scheme):
+    status, body = api.call("GET", "/api/devices", headers={"Authorization": f"{scheme} {TOKEN}"})
+    assert status == 200, body
+
+
 def test_the_dashboard_files_and_api_description_are_public(api):
     for path, marker in [("/", "<title>wisp dashboard"), ("/static/app.js", "/api/events"),
                          ("/static/style.css", ".card")]:
