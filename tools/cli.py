@@ -262,8 +262,9 @@ def cmd_flash(args):
         return 0
     if not args.port:
         raise ValueError("--port is needed to flash a board (or --merge OUT.bin for a factory image)")
-    flash.flash(args.port, args.firmware, config, DEFAULT_IMAGE_DIR / f"{name}-fs.img", flash_size=args.flash_size, chip=args.chip, erase=args.erase,
-                baud=args.baud, image=args.image, dry_run=args.dry_run, mp_version=args.mp_version)
+    flash.flash(args.port, args.firmware, config, DEFAULT_IMAGE_DIR / f"{name}-fs.img", flash_size=args.flash_size,
+                chip=args.chip, erase=args.erase, baud=args.baud, image=args.image, dry_run=args.dry_run,
+                mp_version=args.mp_version)
     if not args.dry_run:
         print(f"wisp: flashed; `wisp repl --port {args.port}` shows the board's console")
     return 0
@@ -498,9 +499,9 @@ def user_errors():
     from tools.boards import BoardError
     from tools.deploy import DeployError
     from tools.flash import FlashError
-    from tools.repl import ConsoleError
     from tools.image import ImageError
     from tools.provision import ProvisionError
+    from tools.repl import ConsoleError
     from tools.vdev import VdevError
     return (ValueError, FileNotFoundError, BoardError, ConsoleError, DeployError, FlashError, ImageError,
             ProvisionError, VdevError)

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from bridge.manifests import openai_tools
-from tools.paths import micropython_cmd, micropypath
+from tools.paths import micropypath, micropython_cmd
 
 CONFIGS = {
     "default": {"porch_light": {"pin": 5, "mode": "out"}, "fan": {"pin": 18, "mode": "out"},
