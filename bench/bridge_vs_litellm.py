@@ -91,7 +91,7 @@ async def run_load(url, model, headers, stream, n, concurrency):
                     async with s.post(url + "/chat/completions", json=body) as r:
                         data = await r.read()
                         ok = r.status == 200 and (b"[DONE]" in data if stream else ANSWER.encode() in data)
-                except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                except (TimeoutError, aiohttp.ClientError) as e:
                     ok, data = False, repr(e).encode()
                 if ok:
                     lat.append((time.perf_counter() - t0) * 1000)
@@ -223,7 +223,8 @@ def main():
                 lenv.pop(k, None)
             llog = open(tmp / "litellm.log", "wb")
             litellm = subprocess.Popen([str(exe), "--config", str(tmp / "litellm.yaml"), "--host", "127.0.0.1",
-                                        "--port", str(lport), "--num_workers", str(args.litellm_workers)], cwd=tmp, env=lenv,
+                                        "--port", str(lport), "--num_workers", str(args.litellm_workers)],
+                                       cwd=tmp, env=lenv,
                                        stdout=llog, stderr=llog, stdin=subprocess.DEVNULL)
             procs.append(litellm)
             lurl = f"http://127.0.0.1:{lport}/v1"

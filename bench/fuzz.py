@@ -20,7 +20,8 @@ def main():
     args = parser.parse_args()
     s = Stack()
     try:
-        proc = s.start_device("fuzz", extra={"llm_per_hour": 10**6, "llm_per_day": 10**7})  # fuzz asks reach the LLM too
+        # fuzz asks reach the LLM too
+        proc = s.start_device("fuzz", extra={"llm_per_hour": 10**6, "llm_per_day": 10**7})
         t0 = time.monotonic()
         device_sent = fuzz_device(s, "fuzz", args.per_topic, seed=int(time.time()))
         reply, res = device_still_answers(s, "fuzz", timeout=300)

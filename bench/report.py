@@ -3,7 +3,8 @@ import re
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-HEADER = "# Benchmarks\n\nFigures written by the scripts in bench/ (`make bench`). Each section says how it was measured.\n"
+HEADER = ("# Benchmarks\n\nFigures written by the scripts in bench/ (`make bench`). "
+          "Each section says how it was measured.\n")
 
 
 def percentile(values, p):

@@ -1,6 +1,6 @@
 """Soak: steady load for a long time (default 30 minutes) on the real stack. The device's heap
-in use (after a collection, highest per window) and the bridge's RSS must stay flat. Samples go to docs/soak.png (plot) and the
-figures to docs/benchmarks.md.   python bench/soak.py [--minutes 30] [--rate 5]"""
+in use (after a collection, highest per window) and the bridge's RSS must stay flat. Samples go to
+docs/soak.png (plot) and the figures to docs/benchmarks.md.   python bench/soak.py [--minutes 30] [--rate 5]"""
 import argparse
 import re
 import secrets
@@ -73,7 +73,8 @@ def main():
         "## Soak",
         "",
         f"{args.minutes:g} minutes at {args.rate:g} cycles/s (an LLM ask, a fast-path ask and a direct command per "
-        f"cycle) on the real stack; the device runs with -X heapsize={HEAP // 1024}K. Device heap in use after a garbage collection (highest per "
+        f"cycle) on the real stack; the device runs with -X heapsize={HEAP // 1024}K. Device heap in use after "
+        "a garbage collection (highest per "
         f"{SAMPLE_S} s window), bridge RSS sampled at the same time. ![soak](soak.png)",
         "",
         "| measured | first tenth | last tenth | change |",

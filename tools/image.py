@@ -156,8 +156,8 @@ def verify_image(image_path, modules=("wisp.app",)):
         script.write_text(_VERIFY_SCRIPT)
         # MICROPYPATH without firmware/: anything imported must come from the image.
         env = dict(os.environ, MICROPYPATH=".frozen")
-        done = subprocess.run([micropython_cmd(), str(script), str(Path(image_path).resolve()), str(BLOCK_SIZE), *modules],
-                              capture_output=True, text=True, cwd=tmp, env=env, timeout=VERIFY_TIMEOUT_S)
+        cmd = [micropython_cmd(), str(script), str(Path(image_path).resolve()), str(BLOCK_SIZE), *modules]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=env, timeout=VERIFY_TIMEOUT_S)
     if done.returncode != 0:
         raise ImageError(f"MicroPython could not use the image {image_path}:\n{(done.stdout + done.stderr).strip()}")
     files, dev_id, imported = {}, None, {}

@@ -2,6 +2,7 @@
 # ROMFS partition does at /rom, then run the given main.py from the flash root.
 import os
 import sys
+
 import uctypes
 import vfs
 

@@ -44,7 +44,7 @@ def generate(topic_kind, count, seed=1):
     rng = random.Random(f"{seed}:{topic_kind}")
     base = VALID.get(topic_kind, VALID["ask"])
     text = json.dumps(base).encode()
-    for i in range(count):
+    for _ in range(count):
         r = rng.random()
         if r < 0.15:
             yield bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 300)))
