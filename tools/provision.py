@@ -4,7 +4,7 @@ password and ACL files, kept in one fleet directory. Idempotent; secrets stay in
 Layout of the fleet directory (default .wisp/fleet, or $WISP_FLEET):
   secrets.json               0600  every generated credential (the only source the other files come from)
   passwd                     0600  mosquitto password file (hashed by mosquitto_passwd)
-  acl                        0644  mosquitto ACL: each device only wisp/<id>/# (+ write homeassistant/#)
+  acl                        0644  mosquitto ACL: each device only wisp/<id>/# and its own HA discovery topics
   mosquitto.conf             0644  the broker's listener, logins and ACL: `mosquitto -c` it, or copy it
                                    to /etc/mosquitto/conf.d/ (Debian's mosquitto reads that folder)
   bridge.toml                0600  [broker] section with the bridge's login (WISP_CONFIG=... for the bridge)
@@ -109,10 +109,15 @@ def write_broker_files(fleet, store):
     _hash_password_file(fleet / "passwd", logins)
     lines = ["# Written by `wisp provision`; edits are overwritten.",
              f"user {BRIDGE_USER}", f"topic readwrite {protocol.EVERYTHING}", "",
-             f"user {ADMIN_USER}", f"topic readwrite {protocol.EVERYTHING}", ""]
+             # the CLI, and Home Assistant's MQTT integration if it logs in as this user
+             f"user {ADMIN_USER}", f"topic readwrite {protocol.EVERYTHING}",
+             f"topic readwrite {HA_DISCOVERY_PREFIX}/#", ""]
     for dev in sorted(store["devices"]):
+        # a device writes only its own discovery topics (<prefix>/<component>/wisp_<id>/<name>/config):
+        # with homeassistant/# one device could repoint or delete another's entities
         lines += [f"user {dev}", f"topic readwrite {protocol.device_filter(dev)}",
-                  f"topic write {HA_DISCOVERY_PREFIX}/#", ""]
+                  f"topic write {HA_DISCOVERY_PREFIX}/+/wisp_{dev}/#",
+                  f"topic read {HA_DISCOVERY_PREFIX}/status", ""]
     (fleet / "acl").write_text("\n".join(lines))
     os.chmod(fleet / "acl", 0o644)
     port = store.get("broker", {}).get("port", 1883)

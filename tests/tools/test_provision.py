@@ -115,10 +115,30 @@ def test_device_may_announce_to_home_assistant_and_bridge_sees_every_device(flee
         a.publish("wisp/deva/llm/req", b"req")
         assert bridge.got(5) == ("wisp/deva/llm/req", b"req")
         watcher.subscribe("homeassistant/#")            # devices may write discovery, not read it
-        a.publish("homeassistant/switch/deva/porch_light/config", b"{}")
+        a.publish("homeassistant/switch/wisp_deva/porch_light/config", b"{}")
         assert watcher.got(QUIET_S) is None
     finally:
         for c in (a, bridge, watcher):
+            c.close()
+
+
+def test_a_device_writes_only_its_own_discovery_topics(fleet, secure_broker):
+    port = secure_broker.port
+    store = json.loads((fleet / "secrets.json").read_text())
+    ha = Client(port, prov.ADMIN_USER, store["admin"]["password"])    # Home Assistant's login
+    a, b = login(fleet, "deva", port), login(fleet, "devb", port)
+    try:
+        ha.subscribe("homeassistant/#")
+        b.subscribe("homeassistant/status")              # devices hear HA come back online
+        a.publish("homeassistant/switch/wisp_deva/fan/config", b'{"own": 1}')
+        assert ha.got(5) == ("homeassistant/switch/wisp_deva/fan/config", b'{"own": 1}')
+        a.publish("homeassistant/switch/wisp_devb/fan/config", b'{"hijack": 1}')   # refused by the ACL
+        a.publish("homeassistant/switch/wisp_devb/heater/config", b"")              # a deletion, too
+        assert ha.got(QUIET_S) is None
+        ha.publish("homeassistant/status", b"online")
+        assert b.got(5) == ("homeassistant/status", b"online")
+    finally:
+        for c in (ha, a, b):
             c.close()
 
 
