@@ -20,7 +20,6 @@ log = logging.getLogger("wisp.bridge.fleet")
 
 READ_PREFIX = "read"  # cmd ids of the dashboard's own listings (schedules, routines, memory)
 EVENTS_KEPT = 50  # recent device events, asks and replies kept per device for the dashboard
-MAX_DEVICES = 10_000  # devices tracked; beyond it new ids are ignored (a misbehaving publisher cannot eat memory)
 MAX_WAITING = 256  # API requests waiting for a device at once; more are refused
 MAX_STATE_BYTES = 1024  # a state payload longer than this is kept as truncated text
 MAX_TEXT_CHARS = 2000  # texts of events, asks and replies kept and forwarded to the dashboard
@@ -133,8 +132,8 @@ class Fleet:
     def _device(self, device_id: str) -> Device | None:
         dev = self.devices.get(device_id)
         if dev is None:
-            if len(self.devices) >= MAX_DEVICES:
-                log.warning("fleet full (%d devices): ignoring %s", MAX_DEVICES, device_id)
+            if len(self.devices) >= protocol.MAX_DEVICES:
+                log.warning("fleet full (%d devices): ignoring %s", protocol.MAX_DEVICES, device_id)
                 return None
             dev = self.devices[device_id] = Device(device_id)
         return dev

@@ -10,9 +10,11 @@ import json
 import logging
 import re
 
+from bridge import protocol
+
 log = logging.getLogger("wisp.bridge.manifests")
 
-MAX_MANIFEST_BYTES = 64 * 1024
+MAX_MANIFEST_BYTES = 16 * 1024  # a device's manifest is ~7 KB; with MAX_DEVICES this bounds the cache
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what OpenAI accepts as a function name
 _EMPTY_PARAMS = {"type": "object", "properties": {}}
 
@@ -72,6 +74,9 @@ class ManifestCache:
             manifest = parse_manifest(device_id, payload)
         except ValueError as e:
             log.warning("device=%s manifest ignored: %s", device_id, e)
+            return False
+        if device_id not in self._by_id and len(self._by_id) >= protocol.MAX_DEVICES:
+            log.warning("device=%s manifest ignored: already %d devices", device_id, protocol.MAX_DEVICES)
             return False
         self._by_id[device_id] = manifest
         log.info("device=%s manifest hash=%s tools=%d", device_id, manifest["hash"], len(manifest["tools"]))

@@ -55,3 +55,7 @@ def parse(name: str) -> tuple[str, list[str]] | None:
     if len(parts) < 3 or parts[0] != ROOT or not DEVICE_ID.match(parts[1]):
         return None
     return parts[1], parts[2:]
+
+# How many devices one bridge keeps state for (live view, manifests): beyond it a new id is ignored,
+# so a publisher inventing ids cannot grow the bridge's memory without bound.
+MAX_DEVICES = 10_000

@@ -184,7 +184,7 @@ def _known(request: web.Request):
 
 async def _body(request: web.Request) -> dict:
     try:
-        body = json.loads(await request.read())
+        body = json.loads(await request.read(), parse_constant=_no_constant)
     except web.HTTPRequestEntityTooLarge:
         raise BadRequest(413, f"request body too large (limit {MAX_BODY_BYTES} bytes)") from None
     except ValueError as e:
@@ -194,6 +194,12 @@ async def _body(request: web.Request) -> dict:
     if not isinstance(body, dict):
         raise BadRequest(400, "the request body must be a JSON object")
     return body
+
+
+def _no_constant(name: str):
+    # Python's json reads NaN and Infinity, which are not JSON: forwarded, the device could not parse
+    # the command and the caller would wait for a timeout
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _timeout(body: dict, default: float) -> float:

@@ -78,6 +78,8 @@ BAD = [
     ("POST", f"/api/devices/{DEV}/ask", json.dumps({"text": "hi", "timeout_s": -1}).encode(), 400, "timeout_s"),
     ("POST", f"/api/devices/{DEV}/ask", json.dumps({"text": "hi", "timeout_s": True}).encode(), 400, "timeout_s"),
     ("POST", f"/api/devices/{DEV}/ask", b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+    ("POST", f"/api/devices/{DEV}/cmd", b'{"tool": "gpio_write", "args": {"pin": "fan", "value": NaN}}', 400,
+     "NaN is not a JSON value"),
     ("POST", "/api/devices/NOT%20AN%20ID/ask", json.dumps({"text": "hi"}).encode(), 400, "not a device id"),
     ("POST", "/api/devices/nobody/ask", json.dumps({"text": "hi"}).encode(), 404, "no device 'nobody'"),
     ("GET", "/api/devices/nobody", None, 404, "no device 'nobody'"),

@@ -96,6 +96,18 @@ def test_manifest_cache_keeps_valid_ignores_junk():
     assert cache.get("dev1") is None
 
 
+def test_manifest_cache_is_bounded_in_devices_and_bytes(monkeypatch):
+    from bridge import protocol
+    monkeypatch.setattr(protocol, "MAX_DEVICES", 3)
+    cache = ManifestCache()
+    for n in range(5):                   # a publisher inventing device ids
+        cache.update(f"ph{n}", json.dumps({**MANIFEST, "id": f"ph{n}"}).encode())
+    assert [cache.get(f"ph{n}") is not None for n in range(5)] == [True, True, True, False, False]
+    assert cache.update("ph0", json.dumps({**MANIFEST, "id": "ph0", "hash": "new"}).encode())  # known ones update
+    huge = {**MANIFEST, "id": "ph1", "tools": MANIFEST["tools"] * 200}
+    assert len(json.dumps(huge)) > 16 * 1024 and not cache.update("ph1", json.dumps(huge).encode())
+
+
 def test_parse_manifest_fills_missing_id():
     m = parse_manifest("dev7", b'{"v":1,"hash":"h","tools":[]}')
     assert m["id"] == "dev7" and "dev7" in system_prompt(m) and "no named pins" in system_prompt(m)
