@@ -56,7 +56,7 @@ class Bridge:
                         user=cfg.broker_user, password=cfg.broker_password,
                         extra_topics=FLEET_TOPICS if serve_http else (), tls=cfg.broker_tls, ca=cfg.broker_ca)
         if serve_http:
-            self.fleet = Fleet(link.publish, self.events.publish)
+            self.fleet = Fleet(link.publish, self.events.publish, cfg.signing_keys)
         costs = CostStore(cfg.cost, on_record=self.metrics.cost_recorded)
         # Many concurrent streams to one tier: aiohttp's default pool of 100 (30 per host) would queue them.
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)

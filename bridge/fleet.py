@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bridge import protocol
+from bridge.signing import sign_message
 
 log = logging.getLogger("wisp.bridge.fleet")
 
@@ -76,9 +77,11 @@ class Device:
 class Fleet:
     """on_event(event: dict) receives every change as a dashboard event (bridge/web/events.py fans it out)."""
 
-    def __init__(self, publish: Callable[..., None], on_event: Callable[[dict], None] = lambda e: None):
+    def __init__(self, publish: Callable[..., None], on_event: Callable[[dict], None] = lambda e: None,
+                 keys: dict[str, bytes] | None = None):
         self._publish = publish
         self._on_event = on_event
+        self._keys = keys or {}  # device id -> HMAC key: commands to provisioned devices are signed
         self.devices: dict[str, Device] = {}
         self._waiting: dict[tuple[str, str, str], asyncio.Future] = {}  # (device, "reply"|"cmd/res", id)
         self._state_waiters: dict[tuple[str, str], list[asyncio.Future]] = {}
@@ -197,8 +200,11 @@ class Fleet:
     async def cmd(self, device_id: str, tool: str, args: dict, timeout_s: float, read: bool = False) -> dict:
         """Run one tool on the device. read=True: a listing the dashboard refreshes, kept out of the events."""
         cmd_id = _new_id(READ_PREFIX if read else "cmd")
-        return await self._request(device_id, protocol.CMD, protocol.CMD_RES,
-                                   {"v": 1, "id": cmd_id, "tool": tool, "args": args}, timeout_s)
+        msg = {"v": 1, "id": cmd_id, "tool": tool, "args": args}
+        key = self._keys.get(device_id)
+        if key:  # a provisioned device obeys only signed commands, fresh ones (docs/security.md)
+            msg["ts"] = int(time.time())
+        return await self._request(device_id, protocol.CMD, protocol.CMD_RES, msg, timeout_s, key)
 
     async def set_pin(self, device_id: str, name: str, value: str, timeout_s: float):
         """Publish set/<name> and wait for the next state/<name> the device publishes; returns that state."""
@@ -216,14 +222,16 @@ class Fleet:
             if not waiters:
                 self._state_waiters.pop((device_id, name), None)
 
-    async def _request(self, device_id: str, topic: str, answer: str, msg: dict, timeout_s: float) -> dict:
+    async def _request(self, device_id: str, topic: str, answer: str, msg: dict, timeout_s: float,
+                       signing_key: bytes | None = None) -> dict:
         self.check_reachable(device_id)
         self._check_capacity()
         key = (device_id, answer, msg["id"])
         fut = asyncio.get_running_loop().create_future()
         self._waiting[key] = fut
         try:
-            self._publish(protocol.topic(device_id, topic), msg, qos=1)
+            payload = sign_message(signing_key, msg) if signing_key else msg
+            self._publish(protocol.topic(device_id, topic), payload, qos=1)
             return await asyncio.wait_for(fut, timeout_s)
         finally:
             self._waiting.pop(key, None)

@@ -165,12 +165,24 @@ def cmd_logs(args):
 
 
 def cmd_run(args):
+    from tools.provision import fleet_dir
     from tools.run import run
-    fleet = None
-    if args.fleet is not None:
-        from tools.provision import fleet_dir
-        fleet = fleet_dir(args.fleet or None)
-    return run(args.id, args.port, fleet)
+    if args.secure:
+        if args.fleet is not None:
+            raise ValueError("--secure and --fleet do not mix: --secure is the default fleet with a simulated device")
+        return run(*secure_setup(fleet_dir(None), args.id or "dev1", args.port))
+    return run(args.id, args.port, None if args.fleet is None else fleet_dir(args.fleet or None))
+
+
+def secure_setup(fleet, dev_id, port):
+    """`wisp run --secure`: the same stack as `wisp run`, provisioned: `dev_id` gets a broker login and
+    a signing key in `fleet` (once; later runs reuse them). Returns run()'s arguments."""
+    from tools import provision, sim
+    address = provision.broker_address(fleet) or ("127.0.0.1", port)
+    if not provision.device_config_path(fleet, dev_id).exists():
+        print(f"wisp: provisioning '{dev_id}' in {fleet} (broker login, signing key)")
+        provision.provision(dev_id, fleet, address[0], address[1], pins=sim.DEFAULT_PINS)
+    return dev_id, address[1], fleet
 
 
 def cmd_sim(args):
@@ -398,6 +410,9 @@ def build_parser():
 
     r = sub.add_parser("run", help="start a broker, the bridge and one simulated device")
     r.add_argument("--id", help="simulated device id (default dev1; with --fleet, none unless given)")
+    r.add_argument("--secure", action="store_true",
+                   help="the same stack, provisioned: broker logins and ACL, signed instructions (the device is "
+                        "provisioned in .wisp/fleet on first use)")
     r.add_argument("--fleet", nargs="?", const="", metavar="DIR",
                    help="serve the fleet of `wisp provision` (default dir $WISP_FLEET or .wisp/fleet): its broker "
                         "listens on the LAN with the fleet's logins and ACL, so provisioned boards join")
