@@ -13,7 +13,9 @@ class Reason(Enum):
     UNAVAILABLE = "unavailable"  # tiers are configured but none may take an attempt now (breakers, capacity)
     TIMEOUT = "timeout"  # the request's budget ran out
     TIER_FAILED = "tier_failed"  # the tier failed and no other could take over
+    TIER_REFUSED = "tier_refused"  # the tier answered 4xx (bad key, unknown model, invalid request): not retried
     INVALID_CALLS = "invalid_calls"  # the model did not correct its invalid tool calls
+    EMPTY_ANSWER = "empty_answer"  # the model's turn had neither text nor a tool call
     BUSY = "busy"  # too many requests in flight on this bridge
     SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal"  # a bug in the bridge (details in its log)

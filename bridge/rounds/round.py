@@ -94,7 +94,11 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
             raise
         invalid = [c for c in calls if c.error]
         if not invalid:
-            answer.finish("".join(text).strip(), spend.usage())
+            final = "".join(text).strip()
+            if not final and not calls:  # neither words nor actions: the user would read a blank "ok"
+                raise Failure(Reason.EMPTY_ANSWER, f"tier '{answer.tier}' answered with nothing (no text, no tool "
+                              "call); ask again, or try another model", answer.tier)
+            answer.finish(final, spend.usage())
             return
         if turn == repair_turns:
             raise Failure(Reason.INVALID_CALLS,

@@ -13,11 +13,18 @@ from dataclasses import dataclass
 from bridge.config import Tier
 from bridge.providers.base import ProviderError, StreamEvent
 from bridge.reasons import Failure, Reason
-from bridge.routing.router import AttemptReport, Router, Verdict
+from bridge.routing.router import MAX_TRIES_PER_TIER, AttemptReport, Router, Verdict
 
 log = logging.getLogger("wisp.bridge.routing.hedge")
 
 RESET = "reset"  # event kind: the winning attempt failed and another takes over; drop the text seen so far
+# HTTP statuses that mean "this request or this tier's configuration is wrong" (bad request, key, model):
+# not retried on the same tier, and the provider's message reaches the user. 408, 409, 429 are transient.
+REFUSED_STATUSES = (400, 401, 403, 404, 405, 413, 415, 422)
+
+
+def refused(e: ProviderError) -> bool:
+    return e.kind == "http" and e.status in REFUSED_STATUSES
 
 
 @dataclass(eq=False)
@@ -50,7 +57,7 @@ async def _pump(router: Router, a: _Attempt, chat: list[dict], tools: list[dict]
                 a.end(router, Verdict.OK, tokens if isinstance(tokens, int) else 0, loop.time() - a.first_at)
             q.put_nowait((a, ev))
     except ProviderError as e:
-        a.end(router, Verdict.FAILED)
+        a.end(router, Verdict.REFUSED if refused(e) else Verdict.FAILED)
         q.put_nowait((a, e))
     except Exception as e:  # a provider bug must not hang the turn: it counts as this tier failing
         log.exception("tier %s: unexpected provider error", a.tier.name)
@@ -132,6 +139,8 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
                 continue
             # the attempt failed
             drop(a)
+            if refused(item):
+                tries[a.tier.name] = MAX_TRIES_PER_TIER  # the same request would be refused the same way
             if a is winner:
                 winner = None
                 if committed():
@@ -143,6 +152,9 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
             log.info("tier %s failed (%s); %s", a.tier.name, item.message,
                      "failing over" if replaced else "waiting for the other attempt" if running else "giving up")
             if not running:
+                if refused(item):
+                    raise Failure(Reason.TIER_REFUSED, f"tier '{a.tier.name}' refused the request ({item.message}): "
+                                  "check its model name, API key and URL", a.tier.name)
                 raise Failure(Reason.TIER_FAILED, f"tier '{a.tier.name}' failed: {item.message}", a.tier.name)
     finally:
         pending = [a.task for a in running.values() if not a.task.done()]

@@ -36,6 +36,7 @@ def no_tier_reason(config: BridgeConfig, req_class: str) -> str:
 class Verdict(Enum):
     OK = "ok"
     FAILED = "error"
+    REFUSED = "refused"  # the tier said the request or its configuration is wrong (HTTP 4xx): retrying cannot help
     ABANDONED = "abandoned"  # cancelled (hedge lost, budget over): says nothing about the tier
 
 
@@ -126,6 +127,12 @@ class Router:
         elif report.verdict is Verdict.FAILED:
             stats.failed()
             breaker.failure()
+        elif report.verdict is Verdict.REFUSED:
+            # not a sign the tier is down: opening its breaker would turn the provider's own message
+            # ("model not found", "invalid key") into "ask again shortly" for every later request, and
+            # let bad /v1 requests cut the devices off a healthy tier
+            stats.failed()
+            breaker.abandoned()
         else:
             breaker.abandoned()
         if self.on_attempt:

@@ -152,6 +152,39 @@ def test_open_breaker_skips_the_tier_and_a_lone_sick_tier_answers_at_once(tmp_pa
     assert "circuit open" in alone[-1]["err"] and took < 0.1
 
 
+def test_a_tier_refusing_its_configuration_is_not_retried_and_its_message_reaches_the_user(tmp_path):
+    with fake_tiers(lambda req: Reply(status=404), lambda req: Reply(text="ok")) as (a, b):
+        cfg = config([tier("premium", a), tier("commodity", b)], tmp_path)
+        cfg.routes["interactive"] = ["premium"]
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                alone = [await ask(ctx, f"r{i}") for i in range(6)]     # more than the breaker's threshold
+                state = ctx.router.breakers["premium"].state
+                cfg.routes["interactive"] = ["premium", "commodity"]
+                over = await ask(ctx, "r-over")
+                return alone, state, over
+        alone, state, over = run(go())
+    for msgs in alone:
+        err = msgs[-1]["err"]
+        assert err.startswith("tier 'premium' refused the request (HTTP 404") and "does not exist" in err, err
+        assert "again shortly" not in err
+    assert len(a.requests) == 6 + 1           # one attempt per ask: the same request would be refused again
+    assert state == "closed"                  # a wrong model name says nothing about the tier being down
+    assert over[-1]["text"] == "ok" and over[-1]["tier"] == "commodity"    # another tier still takes over
+
+
+def test_an_empty_model_turn_is_an_error_not_a_blank_ok(tmp_path):
+    with fake_tiers(lambda req: Reply(text="")) as (a,):
+        cfg = config([tier("premium", a)], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                return await ask(ctx, "e1")
+        msgs = run(go())
+    assert msgs[-1]["done"] and "answered with nothing" in msgs[-1]["err"]
+
+
 def test_server_rejecting_stream_options_is_retried_without_it(tmp_path):
     with fake_tiers(lambda req: Reply(text="fine"), reject_stream_options=True) as (a,):
         cfg = config([tier("local", a)], tmp_path)
