@@ -111,8 +111,11 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
                 del running[key]
 
     try:
-        if not launch():
-            raise router.unavailable(tiers, req_class)
+        # a tier at max_concurrency is a queue, not a refusal: wait (FIFO, bounded) until an attempt
+        # ends or this turn's own deadline passes
+        while not launch():
+            if not router.only_full(tiers) or not await router.wait_for_capacity(deadline - loop.time()):
+                raise router.unavailable(tiers, req_class)
         while True:
             wake = deadline if winner is not None or hedge_at is None else min(deadline, hedge_at)
             try:

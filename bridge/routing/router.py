@@ -4,6 +4,8 @@ on_attempt hook passes each report on (the bridge's metrics).
 """
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -53,6 +55,7 @@ class AttemptReport:
 HEDGE_FLOOR_MS = 30.0  # never hedge sooner: below this, the network's own jitter would trigger it
 HEDGE_P_MARGIN = 1.5  # hedge when no first output by this multiple of the tier's p95 time to first output
 HEDGE_BUDGET_SHARE = 0.5  # without stats: hedge after this share of the remaining budget
+MAX_QUEUED = 256  # turns that may wait for a full tier at once; beyond it a turn is refused at once
 MAX_TRIES_PER_TIER = 2  # attempts of one tier within one model turn (a retry after a quick error)
 
 
@@ -67,6 +70,7 @@ class Router:
         self.stats = {name: TierStats() for name in config.tiers}
         self.breakers = {name: Breaker(**({"clock": clock} if clock else {})) for name in config.tiers}
         self.in_flight = {name: 0 for name in config.tiers}
+        self._waiting: deque[asyncio.Future] = deque()  # turns waiting for a full tier, oldest first
 
     def route(self, req_class: str) -> list[Tier]:
         """Configured tiers of the class's route, in order. Private requests never leave `local`."""
@@ -113,6 +117,32 @@ class Router:
 
     def release(self, tier: Tier) -> None:
         self.in_flight[tier.name] -= 1
+        while self._waiting:  # the oldest waiting turn tries first (FIFO)
+            fut = self._waiting.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                break
+
+    def only_full(self, tiers: list[Tier]) -> bool:
+        """True when some tier of the route is healthy and merely at max_concurrency: worth waiting for."""
+        return any(self.breakers[t.name].state != "open" and self.in_flight[t.name] >= t.max_concurrency
+                   for t in tiers)
+
+    async def wait_for_capacity(self, timeout_s: float) -> bool:
+        """Queue until an attempt ends somewhere (True), or timeout_s passes or the queue is full (False)."""
+        if len(self._waiting) >= MAX_QUEUED or timeout_s <= 0:
+            return False
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting.append(fut)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await fut
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            if fut in self._waiting:
+                self._waiting.remove(fut)
 
     def first_output(self, tier: Tier, ms: float) -> None:
         """An attempt's first output, counted at once: later choices of concurrent requests use it."""

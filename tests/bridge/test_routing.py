@@ -1,5 +1,6 @@
 """Routing across tiers over real HTTP: breaker states, statistics, deadline-aware choice, first-token hedging,
 transparent failover before a tool call was forwarded and a clear error after, quirky servers."""
+import asyncio
 import time
 
 import pytest
@@ -172,6 +173,28 @@ def test_a_tier_refusing_its_configuration_is_not_retried_and_its_message_reache
     assert len(a.requests) == 6 + 1           # one attempt per ask: the same request would be refused again
     assert state == "closed"                  # a wrong model name says nothing about the tier being down
     assert over[-1]["text"] == "ok" and over[-1]["tier"] == "commodity"    # another tier still takes over
+
+
+def test_a_full_tier_queues_requests_in_order_instead_of_refusing_them(tmp_path):
+    with fake_tiers(lambda req: Reply(text="ok", ttft_ms=100)) as (a,):
+        cfg = config([tier("premium", a, max_concurrency=1)], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                peak = 0
+
+                async def watch():
+                    nonlocal peak
+                    while True:
+                        peak = max(peak, ctx.router.in_flight["premium"])
+                        await asyncio.sleep(0.005)
+                watcher = asyncio.create_task(watch())
+                answers = await asyncio.gather(*(ask(ctx, f"q{i}") for i in range(6)))
+                watcher.cancel()
+                return answers, peak
+        answers, peak = run(go())
+    assert [msgs[-1].get("text") for msgs in answers] == ["ok"] * 6, answers    # none refused as busy
+    assert peak == 1 and len(a.requests) == 6
 
 
 def test_an_empty_model_turn_is_an_error_not_a_blank_ok(tmp_path):
