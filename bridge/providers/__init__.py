@@ -12,7 +12,7 @@ from bridge.providers.openai_compat import OpenAICompatProvider
 
 
 class Provider(Protocol):
-    def stream_chat(self, messages: list[dict], tools: list[dict] | None = None): ...
+    def stream_chat(self, messages: list[dict], tools: list[dict] | None = None, options: dict | None = None): ...
 
 
 def provider_factory(session: aiohttp.ClientSession) -> Callable:

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.providers.base import EXCERPT, HttpStreamProvider, StreamEvent, ToolCall, error_text, parse_args
+from bridge.providers.base import (
+    EXCERPT,
+    HttpStreamProvider,
+    ProviderError,
+    StreamEvent,
+    ToolCall,
+    error_text,
+    parse_args,
+)
 
 API_VERSION = "2023-06-01"
 
@@ -58,7 +66,7 @@ class AnthropicProvider(HttpStreamProvider):
         super().__init__(session, base_url.rstrip("/") + "/messages", model, api_key, **kw)
         self._max_tokens = max_tokens
 
-    async def stream_chat(self, messages: list[dict], tools: list[dict] | None = None):
+    async def stream_chat(self, messages: list[dict], tools: list[dict] | None = None, options: dict | None = None):
         """Same contract as OpenAICompatProvider.stream_chat."""
         system, a_messages, a_tools = to_anthropic(messages, tools)
         body = {"model": self._model, "max_tokens": self._max_tokens, "messages": a_messages, "stream": True}
@@ -66,6 +74,7 @@ class AnthropicProvider(HttpStreamProvider):
             body["system"] = system
         if a_tools:
             body["tools"] = a_tools
+        body.update(_anthropic_options(options or {}))
         body.update(self._extra_body)
         headers = {"Accept": "text/event-stream", "anthropic-version": API_VERSION}
         if self._api_key:
@@ -136,3 +145,29 @@ class AnthropicProvider(HttpStreamProvider):
 
 
 _FINISH = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length", "stop_sequence": "stop"}
+
+
+def _anthropic_options(options: dict) -> dict:
+    """OpenAI-style sampling options in the Messages API's terms; what it cannot honour is a refusal
+    (HTTP-400-like, so another tier may take the request), never silently dropped."""
+    out = {}
+    for key in ("temperature", "top_p"):
+        if key in options:
+            out[key] = options[key]
+    if "max_tokens" in options or "max_completion_tokens" in options:
+        out["max_tokens"] = options.get("max_completion_tokens", options.get("max_tokens"))
+    if "stop" in options:
+        out["stop_sequences"] = [options["stop"]] if isinstance(options["stop"], str) else options["stop"]
+    choice = options.get("tool_choice")
+    if choice is not None:
+        named = isinstance(choice, dict) and (choice.get("function") or {}).get("name")
+        mapped = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}.get(choice) \
+            if isinstance(choice, str) else ({"type": "tool", "name": named} if named else None)
+        if mapped is None:
+            raise ProviderError("http", f"tool_choice {choice!r} has no Anthropic equivalent", 400)
+        out["tool_choice"] = mapped
+    for key in options:
+        if key not in ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "tool_choice"):
+            raise ProviderError("http", f"'{key}' is not supported by the Anthropic messages API", 400)
+    return out
+

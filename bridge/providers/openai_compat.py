@@ -90,7 +90,7 @@ class OpenAICompatProvider(HttpStreamProvider):
         super().__init__(session, base_url.rstrip("/") + "/chat/completions", model, api_key, **kw)
         self._base_url = base_url
 
-    async def stream_chat(self, messages: list[dict], tools: list[dict] | None = None):
+    async def stream_chat(self, messages: list[dict], tools: list[dict] | None = None, options: dict | None = None):
         """Async generator of StreamEvent: 'text' deltas, a 'call' per completed tool call, one final 'done'.
 
         Raises ProviderError. A caller that stops iterating early should `aclose()` the generator (or use
@@ -101,6 +101,7 @@ class OpenAICompatProvider(HttpStreamProvider):
             body["stream_options"] = {"include_usage": True}
         if tools:
             body["tools"] = tools
+        body.update(options or {})  # /v1 callers' sampling options (bridge/web/v1.py FORWARDED), as they sent them
         body.update(self._extra_body)
         headers = {"Accept": "text/event-stream"}
         if self._api_key:

@@ -43,10 +43,10 @@ class _Attempt:
 
 
 async def _pump(router: Router, a: _Attempt, chat: list[dict], tools: list[dict] | None,
-                q: asyncio.Queue) -> None:
+                q: asyncio.Queue, options: dict | None = None) -> None:
     loop = asyncio.get_running_loop()
     try:
-        async for ev in router.make_provider(a.tier).stream_chat(chat, tools):
+        async for ev in router.make_provider(a.tier).stream_chat(chat, tools, options):
             if a.first_at is None:
                 a.first_at = loop.time()
                 router.first_output(a.tier, (a.first_at - a.started) * 1000)
@@ -71,7 +71,8 @@ async def _pump(router: Router, a: _Attempt, chat: list[dict], tools: list[dict]
 
 async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools: list[dict] | None,
                       deadline: float, committed: Callable[[], bool],
-                      req_class: str = "interactive") -> AsyncIterator[tuple[Tier, StreamEvent]]:
+                      req_class: str = "interactive",
+                      options: dict | None = None) -> AsyncIterator[tuple[Tier, StreamEvent]]:
     """(tier, event) pairs of the winning attempt, ending with its 'done'. Raises Failure.
 
     deadline is loop time. committed() says whether the consumer has sent something it cannot take back (a
@@ -98,7 +99,7 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
         tries[tier.name] += 1
         launched += 1
         a = _Attempt(tier, loop.time())
-        a.task = asyncio.create_task(_pump(router, a, chat, tools, q))
+        a.task = asyncio.create_task(_pump(router, a, chat, tools, q, options))
         running[f"{tier.name}#{tries[tier.name]}"] = a
         hedge_at = loop.time() + router.hedge_after_s(tier, remaining_s, tiers) if router.config.routing.hedge else None
         if hedge:

@@ -10,6 +10,7 @@ ROUTES = [
     # OpenAI-compatible endpoint
     web.post("/v1/chat/completions", v1.chat),
     web.get("/v1/models", v1.models),
+    web.get("/v1/models/{model}", v1.model),
     web.get("/v1/wisp/stats", v1.stats),
     # dashboard and API description (public)
     web.get("/", rest.index),

@@ -32,8 +32,33 @@ async def models(request: web.Request) -> web.Response:
         {"id": i, "object": "model", "created": 0, "owned_by": "wisp"} for i in ids]})
 
 
+async def model(request: web.Request) -> web.Response:
+    """GET /v1/models/{model}: what `client.models.retrieve(...)` asks."""
+    name, router = request.match_info["model"], request.app[ROUTER]
+    if name not in (*REQUEST_CLASSES, *router.config.tiers):
+        return error(404, f"model '{name}' does not exist", code="model_not_found")
+    return web.json_response({"id": name, "object": "model", "created": 0, "owned_by": "wisp"})
+
+
 async def stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[ROUTER].snapshot())
+
+
+# OpenAI chat-completion options passed on to the tier as the caller sent them; the rest of the API's
+# options are refused with a 400 rather than silently ignored
+FORWARDED = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "presence_penalty",
+             "frequency_penalty", "tool_choice", "response_format", "user", "parallel_tool_calls")
+_OURS = ("model", "messages", "tools", "stream", "stream_options")
+
+
+def options_of(body: dict) -> tuple[dict, str | None]:
+    """(options to forward, or the reason the request is refused)."""
+    if body.get("n", 1) != 1:
+        return {}, "'n' must be 1: the bridge returns one choice per request"
+    unknown = sorted(k for k in body if k not in FORWARDED and k not in _OURS and k != "n")
+    if unknown:
+        return {}, f"not supported by this bridge: {', '.join(unknown)} (supported: {', '.join(FORWARDED)})"
+    return {k: body[k] for k in FORWARDED if k in body}, None
 
 
 def _read(body: object) -> tuple[dict | None, str | None]:
@@ -63,6 +88,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
     body, problem = _read(body)
     if problem:
         return error(400, problem)
+    options, problem = options_of(body)
+    if problem:
+        return error(400, problem, code="unsupported_parameter")
     model = body["model"]
     if model in REQUEST_CLASSES:
         tiers, req_class = router.route(model), model
@@ -81,7 +109,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
     started = time.monotonic()
     try:
         async for tier, ev in stream_turn(router, tiers, body["messages"], body.get("tools") or None, deadline,
-                                          committed=lambda: reply.prepared, req_class=req_class):
+                                          committed=lambda: reply.prepared, req_class=req_class,
+                                          options=options):
             await reply.event(tier, ev)
             if ev.kind == "done":
                 costs.record(API_DEVICE, tier, reply.id, *reply.tokens(ev.usage, body["messages"]))

@@ -56,6 +56,42 @@ def test_models_lists_classes_and_tiers(stack):
     assert [m.id for m in client(bridge).models.list()] == ["interactive", "scheduled", "private", "premium", "local"]
 
 
+def test_models_retrieve_and_unsupported_parameters_are_clear(stack):
+    bridge, _, _ = stack
+    assert client(bridge).models.retrieve("premium").id == "premium"
+    with pytest.raises(openai.NotFoundError):
+        client(bridge).models.retrieve("gpt-9")
+    with pytest.raises(openai.BadRequestError) as info:
+        client(bridge).chat.completions.create(model="premium", n=2, messages=[{"role": "user", "content": "x"}])
+    assert "'n' must be 1" in info.value.message
+    with pytest.raises(openai.BadRequestError) as info:
+        client(bridge).chat.completions.create(model="premium", logprobs=True,
+                                               messages=[{"role": "user", "content": "x"}])
+    assert "not supported by this bridge: logprobs" in info.value.message
+
+
+def test_sampling_options_reach_the_tier_in_its_own_terms(stack):
+    bridge, premium, local = stack
+    premium.responder = lambda req: Reply(text="openai side")
+    local.responder = lambda req: Reply(text="anthropic side")
+    options = {"temperature": 0.2, "max_tokens": 50, "stop": ["END"], "tool_choice": "required",
+               "response_format": {"type": "json_object"}}
+    client(bridge).chat.completions.create(model="premium", tools=TOOLS, messages=[{"role": "user", "content": "x"}],
+                                           **options)
+    sent = premium.requests[-1]
+    assert {k: sent[k] for k in options} == options          # as the caller sent them
+    without_format = {k: v for k, v in options.items() if k != "response_format"}
+    client(bridge).chat.completions.create(model="local", tools=TOOLS, messages=[{"role": "user", "content": "x"}],
+                                           **without_format)
+    sent = local.requests[-1]                                  # the Messages API's names
+    assert (sent["temperature"], sent["max_tokens"], sent["stop_sequences"], sent["tool_choice"]) == (
+        0.2, 50, ["END"], {"type": "any"})
+    with pytest.raises(openai.APIStatusError) as info:         # refused, not silently dropped
+        client(bridge).chat.completions.create(model="local", messages=[{"role": "user", "content": "x"}],
+                                               response_format={"type": "json_object"})
+    assert "'response_format' is not supported by the Anthropic messages API" in info.value.message
+
+
 def test_non_streamed_completion_with_tools(stack):
     bridge, premium, _ = stack
     premium.responder = lambda req: Reply(calls=[("gpio_write", {"pin": "porch", "value": 1})])
