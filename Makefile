@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) bench/ask_latency.py
 	$(PY) bench/cli_ask.py
+	$(PY) bench/request_size.py
 	$(PY) bench/device_footprint.py
 	$(PY) bench/fuzz.py
 	$(PY) bench/bridge_mqtt.py

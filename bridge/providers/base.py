@@ -13,6 +13,8 @@ import aiohttp
 EXCERPT = 200  # chars of server text quoted in error messages: enough to diagnose, short enough to log
 
 
+_JSON = {"Content-Type": "application/json"}
+
 class ProviderError(Exception):
     """kind: 'http' | 'timeout' | 'malformed' | 'cut' | 'connect'.
 
@@ -135,7 +137,10 @@ class HttpStreamProvider:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout_s)
         try:
             async with asyncio.timeout_at(first_deadline):
-                return await self._session.post(self._url, json=body, headers=headers, timeout=timeout)
+                # compact JSON: the spaces of the default separators are ~10 % of a device round's request
+                data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+                return await self._session.post(self._url, data=data, headers={**headers, **_JSON},
+                                                timeout=timeout)
         except aiohttp.ServerTimeoutError as e:  # before TimeoutError: it subclasses it
             raise self._fail("connect", f"connect to {self._url} timed out after {self._connect_timeout_s}s") from e
         except aiohttp.ClientError as e:

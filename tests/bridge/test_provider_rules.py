@@ -24,9 +24,9 @@ _SCRIPT = ("from wisp import app\nfrom wisp.tools import manifest\ndev, _ = app.
            "print('MANIFEST ' + ''.join(manifest.pieces(dev, 'x')))\n")
 
 
-def firmware_manifest(tmp_path, pins):
+def firmware_manifest(tmp_path, pins, **config):
     (tmp_path / "config.json").write_text(json.dumps({"id": "conf1", "broker": {"host": "127.0.0.1", "port": 1},
-                                                      "pins": pins}))
+                                                      "pins": pins, **config}))
     done = subprocess.run([micropython_cmd(), "-c", _SCRIPT], cwd=tmp_path, capture_output=True, text=True,
                           timeout=30, env={"MICROPYPATH": micropypath()})
     line = next((x for x in done.stdout.splitlines() if x.startswith("MANIFEST ")), None)
@@ -74,3 +74,7 @@ def test_a_tool_this_device_cannot_use_is_not_offered(tmp_path):
     assert {"pwm_set", "adc_read"} <= every
     none = {t["name"] for t in firmware_manifest(tmp_path, CONFIGS["no pins"])["tools"]}
     assert not {"gpio_write", "gpio_read", "gpio_toggle", "gpio_pulse"} & none
+    i2c = {"i2c_scan", "i2c_read", "i2c_write", "i2c_write_read"}
+    assert not i2c & names                                           # no bus configured: not offered
+    bus = {t["name"] for t in firmware_manifest(tmp_path, CONFIGS["default"], i2c={"scl": 22, "sda": 21})["tools"]}
+    assert i2c <= bus

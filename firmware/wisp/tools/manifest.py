@@ -11,8 +11,10 @@ from wisp import VERSION, limits, tools
 def schema(dev, name):
     """One tool as the manifest lists it: name, description and a JSON Schema of its parameters;
     None when this device cannot use it (a pin kind with no such pin: an empty enum nobody can
-    fill, which some providers reject outright)."""
-    _name, _family, params = tools.find(name)
+    fill, which some providers reject outright; I2C tools without a configured bus)."""
+    _name, family, params = tools.find(name)
+    if family == "i2c" and not dev.config.get("i2c"):  # no bus configured: ~1.6 KB of every request, unusable
+        return None
     desc, notes = tools.describe(name)
     props, required = {}, []
     for arg, kind, req in params:
