@@ -8,6 +8,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 
 import aiohttp
@@ -29,7 +30,8 @@ from bridge.web.server import make_app, start
 
 log = logging.getLogger("wisp.bridge")
 
-MAX_IN_FLIGHT = 64  # concurrent requests per bridge; beyond it requests are refused as busy, not queued
+MAX_IN_FLIGHT = 64  # concurrent requests per bridge; beyond it requests wait in a queue
+MAX_QUEUED = 1024  # requests waiting for a slot (FIFO); beyond it they are refused as busy
 SHUTDOWN_GRACE_S = 5.0  # in-flight requests get this long to finish before they are answered "shutting down"
 
 
@@ -45,6 +47,7 @@ class Bridge:
         self.metrics = Metrics()
         self.fleet: Fleet | None = None  # the live device view, kept only while the HTTP server runs
         self._tasks: set[asyncio.Task] = set()
+        self._queue: deque[tuple[str, bytes, float]] = deque()  # (device, payload, received) waiting for a slot
         self._closing = False
 
     async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
@@ -112,15 +115,26 @@ class Bridge:
             if self._closing:
                 refuse_llm_request(device_id, payload, self.ctx,
                                    Failure(Reason.SHUTTING_DOWN, "the bridge is shutting down; ask again"), received)
-            elif len(self._tasks) >= self.max_in_flight:
-                refuse_llm_request(device_id, payload, self.ctx, Failure(
-                    Reason.BUSY, f"bridge busy: {len(self._tasks)} requests in flight; ask again shortly"), received)
+            elif len(self._tasks) < self.max_in_flight:
+                self._start(device_id, payload, received)
+            elif len(self._queue) < MAX_QUEUED:
+                self._queue.append((device_id, payload, received))  # its budget counts from `received`
             else:
-                task = asyncio.create_task(handle_llm_request(device_id, payload, self.ctx, received))
-                self._tasks.add(task)  # a strong reference, or the task may be garbage-collected mid-flight
-                task.add_done_callback(self._tasks.discard)
+                refuse_llm_request(device_id, payload, self.ctx, Failure(
+                    Reason.BUSY, f"bridge busy: {len(self._tasks)} requests in flight and {len(self._queue)} "
+                    "waiting; ask again shortly"), received)
         elif not (self.fleet and self.fleet.handle(device_id, rest, payload)):
             log.warning("ignored message on unexpected topic %r", topic)
+
+    def _start(self, device_id: str, payload: bytes, received: float) -> None:
+        task = asyncio.create_task(handle_llm_request(device_id, payload, self.ctx, received))
+        self._tasks.add(task)  # a strong reference, or the task may be garbage-collected mid-flight
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        while self._queue and len(self._tasks) < self.max_in_flight and not self._closing:
+            self._start(*self._queue.popleft())
 
     def _tier_event(self, outcome) -> None:
         event = outcome.event()
@@ -131,6 +145,10 @@ class Bridge:
 
     async def _drain(self) -> None:
         self._closing = True
+        while self._queue:
+            device_id, payload, received = self._queue.popleft()
+            refuse_llm_request(device_id, payload, self.ctx,
+                               Failure(Reason.SHUTTING_DOWN, "the bridge is shutting down; ask again"), received)
         if not self._tasks:
             return
         log.info("waiting up to %.0f s for %d request(s) in flight", SHUTDOWN_GRACE_S, len(self._tasks))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import NamedTuple
 
 from bridge.manifests import openai_tools
@@ -56,7 +57,8 @@ class Spend:
 
 async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend: Spend) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + req.budget_ms / 1000
+    # the budget counts from the request's arrival: time waiting for a free slot on this bridge is spent
+    deadline = loop.time() + req.budget_ms / 1000 - max(0.0, time.monotonic() - answer.received)
     tiers = ctx.router.route(req.req_class)
     tools = openai_tools(manifest) or None
     by_name = {t["name"]: t for t in manifest["tools"]}

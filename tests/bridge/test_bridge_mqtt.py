@@ -220,6 +220,33 @@ def test_requests_run_concurrently(fake, device):
     assert time.monotonic() - start < 1.2  # 4 x 400 ms in series would be 1.6 s
 
 
+def test_requests_beyond_the_in_flight_cap_wait_their_turn(fake, bridge, device):
+    fake.responder = lambda req: Reply(text="ok", ttft_ms=150)
+    bridge.max_in_flight = 1
+    try:
+        for i in range(4):
+            device.publish("llm/req", llm_req(f"q{i}"))
+        dones = [device.answers(f"q{i}")[-1] for i in range(4)]
+    finally:
+        bridge.max_in_flight = 64
+    assert [m.get("text") for _, m in dones] == ["ok"] * 4, dones  # none refused as busy
+    ends = [t for t, _ in dones]
+    assert ends == sorted(ends) and ends[-1] - ends[0] >= 0.3  # one at a time, first come first served
+
+
+def test_time_spent_waiting_for_a_slot_counts_against_the_budget(fake, bridge, device):
+    fake.responder = lambda req: Reply(text="ok", ttft_ms=400)
+    bridge.max_in_flight = 1
+    try:
+        device.publish("llm/req", llm_req("w0"))
+        device.publish("llm/req", llm_req("w1", budget_ms=500))
+        first, second = device.answers("w0")[-1][1], device.answers("w1")[-1][1]
+    finally:
+        bridge.max_in_flight = 64
+    assert first["text"] == "ok"
+    assert "budget_ms=500" in second["err"]  # 400 ms queued + 400 ms to first token > 500 ms
+
+
 def test_no_manifest_yet(broker, bridge):
     d = Device(broker, "no-manifest")
     try:
