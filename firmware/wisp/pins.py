@@ -11,7 +11,12 @@ MODES = ("out", "in", "pwm", "adc")
 PULLS = (None, "up", "down")
 EDGES = ("rising", "falling", "both")
 KEYS = ("pin", "mode", "pull", "init", "min_interval_ms", "max_on_s", "freq",
-        "routine", "edge", "ha", "confirm")  # the last four: read by wisp/inputs.py, ha.py, confirm.py
+        "routine", "edge", "ha", "confirm", "device_class", "aliases")  # read by inputs, ha, confirm, fastpath
+# What an input is, in Home Assistant's binary_sensor device classes: a door is open or closed,
+# not on or off (the fast path answers in these terms; discovery passes the class on).
+DEVICE_CLASSES = (" battery battery_charging carbon_monoxide cold connectivity door garage_door gas heat"
+                  " light lock moisture motion moving occupancy opening plug power presence problem"
+                  " running safety smoke sound tamper update vibration window ")
 
 
 def _int_in(v, lo, hi):
@@ -35,6 +40,8 @@ class NamedPin:
         self.ha = "light" if spec.get("ha") == "light" else "switch"  # Home Assistant component of an output
         self.routine = spec.get("routine")  # an input's routine, run on its edge (wisp/inputs.py)
         self.edge = spec.get("edge", "both")
+        self.device_class = spec.get("device_class")  # an input's kind (DEVICE_CLASSES), or None
+        self.aliases = spec.get("aliases", ())  # other names users call it by ("porch lamp")
         self.duty = 0            # pwm: percent
         self.notify = None       # async fn(name), told when the pin turns off by itself
         self._changed = None     # ticks_ms of the last change of level
@@ -166,6 +173,9 @@ def _check(spec, board, used):
         return "init must be 0 or 1"
     if spec.get("confirm", False) not in (True, False):
         return "confirm must be true or false"
+    err = _words_error(spec, mode)
+    if err:
+        return err
     if spec.get("init") == 1 and spec.get("max_on_s"):
         return "init 1 cannot go with max_on_s: it would stay on past its limit from boot"
     if not _int_in(spec.get("min_interval_ms", 0), 0, limits.MAX_MIN_INTERVAL_MS):
@@ -174,6 +184,20 @@ def _check(spec, board, used):
         return "max_on_s must be 0 (no limit) to %d" % limits.MAX_ON_S
     if not _int_in(spec.get("freq", limits.PWM_DEFAULT_FREQ), limits.PWM_FREQ_MIN, limits.PWM_FREQ_MAX):
         return "freq must be %d-%d Hz" % (limits.PWM_FREQ_MIN, limits.PWM_FREQ_MAX)
+    return None
+
+
+def _words_error(spec, mode):
+    """Why `device_class` or `aliases` is wrong, or None."""
+    cls = spec.get("device_class")
+    if cls is not None and (mode != "in" or not isinstance(cls, str) or " %s " % cls not in DEVICE_CLASSES):
+        return "device_class is for inputs, one of:" + DEVICE_CLASSES.rstrip()
+    aliases = spec.get("aliases", [])
+    if not isinstance(aliases, list) or len(aliases) > limits.MAX_ALIASES:
+        return "aliases must be a list of at most %d names" % limits.MAX_ALIASES
+    for a in aliases:
+        if not isinstance(a, str) or not 0 < len(a) <= limits.MAX_ALIAS_LEN:
+            return "each alias must be a name of 1-%d characters" % limits.MAX_ALIAS_LEN
     return None
 
 

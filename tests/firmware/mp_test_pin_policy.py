@@ -132,3 +132,23 @@ def test_a_pin_carries_its_checked_spec_and_a_bad_trigger_is_reported_once_at_bo
           logged)
     check((lamp.ha, lamp.confirm, fan.ha, fan.confirm) == ("light", True, "switch", False),
           (lamp.ha, lamp.confirm, fan.ha, fan.confirm))
+
+
+def test_device_class_and_aliases_are_checked_at_boot_and_carried_by_the_pin():
+    logged = []
+    named = pins.setup({
+        "door": {"pin": 4, "mode": "in", "device_class": "door"},
+        "porch_light": {"pin": 16, "mode": "out", "aliases": ["porch lamp", "front light"]},
+        "lamp_class": {"pin": 17, "mode": "out", "device_class": "door"},
+        "odd_class": {"pin": 18, "mode": "in", "device_class": "portal"},
+        "bad_alias": {"pin": 19, "mode": "out", "aliases": "porch lamp"},
+        "empty_alias": {"pin": 21, "mode": "out", "aliases": [""]},
+    }, Board(), logged.append)
+    check(sorted(named) == ["door", "porch_light"], (sorted(named), logged))
+    check(named["door"].device_class == "door" and named["porch_light"].device_class is None, named)
+    check(list(named["porch_light"].aliases) == ["porch lamp", "front light"] and not named["door"].aliases,
+          named)
+    text = "\n".join(logged)
+    for frag in ("'lamp_class': device_class is for inputs", "'odd_class': device_class is for inputs",
+                 "'bad_alias': aliases must be a list", "'empty_alias': each alias must be"):
+        check(frag in text, (frag, logged))
