@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 
-from wisp import fastpath, limits, tools
+from wisp import limits, tools, unload
 from wisp.conversation import Conversation
 from wisp.log import log
 
@@ -128,7 +128,10 @@ class Agent:
                 return self._reply(ask_id, ok, "confirmed: " + result if ok else result, "device", t0)
         local = None
         if self.dev.config.get("fast_path", True):
+            from wisp import fastpath
             local = fastpath.parse(text, self.dev.pins)
+            if local is None:  # its heap (~9 KB from .mpy on a 32-bit port) is free for the LLM round and TLS
+                unload("wisp.fastpath")
         if local is not None:
             return await self._fast_path(ask_id, local, t0)
         facts = None
@@ -145,15 +148,24 @@ class Agent:
             self._remember(text, answer)
         return self._reply(ask_id, ok, answer, "llm", t0, tier)
 
-    async def _fast_path(self, ask_id, intent, t0):
-        kind, name, value = intent
-        if kind == "get":
-            result = await tools.run(self.dev, "gpio_read", {"pin": name})
-        else:
-            result = await tools.run(self.dev, "gpio_write", {"pin": name, "value": value})
-        if result.startswith("Error"):
-            return self._reply(ask_id, False, result, "device", t0)
-        return self._reply(ask_id, True, fastpath.say(name, self.dev.pins[name].read()), "device", t0)
+    async def _fast_path(self, ask_id, actions, t0):
+        pins = self.dev.pins
+        for kind, name, value, _said in actions:  # all or nothing: a refused switch stops them all
+            if kind == "set":
+                pin = pins[name]
+                err = pin.refusal((0 if pin.read() else 1) if value == 2 else value)
+                if err:
+                    return self._reply(ask_id, False, err, "device", t0)
+        for kind, name, value, _said in actions:
+            if kind == "set":
+                if value == 2:
+                    result = await tools.run(self.dev, "gpio_toggle", {"pin": name})
+                else:
+                    result = await tools.run(self.dev, "gpio_write", {"pin": name, "value": value})
+                if result.startswith("Error"):
+                    return self._reply(ask_id, False, result, "device", t0)
+        from wisp import fastpath
+        return self._reply(ask_id, True, fastpath.say(actions, pins), "device", t0)
 
     def _remember(self, text, answer):
         self.history.append((text[:limits.HISTORY_TEXT], answer[:limits.HISTORY_TEXT]))
