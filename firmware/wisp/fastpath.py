@@ -163,7 +163,7 @@ def parse(text, pins):
     words, asking = _unframe(words)
     if not words:
         return None
-    question = words[0] in _ASK or words[-1] in ("status", "state")  # "door status"
+    question = words[0] in _ASK or "status" in words or "state" in words  # "door status"
     if "?" in text and not question and not asking:
         return None  # "fan on?": a question or a command? Let the LLM ask
     index, named = _index(pins)
