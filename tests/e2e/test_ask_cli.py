@@ -72,6 +72,19 @@ def test_fast_path_is_labelled_device_and_tier_local_stays_llm_local(stack):
     assert "[llm/local, " in llm.stdout
 
 
+def test_everyday_phrasings_over_the_default_pins_are_answered_on_the_device(stack):
+    asked = len(stack.fake.requests)
+    both = stack.wisp("ask", "dev1", "could you turn on the fan and the porch lamp?")
+    assert both.returncode == 0 and both.stdout.startswith("fan on, porch lamp on [device, "), both.stdout
+    door = stack.wisp("ask", "dev1", "Is the door open?")  # a door input answers open or closed
+    assert door.returncode == 0 and door.stdout.startswith(("door is open [device, ", "door is closed [device, "))
+    off = stack.wisp("ask", "dev1", "turn everything off")
+    assert off.stdout.startswith("fan off, ") and "[device, " in off.stdout, off.stdout
+    assert len(stack.fake.requests) == asked
+    held = stack.wisp("ask", "dev1", "don't turn on the heater")  # a negation is the LLM's to read
+    assert "[llm/local, " in held.stdout and len(stack.fake.requests) > asked
+
+
 def test_an_empty_model_answer_is_a_failure_with_a_reason(stack):
     done = stack.wisp("ask", "dev1", EMPTY_ASK)
     assert done.returncode == 1, done.stdout + done.stderr

@@ -140,6 +140,18 @@ def test_chat_with_the_device(stack, browser, tmp_path):
     assert shot.stat().st_size > 10_000
 
 
+def test_a_request_the_device_answers_itself_is_shown_as_answered_by_the_device(stack, browser):
+    browser.get(f"{stack.url}/#/device/dash1")
+    box = _wait(browser, "the chat box", lambda d: d.find_element(By.ID, "ask-text"))
+    box.send_keys("could you switch the porch light off, please?")
+    browser.find_element(By.CSS_SELECTOR, "#ask-form button").click()
+    reply = _wait(browser, "the device's own answer", lambda d: [
+        m for m in d.find_elements(By.CSS_SELECTOR, "#chat-log .msg.device") if "porch light is off" in m.text])
+    meta = reply[-1].find_element(By.CSS_SELECTOR, ".meta").text
+    assert meta.startswith("device") and "llm" not in meta, meta
+    _wait(browser, "porch_light OFF", lambda d: _pin_state(d, "porch_light") == "OFF")
+
+
 def test_fleet_page_charts_the_recent_rounds_even_after_a_reload(stack, browser, tmp_path):
     browser.get(f"{stack.url}/#/")
     browser.refresh()                # a new page: the rounds come from the bridge's history, not this page
