@@ -21,9 +21,8 @@ _OFF = ("off", "stop", "disable", "deactivate", "kill", "shut")
 _TOGGLE = ("toggle", "flip")
 _ALL = ("all", "every", "everything")
 _ASK = ("is", "are", "what", "whats", "check", "status", "state", "how", "hows")  # a question starts so
-_ASK_FILLER = ("is", "are", "what", "whats", "check", "status", "state", "how", "hows", "of", "or")
 _OUT_STATES = ("on", "off", "running")  # what a question may ask of an output
-_OTHER = ("and", "up", "down", ",")     # never a pin's short name
+_OTHER = ("and", "up", "down", ",", "of", "or")  # never a pin's short name
 # Home Assistant binary_sensor device classes: the words for ON and OFF (pins.DEVICE_CLASSES).
 _CLASSES = ("|battery low normal|battery_charging charging not_charging|carbon_monoxide detected clear"
             "|cold cold normal|connectivity connected disconnected|door open closed|garage_door open closed"
@@ -93,7 +92,7 @@ def _index(pins):
 
 def _known(w):
     return (w in _FILLER or w in _VERB or w in _ON or w in _OFF or w in _TOGGLE or w in _ALL
-            or w in _ASK_FILLER or w in _OTHER)
+            or w in _ASK or w in _OTHER)
 
 
 def _match(words, i, index):
@@ -187,7 +186,7 @@ def parse(text, pins):
                 cur = [[], None, []]
         elif w in _ALL:
             cur[0].append(None)
-        elif w in _FILLER or (question and w in _ASK_FILLER):
+        elif w in _FILLER or (question and (w in _ASK or w in ("of", "or"))):
             pass
         elif v:
             i += v[1] - 1

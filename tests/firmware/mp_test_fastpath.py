@@ -223,3 +223,29 @@ async def test_one_refused_switch_means_none_is_switched():
     r = await _agent_ask(dev, agent, "fan on and pump on")
     if r["ok"] or "pump" not in r["text"] or r["path"] != "device" or dev.board.levels[18]:
         raise Exception(r)
+
+
+async def test_the_fast_path_leaves_the_heap_to_an_llm_round():
+    import asyncio
+    import json
+    import sys
+    from wisp.agent import Agent
+    dev = make_device(pins=PINS)
+    agent = Agent(dev)
+    during = []
+
+    def seen(topic, payload):
+        if topic.endswith("/llm/req"):
+            during.append("wisp.fastpath" in sys.modules)
+            req = json.loads(payload)
+            agent.on_llm_res(json.dumps({"v": 1, "id": req["id"], "round": 0, "seq": 0, "done": True, "text": "ok"}))
+    dev.link.on_publish = seen
+    task = asyncio.create_task(agent.run())
+    agent.on_ask(json.dumps({"id": "l1", "text": "turn on the fan at sunset"}))
+    for _ in range(200):
+        if dev.link.on("wisp/t1/reply"):
+            break
+        await asyncio.sleep_ms(5)
+    task.cancel()
+    if during != [False] or dev.link.on("wisp/t1/reply")[0]["path"] != "llm":
+        raise Exception((during, dev.link.on("wisp/t1/reply")))
