@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/request_size.py
 	$(PY) bench/device_footprint.py
 	$(PY) bench/fuzz.py
+	$(PY) bench/phrases.py
 	$(PY) bench/bridge_mqtt.py
 	$(PY) bench/bridge_failover.py
 	$(PY) bench/bridge_vs_litellm.py
