@@ -1,8 +1,13 @@
 # The fast path understands everyday requests over named pins, in each family people use, and
 # takes nothing it does not fully understand: negations, conditions, times and "why" go to the LLM.
+import asyncio
+import json
+import sys
+
 from fakeboard import make_device
 
 from wisp import fastpath
+from wisp.agent import Agent
 
 PINS = {"porch_light": {"pin": 5, "mode": "out", "aliases": ["porch lamp"]},
         "fan": {"pin": 18, "mode": "out"},
@@ -181,8 +186,6 @@ def test_reply_in_the_users_words_and_the_pins_terms():
 
 async def _agent_ask(dev, agent, text):
     """Ask through the agent as a user would over MQTT; the one reply, or fail."""
-    import asyncio
-    import json
     n = len(dev.link.on("wisp/t1/reply"))
     task = asyncio.create_task(agent.run())
     agent.on_ask(json.dumps({"id": "q%d" % n, "text": text}))
@@ -197,7 +200,6 @@ async def _agent_ask(dev, agent, text):
 
 
 async def test_the_agent_runs_every_action_and_says_what_it_did():
-    from wisp.agent import Agent
     dev = make_device(pins=PINS)
     agent = Agent(dev)
     levels = dev.board.levels
@@ -214,7 +216,6 @@ async def test_the_agent_runs_every_action_and_says_what_it_did():
 
 
 async def test_one_refused_switch_means_none_is_switched():
-    from wisp.agent import Agent
     spec = {"fan": {"pin": 18, "mode": "out"}, "pump": {"pin": 19, "mode": "out", "min_interval_ms": 60000}}
     dev = make_device(pins=spec)
     agent = Agent(dev)
@@ -226,10 +227,6 @@ async def test_one_refused_switch_means_none_is_switched():
 
 
 async def test_the_fast_path_leaves_the_heap_to_an_llm_round():
-    import asyncio
-    import json
-    import sys
-    from wisp.agent import Agent
     dev = make_device(pins=PINS)
     agent = Agent(dev)
     during = []
