@@ -94,6 +94,27 @@ def test_a_request_with_a_negation_time_or_condition_is_never_taken(case):
     assert taken(ci, text) is None, text
 
 
+SOUP = ["turn", "switch", "on", "off", "the", "and", ",", "?", "is", "all", "lights", "fans", "toggle", "shut", "down",
+        "up", "please", "could", "you", "status", "open", "wet", "porch", "light", "lamp", "fan", "heater", "door",
+        "kitchen", "hood", "everything", "not", "at", "7pm", "if", "why", "or", "of", "power", "kill", "heaters"]
+
+
+@PROPS
+@given(st.integers(0, len(CONFIGS) - 1), st.lists(st.sampled_from(SOUP) | st.text(max_size=6), max_size=7))
+def test_any_soup_of_words_is_refused_or_taken_safely(ci, words):
+    """Never raises; whatever it takes switches only outputs of this config and reads only its pins, and
+    a request with a negation, a time or a condition in it is never taken."""
+    text = " ".join(words)
+    got = fastpath.parse(text, PINS[ci])
+    if got is None:
+        return
+    for kind, name, value, _said in got:
+        spec = CONFIGS[ci][name]
+        assert (kind == "set" and spec["mode"] == "out" and value in (0, 1, 2)) or \
+            (kind == "get" and value is None and spec["mode"] in ("in", "out")), (text, got)
+    assert not {"not", "at", "7pm", "if", "why"} & set(fastpath._words(text)), (text, got)
+
+
 DEVICE_RUN = """
 import json
 from wisp import fastpath
