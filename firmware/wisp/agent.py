@@ -130,8 +130,9 @@ class Agent:
         if self.dev.config.get("fast_path", True):
             from wisp import fastpath
             local = fastpath.parse(text, self.dev.pins)
-            if local is None:  # its heap (~9 KB from .mpy on a 32-bit port) is free for the LLM round and TLS
-                unload("wisp.fastpath")
+            if local is not None:
+                local = (local, fastpath.say)
+            unload("wisp.fastpath")  # ~9 KB from .mpy on a 32-bit port: free for LLM rounds, TLS, tools
         if local is not None:
             return await self._fast_path(ask_id, local, t0)
         facts = None
@@ -148,7 +149,8 @@ class Agent:
             self._remember(text, answer)
         return self._reply(ask_id, ok, answer, "llm", t0, tier)
 
-    async def _fast_path(self, ask_id, actions, t0):
+    async def _fast_path(self, ask_id, local, t0):
+        actions, say = local  # say keeps the module's code alive until the reply is written
         pins = self.dev.pins
         for kind, name, value, _said in actions:  # all or nothing: a refused switch stops them all
             if kind == "set":
@@ -164,8 +166,7 @@ class Agent:
                     result = await tools.run(self.dev, "gpio_write", {"pin": name, "value": value})
                 if result.startswith("Error"):
                     return self._reply(ask_id, False, result, "device", t0)
-        from wisp import fastpath
-        return self._reply(ask_id, True, fastpath.say(actions, pins), "device", t0)
+        return self._reply(ask_id, True, say(actions, pins), "device", t0)
 
     def _remember(self, text, answer):
         self.history.append((text[:limits.HISTORY_TEXT], answer[:limits.HISTORY_TEXT]))

@@ -186,7 +186,7 @@ def test_reply_in_the_users_words_and_the_pins_terms():
 
 async def _agent_ask(dev, agent, text):
     """Ask through the agent as a user would over MQTT; the one reply, or fail."""
-    n = len(dev.link.on("wisp/t1/reply"))
+    n, asked = len(dev.link.on("wisp/t1/reply")), len(dev.link.on("wisp/t1/llm/req"))
     task = asyncio.create_task(agent.run())
     agent.on_ask(json.dumps({"id": "q%d" % n, "text": text}))
     for _ in range(200):
@@ -194,7 +194,7 @@ async def _agent_ask(dev, agent, text):
             break
         await asyncio.sleep_ms(5)
     task.cancel()
-    if dev.link.on("wisp/t1/llm/req"):
+    if len(dev.link.on("wisp/t1/llm/req")) != asked:
         raise Exception("the fast path asked the LLM")
     return dev.link.on("wisp/t1/reply")[n]
 
@@ -246,3 +246,6 @@ async def test_the_fast_path_leaves_the_heap_to_an_llm_round():
     task.cancel()
     if during != [False] or dev.link.on("wisp/t1/reply")[0]["path"] != "llm":
         raise Exception((during, dev.link.on("wisp/t1/reply")))
+    r = await _agent_ask(dev, agent, "fan on")  # answered by the device, then dropped too
+    if r["text"] != "fan is on" or "wisp.fastpath" in sys.modules:
+        raise Exception(r)
