@@ -54,6 +54,7 @@ class Agent:
         self._wake = asyncio.Event()
         self._seq = 0
         self.replies = 0
+        self.pin_names = None        # the fast path's table of pin names and aliases, built on first use
 
     # ---- entry points: quick, never block ------------------------------------------------
     def on_ask(self, payload):
@@ -129,7 +130,9 @@ class Agent:
         local = None
         if self.dev.config.get("fast_path", True):
             from wisp import fastpath
-            local = fastpath.parse(text, self.dev.pins)
+            if self.pin_names is None:
+                self.pin_names = fastpath.names(self.dev.pins)
+            local = fastpath.parse(text, self.dev.pins, self.pin_names)
             if local is not None:
                 local = (local, fastpath.say)
             unload("wisp.fastpath")  # ~9 KB from .mpy on a 32-bit port: free for LLM rounds, TLS, tools

@@ -32,7 +32,6 @@ _CLASSES = ("|battery low normal|battery_charging charging not_charging|carbon_m
             "|running running not_running|safety unsafe safe|smoke detected clear|sound detected clear"
             "|tamper tampered clear|update available up_to_date|vibration detected clear|window open closed|")
 _LIGHTS = ("light", "lamp")  # "the lights" = every output whose name or alias says light or lamp
-_cache = [None, None]        # (pins, their index): pins are fixed at boot
 
 
 def _words(text):
@@ -62,12 +61,11 @@ def _value(w, nxt):
     return None
 
 
-def _index(pins):
-    """({first word: [(words, pin name, or "" when two pins share the name)]}, [(name, its words)]):
-    names and aliases, and a name's last word when no other pin's names contain it ("light" for
-    porch_light when it is the only light)."""
-    if _cache[0] is pins:
-        return _cache[1]
+def names(pins):
+    """What parse needs to know of the pins' names, built once (pins are fixed at boot) and kept by
+    the caller: ({first word: [(words, pin name, or "" when two pins share the name)]},
+    [(name, its words)]): names and aliases, and a name's last word when no other pin's names
+    contain it ("light" for porch_light when it is the only light)."""
     keys, owner, named = {}, {}, []
     for name, pin in pins.items():
         for n in [name] + list(pin.aliases):
@@ -86,8 +84,7 @@ def _index(pins):
         index.setdefault(ws[0], []).append((ws, name))
     for entries in index.values():
         entries.sort(key=lambda e: -len(e[0]))  # longest name first: "porch light" before "porch"
-    _cache[0], _cache[1] = pins, (index, named)
-    return _cache[1]
+    return index, named
 
 
 def _known(w):
@@ -152,8 +149,9 @@ def terms(pin):
     return parts[1], parts[2]
 
 
-def parse(text, pins):
-    """pins: {name: NamedPin} (mode, aliases, device_class, confirm are read). Returns a list of
+def parse(text, pins, known=None):
+    """pins: {name: NamedPin} (mode, aliases, device_class, confirm are read); known: names(pins),
+    built here when not given. Returns a list of
     (kind, name, value, said): ("set", name, 0|1|2 (toggle), the words the user called it by) or
     ("get", name, None, said); or None when the request is not fully understood."""
     words = _words(text)
@@ -165,7 +163,7 @@ def parse(text, pins):
     question = words[0] in _ASK or "status" in words or "state" in words  # "door status"
     if "?" in text and not question and not asking:
         return None  # "fan on?": a question or a command? Let the LLM ask
-    index, named = _index(pins)
+    index, named = known or names(pins)
     clauses, cur = [], [[], None, []]  # per clause: targets, value, state words asked about
     i, sep = 0, None
     while i < len(words):
