@@ -48,8 +48,10 @@ def _words(text):
 
 def _value(w, nxt):
     """(0, 1 or 2 = toggle, or None for a bare verb; words used), or None if not an on/off word."""
-    if w in ("shut", "power") and nxt in ("down", "up"):
-        return (1 if nxt == "up" else 0), 2  # "shut down", "power up"
+    if nxt == "down" and w in ("shut", "power"):
+        return 0, 2  # "shut down", "power down"
+    if nxt == "up" and w == "power":
+        return 1, 2  # "power up" ("shut up" is not a way to say on)
     if w in _ON:
         return 1, 1
     if w in _OFF:
@@ -242,8 +244,8 @@ def _target(targets, pins):
     groups = [t for t in targets if isinstance(t, list)]
     if len(groups) > 1 or len(groups) + targets.count(None) != len(targets) or not targets:
         return None  # two pins without "and", "all the fan", or nothing named
-    names = groups[0] if groups else [n for n in pins if pins[n].mode == "out"]
-    return [(n, n.replace("_", " "), 0) for n in names] or None
+    members = groups[0] if groups else [n for n in pins if pins[n].mode == "out"]
+    return [(n, n.replace("_", " "), 0) for n in members] or None
 
 
 def say(actions, pins):

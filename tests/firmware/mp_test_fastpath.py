@@ -146,7 +146,7 @@ def test_anything_not_fully_understood_goes_to_the_llm():
                  "turn the fan on and off", "door on", "open the door", "is it cold outside?", "", "on",
                  "what's the weather", "turn down the heater", "turn up the fan", "fan on?",
                  "turn on the porch light " + "very " * 20, "keep the fan on",
-                 "turn on the fan and the heater off too"):
+                 "turn on the fan and the heater off too", "shut up the fan", "turn the fan up"):
         _check(text)
 
 
