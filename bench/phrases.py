@@ -87,9 +87,21 @@ EVERYDAY = {
     "turn on the fan, thank you": "set:fan:1", "heater off, thanks": "set:heater:0",
     "can you check the door?": "get:door", "is the door open and the fan on?": "get:door get:fan",
     "set the fan to on": "set:fan:1",
-    # said every day, not (yet) understood on the device: they cost a round trip
     "lights out": "set:porch_light:0", "is the door shut?": "get:door", "is the fan going?": "get:fan",
-    "get the fan going": "set:fan:1", "make the porch light come on": "set:porch_light:1",
+    # written after the parser, as a new user would type them (not tuned to it)
+    "turn the fan on for me": "set:fan:1", "fan on pls": "set:fan:1", "switch off all lights": "set:porch_light:0",
+    "is the porch light still on?": "get:porch_light", "porch light off now": "set:porch_light:0",
+    "can you turn the heater off please": "set:heater:0", "please could you switch the fan off": "set:fan:0",
+    "is the heater running": "get:heater", "turn all the lights off": "set:porch_light:0",
+    "shut the fan off": "set:fan:0", "cut the heater": "set:heater:0", "heater off!": "set:heater:0",
+    "Fan: on": "set:fan:1", "turn off the porch lights": "set:porch_light:0", "is the front door open?": "get:door",
+    "what's the fan doing": "get:fan", "turn on the fan please and thank you": "set:fan:1",
+    "Please switch the porch light on.": "set:porch_light:1", "I need the heater off now": "set:heater:0",
+    "switch off everything": "set:porch_light:0 set:fan:0 set:heater:0", "is the porch light on or off?":
+    "get:porch_light", "toggle porch light": "set:porch_light:2", "turn fan off": "set:fan:0",
+    "kill all the lights": "set:porch_light:0", "everything off please": "set:porch_light:0 set:fan:0 set:heater:0",
+    "turn the heater on, please": "set:heater:1", "get the fan going": "set:fan:1",
+    "make the porch light come on": "set:porch_light:1",
 }
 
 # Requests over HOME that must go to the LLM: the device may not act on them alone.

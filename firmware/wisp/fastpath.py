@@ -14,15 +14,17 @@ _FRAMES = (("could", "you"), ("can", "you"), ("would", "you"), ("will", "you"), 
            ("id", "like", "you", "to"), ("id", "like"), ("go", "ahead", "and"), (",",))
 _ASKING = ("could", "can", "would", "will")  # "could you turn it on?" is a command despite the "?"
 # Words with one meaning each ("the fan" = "fan"). Any other word sends the request to the LLM.
-_FILLER = ("the", "my", "a", "an", "please", "now", "to", "thanks", "thank", "you", "also", "both", "back")
+_POLITE = ("please", "pls", "thanks", "thank", "you")
+_FILLER = ("the", "my", "a", "an", "now", "to", "also", "both", "back") + _POLITE
 _VERB = ("turn", "switch", "set", "put", "make", "power")  # need an on/off to say what to do
 _ON = ("on", "start", "enable", "activate")
-_OFF = ("off", "stop", "disable", "deactivate", "kill", "shut")
+_OFF = ("off", "stop", "disable", "deactivate", "kill", "shut", "cut", "out")  # "lights out"
 _TOGGLE = ("toggle", "flip")
 _ALL = ("all", "every", "everything")
 _ASK = ("is", "are", "what", "whats", "check", "status", "state", "how", "hows")  # a question starts so
-_OUT_STATES = ("on", "off", "running")  # what a question may ask of an output
-_OTHER = ("and", "up", "down", ",", "of", "or")  # never a pin's short name
+_OUT_STATES = ("on", "off", "running", "going")  # what a question may ask of an output
+_ASK_MORE = ("of", "or", "still", "doing")  # "is the fan still on", "what's the fan doing"
+_OTHER = ("and", "up", "down", ",") + _ASK_MORE  # never a pin's short name
 # Home Assistant binary_sensor device classes: the words for ON and OFF (pins.DEVICE_CLASSES).
 _CLASSES = ("|battery low normal|battery_charging charging not_charging|carbon_monoxide detected clear"
             "|cold cold normal|connectivity connected disconnected|door open closed|garage_door open closed"
@@ -96,11 +98,16 @@ def _known(w):
 
 def _match(words, i, index):
     """(pin name or "", words used) for the longest pin name at words[i], or None."""
-    for ws, name in index.get(words[i], ()):
+    entries = index.get(words[i], ())
+    one = entries[0][1] if entries else None  # the pin, if all names starting so are one pin's
+    for e in entries:
+        if e[1] != one:
+            one = None
+    for ws, name in entries:
         n = len(ws)
         if i + n <= len(words):
-            k = 1
-            while k < n and words[i + k] == ws[k]:
+            k = 1  # "porch lights": the plural of a name is the pin when no other pin's name starts so
+            while k < n and (words[i + k] == ws[k] or k == n - 1 and one and words[i + k] == ws[k] + "s"):
                 k += 1
             if k == n:
                 return name, n
@@ -167,7 +174,7 @@ def parse(text, pins, known=None):
         return None  # "fan on?": a question or a command? Let the LLM ask
     index, named = known or names(pins)
     clauses, cur = [], [[], None, []]  # per clause: targets, value, state words asked about
-    i, sep = 0, None
+    i, sep, polite = 0, None, False
     while i < len(words):
         w = words[i]
         found = _match(words, i, index)
@@ -179,6 +186,7 @@ def parse(text, pins, known=None):
             continue
         i += 1
         v = None if question else _value(w, words[i] if i < len(words) else None)
+        polite = w in _POLITE or (polite and w in _FILLER)
         if w == "and" or w == ",":
             sep = w
             if cur[0] or cur[1] is not None or cur[2]:  # "fan on, and heater off": one break
@@ -186,7 +194,7 @@ def parse(text, pins, known=None):
                 cur = [[], None, []]
         elif w in _ALL:
             cur[0].append(None)
-        elif w in _FILLER or (question and (w in _ASK or w in ("of", "or"))):
+        elif w in _FILLER or (question and (w in _ASK or w in _ASK_MORE)):
             pass
         elif v:
             i += v[1] - 1
@@ -200,8 +208,8 @@ def parse(text, pins, known=None):
             cur[2].append(w)  # a state asked about: checked against the pin below
         else:
             return None  # a word we do not know: let the LLM handle it
-    if cur[0] or cur[1] is not None or cur[2] or sep != ",":  # "fan on, please" ends with nothing
-        clauses.append(cur)
+    if cur[0] or cur[1] is not None or cur[2] or (sep != "," and not polite):
+        clauses.append(cur)  # else "fan on, please" or "... and thank you": nothing more asked
     return _actions(clauses, pins, question)
 
 
@@ -223,7 +231,10 @@ def _actions(clauses, pins, question):
                 return None  # "fan on and fan off"
             seen.append(name)
             if question:
-                ok = terms(pin) if pin.mode == "in" else _OUT_STATES
+                ok = _OUT_STATES
+                if pin.mode == "in":
+                    ok = terms(pin)
+                    ok += ("shut",) if ok[1] == "closed" else ()  # "is the door shut?"
                 if pin.mode not in ("in", "out"):
                     return None
                 for s in states:

@@ -60,6 +60,9 @@ def test_politeness_and_request_frames_change_nothing():
     _check("i'd like the fan on please", _set("fan", 1))
     _check("fan on, please", _set("fan", 1))
     _check("fan on, and heater off, thanks", _set("fan", 1), _set("heater", 0))
+    _check("turn on the fan please and thank you", _set("fan", 1))
+    _check("fan on pls", _set("fan", 1))
+    _check("turn on the fan and the")  # cut off: what else?
     _check("hey, just turn off the fan", _set("fan", 0))
 
 
@@ -72,6 +75,9 @@ def test_synonyms_for_on_off_and_toggle():
     _check("power up the fan", _set("fan", 1))
     _check("disable the heater", _set("heater", 0))
     _check("toggle the fan", _set("fan", 2))
+    _check("lights out", _set("porch_light", 0))
+    _check("cut the heater", _set("heater", 0))
+    _check("turn off the porch lights", _set("porch_light", 0))
     _check("flip the porch light", _set("porch_light", 2))
 
 
@@ -87,6 +93,9 @@ def test_aliases_and_a_name_only_one_pin_has():
         raise Exception("two lights: 'light' is ambiguous")
     if fastpath.parse("desk light on", dev.pins)[0][:3] != _set("desk_light", 1):
         raise Exception("the full name still works")
+    porches = {"porch_light": {"pin": 5, "mode": "out"}, "porch_light_2": {"pin": 21, "mode": "out"}}
+    if fastpath.parse("turn off the porch lights", make_device(pins=porches).pins) is not None:
+        raise Exception("two porch lights: the plural of one name would leave the other on")
     same = {"fan": {"pin": 18, "mode": "out", "aliases": ["blower"]},
             "vent": {"pin": 21, "mode": "out", "aliases": ["blower"]}}
     if fastpath.parse("blower on", make_device(pins=same).pins) is not None:
@@ -130,6 +139,11 @@ def test_questions_read_the_pin_in_its_own_terms():
     _check("is the fan running?", _get("fan"))
     _check("is the door open?", _get("door"))
     _check("is the door closed", _get("door"))
+    _check("is the door shut?", _get("door"))
+    _check("is the fan going?", _get("fan"))
+    _check("is the porch light still on?", _get("porch_light"))
+    _check("what's the fan doing", _get("fan"))
+    _check("is the fan shut")
     _check("status of the door", _get("door"))
     _check("door status", _get("door"))
     _check("what's the door", _get("door"))
