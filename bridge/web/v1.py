@@ -13,6 +13,7 @@ import uuid
 from aiohttp import web
 
 from bridge.config import REQUEST_CLASSES
+from bridge.providers.tokens import estimate_tokens
 from bridge.reasons import Failure, Reason
 from bridge.routing.hedge import RESET, stream_turn
 from bridge.web.errors import MAX_BODY_BYTES, error
@@ -113,7 +114,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
                                           options=options):
             await reply.event(tier, ev)
             if ev.kind == "done":
-                costs.record(API_DEVICE, tier, reply.id, *reply.tokens(ev.usage, body["messages"]))
+                costs.record(API_DEVICE, tier, reply.id, *reply.tokens(ev.usage, body["messages"], body.get("tools")))
         log.info("http chat model=%s tier=%s stream=%s calls=%d total_ms=%.0f ok", model, reply.tier, stream,
                  len(reply.calls), (time.monotonic() - started) * 1000)
         return await reply.finish()
@@ -138,10 +139,10 @@ class _Reply:
         self.calls: list[dict] = []
         self.finish_reason, self.usage, self.tier = None, None, None
 
-    def tokens(self, usage: dict | None, messages: list) -> tuple[int, int, bool]:
+    def tokens(self, usage: dict | None, messages: list, tools: list | None = None) -> tuple[int, int, bool]:
         ok = isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int) \
             and isinstance(usage.get("completion_tokens"), int)
-        n_in = usage["prompt_tokens"] if ok else len(json.dumps(messages)) // 4
+        n_in = usage["prompt_tokens"] if ok else estimate_tokens(messages, tools)
         n_out = usage["completion_tokens"] if ok else max(1, (sum(map(len, self.text)) + sum(
             len(c["function"]["arguments"]) for c in self.calls)) // 4)
         self.usage = {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}
