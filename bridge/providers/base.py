@@ -115,8 +115,9 @@ class HttpStreamProvider:
 
     def __init__(self, session: aiohttp.ClientSession, url: str, model: str, api_key: str | None = None,
                  connect_timeout_s: float = 5.0, first_token_timeout_s: float = 30.0, idle_timeout_s: float = 30.0,
-                 extra_body: dict | None = None):
+                 extra_body: dict | None = None, family: str = "openai"):
         self._session = session
+        self._family = family  # whose schema rules tools are translated to (schemas.py)
         self._url = url
         self._model = model
         self._api_key = api_key

@@ -22,6 +22,7 @@ from bridge.providers.base import (  # noqa: F401
     error_text,
     parse_args,
 )
+from bridge.providers.schemas import translate
 
 # base URLs whose server answered 400 to `stream_options`: ask them without it from then on (per process)
 _NO_STREAM_OPTIONS: set[str] = set()
@@ -100,7 +101,7 @@ class OpenAICompatProvider(HttpStreamProvider):
         if self._base_url not in _NO_STREAM_OPTIONS:
             body["stream_options"] = {"include_usage": True}
         if tools:
-            body["tools"] = tools
+            body["tools"] = translate(self._family, tools)
         body.update(options or {})  # /v1 callers' sampling options (bridge/web/v1.py FORWARDED), as they sent them
         body.update(self._extra_body)
         headers = {"Accept": "text/event-stream"}
