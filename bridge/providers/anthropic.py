@@ -111,7 +111,9 @@ class AnthropicProvider(HttpStreamProvider):
         if kind == "message_start":
             u = (obj.get("message") or {}).get("usage") or {}
             if isinstance(u.get("input_tokens"), int):
-                state["usage"]["in"] = u["input_tokens"] + (u.get("cache_read_input_tokens") or 0)
+                # input_tokens leaves out what was read from or written to the prompt cache
+                state["usage"]["in"] = u["input_tokens"] + (u.get("cache_read_input_tokens") or 0) \
+                    + (u.get("cache_creation_input_tokens") or 0)
         elif kind == "content_block_start":
             block = obj.get("content_block") or {}
             blocks[obj.get("index")] = {"type": block.get("type"), "id": block.get("id"),

@@ -118,7 +118,7 @@ def _schema(family: str, s: dict) -> dict:
         del s["required"]  # bytes, and Gemini/Ollama reject or mis-read an empty list
     if family in ("gemini", "ollama"):
         types = s.pop("type") if isinstance(s.get("type"), list) else None
-        alts = s.pop("anyOf") if family == "ollama" or _simple_alts(s.get("anyOf")) else None
+        alts = s.pop("anyOf", None) if family == "ollama" or _simple_alts(s.get("anyOf")) else None
         kinds = types or [a.get("type") for a in alts or () if isinstance(a, dict)]
         if kinds:  # a union of simple types: Gemini's and Ollama's readers take one type string
             nullable = "null" in kinds
