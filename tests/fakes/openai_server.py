@@ -53,8 +53,17 @@ def _error_body(status: int) -> dict:
     return {"error": {"message": message, "type": etype, "param": None, "code": code}}
 
 
+def count_tokens(obj) -> int:
+    """A tokenizer stand-in, independent of the bridge's estimate: words, digit runs, punctuation runs and
+    underscores each count one, over the compact JSON. Like real providers, tools count as prompt."""
+    return len(_TOKEN.findall(json.dumps(obj, separators=(",", ":"), ensure_ascii=False)))
+
+
+_TOKEN = re.compile(r"[^\W\d_]+|\d+|[^\w\s]+|_")
+
+
 def _usage(req: dict, completion_tokens: int) -> dict:
-    prompt = max(1, len(json.dumps(req.get("messages", []))) // 4)  # ~4 chars per token, deterministic
+    prompt = max(1, count_tokens([req.get("messages", []), req.get("tools") or []]))
     return {"prompt_tokens": prompt, "completion_tokens": completion_tokens,
             "total_tokens": prompt + completion_tokens}
 
