@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import uuid
 
@@ -111,7 +112,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     try:
         async for tier, ev in stream_turn(router, tiers, body["messages"], body.get("tools") or None, deadline,
                                           committed=lambda: reply.prepared, req_class=req_class,
-                                          options=options):
+                                          options=options, caller="api"):
             await reply.event(tier, ev)
             if ev.kind == "done":
                 costs.record(API_DEVICE, tier, reply.id, *reply.tokens(ev.usage, body["messages"], body.get("tools")))
@@ -122,6 +123,12 @@ async def chat(request: web.Request) -> web.StreamResponse:
         log.warning("http chat model=%s tier=%s err=%r", model, e.tier, e.message)
         if reply.prepared:
             return await reply.fail_in_band(e.message)
+        if e.reason is Reason.RATE_LIMITED:  # the caller's client backs off as it would with the provider
+            resp = error(429, e.message, etype="rate_limit_error", code="rate_limit_exceeded")
+            resp.headers["Retry-After"] = str(max(1, math.ceil(e.retry_after_s or 1)))
+            return resp
+        if e.reason is Reason.TIER_REFUSED and e.status in (400, 413, 422):
+            return error(400, e.message)  # the provider found the caller's request invalid: say so, as a 400
         return error(_STATUS.get(e.reason, 502), e.message, etype="server_error")
 
 

@@ -46,6 +46,7 @@ class Reply:
     stall_ms: float = 0  # after the first chunk, stall this long
     stall_at_chunk: int = 1  # ...or before chunk n instead (e.g. after a first tool call is complete)
     ollama_style: bool = False  # all tool calls use index 0
+    retry_after: str | None = None  # Retry-After header of an error answer (429), as the provider writes it
 
 
 def _error_body(status: int) -> dict:
@@ -158,7 +159,8 @@ class FakeOpenAI:
             return web.json_response(body, status=400)
         reply = self.responder(req)
         if reply.status != 200:
-            return web.json_response(_error_body(reply.status), status=reply.status)
+            return web.json_response(_error_body(reply.status), status=reply.status,
+                                     headers={"Retry-After": reply.retry_after} if reply.retry_after else None)
         if req.get("stream"):
             return await self._stream(request, [("", c) for c in self._chunks(req, reply)], reply)
         return web.json_response(self._completion(req, reply))
