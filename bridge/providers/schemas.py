@@ -38,7 +38,7 @@ def family_for(provider: str, base_url: str, dialect: str | None = None) -> str:
     return "openai"
 
 
-# ---- the rules, as checks: (rule id, families it applies to, problem text or None) -------------------------
+# ---- the rules, as checks ------------------------------------------------------------------------------
 
 def problems(family: str, tool: dict) -> list[str]:
     """Every rule of `family` that this OpenAI-shaped tool breaks (empty: the provider accepts it)."""
