@@ -107,7 +107,7 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
         invalid = [c for c in calls if c.error]
         if not invalid and not any(c.result for c in calls):
             final = "".join(text).strip()
-            if not final and not calls:  # neither words nor actions: the user would read a blank "ok"
+            if not final and not answer.calls:  # neither words nor actions: the user would read a blank "ok"
                 raise Failure(Reason.EMPTY_ANSWER, f"tier '{answer.tier}' answered with nothing (no text, no tool "
                               "call); ask again, or try another model", answer.tier)
             answer.finish(final, spend.usage())

@@ -69,3 +69,20 @@ def test_asking_for_a_family_the_device_lacks_is_corrected_like_an_invalid_call(
         msgs = run(go())
     assert a.requests[1]["messages"][-1]["content"] == "Error: family must be one of routines, schedule"
     assert msgs[-1]["text"] == "No I2C bus here."
+
+
+def test_a_silent_turn_after_an_action_and_a_family_request_ends_the_round_not_in_error(tmp_path):
+    # the action was sent; the device then gets its result back to the model in the next round
+    script = iter([Reply(calls=[("gpio_write", {"pin": "porch_light", "value": 1}), (MORE, {"family": "routines"})]),
+                   Reply()])
+    with fake_tiers(lambda req: next(script)) as (a,):
+        cfg = config([Tier("local", a.base_url, "m")], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                m = manifest("dev1")
+                ctx.manifests.update("dev1", json.dumps({**m, "tools": m["tools"] + ROUTINE_TOOLS}).encode())
+                return await ask(ctx, "t4")
+        msgs = run(go())
+    assert [c["tool"] for m in msgs for c in m.get("calls", [])] == ["gpio_write"]
+    assert msgs[-1]["done"] and "err" not in msgs[-1] and msgs[-1]["text"] == ""
