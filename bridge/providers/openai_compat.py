@@ -22,7 +22,7 @@ from bridge.providers.base import (  # noqa: F401
     error_text,
     parse_args,
 )
-from bridge.providers.schemas import translate
+from bridge.providers.schemas import restore_args, translate
 
 # base URLs whose server answered 400 to `stream_options`: ask them without it from then on (per process)
 _NO_STREAM_OPTIONS: set[str] = set()
@@ -131,6 +131,8 @@ class OpenAICompatProvider(HttpStreamProvider):
                 resp.release()
                 raise
         async for ev in self._stream(resp, first_deadline, _Turn(ToolCallAssembler())):
+            if ev.kind == "call" and ev.call.args is not None:
+                ev.call.args = restore_args(self._family, tools, ev.call.name, ev.call.args)
             yield ev
 
     async def _stream(self, resp, first_deadline: float, turn: _Turn):

@@ -8,6 +8,7 @@ into the description, where the model still reads it.
 """
 from __future__ import annotations
 
+import json
 from urllib.parse import urlparse
 
 FAMILIES = ("openai", "anthropic", "gemini", "ollama", "llamacpp")
@@ -51,17 +52,25 @@ def problems(family: str, tool: dict) -> list[str]:
         out.append(f"{name}: name must be 1-64 of a-z, A-Z, 0-9, _ or -")
     if family == "gemini" and not (name[0].isalpha() or name[0] == "_"):
         out.append(f"{name}: Gemini names start with a letter or _")
+    if params is None and family == "gemini":
+        return out  # Gemini's way of saying "no parameters"
     if not isinstance(params, dict) or params.get("type") != "object":
         out.append(f"{name}: parameters must be an object schema")
         return out
     if family in ("gemini", "ollama") and params.get("required") == []:
         out.append(f"{name}: empty required list")
-    _walk(family, params, name, out)
+    if family == "gemini" and not params.get("properties"):
+        out.append(f"{name}: Gemini wants no parameters at all rather than an object without properties")
+    _walk(family, params, name, out, top=True)
     return out
 
 
-def _walk(family: str, s: dict, at: str, out: list[str]) -> None:
+def _walk(family: str, s: dict, at: str, out: list[str], top: bool = False) -> None:
     t = s.get("type")
+    if family == "gemini" and t == "object" and not s.get("properties") and not top:
+        out.append(f"{at}: object without properties (Gemini: 'should be non-empty for OBJECT type')")
+    if family == "gemini" and t is None and "anyOf" not in s:
+        out.append(f"{at}: no type (Gemini needs one)")
     if isinstance(t, list) and family in ("gemini", "ollama"):
         out.append(f"{at}: list-valued type {t}")
     if t == "array" and not isinstance(s.get("items"), dict):
@@ -103,13 +112,51 @@ def translate(family: str, tools: list[dict] | None) -> list[dict] | None:
         params.setdefault("type", "object")
         if params.get("type") == "object":
             params.setdefault("properties", {})
+        if family == "gemini" and not params.get("properties"):  # "can be left unset" for no parameters
+            out.append({**t, "function": {k: v for k, v in fn.items() if k != "parameters"}})
+            continue
         out.append({**t, "function": {**fn, "parameters": params}})
     return out
 
 
-def _schema(family: str, s: dict) -> dict:
+def restore_args(family: str, tools: list[dict] | None, name: str, args: dict | None) -> dict | None:
+    """A call's arguments as the original schema means them: for Gemini, a free-form object (one without
+    properties, which Gemini cannot declare) was offered as JSON text; decode it back."""
+    if family != "gemini" or not isinstance(args, dict):
+        return args
+    fn = next((t["function"] for t in tools or () if isinstance(t, dict)
+               and isinstance(t.get("function"), dict) and t["function"].get("name") == name), None)
+    params = fn.get("parameters") if fn else None
+    return _restore(params, args) if isinstance(params, dict) else args
+
+
+def _restore(s: dict, value):
+    if _free_object(s) and isinstance(value, str):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return value  # left as it came: the device's check says what is wrong
+        return decoded if isinstance(decoded, dict) else value
+    if isinstance(value, dict) and isinstance(s.get("properties"), dict):
+        return {k: _restore(s["properties"][k], v) if isinstance(s["properties"].get(k), dict) else v
+                for k, v in value.items()}
+    if isinstance(value, list) and isinstance(s.get("items"), dict):
+        return [_restore(s["items"], v) for v in value]
+    return value
+
+
+def _free_object(s: dict) -> bool:
+    return s.get("type") == "object" and not s.get("properties")
+
+
+def _schema(family: str, s: dict, top: bool = True) -> dict:
     s = dict(s)
     note = []
+    if family == "gemini" and _free_object(s) and not top:
+        # Gemini cannot declare an object of any shape: it goes as JSON text, decoded back (restore_args)
+        s = {"type": "string", "description": "; ".join(filter(None, [s.get("description"), "a JSON object"]))}
+    elif family == "gemini" and "type" not in s and "anyOf" not in s and not top:
+        s["type"] = "string"  # "any value" has no Gemini form; text is the one every value can be written as
     if s.get("type") == "array" and not isinstance(s.get("items"), dict):
         s["items"] = {}  # OpenAI: "array schema missing items"; an empty schema means "anything"
     if "enum" in s and not s["enum"]:
@@ -145,11 +192,12 @@ def _schema(family: str, s: dict) -> dict:
     if note:
         s["description"] = "; ".join([s["description"], *note] if s.get("description") else note)
     if isinstance(s.get("properties"), dict):
-        s["properties"] = {k: _schema(family, v) if isinstance(v, dict) else v for k, v in s["properties"].items()}
+        s["properties"] = {k: _schema(family, v, False) if isinstance(v, dict) else v
+                           for k, v in s["properties"].items()}
     if isinstance(s.get("items"), dict):
-        s["items"] = _schema(family, s["items"])
+        s["items"] = _schema(family, s["items"], False)
     if isinstance(s.get("anyOf"), list):
-        s["anyOf"] = [_schema(family, a) if isinstance(a, dict) else a for a in s["anyOf"]]
+        s["anyOf"] = [_schema(family, a, False) if isinstance(a, dict) else a for a in s["anyOf"]]
     return s
 
 

@@ -112,3 +112,31 @@ def test_a_tool_this_device_cannot_use_is_not_offered(tmp_path):
     assert not i2c & names                                           # no bus configured: not offered
     bus = {t["name"] for t in firmware_manifest(tmp_path, CONFIGS["default"], i2c={"scl": 22, "sda": 21})["tools"]}
     assert i2c <= bus
+
+
+def test_a_gemini_tier_gets_free_form_objects_as_json_text_and_the_device_gets_objects(tmp_path):
+    from bridge.config import Tier
+    from tests.bridge.harness import ask, bridge_ctx, config, fake_tiers, manifest, run
+    from tests.fakes.openai_server import Reply
+
+    routine = next(t for t in manifest_of(tmp_path, "default")["tools"] if t["name"] == "routine_define")
+    step = {"tool": "gpio_write", "args": {"pin": "porch_light", "value": 1}}
+    script = iter([Reply(calls=[("routine_define", {"name": "dusk", "steps": [json.dumps(step)]})],
+                         text="Saved.")])
+    with fake_tiers(lambda req: next(script)) as (a,):
+        cfg = config([Tier("g", a.base_url, "gemini-2.5-flash", dialect="gemini")], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                m = manifest("dev1")
+                ctx.manifests.update("dev1", json.dumps({**m, "tools": m["tools"] + [routine]}).encode())
+                history = [{"r": "user", "t": "make a dusk routine"},
+                           {"r": "asst", "t": "", "calls": [{"cid": "c0", "tool": "routine_list", "args": {}}]},
+                           {"r": "tool", "cid": "c0", "t": "no routines"}]
+                return await ask(ctx, "g1", round=1, msgs=history)
+        msgs = run(go())
+    sent = next(t for t in a.requests[0]["tools"] if t["function"]["name"] == "routine_define")
+    assert sent["function"]["parameters"]["properties"]["steps"]["items"]["type"] == "string"
+    assert [p for t in a.requests[0]["tools"] for p in problems("gemini", t)] == []
+    (call,) = [c for m in msgs for c in m.get("calls", [])]
+    assert call["args"] == {"name": "dusk", "steps": [step]}  # decoded back for the device
