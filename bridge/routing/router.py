@@ -62,7 +62,6 @@ HEDGE_BUDGET_SHARE = 0.5  # without stats: hedge after this share of the remaini
 MAX_QUEUED = 256  # turns that may wait for a full tier at once; beyond it a turn is refused at once
 MAX_TRIES_PER_TIER = 2  # attempts of one tier within one model turn (a retry after a quick error)
 DEFAULT_RETRY_AFTER_S = 1.0  # a 429 without Retry-After: wait this long before the tier's next attempt
-CALLERS = ("device", "api")
 
 
 class Router:
