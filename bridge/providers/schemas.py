@@ -2,7 +2,7 @@
 
 The bridge's tools are JSON Schema (the device's manifest, or a /v1 caller's). Each family accepts a different
 part of it; the rules, with the providers' documents they come from, are in docs/bridge.md ("Providers").
-`RULES[family]` lists them as checks (used by the conformance tests); `translate(family, tools)` rewrites a
+`problems(family, tool)` checks them (the conformance tests use it); `translate(family, tools)` rewrites a
 tool list so that no check fails, keeping the meaning where the family can express it and moving the rest
 into the description, where the model still reads it.
 """
@@ -50,7 +50,7 @@ def problems(family: str, tool: dict) -> list[str]:
     name, params = fn["name"], fn.get("parameters")
     if not (1 <= len(name) <= 64 and all(c.isalnum() or c in "_-" for c in name)):
         out.append(f"{name}: name must be 1-64 of a-z, A-Z, 0-9, _ or -")
-    if family == "gemini" and not (name[0].isalpha() or name[0] == "_"):
+    if family == "gemini" and not (name[:1].isalpha() or name[:1] == "_"):
         out.append(f"{name}: Gemini names start with a letter or _")
     if params is None and family == "gemini":
         return out  # Gemini's way of saying "no parameters"
