@@ -18,8 +18,11 @@ BASELINE = "45b698f"
 def measure_at(commit: str, script: Path, timeout_s: float = 900) -> dict:
     """`python <script> --measure` with the tree of `commit` first on the import path; its JSON output."""
     with tempfile.TemporaryDirectory(prefix="wisp-before-") as tmp:
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit],
-                                 capture_output=True, check=True).stdout
+        got = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit], capture_output=True)
+        if got.returncode:
+            raise SystemExit(f"the before figures need commit {commit} of this repository's git history: "
+                             f"{got.stderr.decode(errors='replace').strip()}")
+        archive = got.stdout
         tar_path = Path(tmp) / "tree.tar"
         tar_path.write_bytes(archive)
         with tarfile.open(tar_path) as tar:
