@@ -32,6 +32,8 @@ bench: $(STAMP)
 	$(PY) bench/ask_latency.py
 	$(PY) bench/cli_ask.py
 	$(PY) bench/request_size.py
+	$(PY) bench/action_latency.py
+	$(PY) bench/v1_concurrency.py
 	$(PY) bench/device_footprint.py
 	$(PY) bench/fuzz.py
 	$(PY) bench/phrases.py

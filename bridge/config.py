@@ -24,6 +24,7 @@ DEFAULT_ROUTES = {
 }
 DEFAULT_BROKER = "127.0.0.1:1883"
 DEFAULT_CONFIG_FILE = "wisp.toml"
+DIALECTS = ("openai", "gemini", "ollama", "llamacpp")  # schema rules an OpenAI-compatible server follows
 PROVIDERS = ("openai", "anthropic")  # wire formats: OpenAI-compatible chat completions, Anthropic messages
 DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT = "127.0.0.1", 8787
 COST_DB_NAME = ".wisp/cost.db"  # under the config file's directory, else the working directory
@@ -47,7 +48,8 @@ _BROKER_KEYS = {"host": str, "port": int, "user": str, "password": str, "shared"
 _TIMEOUT_KEYS = ("connect_timeout_s", "first_token_timeout_s", "idle_timeout_s", "hedge_after_s")
 _TIER_KEYS = {"provider": str, "base_url": str, "model": str, "api_key_env": str,
               **{k: float for k in _TIMEOUT_KEYS},
-              "price_in": NonNegative, "price_out": NonNegative, "max_concurrency": int, "max_tokens": int}
+              "price_in": NonNegative, "price_out": NonNegative, "max_concurrency": int, "max_tokens": int,
+              "dialect": str}
 _HTTP_KEYS = {"host": str, "port": int, "token": str, "enabled": bool}
 _COST_KEYS = {"db": str, "daily_budget_usd": NonNegative, "devices": dict}
 _ROUTING_KEYS = {"hedge": bool, "max_attempts": int, "repair_turns": int}
@@ -73,6 +75,7 @@ class Tier:
     hedge_after_s: float | None = None  # start the next tier if no first token by then (None: from stats)
     max_tokens: int = 1024  # Anthropic requires a cap; OpenAI-compatible servers get none unless set in file
     max_tokens_set: bool = False
+    dialect: str | None = None  # schema rules of the server behind base_url (bridge/providers/schemas.py)
 
     def describe(self) -> str:
         key = "key set" if self.api_key else "no key"
@@ -323,7 +326,9 @@ def _file_tiers(table: dict, where: str, env: Mapping[str, str]) -> dict[str, Ti
             if k in spec and spec[k] < 1:
                 raise ConfigError(f"{at}: {k} must be at least 1, got {spec[k]!r}")
         extra = {k: float(spec[k]) for k in (*_TIMEOUT_KEYS, "price_in", "price_out") if k in spec}
-        extra.update({k: spec[k] for k in ("max_concurrency", "max_tokens") if k in spec})
+        extra.update({k: spec[k] for k in ("max_concurrency", "max_tokens", "dialect") if k in spec})
+        if spec.get("dialect") not in (None, *DIALECTS):
+            raise ConfigError(f"{at}: dialect must be one of {', '.join(DIALECTS)}, got {spec['dialect']!r}")
         tiers[name] = Tier(name, spec["base_url"], spec["model"], key, provider=provider,
                            max_tokens_set="max_tokens" in spec, **extra)
     return tiers

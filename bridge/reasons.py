@@ -14,6 +14,7 @@ class Reason(Enum):
     TIMEOUT = "timeout"  # the request's budget ran out
     TIER_FAILED = "tier_failed"  # the tier failed and no other could take over
     TIER_REFUSED = "tier_refused"  # the tier answered 4xx (bad key, unknown model, invalid request): not retried
+    RATE_LIMITED = "rate_limited"  # every tier of the route answered 429; retry_after_s says when to come back
     INVALID_CALLS = "invalid_calls"  # the model did not correct its invalid tool calls
     EMPTY_ANSWER = "empty_answer"  # the model's turn had neither text nor a tool call
     BUSY = "busy"  # too many requests in flight on this bridge
@@ -25,6 +26,9 @@ class Failure(Exception):
     """A request that cannot be answered. message is phrased for the person who asked; tier names the tier that
     was involved, if one was."""
 
-    def __init__(self, reason: Reason, message: str, tier: str | None = None):
+    def __init__(self, reason: Reason, message: str, tier: str | None = None, retry_after_s: float | None = None,
+                 status: int | None = None):
         super().__init__(message)
         self.reason, self.message, self.tier = reason, message, tier
+        self.retry_after_s = retry_after_s  # RATE_LIMITED: when the provider said to come back
+        self.status = status  # TIER_REFUSED: the provider's HTTP status

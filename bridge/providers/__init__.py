@@ -9,6 +9,7 @@ import aiohttp
 from bridge.providers.anthropic import AnthropicProvider
 from bridge.providers.base import ProviderError, StreamEvent, ToolCall  # noqa: F401
 from bridge.providers.openai_compat import OpenAICompatProvider
+from bridge.providers.schemas import family_for
 
 
 class Provider(Protocol):
@@ -18,7 +19,8 @@ class Provider(Protocol):
 def provider_factory(session: aiohttp.ClientSession) -> Callable:
     """tier -> Provider. Providers are cheap views over the one shared ClientSession (its pool is the costly part)."""
     def make(tier) -> Provider:
-        common = dict(api_key=tier.api_key, connect_timeout_s=tier.connect_timeout_s,
+        family = family_for(tier.provider, tier.base_url, tier.dialect)
+        common = dict(api_key=tier.api_key, family=family, connect_timeout_s=tier.connect_timeout_s,
                       first_token_timeout_s=tier.first_token_timeout_s, idle_timeout_s=tier.idle_timeout_s)
         if tier.provider == "anthropic":
             return AnthropicProvider(session, tier.base_url, tier.model, max_tokens=tier.max_tokens, **common)

@@ -18,8 +18,10 @@ from bridge.providers.base import (
     error_text,
     parse_args,
 )
+from bridge.providers.schemas import translate
 
 API_VERSION = "2023-06-01"
+_CACHE = {"type": "ephemeral"}
 
 
 def to_anthropic(messages: list[dict], tools: list[dict] | None) -> tuple[str, list[dict], list[dict]]:
@@ -68,11 +70,15 @@ class AnthropicProvider(HttpStreamProvider):
 
     async def stream_chat(self, messages: list[dict], tools: list[dict] | None = None, options: dict | None = None):
         """Same contract as OpenAICompatProvider.stream_chat."""
-        system, a_messages, a_tools = to_anthropic(messages, tools)
+        system, a_messages, a_tools = to_anthropic(messages, translate("anthropic", tools))
         body = {"model": self._model, "max_tokens": self._max_tokens, "messages": a_messages, "stream": True}
+        # Prompt caching: tools, then system, are the stable prefix of every round of a device; a
+        # breakpoint after each lets a round reuse them (a prefix under the model's minimum is not cached,
+        # and not refused either).
         if system:
-            body["system"] = system
+            body["system"] = [{"type": "text", "text": system, "cache_control": _CACHE}]
         if a_tools:
+            a_tools[-1] = {**a_tools[-1], "cache_control": _CACHE}
             body["tools"] = a_tools
         body.update(_anthropic_options(options or {}))
         body.update(self._extra_body)
@@ -105,7 +111,9 @@ class AnthropicProvider(HttpStreamProvider):
         if kind == "message_start":
             u = (obj.get("message") or {}).get("usage") or {}
             if isinstance(u.get("input_tokens"), int):
-                state["usage"]["in"] = u["input_tokens"] + (u.get("cache_read_input_tokens") or 0)
+                # input_tokens leaves out what was read from or written to the prompt cache
+                state["usage"]["in"] = u["input_tokens"] + (u.get("cache_read_input_tokens") or 0) \
+                    + (u.get("cache_creation_input_tokens") or 0)
         elif kind == "content_block_start":
             block = obj.get("content_block") or {}
             blocks[obj.get("index")] = {"type": block.get("type"), "id": block.get("id"),

@@ -4,7 +4,9 @@ first-token and idle deadlines. A provider maps one wire format onto StreamEvent
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -20,11 +22,12 @@ class ProviderError(Exception):
 
     message is human readable and never contains the API key; status is the HTTP status for 'http' errors."""
 
-    def __init__(self, kind: str, message: str, status: int | None = None):
+    def __init__(self, kind: str, message: str, status: int | None = None, retry_after_s: float | None = None):
         super().__init__(f"{kind}: {message}")
         self.kind = kind
         self.message = message
         self.status = status
+        self.retry_after_s = retry_after_s  # a 429's Retry-After, in seconds
 
 
 @dataclass
@@ -101,6 +104,23 @@ def parse_args(raw: str) -> tuple[dict | None, str | None]:
     return val, None
 
 
+def retry_after(headers) -> float | None:
+    """Seconds a 429 asks to wait: Retry-After (seconds or an HTTP date, RFC 9110) or OpenAI's retry-after-ms."""
+    ms = headers.get("retry-after-ms")
+    try:
+        if ms is not None:
+            return max(0.0, float(ms) / 1000)
+        value = headers.get("Retry-After")
+        if value is None:
+            return None
+        if value.strip().isdigit():
+            return float(value)
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
 def error_text(obj) -> str:
     """Best human-readable message from an OpenAI- or Anthropic-style error body (or anything else)."""
     err = obj.get("error", obj) if isinstance(obj, dict) else obj
@@ -115,8 +135,9 @@ class HttpStreamProvider:
 
     def __init__(self, session: aiohttp.ClientSession, url: str, model: str, api_key: str | None = None,
                  connect_timeout_s: float = 5.0, first_token_timeout_s: float = 30.0, idle_timeout_s: float = 30.0,
-                 extra_body: dict | None = None):
+                 extra_body: dict | None = None, family: str = "openai"):
         self._session = session
+        self._family = family  # whose schema rules tools are translated to (schemas.py)
         self._url = url
         self._model = model
         self._api_key = api_key
@@ -125,11 +146,12 @@ class HttpStreamProvider:
         self._idle_timeout_s = idle_timeout_s
         self._extra_body = dict(extra_body or {})
 
-    def _fail(self, kind: str, message: str, status: int | None = None) -> ProviderError:
+    def _fail(self, kind: str, message: str, status: int | None = None,
+              retry_after_s: float | None = None) -> ProviderError:
         # Servers sometimes echo the key back (e.g. "Incorrect API key provided: sk-..."); errors end up in logs.
         if self._api_key:
             message = message.replace(self._api_key, "***")
-        return ProviderError(kind, message, status)
+        return ProviderError(kind, message, status, retry_after_s)
 
     async def _post(self, body: dict, headers: dict, first_deadline: float) -> aiohttp.ClientResponse:
         # We enforce first-token/idle deadlines ourselves; override the session's default total timeout,
@@ -151,7 +173,8 @@ class HttpStreamProvider:
     async def _check_status(self, resp: aiohttp.ClientResponse) -> None:
         if resp.status // 100 != 2:
             excerpt, _ = await self._body_excerpt(resp)
-            raise self._fail("http", f"HTTP {resp.status}: {excerpt}", resp.status)
+            raise self._fail("http", f"HTTP {resp.status}: {excerpt}", resp.status,
+                             retry_after(resp.headers) if resp.status == 429 else None)
         if resp.content_type == "application/json":  # server ignored stream:true, or a 200 carrying an error
             excerpt, is_error = await self._body_excerpt(resp)
             raise self._fail("http" if is_error else "malformed",

@@ -22,6 +22,7 @@ from bridge.providers.base import (  # noqa: F401
     error_text,
     parse_args,
 )
+from bridge.providers.schemas import restore_args, translate
 
 # base URLs whose server answered 400 to `stream_options`: ask them without it from then on (per process)
 _NO_STREAM_OPTIONS: set[str] = set()
@@ -100,7 +101,7 @@ class OpenAICompatProvider(HttpStreamProvider):
         if self._base_url not in _NO_STREAM_OPTIONS:
             body["stream_options"] = {"include_usage": True}
         if tools:
-            body["tools"] = tools
+            body["tools"] = translate(self._family, tools)
         body.update(options or {})  # /v1 callers' sampling options (bridge/web/v1.py FORWARDED), as they sent them
         body.update(self._extra_body)
         headers = {"Accept": "text/event-stream"}
@@ -113,6 +114,11 @@ class OpenAICompatProvider(HttpStreamProvider):
             await self._check_status(resp)
         except ProviderError as e:
             resp.release()
+            if "--jinja" in e.message and tools:
+                # llama-server without --jinja answers 500 to every request with tools: a configuration
+                # error (not retried, not a breaker failure), and the user is told the fix
+                raise self._fail("http", f"{e.message}; start llama-server with --jinja, without it the server "
+                                 "cannot take tools", 400) from None
             if e.status != 400 or "stream_options" not in e.message or "stream_options" not in body:
                 raise
             # Some OpenAI-compatible servers reject the option outright; usage then arrives (or not) without it.
@@ -125,6 +131,8 @@ class OpenAICompatProvider(HttpStreamProvider):
                 resp.release()
                 raise
         async for ev in self._stream(resp, first_deadline, _Turn(ToolCallAssembler())):
+            if ev.kind == "call" and ev.call.args is not None:
+                ev.call.args = restore_args(self._family, tools, ev.call.name, ev.call.args)
             yield ev
 
     async def _stream(self, resp, first_deadline: float, turn: _Turn):

@@ -9,12 +9,13 @@ import logging
 import time
 from typing import NamedTuple
 
-from bridge.manifests import openai_tools
+from bridge.providers.tokens import estimate_tokens
 from bridge.reasons import Failure, Reason
 from bridge.rounds.answer import Answer, show_id
 from bridge.rounds.outcome import TierSpend
 from bridge.rounds.prompt import system_prompt
 from bridge.rounds.request import LlmRequest
+from bridge.rounds.toolset import MORE, Toolset
 from bridge.rounds.validate import check_call
 from bridge.routing.hedge import RESET, stream_turn
 
@@ -29,6 +30,7 @@ class Call(NamedTuple):
     name: str
     raw_args: str
     error: str | None
+    result: str | None = None  # the bridge's own answer to a call it handles itself (more_tools)
 
 
 class Spend:
@@ -37,11 +39,11 @@ class Spend:
     def __init__(self) -> None:
         self.by_tier: dict[str, TierSpend] = {}
 
-    def add(self, tier, usage: dict | None, chat: list[dict], out_chars: int) -> None:
+    def add(self, tier, usage: dict | None, chat: list[dict], out_chars: int, tools: list[dict] | None = None) -> None:
         estimated = not (usage and isinstance(usage.get("prompt_tokens"), int)
                          and isinstance(usage.get("completion_tokens"), int))
-        if estimated:  # usage is lost with a cut trailer, or never sent: ~4 characters per token
-            usage = {"prompt_tokens": len(json.dumps(chat)) // 4, "completion_tokens": max(1, out_chars // 4)}
+        if estimated:  # usage is lost with a cut trailer, or never sent: the tools are most of the prompt
+            usage = {"prompt_tokens": estimate_tokens(chat, tools), "completion_tokens": max(1, out_chars // 4)}
         row = self.by_tier.setdefault(tier.name, TierSpend(tier))
         row.tokens_in += usage["prompt_tokens"]
         row.tokens_out += usage["completion_tokens"]
@@ -60,11 +62,14 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
     # the budget counts from the request's arrival: time waiting for a free slot on this bridge is spent
     deadline = loop.time() + req.budget_ms / 1000 - max(0.0, time.monotonic() - answer.received)
     tiers = ctx.router.route(req.req_class)
-    tools = openai_tools(manifest) or None
+    toolset = Toolset(manifest, req.messages)
     by_name = {t["name"]: t for t in manifest["tools"]}
-    chat = [{"role": "system", "content": system_prompt(manifest, req.facts)}, *req.messages]
+    chat = [{"role": "system", "content": system_prompt(manifest, req.facts, toolset.hint())}, *req.messages]
     repair_turns = ctx.config.routing.repair_turns
-    for turn in range(repair_turns + 1):
+    repairs = 0
+    # every family can be asked for once on top of the repair turns: loading tools is not a mistake
+    for _turn in range(repair_turns + 1 + len(toolset.families)):
+        tools = toolset.tools() or None
         text: list[str] = []
         calls: list[Call] = []
         try:
@@ -79,6 +84,10 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
                 elif ev.kind == "call":
                     c = ev.call
                     cid = c.cid or f"call_{answer.round}_{answer.seq}"
+                    if c.name == MORE and MORE not in by_name:
+                        result, ok = toolset.load(c.raw_args)
+                        calls.append(Call(cid, c.name, c.raw_args, None if ok else result, result))
+                        continue
                     err = check_call(by_name, c.name, c.args, c.error)
                     if err is None:
                         answer.call(cid, c.name, c.args)
@@ -87,7 +96,8 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
                                  tier.name, err)
                     calls.append(Call(cid, c.name, c.raw_args, err))
                 elif ev.kind == "done":
-                    spend.add(tier, ev.usage, chat, sum(map(len, text)) + sum(len(c.raw_args) for c in calls))
+                    spend.add(tier, ev.usage, chat, sum(map(len, text)) + sum(len(c.raw_args) for c in calls),
+                              tools)
         except Failure as e:
             answer.tier = e.tier or answer.tier
             if e.reason is Reason.TIMEOUT:
@@ -95,18 +105,21 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
                               answer.tier) from None
             raise
         invalid = [c for c in calls if c.error]
-        if not invalid:
+        if not invalid and not any(c.result for c in calls):
             final = "".join(text).strip()
-            if not final and not calls:  # neither words nor actions: the user would read a blank "ok"
+            if not final and not answer.calls:  # neither words nor actions: the user would read a blank "ok"
                 raise Failure(Reason.EMPTY_ANSWER, f"tier '{answer.tier}' answered with nothing (no text, no tool "
                               "call); ask again, or try another model", answer.tier)
             answer.finish(final, spend.usage())
             return
-        if turn == repair_turns:
-            raise Failure(Reason.INVALID_CALLS,
-                          f"the model made an invalid tool call ({invalid[0].error.removeprefix('Error: ')}) "
-                          f"and did not correct it in {repair_turns} follow-up turn(s)", answer.tier)
+        if invalid:
+            if repairs == repair_turns:
+                raise Failure(Reason.INVALID_CALLS,
+                              f"the model made an invalid tool call ({invalid[0].error.removeprefix('Error: ')}) "
+                              f"and did not correct it in {repair_turns} follow-up turn(s)", answer.tier)
+            repairs += 1
         chat += follow_up(calls, "".join(text))
+    raise Failure(Reason.INVALID_CALLS, "the model kept asking for more tools without acting", answer.tier)
 
 
 def follow_up(calls: list[Call], text: str) -> list[dict]:
@@ -120,4 +133,4 @@ def follow_up(calls: list[Call], text: str) -> list[dict]:
             raw = "{}"  # some servers refuse to take back arguments that are not JSON
         tool_calls.append({"id": c.cid, "type": "function", "function": {"name": c.name, "arguments": raw or "{}"}})
     return [{"role": "assistant", "content": text or None, "tool_calls": tool_calls},
-            *({"role": "tool", "tool_call_id": c.cid, "content": c.error or SENT_NOTE} for c in calls)]
+            *({"role": "tool", "tool_call_id": c.cid, "content": c.error or c.result or SENT_NOTE} for c in calls)]

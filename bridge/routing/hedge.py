@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -27,10 +28,15 @@ def refused(e: ProviderError) -> bool:
     return e.kind == "http" and e.status in REFUSED_STATUSES
 
 
+def limited(e) -> bool:
+    return isinstance(e, ProviderError) and e.kind == "http" and e.status == 429
+
+
 @dataclass(eq=False)
 class _Attempt:
     tier: Tier
     started: float
+    caller: str = "device"
     task: asyncio.Task | None = None
     first_at: float | None = None
     out_chars: int = 0
@@ -39,7 +45,7 @@ class _Attempt:
     def end(self, router: Router, verdict: Verdict, tokens: int = 0, stream_s: float = 0.0) -> None:
         self.ended = True
         first_ms = None if self.first_at is None else (self.first_at - self.started) * 1000
-        router.attempt_ended(AttemptReport(self.tier.name, verdict, first_ms, tokens, stream_s))
+        router.attempt_ended(AttemptReport(self.tier.name, verdict, first_ms, tokens, stream_s, self.caller))
 
 
 async def _pump(router: Router, a: _Attempt, chat: list[dict], tools: list[dict] | None,
@@ -57,7 +63,9 @@ async def _pump(router: Router, a: _Attempt, chat: list[dict], tools: list[dict]
                 a.end(router, Verdict.OK, tokens if isinstance(tokens, int) else 0, loop.time() - a.first_at)
             q.put_nowait((a, ev))
     except ProviderError as e:
-        a.end(router, Verdict.REFUSED if refused(e) else Verdict.FAILED)
+        if limited(e):
+            router.rate_limited(a.tier, e.retry_after_s)
+        a.end(router, Verdict.REFUSED if refused(e) else Verdict.LIMITED if limited(e) else Verdict.FAILED)
         q.put_nowait((a, e))
     except Exception as e:  # a provider bug must not hang the turn: it counts as this tier failing
         log.exception("tier %s: unexpected provider error", a.tier.name)
@@ -72,12 +80,13 @@ async def _pump(router: Router, a: _Attempt, chat: list[dict], tools: list[dict]
 async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools: list[dict] | None,
                       deadline: float, committed: Callable[[], bool],
                       req_class: str = "interactive",
-                      options: dict | None = None) -> AsyncIterator[tuple[Tier, StreamEvent]]:
+                      options: dict | None = None, caller: str = "device") -> AsyncIterator[tuple[Tier, StreamEvent]]:
     """(tier, event) pairs of the winning attempt, ending with its 'done'. Raises Failure.
 
     deadline is loop time. committed() says whether the consumer has sent something it cannot take back (a
     tool call to a device, a chunk to an HTTP client): after that a failing tier ends the turn with an error.
     A RESET event tells the consumer that the text it has buffered came from an attempt that then failed.
+    caller ("device" or "api") picks the breakers the attempts count against (router.py).
     """
     loop = asyncio.get_running_loop()
     q: asyncio.Queue = asyncio.Queue()
@@ -93,12 +102,13 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
         remaining_s = deadline - loop.time()
         if launched >= max_attempts or remaining_s <= 0:
             return False
-        tier = router.choose(tiers, tries, remaining_s * 1000, {a.tier.name for a in running.values()}, hedge)
+        tier = router.choose(tiers, tries, remaining_s * 1000, {a.tier.name for a in running.values()}, hedge,
+                             caller)
         if tier is None:
             return False
         tries[tier.name] += 1
         launched += 1
-        a = _Attempt(tier, loop.time())
+        a = _Attempt(tier, loop.time(), caller)
         a.task = asyncio.create_task(_pump(router, a, chat, tools, q, options))
         running[f"{tier.name}#{tries[tier.name]}"] = a
         hedge_at = loop.time() + router.hedge_after_s(tier, remaining_s, tiers) if router.config.routing.hedge else None
@@ -115,8 +125,10 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
         # a tier at max_concurrency is a queue, not a refusal: wait (FIFO, bounded) until an attempt
         # ends or this turn's own deadline passes
         while not launch():
-            if not router.only_full(tiers) or not await router.wait_for_capacity(deadline - loop.time()):
-                raise router.unavailable(tiers, req_class)
+            if await _waited_for_retry_after(router, tiers, deadline, caller):
+                continue
+            if not router.only_full(tiers, caller) or not await router.wait_for_capacity(deadline - loop.time()):
+                raise router.unavailable(tiers, req_class, caller)
         while True:
             wake = deadline if winner is not None or hedge_at is None else min(deadline, hedge_at)
             try:
@@ -155,10 +167,17 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
             replaced = launch()
             log.info("tier %s failed (%s); %s", a.tier.name, item.message,
                      "failing over" if replaced else "waiting for the other attempt" if running else "giving up")
+            if not running and limited(item) and tries[a.tier.name] < MAX_TRIES_PER_TIER \
+                    and await _waited_for_retry_after(router, tiers, deadline, caller) and launch():
+                continue  # Retry-After honoured within the budget: the tier is asked again
             if not running:
+                if limited(item):
+                    wait = router.limited_for(a.tier)
+                    raise Failure(Reason.RATE_LIMITED, f"tier '{a.tier.name}' is rate limited ({item.message}); "
+                                  f"ask again in {math.ceil(wait)} s", a.tier.name, retry_after_s=wait)
                 if refused(item):
                     raise Failure(Reason.TIER_REFUSED, f"tier '{a.tier.name}' refused the request ({item.message}): "
-                                  "check its model name, API key and URL", a.tier.name)
+                                  "check its model name, API key and URL", a.tier.name, status=item.status)
                 raise Failure(Reason.TIER_FAILED, f"tier '{a.tier.name}' failed: {item.message}", a.tier.name)
     finally:
         pending = [a.task for a in running.values() if not a.task.done()]
@@ -166,3 +185,16 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
             t.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _waited_for_retry_after(router: Router, tiers: list[Tier], deadline: float, caller: str) -> bool:
+    """Every tier of the route is rate limited: wait out the shortest Retry-After if the budget allows it.
+    Not for /v1 callers: they get the 429 with its Retry-After at once, and their clients back off as usual."""
+    wait = router.limited_wait(tiers)
+    if caller == "api":
+        return False
+    loop = asyncio.get_running_loop()
+    if wait is None or loop.time() + wait >= deadline:
+        return False
+    await asyncio.sleep(wait)  # the provider said when; asking sooner would only be refused again
+    return True

@@ -5,6 +5,8 @@ on_attempt hook passes each report on (the bridge's metrics).
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ class Verdict(Enum):
     OK = "ok"
     FAILED = "error"
     REFUSED = "refused"  # the tier said the request or its configuration is wrong (HTTP 4xx): retrying cannot help
+    LIMITED = "limited"  # HTTP 429: the tier is healthy but asks us to wait (Retry-After)
     ABANDONED = "abandoned"  # cancelled (hedge lost, budget over): says nothing about the tier
 
 
@@ -50,6 +53,7 @@ class AttemptReport:
     first_output_ms: float | None  # request sent -> first text delta or complete tool call; None if none came
     tokens: int = 0  # output tokens of a finished attempt
     stream_s: float = 0.0  # first output -> done of a finished attempt
+    caller: str = "device"  # "device" rounds or "api" (/v1): each has its own breakers
 
 
 HEDGE_FLOOR_MS = 30.0  # never hedge sooner: below this, the network's own jitter would trigger it
@@ -57,6 +61,7 @@ HEDGE_P_MARGIN = 1.5  # hedge when no first output by this multiple of the tier'
 HEDGE_BUDGET_SHARE = 0.5  # without stats: hedge after this share of the remaining budget
 MAX_QUEUED = 256  # turns that may wait for a full tier at once; beyond it a turn is refused at once
 MAX_TRIES_PER_TIER = 2  # attempts of one tier within one model turn (a retry after a quick error)
+DEFAULT_RETRY_AFTER_S = 1.0  # a 429 without Retry-After: wait this long before the tier's next attempt
 
 
 class Router:
@@ -69,6 +74,11 @@ class Router:
         self.on_attempt = on_attempt
         self.stats = {name: TierStats() for name in config.tiers}
         self.breakers = {name: Breaker(**({"clock": clock} if clock else {})) for name in config.tiers}
+        # /v1 callers get breakers of their own: bad or unlucky API traffic must not cut the devices off a
+        # tier (and devices' failures do not refuse API callers either). Statistics are shared: they are facts.
+        self.api_breakers = {name: Breaker(**({"clock": clock} if clock else {})) for name in config.tiers}
+        self._clock = clock or time.monotonic
+        self.limited_until = {name: 0.0 for name in config.tiers}  # a 429's Retry-After, on self._clock
         self.in_flight = {name: 0 for name in config.tiers}
         self._waiting: deque[asyncio.Future] = deque()  # turns waiting for a full tier, oldest first
 
@@ -82,7 +92,7 @@ class Router:
         return self.stats[tier.name].ttft_ms.p(90)
 
     def choose(self, tiers: list[Tier], tries: dict[str, int], remaining_ms: float,
-               running: set[str] = frozenset(), hedge: bool = False) -> Tier | None:
+               running: set[str] = frozenset(), hedge: bool = False, caller: str = "device") -> Tier | None:
         """The next tier to attempt, already admitted (breaker and concurrency); release() it afterwards.
 
         Evidence beats hope: first an untried tier whose statistics say it answers in time; then a tier tried
@@ -105,12 +115,16 @@ class Router:
                   [t for t in fresh if known(t) is False])
         for candidates in passes:
             for t in candidates:
-                if self.admit(t):
+                if self.admit(t, caller):
                     return t
         return None
 
-    def admit(self, tier: Tier) -> bool:
-        if self.in_flight[tier.name] >= tier.max_concurrency or not self.breakers[tier.name].allow():
+    def breakers_of(self, caller: str) -> dict[str, Breaker]:
+        return self.api_breakers if caller == "api" else self.breakers
+
+    def admit(self, tier: Tier, caller: str = "device") -> bool:
+        if self.in_flight[tier.name] >= tier.max_concurrency or self.limited_for(tier) > 0 \
+                or not self.breakers_of(caller)[tier.name].allow():
             return False
         self.in_flight[tier.name] += 1
         return True
@@ -123,10 +137,24 @@ class Router:
                 fut.set_result(None)
                 break
 
-    def only_full(self, tiers: list[Tier]) -> bool:
+    def only_full(self, tiers: list[Tier], caller: str = "device") -> bool:
         """True when some tier of the route is healthy and merely at max_concurrency: worth waiting for."""
-        return any(self.breakers[t.name].state != "open" and self.in_flight[t.name] >= t.max_concurrency
+        return any(self.breakers_of(caller)[t.name].state != "open" and self.in_flight[t.name] >= t.max_concurrency
                    for t in tiers)
+
+    def rate_limited(self, tier: Tier, retry_after_s: float | None) -> None:
+        """A 429: no attempt on the tier until its Retry-After has passed."""
+        wait = DEFAULT_RETRY_AFTER_S if retry_after_s is None else retry_after_s
+        self.limited_until[tier.name] = max(self.limited_until[tier.name], self._clock() + wait)
+
+    def limited_for(self, tier: Tier) -> float:
+        """Seconds until the tier's Retry-After has passed (0 when it is not rate limited)."""
+        return max(0.0, self.limited_until[tier.name] - self._clock())
+
+    def limited_wait(self, tiers: list[Tier]) -> float | None:
+        """When every tier of the route is rate limited: seconds until the first may be asked again."""
+        waits = [self.limited_for(t) for t in tiers]
+        return min(waits) if tiers and all(w > 0 for w in waits) else None
 
     async def wait_for_capacity(self, timeout_s: float) -> bool:
         """Queue until an attempt ends somewhere (True), or timeout_s passes or the queue is full (False)."""
@@ -150,7 +178,7 @@ class Router:
 
     def attempt_ended(self, report: AttemptReport) -> None:
         """The verdict of one attempt: tier statistics and breaker, then the on_attempt hook."""
-        stats, breaker = self.stats[report.tier], self.breakers[report.tier]
+        stats, breaker = self.stats[report.tier], self.breakers_of(report.caller)[report.tier]
         if report.verdict is Verdict.OK:
             stats.finished(report.tokens, report.stream_s)
             breaker.success()
@@ -184,14 +212,20 @@ class Router:
             wait_ms = min(wait_ms, remaining_s * 1000 - min(known))
         return max(HEDGE_FLOOR_MS, wait_ms) / 1000
 
-    def unavailable(self, tiers: list[Tier], req_class: str) -> Failure:
+    def unavailable(self, tiers: list[Tier], req_class: str, caller: str = "device") -> Failure:
         """Why no attempt could start on the route."""
         if not tiers:
             return Failure(Reason.NO_TIER, no_tier_reason(self.config, req_class))
+        wait = self.limited_wait(tiers)
+        if wait is not None:
+            return Failure(Reason.RATE_LIMITED, f"every tier is rate limited by its provider; ask again in "
+                           f"{math.ceil(wait)} s", tiers[0].name, retry_after_s=wait)
         parts = []
         for t in tiers:
-            b = self.breakers[t.name]
-            if b.state == "open":
+            b = self.breakers_of(caller)[t.name]
+            if self.limited_for(t) > 0:
+                parts.append(f"'{t.name}' is rate limited for {math.ceil(self.limited_for(t))} s")
+            elif b.state == "open":
                 parts.append(f"'{t.name}' is failing (circuit open, next try in {b.retry_in_s():.0f} s)")
             elif self.in_flight[t.name] >= t.max_concurrency:
                 parts.append(f"'{t.name}' is at its limit of {t.max_concurrency} concurrent requests")
@@ -201,4 +235,6 @@ class Router:
 
     def snapshot(self) -> dict:
         return {name: {**self.stats[name].snapshot(), "breaker": self.breakers[name].state,
-                       "in_flight": self.in_flight[name]} for name in self.config.tiers}
+                       "api_breaker": self.api_breakers[name].state, "in_flight": self.in_flight[name],
+                       "rate_limited_s": round(self.limited_for(self.config.tiers[name]), 1)}
+                for name in self.config.tiers}

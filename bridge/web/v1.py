@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import uuid
 
 from aiohttp import web
 
 from bridge.config import REQUEST_CLASSES
+from bridge.providers.tokens import estimate_tokens
 from bridge.reasons import Failure, Reason
 from bridge.routing.hedge import RESET, stream_turn
 from bridge.web.errors import MAX_BODY_BYTES, error
@@ -110,10 +112,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
     try:
         async for tier, ev in stream_turn(router, tiers, body["messages"], body.get("tools") or None, deadline,
                                           committed=lambda: reply.prepared, req_class=req_class,
-                                          options=options):
+                                          options=options, caller="api"):
             await reply.event(tier, ev)
             if ev.kind == "done":
-                costs.record(API_DEVICE, tier, reply.id, *reply.tokens(ev.usage, body["messages"]))
+                costs.record(API_DEVICE, tier, reply.id, *reply.tokens(ev.usage, body["messages"], body.get("tools")))
         log.info("http chat model=%s tier=%s stream=%s calls=%d total_ms=%.0f ok", model, reply.tier, stream,
                  len(reply.calls), (time.monotonic() - started) * 1000)
         return await reply.finish()
@@ -121,6 +123,12 @@ async def chat(request: web.Request) -> web.StreamResponse:
         log.warning("http chat model=%s tier=%s err=%r", model, e.tier, e.message)
         if reply.prepared:
             return await reply.fail_in_band(e.message)
+        if e.reason is Reason.RATE_LIMITED:  # the caller's client backs off as it would with the provider
+            resp = error(429, e.message, etype="rate_limit_error", code="rate_limit_exceeded")
+            resp.headers["Retry-After"] = str(max(1, math.ceil(e.retry_after_s or 1)))
+            return resp
+        if e.reason is Reason.TIER_REFUSED and e.status in (400, 413, 422):
+            return error(400, e.message)  # the provider found the caller's request invalid: say so, as a 400
         return error(_STATUS.get(e.reason, 502), e.message, etype="server_error")
 
 
@@ -138,10 +146,10 @@ class _Reply:
         self.calls: list[dict] = []
         self.finish_reason, self.usage, self.tier = None, None, None
 
-    def tokens(self, usage: dict | None, messages: list) -> tuple[int, int, bool]:
+    def tokens(self, usage: dict | None, messages: list, tools: list | None = None) -> tuple[int, int, bool]:
         ok = isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int) \
             and isinstance(usage.get("completion_tokens"), int)
-        n_in = usage["prompt_tokens"] if ok else len(json.dumps(messages)) // 4
+        n_in = usage["prompt_tokens"] if ok else estimate_tokens(messages, tools)
         n_out = usage["completion_tokens"] if ok else max(1, (sum(map(len, self.text)) + sum(
             len(c["function"]["arguments"]) for c in self.calls)) // 4)
         self.usage = {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}

@@ -180,6 +180,12 @@ class Conversation:
             return "text", text, tier
         msgs.append({"r": "asst", "t": text,
                      "calls": [{"cid": c["cid"], "tool": c["tool"], "args": c["args"]} for c in done_calls]})
+        ok = True
         for c in done_calls:
             msgs.append({"r": "tool", "cid": c["cid"], "t": c["result"]})
+            ok = ok and c["result"].startswith("ok:")
+        # One round for actions (docs/protocol.md): the model's own words next to calls that all
+        # acted and succeeded are the reply. A read, a held call or an error needs another round.
+        if ok and text.strip():
+            return "text", text, tier
         return "calls", None, tier

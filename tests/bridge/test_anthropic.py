@@ -47,7 +47,9 @@ def test_text_stream_usage_and_request_shape(fake):
     assert done.usage["prompt_tokens"] > 0 and done.usage["completion_tokens"] > 0  # OpenAI-shaped
     (req,) = fake.requests
     assert fake.paths == ["/v1/messages"]
-    assert req["system"] == "You are wisp." and req["messages"] == [
+    # the system prompt is a cache breakpoint: the stable prefix of every round
+    assert req["system"] == [{"type": "text", "text": "You are wisp.", "cache_control": {"type": "ephemeral"}}]
+    assert req["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "Turn on the porch light"}]}]
     assert req["stream"] is True and req["max_tokens"] == 1024 and req["model"] == "claude-fake"
 
@@ -62,7 +64,8 @@ def test_tool_calls_stream_as_each_block_stops(fake):
     assert fake.stream_ends[0] - first_call_at > 0.1  # the first call arrived while the second still streamed
     assert timed[-1][1].finish_reason == "tool_calls"
     assert fake.requests[0]["tools"] == [{"name": "set_light", "description": "Switch a light",
-                                          "input_schema": TOOLS[0]["function"]["parameters"]}]
+                                          "input_schema": TOOLS[0]["function"]["parameters"],
+                                          "cache_control": {"type": "ephemeral"}}]
 
 
 def test_errors_auth_cut_and_malformed(fake):

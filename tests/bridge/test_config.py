@@ -218,3 +218,16 @@ def test_new_keys_are_checked(tmp_path, text, fragment):
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text), env={})
     assert fragment in str(info.value)
+
+
+def test_a_tiers_dialect_picks_its_schema_rules(tmp_path):
+    from bridge.providers.schemas import family_for
+    path = tmp_path / "wisp.toml"
+    path.write_text('[tiers.local]\nbase_url = "http://127.0.0.1:8080/v1"\nmodel = "m"\ndialect = "llamacpp"\n'
+                    '[tiers.g]\nbase_url = "https://generativelanguage.googleapis.com/v1beta/openai"\nmodel = "g"\n'
+                    '[tiers.o]\nbase_url = "http://127.0.0.1:11434/v1"\nmodel = "o"\n')
+    tiers = load_config(path, env={}).tiers
+    assert [family_for(t.provider, t.base_url, t.dialect) for t in tiers.values()] == ["llamacpp", "gemini", "ollama"]
+    path.write_text('[tiers.local]\nbase_url = "http://127.0.0.1:8080/v1"\nmodel = "m"\ndialect = "llama"\n')
+    with pytest.raises(ConfigError, match="dialect must be one of openai, gemini, ollama, llamacpp, got 'llama'"):
+        load_config(path, env={})

@@ -1,15 +1,16 @@
-"""What the bridge offers a model must pass the providers' schema rules, for the manifests real firmware
-publishes (built by the firmware on the MicroPython unix port) for several device configs:
-- OpenAI function calling rejects an array schema without `items` (HTTP 400 "array schema missing items");
-- Gemini's OpenAI-compatible endpoint takes an OpenAPI subset: one `type` string, never a list, and
-  no empty `enum`; a tool nobody can call (its pin enum empty) must not be offered at all.
-Our fake tiers accept anything, so these rules are checked here, on every tool, for every config."""
+"""Conformance: what the bridge sends each provider family must pass that family's schema rules
+(bridge/providers/schemas.py, written down with their sources in docs/bridge.md "Providers"), for the
+manifests real firmware publishes (built on the MicroPython unix port) for several device configs, and for
+every tool of each (every family loaded). A new tool in the firmware registry is checked here the day it is
+added. Our fake tiers accept anything, so the rules are checked here, not by a fake's 400."""
 import json
 import subprocess
 
 import pytest
 
 from bridge.manifests import openai_tools
+from bridge.providers.schemas import FAMILIES, problems, translate
+from bridge.rounds.toolset import Toolset
 from tools.paths import micropypath, micropython_cmd
 
 CONFIGS = {
@@ -20,6 +21,9 @@ CONFIGS = {
                    "dimmer": {"pin": 18, "mode": "pwm"}, "battery": {"pin": 34, "mode": "adc"}},
     "no pins": {},
 }
+# the rest of a device config per case: sensors and an I2C bus bring their own tools
+EXTRA = {"every mode": {"sensors": {"room": {"type": "dht22", "pin": 15}}, "i2c": {"scl": 22, "sda": 21}}}
+_MANIFESTS: dict = {}
 _SCRIPT = ("from wisp import app\nfrom wisp.tools import manifest\ndev, _ = app.build('config.json')\n"
            "print('MANIFEST ' + ''.join(manifest.pieces(dev, 'x')))\n")
 
@@ -34,40 +38,70 @@ def firmware_manifest(tmp_path, pins, **config):
     return json.loads(line[len("MANIFEST "):])
 
 
-def schema_problems(schema, where):
-    """Every rule of the providers above that `schema` (and its sub-schemas) breaks."""
-    problems = []
-    if isinstance(schema.get("type"), list):
-        problems.append(f"{where}: list-valued type {schema['type']}")
-    if schema.get("type") == "array" and "items" not in schema:
-        problems.append(f"{where}: array without items")
-    if "enum" in schema and not schema["enum"]:
-        problems.append(f"{where}: empty enum")
-    for name, sub in (schema.get("properties") or {}).items():
-        problems += schema_problems(sub, f"{where}.{name}")
-    if isinstance(schema.get("items"), dict):
-        problems += schema_problems(schema["items"], f"{where}[]")
-    for i, alt in enumerate(schema.get("anyOf") or []):
-        problems += schema_problems(alt, f"{where}|{i}")
-    return problems
+def manifest_of(tmp_path, config):
+    if config not in _MANIFESTS:  # one MicroPython run per config for the whole module
+        _MANIFESTS[config] = firmware_manifest(tmp_path, CONFIGS[config], **EXTRA.get(config, {}))
+    return _MANIFESTS[config]
 
 
+def every_tool(manifest):
+    """What a round offers once the model has asked for every family: the whole manifest plus more_tools."""
+    toolset = Toolset(manifest, [])
+    for family in toolset.families:
+        toolset.load(json.dumps({"family": family}))
+    return toolset.tools()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_every_offered_tool_passes_the_provider_rules(tmp_path, config):
-    manifest = firmware_manifest(tmp_path, CONFIGS[config])
-    offered = openai_tools(manifest)
-    assert offered, "a device always has tools (system, memory, routines...)"
-    problems = []
-    for tool in offered:
-        fn = tool["function"]
-        assert fn["description"], f"{fn['name']} has no description"
-        assert fn["parameters"]["type"] == "object"
-        problems += schema_problems(fn["parameters"], fn["name"])
-    assert problems == []
+def test_every_tool_of_every_config_passes_each_providers_rules(tmp_path, config, family):
+    manifest = manifest_of(tmp_path, config)
+    offered = every_tool(manifest)
+    assert len(offered) == len(manifest["tools"]) + (1 if Toolset(manifest, []).families else 0)
+    sent = translate(family, offered)
+    found = [p for tool in sent for p in problems(family, tool)]
+    assert found == []
+    for tool in sent:
+        assert tool["function"]["description"], f"{tool['function']['name']} has no description"
+
+
+def test_the_default_device_is_offered_what_the_firmware_publishes_untouched_for_openai(tmp_path):
+    manifest = manifest_of(tmp_path, "default")
+    assert [p for t in openai_tools(manifest) for p in problems("openai", t)] == []
+    memory_set = next(t for t in translate("openai", openai_tools(manifest))
+                      if t["function"]["name"] == "memory_set")
+    assert "anyOf" in memory_set["function"]["parameters"]["properties"]["value"]  # OpenAI reads unions as is
+
+
+BAD = {"type": "function", "function": {"name": "bad", "description": "d", "parameters": {
+    "type": "object", "required": [], "additionalProperties": False,
+    "properties": {"steps": {"type": "array"}, "pin": {"type": "string", "enum": []},
+                   "level": {"type": "integer", "enum": [0, 1]}, "v": {"type": ["string", "null"]},
+                   "x": {"anyOf": [{"type": "string"}, {"type": "number"}]},
+                   "n": {"type": "integer", "minimum": 1, "maximum": 9, "multipleOf": 1}}}}}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_translation_repairs_what_a_family_would_refuse(family):
+    assert problems(family, BAD)  # each family refuses something in it
+    fixed = translate(family, [BAD])[0]
+    assert problems(family, fixed) == []
+    props = fixed["function"]["parameters"]["properties"]
+    assert set(props) == {"steps", "pin", "level", "v", "x", "n"}  # no argument lost
+    assert BAD["function"]["parameters"]["required"] == []  # the caller's object is not changed
+
+
+def test_gemini_and_ollama_keep_the_meaning_in_words():
+    gemini = translate("gemini", [BAD])[0]["function"]["parameters"]["properties"]
+    assert gemini["level"] == {"type": "integer", "minimum": 0, "maximum": 1, "description": "one of 0, 1"}
+    assert gemini["v"] == {"type": "string", "nullable": True}
+    assert gemini["x"] == {"type": "string", "description": "text or a number"}
+    ollama = translate("ollama", [BAD])[0]["function"]["parameters"]["properties"]
+    assert ollama["n"] == {"type": "integer", "description": "minimum 1; maximum 9"}
 
 
 def test_a_tool_this_device_cannot_use_is_not_offered(tmp_path):
-    names = {t["name"] for t in firmware_manifest(tmp_path, CONFIGS["default"])["tools"]}
+    names = {t["name"] for t in manifest_of(tmp_path, "default")["tools"]}
     assert "pwm_set" not in names and "adc_read" not in names      # no PWM or analog pin on it
     assert {"gpio_write", "gpio_read", "routine_define", "memory_set"} <= names
     every = {t["name"] for t in firmware_manifest(tmp_path, CONFIGS["every mode"])["tools"]}
@@ -78,3 +112,31 @@ def test_a_tool_this_device_cannot_use_is_not_offered(tmp_path):
     assert not i2c & names                                           # no bus configured: not offered
     bus = {t["name"] for t in firmware_manifest(tmp_path, CONFIGS["default"], i2c={"scl": 22, "sda": 21})["tools"]}
     assert i2c <= bus
+
+
+def test_a_gemini_tier_gets_free_form_objects_as_json_text_and_the_device_gets_objects(tmp_path):
+    from bridge.config import Tier
+    from tests.bridge.harness import ask, bridge_ctx, config, fake_tiers, manifest, run
+    from tests.fakes.openai_server import Reply
+
+    routine = next(t for t in manifest_of(tmp_path, "default")["tools"] if t["name"] == "routine_define")
+    step = {"tool": "gpio_write", "args": {"pin": "porch_light", "value": 1}}
+    script = iter([Reply(calls=[("routine_define", {"name": "dusk", "steps": [json.dumps(step)]})],
+                         text="Saved.")])
+    with fake_tiers(lambda req: next(script)) as (a,):
+        cfg = config([Tier("g", a.base_url, "gemini-2.5-flash", dialect="gemini")], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                m = manifest("dev1")
+                ctx.manifests.update("dev1", json.dumps({**m, "tools": m["tools"] + [routine]}).encode())
+                history = [{"r": "user", "t": "make a dusk routine"},
+                           {"r": "asst", "t": "", "calls": [{"cid": "c0", "tool": "routine_list", "args": {}}]},
+                           {"r": "tool", "cid": "c0", "t": "no routines"}]
+                return await ask(ctx, "g1", round=1, msgs=history)
+        msgs = run(go())
+    sent = next(t for t in a.requests[0]["tools"] if t["function"]["name"] == "routine_define")
+    assert sent["function"]["parameters"]["properties"]["steps"]["items"]["type"] == "string"
+    assert [p for t in a.requests[0]["tools"] for p in problems("gemini", t)] == []
+    (call,) = [c for m in msgs for c in m.get("calls", [])]
+    assert call["args"] == {"name": "dusk", "steps": [step]}  # decoded back for the device

@@ -39,6 +39,24 @@ def test_wisp_ask_goes_through_the_llm_and_sets_the_pin(stack):
     assert second["messages"][-1]["role"] == "tool" and second["messages"][-1]["content"] == "ok: porch_light=1"
 
 
+def test_an_action_with_the_models_words_is_answered_in_one_round(stack):
+    from tests.fakes.openai_server import Reply
+    saved = stack.fake.responder
+    stack.fake.responder = lambda req: Reply(text="Porch light off.",
+                                             calls=[("gpio_write", {"pin": "porch_light", "value": 0})])
+    try:
+        before = len(stack.fake.requests)
+        done = stack.wisp("ask", "dev1", "the guests have left, put out the porch lamp please", "--json")
+    finally:
+        stack.fake.responder = saved
+    reply = json.loads(done.stdout)
+    assert reply["ok"] is True and reply["text"] == "Porch light off." and reply["path"] == "llm"
+    assert stack.probe.wait_for("wisp/dev1/state/porch_light", lambda s: s == "OFF") == "OFF"
+    assert len(stack.fake.requests) - before == 1  # no second round just to say so
+    offered = {t["function"]["name"] for t in stack.fake.requests[-1]["tools"]}
+    assert "more_tools" in offered and "routine_define" not in offered  # the rest come by family
+
+
 def test_cli_prints_the_answer_for_a_person(stack):
     done = stack.wisp("ask", "dev1", LLM_ASK)
     assert done.returncode == 0

@@ -15,7 +15,8 @@ def error_body(status: int) -> dict:
 
 
 def input_tokens(req: dict) -> int:
-    return max(1, len(json.dumps([req.get("system", ""), req.get("messages", [])])) // 4)
+    from tests.fakes.openai_server import count_tokens  # one tokenizer stand-in for both fakes
+    return max(1, count_tokens([req.get("system", ""), req.get("messages", []), req.get("tools") or []]))
 
 
 def events(req: dict, reply) -> list[tuple[str, str]]:

@@ -46,6 +46,7 @@ class Reply:
     stall_ms: float = 0  # after the first chunk, stall this long
     stall_at_chunk: int = 1  # ...or before chunk n instead (e.g. after a first tool call is complete)
     ollama_style: bool = False  # all tool calls use index 0
+    retry_after: str | None = None  # Retry-After header of an error answer (429), as the provider writes it
 
 
 def _error_body(status: int) -> dict:
@@ -53,8 +54,17 @@ def _error_body(status: int) -> dict:
     return {"error": {"message": message, "type": etype, "param": None, "code": code}}
 
 
+def count_tokens(obj) -> int:
+    """A tokenizer stand-in, independent of the bridge's estimate: words, digit runs, punctuation runs and
+    underscores each count one, over the compact JSON. Like real providers, tools count as prompt."""
+    return len(_TOKEN.findall(json.dumps(obj, separators=(",", ":"), ensure_ascii=False)))
+
+
+_TOKEN = re.compile(r"[^\W\d_]+|\d+|[^\w\s]+|_")
+
+
 def _usage(req: dict, completion_tokens: int) -> dict:
-    prompt = max(1, len(json.dumps(req.get("messages", []))) // 4)  # ~4 chars per token, deterministic
+    prompt = max(1, count_tokens([req.get("messages", []), req.get("tools") or []]))
     return {"prompt_tokens": prompt, "completion_tokens": completion_tokens,
             "total_tokens": prompt + completion_tokens}
 
@@ -149,7 +159,8 @@ class FakeOpenAI:
             return web.json_response(body, status=400)
         reply = self.responder(req)
         if reply.status != 200:
-            return web.json_response(_error_body(reply.status), status=reply.status)
+            return web.json_response(_error_body(reply.status), status=reply.status,
+                                     headers={"Retry-After": reply.retry_after} if reply.retry_after else None)
         if req.get("stream"):
             return await self._stream(request, [("", c) for c in self._chunks(req, reply)], reply)
         return web.json_response(self._completion(req, reply))

@@ -73,6 +73,32 @@ async def test_tool_call_then_answer_gives_one_reply_and_sets_pin():
         raise Exception("request does not carry the manifest hash")
 
 
+async def test_actions_with_the_models_words_need_one_round():
+    dev = make_device()
+    agent = Agent(dev)
+    bridge = ScriptedBridge(dev, agent, lambda req: [
+        {"calls": [_call("gpio_write", pin="porch_light", value=1)]},
+        {"done": True, "text": "Porch light on.", "tier": "fake"}])
+    r = (await _ask(dev, agent, {"v": 1, "id": "a1b", "text": "light the porch for the guests"}))[0]
+    if not (r["ok"] and r["text"] == "Porch light on.") or len(bridge.reqs) != 1 or dev.board.levels[5] != 1:
+        raise Exception((r, bridge.reqs))
+
+
+async def test_a_read_or_a_failed_action_goes_back_to_the_model_despite_its_words():
+    for call in (_call("gpio_read", pin="door"), _call("gpio_write", pin="garage", value=1)):
+        dev = make_device()
+        agent = Agent(dev)
+
+        def script(req, call=call):
+            if req["round"] == 0:
+                return [{"calls": [call]}, {"done": True, "text": "Let me check."}]
+            return [{"done": True, "text": "after: " + req["msgs"][-1]["t"]}]
+        bridge = ScriptedBridge(dev, agent, script)
+        r = (await _ask(dev, agent, {"v": 1, "id": "a1c", "text": "door?"}))[0]
+        if not r["text"].startswith("after: ") or len(bridge.reqs) != 2:
+            raise Exception((r, bridge.reqs))
+
+
 async def test_bridge_error_becomes_a_failed_reply():
     dev = make_device()
     agent = Agent(dev)

@@ -21,26 +21,24 @@ from wisp import limits, unload
 _RESIDENT = ("gpio", "sensors")
 
 TOOLS = """
-gpio_write gpio pin:pin_out value:bit | Switch a named output pin: value 1 = on, 0 = off.
-gpio_read gpio pin:pin | Read a named pin: 1 = on/high, 0 = off/low.
-gpio_toggle gpio pin:pin_out | Flip a named output pin: on becomes off, off becomes on.
-gpio_pulse gpio pin:pin_out ms:pulse_ms | Switch a named output on for ms milliseconds, then off by itself.
-pwm_set pwm pin:pin_pwm duty_percent:percent freq?:pwm_freq | Set a named PWM output (dimmer, fan speed): duty 0-100 %, optional frequency.
-  freq Hz
-adc_read adc pin:pin_adc | Read a named analog input: raw 0-4095 and volts.
+gpio_write gpio pin:pin_out value:bit | Switch an output: 1 on, 0 off.
+gpio_read gpio pin:pin | Read a pin: 1 on/high, 0 off/low.
+gpio_toggle gpio pin:pin_out | Flip an output.
+gpio_pulse gpio pin:pin_out ms:pulse_ms | Switch an output on for ms milliseconds, then off.
+pwm_set pwm pin:pin_pwm duty_percent:percent freq?:pwm_freq | Set a PWM output (dimmer, fan speed); freq in Hz.
+adc_read adc pin:pin_adc | Read an analog input: raw 0-4095 and volts.
 i2c_scan i2c | List the addresses of devices on the I2C bus.
 i2c_read i2c addr:i2c_addr n:i2c_len reg?:byte | Read n bytes from an I2C device, from register reg if given.
 i2c_write i2c addr:i2c_addr data:bytes reg?:byte | Write bytes to an I2C device, to register reg if given.
 i2c_write_read i2c addr:i2c_addr data:bytes n:i2c_len | Write bytes, then read n bytes back without a stop in between.
-sensor_read sensors name:sensor | Read a named sensor (temperature, humidity); 'chip' is the board itself.
+sensor_read sensors name:sensor | Read a sensor (temperature, humidity); chip = the board.
 system_info system | Firmware, board, id, uptime, free heap, Wi-Fi signal, boot count.
 system_health system | Is the device healthy: free heap, uptime, Wi-Fi signal, errors.
 system_reboot system confirm:str | Reboot the device, only when the user asks for it.
   confirm the word reboot
 publish publish topic:str payload:str retain?:bool | Publish an MQTT message under this device's topics or an allowed topic.
-memory_set memory key:str value:scalar | Remember a fact across reboots (replaces the old value of key).
-  value text, number or true/false
-memory_get memory key:str | Recall a remembered fact: key=value.
+memory_set memory key:str value:scalar | Remember a fact across reboots (replaces key).
+memory_get memory key:str | Recall a fact.
 memory_delete memory key:str | Forget a remembered fact.
 memory_list memory | List remembered facts, most recent first.
 routine_define routine name:str steps:steps | Save a routine the device runs offline, e.g. steps [{"tool": "gpio_read", "args": {"pin": "door"}, "as": "door"}, {"tool": "gpio_write", "args": {"pin": "fan", "value": 1}, "if": ["door", "==", 1]}]. "as" binds the result text after its last "="; args may be "$door"; "if": [name, op, value] (== != < <= > >=), {"all": [..]}, {"any": [..]}, {"not": ..}; "continue": true goes on after an error.
@@ -53,7 +51,7 @@ schedule_add schedule spec:str name?:str routine?:str prompt?:str tz?:str missed
   missed after an outage: 'skip' (default) or 'once' = run once on return
 schedule_list schedule | List scheduled jobs with their next local run time.
 schedule_remove schedule name:str | Remove a scheduled job.
-time_now clock | Local date, time, weekday and timezone of the device.
+time_now clock | Local date, time, weekday, timezone.
 timezone_set clock tz:str | Set the device timezone.
   tz POSIX TZ, sign west of UTC: 'CET-1CEST,M3.5.0,M10.5.0/3', 'EST5EDT,M3.2.0,M11.1.0'
 """  # noqa: E501 (a description is one line, however long)

@@ -1,0 +1,206 @@
+"""One translation of tool schemas per provider family, so every request is one the provider accepts.
+
+The bridge's tools are JSON Schema (the device's manifest, or a /v1 caller's). Each family accepts a different
+part of it; the rules, with the providers' documents they come from, are in docs/bridge.md ("Providers").
+`problems(family, tool)` checks them (the conformance tests use it); `translate(family, tools)` rewrites a
+tool list so that no check fails, keeping the meaning where the family can express it and moving the rest
+into the description, where the model still reads it.
+"""
+from __future__ import annotations
+
+import json
+from urllib.parse import urlparse
+
+FAMILIES = ("openai", "anthropic", "gemini", "ollama", "llamacpp")
+
+# keywords each family's schema reader takes; anything else is dropped (Gemini, Ollama) or kept (the rest)
+_GEMINI_KEYS = {"type", "format", "description", "nullable", "enum", "items", "properties", "required",
+                "minItems", "maxItems", "minimum", "maximum", "minLength", "maxLength", "pattern",
+                "anyOf", "propertyOrdering", "default", "title"}
+_OLLAMA_KEYS = {"type", "description", "enum", "items", "properties", "required"}
+# what llama.cpp's json-schema-to-grammar cannot turn into grammar (it fails or ignores them silently)
+_LLAMACPP_DROP = {"$schema", "uniqueItems", "not", "if", "then", "else", "contains", "dependentSchemas",
+                  "patternProperties", "multipleOf"}
+_TYPE_WORDS = {"string": "text", "number": "a number", "integer": "an integer", "boolean": "true/false"}
+
+
+def family_for(provider: str, base_url: str, dialect: str | None = None) -> str:
+    """The family of a tier: its `dialect` when set, else guessed from the provider and the URL."""
+    if dialect:
+        return dialect
+    if provider == "anthropic":
+        return "anthropic"
+    host = urlparse(base_url).hostname or ""
+    port = urlparse(base_url).port
+    if host.endswith("generativelanguage.googleapis.com") or "gemini" in host:
+        return "gemini"
+    if port == 11434 or "ollama" in host:
+        return "ollama"
+    return "openai"
+
+
+# ---- the rules, as checks ------------------------------------------------------------------------------
+
+def problems(family: str, tool: dict) -> list[str]:
+    """Every rule of `family` that this OpenAI-shaped tool breaks (empty: the provider accepts it)."""
+    fn = tool.get("function") if isinstance(tool, dict) else None
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        return ["tool is not {'type': 'function', 'function': {'name': ...}}"]
+    out = []
+    name, params = fn["name"], fn.get("parameters")
+    if not (1 <= len(name) <= 64 and all(c.isalnum() or c in "_-" for c in name)):
+        out.append(f"{name}: name must be 1-64 of a-z, A-Z, 0-9, _ or -")
+    if family == "gemini" and not (name[:1].isalpha() or name[:1] == "_"):
+        out.append(f"{name}: Gemini names start with a letter or _")
+    if params is None and family == "gemini":
+        return out  # Gemini's way of saying "no parameters"
+    if not isinstance(params, dict) or params.get("type") != "object":
+        out.append(f"{name}: parameters must be an object schema")
+        return out
+    if family in ("gemini", "ollama") and params.get("required") == []:
+        out.append(f"{name}: empty required list")
+    if family == "gemini" and not params.get("properties"):
+        out.append(f"{name}: Gemini wants no parameters at all rather than an object without properties")
+    _walk(family, params, name, out, top=True)
+    return out
+
+
+def _walk(family: str, s: dict, at: str, out: list[str], top: bool = False) -> None:
+    t = s.get("type")
+    if family == "gemini" and t == "object" and not s.get("properties") and not top:
+        out.append(f"{at}: object without properties (Gemini: 'should be non-empty for OBJECT type')")
+    if family == "gemini" and t is None and "anyOf" not in s:
+        out.append(f"{at}: no type (Gemini needs one)")
+    if isinstance(t, list) and family in ("gemini", "ollama"):
+        out.append(f"{at}: list-valued type {t}")
+    if t == "array" and not isinstance(s.get("items"), dict):
+        out.append(f"{at}: array without items")
+    if "enum" in s and not s["enum"]:
+        out.append(f"{at}: empty enum")
+    if family == "gemini":
+        if "enum" in s and t != "string":
+            out.append(f"{at}: enum on a {t} (Gemini takes enums of strings only)")
+        out += [f"{at}: keyword {k!r} outside Gemini's subset" for k in s if k not in _GEMINI_KEYS]
+    if family == "ollama":
+        out += [f"{at}: keyword {k!r} Ollama drops" for k in s if k not in _OLLAMA_KEYS]
+    if family == "llamacpp":
+        out += [f"{at}: keyword {k!r} llama.cpp grammars cannot express" for k in s if k in _LLAMACPP_DROP]
+    for key, sub in (s.get("properties") or {}).items():
+        if isinstance(sub, dict):
+            _walk(family, sub, f"{at}.{key}", out)
+    if isinstance(s.get("items"), dict):
+        _walk(family, s["items"], f"{at}[]", out)
+    for i, alt in enumerate(s.get("anyOf") or ()):
+        if isinstance(alt, dict):
+            _walk(family, alt, f"{at}|{i}", out)
+
+
+# ---- the translation -----------------------------------------------------------------------------------
+
+def translate(family: str, tools: list[dict] | None) -> list[dict] | None:
+    """The tools as `family` accepts them. Never changes the caller's objects."""
+    if not tools:
+        return tools
+    out = []
+    for t in tools:
+        fn = t.get("function") if isinstance(t, dict) else None
+        if not isinstance(fn, dict):
+            out.append(t)
+            continue
+        params = fn.get("parameters")
+        params = _schema(family, params) if isinstance(params, dict) else {"type": "object", "properties": {}}
+        params.setdefault("type", "object")
+        if params.get("type") == "object":
+            params.setdefault("properties", {})
+        if family == "gemini" and not params.get("properties"):  # "can be left unset" for no parameters
+            out.append({**t, "function": {k: v for k, v in fn.items() if k != "parameters"}})
+            continue
+        out.append({**t, "function": {**fn, "parameters": params}})
+    return out
+
+
+def restore_args(family: str, tools: list[dict] | None, name: str, args: dict | None) -> dict | None:
+    """A call's arguments as the original schema means them: for Gemini, a free-form object (one without
+    properties, which Gemini cannot declare) was offered as JSON text; decode it back."""
+    if family != "gemini" or not isinstance(args, dict):
+        return args
+    fn = next((t["function"] for t in tools or () if isinstance(t, dict)
+               and isinstance(t.get("function"), dict) and t["function"].get("name") == name), None)
+    params = fn.get("parameters") if fn else None
+    return _restore(params, args) if isinstance(params, dict) else args
+
+
+def _restore(s: dict, value):
+    if _free_object(s) and isinstance(value, str):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return value  # left as it came: the device's check says what is wrong
+        return decoded if isinstance(decoded, dict) else value
+    if isinstance(value, dict) and isinstance(s.get("properties"), dict):
+        return {k: _restore(s["properties"][k], v) if isinstance(s["properties"].get(k), dict) else v
+                for k, v in value.items()}
+    if isinstance(value, list) and isinstance(s.get("items"), dict):
+        return [_restore(s["items"], v) for v in value]
+    return value
+
+
+def _free_object(s: dict) -> bool:
+    return s.get("type") == "object" and not s.get("properties")
+
+
+def _schema(family: str, s: dict, top: bool = True) -> dict:
+    s = dict(s)
+    note = []
+    if family == "gemini" and _free_object(s) and not top:
+        # Gemini cannot declare an object of any shape: it goes as JSON text, decoded back (restore_args)
+        s = {"type": "string", "description": "; ".join(filter(None, [s.get("description"), "a JSON object"]))}
+    elif family == "gemini" and "type" not in s and "anyOf" not in s and not top:
+        s["type"] = "string"  # "any value" has no Gemini form; text is the one every value can be written as
+    if s.get("type") == "array" and not isinstance(s.get("items"), dict):
+        s["items"] = {}  # OpenAI: "array schema missing items"; an empty schema means "anything"
+    if "enum" in s and not s["enum"]:
+        del s["enum"]  # nobody can fill an empty enum; providers reject it (the device still checks)
+    if "required" in s and not s["required"]:
+        del s["required"]  # bytes, and Gemini/Ollama reject or mis-read an empty list
+    if family in ("gemini", "ollama"):
+        types = s.pop("type") if isinstance(s.get("type"), list) else None
+        alts = s.pop("anyOf", None) if family == "ollama" or _simple_alts(s.get("anyOf")) else None
+        kinds = types or [a.get("type") for a in alts or () if isinstance(a, dict)]
+        if kinds:  # a union of simple types: Gemini's and Ollama's readers take one type string
+            nullable = "null" in kinds
+            kinds = [k for k in kinds if k != "null"]
+            s["type"] = kinds[0] if len(kinds) == 1 else "string"
+            if len(kinds) > 1:
+                note.append(" or ".join(_TYPE_WORDS.get(k, str(k)) for k in kinds))
+            if nullable and family == "gemini":
+                s["nullable"] = True
+    if family == "gemini" and "enum" in s and s.get("type") != "string":
+        values = s.pop("enum")
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            s["minimum"], s["maximum"] = min(values), max(values)
+        note.append("one of " + ", ".join(map(str, values)))
+    if family == "ollama":
+        for k in ("minimum", "maximum"):
+            if k in s:
+                note.append(f"{k} {s[k]}")
+    keep = _GEMINI_KEYS if family == "gemini" else _OLLAMA_KEYS if family == "ollama" else None
+    if keep is not None:
+        s = {k: v for k, v in s.items() if k in keep}
+    elif family == "llamacpp":
+        s = {k: v for k, v in s.items() if k not in _LLAMACPP_DROP}
+    if note:
+        s["description"] = "; ".join([s["description"], *note] if s.get("description") else note)
+    if isinstance(s.get("properties"), dict):
+        s["properties"] = {k: _schema(family, v, False) if isinstance(v, dict) else v
+                           for k, v in s["properties"].items()}
+    if isinstance(s.get("items"), dict):
+        s["items"] = _schema(family, s["items"], False)
+    if isinstance(s.get("anyOf"), list):
+        s["anyOf"] = [_schema(family, a, False) if isinstance(a, dict) else a for a in s["anyOf"]]
+    return s
+
+
+def _simple_alts(alts) -> bool:
+    return isinstance(alts, list) and bool(alts) and all(
+        isinstance(a, dict) and set(a) == {"type"} and isinstance(a["type"], str) for a in alts)

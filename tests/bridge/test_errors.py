@@ -1,0 +1,112 @@
+"""Errors a user can act on: a 429 is waited out as its Retry-After says (or reported with it, as a 429 on /v1),
+and /v1 callers have breakers of their own, so their failures never cut the devices off a tier."""
+import asyncio
+import time
+
+import aiohttp
+from aiohttp import test_utils
+
+from bridge.config import Tier
+from bridge.cost import CostStore
+from bridge.providers import provider_factory
+from bridge.routing.router import Router
+from bridge.web.server import make_app
+from tests.bridge.harness import PORCH_ON, ask, bridge_ctx, config, fake_tiers, run
+from tests.fakes.openai_server import Reply
+
+TOKEN = "t0ken"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+BODY = {"model": "interactive", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def scripted(*replies):
+    it = iter(replies)
+    return lambda req: next(it)
+
+
+def test_a_429_is_waited_out_as_retry_after_says_then_answered(tmp_path):
+    with fake_tiers(scripted(Reply(status=429, retry_after="1"), Reply(calls=[PORCH_ON], text="On."))) as (a,):
+        cfg = config([Tier("local", a.base_url, "m")], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                t0 = time.monotonic()
+                msgs = await ask(ctx, "r1", budget_ms=5000)
+                return msgs, time.monotonic() - t0, ctx.router.breakers["local"].failures
+        msgs, took, failures = run(go())
+    assert msgs[-1]["text"] == "On." and len(a.requests) == 2
+    assert took >= 1.0  # not asked again before the provider said
+    assert failures == 0  # a rate limit is not a sign the tier is down
+
+
+def test_a_429_longer_than_the_budget_says_when_to_ask_again(tmp_path):
+    with fake_tiers(lambda req: Reply(status=429, retry_after="30")) as (a,):
+        cfg = config([Tier("local", a.base_url, "m")], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                first = await ask(ctx, "r1")
+                second = await ask(ctx, "r2")  # the tier is known to be limited: not asked again
+                return first, second
+        first, second = run(go())
+    assert "tier 'local' is rate limited (HTTP 429: Rate limit reached for requests.)" in first[-1]["err"]
+    assert "ask again in 30 s" in first[-1]["err"]
+    assert "rate limited" in second[-1]["err"] and "ask again in" in second[-1]["err"]
+    assert len(a.requests) == 1
+
+
+def api_app(cfg):
+    """(router, http client factory) of a bridge's HTTP app over the config's tiers."""
+    async def go(check):
+        costs = CostStore(cfg.cost)
+        try:
+            async with aiohttp.ClientSession() as session:
+                router = Router(cfg, provider_factory(session))
+                app = make_app(token=TOKEN, router=router, costs=costs, fleet=None, hub=None, metrics=None)
+                async with test_utils.TestClient(test_utils.TestServer(app)) as http:
+                    return await check(router, http)
+        finally:
+            costs.close()
+    return go
+
+
+def test_v1_answers_a_providers_429_with_429_and_retry_after(tmp_path):
+    with fake_tiers(lambda req: Reply(status=429, retry_after="20")) as (a,):
+        cfg = config([Tier("premium", a.base_url, "p")], tmp_path)
+
+        async def check(router, http):
+            r = await http.post("/v1/chat/completions", json=BODY, headers=AUTH)
+            return r.status, r.headers.get("Retry-After"), await r.json()
+        status, retry_after, body = asyncio.run(api_app(cfg)(check))
+    assert status == 429 and retry_after == "20"
+    assert body["error"]["code"] == "rate_limit_exceeded" and "rate limited" in body["error"]["message"]
+
+
+def test_failing_v1_requests_cannot_open_the_breaker_devices_use(tmp_path):
+    failing = {"on": True}
+    with fake_tiers(lambda req: Reply(status=500) if failing["on"] else Reply(text="fine")) as (a,):
+        cfg = config([Tier("premium", a.base_url, "p")], tmp_path)
+
+        async def check(router, http):
+            statuses = []
+            while router.api_breakers["premium"].state != "open" and len(statuses) < 5:
+                statuses.append((await http.post("/v1/chat/completions", json=BODY, headers=AUTH)).status)
+            api, device = router.api_breakers["premium"].state, router.breakers["premium"].state
+            refused = (await http.post("/v1/chat/completions", json=BODY, headers=AUTH)).status
+            return statuses, api, device, refused
+        statuses, api, device, refused = asyncio.run(api_app(cfg)(check))
+    assert set(statuses) == {502} and api == "open" and refused == 503  # /v1 callers are cut off...
+    assert device == "closed"                                            # ...devices are not
+
+
+def test_a_bad_v1_request_the_provider_refuses_is_a_400_naming_the_tier(tmp_path):
+    with fake_tiers(lambda req: Reply(status=400)) as (a,):
+        cfg = config([Tier("premium", a.base_url, "p")], tmp_path)
+
+        async def check(router, http):
+            r = await http.post("/v1/chat/completions", json=BODY, headers=AUTH)
+            return r.status, await r.json()
+        status, body = asyncio.run(api_app(cfg)(check))
+    assert status == 400 and "tier 'premium' refused the request (HTTP 400: Invalid request.)" in \
+        body["error"]["message"]
+    assert len(a.requests) == 1  # not retried: the same request would be refused the same way
