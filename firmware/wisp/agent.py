@@ -140,6 +140,7 @@ class Agent:
             history.append({"r": "user", "t": user})
             history.append({"r": "asst", "t": answer})
         req_class = "scheduled" if source == "sched" else "interactive"
+        self.conv.llm = 2 if source == "sched" else 1  # no user to say "yes" to a scheduled prompt
         ok, answer, tier = await self.conv.run(ask_id, text, history, facts, req_class)
         if ok:
             self._remember(text, answer)

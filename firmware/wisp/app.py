@@ -105,7 +105,8 @@ def _add_state(dev, agent):
     async def fire(job):
         action = job["action"]
         if "routine" in action:  # offline, no LLM
-            result = await dev.routines.run(action["routine"], trigger="schedule")
+            # a job the LLM added acts for the LLM, with no one there to say "yes"
+            result = await dev.routines.run(action["routine"], "schedule", 2 if job.get("llm") else 0)
             await dev.event("schedule", "%s: %s" % (job["name"], result))
         else:
             agent.submit(action["prompt"], "sched")

@@ -61,7 +61,7 @@ class Conversation:
         self._want = None            # (ask id, round) whose llm/res we are waiting for
         self._res = []               # llm/res messages for _want, in arrival order
         self._res_ev = asyncio.Event()
-        self._confirming = any(p.confirm for p in dev.pins.values())  # pins are fixed at boot
+        self.llm = 1  # the origin of this ask's tool calls (tools.run): 2 when no user waits on it
 
     def on_res(self, msg):
         """Called by the MQTT reader with a decoded llm/res; never blocks."""
@@ -158,12 +158,9 @@ class Conversation:
         if index >= limits.MAX_CALLS_PER_ROUND:
             result = "Error: more than %d tool calls in one round; this one was not run" % limits.MAX_CALLS_PER_ROUND
         else:
-            result = None
-            if self._confirming:  # only then load the module: most devices have no confirm pin
-                from wisp import confirm
-                result = confirm.hold(self.dev, call.get("tool"), call.get("args"))  # held until the user's "yes"
-            if result is None:
-                result = await tools.run(self.dev, call.get("tool"), call.get("args"))
+            # the LLM made this call: confirm pins wait for the user's "yes" (wisp/confirm.py),
+            # or are refused when no user is in this ask (a scheduled prompt)
+            result = await tools.run(self.dev, call.get("tool"), call.get("args"), self.llm)
         log("tool " + describe(call, result))
         return {"cid": cid, "tool": call.get("tool"), "args": call.get("args"), "result": result}
 
