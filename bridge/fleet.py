@@ -203,7 +203,7 @@ class Fleet:
         msg = {"v": 1, "id": cmd_id, "tool": tool, "args": args}
         key = self._keys.get(device_id)
         if key:  # a provisioned device obeys only signed commands, fresh ones (docs/security.md)
-            msg["ts"] = int(time.time())
+            msg["ts"] = round(time.time(), 3)  # ms: a burst in one second stays in order
         return await self._request(device_id, protocol.CMD, protocol.CMD_RES, msg, timeout_s, key)
 
     async def set_pin(self, device_id: str, name: str, value: str, timeout_s: float):

@@ -26,7 +26,8 @@ def command(host, port, dev_id, tool, args, key=None, timeout_s=30.0, login=None
     """Run one tool on the device with no LLM; signed with the device's key when one is given
     (a provisioned device refuses unsigned commands). Returns the cmd/res dict."""
     cmd_id = secrets.token_hex(4)
-    msg = {"v": 1, "id": cmd_id, "tool": tool, "args": args, "ts": int(time.time())}
+    # ts in ms: a burst within one second stays in order for the device's replay floor
+    msg = {"v": 1, "id": cmd_id, "tool": tool, "args": args, "ts": round(time.time(), 3)}
     if key:
         from bridge.signing import sign_message
         payload = sign_message(key, msg)

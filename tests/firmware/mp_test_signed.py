@@ -113,3 +113,55 @@ async def test_a_malformed_key_refuses_everything_and_unsigned_mode_accepts_plai
     res = await _cmd_results(dev, [json.dumps({"id": "c", "tool": "gpio_read", "args": {"pin": "door"}}).encode()])
     if res != [{"v": 1, "id": "c", "ok": True, "result": "door=1"}]:
         raise Exception(res)
+
+
+async def _run_cmds(cmds, dev, payloads):
+    """Send each command and wait for its cmd/res; the results, in order."""
+    out = []
+    for p in payloads:
+        before = len(dev.link.on("wisp/t1/cmd/res"))
+        cmds.on_cmd(p)
+        for _ in range(400):
+            if len(dev.link.on("wisp/t1/cmd/res")) > before:
+                break
+            await asyncio.sleep_ms(1)
+        out.append(dev.link.on("wisp/t1/cmd/res")[-1])
+    return out
+
+
+def _read(i, ts):
+    return _signed({"v": 1, "id": "r%d" % i, "tool": "gpio_read", "args": {"pin": "fan"}, "ts": ts})
+
+
+async def test_a_signed_command_is_never_run_twice_after_many_newer_ones():
+    from wisp import limits
+    dev = _device(key=KEY_HEX)
+    cmds = Commands(dev)
+    now = int(time.time())
+    first = _read(0, now - 60)
+    newer = [_read(i, now - 50 + i * 0.5) for i in range(1, limits.CMD_SEEN_MAX + 8)]  # senders send ms
+    res = await _run_cmds(cmds, dev, [first] + newer + [first])
+    if not all(r["ok"] for r in res[:-1]):
+        raise Exception([r["result"] for r in res if not r["ok"]])
+    if res[-1]["ok"] or "replay" not in res[-1]["result"]:
+        raise Exception("replayed after %d newer commands: %r" % (len(newer), res[-1]))
+
+
+async def test_a_signed_command_is_not_run_again_after_a_restart():
+    dev = _device(key=KEY_HEX)
+    now = int(time.time())
+    cmd = _read(1, now)
+    if not (await _run_cmds(Commands(dev), dev, [cmd]))[0]["ok"]:
+        raise Exception("the first run was refused")
+    again = await _run_cmds(Commands(dev), dev, [cmd])  # a new Commands: what a reboot leaves (flash)
+    if again[0]["ok"] or "restart" not in again[0]["result"]:
+        raise Exception("replayed after a restart: %r" % again[0])
+
+
+async def test_a_command_dated_beyond_the_small_future_skew_is_refused():
+    from wisp import limits
+    dev = _device(key=KEY_HEX)
+    now = int(time.time())
+    res = await _run_cmds(Commands(dev), dev, [_read(1, now + limits.CMD_FUTURE_S + 60), _read(2, now + 2)])
+    if res[0]["ok"] or "ahead" not in res[0]["result"] or not res[1]["ok"]:
+        raise Exception([r["result"] for r in res])
