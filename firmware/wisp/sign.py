@@ -42,6 +42,12 @@ def sign(key, text):
     return text[:-1] + _HEAD + mac + b'"}'
 
 
+def bind(text):
+    """What ties a signed answer to the one request it answers: the first 8 bytes of the
+    request text's SHA-256, as hex (bridge/signing.py request_bind is the other half)."""
+    return binascii.hexlify(hashlib.sha256(text).digest()[:8]).decode()
+
+
 def _same(a, b):
     # compare every byte, so the time taken does not tell an attacker how much was right
     if len(a) != len(b):

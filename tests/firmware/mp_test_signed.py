@@ -71,10 +71,17 @@ async def test_llm_answers_must_be_signed_to_act():
 
     def bridge(topic, payload):
         if topic.endswith("/llm/req"):
-            req = json.loads(payload)
+            text = sign.verify(KEY, payload.encode())  # the device signs its requests too
+            if text is None:
+                raise Exception("unsigned llm/req: %r" % payload)
+            req = json.loads(text)
             sent.append(req)
-            base = {"v": 1, "id": req["id"], "round": req["round"]}
+            base = {"v": 1, "id": req["id"], "round": req["round"], "req": sign.bind(text)}
             if req["round"] == 0:
+                # signed by the bridge but bound to another request text under this id (an attacker's
+                # request answered by the bridge): must not run
+                agent.on_llm_res(_signed(dict(base, seq=0, req=sign.bind(b"{}"), calls=[
+                    {"cid": "w", "tool": "gpio_write", "args": {"pin": "porch_light", "value": 1}}])))
                 # first an unsigned call (must not run), then a forged one, then the signed one
                 agent.on_llm_res(json.dumps(dict(base, seq=0, calls=[{"cid": "x", "tool": "gpio_write",
                                                                         "args": {"pin": "porch_light", "value": 1}}])))
