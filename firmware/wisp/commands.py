@@ -50,12 +50,12 @@ class Commands:
         if not isinstance(cmd.get("tool"), str):
             return cmd_id, None, None, "Error: command needs 'tool' (a tool name)"
         if signed:
-            err = self._fresh(cmd_id, cmd.get("ts"))
+            err = self.fresh(cmd_id, cmd.get("ts"))
             if err:
                 return cmd_id, None, None, err
         return cmd_id, cmd["tool"], cmd.get("args"), None
 
-    def _fresh(self, cmd_id, ts):
+    def fresh(self, cmd_id, ts):
         """Replay protection for signed commands: a "ts" within its window of the device clock, above
         the floor, and an id not seen in the window. What falls out of the bounded memory raises the
         floor; the floor is kept on flash, so a restart forgets nothing that could be replayed."""

@@ -80,8 +80,13 @@ def unseal(dev, payload, what):
         return None
     body = verify(dev.key, payload) if dev.key is not None else None
     if body is None:
-        dev.refused += 1
-        if rarely(dev.refused):  # a forger cannot flood the log
-            log("error: unsigned or forged %s refused (%d so far)" % (what, dev.refused))
-        dev.spawn(dev.event("refused", "unsigned or forged %s refused" % what), "event")
+        refuse(dev, "unsigned or forged " + what)
     return body
+
+
+def refuse(dev, what):
+    """Count, log rarely (a forger cannot flood the log) and report an instruction not obeyed."""
+    dev.refused += 1
+    if rarely(dev.refused):
+        log("error: %s refused (%d so far)" % (what, dev.refused))
+    dev.spawn(dev.event("refused", what + " refused"), "event")

@@ -172,3 +172,61 @@ async def test_a_command_dated_beyond_the_small_future_skew_is_refused():
     res = await _run_cmds(Commands(dev), dev, [_read(1, now + limits.CMD_FUTURE_S + 60), _read(2, now + 2)])
     if res[0]["ok"] or "ahead" not in res[0]["result"] or not res[1]["ok"]:
         raise Exception([r["result"] for r in res])
+
+
+async def _wait(check):
+    for _ in range(400):
+        if check():
+            return True
+        await asyncio.sleep_ms(1)
+    return False
+
+
+async def test_a_signed_only_device_obeys_no_unsigned_topic():
+    from wisp.app import _router
+    dev = _device(key=KEY_HEX, signed="only")
+    agent = Agent(dev)
+    cmds = Commands(dev)
+    agent.fresh = cmds.fresh
+    on_message = _router(dev, agent, cmds, "homeassistant/status")
+    task = asyncio.create_task(agent.run())
+    # Home Assistant's set/ cannot be signed: refused, reported
+    on_message("wisp/t1/set/fan", b"ON", 2)
+    if not await _wait(lambda: dev.link.on("wisp/t1/event")) or dev.board.levels[18] != 0:
+        raise Exception("unsigned set/fan switched the fan on a signed-only device")
+    if dev.link.on("wisp/t1/event")[-1]["text"] != "unsigned set/fan refused":
+        raise Exception(dev.link.on("wisp/t1/event"))
+    # an unsigned ask (the fast path would switch the fan) is refused with a reply
+    on_message("wisp/t1/ask", json.dumps({"id": "u1", "text": "turn on the fan"}).encode(), 0)
+    await _wait(lambda: dev.link.on("wisp/t1/reply"))
+    r = dev.link.on("wisp/t1/reply")[-1]
+    if r["ok"] or r["id"] != "u1" or "must be signed" not in r["text"] or dev.board.levels[18] != 0:
+        raise Exception(r)
+    # the owner's signed ask acts; the same ask replayed does not
+    signed = _signed({"v": 1, "id": "s1", "text": "turn on the fan", "ts": time.time()})
+    on_message("wisp/t1/ask", signed, 0)
+    await _wait(lambda: len(dev.link.on("wisp/t1/reply")) > 1)
+    if not dev.link.on("wisp/t1/reply")[-1]["ok"] or dev.board.levels[18] != 1:
+        raise Exception(dev.link.on("wisp/t1/reply")[-1])
+    await tools_off(dev)
+    on_message("wisp/t1/ask", signed, 0)
+    await _wait(lambda: len(dev.link.on("wisp/t1/reply")) > 2)
+    task.cancel()
+    r = dev.link.on("wisp/t1/reply")[-1]
+    if r["ok"] or "replay" not in r["text"] or dev.board.levels[18] != 0:
+        raise Exception(r)
+
+
+async def tools_off(dev):
+    from wisp import tools
+    await tools.run(dev, "gpio_write", {"pin": "fan", "value": 0})
+
+
+async def test_a_signed_device_still_takes_home_assistants_set():
+    from wisp.app import _router
+    dev = _device(key=KEY_HEX)
+    agent = Agent(dev)
+    cmds = Commands(dev)
+    _router(dev, agent, cmds, "homeassistant/status")("wisp/t1/set/fan", b"ON", 2)
+    if not await _wait(lambda: dev.board.levels[18] == 1):
+        raise Exception("set/fan was not obeyed in the default signed mode")
