@@ -56,6 +56,8 @@ MISSED_GRACE_S = const(120)        # a run this much later than planned counts a
 MAX_PULSE_MS = const(10000)          # longest gpio_pulse; the off is scheduled, never slept
 MAX_ON_S = const(86400)              # largest max_on_s a pin may configure
 MAX_MIN_INTERVAL_MS = const(3600000)  # largest min_interval_ms a pin may configure
+OUT_MIN_INTERVAL_MS = const(1000)    # an "out" pin's min_interval_ms unless config sets one (0 = none): relay wear
+MAX_RUN_SWITCHES = const(16)         # pin changes one routine run may make, nested routines included
 MAX_ALIASES = const(4)               # other names one pin may be called by
 MAX_ALIAS_LEN = const(32)            # characters of one alias
 PWM_FREQ_MIN = const(1)              # Hz, for config and pwm_set

@@ -5,6 +5,7 @@
 import asyncio
 
 from wisp import NAME_CHARS, limits, store, tools, unload
+from wisp.pins import NamedPin
 
 STORE_NAME = "routines"
 _NUMBER_CHARS = "0123456789+-.eE"
@@ -202,14 +203,14 @@ class Routines:
         """Run a routine; one short summary line ("ok: ..." or "Error: ..."). Never raises.
         llm: the chain that runs it began with the LLM (tools.run)."""
         try:
-            summary = await self._run(name, 1, llm)
+            summary = await self._run(name, 1, llm, NamedPin.changes)
         except Exception as e:  # a hand-edited store must not take the loop down
             summary = "Error: routine '%s' failed: %r" % (name, e)
         if trigger != "tool":
             self.log("routine %s (%s): %s" % (name, trigger, summary))
         return summary
 
-    async def _step(self, step, bound, depth, llm, tainted):
+    async def _step(self, step, bound, depth, llm, tainted, first):
         """Run one step whose condition holds; the value it binds (None without "as"). Raises ValueError
         with the reason when it fails (a tool's "Error: ..." included). tainted: bound names whose
         value is a fact the LLM wrote; a step using one acts for the LLM."""
@@ -220,7 +221,7 @@ class Routines:
                 llm = 2
         tool = step["tool"]
         if tool == "routine_run":  # nested directly, so the depth and origin travel with the call
-            result = tools.check(self.dev, tool, args)[1] or await self._run(args["name"], depth + 1, llm)
+            result = tools.check(self.dev, tool, args)[1] or await self._run(args["name"], depth + 1, llm, first)
         else:
             result = await tools.run(self.dev, tool, args, llm)
         if tool == "memory_get" and "as" in step and self.dev.memory.by_llm(args.get("key")):
@@ -234,7 +235,8 @@ class Routines:
         except ValueError as e:
             raise ValueError("%s in %r" % (e, result))
 
-    async def _run(self, name, depth, llm=0):
+    async def _run(self, name, depth, llm, first):
+        """first: NamedPin.changes when the outermost run began; the whole run may add MAX_RUN_SWITCHES."""
         steps = self._routines.get(name)
         if not llm and name in self._llm:
             llm = 2  # the LLM wrote it; who runs it cannot vouch for what it does
@@ -245,12 +247,15 @@ class Routines:
         bound, order, ran, skipped, failed, tainted = {}, [], 0, 0, 0, set()  # order: names as first bound
         for i, step in enumerate(steps):
             await asyncio.sleep_ms(0)  # one step at a time: MQTT, the scheduler and asks keep running
+            if NamedPin.changes - first >= limits.MAX_RUN_SWITCHES:  # nested routines fan out: relay wear
+                return "Error: routine '%s' stopped at step %d: %d pin changes in one run is the limit" % (
+                    name, i + 1, limits.MAX_RUN_SWITCHES)
             try:
                 if "if" in step and not _holds(step["if"], bound):
                     skipped += 1
                     continue
                 ran += 1
-                value = await self._step(step, bound, depth, llm, tainted)
+                value = await self._step(step, bound, depth, llm, tainted, first)
             except ValueError as e:
                 if step.get("continue") is True:
                     failed += 1

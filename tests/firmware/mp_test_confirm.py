@@ -6,7 +6,7 @@ from fakeboard import make_device
 
 from wisp.agent import Agent
 
-PINS = {"heater": {"pin": 19, "mode": "out", "confirm": True}, "fan": {"pin": 18, "mode": "out"}}
+PINS = {"heater": {"pin": 19, "mode": "out", "confirm": True, "min_interval_ms": 0}, "fan": {"pin": 18, "mode": "out"}}
 
 
 def _device():
