@@ -151,6 +151,8 @@ class Conversation:
             remaining = time.ticks_diff(deadline, now)
             if remaining <= 0:
                 self._want = None
+                for c in done_calls:  # the reply must say what already ran (the bridge died mid-round)
+                    actions.append(describe(c, c["result"]))
                 return "err", "Error: no answer from the bridge within %d s (is a bridge running?)" % (
                     limits.ROUND_TIMEOUT_MS // 1000), None
             if not self._res:
