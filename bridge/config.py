@@ -54,6 +54,7 @@ _TIER_KEYS = {"provider": str, "base_url": str, "model": str, "api_key_env": str
 _HTTP_KEYS = {"host": str, "port": int, "token": str, "enabled": bool}
 _COST_KEYS = {"db": str, "daily_budget_usd": NonNegative, "devices": dict}
 _ROUTING_KEYS = {"hedge": bool, "max_attempts": int, "repair_turns": int}
+_SECRET_KEYS = ("password", "token")  # a wrong value is still a secret: errors name its type, never the value
 
 
 class ConfigError(Exception):
@@ -241,7 +242,8 @@ def _check(table: dict, allowed: dict[str, type], where: str) -> None:
         if not ok:
             kind = {NonNegative: "a number >= 0", float: "a positive number", str: "a string",
                     int: "an integer", bool: "true or false", dict: "a table"}[want]
-            raise ConfigError(f"{where}: {key} must be {kind}, got {value!r}")
+            shown = f"a value of type {type(value).__name__} (not shown)" if key in _SECRET_KEYS else repr(value)
+            raise ConfigError(f"{where}: {key} must be {kind}, got {shown}")
 
 
 def _apply_broker(cfg: BridgeConfig, table: dict, where: str) -> None:

@@ -218,3 +218,13 @@ def test_new_keys_are_checked(tmp_path, text, fragment):
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text), env={})
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[broker]\npassword = 31415926535897932", "password must be a string, got a value of type int (not shown)"),
+    ("[http]\ntoken = 27182818284590452", "token must be a string, got a value of type int (not shown)"),
+])
+def test_a_mistyped_secret_is_an_error_that_does_not_show_it(tmp_path, text, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={})
+    assert fragment in str(info.value) and text.split("= ")[1] not in str(info.value)
