@@ -73,3 +73,19 @@ def test_the_bridge_answers_only_requests_the_device_signed_and_binds_its_answer
     msgs = [json.loads(verify(key, m)) for m in sent]
     assert msgs[0]["calls"][0]["args"] == PORCH_ON[1]
     assert {m["req"] for m in msgs} == {hashlib.sha256(text).hexdigest()[:16]}
+
+
+def test_a_provisioned_fleet_caches_and_serves_only_its_own_devices():
+    """Phantom ids cost nothing where the fleet is known: their manifests are not cached and their
+    requests are not answered (the cache bound of an open fleet: test_translate.py)."""
+    from bridge.app import Bridge
+    from bridge.config import BridgeConfig
+    from tests.bridge.harness import manifest
+
+    bridge = Bridge(BridgeConfig(signing_keys={"dev1": bytes(32)}))
+    for dev in ["dev1"] + [f"ghost{i}" for i in range(100)]:
+        bridge._dispatch(f"wisp/{dev}/manifest", json.dumps(manifest(dev)).encode())
+    assert bridge.manifests.get("dev1") is not None
+    assert all(bridge.manifests.get(f"ghost{i}") is None for i in range(100))
+    bridge._dispatch("wisp/ghost1/llm/req", b'{"v":1,"id":"g.1","round":0,"msgs":[]}')  # no task, no queue
+    assert not bridge._tasks and not bridge._queue
