@@ -228,3 +228,11 @@ def test_a_mistyped_secret_is_an_error_that_does_not_show_it(tmp_path, text, fra
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text), env={})
     assert fragment in str(info.value) and text.split("= ")[1] not in str(info.value)
+
+
+def test_every_device_has_a_daily_budget_unless_lifted(tmp_path):
+    from bridge.config import DEFAULT_DAILY_BUDGET_USD
+    assert DEFAULT_DAILY_BUDGET_USD > 0
+    assert load_config(write(tmp_path, "[broker]\nhost = \"h\""), env={}).cost.budget_for("any-id") == \
+        DEFAULT_DAILY_BUDGET_USD
+    assert load_config(write(tmp_path, "[cost]\ndaily_budget_usd = 0"), env={}).cost.budget_for("any-id") == 0
