@@ -210,7 +210,7 @@ class Fleet:
         msg = {"v": 1, "id": req_id, "text": text}
         key = self._keys.get(device_id)
         if key:  # a signed-only device takes signed, fresh asks only; others ignore the signature
-            msg["ts"] = round(time.time(), 3)
+            msg["ts"] = int(time.time())
         return await self._request(device_id, protocol.ASK, protocol.REPLY, msg, timeout_s, key)
 
     async def cmd(self, device_id: str, tool: str, args: dict, timeout_s: float, read: bool = False) -> dict:
@@ -219,7 +219,7 @@ class Fleet:
         msg = {"v": 1, "id": cmd_id, "tool": tool, "args": args}
         key = self._keys.get(device_id)
         if key:  # a provisioned device obeys only signed commands, fresh ones (docs/security.md)
-            msg["ts"] = round(time.time(), 3)  # ms: a burst in one second stays in order
+            msg["ts"] = int(time.time())  # whole seconds: an ESP32's floats are single precision
         return await self._request(device_id, protocol.CMD, protocol.CMD_RES, msg, timeout_s, key)
 
     async def set_pin(self, device_id: str, name: str, value: str, timeout_s: float):

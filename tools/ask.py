@@ -22,7 +22,7 @@ def ask(host, port, dev_id, text, timeout_s=120.0, login=None, progress=None, ke
     msg = {"v": 1, "id": ask_id, "text": text}
     if key:
         from bridge.signing import sign_message
-        msg["ts"] = round(time.time(), 3)
+        msg["ts"] = int(time.time())
         payload = sign_message(key, msg)
     else:
         payload = json.dumps(msg).encode()
@@ -33,8 +33,8 @@ def command(host, port, dev_id, tool, args, key=None, timeout_s=30.0, login=None
     """Run one tool on the device with no LLM; signed with the device's key when one is given
     (a provisioned device refuses unsigned commands). Returns the cmd/res dict."""
     cmd_id = secrets.token_hex(4)
-    # ts in ms: a burst within one second stays in order for the device's replay floor
-    msg = {"v": 1, "id": cmd_id, "tool": tool, "args": args, "ts": round(time.time(), 3)}
+    # ts in whole seconds: an ESP32's floats are single precision, 1.7e9 s to within ~2 minutes
+    msg = {"v": 1, "id": cmd_id, "tool": tool, "args": args, "ts": int(time.time())}
     if key:
         from bridge.signing import sign_message
         payload = sign_message(key, msg)
