@@ -36,7 +36,7 @@ async def _later(agent, msg):
 async def _ask(dev, agent, ask_id, text):
     before = len(dev.link.on("wisp/t1/reply"))
     agent.on_ask(json.dumps({"id": ask_id, "text": text}))
-    for _ in range(200):
+    for _ in range(2000):  # up to ~10 s on a busy machine; done as soon as it replies
         await asyncio.sleep_ms(5)
         if len(dev.link.on("wisp/t1/reply")) > before:
             break
