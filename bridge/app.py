@@ -106,6 +106,8 @@ class Bridge:
             return
         device_id, rest = parsed
         kind = "/".join(rest)
+        if self.config.signing_keys and device_id not in self.config.signing_keys:
+            return  # a provisioned fleet is known: another id costs no cache, no tokens (docs/security.md)
         if kind == protocol.MANIFEST:
             self.manifests.update(device_id, payload)
             if self.fleet:

@@ -28,6 +28,9 @@ DIALECTS = ("openai", "gemini", "ollama", "llamacpp")  # schema rules an OpenAI-
 PROVIDERS = ("openai", "anthropic")  # wire formats: OpenAI-compatible chat completions, Anthropic messages
 DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT = "127.0.0.1", 8787
 COST_DB_NAME = ".wisp/cost.db"  # under the config file's directory, else the working directory
+# A device's paid spend per UTC day unless [cost] says otherwise: a runaway or a hostile
+# client on one device id cannot run up an unbounded bill. 0 = no limit.
+DEFAULT_DAILY_BUDGET_USD = 1.0
 
 # Environment shortcuts: tier name -> (key variable, base URL variable, default URL, model variable, default model)
 _ENV_TIERS = {
@@ -53,6 +56,7 @@ _TIER_KEYS = {"provider": str, "base_url": str, "model": str, "api_key_env": str
 _HTTP_KEYS = {"host": str, "port": int, "token": str, "enabled": bool}
 _COST_KEYS = {"db": str, "daily_budget_usd": NonNegative, "devices": dict}
 _ROUTING_KEYS = {"hedge": bool, "max_attempts": int, "repair_turns": int}
+_SECRET_KEYS = ("password", "token")  # a wrong value is still a secret: errors name its type, never the value
 
 
 class ConfigError(Exception):
@@ -97,7 +101,7 @@ class HttpConfig:
 @dataclass
 class CostConfig:
     db: str = COST_DB_NAME
-    daily_budget_usd: float = 0.0  # per device and UTC day; 0 = no limit
+    daily_budget_usd: float = DEFAULT_DAILY_BUDGET_USD  # per device and UTC day; 0 = no limit
     devices: dict[str, float] = field(default_factory=dict)  # per-device overrides of daily_budget_usd
 
     def budget_for(self, device_id: str) -> float:
@@ -190,7 +194,7 @@ def _apply_cost(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, st
             raise ConfigError(f"{at} devices.{dev} must be a number >= 0 (USD per day), got {usd!r}")
     base = Path(where).parent if where != "environment" else Path(".")
     db = env.get("WISP_COST_DB") or table.get("db") or str(base / COST_DB_NAME)
-    budget = table.get("daily_budget_usd", 0.0)
+    budget = table.get("daily_budget_usd", DEFAULT_DAILY_BUDGET_USD)
     if env.get("WISP_DAILY_BUDGET_USD"):
         try:
             budget = float(env["WISP_DAILY_BUDGET_USD"])
@@ -241,7 +245,8 @@ def _check(table: dict, allowed: dict[str, type], where: str) -> None:
         if not ok:
             kind = {NonNegative: "a number >= 0", float: "a positive number", str: "a string",
                     int: "an integer", bool: "true or false", dict: "a table"}[want]
-            raise ConfigError(f"{where}: {key} must be {kind}, got {value!r}")
+            shown = f"a value of type {type(value).__name__} (not shown)" if key in _SECRET_KEYS else repr(value)
+            raise ConfigError(f"{where}: {key} must be {kind}, got {shown}")
 
 
 def _apply_broker(cfg: BridgeConfig, table: dict, where: str) -> None:

@@ -38,6 +38,19 @@ class UnknownDevice(Exception):
     """Nothing was ever published for this id."""
 
 
+class PinRefused(Exception):
+    """The device refused the signed command a pin change became (its policy, a confirm pin)."""
+
+
+def _pin_call(name: str, value: str) -> tuple[str, dict]:
+    """The tool call that does what set/<name> <value> would (value as rest.set_pin checked it)."""
+    if value in ("ON", "OFF"):
+        return "gpio_write", {"pin": name, "value": 1 if value == "ON" else 0}
+    if value == "TOGGLE":
+        return "gpio_toggle", {"pin": name}
+    return "pwm_set", {"pin": name, "duty_percent": int(value)}
+
+
 class TooBusy(Exception):
     """MAX_WAITING API requests already wait for devices."""
 
@@ -195,7 +208,10 @@ class Fleet:
         """Publish an ask and wait for its reply; asyncio.TimeoutError if none comes in time."""
         req_id = _new_id("ask")
         msg = {"v": 1, "id": req_id, "text": text}
-        return await self._request(device_id, protocol.ASK, protocol.REPLY, msg, timeout_s)
+        key = self._keys.get(device_id)
+        if key:  # a signed-only device takes signed, fresh asks only; others ignore the signature
+            msg["ts"] = int(time.time())
+        return await self._request(device_id, protocol.ASK, protocol.REPLY, msg, timeout_s, key)
 
     async def cmd(self, device_id: str, tool: str, args: dict, timeout_s: float, read: bool = False) -> dict:
         """Run one tool on the device. read=True: a listing the dashboard refreshes, kept out of the events."""
@@ -203,7 +219,7 @@ class Fleet:
         msg = {"v": 1, "id": cmd_id, "tool": tool, "args": args}
         key = self._keys.get(device_id)
         if key:  # a provisioned device obeys only signed commands, fresh ones (docs/security.md)
-            msg["ts"] = int(time.time())
+            msg["ts"] = int(time.time())  # whole seconds: an ESP32's floats are single precision
         return await self._request(device_id, protocol.CMD, protocol.CMD_RES, msg, timeout_s, key)
 
     async def set_pin(self, device_id: str, name: str, value: str, timeout_s: float):
@@ -214,7 +230,14 @@ class Fleet:
         waiters = self._state_waiters.setdefault((device_id, name), [])
         waiters.append(fut)
         try:
-            self._publish(protocol.topic(device_id, protocol.SET, name), value.encode(), qos=1)
+            key = self._keys.get(device_id)
+            if key:  # a signed-only device refuses set/ (docs/security.md): send it a signed command instead
+                tool, args = _pin_call(name, value)
+                res = await self.cmd(device_id, tool, args, timeout_s)
+                if not res.get("ok"):
+                    raise PinRefused(str(res.get("result")))
+            else:
+                self._publish(protocol.topic(device_id, protocol.SET, name), value.encode(), qos=1)
             return await asyncio.wait_for(fut, timeout_s)
         finally:
             if fut in waiters:

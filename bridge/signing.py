@@ -22,6 +22,12 @@ def sign_message(key: bytes, msg: dict) -> bytes:
     return sign_text(key, json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode())
 
 
+def request_bind(text: bytes) -> str:
+    """What a signed answer carries as "req": the first 8 bytes of the SHA-256 of the signed request
+    text, in hex. The device accepts answers only for the exact request it sent (wisp/sign.py bind)."""
+    return hashlib.sha256(text).hexdigest()[:16]
+
+
 def verify(key: bytes, payload: bytes) -> bytes | None:
     if len(payload) <= SUFFIX_LEN + 2:
         return None

@@ -13,12 +13,19 @@ class AskError(Exception):
     pass
 
 
-def ask(host, port, dev_id, text, timeout_s=120.0, login=None, progress=None):
+def ask(host, port, dev_id, text, timeout_s=120.0, login=None, progress=None, key=None):
     """Publish an ask and wait for the reply with the same id. Returns the reply dict.
     progress(text), when given, hears what the ask is waiting for: the device, the model (the
-    device's llm/req of each round carries the ask's id), the tool calls the model made."""
+    device's llm/req of each round carries the ask's id), the tool calls the model made.
+    key: sign the ask (a signed-only device takes nothing else; others ignore the signature)."""
     ask_id = secrets.token_hex(4)
-    payload = json.dumps({"v": 1, "id": ask_id, "text": text}).encode()
+    msg = {"v": 1, "id": ask_id, "text": text}
+    if key:
+        from bridge.signing import sign_message
+        msg["ts"] = int(time.time())
+        payload = sign_message(key, msg)
+    else:
+        payload = json.dumps(msg).encode()
     return _request(host, port, dev_id, protocol.ASK, payload, protocol.REPLY, ask_id, timeout_s, login, progress)
 
 
@@ -26,6 +33,7 @@ def command(host, port, dev_id, tool, args, key=None, timeout_s=30.0, login=None
     """Run one tool on the device with no LLM; signed with the device's key when one is given
     (a provisioned device refuses unsigned commands). Returns the cmd/res dict."""
     cmd_id = secrets.token_hex(4)
+    # ts in whole seconds: an ESP32's floats are single precision, 1.7e9 s to within ~2 minutes
     msg = {"v": 1, "id": cmd_id, "tool": tool, "args": args, "ts": int(time.time())}
     if key:
         from bridge.signing import sign_message

@@ -67,11 +67,12 @@ def connection(args):
 
 def cmd_ask(args):
     from tools.ask import AskError, ask
+    from tools.keys import device_key
     host, port, login = connection(args)
     status = StatusLine(sys.stderr)
     try:
         reply = ask(host, port, args.device, args.text, timeout_s=args.timeout, login=login,
-                    progress=status.show if status.live else None)
+                    progress=status.show if status.live else None, key=device_key(args.device, fleet_flag(args)))
     except AskError as e:
         status.clear()
         print(f"wisp: {e}", file=sys.stderr)

@@ -67,8 +67,8 @@ def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firm
     if config is not None:
         text = config if isinstance(config, str) else json.dumps(config, indent=1)
         json.loads(text)  # refuse to ship a config the device cannot parse
-        (dest / "config.json").write_text(text)
-        os.chmod(dest / "config.json", 0o600)  # it may hold Wi-Fi and broker passwords
+        from tools.private import write_private
+        write_private(dest / "config.json", text)  # 0600 from the first byte: Wi-Fi and broker passwords
         files.append("config.json")
     return Stage(dest, files, mpy_bytes, source_bytes)
 

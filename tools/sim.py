@@ -7,11 +7,13 @@ from pathlib import Path
 
 from tools.paths import FIRMWARE, REPO, RUN_DIR, micropython_cmd
 
-# The pins a new simulated device gets; any ESP32 board could be wired like this.
+# The pins a new simulated device gets; any ESP32 board could be wired like this. Simulated
+# relays do not wear out, so they switch as fast as asked (a board's outputs default to resting
+# OUT_MIN_INTERVAL_MS between switches, docs/config.md).
 DEFAULT_PINS = {
-    "porch_light": {"pin": 5, "mode": "out", "aliases": ["porch lamp"]},
-    "fan": {"pin": 18, "mode": "out"},
-    "heater": {"pin": 19, "mode": "out"},
+    "porch_light": {"pin": 5, "mode": "out", "aliases": ["porch lamp"], "min_interval_ms": 0},
+    "fan": {"pin": 18, "mode": "out", "min_interval_ms": 0},
+    "heater": {"pin": 19, "mode": "out", "min_interval_ms": 0},
     "door": {"pin": 4, "mode": "in", "pull": "up", "device_class": "door"},  # "is the door open?"
 }
 

@@ -24,9 +24,11 @@ class Answer:
     received: monotonic time the llm/req arrived, from which the outcome's timings count."""
 
     def __init__(self, publish: Callable[[str, dict | bytes], None], device_id: str, req_id: str,
-                 round_: int | None, key: bytes | None = None, received: float | None = None):
+                 round_: int | None, key: bytes | None = None, received: float | None = None,
+                 bind: str | None = None):
         self._publish = publish
         self._key = key
+        self._bind = bind  # signed devices: the request's hash, so the answer fits that request only
         self.device_id = device_id
         self.topic = protocol.topic(device_id, protocol.LLM_RES)
         self.req_id, self.round = req_id, round_
@@ -43,6 +45,8 @@ class Answer:
 
     def _send(self, body: dict, trim: str | None = None) -> None:
         msg = {"v": 1, "id": self.req_id, "round": self.round, "seq": self.seq, **body}
+        if self._bind:
+            msg["req"] = self._bind
         if self.tier:
             msg["tier"] = self.tier
         msg = _fit(msg, trim) if trim else msg

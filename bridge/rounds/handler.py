@@ -22,6 +22,7 @@ from bridge.rounds.outcome import Outcome
 from bridge.rounds.request import check, read
 from bridge.rounds.round import Spend, run_round
 from bridge.routing.router import Router
+from bridge.signing import request_bind, verify
 
 log = logging.getLogger("wisp.bridge.rounds.handler")
 
@@ -36,19 +37,44 @@ class HandlerContext:
     dedupe: Dedupe
     on_outcome: list[Callable[[Outcome], None]] = field(default_factory=list)  # metrics, dashboard events
 
-    def answer(self, device_id: str, req_id: str, round_: int | None, received: float | None) -> Answer:
-        return Answer(self.publish, device_id, req_id, round_, self.config.signing_keys.get(device_id), received)
+    refused: int = 0  # llm/req refused as unsigned, forged or from an unknown device
+
+    def answer(self, device_id: str, req_id: str, round_: int | None, received: float | None,
+               bind: str | None = None) -> Answer:
+        return Answer(self.publish, device_id, req_id, round_, self.config.signing_keys.get(device_id), received,
+                      bind)
+
+    def authentic(self, device_id: str, payload: bytes) -> tuple[bytes, str | None] | None:
+        """(the request text, its bind) if this bridge may answer it, else None (logged, not answered).
+        With signing keys the fleet is known: only its devices are served, and only requests signed
+        with the device's own key, so a broker login alone obtains no signed answers (docs/security.md)."""
+        keys = self.config.signing_keys
+        if not keys:
+            return payload, None
+        key = keys.get(device_id)
+        text = verify(key, payload) if key else None
+        if text is None:
+            self.refused += 1
+            if self.refused & (self.refused - 1) == 0:  # 1, 2, 4, 8...: a flood cannot flood the log
+                log.warning("device=%s llm/req refused: %s (%d refused so far)", device_id,
+                            "unsigned or forged" if key else "not a device of this fleet", self.refused)
+            return None
+        return text, request_bind(text)
 
 
 async def handle_llm_request(device_id: str, payload: bytes, ctx: HandlerContext,
                              received: float | None = None) -> None:
     """received: monotonic time the message arrived (now if not given); the outcome's timings count from it."""
+    opened = ctx.authentic(device_id, payload)
+    if opened is None:
+        return
+    payload, bind = opened
     env = read(payload)
     if env.req_id is None:
         log.warning("device=%s llm/req dropped (no usable id to answer): %s", device_id, env.problem)
         return
     key = (device_id, env.req_id, env.round)
-    answer = ctx.answer(device_id, env.req_id, env.round, received)
+    answer = ctx.answer(device_id, env.req_id, env.round, received, bind)
     seen = ctx.dedupe.begin(key)
     if seen is Seen.RUNNING:
         log.info("llm/req device=%s id=%s round=%s duplicate of a running request: ignored",
@@ -101,11 +127,15 @@ async def handle_llm_request(device_id: str, payload: bytes, ctx: HandlerContext
 def refuse_llm_request(device_id: str, payload: bytes, ctx: HandlerContext, failure: Failure,
                        received: float | None = None) -> None:
     """Answer a request we will not work on (busy, shutting down) with its one `done`, without a task."""
+    opened = ctx.authentic(device_id, payload)
+    if opened is None:
+        return
+    payload, bind = opened
     env = read(payload)
     if env.req_id is None:
         log.warning("device=%s llm/req dropped (%s; no usable id to answer)", device_id, failure.message)
         return
-    answer = ctx.answer(device_id, env.req_id, env.round, received)
+    answer = ctx.answer(device_id, env.req_id, env.round, received, bind)
     answer.fail(failure)
     _report(ctx, answer.outcome(env.class_label))
     log.warning("llm/req device=%s id=%s round=%s refused: %s", device_id, show_id(env.req_id), env.round,

@@ -130,6 +130,8 @@ async def _wait(coro, device_id: str, timeout: float, what: str):
         raise BadRequest(409, f"device {device_id} is offline; it cannot answer until it reconnects") from None
     except fl.TooBusy as e:
         raise BadRequest(429, str(e)) from None
+    except fl.PinRefused as e:
+        raise BadRequest(409, f"device {device_id} refused: {e}") from None
     except TimeoutError:
         raise BadRequest(504, f"no {what} from device {device_id} within {timeout:g} s") from None
 

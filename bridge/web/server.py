@@ -18,6 +18,12 @@ from bridge.web.routes import ROUTES
 
 log = logging.getLogger("wisp.bridge.http")
 
+# A connection with no request in progress is closed this long after it opened or after its last
+# response: headers sent slowly or never, and idle keep-alive, cannot hold sockets (and file
+# descriptors) for long. Counted from the connection's start, not reset by incoming bytes, so
+# trickling a header a byte at a time does not keep it open either.
+IDLE_TIMEOUT_S = 15.0
+
 
 def make_app(*, token: str, router: Router, costs: CostStore, fleet: Fleet, hub: EventHub,
              metrics: Metrics) -> web.Application:
@@ -29,9 +35,11 @@ def make_app(*, token: str, router: Router, costs: CostStore, fleet: Fleet, hub:
     return app
 
 
-async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
+async def start(app: web.Application, host: str, port: int,
+                idle_timeout_s: float = IDLE_TIMEOUT_S) -> tuple[web.AppRunner, str]:
     """Serve app on host:port (0: any free port); returns the runner (cleanup() stops it) and the base URL."""
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0,
+                           keepalive_timeout=idle_timeout_s)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     url = f"http://{host}:{runner.addresses[0][1]}"

@@ -58,7 +58,15 @@ class Agent:
 
     # ---- entry points: quick, never block ------------------------------------------------
     def on_ask(self, payload):
-        """An ask from MQTT; the reply goes to wisp/<id>/reply."""
+        """An ask from MQTT; the reply goes to wisp/<id>/reply. A signed-only device takes only asks
+        signed with its key, fresh ones (their "ts" and id pass the commands' replay check)."""
+        if self.dev.signed == "only" and payload is not None:
+            payload, err = self._signed_ask(payload)
+            if err:
+                self.replies += 1
+                self.dev.outbox.answer("reply", self._reply(parse_message(payload, "", "")[1], False, err, "error",
+                                                            time.ticks_ms()))
+                return
         ask_id, text, err = parse_ask(payload)
         if err:
             log("ask refused: " + err)
@@ -66,6 +74,15 @@ class Agent:
             self.dev.outbox.answer("reply", self._reply(ask_id, False, err, "error", time.ticks_ms()))
             return
         self.submit(text, "mqtt", ask_id)
+
+    def _signed_ask(self, payload):
+        """(the signed ask text, or the payload when refused; error text or None)."""
+        from wisp import sign
+        body = sign.unseal(self.dev, payload, "ask")
+        if body is None:
+            return payload, "Error: ask refused: it must be signed with this device's key"
+        msg, msg_id, err = parse_message(body, "ask", "")
+        return body, err or self.fresh(msg_id, msg.get("ts"))
 
     def on_llm_res(self, payload):
         if self.dev.signed:  # the bridge signs what the device acts on
@@ -147,6 +164,7 @@ class Agent:
             history.append({"r": "user", "t": user})
             history.append({"r": "asst", "t": answer})
         req_class = "scheduled" if source == "sched" else "interactive"
+        self.conv.llm = 2 if source == "sched" else 1  # no user to say "yes" to a scheduled prompt
         ok, answer, tier = await self.conv.run(ask_id, text, history, facts, req_class)
         if ok:
             self._remember(text, answer)

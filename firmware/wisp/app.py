@@ -53,7 +53,11 @@ def _router(dev, agent, commands, ha_status):
         elif sub == "cmd":
             commands.on_cmd(payload)
         elif sub.startswith("set/"):
-            dev.spawn(_ha().on_set(dev, sub[4:], payload), sub)
+            if dev.signed == "only":  # Home Assistant cannot sign: signed-only devices take signed cmd
+                from wisp import sign
+                sign.refuse(dev, "unsigned " + sub)
+            else:
+                dev.spawn(_ha().on_set(dev, sub[4:], payload), sub)
         elif sub == "log/get":
             from wisp import logfeed
             dev.spawn(logfeed.send(dev, wlog.RING_SIZE, ring=True), sub)
@@ -69,6 +73,7 @@ def build(config_path=config.DEFAULT_PATH):
     dev = Device(cfg, board, pins_mod.setup(cfg.get("pins", {}), board, log))
     agent = Agent(dev)
     commands = Commands(dev)
+    agent.fresh = commands.fresh  # signed-only asks share the commands' replay memory
     _add_state(dev, agent)
     broker = cfg["broker"]
     ha_status = _ha_status_topic(dev)
@@ -105,7 +110,8 @@ def _add_state(dev, agent):
     async def fire(job):
         action = job["action"]
         if "routine" in action:  # offline, no LLM
-            result = await dev.routines.run(action["routine"], trigger="schedule")
+            # a job the LLM added acts for the LLM, with no one there to say "yes"
+            result = await dev.routines.run(action["routine"], "schedule", 2 if job.get("llm") else 0)
             await dev.event("schedule", "%s: %s" % (job["name"], result))
         else:
             agent.submit(action["prompt"], "sched")

@@ -3,6 +3,7 @@
 # foreign messages are ignored. The device's own caps on LLM calls per hour and day live here.
 import asyncio
 import binascii
+import json
 import os
 import time
 
@@ -59,14 +60,17 @@ class Conversation:
         self.budget = CallBudget(per_hour=_positive(cfg.get("llm_per_hour"), limits.LLM_CALLS_PER_HOUR),
                                  per_day=_positive(cfg.get("llm_per_day"), limits.LLM_CALLS_PER_DAY))
         self._want = None            # (ask id, round) whose llm/res we are waiting for
+        self._bind = None            # signed devices: the hash of that request every answer must carry
         self._res = []               # llm/res messages for _want, in arrival order
         self._res_ev = asyncio.Event()
-        self._confirming = any(p.confirm for p in dev.pins.values())  # pins are fixed at boot
+        self.llm = 1  # the origin of this ask's tool calls (tools.run): 2 when no user waits on it
 
     def on_res(self, msg):
         """Called by the MQTT reader with a decoded llm/res; never blocks."""
         if self._want is None or msg.get("id") != self._want[0] or msg.get("round") != self._want[1]:
             return  # stale, duplicate or foreign answer
+        if self._bind is not None and msg.get("req") != self._bind:
+            return  # signed, but for another request text under this id: not our answer
         if len(self._res) >= _MAX_HELD:
             log("llm/res dropped: too many unprocessed messages")
             return
@@ -108,7 +112,15 @@ class Conversation:
                "budget_ms": limits.ROUND_TIMEOUT_MS, "hash": self.dev.manifest_hash}
         if facts:
             req["facts"] = facts
-        if not await self.dev.publish_json("llm/req", req, wait_ms=limits.OFFLINE_WAIT_MS):
+        req = json.dumps(req)
+        if self.dev.signed and self.dev.key is not None:
+            # the bridge answers only requests signed with this device's key, and binds its
+            # signed answers to this exact text, so no one else can obtain answers for us
+            from wisp import sign
+            req = req.encode()
+            self._bind = sign.bind(req)
+            req = sign.sign(self.dev.key, req)
+        if not await self.dev.link.publish(self.dev.topic("llm/req"), req, False, 1, limits.OFFLINE_WAIT_MS):
             return "err", "Error: the cloud is unreachable (no broker connection); try again later", None
         start = time.ticks_ms()
         deadline = time.ticks_add(start, limits.ROUND_TIMEOUT_MS)
@@ -135,10 +147,12 @@ class Conversation:
                 # subscribed. Send it again with the same id; a live bridge ignores the duplicate.
                 resent = True
                 log("llm/req %s round %d unanswered; sending again" % (ask_id, rnd))
-                await self.dev.publish_json("llm/req", req, wait_ms=0)
+                await self.dev.link.publish(self.dev.topic("llm/req"), req, False, 1, 0)
             remaining = time.ticks_diff(deadline, now)
             if remaining <= 0:
                 self._want = None
+                for c in done_calls:  # the reply must say what already ran (the bridge died mid-round)
+                    actions.append(describe(c, c["result"]))
                 return "err", "Error: no answer from the bridge within %d s (is a bridge running?)" % (
                     limits.ROUND_TIMEOUT_MS // 1000), None
             if not self._res:
@@ -158,12 +172,9 @@ class Conversation:
         if index >= limits.MAX_CALLS_PER_ROUND:
             result = "Error: more than %d tool calls in one round; this one was not run" % limits.MAX_CALLS_PER_ROUND
         else:
-            result = None
-            if self._confirming:  # only then load the module: most devices have no confirm pin
-                from wisp import confirm
-                result = confirm.hold(self.dev, call.get("tool"), call.get("args"))  # held until the user's "yes"
-            if result is None:
-                result = await tools.run(self.dev, call.get("tool"), call.get("args"))
+            # the LLM made this call: confirm pins wait for the user's "yes" (wisp/confirm.py),
+            # or are refused when no user is in this ask (a scheduled prompt)
+            result = await tools.run(self.dev, call.get("tool"), call.get("args"), self.llm)
         log("tool " + describe(call, result))
         return {"cid": cid, "tool": call.get("tool"), "args": call.get("args"), "result": result}
 

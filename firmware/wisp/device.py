@@ -25,9 +25,10 @@ def _count_boot():
 
 
 def _signing(config):
-    """(key bytes or None, whether instructions must be signed). A provisioned key turns signing
-    on unless config says "signed": false; a malformed key refuses everything rather than
-    silently accepting unsigned instructions."""
+    """(key bytes or None, the mode): False (unsigned), True (llm/res and cmd must be signed) or
+    "only" (asks must be signed too and set/ is refused: nothing unsigned acts; docs/security.md).
+    A provisioned key turns signing on unless config says "signed": false; a malformed key refuses
+    everything rather than silently accepting unsigned instructions."""
     text = config.get("key")
     if text is None:
         return None, False
@@ -36,7 +37,8 @@ def _signing(config):
     if key is None:
         log("config error: key must be hex (64 characters from `wisp provision`); signed instructions "
             "cannot be checked, so every llm/res and cmd will be refused")
-    return key, config.get("signed", True) is not False
+    mode = config.get("signed", True)
+    return key, "only" if mode == "only" else mode is not False
 
 
 class Device:

@@ -64,6 +64,8 @@ class Memory:
         self._values = {}
         self._order = []  # keys, least recently set/used first: the prompt takes from the end
         doc = store.load(STORE_NAME, None, log)
+        llm = doc.get("llm") if isinstance(doc, dict) else None
+        self._llm = set(llm) if isinstance(llm, list) else set()  # keys the LLM wrote (wisp/confirm.py)
         pairs = doc.get("facts") if isinstance(doc, dict) else None
         if doc is not None:
             err = check_pairs(pairs)
@@ -96,19 +98,24 @@ class Memory:
     def _save(self, old):
         """Write the facts; when flash refuses, put back `old` (values, order) and raise ValueError."""
         try:
-            store.save(STORE_NAME, {"v": 1, "facts": self.pairs()})
+            store.save(STORE_NAME, {"v": 1, "facts": self.pairs(), "llm": [k for k in self._llm if k in self._values]})
         except OSError as e:
             self._values, self._order = old  # keep RAM and flash in agreement
             raise ValueError("could not save to flash (%s)" % e)
 
-    def set(self, key, value):
-        """Store a fact; raises ValueError with a readable reason when it cannot."""
+    def set(self, key, value, llm=0):
+        """Store a fact; raises ValueError with a readable reason when it cannot. llm: the LLM
+        wrote it, so a routine step acting on it acts for the LLM."""
         err = check_key(key) or check_value(value) or self._room(key, value)
         if err:
             raise ValueError(err)
         old = dict(self._values), list(self._order)
         self._put(key, value)
+        (self._llm.add if llm else self._llm.discard)(key)
         self._save(old)
+
+    def by_llm(self, key):
+        return key in self._llm
 
     def get(self, key):
         """The value, or None. A read counts as use (prompt order) but is not saved: no flash wear."""

@@ -33,7 +33,8 @@ class NamedPin:
 
     def __init__(self, name, num, mode, hw, spec, log):
         self.name, self.num, self.mode, self.hw, self.log = name, num, mode, hw, log
-        self.min_interval_ms = spec.get("min_interval_ms", 0)
+        # relays wear out: an output switches on again only after this long (config may say 0)
+        self.min_interval_ms = spec.get("min_interval_ms", limits.OUT_MIN_INTERVAL_MS if mode == "out" else 0)
         self.max_on_ms = int(spec.get("max_on_s", 0) * 1000)
         self.freq = spec.get("freq", limits.PWM_DEFAULT_FREQ)
         self.confirm = spec.get("confirm", False)  # the LLM may switch it on only after the user's "yes"
@@ -109,6 +110,8 @@ class NamedPin:
         """handler(level) on edges of an input pin (soft IRQ on ESP32, polled on the sim)."""
         board.irq(self.hw, handler, trigger)
 
+    changes = 0  # level changes of all pins: a routine run counts its own (wisp/routines.py)
+
     def _apply(self, level):
         if self.mode == "pwm":
             self.duty = level
@@ -116,6 +119,7 @@ class NamedPin:
         else:
             self.hw.value(1 if level else 0)
         self._changed = time.ticks_ms()
+        NamedPin.changes += 1
 
     def _disarm(self):
         if self._off_task:

@@ -5,6 +5,7 @@
 import asyncio
 
 from wisp import NAME_CHARS, limits, store, tools, unload
+from wisp.pins import NamedPin
 
 STORE_NAME = "routines"
 _NUMBER_CHARS = "0123456789+-.eE"
@@ -127,6 +128,8 @@ class Routines:
         doc = store.load(STORE_NAME, None, log)
         saved = doc.get("routines") if isinstance(doc, dict) else None
         self._routines = {}
+        llm = doc.get("llm") if isinstance(doc, dict) else None
+        self._llm = set(llm) if isinstance(llm, list) else set()  # names the LLM defined (confirm.py)
         if not isinstance(saved, dict):
             if doc is not None:
                 log("routines error: %s.json holds no routines object; starting empty" % STORE_NAME)
@@ -139,13 +142,15 @@ class Routines:
 
     def _save(self, old):
         try:
-            store.save(STORE_NAME, {"v": 1, "routines": self._routines})
+            store.save(STORE_NAME, {"v": 1, "routines": self._routines,
+                                    "llm": [n for n in self._llm if n in self._routines]})
         except OSError as e:
             self._routines = old  # keep RAM and flash in agreement
             raise ValueError("could not save to flash (%s)" % e)
 
-    def define(self, name, steps):
-        """Store (or replace) a routine; raises ValueError with the reason if it is not valid."""
+    def define(self, name, steps, llm=0):
+        """Store (or replace) a routine; raises ValueError with the reason if it is not valid.
+        llm: the LLM defined it, so whoever runs it, its actions count as the LLM's."""
         from wisp import routine_check
         err = routine_check.check_routine(self.dev, name, steps)
         if not err and name not in self._routines and len(self._routines) >= limits.MAX_ROUTINES:
@@ -158,7 +163,13 @@ class Routines:
         if err:
             raise ValueError(err)
         old, self._routines = self._routines, merged
-        self._save(old)
+        old_llm = set(self._llm)
+        (self._llm.add if llm else self._llm.discard)(name)
+        try:
+            self._save(old)
+        except ValueError:
+            self._llm = old_llm
+            raise
 
     def replace(self, routines):
         """Swap in a whole set {name: steps} (restore); raises ValueError, changing nothing, if invalid."""
@@ -188,27 +199,33 @@ class Routines:
         self._save(old)
         return True
 
-    async def run(self, name, trigger="tool"):
-        """Run a routine; one short summary line ("ok: ..." or "Error: ..."). Never raises."""
+    async def run(self, name, trigger="tool", llm=0):
+        """Run a routine; one short summary line ("ok: ..." or "Error: ..."). Never raises.
+        llm: the chain that runs it began with the LLM (tools.run)."""
         try:
-            summary = await self._run(name, 1)
+            summary = await self._run(name, 1, llm, NamedPin.changes)
         except Exception as e:  # a hand-edited store must not take the loop down
             summary = "Error: routine '%s' failed: %r" % (name, e)
         if trigger != "tool":
             self.log("routine %s (%s): %s" % (name, trigger, summary))
         return summary
 
-    async def _step(self, step, bound, depth):
+    async def _step(self, step, bound, depth, llm, tainted, first):
         """Run one step whose condition holds; the value it binds (None without "as"). Raises ValueError
-        with the reason when it fails (a tool's "Error: ..." included)."""
+        with the reason when it fails (a tool's "Error: ..." included). tainted: bound names whose
+        value is a fact the LLM wrote; a step using one acts for the LLM."""
         args = {}
         for k, v in step.get("args", {}).items():
             args[k] = _resolve(v, bound)
+            if not llm and _ref(v) in tainted:
+                llm = 2
         tool = step["tool"]
-        if tool == "routine_run":  # nested directly, so the depth travels with the call
-            result = tools.check(self.dev, tool, args)[1] or await self._run(args["name"], depth + 1)
+        if tool == "routine_run":  # nested directly, so the depth and origin travel with the call
+            result = tools.check(self.dev, tool, args)[1] or await self._run(args["name"], depth + 1, llm, first)
         else:
-            result = await tools.run(self.dev, tool, args)
+            result = await tools.run(self.dev, tool, args, llm)
+        if tool == "memory_get" and "as" in step and self.dev.memory.by_llm(args.get("key")):
+            tainted.add(step["as"])
         if result.startswith("Error"):
             raise ValueError(result[7:] if result.startswith("Error: ") else result)
         if "as" not in step:
@@ -218,21 +235,27 @@ class Routines:
         except ValueError as e:
             raise ValueError("%s in %r" % (e, result))
 
-    async def _run(self, name, depth):
+    async def _run(self, name, depth, llm, first):
+        """first: NamedPin.changes when the outermost run began; the whole run may add MAX_RUN_SWITCHES."""
         steps = self._routines.get(name)
+        if not llm and name in self._llm:
+            llm = 2  # the LLM wrote it; who runs it cannot vouch for what it does
         if steps is None:
             return "Error: no routine '%s'; routines: %s" % (name, ", ".join(self.list()) or "none")
         if depth > limits.MAX_ROUTINE_DEPTH:
             return "Error: routines nested deeper than %d levels" % limits.MAX_ROUTINE_DEPTH
-        bound, order, ran, skipped, failed = {}, [], 0, 0, 0  # order: names as first bound
+        bound, order, ran, skipped, failed, tainted = {}, [], 0, 0, 0, set()  # order: names as first bound
         for i, step in enumerate(steps):
             await asyncio.sleep_ms(0)  # one step at a time: MQTT, the scheduler and asks keep running
+            if NamedPin.changes - first >= limits.MAX_RUN_SWITCHES:  # nested routines fan out: relay wear
+                return "Error: routine '%s' stopped at step %d: %d pin changes in one run is the limit" % (
+                    name, i + 1, limits.MAX_RUN_SWITCHES)
             try:
                 if "if" in step and not _holds(step["if"], bound):
                     skipped += 1
                     continue
                 ran += 1
-                value = await self._step(step, bound, depth)
+                value = await self._step(step, bound, depth, llm, tainted, first)
             except ValueError as e:
                 if step.get("continue") is True:
                     failed += 1

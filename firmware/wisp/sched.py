@@ -89,8 +89,9 @@ class Scheduler:
     def jobs(self):
         return [dict(j) for j in sorted(self._jobs, key=lambda j: j["next"])]
 
-    def add(self, spec, action, name=None, tz=None, missed="skip"):
-        """Store a job and return a copy of it; raises ValueError with a readable message."""
+    def add(self, spec, action, name=None, tz=None, missed="skip", llm=0):
+        """Store a job and return a copy of it; raises ValueError with a readable message.
+        llm: the LLM added it, so its runs act for the LLM (wisp/confirm.py)."""
         from wisp import civil, cron, nextrun
         from wisp import tz as posix_tz
         now = self.now()
@@ -106,6 +107,8 @@ class Scheduler:
         job = {"name": name, "spec": spec.strip(), "action": dict(action), "missed": missed}
         if tz:
             job["tz"] = tz
+        if llm:
+            job["llm"] = 1
         nxt = nextrun.first(p, self._zone(job), now)
         if nxt is None:
             if p[cron.KIND] == cron.AT:

@@ -42,6 +42,12 @@ def sign(key, text):
     return text[:-1] + _HEAD + mac + b'"}'
 
 
+def bind(text):
+    """What ties a signed answer to the one request it answers: the first 8 bytes of the
+    request text's SHA-256, as hex (bridge/signing.py request_bind is the other half)."""
+    return binascii.hexlify(hashlib.sha256(text).digest()[:8]).decode()
+
+
 def _same(a, b):
     # compare every byte, so the time taken does not tell an attacker how much was right
     if len(a) != len(b):
@@ -74,8 +80,13 @@ def unseal(dev, payload, what):
         return None
     body = verify(dev.key, payload) if dev.key is not None else None
     if body is None:
-        dev.refused += 1
-        if rarely(dev.refused):  # a forger cannot flood the log
-            log("error: unsigned or forged %s refused (%d so far)" % (what, dev.refused))
-        dev.spawn(dev.event("refused", "unsigned or forged %s refused" % what), "event")
+        refuse(dev, "unsigned or forged " + what)
     return body
+
+
+def refuse(dev, what):
+    """Count, log rarely (a forger cannot flood the log) and report an instruction not obeyed."""
+    dev.refused += 1
+    if rarely(dev.refused):
+        log("error: %s refused (%d so far)" % (what, dev.refused))
+    dev.spawn(dev.event("refused", what + " refused"), "event")

@@ -231,3 +231,21 @@ def test_a_tiers_dialect_picks_its_schema_rules(tmp_path):
     path.write_text('[tiers.local]\nbase_url = "http://127.0.0.1:8080/v1"\nmodel = "m"\ndialect = "llama"\n')
     with pytest.raises(ConfigError, match="dialect must be one of openai, gemini, ollama, llamacpp, got 'llama'"):
         load_config(path, env={})
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[broker]\npassword = 31415926535897932", "password must be a string, got a value of type int (not shown)"),
+    ("[http]\ntoken = 27182818284590452", "token must be a string, got a value of type int (not shown)"),
+])
+def test_a_mistyped_secret_is_an_error_that_does_not_show_it(tmp_path, text, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env={})
+    assert fragment in str(info.value) and text.split("= ")[1] not in str(info.value)
+
+
+def test_every_device_has_a_daily_budget_unless_lifted(tmp_path):
+    from bridge.config import DEFAULT_DAILY_BUDGET_USD
+    assert DEFAULT_DAILY_BUDGET_USD > 0
+    assert load_config(write(tmp_path, "[broker]\nhost = \"h\""), env={}).cost.budget_for("any-id") == \
+        DEFAULT_DAILY_BUDGET_USD
+    assert load_config(write(tmp_path, "[cost]\ndaily_budget_usd = 0"), env={}).cost.budget_for("any-id") == 0

@@ -18,7 +18,8 @@ from tools import broker as brokers
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TOKEN = "dash-token-5f3a9c"
-PINS = {"porch_light": {"pin": 5, "mode": "out"}, "door": {"pin": 4, "mode": "in", "pull": "up"}}
+# porch_light switches back on right after Home Assistant switched it off: no relay rest (min_interval_ms)
+PINS = {"porch_light": {"pin": 5, "mode": "out", "min_interval_ms": 0}, "door": {"pin": 4, "mode": "in", "pull": "up"}}
 WAIT_S = 8
 
 

@@ -38,6 +38,8 @@ def test_secure_run_keeps_the_tools_and_refuses_strangers(tmp_path):
         res = rest(run.dashboard_url(), token, "/api/devices/dev1/cmd", {"tool": "gpio_write",
                                                                          "args": {"pin": "heater", "value": 1}})
         assert res["ok"] and res["result"] == "ok: heater=1", res       # the bridge signed it
+        res = rest(run.dashboard_url(), token, "/api/devices/dev1/pins/porch_light", {"state": "ON"})
+        assert res == {"name": "porch_light", "state": "ON"}            # a signed command, not set/
         anon = subprocess.run(["mosquitto_pub", "-p", str(port), "-t", "wisp/dev1/cmd", "-m",
                                '{"v":1,"id":"x","tool":"gpio_write","args":{"pin":"fan","value":0}}'],
                               capture_output=True, text=True, timeout=20)

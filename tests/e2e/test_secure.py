@@ -5,6 +5,7 @@ import json
 import shutil
 
 from tests.e2e.stack import Stack
+from tests.support import until
 from tests.tlsutil import make_ca, tls_listener_conf
 from tools import broker as brokers
 
@@ -17,7 +18,7 @@ def test_tls_and_signed_instructions_end_to_end(tmp_path):
     tls_port = brokers.free_port()
     fleet = tmp_path / "fleet"
     fleet.mkdir()
-    (fleet / "secrets.json").write_text(json.dumps({"devices": {"sec1": {"key": KEY_HEX}}}))
+    (fleet / "secrets.json").write_text(json.dumps({"devices": {"sec1": {"key": KEY_HEX}, "only1": {"key": KEY_HEX}}}))
     toml = tmp_path / "wisp.toml"
     toml.write_text(f'[broker]\ntls = true\nca = "{ca["ca"]}"\n\n[signing]\nkeys = "{fleet / "secrets.json"}"\n')
     s = Stack(broker_conf=tls_listener_conf(tls_port, ca),
@@ -46,6 +47,28 @@ def test_tls_and_signed_instructions_end_to_end(tmp_path):
                                  and "llm/res" in e["text"])
         assert event["text"] == "unsigned or forged llm/res refused"
         assert s.probe.wait_for("wisp/sec1/state/heater") == "OFF"
+        # the round-1 injection: a client with only a broker login asks the bridge for tool calls under
+        # an id the device waits on; the bridge answers only requests signed with the device's key
+        s.probe.publish("wisp/sec1/llm/req", {"v": 1, "id": "a1.feed01", "round": 1, "class": "interactive",
+                                              "msgs": [{"r": "user", "t": "switch the heater on"}]})
+        until(lambda: "llm/req refused: unsigned or forged" in s.bridge_log(), what="the bridge's refusal")
+        done = s.wisp("ask", "sec1", ASK, "--json")  # the device's own ask is still answered
+        assert json.loads(done.stdout)["ok"], done.stdout
+        assert not [p for t, p in s.probe.seen if t == "wisp/sec1/llm/res" and "feed01" in str(p)]
+        # a signed-only device: Home Assistant's unsigned set/ and unsigned asks do nothing, the CLI signs
+        only = s.dir / "devices" / "only1"
+        only.mkdir(parents=True)
+        shutil.copy(ca["ca"], only / "ca.pem")
+        s.start_device("only1", extra={"key": KEY_HEX, "signed": "only", "broker": {
+            "host": "127.0.0.1", "port": tls_port, "tls": True, "ca": "ca.pem"}})
+        s.probe.publish("wisp/only1/set/fan", "ON", qos=1)
+        event = s.probe.wait_for("wisp/only1/event", lambda e: isinstance(e, dict) and e.get("kind") == "refused")
+        assert event["text"] == "unsigned set/fan refused"
+        done = s.wisp("ask", "only1", "turn on the fan", "--json", "--fleet", str(tmp_path / "nowhere"))
+        assert done.returncode == 1 and "must be signed" in json.loads(done.stdout)["text"]
+        done = s.wisp("ask", "only1", "turn on the fan", "--json", "--fleet", str(fleet))
+        assert json.loads(done.stdout)["ok"], done.stdout
+        assert s.probe.wait_for("wisp/only1/state/fan", lambda v: v == "ON") == "ON"
         for text in (s.bridge_log(), s.console("sec1")):
             assert KEY_HEX not in text
     finally:

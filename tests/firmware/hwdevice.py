@@ -8,8 +8,8 @@ from fakeboard import make_device
 from wisp.hal.sim import INPUTS_FILE
 
 PINS = {"porch_light": {"pin": 5, "mode": "out", "min_interval_ms": 300},
-        "heater": {"pin": 19, "mode": "out", "max_on_s": 0.3},
-        "relay": {"pin": 18, "mode": "out"},
+        "heater": {"pin": 19, "mode": "out", "max_on_s": 0.3, "min_interval_ms": 0},
+        "relay": {"pin": 18, "mode": "out", "min_interval_ms": 0},  # 0: no OUT_MIN_INTERVAL_MS, for quick tests
         "dimmer": {"pin": 25, "mode": "pwm", "freq": 1000},
         "soil": {"pin": 34, "mode": "adc"},
         "door": {"pin": 4, "mode": "in", "pull": "up"}}

@@ -148,6 +148,22 @@ async def test_silent_bridge_times_out_with_a_clear_reply():
         raise Exception(r)
 
 
+async def test_a_bridge_dying_mid_round_leaves_a_reply_that_says_what_ran():
+    saved = limits.ROUND_TIMEOUT_MS
+    limits.ROUND_TIMEOUT_MS = 300
+    try:
+        dev = make_device()
+        agent = Agent(dev)
+        # the first of two calls arrives, then the bridge dies before the second and the done
+        ScriptedBridge(dev, agent, lambda req: [{"calls": [_call("gpio_write", pin="porch_light", value=1)]}])
+        r = (await _ask(dev, agent, {"id": "a5", "text": "porch light and fan on"}))[0]
+    finally:
+        limits.ROUND_TIMEOUT_MS = saved
+    if r["ok"] or "no answer from the bridge" not in r["text"] or \
+            "done before the failure: gpio_write(pin=porch_light,value=1) -> ok: porch_light=1" not in r["text"]:
+        raise Exception(r)
+
+
 async def test_stale_duplicate_and_out_of_order_messages():
     dev = make_device()
     agent = Agent(dev)

@@ -6,7 +6,7 @@ from fakeboard import make_device
 
 from wisp.agent import Agent
 
-PINS = {"heater": {"pin": 19, "mode": "out", "confirm": True}, "fan": {"pin": 18, "mode": "out"}}
+PINS = {"heater": {"pin": 19, "mode": "out", "confirm": True, "min_interval_ms": 0}, "fan": {"pin": 18, "mode": "out"}}
 
 
 def _device():
@@ -36,7 +36,7 @@ async def _later(agent, msg):
 async def _ask(dev, agent, ask_id, text):
     before = len(dev.link.on("wisp/t1/reply"))
     agent.on_ask(json.dumps({"id": ask_id, "text": text}))
-    for _ in range(200):
+    for _ in range(2000):  # up to ~10 s on a busy machine; done as soon as it replies
         await asyncio.sleep_ms(5)
         if len(dev.link.on("wisp/t1/reply")) > before:
             break
@@ -90,13 +90,106 @@ async def test_switching_off_plain_pins_and_direct_commands_need_no_confirmation
         raise Exception("a direct command was held")
 
 
-async def test_llm_may_not_define_a_routine_that_switches_a_confirm_pin():
+async def _yes_switches_it_on(dev, agent, task):
+    r = await _ask(dev, agent, "yes1", "yes")
+    task.cancel()
+    if not r["ok"] or dev.board.levels[19] != 1:
+        raise Exception("the user's yes did not switch the heater on: %r" % r)
+
+
+def _held(dev, r):
+    if dev.board.levels[19] != 0 or "needs the user's confirmation" not in r["text"]:
+        raise Exception("the heater was switched on with no yes: %r" % r)
+
+
+# The four ways an attacker steering the LLM got a confirm pin on before origins were carried.
+async def test_an_llm_routine_with_the_pin_bound_from_memory_is_held():
     dev = _device()
     agent = Agent(dev)
-    _bridge(dev, agent, [{"cid": "c", "tool": "routine_define", "args": {"name": "warm", "steps": [
-        {"tool": "gpio_write", "args": {"pin": "heater", "value": 1}}]}}])
+    _bridge(dev, agent, [
+        {"cid": "a", "tool": "memory_set", "args": {"key": "t", "value": "heater"}},
+        {"cid": "b", "tool": "routine_define", "args": {"name": "warm", "steps": [
+            {"tool": "memory_get", "args": {"key": "t"}, "as": "p"},
+            {"tool": "gpio_write", "args": {"pin": "$p", "value": 1}}]}},
+        {"cid": "c", "tool": "routine_run", "args": {"name": "warm"}}])
     task = asyncio.create_task(agent.run())
-    r = await _ask(dev, agent, "d1", "make a routine to warm up")
-    task.cancel()
-    if "a routine from the LLM may not switch it" not in r["text"] or dev.routines.list():
+    _held(dev, await _ask(dev, agent, "m1", "warm up"))
+    await _yes_switches_it_on(dev, agent, task)
+
+
+async def test_the_owners_routine_run_by_the_llm_is_held():
+    dev = _device()
+    dev.routines.define("warm", [{"tool": "gpio_write", "args": {"pin": "heater", "value": 1}}])  # the owner's
+    from wisp import tools
+    agent = Agent(dev)
+    _bridge(dev, agent, [{"cid": "c", "tool": "routine_run", "args": {"name": "warm"}}])
+    task = asyncio.create_task(agent.run())
+    _held(dev, await _ask(dev, agent, "o1", "warm up"))
+    await _yes_switches_it_on(dev, agent, task)
+    await tools.run(dev, "gpio_write", {"pin": "heater", "value": 0})
+    if await tools.run(dev, "routine_run", {"name": "warm"}) != "ok: 1 step ran" or dev.board.levels[19] != 1:
+        raise Exception("the owner running the owner's routine was held")
+
+
+async def test_an_llm_toggle_routine_defined_while_on_is_held_when_run_later():
+    dev = _device()
+    from wisp import tools
+    await tools.run(dev, "gpio_write", {"pin": "heater", "value": 1})  # the owner's heater is on
+    agent = Agent(dev)
+    _bridge(dev, agent, [{"cid": "c", "tool": "routine_define", "args": {"name": "flip", "steps": [
+        {"tool": "gpio_toggle", "args": {"pin": "heater"}}]}}])
+    task = asyncio.create_task(agent.run())
+    r = await _ask(dev, agent, "g1", "make a flip routine")
+    if "saved" not in r["text"]:
         raise Exception(r)
+    await tools.run(dev, "gpio_write", {"pin": "heater", "value": 0})
+    _bridge(dev, agent, [{"cid": "c", "tool": "routine_run", "args": {"name": "flip"}}])
+    _held(dev, await _ask(dev, agent, "g2", "run flip"))
+    # run by the owner (a direct command, an input edge): the LLM wrote it, so no one vouches for it
+    r = await tools.run(dev, "routine_run", {"name": "flip"})
+    if dev.board.levels[19] != 0 or "cannot ask for it" not in r:
+        raise Exception(r)
+    # after a reboot the routine is still the LLM's
+    from wisp.routines import Routines
+    dev.routines = Routines(dev)
+    r = await tools.run(dev, "routine_run", {"name": "flip"})
+    task.cancel()
+    if dev.board.levels[19] != 0 or "cannot ask for it" not in r:
+        raise Exception("after a reboot: %r" % r)
+
+
+async def test_a_schedule_the_llm_added_cannot_switch_it():
+    dev = _device()
+    dev.routines.define("warm", [{"tool": "gpio_write", "args": {"pin": "heater", "value": 1}}])  # the owner's
+    agent = Agent(dev)
+    from wisp import app
+    app._add_state(dev, agent)  # the scheduler with the firmware's own fire()
+    _bridge(dev, agent, [{"cid": "c", "tool": "schedule_add", "args": {"spec": "every 2s", "routine": "warm",
+                                                                        "name": "w"}}])
+    task = asyncio.create_task(agent.run())
+    r = await _ask(dev, agent, "s1", "warm it every 2 s")
+    jobs = dev.sched.jobs()
+    if not jobs or "ok: job 'w'" not in r["text"]:
+        raise Exception(r)
+    await dev.sched._fire(jobs[0])  # what the scheduler does when the job is due
+    task.cancel()
+    events = [e["text"] for e in dev.link.on("wisp/t1/event")]
+    if dev.board.levels[19] != 0 or not any("cannot ask for it" in e for e in events):
+        raise Exception("the LLM's schedule switched the heater: %r" % events)
+    from wisp.sched import Scheduler
+    if not Scheduler(dev, None).jobs()[0].get("llm"):
+        raise Exception("the job's origin was not saved")
+
+
+async def test_the_owners_routine_acting_on_a_fact_the_llm_wrote_cannot_switch_it():
+    dev = _device()
+    dev.routines.define("warm", [{"tool": "memory_get", "args": {"key": "t"}, "as": "p"},
+                                 {"tool": "gpio_write", "args": {"pin": "$p", "value": 1}}])
+    from wisp import tools
+    await tools.run(dev, "memory_set", {"key": "t", "value": "heater"}, 1)  # as the LLM's call does
+    r = await dev.routines.run("warm", "schedule")
+    if dev.board.levels[19] != 0 or "cannot ask for it" not in r:
+        raise Exception(r)
+    await tools.run(dev, "memory_set", {"key": "t", "value": "heater"})  # the owner says so
+    if await dev.routines.run("warm", "schedule") != "ok: 2 steps ran; p=heater" or dev.board.levels[19] != 1:
+        raise Exception("the owner's own fact was refused")

@@ -152,3 +152,34 @@ def test_device_class_and_aliases_are_checked_at_boot_and_carried_by_the_pin():
     for frag in ("'lamp_class': device_class is for inputs", "'odd_class': device_class is for inputs",
                  "'bad_alias': aliases must be a list", "'empty_alias': each alias must be"):
         check(frag in text, (frag, logged))
+
+
+async def test_outputs_rest_between_switches_by_default_and_config_may_lift_it():
+    from fakeboard import make_device
+
+    from wisp import limits
+    dev = make_device(pins={"lamp": {"pin": 5, "mode": "out"},
+                            "fast": {"pin": 18, "mode": "out", "min_interval_ms": 0}})
+    check(dev.pins["lamp"].min_interval_ms == limits.OUT_MIN_INTERVAL_MS, "no default interval for an output")
+    results = []
+    for value in (1, 0, 1):
+        results.append(await tools.run(dev, "gpio_write", {"pin": "lamp", "value": value}))
+    check(results[:2] == ["ok: lamp=1", "ok: lamp=0"] and "less than 1000 ms" in results[2], results)
+    for value in (1, 0, 1):
+        results.append(await tools.run(dev, "gpio_write", {"pin": "fast", "value": value}))
+    check(results[3:] == ["ok: fast=1", "ok: fast=0", "ok: fast=1"], results)
+
+
+async def test_one_run_of_nested_routines_cannot_fan_out_to_many_switches():
+    from wisp import limits
+    dev = make()  # relay: min_interval_ms 0, so only the fan-out cap stops the toggling
+    flip = [{"tool": "gpio_toggle", "args": {"pin": "relay"}}] * 12
+    dev.routines.define("flip", flip)
+    dev.routines.define("flip2", [{"tool": "routine_run", "args": {"name": "flip"}}] * 12)
+    dev.routines.define("flip3", [{"tool": "routine_run", "args": {"name": "flip2"}}] * 12)  # 1,728 toggles
+    before = pins.NamedPin.changes
+    result = await tools.run(dev, "routine_run", {"name": "flip3"})
+    made = pins.NamedPin.changes - before
+    check(made == limits.MAX_RUN_SWITCHES and "pin changes in one run is the limit" in result, (made, result))
+    # the next run has its own allowance
+    check((await tools.run(dev, "routine_run", {"name": "flip"})).startswith("ok: 12 steps"), "a fresh run was stopped")

@@ -71,10 +71,17 @@ async def test_llm_answers_must_be_signed_to_act():
 
     def bridge(topic, payload):
         if topic.endswith("/llm/req"):
-            req = json.loads(payload)
+            text = sign.verify(KEY, payload.encode())  # the device signs its requests too
+            if text is None:
+                raise Exception("unsigned llm/req: %r" % payload)
+            req = json.loads(text)
             sent.append(req)
-            base = {"v": 1, "id": req["id"], "round": req["round"]}
+            base = {"v": 1, "id": req["id"], "round": req["round"], "req": sign.bind(text)}
             if req["round"] == 0:
+                # signed by the bridge but bound to another request text under this id (an attacker's
+                # request answered by the bridge): must not run
+                agent.on_llm_res(_signed(dict(base, seq=0, req=sign.bind(b"{}"), calls=[
+                    {"cid": "w", "tool": "gpio_write", "args": {"pin": "porch_light", "value": 1}}])))
                 # first an unsigned call (must not run), then a forged one, then the signed one
                 agent.on_llm_res(json.dumps(dict(base, seq=0, calls=[{"cid": "x", "tool": "gpio_write",
                                                                         "args": {"pin": "porch_light", "value": 1}}])))
@@ -113,3 +120,113 @@ async def test_a_malformed_key_refuses_everything_and_unsigned_mode_accepts_plai
     res = await _cmd_results(dev, [json.dumps({"id": "c", "tool": "gpio_read", "args": {"pin": "door"}}).encode()])
     if res != [{"v": 1, "id": "c", "ok": True, "result": "door=1"}]:
         raise Exception(res)
+
+
+async def _run_cmds(cmds, dev, payloads):
+    """Send each command and wait for its cmd/res; the results, in order."""
+    out = []
+    for p in payloads:
+        before = len(dev.link.on("wisp/t1/cmd/res"))
+        cmds.on_cmd(p)
+        for _ in range(5000):  # up to ~5 s on a busy machine; done as soon as it happens
+            if len(dev.link.on("wisp/t1/cmd/res")) > before:
+                break
+            await asyncio.sleep_ms(1)
+        out.append(dev.link.on("wisp/t1/cmd/res")[-1])
+    return out
+
+
+def _read(i, ts):
+    return _signed({"v": 1, "id": "r%d" % i, "tool": "gpio_read", "args": {"pin": "fan"}, "ts": ts})
+
+
+async def test_a_signed_command_is_never_run_twice_after_many_newer_ones():
+    from wisp import limits
+    dev = _device(key=KEY_HEX)
+    cmds = Commands(dev)
+    now = int(time.time())
+    first = _read(0, now - 60)
+    newer = [_read(i, now - 50 + i) for i in range(1, limits.CMD_SEEN_MAX + 8)]
+    res = await _run_cmds(cmds, dev, [first] + newer + [first])
+    if not all(r["ok"] for r in res[:-1]):
+        raise Exception([r["result"] for r in res if not r["ok"]])
+    if res[-1]["ok"] or "replay" not in res[-1]["result"]:
+        raise Exception("replayed after %d newer commands: %r" % (len(newer), res[-1]))
+
+
+async def test_a_signed_command_is_not_run_again_after_a_restart():
+    dev = _device(key=KEY_HEX)
+    now = int(time.time())
+    cmd = _read(1, now)
+    if not (await _run_cmds(Commands(dev), dev, [cmd]))[0]["ok"]:
+        raise Exception("the first run was refused")
+    again = await _run_cmds(Commands(dev), dev, [cmd])  # a new Commands: what a reboot leaves (flash)
+    if again[0]["ok"] or "restart" not in again[0]["result"]:
+        raise Exception("replayed after a restart: %r" % again[0])
+
+
+async def test_a_command_dated_beyond_the_small_future_skew_is_refused():
+    from wisp import limits
+    dev = _device(key=KEY_HEX)
+    now = int(time.time())
+    res = await _run_cmds(Commands(dev), dev, [_read(1, now + limits.CMD_FUTURE_S + 60), _read(2, now + 2)])
+    if res[0]["ok"] or "ahead" not in res[0]["result"] or not res[1]["ok"]:
+        raise Exception([r["result"] for r in res])
+
+
+async def _wait(check):
+    for _ in range(5000):  # up to ~5 s on a busy machine; done as soon as it happens
+        if check():
+            return True
+        await asyncio.sleep_ms(1)
+    return False
+
+
+async def test_a_signed_only_device_obeys_no_unsigned_topic():
+    from wisp.app import _router
+    dev = _device(key=KEY_HEX, signed="only")
+    agent = Agent(dev)
+    cmds = Commands(dev)
+    agent.fresh = cmds.fresh
+    on_message = _router(dev, agent, cmds, "homeassistant/status")
+    task = asyncio.create_task(agent.run())
+    # Home Assistant's set/ cannot be signed: refused, reported
+    on_message("wisp/t1/set/fan", b"ON", 2)
+    if not await _wait(lambda: dev.link.on("wisp/t1/event")) or dev.board.levels[18] != 0:
+        raise Exception("unsigned set/fan switched the fan on a signed-only device")
+    if dev.link.on("wisp/t1/event")[-1]["text"] != "unsigned set/fan refused":
+        raise Exception(dev.link.on("wisp/t1/event"))
+    # an unsigned ask (the fast path would switch the fan) is refused with a reply
+    on_message("wisp/t1/ask", json.dumps({"id": "u1", "text": "turn on the fan"}).encode(), 0)
+    await _wait(lambda: dev.link.on("wisp/t1/reply"))
+    r = dev.link.on("wisp/t1/reply")[-1]
+    if r["ok"] or r["id"] != "u1" or "must be signed" not in r["text"] or dev.board.levels[18] != 0:
+        raise Exception(r)
+    # the owner's signed ask acts; the same ask replayed does not
+    signed = _signed({"v": 1, "id": "s1", "text": "turn on the fan", "ts": int(time.time())})
+    on_message("wisp/t1/ask", signed, 0)
+    await _wait(lambda: len(dev.link.on("wisp/t1/reply")) > 1)
+    if not dev.link.on("wisp/t1/reply")[-1]["ok"] or dev.board.levels[18] != 1:
+        raise Exception(dev.link.on("wisp/t1/reply")[-1])
+    await tools_off(dev)
+    on_message("wisp/t1/ask", signed, 0)
+    await _wait(lambda: len(dev.link.on("wisp/t1/reply")) > 2)
+    task.cancel()
+    r = dev.link.on("wisp/t1/reply")[-1]
+    if r["ok"] or "replay" not in r["text"] or dev.board.levels[18] != 0:
+        raise Exception(r)
+
+
+async def tools_off(dev):
+    from wisp import tools
+    await tools.run(dev, "gpio_write", {"pin": "fan", "value": 0})
+
+
+async def test_a_signed_device_still_takes_home_assistants_set():
+    from wisp.app import _router
+    dev = _device(key=KEY_HEX)
+    agent = Agent(dev)
+    cmds = Commands(dev)
+    _router(dev, agent, cmds, "homeassistant/status")("wisp/t1/set/fan", b"ON", 2)
+    if not await _wait(lambda: dev.board.levels[18] == 1):
+        raise Exception("set/fan was not obeyed in the default signed mode")

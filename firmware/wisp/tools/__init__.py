@@ -236,13 +236,19 @@ def check(dev, name, args):
     return tool, None
 
 
-async def run(dev, name, args):
-    """Validate and run one tool call; always returns a short result text."""
+async def run(dev, name, args, llm=0):
+    """Validate and run one tool call; always returns a short result text. llm: the call's chain
+    started with the LLM (1: in an ask the user can still answer, 2: with no one to ask, e.g. its
+    schedule). It rides down as args["_llm"], which no caller can send (check refuses unknown
+    arguments), to the tools that write confirm pins or store actions (docs/security.md)."""
     if not isinstance(name, str):
         return "Error: tool name must be a string"
     tool, err = check(dev, name, args)
     if err:
         return err
+    if llm:
+        args = dict(args)
+        args["_llm"] = llm
     module = "wisp.tools." + tool[1]
     try:
         family = __import__(module, None, None, (name,))

@@ -2,8 +2,14 @@
 # policy (rate limit, max on-time) is enforced by wisp/pins.py and reported as an error text.
 
 
-async def _set(dev, name, value, off_after_ms=0):
-    err = dev.pins[name].write(value, dev.pin_changed, off_after_ms)
+async def _set(dev, name, value, off_after_ms=0, llm=0):
+    pin = dev.pins[name]
+    if llm and pin.confirm:  # the LLM began this chain: a confirm pin waits for the user's "yes"
+        from wisp import confirm
+        err = confirm.gate(dev, pin, value, off_after_ms, llm)
+        if err:
+            return err
+    err = pin.write(value, dev.pin_changed, off_after_ms)
     if err:
         return err
     await dev.pin_changed(name)
@@ -13,7 +19,7 @@ async def _set(dev, name, value, off_after_ms=0):
 async def gpio_write(dev, args):
     name = args["pin"]
     value = 1 if args["value"] else 0
-    return await _set(dev, name, value) or "ok: %s=%d" % (name, value)
+    return await _set(dev, name, value, 0, args.get("_llm")) or "ok: %s=%d" % (name, value)
 
 
 async def gpio_read(dev, args):
@@ -24,9 +30,9 @@ async def gpio_read(dev, args):
 async def gpio_toggle(dev, args):
     name = args["pin"]
     value = 0 if dev.pins[name].read() else 1
-    return await _set(dev, name, value) or "ok: %s=%d" % (name, value)
+    return await _set(dev, name, value, 0, args.get("_llm")) or "ok: %s=%d" % (name, value)
 
 
 async def gpio_pulse(dev, args):
     name, ms = args["pin"], args["ms"]
-    return await _set(dev, name, 1, ms) or "ok: %s=1 for %d ms, then 0" % (name, ms)
+    return await _set(dev, name, 1, ms, args.get("_llm")) or "ok: %s=1 for %d ms, then 0" % (name, ms)

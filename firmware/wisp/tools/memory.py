@@ -7,7 +7,7 @@ def _keys(dev):
 
 async def memory_set(dev, args):
     try:
-        dev.memory.set(args["key"], args["value"])
+        dev.memory.set(args["key"], args["value"], args.get("_llm", 0))
     except ValueError as e:
         return "Error: %s" % e
     return "ok: remembered %s=%s" % (args["key"], args["value"])

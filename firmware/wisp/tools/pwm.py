@@ -4,7 +4,11 @@
 async def pwm_set(dev, args):
     name, duty = args["pin"], args["duty_percent"]
     pin = dev.pins[name]
-    err = pin.write(duty, dev.pin_changed)
+    err = None
+    if args.get("_llm") and pin.confirm:  # see gpio._set
+        from wisp import confirm
+        err = confirm.gate(dev, pin, duty, 0, args["_llm"])
+    err = err or pin.write(duty, dev.pin_changed)
     if err:
         return err
     freq = args.get("freq")

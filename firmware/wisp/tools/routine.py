@@ -3,14 +3,14 @@
 
 async def routine_define(dev, args):
     try:
-        dev.routines.define(args["name"], args["steps"])
+        dev.routines.define(args["name"], args["steps"], args.get("_llm", 0))
     except ValueError as e:
         return "Error: routine '%s' not saved: %s" % (args["name"], e)
     return "ok: routine '%s' saved (%d steps)" % (args["name"], len(args["steps"]))
 
 
 async def routine_run(dev, args):
-    return await dev.routines.run(args["name"])
+    return await dev.routines.run(args["name"], "tool", args.get("_llm", 0))
 
 
 async def routine_list(dev, args):

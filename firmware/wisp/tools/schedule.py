@@ -21,7 +21,8 @@ async def schedule_add(dev, args):
         return "Error: give either 'routine' (runs offline) or 'prompt' (asks the LLM), not both or neither"
     action = {"routine": routine} if routine is not None else {"prompt": prompt}
     try:
-        job = dev.sched.add(args["spec"], action, args.get("name"), args.get("tz"), args.get("missed", "skip"))
+        job = dev.sched.add(args["spec"], action, args.get("name"), args.get("tz"), args.get("missed", "skip"),
+                           args.get("_llm", 0))
     except ValueError as e:
         return "Error: %s" % e
     return "ok: job '%s' [%s] %s; next %s" % (job["name"], job["spec"], _action_text(job), _next_text(dev, job))
