@@ -156,7 +156,7 @@ async def test_a_bridge_dying_mid_round_leaves_a_reply_that_says_what_ran():
         agent = Agent(dev)
         # the first of two calls arrives, then the bridge dies before the second and the done
         ScriptedBridge(dev, agent, lambda req: [{"calls": [_call("gpio_write", pin="porch_light", value=1)]}])
-        r = (await _ask(dev, agent, {"id": "a5", "text": "porch light and fan on"}))[0]
+        r = (await _ask(dev, agent, {"id": "a5", "text": "light the porch for the guests and start the fan"}))[0]
     finally:
         limits.ROUND_TIMEOUT_MS = saved
     if r["ok"] or "no answer from the bridge" not in r["text"] or \
