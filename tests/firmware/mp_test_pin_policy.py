@@ -152,3 +152,41 @@ def test_device_class_and_aliases_are_checked_at_boot_and_carried_by_the_pin():
     for frag in ("'lamp_class': device_class is for inputs", "'odd_class': device_class is for inputs",
                  "'bad_alias': aliases must be a list", "'empty_alias': each alias must be"):
         check(frag in text, (frag, logged))
+
+
+def test_restore_unit_and_scale_are_checked_at_boot():
+    logged = []
+    named = pins.setup({
+        "held": {"pin": 5, "mode": "out", "restore": "last", "confirm": True},
+        "timed": {"pin": 13, "mode": "out", "restore": "on", "max_on_s": 5},
+        "odd": {"pin": 14, "mode": "out", "restore": "sometimes"},
+        "door": {"pin": 4, "mode": "in", "restore": "on"},
+        "volts_out": {"pin": 18, "mode": "out", "unit": "V"},
+        "bad_scale": {"pin": 32, "mode": "adc", "scale": [1]},
+        "long_unit": {"pin": 33, "mode": "adc", "unit": "furlongs/s"},
+        "lamp": {"pin": 19, "mode": "out", "restore": "on"},
+        "fader": {"pin": 25, "mode": "pwm", "restore": "on"},
+        "tank": {"pin": 34, "mode": "adc", "unit": "%", "scale": [0.025, -2.5]},
+    }, Board(), logged.append)
+    check(sorted(named) == ["fader", "lamp", "tank"], (sorted(named), logged))
+    text = "\n".join(logged)
+    for frag in ("'held': restore on/last cannot go with confirm", "'timed': restore on/last cannot",
+                 "'odd': restore is for outputs", "'door': restore is for outputs",
+                 "'volts_out': unit and scale are for adc", "'bad_scale': scale must be [k, b]",
+                 "'long_unit': unit must be 1-8"):
+        check(frag in text, "missing %r in %s" % (frag, text))
+    check(named["lamp"].state() == "ON" and named["fader"].state() == "100", "restore on: on at boot")
+
+
+async def test_restore_last_comes_back_after_a_reboot_and_off_stays_off():
+    spec = {"lamp": {"pin": 19, "mode": "out", "restore": "last"}, "fader": {"pin": 25, "mode": "pwm",
+            "restore": "last"}, "plain": {"pin": 5, "mode": "out"}}
+    first = pins.setup(spec, Board(), print)
+    check(first["lamp"].write(1) is None and first["fader"].write(35) is None and first["plain"].write(1) is None,
+          "writes refused")
+    again = pins.setup(spec, Board(), print)  # a reboot: a new board, the same flash
+    check((again["lamp"].state(), again["fader"].state(), again["plain"].state()) == ("ON", "35", "OFF"),
+          (again["lamp"].state(), again["fader"].state(), again["plain"].state()))
+    check(again["fader"].hw.duty_u16() == 35 * 65535 // 100, "duty not applied at boot")
+    again["lamp"].write(0)
+    check(pins.setup(spec, Board(), print)["lamp"].state() == "OFF", "off is remembered too")
