@@ -50,7 +50,8 @@ def slug(text):
     return out.strip("_")
 
 
-def _device_block(dev):
+def _shared(dev):
+    """The device and origin blocks every config carries."""
     from wisp import VERSION
     model, hw, mac = dev.board.hw_info()
     d = {"ids": ["wisp_" + dev.id], "name": "wisp " + dev.id, "mf": "wisp", "mdl": model, "hw": hw,
@@ -61,12 +62,13 @@ def _device_block(dev):
     url = ha.get("url") if isinstance(ha, dict) else None
     if isinstance(url, str) and url.startswith(("http://", "https://")):
         d["cu"] = url.rstrip("/") + "/#/device/" + dev.id  # the bridge dashboard's device page
-    return d
+    return {"dev": d, "o": {"name": "wisp", "sw": VERSION}}
 
 
 def entities(dev):
     """(component, object id, name, extra config) for everything Home Assistant should see."""
-    out = []
+    from wisp.inputs import sample_period_s
+    out, expire = [], 3 * sample_period_s(dev)  # a reading 3 samples old is none: shown unavailable
     for name in sorted(dev.pins):
         pin = dev.pins[name]
         st, cmd, label = dev.topic("state/" + name), dev.topic("set/" + name), name.replace("_", " ")
@@ -78,7 +80,7 @@ def entities(dev):
                 extra["dev_cla"] = pin.device_class
             out.append(("binary_sensor", name, label, extra))
         elif pin.mode == "adc":
-            extra = {"stat_t": st, "stat_cla": "measurement", "exp_aft": _expire_s(dev)}
+            extra = {"stat_t": st, "stat_cla": "measurement", "exp_aft": expire}
             if pin.unit:
                 extra["unit_of_meas"] = pin.unit
                 if pin.unit in ("V", "mV"):
@@ -95,7 +97,7 @@ def entities(dev):
     for name in sorted(sensors) if isinstance(sensors, dict) else ():
         st, label = dev.topic("state/" + name), name.replace("_", " ")
         avty = {"avty": [{"t": dev.topic("status"), "val_tpl": _STATUS_TPL}, {"t": dev.topic("avail/" + name)}],
-                "avty_mode": "all", "stat_t": st, "stat_cla": "measurement", "exp_aft": _expire_s(dev)}
+                "avty_mode": "all", "stat_t": st, "stat_cla": "measurement", "exp_aft": expire}
         for key, word, cls, unit in (("t", "temperature", "temperature", "°C"), ("h", "humidity", "humidity", "%")):
             extra = dict(avty, val_tpl="{{ value_json.%s }}" % key, dev_cla=cls, unit_of_meas=unit)
             out.append(("sensor", name + "_" + key, label + " " + word, extra))
@@ -112,20 +114,13 @@ def entities(dev):
     return out
 
 
-def _expire_s(dev):
-    # a reading three samples old is no reading: Home Assistant shows the sensor unavailable
-    from wisp.inputs import sample_period_s
-    return 3 * sample_period_s(dev)
-
-
-def config_payload(dev, comp, obj_id, name, extra):
-    from wisp import VERSION
+def config_payload(dev, comp, obj_id, name, extra, shared):
     uid = "wisp_%s_%s" % (dev.id, obj_id)
-    cfg = {"name": name, "uniq_id": uid, "def_ent_id": comp + "." + slug(uid), "dev": _device_block(dev),
-           "o": {"name": "wisp", "sw": VERSION}}
+    cfg = {"name": name, "uniq_id": uid, "def_ent_id": comp + "." + slug(uid)}
     if "avty" not in extra:
         cfg["avty_t"], cfg["avty_tpl"] = dev.topic("status"), _STATUS_TPL
     cfg.update(extra)
+    cfg.update(shared)
     return json.dumps(cfg)
 
 
@@ -133,12 +128,12 @@ async def announce(dev):
     """Publish every discovery config; clear the ones (and the retained states) that left."""
     if not enabled(dev):
         return
-    pre = prefix(dev)
+    pre, shared = prefix(dev), _shared(dev)
     topics = []
     for comp, obj_id, name, extra in entities(dev):
         topic = "%s/%s/wisp_%s/%s/config" % (pre, comp, dev.id, obj_id)
         topics.append(topic)
-        if not await dev.link.publish(topic, config_payload(dev, comp, obj_id, name, extra), True, 1, 0):
+        if not await dev.link.publish(topic, config_payload(dev, comp, obj_id, name, extra, shared), True, 1, 0):
             return  # link dropped: the next connect announces again
     sensors = dev.config.get("sensors")
     for name in list(dev.pins) + (list(sensors) if isinstance(sensors, dict) else []):

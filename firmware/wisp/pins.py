@@ -249,12 +249,12 @@ def _restore_error(spec, mode):
     if restore not in RESTORES or (restore != "off" and mode not in ("out", "pwm")):
         return "restore is for outputs: off, on or last"
     if restore != "off" and (spec.get("confirm") or spec.get("max_on_s") or spec.get("init")):
-        return "restore on/last cannot go with confirm, max_on_s or init: such a pin starts off"
+        return "restore on/last cannot go with confirm, max_on_s or init"
     unit, scale = spec.get("unit"), spec.get("scale")
     if (unit is not None or scale is not None) and mode != "adc":
         return "unit and scale are for adc pins"
     if unit is not None and not (isinstance(unit, str) and 0 < len(unit) <= 8):
-        return "unit must be 1-8 characters, like \"V\" or \"%\""
+        return "unit must be 1-8 characters"
     if scale is not None and not (isinstance(scale, list) and len(scale) == 2
                                   and all(_num_in(x, -1e9, 1e9) for x in scale)):
         return "scale must be [k, b]: the value is raw * k + b"
