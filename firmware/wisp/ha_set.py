@@ -44,7 +44,7 @@ async def _set_pwm(dev, pin, text):
     else:
         try:
             duty = int(float(text) + 0.5)
-        except ValueError:
+        except (ValueError, OverflowError):  # words, nan, inf
             return "Error: set/%s wants a number 0-100, ON or OFF, got %r" % (pin.name, text[:20])
     return await tools.run(dev, "pwm_set", {"pin": pin.name, "duty_percent": duty})
 

@@ -122,6 +122,11 @@ def test_pwm_reports_its_real_duty_and_dims_as_a_light(house):
     assert s.probe.wait_for("wisp/ha1/state/dimmer", lambda v: v == 0) == 0
     s.probe.publish("wisp/ha1/set/dimmer", "ON", qos=1)  # back to where it was
     assert s.probe.wait_for("wisp/ha1/state/dimmer", lambda v: v == 40) == 40
+    for junk in ("inf", "nan", "bright"):
+        s.probe.publish("wisp/ha1/set/dimmer", junk, qos=1)
+        event = s.probe.wait_for("wisp/ha1/event", lambda e: e.get("kind") == "error")
+        assert "wants a number 0-100, ON or OFF" in event["text"], event
+    assert s.probe.wait_for("wisp/ha1/state/dimmer", lambda v: v == 40) == 40  # re-asserted, unchanged
     assert _rest_set(s, "fan", 30) == {"name": "fan", "state": 30}
     assert _rest_set(s, "fan", 72.6) == {"name": "fan", "state": 73}
 
