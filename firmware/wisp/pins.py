@@ -1,7 +1,8 @@
 # Named pins from config (`porch_light: {pin: 5, mode: out}`): the LLM sees names, never numbers.
 # The safety policy lives here, whoever asks: pins that would crash or brick the board are
-# refused at boot, outputs start in their safe state, writes obey a rate limit and a maximum
-# on-time with automatic off.
+# refused at boot, outputs start in their safe state (or, by choice, on or at their last level:
+# `restore`, never for confirm or timed pins), writes obey a rate limit and a maximum on-time
+# with automatic off.
 import asyncio
 import time
 
