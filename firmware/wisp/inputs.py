@@ -19,7 +19,6 @@ class Inputs:
         self._edge = asyncio.Event()
         self._dirty = []          # names of input pins with an edge since the last settle
         self.levels = {}          # name -> last level published
-        self.answering = {}       # sensor name -> whether its last read worked (avail/<name>)
 
     def start(self):
         """Call from the running loop: registers the edge handlers and starts the tasks."""
@@ -83,10 +82,9 @@ class Inputs:
             ok = True
         except Exception:
             ok = False  # sensor_read reports wiring problems when asked; here Home Assistant is told
-        if self.answering.get(name) != ok:
-            # retained: Home Assistant shows the sensor unavailable, not its last value
-            if await self.dev.link.publish(self.dev.topic("avail/" + name), "online" if ok else "offline", True, 1, 0):
-                self.answering[name] = ok
+        # every sample, retained (a broker that lost it heals at the next one): Home Assistant
+        # shows the sensor unavailable, not its last value
+        await self.dev.link.publish(self.dev.topic("avail/" + name), "online" if ok else "offline", True, 1, 0)
         if ok:
             await self.dev.link.publish(self.dev.topic("state/" + name), json.dumps({"t": temp, "h": hum}), True, 1, 0)
 
