@@ -45,33 +45,34 @@ def _shared(dev):
 
 
 def entities(dev):
-    """(component, object id, name, extra config) for everything Home Assistant should see."""
+    """(component, object id, name, extra config) for everything Home Assistant should see, one
+    at a time: only the config being sent is in the heap."""
     from wisp.inputs import sample_period_s
-    out, expire = [], 3 * sample_period_s(dev)  # a reading 3 samples old is none: shown unavailable
+    expire = 3 * sample_period_s(dev)  # a reading 3 samples old is none: shown unavailable
     for name in sorted(dev.pins):
         pin = dev.pins[name]
         st, cmd, label = dev.topic("state/" + name), dev.topic("set/" + name), name.replace("_", " ")
         if pin.mode == "out":
-            out.append((pin.ha, name, label, {"stat_t": st, "cmd_t": cmd}))
+            yield (pin.ha, name, label, {"stat_t": st, "cmd_t": cmd})
         elif pin.mode == "in":
             extra = {"stat_t": st}
             if pin.device_class:
                 extra["dev_cla"] = pin.device_class
-            out.append(("binary_sensor", name, label, extra))
+            yield ("binary_sensor", name, label, extra)
         elif pin.mode == "adc":
             extra = {"stat_t": st, "stat_cla": "measurement", "exp_aft": expire}
             if pin.unit:
                 extra["unit_of_meas"] = pin.unit
                 if pin.unit in ("V", "mV"):
                     extra["dev_cla"] = "voltage"
-            out.append(("sensor", name, label, extra))
+            yield ("sensor", name, label, extra)
         elif pin.ha == "light":  # a dimmable light: duty percent is the brightness
-            out.append(("light", name, label, {
+            yield ("light", name, label, {
                 "stat_t": st, "stat_val_tpl": "{{ 'ON' if value | int(0) > 0 else 'OFF' }}", "cmd_t": cmd,
-                "bri_stat_t": st, "bri_cmd_t": cmd, "bri_scl": 100, "on_cmd_type": "brightness"}))
+                "bri_stat_t": st, "bri_cmd_t": cmd, "bri_scl": 100, "on_cmd_type": "brightness"})
         else:
-            out.append(("number", name, label, {"stat_t": st, "cmd_t": cmd, "min": 0, "max": 100,
-                                                "unit_of_meas": "%", "mode": "slider"}))
+            yield ("number", name, label, {"stat_t": st, "cmd_t": cmd, "min": 0, "max": 100,
+                                           "unit_of_meas": "%", "mode": "slider"})
     sensors = dev.config.get("sensors")
     for name in sorted(sensors) if isinstance(sensors, dict) else ():
         st, label = dev.topic("state/" + name), name.replace("_", " ")
@@ -79,7 +80,7 @@ def entities(dev):
                 "avty_mode": "all", "stat_t": st, "stat_cla": "measurement", "exp_aft": expire}
         for key, word, cls, unit in (("t", "temperature", "temperature", "°C"), ("h", "humidity", "humidity", "%")):
             extra = dict(avty, val_tpl="{{ value_json.%s }}" % key, dev_cla=cls, unit_of_meas=unit)
-            out.append(("sensor", name + "_" + key, label + " " + word, extra))
+            yield ("sensor", name + "_" + key, label + " " + word, extra)
     if diag_period_s(dev):
         st = dev.topic("diag")
         for key, word, cls, unit, sc in DIAG:
@@ -87,10 +88,9 @@ def entities(dev):
                      "exp_aft": 3 * diag_period_s(dev)}
             if cls:
                 extra["dev_cla"], extra["unit_of_meas"] = cls, unit
-            out.append(("sensor", "diag_" + key, word, extra))
-    out.append(("button", "diag_restart", "restart", {"cmd_t": dev.topic("set/" + RESTART), "pl_prs": PRESS,
-                                                 "dev_cla": "restart", "ent_cat": "config"}))
-    return out
+            yield ("sensor", "diag_" + key, word, extra)
+    yield ("button", "diag_restart", "restart", {"cmd_t": dev.topic("set/" + RESTART), "pl_prs": PRESS,
+                                                "dev_cla": "restart", "ent_cat": "config"})
 
 
 def config_payload(dev, comp, obj_id, name, extra, shared):
