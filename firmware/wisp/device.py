@@ -2,6 +2,7 @@
 # announcements every connect owes the broker (status, manifest, pin states, owed messages).
 import asyncio
 import json
+import time
 
 from wisp import VERSION, limits, unload
 from wisp.log import log, rarely
@@ -57,6 +58,7 @@ class Device:
         self.pending = None  # an LLM action on a confirm pin held for the user's "yes" (wisp/confirm.py)
         self.busy = False  # an ask is being answered: system_reboot waits for its reply to go out
         self.dropped = 0  # network messages dropped because too many were in progress
+        self.connected_n, self.connected_ms = 0, 0  # which connect announced last, and when (wisp/ha.py)
         from wisp.tools import manifest
         self.manifest_hash = manifest.digest(self)  # every llm/req carries it
         del manifest
@@ -137,6 +139,7 @@ class Device:
 
     async def announce(self):
         """Everything retained the broker should hold after each (re)connect."""
+        self.connected_n, self.connected_ms = getattr(self.link, "connects", 0), time.ticks_ms()
         await self.link.publish(self.topic("status"), self.status_payload("online"), True, 1)
         await self._publish_manifest()
         for name in self.pins:

@@ -7,6 +7,12 @@ import json
 from wisp import limits
 
 
+def sample_period_s(dev):
+    """Seconds between sensor and analog pin samples (config sensor_interval_s)."""
+    period = dev.config.get("sensor_interval_s", limits.SENSOR_INTERVAL_S)
+    return period if isinstance(period, int) and period >= 1 else limits.SENSOR_INTERVAL_S
+
+
 class Inputs:
     def __init__(self, dev):
         self.dev = dev
@@ -24,6 +30,11 @@ class Inputs:
             asyncio.create_task(self._settle())
         if self.dev.config.get("sensors") or any(p.mode == "adc" for p in self.dev.pins.values()):
             asyncio.create_task(self._sample())
+        from wisp import ha
+        period = ha.diag_period_s(self.dev)
+        del ha
+        if period:
+            asyncio.create_task(self._diagnostics(period))
 
     def _handler(self, name):
         def on_edge(level):  # a soft IRQ on ESP32: only note it, the task does the work
@@ -55,9 +66,7 @@ class Inputs:
         await self.dev.event("routine", "%s (%s edge): %s" % (routine, name, result[:120]))
 
     async def _sample(self):
-        period = self.dev.config.get("sensor_interval_s", limits.SENSOR_INTERVAL_S)
-        if not isinstance(period, int) or period < 1:
-            period = limits.SENSOR_INTERVAL_S
+        period = sample_period_s(self.dev)
         while True:
             for name, pin in self.dev.pins.items():
                 if pin.mode == "adc":
@@ -70,6 +79,25 @@ class Inputs:
     async def _publish_sensor(self, name, spec):
         try:
             temp, hum = self.dev.board.dht(spec["pin"], spec["type"])
+            ok = True
         except Exception:
-            return  # sensor_read reports wiring problems when asked; here just skip a sample
-        await self.dev.link.publish(self.dev.topic("state/" + name), json.dumps({"t": temp, "h": hum}), True, 1, 0)
+            ok = False  # sensor_read reports wiring problems when asked; here Home Assistant is told
+        # every sample, retained (a broker that lost it heals at the next one): Home Assistant
+        # shows the sensor unavailable, not its last value
+        await self.dev.link.publish(self.dev.topic("avail/" + name), "online" if ok else "offline", True, 1, 0)
+        if ok:
+            await self.dev.link.publish(self.dev.topic("state/" + name), json.dumps({"t": temp, "h": hum}), True, 1, 0)
+
+    async def _diagnostics(self, period):
+        """What Home Assistant shows as the device's diagnostics, retained, every `period` s."""
+        import gc
+        b = self.dev.board
+        while True:
+            gc.collect()  # the heap really in use, not what the collector has yet to reclaim
+            try:
+                temp = round(b.chip_temp(), 1)
+            except Exception:  # some chips have no sensor
+                temp = None
+            await self.dev.publish_json("diag", {"rssi": b.rssi(), "up": b.uptime_s(), "heap": b.free_heap(),
+                                                 "boots": self.dev.boots, "temp": temp}, True)
+            await asyncio.sleep_ms(period * 1000)

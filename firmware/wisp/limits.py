@@ -78,4 +78,6 @@ HEALTH_MIN_RSSI = const(-80)         # dBm below which system_health warns about
 
 DEBOUNCE_MS = const(50)          # an input must hold its level this long before it is reported
 SENSOR_INTERVAL_S = const(60)    # sensors and analog pins publish their state this often
+DIAG_INTERVAL_S = const(120)     # Home Assistant diagnostics (RSSI, uptime, heap...) publish this often
+RESTART_GUARD_MS = const(5000)   # a restart-button press this soon after connecting is a retained leftover
 CONFIRM_WINDOW_S = const(60)     # how long a held action waits for the user's "yes"

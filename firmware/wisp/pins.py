@@ -1,7 +1,8 @@
 # Named pins from config (`porch_light: {pin: 5, mode: out}`): the LLM sees names, never numbers.
 # The safety policy lives here, whoever asks: pins that would crash or brick the board are
-# refused at boot, outputs start in their safe state, writes obey a rate limit and a maximum
-# on-time with automatic off.
+# refused at boot, outputs start in their safe state (or, by choice, on or at their last level:
+# `restore`, never for confirm or timed pins), writes obey a rate limit and a maximum on-time
+# with automatic off.
 import asyncio
 import time
 
@@ -11,7 +12,10 @@ MODES = ("out", "in", "pwm", "adc")
 PULLS = (None, "up", "down")
 EDGES = ("rising", "falling", "both")
 KEYS = ("pin", "mode", "pull", "init", "min_interval_ms", "max_on_s", "freq",
-        "routine", "edge", "ha", "confirm", "device_class", "aliases")  # read by inputs, ha, confirm, fastpath
+        "routine", "edge", "ha", "confirm", "device_class", "aliases",
+        "restore", "unit", "scale")  # read by inputs, ha, confirm, fastpath
+RESTORES = ("off", "on", "last")  # an output's level at boot: off (safe), on, or the last one set
+LAST_FILE = "pins_last"           # store name of the levels of `restore: last` outputs
 # What an input is, in Home Assistant's binary_sensor device classes: a door is open or closed,
 # not on or off (the fast path answers in these terms; discovery passes the class on).
 DEVICE_CLASSES = (" battery battery_charging carbon_monoxide cold connectivity door garage_door gas heat"
@@ -43,7 +47,11 @@ class NamedPin:
         self.edge = spec.get("edge", "both")
         self.device_class = spec.get("device_class")  # an input's kind (DEVICE_CLASSES), or None
         self.aliases = spec.get("aliases", ())  # other names users call it by ("porch lamp")
+        self.restore = spec.get("restore", "off")
+        self.unit = spec.get("unit")    # adc: what state() reports in ("V": calibrated volts)...
+        self.scale = spec.get("scale")  # ...or [k, b]: raw * k + b
         self.duty = 0            # pwm: percent
+        self.bright = 100        # pwm: the last duty other than 0, what "ON" turns it back on to
         self.notify = None       # async fn(name), told when the pin turns off by itself
         self._changed = None     # ticks_ms of the last change of level
         self._on_since = None
@@ -57,10 +65,15 @@ class NamedPin:
         return self.hw.value()
 
     def state(self):
-        """Home Assistant style text for state/<name>."""
-        if self.mode == "adc":
-            return str(self.read())
-        return "ON" if self.read() else "OFF"
+        """Home Assistant style text for state/<name>: ON/OFF, a pwm duty percent, an adc
+        reading (raw, or in the pin's unit)."""
+        if self.mode == "pwm":
+            return str(self.duty)
+        if self.mode != "adc":
+            return "ON" if self.read() else "OFF"
+        if self.scale:
+            return "%.6g" % (self.read() * self.scale[0] + self.scale[1])
+        return "%.3f" % self.hw.volts() if self.unit == "V" else str(self.read())
 
     def refusal(self, level):
         """Error text if changing to `level` now would break this pin's policy, else None."""
@@ -115,11 +128,14 @@ class NamedPin:
     def _apply(self, level):
         if self.mode == "pwm":
             self.duty = level
+            self.bright = level or self.bright
             self.hw.duty_u16(int(level * 65535 // 100))
         else:
             self.hw.value(1 if level else 0)
         self._changed = time.ticks_ms()
         NamedPin.changes += 1
+        if self.restore == "last":
+            _remember(self.name, level)
 
     def _disarm(self):
         if self._off_task:
@@ -136,6 +152,30 @@ class NamedPin:
                 await self.notify(self.name)
             except Exception as e:  # publishing may fail; the pin is off either way
                 self.log("error: state of %s not published: %r" % (self.name, e))
+
+
+def _remember(name, level):
+    # only `restore: last` outputs pay for this: one small file rewritten per change
+    from wisp import store
+    last = store.load(LAST_FILE, {})
+    if not isinstance(last, dict):
+        last = {}
+    if last.get(name) != level:
+        last[name] = level
+        store.save(LAST_FILE, last)
+
+
+def _boot_level(spec, name):
+    """The level an output starts at: its restore choice (config checked), else 0 (safe)."""
+    restore = spec.get("restore", "off")
+    if restore == "on":
+        return 100 if spec.get("mode") == "pwm" else 1
+    if restore != "last":
+        return 0
+    from wisp import store
+    last = store.load(LAST_FILE, {})
+    level = last.get(name, 0) if isinstance(last, dict) else 0
+    return level if _int_in(level, 0, 100) else 0
 
 
 def pin_error(num, board, used, role="pin"):
@@ -182,6 +222,9 @@ def _check(spec, board, used):
         return err
     if spec.get("init") == 1 and spec.get("max_on_s"):
         return "init 1 cannot go with max_on_s: it would stay on past its limit from boot"
+    err = _restore_error(spec, mode)
+    if err:
+        return err
     if not _int_in(spec.get("min_interval_ms", 0), 0, limits.MAX_MIN_INTERVAL_MS):
         return "min_interval_ms must be 0-%d" % limits.MAX_MIN_INTERVAL_MS
     if not _num_in(spec.get("max_on_s", 0), 0, limits.MAX_ON_S):
@@ -202,6 +245,24 @@ def _words_error(spec, mode):
     for a in aliases:
         if not isinstance(a, str) or not 0 < len(a) <= limits.MAX_ALIAS_LEN:
             return "each alias must be a name of 1-%d characters" % limits.MAX_ALIAS_LEN
+    return None
+
+
+def _restore_error(spec, mode):
+    """Why `restore`, `unit` or `scale` is wrong, or None."""
+    restore = spec.get("restore", "off")
+    if restore not in RESTORES or (restore != "off" and mode not in ("out", "pwm")):
+        return "restore is for outputs: off, on or last"
+    if restore != "off" and (spec.get("confirm") or spec.get("max_on_s") or spec.get("init")):
+        return "restore on/last cannot go with confirm, max_on_s or init"
+    unit, scale = spec.get("unit"), spec.get("scale")
+    if (unit is not None or scale is not None) and mode != "adc":
+        return "unit and scale are for adc pins"
+    if unit is not None and not (isinstance(unit, str) and 0 < len(unit) <= 8):
+        return "unit must be 1-8 characters"
+    if scale is not None and not (isinstance(scale, list) and len(scale) == 2
+                                  and all(_num_in(x, -1e9, 1e9) for x in scale)):
+        return "scale must be [k, b]: the value is raw * k + b"
     return None
 
 
@@ -246,6 +307,9 @@ def setup(config_pins, board, log):
         if num in board.caution_pins:
             log("warning: pin '%s': GPIO%d is a boot strapping or serial pin; wiring on it can "
                 "stop the board booting" % (name, num))
-        pins[name] = NamedPin(name, num, spec.get("mode", "out"), hw, spec, log)
+        pin = pins[name] = NamedPin(name, num, spec.get("mode", "out"), hw, spec, log)
         used[num] = name
+        level = _boot_level(spec, name)
+        if level:
+            pin._apply(level)
     return pins

@@ -16,6 +16,7 @@ class RecordingLink:
         self.sent = []        # (topic, payload str, retain, qos)
         self.up = True
         self.on_publish = None
+        self.connects = 1     # as MQTTClient counts them (the restart button's guard reads it)
 
     async def publish(self, topic, payload, retain=False, qos=0, wait_ms=0):
         if not self.up:

@@ -51,7 +51,7 @@ async def test_pwm_set_duty_and_frequency():
     dev = make()
     await _ok(dev, "pwm_set", {"pin": "dimmer", "duty_percent": 40}, "ok: dimmer=40% at 1000 Hz")
     pwm = dev.board.pwms[25]
-    check(pwm.duty_u16() == 26214 and dev.link.sent[-1] == ("wisp/t1/state/dimmer", "ON", True, 1),
+    check(pwm.duty_u16() == 26214 and dev.link.sent[-1] == ("wisp/t1/state/dimmer", "40", True, 1),
           (pwm.duty_u16(), dev.link.sent))
     await _ok(dev, "pwm_set", {"pin": "dimmer", "duty_percent": 100, "freq": 25000}, "ok: dimmer=100% at 25000 Hz")
     check(pwm.duty_u16() == 65535 and pwm.freq() == 25000, "full duty / new freq not applied")
@@ -60,7 +60,7 @@ async def test_pwm_set_duty_and_frequency():
     await _refused(dev, "pwm_set", {"pin": "dimmer", "duty_percent": 5, "freq": 50000}, "freq", "1-40000")
     await _refused(dev, "pwm_set", {"pin": "porch_light", "duty_percent": 5}, "'porch_light' is not a PWM output")
     await _ok(dev, "pwm_set", {"pin": "dimmer", "duty_percent": 0}, "ok: dimmer=0% at 25000 Hz")
-    check(pwm.duty_u16() == 0 and dev.link.sent[-1][1] == "OFF", "duty 0 is off")
+    check(pwm.duty_u16() == 0 and dev.link.sent[-1][1] == "0", "duty 0 is off")
 
 
 async def test_adc_read_reports_raw_and_volts():

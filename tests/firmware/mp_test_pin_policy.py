@@ -46,7 +46,7 @@ def test_outputs_and_pwm_start_in_their_safe_state():
     check(dev.board.levels[5] == 0 and dev.board.levels[19] == 0, "outputs not off at boot")
     pwm = dev.board.pwms[25]
     check(pwm.duty_u16() == 0 and pwm.freq() == 1000, "pwm not at duty 0 / configured freq")
-    check(dev.pins["dimmer"].state() == "OFF" and dev.pins["soil"].state() == "0", "state texts")
+    check(dev.pins["dimmer"].state() == "0" and dev.pins["soil"].state() == "0", "state texts")
 
 
 async def test_rate_limit_refuses_fast_changes_but_never_switching_off():
@@ -183,3 +183,41 @@ async def test_one_run_of_nested_routines_cannot_fan_out_to_many_switches():
     check(made == limits.MAX_RUN_SWITCHES and "pin changes in one run is the limit" in result, (made, result))
     # the next run has its own allowance
     check((await tools.run(dev, "routine_run", {"name": "flip"})).startswith("ok: 12 steps"), "a fresh run was stopped")
+
+
+def test_restore_unit_and_scale_are_checked_at_boot():
+    logged = []
+    named = pins.setup({
+        "held": {"pin": 5, "mode": "out", "restore": "last", "confirm": True},
+        "timed": {"pin": 13, "mode": "out", "restore": "on", "max_on_s": 5},
+        "odd": {"pin": 14, "mode": "out", "restore": "sometimes"},
+        "door": {"pin": 4, "mode": "in", "restore": "on"},
+        "volts_out": {"pin": 18, "mode": "out", "unit": "V"},
+        "bad_scale": {"pin": 32, "mode": "adc", "scale": [1]},
+        "long_unit": {"pin": 33, "mode": "adc", "unit": "furlongs/s"},
+        "lamp": {"pin": 19, "mode": "out", "restore": "on"},
+        "fader": {"pin": 25, "mode": "pwm", "restore": "on"},
+        "tank": {"pin": 34, "mode": "adc", "unit": "%", "scale": [0.025, -2.5]},
+    }, Board(), logged.append)
+    check(sorted(named) == ["fader", "lamp", "tank"], (sorted(named), logged))
+    text = "\n".join(logged)
+    for frag in ("'held': restore on/last cannot go with confirm", "'timed': restore on/last cannot",
+                 "'odd': restore is for outputs", "'door': restore is for outputs",
+                 "'volts_out': unit and scale are for adc", "'bad_scale': scale must be [k, b]",
+                 "'long_unit': unit must be 1-8"):
+        check(frag in text, "missing %r in %s" % (frag, text))
+    check(named["lamp"].state() == "ON" and named["fader"].state() == "100", "restore on: on at boot")
+
+
+async def test_restore_last_comes_back_after_a_reboot_and_off_stays_off():
+    spec = {"lamp": {"pin": 19, "mode": "out", "restore": "last"}, "fader": {"pin": 25, "mode": "pwm",
+            "restore": "last"}, "plain": {"pin": 5, "mode": "out"}}
+    first = pins.setup(spec, Board(), print)
+    check(first["lamp"].write(1) is None and first["fader"].write(35) is None and first["plain"].write(1) is None,
+          "writes refused")
+    again = pins.setup(spec, Board(), print)  # a reboot: a new board, the same flash
+    check((again["lamp"].state(), again["fader"].state(), again["plain"].state()) == ("ON", "35", "OFF"),
+          (again["lamp"].state(), again["fader"].state(), again["plain"].state()))
+    check(again["fader"].hw.duty_u16() == 35 * 65535 // 100, "duty not applied at boot")
+    again["lamp"].write(0)
+    check(pins.setup(spec, Board(), print)["lamp"].state() == "OFF", "off is remembered too")

@@ -311,7 +311,7 @@ function pinControl(id, p) {
     return b;
   }
   if (p.mode === "pwm") {
-    const r = el("input", {type: "range", min: 0, max: 100, step: 5, class: "pin-pwm", value: p.state === "ON" ? 100 : 0});
+    const r = el("input", {type: "range", min: 0, max: 100, step: 5, class: "pin-pwm", value: Number(p.state) || 0});
     r.addEventListener("change", () => api(`/api/devices/${id}/pins/${encodeURIComponent(p.name)}`, {state: Number(r.value)})
       .then(x => updatePin(p.name, x.state)).catch(e => alert(e.message)));
     return r;

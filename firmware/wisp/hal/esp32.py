@@ -117,5 +117,12 @@ class Board(pinmap.BoardBase):
     def unique_id(self):
         return ubinascii.hexlify(machine.unique_id()).decode()
 
+    def hw_info(self):
+        """(model, chip, Wi-Fi MAC) for Home Assistant's device page."""
+        import os
+        model = os.uname().machine  # "Generic ESP32 module with ESP32"
+        mac = ubinascii.hexlify(network.WLAN(network.STA_IF).config("mac"), ":").decode()
+        return model, model.split(" with ")[-1], mac
+
     def reset(self):
         machine.reset()

@@ -141,6 +141,11 @@ class Board(pinmap.BoardBase):
     def unique_id(self):
         return "sim%04x" % (os.getpid() & 0xFFFF) if hasattr(os, "getpid") else "sim0"
 
+    def hw_info(self):
+        """(model, chip, MAC): a locally administered MAC made from the unique id."""
+        n = hash(self.unique_id()) & 0xFFFF
+        return "MicroPython unix port (simulated board)", "sim", "02:00:00:00:%02x:%02x" % (n >> 8, n & 0xFF)
+
     def reset(self):
         self.resets += 1
         if self.exit_on_reset:

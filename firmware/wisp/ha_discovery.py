@@ -1,0 +1,127 @@
+# Home Assistant MQTT discovery of every named pin and sensor, the device's diagnostics and its
+# restart button. Configs are retained, built and sent one at a time (small heap), republished
+# when Home Assistant announces itself online, and removed (empty retained payload, with the
+# pin's retained state) when a pin leaves the config. Abbreviated keys keep each payload small;
+# tests/e2e/ha_rules.py holds what Home Assistant accepts. Loaded by wisp/ha.py while it runs.
+import json
+
+from wisp import store
+from wisp.ha import PRESS, RESTART, diag_period_s, prefix
+from wisp.log import log
+
+STORE_NAME = "ha"              # the retained topics published last time, to remove stale ones
+_STATUS_TPL = "{{ value_json.state }}"
+# diagnostics: (key in the diag payload, name, device class, unit, state class)
+DIAG = (("rssi", "Wi-Fi signal", "signal_strength", "dBm", "measurement"),
+        ("up", "uptime", "duration", "s", "total_increasing"),
+        ("heap", "free heap", "data_size", "B", "measurement"),
+        ("boots", "boot count", None, None, "total_increasing"),
+        ("temp", "chip temperature", "temperature", "°C", "measurement"))
+
+
+def slug(text):
+    """Home Assistant's entity-id form: a-z 0-9 and single underscores."""
+    out = ""
+    for c in text.lower():
+        c = c if "a" <= c <= "z" or "0" <= c <= "9" else "_"
+        if c != "_" or (out and out[-1] != "_"):
+            out += c
+    return out.strip("_")
+
+
+def _shared(dev):
+    """The device and origin blocks every config carries."""
+    from wisp import VERSION
+    model, hw, mac = dev.board.hw_info()
+    d = {"ids": ["wisp_" + dev.id], "name": "wisp " + dev.id, "mf": "wisp", "mdl": model, "hw": hw,
+         "sw": VERSION, "sn": dev.board.unique_id()}
+    if mac:
+        d["cns"] = [["mac", mac]]
+    ha = dev.config.get("ha")
+    url = ha.get("url") if isinstance(ha, dict) else None
+    if isinstance(url, str) and url.startswith(("http://", "https://")):
+        d["cu"] = url.rstrip("/") + "/#/device/" + dev.id  # the bridge dashboard's device page
+    return {"dev": d, "o": {"name": "wisp", "sw": VERSION}}
+
+
+def entities(dev):
+    """(component, object id, name, extra config) for everything Home Assistant should see, one
+    at a time: only the config being sent is in the heap."""
+    from wisp.inputs import sample_period_s
+    expire = 3 * sample_period_s(dev)  # a reading 3 samples old is none: shown unavailable
+    for name in sorted(dev.pins):
+        pin = dev.pins[name]
+        st, cmd, label = dev.topic("state/" + name), dev.topic("set/" + name), name.replace("_", " ")
+        if pin.mode == "out":
+            yield (pin.ha, name, label, {"stat_t": st, "cmd_t": cmd})
+        elif pin.mode == "in":
+            extra = {"stat_t": st}
+            if pin.device_class:
+                extra["dev_cla"] = pin.device_class
+            yield ("binary_sensor", name, label, extra)
+        elif pin.mode == "adc":
+            extra = {"stat_t": st, "stat_cla": "measurement", "exp_aft": expire}
+            if pin.unit:
+                extra["unit_of_meas"] = pin.unit
+                if pin.unit in ("V", "mV"):
+                    extra["dev_cla"] = "voltage"
+            yield ("sensor", name, label, extra)
+        elif pin.ha == "light":  # a dimmable light: duty percent is the brightness
+            yield ("light", name, label, {
+                "stat_t": st, "stat_val_tpl": "{{ 'ON' if value | int(0) > 0 else 'OFF' }}", "cmd_t": cmd,
+                "bri_stat_t": st, "bri_cmd_t": cmd, "bri_scl": 100, "on_cmd_type": "brightness"})
+        else:
+            yield ("number", name, label, {"stat_t": st, "cmd_t": cmd, "min": 0, "max": 100,
+                                           "unit_of_meas": "%", "mode": "slider"})
+    sensors = dev.config.get("sensors")
+    for name in sorted(sensors) if isinstance(sensors, dict) else ():
+        st, label = dev.topic("state/" + name), name.replace("_", " ")
+        avty = {"avty": [{"t": dev.topic("status"), "val_tpl": _STATUS_TPL}, {"t": dev.topic("avail/" + name)}],
+                "avty_mode": "all", "stat_t": st, "stat_cla": "measurement", "exp_aft": expire}
+        for key, word, cls, unit in (("t", "temperature", "temperature", "°C"), ("h", "humidity", "humidity", "%")):
+            extra = dict(avty, val_tpl="{{ value_json.%s }}" % key, dev_cla=cls, unit_of_meas=unit)
+            yield ("sensor", name + "_" + key, label + " " + word, extra)
+    if diag_period_s(dev):
+        st = dev.topic("diag")
+        for key, word, cls, unit, sc in DIAG:
+            extra = {"stat_t": st, "val_tpl": "{{ value_json.%s }}" % key, "ent_cat": "diagnostic", "stat_cla": sc,
+                     "exp_aft": 3 * diag_period_s(dev)}
+            if cls:
+                extra["dev_cla"], extra["unit_of_meas"] = cls, unit
+            yield ("sensor", "diag_" + key, word, extra)
+    yield ("button", "diag_restart", "restart", {"cmd_t": dev.topic("set/" + RESTART), "pl_prs": PRESS,
+                                                "dev_cla": "restart", "ent_cat": "config"})
+
+
+def config_payload(dev, comp, obj_id, name, extra, shared):
+    uid = "wisp_%s_%s" % (dev.id, obj_id)
+    cfg = {"name": name, "uniq_id": uid, "def_ent_id": comp + "." + slug(uid)}
+    if "avty" not in extra:
+        cfg["avty_t"], cfg["avty_tpl"] = dev.topic("status"), _STATUS_TPL
+    cfg.update(extra)
+    cfg.update(shared)
+    return json.dumps(cfg)
+
+
+async def announce(dev):
+    """Publish every discovery config; clear the ones (and the retained states) that left."""
+    pre, shared = prefix(dev), _shared(dev)
+    topics = []
+    for comp, obj_id, name, extra in entities(dev):
+        topic = "%s/%s/wisp_%s/%s/config" % (pre, comp, dev.id, obj_id)
+        topics.append(topic)
+        if not await dev.link.publish(topic, config_payload(dev, comp, obj_id, name, extra, shared), True, 1, 0):
+            return  # link dropped: the next connect announces again
+    sensors = dev.config.get("sensors")
+    for name in list(dev.pins) + (list(sensors) if isinstance(sensors, dict) else []):
+        topics.append(dev.topic("state/" + name))  # retained by the device: cleared when the name leaves
+    for name in sensors if isinstance(sensors, dict) else ():
+        topics.append(dev.topic("avail/" + name))
+    before = store.load(STORE_NAME, [], log)
+    for old in before if isinstance(before, list) else ():
+        if isinstance(old, str) and old not in topics:
+            await dev.link.publish(old, b"", True, 1, 0)  # empty retained: Home Assistant removes it
+    if before != topics:
+        store.save(STORE_NAME, topics)
+
+

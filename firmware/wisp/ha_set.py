@@ -1,0 +1,67 @@
+# `set/<name>` from Home Assistant: ON/OFF/TOGGLE for outputs, a duty (or ON/OFF) for PWM pins,
+# and the restart button (set/_restart). Loaded by wisp/ha.py while a command runs.
+import time
+
+from wisp import limits, tools
+from wisp.ha import PRESS, RESTART
+from wisp.log import log
+
+ON_WORDS = ("ON", "1", "TRUE")
+OFF_WORDS = ("OFF", "0", "FALSE")
+
+
+async def on_set(dev, name, payload):
+    """`set/<name>` from Home Assistant: ON/OFF/TOGGLE for outputs; 0-100, ON or OFF for PWM."""
+    if name == RESTART:
+        return await _restart(dev, payload)
+    pin = dev.pins.get(name)
+    try:
+        text = payload.decode().strip().upper() if payload else ""
+    except UnicodeError:  # not UTF-8: refused below like any other unknown word
+        text = "?"
+    if pin is None:
+        result = "Error: no pin '%s'" % name
+    elif pin.mode == "pwm":
+        result = await _set_pwm(dev, pin, text)
+    elif text in ON_WORDS or text in OFF_WORDS:
+        result = await tools.run(dev, "gpio_write", {"pin": name, "value": 1 if text in ON_WORDS else 0})
+    elif text == "TOGGLE":
+        result = await tools.run(dev, "gpio_toggle", {"pin": name})
+    else:
+        result = "Error: set/%s wants ON, OFF or TOGGLE, got %r" % (name, text[:20])
+    if result.startswith("Error"):
+        log("set/%s refused: %s" % (name, result))
+        await dev.event("error", result)
+        if pin is not None:
+            await dev.pin_changed(name)  # re-assert the real state, so Home Assistant's switch flips back
+
+
+async def _set_pwm(dev, pin, text):
+    if text == "ON":  # a light turned on with no brightness: back to where it was
+        duty = pin.duty or pin.bright
+    elif text == "OFF":
+        duty = 0
+    else:
+        try:
+            duty = int(float(text) + 0.5)
+        except (ValueError, OverflowError):  # words, nan, inf
+            return "Error: set/%s wants a number 0-100, ON or OFF, got %r" % (pin.name, text[:20])
+    return await tools.run(dev, "pwm_set", {"pin": pin.name, "duty_percent": duty})
+
+
+async def _restart(dev, payload):
+    if not payload:
+        return  # the clearing below, coming back to us
+    if payload != PRESS.encode():
+        await dev.event("error", "restart wants the payload '%s'" % PRESS)
+        return
+    # A press that arrives right after a connect is a retained leftover (a button never
+    # retains): obeying it would reboot at every boot. Refuse it and clear it.
+    since = time.ticks_diff(time.ticks_ms(), dev.connected_ms)
+    if dev.connected_n != dev.link.connects or since < limits.RESTART_GUARD_MS:
+        log("restart refused: it came %d ms after connecting (a retained message?)" % since)
+        await dev.event("error", "restart refused: pressed within %d ms of connecting" % limits.RESTART_GUARD_MS)
+        await dev.link.publish(dev.topic("set/" + RESTART), b"", True, 1, 0)
+        return
+    result = await tools.run(dev, "system_reboot", {"confirm": PRESS})
+    log("restart button: " + result)

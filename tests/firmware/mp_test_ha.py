@@ -1,0 +1,64 @@
+# Home Assistant on the device: the restart button's guard against a retained press, PWM set/
+# words, discovery ids for any device id, and discovery off meaning nothing is published.
+import asyncio
+import json
+import time
+
+from fakeboard import make_device
+from mpcheck import check
+
+from wisp import ha, limits
+
+PINS = {"dimmer": {"pin": 25, "mode": "pwm"}, "porch_light": {"pin": 5, "mode": "out"}}
+
+
+def _events(dev):
+    return [json.loads(p)["text"] for t, p, _r, _q in dev.link.sent if t.endswith("/event")]
+
+
+async def test_a_press_right_after_connecting_is_refused_and_cleared_a_later_one_reboots():
+    dev = make_device(PINS)
+    await dev.announce()  # a connect: the guard starts now
+    await ha.on_set(dev, "_restart", b"reboot")
+    check(dev.board.resets == 0 and "restart refused" in _events(dev)[-1], _events(dev))
+    check(("wisp/t1/set/_restart", "", True, 1) in dev.link.sent, "retained press not cleared")
+    await ha.on_set(dev, "_restart", b"")  # our own clearing coming back: ignored silently
+    await ha.on_set(dev, "_restart", b"please")
+    check(dev.board.resets == 0 and "wants the payload 'reboot'" in _events(dev)[-1], _events(dev))
+    dev.connected_ms = time.ticks_add(time.ticks_ms(), -limits.RESTART_GUARD_MS - 1)
+    await ha.on_set(dev, "_restart", b"reboot")
+    for _ in range(100):  # system_reboot waits REBOOT_DELAY_MS so its result goes out first
+        if dev.board.resets:
+            break
+        await asyncio.sleep_ms(50)
+    check(dev.board.resets == 1 and "rebooting on request" in _events(dev)[-1], (dev.board.resets, _events(dev)))
+
+
+async def test_pwm_takes_on_off_and_numbers_and_on_returns_to_the_last_brightness():
+    dev = make_device(PINS)
+    pin = dev.pins["dimmer"]
+    await ha.on_set(dev, "dimmer", b"ON")
+    check(pin.duty == 100, "ON with no brightness yet is full")
+    for word, duty in ((b"30.4", 30), (b"OFF", 0), (b"on", 30), (b"0", 0), (b"ON", 30), (b"99.5", 100)):
+        await ha.on_set(dev, "dimmer", word)
+        check(pin.duty == duty and dev.link.on("wisp/t1/state/dimmer")[-1] == duty, (word, pin.duty))
+    await ha.on_set(dev, "dimmer", b"-3")
+    check(pin.duty == 100 and "duty_percent" in _events(dev)[-1], _events(dev))
+
+
+async def test_discovery_ids_are_entity_id_slugs_whatever_the_device_id():
+    dev = make_device(PINS, dev_id="wisp-A1b2")
+    await ha.announce(dev)
+    configs = {t: json.loads(p) for t, p, _r, _q in dev.link.sent if t.endswith("/config")}
+    light = configs["homeassistant/switch/wisp_wisp-A1b2/porch_light/config"]
+    check(light["def_ent_id"] == "switch.wisp_wisp_a1b2_porch_light", light["def_ent_id"])
+    check(configs["homeassistant/number/wisp_wisp-A1b2/dimmer/config"]["max"] == 100, "pwm number")
+
+
+async def test_discovery_off_publishes_nothing_and_no_diagnostics():
+    dev = make_device(PINS, extra={"ha": {"discovery": False}})
+    await ha.announce(dev)
+    check(not [t for t, _p, _r, _q in dev.link.sent if t.startswith("homeassistant/")], dev.link.sent)
+    check(ha.diag_period_s(dev) == 0, "diagnostics without discovery")
+    check(ha.diag_period_s(make_device(PINS, extra={"ha": {"diagnostics_s": 0}})) == 0, "diagnostics_s 0")
+    check(ha.diag_period_s(make_device(PINS)) == limits.DIAG_INTERVAL_S, "default period")
