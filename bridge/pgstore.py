@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS claims (
 # RETURNING gives a row only when this bridge now holds it.
 _CLAIM = """
 INSERT INTO claims AS c (device, req_id, round, owner, until)
-VALUES ($1, $2, $3, $4, clock_timestamp() + $5::interval)
+VALUES ($1, $2, $3, $4, clock_timestamp() + make_interval(secs => $5::float8))
 ON CONFLICT (device, req_id, round) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until, answer = NULL
 WHERE c.until < clock_timestamp()
 RETURNING owner"""
@@ -166,7 +166,7 @@ class PgStore:
         device, req_id, round_ = key
         round_ = NO_ROUND if round_ is None else round_
         async with self._pool.acquire() as db:
-            if await db.fetchval(_CLAIM, device, req_id, round_, self.owner, f"{lease_s} seconds"):
+            if await db.fetchval(_CLAIM, device, req_id, round_, self.owner, float(lease_s)):
                 self._claims_written += 1
                 if self._claims_written % SWEEP_EVERY == 0:
                     self._q.put_nowait("sweep")
@@ -217,9 +217,10 @@ class PgStore:
                                          "AND owner = $4", device, req_id, round_, self.owner)
                     else:
                         await db.execute(
-                            "UPDATE claims SET answer = $5::jsonb, until = clock_timestamp() + $6::interval "
+                            "UPDATE claims SET answer = $5::jsonb, "
+                            "until = clock_timestamp() + make_interval(secs => $6::float8) "
                             "WHERE device = $1 AND req_id = $2 AND round = $3 AND owner = $4",
-                            device, req_id, round_, self.owner, answer, f"{REPLAY_TTL_S} seconds")
+                            device, req_id, round_, self.owner, answer, float(REPLAY_TTL_S))
                 if "sweep" in items:
                     await db.execute("DELETE FROM claims WHERE until < clock_timestamp() - interval '1 minute'")
             today = utc_day()

@@ -211,6 +211,7 @@ repair_turns = 1
     ('[tiers.x]\nbase_url = "http://h/v1"\nmodel = "m"\nprice_in = -1', "price_in must be a number >= 0"),
     ('[tiers.x]\nbase_url = "http://h/v1"\nmodel = "m"\nmax_concurrency = 0', "max_concurrency must be at least 1"),
     ('[cost]\ndaily_budget_usd = "lots"', "daily_budget_usd must be a number >= 0"),
+    ('[cost]\nurl = "mysql://u:secret@h/db"', "postgresql://user@host:port/db URL, got one with scheme 'mysql'"),
     ('[http]\nport = 70000', "port must be a TCP port"),
     ('[routing]\nmax_attempts = 0', "max_attempts must be between 1 and 10"),
 ])
@@ -218,3 +219,11 @@ def test_new_keys_are_checked(tmp_path, text, fragment):
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text), env={})
     assert fragment in str(info.value)
+
+
+def test_cost_url_selects_the_shared_store(tmp_path):
+    cfg = load_config(write(tmp_path, '[cost]\nurl = "postgresql://wisp@db:5432/wisp"'), env={})
+    assert cfg.cost.url == "postgresql://wisp@db:5432/wisp"
+    cfg = load_config(write(tmp_path, ""), env={"WISP_COST_URL": "postgresql://w:pw@other/wisp"})
+    assert cfg.cost.url == "postgresql://w:pw@other/wisp" and "pw" not in repr(cfg.cost)
+    assert load_config(write(tmp_path, ""), env={}).cost.url is None  # SQLite, one bridge
