@@ -52,13 +52,24 @@ class Device:
         self.seqs: dict[str, set] = {}
         self.actions: list[tuple] = []  # tool calls carried out
         self.done: dict[str, dict] = {}  # id -> the done message processed (one per id)
+        self.connects = 0
+        self.online = threading.Event()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311, client_id=f"dev-{device_id}")
         c.on_message = self._message
+        c.on_connect = self._connected
+        c.on_disconnect = lambda *a: self.online.clear()
+        c.reconnect_delay_set(0.2, 1)
         c.connect(broker.host, broker.port)
         c.loop_start()
-        c.subscribe(f"wisp/{device_id}/llm/res", 1)
-        c.publish(f"wisp/{device_id}/manifest", json.dumps(manifest(device_id)), qos=1, retain=True)
+        self.online.wait(5)
         self.client = c
+
+    def _connected(self, client, userdata, flags, reason_code, properties):
+        # like the firmware on every (re)connect: subscribe, publish the retained manifest
+        client.subscribe(f"wisp/{self.id}/llm/res", 1)
+        client.publish(f"wisp/{self.id}/manifest", json.dumps(manifest(self.id)), qos=1, retain=True)
+        self.connects += 1
+        self.online.set()
 
     def _message(self, client, userdata, msg):
         m = json.loads(msg.payload)
