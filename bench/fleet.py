@@ -2,7 +2,9 @@
 no firmware) -> mosquitto -> 1 or 2 `python -m bridge` processes -> zero-delay fake tier (its own process).
 A fraction of the devices send llm/req at increasing open-loop rates; added latency = llm/req published -> done
 received, minus the fake tier asked directly over HTTP. Reports the highest rate whose added p99 stays < 20 ms.
-`--devices 500` checks the bench quickly; the default is the issue's 10,000."""
+Bridge CPU time per answered request comes from /proc/<pid>/stat over each rate. `--store postgresql` gives the
+bridges one shared PostgreSQL instead of their SQLite files. `--devices 500` checks the bench quickly; the default
+is 10,000. WISP_BENCH_PROFILE=1 runs each bridge under cProfile (prof<n>.out beside the logs)."""
 import argparse
 import asyncio
 import gc
@@ -199,10 +201,10 @@ class Fleet:
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_s(pid):
-    """User + system CPU time a process has used, from /proc/<pid>/stat."""
+def cpu_s(pid, which=(11, 12)):
+    """CPU time a process has used (user + system; which=(11,) user only), from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) * TICK_S
+    return sum(int(fields[k]) for k in which) * TICK_S
 
 
 def raise_fd_limit(need):
@@ -280,10 +282,11 @@ async def bench(args, broker, url, tmp):
                 await fleet.run_rate(active, args.rates[0], 1)
             rows = results[n_bridges] = []
             for rate in args.rates:
-                cpu0 = sum(cpu_s(b.pid) for b in bridges)
+                cpu0, user0 = sum(cpu_s(b.pid) for b in bridges), sum(cpu_s(b.pid, (11,)) for b in bridges)
                 r = await fleet.run_rate(active, rate, args.seconds)
-                answered = int(rate * args.seconds) - r["unanswered"]
-                r["cpu_ms"] = (sum(cpu_s(b.pid) for b in bridges) - cpu0) * 1000 / max(1, answered)
+                answered = max(1, int(rate * args.seconds) - r["unanswered"])
+                r["cpu_ms"] = (sum(cpu_s(b.pid) for b in bridges) - cpu0) * 1000 / answered
+                r["user_ms"] = (sum(cpu_s(b.pid, (11,)) for b in bridges) - user0) * 1000 / answered
                 r["p50"] = percentile(r["lat"], 50) - b50 if r["lat"] else float("nan")
                 r["p99"] = percentile(r["lat"], 99) - b99 if r["lat"] else float("nan")
                 r["holds"] = (r["p99"] < P99_GOAL_MS and not r["unanswered"] and not r["errors"]
@@ -291,7 +294,8 @@ async def bench(args, broker, url, tmp):
                 rows.append(r)
                 print(f"{n_bridges} bridge(s) {rate:5} req/s: achieved {r['achieved']:6.0f}  added p50 "
                       f"{r['p50']:6.2f} ms p99 {r['p99']:7.2f} ms  errors {r['errors']} unanswered "
-                      f"{r['unanswered']} lost connections {fleet.lost}  bridge CPU {r['cpu_ms']:.2f} ms/req" +
+                      f"{r['unanswered']} lost connections {fleet.lost}  bridge CPU {r['cpu_ms']:.2f} ms/req "
+                      f"(user {r['user_ms']:.2f})" +
                       (f"  ({r['sample_err']})" if r["sample_err"] else ""), flush=True)
                 if r["achieved"] < 0.9 * rate or r["errors"] > 0.05 * rate * args.seconds:
                     break  # saturated: higher rates only queue or refuse more
