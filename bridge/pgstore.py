@@ -77,7 +77,10 @@ class PgStore:
     async def start(self) -> PgStore:
         self._loop = asyncio.get_running_loop()
         try:
-            self._pool = await asyncpg.create_pool(self.cfg.url, min_size=1, max_size=POOL_MAX, timeout=10)
+            # synchronous_commit off: a commit does not wait for its WAL flush. A database crash may lose the
+            # last fraction of a second of usage rows and claims (a re-send then answered afresh), never corrupt.
+            self._pool = await asyncpg.create_pool(self.cfg.url, min_size=1, max_size=POOL_MAX, timeout=10,
+                                                   server_settings={"synchronous_commit": "off"})
         except (TimeoutError, OSError, asyncpg.PostgresError) as e:
             raise StoreError(f"cannot reach the shared store [cost] url ({_where(self.cfg.url)}): {e}") from e
         async with self._pool.acquire() as db:
@@ -211,16 +214,16 @@ class PgStore:
                     for r in rows:
                         spend[(r[2], r[1])] = spend.get((r[2], r[1]), 0.0) + r[7]
                     await db.executemany(_ADD_SPEND, [(d, day, usd) for (d, day), usd in spend.items()])
-                for device, req_id, round_, answer in releases:
-                    if answer is None:
-                        await db.execute("DELETE FROM claims WHERE device = $1 AND req_id = $2 AND round = $3 "
-                                         "AND owner = $4", device, req_id, round_, self.owner)
-                    else:
-                        await db.execute(
-                            "UPDATE claims SET answer = $5::jsonb, "
-                            "until = clock_timestamp() + make_interval(secs => $6::float8) "
-                            "WHERE device = $1 AND req_id = $2 AND round = $3 AND owner = $4",
-                            device, req_id, round_, self.owner, answer, float(REPLAY_TTL_S))
+                dropped = [(d, r, n, self.owner) for d, r, n, answer in releases if answer is None]
+                kept = [(d, r, n, self.owner, answer, float(REPLAY_TTL_S)) for d, r, n, answer in releases if answer]
+                if dropped:
+                    await db.executemany("DELETE FROM claims WHERE device = $1 AND req_id = $2 AND round = $3 "
+                                         "AND owner = $4", dropped)
+                if kept:
+                    await db.executemany(
+                        "UPDATE claims SET answer = $5::jsonb, "
+                        "until = clock_timestamp() + make_interval(secs => $6::float8) "
+                        "WHERE device = $1 AND req_id = $2 AND round = $3 AND owner = $4", kept)
                 if "sweep" in items:
                     await db.execute("DELETE FROM claims WHERE until < clock_timestamp() - interval '1 minute'")
             today = utc_day()
