@@ -410,7 +410,7 @@ def main():
     text = report(args, results, connect_s, base, n_active, lost, broker_fds, full_gc_ms(args.devices))
     print(text)
     if not args.no_write:
-        write_section("fleet" if args.store == "sqlite" else "fleet_postgresql", text)
+        write_section("fleet" if args.store == "sqlite" else "fleet-postgresql", text)
 
 
 if __name__ == "__main__":

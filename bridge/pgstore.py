@@ -71,8 +71,9 @@ class PgStore:
         self._q: asyncio.Queue = asyncio.Queue()
         self._writer_task: asyncio.Task | None = None
         self._pending: dict[tuple[str, str], float] = {}  # (device, day) -> USD recorded here, not yet committed
-        self._seen_spend: dict[str, float] = {}  # device -> today's committed spend at the last check
+        self._seen_spend: dict[tuple[str, str], float] = {}  # (device, day) -> committed spend at the last check
         self._claims_written = 0
+        self._seen_day_ts = time.time()
 
     async def start(self) -> PgStore:
         self._loop = asyncio.get_running_loop()
@@ -111,7 +112,8 @@ class PgStore:
 
     def spent_today(self, device: str) -> float:
         """What every bridge committed at the last check, plus what this bridge recorded since."""
-        return self._seen_spend.get(device, 0.0) + self._pending.get((device, utc_day()), 0.0)
+        key = (device, utc_day())
+        return self._seen_spend.get(key, 0.0) + self._pending.get(key, 0.0)
 
     def over_budget(self, device: str) -> str | None:
         return over_budget_text(self.cfg.budget_for(device), device, self.spent_today(device))
@@ -120,10 +122,14 @@ class PgStore:
         """over_budget() with today's spend of all bridges read from the database (one indexed row)."""
         if self.cfg.budget_for(device) <= 0:
             return None
+        day = utc_day()
         try:
             async with self._pool.acquire() as db:
-                usd = await db.fetchval("SELECT usd FROM spend WHERE device = $1 AND day = $2", device, utc_day())
-            self._seen_spend[device] = usd or 0.0
+                usd = await db.fetchval("SELECT usd FROM spend WHERE device = $1 AND day = $2", device, day)
+            if day != utc_day(self._seen_day_ts):
+                self._seen_spend.clear()  # a new UTC day: yesterday's figures are no use
+            self._seen_day_ts = time.time()
+            self._seen_spend[(device, day)] = usd or 0.0
         except (OSError, asyncpg.PostgresError) as e:  # judged on what this bridge saw last
             log.error("budget check for %s on the shared store failed: %s", device, e)
         return self.over_budget(device)
@@ -150,6 +156,13 @@ class PgStore:
 
     def _call(self, coro):
         """Run a coroutine on the bridge's loop from another thread (reports run in worker threads)."""
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            coro.close()
+            raise RuntimeError("PgStore reports block: call them from a worker thread (asyncio.to_thread)")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)
 
     def flush(self, timeout_s: float = 5.0) -> None:
@@ -226,10 +239,9 @@ class PgStore:
                         "WHERE device = $1 AND req_id = $2 AND round = $3 AND owner = $4", kept)
                 if "sweep" in items:
                     await db.execute("DELETE FROM claims WHERE until < clock_timestamp() - interval '1 minute'")
-            today = utc_day()
             for r in rows:  # committed: now part of what every bridge sees
-                if r[1] == today:
-                    self._seen_spend[r[2]] = self._seen_spend.get(r[2], 0.0) + r[7]
+                key = (r[2], r[1])
+                self._seen_spend[key] = self._seen_spend.get(key, 0.0) + r[7]
         except (OSError, asyncpg.PostgresError) as e:  # a database outage must not take requests down with it
             log.error("shared store: %d usage row(s) and %d claim(s) lost: %s", len(rows), len(releases), e)
         finally:

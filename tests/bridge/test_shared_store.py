@@ -220,3 +220,14 @@ def test_usage_report_reads_every_bridges_rows(pg_url):
     assert report["by_device"]["d1"]["requests"] == 2 and report["by_device"]["d1"]["budget_usd"] == 0.5
     assert round(report["total_usd"], 6) == 0.51
     assert report["daily"] == [{"day": utc_day(), "requests": 3, "cost_usd": report["total_usd"]}]
+
+
+def test_bridge_without_its_shared_store_says_so_and_exits(tmp_path):
+    from tools.broker import free_port
+    (tmp_path / "wisp.toml").write_text(f'[cost]\nurl = "postgresql://wisp:hunter2@127.0.0.1:{free_port()}/wisp"\n')
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "WISP_CONFIG": str(tmp_path / "wisp.toml")}
+    done = subprocess.run([sys.executable, "-m", "bridge"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "cannot reach the shared store [cost] url (127.0.0.1:" in done.stderr
+    assert "hunter2" not in done.stderr and "Traceback" not in done.stderr
