@@ -315,20 +315,23 @@ async def bench(args, broker, url, tmp):
     return results, connect_s, (b50, b99), len(active), fleet.lost
 
 
+GC_PROBE = """import gc, json, sys, time
+sys.path.insert(0, %r)
+from tests.bridge.harness import manifest
+held = [json.loads(json.dumps(manifest(f"v{i}"))) for i in range(%d)]
+t0 = time.perf_counter(); gc.collect(); plain = (time.perf_counter() - t0) * 1000
+gc.freeze()
+t0 = time.perf_counter(); gc.collect(); frozen = (time.perf_counter() - t0) * 1000
+print(plain, frozen)
+"""
+
+
 def full_gc_ms(n):
-    """What one full collection costs a process holding n parsed manifests (each bridge holds all of them):
-    (plain, after gc.freeze() as bridge/manifests.py does)."""
-    held = [json.loads(json.dumps(manifest(f"v{i}"))) for i in range(n)]
-    gc.unfreeze()
-    t0 = time.perf_counter()
-    gc.collect()
-    plain = (time.perf_counter() - t0) * 1000
-    gc.freeze()
-    t0 = time.perf_counter()
-    gc.collect()
-    frozen = (time.perf_counter() - t0) * 1000
-    del held
-    return plain, frozen
+    """What one full collection costs a fresh process holding n parsed manifests (each bridge holds all of
+    them): (plain, after gc.freeze() as bridge/manifests.py does)."""
+    out = subprocess.run([sys.executable, "-c", GC_PROBE % (str(REPO), n)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return float(out[0]), float(out[1])
 
 
 def report(args, results, connect_s, base, n_active, lost, broker_fds, gc_ms):
