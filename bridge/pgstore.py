@@ -24,6 +24,7 @@ log = logging.getLogger("wisp.bridge.pgstore")
 
 BATCH_MAX = 500  # rows per commit
 POOL_MAX = 8  # connections per bridge: claims and budget checks of concurrent requests, the writer, reports
+QUERY_TIMEOUT_S = 2.0  # a claim or budget check that takes longer is given up: the request is answered anyway
 REPLAY_TTL_S = 300  # an answered claim is kept this long for replay (as rounds/dedupe.py REPLAY_TTL_S)
 SWEEP_EVERY = 1000  # claims written between deletions of expired ones
 NO_ROUND = -1  # the key column for a request without a round
@@ -59,6 +60,10 @@ def _where(url: str) -> str:
     return url.partition("://")[2].rpartition("@")[2]
 
 
+# what a database that is down, restarting or too slow raises
+STORE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
 class PgStore:
     """on_record(tier name, tokens in, tokens out, usd) hears every record (the bridge's metrics).
     owner: this bridge's name in claims (host and pid)."""
@@ -80,15 +85,20 @@ class PgStore:
         try:
             # synchronous_commit off: a commit does not wait for its WAL flush. A database crash may lose the
             # last fraction of a second of usage rows and claims (a re-send then answered afresh), never corrupt.
-            self._pool = await asyncpg.create_pool(self.cfg.url, min_size=1, max_size=POOL_MAX, timeout=10,
+            # min_size 0: connections are opened as requests need them, so a database that is down does not
+            # make the pool retry (and log) in the background; requests then find out and carry on.
+            self._pool = await asyncpg.create_pool(self.cfg.url, min_size=0, max_size=POOL_MAX, timeout=10,
+                                                   command_timeout=QUERY_TIMEOUT_S,
                                                    server_settings={"synchronous_commit": "off"})
-        except (TimeoutError, OSError, asyncpg.PostgresError) as e:
+            async with self._pool.acquire() as db:
+                # one bridge creates the tables; others starting at the same moment wait on the lock
+                async with db.transaction():
+                    await db.execute("SELECT pg_advisory_xact_lock(7074697370)")
+                    await db.execute(_SCHEMA)
+        except STORE_ERRORS as e:
+            if self._pool:
+                await self._pool.close()
             raise StoreError(f"cannot reach the shared store [cost] url ({_where(self.cfg.url)}): {e}") from e
-        async with self._pool.acquire() as db:
-            # one bridge creates the tables; others starting at the same moment wait on the lock
-            async with db.transaction():
-                await db.execute("SELECT pg_advisory_xact_lock(7074697370)")
-                await db.execute(_SCHEMA)
         self._writer_task = asyncio.create_task(self._writer())
         return self
 
@@ -124,13 +134,13 @@ class PgStore:
             return None
         day = utc_day()
         try:
-            async with self._pool.acquire() as db:
+            async with self._pool.acquire(timeout=QUERY_TIMEOUT_S) as db:
                 usd = await db.fetchval("SELECT usd FROM spend WHERE device = $1 AND day = $2", device, day)
             if day != utc_day(self._seen_day_ts):
                 self._seen_spend.clear()  # a new UTC day: yesterday's figures are no use
             self._seen_day_ts = time.time()
             self._seen_spend[(device, day)] = usd or 0.0
-        except (OSError, asyncpg.PostgresError) as e:  # judged on what this bridge saw last
+        except STORE_ERRORS as e:  # judged on what this bridge saw last
             log.error("budget check for %s on the shared store failed: %s", device, e)
         return self.over_budget(device)
 
@@ -181,7 +191,7 @@ class PgStore:
         another bridge gave ({"sent": [...], "reason": ..., "class": ...}), to be replayed."""
         device, req_id, round_ = key
         round_ = NO_ROUND if round_ is None else round_
-        async with self._pool.acquire() as db:
+        async with self._pool.acquire(timeout=QUERY_TIMEOUT_S) as db:
             if await db.fetchval(_CLAIM, device, req_id, round_, self.owner, float(lease_s)):
                 self._claims_written += 1
                 if self._claims_written % SWEEP_EVERY == 0:
@@ -242,7 +252,7 @@ class PgStore:
             for r in rows:  # committed: now part of what every bridge sees
                 key = (r[2], r[1])
                 self._seen_spend[key] = self._seen_spend.get(key, 0.0) + r[7]
-        except (OSError, asyncpg.PostgresError) as e:  # a database outage must not take requests down with it
+        except STORE_ERRORS as e:  # a database outage must not take requests down with it
             log.error("shared store: %d usage row(s) and %d claim(s) lost: %s", len(rows), len(releases), e)
         finally:
             for r in rows:

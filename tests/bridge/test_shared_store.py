@@ -231,3 +231,21 @@ def test_bridge_without_its_shared_store_says_so_and_exits(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "cannot reach the shared store [cost] url (127.0.0.1:" in done.stderr
     assert "hunter2" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_requests_are_answered_while_the_shared_store_is_down(stack, tmp_path):
+    from tools.postgres import start_postgres
+    pg = start_postgres(tmp_path / "own-pg")  # this test stops it
+    try:
+        device, logs, fake = stack(lambda req: Reply(text="ok"), pg.url)
+        assert "err" not in device.ask("up1")[0]
+        pg.stop()
+        for k in range(4):  # on both bridges: no claim, no usage row, but an answer each
+            done, _ = device.ask(f"down{k}", timeout=20)
+            assert "err" not in done and done["text"] == "ok"
+        assert len(fake.requests) == 5
+        texts = [p.read_text() for p in logs]
+        assert any("in the shared store failed, answering anyway" in t for t in texts)
+        assert all("Traceback" not in t for t in texts)
+    finally:
+        pg.stop()
