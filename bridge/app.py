@@ -90,7 +90,7 @@ class Bridge:
                     await self._drain()
                     if http_runner:
                         await http_runner.cleanup()
-                    await asyncio.to_thread(link.close)  # joins paho's thread: keep it off the loop
+                    await link.aclose()
         finally:
             await costs.aclose()
         log.info("bridge stopped")
