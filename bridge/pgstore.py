@@ -23,6 +23,7 @@ from bridge.rounds.outcome import Outcome
 log = logging.getLogger("wisp.bridge.pgstore")
 
 BATCH_MAX = 500  # rows per commit
+BATCH_WAIT_S = 0.05  # the writer gathers rows and claims this long after the first: one transaction per batch
 POOL_MAX = 8  # connections per bridge: claims and budget checks of concurrent requests, the writer, reports
 QUERY_TIMEOUT_S = 2.0  # a claim or budget check that takes longer is given up: the request is answered anyway
 REPLAY_TTL_S = 300  # an answered claim is kept this long for replay (as rounds/dedupe.py REPLAY_TTL_S)
@@ -75,6 +76,7 @@ class PgStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._q: asyncio.Queue = asyncio.Queue()
         self._writer_task: asyncio.Task | None = None
+        self._urgent = asyncio.Event()  # spend that a budget depends on is waiting: no batching delay
         self._pending: dict[tuple[str, str], float] = {}  # (device, day) -> USD recorded here, not yet committed
         self._seen_spend: dict[tuple[str, str], float] = {}  # (device, day) -> committed spend at the last check
         self._claims_written = 0
@@ -88,7 +90,7 @@ class PgStore:
             # min_size 0: connections are opened as requests need them, so a database that is down does not
             # make the pool retry (and log) in the background; requests then find out and carry on.
             self._pool = await asyncpg.create_pool(self.cfg.url, min_size=0, max_size=POOL_MAX, timeout=10,
-                                                   command_timeout=QUERY_TIMEOUT_S,
+                                                   command_timeout=QUERY_TIMEOUT_S, reset=_keep_session,
                                                    server_settings={"synchronous_commit": "off"})
             async with self._pool.acquire() as db:
                 # one bridge creates the tables; others starting at the same moment wait on the lock
@@ -112,6 +114,8 @@ class PgStore:
         day = utc_day(now)
         self._pending[(device, day)] = self._pending.get((device, day), 0.0) + cost
         self._q.put_nowait((now, day, device, tier.name, req_id, tokens_in, tokens_out, cost, int(estimated)))
+        if cost > 0 and self.cfg.budget_for(device) > 0:
+            self._urgent.set()  # other bridges check this spend before their next request: commit it now
         if self.on_record:
             self.on_record(tier.name, tokens_in, tokens_out, cost)
         return cost
@@ -218,6 +222,12 @@ class PgStore:
     async def _writer(self) -> None:
         while True:
             items = [await self._q.get()]
+            if self._may_wait(items[0]) and not self._urgent.is_set():
+                try:  # rows and claims of concurrent requests join this transaction
+                    await asyncio.wait_for(self._urgent.wait(), BATCH_WAIT_S)
+                except TimeoutError:
+                    pass
+            self._urgent.clear()
             while len(items) < BATCH_MAX and not self._q.empty():
                 items.append(self._q.get_nowait())
             if None in items:
@@ -225,6 +235,10 @@ class PgStore:
                 await self._write(items)
                 return
             await self._write(items)
+
+    def _may_wait(self, item) -> bool:
+        """A flush mark or the end is not delayed; rows and claims may be (record() cuts the wait short)."""
+        return item is not None and not isinstance(item, asyncio.Event)
 
     async def _write(self, items: list) -> None:
         rows = [i for i in items if isinstance(i, tuple) and i[0] != "release"]
@@ -272,6 +286,11 @@ class PgStore:
             await asyncio.wait_for(self._writer_task, 10)
         if self._pool:
             await self._pool.close()
+
+
+async def _keep_session(db) -> None:
+    """Handing a connection back to the pool: nothing to reset (no session state is ever set), so no
+    `RESET ALL` round trip per query, which cost as much as the query itself."""
 
 
 def replay_outcome(key: tuple, answer: dict) -> Outcome:
