@@ -409,7 +409,7 @@ def main():
         fake.wait()
         broker.stop()
         if pg:
-            pg.stop()
+            pg.stop(remove=True)
     text = report(args, results, connect_s, base, n_active, lost, broker_fds, full_gc_ms(args.devices))
     print(text)
     if not args.no_write:

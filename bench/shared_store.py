@@ -73,7 +73,7 @@ def race(tmp, in_flight):
             proc.wait(10)
         fake.stop()
         broker.stop()
-        pg.stop()
+        pg.stop(remove=True)
 
 
 def main():

@@ -34,7 +34,7 @@ def session_postgres():
         if _postgres is None:
             from tools.postgres import start_postgres
             _postgres = start_postgres(tempfile.mkdtemp(prefix="wisp-pg-"))
-            atexit.register(_postgres.stop)
+            atexit.register(_postgres.stop, remove=True)
         return _postgres
 
 

@@ -3,6 +3,7 @@ port, trust auth for one user. initdb refuses to run as root, so as root the ser
 user the Debian package creates."""
 import os
 import pwd
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -23,8 +24,12 @@ class Postgres:
         prefix = ["runuser", "-u", self._as_user, "--"] if self._as_user else []
         return subprocess.run(prefix + list(argv), capture_output=True, text=True, **kw)
 
-    def stop(self):
-        self._run(find_bin("pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "stop", timeout=30)
+    def stop(self, remove=False):
+        """Stop the server; remove=True also deletes its directory (some 40 MB of data files)."""
+        if (self.root / "data" / "postmaster.pid").exists():
+            self._run(find_bin("pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "stop", timeout=30)
+        if remove:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def start_postgres(root, port=None):

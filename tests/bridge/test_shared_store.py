@@ -233,9 +233,11 @@ def test_bridge_without_its_shared_store_says_so_and_exits(tmp_path):
     assert "hunter2" not in done.stderr and "Traceback" not in done.stderr
 
 
-def test_requests_are_answered_while_the_shared_store_is_down(stack, tmp_path):
+def test_requests_are_answered_while_the_shared_store_is_down(stack):
+    import tempfile
+
     from tools.postgres import start_postgres
-    pg = start_postgres(tmp_path / "own-pg")  # this test stops it
+    pg = start_postgres(tempfile.mkdtemp(prefix="wisp-pg-"))  # its own server: this test stops it
     try:
         device, logs, fake = stack(lambda req: Reply(text="ok"), pg.url)
         assert "err" not in device.ask("up1")[0]
@@ -248,4 +250,4 @@ def test_requests_are_answered_while_the_shared_store_is_down(stack, tmp_path):
         assert any("in the shared store failed, answering anyway" in t for t in texts)
         assert all("Traceback" not in t for t in texts)
     finally:
-        pg.stop()
+        pg.stop(remove=True)
