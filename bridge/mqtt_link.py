@@ -49,6 +49,8 @@ class MqttLink:
         self._lost = asyncio.Event()
         self._supervisor: asyncio.Task | None = None
         self._closing = False
+        self._connecting = False  # paho's reconnect() runs in a worker thread: the client is not ours to touch
+        self._held: list[tuple] = []  # publishes made meanwhile, handed to paho once it is back
         self._topics = [(SHARED_REQ_TOPIC if shared else REQ_TOPIC, 1), (MANIFEST_TOPIC, 1)]
         self._topics += [(t, 1) for t in extra_topics]  # plain: every bridge sees them (the fleet view)
         # MQTT 3.1.1: every broker speaks it, and mosquitto honours $share/ for 3.1.1 clients too.
@@ -63,6 +65,9 @@ class MqttLink:
         c.max_inflight_messages_set(MAX_INFLIGHT)
         c.on_socket_open = self._socket_open
         c.on_socket_close = self._socket_close
+        # With these set paho never writes from inside publish() (or from the connecting thread): _flush() does,
+        # on the loop, after the CONNECT that reconnect() queued.
+        c.on_socket_register_write = c.on_socket_unregister_write = lambda client, userdata, sock: None
         c.on_connect = self._connected
         c.on_disconnect = self._disconnected
         c.on_subscribe = self._subscribed
@@ -79,6 +84,9 @@ class MqttLink:
         on reconnect. From another thread: handed to the loop."""
         if threading.get_ident() != self._loop_thread:
             self._loop.call_soon_threadsafe(self.publish, topic, payload, qos, retain)
+            return
+        if self._connecting:
+            self._held.append((topic, payload, qos, retain))
             return
         if isinstance(payload, dict):
             payload = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
@@ -106,18 +114,22 @@ class MqttLink:
         delay = RECONNECT_MIN_S
         while not self._closing:
             self._lost.clear()
+            self._connecting = True
             try:
-                await asyncio.to_thread(self._client.reconnect)  # blocking: DNS, TCP, TLS handshake, CONNECT
+                await asyncio.to_thread(self._client.reconnect)  # blocking: DNS, TCP, TLS handshake
             except (OSError, ssl.SSLError, ValueError) as e:
                 log.warning("cannot reach broker %s:%d (%s); retrying in %d s", self.host, self.port, e, delay)
+                self._release_held()  # paho keeps them (QoS 1) until a connection takes them
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
                 continue
             sock = self._client.socket()
             if sock is None:  # closed again before we got it
+                self._release_held()
                 continue
             self._sock = sock
             self._loop.add_reader(sock, self._readable)
+            self._release_held()  # behind the CONNECT reconnect() queued
             self._flush()
             while not self._lost.is_set():
                 try:
@@ -132,6 +144,12 @@ class MqttLink:
             self.subscribed.clear()
             if not self._closing:
                 await asyncio.sleep(delay)
+
+    def _release_held(self) -> None:
+        self._connecting = False
+        held, self._held = self._held, []
+        for args in held:
+            self.publish(*args)
 
     def _readable(self) -> None:
         self._client.loop_read()
