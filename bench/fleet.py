@@ -2,7 +2,9 @@
 no firmware) -> mosquitto -> 1 or 2 `python -m bridge` processes -> zero-delay fake tier (its own process).
 A fraction of the devices send llm/req at increasing open-loop rates; added latency = llm/req published -> done
 received, minus the fake tier asked directly over HTTP. Reports the highest rate whose added p99 stays < 20 ms.
-`--devices 500` checks the bench quickly; the default is the issue's 10,000."""
+Bridge CPU time per answered request comes from /proc/<pid>/stat over each rate. `--store postgresql` gives the
+bridges one shared PostgreSQL instead of their SQLite files. `--devices 500` checks the bench quickly; the default
+is 10,000. WISP_BENCH_PROFILE=1 runs each bridge under cProfile (prof<n>.out beside the logs)."""
 import argparse
 import asyncio
 import gc
@@ -23,6 +25,7 @@ from bench.report import percentile, write_section  # noqa: E402
 from bench.tier_baseline import direct_latencies  # noqa: E402
 from tests.bridge.harness import manifest  # noqa: E402
 from tools.broker import start_mosquitto  # noqa: E402
+from tools.postgres import start_postgres  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 P99_GOAL_MS = 20.0
@@ -195,6 +198,15 @@ class Fleet:
 
 
 # ---- processes ---------------------------------------------------------------------------------------------------
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid, which=(11, 12)):
+    """CPU time a process has used (user + system; which=(11,) user only), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(fields[k]) for k in which) * TICK_S
+
+
 def raise_fd_limit(need):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < need:
@@ -215,17 +227,19 @@ def proc_fd_limit(pid):
     return None
 
 
-def start_bridge(tmp, broker, url, n):
+def start_bridge(tmp, broker, url, n, store_url=None):
+    store = f'url = "{store_url}"' if store_url else f'db = "{tmp / "cost.db"}"'
     (tmp / "wisp.toml").write_text(
         f'[tiers.local]\nbase_url = "{url}"\nmodel = "fake-model"\nmax_concurrency = 4096\n\n'
         '[routes]\ninteractive = ["local"]\nscheduled = ["local"]\nprivate = ["local"]\n\n'
-        f'[cost]\ndb = "{tmp / "cost.db"}"\ndaily_budget_usd = 0\n')
+        f'[cost]\n{store}\ndaily_budget_usd = 0\n')
     env = {**os.environ, "WISP_BROKER": f"{broker.host}:{broker.port}", "WISP_CONFIG": str(tmp / "wisp.toml"),
            "PYTHONPATH": str(REPO)}
     for k in ("WISP_API_TOKEN", "WISP_LOCAL_URL", "CEREBRAS_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
         env.pop(k, None)
     log = open(tmp / f"bridge{n}.log", "wb")
-    return subprocess.Popen([sys.executable, "-m", "bridge", "--log-level", "WARNING"], cwd=tmp, env=env,
+    prof = ["-m", "cProfile", "-o", str(tmp / f"prof{n}.out")] if os.environ.get("WISP_BENCH_PROFILE") else []
+    return subprocess.Popen([sys.executable, *prof, "-m", "bridge", "--log-level", "WARNING"], cwd=tmp, env=env,
                             stdout=log, stderr=log)
 
 
@@ -259,7 +273,7 @@ async def bench(args, broker, url, tmp):
     try:
         for n_bridges in args.bridges:
             while len(bridges) < n_bridges:
-                bridges.append(start_bridge(tmp, broker, url, len(bridges)))
+                bridges.append(start_bridge(tmp, broker, url, len(bridges), args.store_url))
             await asyncio.sleep(2)
             not_ready = await until_ready(fleet, active, 120)
             if not_ready:
@@ -268,7 +282,11 @@ async def bench(args, broker, url, tmp):
                 await fleet.run_rate(active, args.rates[0], 1)
             rows = results[n_bridges] = []
             for rate in args.rates:
+                cpu0, user0 = sum(cpu_s(b.pid) for b in bridges), sum(cpu_s(b.pid, (11,)) for b in bridges)
                 r = await fleet.run_rate(active, rate, args.seconds)
+                answered = max(1, int(rate * args.seconds) - r["unanswered"])
+                r["cpu_ms"] = (sum(cpu_s(b.pid) for b in bridges) - cpu0) * 1000 / answered
+                r["user_ms"] = (sum(cpu_s(b.pid, (11,)) for b in bridges) - user0) * 1000 / answered
                 r["p50"] = percentile(r["lat"], 50) - b50 if r["lat"] else float("nan")
                 r["p99"] = percentile(r["lat"], 99) - b99 if r["lat"] else float("nan")
                 r["holds"] = (r["p99"] < P99_GOAL_MS and not r["unanswered"] and not r["errors"]
@@ -276,7 +294,8 @@ async def bench(args, broker, url, tmp):
                 rows.append(r)
                 print(f"{n_bridges} bridge(s) {rate:5} req/s: achieved {r['achieved']:6.0f}  added p50 "
                       f"{r['p50']:6.2f} ms p99 {r['p99']:7.2f} ms  errors {r['errors']} unanswered "
-                      f"{r['unanswered']} lost connections {fleet.lost}" +
+                      f"{r['unanswered']} lost connections {fleet.lost}  bridge CPU {r['cpu_ms']:.2f} ms/req "
+                      f"(user {r['user_ms']:.2f})" +
                       (f"  ({r['sample_err']})" if r["sample_err"] else ""), flush=True)
                 if r["achieved"] < 0.9 * rate or r["errors"] > 0.05 * rate * args.seconds:
                     break  # saturated: higher rates only queue or refuse more
@@ -296,19 +315,29 @@ async def bench(args, broker, url, tmp):
     return results, connect_s, (b50, b99), len(active), fleet.lost
 
 
+GC_PROBE = """import gc, json, sys, time
+sys.path.insert(0, %r)
+from tests.bridge.harness import manifest
+held = [json.loads(json.dumps(manifest(f"v{i}"))) for i in range(%d)]
+t0 = time.perf_counter(); gc.collect(); plain = (time.perf_counter() - t0) * 1000
+gc.freeze()
+t0 = time.perf_counter(); gc.collect(); frozen = (time.perf_counter() - t0) * 1000
+print(plain, frozen)
+"""
+
+
 def full_gc_ms(n):
-    """What one full collection costs a process holding n parsed manifests (each bridge holds all of them)."""
-    held = [json.loads(json.dumps(manifest(f"v{i}"))) for i in range(n)]
-    t0 = time.perf_counter()
-    gc.collect()
-    ms = (time.perf_counter() - t0) * 1000
-    del held
-    return ms
+    """What one full collection costs a fresh process holding n parsed manifests (each bridge holds all of
+    them): (plain, after gc.freeze() as bridge/manifests.py does)."""
+    out = subprocess.run([sys.executable, "-c", GC_PROBE % (str(REPO), n)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return float(out[0]), float(out[1])
 
 
 def report(args, results, connect_s, base, n_active, lost, broker_fds, gc_ms):
-    lines = ["## Fleet: 10,000 connected devices, 1 and 2 bridges" if args.devices == 10_000 else
-             f"## Fleet: {args.devices} connected devices, 1 and 2 bridges",
+    on = "" if args.store == "sqlite" else ", usage and claims in one shared PostgreSQL"
+    lines = [(f"## Fleet: 10,000 connected devices, 1 and 2 bridges{on}" if args.devices == 10_000 else
+              f"## Fleet: {args.devices} connected devices, 1 and 2 bridges{on}"),
              "", f"{args.devices} virtual devices, each its own MQTT 3.1.1 connection (raw asyncio protocol "
              "clients in one process, subscribed to their `llm/res`, retained manifest published on connect; no "
              f"firmware) -> mosquitto (open-files limit {broker_fds}) -> `python -m bridge` x1 and x2 (shared "
@@ -318,13 +347,14 @@ def report(args, results, connect_s, base, n_active, lost, broker_fds, gc_ms):
              f"rate. Added latency = llm/req published -> `done` received, minus the fake tier asked directly "
              f"(p50 {base[0]:.2f} ms, p99 {base[1]:.2f} ms). A rate holds when added p99 < {P99_GOAL_MS:.0f} ms, "
              "every request is answered without error and >= 95 % of the offered rate is achieved.", "",
-             "| bridges | offered req/s | achieved req/s | added p50 ms | added p99 ms | errors | unanswered | holds |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| bridges | offered req/s | achieved req/s | added p50 ms | added p99 ms | errors | unanswered | "
+             "bridge CPU ms/req | holds |",
+             "|---|---|---|---|---|---|---|---|---|"]
     best = {}
     for nb, rows in results.items():
         for r in rows:
             lines.append(f"| {nb} | {r['rate']} | {r['achieved']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
-                         f"{r['errors']} | {r['unanswered']} | {'yes' if r['holds'] else 'no'} |")
+                         f"{r['errors']} | {r['unanswered']} | {r['cpu_ms']:.2f} | {'yes' if r['holds'] else 'no'} |")
         held = [r["rate"] for r in rows if r["holds"]]
         steady = [r["rate"] for k, r in enumerate(rows) if all(x["holds"] for x in rows[:k + 1])]
         best[nb] = (max(held) if held else None, max(steady) if steady else None)
@@ -332,10 +362,14 @@ def report(args, results, connect_s, base, n_active, lost, broker_fds, gc_ms):
         f"{nb} bridge{'s' if nb > 1 else ''}: " + (f"**{b} req/s**" if b else "none of the rates tried")
         + (f" (every rate held up to {s} req/s)" if s else " (some lower rates did not hold)") * bool(b)
         for nb, (b, s) in best.items()) + f". Device connections lost during the run: {lost}.",
-              "", f"Where p99 jumps to 50-500 ms while p50 stays near 1-2 ms, the bridges pause: a full garbage "
-              f"collection of a Python process holding {args.devices} parsed manifests took {gc_ms:.0f} ms here "
-              "(measured in the bench process), and a pause of ~80 ms at 800 req/s fills the bridge's "
-              "`MAX_IN_FLIGHT` (64), after which requests are refused as busy (the errors column)."]
+              "", f"Bridge CPU ms/req: user + system CPU time of the bridge processes (/proc/<pid>/stat) over "
+              "the rate, divided by the requests answered; it falls as the rate rises because one loop turn then "
+              "serves several messages. A full garbage collection of a Python process holding "
+              f"{args.devices} parsed manifests took {gc_ms[0]:.0f} ms here, {gc_ms[1]:.1f} ms once they are "
+              "frozen (`gc.freeze()`, as bridge/manifests.py does while the cache grows). Requests beyond the "
+              "in-flight cap wait in the bridge's FIFO queue (errors column: refusals and tier errors). Where "
+              "p50 climbs with p99, the machine is out of CPU: bench client, mosquitto, bridges and fake tier "
+              f"share its {os.cpu_count()} cores (with other work on a shared machine)."]
     return "\n".join(lines)
 
 
@@ -346,8 +380,11 @@ def main():
     ap.add_argument("--rates", default="100,200,300,400,500,600,800,1000", help="offered req/s, increasing")
     ap.add_argument("--seconds", type=float, default=5, help="duration of each rate")
     ap.add_argument("--bridges", default="1,2", help="bridge counts to measure, increasing")
+    ap.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                    help="the bridges' cost store: each its SQLite file, or one PostgreSQL they share")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args()
+    args.store_url = None
     args.rates = [int(x) for x in args.rates.split(",")]
     args.bridges = sorted(int(x) for x in args.bridges.split(","))
     raise_fd_limit(args.devices + FD_SPARE)  # inherited by mosquitto and the bridges
@@ -356,7 +393,11 @@ def main():
     fake_log = open(tmp / "fake.log", "wb")  # it logs every stream a hedge loser's cancel cuts short
     fake = subprocess.Popen([sys.executable, "-c", FAKE % str(REPO)], stdout=subprocess.PIPE, stderr=fake_log,
                             text=True)
+    pg = None
     try:
+        if args.store == "postgresql":
+            pg = start_postgres(tmp / "pg")
+            args.store_url = pg.url
         url = fake.stdout.readline().strip()
         broker_fds = proc_fd_limit(broker.proc.pid)
         if broker_fds is not None and broker_fds < args.devices + 16:
@@ -367,10 +408,12 @@ def main():
         fake.kill()
         fake.wait()
         broker.stop()
+        if pg:
+            pg.stop(remove=True)
     text = report(args, results, connect_s, base, n_active, lost, broker_fds, full_gc_ms(args.devices))
     print(text)
     if not args.no_write:
-        write_section("fleet", text)
+        write_section("fleet" if args.store == "sqlite" else "fleet-postgresql", text)
 
 
 if __name__ == "__main__":

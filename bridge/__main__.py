@@ -8,6 +8,7 @@ import sys
 
 from bridge.app import serve
 from bridge.config import ConfigError, load_config
+from bridge.cost import StoreError
 from bridge.routing.router import NO_TIER_MESSAGE
 
 log = logging.getLogger("wisp.bridge")
@@ -36,7 +37,13 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("%s", NO_TIER_MESSAGE)
     for req_class, route in config.routes.items():
         log.info("route %s: %s", req_class, " -> ".join(t for t in route if t in config.tiers) or "(none)")
-    asyncio.run(serve(config))
+    if config.cost.url:
+        log.info("usage, budgets and request claims shared through PostgreSQL")
+    try:
+        asyncio.run(serve(config))
+    except StoreError as e:
+        print(f"wisp bridge: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -15,7 +17,7 @@ import aiohttp
 
 from bridge import protocol
 from bridge.config import BridgeConfig
-from bridge.cost import CostStore
+from bridge.cost import open_store
 from bridge.fleet import FLEET_TOPICS, Fleet
 from bridge.manifests import ManifestCache
 from bridge.metrics import Metrics
@@ -60,7 +62,7 @@ class Bridge:
                         extra_topics=FLEET_TOPICS if serve_http else (), tls=cfg.broker_tls, ca=cfg.broker_ca)
         if serve_http:
             self.fleet = Fleet(link.publish, self.events.publish, cfg.signing_keys)
-        costs = CostStore(cfg.cost, on_record=self.metrics.cost_recorded)
+        costs = await open_store(cfg.cost, f"{socket.gethostname()}:{os.getpid()}", self.metrics.cost_recorded)
         # Many concurrent streams to one tier: aiohttp's default pool of 100 (30 per host) would queue them.
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
         http_runner = None
@@ -68,7 +70,8 @@ class Bridge:
             async with aiohttp.ClientSession(connector=connector) as session:
                 self.router = Router(cfg, provider_factory(session), on_attempt=self.metrics.attempt_ended)
                 self.metrics.watch(self.router, self.fleet, self.events)
-                self.ctx = HandlerContext(cfg, self.manifests, link.publish, self.router, costs, Dedupe(),
+                self.ctx = HandlerContext(cfg, self.manifests, link.publish, self.router, costs,
+                                          Dedupe(shared=costs if cfg.cost.url else None),
                                           on_outcome=[self.metrics.round_finished, self._tier_event])
                 if serve_http:
                     app = make_app(token=cfg.http.token, router=self.router, costs=costs, fleet=self.fleet,
@@ -87,9 +90,9 @@ class Bridge:
                     await self._drain()
                     if http_runner:
                         await http_runner.cleanup()
-                    await asyncio.to_thread(link.close)  # joins paho's thread: keep it off the loop
+                    await link.aclose()
         finally:
-            await asyncio.to_thread(costs.close)
+            await costs.aclose()
         log.info("bridge stopped")
 
     async def _announce_ready(self, link: MqttLink, on_ready) -> None:

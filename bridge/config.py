@@ -54,7 +54,7 @@ _TIER_KEYS = {"provider": str, "base_url": str, "model": str, "api_key_env": str
               "price_in": NonNegative, "price_out": NonNegative, "max_concurrency": int, "max_tokens": int,
               "dialect": str}
 _HTTP_KEYS = {"host": str, "port": int, "token": str, "enabled": bool}
-_COST_KEYS = {"db": str, "daily_budget_usd": NonNegative, "devices": dict}
+_COST_KEYS = {"db": str, "url": str, "daily_budget_usd": NonNegative, "devices": dict}
 _ROUTING_KEYS = {"hedge": bool, "max_attempts": int, "repair_turns": int}
 _SECRET_KEYS = ("password", "token")  # a wrong value is still a secret: errors name its type, never the value
 
@@ -103,6 +103,7 @@ class CostConfig:
     db: str = COST_DB_NAME
     daily_budget_usd: float = DEFAULT_DAILY_BUDGET_USD  # per device and UTC day; 0 = no limit
     devices: dict[str, float] = field(default_factory=dict)  # per-device overrides of daily_budget_usd
+    url: str | None = field(default=None, repr=False)  # postgresql://...: the store shared by many bridges
 
     def budget_for(self, device_id: str) -> float:
         return self.devices.get(device_id, self.daily_budget_usd)
@@ -202,7 +203,11 @@ def _apply_cost(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, st
             budget = -1.0
         if budget < 0:
             raise ConfigError(f"WISP_DAILY_BUDGET_USD must be a number >= 0, got {env['WISP_DAILY_BUDGET_USD']!r}")
-    cfg.cost = CostConfig(db, float(budget), {k: float(v) for k, v in devices.items()})
+    url = env.get("WISP_COST_URL") or table.get("url") or None
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"{at} url (or WISP_COST_URL) must be a postgresql://user@host:port/db URL, "
+                          f"got one with scheme {url.partition('://')[0]!r}")
+    cfg.cost = CostConfig(db, float(budget), {k: float(v) for k, v in devices.items()}, url)
 
 
 def _read_toml(path: str | None, env: Mapping[str, str]) -> tuple[dict, str]:

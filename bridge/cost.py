@@ -5,6 +5,7 @@ disk. Today's spend per device is kept in memory (seeded from the database at st
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import sqlite3
@@ -20,6 +21,7 @@ from bridge.rounds.outcome import Outcome
 log = logging.getLogger("wisp.bridge.cost")
 
 BATCH_MAX = 500  # rows per commit
+BATCH_WAIT_S = 0.05  # the writer gathers rows this long after the first one: one commit per batch, not per row
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
   ts REAL NOT NULL, day TEXT NOT NULL, device TEXT NOT NULL, tier TEXT NOT NULL, req_id TEXT,
@@ -39,6 +41,19 @@ class Totals(NamedTuple):
 
 def utc_day(ts: float | None = None) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(time.time() if ts is None else ts))
+
+
+class StoreError(Exception):
+    """The configured store cannot be used; the bridge does not start without it."""
+
+
+async def open_store(cfg: CostConfig, owner: str,
+                     on_record: Callable[[str, int, int, float], None] | None = None):
+    """The PostgreSQL store shared by many bridges when [cost] url is set, else this process's SQLite file."""
+    if cfg.url:
+        from bridge.pgstore import PgStore  # asyncpg only where it is used
+        return await PgStore(cfg, owner, on_record).start()
+    return CostStore(cfg, on_record)
 
 
 class CostStore:
@@ -62,6 +77,8 @@ class CostStore:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10)
         db.execute("PRAGMA journal_mode=WAL")  # readers (reports, other bridges) do not block the writer
+        # WAL + NORMAL: a commit does not wait for fsync; a power cut may lose the last commits, never corrupt
+        db.execute("PRAGMA synchronous=NORMAL")
         return db
 
     def record(self, device: str, tier, req_id: str | None, tokens_in: int, tokens_out: int,
@@ -90,12 +107,11 @@ class CostStore:
 
     def over_budget(self, device: str) -> str | None:
         """A refusal for a device whose daily budget is used up, else None."""
-        budget = self.cfg.budget_for(device)
-        spent = self.spent_today(device)
-        if budget <= 0 or spent < budget:
-            return None
-        return (f"daily budget of ${budget:.2f} for device {device} is used up (${spent:.4f} spent today); "
-                "it resets at 00:00 UTC")
+        return over_budget_text(self.cfg.budget_for(device), device, self.spent_today(device))
+
+    async def check_budget(self, device: str) -> str | None:
+        """over_budget(), for callers that also work with the shared store (pgstore.PgStore.check_budget)."""
+        return self.over_budget(device)
 
     def totals(self, by: str = "device", day: str | None = None) -> list[Totals]:
         """Usage per device or tier on one UTC day (today by default); reads what is committed."""
@@ -117,23 +133,7 @@ class CostStore:
                                "AND day > date(?, ?) GROUP BY 1 ORDER BY 1", (day, day, f"-{days} days")).fetchall()
         finally:
             db.close()
-        by_device: dict[str, dict] = {}
-        by_tier: dict[str, dict] = {}
-        for device, tier, n, t_in, t_out, usd in rows:
-            for table, key in ((by_device, device), (by_tier, tier)):
-                agg = table.setdefault(key, {"requests": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0})
-                agg["requests"] += n
-                agg["tokens_in"] += t_in
-                agg["tokens_out"] += t_out
-                agg["cost_usd"] += usd
-        for device, agg in by_device.items():
-            agg["budget_usd"] = self.cfg.budget_for(device) or None
-        return {"day": day,
-                "rows": [{"device": d, "tier": t, "requests": n, "tokens_in": i, "tokens_out": o, "cost_usd": usd}
-                         for d, t, n, i, o, usd in rows],
-                "by_device": by_device, "by_tier": by_tier,
-                "total_usd": sum(a["cost_usd"] for a in by_tier.values()),
-                "daily": [{"day": d, "requests": n, "cost_usd": usd} for d, n, usd in daily]}
+        return build_report(self.cfg, day, rows, daily)
 
     def flush(self, timeout_s: float = 5.0) -> None:
         """Wait until everything recorded so far is committed (tests, shutdown)."""
@@ -145,11 +145,16 @@ class CostStore:
         self._q.put(None)
         self._thread.join(10)
 
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
     def _writer(self) -> None:
         db = self._connect()
         try:
             while True:
                 item = self._q.get()
+                if not isinstance(item, threading.Event) and item is not None:
+                    time.sleep(BATCH_WAIT_S)  # let the rows of concurrent requests join this commit
                 batch, marks, stop = [], [], False
                 while True:
                     if item is None:
@@ -176,3 +181,32 @@ class CostStore:
                     return
         finally:
             db.close()
+
+
+def over_budget_text(budget: float, device: str, spent: float) -> str | None:
+    """A refusal for a device whose daily budget is used up, else None."""
+    if budget <= 0 or spent < budget:
+        return None
+    return (f"daily budget of ${budget:.2f} for device {device} is used up (${spent:.4f} spent today); "
+            "it resets at 00:00 UTC")
+
+
+def build_report(cfg: CostConfig, day: str, rows: list[tuple], daily: list[tuple]) -> dict:
+    """GET /api/usage from (device, tier, requests, tokens in, tokens out, usd) rows and (day, requests, usd)."""
+    by_device: dict[str, dict] = {}
+    by_tier: dict[str, dict] = {}
+    for device, tier, n, t_in, t_out, usd in rows:
+        for table, key in ((by_device, device), (by_tier, tier)):
+            agg = table.setdefault(key, {"requests": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0})
+            agg["requests"] += n
+            agg["tokens_in"] += t_in
+            agg["tokens_out"] += t_out
+            agg["cost_usd"] += usd
+    for device, agg in by_device.items():
+        agg["budget_usd"] = cfg.budget_for(device) or None
+    return {"day": day,
+            "rows": [{"device": d, "tier": t, "requests": n, "tokens_in": i, "tokens_out": o, "cost_usd": usd}
+                     for d, t, n, i, o, usd in rows],
+            "by_device": by_device, "by_tier": by_tier,
+            "total_usd": sum(a["cost_usd"] for a in by_tier.values()),
+            "daily": [{"day": d, "requests": n, "cost_usd": usd} for d, n, usd in daily]}

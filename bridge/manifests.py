@@ -54,7 +54,7 @@ def parse_manifest(device_id: str, payload: bytes) -> dict:
     return m
 
 
-FREEZE_FIRST = 256  # manifests cached before the first gc.freeze(); then at each doubling
+FREEZE_EVERY = 256  # new manifests between gc.freeze() calls (each is cheap: it moves lists, walks nothing)
 
 
 class ManifestCache:
@@ -62,7 +62,7 @@ class ManifestCache:
 
     def __init__(self) -> None:
         self._by_id: dict[str, dict] = {}
-        self._freeze_at = FREEZE_FIRST
+        self._unfrozen = 0  # manifests stored since the last gc.freeze()
 
     def update(self, device_id: str, payload: bytes) -> bool:
         """Store the manifest from a message; junk is logged and ignored (the old copy stays). True if stored."""
@@ -80,12 +80,14 @@ class ManifestCache:
             return False
         self._by_id[device_id] = manifest
         log.info("device=%s manifest hash=%s tools=%d", device_id, manifest["hash"], len(manifest["tools"]))
-        if len(self._by_id) >= self._freeze_at:
+        self._unfrozen += 1
+        if self._unfrozen >= FREEZE_EVERY:
             # Thousands of parsed manifests are long-lived: a full collection walking them took
-            # 33-52 ms per pause with 10,000 devices (bench/fleet.py), the bridge's p99. Frozen
-            # objects are left out of collections.
+            # 28-52 ms per pause with 10,000 devices (bench/fleet.py), the bridge's p99. Frozen
+            # objects are left out of collections. Freezing only at each doubling of the cache left
+            # up to half of them unfrozen (1,808 of 10,000): full collections still paused 18 ms.
             gc.freeze()
-            self._freeze_at *= 2
+            self._unfrozen = 0
         return True
 
     def get(self, device_id: str) -> dict | None:

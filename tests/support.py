@@ -13,6 +13,7 @@ import paho.mqtt.client as mqtt
 from tools import broker as brokers
 
 _broker = None
+_postgres = None
 _lock = threading.Lock()
 
 
@@ -24,6 +25,17 @@ def session_broker():
             _broker = brokers.start_mosquitto(tempfile.mkdtemp(prefix="wisp-mosq-"))
             atexit.register(_broker.stop)
         return _broker
+
+
+def session_postgres():
+    """The test run's own PostgreSQL (initdb + pg_ctl) on a free loopback port; tests make their own databases."""
+    global _postgres
+    with _lock:
+        if _postgres is None:
+            from tools.postgres import start_postgres
+            _postgres = start_postgres(tempfile.mkdtemp(prefix="wisp-pg-"))
+            atexit.register(_postgres.stop, remove=True)
+        return _postgres
 
 
 class Probe:

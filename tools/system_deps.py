@@ -3,9 +3,11 @@
 Runs with the system python3 before the venv exists, so stdlib only.
 `--for test`: mosquitto is required (tests always use the real broker).
 `--for run`: mosquitto is preferred; without it `wisp run` falls back to amqtt.
-`--for test` also installs chromium and its WebDriver for the dashboard's browser test.
+`--for test` also installs chromium and its WebDriver for the dashboard's browser test, and PostgreSQL for the
+tests of many bridges sharing one store (they start their own server with initdb + pg_ctl).
 """
 import argparse
+import glob
 import os
 import shutil
 import subprocess
@@ -17,6 +19,16 @@ SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 PACKAGES = ("mosquitto", "mosquitto-clients", "socat", "openssl")
 COMMANDS = ("mosquitto_pub", "mosquitto_sub", "socat", "openssl")
 BROWSER_PACKAGES = ("chromium", "chromium-driver")  # tests/e2e/test_dashboard.py drives it with Selenium
+POSTGRES_PACKAGES = ("postgresql",)  # tests/bridge/test_shared_store.py: bridges sharing one PostgreSQL
+
+
+def find_pg_bin(name):
+    """initdb, pg_ctl: Debian keeps them in /usr/lib/postgresql/<major>/bin, off PATH."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
 
 
 def find_mosquitto():
@@ -60,12 +72,21 @@ def ensure_browser():
           "`sudo apt-get install chromium chromium-driver`.", file=sys.stderr)
 
 
+def ensure_postgres():
+    if (find_pg_bin("initdb") and find_pg_bin("pg_ctl")) or install_packages(POSTGRES_PACKAGES):
+        return
+    print("wisp: PostgreSQL is missing and cannot be installed here; the shared-store tests "
+          "(tests/bridge/test_shared_store.py) will fail. Install it with `sudo apt-get install postgresql`.",
+          file=sys.stderr)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--for", dest="purpose", choices=("run", "test"), default="test")
     args = parser.parse_args(argv)
     if args.purpose == "test":
         ensure_browser()
+        ensure_postgres()
     if (find_mosquitto() and all(shutil.which(c) for c in COMMANDS)) or install_packages():
         return 0
     if args.purpose == "run":

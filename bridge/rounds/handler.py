@@ -19,7 +19,7 @@ from bridge.reasons import Failure, Reason
 from bridge.rounds.answer import Answer, show_id
 from bridge.rounds.dedupe import Dedupe, Seen
 from bridge.rounds.outcome import Outcome
-from bridge.rounds.request import check, read
+from bridge.rounds.request import budget_ms, check, read
 from bridge.rounds.round import Spend, run_round
 from bridge.routing.router import Router
 from bridge.signing import request_bind, verify
@@ -75,7 +75,7 @@ async def handle_llm_request(device_id: str, payload: bytes, ctx: HandlerContext
         return
     key = (device_id, env.req_id, env.round)
     answer = ctx.answer(device_id, env.req_id, env.round, received, bind)
-    seen = ctx.dedupe.begin(key)
+    seen = await ctx.dedupe.claim(key, budget_ms(env.body) / 1000)  # across bridges with a shared store
     if seen is Seen.RUNNING:
         log.info("llm/req device=%s id=%s round=%s duplicate of a running request: ignored",
                  device_id, show_id(env.req_id), env.round)
@@ -90,7 +90,7 @@ async def handle_llm_request(device_id: str, payload: bytes, ctx: HandlerContext
         if env.problem:
             raise Failure(Reason.BAD_REQUEST, env.problem)
         req = check(env.body, env.round)
-        refusal = ctx.costs.over_budget(device_id) if ctx.costs else None
+        refusal = await ctx.costs.check_budget(device_id) if ctx.costs else None
         if refusal:
             raise Failure(Reason.OVER_BUDGET, refusal)
         manifest = ctx.manifests.get(device_id)

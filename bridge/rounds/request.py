@@ -66,6 +66,12 @@ def read(payload: bytes) -> Envelope:
     return Envelope(req, req_id, round_ if is_int(round_) and round_ >= 0 else None, None)
 
 
+def budget_ms(req: dict | None) -> int:
+    """The request's time budget as check() reads it, from a request that may not pass check()."""
+    budget = req.get("budget_ms") if isinstance(req, dict) else None
+    return budget if is_int(budget) and budget > 0 else DEFAULT_BUDGET_MS
+
+
 def check(req: dict, round_: int | None) -> LlmRequest:
     """The request's fields, checked; Failure (BAD_REQUEST) says what is wrong."""
     if req.get("v") != 1:

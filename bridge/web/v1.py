@@ -101,7 +101,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     else:
         return error(404, f"model '{model}' does not exist; use a request class ({', '.join(REQUEST_CLASSES)}) "
                      f"or a tier ({', '.join(router.config.tiers) or 'none configured'})", code="model_not_found")
-    refusal = costs.over_budget(API_DEVICE)
+    refusal = await costs.check_budget(API_DEVICE)
     if refusal:
         return error(429, refusal, etype="insufficient_quota", code="insufficient_quota")
     stream = bool(body.get("stream"))

@@ -211,6 +211,7 @@ repair_turns = 1
     ('[tiers.x]\nbase_url = "http://h/v1"\nmodel = "m"\nprice_in = -1', "price_in must be a number >= 0"),
     ('[tiers.x]\nbase_url = "http://h/v1"\nmodel = "m"\nmax_concurrency = 0', "max_concurrency must be at least 1"),
     ('[cost]\ndaily_budget_usd = "lots"', "daily_budget_usd must be a number >= 0"),
+    ('[cost]\nurl = "mysql://u:secret@h/db"', "postgresql://user@host:port/db URL, got one with scheme 'mysql'"),
     ('[http]\nport = 70000', "port must be a TCP port"),
     ('[routing]\nmax_attempts = 0', "max_attempts must be between 1 and 10"),
 ])
@@ -249,3 +250,11 @@ def test_every_device_has_a_daily_budget_unless_lifted(tmp_path):
     assert load_config(write(tmp_path, "[broker]\nhost = \"h\""), env={}).cost.budget_for("any-id") == \
         DEFAULT_DAILY_BUDGET_USD
     assert load_config(write(tmp_path, "[cost]\ndaily_budget_usd = 0"), env={}).cost.budget_for("any-id") == 0
+
+
+def test_cost_url_selects_the_shared_store(tmp_path):
+    cfg = load_config(write(tmp_path, '[cost]\nurl = "postgresql://wisp@db:5432/wisp"'), env={})
+    assert cfg.cost.url == "postgresql://wisp@db:5432/wisp"
+    cfg = load_config(write(tmp_path, ""), env={"WISP_COST_URL": "postgresql://w:pw@other/wisp"})
+    assert cfg.cost.url == "postgresql://w:pw@other/wisp" and "pw" not in repr(cfg.cost)
+    assert load_config(write(tmp_path, ""), env={}).cost.url is None  # SQLite, one bridge

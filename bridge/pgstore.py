@@ -1,0 +1,301 @@
+"""The shared store of many bridges, in PostgreSQL: usage rows, today's spend per device (the budget every
+bridge checks), and request claims (which bridge answers a request, and its answer for replay to a re-send).
+
+Same interface as cost.CostStore. Writes go through a queue to one writer task that commits in batches, so a
+request never waits on them; the budget check and the claim are one indexed query each. Times in claims come
+from the server's clock, so bridges on machines with skewed clocks agree on leases.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+
+import asyncpg
+
+from bridge.config import CostConfig
+from bridge.cost import StoreError, Totals, build_report, over_budget_text, utc_day
+from bridge.reasons import Reason
+from bridge.rounds.outcome import Outcome
+
+log = logging.getLogger("wisp.bridge.pgstore")
+
+BATCH_MAX = 500  # rows per commit
+BATCH_WAIT_S = 0.05  # the writer gathers rows and claims this long after the first: one transaction per batch
+POOL_MAX = 8  # connections per bridge: claims and budget checks of concurrent requests, the writer, reports
+QUERY_TIMEOUT_S = 2.0  # a claim or budget check that takes longer is given up: the request is answered anyway
+REPLAY_TTL_S = 300  # an answered claim is kept this long for replay (as rounds/dedupe.py REPLAY_TTL_S)
+SWEEP_EVERY = 1000  # claims written between deletions of expired ones
+NO_ROUND = -1  # the key column for a request without a round
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+  ts DOUBLE PRECISION NOT NULL, day TEXT NOT NULL, device TEXT NOT NULL, tier TEXT NOT NULL, req_id TEXT,
+  tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL, cost_usd DOUBLE PRECISION NOT NULL,
+  estimated INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS usage_day ON usage (day);
+CREATE TABLE IF NOT EXISTS spend (
+  device TEXT NOT NULL, day TEXT NOT NULL, usd DOUBLE PRECISION NOT NULL, PRIMARY KEY (device, day));
+CREATE TABLE IF NOT EXISTS claims (
+  device TEXT NOT NULL, req_id TEXT NOT NULL, round INTEGER NOT NULL, owner TEXT NOT NULL,
+  until TIMESTAMPTZ NOT NULL, answer JSONB, PRIMARY KEY (device, req_id, round));
+"""
+# Take the claim when nobody holds it, its holder's lease ran out (a bridge that died or overran its budget), or
+# its answer is older than the replay window (`until` is the lease while running, then the end of the window).
+# RETURNING gives a row only when this bridge now holds it.
+_CLAIM = """
+INSERT INTO claims AS c (device, req_id, round, owner, until)
+VALUES ($1, $2, $3, $4, clock_timestamp() + make_interval(secs => $5::float8))
+ON CONFLICT (device, req_id, round) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until, answer = NULL
+WHERE c.until < clock_timestamp()
+RETURNING owner"""
+_ADD_SPEND = """
+INSERT INTO spend AS s (device, day, usd) VALUES ($1, $2, $3)
+ON CONFLICT (device, day) DO UPDATE SET usd = s.usd + EXCLUDED.usd"""
+
+
+def _where(url: str) -> str:
+    """host:port/db of a URL, without the user and password."""
+    return url.partition("://")[2].rpartition("@")[2]
+
+
+# what a database that is down, restarting or too slow raises
+STORE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class PgStore:
+    """on_record(tier name, tokens in, tokens out, usd) hears every record (the bridge's metrics).
+    owner: this bridge's name in claims (host and pid)."""
+
+    def __init__(self, cfg: CostConfig, owner: str, on_record: Callable[[str, int, int, float], None] | None = None):
+        self.cfg, self.owner, self.on_record = cfg, owner, on_record
+        self.path = cfg.url  # where the rows are, for messages
+        self._pool: asyncpg.Pool | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._q: asyncio.Queue = asyncio.Queue()
+        self._writer_task: asyncio.Task | None = None
+        self._urgent = asyncio.Event()  # spend that a budget depends on is waiting: no batching delay
+        self._pending: dict[tuple[str, str], float] = {}  # (device, day) -> USD recorded here, not yet committed
+        self._seen_spend: dict[tuple[str, str], float] = {}  # (device, day) -> committed spend at the last check
+        self._claims_written = 0
+        self._seen_day_ts = time.time()
+
+    async def start(self) -> PgStore:
+        self._loop = asyncio.get_running_loop()
+        try:
+            # synchronous_commit off: a commit does not wait for its WAL flush. A database crash may lose the
+            # last fraction of a second of usage rows and claims (a re-send then answered afresh), never corrupt.
+            # min_size 0: connections are opened as requests need them, so a database that is down does not
+            # make the pool retry (and log) in the background; requests then find out and carry on.
+            self._pool = await asyncpg.create_pool(self.cfg.url, min_size=0, max_size=POOL_MAX, timeout=10,
+                                                   command_timeout=QUERY_TIMEOUT_S, reset=_keep_session,
+                                                   server_settings={"synchronous_commit": "off"})
+            async with self._pool.acquire() as db:
+                # one bridge creates the tables; others starting at the same moment wait on the lock
+                async with db.transaction():
+                    await db.execute("SELECT pg_advisory_xact_lock(7074697370)")
+                    await db.execute(_SCHEMA)
+        except STORE_ERRORS as e:
+            if self._pool:
+                await self._pool.close()
+            raise StoreError(f"cannot reach the shared store [cost] url ({_where(self.cfg.url)}): {e}") from e
+        self._writer_task = asyncio.create_task(self._writer())
+        return self
+
+    # --- usage and budgets ---
+
+    def record(self, device: str, tier, req_id: str | None, tokens_in: int, tokens_out: int,
+               estimated: bool = False) -> float:
+        """Account one model turn; returns its cost in USD. The row is committed by the writer task."""
+        now = time.time()
+        cost = tier.cost_usd(tokens_in, tokens_out)
+        day = utc_day(now)
+        self._pending[(device, day)] = self._pending.get((device, day), 0.0) + cost
+        self._q.put_nowait((now, day, device, tier.name, req_id, tokens_in, tokens_out, cost, int(estimated)))
+        if cost > 0 and self.cfg.budget_for(device) > 0:
+            self._urgent.set()  # other bridges check this spend before their next request: commit it now
+        if self.on_record:
+            self.on_record(tier.name, tokens_in, tokens_out, cost)
+        return cost
+
+    def charge(self, outcome: Outcome) -> None:
+        for s in outcome.spend:
+            s.cost_usd = self.record(outcome.device, s.tier, outcome.req_id, s.tokens_in, s.tokens_out, s.estimated)
+
+    def spent_today(self, device: str) -> float:
+        """What every bridge committed at the last check, plus what this bridge recorded since."""
+        key = (device, utc_day())
+        return self._seen_spend.get(key, 0.0) + self._pending.get(key, 0.0)
+
+    def over_budget(self, device: str) -> str | None:
+        return over_budget_text(self.cfg.budget_for(device), device, self.spent_today(device))
+
+    async def check_budget(self, device: str) -> str | None:
+        """over_budget() with today's spend of all bridges read from the database (one indexed row)."""
+        if self.cfg.budget_for(device) <= 0:
+            return None
+        day = utc_day()
+        try:
+            async with self._pool.acquire(timeout=QUERY_TIMEOUT_S) as db:
+                usd = await db.fetchval("SELECT usd FROM spend WHERE device = $1 AND day = $2", device, day)
+            if day != utc_day(self._seen_day_ts):
+                self._seen_spend.clear()  # a new UTC day: yesterday's figures are no use
+            self._seen_day_ts = time.time()
+            self._seen_spend[(device, day)] = usd or 0.0
+        except STORE_ERRORS as e:  # judged on what this bridge saw last
+            log.error("budget check for %s on the shared store failed: %s", device, e)
+        return self.over_budget(device)
+
+    def totals(self, by: str = "device", day: str | None = None) -> list[Totals]:
+        col = {"device": "device", "tier": "tier"}[by]
+        rows = self._call(self._fetch(f"SELECT {col}, COUNT(*), SUM(tokens_in), SUM(tokens_out), SUM(cost_usd) "
+                                      "FROM usage WHERE day = $1 GROUP BY 1 ORDER BY 1", day or utc_day()))
+        return [Totals(*row) for row in rows]
+
+    def usage_report(self, day: str, days: int) -> dict:
+        """GET /api/usage from a worker thread: the queries run on the bridge's loop."""
+        self.flush()
+        rows = self._call(self._fetch("SELECT device, tier, COUNT(*), SUM(tokens_in), SUM(tokens_out), "
+                                      "SUM(cost_usd) FROM usage WHERE day = $1 GROUP BY 1, 2 ORDER BY 1, 2", day))
+        daily = self._call(self._fetch(
+            "SELECT day, COUNT(*), SUM(cost_usd) FROM usage WHERE day <= $1 "
+            "AND day > to_char($1::date - $2::int, 'YYYY-MM-DD') GROUP BY 1 ORDER BY 1", day, days))
+        return build_report(self.cfg, day, [tuple(r) for r in rows], [tuple(r) for r in daily])
+
+    async def _fetch(self, sql: str, *args) -> list:
+        async with self._pool.acquire() as db:
+            return await db.fetch(sql, *args)
+
+    def _call(self, coro):
+        """Run a coroutine on the bridge's loop from another thread (reports run in worker threads)."""
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            coro.close()
+            raise RuntimeError("PgStore reports block: call them from a worker thread (asyncio.to_thread)")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)
+
+    def flush(self, timeout_s: float = 5.0) -> None:
+        """From a thread other than the loop's: wait until everything recorded so far is committed."""
+        self._call(self.aflush())
+
+    async def aflush(self) -> None:
+        done = asyncio.Event()
+        self._q.put_nowait(done)
+        await done.wait()
+
+    # --- claims ---
+
+    async def claim(self, key: tuple, lease_s: float) -> bool | dict | None:
+        """True: this bridge now answers the request. None: another bridge is answering it. A dict: the answer
+        another bridge gave ({"sent": [...], "reason": ..., "class": ...}), to be replayed."""
+        device, req_id, round_ = key
+        round_ = NO_ROUND if round_ is None else round_
+        async with self._pool.acquire(timeout=QUERY_TIMEOUT_S) as db:
+            if await db.fetchval(_CLAIM, device, req_id, round_, self.owner, float(lease_s)):
+                self._claims_written += 1
+                if self._claims_written % SWEEP_EVERY == 0:
+                    self._q.put_nowait("sweep")
+                return True
+            answer = await db.fetchval("SELECT answer FROM claims WHERE device = $1 AND req_id = $2 AND round = $3",
+                                       device, req_id, round_)
+        return json.loads(answer) if answer else None
+
+    def release(self, key: tuple, outcome: Outcome | None) -> None:
+        """The request is answered: keep the answer for replay, or (None) let the next re-send be answered afresh."""
+        device, req_id, round_ = key
+        round_ = NO_ROUND if round_ is None else round_
+        if outcome is None:
+            self._q.put_nowait(("release", device, req_id, round_, None))
+            return
+        answer = {"sent": outcome.sent, "reason": outcome.reason.value if outcome.reason else None,
+                  "class": outcome.req_class, "tier": outcome.tier, "calls": outcome.calls,
+                  "error": outcome.error, "usage": outcome.usage}
+        self._q.put_nowait(("release", device, req_id, round_, json.dumps(answer, separators=(",", ":"))))
+
+    # --- the writer ---
+
+    async def _writer(self) -> None:
+        while True:
+            items = [await self._q.get()]
+            if self._may_wait(items[0]) and not self._urgent.is_set():
+                try:  # rows and claims of concurrent requests join this transaction
+                    await asyncio.wait_for(self._urgent.wait(), BATCH_WAIT_S)
+                except TimeoutError:
+                    pass
+            self._urgent.clear()
+            while len(items) < BATCH_MAX and not self._q.empty():
+                items.append(self._q.get_nowait())
+            if None in items:
+                items.remove(None)
+                await self._write(items)
+                return
+            await self._write(items)
+
+    def _may_wait(self, item) -> bool:
+        """A flush mark or the end is not delayed; rows and claims may be (record() cuts the wait short)."""
+        return item is not None and not isinstance(item, asyncio.Event)
+
+    async def _write(self, items: list) -> None:
+        rows = [i for i in items if isinstance(i, tuple) and i[0] != "release"]
+        releases = [i[1:] for i in items if isinstance(i, tuple) and i[0] == "release"]
+        try:
+            async with self._pool.acquire() as db, db.transaction():
+                if rows:
+                    await db.executemany("INSERT INTO usage VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)", rows)
+                    spend: dict[tuple[str, str], float] = {}
+                    for r in rows:
+                        spend[(r[2], r[1])] = spend.get((r[2], r[1]), 0.0) + r[7]
+                    await db.executemany(_ADD_SPEND, [(d, day, usd) for (d, day), usd in spend.items()])
+                dropped = [(d, r, n, self.owner) for d, r, n, answer in releases if answer is None]
+                kept = [(d, r, n, self.owner, answer, float(REPLAY_TTL_S)) for d, r, n, answer in releases if answer]
+                if dropped:
+                    await db.executemany("DELETE FROM claims WHERE device = $1 AND req_id = $2 AND round = $3 "
+                                         "AND owner = $4", dropped)
+                if kept:
+                    await db.executemany(
+                        "UPDATE claims SET answer = $5::jsonb, "
+                        "until = clock_timestamp() + make_interval(secs => $6::float8) "
+                        "WHERE device = $1 AND req_id = $2 AND round = $3 AND owner = $4", kept)
+                if "sweep" in items:
+                    await db.execute("DELETE FROM claims WHERE until < clock_timestamp() - interval '1 minute'")
+            for r in rows:  # committed: now part of what every bridge sees
+                key = (r[2], r[1])
+                self._seen_spend[key] = self._seen_spend.get(key, 0.0) + r[7]
+        except STORE_ERRORS as e:  # a database outage must not take requests down with it
+            log.error("shared store: %d usage row(s) and %d claim(s) lost: %s", len(rows), len(releases), e)
+        finally:
+            for r in rows:
+                key = (r[2], r[1])
+                left = self._pending.get(key, 0.0) - r[7]
+                if left > 1e-12:
+                    self._pending[key] = left
+                else:
+                    self._pending.pop(key, None)
+            for i in items:
+                if isinstance(i, asyncio.Event):
+                    i.set()
+
+    async def aclose(self) -> None:
+        if self._writer_task:
+            self._q.put_nowait(None)
+            await asyncio.wait_for(self._writer_task, 10)
+        if self._pool:
+            await self._pool.close()
+
+
+async def _keep_session(db) -> None:
+    """Handing a connection back to the pool: nothing to reset (no session state is ever set), so no
+    `RESET ALL` round trip per query, which cost as much as the query itself."""
+
+
+def replay_outcome(key: tuple, answer: dict) -> Outcome:
+    """The Outcome of an answer another bridge gave, for Answer.replay()."""
+    device, req_id, round_ = key
+    return Outcome(device, req_id, round_, answer.get("class") or "interactive", answer.get("tier"),
+                   answer.get("calls") or 0, Reason(answer["reason"]) if answer.get("reason") else None,
+                   answer.get("error"), answer.get("usage"), answer["sent"], None, 0.0)
