@@ -15,6 +15,7 @@ LLM_CALLS_PER_HOUR = const(120)  # LLM rounds this device may start per hour...
 LLM_CALLS_PER_DAY = const(1000)  # ...and per day
 HISTORY_TURNS = const(2)         # recent (ask, answer) turns sent with each LLM request
 HISTORY_TEXT = const(160)        # characters kept of each side of a remembered turn
+HISTORY_DID_BYTES = const(200)   # bytes of a remembered turn's tool calls (name, JSON arguments, result)
 SPAWN_MAX = const(8)             # tasks running for network messages (error replies, set/, cmd); more are dropped
 ANSWER_QUEUE_MAX = const(32)     # refusals (reply, cmd/res) waiting to be sent; more are dropped and counted
 CMD_WINDOW_S = const(300)        # a signed command's "ts" may be this far behind the device clock...
