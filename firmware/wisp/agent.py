@@ -143,6 +143,8 @@ class Agent:
             if held is not None:
                 result = await tools.run(self.dev, held[0], held[1])
                 ok = not result.startswith("Error")
+                if ok:  # the held call is done now: the next asks' context says so
+                    self._remember(text, result, [{"tool": held[0], "args": held[1], "result": result}])
                 return self._reply(ask_id, ok, "confirmed: " + result if ok else result, "device", t0)
         local = None
         if self.dev.config.get("fast_path", True):
