@@ -193,9 +193,9 @@ class Agent:
 
     def _remember(self, text, answer, ran):
         """Keep the turn for the next asks' context: what was asked, answered, and done. The calls
-        that ran and their results, in at most HISTORY_DID_BYTES (later ones, and the end of a long
-        result, left out): "Done." alone would not tell the LLM what "it" was."""
-        did, room = [], limits.HISTORY_DID_BYTES
+        that ran and their results, in at most HISTORY_DID characters (later ones, and the end of
+        a long result, left out): "Done." alone would not tell the LLM what "it" was."""
+        did, room = [], limits.HISTORY_DID
         for c in ran:
             result, args = c["result"], c["args"] or {}
             if result.startswith("Error"):

@@ -353,7 +353,7 @@ def test_what_a_turn_remembers_is_bounded_in_bytes_and_leaves_out_failed_calls()
     msgs = agent._context()
     for user, answer, did in agent.history:
         size = sum(len(tool) + len(json.dumps(args)) + len(result) for tool, args, result in did)
-        if not did or size > limits.HISTORY_DID_BYTES or did[0][0] != "memory_list" or did[0][1] != {}:
+        if not did or size > limits.HISTORY_DID or did[0][0] != "memory_list" or did[0][1] != {}:
             raise Exception((size, did))
         if len(user) > limits.HISTORY_TEXT or len(answer) > limits.HISTORY_TEXT:
             raise Exception((user, answer))
