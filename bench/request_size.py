@@ -15,8 +15,8 @@ sys.path.insert(0, str(HERE.parent))
 from bench.before import BASELINE, measure_at, use_tree  # noqa: E402
 
 ASKS = [("could you switch the porch light on for the guests", [("gpio_write", {"pin": "porch_light", "value": 1})]),
-        ("is the door open and is the heater running?", [("gpio_read", {"pin": "door"}),
-                                                          ("gpio_read", {"pin": "heater"})]),
+        ("tell me if the door is open and the heater is running", [("gpio_read", {"pin": "door"}),
+                                                                   ("gpio_read", {"pin": "heater"})]),
         ("remember that the guests leave on sunday", [("memory_set", {"key": "guests_leave", "value": "sunday"})]),
         ("what time is it on the device?", [("time_now", {})]),
         ("turn the fan on for ten seconds", [("gpio_pulse", {"pin": "fan", "ms": 10000})])]
@@ -80,7 +80,9 @@ def main():
              f"{BASELINE}, measured in the same run) and now: compact JSON bytes of the first round's request, "
              "prompt tokens of all rounds of the ask (the fakes' tokenizer stand-in, tools included), rounds and "
              "tools offered. The fake model writes its reply next to action calls and nothing next to reads, as "
-             f"the system prompt asks. Machine: {platform.machine()}; one run.",
+             "the system prompt asks. The asks run in this order on one device, so each later one carries the "
+             "device's remembered turns (up to two: what was asked, the calls that ran with their results, the "
+             f"answer). Machine: {platform.machine()}; one run.",
              "",
              "| ask | first round bytes, before -> now | prompt tokens all rounds, before -> now | "
              "rounds | tools offered |",

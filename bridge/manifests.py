@@ -50,6 +50,12 @@ def parse_manifest(device_id: str, payload: bytes) -> dict:
     pins = m.get("pins", {})
     if not isinstance(pins, dict) or not all(isinstance(p, dict) for p in pins.values()):
         raise ValueError("manifest pins must map names to objects")
+    for name, p in pins.items():  # both go into the system prompt (bridge/rounds/prompt.py)
+        aliases = p.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise ValueError(f"manifest pin {name!r}: aliases must be a list of names")
+        if not isinstance(p.get("device_class", ""), str):
+            raise ValueError(f"manifest pin {name!r}: device_class must be a string")
     m.setdefault("id", device_id)
     return m
 

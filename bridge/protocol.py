@@ -1,6 +1,6 @@
 """The words the bridge and the host tools share with devices (docs/protocol.md): topic names, the device-id
-rule, and the device limits the bridge mirrors. firmware/wisp is their source; tests/bridge/test_protocol.py
-fails when a copy here differs from it.
+rule, the device limits the bridge mirrors, and what an input's device class means. firmware/wisp is their
+source; tests/bridge/test_protocol.py fails when a copy here differs from it.
 """
 from __future__ import annotations
 
@@ -28,6 +28,20 @@ DEVICE_ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_-"  # config.py ID_CHARS
 DEVICE_ID_PATTERN = "^[a-z0-9_-]{1,%d}$" % MAX_DEVICE_ID
 DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 DEVICE_ID_RULE = "1-%d characters of a-z 0-9 _ -" % MAX_DEVICE_ID  # the rule in words, for error messages
+# What an input pin's level means, by its Home Assistant binary_sensor device class (a pin's "device_class"
+# in the manifest): (the state when it reads 1, when it reads 0). firmware/wisp/fastpath.py _CLASSES.
+DEVICE_CLASS_STATES = {
+    "battery": ("low", "normal"), "battery_charging": ("charging", "not_charging"),
+    "carbon_monoxide": ("detected", "clear"), "cold": ("cold", "normal"),
+    "connectivity": ("connected", "disconnected"), "door": ("open", "closed"), "garage_door": ("open", "closed"),
+    "gas": ("detected", "clear"), "heat": ("hot", "normal"), "light": ("light", "dark"),
+    "lock": ("unlocked", "locked"), "moisture": ("wet", "dry"), "motion": ("detected", "clear"),
+    "moving": ("moving", "still"), "occupancy": ("occupied", "clear"), "opening": ("open", "closed"),
+    "plug": ("plugged_in", "unplugged"), "power": ("powered", "unpowered"), "presence": ("home", "away"),
+    "problem": ("problem", "ok"), "running": ("running", "not_running"), "safety": ("unsafe", "safe"),
+    "smoke": ("detected", "clear"), "sound": ("detected", "clear"), "tamper": ("tampered", "clear"),
+    "update": ("available", "up_to_date"), "vibration": ("detected", "clear"), "window": ("open", "closed"),
+}
 
 
 def is_device_id(text) -> bool:

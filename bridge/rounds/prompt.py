@@ -4,10 +4,14 @@ action in one round, and the one rule that keeps data the device reports from be
 The text depends only on the manifest, then the facts last: it is the stable prefix providers cache."""
 from __future__ import annotations
 
+import json
+
+from bridge.protocol import DEVICE_CLASS_STATES
+
 
 def system_prompt(manifest: dict, facts: list[str] = (), more: str = "") -> str:
     pins = manifest.get("pins") or {}
-    pin_list = ", ".join(f"{name} ({spec.get('mode', '?')})" for name, spec in pins.items())
+    pin_list = ", ".join(f"{name} ({_pin(spec)})" for name, spec in pins.items())
     prompt = (f"You control device {manifest['id']} through tools. "
               + (f"Pins: {pin_list}. " if pin_list else "It has no pins. ")
               + more
@@ -22,3 +26,17 @@ def system_prompt(manifest: dict, facts: list[str] = (), more: str = "") -> str:
     if facts:
         prompt += "\nFacts the device remembers:\n" + "\n".join(f"- {f}" for f in facts)
     return prompt
+
+
+def _pin(spec: dict) -> str:
+    """What the model is told of one pin: its mode, the other names people call it by (so "the porch lamp" is a
+    call with pin porch_light; the tools' pin enums hold only the real names) and, for an input with a device
+    class, what its levels mean: `porch_light (out, aka "porch lamp")`, `door (in, door: 1=open 0=closed)`."""
+    words = [spec.get("mode", "?")]
+    if spec.get("aliases"):
+        words.append("aka " + "/".join(json.dumps(a, ensure_ascii=False) for a in spec["aliases"]))
+    cls = spec.get("device_class")
+    if cls in DEVICE_CLASS_STATES:  # a class this bridge does not know says nothing it could explain
+        on, off = DEVICE_CLASS_STATES[cls]
+        words.append(f"{cls}: 1={on} 0={off}")
+    return ", ".join(words)

@@ -50,7 +50,7 @@ class Agent:
         self.dev = dev
         self.conv = Conversation(dev)
         self.inbox = []              # (source, id, text, ticks when received, done callback)
-        self.history = []            # recent (user text, answer) turns sent as context
+        self.history = []            # recent (user text, answer, [(tool, args, result)]) turns sent as context
         self._wake = asyncio.Event()
         self._seq = 0
         self.replies = 0
@@ -143,6 +143,8 @@ class Agent:
             if held is not None:
                 result = await tools.run(self.dev, held[0], held[1])
                 ok = not result.startswith("Error")
+                if ok:  # the held call is done now: the next asks' context says so
+                    self._remember(text, result, [{"tool": held[0], "args": held[1], "result": result}])
                 return self._reply(ask_id, ok, "confirmed: " + result if ok else result, "device", t0)
         local = None
         if self.dev.config.get("fast_path", True):
@@ -154,25 +156,23 @@ class Agent:
                 local = (local, fastpath.say)
             unload("wisp.fastpath")  # ~9 KB from .mpy on a 32-bit port: free for LLM rounds, TLS, tools
         if local is not None:
-            return await self._fast_path(ask_id, local, t0)
+            return await self._fast_path(ask_id, text, local, t0)
         facts = None
         memory = getattr(self.dev, "memory", None)
         if memory is not None:
             facts = memory.for_prompt(limits.MAX_FACTS_PROMPT_BYTES)
-        history = []
-        for user, answer in self.history:
-            history.append({"r": "user", "t": user})
-            history.append({"r": "asst", "t": answer})
         req_class = "scheduled" if source == "sched" else "interactive"
         self.conv.llm = 2 if source == "sched" else 1  # no user to say "yes" to a scheduled prompt
-        ok, answer, tier = await self.conv.run(ask_id, text, history, facts, req_class)
+        ok, answer, tier = await self.conv.run(ask_id, text, self._context(), facts, req_class)
+        ran, self.conv.ran = self.conv.ran, []  # its results may be long: keep only the bounded record
         if ok:
-            self._remember(text, answer)
+            self._remember(text, answer, ran)
         return self._reply(ask_id, ok, answer, "llm", t0, tier)
 
-    async def _fast_path(self, ask_id, local, t0):
+    async def _fast_path(self, ask_id, text, local, t0):
         actions, say = local  # say keeps the module's code alive until the reply is written
         pins = self.dev.pins
+        ran = []
         for kind, name, value, _said in actions:  # all or nothing: a refused switch stops them all
             if kind == "set":
                 pin = pins[name]
@@ -181,18 +181,50 @@ class Agent:
                     return self._reply(ask_id, False, err, "device", t0)
         for kind, name, value, _said in actions:
             if kind == "set":
-                if value == 2:
-                    result = await tools.run(self.dev, "gpio_toggle", {"pin": name})
-                else:
-                    result = await tools.run(self.dev, "gpio_write", {"pin": name, "value": value})
+                call = {"tool": "gpio_toggle", "args": {"pin": name}} if value == 2 else \
+                    {"tool": "gpio_write", "args": {"pin": name, "value": value}}
+                call["result"] = result = await tools.run(self.dev, call["tool"], call["args"])
                 if result.startswith("Error"):
                     return self._reply(ask_id, False, result, "device", t0)
-        return self._reply(ask_id, True, say(actions, pins), "device", t0)
+                ran.append(call)
+        answer = say(actions, pins)
+        self._remember(text, answer, ran)  # "and turn it off again" may go to the LLM next
+        return self._reply(ask_id, True, answer, "device", t0)
 
-    def _remember(self, text, answer):
-        self.history.append((text[:limits.HISTORY_TEXT], answer[:limits.HISTORY_TEXT]))
+    def _remember(self, text, answer, ran):
+        """Keep the turn for the next asks' context: what was asked, answered, and done. The calls
+        that ran and their results, in at most HISTORY_DID characters (later ones, and the end of
+        a long result, left out): "Done." alone would not tell the LLM what "it" was."""
+        did, room = [], limits.HISTORY_DID
+        for c in ran:
+            result, args = c["result"], c["args"] or {}
+            if result.startswith("Error"):
+                continue  # nothing was done (the answer says why)
+            room -= len(c["tool"]) + len(json.dumps(args))
+            if room <= 0:
+                break
+            did.append((c["tool"], args, result[:room]))
+            room -= len(result)
+        self.history.append((text[:limits.HISTORY_TEXT], answer[:limits.HISTORY_TEXT], did))
         if len(self.history) > limits.HISTORY_TURNS:
             self.history.pop(0)
+
+    def _context(self):
+        """The remembered turns as conversation messages; what was done as the calls and results
+        it was (cids "h1", "h2", ...: unique in the request, whatever ids the tiers gave)."""
+        msgs, n = [], 0
+        for user, answer, did in self.history:
+            msgs.append({"r": "user", "t": user})
+            if did:
+                calls = []
+                msgs.append({"r": "asst", "t": "", "calls": calls})
+                for tool, args, result in did:
+                    n += 1
+                    cid = "h%d" % n
+                    calls.append({"cid": cid, "tool": tool, "args": args})
+                    msgs.append({"r": "tool", "cid": cid, "t": result})
+            msgs.append({"r": "asst", "t": answer})
+        return msgs
 
     def _reply(self, ask_id, ok, text, path, t0, tier=None):
         reply = {"v": 1, "id": ask_id, "ok": ok, "text": text, "path": path,

@@ -21,6 +21,10 @@ def describe(call, result):
     return "%s(%s) -> %s" % (call.get("tool"), shown, result)
 
 
+def _said(calls):
+    return "; ".join(describe(c, c["result"]) for c in calls)
+
+
 def _positive(value, default):
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
 
@@ -64,6 +68,7 @@ class Conversation:
         self._res = []               # llm/res messages for _want, in arrival order
         self._res_ev = asyncio.Event()
         self.llm = 1  # the origin of this ask's tool calls (tools.run): 2 when no user waits on it
+        self.ran = []  # the calls of the last ask that ran, {"tool", "args", "result"}: the agent remembers them
 
     def on_res(self, msg):
         """Called by the MQTT reader with a decoded llm/res; never blocks."""
@@ -84,7 +89,7 @@ class Conversation:
         ask_id = "%s.%s" % (ask_id[:limits.MAX_ID - 7], binascii.hexlify(os.urandom(3)).decode())
         msgs = list(history)
         msgs.append({"r": "user", "t": text})
-        actions = []
+        actions = self.ran = []
         tier = None
         try:
             for rnd in range(limits.MAX_ROUNDS):
@@ -93,12 +98,12 @@ class Conversation:
                     return True, answer, tier
                 if kind == "err":
                     if actions:
-                        answer += " (done before the failure: %s)" % "; ".join(actions)
+                        answer += " (done before the failure: %s)" % _said(actions)
                     return False, answer, tier
         finally:
             self._want = None
         return False, "Error: stopped after %d rounds without a final answer; done: %s" % (
-            limits.MAX_ROUNDS, "; ".join(actions)), tier
+            limits.MAX_ROUNDS, _said(actions)), tier
 
     async def _round(self, ask_id, rnd, msgs, actions, facts, req_class):
         """One LLM round. Returns (kind, text, tier); kind is 'calls', 'text' or 'err'."""
@@ -151,8 +156,7 @@ class Conversation:
             remaining = time.ticks_diff(deadline, now)
             if remaining <= 0:
                 self._want = None
-                for c in done_calls:  # the reply must say what already ran (the bridge died mid-round)
-                    actions.append(describe(c, c["result"]))
+                actions += done_calls  # the reply must say what already ran (the bridge died mid-round)
                 return "err", "Error: no answer from the bridge within %d s (is a bridge running?)" % (
                     limits.ROUND_TIMEOUT_MS // 1000), None
             if not self._res:
@@ -183,8 +187,7 @@ class Conversation:
         err = done.get("err")
         text = done.get("text")
         text = text if isinstance(text, str) else ""
-        for c in done_calls:
-            actions.append(describe(c, c["result"]))
+        actions += done_calls
         if err:
             return "err", "Error: " + str(err)[:limits.MAX_ASK_TEXT], tier
         if not done_calls:

@@ -12,10 +12,10 @@ from bridge.manifests import openai_tools
 from bridge.providers.schemas import FAMILIES, problems, translate
 from bridge.rounds.toolset import Toolset
 from tools.paths import micropypath, micropython_cmd
+from tools.sim import DEFAULT_PINS
 
 CONFIGS = {
-    "default": {"porch_light": {"pin": 5, "mode": "out"}, "fan": {"pin": 18, "mode": "out"},
-                "heater": {"pin": 19, "mode": "out"}, "door": {"pin": 4, "mode": "in", "pull": "up"}},
+    "default": DEFAULT_PINS,  # what `wisp sim` gives a new device: an alias and a door
     "inputs only": {"door": {"pin": 4, "mode": "in"}, "window": {"pin": 27, "mode": "in"}},
     "every mode": {"relay": {"pin": 5, "mode": "out"}, "button": {"pin": 4, "mode": "in"},
                    "dimmer": {"pin": 18, "mode": "pwm"}, "battery": {"pin": 34, "mode": "adc"}},

@@ -305,3 +305,59 @@ def test_budget_caps_come_from_config_when_given():
     agent = Agent(dev)
     if agent.conv.budget.per_hour != 5 or agent.conv.budget.per_day != limits.LLM_CALLS_PER_DAY:
         raise Exception((agent.conv.budget.per_hour, agent.conv.budget.per_day))
+
+
+async def test_remembered_turns_say_what_was_done_so_a_follow_up_has_context():
+    dev = make_device()
+    agent = Agent(dev)
+
+    def script(req):
+        if len(bridge.reqs) == 1:  # the first ask: an action with the model's words, one round
+            return [{"calls": [_call("gpio_write", pin="porch_light", value=1)]},
+                    {"done": True, "text": "Porch light on.", "tier": "fake"}]
+        return [{"done": True, "text": "Which one?", "tier": "fake"}]
+    bridge = ScriptedBridge(dev, agent, script)
+    await _ask(dev, agent, {"id": "d1", "text": "light the porch for the guests"})
+    await _ask(dev, agent, {"id": "d2", "text": "turn on the fan"}, n_replies=2)  # taken on the device
+    await _ask(dev, agent, {"id": "d3", "text": "and turn them off again in ten minutes"}, n_replies=3)
+    if len(bridge.reqs) != 2:
+        raise Exception(bridge.reqs)
+    fan_said = dev.link.on("wisp/t1/reply")[1]["text"]
+    want = [{"r": "user", "t": "light the porch for the guests"},
+            {"r": "asst", "t": "", "calls": [{"cid": "h1", "tool": "gpio_write",
+                                              "args": {"pin": "porch_light", "value": 1}}]},
+            {"r": "tool", "cid": "h1", "t": "ok: porch_light=1"},
+            {"r": "asst", "t": "Porch light on."},
+            {"r": "user", "t": "turn on the fan"},
+            {"r": "asst", "t": "", "calls": [{"cid": "h2", "tool": "gpio_write", "args": {"pin": "fan", "value": 1}}]},
+            {"r": "tool", "cid": "h2", "t": "ok: fan=1"},
+            {"r": "asst", "t": fan_said},
+            {"r": "user", "t": "and turn them off again in ten minutes"}]
+    if bridge.reqs[1]["msgs"] != want:
+        raise Exception(bridge.reqs[1]["msgs"])
+    if agent.conv.ran:
+        raise Exception("the last ask's full call records are still held: %r" % agent.conv.ran)
+
+
+def test_what_a_turn_remembers_is_bounded_in_bytes_and_leaves_out_failed_calls():
+    agent = Agent(make_device())
+    long = "ok: " + "x" * (limits.MAX_RESULT_TEXT - 4)
+    ran = [{"cid": "c1", "tool": "gpio_write", "args": {"pin": "fan", "value": 1}, "result": "Error: fan is busy"},
+           {"cid": "c2", "tool": "memory_list", "args": None, "result": long},
+           {"cid": "c3", "tool": "gpio_write", "args": {"pin": "porch_light", "value": 1}, "result": long},
+           {"cid": "c4", "tool": "time_now", "args": {}, "result": "ok: 12:00"}]
+    for turn in range(limits.HISTORY_TURNS + 1):
+        agent._remember("ask %d" % turn + "?" * limits.MAX_ASK_TEXT, "answer" * 100, ran)
+    if len(agent.history) != limits.HISTORY_TURNS or not agent.history[0][0].startswith("ask 1"):
+        raise Exception(agent.history)
+    msgs = agent._context()
+    for user, answer, did in agent.history:
+        size = sum(len(tool) + len(json.dumps(args)) + len(result) for tool, args, result in did)
+        if not did or size > limits.HISTORY_DID or did[0][0] != "memory_list" or did[0][1] != {}:
+            raise Exception((size, did))
+        if len(user) > limits.HISTORY_TEXT or len(answer) > limits.HISTORY_TEXT:
+            raise Exception((user, answer))
+    cids = [c["cid"] for m in msgs for c in m.get("calls", ())]
+    results = [m["cid"] for m in msgs if m["r"] == "tool"]
+    if cids != results or len(set(cids)) != len(cids) or any(m["t"].startswith("Error") for m in msgs):
+        raise Exception(msgs)

@@ -52,9 +52,18 @@ async def test_llm_call_is_held_until_the_user_says_yes():
     if "needs the user's confirmation" not in r["text"] or dev.board.levels[19] != 0:
         raise Exception(r)
     r = await _ask(dev, agent, "a2", "yes")
-    task.cancel()
     if not (r["ok"] and r["path"] == "device" and r["text"] == "confirmed: ok: heater=1") or dev.board.levels[19] != 1:
         raise Exception(r)
+    await _ask(dev, agent, "a3", "and off again when the fan stops")  # the next ask's context has the "yes"
+    task.cancel()
+    msgs = [req for req in dev.link.on("wisp/t1/llm/req") if req["round"] == 0][-1]["msgs"]
+    if msgs[-5:] != [{"r": "user", "t": "yes"},
+                     {"r": "asst", "t": "", "calls": [{"cid": "h1", "tool": "gpio_write",
+                                                       "args": {"pin": "heater", "value": 1}}]},
+                     {"r": "tool", "cid": "h1", "t": "ok: heater=1"},
+                     {"r": "asst", "t": "ok: heater=1"},
+                     {"r": "user", "t": "and off again when the fan stops"}]:
+        raise Exception(msgs)
 
 
 async def test_any_other_answer_or_a_late_yes_drops_the_held_call():

@@ -49,7 +49,16 @@ def _tool_pieces(dev):
 
 
 def _pins(dev):
-    return json.dumps({n: {"mode": p.mode} for n, p in dev.pins.items()})
+    out = {}
+    for n, p in dev.pins.items():
+        # what people call a pin and what an input is reach the LLM too (the bridge's system prompt):
+        # "the porch lamp" is porch_light, a door input reads 1 when open
+        d = out[n] = {"mode": p.mode}
+        if p.aliases:
+            d["aliases"] = p.aliases
+        if p.device_class:
+            d["device_class"] = p.device_class
+    return json.dumps(out)
 
 
 def digest(dev):
