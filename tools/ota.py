@@ -17,7 +17,7 @@ from bridge import protocol
 from tools import otabundle
 from tools.listen import Listener
 
-OTA_STATE, OTA_NEED, OTA_OFFER, OTA_CHUNK = "ota/state", "ota/need", "ota/offer", "ota/chunk"
+OTA_STATE, OTA_NEED, OTA_OFFER, OTA_CHUNK = protocol.OTA_STATE, protocol.OTA_NEED, protocol.OTA_OFFER, protocol.OTA_CHUNK
 UPDATE_TIMEOUT_S = 300    # one device, offer to confirmed; a board fetches ~100 KB in well under a minute
 STATUS_WAIT_S = 2.0       # retained status arrives right after subscribing
 OFFER_AGAIN_S = 10.0      # an offer with no answer (device busy or offline) is sent again after this
