@@ -15,10 +15,11 @@ RESTART_PAUSE_S = 0.05
 
 
 class Board:
-    def __init__(self, stack, dev_id, key_hex, flash_kb=None):
+    def __init__(self, stack, dev_id, key_hex, flash_kb=None, heapsize=None, firmware_dir=None):
         """flash_kb: the flash root is a tmpfs of this size (in a private mount namespace, set up
         again at each start, so only config.json survives a reboot): a small flash that fills up."""
         self.stack, self.id, self.flash_kb = stack, dev_id, flash_kb
+        self.heapsize, self.firmware_dir = heapsize, firmware_dir
         self.workdir = stack.dir / "devices" / dev_id
         sim.write_config(self.workdir, dev_id, stack.broker.host, stack.broker.port, None, {"key": key_hex})
         self.boots = 0
@@ -42,7 +43,8 @@ class Board:
 
     def _start(self, log):
         if not self.flash_kb:
-            return sim.start_device(self.workdir, stdout=log, stderr=log)
+            return sim.start_device(self.workdir, heapsize=self.heapsize, stdout=log, stderr=log,
+                                    firmware_dir=self.firmware_dir)
         w, keep = shlex.quote(str(self.workdir)), shlex.quote(str(self.workdir) + ".keep")
         script = (f"cp {w}/config.json {keep} && mount -t tmpfs -o size={self.flash_kb}k tmpfs {w} && "
                   f"cp {keep} {w}/config.json && cd {w} && "
