@@ -17,7 +17,8 @@ from bridge import protocol
 from tools import otabundle
 from tools.listen import Listener
 
-OTA_STATE, OTA_NEED, OTA_OFFER, OTA_CHUNK = protocol.OTA_STATE, protocol.OTA_NEED, protocol.OTA_OFFER, protocol.OTA_CHUNK
+OTA_STATE, OTA_NEED = protocol.OTA_STATE, protocol.OTA_NEED
+OTA_OFFER, OTA_CHUNK = protocol.OTA_OFFER, protocol.OTA_CHUNK
 UPDATE_TIMEOUT_S = 300    # one device, offer to confirmed; a board fetches ~100 KB in well under a minute
 STATUS_WAIT_S = 2.0       # retained status arrives right after subscribing
 OFFER_AGAIN_S = 10.0      # an offer with no answer (device busy or offline) is sent again after this
@@ -169,14 +170,16 @@ def stages(devices, canary, then):
     return [b for b in out if b]
 
 
-def rollout(server, keys, batches, max_failures=0, progress=None, **kw):
+def rollout(server, keys, batches, max_failures=0, progress=None, on_start=None, **kw):
     """Update batch after batch (devices of one batch in parallel). A batch with more than max_failures
-    failures stops the rollout. Returns (results, halted_text or None)."""
+    failures stops the rollout. on_start(dev_id) hears each device's turn. Returns (results, halted_text or None)."""
     results = []
     for n, batch in enumerate(batches, 1):
         out = {}
 
         def one(dev_id, out=out):
+            if on_start:
+                on_start(dev_id)
             out[dev_id] = server.update(dev_id, keys[dev_id], progress=progress, **kw)
         threads = [threading.Thread(target=one, args=(d,)) for d in batch]
         for t in threads:
