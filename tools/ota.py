@@ -53,6 +53,7 @@ class Server:
         self.watches = {}
         self.chunks = 0
         self.served = {}  # chunks sent per device
+        self.asked = {}  # device -> monotonic time of its last ota/need: it is fetching, no need to offer again
         self.lock = threading.Lock()
         self.listener = Listener(host, port, [protocol.every_device(k) for k in (OTA_NEED, OTA_STATE, protocol.STATUS)],
                                  name="ota", login=login)
@@ -82,6 +83,7 @@ class Server:
         with self.lock:
             self.chunks += 1
             self.served[dev_id] = self.served.get(dev_id, 0) + 1
+            self.asked[dev_id] = time.monotonic()
         self.listener.client.publish(protocol.topic(dev_id, OTA_CHUNK), otabundle.chunk(self.bundle, off, n), qos=0)
 
     def update(self, dev_id, key, force=False, health_s=otabundle.HEALTH_S, timeout_s=UPDATE_TIMEOUT_S, progress=None):
@@ -109,7 +111,8 @@ class Server:
         after_fw = ""
         deadline = t0 + timeout_s
         while time.monotonic() < deadline:
-            if online and not switched and time.monotonic() - offered > OFFER_AGAIN_S:
+            heard = max(offered, self.asked.get(dev_id, 0.0))
+            if online and not switched and (not offered or time.monotonic() - heard > OFFER_AGAIN_S):
                 self.listener.client.publish(protocol.topic(dev_id, OTA_OFFER), offer, qos=1)
                 offered = time.monotonic()
             try:

@@ -29,6 +29,10 @@ class Stalled(Exception):
     pass
 
 
+class Replaced(Exception):
+    pass
+
+
 def _hex(h):
     return binascii.hexlify(h.digest()).decode()
 
@@ -148,7 +152,12 @@ async def on_offer(dev, payload):
         if job.o["man"] == o["man"]:
             job.wake()  # the host offered again (it restarted): keep going from where we are
             return
-        job.stop = True
+        job.stop = True  # another bundle: let the running job let go of the slot first
+        job.wake()
+        for _ in range(100):
+            if getattr(dev, "ota_job", None) is not job:
+                break
+            await asyncio.sleep_ms(20)
     pending = store.load(OFFER, None)
     if not (isinstance(pending, dict) and pending.get("man") == o["man"]):
         cur = store.load(POINTER, {}).get("cur")
@@ -233,6 +242,8 @@ class Job:
             await report(dev, "verifying", "", ver=o["ver"])
             self.verify()
             await self.switch()
+        except Replaced:
+            pass  # a newer offer took over the slot and the progress files
         except Stalled:
             await report(dev, "stalled", "no chunk for %d s; resumes at the next offer or connect"
                          % (limits.OTA_STALL_MS // 1000), ver=o["ver"])
@@ -319,7 +330,7 @@ class Job:
             quiet += limits.OTA_CHUNK_WAIT_MS
             if quiet >= limits.OTA_STALL_MS:
                 raise Stalled()
-        raise Failed("replaced by a newer offer")
+        raise Replaced()
 
     def verify(self):
         """Every file as it lies on flash against the manifest (the signed offer holds its hash)."""

@@ -296,3 +296,22 @@ def test_full_flash_refuses_or_drops_the_update_and_keeps_running(bundle, flash_
     finally:
         board.stop()
         stack.close()
+
+
+def test_a_newer_offer_mid_transfer_takes_over_the_slot(rig, bundle):
+    first = ota.Server(rig.host, rig.port, bundle)
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", first.update("dev1", rig.key, timeout_s=20)))
+    t.start()
+    try:
+        deadline = time.monotonic() + 20
+        while first.served.get("dev1", 0) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        r = rig.update(otabundle.build("0.1.2"))
+        t.join(30)
+    finally:
+        first.close()
+    assert r.ok, r.text
+    assert rig.running()["fw"] == "0.1.2"
+    assert not out["r"].ok  # the first update never completed: it was replaced
+    assert "dropped" not in rig.board.console(), "the replaced job removed the new one's files"
