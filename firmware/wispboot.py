@@ -46,6 +46,7 @@ def rollback(p, why):
 
 
 def _reset():
+    # the one use of machine outside wisp/hal: the slot's hal may be the very part that is broken
     try:
         import machine
         machine.reset()
