@@ -32,9 +32,10 @@ def online(stack, dev_id, fw=None, timeout=ONLINE_S):
                          and (fw is None or s.get("fw") == fw), timeout=timeout)
 
 
-def board(stack, dev_id, firmware, heapsize=None):
+def board(stack, dev_id, firmware, heapsize=None, micropython=None):
     key = secrets.token_hex(32)
-    return Board(stack, dev_id, key, heapsize=heapsize, firmware_dir=firmware), bytes.fromhex(key)
+    return Board(stack, dev_id, key, heapsize=heapsize, firmware_dir=firmware, micropython=micropython), \
+        bytes.fromhex(key)
 
 
 def one_device(stack, firmware, runs):
@@ -82,9 +83,9 @@ def fleet(stack, firmware, count):
     return wall, [r.seconds for r in results], bundle.size
 
 
-def update_works(stack, firmware, heap, tag, update):
+def update_works(stack, firmware, heap, tag, update, micropython=None):
     """A fresh device with this heap comes online, (with update) completes one, and answers an ask."""
-    b, key = board(stack, tag, firmware, heapsize=heap)
+    b, key = board(stack, tag, firmware, heapsize=heap, micropython=micropython)
     try:
         online(stack, tag, timeout=10)
         if update:
@@ -102,14 +103,15 @@ def update_works(stack, firmware, heap, tag, update):
         b.stop()
 
 
-def smallest_heap(stack, firmware, update):
+def smallest_heap(stack, firmware, update, micropython=None):
     lo, hi, n = HEAP_LOW, HEAP_HIGH, 0
-    if not update_works(stack, firmware, hi, f"h{int(update)}top", update):
+    tag = f"h{int(update)}{'w' if micropython else ''}"
+    if not update_works(stack, firmware, hi, f"{tag}top", update, micropython):
         return None
     while hi - lo > HEAP_STEP:
         mid = (lo + hi) // 2 // HEAP_STEP * HEAP_STEP
         n += 1
-        ok = update_works(stack, firmware, mid, f"h{int(update)}x{n}", update)
+        ok = update_works(stack, firmware, mid, f"{tag}x{n}", update, micropython)
         print(f"  {'update' if update else 'idle'} heap {mid // 1024}K: {'works' if ok else 'fails'}", flush=True)
         lo, hi = (lo, mid) if ok else (mid, hi)
     return hi
@@ -158,7 +160,11 @@ def latency(stack, firmware, idle_asks):
 
 
 def otabundle_chunks(bundle):
-    return bundle.size // 2048 + len(bundle.files) + 1
+    return bundle.size // 1024 + len(bundle.files) + 1
+
+
+def kb(v):
+    return f"{v // 1024} KB" if v else "?"
 
 
 def ms(v):
@@ -170,6 +176,8 @@ def main(argv=None):
     ap.add_argument("--devices", type=int, default=8, help="simulated devices updated at once (default 8)")
     ap.add_argument("--runs", type=int, default=3, help="updates of the single device (default 3)")
     ap.add_argument("--asks", type=int, default=40, help="idle asks for the latency baseline (default 40)")
+    ap.add_argument("--micropython32", help="a 32-bit MicroPython unix build: the heap rows again on it, closer "
+                                            "to an ESP32 (see docs/architecture.md, Heap budget)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="wisp-bench-ota-") as tmp:
         firmware = Path(tmp) / "fw"
@@ -185,6 +193,11 @@ def main(argv=None):
             print("smallest heap:", flush=True)
             heap_idle = smallest_heap(stack, firmware, update=False)
             heap_update = smallest_heap(stack, firmware, update=True)
+            heap32 = None
+            if args.micropython32:
+                print("smallest heap, 32-bit build:", flush=True)
+                heap32 = (smallest_heap(stack, firmware, False, args.micropython32),
+                          smallest_heap(stack, firmware, True, args.micropython32))
         finally:
             stack.close()
     secs = [s for s, _b, _c in single]
@@ -195,7 +208,7 @@ def main(argv=None):
         "`python bench/ota.py` (bench/ota.py): real mosquitto on loopback, devices are the firmware on the "
         "MicroPython unix port (64-bit) loading `.mpy` files as a board does, the host side is `wisp ota`'s "
         "server. An update is timed from the offer to the device's confirmation after its reboot "
-        f"(health gate passed). Bundle: {single[0][1] / 1024:.1f} KB, {single[0][2]} chunks of at most 2 KB. "
+        f"(health gate passed). Bundle: {single[0][1] / 1024:.1f} KB, {single[0][2]} chunks of at most 1 KB. "
         f"One run on a shared 2-core machine; N = {args.devices} devices (not 100: each simulated device is "
         "a process, and the machine is shared).",
         "",
@@ -210,13 +223,15 @@ def main(argv=None):
         f"{ms(percentile(idle, 99))} |",
         f"| ask latency during an update, p50 / p99 ({len(during)} asks) | {ms(percentile(during, 50))} / "
         f"{ms(percentile(during, 99))} (ratio p50 {percentile(during, 50) / percentile(idle, 50):.1f}x) |",
-        f"| smallest heap: boots, connects, answers an ask | {heap_idle // 1024 if heap_idle else '?'} KB |",
-        f"| smallest heap: also completes an update and answers after it | "
-        f"{heap_update // 1024 if heap_update else '?'} KB |",
+        f"| smallest heap (64-bit): boots, connects, answers an ask | {kb(heap_idle)} |",
+        f"| smallest heap (64-bit): also completes an update and answers after it | {kb(heap_update)} |",
+        *([f"| smallest heap (32-bit build): idle / with an update | {kb(heap32[0])} / {kb(heap32[1])} |"]
+          if heap32 else []),
         "",
-        "Heaps are found by bisection in 4 KB steps with `-X heapsize=` on the 64-bit unix port (a classic "
-        "ESP32 needs about 0.7x these, docs/architecture.md); the difference between the two rows is what "
-        "an update costs on top of a running agent: one 2 KB chunk, the hash state, the job, and the code "
+        "Heaps are found by bisection in 4 KB steps with `-X heapsize=`, on the 64-bit unix port and, with "
+        "`--micropython32`, on a 32-bit build of the same port (4-byte words and 16-byte GC blocks as on an "
+        "ESP32; TLS not counted: the link here is plain MQTT); the difference between the two rows is what "
+        "an update costs on top of a running agent: one 1 KB chunk, the hash state, the job, and the code "
         "of wisp/ota.py, loaded only while an update runs.",
     ]
     text = "\n".join(lines)

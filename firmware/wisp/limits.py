@@ -77,7 +77,7 @@ SENSOR_INTERVAL_S = const(60)    # sensors and analog pins publish their state t
 CONFIRM_WINDOW_S = const(60)     # how long a held action waits for the user's "yes"
 
 # Over-the-air updates (wisp/ota.py, wispboot.py; docs/ota.md)
-OTA_CHUNK = const(2048)          # bytes of bundle data asked for per ota/chunk (header apart, under MAX_PAYLOAD)
+OTA_CHUNK = const(1024)          # bytes of bundle data asked for per ota/chunk; 2048 cost 4 KB more heap
 OTA_GAP_MS = const(20)           # pause between chunk requests, so asks and schedules keep the loop
 OTA_CHUNK_WAIT_MS = const(3000)  # a chunk not here by then is asked for again
 OTA_STALL_MS = const(60000)      # no chunk for this long: stop asking; the next offer or connect resumes

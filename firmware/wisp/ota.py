@@ -5,6 +5,7 @@
 # the device has taken one; the job lives on the device (dev.ota_job) so this module can unload.
 import asyncio
 import binascii
+import gc
 import hashlib
 import json
 import os
@@ -326,6 +327,7 @@ class Job:
                     self.stray += 1  # repeated, out of order, or another bundle's: not what we asked
                     continue
                 await asyncio.sleep_ms(limits.OTA_GAP_MS)
+                gc.collect()  # each chunk leaves its read buffers behind: keep the heap unfragmented
                 return memoryview(c)[HEAD:]
             quiet += limits.OTA_CHUNK_WAIT_MS
             if quiet >= limits.OTA_STALL_MS:

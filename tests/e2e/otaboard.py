@@ -15,11 +15,11 @@ RESTART_PAUSE_S = 0.05
 
 
 class Board:
-    def __init__(self, stack, dev_id, key_hex, flash_kb=None, heapsize=None, firmware_dir=None):
+    def __init__(self, stack, dev_id, key_hex, flash_kb=None, heapsize=None, firmware_dir=None, micropython=None):
         """flash_kb: the flash root is a tmpfs of this size (in a private mount namespace, set up
         again at each start, so only config.json survives a reboot): a small flash that fills up."""
         self.stack, self.id, self.flash_kb = stack, dev_id, flash_kb
-        self.heapsize, self.firmware_dir = heapsize, firmware_dir
+        self.heapsize, self.firmware_dir, self.micropython = heapsize, firmware_dir, micropython
         self.workdir = stack.dir / "devices" / dev_id
         sim.write_config(self.workdir, dev_id, stack.broker.host, stack.broker.port, None, {"key": key_hex})
         self.boots = 0
@@ -42,6 +42,12 @@ class Board:
             time.sleep(RESTART_PAUSE_S)
 
     def _start(self, log):
+        if self.micropython:  # another interpreter, e.g. a 32-bit build that models the ESP32's heap
+            firmware = self.firmware_dir or FIRMWARE
+            cmd = [self.micropython] + (["-X", f"heapsize={self.heapsize}"] if self.heapsize else [])
+            env = dict(os.environ, MICROPYPATH=os.pathsep.join([".frozen", str(firmware)]))
+            return subprocess.Popen(cmd + [str(firmware / "main.py")], cwd=str(self.workdir), env=env,
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         if not self.flash_kb:
             return sim.start_device(self.workdir, heapsize=self.heapsize, stdout=log, stderr=log,
                                     firmware_dir=self.firmware_dir)

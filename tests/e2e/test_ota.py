@@ -227,7 +227,7 @@ def test_power_cuts_during_the_transfer_resume_where_they_stopped(rig, bundle):
     assert r.ok, r.text
     assert rig.running()["fw"] == NEW
     # resumed from its last whole file, not from the start: fewer chunks than four full transfers
-    assert r.chunks < 2 * (bundle.size // 2048 + len(bundle.files) + 1), r.chunks
+    assert r.chunks < 2 * (bundle.size // 1024 + len(bundle.files) + 1), r.chunks
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -240,7 +240,7 @@ def test_power_cuts_around_the_switch_end_on_a_working_version(rig, bundle, seed
     out = {}
     t = threading.Thread(target=lambda: out.setdefault("r", server.update("dev1", rig.key, timeout_s=120)))
     t.start()
-    total = bundle.size // 2048 + len(bundle.files)
+    total = bundle.size // 1024 + len(bundle.files)
     try:
         for _ in range(3):
             deadline = time.monotonic() + 20
