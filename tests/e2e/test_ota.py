@@ -315,3 +315,22 @@ def test_a_newer_offer_mid_transfer_takes_over_the_slot(rig, bundle):
     assert rig.running()["fw"] == "0.1.2"
     assert not out["r"].ok  # the first update never completed: it was replaced
     assert "dropped" not in rig.board.console(), "the replaced job removed the new one's files"
+
+
+@pytest.mark.parametrize("cut_at", ["verifying", "rebooting"])
+def test_a_power_cut_during_the_final_check_or_the_switch_finishes_the_update(rig, bundle, cut_at):
+    """'verifying': every file is being read back; the next boot resumes there, with nothing to fetch.
+    'rebooting': the pointer is written; the next boot is the new version's first."""
+    server = ota.Server(rig.host, rig.port, bundle)
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", server.update("dev1", rig.key, timeout_s=90)))
+    t.start()
+    try:
+        rig.stack.probe.wait_for("wisp/dev1/ota/state", lambda s: s.get("state") == cut_at, timeout=30)
+        rig.board.cut_power()
+        t.join(120)
+    finally:
+        server.close()
+    assert out["r"].ok, out["r"].text
+    assert rig.running()["fw"] == NEW
+    assert not (rig.board.workdir / "ota" / "offer.json").exists()
