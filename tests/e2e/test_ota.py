@@ -334,3 +334,33 @@ def test_a_power_cut_during_the_final_check_or_the_switch_finishes_the_update(ri
     assert out["r"].ok, out["r"].text
     assert rig.running()["fw"] == NEW
     assert not (rig.board.workdir / "ota" / "offer.json").exists()
+
+
+def test_hostile_offers_and_chunks_leave_the_device_working(rig, bundle):
+    """Garbage on ota/offer and ota/chunk, and offers correctly signed but with fields of every wrong
+    type or size: the device refuses them, keeps answering, and then takes a real update."""
+    from bridge.signing import sign_message, verify
+    from tests.fuzz.payloads import ODD_VALUES, generate
+    rng = random.Random(5)
+    base = json.loads(verify(rig.key, otabundle.offer(bundle, "dev1", rig.key)))  # the offer without its "sig"
+    client = rig.stack.probe.client
+    for i, junk in enumerate(generate("ota/offer", 150)):
+        client.publish("wisp/dev1/ota/offer", junk, qos=1)
+        client.publish("wisp/dev1/ota/chunk", bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 1100))), qos=1)
+        bad = dict(base)
+        bad[rng.choice(list(base) + ["extra"])] = rng.choice(ODD_VALUES)
+        client.publish("wisp/dev1/ota/offer", sign_message(rig.key, bad), qos=1)
+        if i % 25 == 0:  # paced by the broker's acknowledgements, not by sleeps
+            client.publish("wisp/dev1/fuzzmark", b"", qos=1).wait_for_publish(10)
+    reply = ask_once(rig)
+    assert reply["ok"], reply
+    r = rig.update(bundle)
+    assert r.ok, r.text
+    assert rig.running()["fw"] == NEW
+    assert "Traceback" not in rig.board.console()
+
+
+def ask_once(rig):
+    rig.stack.probe.publish("wisp/dev1/ask", {"v": 1, "id": "after-fuzz", "text": "turn on the porch light"})
+    return rig.stack.probe.wait_for("wisp/dev1/reply", lambda r: isinstance(r, dict) and r.get("id") == "after-fuzz",
+                                    timeout=30)
