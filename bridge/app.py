@@ -27,6 +27,7 @@ from bridge.reasons import Failure, Reason
 from bridge.rounds.dedupe import Dedupe
 from bridge.rounds.handler import HandlerContext, handle_llm_request, refuse_llm_request
 from bridge.routing.router import Router
+from bridge.updates import Updates
 from bridge.web.events import EventHub
 from bridge.web.server import make_app, start
 
@@ -35,6 +36,14 @@ log = logging.getLogger("wisp.bridge")
 MAX_IN_FLIGHT = 64  # concurrent requests per bridge; beyond it requests wait in a queue
 MAX_QUEUED = 1024  # requests waiting for a slot (FIFO); beyond it they are refused as busy
 SHUTDOWN_GRACE_S = 5.0  # in-flight requests get this long to finish before they are answered "shutting down"
+
+
+def _updates(cfg: BridgeConfig) -> Updates:
+    """Over-the-air rollouts from the API use `wisp ota`'s MQTT client, which speaks plain MQTT only."""
+    if cfg.broker_tls:
+        return Updates(None, None, "updates from the API need a plain broker listener; run `wisp ota` instead")
+    login = (cfg.broker_user, cfg.broker_password or "") if cfg.broker_user else None
+    return Updates((cfg.broker_host, cfg.broker_port, login), cfg.signing_keys)
 
 
 class Bridge:
@@ -75,7 +84,7 @@ class Bridge:
                                           on_outcome=[self.metrics.round_finished, self._tier_event])
                 if serve_http:
                     app = make_app(token=cfg.http.token, router=self.router, costs=costs, fleet=self.fleet,
-                                   hub=self.events, metrics=self.metrics)
+                                   hub=self.events, metrics=self.metrics, updates=_updates(cfg))
                     http_runner, base_url = await start(app, cfg.http.host, cfg.http.port)
                     self.http_url = base_url + "/v1"
                     log.info("dashboard and REST API on %s/ (token: WISP_API_TOKEN)", base_url)

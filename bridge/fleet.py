@@ -25,9 +25,11 @@ MAX_WAITING = 256  # API requests waiting for a device at once; more are refused
 MAX_STATE_BYTES = 1024  # a state payload longer than this is kept as truncated text
 MAX_TEXT_CHARS = 2000  # texts of events, asks and replies kept and forwarded to the dashboard
 _KINDS = (protocol.STATUS, protocol.MANIFEST, protocol.STATE, protocol.EVENT, protocol.ASK, protocol.REPLY,
-          protocol.CMD_RES)
+          protocol.CMD_RES, protocol.OTA_STATE)
 FLEET_TOPICS = tuple(protocol.every_device(k) for k in (protocol.STATUS, protocol.STATE + "/#", protocol.EVENT,
-                                                       protocol.ASK, protocol.REPLY, protocol.CMD_RES))
+                                                       protocol.ASK, protocol.REPLY, protocol.CMD_RES,
+                                                       protocol.OTA_STATE))
+OTA_FIELDS = ("state", "text", "ver", "off", "size", "fw")  # of a device's ota/state, as the API shows it
 
 
 class DeviceOffline(Exception):
@@ -62,6 +64,7 @@ class Device:
     last_seen: float | None = None  # wall-clock time of the last message from the device
     manifest: dict | None = None
     states: dict[str, object] = field(default_factory=dict)  # pin or sensor name -> "ON"/"OFF", number or dict
+    ota: dict | None = None  # its last over-the-air update state (docs/ota.md)
     recent: deque = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
 
     @property
@@ -72,7 +75,7 @@ class Device:
         s = self.status
         return {"id": self.id, "online": self.online, "fw": s.get("fw"), "board": s.get("board"),
                 "boots": s.get("boots"), "last_seen": self.last_seen,
-                "pins": len(self.pins()), "manifest": self.manifest is not None}
+                "pins": len(self.pins()), "manifest": self.manifest is not None, "ota": self.ota}
 
     def pins(self) -> list[dict]:
         """Named pins of the manifest with their last state, then sensors and other names that only publish state."""
@@ -102,10 +105,10 @@ class Fleet:
     # ---- what devices publish ------------------------------------------------------------------------
     def handle(self, device_id: str, rest: list[str], payload: bytes) -> bool:
         """Take one message (topic already split as wisp/<device_id>/<rest...>); False if it is not ours."""
-        kind = "/".join(rest[:2]) if rest[:1] == [protocol.CMD] else rest[0]
+        kind = "/".join(rest[:2]) if rest[:1] in ([protocol.CMD], ["ota"]) else rest[0]
         if kind not in _KINDS:
             return False
-        if len(rest) != (2 if kind in (protocol.STATE, protocol.CMD_RES) else 1):
+        if len(rest) != (2 if kind in (protocol.STATE, protocol.CMD_RES, protocol.OTA_STATE) else 1):
             return kind == protocol.STATE  # state/<a>/<b> and the like: ours, but not a shape we know
         dev = self._device(device_id)
         if dev is None:
@@ -127,6 +130,10 @@ class Fleet:
         if kind == protocol.STATUS:
             dev.status = msg
             self._emit({"type": "status", "device": device_id, "online": dev.online, "fw": msg.get("fw"), "ts": now})
+        elif kind == protocol.OTA_STATE:
+            dev.ota = {k: (_text(msg[k]) if isinstance(msg[k], str) else msg[k]) for k in OTA_FIELDS
+                       if k in msg and isinstance(msg[k], (str, int))}
+            self._emit({"type": "ota", "device": device_id, **dev.ota, "ts": now})
         elif kind == protocol.EVENT:
             self._remember(dev, {"type": "event", "device": device_id, "kind": _text(msg.get("kind")),
                                  "text": _text(msg.get("text")), "ts": now})

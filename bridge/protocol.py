@@ -17,6 +17,8 @@ ASK, REPLY = "ask", "reply"
 CMD, CMD_RES = "cmd", "cmd/res"
 LLM_REQ, LLM_RES = "llm/req", "llm/res"
 STATE, SET = "state", "set"  # state/<name>, set/<name>
+# Over-the-air updates (docs/ota.md): host -> device offer and chunks, device -> host chunk requests and state
+OTA_OFFER, OTA_CHUNK, OTA_NEED, OTA_STATE = "ota/offer", "ota/chunk", "ota/need", "ota/state"
 
 # Mirrored device limits (firmware/wisp/limits.py, and config.py for the device id)
 MAX_PAYLOAD = 4096  # bytes of one MQTT payload the device reads (MAX_PAYLOAD); bigger ones are discarded unread

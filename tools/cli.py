@@ -120,6 +120,17 @@ def parse_tool_args(pairs):
     return out
 
 
+def cmd_ota(args):
+    from tools import ota, otabundle
+    from tools.keys import device_key
+    host, port, login = connection(args)
+    try:
+        return ota.run(args, host, port, login, lambda d: device_key(d, fleet_flag(args)))
+    except (ota.OtaError, otabundle.BundleError) as e:
+        print(f"wisp: {e}", file=sys.stderr)
+        return 2
+
+
 def cmd_cmd(args):
     from tools.ask import AskError, command
     from tools.keys import device_key
@@ -395,6 +406,9 @@ def build_parser():
     c.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the result (default 30)")
     c.add_argument("--json", action="store_true", help="print the whole cmd/res as JSON")
     c.set_defaults(func=cmd_cmd)
+
+    from tools import ota
+    ota.add_parser(sub, FLEET_HELP).set_defaults(func=cmd_ota)
 
     dv = sub.add_parser("devices", help="list every device the broker knows: state, firmware, board, pins")
     dv.add_argument("--broker", help="host:port (as for ask)")

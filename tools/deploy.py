@@ -22,7 +22,10 @@ MPREMOTE_TIMEOUT_S = 120     # copying a full firmware at 115200 baud takes ~20 
 PACKAGE_DIR = "wisp"         # only files under here are ever removed from the board
 BACK_ONLINE_TIMEOUT_S = 60   # boot, Wi-Fi, NTP and the broker: a board takes ~5-15 s
 RETAINED_WAIT_S = 0.5        # retained messages arrive right after subscribing
-ROOT_FILES = ("boot.py", "main.py", "config.json")
+ROOT_FILES = ("boot.py", "main.py", "wispboot.mpy", "config.json")
+# Dropped at every deploy: the over-the-air pointer would keep booting an update's slot instead of the
+# firmware just copied (docs/ota.md, recovering a board by USB).
+OTA_POINTER = "ota.json"
 
 # Runs on the board: print "D <dir>" and "H <path> <sha256>" for the firmware's files.
 _HASH_SCRIPT = """
@@ -128,10 +131,10 @@ def deploy(port, config=None, prune=True, reset=True, mp_version=None, march=DEF
         hashes, dirs = board_files(port)
         copy, remove, mkdirs = plan(stage, hashes, dirs, prune)
         result.unchanged = len(stage.files) - len(copy)
-        if mkdirs or remove:
-            script = "import os\n" + "".join(f"os.mkdir({d!r})\n" for d in mkdirs) + \
-                     "".join(f"os.remove({p!r})\n" for p in remove)
-            mpremote(port, "exec", script)
+        script = "import os\n" + "".join(f"os.mkdir({d!r})\n" for d in mkdirs) + \
+                 "".join(f"os.remove({p!r})\n" for p in remove) + \
+                 f"try:\n os.remove({OTA_POINTER!r})\nexcept OSError:\n pass\n"
+        mpremote(port, "exec", script)
         if copy:
             args = []
             for rel in copy:

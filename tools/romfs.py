@@ -19,10 +19,12 @@ BOOTSTRAP = Path(__file__).with_name("romfs_boot.py")
 
 
 def build_image(out_path, firmware_dir=FIRMWARE):
-    """The wisp package as a ROMFS image (mpremote compiles each .py to .mpy)."""
+    """The wisp package and wispboot (which main.py imports first) as a ROMFS image (mpremote
+    compiles each .py to .mpy)."""
     with tempfile.TemporaryDirectory(prefix="wisp-romfs-") as staging:
         shutil.copytree(Path(firmware_dir) / "wisp", Path(staging) / "wisp",
                         ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copyfile(Path(firmware_dir) / "wispboot.py", Path(staging) / "wispboot.py")
         mpremote = Path(sys.executable).parent / "mpremote"
         subprocess.run([str(mpremote), "romfs", "--mpy", "--output", str(out_path), "build", staging],
                        check=True, capture_output=True)

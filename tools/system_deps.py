@@ -15,9 +15,10 @@ import sys
 
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 # mosquitto-clients: the mosquitto_pub/mosquitto_sub the README and `wisp run` banner use;
-# socat: virtual serial devices; openssl: the TLS tests' CA
-PACKAGES = ("mosquitto", "mosquitto-clients", "socat", "openssl")
-COMMANDS = ("mosquitto_pub", "mosquitto_sub", "socat", "openssl")
+# socat: virtual serial devices; openssl: the TLS tests' CA; util-linux (unshare) and mount: the update
+# tests' small tmpfs flash that fills up (tests/e2e/test_ota.py), in a private mount namespace
+PACKAGES = ("mosquitto", "mosquitto-clients", "socat", "openssl", "util-linux", "mount")
+COMMANDS = ("mosquitto_pub", "mosquitto_sub", "socat", "openssl", "unshare", "mount")
 BROWSER_PACKAGES = ("chromium", "chromium-driver")  # tests/e2e/test_dashboard.py drives it with Selenium
 POSTGRES_PACKAGES = ("postgresql",)  # tests/bridge/test_shared_store.py: bridges sharing one PostgreSQL
 

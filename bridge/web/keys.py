@@ -7,6 +7,7 @@ from bridge.cost import CostStore
 from bridge.fleet import Fleet
 from bridge.metrics import Metrics
 from bridge.routing.router import Router
+from bridge.updates import Updates
 from bridge.web.events import EventHub
 
 ROUTER = web.AppKey("router", Router)
@@ -14,4 +15,5 @@ COSTS = web.AppKey("costs", CostStore)
 FLEET = web.AppKey("fleet", Fleet)
 HUB = web.AppKey("hub", EventHub)
 METRICS = web.AppKey("metrics", Metrics)
+UPDATES = web.AppKey("updates", Updates)  # over-the-air rollouts started from the API
 TOKEN = web.AppKey("token", str)  # the bearer token every non-public path needs

@@ -18,7 +18,8 @@ _ERROR = _obj({"error": _obj({"message": _S, "type": _S, "param": _NULLABLE_S, "
                              ["message", "type"])}, ["error"])
 _DEVICE_SUMMARY = _obj({"id": _S, "online": _B, "fw": _NULLABLE_S, "board": _NULLABLE_S, "boots": _I,
                         "last_seen": {"type": "number", "nullable": True, "description": "Unix time"},
-                        "pins": _I, "manifest": _B})
+                        "pins": _I, "manifest": _B, "ota": {"type": "object", "nullable": True,
+                        "description": "the device's last over-the-air update: state, text, ver, off, size, fw"}})
 _DEVICE_DETAIL = _obj({**_DEVICE_SUMMARY["properties"], "status": {"type": "object"},
                        "manifest": {"type": "object", "nullable": True},
                        "pins": {"type": "array", "items": {"$ref": "#/components/schemas/Pin"}},
@@ -45,6 +46,19 @@ def _ok(schema: dict, description: str = "OK") -> dict:
 
 def _body(schema: dict) -> dict:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+_ROLLOUT = _obj({"rollout": {"type": "object", "nullable": True, "description": "state (building, updating, done, "
+                  "halted, failed), version, text, started, finished, stages (lists of ids), halted, devices: "
+                  "{id: {state (waiting, updating, ok, failed, not offered), progress, text, before, after, "
+                  "seconds}}"}})
+_UPDATE_OPTIONS = {"version": {"type": "string", "description": "default: VERSION of the bridge's checkout"},
+                   "force": {"type": "boolean", "default": False, "description": "allow an older version"},
+                   "health_s": {"type": "integer", "minimum": 5, "maximum": 600, "default": 60}}
+
+
+def _accepted(schema: dict) -> dict:
+    return {"202": {"description": "started", "content": {"application/json": {"schema": schema}}}}
 
 
 def _listing(what: str, tool: str) -> dict:
@@ -97,6 +111,28 @@ def spec() -> dict:
             "/api/devices/{id}/schedules": _listing("schedules", "schedule_list"),
             "/api/devices/{id}/routines": _listing("routines", "routine_list"),
             "/api/devices/{id}/memory": _listing("remembered facts", "memory_list"),
+            "/api/devices/{id}/ota": {
+                "get": {"summary": "The device's firmware, its last update as it reports it, and this bridge's "
+                                   "rollout of it", "parameters": [_ID],
+                        "responses": {**_ok(_obj({"id": _S, "online": _B, "fw": _NULLABLE_S,
+                                                  "ota": {"type": "object", "nullable": True},
+                                                  "update": {"type": "object", "nullable": True},
+                                                  "rollout_state": _NULLABLE_S})), **_err(400, 401, 404)}},
+                "post": {"summary": "Update the device over the air (docs/ota.md); follow it with GET",
+                         "parameters": [_ID], "requestBody": _body(_obj(_UPDATE_OPTIONS)),
+                         "responses": {**_accepted(_ROLLOUT), **_err(400, 401, 404, 409)}}},
+            "/api/ota": {
+                "get": {"summary": "The current or last over-the-air rollout",
+                        "responses": {**_ok(_ROLLOUT), **_err(401)}},
+                "post": {"summary": "Update devices over the air in stages: canary, then batches; a stage with more "
+                                    "than max_failures failures stops the rollout",
+                         "requestBody": _body(_obj({"devices": {"type": "array", "items": _S}, "all": _B,
+                                                    "canary": {"type": "integer", "minimum": 0, "default": 1},
+                                                    "then": {"description": "a count, or a percentage like \"25%\"",
+                                                             "default": "25%"},
+                                                    "max_failures": {"type": "integer", "minimum": 0, "default": 0},
+                                                    **_UPDATE_OPTIONS})),
+                         "responses": {**_accepted(_ROLLOUT), **_err(400, 401, 404, 409)}}},
             "/api/usage": {"get": {
                 "summary": "Tokens and cost per device and tier for one UTC day, and daily totals",
                 "parameters": [{"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bridge.web import rest, v1
+from bridge.web import ota, rest, v1
 
 ROUTES = [
     # OpenAI-compatible endpoint
@@ -23,6 +23,10 @@ ROUTES = [
     web.post("/api/devices/{id}/cmd", rest.cmd),
     web.post("/api/devices/{id}/pins/{name}", rest.set_pin),
     *(web.get(f"/api/devices/{{id}}/{what}", rest.listing(tool)) for what, tool in rest.LISTINGS.items()),
+    web.get("/api/devices/{id}/ota", ota.device_update),
+    web.post("/api/devices/{id}/ota", ota.start_device_update),
+    web.get("/api/ota", ota.rollout),
+    web.post("/api/ota", ota.start_rollout),
     web.get("/api/usage", rest.usage),
     web.get("/api/tiers", rest.tiers),
     web.get("/api/events", rest.events),

@@ -10,6 +10,7 @@ from bridge.cost import CostStore
 from bridge.fleet import Fleet
 from bridge.metrics import Metrics
 from bridge.routing.router import Router
+from bridge.updates import Updates
 from bridge.web import keys
 from bridge.web.auth import auth
 from bridge.web.errors import MAX_BODY_BYTES, json_errors
@@ -26,11 +27,12 @@ IDLE_TIMEOUT_S = 15.0
 
 
 def make_app(*, token: str, router: Router, costs: CostStore, fleet: Fleet, hub: EventHub,
-             metrics: Metrics) -> web.Application:
+             metrics: Metrics, updates: Updates | None = None) -> web.Application:
     # auth first: a request without the token learns nothing, not even which paths exist
     app = web.Application(middlewares=[auth, json_errors], client_max_size=MAX_BODY_BYTES)
     app[keys.TOKEN], app[keys.ROUTER], app[keys.COSTS] = token, router, costs
     app[keys.FLEET], app[keys.HUB], app[keys.METRICS] = fleet, hub, metrics
+    app[keys.UPDATES] = updates or Updates(None, None, "this bridge was started without update support")
     app.add_routes(ROUTES)
     return app
 

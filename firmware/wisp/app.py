@@ -2,8 +2,9 @@
 # `build()` makes the parts without starting anything, so the serial REPL (wisp.repl) can use
 # them after Ctrl-C; `start()` runs them.
 import asyncio
+import os
 
-from wisp import config, limits
+from wisp import config, limits, unload
 from wisp import log as wlog
 from wisp import pins as pins_mod
 from wisp.agent import Agent
@@ -61,7 +62,28 @@ def _router(dev, agent, commands, ha_status):
         elif sub == "log/get":
             from wisp import logfeed
             dev.spawn(logfeed.send(dev, wlog.RING_SIZE, ring=True), sub)
+        elif sub == "ota/chunk":
+            job = getattr(dev, "ota_job", None)  # None: no update running (a late duplicate)
+            if job is not None:
+                job.take(payload)
+        elif sub == "ota/offer":
+            from wisp import ota  # loaded only while an update runs (docs/ota.md)
+            dev.spawn(ota.on_offer(dev, payload), sub)
     return on_message
+
+
+async def _ota_after_connect(dev):
+    try:
+        os.stat("ota")  # there since the first update offer: before it, nothing to load
+    except OSError:
+        return
+    try:
+        from wisp import ota
+        await ota.on_connect(dev)
+    except Exception as e:  # never let the update bookkeeping stop the device from coming online
+        log("error: ota: %r" % (e,))
+    if getattr(dev, "ota_job", None) is None:
+        unload("wisp.ota")
 
 
 def build(config_path=config.DEFAULT_PATH):
@@ -79,11 +101,12 @@ def build(config_path=config.DEFAULT_PATH):
     ha_status = _ha_status_topic(dev)
 
     async def on_connect():
-        for suffix in ("ask", "llm/res", "cmd", "set/+", "log/get"):
+        for suffix in ("ask", "llm/res", "cmd", "set/+", "log/get", "ota/offer", "ota/chunk"):
             await link.subscribe(dev.topic(suffix))
         if ha_status:
             await link.subscribe(ha_status)
         await dev.announce()
+        await _ota_after_connect(dev)  # confirms an updated version on trial: it connected
         log("online as %s on %s:%d" % (dev.id, broker["host"], broker["port"]))
 
     tls_ctx = None

@@ -82,3 +82,15 @@ SENSOR_INTERVAL_S = const(60)    # sensors and analog pins publish their state t
 DIAG_INTERVAL_S = const(120)     # Home Assistant diagnostics (RSSI, uptime, heap...) publish this often
 RESTART_GUARD_MS = const(5000)   # a restart-button press this soon after connecting is a retained leftover
 CONFIRM_WINDOW_S = const(60)     # how long a held action waits for the user's "yes"
+
+# Over-the-air updates (wisp/ota.py, wispboot.py; docs/ota.md)
+OTA_CHUNK = const(1024)          # bytes of bundle data asked for per ota/chunk; 2048 cost 4 KB more heap
+OTA_GAP_MS = const(20)           # pause between chunk requests, so asks and schedules keep the loop
+OTA_CHUNK_WAIT_MS = const(3000)  # a chunk not here by then is asked for again
+OTA_STALL_MS = const(60000)      # no chunk for this long: stop asking; the next offer or connect resumes
+OTA_FILE_TRIES = const(3)        # fetches of one file whose hash keeps failing before the update is dropped
+OTA_MAX_FILES = const(128)       # files in one bundle
+OTA_MAX_BYTES = const(524288)    # bytes of one bundle, manifest included
+OTA_SPARE_BYTES = const(16384)   # flash left free after the bundle is written, for memory and logs
+OTA_HEALTH_MIN_S = const(5)      # an offer's health deadline (seconds to connect after the switch)...
+OTA_HEALTH_MAX_S = const(600)    # ...within these bounds

@@ -153,7 +153,7 @@ function fleetView(view) {
   S.view.refresh = refresh;
   S.handlers.push(ev => {
     if (ev.type === "history") drawCharts();
-    else if (ev.type === "status" || ev.type === "tier") refresh();
+    else if (ev.type === "status" || ev.type === "tier" || ev.type === "ota") refresh();
   });
   S.timer = setInterval(refresh, REFRESH_MS);
   refresh();
@@ -161,12 +161,20 @@ function fleetView(view) {
 
 function fleetTable(list) {
   if (!list.length) return el("p", {class: "muted"}, "No devices yet: start one with `wisp sim` or `wisp run`.");
-  return el("table", {}, el("thead", {}, el("tr", {}, ["", "device", "firmware", "board", "pins", "last seen"].map(h => el("th", {}, h)))),
+  return el("table", {}, el("thead", {}, el("tr", {}, ["", "device", "firmware", "board", "pins", "last seen", "last update"].map(h => el("th", {}, h)))),
     el("tbody", {}, list.map(d => el("tr", {"data-device-row": d.id},
       el("td", {}, el("span", {class: "dot " + (d.online ? "on" : "off"), title: d.online ? "online" : "offline"})),
       el("td", {}, el("a", {href: `#/device/${d.id}`, "data-device": d.id}, d.id)),
       el("td", {}, d.fw || "–"), el("td", {}, d.board || "–"), el("td", {}, d.pins),
-      el("td", {}, d.online ? ago(d.last_seen) : "offline, " + ago(d.last_seen))))));
+      el("td", {}, d.online ? ago(d.last_seen) : "offline, " + ago(d.last_seen)),
+      el("td", {"data-ota": d.id, title: (d.ota || {}).text || ""}, otaText(d.ota))))));
+}
+
+// A device's over-the-air update as it reports it (docs/ota.md): progress while fetching, else the outcome.
+function otaText(o) {
+  if (!o || !o.state) return "–";
+  if (o.state === "fetching" && o.size) return `fetching ${o.ver || ""} ${Math.round(100 * (o.off || 0) / o.size)} %`;
+  return o.state + (o.ver ? " " + o.ver : "");
 }
 
 function tierTable(tiers, byTier) {
@@ -249,7 +257,8 @@ function deviceView(view, id) {
       const d = await api(`/api/devices/${id}`);
       head.replaceChildren(el("h1", {}, id, " ", el("span", {id: "online", class: "badge " + (d.online ? "online" : "offline")},
         d.online ? "online" : "offline")),
-        el("p", {class: "muted"}, `firmware ${d.fw || "?"} · board ${d.board || "?"} · boots ${d.boots ?? "?"} · last seen ${ago(d.last_seen)}`));
+        el("p", {class: "muted"}, `firmware ${d.fw || "?"} · board ${d.board || "?"} · boots ${d.boots ?? "?"} · last seen ${ago(d.last_seen)}`),
+        ...(d.ota ? [el("p", {id: "ota", class: "muted"}, `last update: ${otaText(d.ota)}${d.ota.text ? " · " + d.ota.text : ""}`)] : []));
       pins.replaceChildren(pinTable(id, d.pins));
       events.replaceChildren();
       for (const ev of d.recent) addEvent(ev);
@@ -278,7 +287,7 @@ function deviceView(view, id) {
   S.handlers.push(ev => {
     if (ev.device !== id) return;
     if (ev.type === "state") updatePin(ev.name, ev.value);
-    else if (ev.type === "status" || ev.type === "manifest") refresh();
+    else if (ev.type === "status" || ev.type === "manifest" || ev.type === "ota") refresh();
     else if (ev.type === "ask") say("ask:" + ev.id, "you", ev.text);
     else if (ev.type === "reply") say("reply:" + ev.id, ev.ok ? "device" : "error", ev.text, replyMeta(ev));
     addEvent(ev);

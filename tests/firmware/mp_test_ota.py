@@ -1,0 +1,104 @@
+# wispboot (slot choice, trial boots, rollback) and wisp.ota's offer checks, on the unix port.
+import json
+import os
+import sys
+
+from fakeboard import make_device
+from mpcheck import eq
+
+import wispboot
+from wisp import ota
+
+GOOD = {"v": 1, "dev": "t1", "ver": "0.2.0", "man": "0" * 64, "msize": 100, "size": 5000, "files": 3,
+        "force": False, "health_s": 60}
+
+
+def _pointer(p):
+    with open("ota.json", "w") as f:
+        f.write(json.dumps(p))
+
+
+def _load():
+    with open("ota.json") as f:
+        return json.load(f)
+
+
+def _offer(**changes):
+    o = dict(GOOD)
+    o.update(changes)
+    return o
+
+
+def test_no_pointer_boots_the_flash_root():
+    path = list(sys.path)
+    eq(wispboot.select(), None)
+    eq(sys.path, path)
+
+
+def test_a_trial_version_gets_three_boots_then_the_previous_returns():
+    _pointer({"cur": "b", "ver": "0.3.0", "prev": "a", "prev_ver": "0.2.0", "trial": True, "tries": 0})
+    for n in (1, 2, 3):
+        p = wispboot.select()
+        eq((p["cur"], p["tries"]), ("b", n))
+        eq(sys.path[0], "ota/b")
+        sys.path.pop(0)
+    p = wispboot.select()
+    eq((p["cur"], p["ver"], p["trial"], p["state"]), ("a", "0.2.0", False, "rolled back"))
+    eq(sys.path.pop(0), "ota/a")
+    eq(_load()["result"], "rolled back from 0.3.0 to 0.2.0: not confirmed within 3 boots")
+
+
+def test_rolling_back_the_first_update_returns_to_the_flash_root():
+    _pointer({"cur": "a", "ver": "0.2.0", "prev": None, "prev_ver": "0.1.0", "trial": True, "tries": 3})
+    path = list(sys.path)
+    p = wispboot.select()
+    eq((p["cur"], p["ver"]), (None, "0.1.0"))
+    eq(sys.path, path)
+
+
+def test_a_pointer_cut_between_unlink_and_rename_is_recovered():
+    with open("ota.tmp", "w") as f:
+        f.write(json.dumps({"cur": "a", "ver": "0.2.0", "trial": False}))
+    eq(wispboot.select()["cur"], "a")
+    sys.path.pop(0)
+    eq(_load()["cur"], "a")
+
+
+def test_an_unreadable_pointer_boots_the_flash_root():
+    with open("ota.json", "w") as f:
+        f.write('{"cur": "a", "tri')
+    path = list(sys.path)
+    eq(wispboot.select(), None)
+    eq(sys.path, path)
+
+
+def test_offer_checks():
+    dev = make_device()
+    eq(ota.check(dev, _offer()), None)
+    eq(ota.check(dev, _offer(dev="t2")), "bundle is for device 't2', not this one")
+    eq(ota.check(dev, _offer(ver="0.0.9")), "downgrade from 0.1.0 to 0.0.9 refused (not forced)")
+    eq(ota.check(dev, _offer(ver="0.0.9", force=True)), None)
+    eq(ota.check(dev, _offer(ver="0.1.0")), "already running 0.1.0")
+    eq(ota.check(dev, _offer(ver="1.x")), "version '1.x' is not dotted numbers")
+    eq(ota.check(dev, _offer(size=10 ** 7)), "sizes, file count or health deadline out of bounds")
+    eq(ota.check(dev, _offer(files=0)), "sizes, file count or health deadline out of bounds")
+    eq(ota.check(dev, _offer(health_s=1)), "sizes, file count or health deadline out of bounds")
+    eq(ota.check(dev, _offer(man=None)), "manifest hash missing")
+    eq(ota.check(dev, [1]), "not a version 1 offer")
+
+
+def test_manifest_paths_stay_inside_the_package():
+    for bad in ("boot.mpy", "wisp/../main.mpy", "/wisp/x.mpy", "wisp/x.py", "wisp//x.mpy", "wisp/X.mpy",
+                "wisp/a b.mpy"):
+        eq((bad, ota._good_path(bad)), (bad, False))
+    eq(ota._good_path("wisp/tools/gpio.mpy"), True)
+
+
+def test_clear_removes_a_slot_tree():
+    os.mkdir("ota")
+    os.mkdir("ota/a")
+    os.mkdir("ota/a/wisp")
+    with open("ota/a/wisp/x.mpy", "w") as f:
+        f.write("x")
+    ota.clear("ota/a")
+    eq(os.listdir("ota"), [])

@@ -1,0 +1,66 @@
+"""The host side of over-the-air updates without a device: rollout stages, the bundle's layout and its
+signed offer (the device's side of both is tested on the unix port in tests/e2e/test_ota.py)."""
+import hashlib
+import json
+
+import pytest
+
+from bridge.signing import verify
+from tools import ota, otabundle
+
+
+def test_stages_put_the_canary_first_then_batches():
+    ids = [f"d{i}" for i in range(10)]
+    assert ota.stages(ids, 1, "25%") == [["d0"], ["d1", "d2", "d3"], ["d4", "d5", "d6"], ["d7", "d8", "d9"]]
+    assert ota.stages(ids, 2, 5) == [["d0", "d1"], ids[2:7], ids[7:]]
+    assert ota.stages(ids, 0, "100%") == [ids]
+    assert ota.stages(["a"], 1, "25%") == [["a"]]
+
+
+def test_a_stage_over_the_failure_threshold_stops_the_rollout():
+    class Fake:
+        def update(self, dev_id, key, **kw):
+            return ota.Result(dev_id, dev_id != "d1", "boom" if dev_id == "d1" else "ok")
+    batches = [["d0"], ["d1", "d2"], ["d3"]]
+    results, halted = ota.rollout(Fake(), dict.fromkeys("d0 d1 d2 d3".split(), b"k"), batches)
+    assert [r.device for r in results] == ["d0", "d1", "d2"]
+    assert halted == "stopped after stage 2 of 3: 1 of 2 failed (more than 0); 1 device(s) not offered the update"
+    results, halted = ota.rollout(Fake(), dict.fromkeys("d0 d1 d2 d3".split(), b"k"), batches, max_failures=1)
+    assert len(results) == 4 and halted is None
+    lines = ota.report_lines(results, halted)
+    assert lines[-1] == "wisp: 3 of 4 device(s) updated" and any(line.startswith("FAIL d1") for line in lines)
+
+
+def test_bundle_is_the_manifest_then_every_file_with_the_version_stamped():
+    b = otabundle.build("7.8.9")
+    manifest = b.blob[:b.manifest_size].decode()
+    assert hashlib.sha256(b.blob[:b.manifest_size]).hexdigest() == b.manifest_sha
+    off = b.manifest_size
+    for line, (path, size, sha) in zip(manifest.splitlines(), b.files, strict=True):
+        assert line == f"{sha} {size} {path}" and path.startswith("wisp/") and path.endswith(".mpy")
+        assert hashlib.sha256(b.blob[off:off + size]).hexdigest() == sha
+        off += size
+    assert off == b.size
+    start = b.manifest_size
+    for path, size, _sha in b.files:
+        if path == "wisp/__init__.mpy":
+            assert b"7.8.9" in b.blob[start:start + size]  # the device reports the version the offer names
+        start += size
+
+
+def test_offer_is_signed_for_one_device_and_chunks_carry_offset_and_tag():
+    b = otabundle.build("0.2.0")
+    key = bytes(range(32))
+    body = json.loads(verify(key, otabundle.offer(b, "dev7", key, health_s=30)))
+    assert body == {"v": 1, "dev": "dev7", "ver": "0.2.0", "man": b.manifest_sha, "msize": b.manifest_size,
+                    "size": b.size, "files": len(b.files), "force": False, "health_s": 30}
+    assert verify(bytes(32), otabundle.offer(b, "dev7", key)) is None
+    c = otabundle.chunk(b, 1000, 1024)
+    assert c[:4] == (1000).to_bytes(4, "big") and c[4:12] == b.manifest_sha[:8].encode()
+    assert c[12:] == b.blob[1000:2024]
+
+
+@pytest.mark.parametrize("bad", ["1.x", "1..2", "v1.2", "1.2.3.4.5.6.7.8.9"])
+def test_versions_must_be_dotted_numbers_the_device_reads(bad):
+    with pytest.raises(otabundle.BundleError):
+        otabundle.build(bad)
