@@ -21,7 +21,6 @@ ANSWER_QUEUE_MAX = const(32)     # refusals (reply, cmd/res) waiting to be sent;
 CMD_WINDOW_S = const(300)        # a signed command's "ts" may be this far behind the device clock...
 CMD_FUTURE_S = const(10)         # ...and this far ahead of it (senders' clocks drift a little)
 CMD_SEEN_MAX = const(32)         # signed commands remembered against replays; older ones raise the floor
-CMD_FLOOR_AHEAD_S = const(30)    # the replay floor saved on flash runs this far ahead (one write per 30 s at most)
 CMD_MAX_RUNNING = const(4)       # direct commands running at once; more are refused as busy
 OUTBOX_MAX = const(8)            # replies owed while the link is down, sent after reconnect
 MAX_RESULT_TEXT = const(200)     # characters of one tool result sent back to the LLM

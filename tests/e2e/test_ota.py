@@ -83,7 +83,8 @@ def test_update_switches_confirms_and_keeps_memory(rig, bundle):
     assert "1 of 1 device(s) updated" in done.stdout
     assert rig.running()["fw"] == NEW
     assert rig.cmd("memory_get", key="colour") == "colour=blue"
-    assert rig.state_files() == before
+    after = rig.state_files()  # the device may add files of its own (ha.json), but loses or changes none
+    assert {name: after.get(name) for name in before} == before
     pointer = json.loads((rig.board.workdir / "ota.json").read_text())
     assert pointer["cur"] == "a" and pointer["trial"] is False and pointer["prev"] is None
     status = subprocess.run([sys.executable, "-m", "tools.cli", "ota", "dev1", "--status", "--broker",

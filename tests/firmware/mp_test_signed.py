@@ -163,6 +163,9 @@ async def test_a_signed_command_is_not_run_again_after_a_restart():
     again = await _run_cmds(Commands(dev), dev, [cmd])  # a new Commands: what a reboot leaves (flash)
     if again[0]["ok"] or "restart" not in again[0]["result"]:
         raise Exception("replayed after a restart: %r" % again[0])
+    fresh = await _run_cmds(Commands(dev), dev, [_read(2, now + 1)])  # signed after the restart
+    if not fresh[0]["ok"]:
+        raise Exception("a command signed after the restart was refused: %r" % fresh[0])
 
 
 async def test_a_command_dated_beyond_the_small_future_skew_is_refused():
