@@ -25,6 +25,8 @@ RESTART_PAUSE_S = 0.1      # between an exit and the next start, so a crash loop
 STOP_TIMEOUT_S = 5.0
 RELAY_CHUNK_BYTES = 4096
 INPUT_BACKLOG_BYTES = 4096  # console input the interpreter has not taken yet; more waits in socat
+BOOT_HOLD_S = 5.0           # longest wait for a starting interpreter to listen before input goes anyway
+BOOT_POLL_S = 0.02
 SOCAT_SPECIAL = set(",:!;'\"\\ ")  # characters socat's address syntax would split on
 
 
@@ -130,11 +132,12 @@ class Console:
             end = found + len(banner) if found >= 0 else len(buf)
             can = buf.find(self.CAN, pos, end)
             if can >= 0:
-                end, found, self.binary = can, -1, True
+                end, found = can, -1
             out += self._pass(buf[pos:end])
             pos = end
             if found >= 0:
                 self.raw = not self.raw
+            self.binary = can >= 0
         out += self._pass(buf[pos:])
         self.tail = buf[-len(self.FRIENDLY_BANNER):]
         return bytes(out)
@@ -153,54 +156,63 @@ class Console:
 
 def supervise(main):
     """Run the interpreter again whenever it exits, like a board after a soft reset, relaying the
-    console (socat's socket on stdin/stdout) to and from it until socat goes away."""
+    console (socat's socket on stdin/stdout) to and from it until socat goes away.
+
+    The interpreter needs a terminal: its REPL reads keys in raw mode, and a Ctrl-C byte must
+    interrupt a running main.py (the pty's ISIG turns it into SIGINT, as a board's UART IRQ does).
+    The pty does no output processing (no onlcr, no echo): Console does what a board's stdout does.
+    One pty serves every start, so input the last interpreter did not read (mpremote's Ctrl-A sent
+    right behind a soft reset's Ctrl-D) is read by the next one, as from a board's UART buffer."""
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))   # run the cleanup: the interpreter stops too
     signal.signal(signal.SIGHUP, lambda *a: sys.exit(0))
+    # Ignored here and so in each interpreter until MicroPython sets its own Ctrl-C handler: the
+    # unix port is a CPython wrapper, which a Ctrl-C during its start would kill (see listening()).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     micropython = os.environ.get("WISP_MICROPYTHON") or micropython_cmd()
-    pending = bytearray()   # typed while the interpreter restarts: the next one reads it, as on a UART
+    master, slave = pty.openpty()
+    modes = termios.tcgetattr(slave)
+    modes[1] &= ~termios.ONLCR
+    modes[3] &= ~termios.ECHO
+    os.set_blocking(master, False)
+    pending = bytearray()   # console input not yet handed to the pty
     try:
         while True:
             cmd = [micropython, "-i"]
             if main and os.path.exists(main):
                 cmd.append(main)
-            if not run_interpreter(cmd, pending):
+            termios.tcsetattr(slave, termios.TCSANOW, modes)   # a killed interpreter may leave raw mode
+            if not run_interpreter(cmd, master, slave, pending):
                 return
+            pending[:0] = unread_input(slave)
             time.sleep(RESTART_PAUSE_S)
     except BrokenPipeError:
         return   # socat closed the console
+    finally:
+        os.close(master)   # hangs up the pty: an interpreter still on it gets SIGHUP
 
 
-def run_interpreter(cmd, pending):
-    """Run `cmd` on a pty of its own and relay until it exits (True) or the console closes (False).
+def run_interpreter(cmd, master, slave, pending):
+    """Run `cmd` on the pty and relay until it exits (True) or the console closes (False).
 
-    The interpreter needs a terminal: its REPL reads keys in raw mode, and a Ctrl-C byte must
-    interrupt a running main.py (the pty's ISIG turns it into SIGINT, as a board's UART IRQ does).
-    The pty does no output processing (no onlcr, no echo): Console does what a board's stdout does."""
-    master, slave = pty.openpty()
-    attrs = termios.tcgetattr(slave)
-    attrs[1] &= ~termios.ONLCR
-    attrs[3] &= ~termios.ECHO
-    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    Input waits until the interpreter listens (see listening()), as a board's UART holds what
+    arrives while it boots: mpremote's Ctrl-C then Ctrl-A, sent while the interpreter starts,
+    still stop main.py and reach the raw REPL instead of killing the starting process."""
     proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
                             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
-    os.close(slave)
-    os.set_blocking(master, False)
+    exited = os.pidfd_open(proc.pid)
     console = Console()
+    boot_deadline = time.monotonic() + BOOT_HOLD_S
+    booted = False
     try:
         while True:
-            readers = [master] + ([0] if len(pending) < INPUT_BACKLOG_BYTES else [])
-            readable, writable, _ = select.select(readers, [master] if pending else [], [])
-            if master in readable:
-                try:
-                    data = os.read(master, RELAY_CHUNK_BYTES)
-                except (BlockingIOError, InterruptedError):
-                    data = None
-                except OSError:   # EIO: the interpreter exited and its terminal closed
-                    data = b""
-                if data == b"":
-                    return True
-                if data:
-                    write_all(1, console.feed(data))
+            booted = booted or time.monotonic() > boot_deadline or listening(proc.pid, master)
+            readers = [master, exited] + ([0] if len(pending) < INPUT_BACKLOG_BYTES else [])
+            readable, writable, _ = select.select(readers, [master] if pending and booted else [], [],
+                                                  None if booted else BOOT_POLL_S)
+            if master in readable or exited in readable:
+                relay_output(master, console, drain=exited in readable)
+            if exited in readable:
+                return True
             if master in writable:
                 try:
                     del pending[:os.write(master, pending)]
@@ -212,10 +224,51 @@ def run_interpreter(cmd, pending):
                     return False
                 pending += data
     finally:
-        os.close(master)   # hangs up the interpreter's terminal
+        os.close(exited)
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def unread_input(slave):
+    """What an exited interpreter left unread on the pty (e.g. keys sent right behind a soft reset's
+    Ctrl-D): it goes back in the queue for the next start, which gets it once it listens. Left on
+    the pty, a Ctrl-C there would be a plain byte that a running main.py never reads."""
+    modes = termios.tcgetattr(slave)
+    modes[3] &= ~termios.ICANON
+    modes[6][termios.VMIN], modes[6][termios.VTIME] = 0, 0   # a read returns what there is, or b""
+    termios.tcsetattr(slave, termios.TCSANOW, modes)
+    unread = b""
+    while chunk := os.read(slave, RELAY_CHUNK_BYTES):
+        unread += chunk
+    return unread
+
+
+def relay_output(master, console, drain):
+    """One read, or with `drain` all there is: what an exited interpreter wrote last goes out
+    before the next one starts (and gets a fresh Console)."""
+    while True:
+        try:
+            data = os.read(master, RELAY_CHUNK_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        write_all(1, console.feed(data))
+        if not (drain and data):
+            return
+
+
+def listening(pid, master):
+    """Does the interpreter take console input yet? Its REPL does once it switches the pty out of
+    canonical mode to read keys; main.py does once MicroPython catches SIGINT, so that a Ctrl-C
+    interrupts it (before that, SIGINT is ignored, and a Ctrl-C would be lost)."""
+    try:
+        if not termios.tcgetattr(master)[3] & termios.ICANON:   # on Linux, the master reports the pty's modes
+            return True
+        with open(f"/proc/{pid}/status") as status:
+            caught = next(line for line in status if line.startswith("SigCgt:"))
+    except (OSError, termios.error, StopIteration):
+        return False   # it exited: the relay sees that too
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGINT - 1)))
 
 
 def write_all(fd, data):
