@@ -1,5 +1,6 @@
-"""A virtual serial device: socat links a pseudo-terminal to `micropython -i`, so mpremote, `wisp deploy`
-and `wisp repl` talk to it as to a board on /dev/ttyUSB0. Its cwd is the board's flash root.
+"""A virtual serial device: socat links a pseudo-terminal to `micropython -i` (through a supervisor),
+so mpremote, `wisp deploy` and `wisp repl` talk to it as to a board on /dev/ttyUSB0. Its cwd is the
+board's flash root.
 
 Like a board, it "reboots" on a soft reset: the unix port exits on Ctrl-D at the REPL, and a small
 supervisor (this module run with --supervise) starts it again, running main.py when there is one.

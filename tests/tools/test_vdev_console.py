@@ -1,8 +1,12 @@
 """A virtual board's console reads like a board's: every line ends "\r\n" on the terminal side, while
 mpremote's raw REPL and Ctrl-C keep working (tools/vdev.py, real socat + MicroPython unix port)."""
+import os
+import pty
 import re
+import select
 import subprocess
 import sys
+import termios
 import time
 
 import pytest
@@ -48,6 +52,44 @@ def test_interactive_repl_lines_end_in_crlf_never_a_bare_lf(console):
     port.write(b"\x04")                                       # Ctrl-D: the board reboots into main.py
     seen += read_until(port, b"booted\r\nline one\r\nline two\r\n")
     assert not BARE_LF.search(seen), seen
+
+
+def test_wisp_repl_shows_lines_that_end_in_crlf(console):
+    """Through `wisp repl` (mpremote's REPL, which puts the user's terminal in raw mode), as a person sees it."""
+    d, _ = console
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "repl", "--port", d.tty, "--stay"],
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    try:
+        pty_read_until(master, b"exit this shell\r\n")
+        deadline = time.monotonic() + 10
+        while termios.tcgetattr(master)[3] & termios.ICANON:   # until mpremote makes the terminal raw
+            assert time.monotonic() < deadline, "mpremote never put the terminal in raw mode"
+            time.sleep(0.01)
+        os.write(master, b"\x03")    # stops main.py
+        seen = pty_read_until(master, b">>> ")
+        os.write(master, b"print('a'); print('b\\nc')\r")
+        seen = seen[seen.index(b"Traceback"):] + pty_read_until(master, b"c\r\n>>> ")
+        assert b"a\r\nb\r\nc\r\n>>> " in seen and not BARE_LF.search(seen), seen
+        os.write(master, b"\x1d")   # Ctrl-] leaves
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+
+
+def pty_read_until(fd, marker, timeout=10):
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{marker!r} not seen; got {seen[-300:]!r}")
+        if select.select([fd], [], [], left)[0]:
+            seen += os.read(fd, 4096)
+    return seen
 
 
 def mpremote_exec(tty, code):
