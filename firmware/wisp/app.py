@@ -17,6 +17,7 @@ from wisp.mqtt import MQTTClient
 NETWORK_RETRY_MS = 5000
 CLOCK_RESYNC_MS = 6 * 3600 * 1000  # NTP again every 6 h: the ESP32 RTC drifts seconds a day
 CLOCK_RETRY_MS = 60 * 1000
+FATAL_WAIT_MS = 10000  # after an unexpected error: log, wait this long, reset
 
 device = None   # the running Device, for wisp.repl
 agent = None
@@ -156,3 +157,17 @@ def start(config_path=config.DEFAULT_PATH):
             device.link.abort()  # the broker announces us offline now, not a keepalive later
         log("stopped by user: offline until Ctrl-D (soft reset) or r.resume(); "
             "`from wisp import repl as r` then r.status()")
+    except Exception as e:  # a board at the REPL stays offline for good: restart it instead
+        fatal(e, device.board if device is not None else None)
+
+
+def fatal(e, board=None):
+    """Log what stopped the firmware, wait (a reset loop must not flood the log or the broker),
+    reset the board. Also what main.py calls when importing the firmware fails (MemoryError)."""
+    import time
+    try:
+        log("fatal: %r; resetting in %d s" % (e, FATAL_WAIT_MS // 1000))
+    except Exception:
+        pass  # even logging failed (out of memory): reset anyway
+    time.sleep_ms(FATAL_WAIT_MS)
+    (board or Board()).reset()

@@ -1,6 +1,5 @@
 # The real ESP32 board: machine (Pin, PWM, ADC, I2C, WDT), network.WLAN, ntptime and dht
 # behind the same interface as hal/sim.py. Only hal/ imports these modules.
-import asyncio
 import time
 
 import machine
@@ -31,6 +30,7 @@ class Board(pinmap.BoardBase):
 
     def __init__(self):
         self._wdt = None
+        self._wifi = {}  # hal/wifi.py's memory across attempts
         self._up_ms, self._last = 0, time.ticks_ms()
 
     def pin(self, num, mode, pull=None, value=0):
@@ -95,24 +95,8 @@ class Board(pinmap.BoardBase):
             return False
 
     async def connect_network(self, config, log):
-        wifi = config.get("wifi") or {}
-        wlan = network.WLAN(network.STA_IF)
-        wlan.active(True)
-        if wlan.isconnected():
-            return True
-        if not wifi.get("ssid"):
-            log("error: no wifi.ssid in config.json")
-            return False
-        wlan.connect(wifi["ssid"], wifi.get("password", ""))
-        waited = 0
-        while not wlan.isconnected() and waited < WIFI_TIMEOUT_MS:
-            await asyncio.sleep_ms(200)
-            waited += 200
-        if not wlan.isconnected():
-            log("error: wifi '%s' did not connect within %d s" % (wifi["ssid"], WIFI_TIMEOUT_MS // 1000))
-            return False
-        log("wifi: connected, ip %s" % wlan.ifconfig()[0])
-        return True
+        from wisp.hal import wifi
+        return await wifi.join(network.WLAN(network.STA_IF), config, log, self._wifi, WIFI_TIMEOUT_MS)
 
     def unique_id(self):
         return ubinascii.hexlify(machine.unique_id()).decode()

@@ -14,6 +14,7 @@ INPUTS_FILE = "sim_inputs.json"
 POLL_MS = 100          # how often watched input pins are compared for irq edges
 CHIP_TEMP_C = 41.5     # what the chip sensor says unless sim_inputs.json sets "chip_temp"
 RSSI_DBM = -50
+WIFI_TIMEOUT_MS = 20000
 ETIMEDOUT = 110        # errno the dht driver raises when no sensor answers
 
 
@@ -37,6 +38,33 @@ class SimPin:
         return self.board.levels[self.num]
 
 
+class SimWLAN:
+    """The ESP32 Wi-Fi driver as it behaves: after connect() it keeps trying by itself until
+    disconnect(), and connect() while it does raises OSError("Wifi Internal Error"). The access
+    point is in range unless sim_inputs.json says "wifi": false."""
+
+    def __init__(self, board):
+        self.board, self.trying, self.connects = board, False, 0
+
+    def active(self, on=None):
+        return True
+
+    def connect(self, ssid, password=""):
+        if self.trying:
+            raise OSError("Wifi Internal Error")
+        self.trying = True
+        self.connects += 1
+
+    def disconnect(self):
+        self.trying = False
+
+    def isconnected(self):
+        return self.trying and self.board.inputs().get("wifi", True) is not False
+
+    def ifconfig(self):
+        return ("127.0.0.1", "255.0.0.0", "127.0.0.1", "127.0.0.1")
+
+
 class Board(pinmap.BoardBase):
     name = NAME
 
@@ -51,6 +79,9 @@ class Board(pinmap.BoardBase):
         self._watch = []          # [pin, handler, trigger, last level]
         self._poller = None
         self._up_ms, self._last = 0, time.ticks_ms()
+        self.wlan = SimWLAN(self)
+        self.wifi_timeout_ms = WIFI_TIMEOUT_MS
+        self._wifi = {}
 
     # ---- simulated inputs ------------------------------------------------------------------
     def inputs(self):
@@ -136,7 +167,10 @@ class Board(pinmap.BoardBase):
         return True  # the unix port runs on the host clock
 
     async def connect_network(self, config, log):
-        return True  # the host's network is already up
+        if not config.get("wifi"):
+            return True  # the host's network is already up
+        from wisp.hal import wifi
+        return await wifi.join(self.wlan, config, log, self._wifi, self.wifi_timeout_ms)
 
     def unique_id(self):
         return "sim%04x" % (os.getpid() & 0xFFFF) if hasattr(os, "getpid") else "sim0"
