@@ -115,9 +115,9 @@ def _add_state(dev, agent):
 
 
 async def _keep_clock(dev):
-    # sync_time() blocks up to ~1 s on ESP32 (ntptime): once at start, then rarely
+    # the config's "ntp" servers, else pool.ntp.org, then the broker's host (hal/sntp.py)
     while True:
-        if dev.board.sync_time():
+        if await dev.board.sync_time(dev.config, log):
             dev.sched.wake()  # jobs due now that the clock is right should not wait
             await asyncio.sleep_ms(CLOCK_RESYNC_MS)
         else:

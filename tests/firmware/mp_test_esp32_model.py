@@ -1,6 +1,8 @@
 # What a real ESP32 does that a desktop does not, modelled on the simulated board: a Wi-Fi
 # driver that keeps retrying by itself (and refuses a second connect() meanwhile), a boot
 # that must never end at the REPL.
+import asyncio
+
 from hwdevice import set_inputs
 from mpcheck import check, eq
 
@@ -49,3 +51,95 @@ def test_an_error_at_start_is_logged_then_the_board_resets():
     finally:
         app.main = real
     check("fatal: MemoryError" in wlog.recent(1)[0], wlog.recent())
+
+
+class NTPServer:
+    """A UDP NTP server on 127.0.0.1, served from the event loop: answers each request with
+    `reply(request)` (None: stays silent)."""
+
+    def __init__(self, reply):
+        import random
+        import socket
+        self.reply, self.asked = reply, 0
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(50):  # the unix port has no getsockname(): pick a free port ourselves
+            self.port = random.randint(20000, 60000)
+            try:
+                self.s.bind(socket.getaddrinfo("127.0.0.1", self.port)[0][-1])
+                break
+            except OSError:
+                pass
+        self.s.setblocking(False)
+        self.task = asyncio.create_task(self._serve())
+
+    async def _serve(self):
+        while True:
+            try:
+                data, addr = self.s.recvfrom(64)
+            except OSError:
+                await asyncio.sleep_ms(5)
+                continue
+            self.asked += 1
+            out = self.reply(data)
+            if out is not None:
+                self.s.sendto(out, addr)
+
+    def close(self):
+        self.task.cancel()
+        self.s.close()
+
+
+def ntp_reply(unix, mode=4, stratum=2):
+    import struct
+    pkt = bytearray(48)
+    pkt[0], pkt[1] = 0x20 | mode, stratum
+    struct.pack_into("!I", pkt, 40, unix + 2208988800)
+    return bytes(pkt)
+
+
+NOW = 1780000000  # 2026-05-28
+
+
+async def test_lan_only_clock_from_the_configured_server_then_the_broker_host():
+    good = NTPServer(lambda req: ntp_reply(NOW))
+    board, logged = sim.Board(), []
+    try:
+        # the first server is down (nothing listens), the second garbles, the broker's host answers
+        cfg = {"ntp": ["127.0.0.1:9", "127.0.0.1:%d" % good.port], "broker": {"host": "127.0.0.1"}}
+        eq(await board.sync_time(cfg, logged.append), "127.0.0.1:%d" % good.port, "server used")
+        eq(board.synced_time, NOW, "clock")
+        check("127.0.0.1:9" in logged[0], logged)
+    finally:
+        good.close()
+
+
+async def test_garbled_ntp_replies_are_refused_and_the_next_server_asked():
+    from wisp.hal import sntp
+    replies = [b"\x24\x02short", ntp_reply(NOW, mode=3), ntp_reply(NOW, stratum=0), ntp_reply(100),
+               ntp_reply(NOW)]
+    bad = NTPServer(lambda req: replies.pop(0))
+    board, logged = sim.Board(), []
+    try:
+        cfg = {"ntp": ["127.0.0.1:%d" % bad.port] * 5}
+        for _ in range(4):
+            try:
+                await sntp.query(cfg["ntp"][0])
+                raise Exception("a garbled reply set the clock")
+            except ValueError:
+                pass
+        eq(await board.sync_time(cfg, logged.append), cfg["ntp"][0], "a good reply after garbled ones")
+        eq(board.synced_time, NOW, "clock")
+    finally:
+        bad.close()
+
+
+async def test_the_clock_task_survives_every_server_failing():
+    silent = NTPServer(lambda req: None)
+    try:
+        board, logged = sim.Board(), []
+        cfg = {"ntp": "127.0.0.1:%d" % silent.port, "broker": {"host": "127.0.0.1:9"}}
+        eq(await board.sync_time(cfg, logged.append), None, "a silent server set the clock")
+        eq(len(logged), 2, "each server's failure logged once")
+        check(silent.asked == 1, "asked %d times" % silent.asked)
+    finally:
+        silent.close()

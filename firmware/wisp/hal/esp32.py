@@ -10,6 +10,7 @@ from wisp.hal import pinmap
 
 NAME = "esp32"
 WIFI_TIMEOUT_MS = 20000
+EPOCH_2000 = 946684800  # unix time of 2000-01-01
 
 
 class ADC:
@@ -83,16 +84,14 @@ class Board(pinmap.BoardBase):
         wlan = network.WLAN(network.STA_IF)
         return wlan.status("rssi") if wlan.isconnected() else None
 
-    def sync_time(self, host=None):
-        """Set the RTC to UTC by NTP. Blocks up to ntptime.timeout (1 s); False on failure."""
-        import ntptime
-        if host:
-            ntptime.host = host
-        try:
-            ntptime.settime()
-            return True
-        except (OSError, OverflowError):
-            return False
+    async def sync_time(self, config, log):
+        """Set the RTC to UTC by SNTP (hal/sntp.py); the server used, or None."""
+        from wisp.hal import sntp
+        return await sntp.sync(config, self._set_rtc, log)
+
+    def _set_rtc(self, unix):
+        tm = time.gmtime(unix - EPOCH_2000)  # the ESP32 counts time.time() from 2000
+        machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6] + 1, tm[3], tm[4], tm[5], 0))
 
     async def connect_network(self, config, log):
         from wisp.hal import wifi

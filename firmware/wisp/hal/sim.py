@@ -82,6 +82,7 @@ class Board(pinmap.BoardBase):
         self.wlan = SimWLAN(self)
         self.wifi_timeout_ms = WIFI_TIMEOUT_MS
         self._wifi = {}
+        self.synced_time = None   # what the last sync_time() got from a server
 
     # ---- simulated inputs ------------------------------------------------------------------
     def inputs(self):
@@ -163,8 +164,16 @@ class Board(pinmap.BoardBase):
     def rssi(self):
         return self.inputs().get("rssi", RSSI_DBM)
 
-    def sync_time(self, host=None):
-        return True  # the unix port runs on the host clock
+    async def sync_time(self, config, log):
+        """The unix port runs on the host clock: with no "ntp" in config there is nothing to do;
+        with it, the servers are asked as on the ESP32 and the answer kept in synced_time."""
+        if "ntp" not in config:
+            return "host"
+        from wisp.hal import sntp
+        return await sntp.sync(config, self._set_clock, log)
+
+    def _set_clock(self, unix):
+        self.synced_time = unix
 
     async def connect_network(self, config, log):
         if not config.get("wifi"):
