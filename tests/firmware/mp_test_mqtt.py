@@ -120,3 +120,25 @@ async def test_suback_timeout_leaves_no_ack_entry_behind():
     if c._acks:
         raise Exception("ack entries left behind: %r" % c._acks)
     await c.stop()
+
+
+def _open_fds():
+    return len(list(os.ilistdir("/proc/self/fd")))
+
+
+async def test_reconnects_leave_no_socket_open():
+    # MicroPython's Stream.close() closes nothing: on an ESP32 each leaked link pins a socket
+    # (and under TLS ~25 KB of buffers) until the heap or the lwIP socket table runs out
+    c = await _client("mp-leak", [])
+    before = _open_fds()
+    for i in range(3):
+        c.up.clear()  # what a dead link looks like to the supervisor
+        if not await until(lambda: c.connects == i + 2, 5000):
+            raise Exception("no reconnect %d" % (i + 1))
+        await c.wait_up(5000)
+    after = _open_fds()
+    await c.stop()
+    if after != before:
+        raise Exception("open descriptors %d before 3 reconnects, %d after" % (before, after))
+    if _open_fds() != before - 1:
+        raise Exception("stop() left the socket open")
