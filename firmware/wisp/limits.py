@@ -24,7 +24,7 @@ OUTBOX_MAX = const(8)            # replies owed while the link is down, sent aft
 MAX_RESULT_TEXT = const(200)     # characters of one tool result sent back to the LLM
 
 MQTT_KEEPALIVE_S = const(30)     # broker keepalive; a silent link is dropped after 1.5x this
-MQTT_CONNECT_TIMEOUT_MS = const(5000)
+MQTT_OPEN_TIMEOUT_MS = const(15000)  # TCP connect + TLS handshake + CONNACK, all of it
 MQTT_ACK_TIMEOUT_MS = const(5000)  # PUBACK / SUBACK wait
 RECONNECT_BASE_MS = const(500)   # reconnect backoff: base, doubled per failure...
 RECONNECT_CAP_MS = const(30000)  # ...up to this cap
