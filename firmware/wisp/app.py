@@ -34,6 +34,31 @@ def _ha_status_topic(dev):
     return ha.prefix(dev) + "/status" if ha.enabled(dev) else None
 
 
+def too_deep(data, limit=limits.MAX_JSON_DEPTH):
+    """True if JSON text nests arrays/objects deeper than limit. json.loads builds every level
+    before any check could run: 4 KB of "[[[..." parses into ~65 KB of live objects."""
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False  # the common case, with no Python loop over the bytes
+    depth, in_str, esc = 0, False, False
+    for c in data:
+        if in_str:
+            if esc:
+                esc = False
+            elif c == 92:  # backslash
+                esc = True
+            elif c == 34:  # quote
+                in_str = False
+        elif c == 34:
+            in_str = True
+        elif c == 91 or c == 123:  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif c == 93 or c == 125:  # ] }
+            depth -= 1
+    return False
+
+
 def _router(dev, agent, commands, ha_status):
     prefix_len = len(dev.prefix)
 
@@ -47,6 +72,11 @@ def _router(dev, agent, commands, ha_status):
             text = "payload of %d bytes on %s refused: limit is %d" % (size, topic, limits.MAX_PAYLOAD)
             log("error: " + text)
             dev.spawn(dev.event("error", text), "event")
+        elif too_deep(payload):  # on every topic, before anything parses it
+            text = "payload on %s refused: JSON nested deeper than %d levels" % (topic, limits.MAX_JSON_DEPTH)
+            log("error: " + text)
+            dev.spawn(dev.event("error", text), "event")
+            return
         if sub == "ask":
             agent.on_ask(payload)
         elif sub == "llm/res":

@@ -4,7 +4,7 @@
 import asyncio
 
 from hwdevice import set_inputs
-from mpcheck import check, eq
+from mpcheck import check, eq, until
 
 from wisp.hal import sim
 
@@ -143,3 +143,44 @@ async def test_the_clock_task_survives_every_server_failing():
         check(silent.asked == 1, "asked %d times" % silent.asked)
     finally:
         silent.close()
+
+
+class _Spy:
+    def __init__(self):
+        self.got = []
+
+    def on_ask(self, payload):
+        self.got.append(("ask", payload))
+
+    def on_llm_res(self, payload):
+        self.got.append(("llm/res", payload))
+
+    def on_cmd(self, payload):
+        self.got.append(("cmd", payload))
+
+
+async def test_deeply_nested_json_is_refused_before_parsing_on_every_topic():
+    import gc
+
+    from fakeboard import make_device
+
+    from wisp import app
+    dev = make_device()
+    spy = _Spy()
+    route = app._router(dev, spy, spy, None)
+    unclosed = b"[" * 4090  # MemoryError in a small heap
+    closed = b'{"id": "a", "text": ' + b"[" * 2030 + b"]" * 2030 + b"}"  # 65 KB of live lists
+    topics = [dev.topic(sub) for sub in ("ask", "llm/res", "cmd")]
+    gc.collect()
+    free = gc.mem_free()
+    for topic in topics:
+        route(topic, unclosed, len(unclosed))
+        route(topic, closed, len(closed))
+    check(free - gc.mem_free() < 8000, "refusing took %d bytes" % (free - gc.mem_free()))
+    eq(spy.got, [], "a handler parsed a deep payload")
+    await until(lambda: len(dev.link.on(dev.topic("event"))) == 6)
+    check("nested deeper than 16" in dev.link.on(dev.topic("event"))[0]["text"], dev.link.sent[0])
+    # nesting that real messages use, and brackets inside strings, still get through
+    fine = b'{"id": "r1", "v": 1, "text": "[[[[[[[[[[[[[[[[[[[[ok", "args": ' + b"[{" * 7 + b"}]" * 7 + b"}"
+    route(dev.topic("ask"), fine, len(fine))
+    eq(spy.got, [("ask", fine)], "a legitimate payload")
