@@ -10,7 +10,7 @@ from wisp import limits
 class Inputs:
     def __init__(self, dev):
         self.dev = dev
-        self._edge = asyncio.Event()
+        self._edge = asyncio.ThreadSafeFlag()  # the one asyncio object an IRQ may set
         self._dirty = []          # names of input pins with an edge since the last settle
         self.levels = {}          # name -> last level published
 
@@ -26,7 +26,7 @@ class Inputs:
             asyncio.create_task(self._sample())
 
     def _handler(self, name):
-        def on_edge(level):  # a soft IRQ on ESP32: only note it, the task does the work
+        def on_edge(level):  # an IRQ (soft, from the scheduler): only note it, the task does the work
             if name not in self._dirty:
                 self._dirty.append(name)
             self._edge.set()
@@ -34,8 +34,7 @@ class Inputs:
 
     async def _settle(self):
         while True:
-            await self._edge.wait()
-            self._edge.clear()
+            await self._edge.wait()  # clears the flag
             await asyncio.sleep_ms(limits.DEBOUNCE_MS)  # contacts bounce: read once it has settled
             names, self._dirty = self._dirty, []
             for name in names:
@@ -68,8 +67,9 @@ class Inputs:
             await asyncio.sleep_ms(period * 1000)
 
     async def _publish_sensor(self, name, spec):
+        from wisp.tools import sensors  # the same 2 s cache as the sensor_read tool
         try:
-            temp, hum = self.dev.board.dht(spec["pin"], spec["type"])
+            temp, hum = sensors.reading(self.dev, name, spec)
         except Exception:
             return  # sensor_read reports wiring problems when asked; here just skip a sample
         await self.dev.link.publish(self.dev.topic("state/" + name), json.dumps({"t": temp, "h": hum}), True, 1, 0)

@@ -184,3 +184,34 @@ async def test_deeply_nested_json_is_refused_before_parsing_on_every_topic():
     fine = b'{"id": "r1", "v": 1, "text": "[[[[[[[[[[[[[[[[[[[[ok", "args": ' + b"[{" * 7 + b"}]" * 7 + b"}"
     route(dev.topic("ask"), fine, len(fine))
     eq(spy.got, [("ask", fine)], "a legitimate payload")
+
+
+async def test_pin_edges_reach_the_inputs_task_through_the_irq_path():
+    from hwdevice import make
+
+    from wisp.inputs import Inputs
+    set_inputs(None)
+    dev = make()
+    Inputs(dev).start()
+    states = lambda: dev.link.on(dev.topic("state/door"))  # noqa: E731
+    for level, state in ((0, "OFF"), (1, "ON"), (0, "OFF")):  # the flag clears itself each time
+        set_inputs({"pins": {"4": level}})
+        check(await until(lambda s=state: states() and states()[-1] == s), "door %s not published: %r"
+              % (state, states()))
+    eq(states(), ["OFF", "ON", "OFF"], "door states")
+    dev.board.close()
+    set_inputs(None)
+
+
+async def test_sensor_publishing_and_the_tool_share_one_dht_read():
+    from hwdevice import make
+
+    from wisp import tools
+    from wisp.inputs import Inputs
+    set_inputs({"dht": {"15": [21.5, 40]}})
+    dev = make(extra={"sensors": {"room": {"type": "dht22", "pin": 15}}, "sensor_interval_s": 3600})
+    Inputs(dev).start()
+    check(await until(lambda: dev.link.on(dev.topic("state/room"))), "no sensor state published")
+    eq(await tools.run(dev, "sensor_read", {"name": "room"}), "room: temp=21.5 C, hum=40 %", "tool")
+    eq(dev.board.dht_reads, 1, "DHT reads (each blocks a real board ~270 ms)")
+    set_inputs(None)

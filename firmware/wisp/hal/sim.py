@@ -7,6 +7,8 @@ import json
 import os
 import time
 
+import micropython
+
 from wisp.hal import pinmap
 
 NAME = "sim"
@@ -65,6 +67,14 @@ class SimWLAN:
         return ("127.0.0.1", "255.0.0.0", "127.0.0.1", "127.0.0.1")
 
 
+def _soft_irq(arg):
+    w, level = arg
+    try:
+        w[1](level)
+    except Exception as e:  # a bad handler must not stop the other pins
+        print("wisp: error: irq handler of GPIO%d: %r" % (w[0].num, e))
+
+
 class Board(pinmap.BoardBase):
     name = NAME
 
@@ -83,6 +93,7 @@ class Board(pinmap.BoardBase):
         self.wifi_timeout_ms = WIFI_TIMEOUT_MS
         self._wifi = {}
         self.synced_time = None   # what the last sync_time() got from a server
+        self.dht_reads = 0
 
     # ---- simulated inputs ------------------------------------------------------------------
     def inputs(self):
@@ -116,6 +127,7 @@ class Board(pinmap.BoardBase):
         return SimI2C(self)
 
     def dht(self, num, kind):
+        self.dht_reads += 1  # each one would block a real board ~270 ms
         reading = self.inputs().get("dht", {}).get(str(num))
         if not isinstance(reading, list) or len(reading) != 2:
             raise OSError(ETIMEDOUT)  # what the dht driver raises when no sensor answers
@@ -125,8 +137,9 @@ class Board(pinmap.BoardBase):
         return float(self.inputs().get("chip_temp", CHIP_TEMP_C))
 
     def irq(self, pin, handler, trigger="both"):
-        """Call handler(level) on edges of an input pin; here from a task that polls the
-        inputs file every POLL_MS, started by the first irq() call (close() stops it)."""
+        """Call handler(level) on edges of an input pin, as a soft IRQ (micropython.schedule) as on
+        the ESP32; edges are found by a task that polls the inputs file every POLL_MS, started by
+        the first irq() call (close() stops it)."""
         self._check_trigger(trigger)
         self._watch.append([pin, handler, trigger, pin.value()])
         if self._poller is None:
@@ -142,10 +155,12 @@ class Board(pinmap.BoardBase):
                     continue
                 w[3] = level
                 if w[2] == "both" or (w[2] == "rising") == (level == 1):
+                    # as the ESP32 runs a pin's handler: a soft IRQ from MicroPython's scheduler,
+                    # between two bytecodes of whatever runs, not from a task of the loop
                     try:
-                        w[1](level)
-                    except Exception as e:  # a bad handler must not stop the other pins
-                        print("wisp: error: irq handler of GPIO%d: %r" % (w[0].num, e))
+                        micropython.schedule(_soft_irq, (w, level))
+                    except RuntimeError:  # the scheduler's queue is full: call it from here
+                        _soft_irq((w, level))
         self._poller = None
 
     def close(self):
