@@ -9,7 +9,7 @@ from tools.paths import FIRMWARE, REPO, RUN_DIR, micropython_cmd
 
 # The pins a new simulated device gets; any ESP32 board could be wired like this.
 DEFAULT_PINS = {
-    "porch_light": {"pin": 5, "mode": "out"},
+    "porch_light": {"pin": 26, "mode": "out"},
     "fan": {"pin": 18, "mode": "out"},
     "heater": {"pin": 19, "mode": "out"},
     "door": {"pin": 4, "mode": "in", "pull": "up"},
