@@ -215,3 +215,20 @@ async def test_sensor_publishing_and_the_tool_share_one_dht_read():
     eq(await tools.run(dev, "sensor_read", {"name": "room"}), "room: temp=21.5 C, hum=40 %", "tool")
     eq(dev.board.dht_reads, 1, "DHT reads (each blocks a real board ~270 ms)")
     set_inputs(None)
+
+
+def test_boot_sets_outputs_safe_before_the_firmware_loads():
+    import json
+    with open("config.json", "w") as f:
+        json.dump({"pins": {"relay": {"pin": 26, "mode": "out"}, "kept_on": {"pin": 27, "mode": "out", "init": 1},
+                            "dimmer": {"pin": 25, "mode": "pwm"}, "door": {"pin": 4, "mode": "in"},
+                            "flash": {"pin": 9, "mode": "out"}, "in_only": {"pin": 35, "mode": "out"},
+                            "junk": {"pin": "x"}, "odd": 3}}, f)
+    from wisp.hal import early
+    board = sim.Board()
+    eq(sorted(early.drive(board)), [(25, 0), (26, 0), (27, 1)], "safe levels (flash bus and input-only untouched)")
+    eq((board.levels[25], board.levels[26], board.levels[27]), (0, 0, 1), "levels on the board")
+    check(9 not in board.levels and 35 not in board.levels, "a pin the board must never drive was driven")
+    with open("config.json", "w") as f:
+        f.write("{broken")
+    eq(early.drive(board), [], "a broken config")
