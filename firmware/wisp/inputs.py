@@ -54,9 +54,7 @@ class Inputs:
         await self.dev.event("routine", "%s (%s edge): %s" % (routine, name, result[:120]))
 
     async def _sample(self):
-        period = self.dev.config.get("sensor_interval_s", limits.SENSOR_INTERVAL_S)
-        if not isinstance(period, int) or period < 1:
-            period = limits.SENSOR_INTERVAL_S
+        period = self.dev.config.get("sensor_interval_s", limits.SENSOR_INTERVAL_S)  # checked by config.load
         while True:
             for name, pin in self.dev.pins.items():
                 if pin.mode == "adc":

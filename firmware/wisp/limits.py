@@ -74,5 +74,7 @@ HEALTH_MIN_HEAP = const(16384)       # bytes free below which system_health warn
 HEALTH_MIN_RSSI = const(-80)         # dBm below which system_health warns about Wi-Fi
 
 DEBOUNCE_MS = const(50)          # an input must hold its level this long before it is reported
-SENSOR_INTERVAL_S = const(60)    # sensors and analog pins publish their state this often
+SENSOR_INTERVAL_S = const(60)    # sensors and analog pins publish their state this often...
+MAX_SENSOR_INTERVAL_S = const(86400)  # ...at most this long apart (config sensor_interval_s)
+MAX_WDT_S = const(3600)          # largest config wdt_s
 CONFIRM_WINDOW_S = const(60)     # how long a held action waits for the user's "yes"
