@@ -17,11 +17,14 @@ LLM_CALLS_PER_DAY = const(1000)  # ...and per day
 HISTORY_TURNS = const(2)         # recent (ask, answer) turns sent with each LLM request
 HISTORY_TEXT = const(160)        # characters kept of each side of a remembered turn
 SPAWN_MAX = const(8)             # tasks running for network messages (error replies, set/, cmd); more are dropped
-ANSWER_QUEUE_MAX = const(32)     # refusals (reply, cmd/res) waiting to be sent; more are dropped and counted
+ANSWER_QUEUE_MAX = const(32)     # refusals (reply, cmd/res) waiting to be sent; more are dropped and counted...
+ANSWER_QUEUE_BYTES = const(6144)  # ...and bytes of them all
 CMD_WINDOW_S = const(300)        # a signed command's "ts" may be this far from the device clock
 CMD_SEEN_MAX = const(32)         # ids of signed commands remembered against replays
 CMD_MAX_RUNNING = const(4)       # direct commands running at once; more are refused as busy
-OUTBOX_MAX = const(8)            # replies owed while the link is down, sent after reconnect
+OUTBOX_MAX = const(8)            # replies owed while the link is down, sent after reconnect...
+OUTBOX_MAX_BYTES = const(6144)   # ...and bytes of them all: the oldest go first
+HELD_RES_BYTES = const(8192)     # bytes of llm/res payloads buffered in one round (out of order, unprocessed)
 MAX_RESULT_TEXT = const(200)     # characters of one tool result sent back to the LLM
 
 MQTT_KEEPALIVE_S = const(30)     # broker keepalive; a silent link is dropped after 1.5x this

@@ -232,3 +232,24 @@ def test_boot_sets_outputs_safe_before_the_firmware_loads():
     with open("config.json", "w") as f:
         f.write("{broken")
     eq(early.drive(board), [], "a broken config")
+
+
+def test_queued_messages_are_capped_by_bytes_not_only_by_count():
+    from fakeboard import make_device
+
+    from wisp import limits
+    from wisp.agent import Agent
+    dev = make_device()
+    for i in range(4):  # four 3 KB replies owed while the link is down
+        dev.outbox.owe("reply", "%d" % i + "x" * 3000)
+    eq([p[0] for _s, p in dev.outbox.owed], ["2", "3"], "owed replies kept (the newest)")
+    dev.link.up = False  # the answers wait in their queue
+    for i in range(10):
+        dev.outbox.answer("reply", {"id": "a%d" % i, "text": "y" * 1000})
+    check(sum(len(p) for _s, p in dev.outbox.answers) <= limits.ANSWER_QUEUE_BYTES, "answers over their byte cap")
+    check(dev.dropped >= 4, "dropped answers not counted: %d" % dev.dropped)
+    conv = Agent(dev).conv
+    conv._want = ("ask1.abc", 0)
+    for seq in range(3):  # 4 KB each: the third would pass 8 KB
+        conv.on_res({"id": "ask1.abc", "round": 0, "seq": seq}, 4000)
+    eq(len(conv._res), 2, "llm/res held in one round")
