@@ -31,6 +31,7 @@ class Board(pinmap.BoardBase):
 
     def __init__(self):
         self._wdt = None
+        self._hold = None  # the timer feeding the watchdog at the REPL
         self._wifi = {}  # hal/wifi.py's memory across attempts
         self._up_ms, self._last = 0, time.ticks_ms()
 
@@ -73,7 +74,19 @@ class Board(pinmap.BoardBase):
 
     def wdt_start(self, timeout_ms):
         # cannot be stopped once started: from now on wdt_feed() must run within timeout_ms
+        if self._hold:
+            self._hold.deinit()
+            self._hold = None
         self._wdt = machine.WDT(timeout=timeout_ms)
+
+    def wdt_hold(self):
+        """At the REPL after Ctrl-C: a timer feeds the running watchdog (it cannot be stopped),
+        so the board does not reset under the user. True if a watchdog runs."""
+        if not self._wdt:
+            return False
+        self._hold = machine.Timer(0)
+        self._hold.init(period=1000, callback=lambda t: self._wdt.feed())
+        return True
 
     def wdt_feed(self):
         if self._wdt:

@@ -85,6 +85,7 @@ class Board(pinmap.BoardBase):
         self.exit_on_reset = True
         self.wdt_timeout_ms = None
         self.wdt_feeds = 0
+        self.wdt_held = False     # wdt_hold(): fed by a timer while at the REPL
         self._inputs = {}         # last good parse of INPUTS_FILE
         self._watch = []          # [pin, handler, trigger, last level]
         self._poller = None
@@ -171,6 +172,11 @@ class Board(pinmap.BoardBase):
 
     def wdt_start(self, timeout_ms):
         self.wdt_timeout_ms = timeout_ms
+        self.wdt_held = False
+
+    def wdt_hold(self):
+        self.wdt_held = self.wdt_timeout_ms is not None  # what a timer would feed on the ESP32
+        return self.wdt_held
 
     def wdt_feed(self):
         self.wdt_feeds += 1
