@@ -56,6 +56,17 @@ class Board(pinmap.BoardBase):
         sensor.measure()  # blocks ~270 ms (250 + 18 ms start signal, ~5 ms read); OSError if none answers
         return sensor.temperature(), sensor.humidity()
 
+    def free_heap(self):
+        """Free bytes of the Python heap as taken so far. gc.mem_free() here also counts the largest
+        free ESP-IDF block, which the heap would take to grow and which Wi-Fi and mbedTLS need."""
+        import gc
+
+        import esp32
+        largest = 0
+        for region in esp32.idf_heap_info(esp32.HEAP_DATA):  # (total, free, largest free, min free)
+            largest = max(largest, region[2])
+        return max(0, gc.mem_free() - largest)
+
     def chip_temp(self):
         import esp32
         if hasattr(esp32, "mcu_temperature"):  # S2, S3, C3...
