@@ -1,5 +1,6 @@
 """Heap ratchet: the full agent session must work 10 of 10 runs in the -X heapsize kept in
-pyproject.toml ([tool.wisp] heap-limit-bytes, and heap-tls-limit-bytes with TLS), on the 32-bit
+pyproject.toml ([tool.wisp] heap-limit-bytes; heap-tls-limit-bytes with TLS; heap-romfs-limit-bytes
+from a ROMFS image), on the 32-bit
 MicroPython build that models the ESP32 (bench/esp32_heap.py). Run by `make heap` (.ci/run).
 
 When the builds are absent (they are not in this repository) it says so and passes: it cannot
@@ -22,10 +23,16 @@ RUNS = 10
 STEP = 4 * 1024
 
 
+# (what, Session keywords, pyproject key, which build)
+CHECKS = (("session from .mpy files", {}, "heap-limit-bytes", MP32),
+          ("session from .mpy files with TLS", {"tls": True}, "heap-tls-limit-bytes", MP32_TLS),
+          ("session from ROMFS", {"romfs": True}, "heap-romfs-limit-bytes", MP32))
+
+
 def limits():
     with open(REPO / "pyproject.toml", "rb") as f:
         cfg = tomllib.load(f)["tool"]["wisp"]
-    return int(cfg["heap-limit-bytes"]), int(cfg["heap-tls-limit-bytes"])
+    return {key: int(cfg[key]) for _what, _kw, key, _build in CHECKS}
 
 
 def smallest(session, interpreter, start):
@@ -46,10 +53,10 @@ def main(argv=None):
               "nor in a shared/micropython directory above %s" % (MP32, MP32_TLS, REPO))
         return 0
     failed = []
-    for tls, limit, key, interpreter in ((False, limits()[0], "heap-limit-bytes", where / MP32),
-                                         (True, limits()[1], "heap-tls-limit-bytes", where / MP32_TLS)):
-        what = "session with TLS" if tls else "session"
-        session = Session(tls=tls)
+    kept = limits()
+    for what, kw, key, build in CHECKS:
+        limit, interpreter = kept[key], where / build
+        session = Session(**kw)
         try:
             ok = session.successes(interpreter, limit, RUNS)
             line = "32-bit heap: %s works %d of %d runs in %d KB (%s)" % (what, ok, RUNS, limit // 1024, key)
