@@ -10,7 +10,7 @@ from wisp import limits
 class Inputs:
     def __init__(self, dev):
         self.dev = dev
-        self._edge = asyncio.ThreadSafeFlag()  # the one asyncio object an IRQ may set
+        self._edge = dev.board.irq_flag()  # what an IRQ handler may set (a ThreadSafeFlag on the ESP32)
         self._dirty = []          # names of input pins with an edge since the last settle
         self.levels = {}          # name -> last level published
 

@@ -1,5 +1,7 @@
-# The real ESP32 board: machine (Pin, PWM, ADC, I2C, WDT), network.WLAN, ntptime and dht
-# behind the same interface as hal/sim.py. Only hal/ imports these modules.
+# The real ESP32 board: machine (Pin, PWM, ADC, I2C, WDT, RTC), network.WLAN (hal/wifi.py), the
+# clock by SNTP (hal/sntp.py) and dht behind the same interface as hal/sim.py. Only hal/ imports
+# these modules.
+import asyncio
 import time
 
 import machine
@@ -79,6 +81,10 @@ class Board(pinmap.BoardBase):
         bits = {"rising": machine.Pin.IRQ_RISING, "falling": machine.Pin.IRQ_FALLING}
         mask = bits.get(trigger, machine.Pin.IRQ_RISING | machine.Pin.IRQ_FALLING)
         pin.irq(handler=lambda p: handler(p.value()), trigger=mask)
+
+    def irq_flag(self):
+        """The one asyncio object an IRQ handler may set; wait() clears it."""
+        return asyncio.ThreadSafeFlag()
 
     def close(self):
         pass  # real IRQs need no poller; kept for the same interface as the sim

@@ -67,6 +67,15 @@ class SimWLAN:
         return ("127.0.0.1", "255.0.0.0", "127.0.0.1", "127.0.0.1")
 
 
+class SimFlag(asyncio.Event):
+    """ThreadSafeFlag's behaviour (wait() clears it) on an Event: on the unix port a waiting
+    ThreadSafeFlag makes the event loop poll every millisecond instead of sleeping."""
+
+    async def wait(self):
+        await super().wait()
+        self.clear()
+
+
 def _soft_irq(arg):
     w, level = arg
     try:
@@ -163,6 +172,9 @@ class Board(pinmap.BoardBase):
                     except RuntimeError:  # the scheduler's queue is full: call it from here
                         _soft_irq((w, level))
         self._poller = None
+
+    def irq_flag(self):
+        return SimFlag()
 
     def close(self):
         self._watch = []
