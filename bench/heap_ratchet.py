@@ -1,6 +1,6 @@
 """Heap ratchet: the full agent session must work 10 of 10 runs in the -X heapsize kept in
 pyproject.toml ([tool.wisp] heap-limit-bytes; heap-tls-limit-bytes with TLS; heap-romfs-limit-bytes
-from a ROMFS image), on the 32-bit
+and heap-romfs-tls-limit-bytes from a ROMFS image), on the 32-bit
 MicroPython build that models the ESP32 (bench/esp32_heap.py). Run by `make heap` (.ci/run).
 
 When the builds are absent (they are not in this repository) it says so and passes: it cannot
@@ -26,7 +26,8 @@ STEP = 4 * 1024
 # (what, Session keywords, pyproject key, which build)
 CHECKS = (("session from .mpy files", {}, "heap-limit-bytes", MP32),
           ("session from .mpy files with TLS", {"tls": True}, "heap-tls-limit-bytes", MP32_TLS),
-          ("session from ROMFS", {"romfs": True}, "heap-romfs-limit-bytes", MP32))
+          ("session from ROMFS", {"romfs": True}, "heap-romfs-limit-bytes", MP32),
+          ("session from ROMFS with TLS", {"romfs": True, "tls": True}, "heap-romfs-tls-limit-bytes", MP32_TLS))
 
 
 def limits():
