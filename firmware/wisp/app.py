@@ -196,7 +196,7 @@ def start(config_path=config.DEFAULT_PATH):
 
 def fatal(e, board=None):
     """Log what stopped the firmware, wait (a reset loop must not flood the log or the broker),
-    reset the board. Also what main.py calls when importing the firmware fails (MemoryError)."""
+    reset the board. main.py does the same when importing the firmware fails."""
     import time
     try:
         log("fatal: %r; resetting in %d s" % (e, FATAL_WAIT_MS // 1000))
