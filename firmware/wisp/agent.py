@@ -96,7 +96,7 @@ class Agent:
             log("llm/res ignored: not JSON")
             return
         if isinstance(msg, dict):
-            self.conv.on_res(msg)
+            self.conv.on_res(msg, len(payload))
 
     def submit(self, text, source, ask_id=None, done=None):
         """Queue a request. `done(reply)` is called for sources other than mqtt. Returns the id,

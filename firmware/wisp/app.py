@@ -18,6 +18,7 @@ from wisp.mqtt import MQTTClient
 NETWORK_RETRY_MS = 5000
 CLOCK_RESYNC_MS = 6 * 3600 * 1000  # NTP again every 6 h: the ESP32 RTC drifts seconds a day
 CLOCK_RETRY_MS = 60 * 1000
+FATAL_WAIT_MS = 10000  # after an unexpected error: log, wait this long, reset
 
 device = None   # the running Device, for wisp.repl
 agent = None
@@ -34,6 +35,31 @@ def _ha_status_topic(dev):
     return ha.prefix(dev) + "/status" if ha.enabled(dev) else None
 
 
+def too_deep(data, limit=limits.MAX_JSON_DEPTH):
+    """True if JSON text nests arrays/objects deeper than limit. json.loads builds every level
+    before any check could run: 4 KB of "[[[..." parses into ~65 KB of live objects."""
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False  # the common case, with no Python loop over the bytes
+    depth, in_str, esc = 0, False, False
+    for c in data:
+        if in_str:
+            if esc:
+                esc = False
+            elif c == 92:  # backslash
+                esc = True
+            elif c == 34:  # quote
+                in_str = False
+        elif c == 34:
+            in_str = True
+        elif c == 91 or c == 123:  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif c == 93 or c == 125:  # ] }
+            depth -= 1
+    return False
+
+
 def _router(dev, agent, commands, ha_status):
     prefix_len = len(dev.prefix)
 
@@ -47,6 +73,11 @@ def _router(dev, agent, commands, ha_status):
             text = "payload of %d bytes on %s refused: limit is %d" % (size, topic, limits.MAX_PAYLOAD)
             log("error: " + text)
             dev.spawn(dev.event("error", text), "event")
+        elif too_deep(payload):  # on every topic, before anything parses it
+            text = "payload on %s refused: JSON nested deeper than %d levels" % (topic, limits.MAX_JSON_DEPTH)
+            log("error: " + text)
+            dev.spawn(dev.event("error", text), "event")
+            return
         if sub == "ask":
             agent.on_ask(payload)
         elif sub == "llm/res":
@@ -143,9 +174,9 @@ def _add_state(dev, agent):
 
 
 async def _keep_clock(dev):
-    # sync_time() blocks up to ~1 s on ESP32 (ntptime): once at start, then rarely
+    # the config's "ntp" servers, else pool.ntp.org, then the broker's host (hal/sntp.py)
     while True:
-        if dev.board.sync_time():
+        if await dev.board.sync_time(dev.config, log):
             dev.sched.wake()  # jobs due now that the clock is right should not wait
             await asyncio.sleep_ms(CLOCK_RESYNC_MS)
         else:
@@ -181,7 +212,24 @@ def start(config_path=config.DEFAULT_PATH):
     try:
         asyncio.run(main(config_path))
     except KeyboardInterrupt:  # Ctrl-C on the serial REPL: leave the user at the prompt
+        asyncio.new_event_loop()  # the REPL helpers' asyncio.run() must not revive our tasks
         if device is not None:
             device.link.abort()  # the broker announces us offline now, not a keepalive later
+            if device.board.wdt_hold():
+                log("watchdog: it cannot be stopped; a timer feeds it while at the REPL")
         log("stopped by user: offline until Ctrl-D (soft reset) or r.resume(); "
             "`from wisp import repl as r` then r.status()")
+    except Exception as e:  # a board at the REPL stays offline for good: restart it instead
+        fatal(e, device.board if device is not None else None)
+
+
+def fatal(e, board=None):
+    """Log what stopped the firmware, wait (a reset loop must not flood the log or the broker),
+    reset the board. main.py does the same when importing the firmware fails."""
+    import time
+    try:
+        log("fatal: %r; resetting in %d s" % (e, FATAL_WAIT_MS // 1000))
+    except Exception:
+        pass  # even logging failed (out of memory): reset anyway
+    time.sleep_ms(FATAL_WAIT_MS)
+    (board or Board()).reset()

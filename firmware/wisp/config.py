@@ -2,6 +2,8 @@
 # A bad entry is reported and left out; the device still starts with what is valid.
 import json
 
+from wisp import limits
+
 DEFAULT_PATH = "config.json"
 ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_-"
 MAX_ID_LEN = 32
@@ -49,6 +51,15 @@ def load(path=DEFAULT_PATH, log=print):
         errors.append("id %r must be 1-32 of a-z 0-9 _ -; using a generated id" % (dev_id,))
         dev_id = None
     cfg["id"] = dev_id
+    # seconds the firmware sleeps on: asyncio.sleep_ms() overflows past 2^29 ms (6.2 days) on
+    # a 32-bit board, so every configurable interval has a bound. A watchdog under 10 s would
+    # fire during a TLS handshake, which blocks an ESP32 for seconds.
+    for key, default, lo, hi in (("sensor_interval_s", limits.SENSOR_INTERVAL_S, 1, limits.MAX_SENSOR_INTERVAL_S),
+                                 ("wdt_s", 0, 10, limits.MAX_WDT_S)):
+        v = cfg.get(key, default)
+        if v != default and (not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi):
+            errors.append("%s must be %d-%d seconds; using %s" % (key, lo, hi, default or "off"))
+            cfg[key] = default
     if not isinstance(cfg.get("pins", {}), dict):
         errors.append("pins must be an object of name: {pin, mode}")
         cfg["pins"] = {}

@@ -66,19 +66,22 @@ class Conversation:
         self._want = None            # (ask id, round) whose llm/res we are waiting for
         self._bind = None            # signed devices: the hash of that request every answer must carry
         self._res = []               # llm/res messages for _want, in arrival order
+        self._held_bytes = 0         # payload bytes of _res and the round's held messages
         self._res_ev = asyncio.Event()
         self.llm = 1  # the origin of this ask's tool calls (tools.run): 2 when no user waits on it
         self.ran = []  # the calls of the last ask that ran, {"tool", "args", "result"}: the agent remembers them
 
-    def on_res(self, msg):
-        """Called by the MQTT reader with a decoded llm/res; never blocks."""
+    def on_res(self, msg, size=0):
+        """Called by the MQTT reader with a decoded llm/res of `size` bytes; never blocks."""
         if self._want is None or msg.get("id") != self._want[0] or msg.get("round") != self._want[1]:
             return  # stale, duplicate or foreign answer
         if self._bind is not None and msg.get("req") != self._bind:
             return  # signed, but for another request text under this id: not our answer
-        if len(self._res) >= _MAX_HELD:
+        if len(self._res) >= _MAX_HELD or self._held_bytes + size > limits.HELD_RES_BYTES:
             log("llm/res dropped: too many unprocessed messages")
             return
+        self._held_bytes += size
+        msg["_n"] = size  # given back when the round has used it
         self._res.append(msg)
         self._res_ev.set()
 
@@ -112,6 +115,7 @@ class Conversation:
             return "err", refused, None
         self._want = (ask_id, rnd)
         self._res = []
+        self._held_bytes = 0
         self._res_ev.clear()
         req = {"v": 1, "id": ask_id, "round": rnd, "msgs": msgs, "class": req_class,
                "budget_ms": limits.ROUND_TIMEOUT_MS, "hash": self.dev.manifest_hash}
@@ -135,10 +139,13 @@ class Conversation:
             while self._res:
                 m = self._res.pop(0)
                 seq = m.get("seq", 0)
-                if isinstance(seq, int) and next_seq <= seq < next_seq + _MAX_HELD:
+                if isinstance(seq, int) and next_seq <= seq < next_seq + _MAX_HELD and seq not in held:
                     held[seq] = m
+                else:
+                    self._held_bytes -= m.get("_n", 0)
             while next_seq in held:
                 m = held.pop(next_seq)
+                self._held_bytes -= m.get("_n", 0)
                 next_seq += 1
                 calls = m.get("calls")
                 for call in calls if isinstance(calls, list) else ():

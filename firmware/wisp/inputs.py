@@ -16,7 +16,7 @@ def sample_period_s(dev):
 class Inputs:
     def __init__(self, dev):
         self.dev = dev
-        self._edge = asyncio.Event()
+        self._edge = dev.board.irq_flag()  # what an IRQ handler may set (a ThreadSafeFlag on the ESP32)
         self._dirty = []          # names of input pins with an edge since the last settle
         self.levels = {}          # name -> last level published
 
@@ -37,7 +37,7 @@ class Inputs:
             asyncio.create_task(self._diagnostics(period))
 
     def _handler(self, name):
-        def on_edge(level):  # a soft IRQ on ESP32: only note it, the task does the work
+        def on_edge(level):  # an IRQ (soft, from the scheduler): only note it, the task does the work
             if name not in self._dirty:
                 self._dirty.append(name)
             self._edge.set()
@@ -45,8 +45,7 @@ class Inputs:
 
     async def _settle(self):
         while True:
-            await self._edge.wait()
-            self._edge.clear()
+            await self._edge.wait()  # clears the flag
             await asyncio.sleep_ms(limits.DEBOUNCE_MS)  # contacts bounce: read once it has settled
             names, self._dirty = self._dirty, []
             for name in names:
@@ -77,8 +76,9 @@ class Inputs:
             await asyncio.sleep_ms(period * 1000)
 
     async def _publish_sensor(self, name, spec):
+        from wisp.tools import sensors  # the same 2 s cache as the sensor_read tool
         try:
-            temp, hum = self.dev.board.dht(spec["pin"], spec["type"])
+            temp, hum = sensors.reading(self.dev, name, spec)
             ok = True
         except Exception:
             ok = False  # sensor_read reports wiring problems when asked; here Home Assistant is told

@@ -2,6 +2,7 @@
 from micropython import const
 
 MAX_PAYLOAD = const(4096)        # bytes of one incoming MQTT payload; larger ones are discarded unread
+MAX_JSON_DEPTH = const(16)       # nesting of arrays/objects in an incoming JSON payload
 MAX_TOPIC = const(128)           # bytes of one incoming topic name
 MAX_ASK_TEXT = const(512)        # characters of an ask's text
 MAX_ID = const(40)               # characters of an ask id
@@ -17,16 +18,19 @@ HISTORY_TURNS = const(2)         # recent (ask, what was done, answer) turns sen
 HISTORY_TEXT = const(160)        # characters kept of each side of a remembered turn
 HISTORY_DID = const(200)         # characters kept of a remembered turn's tool calls (name, JSON arguments, result)
 SPAWN_MAX = const(8)             # tasks running for network messages (error replies, set/, cmd); more are dropped
-ANSWER_QUEUE_MAX = const(32)     # refusals (reply, cmd/res) waiting to be sent; more are dropped and counted
+ANSWER_QUEUE_MAX = const(32)     # refusals (reply, cmd/res) waiting to be sent; more are dropped and counted...
+ANSWER_QUEUE_BYTES = const(6144)  # ...and bytes of them all
 CMD_WINDOW_S = const(300)        # a signed command's "ts" may be this far behind the device clock...
 CMD_FUTURE_S = const(10)         # ...and this far ahead of it (senders' clocks drift a little)
 CMD_SEEN_MAX = const(32)         # signed commands remembered against replays; older ones raise the floor
 CMD_MAX_RUNNING = const(4)       # direct commands running at once; more are refused as busy
-OUTBOX_MAX = const(8)            # replies owed while the link is down, sent after reconnect
+OUTBOX_MAX = const(8)            # replies owed while the link is down, sent after reconnect...
+OUTBOX_MAX_BYTES = const(6144)   # ...and bytes of them all: the oldest go first
+HELD_RES_BYTES = const(8192)     # bytes of llm/res payloads buffered in one round (out of order, unprocessed)
 MAX_RESULT_TEXT = const(200)     # characters of one tool result sent back to the LLM
 
 MQTT_KEEPALIVE_S = const(30)     # broker keepalive; a silent link is dropped after 1.5x this
-MQTT_CONNECT_TIMEOUT_MS = const(5000)
+MQTT_OPEN_TIMEOUT_MS = const(15000)  # TCP connect + TLS handshake + CONNACK, all of it
 MQTT_ACK_TIMEOUT_MS = const(5000)  # PUBACK / SUBACK wait
 RECONNECT_BASE_MS = const(500)   # reconnect backoff: base, doubled per failure...
 RECONNECT_CAP_MS = const(30000)  # ...up to this cap
@@ -77,7 +81,9 @@ HEALTH_MIN_HEAP = const(16384)       # bytes free below which system_health warn
 HEALTH_MIN_RSSI = const(-80)         # dBm below which system_health warns about Wi-Fi
 
 DEBOUNCE_MS = const(50)          # an input must hold its level this long before it is reported
-SENSOR_INTERVAL_S = const(60)    # sensors and analog pins publish their state this often
+SENSOR_INTERVAL_S = const(60)    # sensors and analog pins publish their state this often...
+MAX_SENSOR_INTERVAL_S = const(86400)  # ...at most this long apart (config sensor_interval_s)
+MAX_WDT_S = const(3600)          # largest config wdt_s
 DIAG_INTERVAL_S = const(120)     # Home Assistant diagnostics (RSSI, uptime, heap...) publish this often
 RESTART_GUARD_MS = const(5000)   # a restart-button press this soon after connecting is a retained leftover
 CONFIRM_WINDOW_S = const(60)     # how long a held action waits for the user's "yes"

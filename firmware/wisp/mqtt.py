@@ -3,6 +3,7 @@
 # blocks the loop. Incoming payloads over MAX_PAYLOAD are skipped unread, so a hostile
 # message cannot exhaust the heap.
 import asyncio
+import socket
 import struct
 import time
 
@@ -52,7 +53,7 @@ class MQTTClient:
 
     def __init__(self, client_id, host, port=1883, user=None, password=None,
                  keepalive_s=limits.MQTT_KEEPALIVE_S, will=None, on_message=None, on_connect=None,
-                 log=None, ssl=None):
+                 log=None, ssl=None, open_timeout_ms=limits.MQTT_OPEN_TIMEOUT_MS):
         self.client_id = client_id
         self.host, self.port = host, port
         self.user, self.password = user, password
@@ -62,6 +63,8 @@ class MQTTClient:
         self.on_connect = on_connect
         self.log = log or (lambda *a: None)
         self.ssl = ssl  # an SSLContext with the broker's CA pinned (wisp/tls.py), or None
+        self.open_timeout_ms = open_timeout_ms
+        self._addr = None          # the broker's resolved address, kept while it works
         self.up = asyncio.Event()
         self.connects = 0          # successful connects, for status and tests
         self._reader = self._writer = None
@@ -131,20 +134,44 @@ class MQTTClient:
             n -= chunk
 
     # ---- connection ----------------------------------------------------------------------
-    async def _open(self):
-        if self.ssl:
-            self._reader, self._writer = await asyncio.open_connection(
-                self.host, self.port, ssl=self.ssl, server_hostname=self.host)
-        else:
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+    def _dial(self):
+        """Start a non-blocking TCP (and TLS) connection; the first write completes it. Like
+        asyncio.open_connection, but TCP_NODELAY is set on the TCP socket before TLS wraps it (an
+        SSL socket has no setsockopt; without it a QoS 1 round trip waits 40-90 ms on Nagle and
+        delayed ACK), and the broker's address is resolved once (getaddrinfo blocks the loop),
+        then again only after a failed connect."""
+        if self._addr is None:
+            self._addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
+        s = socket.socket()
         try:
-            # TCP_NODELAY (IPPROTO_TCP=6, TCP_NODELAY=1 on Linux and lwIP): without it a QoS 1
-            # round trip waits on Nagle + delayed ACK for 40-90 ms.
-            self._reader.s.setsockopt(6, 1, 1)
-        except Exception:
+            s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY on Linux and lwIP
+        except OSError:
             pass
+        s.setblocking(False)
+        try:
+            s.connect(self._addr)
+        except OSError as e:
+            if e.errno != 115 and e.errno != 119:  # EINPROGRESS on Linux, lwIP
+                s.close()
+                raise
+        if self.ssl:
+            s = self.ssl.wrap_socket(s, server_hostname=self.host, do_handshake_on_connect=False)
+            s.setblocking(False)
+        self._reader = self._writer = asyncio.StreamReader(s)
+
+    async def _open(self):
+        """Connect and get CONNACK, all within open_timeout_ms: a broker that accepts TCP and then
+        says nothing (or stalls the TLS handshake) cannot hold the supervisor."""
+        try:
+            await asyncio.wait_for_ms(self._handshake(), self.open_timeout_ms)
+        except Exception:
+            self._addr = None  # the broker may have moved: resolve again next time
+            raise
+
+    async def _handshake(self):
+        self._dial()
         await self._send(self._connect_packet())
-        first, n = await asyncio.wait_for_ms(self._read_packet(), limits.MQTT_CONNECT_TIMEOUT_MS)
+        first, n = await self._read_packet()
         body = await self._reader.readexactly(n)
         if first != _CONNACK or n != 2:
             raise MQTTError("expected CONNACK")

@@ -7,6 +7,13 @@ from wisp import limits
 from wisp.log import log
 
 
+def _bytes(queue):
+    n = 0
+    for _suffix, payload in queue:
+        n += len(payload)
+    return n
+
+
 class Outbox:
     def __init__(self, dev):
         self.dev = dev          # for its link (set once the MQTT client exists) and topics
@@ -15,19 +22,21 @@ class Outbox:
         self._answering = False
 
     def owe(self, suffix, payload):
-        if len(self.owed) >= limits.OUTBOX_MAX:
+        self.owed.append((suffix, payload))
+        while len(self.owed) > limits.OUTBOX_MAX or _bytes(self.owed) > limits.OUTBOX_MAX_BYTES:
             self.owed.pop(0)
             log("error: outbox full; oldest owed message dropped")
-        self.owed.append((suffix, payload))
 
     def answer(self, suffix, obj):
         """Queue a reply or cmd/res for one sender task, in order. A burst of refusals (20 asks
         at once to a 4-ask inbox) costs a short string each, not a task each, and none is lost
         up to ANSWER_QUEUE_MAX; beyond that they are dropped and counted."""
-        if len(self.answers) >= limits.ANSWER_QUEUE_MAX:
+        text = json.dumps(obj)
+        if len(self.answers) >= limits.ANSWER_QUEUE_MAX \
+                or _bytes(self.answers) + len(text) > limits.ANSWER_QUEUE_BYTES:
             self.dev.count_drop(suffix)
             return
-        self.answers.append((suffix, json.dumps(obj)))
+        self.answers.append((suffix, text))
         if not self._answering:
             self._answering = True
             asyncio.create_task(self._send_answers())

@@ -1,4 +1,4 @@
-# Named pins from config (`porch_light: {pin: 5, mode: out}`): the LLM sees names, never numbers.
+# Named pins from config (`porch_light: {pin: 26, mode: out}`): the LLM sees names, never numbers.
 # The safety policy lives here, whoever asks: pins that would crash or brick the board are
 # refused at boot, outputs start in their safe state (or, by choice, on or at their last level:
 # `restore`, never for confirm or timed pins), writes obey a rate limit and a maximum on-time
@@ -305,8 +305,7 @@ def setup(config_pins, board, log):
             log("config error: pin '%s': %s; its routine will not run" % (name, trigger_err))
             spec = dict(spec, routine=None)
         if num in board.caution_pins:
-            log("warning: pin '%s': GPIO%d is a boot strapping or serial pin; wiring on it can "
-                "stop the board booting" % (name, num))
+            log("warning: pin '%s': GPIO%d: %s" % (name, num, board.caution_pins[num]))
         pin = pins[name] = NamedPin(name, num, spec.get("mode", "out"), hw, spec, log)
         used[num] = name
         level = _boot_level(spec, name)

@@ -51,3 +51,17 @@ def test_reserved_duplicate_and_malformed_pins_are_left_out():
         raise Exception("reserved pin touched")
     if board.levels[5] != 0 or board.levels[13] != 1:
         raise Exception("outputs not in their safe/initial state")
+
+
+def test_intervals_past_what_a_32_bit_board_can_sleep_are_refused():
+    # asyncio.sleep_ms() raises OverflowError past 2^29 ms (6.2 days) on an ESP32
+    cfg, errs = _load(json.dumps({"sensor_interval_s": 10 ** 6, "wdt_s": 2}))
+    text = " ".join(errs)
+    for frag in ("sensor_interval_s must be 1-86400 seconds; using 60", "wdt_s must be 10-3600 seconds; using off"):
+        if frag not in text:
+            raise Exception((frag, errs))
+    if (cfg["sensor_interval_s"], cfg["wdt_s"]) != (60, 0):
+        raise Exception(cfg)
+    cfg, errs = _load(json.dumps({"sensor_interval_s": 86400, "wdt_s": 30}))
+    if errs or (cfg["sensor_interval_s"], cfg["wdt_s"]) != (86400, 30):
+        raise Exception((cfg, errs))

@@ -120,3 +120,64 @@ async def test_suback_timeout_leaves_no_ack_entry_behind():
     if c._acks:
         raise Exception("ack entries left behind: %r" % c._acks)
     await c.stop()
+
+
+def _open_fds():
+    return len(list(os.ilistdir("/proc/self/fd")))
+
+
+async def test_reconnects_leave_no_socket_open():
+    # MicroPython's Stream.close() closes nothing: on an ESP32 each leaked link pins a socket
+    # (and under TLS ~25 KB of buffers) until the heap or the lwIP socket table runs out
+    c = await _client("mp-leak", [])
+    before = _open_fds()
+    for i in range(3):
+        c.up.clear()  # what a dead link looks like to the supervisor
+        if not await until(lambda n=i + 2: c.connects == n, 5000):
+            raise Exception("no reconnect %d" % (i + 1))
+        await c.wait_up(5000)
+    after = _open_fds()
+    await c.stop()
+    if after != before:
+        raise Exception("open descriptors %d before 3 reconnects, %d after" % (before, after))
+    if _open_fds() != before - 1:
+        raise Exception("stop() left the socket open")
+
+
+async def _silent_broker_timeout(ssl):
+    # a broker host that accepts TCP and then says nothing: neither CONNACK nor a TLS handshake
+    import random
+    import socket
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    for _ in range(50):
+        port = random.randint(20000, 60000)
+        try:
+            srv.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
+            break
+        except OSError:
+            pass
+    srv.listen(4)
+    logs = []
+    c = MQTTClient("mp-silent", "127.0.0.1", port, log=logs.append, ssl=ssl, open_timeout_ms=300)
+    task = asyncio.create_task(c.run())
+    try:
+        if not await until(lambda: len(logs) >= 2, 3000):
+            raise Exception("the supervisor hangs on a silent broker: %r" % logs)
+        if "TimeoutError" not in logs[0] or c.up.is_set():
+            raise Exception(logs)
+    finally:
+        await c.stop()
+        task.cancel()
+        srv.close()
+
+
+async def test_a_silent_broker_cannot_hold_the_connect():
+    await _silent_broker_timeout(None)
+
+
+async def test_a_stalled_tls_handshake_cannot_hold_the_connect():
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_NONE
+    await _silent_broker_timeout(ctx)

@@ -25,17 +25,20 @@ def test_unsafe_or_malformed_pins_are_refused_with_reasons_and_never_touched():
         "stuck_on": {"pin": 27, "mode": "out", "init": 1, "max_on_s": 5},
         "bad_interval": {"pin": 14, "mode": "out", "min_interval_ms": -1},
         "strap": {"pin": 12, "mode": "out"},
+        "relay5": {"pin": 5, "mode": "out"},
         "level": {"pin": 32, "mode": "adc"},
         "sensor_in": {"pin": 34, "mode": "in"},
     }, board, logged.append)
-    check(sorted(named) == ["level", "sensor_in", "strap"], sorted(named))
+    check(sorted(named) == ["level", "relay5", "sensor_in", "strap"], sorted(named))
     text = "\n".join(logged)
     for frag in ("'flash': GPIO9 is reserved", "'ghost': GPIO20 does not exist",
                  "'in_only_out': GPIO35 is input-only", "'in_only_pwm': GPIO36 is input-only",
                  "'adc2': analog input works only on GPIO32-39", "'no_adc': analog input",
                  "'pulled': GPIO39 has no internal pull", "'typo': unknown key 'max_on'",
                  "'fast_pwm': freq must be", "'stuck_on': init 1 cannot go with max_on_s",
-                 "'bad_interval': min_interval_ms", "warning: pin 'strap': GPIO12"):
+                 "'bad_interval': min_interval_ms",
+                 "warning: pin 'strap': GPIO12: strapping: high at reset = 1.8 V flash",
+                 "warning: pin 'relay5': GPIO5: strapping: PWM during boot"):
         check(frag in text, (frag, logged))
     for num in (9, 20, 35, 36, 25, 13, 26, 27, 14):
         check(num not in board.levels and num not in board.pwms, "refused GPIO%d was touched" % num)
@@ -121,7 +124,7 @@ def test_a_pin_carries_its_checked_spec_and_a_bad_trigger_is_reported_once_at_bo
     named = pins.setup({
         "door": {"pin": 4, "mode": "in", "routine": "porch_on", "edge": "falling"},
         "bell": {"pin": 16, "mode": "in", "routine": "ring", "edge": "sideways"},
-        "lamp": {"pin": 5, "mode": "out", "ha": "light", "confirm": True},
+        "lamp": {"pin": 26, "mode": "out", "ha": "light", "confirm": True},
         "fan": {"pin": 18, "mode": "out"},
     }, Board(), logged.append)
     check(sorted(named) == ["bell", "door", "fan", "lamp"], sorted(named))  # a bad trigger keeps the pin

@@ -1,6 +1,8 @@
 # The serial REPL helpers print compact, readable output and work with the agent stopped.
 import json
 
+from mpcheck import check, eq
+
 from wisp import repl as r
 
 
@@ -57,3 +59,35 @@ def test_export_then_restore_brings_the_state_back():
         f.write("{not json")
     if "Error: nothing restored" not in _capture(r.restore, "broken.json"):
         raise Exception("a broken backup was not refused")
+
+
+def test_after_ctrl_c_the_helpers_do_not_revive_the_agent_and_the_watchdog_is_held():
+    import asyncio
+
+    from wisp import app
+    _config()
+    ticks = []
+
+    async def interrupted(path):
+        dev, _agent = app.build(path)
+        dev.board.wdt_start(30000)
+
+        async def busy():  # stands in for the link, scheduler and agent tasks
+            while True:
+                ticks.append(1)
+                await asyncio.sleep_ms(5)
+        asyncio.create_task(busy())
+        await asyncio.sleep_ms(20)
+        raise KeyboardInterrupt  # Ctrl-C on the serial console
+    real, app.main = app.main, interrupted
+    try:
+        app.start()
+    finally:
+        app.main = real
+    check(app.device.board.wdt_held, "the watchdog would reset the board under the user at the REPL")
+    before = len(ticks)
+    check(before > 0, "the task never ran")
+    _capture(r.run, "gpio_read", pin="door")
+    _capture(r.run, "gpio_read", pin="door")
+    eq(len(ticks), before, "a REPL helper revived the stopped tasks")
+    app.device = None

@@ -9,7 +9,16 @@ FORBIDDEN = (6, 7, 8, 9, 10, 11)      # the SPI flash bus: touching them crashes
 MISSING = (20, 24, 28, 29, 30, 31)    # no such GPIO on a classic ESP32
 INPUT_ONLY = (34, 35, 36, 37, 38, 39)  # no output driver and no internal pull resistors
 ADC1 = (32, 33, 34, 35, 36, 37, 38, 39)  # ADC2 pins read garbage while Wi-Fi is on
-CAUTION = (0, 1, 2, 3, 12, 15)        # boot strapping pins and UART0 (the REPL): wiring can stop boot
+# Accepted with a warning that says why: boot strapping pins and UART0 (the REPL)
+CAUTION = {
+    0: "strapping: low at reset starts the bootloader",
+    1: "UART0 TX (the REPL)",
+    2: "strapping: must be low at reset to flash",
+    3: "UART0 RX (the REPL)",
+    5: "strapping: PWM during boot, a relay clicks",
+    12: "strapping: high at reset = 1.8 V flash, no boot",
+    15: "strapping: PWM during boot",
+}
 TRIGGERS = ("rising", "falling", "both")  # edges Board.irq() accepts
 
 

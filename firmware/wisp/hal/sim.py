@@ -7,6 +7,8 @@ import json
 import os
 import time
 
+import micropython
+
 from wisp.hal import pinmap
 
 NAME = "sim"
@@ -14,6 +16,7 @@ INPUTS_FILE = "sim_inputs.json"
 POLL_MS = 100          # how often watched input pins are compared for irq edges
 CHIP_TEMP_C = 41.5     # what the chip sensor says unless sim_inputs.json sets "chip_temp"
 RSSI_DBM = -50
+WIFI_TIMEOUT_MS = 20000
 ETIMEDOUT = 110        # errno the dht driver raises when no sensor answers
 
 
@@ -37,6 +40,50 @@ class SimPin:
         return self.board.levels[self.num]
 
 
+class SimWLAN:
+    """The ESP32 Wi-Fi driver as it behaves: after connect() it keeps trying by itself until
+    disconnect(), and connect() while it does raises OSError("Wifi Internal Error"). The access
+    point is in range unless sim_inputs.json says "wifi": false."""
+
+    def __init__(self, board):
+        self.board, self.trying, self.connects = board, False, 0
+
+    def active(self, on=None):
+        return True
+
+    def connect(self, ssid, password=""):
+        if self.trying:
+            raise OSError("Wifi Internal Error")
+        self.trying = True
+        self.connects += 1
+
+    def disconnect(self):
+        self.trying = False
+
+    def isconnected(self):
+        return self.trying and self.board.inputs().get("wifi", True) is not False
+
+    def ifconfig(self):
+        return ("127.0.0.1", "255.0.0.0", "127.0.0.1", "127.0.0.1")
+
+
+class SimFlag(asyncio.Event):
+    """ThreadSafeFlag's behaviour (wait() clears it) on an Event: on the unix port a waiting
+    ThreadSafeFlag makes the event loop poll every millisecond instead of sleeping."""
+
+    async def wait(self):
+        await super().wait()
+        self.clear()
+
+
+def _soft_irq(arg):
+    w, level = arg
+    try:
+        w[1](level)
+    except Exception as e:  # a bad handler must not stop the other pins
+        print("wisp: error: irq handler of GPIO%d: %r" % (w[0].num, e))
+
+
 class Board(pinmap.BoardBase):
     name = NAME
 
@@ -47,10 +94,16 @@ class Board(pinmap.BoardBase):
         self.exit_on_reset = True
         self.wdt_timeout_ms = None
         self.wdt_feeds = 0
+        self.wdt_held = False     # wdt_hold(): fed by a timer while at the REPL
         self._inputs = {}         # last good parse of INPUTS_FILE
         self._watch = []          # [pin, handler, trigger, last level]
         self._poller = None
         self._up_ms, self._last = 0, time.ticks_ms()
+        self.wlan = SimWLAN(self)
+        self.wifi_timeout_ms = WIFI_TIMEOUT_MS
+        self._wifi = {}
+        self.synced_time = None   # what the last sync_time() got from a server
+        self.dht_reads = 0
 
     # ---- simulated inputs ------------------------------------------------------------------
     def inputs(self):
@@ -84,6 +137,7 @@ class Board(pinmap.BoardBase):
         return SimI2C(self)
 
     def dht(self, num, kind):
+        self.dht_reads += 1  # each one would block a real board ~270 ms
         reading = self.inputs().get("dht", {}).get(str(num))
         if not isinstance(reading, list) or len(reading) != 2:
             raise OSError(ETIMEDOUT)  # what the dht driver raises when no sensor answers
@@ -93,8 +147,9 @@ class Board(pinmap.BoardBase):
         return float(self.inputs().get("chip_temp", CHIP_TEMP_C))
 
     def irq(self, pin, handler, trigger="both"):
-        """Call handler(level) on edges of an input pin; here from a task that polls the
-        inputs file every POLL_MS, started by the first irq() call (close() stops it)."""
+        """Call handler(level) on edges of an input pin, as a soft IRQ (micropython.schedule) as on
+        the ESP32; edges are found by a task that polls the inputs file every POLL_MS, started by
+        the first irq() call (close() stops it)."""
         self._check_trigger(trigger)
         self._watch.append([pin, handler, trigger, pin.value()])
         if self._poller is None:
@@ -110,11 +165,16 @@ class Board(pinmap.BoardBase):
                     continue
                 w[3] = level
                 if w[2] == "both" or (w[2] == "rising") == (level == 1):
+                    # as the ESP32 runs a pin's handler: a soft IRQ from MicroPython's scheduler,
+                    # between two bytecodes of whatever runs, not from a task of the loop
                     try:
-                        w[1](level)
-                    except Exception as e:  # a bad handler must not stop the other pins
-                        print("wisp: error: irq handler of GPIO%d: %r" % (w[0].num, e))
+                        micropython.schedule(_soft_irq, (w, level))
+                    except RuntimeError:  # the scheduler's queue is full: call it from here
+                        _soft_irq((w, level))
         self._poller = None
+
+    def irq_flag(self):
+        return SimFlag()
 
     def close(self):
         self._watch = []
@@ -124,6 +184,11 @@ class Board(pinmap.BoardBase):
 
     def wdt_start(self, timeout_ms):
         self.wdt_timeout_ms = timeout_ms
+        self.wdt_held = False
+
+    def wdt_hold(self):
+        self.wdt_held = self.wdt_timeout_ms is not None  # what a timer would feed on the ESP32
+        return self.wdt_held
 
     def wdt_feed(self):
         self.wdt_feeds += 1
@@ -132,11 +197,22 @@ class Board(pinmap.BoardBase):
     def rssi(self):
         return self.inputs().get("rssi", RSSI_DBM)
 
-    def sync_time(self, host=None):
-        return True  # the unix port runs on the host clock
+    async def sync_time(self, config, log):
+        """The unix port runs on the host clock: with no "ntp" in config there is nothing to do;
+        with it, the servers are asked as on the ESP32 and the answer kept in synced_time."""
+        if "ntp" not in config:
+            return "host"
+        from wisp.hal import sntp
+        return await sntp.sync(config, self._set_clock, log)
+
+    def _set_clock(self, unix):
+        self.synced_time = unix
 
     async def connect_network(self, config, log):
-        return True  # the host's network is already up
+        if not config.get("wifi"):
+            return True  # the host's network is already up
+        from wisp.hal import wifi
+        return await wifi.join(self.wlan, config, log, self._wifi, self.wifi_timeout_ms)
 
     def unique_id(self):
         return "sim%04x" % (os.getpid() & 0xFFFF) if hasattr(os, "getpid") else "sim0"
