@@ -50,7 +50,7 @@ bench: $(STAMP)
 	$(PY) bench/long_outage.py --minutes 3
 	$(PY) bench/soak.py --minutes 30
 	$(PY) bench/first_evening.py
-	$(PY) bench/ota.py
+	$(PY) bench/ota.py --devices 100
 
 system-deps:
 	@$(PYTHON) tools/system_deps.py --for test

@@ -209,8 +209,7 @@ def main(argv=None):
         "MicroPython unix port (64-bit) loading `.mpy` files as a board does, the host side is `wisp ota`'s "
         "server. An update is timed from the offer to the device's confirmation after its reboot "
         f"(health gate passed). Bundle: {single[0][1] / 1024:.1f} KB, {single[0][2]} chunks of at most 1 KB. "
-        f"One run on a shared 2-core machine; N = {args.devices} devices (not 100: each simulated device is "
-        "a process, and the machine is shared).",
+        f"One run on a shared 2-core machine; N = {args.devices} devices, each its own MicroPython process.",
         "",
         "| measure | value |",
         "|---|---|",
