@@ -32,7 +32,10 @@ def _ha():
 
 def _ha_status_topic(dev):
     ha = _ha()
-    return ha.prefix(dev) + "/status" if ha.enabled(dev) else None
+    topic = ha.prefix(dev) + "/status" if ha.enabled(dev) else None
+    del ha
+    unload("wisp.ha")  # kept out of the heap until a connect or set/ command needs it
+    return topic
 
 
 def too_deep(data, limit=limits.MAX_JSON_DEPTH):
@@ -148,6 +151,7 @@ def build(config_path=config.DEFAULT_PATH):
         except tls.TLSConfigError as e:
             log("config error: %s; not connecting" % e)
             broker["port"] = 0  # never fall back to plain text: the link keeps failing, visibly
+        unload("wisp.tls")  # one-shot: the context is all the link needs
     link = MQTTClient("wisp-" + dev.id, broker["host"], broker["port"], broker.get("user"), broker.get("password"),
                       will=(dev.topic("status"), dev.status_payload("offline"), True, 1),
                       on_message=_router(dev, agent, commands, ha_status), on_connect=on_connect, log=log,
