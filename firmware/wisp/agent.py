@@ -150,7 +150,7 @@ class Agent:
         if local is not None:
             return await self._fast_path(ask_id, text, local, t0)
         facts = None
-        memory = getattr(self.dev, "memory", None)
+        memory = self.dev.facts_memory()
         if memory is not None:
             facts = memory.for_prompt(limits.MAX_FACTS_PROMPT_BYTES)
         req_class = "scheduled" if source == "sched" else "interactive"
