@@ -44,7 +44,7 @@ async def announce(dev):
     for old in _discovery("stale", dev):
         if not await dev.link.publish(old, b"", True, 1, 0):  # empty retained: Home Assistant removes it
             return
-    _discovery("save", dev)
+    _discovery("stale", dev, True)
 
 
 def _discovery(what, *args):

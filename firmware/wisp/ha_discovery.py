@@ -127,14 +127,12 @@ def topics(dev):
     return out
 
 
-def stale(dev):
-    """The topics published last time (ha.json) that left since: to clear, then save()."""
+def stale(dev, save=False):
+    """The topics published last time (ha.json) that left since, to clear. save=True, once they
+    are: remember what is published now."""
     now, before = topics(dev), store.load(STORE_NAME, [], log)
+    if save:
+        if before != now:
+            store.save(STORE_NAME, now)
+        return None
     return [old for old in (before if isinstance(before, list) else ()) if isinstance(old, str) and old not in now]
-
-
-def save(dev):
-    """Remember what was published, once it is (and the stale ones cleared)."""
-    now = topics(dev)
-    if store.load(STORE_NAME, [], log) != now:
-        store.save(STORE_NAME, now)

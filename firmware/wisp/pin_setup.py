@@ -2,7 +2,7 @@
 # says why), the pins made and set to their boot level. One-shot: pins.setup loads this module
 # and drops it after (wisp.unload), so the checks hold no heap while the device runs.
 from wisp import limits
-from wisp.pins import LAST_FILE, NamedPin, _int_in, _num_in, pin_error
+from wisp.pins import LAST_FILE, NamedPin, _int_in, pin_error
 
 MODES = ("out", "in", "pwm", "adc")
 PULLS = (None, "up", "down")
@@ -17,6 +17,10 @@ DEVICE_CLASSES = (" battery battery_charging carbon_monoxide cold connectivity d
                   " light lock moisture motion moving occupancy opening plug power presence problem"
                   " running safety smoke sound tamper update vibration window ")
 
+
+
+def _num_in(v, lo, hi):
+    return (_int_in(v, lo, hi) or isinstance(v, float)) and lo <= v <= hi
 
 def _boot_level(spec, name):
     """The level an output starts at: its restore choice (config checked), else 0 (safe)."""

@@ -14,10 +14,6 @@ def _int_in(v, lo, hi):
     return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
 
-def _num_in(v, lo, hi):
-    return (_int_in(v, lo, hi) or isinstance(v, float)) and lo <= v <= hi
-
-
 class NamedPin:
     """level: 0/1 for out and in, duty percent 0-100 for pwm, raw 0-4095 for adc. Carries its
     config entry as checked at boot (setup), so no one re-reads config dicts later."""
