@@ -10,7 +10,11 @@ if sys.implementation.version < (1, 23):  # asyncio streams with TLS, TCP_NODELA
 else:
     try:
         import wispboot
-        wispboot.start()
+        app = wispboot.start()
+        del wispboot
+        sys.modules.pop("wispboot", None)  # a normal boot needs it no more: its heap goes to the agent
+        if app is not None:
+            app.start()
     except Exception as e:
         import time
         sys.print_exception(e)

@@ -91,6 +91,8 @@ async def _trial(app, p):
 
 
 def start():
+    """wisp.app to start (main.py drops this module first: ~2 KB of heap on a 32-bit port), or None
+    once a version on trial has run here, watched by the deadline task."""
     p = select()
     trial = p is not None and p.get("trial")
     try:
@@ -101,7 +103,7 @@ def start():
         rollback(p, "import failed: %r" % (e,))
         _reset()
     if not trial:
-        return app.start()
+        return app
     import asyncio
     try:
         asyncio.run(_trial(app, p))

@@ -146,19 +146,11 @@ class Agent:
                 if ok:  # the held call is done now: the next asks' context says so
                     self._remember(text, result, [{"tool": held[0], "args": held[1], "result": result}])
                 return self._reply(ask_id, ok, "confirmed: " + result if ok else result, "device", t0)
-        local = None
-        if self.dev.config.get("fast_path", True):
-            from wisp import fastpath
-            if self.pin_names is None:
-                self.pin_names = fastpath.names(self.dev.pins)
-            local = fastpath.parse(text, self.dev.pins, self.pin_names)
-            if local is not None:
-                local = (local, fastpath.say)
-            unload("wisp.fastpath")  # ~9 KB from .mpy on a 32-bit port: free for LLM rounds, TLS, tools
+        local = self._local(text) if self.dev.config.get("fast_path", True) else None
         if local is not None:
             return await self._fast_path(ask_id, text, local, t0)
         facts = None
-        memory = getattr(self.dev, "memory", None)
+        memory = self.dev.facts_memory()
         if memory is not None:
             facts = memory.for_prompt(limits.MAX_FACTS_PROMPT_BYTES)
         req_class = "scheduled" if source == "sched" else "interactive"
@@ -168,6 +160,18 @@ class Agent:
         if ok:
             self._remember(text, answer, ran)
         return self._reply(ask_id, ok, answer, "llm", t0, tier)
+
+    def _local(self, text):
+        """The fast path's reading of text: (actions, its say function), or None. Not a coroutine:
+        a name bound in _answer's frame would keep the module alive through the LLM rounds."""
+        from wisp import fastpath
+        if self.pin_names is None:
+            self.pin_names = fastpath.names(self.dev.pins)
+        local = fastpath.parse(text, self.dev.pins, self.pin_names)
+        if local is not None:
+            local = (local, fastpath.say)
+        unload("wisp.fastpath")  # ~8 KB from .mpy on a 32-bit port: free for LLM rounds, TLS, tools
+        return local
 
     async def _fast_path(self, ask_id, text, local, t0):
         actions, say = local  # say keeps the module's code alive until the reply is written

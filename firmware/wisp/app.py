@@ -4,7 +4,7 @@
 import asyncio
 import os
 
-from wisp import config, limits, unload
+from wisp import limits, unload
 from wisp import log as wlog
 from wisp import pins as pins_mod
 from wisp.agent import Agent
@@ -18,6 +18,7 @@ from wisp.mqtt import MQTTClient
 NETWORK_RETRY_MS = 5000
 CLOCK_RESYNC_MS = 6 * 3600 * 1000  # NTP again every 6 h: the ESP32 RTC drifts seconds a day
 CLOCK_RETRY_MS = 60 * 1000
+CONFIG_PATH = "config.json"  # wisp/config.py's DEFAULT_PATH: that module loads only to read it
 FATAL_WAIT_MS = 10000  # after an unexpected error: log, wait this long, reset
 
 device = None   # the running Device, for wisp.repl
@@ -32,7 +33,10 @@ def _ha():
 
 def _ha_status_topic(dev):
     ha = _ha()
-    return ha.prefix(dev) + "/status" if ha.enabled(dev) else None
+    topic = ha.prefix(dev) + "/status" if ha.enabled(dev) else None
+    del ha
+    unload("wisp.ha")  # kept out of the heap until a connect or set/ command needs it
+    return topic
 
 
 def too_deep(data, limit=limits.MAX_JSON_DEPTH):
@@ -117,9 +121,12 @@ async def _ota_after_connect(dev):
         unload("wisp.ota")
 
 
-def build(config_path=config.DEFAULT_PATH):
+def build(config_path=CONFIG_PATH):
     global device, agent
+    from wisp import config
     cfg, _errors = config.load(config_path, log)
+    del config
+    unload("wisp.config")  # one-shot: the checked dict is all the device keeps
     board = Board()
     if cfg["id"] is None:
         cfg["id"] = "wisp-" + board.unique_id()[-6:]
@@ -148,6 +155,7 @@ def build(config_path=config.DEFAULT_PATH):
         except tls.TLSConfigError as e:
             log("config error: %s; not connecting" % e)
             broker["port"] = 0  # never fall back to plain text: the link keeps failing, visibly
+        unload("wisp.tls")  # one-shot: the context is all the link needs
     link = MQTTClient("wisp-" + dev.id, broker["host"], broker["port"], broker.get("user"), broker.get("password"),
                       will=(dev.topic("status"), dev.status_payload("offline"), True, 1),
                       on_message=_router(dev, agent, commands, ha_status), on_connect=on_connect, log=log,
@@ -191,7 +199,7 @@ async def _feed_watchdog(board, period_ms):
         await asyncio.sleep_ms(period_ms)
 
 
-async def main(config_path=config.DEFAULT_PATH):
+async def main(config_path=CONFIG_PATH):
     dev, agent = build(config_path)
     wdt_s = dev.config.get("wdt_s")
     if isinstance(wdt_s, int) and wdt_s > 0:
@@ -208,7 +216,7 @@ async def main(config_path=config.DEFAULT_PATH):
     await agent.run()
 
 
-def start(config_path=config.DEFAULT_PATH):
+def start(config_path=CONFIG_PATH):
     try:
         asyncio.run(main(config_path))
     except KeyboardInterrupt:  # Ctrl-C on the serial REPL: leave the user at the prompt

@@ -2,6 +2,7 @@
 # announcements every connect owes the broker (status, manifest, pin states, owed messages).
 import asyncio
 import json
+import os
 import time
 
 from wisp import VERSION, limits, unload
@@ -76,6 +77,20 @@ class Device:
             self.routines = Routines(self, log)
             return self.routines
         raise AttributeError(name)
+
+    def facts_memory(self):
+        """The memory when it is loaded or flash holds some (memory.json, or the .tmp a cut save
+        left), else None: an LLM ask on a device that never remembered anything loads no code."""
+        if "memory" not in self.__dict__:
+            for path in ("memory.json", "memory.tmp"):  # wisp/memory.py STORE_NAME, as wisp/store.py names it
+                try:
+                    os.stat(path)
+                    break
+                except OSError:
+                    pass
+            else:
+                return None
+        return self.memory
 
     def topic(self, suffix):
         return self.prefix + suffix

@@ -25,7 +25,7 @@ _ASK = ("is", "are", "what", "whats", "check", "status", "state", "how", "hows")
 _OUT_STATES = ("on", "off", "running", "going")  # what a question may ask of an output
 _ASK_MORE = ("of", "or", "still", "doing")  # "is the fan still on", "what's the fan doing"
 _OTHER = ("and", "up", "down", ",") + _ASK_MORE  # never a pin's short name
-# Home Assistant binary_sensor device classes: the words for ON and OFF (pins.DEVICE_CLASSES).
+# Home Assistant binary_sensor device classes: the words for ON and OFF (pin_setup.DEVICE_CLASSES).
 _CLASSES = ("|battery low normal|battery_charging charging not_charging|carbon_monoxide detected clear"
             "|cold cold normal|connectivity connected disconnected|door open closed|garage_door open closed"
             "|gas detected clear|heat hot normal|light light dark|lock unlocked locked|moisture wet dry"

@@ -26,12 +26,31 @@ def diag_period_s(dev):
 
 
 async def announce(dev):
-    """Publish every discovery config; clear the ones (and the retained states) that left."""
+    """Publish every discovery config; clear the ones (and the retained states) that left. Each
+    config is built by wisp/ha_discovery.py, loaded for that moment only: while the broker acks
+    (most of an announce on a TLS link, beside whatever the device is asked then), its code and
+    tables hold no heap."""
     if not enabled(dev):
         return
+    i = 0
+    while True:
+        got = _discovery("config", dev, i)
+        if got is None:
+            break
+        if not await dev.link.publish(got[0], got[1], True, 1, 0):
+            return  # link dropped: the next connect announces again
+        got = None
+        i += 1
+    for old in _discovery("stale", dev):
+        if not await dev.link.publish(old, b"", True, 1, 0):  # empty retained: Home Assistant removes it
+            return
+    _discovery("stale", dev, True)
+
+
+def _discovery(what, *args):
     from wisp import ha_discovery
     try:
-        await ha_discovery.announce(dev)
+        return getattr(ha_discovery, what)(*args)
     finally:
         del ha_discovery
         unload("wisp.ha_discovery")

@@ -103,25 +103,36 @@ def config_payload(dev, comp, obj_id, name, extra, shared):
     return json.dumps(cfg)
 
 
-async def announce(dev):
-    """Publish every discovery config; clear the ones (and the retained states) that left."""
-    pre, shared = prefix(dev), _shared(dev)
-    topics = []
-    for comp, obj_id, name, extra in entities(dev):
-        topic = "%s/%s/wisp_%s/%s/config" % (pre, comp, dev.id, obj_id)
-        topics.append(topic)
-        if not await dev.link.publish(topic, config_payload(dev, comp, obj_id, name, extra, shared), True, 1, 0):
-            return  # link dropped: the next connect announces again
+def config(dev, i):
+    """(topic, payload) of the i-th discovery config, or None past the last. Each is built alone:
+    wisp/ha.py loads this module for one config and drops it while the broker acks."""
+    for n, (comp, obj_id, name, extra) in enumerate(entities(dev)):
+        if n == i:
+            return (_topic(dev, comp, obj_id), config_payload(dev, comp, obj_id, name, extra, _shared(dev)))
+    return None
+
+
+def _topic(dev, comp, obj_id):
+    return "%s/%s/wisp_%s/%s/config" % (prefix(dev), comp, dev.id, obj_id)
+
+
+def topics(dev):
+    """Every retained topic the device keeps for Home Assistant: configs, pin and sensor states."""
+    out = [_topic(dev, comp, obj_id) for comp, obj_id, _name, _extra in entities(dev)]
     sensors = dev.config.get("sensors")
     for name in list(dev.pins) + (list(sensors) if isinstance(sensors, dict) else []):
-        topics.append(dev.topic("state/" + name))  # retained by the device: cleared when the name leaves
+        out.append(dev.topic("state/" + name))  # retained by the device: cleared when the name leaves
     for name in sensors if isinstance(sensors, dict) else ():
-        topics.append(dev.topic("avail/" + name))
-    before = store.load(STORE_NAME, [], log)
-    for old in before if isinstance(before, list) else ():
-        if isinstance(old, str) and old not in topics:
-            await dev.link.publish(old, b"", True, 1, 0)  # empty retained: Home Assistant removes it
-    if before != topics:
-        store.save(STORE_NAME, topics)
+        out.append(dev.topic("avail/" + name))
+    return out
 
 
+def stale(dev, save=False):
+    """The topics published last time (ha.json) that left since, to clear. save=True, once they
+    are: remember what is published now."""
+    now, before = topics(dev), store.load(STORE_NAME, [], log)
+    if save:
+        if before != now:
+            store.save(STORE_NAME, now)
+        return None
+    return [old for old in (before if isinstance(before, list) else ()) if isinstance(old, str) and old not in now]

@@ -4,7 +4,7 @@
 import asyncio
 import json
 
-from wisp import limits
+from wisp import limits, unload
 
 
 def sample_period_s(dev):
@@ -33,6 +33,7 @@ class Inputs:
         from wisp import ha
         period = ha.diag_period_s(self.dev)
         del ha
+        unload("wisp.ha")  # the next connect loads it again, for as long as it announces
         if period:
             asyncio.create_task(self._diagnostics(period))
 
