@@ -22,6 +22,8 @@ class Writer:
 
     def _read(self):
         for line in self.proc.stdout:  # drained all along, so a full pipe never pauses the writer
+            if not line.endswith("\n"):
+                break  # killed mid-print: a half line ("OK " with no number yet) tells nothing
             self.lines.append(line.rstrip("\n"))
             if line.startswith("STATE"):
                 self.started.set()
