@@ -54,5 +54,5 @@ def test_device_class_states_match_the_firmwares_words():
     table = "".join(re.findall(r'"([^"]*)"', re.search(r"^_CLASSES = \((.*?)\)$", source, re.M | re.S).group(1)))
     firmware = {c: (on, off) for c, on, off in (entry.split() for entry in table.strip("|").split("|"))}
     assert len(firmware) > 20 and protocol.DEVICE_CLASS_STATES == firmware
-    device_classes = re.search(r"^DEVICE_CLASSES = \((.*?)\)$", (FIRMWARE / "pins.py").read_text(), re.M | re.S)
+    device_classes = re.search(r"^DEVICE_CLASSES = \((.*?)\)$", (FIRMWARE / "pin_setup.py").read_text(), re.M | re.S)
     assert set("".join(re.findall(r'"([^"]*)"', device_classes.group(1))).split()) == set(firmware)
