@@ -16,7 +16,7 @@ from collections.abc import Callable
 import asyncpg
 
 from bridge.config import CostConfig
-from bridge.cost import StoreError, Totals, build_report, over_budget_text, utc_day
+from bridge.cost import CostStore, StoreError, Totals, build_report, over_budget_text, utc_day
 from bridge.reasons import Reason
 from bridge.rounds.outcome import Outcome
 
@@ -120,9 +120,7 @@ class PgStore:
             self.on_record(tier.name, tokens_in, tokens_out, cost)
         return cost
 
-    def charge(self, outcome: Outcome) -> None:
-        for s in outcome.spend:
-            s.cost_usd = self.record(outcome.device, s.tier, outcome.req_id, s.tokens_in, s.tokens_out, s.estimated)
+    charge = CostStore.charge  # a round's spend, each tier through this store's record()
 
     def spent_today(self, device: str) -> float:
         """What every bridge committed at the last check, plus what this bridge recorded since."""

@@ -38,13 +38,6 @@ def _hex(h):
     return binascii.hexlify(h.digest()).decode()
 
 
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
 def clear(d):
     """Remove directory d and everything under it (a slot being replaced)."""
     try:
@@ -164,7 +157,7 @@ async def on_offer(dev, payload):
         cur = store.load(POINTER, {}).get("cur")
         o["slot"] = "b" if cur == "a" else "a"
         _mkdirs(OFFER)
-        _remove(GOT + ".json")
+        store.remove(GOT + ".json")
         clear("ota/" + o["slot"])
         store.save(OFFER, o)
     start(dev)
@@ -188,8 +181,8 @@ async def on_connect(dev):
         store.save(POINTER, p)
     pending = store.load(OFFER, None)
     if isinstance(pending, dict) and pending.get("man") == p.get("man"):
-        _remove(OFFER + ".json")  # the switch was cut after the pointer was written
-        _remove(GOT + ".json")
+        store.remove(OFFER + ".json")  # the switch was cut after the pointer was written
+        store.remove(GOT + ".json")
         pending = None
     if pending is None:
         if getattr(dev, "ota_job", None) is None and p:
@@ -261,8 +254,8 @@ class Job:
                 unload("wisp.ota")
 
     def drop(self):
-        _remove(OFFER + ".json")
-        _remove(GOT + ".json")
+        store.remove(OFFER + ".json")
+        store.remove(GOT + ".json")
         try:
             clear(self.slot)
         except OSError:
@@ -356,7 +349,7 @@ class Job:
         store.save(POINTER, {"cur": o["slot"], "ver": o["ver"], "prev": p.get("cur"), "prev_ver": VERSION,
                              "trial": True, "tries": 0, "health_s": o["health_s"], "man": o["man"],
                              "state": "switching", "result": ""})
-        _remove(OFFER + ".json")
-        _remove(GOT + ".json")
+        store.remove(OFFER + ".json")
+        store.remove(GOT + ".json")
         await report(self.dev, "rebooting", "%s written and checked; rebooting into it" % o["ver"], ver=o["ver"])
         self.dev.board.reset()

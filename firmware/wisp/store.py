@@ -7,7 +7,8 @@ _sync = getattr(os, "sync", None)  # ESP32 has it; the unix port relies on the h
 _INF = float("inf")
 
 
-def _remove(path):
+def remove(path):
+    """Delete a file if it is there; a missing one is not an error."""
     try:
         os.remove(path)
     except OSError:
@@ -51,11 +52,11 @@ def load(name, default, log=print):
                 raise ValueError
             os.rename(tmp, path)
         except Exception:
-            _remove(tmp)
+            remove(tmp)
             return default
         log("store: %s recovered from an interrupted save" % path)
         return obj
-    _remove(tmp)  # a save cut short before its rename: the .json still holds the last good state
+    remove(tmp)  # a save cut short before its rename: the .json still holds the last good state
     try:
         return _read(path)
     except Exception as e:  # ValueError (torn/corrupt JSON), OSError, MemoryError: never stop the boot
@@ -79,5 +80,5 @@ def save(name, obj):
             _sync()
         os.rename(tmp, name + ".json")  # atomic on LittleFS and POSIX: old or new, nothing between
     except Exception:
-        _remove(tmp)
+        remove(tmp)
         raise
