@@ -13,6 +13,37 @@ from wisp import limits, tools
 from wisp.log import log
 
 _MAX_HELD = const(16)  # llm/res messages buffered per round (out of order or not yet processed)
+_PIECE = const(256)    # characters per piece of a request's JSON text (see _pieces)
+
+
+def _pieces(req):
+    """The JSON text of a flat dict, in pieces of about _PIECE characters (a list item is never
+    split). After hours of running the heap is free in many small holes: a request sent whole
+    needs one block as large as itself (2 KB and more with history and facts), which can fail
+    with 20 KB free. The MQTT client, the signature and the bind hash all take pieces."""
+    out, cur = [], "{"
+
+    def add(text):
+        nonlocal cur
+        if len(cur) + len(text) > _PIECE:
+            out.append(cur)
+            cur = text
+        else:
+            cur += text
+    first = True
+    for k in req:
+        v = req[k]
+        add(("" if first else ",") + json.dumps(k) + ":")
+        first = False
+        if isinstance(v, list):
+            add("[")
+            for i, item in enumerate(v):
+                add(("," if i else "") + json.dumps(item))
+            add("]")
+        else:
+            add(json.dumps(v))
+    out.append(cur + "}")
+    return out
 
 
 def describe(call, result):
@@ -121,12 +152,11 @@ class Conversation:
                "budget_ms": limits.ROUND_TIMEOUT_MS, "hash": self.dev.manifest_hash}
         if facts:
             req["facts"] = facts
-        req = json.dumps(req)
+        req = _pieces(req)
         if self.dev.signed and self.dev.key is not None:
             # the bridge answers only requests signed with this device's key, and binds its
             # signed answers to this exact text, so no one else can obtain answers for us
             from wisp import sign
-            req = req.encode()
             self._bind = sign.bind(req)
             req = sign.sign(self.dev.key, req)
         if not await self.dev.link.publish(self.dev.topic("llm/req"), req, False, 1, limits.OFFLINE_WAIT_MS):

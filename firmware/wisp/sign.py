@@ -25,27 +25,37 @@ def key_from_hex(text):
         return None
 
 
+def _feed(h, msg):
+    """Hash msg: bytes, or a list of str/bytes pieces (a request never joined into one buffer)."""
+    for part in msg if isinstance(msg, list) else (msg,):
+        h.update(part.encode() if isinstance(part, str) else part)
+    return h
+
+
 def hmac_sha256(key, msg):
     if len(key) > _BLOCK:
         key = hashlib.sha256(key).digest()
     key = key + bytes(_BLOCK - len(key))
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    inner.update(msg)
+    inner = _feed(hashlib.sha256(bytes(b ^ 0x36 for b in key)), msg)
     outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
     outer.update(inner.digest())
     return outer.digest()
 
 
 def sign(key, text):
-    """text: the JSON text of a non-empty object (bytes). Returns it with "sig" appended."""
+    """text: the JSON text of a non-empty object, as bytes or as a list of pieces whose last one
+    ends with its closing brace. Returns it (in the same form) with "sig" appended."""
     mac = binascii.hexlify(hmac_sha256(key, text))
+    if isinstance(text, list):
+        last = text[-1]
+        return text[:-1] + [(last.encode() if isinstance(last, str) else last)[:-1] + _HEAD + mac + b'"}']
     return text[:-1] + _HEAD + mac + b'"}'
 
 
 def bind(text):
     """What ties a signed answer to the one request it answers: the first 8 bytes of the
     request text's SHA-256, as hex (bridge/signing.py request_bind is the other half)."""
-    return binascii.hexlify(hashlib.sha256(text).digest()[:8]).decode()
+    return binascii.hexlify(_feed(hashlib.sha256(), text).digest()[:8]).decode()
 
 
 def _same(a, b):

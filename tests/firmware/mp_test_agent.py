@@ -361,3 +361,17 @@ def test_what_a_turn_remembers_is_bounded_in_bytes_and_leaves_out_failed_calls()
     results = [m["cid"] for m in msgs if m["r"] == "tool"]
     if cids != results or len(set(cids)) != len(cids) or any(m["t"].startswith("Error") for m in msgs):
         raise Exception(msgs)
+
+
+def test_a_request_goes_out_in_small_pieces_that_join_into_its_json():
+    # A heap that has run for hours is free in small holes: the request must not need one block
+    # as big as itself (history and facts make it 2 KB and more).
+    from wisp.conversation import _pieces
+    turn = {"r": "user", "t": "x" * 150}
+    req = {"v": 1, "id": "a1.0f0f0f", "round": 0, "msgs": [turn] * 12, "class": "interactive",
+           "budget_ms": 30000, "hash": "abc", "facts": ["owner: Ada", "pet: Rex \u2713"]}
+    pieces = _pieces(req)
+    if len(pieces) < 8 or max(len(p) for p in pieces) > 256 + len(json.dumps(turn)):
+        raise Exception([len(p) for p in pieces])
+    if json.loads("".join(pieces)) != req:
+        raise Exception("".join(pieces))

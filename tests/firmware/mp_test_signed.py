@@ -233,3 +233,15 @@ async def test_a_signed_device_still_takes_home_assistants_set():
     _router(dev, agent, cmds, "homeassistant/status")("wisp/t1/set/fan", b"ON", 2)
     if not await _wait(lambda: dev.board.levels[18] == 1):
         raise Exception("set/fan was not obeyed in the default signed mode")
+
+
+def test_a_request_signed_in_pieces_carries_the_signature_of_its_whole_text():
+    from wisp.conversation import _pieces
+    req = {"v": 1, "id": "a1.0f0f0f", "msgs": [{"r": "user", "t": "y" * 200}] * 4, "hash": "h"}
+    pieces = _pieces(req)
+    whole = "".join(pieces).encode()
+    signed = b"".join(p.encode() if isinstance(p, str) else p for p in sign.sign(KEY, pieces))
+    if signed != sign.sign(KEY, whole) or sign.verify(KEY, signed) != whole:
+        raise Exception(signed)
+    if sign.bind(pieces) != sign.bind(whole):
+        raise Exception("the bind hash differs between pieces and the whole text")
