@@ -134,6 +134,7 @@ class Agent:
                 log("error: request %s failed: %r" % (ask_id, e))
                 reply = self._reply(ask_id, False, "Error: internal error on the device: %r" % (e,), "error", t0)
             self.dev.busy = False
+            self.dev.rest()
             await self._deliver(source, done, reply)
 
     async def _answer(self, ask_id, text, t0, source):

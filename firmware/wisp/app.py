@@ -174,6 +174,7 @@ def _add_state(dev, agent):
         if "routine" in action:  # offline, no LLM
             # a job the LLM added acts for the LLM, with no one there to say "yes"
             result = await dev.routines.run(action["routine"], "schedule", 2 if job.get("llm") else 0)
+            dev.rest()
             await dev.event("schedule", "%s: %s" % (job["name"], result))
         else:
             agent.submit(action["prompt"], "sched")

@@ -93,6 +93,7 @@ class Commands:
         finally:
             self.running -= 1
         log("cmd %s(%s) -> %s" % (tool, args, result))
+        self.dev.rest()
         await self._respond(cmd_id, not result.startswith("Error"), result)
 
     async def _respond(self, cmd_id, ok, result):

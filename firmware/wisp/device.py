@@ -78,6 +78,18 @@ class Device:
             return self.routines
         raise AttributeError(name)
 
+    def rest(self):
+        """After each request (ask, command, job, input edge): drop the memory and the routines,
+        which flash holds whole and the next use loads again in a few ms. Until then their code
+        and data hold no heap (~4 and ~5 KB on a 32-bit port), and what loads next finds room.
+        Each says when it must stay (`keep`): a routine runs, a read reordered the facts."""
+        for name in ("routines", "memory"):
+            held = self.__dict__.get(name)
+            if held is not None and not getattr(held, "keep", 1):
+                delattr(self, name)
+                held = None
+                unload("wisp." + name)
+
     def facts_memory(self):
         """The memory when it is loaded or flash holds some (memory.json, or the .tmp a cut save
         left), else None: an LLM ask on a device that never remembered anything loads no code."""

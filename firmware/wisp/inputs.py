@@ -63,6 +63,7 @@ class Inputs:
         if not routine or (edge == "rising" and not level) or (edge == "falling" and level):
             return
         result = await self.dev.routines.run(routine, trigger="edge")  # it logs its own summary
+        self.dev.rest()
         await self.dev.event("routine", "%s (%s edge): %s" % (routine, name, result[:120]))
 
     async def _sample(self):

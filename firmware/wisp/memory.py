@@ -61,6 +61,8 @@ def check_pairs(pairs):
 class Memory:
     def __init__(self, log=print):
         self.log = log
+        self.keep = 0  # 1: a read reordered the facts, or loading dropped some (not saved yet), so
+        # the device must not drop us (Device.rest): a reload would lose the order, or log again
         self._values = {}
         self._order = []  # keys, least recently set/used first: the prompt takes from the end
         doc = store.load(STORE_NAME, None, log)
@@ -71,6 +73,7 @@ class Memory:
             err = check_pairs(pairs)
             if err:  # hand-edited or from another version: keep what is valid, say what was dropped
                 log("memory error: %s; loading the valid facts only" % err)
+                self.keep = 1
                 pairs = pairs if isinstance(pairs, list) else []
         for pair in pairs or ():
             if isinstance(pair, list) and len(pair) == 2 and not (check_key(pair[0]) or check_value(pair[1])):
@@ -99,6 +102,7 @@ class Memory:
         """Write the facts; when flash refuses, put back `old` (values, order) and raise ValueError."""
         try:
             store.save(STORE_NAME, {"v": 1, "facts": self.pairs(), "llm": [k for k in self._llm if k in self._values]})
+            self.keep = 0  # what was reordered or dropped is on flash now
         except OSError as e:
             self._values, self._order = old  # keep RAM and flash in agreement
             raise ValueError("could not save to flash (%s)" % e)
@@ -121,8 +125,10 @@ class Memory:
         """The value, or None. A read counts as use (prompt order) but is not saved: no flash wear."""
         if key not in self._values:
             return None
-        self._order.remove(key)
-        self._order.append(key)
+        if self._order[-1] != key:
+            self._order.remove(key)
+            self._order.append(key)
+            self.keep = 1
         return self._values[key]
 
     def delete(self, key):

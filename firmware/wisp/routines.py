@@ -125,6 +125,8 @@ def _runnable(steps):
 class Routines:
     def __init__(self, dev, log=print):
         self.dev, self.log = dev, log
+        self.keep = 0  # runs in progress, +1 for good when loading dropped a routine (a reload would
+        # log it again): the device does not drop us from the heap meanwhile (Device.rest)
         doc = store.load(STORE_NAME, None, log)
         saved = doc.get("routines") if isinstance(doc, dict) else None
         self._routines = {}
@@ -139,6 +141,7 @@ class Routines:
                 self._routines[name] = saved[name]
             else:
                 log("routines error: '%s' dropped: not a list of steps with a tool each" % name)
+                self.keep = 1
 
     def _save(self, old):
         try:
@@ -202,10 +205,13 @@ class Routines:
     async def run(self, name, trigger="tool", llm=0):
         """Run a routine; one short summary line ("ok: ..." or "Error: ..."). Never raises.
         llm: the chain that runs it began with the LLM (tools.run)."""
+        self.keep += 1
         try:
             summary = await self._run(name, 1, llm, NamedPin.changes)
         except Exception as e:  # a hand-edited store must not take the loop down
             summary = "Error: routine '%s' failed: %r" % (name, e)
+        finally:
+            self.keep -= 1
         if trigger != "tool":
             self.log("routine %s (%s): %s" % (name, trigger, summary))
         return summary

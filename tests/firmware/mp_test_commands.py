@@ -69,3 +69,40 @@ async def test_a_burst_of_asks_beyond_the_inbox_gets_every_refusal():
     refused = dev.link.on("wisp/t1/reply")
     if len(refused) != 20 - limits.INBOX_MAX or any("busy" not in r["text"] for r in refused):
         raise Exception(refused)
+
+
+async def test_memory_and_routines_leave_the_heap_after_each_command_and_come_back_from_flash():
+    import sys
+
+    def held(name):
+        return name in dev.__dict__ or "wisp." + name in sys.modules
+
+    def cmd(i, tool, **args):
+        return {"v": 1, "id": "m%d" % i, "tool": tool, "args": args}
+    dev = make_device()
+    cmds = Commands(dev)
+    steps = [{"tool": "gpio_write", "args": {"pin": "fan", "value": 1}},
+             {"tool": "gpio_read", "args": {"pin": "door"}, "as": "door"}]
+    for i, c in enumerate([cmd(1, "memory_set", key="owner", value="Ada"), cmd(2, "memory_set", key="pet", value="Rex"),
+                           cmd(3, "routine_define", name="fan_on", steps=steps)]):
+        cmds.on_cmd(json.dumps(c))
+        await asyncio.sleep_ms(10)
+        if held("memory") or held("routines"):
+            raise Exception("still in the heap after command %d" % (i + 1))
+    res = await _results(dev, [cmd(4, "memory_get", key="owner")])  # reorders the facts: kept until saved
+    if res[-1]["result"] != "owner=Ada" or not held("memory"):
+        raise Exception((res[-1], held("memory")))
+    res = await _results(dev, [cmd(5, "memory_list"), cmd(6, "routine_run", name="fan_on")])  # owner read last
+    if res[-2]["result"] != "2 facts: owner=Ada; pet=Rex" or res[-1]["result"] != "ok: 2 steps ran; door=1":
+        raise Exception(res[-2:])
+    if dev.board.levels[18] != 1 or held("routines"):
+        raise Exception("the routine did not run from flash, or stayed in the heap")
+    cmds.on_cmd(json.dumps(cmd(7, "routine_run", name="fan_on")))  # runs while a quick command ends
+    cmds.on_cmd(json.dumps(cmd(8, "gpio_read", pin="door")))
+    await asyncio.sleep_ms(0)
+    await asyncio.sleep_ms(0)
+    if dev.link.on("wisp/t1/cmd/res")[-1]["id"] != "m8" or "routines" not in dev.__dict__:
+        raise Exception("a running routine was dropped from under its run")
+    await asyncio.sleep_ms(30)
+    if held("routines") or dev.link.on("wisp/t1/cmd/res")[-1]["id"] != "m7":
+        raise Exception("routines still held after the last run ended")
