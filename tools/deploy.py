@@ -122,12 +122,12 @@ def plan(stage, hashes, dirs, prune=True):
 
 
 def deploy(port, config=None, prune=True, reset=True, mp_version=None, march=DEFAULT_MARCH, firmware=FIRMWARE,
-           log=print):
+           log=print, lines=False):
     """Bring the board on `port` up to date with `firmware` (+ `config` as config.json when given)."""
     result = Result()
     with tempfile.TemporaryDirectory(prefix="wisp-deploy-") as tmp:
         stage = stage_firmware(Path(tmp) / "root", config, march=march, mp_version=mp_version,
-                               firmware=firmware)
+                               firmware=firmware, lines=lines)
         hashes, dirs = board_files(port)
         copy, remove, mkdirs = plan(stage, hashes, dirs, prune)
         result.unchanged = len(stage.files) - len(copy)

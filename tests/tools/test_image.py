@@ -93,3 +93,18 @@ def test_layouts_follow_the_micropython_release(tmp_path):
 def test_image_needs_a_device_config(tmp_path, capsys):
     assert wisp(["image", "--device", "nodev", "--fleet", str(tmp_path)]) == 2
     assert "wisp provision nodev" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lines, shown", [(False, 'line 1, in fail'), (True, 'line 3, in fail')])
+def test_line_numbers_are_left_out_unless_asked_for(tmp_path, lines, shown):
+    # they cost heap on a board without ROMFS; --lines keeps them for a traceback that points at the line
+    import subprocess
+
+    from tools.paths import micropython_cmd
+    fw = tmp_path / "firmware"
+    shutil.copytree(FIRMWARE, fw, ignore=shutil.ignore_patterns("__pycache__"))
+    (fw / "wisp" / "oops.py").write_text("def fail():\n    x = 1\n    raise ValueError(x)\n")
+    stage = image.stage_firmware(tmp_path / "root", CONFIG, firmware=fw, lines=lines)
+    done = subprocess.run([micropython_cmd(), "-c", "import wisp.oops; wisp.oops.fail()"], cwd=stage.root,
+                          capture_output=True, text=True, timeout=30)
+    assert 'File "wisp/oops.py", ' + shown in done.stdout + done.stderr
