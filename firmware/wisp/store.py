@@ -59,7 +59,9 @@ def load(name, default, log=print):
     remove(tmp)  # a save cut short before its rename: the .json still holds the last good state
     try:
         return _read(path)
-    except Exception as e:  # ValueError (torn/corrupt JSON), OSError, MemoryError: never stop the boot
+    except MemoryError:
+        raise  # the heap is short now, the file is fine: setting it aside would lose it for nothing
+    except Exception as e:  # ValueError (torn/corrupt JSON), OSError: never stop the boot
         try:
             os.rename(path, name + ".bad")
         except OSError:

@@ -93,3 +93,22 @@ def test_nan_is_refused_rather_than_written_as_unreadable_json():
     else:
         raise Exception("no TypeError")
     eq(store.load("nan", None), {"n": 1})
+
+
+def test_a_heap_too_short_to_read_a_file_keeps_the_file():
+    # memory and routines load again after every request: a MemoryError then must not cost the data
+    store.save("kept", {"routines": {"night": [{"tool": "gpio_read"}]}})
+    real = store._read
+
+    def short_of_heap(path):
+        raise MemoryError("memory allocation failed, allocating 340 bytes")
+    store._read = short_of_heap
+    try:
+        store.load("kept", {}, print)
+        raise Exception("the MemoryError was swallowed")
+    except MemoryError:
+        pass
+    finally:
+        store._read = real
+    eq((_exists("kept.json"), _exists("kept.bad")), (True, False))
+    eq(store.load("kept", {}), {"routines": {"night": [{"tool": "gpio_read"}]}})
