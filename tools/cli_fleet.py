@@ -1,0 +1,216 @@
+"""`wisp` commands that run the local stack or talk to devices through their broker: run, sim, ask, cmd,
+ota, devices, logs; and how the broker address and login are found."""
+import json
+import os
+import sys
+
+from tools.paths import RUN_INFO
+
+DEFAULT_BROKER = ("127.0.0.1", 1883)
+
+
+def parse_broker(text):
+    """'host:port' or 'host' -> (host, port); raises ValueError with a readable message."""
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", "1883")
+    if not host:
+        raise ValueError(f"broker '{text}' has no host; expected host:port")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"broker port in '{text}' must be a number 1-65535")
+    return host, int(port)
+
+
+def _run_info():
+    try:
+        info = json.loads(RUN_INFO.read_text())
+        return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def resolve_broker(flag, fleet=None):
+    """--broker, else $WISP_BROKER, else the broker `wisp run` started, else the address the fleet
+    was provisioned with, else 127.0.0.1:1883."""
+    if flag:
+        return parse_broker(flag)
+    if os.environ.get("WISP_BROKER"):
+        return parse_broker(os.environ["WISP_BROKER"])
+    info = _run_info()
+    if "host" in info and "port" in info:
+        return info["host"], int(info["port"])
+    from tools.provision import broker_address, fleet_dir
+    return broker_address(fleet_dir(fleet)) or DEFAULT_BROKER
+
+
+def resolve_login(fleet=None):
+    """$WISP_BROKER_USER/$WISP_BROKER_PASSWORD, else the fleet's CLI login (`wisp provision` makes
+    one; `wisp run --fleet` names its fleet), else anonymous (None)."""
+    if os.environ.get("WISP_BROKER_USER"):
+        return os.environ["WISP_BROKER_USER"], os.environ.get("WISP_BROKER_PASSWORD", "")
+    from tools.provision import admin_login, fleet_dir
+    return admin_login(fleet_dir(fleet))
+
+
+def fleet_flag(args):
+    """--fleet, else $WISP_FLEET, else the fleet `wisp run --fleet` serves (None: the default dir)."""
+    flag = getattr(args, "fleet", None)
+    return flag or (None if os.environ.get("WISP_FLEET") else _run_info().get("fleet"))
+
+
+def connection(args):
+    """(host, port, login) for the commands that talk to devices."""
+    fleet = fleet_flag(args)
+    return (*resolve_broker(args.broker, fleet), resolve_login(fleet))
+
+
+def cmd_ask(args):
+    from tools.ask import AskError, ask
+    from tools.keys import device_key
+    host, port, login = connection(args)
+    status = StatusLine(sys.stderr)
+    try:
+        reply = ask(host, port, args.device, args.text, timeout_s=args.timeout, login=login,
+                    progress=status.show if status.live else None, key=device_key(args.device, fleet_flag(args)))
+    except AskError as e:
+        status.clear()
+        print(f"wisp: {e}", file=sys.stderr)
+        return 3
+    status.clear()
+    text = reply.get("text")
+    empty = not (isinstance(text, str) and text.strip())
+    if args.json:
+        print(json.dumps(reply))
+    else:
+        via = f" [{reply.get('path')}{'/' + reply['tier'] if reply.get('tier') else ''}, {reply.get('ms')} ms]"
+        print(f"{'(no text: the model answered with nothing)' if empty else text}{via}")
+    return 0 if reply.get("ok") and not empty else 1
+
+
+class StatusLine:
+    """One line of progress that rewrites itself on a terminal, and stays silent when piped."""
+
+    def __init__(self, stream):
+        self.stream, self.live, self._shown = stream, stream.isatty(), False
+
+    def show(self, text):
+        self.stream.write("\r\033[K" + text[:200])
+        self.stream.flush()
+        self._shown = True
+
+    def clear(self):
+        if self._shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self._shown = False
+
+
+def parse_tool_args(pairs):
+    """['pin=porch_light', 'value=1'] -> {'pin': 'porch_light', 'value': 1}."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"tool argument '{pair}' must look like name=value")
+        try:
+            out[name] = json.loads(value)
+        except ValueError:
+            out[name] = value
+    return out
+
+
+def cmd_ota(args):
+    from tools import ota, otabundle
+    from tools.keys import device_key
+    host, port, login = connection(args)
+    try:
+        return ota.run(args, host, port, login, lambda d: device_key(d, fleet_flag(args)))
+    except (ota.OtaError, otabundle.BundleError) as e:
+        print(f"wisp: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_cmd(args):
+    from tools.ask import AskError, command
+    from tools.keys import device_key
+    host, port, login = connection(args)
+    tool_args, key = parse_tool_args(args.args), device_key(args.device, fleet_flag(args))
+    try:
+        res = command(host, port, args.device, args.tool, tool_args, key=key, timeout_s=args.timeout, login=login)
+    except AskError as e:
+        print(f"wisp: {e}", file=sys.stderr)
+        return 3
+    print(json.dumps(res) if args.json else res.get("result"))
+    return 0 if res.get("ok") else 1
+
+
+def cmd_devices(args):
+    from tools import devices
+    from tools.listen import BrokerUnreachable
+    host, port, login = connection(args)
+    try:
+        found = devices.collect(host, port, login)
+    except BrokerUnreachable as e:
+        print(f"wisp: {e}", file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps({"devices": found}, sort_keys=True))
+    elif not found:
+        print(f"wisp: no devices on {host}:{port}")
+    else:
+        print(devices.table(found))
+    return 0
+
+
+def cmd_logs(args):
+    from tools import logs
+    from tools.listen import BrokerUnreachable
+    host, port, login = connection(args)
+    try:
+        return logs.follow(host, port, args.device, sys.stdout, follow=args.follow, login=login)
+    except BrokerUnreachable as e:
+        print(f"wisp: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_run(args):
+    from tools.provision import fleet_dir
+    from tools.run import run
+    if args.secure:
+        if args.fleet is not None:
+            raise ValueError("--secure and --fleet do not mix: --secure is the default fleet with a simulated device")
+        return run(*secure_setup(fleet_dir(None), args.id or "dev1", args.port))
+    return run(args.id, args.port, None if args.fleet is None else fleet_dir(args.fleet or None))
+
+
+def secure_setup(fleet, dev_id, port):
+    """`wisp run --secure`: the same stack as `wisp run`, provisioned: `dev_id` gets a broker login and
+    a signing key in `fleet` (once; later runs reuse them). Returns run()'s arguments."""
+    from tools import provision, sim
+    address = provision.broker_address(fleet) or ("127.0.0.1", port)
+    if not provision.device_config_path(fleet, dev_id).exists():
+        print(f"wisp: provisioning '{dev_id}' in {fleet} (broker login, signing key)")
+        provision.provision(dev_id, fleet, address[0], address[1], pins=sim.DEFAULT_PINS)
+    return dev_id, address[1], fleet
+
+
+def cmd_sim(args):
+    from tools import devices, sim, simfleet
+    from tools.listen import BrokerUnreachable
+    if args.count is not None and args.id is not None:
+        raise ValueError("--id and --count do not mix: --count N starts dev1..devN")
+    if args.count is not None and not 1 <= args.count <= simfleet.MAX_COUNT:
+        raise ValueError(f"--count must be 1-{simfleet.MAX_COUNT}")
+    ids = [f"dev{i}" for i in range(1, args.count + 1)] if args.count is not None else [args.id or "dev1"]
+    host, port, login = connection(args)
+    pins = sim.load_pins(args.pins) if args.pins else None
+    try:
+        online = {d for d, info in devices.collect(host, port, login).items() if info["state"] == "online"}
+    except BrokerUnreachable:
+        online = set()          # no broker yet: the devices wait for it, as boards do
+    try:
+        return simfleet.run_fleet(ids, host, port, heapsize=args.heapsize, console=args.console,
+                                  root=args.state_dir, pins=pins, online=online)
+    except sim.SimError as e:
+        print(f"wisp: {e}", file=sys.stderr)
+        return 2
