@@ -8,7 +8,6 @@ handshake) blocks, so it runs in a worker thread before the socket is handed to 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 import ssl
@@ -18,7 +17,7 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
-from bridge import protocol
+from bridge import fastjson, protocol
 
 log = logging.getLogger("wisp.bridge.mqtt")
 
@@ -89,7 +88,7 @@ class MqttLink:
             self._held.append((topic, payload, qos, retain))
             return
         if isinstance(payload, dict):
-            payload = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+            payload = fastjson.dumps(payload)
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             log.warning("publish to %s: %s (queued for reconnect if QoS>0)", topic, mqtt.error_string(info.rc))
