@@ -70,6 +70,8 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.link.conn is self:  # from now on QoS 1 messages wait in the outbox for the next connection
+            self.link.conn = None
         if not self.connack.done():
             self.connack.set_exception(ConnectionError(str(exc or "closed by the broker before CONNACK")))
         if not self.lost.done():
@@ -142,7 +144,7 @@ class MqttLink:
             deadline = self.loop.time() + CLOSE_GRACE_S
             while (self._inflight or self._outbox) and not conn.lost.done() and self.loop.time() < deadline:
                 await asyncio.sleep(0.01)
-            if not conn.lost.done():
+            if not conn.transport.is_closing():
                 conn.transport.write(wire.DISCONNECT)
                 conn.transport.close()  # after what is buffered is written
         if self._supervisor:
@@ -151,7 +153,10 @@ class MqttLink:
 
     # ---- sending -----------------------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
-        self.conn.transport.write(data)
+        transport = self.conn.transport
+        if transport.is_closing():  # going down: what is in flight is sent again on the next connection
+            return
+        transport.write(data)
         self._last_out = self.loop.time()
 
     def _next_pid(self) -> int:
