@@ -135,10 +135,8 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
                 if q.empty():
                     async with asyncio.timeout_at(wake):
                         a, item = await q.get()
-                elif loop.time() < wake:  # already there: no timer to arm and cancel for it
+                else:  # already there (taken even past `wake`, as q.get() would): no timer to arm and cancel
                     a, item = q.get_nowait()
-                else:
-                    raise TimeoutError
             except TimeoutError:
                 if loop.time() >= deadline:
                     tier = (winner or list(running.values())[-1]).tier.name if running else None
