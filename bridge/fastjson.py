@@ -3,13 +3,15 @@ installed, the standard library otherwise, with the standard library's results e
 
 orjson parses and writes the compact UTF-8 that json.dumps(separators=(",", ":"), ensure_ascii=False) writes,
 several times faster. Whatever orjson refuses (NaN in a document, non-string keys, non-UTF-8 input, nesting
-deeper than 1024) goes to the json module, so accepted inputs and error messages stay those of json. Two
-differences remain, both outside what JSON can carry anyway: a float NaN or infinity is written as null (json
-writes the invalid token NaN), and an integer beyond 64 bits is read as a float.
+deeper than 1024) goes to the json module, and so does a document with 19 digits in a row (orjson reads an
+integer beyond 64 bits as a float, json exactly): values, accepted inputs and error messages stay those of json.
+One difference remains, outside what JSON can carry anyway: a float NaN or infinity is written as null (json
+writes the invalid token NaN).
 """
 from __future__ import annotations
 
 import json
+import re
 
 try:
     import orjson
@@ -23,9 +25,13 @@ def _std_dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+_LONG_NUMBER = re.compile(rb"[0-9]{19}"), re.compile(r"[0-9]{19}")  # may not fit 64 bits (bytes, str)
+
 if orjson is not None:
     def loads(data: bytes | str):
         """json.loads(data)."""
+        if _LONG_NUMBER[isinstance(data, str)].search(data):
+            return json.loads(data)
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:  # json's own verdict: its values (NaN, big ints) or its error message
