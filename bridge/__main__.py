@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
+from bridge import eventloop
 from bridge.app import serve
 from bridge.config import ConfigError, load_config
 from bridge.cost import StoreError
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if config.cost.url:
         log.info("usage, budgets and request claims shared through PostgreSQL")
     try:
-        asyncio.run(serve(config))
+        eventloop.run(serve(config))
     except StoreError as e:
         print(f"wisp bridge: {e}", file=sys.stderr)
         return 2

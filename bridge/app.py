@@ -79,9 +79,11 @@ class Bridge:
             async with aiohttp.ClientSession(connector=connector) as session:
                 self.router = Router(cfg, provider_factory(session), on_attempt=self.metrics.attempt_ended)
                 self.metrics.watch(self.router, self.fleet, self.events)
+                # the dashboard's tier events are read only through the HTTP server: none without it
                 self.ctx = HandlerContext(cfg, self.manifests, link.publish, self.router, costs,
                                           Dedupe(shared=costs if cfg.cost.url else None),
-                                          on_outcome=[self.metrics.round_finished, self._tier_event])
+                                          on_outcome=[self.metrics.round_finished,
+                                                      *([self._tier_event] if serve_http else [])])
                 if serve_http:
                     app = make_app(token=cfg.http.token, router=self.router, costs=costs, fleet=self.fleet,
                                    hub=self.events, metrics=self.metrics, updates=_updates(cfg))

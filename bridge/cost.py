@@ -39,8 +39,16 @@ class Totals(NamedTuple):
     cost_usd: float
 
 
+_last_day: tuple[int, str] = (-1, "")  # (days since the epoch, its date): every request asks, few days change
+
+
 def utc_day(ts: float | None = None) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(time.time() if ts is None else ts))
+    global _last_day
+    t = time.time() if ts is None else ts
+    day = int(t // 86400)  # Unix time has exactly 86,400 s per UTC day
+    if day != _last_day[0]:
+        _last_day = (day, time.strftime("%Y-%m-%d", time.gmtime(t)))
+    return _last_day[1]
 
 
 class StoreError(Exception):

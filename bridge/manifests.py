@@ -6,11 +6,10 @@ the moment it subscribes.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import re
 
-from bridge import protocol
+from bridge import fastjson, protocol
 
 log = logging.getLogger("wisp.bridge.manifests")
 
@@ -24,7 +23,7 @@ def parse_manifest(device_id: str, payload: bytes) -> dict:
     if len(payload) > MAX_MANIFEST_BYTES:
         raise ValueError(f"manifest is {len(payload)} bytes (limit {MAX_MANIFEST_BYTES})")
     try:
-        m = json.loads(payload)
+        m = fastjson.loads(payload)
     except ValueError as e:
         raise ValueError(f"manifest is not JSON: {e}") from None
     except RecursionError:  # json.loads recurses per nesting level; hostile input can exhaust the stack

@@ -20,6 +20,21 @@ CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 prometheus_client.disable_created_metrics()  # *_created series only add noise to a scrape
 
 
+class _Children:
+    """metric.labels(*values), remembered: prometheus_client takes a lock and rebuilds the label key on every
+    call, and each device round feeds eight labelled series."""
+
+    def __init__(self, metric) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], object] = {}
+
+    def __call__(self, *values: str):
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -41,6 +56,10 @@ class Metrics:
         self.tokens = Counter("wisp_tokens", "Tokens accounted, by tier and direction (in, out)",
                               ["tier", "direction"], registry=r)
         self.cost = Counter("wisp_cost_usd", "Money spent on tiers, USD", ["tier"], registry=r)
+        self._requests, self._first_output, self._duration = (_Children(m) for m in (
+            self.requests, self.first_output, self.duration))
+        self._tier_first_output, self._tier_attempts, self._tokens, self._cost = (_Children(m) for m in (
+            self.tier_first_output, self.tier_attempts, self.tokens, self.cost))
 
     def watch(self, router=None, fleet=None, hub=None) -> None:
         """Live state of these objects, read at every scrape."""
@@ -53,20 +72,20 @@ class Metrics:
         """A device round answered (or refused, or replayed): timed from its llm/req's arrival."""
         tier = outcome.tier or "none"
         if outcome.first_output_s is not None:
-            self.first_output.labels(outcome.req_class).observe(outcome.first_output_s)
-        self.requests.labels(outcome.req_class, tier, "ok" if outcome.ok else "error").inc()
-        self.duration.labels(outcome.req_class, tier).observe(outcome.total_s)
+            self._first_output(outcome.req_class).observe(outcome.first_output_s)
+        self._requests(outcome.req_class, tier, "ok" if outcome.ok else "error").inc()
+        self._duration(outcome.req_class, tier).observe(outcome.total_s)
 
     def attempt_ended(self, report: AttemptReport) -> None:
         if report.first_output_ms is not None:
-            self.tier_first_output.labels(report.tier).observe(report.first_output_ms / 1000)
+            self._tier_first_output(report.tier).observe(report.first_output_ms / 1000)
         if report.verdict is not Verdict.ABANDONED:
-            self.tier_attempts.labels(report.tier, report.verdict.value).inc()
+            self._tier_attempts(report.tier, report.verdict.value).inc()
 
     def cost_recorded(self, tier: str, tokens_in: int, tokens_out: int, usd: float) -> None:
-        self.tokens.labels(tier, "in").inc(tokens_in)
-        self.tokens.labels(tier, "out").inc(tokens_out)
-        self.cost.labels(tier).inc(usd)
+        self._tokens(tier, "in").inc(tokens_in)
+        self._tokens(tier, "out").inc(tokens_out)
+        self._cost(tier).inc(usd)
 
 
 class _LiveState:

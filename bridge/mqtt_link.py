@@ -1,24 +1,25 @@
-"""The bridge's MQTT connection: paho-mqtt driven by the asyncio loop itself (paho's external-loop API: the
-socket is watched with add_reader/add_writer, a supervisor task connects, keeps alive and reconnects).
+"""The bridge's MQTT connection: MQTT 3.1.1 (bridge/mqtt_wire.py) as an asyncio protocol on the bridge's own loop,
+and a supervisor task that connects, keeps the connection alive and reconnects with capped backoff.
 
-No network thread: a received message is handled, and a publish written to the socket, in the loop's own turn,
-without a wake-up write and a GIL hand-off between threads for each message. Connecting (DNS, TCP, TLS
-handshake) blocks, so it runs in a worker thread before the socket is handed to the loop.
+Why not paho-mqtt here (the tools and tests use it): a device round is one PUBLISH in, its PUBACK, two or more
+PUBLISHes out and their PUBACKs, and paho's per-packet bookkeeping cost the bridge ~190 µs of CPU per round,
+a quarter of all it spent at 800 requests/s (docs/benchmarks.md). The link needs little of MQTT: one clean
+session, a few subscriptions, QoS 0/1. QoS 1 is kept as paho kept it: each message stays until the broker's
+PUBACK, is sent again (DUP) on the next connection, and messages published while disconnected wait for it.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 import ssl
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 
-import paho.mqtt.client as mqtt
-
-from bridge import protocol
+from bridge import fastjson, protocol
+from bridge import mqtt_wire as wire
 
 log = logging.getLogger("wisp.bridge.mqtt")
 
@@ -27,9 +28,54 @@ SHARED_REQ_TOPIC = protocol.SHARED_GROUP + REQ_TOPIC  # several bridges split th
 MANIFEST_TOPIC = protocol.every_device(protocol.MANIFEST)
 KEEPALIVE_S = 30
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
-MAX_INFLIGHT = 100  # paho's default of 20 unacked QoS 1 messages would queue replies of concurrent requests
-MISC_EVERY_S = 1.0  # paho's keepalive and retry bookkeeping (loop_misc)
+CONNECT_TIMEOUT_S = 10.0  # TCP, TLS and the broker's CONNACK together
+MAX_INFLIGHT = 100  # QoS 1 messages sent and not yet acknowledged; the rest wait in order in the outbox
+OUTBOX_MAX = 10_000  # QoS 1 messages waiting (for a connection, or for room in flight); the oldest go first
+MISC_EVERY_S = 1.0  # keepalive bookkeeping
 CLOSE_GRACE_S = 2.0  # what is queued gets this long to reach the broker when the bridge stops
+
+
+class _Refused(Exception):
+    """The broker answered CONNECT with a refusal (bad login, not authorized, ...)."""
+
+
+class _Connection(asyncio.Protocol):
+    """One TCP (or TLS) connection to the broker; packets go to the link once the broker accepted it."""
+
+    def __init__(self, link: MqttLink, loop: asyncio.AbstractEventLoop) -> None:
+        self.link = link
+        self.reader = wire.Reader()
+        self.transport: asyncio.Transport | None = None
+        self.connack: asyncio.Future = loop.create_future()  # the CONNACK return code
+        self.lost: asyncio.Future = loop.create_future()  # set when the connection is gone (its reason)
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        try:  # without it, Nagle + delayed ACK add 40-90 ms to every QoS 1 round trip
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (AttributeError, OSError):
+            pass
+
+    def data_received(self, data: bytes) -> None:
+        self.link.last_in = self.link.loop.time()
+        try:
+            for kind, flags, body in self.reader.feed(data):
+                if kind == wire.CONNACK and not self.connack.done():
+                    self.connack.set_result(body[1] if len(body) >= 2 else -1)
+                elif self.link.conn is self:
+                    self.link.packet(kind, flags, body)
+        except wire.ProtocolError as e:
+            log.warning("broker %s:%d sent a malformed packet (%s); reconnecting", self.link.host, self.link.port, e)
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.link.conn is self:  # from now on QoS 1 messages wait in the outbox for the next connection
+            self.link.conn = None
+        if not self.connack.done():
+            self.connack.set_exception(ConnectionError(str(exc or "closed by the broker before CONNACK")))
+        if not self.lost.done():
+            self.lost.set_result(exc)
 
 
 class MqttLink:
@@ -41,186 +87,202 @@ class MqttLink:
                  user: str | None = None, password: str | None = None, client_id: str | None = None,
                  extra_topics: tuple[str, ...] = (), tls: bool = False, ca: str | None = None):
         self.host, self.port = host, port
-        self._loop = loop
+        self.loop = loop
         self._on_message = on_message
         self.subscribed = asyncio.Event()
         self._loop_thread = threading.get_ident()  # the link is built on the loop's thread
-        self._sock = None  # the socket the loop watches, while connected
-        self._lost = asyncio.Event()
-        self._supervisor: asyncio.Task | None = None
-        self._closing = False
-        self._connecting = False  # paho's reconnect() runs in a worker thread: the client is not ours to touch
-        self._held: list[tuple] = []  # publishes made meanwhile, handed to paho once it is back
+        self._user, self._password = user, password
+        # A unique client id per process: bridges sharing a group must not kick each other off.
+        self._client_id = client_id or f"wisp-bridge-{uuid.uuid4().hex[:12]}"
+        # with ca: only a broker that CA signed; without: the system's trusted CAs
+        self._ssl = ssl.create_default_context(cafile=ca) if tls else None
+        # MQTT 3.1.1: every broker speaks it, and mosquitto honours $share/ for 3.1.1 clients too.
         self._topics = [(SHARED_REQ_TOPIC if shared else REQ_TOPIC, 1), (MANIFEST_TOPIC, 1)]
         self._topics += [(t, 1) for t in extra_topics]  # plain: every bridge sees them (the fleet view)
-        # MQTT 3.1.1: every broker speaks it, and mosquitto honours $share/ for 3.1.1 clients too.
-        # A unique client id per process: bridges sharing a group must not kick each other off.
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311, clean_session=True,
-                        client_id=client_id or f"wisp-bridge-{uuid.uuid4().hex[:12]}")
-        if user:
-            c.username_pw_set(user, password)
-        if tls:  # with ca: only a broker that CA signed; without: the system's trusted CAs
-            c.tls_set(ca_certs=ca)
-        c.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        c.max_inflight_messages_set(MAX_INFLIGHT)
-        c.on_socket_open = self._socket_open
-        c.on_socket_close = self._socket_close
-        # With these set paho never writes from inside publish() (or from the connecting thread): _flush() does,
-        # on the loop, after the CONNECT that reconnect() queued.
-        c.on_socket_register_write = c.on_socket_unregister_write = lambda client, userdata, sock: None
-        c.on_connect = self._connected
-        c.on_disconnect = self._disconnected
-        c.on_subscribe = self._subscribed
-        c.on_message = self._message
-        self._client = c
+        self.conn: _Connection | None = None  # while the broker has accepted the connection
+        self._inflight: dict[int, bytes] = {}  # packet id -> PUBLISH sent, until its PUBACK (insertion order)
+        self._outbox: deque[tuple[str, bytes, bool]] = deque()  # QoS 1 (topic, payload, retain) not yet sent
+        self._pid = 0
+        self._sub_pid = 0
+        self.last_in = self._last_out = 0.0
+        self._ping_sent: float | None = None
+        self._supervisor: asyncio.Task | None = None
+        self._closing = False
 
     def start(self) -> None:
         """Connect in the background; retried with capped backoff until the broker answers."""
-        self._client.connect_async(self.host, self.port, KEEPALIVE_S)
-        self._supervisor = self._loop.create_task(self._supervise())
+        self._supervisor = self.loop.create_task(self._supervise())
 
-    def publish(self, topic: str, payload: dict | bytes, qos: int = 1, retain: bool = False) -> None:
-        """On the loop: written to the socket now. While disconnected paho keeps QoS 1 messages and sends them
-        on reconnect. From another thread: handed to the loop."""
+    def publish(self, topic: str, payload: dict | bytes | str, qos: int = 1, retain: bool = False) -> None:
+        """On the loop: written to the connection now. While disconnected QoS 1 messages wait for the next
+        connection (QoS 0 ones are dropped). From another thread: handed to the loop."""
         if threading.get_ident() != self._loop_thread:
-            self._loop.call_soon_threadsafe(self.publish, topic, payload, qos, retain)
-            return
-        if self._connecting:
-            self._held.append((topic, payload, qos, retain))
+            self.loop.call_soon_threadsafe(self.publish, topic, payload, qos, retain)
             return
         if isinstance(payload, dict):
-            payload = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            log.warning("publish to %s: %s (queued for reconnect if QoS>0)", topic, mqtt.error_string(info.rc))
-        self._flush()
+            payload = fastjson.dumps(payload)
+        elif isinstance(payload, str):
+            payload = payload.encode()
+        if not qos:
+            if self.conn is None:
+                log.warning("publish to %s: not connected (QoS 0: dropped)", topic)
+                return
+            self._write(wire.publish(topic, payload, 0, 0, retain))
+        elif self.conn is None or self._outbox or len(self._inflight) >= MAX_INFLIGHT:
+            if len(self._outbox) >= OUTBOX_MAX:
+                dropped = self._outbox.popleft()
+                log.warning("outbox full (%d messages): dropped the oldest, to %s", OUTBOX_MAX, dropped[0])
+            self._outbox.append((topic, payload, retain))
+        else:
+            self._send(topic, payload, retain)
 
     async def aclose(self) -> None:
         """Send what is queued, disconnect cleanly, stop the supervisor."""
         self._closing = True
-        if self._sock is not None:
-            deadline = self._loop.time() + CLOSE_GRACE_S
-            while self._client.want_write() and self._sock is not None and self._loop.time() < deadline:
+        conn = self.conn
+        if conn is not None:
+            deadline = self.loop.time() + CLOSE_GRACE_S
+            while (self._inflight or self._outbox) and not conn.lost.done() and self.loop.time() < deadline:
                 await asyncio.sleep(0.01)
-            self._client.disconnect()  # writes DISCONNECT and closes the socket (_socket_close)
-            self._flush()
+            if not conn.transport.is_closing():
+                conn.transport.write(wire.DISCONNECT)
+                conn.transport.close()  # after what is buffered is written
         if self._supervisor:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
-        self._forget_socket()
 
-    # ---- the loop's side of paho ---------------------------------------------------------------------
-    async def _supervise(self) -> None:
-        delay = RECONNECT_MIN_S
-        while not self._closing:
-            self._lost.clear()
-            self._connecting = True
+    # ---- sending -----------------------------------------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        transport = self.conn.transport
+        if transport.is_closing():  # going down: what is in flight is sent again on the next connection
+            return
+        transport.write(data)
+        self._last_out = self.loop.time()
+
+    def _next_pid(self) -> int:
+        while True:
+            self._pid = self._pid % 65535 + 1
+            if self._pid not in self._inflight and self._pid != self._sub_pid:
+                return self._pid
+
+    def _send(self, topic: str, payload: bytes, retain: bool) -> None:
+        pid = self._next_pid()
+        packet = self._inflight[pid] = wire.publish(topic, payload, 1, pid, retain)
+        self._write(packet)
+
+    def _drain_outbox(self) -> None:
+        while self._outbox and self.conn is not None and len(self._inflight) < MAX_INFLIGHT:
+            self._send(*self._outbox.popleft())
+
+    # ---- receiving (on the loop, from _Connection.data_received) -----------------------------------------
+    def packet(self, kind: int, flags: int, body: bytes) -> None:
+        if kind == wire.PUBLISH:
+            topic, payload, qos, pid = wire.read_publish(flags, body)
+            if qos == 2:  # the subscriptions are QoS 1: a broker never sends more
+                raise wire.ProtocolError("QoS 2 message on a QoS 1 subscription")
+            if qos:
+                self._write(wire.puback(pid))
             try:
-                await asyncio.to_thread(self._client.reconnect)  # blocking: DNS, TCP, TLS handshake
-            except (OSError, ssl.SSLError, ValueError) as e:
-                log.warning("cannot reach broker %s:%d (%s); retrying in %d s", self.host, self.port, e, delay)
-                self._release_held()  # paho keeps them (QoS 1) until a connection takes them
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_MAX_S)
-                continue
-            sock = self._client.socket()
-            if sock is None:  # closed again before we got it
-                self._release_held()
-                continue
-            self._sock = sock
-            self._loop.add_reader(sock, self._readable)
-            self._release_held()  # behind the CONNECT reconnect() queued
-            self._flush()
-            while not self._lost.is_set():
-                try:
-                    await asyncio.wait_for(self._lost.wait(), MISC_EVERY_S)
-                except TimeoutError:
-                    self._client.loop_misc()  # keepalive pings; a dead broker closes the socket here
-                    self._flush()
-            if self.subscribed.is_set():
-                delay = RECONNECT_MIN_S  # it was up: the next attempt starts from the short delay
-            else:  # refused or dropped before subscribing (e.g. a bad login): back off
-                delay = min(delay * 2, RECONNECT_MAX_S)
-            self.subscribed.clear()
-            if not self._closing:
-                await asyncio.sleep(delay)
+                self._on_message(topic, payload)
+            except Exception:  # one bad message must not cost the connection
+                log.exception("handling a message on %s failed", topic)
+        elif kind == wire.PUBACK:
+            self._inflight.pop(wire.read_pid(body), None)
+            if self._outbox:
+                self._drain_outbox()
+        elif kind == wire.SUBACK:
+            self._suback(body)
+        elif kind == wire.PINGRESP:
+            self._ping_sent = None
 
-    def _release_held(self) -> None:
-        self._connecting = False
-        held, self._held = self._held, []
-        for args in held:
-            self.publish(*args)
-
-    def _readable(self) -> None:
-        self._client.loop_read()
-        # TLS may hold decrypted bytes the socket no longer signals
-        while self._sock is not None and isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
-            self._client.loop_read()
-        self._flush()
-
-    def _writable(self) -> None:
-        self._client.loop_write()
-        self._flush()
-
-    def _flush(self) -> None:
-        """Write what paho queued (PUBACKs, SUBSCRIBE, publishes); leave the rest to add_writer."""
-        if self._sock is None:
+    def _suback(self, body: bytes) -> None:
+        if wire.read_pid(body) != self._sub_pid:
             return
-        if self._client.want_write():
-            self._client.loop_write()
-        if self._sock is None:
-            return
-        if self._client.want_write():
-            self._loop.add_writer(self._sock, self._writable)
-        else:
-            self._loop.remove_writer(self._sock)
-
-    def _forget_socket(self) -> None:
-        if self._sock is not None:
-            self._loop.remove_reader(self._sock)
-            self._loop.remove_writer(self._sock)
-            self._sock = None
-        self._lost.set()
-
-    # ---- paho callbacks: on the loop, except _socket_open (in the connecting thread) ---------------------
-    def _socket_close(self, client, userdata, sock) -> None:
-        if sock is self._sock:  # a connection the loop watched: stop watching before the descriptor closes
-            self._forget_socket()
-
-    def _socket_open(self, client, userdata, sock) -> None:
-        # Without TCP_NODELAY, Nagle + delayed ACK add 40-90 ms to every QoS 1 round trip.
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (AttributeError, OSError):  # websocket wrappers and the like
-            pass
-
-    def _connected(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            log.error("broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
-            return
-        log.info("connected to broker %s:%d", self.host, self.port)
-        # Subscribing here renews the subscriptions after every reconnect (clean session forgets them).
-        client.subscribe(self._topics)
-
-    def _disconnected(self, client, userdata, flags, reason_code, properties) -> None:
-        self.subscribed.clear()
-        if reason_code.is_failure:
-            log.warning("disconnected from broker: %s; reconnecting", reason_code)
-
-    def _subscribed(self, client, userdata, mid, reason_codes, properties) -> None:
-        failed = [str(rc) for rc in reason_codes[:2] if rc.is_failure]  # requests and manifests: required
-        if failed:
-            log.error("broker refused subscriptions %s: %s", [t for t, _ in self._topics], failed)
+        codes = body[2:]
+        failed = [f"{t} (0x{c:02x})" for (t, _), c in zip(self._topics[:2], codes[:2], strict=False)
+                  if c == wire.SUBACK_FAILURE]
+        if failed or len(codes) < 2:  # requests and manifests: required
+            log.error("broker refused subscriptions %s", failed or [t for t, _ in self._topics])
             return
         # the fleet view's topics: a refusal degrades the dashboard, it is not fatal
-        for (topic, _), rc in zip(self._topics[2:], reason_codes[2:], strict=False):
-            if rc.is_failure:
-                log.warning("broker refused %s (%s): the dashboard will miss it", topic, rc)
+        for (topic, _), code in zip(self._topics[2:], codes[2:], strict=False):
+            if code == wire.SUBACK_FAILURE:
+                log.warning("broker refused %s: the dashboard will miss it", topic)
         log.info("subscribed to %s", ", ".join(t for t, _ in self._topics))
         self.subscribed.set()
 
-    def _message(self, client, userdata, msg) -> None:
+    # ---- the connection's life ---------------------------------------------------------------------------
+    async def _supervise(self) -> None:
+        delay = RECONNECT_MIN_S
+        while not self._closing:
+            try:
+                conn = await self._connect()
+            except _Refused as e:
+                log.error("broker %s:%d refused the connection: %s", self.host, self.port, e)
+            except (OSError, ssl.SSLError, TimeoutError, wire.ProtocolError) as e:
+                log.warning("cannot reach broker %s:%d (%s); retrying in %d s", self.host, self.port,
+                            e or type(e).__name__, delay)
+            else:
+                log.info("connected to broker %s:%d", self.host, self.port)
+                reason = await self._serve(conn)
+                if self._closing:
+                    return
+                log.warning("disconnected from broker: %s; reconnecting", reason or "connection closed")
+                # it was up: the next attempt starts from the short delay; refused or dropped before
+                # subscribing (e.g. a bad login): back off
+                was_up = self.subscribed.is_set()
+                self.subscribed.clear()
+                if was_up:
+                    delay = RECONNECT_MIN_S
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _connect(self) -> _Connection:
+        """TCP (and TLS), CONNECT, CONNACK."""
+        transport = conn = None
         try:
-            self._on_message(msg.topic, msg.payload)
-        except Exception:  # inside paho's read: an exception would leave its packet state half done
-            log.exception("handling a message on %s failed", msg.topic)
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                transport, conn = await self.loop.create_connection(
+                    lambda: _Connection(self, self.loop), self.host, self.port, ssl=self._ssl)
+                transport.write(wire.connect(self._client_id, KEEPALIVE_S, self._user, self._password))
+                code = await conn.connack
+        except BaseException:
+            if conn is not None:
+                conn.connack.cancel()  # nobody waits for it any more
+                transport.abort()
+            raise
+        if code:
+            transport.abort()
+            raise _Refused(wire.CONNACK_REFUSALS.get(code, f"return code {code}"))
+        return conn
+
+    async def _serve(self, conn: _Connection):
+        """Subscribe, send what waits, keep alive; returns once the connection is gone (its reason)."""
+        self.conn = conn
+        self.last_in = self._last_out = self.loop.time()
+        self._ping_sent = None
+        # Subscribing on every connection renews the subscriptions (a clean session forgets them).
+        self._sub_pid = 0
+        self._sub_pid = self._next_pid()
+        self._write(wire.subscribe(self._sub_pid, self._topics))
+        for packet in self._inflight.values():  # sent before, never acknowledged: again, marked as a re-send
+            self._write(wire.with_dup(packet))
+        self._drain_outbox()
+        try:
+            while not conn.lost.done():
+                await asyncio.wait([conn.lost], timeout=MISC_EVERY_S)
+                if not conn.lost.done():
+                    self._keepalive(conn)
+            return conn.lost.result()
+        finally:
+            self.conn = None
+
+    def _keepalive(self, conn: _Connection) -> None:
+        now = self.loop.time()
+        if self._ping_sent is not None:
+            if now - self._ping_sent > KEEPALIVE_S:  # a broker that does not answer is gone
+                log.warning("broker %s:%d did not answer a ping in %d s", self.host, self.port, KEEPALIVE_S)
+                conn.transport.abort()
+        elif now - self._last_out >= KEEPALIVE_S / 2 or now - self.last_in >= KEEPALIVE_S / 2:
+            self._write(wire.PINGREQ)
+            self._ping_sent = now

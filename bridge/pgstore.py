@@ -2,8 +2,9 @@
 bridge checks), and request claims (which bridge answers a request, and its answer for replay to a re-send).
 
 Same interface as cost.CostStore. Writes go through a queue to one writer task that commits in batches, so a
-request never waits on them; the budget check and the claim are one indexed query each. Times in claims come
-from the server's clock, so bridges on machines with skewed clocks agree on leases.
+request never waits on them; the budget check is one indexed query, and the claims of requests that arrive
+together share one statement. Times in claims come from the server's clock, so bridges on machines with skewed
+clocks agree on leases.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from collections.abc import Callable
 
 import asyncpg
 
+from bridge import fastjson
 from bridge.config import CostConfig
 from bridge.cost import CostStore, StoreError, Totals, build_report, over_budget_text, utc_day
 from bridge.reasons import Reason
@@ -24,6 +26,7 @@ log = logging.getLogger("wisp.bridge.pgstore")
 
 BATCH_MAX = 500  # rows per commit
 BATCH_WAIT_S = 0.05  # the writer gathers rows and claims this long after the first: one transaction per batch
+CLAIM_STATEMENTS = 2  # claim statements in flight at once: one slow statement does not hold up the next batch
 POOL_MAX = 8  # connections per bridge: claims and budget checks of concurrent requests, the writer, reports
 QUERY_TIMEOUT_S = 2.0  # a claim or budget check that takes longer is given up: the request is answered anyway
 REPLAY_TTL_S = 300  # an answered claim is kept this long for replay (as rounds/dedupe.py REPLAY_TTL_S)
@@ -42,18 +45,35 @@ CREATE TABLE IF NOT EXISTS claims (
   device TEXT NOT NULL, req_id TEXT NOT NULL, round INTEGER NOT NULL, owner TEXT NOT NULL,
   until TIMESTAMPTZ NOT NULL, answer JSONB, PRIMARY KEY (device, req_id, round));
 """
-# Take the claim when nobody holds it, its holder's lease ran out (a bridge that died or overran its budget), or
+# Take each claim when nobody holds it, its holder's lease ran out (a bridge that died or overran its budget), or
 # its answer is older than the replay window (`until` is the lease while running, then the end of the window).
-# RETURNING gives a row only when this bridge now holds it.
+# RETURNING gives a row only for the requests this bridge now holds. One statement for a batch of requests.
 _CLAIM = """
 INSERT INTO claims AS c (device, req_id, round, owner, until)
-VALUES ($1, $2, $3, $4, clock_timestamp() + make_interval(secs => $5::float8))
+SELECT t.device, t.req_id, t.round, $4, clock_timestamp() + make_interval(secs => t.lease)
+FROM unnest($1::text[], $2::text[], $3::int[], $5::float8[]) AS t(device, req_id, round, lease)
 ON CONFLICT (device, req_id, round) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until, answer = NULL
 WHERE c.until < clock_timestamp()
-RETURNING owner"""
+RETURNING device, req_id, round"""
+_ANSWERS = """
+SELECT c.device, c.req_id, c.round, c.answer FROM claims c
+JOIN unnest($1::text[], $2::text[], $3::int[]) AS t(device, req_id, round)
+  ON c.device = t.device AND c.req_id = t.req_id AND c.round = t.round"""
+# The writer's statements take a whole batch as arrays: one execution each, however many rows (executemany
+# would execute once per row, which at hundreds of requests per second was most of the database's work).
+_ADD_USAGE = """
+INSERT INTO usage SELECT * FROM unnest($1::float8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+                                       $7::int[], $8::float8[], $9::int[])"""
 _ADD_SPEND = """
-INSERT INTO spend AS s (device, day, usd) VALUES ($1, $2, $3)
+INSERT INTO spend AS s (device, day, usd) SELECT * FROM unnest($1::text[], $2::text[], $3::float8[])
 ON CONFLICT (device, day) DO UPDATE SET usd = s.usd + EXCLUDED.usd"""
+_DROP_CLAIMS = """
+DELETE FROM claims c USING unnest($1::text[], $2::text[], $3::int[]) AS t(device, req_id, round)
+WHERE c.device = t.device AND c.req_id = t.req_id AND c.round = t.round AND c.owner = $4"""
+_KEEP_ANSWERS = """
+UPDATE claims c SET answer = t.answer::jsonb, until = clock_timestamp() + make_interval(secs => $5::float8)
+FROM unnest($1::text[], $2::text[], $3::int[], $4::text[]) AS t(device, req_id, round, answer)
+WHERE c.device = t.device AND c.req_id = t.req_id AND c.round = t.round AND c.owner = $6"""
 
 
 def _where(url: str) -> str:
@@ -80,6 +100,8 @@ class PgStore:
         self._pending: dict[tuple[str, str], float] = {}  # (device, day) -> USD recorded here, not yet committed
         self._seen_spend: dict[tuple[str, str], float] = {}  # (device, day) -> committed spend at the last check
         self._claims_written = 0
+        self._claims: list[tuple[tuple, float, asyncio.Future]] = []  # waiting for the next claim statement
+        self._claimers: set[asyncio.Task] = set()  # each sends what waits, one statement at a time
         self._seen_day_ts = time.time()
 
     async def start(self) -> PgStore:
@@ -190,18 +212,55 @@ class PgStore:
 
     async def claim(self, key: tuple, lease_s: float) -> bool | dict | None:
         """True: this bridge now answers the request. None: another bridge is answering it. A dict: the answer
-        another bridge gave ({"sent": [...], "reason": ..., "class": ...}), to be replayed."""
-        device, req_id, round_ = key
-        round_ = NO_ROUND if round_ is None else round_
+        another bridge gave ({"sent": [...], "reason": ..., "class": ...}), to be replayed.
+
+        A claim goes out at once unless CLAIM_STATEMENTS are running; requests that arrive meanwhile go together
+        in the next statement (the database's round trip, not a timer, sets the batch: no wait at low rates, one
+        statement for many requests at high ones)."""
+        fut = self._loop.create_future()
+        self._claims.append((key, float(lease_s), fut))
+        if len(self._claimers) < CLAIM_STATEMENTS:
+            task = asyncio.create_task(self._claim_batches())
+            self._claimers.add(task)
+            task.add_done_callback(self._claimers.discard)
+        return await fut
+
+    async def _claim_batches(self) -> None:
+        while self._claims:
+            batch, self._claims = self._claims, []
+            try:
+                results = await self._claim_batch([(k, lease) for k, lease, _ in batch])
+            except Exception as e:  # the store is down or slow: each request hears of it (dedupe.py decides)
+                results = [e] * len(batch)
+            except asyncio.CancelledError:  # the bridge stops: nobody waits for a statement that will not come
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(RuntimeError("claim not sent: the bridge is stopping"))
+                raise
+            for (_, _, fut), result in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(result, Exception):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
+
+    async def _claim_batch(self, batch: list[tuple[tuple, float]]) -> list[bool | dict | None]:
+        keys = [(d, r, NO_ROUND if n is None else n) for (d, r, n), _ in batch]
+        if len(set(keys)) < len(keys):  # one statement cannot claim a row twice; Dedupe never asks so, but
+            return [x for k in batch for x in await self._claim_batch([k])]  # should it, one by one
+        cols = _columns(keys, 3)
         async with self._pool.acquire(timeout=QUERY_TIMEOUT_S) as db:
-            if await db.fetchval(_CLAIM, device, req_id, round_, self.owner, float(lease_s)):
-                self._claims_written += 1
-                if self._claims_written % SWEEP_EVERY == 0:
-                    self._q.put_nowait("sweep")
-                return True
-            answer = await db.fetchval("SELECT answer FROM claims WHERE device = $1 AND req_id = $2 AND round = $3",
-                                       device, req_id, round_)
-        return json.loads(answer) if answer else None
+            held = {tuple(r) for r in await db.fetch(_CLAIM, *cols, self.owner, [lease for _, lease in batch])}
+            self._claims_written += len(held)
+            if self._claims_written // SWEEP_EVERY != (self._claims_written - len(held)) // SWEEP_EVERY:
+                self._q.put_nowait("sweep")
+            others = [k for k in keys if k not in held]
+            answers = {}
+            if others:
+                rows = await db.fetch(_ANSWERS, *_columns(others, 3))
+                answers = {(r[0], r[1], r[2]): r[3] for r in rows}
+        return [True if k in held else json.loads(answers[k]) if answers.get(k) else None for k in keys]
 
     def release(self, key: tuple, outcome: Outcome | None) -> None:
         """The request is answered: keep the answer for replay, or (None) let the next re-send be answered afresh."""
@@ -213,7 +272,7 @@ class PgStore:
         answer = {"sent": outcome.sent, "reason": outcome.reason.value if outcome.reason else None,
                   "class": outcome.req_class, "tier": outcome.tier, "calls": outcome.calls,
                   "error": outcome.error, "usage": outcome.usage}
-        self._q.put_nowait(("release", device, req_id, round_, json.dumps(answer, separators=(",", ":"))))
+        self._q.put_nowait(("release", device, req_id, round_, fastjson.dumps(answer).decode()))
 
     # --- the writer ---
 
@@ -244,21 +303,18 @@ class PgStore:
         try:
             async with self._pool.acquire() as db, db.transaction():
                 if rows:
-                    await db.executemany("INSERT INTO usage VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)", rows)
+                    await db.execute(_ADD_USAGE, *_columns(rows, 9))
                     spend: dict[tuple[str, str], float] = {}
                     for r in rows:
                         spend[(r[2], r[1])] = spend.get((r[2], r[1]), 0.0) + r[7]
-                    await db.executemany(_ADD_SPEND, [(d, day, usd) for (d, day), usd in spend.items()])
-                dropped = [(d, r, n, self.owner) for d, r, n, answer in releases if answer is None]
-                kept = [(d, r, n, self.owner, answer, float(REPLAY_TTL_S)) for d, r, n, answer in releases if answer]
+                    await db.execute(_ADD_SPEND, *_columns([(d, day, usd) for (d, day), usd in spend.items()], 3))
+                last = {(d, r, n): answer for d, r, n, answer in releases}  # one row per claim, the latest
+                dropped = [key for key, answer in last.items() if answer is None]
+                kept = [(*key, answer) for key, answer in last.items() if answer]
                 if dropped:
-                    await db.executemany("DELETE FROM claims WHERE device = $1 AND req_id = $2 AND round = $3 "
-                                         "AND owner = $4", dropped)
+                    await db.execute(_DROP_CLAIMS, *_columns(dropped, 3), self.owner)
                 if kept:
-                    await db.executemany(
-                        "UPDATE claims SET answer = $5::jsonb, "
-                        "until = clock_timestamp() + make_interval(secs => $6::float8) "
-                        "WHERE device = $1 AND req_id = $2 AND round = $3 AND owner = $4", kept)
+                    await db.execute(_KEEP_ANSWERS, *_columns(kept, 4), float(REPLAY_TTL_S), self.owner)
                 if "sweep" in items:
                     await db.execute("DELETE FROM claims WHERE until < clock_timestamp() - interval '1 minute'")
             for r in rows:  # committed: now part of what every bridge sees
@@ -284,6 +340,11 @@ class PgStore:
             await asyncio.wait_for(self._writer_task, 10)
         if self._pool:
             await self._pool.close()
+
+
+def _columns(rows: list[tuple], n: int) -> list[list]:
+    """Rows as n column lists, the arrays the batch statements unnest."""
+    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(n)]
 
 
 async def _keep_session(db) -> None:

@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import json
 
+from bridge import fastjson
+
 _HEAD = b',"sig":"'
 SUFFIX_LEN = len(_HEAD) + 64 + 2
 
@@ -19,7 +21,7 @@ def sign_text(key: bytes, text: bytes) -> bytes:
 
 def sign_message(key: bytes, msg: dict) -> bytes:
     """Serialise once, then sign those very bytes."""
-    return sign_text(key, json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode())
+    return sign_text(key, fastjson.dumps(msg))
 
 
 def request_bind(text: bytes) -> str:

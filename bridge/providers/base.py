@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from bridge import fastjson
+
 EXCERPT = 200  # chars of server text quoted in error messages: enough to diagnose, short enough to log
 
 
@@ -96,7 +98,7 @@ def parse_args(raw: str) -> tuple[dict | None, str | None]:
     if not raw.strip():
         return {}, None  # some servers send "" (not "{}") for tools without parameters
     try:
-        val = json.loads(raw)
+        val = fastjson.loads(raw)
     except ValueError as e:
         return None, f"arguments are not valid JSON: {e}"
     if not isinstance(val, dict):
@@ -160,7 +162,7 @@ class HttpStreamProvider:
         try:
             async with asyncio.timeout_at(first_deadline):
                 # compact JSON: the spaces of the default separators are ~10 % of a device round's request
-                data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+                data = fastjson.dumps(body)
                 return await self._session.post(self._url, data=data, headers={**headers, **_JSON},
                                                 timeout=timeout)
         except aiohttp.ServerTimeoutError as e:  # before TimeoutError: it subclasses it
@@ -221,7 +223,7 @@ class HttpStreamProvider:
 
     def _json(self, payload: str) -> dict:
         try:
-            obj = json.loads(payload)
+            obj = fastjson.loads(payload)
         except ValueError:
             raise self._fail("malformed", f"data is not JSON: {payload[:EXCERPT]!r}") from None
         if not isinstance(obj, dict):

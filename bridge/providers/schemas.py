@@ -8,6 +8,7 @@ into the description, where the model still reads it.
 """
 from __future__ import annotations
 
+import functools
 import json
 from urllib.parse import urlparse
 
@@ -24,6 +25,7 @@ _LLAMACPP_DROP = {"$schema", "uniqueItems", "not", "if", "then", "else", "contai
 _TYPE_WORDS = {"string": "text", "number": "a number", "integer": "an integer", "boolean": "true/false"}
 
 
+@functools.lru_cache(maxsize=64)  # asked for every attempt; a handful of tiers
 def family_for(provider: str, base_url: str, dialect: str | None = None) -> str:
     """The family of a tier: its `dialect` when set, else guessed from the provider and the URL."""
     if dialect:

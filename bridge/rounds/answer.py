@@ -4,12 +4,11 @@ Outcome reports: tier, calls, error, timings and every message sent.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 
-from bridge import protocol
+from bridge import fastjson, protocol
 from bridge.reasons import Failure, Reason
 from bridge.rounds.outcome import Outcome, TierSpend
 from bridge.signing import sign_message
@@ -121,7 +120,7 @@ def _fit(msg: dict, field: str) -> dict:
 
 
 def _size(msg: dict) -> int:
-    return len(json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode())
+    return len(fastjson.dumps(msg))
 
 
 def show_id(req_id) -> str:

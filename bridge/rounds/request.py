@@ -1,12 +1,11 @@
 """Read and check one device `llm/req` (docs/protocol.md), so the rest of the bridge sees only valid requests."""
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from bridge import protocol
+from bridge import fastjson, protocol
 from bridge.config import REQUEST_CLASSES
 from bridge.reasons import Failure, Reason
 from bridge.rounds.translate import to_openai_messages
@@ -52,7 +51,7 @@ def read(payload: bytes) -> Envelope:
         return Envelope(None, req_id, int(m_round.group(1)) if m_round else None,
                         f"request too large: {len(payload)} bytes (limit {MAX_REQUEST_BYTES})")
     try:
-        req = json.loads(payload)
+        req = fastjson.loads(payload)
     except ValueError as e:  # UnicodeDecodeError is a ValueError too
         return Envelope(None, None, None, f"not JSON ({e})")
     except RecursionError:  # json.loads recurses per nesting level; hostile input can exhaust the stack

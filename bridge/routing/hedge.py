@@ -132,8 +132,11 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
         while True:
             wake = deadline if winner is not None or hedge_at is None else min(deadline, hedge_at)
             try:
-                async with asyncio.timeout_at(wake):
-                    a, item = await q.get()
+                if q.empty():
+                    async with asyncio.timeout_at(wake):
+                        a, item = await q.get()
+                else:  # already there (taken even past `wake`, as q.get() would): no timer to arm and cancel
+                    a, item = q.get_nowait()
             except TimeoutError:
                 if loop.time() >= deadline:
                     tier = (winner or list(running.values())[-1]).tier.name if running else None

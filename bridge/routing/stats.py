@@ -21,13 +21,21 @@ class Series:
     def __init__(self) -> None:
         self.window: deque[float] = deque(maxlen=WINDOW)
         self.ewma: float | None = None
+        self._sorted: list[float] | None = None  # the window in order, until the next sample
 
     def add(self, x: float) -> None:
         self.window.append(x)
+        self._sorted = None
         self.ewma = x if self.ewma is None else EWMA_ALPHA * x + (1 - EWMA_ALPHA) * self.ewma
 
     def p(self, q: float) -> float | None:
-        return percentile(self.window, q) if len(self.window) >= MIN_SAMPLES else None
+        """The router asks several percentiles per attempt: the window is sorted once per new sample."""
+        if len(self.window) < MIN_SAMPLES:
+            return None
+        if self._sorted is None:
+            self._sorted = sorted(self.window)
+        ordered = self._sorted
+        return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 class TierStats:

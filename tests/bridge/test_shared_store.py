@@ -251,3 +251,35 @@ def test_requests_are_answered_while_the_shared_store_is_down(stack):
         assert all("Traceback" not in t for t in texts)
     finally:
         pg.stop(remove=True)
+
+
+def test_concurrent_claims_go_together_and_each_gets_its_own_verdict(pg_url):
+    """Claims arriving while one is in the database go in one statement: each request still learns whether it
+    is its bridge's to answer, another bridge's, or already answered (its answer, to replay)."""
+    from bridge.config import CostConfig
+    from bridge.pgstore import PgStore
+    from bridge.rounds.outcome import Outcome
+
+    async def go():
+        cfg = CostConfig(url=pg_url)
+        a, b = await PgStore(cfg, "a").start(), await PgStore(cfg, "b").start()
+        try:
+            keys = [("d1", f"r{k}", 0) for k in range(20)] + [("d2", "nr", None)]
+            mine = await asyncio.gather(*(a.claim(k, 30) for k in keys))
+            answered = Outcome("d1", "r3", 0, "interactive", "local", 1, None, None, None,
+                               [{"v": 1, "id": "r3", "seq": 0, "done": True, "text": "ok"}], 0.01, 0.02)
+            a.release(keys[3], answered)
+            a.release(keys[4], None)  # failed before acting: the next re-send is answered afresh
+            await a.aflush()
+            theirs = await asyncio.gather(*(b.claim(k, 30) for k in [*keys, ("d1", "new", 0)]))
+            return mine, theirs
+        finally:
+            await a.aclose()
+            await b.aclose()
+
+    mine, theirs = asyncio.run(go())
+    assert mine == [True] * 21
+    assert theirs[3] == {"sent": [{"v": 1, "id": "r3", "seq": 0, "done": True, "text": "ok"}], "reason": None,
+                         "class": "interactive", "tier": "local", "calls": 1, "error": None, "usage": None}
+    assert theirs[4] is True and theirs[-1] is True  # released, and new
+    assert [t for k, t in enumerate(theirs[:-1]) if k not in (3, 4)] == [None] * 19  # a still answers them
