@@ -86,6 +86,9 @@ class Device:
         for name in ("routines", "memory"):
             held = self.__dict__.get(name)
             if held is not None and not getattr(held, "keep", 1):
+                # None first: delattr leaves the old value in the freed slot of the instance's
+                # dict, where the collector still finds it (the module stayed whole in the heap)
+                setattr(self, name, None)
                 delattr(self, name)
                 held = None
                 unload("wisp." + name)

@@ -2,10 +2,10 @@
 # with DST (wisp/tz.py). Pure functions, no state and no I/O, like cron.py; property-tested
 # against a minute-by-minute walk (tests/props/test_nextrun_props.py). The runner that keeps
 # the jobs and sleeps is wisp/sched.py. z: a parsed zone (tz.parse); times are seconds since 1970.
+# A fixed-offset zone (z[1] None: UTC0, the default) needs no wisp.tz: it is loaded only for DST.
 from micropython import const
 
 from wisp import cron
-from wisp import tz as posix_tz
 
 _SEGMENTS = const(24)  # DST stretches a cron search may cross (8 years of "29 Feb" = 16 changes)
 
@@ -15,7 +15,7 @@ def first(p, z, now):
     date that never comes)."""
     kind = p[cron.KIND]
     if kind == cron.AT:
-        u = posix_tz.local_to_utc(p[cron.VALUE], z)
+        u = _local_to_utc(p[cron.VALUE], z)
         return u if u > now else None
     if kind == cron.CRON:
         return cron_after(p, z, now)
@@ -36,10 +36,17 @@ def retimed(p, z, nxt, now, clock_stepped_back=False):
     if kind == cron.CRON:
         return cron_after(p, z, now) or nxt
     if kind == cron.AT:  # the same wall-clock time in the new zone
-        return posix_tz.local_to_utc(p[cron.VALUE], z)
+        return _local_to_utc(p[cron.VALUE], z)
     if clock_stepped_back and kind == cron.EVERY:
         return int(now) + p[cron.VALUE]
     return nxt
+
+
+def _local_to_utc(local, z):
+    if z[1] is None:
+        return local - z[0]
+    from wisp import tz as posix_tz
+    return posix_tz.local_to_utc(local, z)
 
 
 def cron_after(p, z, after):
@@ -50,6 +57,10 @@ def cron_after(p, z, after):
       clock); jobs pinned to an hour ran in the first pass and skip the second.
     Changes at or before `after` are history: a search that starts inside a repeated hour runs
     what the wall clock still shows."""
+    if z[1] is None:  # a fixed offset: one stretch
+        local = cron.next_fire(p, int(after) + z[0])
+        return None if local is None else local - z[0]
+    from wisp import tz as posix_tz
     seg = int(after)
     off = posix_tz.offset(seg, z)[0]
     from_local = seg + off

@@ -15,6 +15,7 @@ TZ_STORE = "tz"                        # tz.json: the device timezone set by tim
 _MAX_SLEEP_S = const(60)    # wake at least this often to notice clock steps (NTP) and pending saves
 _SAVE_EVERY_S = const(60)   # a job that fires again sooner is saved at most this often (flash wear)
 _PURE = ("wisp.nextrun", "wisp.cron", "wisp.tz", "wisp.civil")  # loaded only while jobs change or fire
+_UTC = (0, None, None, None, "UTC", None)  # tz.parse("UTC0"), the default zone: no wisp.tz needed
 # time.time() counts from 1970 on the unix port and on ESP32 since MicroPython v1.22; older
 # ports count from 2000. Everything here uses 1970.
 _EPOCH_SHIFT = 946684800 if time.gmtime(0)[0] == 2000 else 0
@@ -92,8 +93,7 @@ class Scheduler:
     def add(self, spec, action, name=None, tz=None, missed="skip", llm=0):
         """Store a job and return a copy of it; raises ValueError with a readable message.
         llm: the LLM added it, so its runs act for the LLM (wisp/confirm.py)."""
-        from wisp import civil, cron, nextrun
-        from wisp import tz as posix_tz
+        from wisp import cron, nextrun
         now = self.now()
         if now < CLOCK_VALID_AFTER:
             raise ValueError("clock not set yet (no NTP time); try again once the time is known")
@@ -112,8 +112,9 @@ class Scheduler:
         nxt = nextrun.first(p, self._zone(job), now)
         if nxt is None:
             if p[cron.KIND] == cron.AT:
+                from wisp import civil
                 raise ValueError("'%s' is in the past (local time now %s)"
-                                 % (job["spec"], civil.iso(posix_tz.utc_to_local(now, self._zone(job)), False)))
+                                 % (job["spec"], civil.iso(self.local_time(job, now)[0], False)))
             raise ValueError("'%s' never fires (no such date)" % job["spec"])
         job["next"] = nxt
         self._jobs.append(job)
@@ -150,9 +151,12 @@ class Scheduler:
     def local_time(self, job=None, utc=None):
         """(local seconds, offset east of UTC, zone abbreviation) at utc (default: now) in the
         job's zone, or the device's when job is None."""
-        from wisp import tz as posix_tz
         utc = int(self.now() if utc is None else utc)
-        off, abbr = posix_tz.offset(utc, self._zone(job))
+        z = self._zone(job)
+        if z[1] is None:  # a fixed offset
+            return utc + z[0], z[0], z[4]
+        from wisp import tz as posix_tz
+        off, abbr = posix_tz.offset(utc, z)
         return utc + off, off, abbr
 
     async def run(self):
@@ -252,10 +256,12 @@ class Scheduler:
 
     # ---- time zones ------------------------------------------------------------------------
     def _zone(self, job):
-        from wisp import tz as posix_tz
         s = (job and job.get("tz")) or self.dev.config.get("tz", "UTC0")
+        if s == "UTC0":
+            return _UTC
         z = self._zones.get(s)
         if z is None:
+            from wisp import tz as posix_tz
             if len(self._zones) > 4:
                 self._zones = {}
             z = self._zones[s] = posix_tz.parse(s)
@@ -277,7 +283,6 @@ class Scheduler:
     def _validate(self, name, spec, action, tz, missed):
         """The parsed spec of a job, or ValueError."""
         from wisp import cron
-        from wisp import tz as posix_tz
         if not isinstance(name, str) or not 1 <= len(name) <= limits.MAX_JOB_NAME \
                 or any(c not in NAME_CHARS for c in name):
             raise ValueError("job name must be 1-%d characters of a-z A-Z 0-9 _ -" % limits.MAX_JOB_NAME)
@@ -289,6 +294,7 @@ class Scheduler:
         if not isinstance(text, str) or not text.strip() or len(text) > limits.MAX_ACTION_LEN:
             raise ValueError("job %s must be text of 1-%d characters" % (key, limits.MAX_ACTION_LEN))
         if tz is not None:
+            from wisp import tz as posix_tz
             posix_tz.parse(tz)
         if missed not in ("skip", "once"):
             raise ValueError("missed must be 'skip' or 'once', not %r" % (missed,))

@@ -294,3 +294,28 @@ async def test_the_pure_schedule_modules_are_dropped_while_the_runner_sleeps():
     await rig.run_at(T0 + 60)
     loaded = [m for m in ("wisp.nextrun", "wisp.cron", "wisp.tz", "wisp.civil") if m in sys.modules]
     eq(loaded, [], "modules held while nothing is due")
+
+
+def test_the_default_zone_needs_no_tz_module():
+    # UTC0, the default, is a fixed offset: adding, listing and firing jobs leave the POSIX TZ
+    # parser (wisp.tz, ~3.7 KB at the schedule_add peak on a 32-bit port) unloaded
+    import sys
+
+    from wisp import unload
+    unload("wisp.tz")
+    rig = Rig("utc", Clock(T0))
+    dev = rig.dev
+    dev.sched = rig.s
+    eq(_tool(dev, "schedule_add", {"spec": "1 12 * * *", "name": "soon", "routine": "lights_on"}),
+       "ok: job 'soon' [1 12 * * *] routine lights_on; next 2026-06-01T12:01 UTC")
+    eq(_tool(dev, "schedule_add", {"spec": "at 2026-06-01T12:03", "routine": "lights_on"})[-25:],
+       "next 2026-06-01T12:03 UTC")
+    eq(_tool(dev, "schedule_add", {"spec": "at 2026-06-01T11:00", "routine": "lights_on"}),
+       "Error: 'at 2026-06-01T11:00' is in the past (local time now 2026-06-01T12:00)")
+    eq("wisp.tz" in sys.modules, False, "wisp.tz loaded to add a UTC0 job")
+    asyncio.run(rig.run_at(T0 + 60, T0 + 180))
+    eq(rig.names(), ["soon", "job1"])
+    eq(rig.s.jobs()[0]["next"], T0 + 86400 + 60, "the cron job moved to tomorrow")
+    eq(rig.s.local_time(), (T0 + 180, 0, "UTC"))
+    rig.s.add("0 7 * * *", ROUTINE, name="paris", tz=CET)
+    eq("wisp.tz" in sys.modules, True, "a DST zone loads wisp.tz")
