@@ -104,6 +104,27 @@ async def run_load(url, model, headers, stream, n, concurrency):
     return lat, len(lat) / span, failed
 
 
+def start_v1_bridge(tmp, broker, tier_url, procs, tier_extra=""):
+    """A `python -m bridge` serving /v1 with one tier at tier_url (tier_extra: more of its TOML keys) and no
+    budget, its log in tmp/bridge.log, added to procs; returns its /v1 URL once it answers."""
+    port = free_port()
+    (tmp / "wisp.toml").write_text(
+        f'[tiers.local]\nbase_url = "{tier_url}"\nmodel = "fake-model"\n{tier_extra}\n'
+        '[routes]\ninteractive = ["local"]\nscheduled = ["local"]\nprivate = ["local"]\n\n'
+        f'[cost]\ndb = "{tmp / "cost.db"}"\ndaily_budget_usd = 0\n')
+    env = {**os.environ, "WISP_BROKER": f"{broker.host}:{broker.port}", "WISP_CONFIG": str(tmp / "wisp.toml"),
+           "WISP_API_TOKEN": TOKEN, "WISP_HTTP": f"127.0.0.1:{port}", "PYTHONPATH": str(REPO)}
+    for k in ("WISP_LOCAL_URL", "CEREBRAS_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        env.pop(k, None)
+    log = open(tmp / "bridge.log", "wb")
+    bridge = subprocess.Popen([sys.executable, "-m", "bridge", "--log-level", "WARNING"], cwd=tmp, env=env,
+                              stdout=log, stderr=log)
+    procs.append(bridge)
+    url = f"http://127.0.0.1:{port}/v1"
+    wait_http(url, bridge, "bridge")
+    return url
+
+
 def measure(targets, modes, levels, n, warmup):
     """{(target, stream, concurrency): (lat, rps, failed)}; targets interleave per cell so drift hits all alike."""
     out = {}
@@ -192,21 +213,7 @@ def main():
         fake = subprocess.Popen([sys.executable, "-c", FAKE % (str(REPO), ANSWER)], stdout=subprocess.PIPE, text=True)
         procs.append(fake)
         url = fake.stdout.readline().strip()
-        bridge_port = free_port()
-        (tmp / "wisp.toml").write_text(
-            f'[tiers.local]\nbase_url = "{url}"\nmodel = "fake-model"\nmax_concurrency = 4096\n\n'
-            '[routes]\ninteractive = ["local"]\nscheduled = ["local"]\nprivate = ["local"]\n\n'
-            f'[cost]\ndb = "{tmp / "cost.db"}"\ndaily_budget_usd = 0\n')
-        env = {**os.environ, "WISP_BROKER": f"{broker.host}:{broker.port}", "WISP_CONFIG": str(tmp / "wisp.toml"),
-               "WISP_API_TOKEN": TOKEN, "WISP_HTTP": f"127.0.0.1:{bridge_port}", "PYTHONPATH": str(REPO)}
-        for k in ("WISP_LOCAL_URL", "CEREBRAS_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
-            env.pop(k, None)
-        blog = open(tmp / "bridge.log", "wb")
-        bridge = subprocess.Popen([sys.executable, "-m", "bridge", "--log-level", "WARNING"], cwd=tmp, env=env,
-                                  stdout=blog, stderr=blog)
-        procs.append(bridge)
-        bridge_url = f"http://127.0.0.1:{bridge_port}/v1"
-        wait_http(bridge_url, bridge, "bridge")
+        bridge_url = start_v1_bridge(tmp, broker, url, procs, "max_concurrency = 4096\n")
         targets = {"direct": (url, "fake-model", {}),
                    "bridge": (bridge_url, "interactive", {"Authorization": f"Bearer {TOKEN}"})}
         try:

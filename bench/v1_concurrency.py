@@ -4,7 +4,6 @@ deadline) rather than fail. The fake provider runs in its own process, 50 ms to 
 the bridge is `python -m bridge`. Prints and records one run."""
 import asyncio
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -13,13 +12,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.bridge_vs_litellm import run_load, wait_http  # noqa: E402
+from bench.bridge_vs_litellm import TOKEN, run_load, start_v1_bridge  # noqa: E402
 from bench.report import percentile, write_section  # noqa: E402
-from tools.broker import free_port, start_mosquitto  # noqa: E402
+from tools.broker import start_mosquitto  # noqa: E402
 
 LEVELS = (1, 8, 32, 64)
 REQUESTS = 200  # per level, after a warm-up of 20
-TOKEN = "sk-bench-" + secrets.token_hex(16)
 FAKE = ("import sys, time; sys.path.insert(0, %r)\nfrom tests.fakes.openai_server import FakeOpenAI, Reply\n"
         "f = FakeOpenAI(lambda r: Reply(text='The porch light is on now.', ttft_ms=50, chunk_delay_ms=1))\n"
         "print(f.start_in_thread(), flush=True)\ntime.sleep(3600)\n")
@@ -34,21 +32,7 @@ def main():
         fake = subprocess.Popen([sys.executable, "-c", FAKE % str(REPO)], stdout=subprocess.PIPE, text=True)
         procs.append(fake)
         url = fake.stdout.readline().strip()
-        port = free_port()
-        (tmp / "wisp.toml").write_text(
-            f'[tiers.local]\nbase_url = "{url}"\nmodel = "fake-model"\n\n'  # default max_concurrency
-            '[routes]\ninteractive = ["local"]\nscheduled = ["local"]\nprivate = ["local"]\n\n'
-            f'[cost]\ndb = "{tmp / "cost.db"}"\ndaily_budget_usd = 0\n')
-        env = {**os.environ, "WISP_BROKER": f"{broker.host}:{broker.port}", "WISP_CONFIG": str(tmp / "wisp.toml"),
-               "WISP_API_TOKEN": TOKEN, "WISP_HTTP": f"127.0.0.1:{port}", "PYTHONPATH": str(REPO)}
-        for k in ("WISP_LOCAL_URL", "CEREBRAS_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
-            env.pop(k, None)
-        log = open(tmp / "bridge.log", "wb")
-        bridge = subprocess.Popen([sys.executable, "-m", "bridge", "--log-level", "WARNING"], cwd=tmp, env=env,
-                                  stdout=log, stderr=log)
-        procs.append(bridge)
-        bridge_url = f"http://127.0.0.1:{port}/v1"
-        wait_http(bridge_url, bridge, "bridge")
+        bridge_url = start_v1_bridge(tmp, broker, url, procs)  # the tier at its default max_concurrency
         headers = {"Authorization": f"Bearer {TOKEN}"}
         for c in LEVELS:
             asyncio.run(run_load(bridge_url, "interactive", headers, True, 20, c))
