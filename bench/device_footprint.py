@@ -15,7 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import write_section  # noqa: E402
-from tools.image import compile_mpy  # noqa: E402
+from tools.fwsize import mpy_total  # noqa: E402
+from tools.image import stage_firmware  # noqa: E402
 from tools.paths import FIRMWARE  # noqa: E402
 from tools.romfs import build_image  # noqa: E402
 
@@ -40,21 +41,10 @@ SESSION = [
 ]
 
 
-def compile_firmware(out_dir, march=None):
-    """Every firmware/wisp/**/*.py to .mpy as `wisp image` and `wisp deploy` compile them
-    (tools/image.py compile_mpy: no line numbers); boot.py and main.py stay source, as on a board."""
-    total = 0
-    for src in sorted((FIRMWARE / "wisp").rglob("*.py")):
-        rel = src.relative_to(FIRMWARE).with_suffix(".mpy")
-        dest = Path(out_dir) / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        compile_mpy(src, dest, rel.with_suffix(".py").as_posix(), march)
-        total += dest.stat().st_size
-    for name in ("boot.py", "main.py"):
-        (Path(out_dir) / name).write_bytes((FIRMWARE / name).read_bytes())
-    # main.py imports wispboot first (the update slot choice, docs/ota.md); like the board, as .mpy
-    compile_mpy(FIRMWARE / "wispboot.py", Path(out_dir) / "wispboot.mpy", "wispboot.py", march)
-    return total
+def compile_firmware(out_dir):
+    """The board's flash root as `wisp image` lays it out (tools/image.py stage_firmware: .mpy files
+    without line numbers, boot.py and main.py as source), bytecode-only so the unix port loads it."""
+    stage_firmware(out_dir, march=None)
 
 
 def session_works(stack, heap, load, dev_id):
@@ -90,8 +80,8 @@ def session_works(stack, heap, load, dev_id):
 def main():
     from bench.esp32_heap import MP32, MP32_TLS, Session, builds_dir
     with tempfile.TemporaryDirectory(prefix="wisp-footprint-") as tmp:
-        xtensa_bytes = compile_firmware(Path(tmp) / "xtensawin", "xtensawin")
         romfs_bytes = build_image(Path(tmp) / "wisp.romfs")
+    xtensa_bytes = mpy_total()  # what `make size` counts
     source_bytes = sum(p.stat().st_size for p in (FIRMWARE / "wisp").rglob("*.py"))
     where = builds_dir()
     # (row, Session keywords, 32-bit interpreter, goal in KB on the 32-bit model)

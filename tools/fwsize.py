@@ -9,7 +9,7 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-from tools.image import DEFAULT_MARCH, compile_mpy
+from tools.image import DEFAULT_MARCH, stage_firmware
 from tools.paths import FIRMWARE, REPO
 
 PYPROJECT = REPO / "pyproject.toml"
@@ -24,16 +24,9 @@ def limit_bytes(pyproject=PYPROJECT):
 
 def mpy_total(firmware=FIRMWARE, march=DEFAULT_MARCH):
     """Bytes of every firmware/wisp/**/*.py compiled to .mpy, as `wisp image` and `wisp deploy` ship it."""
-    firmware = Path(firmware)
-    total = 0
     with tempfile.TemporaryDirectory(prefix="wisp-fwsize-") as tmp:
-        for src in sorted((firmware / "wisp").rglob("*.py")):
-            rel = src.relative_to(firmware)
-            out = Path(tmp) / rel.with_suffix(".mpy")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            compile_mpy(src, out, rel.as_posix(), march)
-            total += out.stat().st_size
-    return total
+        stage = stage_firmware(tmp, march=march, firmware=firmware)
+        return sum((Path(tmp) / f).stat().st_size for f in stage.files if f.startswith("wisp/") and f.endswith(".mpy"))
 
 
 def verdict(total, limit):
