@@ -159,7 +159,7 @@ def build(config_path=CONFIG_PATH):
     link = MQTTClient("wisp-" + dev.id, broker["host"], broker["port"], broker.get("user"), broker.get("password"),
                       will=(dev.topic("status"), dev.status_payload("offline"), True, 1),
                       on_message=_router(dev, agent, commands, ha_status), on_connect=on_connect, log=log,
-                      ssl=tls_ctx)
+                      ssl=tls_ctx, on_starved=board.reset)
     dev.link = link
     device = dev
     return dev, agent

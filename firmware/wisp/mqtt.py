@@ -11,6 +11,10 @@ from micropython import const
 
 from wisp import limits
 
+# mbedTLS "allocation failed" codes: low-level (bignum, ASN.1) and high-level (SSL, public key,
+# X.509, elliptic curves, cipher)
+_ALLOC_LOW = (0x10, 0x6A)
+_ALLOC_HIGH = (0x7F00, 0x3F80, 0x2880, 0x4D80, 0x6180)
 _CONNECT = const(0x10)
 _CONNACK = const(0x20)
 _PUBLISH = const(0x30)
@@ -46,6 +50,19 @@ def _str(s):
     return struct.pack("!H", len(s)) + s
 
 
+def _starved(e):
+    """A failed TLS handshake that a fresh heap may cure: out of memory (MemoryError; ENOMEM or an
+    mbedTLS error code with an allocation failure in it, e.g. -0x4290 = RSA public key operation
+    failed + bignum allocation failed), or a certificate check failing for a CA that verified
+    this broker before: mbedTLS reports an allocation failing inside the signature check as a bad
+    signature. Only counted after the link was up, so a wrong CA at boot never resets the board."""
+    if isinstance(e, (MemoryError, ValueError)):
+        return True
+    code = e.args[0] if isinstance(e, OSError) and e.args and isinstance(e.args[0], int) else 0
+    # ENOMEM; mbedTLS codes: a high-level part (bits 7-14) plus a low-level part (bits 0-6)
+    return code == 12 or code < 0 and ((-code & 0x7F) in _ALLOC_LOW or (-code & 0x7F80) in _ALLOC_HIGH)
+
+
 class MQTTClient:
     """on_message(topic: str, payload: bytes | None, size: int) is called from the reader task;
     payload is None when the message was larger than MAX_PAYLOAD and was skipped.
@@ -53,7 +70,7 @@ class MQTTClient:
 
     def __init__(self, client_id, host, port=1883, user=None, password=None,
                  keepalive_s=limits.MQTT_KEEPALIVE_S, will=None, on_message=None, on_connect=None,
-                 log=None, ssl=None, open_timeout_ms=limits.MQTT_OPEN_TIMEOUT_MS):
+                 log=None, ssl=None, open_timeout_ms=limits.MQTT_OPEN_TIMEOUT_MS, on_starved=None):
         self.client_id = client_id
         self.host, self.port = host, port
         self.user, self.password = user, password
@@ -64,6 +81,7 @@ class MQTTClient:
         self.log = log or (lambda *a: None)
         self.ssl = ssl  # an SSLContext with the broker's CA pinned (wisp/tls.py), or None
         self.open_timeout_ms = open_timeout_ms
+        self.on_starved = on_starved  # called when TLS reconnects keep failing for memory (run())
         self._addr = None          # the broker's resolved address, kept while it works
         self.up = asyncio.Event()
         self.connects = 0          # successful connects, for status and tests
@@ -201,15 +219,21 @@ class MQTTClient:
         """Supervisor: connect, serve, reconnect with capped exponential backoff. Never returns
         unless stop() is called."""
         delay = limits.RECONNECT_BASE_MS
+        starved = 0  # TLS reconnects failed in a row for what may be memory (_starved)
         while not self._stop:
             try:
                 await self._open()
             except Exception as e:
                 self.log("mqtt: connect to %s:%d failed: %r; retry in %d ms" % (self.host, self.port, e, delay))
                 self._close()
+                starved = starved + 1 if self.ssl and self.connects and _starved(e) else 0
+                if starved >= limits.TLS_STARVED_RESET and self.on_starved:
+                    self.log("mqtt: TLS reconnects keep failing (out of heap?): resetting")
+                    self.on_starved()
                 await asyncio.sleep_ms(delay)
                 delay = min(delay * 2, limits.RECONNECT_CAP_MS)
                 continue
+            starved = 0
             self.connects += 1
             self._connect_failed = False
             self.up.set()

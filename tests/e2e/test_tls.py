@@ -42,7 +42,60 @@ def test_device_talks_tls_only_to_the_broker_its_ca_signed(tmp_path):
         assert [t for t, _ in probe.drain(0.5) if t.startswith("wisp/mitm/")] == []
         console = (workdir / "console.log").read_text()
         assert "connect to 127.0.0.1:%d failed" % tls_port in console
+        assert proc.poll() is None and "resetting" not in console  # it never connected: no reset
         probe.close()
+    finally:
+        for p in procs:
+            p.kill()
+        b.stop()
+
+
+def _wait_lines(path, text, n, proc=None, timeout=30):
+    """Until the console holds `text` n times (or the process exits); the count seen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = path.read_text(errors="replace").count(text)
+        if seen >= n or (proc is not None and proc.poll() is not None):
+            return seen
+        time.sleep(0.1)
+    return path.read_text(errors="replace").count(text)
+
+
+def test_tls_reconnects_failing_after_the_link_was_up_reset_the_board_once(tmp_path):
+    # mbedTLS reports a handshake that ran out of heap as ENOMEM or as a bad signature; once the
+    # pinned CA has verified this broker, a fresh boot (whose heap connected) is the cure. Here
+    # the broker comes back with a certificate that CA did not sign: the device resets once, and
+    # after that boot (which never connected) it keeps retrying without resetting again.
+    good = make_ca(tmp_path / "ca")
+    rogue = make_ca(tmp_path / "rogue")
+    tls_port = brokers.free_port()
+    b = brokers.start_mosquitto(tmp_path / "mq", extra_conf=tls_listener_conf(tls_port, good))
+    procs = []
+    try:
+        probe = Probe(b.host, b.port)
+        proc, workdir = _device(tmp_path, "tlsr", tls_port, good["ca"])
+        procs.append(proc)
+        assert probe.wait_for("wisp/tlsr/status", lambda s: isinstance(s, dict) and s.get("state") == "online",
+                              timeout=15)
+        probe.close()
+        b.stop()
+        b = brokers.start_mosquitto(tmp_path / "mq2", port=b.port, extra_conf=tls_listener_conf(tls_port, rogue))
+        console = workdir / "console.log"
+        proc.wait(timeout=30)
+        assert proc.returncode == 3, console.read_text()  # the simulator's board reset
+        failed = "connect to 127.0.0.1:%d failed" % tls_port
+        text = console.read_text()
+        assert text.count(failed) >= 3 and text.count("resetting") == 1
+        before = text.count(failed)
+
+        # the board boots again: this boot never connected, so a refused certificate is just retried
+        log = open(console, "ab")
+        proc = sim.start_device(workdir, stdout=log, stderr=log)
+        log.close()
+        procs.append(proc)
+        assert _wait_lines(console, failed, before + 4, proc) >= before + 4
+        assert proc.poll() is None
+        assert console.read_text().count("resetting") == 1
     finally:
         for p in procs:
             p.kill()

@@ -181,3 +181,18 @@ async def test_a_stalled_tls_handshake_cannot_hold_the_connect():
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_NONE
     await _silent_broker_timeout(ctx)
+
+
+async def test_what_counts_as_a_tls_handshake_out_of_memory():
+    # the shapes the 32-bit build with mbedTLS in the Python heap raised when reconnecting short
+    # of heap (bench/device_footprint.py), and failures a fresh heap would not cure
+    from wisp.mqtt import MQTTError, _starved
+    starved = [OSError(12), MemoryError("memory allocation failed"),
+               OSError(-17040, "MBEDTLS_ERR_RSA_PUBLIC_FAILED+MBEDTLS_ERR_MPI_ALLOC_FAILED"),
+               OSError(-0x7F00), OSError(-0x2880),
+               ValueError("\nThe certificate is not correctly signed by the trusted CA\n")]
+    not_starved = [OSError(111), OSError(113), OSError(-0x7280), OSError(-0x4280), asyncio.TimeoutError(),
+                   MQTTError("expected CONNACK"), OSError("no errno")]
+    wrong = [e for e in starved if not _starved(e)] + [e for e in not_starved if _starved(e)]
+    if wrong:
+        raise Exception("misread: %r" % wrong)
