@@ -34,8 +34,8 @@ MQTT_OPEN_TIMEOUT_MS = const(15000)  # TCP connect + TLS handshake + CONNACK, al
 MQTT_ACK_TIMEOUT_MS = const(5000)  # PUBACK / SUBACK wait
 RECONNECT_BASE_MS = const(500)   # reconnect backoff: base, doubled per failure...
 RECONNECT_CAP_MS = const(30000)  # ...up to this cap
-TLS_STARVED_RESET = const(3)   # TLS reconnects failing for memory in a row: reset the board (wisp/mqtt.py);
-                               # the heap after boot is the one whose handshake is known to fit
+STARVED_RESET = const(3)       # reconnects failing for memory in a row: reset the board (wisp/mqtt.py);
+                               # the heap after boot is the one the connect is known to fit
 LINK_WAIT_MS = const(10000)      # how long a publish waits for the link to come back
 
 MAX_FACT_KEY = const(32)             # characters of a memory fact's key

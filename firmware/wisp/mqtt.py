@@ -81,17 +81,18 @@ class MQTTClient:
         self.log = log or (lambda *a: None)
         self.ssl = ssl  # an SSLContext with the broker's CA pinned (wisp/tls.py), or None
         self.open_timeout_ms = open_timeout_ms
-        self.on_starved = on_starved  # called when TLS reconnects keep failing for memory (run())
+        self.on_starved = on_starved  # called when reconnects keep failing for memory (run())
         self._addr = None          # the broker's resolved address, kept while it works
         self.up = asyncio.Event()
         self.connects = 0          # successful connects, for status and tests
+        self.ready = 0             # connects whose on_connect completed: the heap once sufficed
         self._reader = self._writer = None
         self._wlock = asyncio.Lock()
         self._pid = 0
         self._acks = {}            # packet id -> Event, for PUBACK / SUBACK
         self._last_rx = 0
         self._stop = False
-        self._connect_failed = False  # on_connect raised: the supervisor backs off, then reconnects
+        self._connect_failed = False  # what on_connect raised: the supervisor backs off, then reconnects
 
     # ---- packets -------------------------------------------------------------------------
     def _next_pid(self):
@@ -219,21 +220,17 @@ class MQTTClient:
         """Supervisor: connect, serve, reconnect with capped exponential backoff. Never returns
         unless stop() is called."""
         delay = limits.RECONNECT_BASE_MS
-        starved = 0  # TLS reconnects failed in a row for what may be memory (_starved)
+        starved = 0  # reconnects failed in a row for what may be memory (_starved, on_connect)
         while not self._stop:
             try:
                 await self._open()
             except Exception as e:
                 self.log("mqtt: connect to %s:%d failed: %r; retry in %d ms" % (self.host, self.port, e, delay))
                 self._close()
-                starved = starved + 1 if self.ssl and self.connects and _starved(e) else 0
-                if starved >= limits.TLS_STARVED_RESET and self.on_starved:
-                    self.log("mqtt: TLS reconnects keep failing (out of heap?): resetting")
-                    self.on_starved()
+                starved = self._starving(starved, isinstance(e, MemoryError) or self.ssl and _starved(e))
                 await asyncio.sleep_ms(delay)
                 delay = min(delay * 2, limits.RECONNECT_CAP_MS)
                 continue
-            starved = 0
             self.connects += 1
             self._connect_failed = False
             self.up.set()
@@ -249,22 +246,35 @@ class MQTTClient:
             if self._stop:
                 break
             if self._connect_failed:  # part of connecting: back off as after a refused connect
+                starved = self._starving(starved, isinstance(self._connect_failed, MemoryError))
                 await asyncio.sleep_ms(delay)
                 delay = min(delay * 2, limits.RECONNECT_CAP_MS)
             else:
+                starved = 0
                 delay = limits.RECONNECT_BASE_MS
                 self.log("mqtt: link down; reconnecting")
+
+    def _starving(self, starved, memory):
+        """One more reconnect failed: the count of those in a row that failed for memory. After
+        STARVED_RESET of them on a boot whose link once worked, reset: the heap after boot is one
+        the connect is known to fit (a heap fragmented by hours of work may not)."""
+        starved = starved + 1 if memory and self.ready else 0
+        if starved >= limits.STARVED_RESET and self.on_starved:
+            self.log("mqtt: reconnects keep failing (out of heap?): resetting")
+            self.on_starved()
+        return starved
 
     async def _announce(self):
         try:
             await self.on_connect()
+            self.ready += 1
         except Exception as e:
             if not self.up.is_set():
                 return  # the link dropped under it: the supervisor reconnects anyway
             # A link that is up but not subscribed (or not announced) would look healthy and
             # hear nothing: treat the failure as a failed connect, as mqtt_as does.
             self.log("mqtt: on_connect failed: %r; reconnecting" % (e,))
-            self._connect_failed = True
+            self._connect_failed = e  # truthy: run() backs off (and counts a MemoryError)
             self.up.clear()
 
     async def _wait_down(self):

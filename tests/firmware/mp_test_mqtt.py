@@ -196,3 +196,37 @@ async def test_what_counts_as_a_tls_handshake_out_of_memory():
     wrong = [e for e in starved if not _starved(e)] + [e for e in not_starved if _starved(e)]
     if wrong:
         raise Exception("misread: %r" % wrong)
+
+
+async def test_reconnects_short_of_memory_reset_only_a_link_that_once_worked():
+    # on_connect (subscribe, announce) failing for memory again and again after the link had
+    # worked: a fragmented heap, which a reset cures. Failing so from the first connect: a reset
+    # would only loop, so the link just keeps retrying.
+    resets, calls = {"worked": 0, "never": 0}, {"worked": 0, "never": 0}
+
+    def client(name):
+        async def on_connect():
+            calls[name] += 1
+            if name == "never" or calls[name] > 1:
+                raise MemoryError("memory allocation failed, allocating 594 bytes")
+
+        def on_starved():
+            resets[name] += 1
+        c = MQTTClient("mp-starved-" + name, HOST, PORT, on_connect=on_connect, on_starved=on_starved)
+        asyncio.create_task(c.run())
+        return c
+
+    worked, never = client("worked"), client("never")
+    try:
+        if not await until(lambda: worked.ready == 1, 5000):
+            raise Exception("no connection to mosquitto")
+        worked.up.clear()  # the link drops: every reconnect now fails in on_connect
+        if not await until(lambda: resets["worked"] == 1, 10000):
+            raise Exception("no reset after %d failed reconnects" % (calls["worked"] - 1))
+        if calls["worked"] != 1 + limits.STARVED_RESET:
+            raise Exception("reset after %d failed reconnects" % (calls["worked"] - 1))
+        if resets["never"] or calls["never"] < limits.STARVED_RESET:
+            raise Exception("a link that never worked: %d resets in %d connects" % (resets["never"], calls["never"]))
+    finally:
+        await worked.stop()
+        await never.stop()
