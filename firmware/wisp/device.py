@@ -174,14 +174,24 @@ class Device:
         await self._publish_manifest()
         for name in self.pins:
             await self.pin_changed(name)
+        if not await self._discovery():  # a courtesy: it never blocks what we owe below
+            # short of heap beside a first ask (the usual cause): once more when that is done
+            self.spawn(self._discovery(limits.HA_RETRY_MS), "discovery")
+        await self.outbox.flush()  # what we owe from while the link was down
+
+    async def _discovery(self, wait_ms=0):
+        """Home Assistant discovery (wisp/ha.py); False when it failed."""
+        await asyncio.sleep_ms(wait_ms)
         try:
             from wisp import ha
             await ha.announce(self)
-        except Exception as e:  # discovery is a courtesy: never let it block what we owe below
-            log("error: Home Assistant discovery failed: %r" % (e,))
-        ha = None  # drop our reference too, so unload below frees the module
-        unload("wisp.ha")  # needed again only at the next connect or set/ command
-        await self.outbox.flush()  # what we owe from while the link was down
+            return True
+        except Exception as e:
+            log("error: Home Assistant discovery failed%s: %r" % (" again" if wait_ms else "", e))
+            return False
+        finally:
+            ha = None  # drop our reference too, so unload below frees the module
+            unload("wisp.ha")  # needed again only at the next connect or set/ command
 
     async def pin_changed(self, name):
         # retained, and republished on every connect: a missed update heals itself

@@ -30,6 +30,7 @@ HELD_RES_BYTES = const(8192)     # bytes of llm/res payloads buffered in one rou
 MAX_RESULT_TEXT = const(200)     # characters of one tool result sent back to the LLM
 
 MQTT_KEEPALIVE_S = const(30)     # broker keepalive; a silent link is dropped after 1.5x this
+HA_RETRY_MS = const(10000)       # Home Assistant discovery that failed at a connect: once more after this
 MQTT_OPEN_TIMEOUT_MS = const(15000)  # TCP connect + TLS handshake + CONNACK, all of it
 MQTT_ACK_TIMEOUT_MS = const(5000)  # PUBACK / SUBACK wait
 RECONNECT_BASE_MS = const(500)   # reconnect backoff: base, doubled per failure...

@@ -62,3 +62,29 @@ async def test_discovery_off_publishes_nothing_and_no_diagnostics():
     check(ha.diag_period_s(dev) == 0, "diagnostics without discovery")
     check(ha.diag_period_s(make_device(PINS, extra={"ha": {"diagnostics_s": 0}})) == 0, "diagnostics_s 0")
     check(ha.diag_period_s(make_device(PINS)) == limits.DIAG_INTERVAL_S, "default period")
+
+
+async def test_discovery_short_of_heap_at_a_connect_is_published_a_little_later():
+    # beside a first ask a tight heap can fail the discovery configs; entities missing until the
+    # next reconnect would be the result without a second try
+    dev = make_device(PINS)
+    publish, failed = dev.link.publish, []
+
+    async def short_of_heap_once(topic, payload, retain=False, qos=0, wait_ms=0):
+        if topic.startswith("homeassistant/") and not failed:
+            failed.append(topic)
+            raise MemoryError("memory allocation failed, allocating 594 bytes")
+        return await publish(topic, payload, retain, qos, wait_ms)
+    dev.link.publish = short_of_heap_once
+    saved, limits.HA_RETRY_MS = limits.HA_RETRY_MS, 50
+    try:
+        await dev.announce()
+        check(failed and not [t for t, *_ in dev.link.sent if t.endswith("/config")], "the first try should fail")
+        check(dev.link.on("wisp/t1/status"), "status and the rest of the announce go on without discovery")
+        for _ in range(100):
+            if dev.link.on("homeassistant/switch/wisp_t1/porch_light/config"):
+                break
+            await asyncio.sleep_ms(20)
+        check(dev.link.on("homeassistant/switch/wisp_t1/porch_light/config"), "discovery not published again")
+    finally:
+        limits.HA_RETRY_MS = saved
