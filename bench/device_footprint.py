@@ -24,6 +24,9 @@ GOAL_MPY_BYTES = 64 * 1024
 RUNS, RUNS_64 = 10, 3  # a heap "works" when every one of this many fresh devices finishes the session
 HEAP_LOW, HEAP_HIGH = 16 * 1024, 256 * 1024
 STEP_TIMEOUT_S = 10.0
+BROKER_DOWN_S = 1.0           # the broker restarted after the session: every device reconnects
+RECONNECT_TIMEOUT_S = 45.0    # backoff, or three failed TLS handshakes, a reset and a boot, then the answer
+RECONNECT_ASK = {"text": "turn off the porch light"}  # fast path: the link, not the LLM, is under test
 
 # What a session does, as (topic suffix, payload); every one must answer ok.
 SESSION = [
@@ -47,34 +50,61 @@ def compile_firmware(out_dir):
     stage_firmware(out_dir, march=None)
 
 
-def session_works(stack, heap, load, dev_id):
-    """Run SESSION on a fresh device with this heap; True when every step answered ok.
-    load: start_device keywords saying where the code comes from (.mpy files or ROMFS)."""
+def session_works(stack, heap, load, dev_id, resets=None):
+    """Run SESSION on a fresh device with this heap, then restart the broker and ask once more (a
+    TLS reconnect needs the handshake's heap again, in the heap the session left); True when every
+    step answered ok. load: start_device keywords saying where the code comes from (.mpy files or
+    ROMFS). A board reset on the way (the simulator exits with code 3) is a reboot: the device is
+    started again and the session goes on; `resets`, a list, gets one entry per reset."""
     try:
         proc = stack.start_device(dev_id, heapsize=heap, **load)
     except (TimeoutError, RuntimeError):
         return False
     try:
         for suffix, body in SESSION:
-            req_id = secrets.token_hex(4)
-            stack.probe.publish(f"wisp/{dev_id}/{suffix}", dict(body, v=1, id=req_id))
-            answer_topic = f"wisp/{dev_id}/{'reply' if suffix == 'ask' else 'cmd/res'}"
-            deadline = time.monotonic() + STEP_TIMEOUT_S
-            while True:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    return False
-                try:
-                    got = stack.probe.wait_for(answer_topic, lambda r, i=req_id: r.get("id") == i, timeout=0.5)
-                    break
-                except TimeoutError:
-                    continue
-            if not got.get("ok"):
+            got = _answer(stack, proc, dev_id, suffix, body, STEP_TIMEOUT_S)
+            if got is None or not got.get("ok"):
                 print(f"  heap {heap // 1024}K: {suffix} {json.dumps(body)[:60]} -> {got}", flush=True)
                 return False
-        return proc.poll() is None
+        stack.restart_broker(BROKER_DOWN_S)
+        deadline = time.monotonic() + RECONNECT_TIMEOUT_S
+        while time.monotonic() < deadline:  # asks sent while the device is offline are lost: ask again
+            if proc.poll() == 3:  # the board reset itself (wisp/mqtt.py on_starved): it boots again
+                if resets is not None:
+                    resets.append(dev_id)
+                try:
+                    proc = stack.start_device(dev_id, heapsize=heap, **load)
+                except (TimeoutError, RuntimeError):
+                    return False
+            got = _answer(stack, proc, dev_id, "ask", RECONNECT_ASK, 3.0)
+            if got is not None:
+                if not got.get("ok"):
+                    print(f"  heap {heap // 1024}K: ask after the broker restart -> {got}", flush=True)
+                elif "discovery failed again" in stack.console(dev_id):  # Home Assistant left without entities
+                    print(f"  heap {heap // 1024}K: Home Assistant discovery failed twice", flush=True)
+                    return False
+                return bool(got.get("ok")) and proc.poll() is None
+            if proc.poll() not in (None, 3):
+                return False
+        print(f"  heap {heap // 1024}K: no answer within {RECONNECT_TIMEOUT_S:.0f} s of the broker restart", flush=True)
+        return False
     finally:
         proc.kill()
         proc.wait()
+
+
+def _answer(stack, proc, dev_id, suffix, body, timeout_s):
+    """Send one ask or command; its answer, or None when none came (or the device stopped)."""
+    req_id = secrets.token_hex(4)
+    stack.probe.publish(f"wisp/{dev_id}/{suffix}", dict(body, v=1, id=req_id))
+    answer_topic = f"wisp/{dev_id}/{'reply' if suffix == 'ask' else 'cmd/res'}"
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            return stack.probe.wait_for(answer_topic, lambda r, i=req_id: r.get("id") == i, timeout=0.5)
+        except TimeoutError:
+            continue
+    return None
 
 
 def main():

@@ -55,6 +55,7 @@ class Session:
             self.extra = {"broker": {"host": "127.0.0.1", "port": self.tls_port, "tls": True, "ca": "ca.pem"}}
         self.tls = tls
         self.runs = 0
+        self.resets = []  # ids of the runs whose device reset itself to reconnect (bench/device_footprint.py)
 
     def works(self, interpreter, heap):
         """One fresh device runs the whole session in -X heapsize=heap: True when every step answered ok.
@@ -70,11 +71,11 @@ class Session:
             shutil.copy(self.ca["ca"], d / "ca.pem")
         load = {"romfs": self.romfs} if self.romfs else {"firmware_dir": self.fw}
         if interpreter is None:
-            return session_works(self.stack, heap, dict(load, extra=self.extra), dev_id)
+            return session_works(self.stack, heap, dict(load, extra=self.extra), dev_id, self.resets)
         real = sim.start_device
         sim.start_device = self._starter(interpreter, heap)
         try:
-            return session_works(self.stack, heap, dict(load, extra=self.extra), dev_id)
+            return session_works(self.stack, heap, dict(load, extra=self.extra), dev_id, self.resets)
         finally:
             sim.start_device = real
 
