@@ -126,6 +126,8 @@ class Agent:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            while self.dev.announcing:  # a (re)connect's announce first: the two need the heap at once
+                await asyncio.sleep_ms(50)
             source, ask_id, text, t0, done = self.inbox.pop(0)
             self.dev.busy = True
             try:

@@ -58,6 +58,7 @@ class Device:
         self.spawned = 0  # tasks started for network messages and still running
         self.pending = None  # an LLM action on a confirm pin held for the user's "yes" (wisp/confirm.py)
         self.busy = False  # an ask is being answered: system_reboot waits for its reply to go out
+        self.announcing = False  # a connect's announce is running: requests wait for it
         self.dropped = 0  # network messages dropped because too many were in progress
         self.connected_n, self.connected_ms = 0, 0  # which connect announced last, and when (wisp/ha.py)
         from wisp.tools import manifest
@@ -168,15 +169,20 @@ class Device:
         return False
 
     async def announce(self):
-        """Everything retained the broker should hold after each (re)connect."""
+        """Everything retained the broker should hold after each (re)connect. Requests wait until
+        it is done (Agent.run): its manifest and discovery texts and an ask's do not share the heap."""
         self.connected_n, self.connected_ms = getattr(self.link, "connects", 0), time.ticks_ms()
-        await self.link.publish(self.topic("status"), self.status_payload("online"), True, 1)
-        await self._publish_manifest()
-        for name in self.pins:
-            await self.pin_changed(name)
-        if not await self._discovery():  # a courtesy: it never blocks what we owe below
-            # short of heap beside a first ask (the usual cause): once more when that is done
-            self.spawn(self._discovery(limits.HA_RETRY_MS), "discovery")
+        self.announcing = True
+        try:
+            await self.link.publish(self.topic("status"), self.status_payload("online"), True, 1)
+            await self._publish_manifest()
+            for name in self.pins:
+                await self.pin_changed(name)
+            if not await self._discovery():  # a courtesy: it never blocks what we owe below
+                # short of heap for a moment: once more a little later
+                self.spawn(self._discovery(limits.HA_RETRY_MS), "discovery")
+        finally:
+            self.announcing = False
         await self.outbox.flush()  # what we owe from while the link was down
 
     async def _discovery(self, wait_ms=0):
