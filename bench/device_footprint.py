@@ -47,7 +47,7 @@ SESSION = [
 def compile_firmware(out_dir):
     """The board's flash root as `wisp image` lays it out (tools/image.py stage_firmware: .mpy files
     without line numbers, boot.py and main.py as source), bytecode-only so the unix port loads it."""
-    stage_firmware(out_dir, march=None)
+    stage_firmware(out_dir, march=None, simulator=True)
 
 
 def session_works(stack, heap, load, dev_id, resets=None):

@@ -181,7 +181,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="wisp-bench-ota-") as tmp:
         firmware = Path(tmp) / "fw"
-        stage_firmware(firmware)  # .mpy, as `wisp image` puts them on a board
+        stage_firmware(firmware, simulator=True)  # .mpy, as `wisp image` puts them on a board
         stack = Stack(with_tier=False)
         try:
             print("one device:", flush=True)

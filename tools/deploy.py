@@ -62,6 +62,8 @@ if '%(pkg)s' in os.listdir():
 _w('%(pkg)s')
 for _p in %(roots)r:
     _h(_p)
+import sys
+print('P', sys.platform)
 """
 
 
@@ -90,16 +92,19 @@ def mpremote(port, *args, timeout=MPREMOTE_TIMEOUT_S):
 
 
 def board_files(port):
-    """{path: sha256} and the set of directories the board holds under wisp/ (plus the root files)."""
+    """{path: sha256} and the set of directories the board holds under wisp/ (plus the root files),
+    and its sys.platform ("esp32" on every ESP32; the unix port standing in for one says "linux")."""
     out = mpremote(port, "exec", _HASH_SCRIPT % {"pkg": PACKAGE_DIR, "roots": ROOT_FILES})
-    hashes, dirs = {}, set()
+    hashes, dirs, platform = {}, set(), None
     for line in out.splitlines():
         parts = line.split()
         if len(parts) == 3 and parts[0] == "H":
             hashes[parts[1]] = parts[2]
         elif len(parts) == 2 and parts[0] == "D":
             dirs.add(parts[1])
-    return hashes, dirs
+        elif len(parts) == 2 and parts[0] == "P":
+            platform = parts[1]
+    return hashes, dirs, platform
 
 
 def plan(stage, hashes, dirs, prune=True):
@@ -126,9 +131,10 @@ def deploy(port, config=None, prune=True, reset=True, mp_version=None, march=DEF
     """Bring the board on `port` up to date with `firmware` (+ `config` as config.json when given)."""
     result = Result()
     with tempfile.TemporaryDirectory(prefix="wisp-deploy-") as tmp:
+        hashes, dirs, platform = board_files(port)
+        # anything but an ESP32 runs the simulated board (wisp/hal picks it where `esp32` is missing)
         stage = stage_firmware(Path(tmp) / "root", config, march=march, mp_version=mp_version,
-                               firmware=firmware, lines=lines)
-        hashes, dirs = board_files(port)
+                               firmware=firmware, lines=lines, simulator=platform != "esp32")
         copy, remove, mkdirs = plan(stage, hashes, dirs, prune)
         result.unchanged = len(stage.files) - len(copy)
         script = "import os\n" + "".join(f"os.mkdir({d!r})\n" for d in mkdirs) + \

@@ -21,6 +21,9 @@ from tools.private import write_private
 
 KEEP_SOURCE = ("boot.py", "main.py")
 SKIP_DIRS = ("__pycache__",)
+# The unix port's simulated board (wisp/hal picks it where `esp32` does not import): a board never
+# loads it, so its image leaves it out (~4 KB of .mpy); the simulator's own layouts keep it.
+SIMULATOR_ONLY = ("wisp/hal/sim.py", "wisp/hal/sim_bus.py")
 DEFAULT_MARCH = "xtensawin"       # classic ESP32 and ESP32-S3; bytecode-only .mpy runs on any arch
 # -O3 leaves out the line-number tables. Without ROMFS the heap holds the bytecode of every loaded
 # function, tables included: ~5 % of the .mpy bytes, ~3 KB of heap over an agent session on the
@@ -50,14 +53,18 @@ class Stage:
     source_bytes: int  # total size of the .py they came from
 
 
-def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firmware=FIRMWARE, lines=False):
+def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firmware=FIRMWARE, lines=False,
+                   simulator=False):
     """Lay out the device's flash root in `dest`: compiled package, boot.py/main.py, config.json.
-    lines: keep line numbers in the .mpy files (tracebacks), at a cost in heap (NO_LINE_NUMBERS)."""
+    lines: keep line numbers in the .mpy files (tracebacks), at a cost in heap (NO_LINE_NUMBERS).
+    simulator: keep the simulated board (SIMULATOR_ONLY), for a layout the unix port runs."""
     dest, firmware = Path(dest), Path(firmware)
     files, mpy_bytes, source_bytes = [], 0, 0
     for src in sorted(firmware.rglob("*")):
         rel = src.relative_to(firmware)
         if src.is_dir() or any(part in SKIP_DIRS or part.startswith(".") for part in rel.parts):
+            continue
+        if rel.as_posix() in SIMULATOR_ONLY and not simulator:
             continue
         if rel.suffix == ".py" and rel.as_posix() not in KEEP_SOURCE:
             out = dest / rel.with_suffix(".mpy")
@@ -146,6 +153,13 @@ def walk(d):
             print("FILE", p[5:], os.stat(p)[6])
 walk("/img")
 sys.path[:] = ["/img", ".frozen"]
+try:
+    os.stat("/img/wisp/hal/sim.mpy")
+except OSError:  # a board's image has no simulated board: stand in for the HAL's choice here
+    import wisp
+    class hal:
+        Board = None
+    sys.modules["wisp.hal"] = hal
 with open("/img/config.json") as f:
     print("CONFIG", json.dumps(json.load(f).get("id")))
 for mod in sys.argv[3:]:

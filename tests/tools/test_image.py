@@ -33,7 +33,9 @@ def test_image_holds_compiled_firmware_and_config_and_mounts_on_micropython(tmp_
     assert out.stat().st_size == layout.vfs_size == 0x200000
     files, dev_id = image.verify_image(out)   # mounts with VfsLfs2 and imports wisp.app from the image
     assert dev_id == "imgdev"
-    assert firmware_sources() | {"config.json"} <= set(files)
+    board_files = firmware_sources() - {f[:-3] + ".mpy" for f in image.SIMULATOR_ONLY}
+    assert board_files | {"config.json"} <= set(files)
+    assert "wisp/hal/esp32.mpy" in files and not {"wisp/hal/sim.mpy", "wisp/hal/sim_bus.mpy"} & set(files)
     assert not any(f.endswith(".py") for f in files if f not in ("boot.py", "main.py"))
     fs = LittleFS(block_size=4096, block_count=layout.vfs_blocks, mount=False)
     fs.context.buffer = bytearray(out.read_bytes())
