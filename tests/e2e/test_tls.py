@@ -20,11 +20,16 @@ def _device(tmp_path, name, port, ca_file):
     return proc, workdir
 
 
-def test_device_talks_tls_only_to_the_broker_its_ca_signed(tmp_path):
+def _cas_and_broker(tmp_path):
+    """Our CA, a man in the middle's, and mosquitto with a TLS listener our CA signed."""
     good = make_ca(tmp_path / "ca")
     rogue = make_ca(tmp_path / "rogue")
     tls_port = brokers.free_port()
-    b = brokers.start_mosquitto(tmp_path / "mq", extra_conf=tls_listener_conf(tls_port, good))
+    return good, rogue, tls_port, brokers.start_mosquitto(tmp_path / "mq", extra_conf=tls_listener_conf(tls_port, good))
+
+
+def test_device_talks_tls_only_to_the_broker_its_ca_signed(tmp_path):
+    good, rogue, tls_port, b = _cas_and_broker(tmp_path)
     procs = []
     try:
         probe = Probe(b.host, b.port)  # the plain listener, to watch
@@ -66,10 +71,7 @@ def test_tls_reconnects_failing_after_the_link_was_up_reset_the_board_once(tmp_p
     # pinned CA has verified this broker, a fresh boot (whose heap connected) is the cure. Here
     # the broker comes back with a certificate that CA did not sign: the device resets once, and
     # after that boot (which never connected) it keeps retrying without resetting again.
-    good = make_ca(tmp_path / "ca")
-    rogue = make_ca(tmp_path / "rogue")
-    tls_port = brokers.free_port()
-    b = brokers.start_mosquitto(tmp_path / "mq", extra_conf=tls_listener_conf(tls_port, good))
+    good, rogue, tls_port, b = _cas_and_broker(tmp_path)
     procs = []
     try:
         proc, workdir = _device(tmp_path, "tlsr", tls_port, good["ca"])
