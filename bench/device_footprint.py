@@ -137,7 +137,9 @@ def main():
              "",
              "The smallest `-X heapsize` (4 KB steps) in which a full agent session works every run: an LLM ask "
              "with a tool call, a fast-path ask, direct commands for GPIO, memory, routine define and run, "
-             "schedule and system info, against real mosquitto, the bridge and the fake tier. First column: the "
+             "schedule and system info, then the broker restarted and one more ask once the device is back (a "
+             "device that resets itself to reconnect is started again, as a board boots), against real "
+             "mosquitto, the bridge and the fake tier. First column: the "
              "32-bit MicroPython v1.26.1 build that models the ESP32 (4-byte words, 16-byte GC blocks; with TLS, "
              "the build whose mbedTLS allocates from the Python heap, RSA-2048 broker certificate), %d of %d runs. "
              "Second column: the 64-bit unix port, %d of %d runs, for comparison only (objects are larger there, "
