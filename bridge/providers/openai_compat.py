@@ -45,7 +45,7 @@ class ToolCallAssembler:
             if not isinstance(frag, dict):
                 continue
             idx = frag.get("index") if isinstance(frag.get("index"), int) else 0
-            fid = frag.get("id") or None
+            fid = frag.get("id") if isinstance(frag.get("id"), str) and frag.get("id") else None  # ids are strings
             cur = self._cur
             if cur is not None and (idx != cur["index"] or (fid and cur["id"] and fid != cur["id"])):
                 done.append(self._close())

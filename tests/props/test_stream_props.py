@@ -2,7 +2,7 @@
 decodes to the same events, and tool calls fragmented anyhow assemble to the same calls."""
 import json
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bridge.providers.base import SSEDecoder
@@ -107,6 +107,7 @@ def test_tool_calls_assemble_the_same_however_fragmented(calls, ollama, with_ids
 
 @PROPS
 @given(st.lists(json_value, max_size=6))
+@example([{"index": 0, "id": 1}])  # a number for an id once named the call 1, not a string
 def test_any_delta_content_gives_calls_or_nothing_never_an_exception(deltas):
     asm = ToolCallAssembler()
     out = []
