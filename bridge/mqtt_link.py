@@ -102,6 +102,8 @@ class MqttLink:
         self.conn: _Connection | None = None  # while the broker has accepted the connection
         self._inflight: dict[int, bytes] = {}  # packet id -> PUBLISH sent, until its PUBACK (insertion order)
         self._outbox: deque[tuple[str, bytes, bool]] = deque()  # QoS 1 (topic, payload, retain) not yet sent
+        self._pending: list[bytes] = []  # packets written this loop turn, for one write to _pending_to
+        self._pending_to: asyncio.Transport | None = None
         self._pid = 0
         self._sub_pid = 0
         self.last_in = self._last_out = 0.0
@@ -144,6 +146,7 @@ class MqttLink:
             deadline = self.loop.time() + CLOSE_GRACE_S
             while (self._inflight or self._outbox) and not conn.lost.done() and self.loop.time() < deadline:
                 await asyncio.sleep(0.01)
+            self._flush()
             if not conn.transport.is_closing():
                 conn.transport.write(wire.DISCONNECT)
                 conn.transport.close()  # after what is buffered is written
@@ -153,11 +156,25 @@ class MqttLink:
 
     # ---- sending -----------------------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
+        """Packets written in one loop turn go out in one write at the end of it (one system call for the
+        PUBACKs of a read's messages, the answers of the rounds the turn ran) instead of one each."""
         transport = self.conn.transport
         if transport.is_closing():  # going down: what is in flight is sent again on the next connection
             return
-        transport.write(data)
+        if self._pending_to is not transport:
+            self._flush()
+            self._pending_to = transport
+            self.loop.call_soon(self._flush)
+        self._pending.append(data)
         self._last_out = self.loop.time()
+
+    def _flush(self) -> None:
+        transport, pending = self._pending_to, self._pending
+        if transport is None:
+            return
+        self._pending_to, self._pending = None, []
+        if not transport.is_closing():
+            transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     def _next_pid(self) -> int:
         while True:

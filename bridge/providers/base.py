@@ -144,6 +144,9 @@ class HttpStreamProvider:
         self._model = model
         self._api_key = api_key
         self._connect_timeout_s = connect_timeout_s
+        # We enforce first-token/idle deadlines ourselves; this overrides the session's default total timeout,
+        # which would otherwise kill long but healthy generations. Built once: it is the same for every request.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
         self._first_token_timeout_s = first_token_timeout_s
         self._idle_timeout_s = idle_timeout_s
         self._extra_body = dict(extra_body or {})
@@ -156,15 +159,12 @@ class HttpStreamProvider:
         return ProviderError(kind, message, status, retry_after_s)
 
     async def _post(self, body: dict, headers: dict, first_deadline: float) -> aiohttp.ClientResponse:
-        # We enforce first-token/idle deadlines ourselves; override the session's default total timeout,
-        # which would otherwise kill long but healthy generations.
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout_s)
         try:
             async with asyncio.timeout_at(first_deadline):
                 # compact JSON: the spaces of the default separators are ~10 % of a device round's request
                 data = fastjson.dumps(body)
                 return await self._session.post(self._url, data=data, headers={**headers, **_JSON},
-                                                timeout=timeout)
+                                                timeout=self._timeout)
         except aiohttp.ServerTimeoutError as e:  # before TimeoutError: it subclasses it
             raise self._fail("connect", f"connect to {self._url} timed out after {self._connect_timeout_s}s") from e
         except aiohttp.ClientError as e:

@@ -1,0 +1,29 @@
+"""The bridge's JSON codec reads what json reads, with json's values: integers beyond 64 bits stay exact."""
+import json
+
+import pytest
+
+from bridge import fastjson
+
+BIG = 123456789012345678901234567890
+
+
+@pytest.mark.parametrize("doc", [
+    f'{{"n":{BIG}}}', f'[-{BIG}]', '{"n":18446744073709551616}', '{"n":-9223372036854775809}',
+    '{"t":"1234567890123456789 is text","n":1.5}', '{"id":"chatcmpl-1","created":1733361234,"x":[1,2]}',
+    '{"s":"caf\u00e9 \u00bd","n":12345678901234567}', '{"n":NaN}',
+])
+def test_values_are_those_of_json(doc):
+    for data in (doc, doc.encode(), bytearray(doc.encode())):
+        got, want = fastjson.loads(data), json.loads(doc)
+        assert repr(got) == repr(want)
+
+
+def test_integer_beyond_64_bits_stays_an_exact_int():
+    assert fastjson.loads(f'{{"n":{BIG}}}'.encode())["n"] == BIG
+
+
+@pytest.mark.parametrize("bad", ['{"n":', '{"a":1}x', b'\xff{}'])
+def test_errors_are_json_errors(bad):
+    with pytest.raises(ValueError):
+        fastjson.loads(bad)
