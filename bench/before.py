@@ -15,20 +15,25 @@ REPO = Path(__file__).resolve().parent.parent
 BASELINE = "45b698f"
 
 
+def unpack(commit: str, into: Path) -> Path:
+    """The tree of `commit` of this repository, unpacked into `into`/tree (git archive: no checkout, no
+    worktree); its path."""
+    got = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit], capture_output=True)
+    if got.returncode:
+        raise SystemExit(f"the before figures need commit {commit} of this repository's git history: "
+                         f"{got.stderr.decode(errors='replace').strip()}")
+    (into / "tree.tar").write_bytes(got.stdout)
+    with tarfile.open(into / "tree.tar") as tar:
+        tar.extractall(into / "tree", filter="data")
+    return into / "tree"
+
+
 def measure_at(commit: str, script: Path, timeout_s: float = 900) -> dict:
     """`python <script> --measure` with the tree of `commit` first on the import path; its JSON output."""
     with tempfile.TemporaryDirectory(prefix="wisp-before-") as tmp:
-        got = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit], capture_output=True)
-        if got.returncode:
-            raise SystemExit(f"the before figures need commit {commit} of this repository's git history: "
-                             f"{got.stderr.decode(errors='replace').strip()}")
-        archive = got.stdout
-        tar_path = Path(tmp) / "tree.tar"
-        tar_path.write_bytes(archive)
-        with tarfile.open(tar_path) as tar:
-            tar.extractall(tmp, filter="data")
-        env = {**os.environ, "PYTHONPATH": tmp, "WISP_BENCH_TREE": tmp}
-        done = subprocess.run([sys.executable, str(script), "--measure"], cwd=tmp, env=env, capture_output=True,
+        old = unpack(commit, Path(tmp))
+        env = {**os.environ, "PYTHONPATH": str(old), "WISP_BENCH_TREE": str(old)}
+        done = subprocess.run([sys.executable, str(script), "--measure"], cwd=old, env=env, capture_output=True,
                               text=True, timeout=timeout_s)
         line = next((x for x in reversed(done.stdout.splitlines()) if x.startswith("{")), None)
         if done.returncode or line is None:

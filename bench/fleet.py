@@ -16,7 +16,6 @@ import resource
 import struct
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+from bench.before import unpack  # noqa: E402
 from bench.report import percentile, write_section  # noqa: E402
 from bench.tier_baseline import direct_latencies  # noqa: E402
 from tests.bridge.harness import manifest  # noqa: E402
@@ -235,18 +235,6 @@ def proc_fd_limit(pid):
         if line.startswith("Max open files"):
             return int(line.split()[3])
     return None
-
-
-def unpack(commit, into):
-    """The tree of `commit` of this repository, unpacked into `into` (git archive: no checkout, no worktree)."""
-    got = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit], capture_output=True)
-    if got.returncode:
-        raise SystemExit(f"the before figures need commit {commit} of this repository's git history: "
-                         f"{got.stderr.decode(errors='replace').strip()}")
-    (into / "tree.tar").write_bytes(got.stdout)
-    with tarfile.open(into / "tree.tar") as tar:
-        tar.extractall(into / "tree", filter="data")
-    return into / "tree"
 
 
 def start_bridge(tmp, broker, url, n, store_url=None, tree=REPO):
