@@ -13,10 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiohttp  # noqa: E402
 
 from bench.report import percentile, write_section  # noqa: E402
 from bridge.config import Tier  # noqa: E402
+from bridge.httpclient import HttpClient  # noqa: E402
 from bridge.providers import ProviderError, provider_factory  # noqa: E402
 from tests.bridge.harness import PORCH_ON, ask, bridge_ctx, config, fake_tiers  # noqa: E402
 from tests.fakes.openai_server import Reply  # noqa: E402
@@ -55,8 +55,8 @@ async def run_wisp(prem, comm, tmp):
 
 
 async def baseline(prem, comm, attempts):
-    async with aiohttp.ClientSession() as session:
-        make = provider_factory(session)
+    async with HttpClient() as http:
+        make = provider_factory(http)
         tiers = {"premium": Tier("premium", prem.base_url, "p", first_token_timeout_s=BASELINE_TIMEOUT_S,
                                  idle_timeout_s=BASELINE_TIMEOUT_S),
                  "commodity": Tier("commodity", comm.base_url, "c")}

@@ -13,12 +13,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-import aiohttp
-
 from bridge import protocol
 from bridge.config import BridgeConfig
 from bridge.cost import open_store
 from bridge.fleet import FLEET_TOPICS, Fleet
+from bridge.httpclient import HttpClient
 from bridge.manifests import ManifestCache
 from bridge.metrics import Metrics
 from bridge.mqtt_link import MqttLink
@@ -72,12 +71,10 @@ class Bridge:
         if serve_http:
             self.fleet = Fleet(link.publish, self.events.publish, cfg.signing_keys)
         costs = await open_store(cfg.cost, f"{socket.gethostname()}:{os.getpid()}", self.metrics.cost_recorded)
-        # Many concurrent streams to one tier: aiohttp's default pool of 100 (30 per host) would queue them.
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
         http_runner = None
         try:
-            async with aiohttp.ClientSession(connector=connector) as session:
-                self.router = Router(cfg, provider_factory(session), on_attempt=self.metrics.attempt_ended)
+            async with HttpClient() as http:  # no cap on connections: each tier's max_concurrency bounds them
+                self.router = Router(cfg, provider_factory(http), on_attempt=self.metrics.attempt_ended)
                 self.metrics.watch(self.router, self.fleet, self.events)
                 # the dashboard's tier events are read only through the HTTP server: none without it
                 self.ctx = HandlerContext(cfg, self.manifests, link.publish, self.router, costs,

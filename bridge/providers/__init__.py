@@ -4,8 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-import aiohttp
-
+from bridge.httpclient import HttpClient
 from bridge.providers.anthropic import AnthropicProvider
 from bridge.providers.base import ProviderError, StreamEvent, ToolCall  # noqa: F401
 from bridge.providers.openai_compat import OpenAICompatProvider
@@ -16,14 +15,14 @@ class Provider(Protocol):
     def stream_chat(self, messages: list[dict], tools: list[dict] | None = None, options: dict | None = None): ...
 
 
-def provider_factory(session: aiohttp.ClientSession) -> Callable:
-    """tier -> Provider. Providers are cheap views over the one shared ClientSession (its pool is the costly part)."""
+def provider_factory(http: HttpClient) -> Callable:
+    """tier -> Provider. Providers are cheap views over the one shared HttpClient (its pools are the costly part)."""
     def make(tier) -> Provider:
         family = family_for(tier.provider, tier.base_url, tier.dialect)
         common = dict(api_key=tier.api_key, family=family, connect_timeout_s=tier.connect_timeout_s,
                       first_token_timeout_s=tier.first_token_timeout_s, idle_timeout_s=tier.idle_timeout_s)
         if tier.provider == "anthropic":
-            return AnthropicProvider(session, tier.base_url, tier.model, max_tokens=tier.max_tokens, **common)
+            return AnthropicProvider(http, tier.base_url, tier.model, max_tokens=tier.max_tokens, **common)
         extra = {"max_tokens": tier.max_tokens} if tier.max_tokens_set else None
-        return OpenAICompatProvider(session, tier.base_url, tier.model, extra_body=extra, **common)
+        return OpenAICompatProvider(http, tier.base_url, tier.model, extra_body=extra, **common)
     return make

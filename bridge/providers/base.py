@@ -10,11 +10,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-import aiohttp
-
 from bridge import fastjson
+from bridge.httpclient import ConnectTimeout, HttpClient, HttpError, Response
 
 EXCERPT = 200  # chars of server text quoted in error messages: enough to diagnose, short enough to log
+ERROR_BODY_MAX = 64 * 1024  # bytes of an error answer read to find its message; a longer one is cut there
 
 
 _JSON = {"Content-Type": "application/json"}
@@ -135,18 +135,15 @@ class HttpStreamProvider:
     """POST a JSON body, then yield the SSE `data:` payloads under two deadlines: an absolute one for the first
     payload, then an idle bound between network reads. Subclasses turn payloads into StreamEvents."""
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, model: str, api_key: str | None = None,
+    def __init__(self, http: HttpClient, url: str, model: str, api_key: str | None = None,
                  connect_timeout_s: float = 5.0, first_token_timeout_s: float = 30.0, idle_timeout_s: float = 30.0,
                  extra_body: dict | None = None, family: str = "openai"):
-        self._session = session
+        self._http = http
         self._family = family  # whose schema rules tools are translated to (schemas.py)
         self._url = url
         self._model = model
         self._api_key = api_key
         self._connect_timeout_s = connect_timeout_s
-        # We enforce first-token/idle deadlines ourselves; this overrides the session's default total timeout,
-        # which would otherwise kill long but healthy generations. Built once: it is the same for every request.
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
         self._first_token_timeout_s = first_token_timeout_s
         self._idle_timeout_s = idle_timeout_s
         self._extra_body = dict(extra_body or {})
@@ -158,21 +155,20 @@ class HttpStreamProvider:
             message = message.replace(self._api_key, "***")
         return ProviderError(kind, message, status, retry_after_s)
 
-    async def _post(self, body: dict, headers: dict, first_deadline: float) -> aiohttp.ClientResponse:
+    async def _post(self, body: dict, headers: dict, first_deadline: float) -> Response:
         try:
             async with asyncio.timeout_at(first_deadline):
                 # compact JSON: the spaces of the default separators are ~10 % of a device round's request
-                data = fastjson.dumps(body)
-                return await self._session.post(self._url, data=data, headers={**headers, **_JSON},
-                                                timeout=self._timeout)
-        except aiohttp.ServerTimeoutError as e:  # before TimeoutError: it subclasses it
+                return await self._http.post(self._url, fastjson.dumps(body), {**headers, **_JSON},
+                                             self._connect_timeout_s)
+        except ConnectTimeout as e:
             raise self._fail("connect", f"connect to {self._url} timed out after {self._connect_timeout_s}s") from e
-        except aiohttp.ClientError as e:
+        except HttpError as e:
             raise self._fail("connect", f"cannot reach {self._url}: {e}") from e
         except TimeoutError as e:
             raise self._fail("timeout", f"no first token within {self._first_token_timeout_s}s (no headers)") from e
 
-    async def _check_status(self, resp: aiohttp.ClientResponse) -> None:
+    async def _check_status(self, resp: Response) -> None:
         if resp.status // 100 != 2:
             excerpt, _ = await self._body_excerpt(resp)
             raise self._fail("http", f"HTTP {resp.status}: {excerpt}", resp.status,
@@ -182,23 +178,22 @@ class HttpStreamProvider:
             raise self._fail("http" if is_error else "malformed",
                              f"expected an event stream, got JSON: {excerpt}", resp.status)
 
-    async def _payloads(self, resp: aiohttp.ClientResponse, first_deadline: float,
+    async def _payloads(self, resp: Response, first_deadline: float,
                         complete: Callable[[], bool]) -> AsyncIterator[str]:
         """SSE data payloads until EOF. A cut connection is an error unless complete() says the answer was."""
         loop = asyncio.get_running_loop()
         decoder, got_data = SSEDecoder(), False
+        # Until the first data payload the absolute first-token deadline applies (keep-alive comments do not
+        # extend it); afterwards any gap between network reads is bounded by the idle timeout.
+        resp.deadline = first_deadline
         while True:
-            # Until the first data payload the absolute first-token deadline applies (keep-alive comments
-            # do not extend it); afterwards any gap between network reads is bounded by the idle timeout.
-            deadline = loop.time() + self._idle_timeout_s if got_data else first_deadline
             try:
-                async with asyncio.timeout_at(deadline):
-                    chunk = await resp.content.readany()
+                chunk = await resp.chunk()
             except TimeoutError as e:
                 what = (f"stream idle for more than {self._idle_timeout_s}s" if got_data
                         else f"no first token within {self._first_token_timeout_s}s")
                 raise self._fail("timeout", what) from e
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as e:
+            except HttpError as e:
                 if complete():
                     return  # the answer was complete; only a trailer (usage, [DONE]) was lost
                 raise self._fail("cut", f"connection lost mid-stream: {e}") from e
@@ -207,13 +202,15 @@ class HttpStreamProvider:
                 yield payload
             if not chunk:
                 return
+            if got_data:
+                resp.deadline = loop.time() + self._idle_timeout_s
 
-    async def _body_excerpt(self, resp: aiohttp.ClientResponse) -> tuple[str, bool]:
+    async def _body_excerpt(self, resp: Response) -> tuple[str, bool]:
         """(short readable excerpt of the body, whether it was an {"error": ...} object)."""
         try:
-            async with asyncio.timeout(self._idle_timeout_s):
-                text = (await resp.read()).decode("utf-8", errors="replace")
-        except (TimeoutError, aiohttp.ClientError):
+            resp.deadline = asyncio.get_running_loop().time() + self._idle_timeout_s
+            text = (await resp.read(ERROR_BODY_MAX)).decode("utf-8", errors="replace")
+        except (TimeoutError, HttpError):
             return "(error body unreadable)", False
         try:
             obj = json.loads(text)

@@ -7,11 +7,10 @@ import contextlib
 import json
 import threading
 
-import aiohttp
-
 from bridge.app import MAX_IN_FLIGHT, Bridge
 from bridge.config import BridgeConfig, CostConfig, RoutingConfig, Tier
 from bridge.cost import CostStore
+from bridge.httpclient import HttpClient
 from bridge.manifests import ManifestCache
 from bridge.providers import provider_factory
 from bridge.rounds.dedupe import Dedupe
@@ -73,10 +72,10 @@ class Recorder:
 async def bridge_ctx(cfg: BridgeConfig, device_id: str = "dev1", clock=None):
     costs = CostStore(cfg.cost)
     try:
-        async with aiohttp.ClientSession() as session:
+        async with HttpClient() as http:
             manifests = ManifestCache()
             manifests.update(device_id, json.dumps(manifest(device_id)).encode())
-            router = Router(cfg, provider_factory(session), clock=clock)
+            router = Router(cfg, provider_factory(http), clock=clock)
             yield HandlerContext(cfg, manifests, Recorder(), router, costs, Dedupe())
     finally:
         costs.close()

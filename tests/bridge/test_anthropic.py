@@ -2,9 +2,9 @@
 import asyncio
 import time
 
-import aiohttp
 import pytest
 
+from bridge.httpclient import HttpClient
 from bridge.providers.anthropic import AnthropicProvider, to_anthropic
 from bridge.providers.base import ProviderError
 from tests.fakes.openai_server import FakeOpenAI, Reply
@@ -25,8 +25,8 @@ def fake():
 
 def _run(base_url, tools=None, messages=MESSAGES, **kw):
     async def go():
-        async with aiohttp.ClientSession() as session:
-            p = AnthropicProvider(session, base_url, "claude-fake", **kw)
+        async with HttpClient() as http:
+            p = AnthropicProvider(http, base_url, "claude-fake", **kw)
             return [(time.monotonic(), ev) async for ev in p.stream_chat(messages, tools)]
     return asyncio.run(go())
 

@@ -3,11 +3,11 @@ and /v1 callers have breakers of their own, so their failures never cut the devi
 import asyncio
 import time
 
-import aiohttp
 from aiohttp import test_utils
 
 from bridge.config import Tier
 from bridge.cost import CostStore
+from bridge.httpclient import HttpClient
 from bridge.providers import provider_factory
 from bridge.routing.router import Router
 from bridge.web.server import make_app
@@ -60,8 +60,8 @@ def api_app(cfg):
     async def go(check):
         costs = CostStore(cfg.cost)
         try:
-            async with aiohttp.ClientSession() as session:
-                router = Router(cfg, provider_factory(session))
+            async with HttpClient() as http:
+                router = Router(cfg, provider_factory(http))
                 app = make_app(token=TOKEN, router=router, costs=costs, fleet=None, hub=None, metrics=None)
                 async with test_utils.TestClient(test_utils.TestServer(app)) as http:
                     return await check(router, http)

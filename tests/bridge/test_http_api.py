@@ -4,13 +4,13 @@ import json
 import urllib.error
 import urllib.request
 
-import aiohttp
 import openai
 import pytest
 from aiohttp import test_utils
 
 from bridge.config import BridgeConfig, CostConfig, HttpConfig, Tier
 from bridge.cost import CostStore
+from bridge.httpclient import HttpClient
 from bridge.providers import provider_factory
 from bridge.routing.router import Router
 from bridge.web import v1
@@ -161,8 +161,8 @@ def test_http_status_follows_the_failure_reason(tmp_path, monkeypatch):
         async def go():
             costs = CostStore(cfg.cost)
             try:
-                async with aiohttp.ClientSession() as session:
-                    router = Router(cfg, provider_factory(session))
+                async with HttpClient() as http:
+                    router = Router(cfg, provider_factory(http))
                     app = make_app(token=TOKEN, router=router, costs=costs, fleet=None, hub=None, metrics=None)
                     async with test_utils.TestClient(test_utils.TestServer(app)) as http:
                         late = await http.post("/v1/chat/completions", json=body, headers=auth)

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bridge.httpclient import HttpClient
 from bridge.providers.openai_compat import (
     OpenAICompatProvider,
     ProviderError,
@@ -158,8 +159,8 @@ def fake():
 def _run(base_url, tools=None, **kw) -> list[tuple[float, StreamEvent]]:
     """Drive stream_chat to the end; returns (arrival time.monotonic(), event) pairs."""
     async def go():
-        async with aiohttp.ClientSession() as session:
-            provider = OpenAICompatProvider(session, base_url, "fake-model", **kw)
+        async with HttpClient() as http:
+            provider = OpenAICompatProvider(http, base_url, "fake-model", **kw)
             return [(time.monotonic(), ev) async for ev in provider.stream_chat(MESSAGES, tools)]
     return asyncio.run(go())
 
@@ -296,8 +297,8 @@ def _against(body: bytes, content_type: str = "text/event-stream", api_key: str 
     async def go():
         runner, url = await _serve(body, content_type)
         try:
-            async with aiohttp.ClientSession() as session:
-                provider = OpenAICompatProvider(session, url, "m", api_key=api_key, first_token_timeout_s=1)
+            async with HttpClient() as http:
+                provider = OpenAICompatProvider(http, url, "m", api_key=api_key, first_token_timeout_s=1)
                 return [ev async for ev in provider.stream_chat(MESSAGES)]
         finally:
             await runner.cleanup()

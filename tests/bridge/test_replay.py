@@ -4,6 +4,7 @@ import json
 import sqlite3
 
 from bridge.config import Tier
+from bridge.httpclient import HttpClient
 from bridge.providers import provider_factory
 from tests.bridge.harness import ask, bridge_ctx, config, manifest, run
 from tests.fakes import recorded
@@ -68,13 +69,12 @@ def test_a_server_that_never_sends_usage_is_estimated_with_its_tools(tmp_path):
 
 def test_anthropic_input_json_delta_fragments_make_one_call_and_cache_reads_count_as_input():
     async def go():
-        import aiohttp
         server = Replay(recorded.ANTHROPIC_TOOL_USE)
         await server.start()
         try:
-            async with aiohttp.ClientSession() as session:
+            async with HttpClient() as http:
                 tier = Tier("claude", server.base_url, "claude-sonnet-4-5", "sk-ant-x", provider="anthropic")
-                provider = provider_factory(session)(tier)
+                provider = provider_factory(http)(tier)
                 tools = [{"type": "function", "function": {"name": "gpio_write", "description": "d",
                                                            "parameters": {"type": "object", "properties": {}}}}]
                 return [ev async for ev in provider.stream_chat([{"role": "user", "content": "porch"}], tools)]
