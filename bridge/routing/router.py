@@ -100,9 +100,13 @@ class Router:
         healthy single deployment); then untried tiers without statistics, in route order; last, tiers expected
         to be late (late beats nothing while the budget lasts).
         """
-        def known(t: Tier) -> bool | None:
-            p = self.predicted_ms(t)
-            return None if p is None else p <= remaining_ms
+        verdicts: dict[str, bool | None] = {}
+
+        def known(t: Tier) -> bool | None:  # asked several times per tier below: the percentile is read once
+            if t.name not in verdicts:
+                p = self.predicted_ms(t)
+                verdicts[t.name] = None if p is None else p <= remaining_ms
+            return verdicts[t.name]
 
         left = [t for t in tiers if tries.get(t.name, 0) < MAX_TRIES_PER_TIER]
         fresh = [t for t in left if not tries.get(t.name) and t.name not in running]

@@ -1,13 +1,14 @@
 """Routing across tiers over real HTTP: breaker states, statistics, deadline-aware choice, first-token hedging,
 transparent failover before a tool call was forwarded and a clear error after, quirky servers."""
 import asyncio
+import random
 import time
 
 import pytest
 
 from bridge.config import Tier
 from bridge.routing.breaker import Breaker
-from bridge.routing.stats import MIN_SAMPLES, TierStats
+from bridge.routing.stats import MIN_SAMPLES, WINDOW, Series, TierStats, percentile
 from tests.bridge.harness import PORCH_ON, ask, bridge_ctx, config, fake_tiers, run
 from tests.fakes.openai_server import Reply
 
@@ -233,3 +234,13 @@ def test_both_providers_behind_one_interface(tmp_path, provider):
     assert msgs[0]["calls"][0]["args"] == PORCH_ON[1] and msgs[-1]["text"] == "Done."
     assert msgs[-1]["usage"]["in"] > 0 and msgs[-1]["usage"]["out"] > 0
     assert a.paths == ["/v1/messages" if provider == "anthropic" else "/v1/chat/completions"]
+
+
+def test_live_percentiles_follow_the_sliding_window():
+    rng = random.Random(7)
+    s = Series()
+    for n in range(WINDOW * 3):
+        s.add(rng.choice([rng.random() * 100, 5.0]))  # repeated values too: the oldest copy leaves first
+        if n % 37 == 0 or n > WINDOW * 3 - 3:
+            for q in (50, 90, 95, 99):
+                assert s.p(q) == (percentile(list(s.window), q) if n + 1 >= MIN_SAMPLES else None)
