@@ -69,12 +69,13 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future | None = None
         self.paused = False
         self.idle_since = 0.0
-        self.used = False  # has carried a request before: a reused connection may have been closed meanwhile
+        self.received = 0  # bytes ever received: did a request get any answer at all
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        self.received += len(data)
         self.buf += data
         if len(self.buf) > PAUSE_AT and not self.paused:
             self.paused = True
@@ -123,7 +124,8 @@ class Response:
         self.status, self.reason, self.headers = status, reason, headers
         self.content_type = (headers.get("content-type") or "").partition(";")[0].strip().lower()
         self.deadline: float | None = None  # loop time after which a waiting read raises TimeoutError
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # wakes a waiting read at _timer_at, re-armed as needed
+        self._timer_at = 0.0
         self._released = False
         te = (headers.get("transfer-encoding") or "").lower()
         length = headers.get("content-length")
@@ -236,8 +238,10 @@ class Response:
         if self.deadline is not None:
             if loop.time() >= self.deadline:
                 raise TimeoutError
-            if self._timer is None:
-                self._timer = loop.call_at(self.deadline, self._check_deadline)
+            if self._timer is None or self.deadline < self._timer_at:  # none yet, or the deadline came closer
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer, self._timer_at = loop.call_at(self.deadline, self._check_deadline), self.deadline
         conn.waiter = fut = loop.create_future()
         await fut
 
@@ -247,6 +251,7 @@ class Response:
             return
         if self._conn.loop.time() < self.deadline:  # moved on since the timer was set: wait for the new one
             self._timer = self._conn.loop.call_at(self.deadline, self._check_deadline)
+            self._timer_at = self.deadline
             return
         self._conn._wake()  # the waiting read finds the deadline passed and raises TimeoutError
 
@@ -260,6 +265,11 @@ class Response:
             self._timer = None
         conn = self._conn
         conn.waiter = None
+        if not self._done and self._keep and conn.usable:
+            try:  # a reader that stopped at its format's own end ([DONE]): the body's end may be here already
+                self._take()
+            except HttpError:
+                pass  # closed below
         if self._done and self._keep and not conn.buf and conn.usable:
             self._client._put_back(self._key, conn)
         else:
@@ -283,8 +293,10 @@ class HttpClient:
             o = self._origins[url] = _Origin(url)
         return o
 
-    async def post(self, url: str, body: bytes, headers: dict, connect_timeout_s: float) -> Response:
-        """Send the request and read the answer's status and headers. Raises HttpError, ConnectTimeout."""
+    async def post(self, url: str, body: bytes, headers: dict, connect_timeout_s: float,
+                   deadline: float | None = None) -> Response:
+        """Send the request and read the answer's status and headers. Raises HttpError, ConnectTimeout, and
+        TimeoutError when the headers have not come by `deadline` (loop time)."""
         o = self._origin(url)
         key = (o.scheme, o.host, o.port)
         head = [f"POST {o.path} HTTP/1.1\r\nHost: {o.host_header}\r\nContent-Length: {len(body)}\r\n"]
@@ -294,16 +306,18 @@ class HttpClient:
             conn = self._idle_connection(key)
             reused = conn is not None
             if conn is None:
-                conn = await self._connect(o, connect_timeout_s)
-            conn.used = True
+                conn = await self._connect(o, connect_timeout_s, deadline)
+            sent_at = conn.received
             conn.transport.write(request)
             try:
-                return await self._answer(key, conn)
+                return await self._answer(key, conn, deadline)
             except HttpError:
+                # A kept-alive connection the server closed just as it was reused, without a byte of answer:
+                # it closed an idle connection, so asking again on a new one cannot run the request twice
+                # (browsers do the same).
+                unanswered = reused and conn.eof and conn.received == sent_at
                 conn.close()
-                # A kept-alive connection the server closed just as it was reused: nothing of the request was
-                # read, so asking again on a new connection cannot run it twice (as browsers do).
-                if reused and not conn.buf and conn.eof:
+                if unanswered:
                     continue
                 raise
             except BaseException:
@@ -327,24 +341,36 @@ class HttpClient:
         conn.idle_since = conn.loop.time()
         pool.append(conn)
 
-    async def _connect(self, o: _Origin, timeout_s: float) -> _Connection:
+    async def _connect(self, o: _Origin, timeout_s: float, deadline: float | None) -> _Connection:
         loop = asyncio.get_running_loop()
         tls = None
         if o.tls:
             if self._ssl is None:
                 self._ssl = ssl.create_default_context()
             tls = self._ssl
+        give_up = loop.time() + timeout_s
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout_at(give_up if deadline is None else min(give_up, deadline)):
                 _, conn = await loop.create_connection(lambda: _Connection(loop), o.host, o.port, ssl=tls,
                                                        server_hostname=o.host if tls else None)
         except TimeoutError:
+            if deadline is not None and deadline < give_up:
+                raise  # the caller's deadline, not the connect timeout
             raise ConnectTimeout(f"connect to {o.host}:{o.port} timed out after {timeout_s}s") from None
         except (OSError, ssl.SSLError) as e:
             raise HttpError(f"cannot connect to {o.host}:{o.port}: {e}") from None
         return conn
 
-    async def _answer(self, key, conn: _Connection) -> Response:
+    async def _answer(self, key, conn: _Connection, deadline: float | None) -> Response:
+        loop = conn.loop
+        timer = None if deadline is None else loop.call_at(deadline, conn._wake)
+        try:
+            return await self._head(key, conn, deadline)
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def _head(self, key, conn: _Connection, deadline: float | None) -> Response:
         while True:
             buf = conn.buf
             end = buf.find(b"\r\n\r\n")
@@ -353,6 +379,8 @@ class HttpClient:
                     raise HttpError("response head too long")
                 if conn.eof:
                     raise HttpError(f"connection closed before an answer: {conn.error or 'by the server'}")
+                if deadline is not None and conn.loop.time() >= deadline:
+                    raise TimeoutError
                 conn.waiter = fut = conn.loop.create_future()
                 await fut
                 end = buf.find(b"\r\n\r\n")

@@ -157,10 +157,9 @@ class HttpStreamProvider:
 
     async def _post(self, body: dict, headers: dict, first_deadline: float) -> Response:
         try:
-            async with asyncio.timeout_at(first_deadline):
-                # compact JSON: the spaces of the default separators are ~10 % of a device round's request
-                return await self._http.post(self._url, fastjson.dumps(body), {**headers, **_JSON},
-                                             self._connect_timeout_s)
+            # compact JSON: the spaces of the default separators are ~10 % of a device round's request
+            return await self._http.post(self._url, fastjson.dumps(body), {**headers, **_JSON},
+                                         self._connect_timeout_s, first_deadline)
         except ConnectTimeout as e:
             raise self._fail("connect", f"connect to {self._url} timed out after {self._connect_timeout_s}s") from e
         except HttpError as e:

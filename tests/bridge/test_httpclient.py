@@ -156,9 +156,12 @@ def test_garbage_is_a_clear_error(answer):
         run(go())
 
 
-def test_deadline_bounds_a_silent_stream_and_moves_without_new_timers():
+def test_deadline_bounds_a_silent_stream_also_when_moved_closer():
     async def stall(writer):
-        writer.write(SSE_HEAD + chunked(b"data: 1\n\n")[:-5])  # the first event, then silence
+        writer.write(SSE_HEAD)
+        await writer.drain()
+        await asyncio.sleep(0.1)  # the client waits for the first event under a far deadline
+        writer.write(chunked(b"data: 1\n\n")[:-5])  # the first event, then silence
         await writer.drain()
         await asyncio.sleep(10)
 
