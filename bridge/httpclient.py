@@ -20,6 +20,8 @@ MAX_HEAD = 64 * 1024  # status line and headers: far beyond any provider's, smal
 MAX_IDLE_PER_ORIGIN = 64  # kept-alive connections waiting for the next request, per scheme://host:port
 IDLE_KEEP_S = 15.0  # an idle connection older than this is closed rather than reused (servers close at 5-60 s)
 PAUSE_AT = 256 * 1024  # unread body bytes at which the socket stops being read until the reader catches up
+DRAIN_S = 1.0  # after a reader stopped early: how long the rest of the body may take before the connection closes
+DRAIN_MAX = 64 * 1024  # ...and how many more body bytes it may carry
 
 
 class HttpError(Exception):
@@ -70,6 +72,7 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.idle_since = 0.0
         self.received = 0  # bytes ever received: did a request get any answer at all
+        self.on_data = None  # set while a released answer's rest is drained
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -77,6 +80,9 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.received += len(data)
         self.buf += data
+        if self.on_data is not None:  # a released answer's remaining body, read in the background
+            self.on_data()
+            return
         if len(self.buf) > PAUSE_AT and not self.paused:
             self.paused = True
             self.transport.pause_reading()
@@ -90,6 +96,8 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.eof = True
         self.error = self.error or exc
+        if self.on_data is not None:
+            self.on_data()
         self._wake()
 
     def _wake(self) -> None:
@@ -256,7 +264,7 @@ class Response:
         self._conn._wake()  # the waiting read finds the deadline passed and raises TimeoutError
 
     def release(self) -> None:
-        """Done with this answer: the connection goes back to the pool if its body was read to the end."""
+        """Done with this answer: the connection goes back to the pool once its body was read to the end."""
         if self._released:
             return
         self._released = True
@@ -266,10 +274,29 @@ class Response:
         conn = self._conn
         conn.waiter = None
         if not self._done and self._keep and conn.usable:
-            try:  # a reader that stopped at its format's own end ([DONE]): the body's end may be here already
-                self._take()
-            except HttpError:
-                pass  # closed below
+            # A reader that stopped at its format's own end ([DONE], message_stop): the body's end follows at
+            # once. Read it in the background and pool the connection then, rather than open a new one for
+            # the next request (a TCP, or TLS, handshake each).
+            self._drain_left = DRAIN_MAX
+            self._drain_timer = conn.loop.call_later(DRAIN_S, conn.close)
+            conn.on_data = self._drain
+            self._drain()
+            return
+        self._settle()
+
+    def _drain(self) -> None:
+        conn = self._conn
+        try:
+            self._drain_left -= len(self._take())
+        except HttpError:
+            self._drain_left = -1
+        if self._done or self._drain_left < 0 or conn.eof:
+            conn.on_data = None
+            self._drain_timer.cancel()
+            self._settle()
+
+    def _settle(self) -> None:
+        conn = self._conn
         if self._done and self._keep and not conn.buf and conn.usable:
             self._client._put_back(self._key, conn)
         else:

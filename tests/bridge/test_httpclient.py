@@ -242,3 +242,41 @@ def test_tls_verified_and_a_silent_tls_server_is_a_connect_timeout(tmp_path):
                 await http.post(srv.url, b"{}", {}, 5)
         return body
     assert run(go()) == b"data: secure\n\n"
+
+
+def test_a_reader_that_stops_at_done_still_leaves_the_connection_reusable():
+    async def done_then_terminator(writer):
+        writer.write(SSE_HEAD + b"e\r\ndata: [DONE]\n\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the body's end comes after the reader has stopped
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async def go():
+        async with Scripted([done_then_terminator, done_then_terminator]) as srv, HttpClient() as http:
+            for _ in range(2):
+                resp = await http.post(srv.url, b"{}", {}, 5)
+                async with resp:
+                    assert await resp.chunk() == b"data: [DONE]\n\n"
+                await asyncio.sleep(0.2)
+            return srv.connections
+    assert run(go()) == 1
+
+
+def test_a_released_answer_that_never_ends_costs_its_connection(monkeypatch):
+    monkeypatch.setattr("bridge.httpclient.DRAIN_S", 0.1)
+    answer = SSE_HEAD + chunked(b"data: 1\n\n")
+
+    async def endless(writer):
+        writer.write(SSE_HEAD + b"9\r\ndata: 1\n\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    async def go():
+        async with Scripted([endless, answer]) as srv, HttpClient() as http:
+            async with await http.post(srv.url, b"{}", {}, 5) as resp:
+                await resp.chunk()
+            await asyncio.sleep(0.3)
+            body = await body_of(await http.post(srv.url, b"{}", {}, 5))
+            return body, srv.connections
+    assert run(go()) == (b"data: 1\n\n", 2)
