@@ -389,15 +389,19 @@ class HttpClient:
         return conn
 
     async def _answer(self, key, conn: _Connection, deadline: float | None) -> Response:
-        loop = conn.loop
-        timer = None if deadline is None else loop.call_at(deadline, conn._wake)
+        rang = []  # the deadline's timer has rung (it may ring a hair before loop.time() reaches it)
+
+        def ring():
+            rang.append(True)
+            conn._wake()
+        timer = None if deadline is None else conn.loop.call_at(deadline, ring)
         try:
-            return await self._head(key, conn, deadline)
+            return await self._head(key, conn, deadline, rang)
         finally:
             if timer is not None:
                 timer.cancel()
 
-    async def _head(self, key, conn: _Connection, deadline: float | None) -> Response:
+    async def _head(self, key, conn: _Connection, deadline: float | None, rang: list) -> Response:
         while True:
             buf = conn.buf
             end = buf.find(b"\r\n\r\n")
@@ -406,7 +410,7 @@ class HttpClient:
                     raise HttpError("response head too long")
                 if conn.eof:
                     raise HttpError(f"connection closed before an answer: {conn.error or 'by the server'}")
-                if deadline is not None and conn.loop.time() >= deadline:
+                if rang or (deadline is not None and conn.loop.time() >= deadline):
                     raise TimeoutError
                 conn.waiter = fut = conn.loop.create_future()
                 await fut

@@ -49,17 +49,27 @@ class _Attempt:
 
 
 class _Inbox:
-    """What the attempts report, read by the one turn: a deque and the turn's waiting future. (An asyncio.Queue
-    read under asyncio.timeout_at cost a Timeout object and several running-loop lookups per event: a visible
-    share of the bridge's CPU per request.)"""
+    """What the attempts report, read by the one turn: a deque, the turn's waiting future, and one timer at the
+    turn's next wake-up kept across waits. (An asyncio.Queue read under asyncio.timeout_at cost a Timeout
+    object, a timer and several running-loop lookups per event: a visible share of the bridge's CPU.)"""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
         self._items: deque = deque()
         self._waiter: asyncio.Future | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._rang: float | None = None  # the wake-up time whose timer has rung
 
     def put_nowait(self, item) -> None:
         self._items.append(item)
+        self._wake()
+
+    def _ring(self) -> None:
+        self._timer, self._rang = None, self._timer_at
+        self._wake()
+
+    def _wake(self) -> None:
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -68,21 +78,23 @@ class _Inbox:
         """The next report, or None once loop time reaches wake_at with none (one already there is taken)."""
         loop = self._loop
         while not self._items:
-            if loop.time() >= wake_at:
+            # a timer may ring a hair before loop.time() reaches its time: having rung is enough
+            if loop.time() >= wake_at or self._rang == wake_at:
                 return None
+            if self._timer is None or self._timer_at != wake_at:
+                self.close()
+                self._timer, self._timer_at = loop.call_at(wake_at, self._ring), wake_at
             self._waiter = fut = loop.create_future()
-            timer = loop.call_at(wake_at, _wake, fut)
             try:
                 await fut
             finally:
-                timer.cancel()
                 self._waiter = None
         return self._items.popleft()
 
-
-def _wake(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_result(None)
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 async def _pump(router: Router, a: _Attempt, chat: list[dict], tools: list[dict] | None,
@@ -170,7 +182,7 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
             wake = deadline if winner is not None or hedge_at is None else min(deadline, hedge_at)
             report = await q.get(wake)
             if report is None:
-                if loop.time() >= deadline:
+                if wake == deadline or loop.time() >= deadline:
                     tier = (winner or list(running.values())[-1]).tier.name if running else None
                     raise Failure(Reason.TIMEOUT, "did not finish within the budget", tier)
                 hedge_at = None
@@ -216,6 +228,7 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
                                   "check its model name, API key and URL", a.tier.name, status=item.status)
                 raise Failure(Reason.TIER_FAILED, f"tier '{a.tier.name}' failed: {item.message}", a.tier.name)
     finally:
+        q.close()
         pending = [a.task for a in running.values() if not a.task.done()]
         for t in pending:
             t.cancel()
