@@ -59,10 +59,11 @@ class Bridge:
         self._tasks: set[asyncio.Task] = set()
         self._queue: deque[tuple[str, bytes, float]] = deque()  # (device, payload, received) waiting for a slot
         self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by run()
 
     async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
         """Serve until `stop` is set. on_ready() is called once the broker granted the first subscriptions."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         cfg = self.config
         serve_http = bool(cfg.http.enabled and cfg.http.token)
         link = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, shared=cfg.shared,
@@ -140,7 +141,7 @@ class Bridge:
             log.warning("ignored message on unexpected topic %r", topic)
 
     def _start(self, device_id: str, payload: bytes, received: float) -> None:
-        task = asyncio.create_task(handle_llm_request(device_id, payload, self.ctx, received))
+        task = self._loop.create_task(handle_llm_request(device_id, payload, self.ctx, received))
         self._tasks.add(task)  # a strong reference, or the task may be garbage-collected mid-flight
         task.add_done_callback(self._finished)
 

@@ -16,7 +16,16 @@ class Provider(Protocol):
 
 
 def provider_factory(http: HttpClient) -> Callable:
-    """tier -> Provider. Providers are cheap views over the one shared HttpClient (its pools are the costly part)."""
+    """tier -> Provider: views over the one shared HttpClient (its pools are the costly part), one per tier
+    object, made on its first attempt (an attempt per request made one each before)."""
+    made: dict[int, tuple] = {}  # id(tier) -> (tier, provider): tiers are frozen; the tier held keeps its id
+
+    def cached(tier) -> Provider:
+        entry = made.get(id(tier))
+        if entry is None or entry[0] is not tier:
+            entry = made[id(tier)] = (tier, make(tier))
+        return entry[1]
+
     def make(tier) -> Provider:
         family = family_for(tier.provider, tier.base_url, tier.dialect)
         common = dict(api_key=tier.api_key, family=family, connect_timeout_s=tier.connect_timeout_s,
@@ -25,4 +34,4 @@ def provider_factory(http: HttpClient) -> Callable:
             return AnthropicProvider(http, tier.base_url, tier.model, max_tokens=tier.max_tokens, **common)
         extra = {"max_tokens": tier.max_tokens} if tier.max_tokens_set else None
         return OpenAICompatProvider(http, tier.base_url, tier.model, extra_body=extra, **common)
-    return make
+    return cached
