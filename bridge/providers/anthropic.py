@@ -90,11 +90,13 @@ class AnthropicProvider(HttpStreamProvider):
         state = {"blocks": {}, "usage": {}, "stop": None, "ended": False}
         async with resp:
             await self._check_status(resp)
-            async for payload in self._payloads(resp, first_deadline, lambda: state["stop"] is not None):
-                for ev in self._events(payload, state):
-                    yield ev
-                if state["ended"]:
-                    break
+            reader = self._reader(resp, first_deadline, lambda: state["stop"] is not None)
+            while not state["ended"] and (payloads := await reader.next()) is not None:
+                for payload in payloads:
+                    for ev in self._events(payload, state):
+                        yield ev
+                    if state["ended"]:
+                        break
         if state["stop"] is None:
             raise self._fail("cut", "stream ended before message_delta carried a stop_reason")
         usage = state["usage"]

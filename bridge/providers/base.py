@@ -7,7 +7,7 @@ import asyncio
 import email.utils
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bridge import fastjson
@@ -94,6 +94,49 @@ class SSEDecoder:
         # event:, id:, retry: carry nothing we need (Anthropic repeats the event name inside its data)
 
 
+class PayloadReader:
+    """The SSE data payloads of one answer, a network read at a time: `await next()` gives the payloads that
+    read completed (maybe none), None once the stream has ended. Two deadlines: the absolute first-token one
+    until the first payload (keep-alive comments do not extend it), then the idle bound between reads.
+    (A coroutine per read rather than an async generator per payload: each generator level cost about a
+    microsecond per payload, on every tier chunk.) A cut connection is an error unless complete() says the
+    answer was."""
+
+    def __init__(self, provider: HttpStreamProvider, resp: Response, first_deadline: float,
+                 complete: Callable[[], bool]):
+        self._p, self._resp, self._complete = provider, resp, complete
+        self._loop = asyncio.get_running_loop()
+        self._decoder = SSEDecoder()
+        self._got_data = False
+        self._ended = False
+        resp.deadline = first_deadline
+
+    async def next(self) -> list[str] | None:
+        if self._ended:
+            return None
+        p, resp = self._p, self._resp
+        try:
+            chunk = await resp.chunk()
+        except TimeoutError as e:
+            what = (f"stream idle for more than {p._idle_timeout_s}s" if self._got_data
+                    else f"no first token within {p._first_token_timeout_s}s")
+            raise p._fail("timeout", what) from e
+        except HttpError as e:
+            if self._complete():
+                self._ended = True  # the answer was complete; only a trailer (usage, [DONE]) was lost
+                return None
+            raise p._fail("cut", f"connection lost mid-stream: {e}") from e
+        if not chunk:
+            self._ended = True
+            return self._decoder.flush()
+        payloads = self._decoder.feed(chunk)
+        if payloads:
+            self._got_data = True
+        if self._got_data:
+            resp.deadline = self._loop.time() + p._idle_timeout_s
+        return payloads
+
+
 def parse_args(raw: str) -> tuple[dict | None, str | None]:
     if not raw.strip():
         return {}, None  # some servers send "" (not "{}") for tools without parameters
@@ -177,32 +220,8 @@ class HttpStreamProvider:
             raise self._fail("http" if is_error else "malformed",
                              f"expected an event stream, got JSON: {excerpt}", resp.status)
 
-    async def _payloads(self, resp: Response, first_deadline: float,
-                        complete: Callable[[], bool]) -> AsyncIterator[str]:
-        """SSE data payloads until EOF. A cut connection is an error unless complete() says the answer was."""
-        loop = asyncio.get_running_loop()
-        decoder, got_data = SSEDecoder(), False
-        # Until the first data payload the absolute first-token deadline applies (keep-alive comments do not
-        # extend it); afterwards any gap between network reads is bounded by the idle timeout.
-        resp.deadline = first_deadline
-        while True:
-            try:
-                chunk = await resp.chunk()
-            except TimeoutError as e:
-                what = (f"stream idle for more than {self._idle_timeout_s}s" if got_data
-                        else f"no first token within {self._first_token_timeout_s}s")
-                raise self._fail("timeout", what) from e
-            except HttpError as e:
-                if complete():
-                    return  # the answer was complete; only a trailer (usage, [DONE]) was lost
-                raise self._fail("cut", f"connection lost mid-stream: {e}") from e
-            for payload in decoder.feed(chunk) if chunk else decoder.flush():
-                got_data = True
-                yield payload
-            if not chunk:
-                return
-            if got_data:
-                resp.deadline = loop.time() + self._idle_timeout_s
+    def _reader(self, resp: Response, first_deadline: float, complete: Callable[[], bool]) -> PayloadReader:
+        return PayloadReader(self, resp, first_deadline, complete)
 
     async def _body_excerpt(self, resp: Response) -> tuple[str, bool]:
         """(short readable excerpt of the body, whether it was an {"error": ...} object)."""

@@ -130,25 +130,26 @@ class OpenAICompatProvider(HttpStreamProvider):
             except ProviderError:
                 resp.release()
                 raise
-        async for ev in self._stream(resp, first_deadline, _Turn(ToolCallAssembler())):
-            if ev.kind == "call" and ev.call.args is not None:
-                ev.call.args = restore_args(self._family, tools, ev.call.name, ev.call.args)
-            yield ev
-
-    async def _stream(self, resp, first_deadline: float, turn: _Turn):
-        saw_done = False
+        turn, saw_done = _Turn(ToolCallAssembler()), False
         async with resp:
-            async for payload in self._payloads(resp, first_deadline, lambda: turn.finish_reason is not None):
-                if payload.strip() == "[DONE]":
-                    saw_done = True
-                    break
-                for ev in self._events(payload, turn):
-                    yield ev
+            reader = self._reader(resp, first_deadline, lambda: turn.finish_reason is not None)
+            while not saw_done and (payloads := await reader.next()) is not None:
+                for payload in payloads:
+                    if payload == "[DONE]" or payload.strip() == "[DONE]":
+                        saw_done = True
+                        break
+                    for ev in self._events(payload, turn):
+                        yield self._restored(ev, tools)
         if not saw_done and turn.finish_reason is None:
             raise self._fail("cut", "stream ended without [DONE] and without a finish_reason")
         for call in turn.asm.finish():
-            yield StreamEvent("call", call=call)
+            yield self._restored(StreamEvent("call", call=call), tools)
         yield StreamEvent("done", finish_reason=turn.finish_reason, usage=turn.usage)
+
+    def _restored(self, ev: StreamEvent, tools: list[dict] | None) -> StreamEvent:
+        if ev.kind == "call" and ev.call.args is not None:
+            ev.call.args = restore_args(self._family, tools, ev.call.name, ev.call.args)
+        return ev
 
     def _events(self, payload: str, turn: _Turn) -> list[StreamEvent]:
         def bad(why: str) -> ProviderError:
