@@ -61,7 +61,7 @@ def test_tool_calls_stream_as_each_block_stops(fake):
     got = [(ev.call.name, ev.call.args) for _, ev in timed if ev.kind == "call"]
     assert got == calls
     first_call_at = next(t for t, ev in timed if ev.kind == "call")
-    assert fake.stream_ends[0] - first_call_at > 0.1  # the first call arrived while the second still streamed
+    assert fake.ended_streams()[0] - first_call_at > 0.1  # the first call arrived while the second still streamed
     assert timed[-1][1].finish_reason == "tool_calls"
     assert fake.requests[0]["tools"] == [{"name": "set_light", "description": "Switch a light",
                                           "input_schema": TOOLS[0]["function"]["parameters"],

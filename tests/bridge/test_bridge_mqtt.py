@@ -159,7 +159,7 @@ def test_tool_calls_stream_before_done(fake, device):
     assert all(m["calls"][0]["tool"] == "gpio_write" and m["calls"][0]["cid"] for m in msgs[:2])
     assert msgs[0]["calls"][0]["cid"] != msgs[1]["calls"][0]["cid"]
     # the device could act on the first call while the tier was still streaming the second
-    assert got[0][0] < fake.stream_ends[-1]
+    assert got[0][0] < fake.ended_streams()[-1]
     done = msgs[-1]
     assert done["tier"] == "local" and "err" not in done
     assert isinstance(done["usage"]["in"], int) and isinstance(done["usage"]["out"], int)

@@ -203,7 +203,7 @@ def test_tool_calls_are_yielded_before_stream_ends(fake):
     assert first.call.cid.startswith("call_") and first.call.cid != second.call.cid
     assert done.finish_reason == "tool_calls" and done.usage["completion_tokens"] > 0
     # the first call reached us while the server still had the whole second call (~6 chunks x 40 ms) to send
-    (t_end,) = fake.stream_ends
+    (t_end,) = fake.ended_streams()
     assert t_end - t_first > 0.15
     assert fake.requests[0]["tools"] == TOOLS
 

@@ -133,6 +133,14 @@ class FakeOpenAI:
             self._thread = None
 
     # ---- handlers --------------------------------------------------------------------------------------
+    def ended_streams(self, n: int = 1, timeout_s: float = 2.0) -> list[float]:
+        """stream_ends once n streams have ended: the fake's thread records an end after its last write
+        returns, which may be a moment after the client has read that write."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.stream_ends) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return list(self.stream_ends)
+
     def _authorized(self, request: web.Request) -> bool:
         return self.api_key is None or request.headers.get("Authorization") == f"Bearer {self.api_key}"
 
