@@ -49,7 +49,7 @@ class _Origin:
     def __init__(self, url: str):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
+            raise HttpError(f"not an http(s) URL: {url!r}")
         self.scheme, self.host = parts.scheme, parts.hostname
         self.tls = parts.scheme == "https"
         default = 443 if self.tls else 80
@@ -327,8 +327,14 @@ class HttpClient:
         o = self._origin(url)
         key = (o.scheme, o.host, o.port)
         head = [f"POST {o.path} HTTP/1.1\r\nHost: {o.host_header}\r\nContent-Length: {len(body)}\r\n"]
-        head += [f"{name}: {value}\r\n" for name, value in headers.items()]
-        request = "".join(head).encode("latin-1") + b"\r\n" + body
+        for name, value in headers.items():
+            if "\n" in value or "\r" in value:  # would end the header early: a broken key or setting, not sent
+                raise HttpError(f"header {name} holds a line break")
+            head.append(f"{name}: {value}\r\n")
+        try:
+            request = "".join(head).encode("latin-1") + b"\r\n" + body
+        except UnicodeEncodeError:
+            raise HttpError("a header holds characters HTTP/1.1 cannot carry") from None
         while True:
             conn = self._idle_connection(key)
             reused = conn is not None
@@ -355,7 +361,8 @@ class HttpClient:
         pool = self._idle.get(key)
         while pool:
             conn = pool.pop()
-            if conn.usable and conn.loop.time() - conn.idle_since < IDLE_KEEP_S:
+            # bytes on an idle connection answer nothing we asked: it is not used again
+            if conn.usable and not conn.buf and conn.loop.time() - conn.idle_since < IDLE_KEEP_S:
                 return conn
             conn.close()
         return None

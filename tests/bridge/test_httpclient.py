@@ -280,3 +280,35 @@ def test_a_released_answer_that_never_ends_costs_its_connection(monkeypatch):
             body = await body_of(await http.post(srv.url, b"{}", {}, 5))
             return body, srv.connections
     assert run(go()) == (b"data: 1\n\n", 2)
+
+
+def test_bytes_on_an_idle_connection_retire_it():
+    answer = SSE_HEAD + chunked(b"data: 1\n\n")
+
+    async def answer_then_babble(writer):
+        writer.write(answer)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")  # an answer to nothing
+        await writer.drain()
+
+    async def go():
+        async with Scripted([answer_then_babble, answer]) as srv, HttpClient() as http:
+            first = await body_of(await http.post(srv.url, b"{}", {}, 5))
+            await asyncio.sleep(0.2)
+            second = await body_of(await http.post(srv.url, b"{}", {}, 5))
+            return first, second, srv.connections
+    assert run(go()) == (b"data: 1\n\n", b"data: 1\n\n", 2)
+
+
+@pytest.mark.parametrize("url, headers, why", [
+    ("ftp://127.0.0.1/x", {}, "not an http"),
+    ("http://127.0.0.1:9/x", {"Authorization": "Bearer k\r\nX-Evil: 1"}, "line break"),
+    ("http://127.0.0.1:9/x", {"Authorization": "Bearer ключ"}, "cannot carry"),
+])
+def test_a_request_that_cannot_be_sent_as_asked_is_a_clear_error_before_connecting(url, headers, why):
+    async def go():
+        async with HttpClient() as http:
+            await http.post(url, b"{}", headers, 5)
+    with pytest.raises(HttpError, match=why):
+        run(go())
