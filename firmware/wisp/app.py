@@ -7,13 +7,14 @@ import os
 from wisp import limits, unload
 from wisp import log as wlog
 from wisp import pins as pins_mod
-from wisp.agent import Agent
-from wisp.commands import Commands
 from wisp.device import Device
 from wisp.hal import Board
-from wisp.inputs import Inputs
 from wisp.log import log
 from wisp.mqtt import MQTTClient
+
+# The agent, its tools, commands, schedules and inputs are imported by _build_agent, after the first
+# connect: a TLS handshake needs ~55 KB of free heap, which it finds before their code is loaded
+# (~40 KB of bytecode and names) and not after (docs/architecture.md "Heap budget").
 
 NETWORK_RETRY_MS = 5000
 CLOCK_RESYNC_MS = 6 * 3600 * 1000  # NTP again every 6 h: the ESP32 RTC drifts seconds a day
@@ -122,7 +123,15 @@ async def _ota_after_connect(dev):
 
 
 def build(config_path=CONFIG_PATH):
-    global device, agent
+    """Every part, nothing started (the serial REPL's helpers use them)."""
+    dev = _build_device(config_path)
+    _build_agent(dev)
+    return dev, agent
+
+
+def _build_device(config_path):
+    """Config, board, pins and the MQTT link: what connecting needs."""
+    global device
     from wisp import config
     cfg, _errors = config.load(config_path, log)
     del config
@@ -131,12 +140,34 @@ def build(config_path=CONFIG_PATH):
     if cfg["id"] is None:
         cfg["id"] = "wisp-" + board.unique_id()[-6:]
     dev = Device(cfg, board, pins_mod.setup(cfg.get("pins", {}), board, log))
+    broker = cfg["broker"]
+    tls_ctx = None
+    if broker.get("tls"):
+        from wisp import tls
+        try:
+            tls_ctx = tls.context(broker)
+        except tls.TLSConfigError as e:
+            log("config error: %s; not connecting" % e)
+            broker["port"] = 0  # never fall back to plain text: the link keeps failing, visibly
+        unload("wisp.tls")  # one-shot: the context is all the link needs
+    dev.link = MQTTClient("wisp-" + dev.id, broker["host"], broker["port"], broker.get("user"),
+                          broker.get("password"), will=(dev.topic("status"), dev.status_payload("offline"), True, 1),
+                          log=log, ssl=tls_ctx, on_starved=board.reset)
+    device = dev
+    return dev
+
+
+def _build_agent(dev):
+    """The agent, commands and schedules, and the link's handlers that reach them."""
+    global agent
+    from wisp.agent import Agent
+    from wisp.commands import Commands
     agent = Agent(dev)
     commands = Commands(dev)
     agent.fresh = commands.fresh  # signed-only asks share the commands' replay memory
     _add_state(dev, agent)
-    broker = cfg["broker"]
     ha_status = _ha_status_topic(dev)
+    link, broker = dev.link, dev.config["broker"]
 
     async def on_connect():
         for suffix in ("ask", "llm/res", "cmd", "set/+", "log/get", "ota/offer", "ota/chunk"):
@@ -147,22 +178,8 @@ def build(config_path=CONFIG_PATH):
         await _ota_after_connect(dev)  # confirms an updated version on trial: it connected
         log("online as %s on %s:%d" % (dev.id, broker["host"], broker["port"]))
 
-    tls_ctx = None
-    if broker.get("tls"):
-        from wisp import tls
-        try:
-            tls_ctx = tls.context(broker)
-        except tls.TLSConfigError as e:
-            log("config error: %s; not connecting" % e)
-            broker["port"] = 0  # never fall back to plain text: the link keeps failing, visibly
-        unload("wisp.tls")  # one-shot: the context is all the link needs
-    link = MQTTClient("wisp-" + dev.id, broker["host"], broker["port"], broker.get("user"), broker.get("password"),
-                      will=(dev.topic("status"), dev.status_payload("offline"), True, 1),
-                      on_message=_router(dev, agent, commands, ha_status), on_connect=on_connect, log=log,
-                      ssl=tls_ctx, on_starved=board.reset)
-    dev.link = link
-    device = dev
-    return dev, agent
+    link.on_message = _router(dev, agent, commands, ha_status)
+    link.on_connect = on_connect
 
 
 def _add_state(dev, agent):
@@ -201,18 +218,21 @@ async def _feed_watchdog(board, period_ms):
 
 
 async def main(config_path=CONFIG_PATH):
-    dev, agent = build(config_path)
+    dev = _build_device(config_path)
     wdt_s = dev.config.get("wdt_s")
     if isinstance(wdt_s, int) and wdt_s > 0:
         dev.board.wdt_start(wdt_s * 1000)
         asyncio.create_task(_feed_watchdog(dev.board, wdt_s * 1000 // 3))
     while not await dev.board.connect_network(dev.config, log):
         await asyncio.sleep_ms(NETWORK_RETRY_MS)
+    await dev.link.open_first()  # one try; a broker not there yet is the supervisor's to retry
+    _build_agent(dev)
     asyncio.create_task(_keep_clock(dev))
     asyncio.create_task(dev.link.run())
     asyncio.create_task(dev.sched.run())
     from wisp import logfeed
     asyncio.create_task(logfeed.run(dev))
+    from wisp.inputs import Inputs
     Inputs(dev).start()
     await agent.run()
 

@@ -61,14 +61,16 @@ class Device:
         self.announcing = False  # a connect's announce is running: requests wait for it
         self.dropped = 0  # network messages dropped because too many were in progress
         self.connected_n, self.connected_ms = 0, 0  # which connect announced last, and when (wisp/ha.py)
-        from wisp.tools import manifest
-        self.manifest_hash = manifest.digest(self)  # every llm/req carries it
-        del manifest
-        unload("wisp.tools.manifest")  # one-shot: its code and tables go back to the heap
-
     def __getattr__(self, name):
         # Memory and routines load on first use (a tool call, an LLM ask, a routine trigger):
         # until then their code and stores hold no heap. Tests may also assign their own.
+        if name == "manifest_hash":  # every llm/req carries it; computed once the tools are loaded
+            # (at boot, after the first connect: wisp/app.py), not while the link still connects
+            from wisp.tools import manifest
+            self.manifest_hash = manifest.digest(self)
+            del manifest
+            unload("wisp.tools.manifest")  # one-shot: its code and tables go back to the heap
+            return self.manifest_hash
         if name == "memory":
             from wisp.memory import Memory
             self.memory = Memory(log)

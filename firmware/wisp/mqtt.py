@@ -3,6 +3,7 @@
 # blocks the loop. Incoming payloads over MAX_PAYLOAD are skipped unread, so a hostile
 # message cannot exhaust the heap.
 import asyncio
+import gc
 import socket
 import struct
 import time
@@ -216,6 +217,16 @@ class MQTTClient:
             except Exception:
                 pass
 
+    async def open_first(self):
+        """Connect once, before run(), which then serves this connection: at boot, before the rest
+        of the firmware takes the heap a TLS handshake needs. A failure is logged; run() retries."""
+        gc.collect()  # the handshake wants large contiguous blocks
+        try:
+            await self._open()
+        except Exception as e:
+            self.log("mqtt: connect to %s:%d failed: %r" % (self.host, self.port, e))
+            self._close()
+
     async def run(self):
         """Supervisor: connect, serve, reconnect with capped exponential backoff. Never returns
         unless stop() is called."""
@@ -223,7 +234,8 @@ class MQTTClient:
         starved = 0  # reconnects failed in a row for what may be memory (_starved, on_connect)
         while not self._stop:
             try:
-                await self._open()
+                if self._writer is None:  # else open_first() connected already
+                    await self._open()
             except Exception as e:
                 self.log("mqtt: connect to %s:%d failed: %r; retry in %d ms" % (self.host, self.port, e, delay))
                 self._close()

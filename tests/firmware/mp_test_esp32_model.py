@@ -253,3 +253,44 @@ def test_queued_messages_are_capped_by_bytes_not_only_by_count():
     for seq in range(3):  # 4 KB each: the third would pass 8 KB
         conv.on_res({"id": "ask1.abc", "round": 0, "seq": seq}, 4000)
     eq(len(conv._res), 2, "llm/res held in one round")
+
+
+def test_the_link_connects_before_the_agent_code_takes_the_heap():
+    # A TLS handshake needs ~55 KB free: at boot it must come before the agent, tools, commands
+    # and schedules are loaded, or a stock board's heap cannot connect at all.
+    import json
+    import sys
+
+    from wisp import app, unload
+    from wisp.mqtt import MQTTClient
+    with open("config.json", "w") as f:
+        f.write(json.dumps({"id": "early", "broker": {"host": "127.0.0.1", "port": 1}}))
+    later = ("wisp.agent", "wisp.commands", "wisp.sched", "wisp.tools", "wisp.conversation", "wisp.inputs")
+    for name in later:
+        unload(name)
+    seen = {}
+
+    async def opened(self):
+        seen["loaded"] = [name for name in later if name in sys.modules]
+        raise OSError(111)  # no broker yet: boot goes on, the supervisor retries
+
+    class Built(Exception):
+        pass
+
+    def build_then_stop(dev):
+        real_build(dev)
+        seen["link handlers"] = dev.link.on_message is not None and dev.link.on_connect is not None
+        raise Built
+
+    real_open, real_build = MQTTClient._open, app._build_agent
+    MQTTClient._open, app._build_agent = opened, build_then_stop
+    try:
+        asyncio.run(app.main("config.json"))
+        raise Exception("main() went on without building the agent")
+    except Built:
+        pass
+    finally:
+        MQTTClient._open, app._build_agent = real_open, real_build
+    eq(seen.get("loaded"), [], "modules loaded before the first connect")
+    check(seen.get("link handlers"), "the link has no handlers once the agent is built")
+    check("wisp.agent" in sys.modules, "the agent was not loaded after the connect")
