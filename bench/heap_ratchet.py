@@ -8,6 +8,7 @@ measure anything else meaningfully, and a 64-bit figure would be a different num
 
     python bench/heap_ratchet.py            # check both limits
     python bench/heap_ratchet.py --find     # also print the smallest heap that works 10 of 10
+    python bench/heap_ratchet.py --only tls --heap 139264   # one case, one heap (bytes)
 """
 import argparse
 import sys
@@ -47,6 +48,9 @@ def smallest(session, interpreter, start):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="heap_ratchet", description=__doc__.splitlines()[0])
     ap.add_argument("--find", action="store_true", help="also find the smallest heap that works 10 of 10")
+    ap.add_argument("--only", choices=("mpy", "tls", "romfs", "romfs-tls"),
+                    help="check one case only (measuring a change takes minutes, not a quarter hour)")
+    ap.add_argument("--heap", type=int, help="heap in bytes to check instead of the pyproject.toml limit")
     args = ap.parse_args(argv)
     where = builds_dir()
     if where is None:
@@ -55,8 +59,10 @@ def main(argv=None):
         return 0
     failed = []
     kept = limits()
-    for what, kw, key, build in CHECKS:
-        limit, interpreter = kept[key], where / build
+    for (what, kw, key, build), name in zip(CHECKS, ("mpy", "tls", "romfs", "romfs-tls"), strict=True):
+        if args.only and args.only != name:
+            continue
+        limit, interpreter = args.heap or kept[key], where / build
         session = Session(**kw)
         try:
             ok = session.successes(interpreter, limit, RUNS)
