@@ -135,7 +135,7 @@ class OpenAICompatProvider(HttpStreamProvider):
             reader = self._reader(resp, first_deadline, lambda: turn.finish_reason is not None)
             while not saw_done and (payloads := await reader.next()) is not None:
                 for payload in payloads:
-                    if payload == "[DONE]" or payload.strip() == "[DONE]":
+                    if payload.strip() == "[DONE]":
                         saw_done = True
                         break
                     for ev in self._events(payload, turn):

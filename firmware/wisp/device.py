@@ -61,6 +61,7 @@ class Device:
         self.announcing = False  # a connect's announce is running: requests wait for it
         self.dropped = 0  # network messages dropped because too many were in progress
         self.connected_n, self.connected_ms = 0, 0  # which connect announced last, and when (wisp/ha.py)
+
     def __getattr__(self, name):
         # Memory and routines load on first use (a tool call, an LLM ask, a routine trigger):
         # until then their code and stores hold no heap. Tests may also assign their own.

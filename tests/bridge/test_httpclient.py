@@ -264,7 +264,7 @@ def test_a_reader_that_stops_at_done_still_leaves_the_connection_reusable():
 
 
 def test_a_released_answer_that_never_ends_costs_its_connection(monkeypatch):
-    monkeypatch.setattr("bridge.httpclient.DRAIN_S", 0.1)
+    monkeypatch.setattr("bridge.httpanswer.DRAIN_S", 0.1)
     answer = SSE_HEAD + chunked(b"data: 1\n\n")
 
     async def endless(writer):
