@@ -69,6 +69,9 @@ class Bridge:
         link = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, shared=cfg.shared,
                         user=cfg.broker_user, password=cfg.broker_password,
                         extra_topics=FLEET_TOPICS if serve_http else (), tls=cfg.broker_tls, ca=cfg.broker_ca)
+        # the answers go out on a second connection that reads its acknowledgements in batches (mqtt_link.py)
+        answers = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, publish_only=True,
+                           user=cfg.broker_user, password=cfg.broker_password, tls=cfg.broker_tls, ca=cfg.broker_ca)
         if serve_http:
             self.fleet = Fleet(link.publish, self.events.publish, cfg.signing_keys)
         costs = await open_store(cfg.cost, f"{socket.gethostname()}:{os.getpid()}", self.metrics.cost_recorded)
@@ -78,7 +81,7 @@ class Bridge:
                 self.router = Router(cfg, provider_factory(http), on_attempt=self.metrics.attempt_ended)
                 self.metrics.watch(self.router, self.fleet, self.events)
                 # the dashboard's tier events are read only through the HTTP server: none without it
-                self.ctx = HandlerContext(cfg, self.manifests, link.publish, self.router, costs,
+                self.ctx = HandlerContext(cfg, self.manifests, answers.publish, self.router, costs,
                                           Dedupe(shared=costs if cfg.cost.url else None),
                                           on_outcome=[self.metrics.round_finished,
                                                       *([self._tier_event] if serve_http else [])])
@@ -91,7 +94,8 @@ class Bridge:
                 elif cfg.http.enabled:
                     log.info("HTTP server (/v1, REST API, dashboard) off: set WISP_API_TOKEN (or [http] token)")
                 link.start()
-                ready = asyncio.create_task(self._announce_ready(link, on_ready))
+                answers.start()
+                ready = asyncio.create_task(self._announce_ready((link, answers), on_ready))
                 try:
                     await stop.wait()
                 finally:
@@ -99,13 +103,14 @@ class Bridge:
                     await self._drain()
                     if http_runner:
                         await http_runner.cleanup()
-                    await link.aclose()
+                    await asyncio.gather(link.aclose(), answers.aclose())
         finally:
             await costs.aclose()
         log.info("bridge stopped")
 
-    async def _announce_ready(self, link: MqttLink, on_ready) -> None:
-        await link.subscribed.wait()
+    async def _announce_ready(self, links: tuple[MqttLink, ...], on_ready) -> None:
+        for link in links:  # subscribed, and the answers' link connected
+            await link.subscribed.wait()
         log.info("bridge ready")
         if on_ready:
             on_ready()

@@ -6,6 +6,11 @@ PUBLISHes out and their PUBACKs, and paho's per-packet bookkeeping cost the brid
 a quarter of all it spent at 800 requests/s (docs/benchmarks.md). The link needs little of MQTT: one clean
 session, a few subscriptions, QoS 0/1. QoS 1 is kept as paho kept it: each message stays until the broker's
 PUBACK, is sent again (DUP) on the next connection, and messages published while disconnected wait for it.
+
+A bridge opens two links: one subscribed (requests, manifests, the fleet view) and one that only publishes the
+answers (`publish_only`). The second reads the broker's PUBACKs in batches instead of as they come: at 100
+requests/s each PUBACK read was one more wake-up of the bridge per request, ~20 % of its CPU per request
+(docs/benchmarks.md). The subscribed link must read at once: requests arrive on it.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ KEEPALIVE_S = 30
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 CONNECT_TIMEOUT_S = 10.0  # TCP, TLS and the broker's CONNACK together
 MAX_INFLIGHT = 100  # QoS 1 messages sent and not yet acknowledged; the rest wait in order in the outbox
+ACK_READ_AT = MAX_INFLIGHT // 2  # a publish-only link reads its PUBACKs once this many wait (or each MISC_EVERY_S)
 OUTBOX_MAX = 10_000  # QoS 1 messages waiting (for a connection, or for room in flight); the oldest go first
 MISC_EVERY_S = 1.0  # keepalive bookkeeping
 CLOSE_GRACE_S = 2.0  # what is queued gets this long to reach the broker when the bridge stops
@@ -68,6 +74,9 @@ class _Connection(asyncio.Protocol):
         except wire.ProtocolError as e:
             log.warning("broker %s:%d sent a malformed packet (%s); reconnecting", self.link.host, self.link.port, e)
             self.transport.abort()
+            return
+        if self.link.publish_only and self.link.conn is self and len(self.link._inflight) < ACK_READ_AT:
+            self.transport.pause_reading()  # the next acknowledgements wait in the socket until they are many
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.link.conn is self:  # from now on QoS 1 messages wait in the outbox for the next connection
@@ -80,12 +89,14 @@ class _Connection(asyncio.Protocol):
 
 class MqttLink:
     """on_message(topic: str, payload: bytes) is called on `loop`. `subscribed` is set on `loop` once the
-    broker granted the subscriptions (and cleared while disconnected)."""
+    broker granted the subscriptions (and cleared while disconnected). publish_only: no subscriptions
+    (`subscribed` is set once connected), PUBACKs read in batches (module docstring)."""
 
     def __init__(self, host: str, port: int, loop: asyncio.AbstractEventLoop,
                  on_message: Callable[[str, bytes], None], *, shared: bool = True,
                  user: str | None = None, password: str | None = None, client_id: str | None = None,
-                 extra_topics: tuple[str, ...] = (), tls: bool = False, ca: str | None = None):
+                 extra_topics: tuple[str, ...] = (), tls: bool = False, ca: str | None = None,
+                 publish_only: bool = False):
         self.host, self.port = host, port
         self.loop = loop
         self._on_message = on_message
@@ -93,12 +104,15 @@ class MqttLink:
         self._loop_thread = threading.get_ident()  # the link is built on the loop's thread
         self._user, self._password = user, password
         # A unique client id per process: bridges sharing a group must not kick each other off.
-        self._client_id = client_id or f"wisp-bridge-{uuid.uuid4().hex[:12]}"
+        self._client_id = client_id or f"wisp-{'answers' if publish_only else 'bridge'}-{uuid.uuid4().hex[:12]}"
+        self.publish_only = publish_only
         # with ca: only a broker that CA signed; without: the system's trusted CAs
         self._ssl = ssl.create_default_context(cafile=ca) if tls else None
         # MQTT 3.1.1: every broker speaks it, and mosquitto honours $share/ for 3.1.1 clients too.
         self._topics = [(SHARED_REQ_TOPIC if shared else REQ_TOPIC, 1), (MANIFEST_TOPIC, 1)]
         self._topics += [(t, 1) for t in extra_topics]  # plain: every bridge sees them (the fleet view)
+        if publish_only:
+            self._topics = []
         self.conn: _Connection | None = None  # while the broker has accepted the connection
         self._inflight: dict[int, bytes] = {}  # packet id -> PUBLISH sent, until its PUBACK (insertion order)
         self._outbox: deque[tuple[str, bytes, bool]] = deque()  # QoS 1 (topic, payload, retain) not yet sent
@@ -143,6 +157,8 @@ class MqttLink:
         self._closing = True
         conn = self.conn
         if conn is not None:
+            conn.transport.resume_reading()  # the acknowledgements of what is in flight, as they come
+            self.publish_only = False
             deadline = self.loop.time() + CLOSE_GRACE_S
             while (self._inflight or self._outbox) and not conn.lost.done() and self.loop.time() < deadline:
                 await asyncio.sleep(0.01)
@@ -186,6 +202,8 @@ class MqttLink:
         pid = self._next_pid()
         packet = self._inflight[pid] = wire.publish(topic, payload, 1, pid, retain)
         self._write(packet)
+        if self.publish_only and len(self._inflight) == ACK_READ_AT:
+            self.conn.transport.resume_reading()
 
     def _drain_outbox(self) -> None:
         while self._outbox and self.conn is not None and len(self._inflight) < MAX_INFLIGHT:
@@ -280,8 +298,11 @@ class MqttLink:
         self._ping_sent = None
         # Subscribing on every connection renews the subscriptions (a clean session forgets them).
         self._sub_pid = 0
-        self._sub_pid = self._next_pid()
-        self._write(wire.subscribe(self._sub_pid, self._topics))
+        if self.publish_only:
+            self.subscribed.set()
+        else:
+            self._sub_pid = self._next_pid()
+            self._write(wire.subscribe(self._sub_pid, self._topics))
         for packet in self._inflight.values():  # sent before, never acknowledged: again, marked as a re-send
             self._write(wire.with_dup(packet))
         self._drain_outbox()
@@ -290,6 +311,8 @@ class MqttLink:
                 await asyncio.wait([conn.lost], timeout=MISC_EVERY_S)
                 if not conn.lost.done():
                     self._keepalive(conn)
+                    if self.publish_only:  # acknowledgements, a ping's answer, or the broker closing
+                        conn.transport.resume_reading()
             return conn.lost.result()
         finally:
             self.conn = None

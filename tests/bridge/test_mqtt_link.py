@@ -1,6 +1,7 @@
 """The bridge's own MQTT link (bridge/mqtt_link.py, bridge/mqtt_wire.py) against a real mosquitto: QoS 1 messages
-published while the broker is away arrive once it is back, in order, however many; a broker that refuses the
-login is reported and retried; packets split anywhere on the wire are read whole."""
+published while the broker is away arrive once it is back, in order, however many, on both kinds of link; the
+answers' link sends at once but reads acknowledgements in batches; a broker that refuses the login is reported
+and retried; packets split anywhere on the wire are read whole."""
 import asyncio
 import logging
 import threading
@@ -8,8 +9,9 @@ import threading
 import paho.mqtt.client as mqtt
 import pytest
 
+from bridge import mqtt_link
 from bridge import mqtt_wire as wire
-from bridge.mqtt_link import MAX_INFLIGHT, MqttLink
+from bridge.mqtt_link import ACK_READ_AT, MAX_INFLIGHT, MqttLink
 from tests.support import until
 from tools.broker import free_port, start_mosquitto
 
@@ -51,13 +53,14 @@ class Listener:
         self.client.disconnect()
 
 
-def test_messages_published_while_the_broker_is_away_arrive_in_order(tmp_path):
+@pytest.mark.parametrize("publish_only", [False, True], ids=["subscribed", "answers"])
+def test_messages_published_while_the_broker_is_away_arrive_in_order(tmp_path, publish_only):
     port = free_port()
     n = MAX_INFLIGHT * 3  # more than may be in flight at once: the rest wait their turn
 
     async def publish_then_connect(broker_up: threading.Event):
         loop = asyncio.get_running_loop()
-        link = MqttLink("127.0.0.1", port, loop, lambda topic, payload: None)
+        link = MqttLink("127.0.0.1", port, loop, lambda topic, payload: None, publish_only=publish_only)
         link.start()  # nobody listens on the port yet: it retries
         for k in range(n):
             link.publish("wisp/d1/llm/res", {"seq": k})
@@ -83,6 +86,49 @@ def test_messages_published_while_the_broker_is_away_arrive_in_order(tmp_path):
             listener.close()
         if broker:
             broker.stop()
+
+
+def test_the_answers_link_sends_at_once_and_reads_acknowledgements_in_batches(tmp_path, monkeypatch):
+    monkeypatch.setattr(mqtt_link, "MISC_EVERY_S", 30.0)  # no periodic read of acknowledgements in this test
+    broker = start_mosquitto(tmp_path / "mosq")
+    listener = Listener(broker, "wisp/+/llm/res")
+    burst = MAX_INFLIGHT * 5
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        link = MqttLink(broker.host, broker.port, loop, lambda t, p: None, publish_only=True)
+        link.start()
+        await asyncio.wait_for(link.subscribed.wait(), 10)
+        link.publish("wisp/d1/llm/res", {"seq": 0})
+        for _ in range(500):  # its acknowledgement, read as the first data: reading then pauses
+            if not link._inflight:
+                break
+            await asyncio.sleep(0.01)
+        assert not link._inflight and not link.conn.transport.is_reading()
+        for k in range(1, burst):  # five times the window: reading resumes whenever half of it waits
+            link.publish("wisp/d1/llm/res", {"seq": k})
+        for _ in range(500):
+            if not link._outbox and len(link._inflight) < ACK_READ_AT:
+                break
+            await asyncio.sleep(0.01)
+        assert not link._outbox and len(link._inflight) < ACK_READ_AT, "the burst waited for acknowledgements"
+        await asyncio.to_thread(until, lambda: len(listener.got) == burst, 10, "the burst")
+        waiting = len(link._inflight)
+        link.publish("wisp/d1/llm/res", {"seq": burst})
+        await asyncio.to_thread(until, lambda: len(listener.got) == burst + 1, 10, "one more answer")
+        await asyncio.sleep(0.2)  # its PUBACK is back by now, unread: no wake-up of the bridge for it
+        assert len(link._inflight) == waiting + 1
+        assert not link.conn.transport.is_reading()
+        await asyncio.wait_for(link.aclose(), mqtt_link.CLOSE_GRACE_S)  # reads them before it disconnects
+        assert not link._inflight  # all acknowledged: nothing would be sent twice
+
+    try:
+        assert listener.ready.wait(10)
+        asyncio.run(run())
+        assert listener.got == [('{"seq":%d}' % k).encode() for k in range(burst + 1)]
+    finally:
+        listener.close()
+        broker.stop()
 
 
 def test_a_refused_login_is_reported_and_retried(tmp_path, caplog):
