@@ -109,7 +109,10 @@ class MqttLink:
         # with ca: only a broker that CA signed; without: the system's trusted CAs
         self._ssl = ssl.create_default_context(cafile=ca) if tls else None
         # MQTT 3.1.1: every broker speaks it, and mosquitto honours $share/ for 3.1.1 clients too.
-        self._topics = [(SHARED_REQ_TOPIC if shared else REQ_TOPIC, 1), (MANIFEST_TOPIC, 1)]
+        # Requests at QoS 0: a clean session gets nothing more from QoS 1 (brokers do not re-send within a
+        # connection, and a lost connection's session is gone), while each PUBACK was one more write per request.
+        # A request lost with a connection is re-sent by its device (docs/protocol.md).
+        self._topics = [(SHARED_REQ_TOPIC if shared else REQ_TOPIC, 0), (MANIFEST_TOPIC, 1)]
         self._topics += [(t, 1) for t in extra_topics]  # plain: every bridge sees them (the fleet view)
         if publish_only:
             self._topics = []
