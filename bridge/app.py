@@ -66,12 +66,11 @@ class Bridge:
         loop = self._loop = asyncio.get_running_loop()
         cfg = self.config
         serve_http = bool(cfg.http.enabled and cfg.http.token)
+        broker = dict(user=cfg.broker_user, password=cfg.broker_password, tls=cfg.broker_tls, ca=cfg.broker_ca)
         link = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, shared=cfg.shared,
-                        user=cfg.broker_user, password=cfg.broker_password,
-                        extra_topics=FLEET_TOPICS if serve_http else (), tls=cfg.broker_tls, ca=cfg.broker_ca)
+                        extra_topics=FLEET_TOPICS if serve_http else (), **broker)
         # the answers go out on a second connection that reads its acknowledgements in batches (mqtt_link.py)
-        answers = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, publish_only=True,
-                           user=cfg.broker_user, password=cfg.broker_password, tls=cfg.broker_tls, ca=cfg.broker_ca)
+        answers = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, publish_only=True, **broker)
         if serve_http:
             self.fleet = Fleet(link.publish, self.events.publish, cfg.signing_keys)
         costs = await open_store(cfg.cost, f"{socket.gethostname()}:{os.getpid()}", self.metrics.cost_recorded)

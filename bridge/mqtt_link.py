@@ -75,7 +75,8 @@ class _Connection(asyncio.Protocol):
             log.warning("broker %s:%d sent a malformed packet (%s); reconnecting", self.link.host, self.link.port, e)
             self.transport.abort()
             return
-        if self.link.publish_only and self.link.conn is self and len(self.link._inflight) < ACK_READ_AT:
+        link = self.link
+        if link.publish_only and not link._closing and link.conn is self and len(link._inflight) < ACK_READ_AT:
             self.transport.pause_reading()  # the next acknowledgements wait in the socket until they are many
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -112,10 +113,8 @@ class MqttLink:
         # Requests at QoS 0: a clean session gets nothing more from QoS 1 (brokers do not re-send within a
         # connection, and a lost connection's session is gone), while each PUBACK was one more write per request.
         # A request lost with a connection is re-sent by its device (docs/protocol.md).
-        self._topics = [(SHARED_REQ_TOPIC if shared else REQ_TOPIC, 0), (MANIFEST_TOPIC, 1)]
+        self._topics = [] if publish_only else [(SHARED_REQ_TOPIC if shared else REQ_TOPIC, 0), (MANIFEST_TOPIC, 1)]
         self._topics += [(t, 1) for t in extra_topics]  # plain: every bridge sees them (the fleet view)
-        if publish_only:
-            self._topics = []
         self.conn: _Connection | None = None  # while the broker has accepted the connection
         self._inflight: dict[int, bytes] = {}  # packet id -> PUBLISH sent, until its PUBACK (insertion order)
         self._outbox: deque[tuple[str, bytes, bool]] = deque()  # QoS 1 (topic, payload, retain) not yet sent
@@ -161,7 +160,6 @@ class MqttLink:
         conn = self.conn
         if conn is not None:
             conn.transport.resume_reading()  # the acknowledgements of what is in flight, as they come
-            self.publish_only = False
             deadline = self.loop.time() + CLOSE_GRACE_S
             while (self._inflight or self._outbox) and not conn.lost.done() and self.loop.time() < deadline:
                 await asyncio.sleep(0.01)
