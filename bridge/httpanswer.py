@@ -163,6 +163,8 @@ class Response:
     def _take(self) -> bytes:
         """Body bytes already buffered, framing removed."""
         conn, buf = self._conn, self._conn.buf
+        if not buf:
+            return b""
         if not self._chunked:
             if self._left is None:  # read to the end of the connection
                 piece = bytes(buf)
@@ -173,44 +175,51 @@ class Response:
             del buf[:len(piece)]
             conn.consumed()
             return piece
-        out = bytearray()
-        while buf and not self._done:
-            if self._chunk_state == "size":
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    if len(buf) > 1024:
-                        raise HttpError("malformed chunk size line")
-                    break
-                size_text = bytes(buf[:end]).partition(b";")[0].strip()
-                try:
-                    self._left = int(size_text, 16)
-                except ValueError:
-                    raise HttpError(f"malformed chunk size {size_text[:20]!r}") from None
-                del buf[:end + 2]
-                self._chunk_state = "data" if self._left else "trailer"
-            elif self._chunk_state == "data":
-                n = min(self._left, len(buf))
-                out += buf[:n]
-                del buf[:n]
-                self._left -= n
-                if not self._left:
-                    self._chunk_state = "crlf"
-            elif self._chunk_state == "crlf":
-                if len(buf) < 2:
-                    break
-                if buf[:2] != b"\r\n":
-                    raise HttpError("malformed chunk end")
-                del buf[:2]
-                self._chunk_state = "size"
-            else:  # trailer fields, then an empty line
-                end = buf.find(b"\r\n")
-                if end < 0:
-                    break
-                del buf[:end + 2]
-                if end == 0:
-                    self._done = True
+        # Chunked: walk the buffer by index and cut what was read once at the end (it ran once per chunk on
+        # every tier answer, and each cut moves the rest of the buffer).
+        out = []
+        pos, size = 0, len(buf)
+        state, left = self._chunk_state, self._left
+        try:
+            while pos < size and not self._done:
+                if state == "data":
+                    n = min(left, size - pos)
+                    out.append(buf[pos:pos + n])
+                    pos += n
+                    left -= n
+                    if not left:
+                        state = "crlf"
+                elif state == "size":
+                    end = buf.find(b"\r\n", pos)
+                    if end < 0:
+                        if size - pos > 1024:
+                            raise HttpError("malformed chunk size line")
+                        break
+                    size_text = bytes(buf[pos:end]).partition(b";")[0].strip()
+                    try:
+                        left = int(size_text, 16)
+                    except ValueError:
+                        raise HttpError(f"malformed chunk size {size_text[:20]!r}") from None
+                    pos = end + 2
+                    state = "data" if left else "trailer"
+                elif state == "crlf":
+                    if size - pos < 2:
+                        break
+                    if buf[pos:pos + 2] != b"\r\n":
+                        raise HttpError("malformed chunk end")
+                    pos += 2
+                    state = "size"
+                else:  # trailer fields, then an empty line
+                    end = buf.find(b"\r\n", pos)
+                    if end < 0:
+                        break
+                    self._done = end == pos
+                    pos = end + 2
+        finally:
+            del buf[:pos]
+            self._chunk_state, self._left = state, left
         conn.consumed()
-        return bytes(out)
+        return b"".join(out)
 
     async def _wait(self) -> None:
         """Until more bytes, the connection's end, or the deadline (the caller's loop then raises)."""

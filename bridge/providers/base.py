@@ -63,11 +63,18 @@ class SSEDecoder:
         self._data: list[str] = []
 
     def feed(self, chunk: bytes) -> list[str]:
-        head, sep, self._buf = (self._buf + chunk).rpartition(b"\n")
+        head, sep, self._buf = (self._buf + chunk if self._buf else chunk).rpartition(b"\n")
         out: list[str] = []
         if sep:
             for raw in head.split(b"\n"):
-                self._line(raw, out)
+                # inline, the lines every tier sends (payloads, then the blank line): one call less per line
+                if raw.startswith(b"data: ") and not raw.endswith(b"\r"):
+                    self._data.append(raw[6:].decode("utf-8", errors="replace"))
+                elif not raw and self._data:
+                    out.append("\n".join(self._data))
+                    self._data = []
+                else:
+                    self._line(raw, out)
         return out
 
     def flush(self) -> list[str]:

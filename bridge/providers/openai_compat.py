@@ -44,8 +44,12 @@ class ToolCallAssembler:
         for frag in delta_tool_calls or []:
             if not isinstance(frag, dict):
                 continue
-            idx = frag.get("index") if isinstance(frag.get("index"), int) else 0
-            fid = frag.get("id") if isinstance(frag.get("id"), str) and frag.get("id") else None  # ids are strings
+            idx = frag.get("index")
+            if not isinstance(idx, int):
+                idx = 0
+            fid = frag.get("id")
+            if not (fid and isinstance(fid, str)):  # ids are strings
+                fid = None
             cur = self._cur
             if cur is not None and (idx != cur["index"] or (fid and cur["id"] and fid != cur["id"])):
                 done.append(self._close())
@@ -53,7 +57,9 @@ class ToolCallAssembler:
             if cur is None:
                 cur = self._cur = {"index": idx, "id": None, "name": "", "args": []}
             cur["id"] = cur["id"] or fid
-            fn = frag.get("function") if isinstance(frag.get("function"), dict) else {}
+            fn = frag.get("function")
+            if not isinstance(fn, dict):
+                fn = {}
             name = fn.get("name")
             # Names are deltas in the spec, but some servers repeat the full name on every fragment.
             if isinstance(name, str) and name and name != cur["name"]:
@@ -139,7 +145,7 @@ class OpenAICompatProvider(HttpStreamProvider):
                         saw_done = True
                         break
                     for ev in self._events(payload, turn):
-                        yield self._restored(ev, tools)
+                        yield self._restored(ev, tools) if ev.kind == "call" else ev
         if not saw_done and turn.finish_reason is None:
             raise self._fail("cut", "stream ended without [DONE] and without a finish_reason")
         for call in turn.asm.finish():
@@ -151,35 +157,40 @@ class OpenAICompatProvider(HttpStreamProvider):
             ev.call.args = restore_args(self._family, tools, ev.call.name, ev.call.args)
         return ev
 
-    def _events(self, payload: str, turn: _Turn) -> list[StreamEvent]:
-        def bad(why: str) -> ProviderError:
-            return self._fail("malformed", f"{why}: {payload[:EXCERPT]!r}")
+    def _bad(self, why: str, payload: str) -> ProviderError:
+        return self._fail("malformed", f"{why}: {payload[:EXCERPT]!r}")
 
+    def _events(self, payload: str, turn: _Turn) -> list[StreamEvent]:
         if not payload.strip():
             return []  # empty data line used as keep-alive
         obj = self._json(payload)
         if obj.get("error"):  # mid-stream failure (overload, content filter, ...) reported in-band
             raise self._fail("http", f"error in stream: {error_text(obj)}")
-        has_usage = isinstance(obj.get("usage"), dict)
-        turn.usage = obj["usage"] if has_usage else turn.usage
+        usage = obj.get("usage")
+        has_usage = isinstance(usage, dict)
+        if has_usage:
+            turn.usage = usage
         choices = obj.get("choices")
         if choices is None and has_usage:
             return []  # usage-only chunk without a choices key
         if not isinstance(choices, list):
-            raise bad("chunk has no choices list")
+            raise self._bad("chunk has no choices list", payload)
         if not choices:
             return []  # include_usage trailer, or Azure's prompt_filter_results chunk
         choice = choices[0]
         delta = (choice.get("delta") or {}) if isinstance(choice, dict) else None
         if not isinstance(delta, dict):
-            raise bad("choice has no delta object")
+            raise self._bad("choice has no delta object", payload)
         out: list[StreamEvent] = []
-        if isinstance(delta.get("content"), str) and delta["content"]:
-            out.append(StreamEvent("text", text=delta["content"]))
-        if isinstance(delta.get("tool_calls"), list):
-            out += [StreamEvent("call", call=c) for c in turn.asm.feed(delta["tool_calls"])]
-        if choice.get("finish_reason"):
-            turn.finish_reason = choice["finish_reason"]
+        content = delta.get("content")
+        if content and isinstance(content, str):
+            out.append(StreamEvent("text", text=content))
+        fragments = delta.get("tool_calls")
+        if fragments and isinstance(fragments, list):
+            out += [StreamEvent("call", call=c) for c in turn.asm.feed(fragments)]
+        finish = choice.get("finish_reason")
+        if finish:
+            turn.finish_reason = finish
             # finish_reason means every call is complete; don't make the device wait for the usage trailer
             out += [StreamEvent("call", call=c) for c in turn.asm.finish()]
         return out

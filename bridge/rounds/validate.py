@@ -20,23 +20,26 @@ def check_call(tools: dict[str, dict], name: str, args, parse_error: str | None 
 
 
 def _check(value, schema: dict, path: str, depth: int) -> str | None:
+    # Runs on every call a model makes: the message parts are built only for a call that fails.
     if not isinstance(schema, dict) or depth > MAX_DEPTH:
         return None
-    where = f"'{path}'" if path else "arguments"
     want = schema.get("type")
-    kinds = want if isinstance(want, list) else [want] if isinstance(want, str) else []
+    kinds = want if isinstance(want, list) else (want,) if isinstance(want, str) else ()
     if kinds and not any(_is(value, k) for k in kinds):
-        return f"{where} must be {' or '.join(_TYPES.get(k, k) for k in kinds)}, got {_show(value)}"
+        return f"{_where(path)} must be {' or '.join(_TYPES.get(k, k) for k in kinds)}, got {_show(value)}"
     enum = schema.get("enum")
     if isinstance(enum, list) and not any(_same(value, e) for e in enum):
-        return f"{where} must be one of {', '.join(_show(e) for e in enum)}, got {_show(value)}"
+        return f"{_where(path)} must be one of {', '.join(_show(e) for e in enum)}, got {_show(value)}"
     if _is(value, "number"):
         lo, hi = schema.get("minimum"), schema.get("maximum")
         if isinstance(lo, (int, float)) and value < lo or isinstance(hi, (int, float)) and value > hi:
-            return f"{where} must be between {lo if lo is not None else '-inf'} and {hi if hi is not None else 'inf'}"
+            return (f"{_where(path)} must be between {lo if lo is not None else '-inf'} and "
+                    f"{hi if hi is not None else 'inf'}")
     if isinstance(value, dict):
-        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-        for req in schema.get("required") or []:
+        props = schema.get("properties")
+        if not isinstance(props, dict):
+            props = {}
+        for req in schema.get("required") or ():
             if req not in value:
                 kind = (props.get(req) or {}).get("type")
                 hint = f" ({_TYPES.get(kind, kind)})" if isinstance(kind, str) else ""
@@ -54,13 +57,20 @@ def _check(value, schema: dict, path: str, depth: int) -> str | None:
     return None
 
 
+def _where(path: str) -> str:
+    return f"'{path}'" if path else "arguments"
+
+
+_PY_TYPES = {"string": str, "boolean": bool, "array": list, "object": dict, "null": type(None)}
+
+
 def _is(value, kind: str) -> bool:
     if kind == "integer":
         return isinstance(value, int) and not isinstance(value, bool)  # 1.0 too: the device refuses it as well
     if kind == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return {"string": str, "boolean": bool, "array": list, "object": dict, "null": type(None)}.get(kind, object) \
-        .__instancecheck__(value)
+    py_type = _PY_TYPES.get(kind)
+    return py_type is None or isinstance(value, py_type)
 
 
 def _same(a, b) -> bool:
