@@ -6,10 +6,12 @@ the moment it subscribes.
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import re
 
 from bridge import fastjson, protocol
+from bridge.rounds.toolset import Catalog
 
 log = logging.getLogger("wisp.bridge.manifests")
 
@@ -62,17 +64,33 @@ def parse_manifest(device_id: str, payload: bytes) -> dict:
 FREEZE_EVERY = 256  # new manifests between gc.freeze() calls (each is cheap: it moves lists, walks nothing)
 
 
+class _SharedTools:
+    """One distinct tool list, kept once for every device that publishes it, and its catalog."""
+
+    def __init__(self, tools: list[dict]) -> None:
+        self.tools = tools
+        self.users = 0
+        self.catalog: Catalog | None = None  # built at the first request that needs it
+
+
 class ManifestCache:
-    """Latest valid manifest per device id. Lives on the asyncio loop; no locking needed."""
+    """Latest valid manifest per device id. Lives on the asyncio loop; no locking needed.
+
+    Devices of one firmware and configuration publish the same tools (~20 KB parsed each): those are stored
+    once, by the SHA-256 of their JSON (a digest, so a device cannot pass its tools off as another's), with
+    the catalog every round of theirs reads."""
 
     def __init__(self) -> None:
         self._by_id: dict[str, dict] = {}
         self._unfrozen = 0  # manifests stored since the last gc.freeze()
+        self._shared: dict[bytes, _SharedTools] = {}
+        self._tools_of: dict[str, bytes] = {}  # device id -> digest of its tools
 
     def update(self, device_id: str, payload: bytes) -> bool:
         """Store the manifest from a message; junk is logged and ignored (the old copy stays). True if stored."""
         if not payload:  # an empty retained message is how a device's manifest is cleared
             self._by_id.pop(device_id, None)
+            self._release(device_id)
             log.info("device=%s manifest cleared", device_id)
             return False
         try:
@@ -83,6 +101,14 @@ class ManifestCache:
         if device_id not in self._by_id and len(self._by_id) >= protocol.MAX_DEVICES:
             log.warning("device=%s manifest ignored: already %d devices", device_id, protocol.MAX_DEVICES)
             return False
+        digest = hashlib.sha256(fastjson.dumps(manifest["tools"])).digest()
+        shared = self._shared.get(digest)
+        if shared is None:
+            shared = self._shared[digest] = _SharedTools(manifest["tools"])
+        shared.users += 1
+        self._release(device_id)
+        self._tools_of[device_id] = digest
+        manifest["tools"] = shared.tools
         self._by_id[device_id] = manifest
         log.info("device=%s manifest hash=%s tools=%d", device_id, manifest["hash"], len(manifest["tools"]))
         self._unfrozen += 1
@@ -98,13 +124,23 @@ class ManifestCache:
     def get(self, device_id: str) -> dict | None:
         return self._by_id.get(device_id)
 
+    def catalog(self, device_id: str) -> Catalog | None:
+        """What the device's tools offer a round (None without a manifest)."""
+        digest = self._tools_of.get(device_id)
+        if digest is None:
+            return None
+        shared = self._shared[digest]
+        if shared.catalog is None:
+            shared.catalog = Catalog(shared.tools)
+        return shared.catalog
+
+    def _release(self, device_id: str) -> None:
+        digest = self._tools_of.pop(device_id, None)
+        if digest is not None:
+            shared = self._shared[digest]
+            shared.users -= 1
+            if not shared.users:
+                del self._shared[digest]
+
     def __len__(self) -> int:
         return len(self._by_id)
-
-
-def openai_tools(manifest: dict) -> list[dict]:
-    return [{"type": "function",
-             "function": {"name": t["name"], "description": t.get("desc", ""),
-                          "parameters": t.get("params") or _EMPTY_PARAMS}}
-            for t in manifest["tools"]]
-

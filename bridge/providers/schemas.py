@@ -100,9 +100,20 @@ def _walk(family: str, s: dict, at: str, out: list[str], top: bool = False) -> N
 # ---- the translation -----------------------------------------------------------------------------------
 
 def translate(family: str, tools: list[dict] | None) -> list[dict] | None:
-    """The tools as `family` accepts them. Never changes the caller's objects."""
+    """The tools as `family` accepts them. Never changes the caller's objects. A catalog's tool list
+    (rounds/toolset.py OfferedTools) keeps its translations: the same offer is translated once per family."""
     if not tools:
         return tools
+    kept = getattr(tools, "translated", None)
+    if kept is None:
+        return _translate(family, tools)
+    out = kept.get(family)
+    if out is None:
+        out = kept[family] = _translate(family, tools)
+    return out
+
+
+def _translate(family: str, tools: list[dict]) -> list[dict]:
     out = []
     for t in tools:
         fn = t.get("function") if isinstance(t, dict) else None

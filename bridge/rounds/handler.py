@@ -100,7 +100,7 @@ async def handle_llm_request(device_id: str, payload: bytes, ctx: HandlerContext
             # Still useful: tools rarely change between publishes, and the device validates every call anyway.
             log.warning("device=%s id=%s: request hash %s, cached manifest %s; using the cached one",
                         device_id, show_id(env.req_id), req.hash, manifest["hash"])
-        await run_round(ctx, req, manifest, answer, spend)
+        await run_round(ctx, req, manifest, answer, spend, ctx.manifests.catalog(device_id))
     except Failure as e:
         answer.fail(e)
     except asyncio.CancelledError:

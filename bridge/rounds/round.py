@@ -15,7 +15,7 @@ from bridge.rounds.answer import Answer, show_id
 from bridge.rounds.outcome import TierSpend
 from bridge.rounds.prompt import system_prompt
 from bridge.rounds.request import LlmRequest
-from bridge.rounds.toolset import MORE, Toolset
+from bridge.rounds.toolset import MORE, Catalog, Toolset
 from bridge.rounds.validate import check_call
 from bridge.routing.hedge import RESET, stream_turn
 
@@ -57,13 +57,14 @@ class Spend:
         return {"in": sum(r.tokens_in for r in rows), "out": sum(r.tokens_out for r in rows)}
 
 
-async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend: Spend) -> None:
+async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend: Spend,
+                    catalog: Catalog | None = None) -> None:
     loop = asyncio.get_running_loop()
     # the budget counts from the request's arrival: time waiting for a free slot on this bridge is spent
     deadline = loop.time() + req.budget_ms / 1000 - max(0.0, time.monotonic() - answer.received)
     tiers = ctx.router.route(req.req_class)
-    toolset = Toolset(manifest, req.messages)
-    by_name = {t["name"]: t for t in manifest["tools"]}
+    toolset = Toolset(manifest, req.messages, catalog)
+    by_name = toolset.catalog.by_name
     chat = [{"role": "system", "content": system_prompt(manifest, req.facts, toolset.hint())}, *req.messages]
     repair_turns = ctx.config.routing.repair_turns
     repairs = 0

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 
-from bridge.manifests import openai_tools
-
 MORE = "more_tools"  # the bridge answers this call itself; it never reaches the device
 
 # family -> (tool name prefixes, what the model is told the family holds)
@@ -22,6 +20,8 @@ ON_DEMAND = {
     "memory": (("memory_delete", "memory_list"), "list, forget"),
     "i2c": (("i2c_",), "I2C bus"),
 }
+_EMPTY_PARAMS = {"type": "object", "properties": {}}
+MAX_OFFERS = 32  # tool lists a catalog keeps, one per order of loaded families a conversation reached
 
 
 def family_of(name: str) -> str | None:
@@ -31,26 +31,65 @@ def family_of(name: str) -> str | None:
     return None
 
 
+def openai_tools(tools: list[dict]) -> list[dict]:
+    """A manifest's tools in the OpenAI `tools` shape, every provider's starting point."""
+    return [{"type": "function",
+             "function": {"name": t["name"], "description": t.get("desc", ""),
+                          "parameters": t.get("params") or _EMPTY_PARAMS}}
+            for t in tools]
+
+
+class OfferedTools(list):
+    """A tool list as a catalog offers it, shared by every round that offers the same tools: never changed
+    once built. `translated` keeps each provider family's translation of it (schemas.translate)."""
+
+    def __init__(self, tools: list[dict]):
+        super().__init__(tools)
+        self.translated: dict[str, list[dict]] = {}
+
+
+class Catalog:
+    """What one manifest tool list offers, worked out once. The manifest cache keeps one per distinct tool
+    list, shared by the devices that publish it: building the offer and translating it for the provider took
+    ~45 µs per request for the firmware's 22 tools."""
+
+    def __init__(self, tools: list[dict]) -> None:
+        self.all = openai_tools(tools)
+        self.by_name = {t["name"]: t for t in tools}
+        family = {t["function"]["name"]: family_of(t["function"]["name"]) for t in self.all}
+        self.families = [f for f in ON_DEMAND if f in family.values()]  # the ones this device has
+        self.of_family = {f: [t for t in self.all if family[t["function"]["name"]] == f] for f in self.families}
+        self._core = [t for t in self.all if family[t["function"]["name"]] is None]
+        self._offers: dict[tuple[str, ...], OfferedTools] = {}
+
+    def offer(self, loaded: tuple[str, ...]) -> OfferedTools:
+        """The everyday tools, `more_tools`, then the loaded families in order."""
+        got = self._offers.get(loaded)
+        if got is None:
+            out = self._core + ([_more(self.families)] if self.families else [])
+            for f in loaded:
+                out += self.of_family[f]
+            got = OfferedTools(out)
+            if len(self._offers) < MAX_OFFERS:
+                self._offers[loaded] = got
+        return got
+
+
 class Toolset:
     """The tools of one round. `load(family)` adds a family; `tools()` is what the next turn offers."""
 
-    def __init__(self, manifest: dict, chat: list[dict]) -> None:
-        self._all = openai_tools(manifest)
-        present = {family_of(t["function"]["name"]) for t in self._all}
-        self.families = [f for f in ON_DEMAND if f in present]  # the ones this device has
+    def __init__(self, manifest: dict, chat: list[dict], catalog: Catalog | None = None) -> None:
+        self.catalog = catalog or Catalog(manifest["tools"])
+        self.families = self.catalog.families
         self.loaded: list[str] = []
         for m in chat:  # a family already used in this conversation stays offered
             for c in m.get("tool_calls") or ():
                 family = family_of(((c.get("function") or {}).get("name")) or "")
-                if family and family not in self.loaded:
+                if family in self.families and family not in self.loaded:
                     self.loaded.append(family)
 
     def tools(self) -> list[dict]:
-        core = [t for t in self._all if family_of(t["function"]["name"]) is None]
-        out = core + ([_more(self.families)] if self.families else [])
-        for family in self.loaded:
-            out += [t for t in self._all if family_of(t["function"]["name"]) == family]
-        return out
+        return self.catalog.offer(tuple(self.loaded))
 
     def load(self, raw_args: str) -> tuple[str, bool]:
         """The tool result of a `more_tools` call, and whether it was valid."""
@@ -62,7 +101,7 @@ class Toolset:
             return f"Error: family must be one of {', '.join(self.families)}", False
         if family not in self.loaded:
             self.loaded.append(family)
-        names = [t["function"]["name"] for t in self._all if family_of(t["function"]["name"]) == family]
+        names = [t["function"]["name"] for t in self.catalog.of_family[family]]
         return f"ok: now offered: {', '.join(names)}", True
 
     def hint(self) -> str:

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from bridge.config import load_config
-from bridge.manifests import openai_tools
+from bridge.rounds.toolset import openai_tools
 from tests.bridge.harness import BridgeThread
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tools.broker import start_mosquitto
@@ -167,7 +167,7 @@ def test_tool_calls_stream_before_done(fake, device):
 
     (sent,) = requests_for(fake, device.id)
     assert sent["stream"] is True and sent["model"] == "local"
-    assert sent["tools"] == openai_tools(manifest(device.id))
+    assert sent["tools"] == openai_tools(manifest(device.id)["tools"])
     assert sent["messages"][0]["role"] == "system"
     assert sent["messages"][1:] == [{"role": "user", "content": "turn on the porch light"}]
 

@@ -8,9 +8,8 @@ import subprocess
 
 import pytest
 
-from bridge.manifests import openai_tools
 from bridge.providers.schemas import FAMILIES, problems, translate
-from bridge.rounds.toolset import Toolset
+from bridge.rounds.toolset import Toolset, openai_tools
 from tools.paths import micropypath, micropython_cmd
 from tools.sim import DEFAULT_PINS
 
@@ -67,8 +66,8 @@ def test_every_tool_of_every_config_passes_each_providers_rules(tmp_path, config
 
 def test_the_default_device_is_offered_what_the_firmware_publishes_untouched_for_openai(tmp_path):
     manifest = manifest_of(tmp_path, "default")
-    assert [p for t in openai_tools(manifest) for p in problems("openai", t)] == []
-    memory_set = next(t for t in translate("openai", openai_tools(manifest))
+    assert [p for t in openai_tools(manifest["tools"]) for p in problems("openai", t)] == []
+    memory_set = next(t for t in translate("openai", openai_tools(manifest["tools"]))
                       if t["function"]["name"] == "memory_set")
     assert "anyOf" in memory_set["function"]["parameters"]["properties"]["value"]  # OpenAI reads unions as is
 

@@ -86,3 +86,57 @@ def test_a_silent_turn_after_an_action_and_a_family_request_ends_the_round_not_i
         msgs = run(go())
     assert [c["tool"] for m in msgs for c in m.get("calls", [])] == ["gpio_write"]
     assert msgs[-1]["done"] and "err" not in msgs[-1] and msgs[-1]["text"] == ""
+
+
+def _published(device_id, tools):
+    return json.dumps({**manifest(device_id), "tools": tools}).encode()
+
+
+def test_devices_publishing_the_same_tools_share_one_copy_and_catalog():
+    from bridge.manifests import ManifestCache
+    cache = ManifestCache()
+    base = manifest("x")["tools"]
+    for dev in ("a", "b"):
+        assert cache.update(dev, _published(dev, base + ROUTINE_TOOLS))
+    assert cache.update("c", _published("c", base))  # fewer tools: its own copy
+    a, b, c = (cache.get(d) for d in "abc")
+    assert a["tools"] is b["tools"] and a["tools"] is not c["tools"]
+    assert cache.catalog("a") is cache.catalog("b") is not cache.catalog("c")
+    assert cache.catalog("a").families == ["routines", "schedule"] and cache.catalog("c").families == []
+    # the device's own ids and pins stay its own
+    assert (a["id"], b["id"]) == ("a", "b")
+    # a device that changes its tools gets its own again; one that clears its manifest is gone
+    assert cache.update("b", _published("b", base))
+    assert cache.get("b")["tools"] is c["tools"] and cache.catalog("b") is cache.catalog("c")
+    assert cache.update("a", b"") is False
+    assert cache.catalog("a") is None and cache.get("a") is None
+    assert len(cache._shared) == 1  # the list nobody publishes any more is not kept
+
+
+def test_a_device_cannot_borrow_another_devices_tools_by_claiming_its_hash():
+    from bridge.manifests import ManifestCache
+    cache = ManifestCache()
+    cache.update("a", _published("a", manifest("a")["tools"] + ROUTINE_TOOLS))
+    cache.update("b", _published("b", manifest("b")["tools"]))  # the same manifest "hash" field, other tools
+    assert cache.get("a")["hash"] == cache.get("b")["hash"]
+    assert [t["name"] for t in cache.get("b")["tools"]] == ["gpio_write"]
+    assert cache.catalog("b").by_name.keys() == {"gpio_write"}
+
+
+def test_an_offer_is_translated_once_per_provider_family_and_never_changed():
+    from bridge.providers.schemas import translate
+    from bridge.rounds.toolset import Catalog, Toolset
+    tools = manifest("x")["tools"] + ROUTINE_TOOLS
+    catalog = Catalog(tools)
+    first = Toolset(manifest("x"), [], catalog)
+    again = Toolset(manifest("x"), [], catalog)
+    assert first.tools() is again.tools()  # the same offer, built once
+    assert translate("openai", first.tools()) is translate("openai", again.tools())
+    assert translate("gemini", first.tools()) is not translate("openai", first.tools())
+    # the same result as translating a plain list, and as a round without a catalog offers
+    plain = Toolset({"tools": tools}, [])
+    for family in ("openai", "gemini", "anthropic", "ollama"):
+        assert translate(family, first.tools()) == translate(family, list(plain.tools()))
+    first.load(json.dumps({"family": "routines"}))
+    assert [t["function"]["name"] for t in first.tools()] == ["gpio_write", MORE, "routine_list"]
+    assert [t["function"]["name"] for t in again.tools()] == ["gpio_write", MORE]  # its own loaded families

@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from bridge.manifests import ManifestCache, openai_tools, parse_manifest
+from bridge.manifests import ManifestCache, parse_manifest
 from bridge.rounds.prompt import system_prompt
+from bridge.rounds.toolset import openai_tools
 from bridge.rounds.translate import to_openai_messages
 
 MANIFEST = {"v": 1, "id": "dev1", "fw": "0.1.0", "hash": "5d41402a",
@@ -67,7 +68,7 @@ def test_bad_shapes_raise_readable_errors(msgs, expected):
 
 
 def test_openai_tools_from_manifest():
-    tools = openai_tools(MANIFEST)
+    tools = openai_tools(MANIFEST["tools"])
     assert tools[0] == {"type": "function", "function": {
         "name": "gpio_write", "description": "Set a named output pin", "parameters": MANIFEST["tools"][0]["params"]}}
     # a tool without params still needs a parameters schema for OpenAI
