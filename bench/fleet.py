@@ -26,9 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.before import unpack  # noqa: E402
 from bench.report import percentile, write_section  # noqa: E402
 from bench.tier_baseline import direct_latencies  # noqa: E402
-from tests.bridge.harness import manifest  # noqa: E402
+from tests.bridge.harness import firmware_manifest, manifest  # noqa: E402
 from tools.broker import start_mosquitto  # noqa: E402
 from tools.postgres import start_postgres  # noqa: E402
+from tools.sim import DEFAULT_PINS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 P99_GOAL_MS = 20.0
@@ -141,7 +142,8 @@ class Device(asyncio.Protocol):
 class Fleet:
     """All devices plus bookkeeping: request id -> publish time, done time, error."""
 
-    def __init__(self, n):
+    def __init__(self, n, template):
+        self.template = template  # the manifest every device publishes, with its own id
         self.devices = [Device(f"v{i}", self) for i in range(n)]
         self.sent, self.done, self.errors = {}, {}, {}
         self.lost, self.seq = 0, 0
@@ -164,7 +166,7 @@ class Fleet:
             await asyncio.gather(*(loop.create_connection(lambda d=d: d, host, port) for d in batch))
             await asyncio.wait_for(asyncio.gather(*(d.suback.wait() for d in batch)), CONNECT_TIMEOUT_S)
             for d in batch:  # like the firmware on connect: the retained manifest the bridge builds prompts from
-                d.publish(f"wisp/{d.id}/manifest", json.dumps(manifest(d.id)).encode(), retain=True)
+                d.publish(f"wisp/{d.id}/manifest", json.dumps({**self.template, "id": d.id}).encode(), retain=True)
 
     async def keepalive(self):
         """PINGREQ from every connection once per PING_EVERY_S, evenly spread (the broker drops silent ones)."""
@@ -180,7 +182,7 @@ class Fleet:
         self.seq += 1
         rid = f"f{self.seq}"
         body = {"v": 1, "id": rid, "round": 0, "msgs": [{"r": "user", "t": "porch on"}], "class": "interactive",
-                "budget_ms": 5000, "hash": "5d41402a"}
+                "budget_ms": 5000, "hash": self.template["hash"]}
         self.sent[rid] = time.perf_counter()
         device.publish(f"wisp/{device.id}/llm/req", json.dumps(body).encode())
         return rid
@@ -266,7 +268,7 @@ async def until_ready(fleet, active, timeout):
 
 
 async def bench(args, broker, url, tmp):
-    fleet = Fleet(args.devices)
+    fleet = Fleet(args.devices, args.template)
     t0 = time.monotonic()
     await fleet.connect(broker.host, broker.port)
     connect_s = time.monotonic() - t0
@@ -280,26 +282,32 @@ async def bench(args, broker, url, tmp):
     args.base, args.tmp = (b50, b99), tmp
     print(f"{args.devices} devices connected in {connect_s:.1f} s; {len(active)} active; "
           f"fake direct p50 {b50:.2f} ms p99 {b99:.2f} ms", flush=True)
-    results, bridges = {}, []
+    results = {}
+    # Before/after in the order before, today, [more bridges], today, before: drift of a shared machine's load
+    # over the run weighs on both sides alike, and each side's figure is the mean of its two runs.
+    phases = [("before", 1)] * bool(args.before) + [("today", n) for n in args.bridges]
+    if args.before and 1 in args.bridges:
+        phases += [("today", 1), ("before", 1)]
     try:
-        if args.before:  # the earlier commit's bridge alone first, then stopped: one bridge answers at a time
-            old = tmp / "before"
-            old.mkdir()
-            bridges.append(start_bridge(old, broker, url, 0, None, unpack(args.before, old)))
-            results["before"] = await measure(args, fleet, active, bridges, "before")
-            stop(bridges)
-            bridges.clear()
-        for n_bridges in args.bridges:
-            while len(bridges) < n_bridges:
-                bridges.append(start_bridge(tmp, broker, url, len(bridges), args.store_url))
-            results[n_bridges] = await measure(args, fleet, active, bridges, n_bridges)
+        for k, (who, n) in enumerate(phases):
+            where = tmp / f"{k}-{who}-{n}"
+            where.mkdir()
+            tree = unpack(args.before, where) if who == "before" else REPO
+            bridges = [start_bridge(where, broker, url, b, None if who == "before" else args.store_url, tree)
+                       for b in range(n)]
+            try:
+                rows = await measure(args, fleet, active, bridges, n if who == "today" else who)
+            finally:
+                stop(bridges)
+            key = "before" if who == "before" else n
+            results.setdefault(key, rows)  # the main table: the first run of each bridge count
+            results.setdefault(("runs", key), []).append(rows)
     finally:
         pinger.cancel()
         for d in fleet.devices:
             if d.transport:
                 d.transport.write(b"\xe0\x00")  # DISCONNECT: no last will, clean end
                 d.transport.close()
-        stop(bridges)
     return results, connect_s, (b50, b99), len(active), fleet.lost
 
 
@@ -345,9 +353,8 @@ async def measure(args, fleet, active, bridges, label):
 
 
 GC_PROBE = """import gc, json, sys, time
-sys.path.insert(0, %r)
-from tests.bridge.harness import manifest
-held = [json.loads(json.dumps(manifest(f"v{i}"))) for i in range(%d)]
+one = json.dumps(json.loads(sys.stdin.read()))
+held = [json.loads(one) for i in range(%d)]
 t0 = time.perf_counter(); gc.collect(); plain = (time.perf_counter() - t0) * 1000
 gc.freeze()
 t0 = time.perf_counter(); gc.collect(); frozen = (time.perf_counter() - t0) * 1000
@@ -355,21 +362,24 @@ print(plain, frozen)
 """
 
 
-def full_gc_ms(n):
+def full_gc_ms(n, template):
     """What one full collection costs a fresh process holding n parsed manifests (each bridge holds all of
-    them): (plain, after gc.freeze() as bridge/manifests.py does)."""
-    out = subprocess.run([sys.executable, "-c", GC_PROBE % (str(REPO), n)], capture_output=True, text=True,
-                         check=True).stdout.split()
+    them, whose tools it shares when they are the same): (plain, after gc.freeze() as bridge/manifests.py does)."""
+    out = subprocess.run([sys.executable, "-c", GC_PROBE % n], input=json.dumps(template), capture_output=True,
+                         text=True, check=True).stdout.split()
     return float(out[0]), float(out[1])
 
 
 def report(args, results, connect_s, base, n_active, lost, broker_fds, gc_ms):
     on = "" if args.store == "sqlite" else ", usage and claims in one shared PostgreSQL"
+    published = (f"the firmware's own for `wisp sim`'s default pins, {len(args.template['tools'])} tools"
+                 if args.manifest == "firmware" else "the tests' one-tool manifest")
     lines = [(f"## Fleet: 10,000 connected devices, 1 and 2 bridges{on}" if args.devices == 10_000 else
               f"## Fleet: {args.devices} connected devices, 1 and 2 bridges{on}"),
              "", f"{args.devices} virtual devices, each its own MQTT 3.1.1 connection (raw asyncio protocol "
-             "clients in one process, subscribed to their `llm/res`, retained manifest published on connect; no "
-             f"firmware) -> mosquitto (open-files limit {broker_fds}) -> `python -m bridge` x1 and x2 (shared "
+             "clients in one process, subscribed to their `llm/res`, retained manifest published on connect: "
+             f"{published}; no firmware running) -> mosquitto (open-files limit {broker_fds}) -> "
+             "`python -m bridge` x1 and x2 (shared "
              f"subscription) -> zero-delay fake tier in its own process (one tool call streamed); everything on "
              f"this {os.cpu_count()}-core machine, one run. All devices connected in {connect_s:.1f} s. "
              f"{n_active} of them ({args.active:.0%}) send requests round-robin, open loop, {args.seconds} s per "
@@ -379,7 +389,8 @@ def report(args, results, connect_s, base, n_active, lost, broker_fds, gc_ms):
              "| bridges | offered req/s | achieved req/s | added p50 ms | added p99 ms | errors | unanswered | "
              "bridge CPU ms/req | holds |",
              "|---|---|---|---|---|---|---|---|---|"]
-    before = results.pop("before", None)
+    runs = {k[1]: results.pop(k) for k in [k for k in results if isinstance(k, tuple)]}
+    results.pop("before", None)
     best = {}
     for nb, rows in results.items():
         for r in rows:
@@ -400,16 +411,20 @@ def report(args, results, connect_s, base, n_active, lost, broker_fds, gc_ms):
               "in-flight cap wait in the bridge's FIFO queue (errors column: refusals and tier errors). Where "
               "p50 climbs with p99, the machine is out of CPU: bench client, mosquitto, bridges and fake tier "
               f"share its {os.cpu_count()} cores (with other work on a shared machine)."]
-    if before:
-        lines += ["", f"Bridge CPU per request, before and after, same run: first the bridge of commit "
-                  f"{args.before} (paho-mqtt, asyncio's loop, json) alone, 1 bridge, each its SQLite file, then "
-                  "today's, against the same devices, broker and tier at the same rates.", "",
+    if "before" in runs and 1 in runs:
+        def cpu(rate, side):  # one figure per run of that side at that rate
+            return [r["cpu_ms"] for rows in runs[side] for r in rows if r["rate"] == rate]
+        lines += ["", f"Bridge CPU per request, before and after, same run: the bridge of commit {args.before} "
+                  "(paho-mqtt, asyncio's loop, json) and today's, 1 bridge each on its own SQLite file, against "
+                  "the same devices, broker and tier at the same rates, in the order before, today, "
+                  "(2 bridges,) today, before; the ratio is of the two runs' means.", "",
                   "| offered req/s | before CPU ms/req | today CPU ms/req | today / before |", "|---|---|---|---|"]
-        now = {r["rate"]: r for r in results.get(1, [])}
-        for r in before:
-            if r["rate"] in now:
-                lines.append(f"| {r['rate']} | {r['cpu_ms']:.2f} | {now[r['rate']]['cpu_ms']:.2f} | "
-                             f"{now[r['rate']]['cpu_ms'] / r['cpu_ms']:.2f} |")
+        for rate in args.rates:
+            old, now = cpu(rate, "before"), cpu(rate, 1)
+            if old and now:
+                lines.append(f"| {rate} | {', '.join(f'{x:.2f}' for x in old)} | "
+                             f"{', '.join(f'{x:.2f}' for x in now)} | "
+                             f"{(sum(now) / len(now)) / (sum(old) / len(old)):.2f} |")
     return "\n".join(lines)
 
 
@@ -424,6 +439,9 @@ def main():
                     help="the bridges' cost store: each its SQLite file, or one PostgreSQL they share")
     ap.add_argument("--before", default=BEFORE, metavar="COMMIT",
                     help="also measure this commit's bridge first (1 bridge, SQLite); '' to skip")
+    ap.add_argument("--manifest", choices=("firmware", "test"), default="firmware",
+                    help="what each device publishes: the firmware's own manifest for `wisp sim`'s default pins "
+                         "(22 tools, built on the MicroPython unix port), or the tests' one-tool manifest")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args()
     args.store_url = None
@@ -433,6 +451,7 @@ def main():
     args.bridges = sorted(int(x) for x in args.bridges.split(","))
     raise_fd_limit(args.devices + FD_SPARE)  # inherited by mosquitto and the bridges
     tmp = Path(tempfile.mkdtemp(prefix="wisp-bench-fleet-"))
+    args.template = firmware_manifest(tmp, DEFAULT_PINS) if args.manifest == "firmware" else manifest("x")
     broker = start_mosquitto(tmp / "mosq", extra_conf="max_connections -1\n")
     fake_log = open(tmp / "fake.log", "wb")  # it logs every stream a hedge loser's cancel cuts short
     fake = subprocess.Popen([sys.executable, "-c", FAKE % str(REPO)], stdout=subprocess.PIPE, stderr=fake_log,
@@ -454,7 +473,7 @@ def main():
         broker.stop()
         if pg:
             pg.stop(remove=True)
-    text = report(args, results, connect_s, base, n_active, lost, broker_fds, full_gc_ms(args.devices))
+    text = report(args, results, connect_s, base, n_active, lost, broker_fds, full_gc_ms(args.devices, args.template))
     print(text)
     if not args.no_write:
         write_section("fleet" if args.store == "sqlite" else "fleet-postgresql", text)

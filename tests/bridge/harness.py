@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
 import threading
 
 from bridge.app import MAX_IN_FLIGHT, Bridge
@@ -17,6 +18,7 @@ from bridge.rounds.dedupe import Dedupe
 from bridge.rounds.handler import HandlerContext, handle_llm_request
 from bridge.routing.router import Router
 from tests.fakes.openai_server import FakeOpenAI
+from tools.paths import micropypath, micropython_cmd
 
 TOOLS = [{"name": "gpio_write", "desc": "Set a named output pin",
           "params": {"type": "object",
@@ -29,6 +31,22 @@ PORCH_ON = ("gpio_write", {"pin": "porch_light", "value": 1})
 def manifest(device_id: str) -> dict:
     return {"v": 1, "id": device_id, "fw": "0.1.0", "hash": "5d41402a", "tools": TOOLS,
             "pins": {"porch_light": {"mode": "out"}}, "limits": {"rounds": 4, "calls": 4}}
+
+
+_SCRIPT = ("from wisp import app\nfrom wisp.tools import manifest\ndev, _ = app.build('config.json')\n"
+           "print('MANIFEST ' + ''.join(manifest.pieces(dev, 'x')))\n")
+
+
+def firmware_manifest(tmp_path, pins, **config) -> dict:
+    """The manifest real firmware (MicroPython unix port) publishes for a device with these pins and config."""
+    (tmp_path / "config.json").write_text(json.dumps({"id": "conf1", "broker": {"host": "127.0.0.1", "port": 1},
+                                                      "pins": pins, **config}))
+    done = subprocess.run([micropython_cmd(), "-c", _SCRIPT], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=30, env={"MICROPYPATH": micropypath()})
+    line = next((x for x in done.stdout.splitlines() if x.startswith("MANIFEST ")), None)
+    if line is None:
+        raise RuntimeError(f"the firmware printed no manifest: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return json.loads(line[len("MANIFEST "):])
 
 
 def llm_req(req_id: str, **extra) -> bytes:

@@ -4,13 +4,12 @@ manifests real firmware publishes (built on the MicroPython unix port) for sever
 every tool of each (every family loaded). A new tool in the firmware registry is checked here the day it is
 added. Our fake tiers accept anything, so the rules are checked here, not by a fake's 400."""
 import json
-import subprocess
 
 import pytest
 
 from bridge.providers.schemas import FAMILIES, problems, translate
 from bridge.rounds.toolset import Toolset, openai_tools
-from tools.paths import micropypath, micropython_cmd
+from tests.bridge.harness import firmware_manifest
 from tools.sim import DEFAULT_PINS
 
 CONFIGS = {
@@ -23,20 +22,6 @@ CONFIGS = {
 # the rest of a device config per case: sensors and an I2C bus bring their own tools
 EXTRA = {"every mode": {"sensors": {"room": {"type": "dht22", "pin": 15}}, "i2c": {"scl": 22, "sda": 21}}}
 _MANIFESTS: dict = {}
-_SCRIPT = ("from wisp import app\nfrom wisp.tools import manifest\ndev, _ = app.build('config.json')\n"
-           "print('MANIFEST ' + ''.join(manifest.pieces(dev, 'x')))\n")
-
-
-def firmware_manifest(tmp_path, pins, **config):
-    (tmp_path / "config.json").write_text(json.dumps({"id": "conf1", "broker": {"host": "127.0.0.1", "port": 1},
-                                                      "pins": pins, **config}))
-    done = subprocess.run([micropython_cmd(), "-c", _SCRIPT], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=30, env={"MICROPYPATH": micropypath()})
-    line = next((x for x in done.stdout.splitlines() if x.startswith("MANIFEST ")), None)
-    assert line, done.stdout + done.stderr
-    return json.loads(line[len("MANIFEST "):])
-
-
 def manifest_of(tmp_path, config):
     if config not in _MANIFESTS:  # one MicroPython run per config for the whole module
         _MANIFESTS[config] = firmware_manifest(tmp_path, CONFIGS[config], **EXTRA.get(config, {}))
