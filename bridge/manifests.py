@@ -76,7 +76,7 @@ class _SharedTools:
 class ManifestCache:
     """Latest valid manifest per device id. Lives on the asyncio loop; no locking needed.
 
-    Devices of one firmware and configuration publish the same tools (~20 KB parsed each): those are stored
+    Devices of one firmware and configuration publish the same tools (~30 KB parsed each): those are stored
     once, by the SHA-256 of their JSON (a digest, so a device cannot pass its tools off as another's), with
     the catalog every round of theirs reads."""
 
