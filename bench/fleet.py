@@ -4,8 +4,9 @@ A fraction of the devices send llm/req at increasing open-loop rates; added late
 received, minus the fake tier asked directly over HTTP. Reports the highest rate whose added p99 stays < 20 ms.
 Bridge CPU time per answered request comes from /proc/<pid>/stat over each rate. `--store postgresql` gives the
 bridges one shared PostgreSQL instead of their SQLite files. `--devices 500` checks the bench quickly; the default
-is 10,000. `--before COMMIT` (default: the bridge before its CPU work) first runs that commit's bridge, 1 bridge,
-against the same devices, broker and tier at the same rates, for CPU per request before/after measured in one run.
+is 10,000. `--before COMMIT` (default: the bridge before its CPU work) also runs that commit's bridge, 1 bridge, first
+and last, against the same devices, broker and tier at the same rates, for CPU per request before/after measured
+in one run.
 WISP_BENCH_PROFILE=1 runs each bridge under cProfile (prof<n>.out beside the logs)."""
 import argparse
 import asyncio
@@ -13,7 +14,6 @@ import gc
 import json
 import os
 import resource
-import struct
 import subprocess
 import sys
 import tempfile
@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 from bench.before import unpack  # noqa: E402
+from bench.fleet_devices import DRAIN_S, Fleet  # noqa: E402
 from bench.report import percentile, write_section  # noqa: E402
 from bench.tier_baseline import direct_latencies  # noqa: E402
 from tests.bridge.harness import firmware_manifest, manifest  # noqa: E402
@@ -33,11 +34,6 @@ from tools.sim import DEFAULT_PINS  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 P99_GOAL_MS = 20.0
-KEEPALIVE_S = 120  # the bench mosquitto's max_keepalive
-PING_EVERY_S = 60  # each connection pings once per this, spread evenly over the fleet
-CONNECT_BATCH = 250  # connections opened at once (stays under the listen backlog)
-CONNECT_TIMEOUT_S = 30
-DRAIN_S = 10  # after the last request of a rate, how long answers may still arrive
 FD_SPARE = 512  # descriptors beyond one per device: bridges, fake, logs
 BASELINE_REQUESTS = 300
 # the last commit before the bridge's CPU work (uvloop, orjson, its own MQTT link): paho-mqtt, asyncio, json
@@ -50,163 +46,6 @@ FAKE = ("import sys, time; sys.path.insert(0, %r)\nfrom tests.fakes.openai_serve
         "f = FakeOpenAI(lambda r: Reply(calls=[('gpio_write', {'pin': 'porch_light', 'value': 1})]))\n"
         "f.requests, f.paths = Forget(), Forget()\n"
         "print(f.start_in_thread(), flush=True)\ntime.sleep(36000)\n")
-
-
-# ---- MQTT 3.1.1, just what a device needs ------------------------------------------------------------------------
-def _varint(n):
-    out = bytearray()
-    while True:
-        n, b = n >> 7, n & 0x7F
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _str(s):
-    b = s.encode()
-    return struct.pack("!H", len(b)) + b
-
-
-def _packet(first, body):
-    return bytes([first]) + _varint(len(body)) + body
-
-
-def connect_packet(client_id):
-    return _packet(0x10, _str("MQTT") + bytes([4, 0x02]) + struct.pack("!H", KEEPALIVE_S) + _str(client_id))
-
-
-def publish_packet(topic, payload, pid=0, retain=False):
-    return _packet(0x30 | (2 if pid else 0) | (1 if retain else 0),
-                   _str(topic) + (struct.pack("!H", pid) if pid else b"") + payload)
-
-
-class Device(asyncio.Protocol):
-    """One virtual device: its own connection, subscribed to wisp/<id>/llm/res; records when each done arrives."""
-
-    def __init__(self, device_id, fleet):
-        self.id, self.fleet = device_id, fleet
-        self.buf, self.transport, self.pid = bytearray(), None, 0
-        self.connack, self.suback = asyncio.Event(), asyncio.Event()
-
-    def connection_made(self, transport):
-        self.transport = transport
-        transport.write(connect_packet(self.id))
-
-    def connection_lost(self, exc):
-        self.fleet.lost += 1
-
-    def next_pid(self):
-        self.pid = self.pid % 65535 + 1
-        return self.pid
-
-    def publish(self, topic, payload, retain=False):
-        self.transport.write(publish_packet(topic, payload, self.next_pid(), retain))
-
-    def data_received(self, data):
-        self.buf += data
-        while True:
-            n, mult, i = 0, 1, 1
-            while i < len(self.buf):  # remaining length: up to 4 bytes, 7 bits each
-                b = self.buf[i]
-                n += (b & 0x7F) * mult
-                mult, i = mult * 128, i + 1
-                if not b & 0x80:
-                    break
-            else:
-                return
-            if len(self.buf) < i + n:
-                return
-            kind, body = self.buf[0], bytes(self.buf[i:i + n])
-            del self.buf[:i + n]
-            self.packet(kind, body)
-
-    def packet(self, kind, body):
-        t = kind >> 4
-        if t == 3:  # PUBLISH: the bridge's llm/res
-            tlen = struct.unpack_from("!H", body)[0]
-            at = 2 + tlen
-            if kind & 0x06:
-                self.transport.write(b"\x40\x02" + body[at:at + 2])  # PUBACK
-                at += 2
-            self.fleet.answer(body[at:])
-        elif t == 2:
-            if body[1] != 0:
-                raise RuntimeError(f"{self.id}: CONNACK refused, code {body[1]}")
-            self.transport.write(_packet(0x82, struct.pack("!H", self.next_pid()) + _str(f"wisp/{self.id}/llm/res")
-                                         + b"\x01"))
-            self.connack.set()
-        elif t == 9:
-            self.suback.set()
-
-
-class Fleet:
-    """All devices plus bookkeeping: request id -> publish time, done time, error."""
-
-    def __init__(self, n, template):
-        self.template = template  # the manifest every device publishes, with its own id
-        self.devices = [Device(f"v{i}", self) for i in range(n)]
-        self.sent, self.done, self.errors = {}, {}, {}
-        self.lost, self.seq = 0, 0
-
-    def answer(self, payload):
-        now = time.perf_counter()
-        try:
-            m = json.loads(payload)
-        except ValueError:
-            return
-        if m.get("done") and m.get("id") not in self.done:
-            self.done[m["id"]] = now
-            if m.get("err"):
-                self.errors[m["id"]] = m["err"]
-
-    async def connect(self, host, port):
-        loop = asyncio.get_running_loop()
-        for k in range(0, len(self.devices), CONNECT_BATCH):
-            batch = self.devices[k:k + CONNECT_BATCH]
-            await asyncio.gather(*(loop.create_connection(lambda d=d: d, host, port) for d in batch))
-            await asyncio.wait_for(asyncio.gather(*(d.suback.wait() for d in batch)), CONNECT_TIMEOUT_S)
-            for d in batch:  # like the firmware on connect: the retained manifest the bridge builds prompts from
-                d.publish(f"wisp/{d.id}/manifest", json.dumps({**self.template, "id": d.id}).encode(), retain=True)
-
-    async def keepalive(self):
-        """PINGREQ from every connection once per PING_EVERY_S, evenly spread (the broker drops silent ones)."""
-        batch = max(1, len(self.devices) // 200)  # ~200 wake-ups per period, whatever the fleet size
-        while True:
-            for k in range(0, len(self.devices), batch):
-                for d in self.devices[k:k + batch]:
-                    if d.transport and not d.transport.is_closing():
-                        d.transport.write(b"\xc0\x00")
-                await asyncio.sleep(PING_EVERY_S * batch / len(self.devices))
-
-    def send(self, device):
-        self.seq += 1
-        rid = f"f{self.seq}"
-        body = {"v": 1, "id": rid, "round": 0, "msgs": [{"r": "user", "t": "porch on"}], "class": "interactive",
-                "budget_ms": 5000, "hash": self.template["hash"]}
-        self.sent[rid] = time.perf_counter()
-        device.publish(f"wisp/{device.id}/llm/req", json.dumps(body).encode())
-        return rid
-
-    async def wait(self, ids, timeout):
-        deadline = time.monotonic() + timeout
-        while any(i not in self.done for i in ids) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-
-    async def run_rate(self, active, rate, seconds):
-        """Open loop: `rate` requests/s round-robin over `active` devices for `seconds`."""
-        ids, t0, total = [], time.perf_counter(), int(rate * seconds)
-        for k in range(total):
-            delay = t0 + k / rate - time.perf_counter()
-            if delay > 0.001:
-                await asyncio.sleep(delay)
-            ids.append(self.send(active[k % len(active)]))
-        await self.wait(ids, DRAIN_S)
-        ok = [(self.done[i] - self.sent[i]) * 1000 for i in ids if i in self.done and i not in self.errors]
-        ends = [self.done[i] for i in ids if i in self.done]
-        span = (max(ends) - t0) if ends else seconds
-        return {"rate": rate, "achieved": len(ok) / span, "lat": ok, "errors": sum(i in self.errors for i in ids),
-                "unanswered": sum(i not in self.done for i in ids), "sample_err": next(
-                    (self.errors[i] for i in ids if i in self.errors), None)}
 
 
 # ---- processes ---------------------------------------------------------------------------------------------------
@@ -282,7 +121,7 @@ async def bench(args, broker, url, tmp):
     args.base, args.tmp = (b50, b99), tmp
     print(f"{args.devices} devices connected in {connect_s:.1f} s; {len(active)} active; "
           f"fake direct p50 {b50:.2f} ms p99 {b99:.2f} ms", flush=True)
-    results = {}
+    results = {}  # "before" or a bridge count -> its runs, each a list of rows
     # Before/after in the order before, today, [more bridges], today, before: drift of a shared machine's load
     # over the run weighs on both sides alike, and each side's figure is the mean of its two runs.
     phases = [("before", 1)] * bool(args.before) + [("today", n) for n in args.bridges]
@@ -299,9 +138,7 @@ async def bench(args, broker, url, tmp):
                 rows = await measure(args, fleet, active, bridges, n if who == "today" else who)
             finally:
                 stop(bridges)
-            key = "before" if who == "before" else n
-            results.setdefault(key, rows)  # the main table: the first run of each bridge count
-            results.setdefault(("runs", key), []).append(rows)
+            results.setdefault("before" if who == "before" else n, []).append(rows)
     finally:
         pinger.cancel()
         for d in fleet.devices:
@@ -353,7 +190,7 @@ async def measure(args, fleet, active, bridges, label):
 
 
 GC_PROBE = """import gc, json, sys, time
-one = json.dumps(json.loads(sys.stdin.read()))
+one = sys.stdin.read()
 held = [json.loads(one) for i in range(%d)]
 t0 = time.perf_counter(); gc.collect(); plain = (time.perf_counter() - t0) * 1000
 gc.freeze()
@@ -363,8 +200,8 @@ print(plain, frozen)
 
 
 def full_gc_ms(n, template):
-    """What one full collection costs a fresh process holding n parsed manifests (each bridge holds all of
-    them, whose tools it shares when they are the same): (plain, after gc.freeze() as bridge/manifests.py does)."""
+    """What one full collection costs a fresh process holding n parsed copies of the manifest, as a bridge
+    that does not share tool lists does: (plain, after gc.freeze() as bridge/manifests.py does)."""
     out = subprocess.run([sys.executable, "-c", GC_PROBE % n], input=json.dumps(template), capture_output=True,
                          text=True, check=True).stdout.split()
     return float(out[0]), float(out[1])
@@ -389,10 +226,8 @@ def report(args, results, connect_s, base, n_active, lost, broker_fds, gc_ms):
              "| bridges | offered req/s | achieved req/s | added p50 ms | added p99 ms | errors | unanswered | "
              "bridge CPU ms/req | holds |",
              "|---|---|---|---|---|---|---|---|---|"]
-    runs = {k[1]: results.pop(k) for k in [k for k in results if isinstance(k, tuple)]}
-    results.pop("before", None)
     best = {}
-    for nb, rows in results.items():
+    for nb, rows in ((nb, r[0]) for nb, r in results.items() if nb != "before"):  # the first run of each count
         for r in rows:
             lines.append(f"| {nb} | {r['rate']} | {r['achieved']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
                          f"{r['errors']} | {r['unanswered']} | {r['cpu_ms']:.2f} | {'yes' if r['holds'] else 'no'} |")
@@ -411,9 +246,9 @@ def report(args, results, connect_s, base, n_active, lost, broker_fds, gc_ms):
               "in-flight cap wait in the bridge's FIFO queue (errors column: refusals and tier errors). Where "
               "p50 climbs with p99, the machine is out of CPU: bench client, mosquitto, bridges and fake tier "
               f"share its {os.cpu_count()} cores (with other work on a shared machine)."]
-    if "before" in runs and 1 in runs:
+    if "before" in results and 1 in results:
         def cpu(rate, side):  # one figure per run of that side at that rate
-            return [r["cpu_ms"] for rows in runs[side] for r in rows if r["rate"] == rate]
+            return [r["cpu_ms"] for rows in results[side] for r in rows if r["rate"] == rate]
         lines += ["", f"Bridge CPU per request, before and after, same run: the bridge of commit {args.before} "
                   "(paho-mqtt, asyncio's loop, json) and today's, 1 bridge each on its own SQLite file, against "
                   "the same devices, broker and tier at the same rates, in the order before, today, "
