@@ -1,13 +1,13 @@
 # The agent loop: every request (MQTT ask, serial REPL, schedule) enters one bounded inbox
 # with its source, and runs one at a time. Simple named-pin requests take the local fast
-# path; the rest become an LLM conversation (wisp/conversation.py). Every accepted request gets
-# exactly one reply.
+# path; the rest become an LLM conversation (wisp/answer.py, loaded per request). Every
+# accepted request gets exactly one reply. What outlives a request stays here: the inbox, the
+# recent turns and the LLM call budget.
 import asyncio
 import json
 import time
 
-from wisp import limits, tools, unload
-from wisp.conversation import Conversation
+from wisp import limits, unload
 from wisp.log import log
 
 
@@ -45,10 +45,44 @@ def parse_ask(payload):
     return ask_id, text, None
 
 
+def _positive(value, default):
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+
+class CallBudget:
+    """LLM rounds allowed per hour and per day, counted on the device (a runaway schedule or a
+    chatty automation must not run up a bill). Windows are clock buckets: hour and day of UTC."""
+
+    def __init__(self, now=time.time, per_hour=limits.LLM_CALLS_PER_HOUR, per_day=limits.LLM_CALLS_PER_DAY):
+        self.now = now
+        self.per_hour, self.per_day = per_hour, per_day
+        self.hour = self.day = None
+        self.in_hour = self.in_day = 0
+
+    def take(self):
+        """Count one LLM call; returns an error text when a cap is reached."""
+        t = int(self.now())
+        hour, day = t // 3600, t // 86400
+        if hour != self.hour:
+            self.hour, self.in_hour = hour, 0
+        if day != self.day:
+            self.day, self.in_day = day, 0
+        if self.in_hour >= self.per_hour:
+            return "Error: this device's LLM budget of %d calls per hour is used up" % self.per_hour
+        if self.in_day >= self.per_day:
+            return "Error: this device's LLM budget of %d calls per day is used up" % self.per_day
+        self.in_hour += 1
+        self.in_day += 1
+        return None
+
+
 class Agent:
     def __init__(self, dev):
         self.dev = dev
-        self.conv = Conversation(dev)
+        cfg = dev.config  # config.json may lower or raise the caps; limits.py has the defaults
+        self.budget = CallBudget(per_hour=_positive(cfg.get("llm_per_hour"), limits.LLM_CALLS_PER_HOUR),
+                                 per_day=_positive(cfg.get("llm_per_day"), limits.LLM_CALLS_PER_DAY))
+        self.conv = None             # the LLM conversation while an ask has one (wisp/answer.py)
         self.inbox = []              # (source, id, text, ticks when received, done callback)
         self.history = []            # recent (user text, answer, [(tool, args, result)]) turns sent as context
         self._wake = asyncio.Event()
@@ -85,6 +119,8 @@ class Agent:
         return body, err or self.fresh(msg_id, msg.get("ts"))
 
     def on_llm_res(self, payload):
+        if self.conv is None:
+            return  # no LLM round waits (a late or foreign answer): not even parsed
         if self.dev.signed:  # the bridge signs what the device acts on
             from wisp import sign
             payload = sign.unseal(self.dev, payload, "llm/res")
@@ -136,102 +172,17 @@ class Agent:
                 log("error: request %s failed: %r" % (ask_id, e))
                 reply = self._reply(ask_id, False, "Error: internal error on the device: %r" % (e,), "error", t0)
             self.dev.busy = False
+            self.conv = None
+            unload("wisp.answer")  # with the conversation: no heap held between requests
+            unload("wisp.conversation")
             self.dev.rest()
             await self._deliver(source, done, reply)
 
-    async def _answer(self, ask_id, text, t0, source):
-        if self.dev.pending is not None and source in ("mqtt", "repl"):
-            from wisp import confirm
-            held = confirm.take(self.dev, text)  # the user's "yes" to an action the LLM proposed
-            if held is not None:
-                result = await tools.run(self.dev, held[0], held[1])
-                ok = not result.startswith("Error")
-                if ok:  # the held call is done now: the next asks' context says so
-                    self._remember(text, result, [{"tool": held[0], "args": held[1], "result": result}])
-                return self._reply(ask_id, ok, "confirmed: " + result if ok else result, "device", t0)
-        local = self._local(text) if self.dev.config.get("fast_path", True) else None
-        if local is not None:
-            return await self._fast_path(ask_id, text, local, t0)
-        facts = None
-        memory = self.dev.facts_memory()
-        if memory is not None:
-            facts = memory.for_prompt(limits.MAX_FACTS_PROMPT_BYTES)
-        req_class = "scheduled" if source == "sched" else "interactive"
-        self.conv.llm = 2 if source == "sched" else 1  # no user to say "yes" to a scheduled prompt
-        ok, answer, tier = await self.conv.run(ask_id, text, self._context(), facts, req_class)
-        ran, self.conv.ran = self.conv.ran, []  # its results may be long: keep only the bounded record
-        if ok:
-            self._remember(text, answer, ran)
-        return self._reply(ask_id, ok, answer, "llm", t0, tier)
-
-    def _local(self, text):
-        """The fast path's reading of text: (actions, its say function), or None. Not a coroutine:
-        a name bound in _answer's frame would keep the module alive through the LLM rounds."""
-        from wisp import fastpath
-        if self.pin_names is None:
-            self.pin_names = fastpath.names(self.dev.pins)
-        local = fastpath.parse(text, self.dev.pins, self.pin_names)
-        if local is not None:
-            local = (local, fastpath.say)
-        unload("wisp.fastpath")  # ~8 KB from .mpy on a 32-bit port: free for LLM rounds, TLS, tools
-        return local
-
-    async def _fast_path(self, ask_id, text, local, t0):
-        actions, say = local  # say keeps the module's code alive until the reply is written
-        pins = self.dev.pins
-        ran = []
-        for kind, name, value, _said in actions:  # all or nothing: a refused switch stops them all
-            if kind == "set":
-                pin = pins[name]
-                err = pin.refusal((0 if pin.read() else 1) if value == 2 else value)
-                if err:
-                    return self._reply(ask_id, False, err, "device", t0)
-        for kind, name, value, _said in actions:
-            if kind == "set":
-                call = {"tool": "gpio_toggle", "args": {"pin": name}} if value == 2 else \
-                    {"tool": "gpio_write", "args": {"pin": name, "value": value}}
-                call["result"] = result = await tools.run(self.dev, call["tool"], call["args"])
-                if result.startswith("Error"):
-                    return self._reply(ask_id, False, result, "device", t0)
-                ran.append(call)
-        answer = say(actions, pins)
-        self._remember(text, answer, ran)  # "and turn it off again" may go to the LLM next
-        return self._reply(ask_id, True, answer, "device", t0)
-
-    def _remember(self, text, answer, ran):
-        """Keep the turn for the next asks' context: what was asked, answered, and done. The calls
-        that ran and their results, in at most HISTORY_DID characters (later ones, and the end of
-        a long result, left out): "Done." alone would not tell the LLM what "it" was."""
-        did, room = [], limits.HISTORY_DID
-        for c in ran:
-            result, args = c["result"], c["args"] or {}
-            if result.startswith("Error"):
-                continue  # nothing was done (the answer says why)
-            room -= len(c["tool"]) + len(json.dumps(args))
-            if room <= 0:
-                break
-            did.append((c["tool"], args, result[:room]))
-            room -= len(result)
-        self.history.append((text[:limits.HISTORY_TEXT], answer[:limits.HISTORY_TEXT], did))
-        if len(self.history) > limits.HISTORY_TURNS:
-            self.history.pop(0)
-
-    def _context(self):
-        """The remembered turns as conversation messages; what was done as the calls and results
-        it was (cids "h1", "h2", ...: unique in the request, whatever ids the tiers gave)."""
-        msgs, n = [], 0
-        for user, answer, did in self.history:
-            msgs.append({"r": "user", "t": user})
-            if did:
-                calls = []
-                msgs.append({"r": "asst", "t": "", "calls": calls})
-                for tool, args, result in did:
-                    n += 1
-                    cid = "h%d" % n
-                    calls.append({"cid": cid, "tool": tool, "args": args})
-                    msgs.append({"r": "tool", "cid": cid, "t": result})
-            msgs.append({"r": "asst", "t": answer})
-        return msgs
+    def _answer(self, ask_id, text, t0, source):
+        """The coroutine that answers one request. A plain method: the module bound here would
+        stay alive in run()'s frame, and it is dropped after each request (run)."""
+        from wisp import answer
+        return answer.answer(self, ask_id, text, t0, source)
 
     def _reply(self, ask_id, ok, text, path, t0, tier=None):
         reply = {"v": 1, "id": ask_id, "ok": ok, "text": text, "path": path,

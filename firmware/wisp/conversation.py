@@ -1,6 +1,7 @@
 # The LLM conversation of one ask, seen from the device: rounds of llm/req -> streamed llm/res.
 # Tool calls run the moment their message arrives, strictly in seq order; stale, duplicate and
-# foreign messages are ignored. The device's own caps on LLM calls per hour and day live here.
+# foreign messages are ignored. Each round takes one call from the agent's budget (the device's
+# own caps per hour and day, wisp/agent.py). Loaded for an LLM ask only, by wisp/answer.py.
 import asyncio
 import binascii
 import json
@@ -56,44 +57,10 @@ def _said(calls):
     return "; ".join(describe(c, c["result"]) for c in calls)
 
 
-def _positive(value, default):
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
-
-
-class CallBudget:
-    """LLM rounds allowed per hour and per day, counted on the device (a runaway schedule or a
-    chatty automation must not run up a bill). Windows are clock buckets: hour and day of UTC."""
-
-    def __init__(self, now=time.time, per_hour=limits.LLM_CALLS_PER_HOUR, per_day=limits.LLM_CALLS_PER_DAY):
-        self.now = now
-        self.per_hour, self.per_day = per_hour, per_day
-        self.hour = self.day = None
-        self.in_hour = self.in_day = 0
-
-    def take(self):
-        """Count one LLM call; returns an error text when a cap is reached."""
-        t = int(self.now())
-        hour, day = t // 3600, t // 86400
-        if hour != self.hour:
-            self.hour, self.in_hour = hour, 0
-        if day != self.day:
-            self.day, self.in_day = day, 0
-        if self.in_hour >= self.per_hour:
-            return "Error: this device's LLM budget of %d calls per hour is used up" % self.per_hour
-        if self.in_day >= self.per_day:
-            return "Error: this device's LLM budget of %d calls per day is used up" % self.per_day
-        self.in_hour += 1
-        self.in_day += 1
-        return None
-
-
 class Conversation:
-    def __init__(self, dev):
+    def __init__(self, dev, budget):
         self.dev = dev
-        # config.json may lower or raise the caps ("llm_per_hour", "llm_per_day"); limits.py has the defaults
-        cfg = dev.config
-        self.budget = CallBudget(per_hour=_positive(cfg.get("llm_per_hour"), limits.LLM_CALLS_PER_HOUR),
-                                 per_day=_positive(cfg.get("llm_per_day"), limits.LLM_CALLS_PER_DAY))
+        self.budget = budget         # the agent's CallBudget: it outlives each ask's conversation
         self._want = None            # (ask id, round) whose llm/res we are waiting for
         self._bind = None            # signed devices: the hash of that request every answer must carry
         self._res = []               # llm/res messages for _want, in arrival order

@@ -246,12 +246,33 @@ async def test_fast_path_answers_locally_without_any_llm_request():
         raise Exception(r)
 
 
+async def test_between_requests_no_answering_code_holds_heap():
+    # answer.py and conversation.py load per request: a command's peak (routine_define,
+    # schedule_add) must not sit on top of them. A late llm/res then finds no conversation.
+    import sys
+    dev = make_device()
+    agent = Agent(dev)
+    bridge = ScriptedBridge(dev, agent, _porch_script)
+    replies = await _ask(dev, agent, {"id": "u1", "text": "make the porch bright"})
+    if len(replies) != 1 or not replies[0]["ok"] or len(bridge.reqs) != 2:
+        raise Exception(replies)
+    held = [name for name in ("wisp.answer", "wisp.conversation", "wisp.fastpath") if name in sys.modules]
+    if held or agent.conv is not None:
+        raise Exception("still loaded after the reply: %r" % held)
+    agent.on_llm_res(json.dumps({"v": 1, "id": bridge.reqs[0]["id"], "round": 0, "seq": 0, "done": True}))
+    if "wisp.conversation" in sys.modules or agent.conv is not None:
+        raise Exception("a late llm/res loaded the conversation")
+    replies = await _ask(dev, agent, {"id": "u2", "text": "make the porch bright"}, n_replies=2)
+    if len(replies) != 2 or not replies[1]["ok"] or len(bridge.reqs) != 4:
+        raise Exception(replies)  # loaded again for the next ask
+
+
 async def test_llm_budget_per_hour_is_enforced_on_the_device():
     dev = make_device()
     agent = Agent(dev)
     bridge = ScriptedBridge(dev, agent, lambda req: [{"done": True, "text": "hi"}])
-    agent.conv.budget.in_hour = agent.conv.budget.per_hour - 1
-    agent.conv.budget.hour = int(agent.conv.budget.now()) // 3600
+    agent.budget.in_hour = agent.budget.per_hour - 1
+    agent.budget.hour = int(agent.budget.now()) // 3600
     ok = (await _ask(dev, agent, {"id": "h1", "text": "hello"}))[0]
     refused = (await _ask(dev, agent, {"id": "h2", "text": "hello"}, n_replies=2))[1]
     if not ok["ok"] or refused["ok"] or "per hour" not in refused["text"] or len(bridge.reqs) != 1:
@@ -303,8 +324,8 @@ def test_budget_caps_come_from_config_when_given():
     dev.config["llm_per_hour"] = 5
     dev.config["llm_per_day"] = "lots"  # not a number: the default stands
     agent = Agent(dev)
-    if agent.conv.budget.per_hour != 5 or agent.conv.budget.per_day != limits.LLM_CALLS_PER_DAY:
-        raise Exception((agent.conv.budget.per_hour, agent.conv.budget.per_day))
+    if agent.budget.per_hour != 5 or agent.budget.per_day != limits.LLM_CALLS_PER_DAY:
+        raise Exception((agent.budget.per_hour, agent.budget.per_day))
 
 
 async def test_remembered_turns_say_what_was_done_so_a_follow_up_has_context():
@@ -335,11 +356,12 @@ async def test_remembered_turns_say_what_was_done_so_a_follow_up_has_context():
             {"r": "user", "t": "and turn them off again in ten minutes"}]
     if bridge.reqs[1]["msgs"] != want:
         raise Exception(bridge.reqs[1]["msgs"])
-    if agent.conv.ran:
-        raise Exception("the last ask's full call records are still held: %r" % agent.conv.ran)
+    if agent.conv is not None:
+        raise Exception("the last ask's conversation (and its full call records) is still held")
 
 
 def test_what_a_turn_remembers_is_bounded_in_bytes_and_leaves_out_failed_calls():
+    from wisp import answer as turns
     agent = Agent(make_device())
     long = "ok: " + "x" * (limits.MAX_RESULT_TEXT - 4)
     ran = [{"cid": "c1", "tool": "gpio_write", "args": {"pin": "fan", "value": 1}, "result": "Error: fan is busy"},
@@ -347,10 +369,10 @@ def test_what_a_turn_remembers_is_bounded_in_bytes_and_leaves_out_failed_calls()
            {"cid": "c3", "tool": "gpio_write", "args": {"pin": "porch_light", "value": 1}, "result": long},
            {"cid": "c4", "tool": "time_now", "args": {}, "result": "ok: 12:00"}]
     for turn in range(limits.HISTORY_TURNS + 1):
-        agent._remember("ask %d" % turn + "?" * limits.MAX_ASK_TEXT, "answer" * 100, ran)
+        turns.remember(agent, "ask %d" % turn + "?" * limits.MAX_ASK_TEXT, "answer" * 100, ran)
     if len(agent.history) != limits.HISTORY_TURNS or not agent.history[0][0].startswith("ask 1"):
         raise Exception(agent.history)
-    msgs = agent._context()
+    msgs = turns.context(agent)
     for user, answer, did in agent.history:
         size = sum(len(tool) + len(json.dumps(args)) + len(result) for tool, args, result in did)
         if not did or size > limits.HISTORY_DID or did[0][0] != "memory_list" or did[0][1] != {}:

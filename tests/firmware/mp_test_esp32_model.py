@@ -248,7 +248,9 @@ def test_queued_messages_are_capped_by_bytes_not_only_by_count():
         dev.outbox.answer("reply", {"id": "a%d" % i, "text": "y" * 1000})
     check(sum(len(p) for _s, p in dev.outbox.answers) <= limits.ANSWER_QUEUE_BYTES, "answers over their byte cap")
     check(dev.dropped >= 4, "dropped answers not counted: %d" % dev.dropped)
-    conv = Agent(dev).conv
+    from wisp.conversation import Conversation
+    agent = Agent(dev)
+    conv = Conversation(dev, agent.budget)
     conv._want = ("ask1.abc", 0)
     for seq in range(3):  # 4 KB each: the third would pass 8 KB
         conv.on_res({"id": "ask1.abc", "round": 0, "seq": seq}, 4000)
