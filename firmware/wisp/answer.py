@@ -45,8 +45,7 @@ def _local(agent, text):
     local = fastpath.parse(text, agent.dev.pins, agent.pin_names)
     if local is not None:
         local = (local, fastpath.say)
-    # ~8 KB from .mpy on a 32-bit port: free for LLM rounds, TLS, tools (emptied when say is not kept)
-    unload("wisp.fastpath", local is None)
+    unload("wisp.fastpath")  # ~8 KB from .mpy on a 32-bit port: free for LLM rounds, TLS, tools
     return local
 
 
