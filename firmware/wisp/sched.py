@@ -1,20 +1,21 @@
 # The schedule runner: jobs persist in jobs.json (atomic writes), one task sleeps until the
-# next job is due and hands it to fire(). Spec, next-run and calendar math live in the pure
-# modules wisp/cron.py, nextrun.py, tz.py and civil.py, imported inside the methods that need
-# them and dropped while the runner sleeps. The device timezone has one writer: set_device_tz.
+# next job is due and hands it to fire(). Adding, removing, checking and loading jobs live in
+# wisp/sched_edit.py (with the device timezone's one writer, set_device_tz); spec, next-run and
+# calendar math in the pure modules wisp/cron.py, nextrun.py, tz.py and civil.py. All of them
+# are imported inside the methods that need them and dropped while the runner sleeps.
 import asyncio
-import os
 import time
 
 from micropython import const
 
-from wisp import NAME_CHARS, limits, store, unload
+from wisp import limits, store, unload
 
 CLOCK_VALID_AFTER = const(1704067200)  # 2024-01-01 UTC: an earlier clock was never set by NTP
 TZ_STORE = "tz"                        # tz.json: the device timezone set by timezone_set
 _MAX_SLEEP_S = const(60)    # wake at least this often to notice clock steps (NTP) and pending saves
 _SAVE_EVERY_S = const(60)   # a job that fires again sooner is saved at most this often (flash wear)
-_PURE = ("wisp.nextrun", "wisp.cron", "wisp.tz", "wisp.civil")  # loaded only while jobs change or fire
+# loaded only while jobs change or fire
+_PURE = ("wisp.sched_edit", "wisp.nextrun", "wisp.cron", "wisp.tz", "wisp.civil")
 _UTC = (0, None, None, None, "UTC", None)  # tz.parse("UTC0"), the default zone: no wisp.tz needed
 # time.time() counts from 1970 on the unix port and on ESP32 since MicroPython v1.22; older
 # ports count from 2000. Everything here uses 1970.
@@ -25,47 +26,8 @@ def unix_time():
     return time.time() + _EPOCH_SHIFT
 
 
-def load_tz(config, log):
-    """Put the saved device timezone (tz.json) into config["tz"] and check it; UTC0 when bad."""
-    saved = store.load(TZ_STORE, None, log)
-    if isinstance(saved, dict) and isinstance(saved.get("tz"), str):
-        config["tz"] = saved["tz"]
-    elif saved is not None:
-        log("config error: %s.json holds no {\"tz\": ...}; ignoring it" % TZ_STORE)
-    if config.get("tz", "UTC0") == "UTC0":
-        return  # the default needs no check (and no tz module)
-    from wisp import tz as posix_tz
-    try:
-        posix_tz.parse(config["tz"])
-    except ValueError as e:
-        log("config error: %s; using UTC0" % e)
-        config["tz"] = "UTC0"
-
-
-def set_device_tz(dev, zone):
-    """The one writer of the device timezone (timezone_set, backup restore): zone, a POSIX TZ
-    string, is checked, saved in tz.json and set in dev.config; None removes it (UTC0 again).
-    The scheduler, when there is one, retimes its jobs. ValueError when bad or not saved."""
-    if zone is None:  # e.g. a backup from a device that never had one set
-        try:
-            os.remove(TZ_STORE + ".json")
-        except OSError:
-            pass
-        dev.config.pop("tz", None)
-    else:
-        from wisp import tz as posix_tz
-        posix_tz.parse(zone)
-        try:
-            store.save(TZ_STORE, {"tz": zone})
-        except OSError as e:
-            raise ValueError("could not save the timezone to flash: %s" % (e,))
-        dev.config["tz"] = zone
-    scheduler = getattr(dev, "sched", None)
-    if scheduler is not None:
-        scheduler.retime()  # cron and `at` jobs follow the new wall clock
-
-
 class Scheduler:
+    # ---- public --------------------------------------------------------------------------
     def __init__(self, dev, fire, now=unix_time, store_path="jobs.json", log=print):
         self.dev = dev
         self.now = now
@@ -83,56 +45,22 @@ class Scheduler:
         self._saved_at = 0
         self._last_now = None
         self._clock_warned = False
-        load_tz(dev.config, log)
-        self._load()
-
-    # ---- public --------------------------------------------------------------------------
-    def jobs(self):
-        return [dict(j) for j in sorted(self._jobs, key=lambda j: j["next"])]
+        from wisp import sched_edit
+        sched_edit.load_tz(dev.config, log)
+        sched_edit.load(self)
 
     def add(self, spec, action, name=None, tz=None, missed="skip", llm=0):
         """Store a job and return a copy of it; raises ValueError with a readable message.
         llm: the LLM added it, so its runs act for the LLM (wisp/confirm.py)."""
-        from wisp import cron, nextrun
-        now = self.now()
-        if now < CLOCK_VALID_AFTER:
-            raise ValueError("clock not set yet (no NTP time); try again once the time is known")
-        if name is None:
-            name = self._free_name()
-        p = self._validate(name, spec, action, tz, missed)
-        if self._find(name):
-            raise ValueError("a job named '%s' already exists; remove it first" % name)
-        if len(self._jobs) >= limits.MAX_JOBS:
-            raise ValueError("job limit reached (%d jobs); remove one first" % limits.MAX_JOBS)
-        job = {"name": name, "spec": spec.strip(), "action": dict(action), "missed": missed}
-        if tz:
-            job["tz"] = tz
-        if llm:
-            job["llm"] = 1
-        nxt = nextrun.first(p, self._zone(job), now)
-        if nxt is None:
-            if p[cron.KIND] == cron.AT:
-                from wisp import civil
-                raise ValueError("'%s' is in the past (local time now %s)"
-                                 % (job["spec"], civil.iso(self.local_time(job, now)[0], False)))
-            raise ValueError("'%s' never fires (no such date)" % job["spec"])
-        job["next"] = nxt
-        self._jobs.append(job)
-        self._save_or_undo(lambda: self._jobs.remove(job))
-        self._specs[name] = p
-        self._wake.set()
-        return dict(job)
+        from wisp import sched_edit
+        return sched_edit.add(self, spec, action, name, tz, missed, llm)
 
     def remove(self, name):
-        job = self._find(name)
-        if job is None:
-            names = ", ".join(j["name"] for j in self.jobs()) or "none"
-            raise ValueError("no job named '%s'; jobs: %s" % (name, names))
-        self._jobs.remove(job)
-        self._save_or_undo(lambda: self._jobs.append(job))
-        self._specs.pop(name, None)
-        self._wake.set()
-        return dict(job)
+        from wisp import sched_edit
+        return sched_edit.remove(self, name)
+
+    def jobs(self):
+        return [dict(j) for j in sorted(self._jobs, key=lambda j: j["next"])]
 
     def retime(self, clock_stepped_back=False):
         """Recompute next runs after a timezone change (cron and `at` jobs) or a clock step back."""
@@ -274,44 +202,11 @@ class Scheduler:
                 return job
         return None
 
-    def _free_name(self):
-        n = 1
-        while self._find("job%d" % n):
-            n += 1
-        return "job%d" % n
-
-    def _validate(self, name, spec, action, tz, missed):
-        """The parsed spec of a job, or ValueError."""
-        from wisp import cron
-        if not isinstance(name, str) or not 1 <= len(name) <= limits.MAX_JOB_NAME \
-                or any(c not in NAME_CHARS for c in name):
-            raise ValueError("job name must be 1-%d characters of a-z A-Z 0-9 _ -" % limits.MAX_JOB_NAME)
-        p = cron.parse(spec)
-        if not isinstance(action, dict) or len(action) != 1 or not ("routine" in action or "prompt" in action):
-            raise ValueError("job action must be {\"routine\": name} or {\"prompt\": text}")
-        key = "routine" if "routine" in action else "prompt"
-        text = action[key]
-        if not isinstance(text, str) or not text.strip() or len(text) > limits.MAX_ACTION_LEN:
-            raise ValueError("job %s must be text of 1-%d characters" % (key, limits.MAX_ACTION_LEN))
-        if tz is not None:
-            from wisp import tz as posix_tz
-            posix_tz.parse(tz)
-        if missed not in ("skip", "once"):
-            raise ValueError("missed must be 'skip' or 'once', not %r" % (missed,))
-        return p
-
     def _save(self):
         store.save(self._store, {"v": 1, "jobs": self._jobs})
         self.saves += 1
         self._dirty = False
         self._saved_at = self.now()
-
-    def _save_or_undo(self, undo):
-        try:
-            self._save()
-        except (OSError, TypeError) as e:
-            undo()
-            raise ValueError("could not save jobs to flash: %s" % (e,))
 
     def _save_logged(self):
         try:
@@ -320,34 +215,3 @@ class Scheduler:
             self._dirty = True
             self._saved_at = self.now()  # retry in _SAVE_EVERY_S, not in a tight loop
             self._log("schedule error: could not save %s: %s" % (self.path, e))
-
-    def _load(self):
-        data = store.load(self._store, None, self._log)  # an unreadable file is kept as <name>.bad
-        if data is None:
-            return
-        entries = data.get("jobs") if isinstance(data, dict) else None
-        problems = [] if isinstance(entries, list) else ["no job list"]
-        for e in entries or ():
-            try:
-                if not isinstance(e, dict):
-                    raise ValueError("job entry is not an object")
-                p = self._validate(e.get("name"), e.get("spec"), e.get("action"), e.get("tz"), e.get("missed"))
-                if not isinstance(e.get("next"), int) or isinstance(e.get("next"), bool):
-                    raise ValueError("job '%s' has no next run time" % e["name"])
-                if self._find(e["name"]) or len(self._jobs) >= limits.MAX_JOBS:
-                    raise ValueError("job '%s' is a duplicate or over the job limit" % e["name"])
-            except ValueError as x:
-                problems.append(str(x))
-                continue
-            self._jobs.append(e)
-            self._specs[e["name"]] = p
-        if problems:  # keep the whole file for the user, go on with the good jobs
-            bad = self._store + ".bad"
-            for why in problems:
-                self._log("schedule error: %s: %s" % (self.path, why))
-            try:
-                os.rename(self.path, bad)
-                self._log("schedule: kept %s aside as %s; loaded %d good jobs" % (self.path, bad, len(self._jobs)))
-            except OSError as e:
-                self._log("schedule error: could not keep %s aside: %s" % (self.path, e))
-            self._save_logged()
