@@ -87,7 +87,10 @@ def test_every_tool_has_a_description_and_only_known_kinds():
         tool = tools.find(name)
         if tool is None or tool[0] != name:
             raise Exception("%s: line does not parse: %r" % (name, tool))
-        desc, notes = tools.describe(name)
+        from wisp.tools import manifest
+        if manifest.describe(name) is None:
+            raise Exception("%s: no description in wisp/tools/manifest.py" % name)
+        desc, notes = manifest.describe(name)
         if len(desc) < 10 or not desc.endswith("."):
             raise Exception("%s: description %r" % (name, desc))
         args = [p[0] for p in tool[2]]
@@ -99,6 +102,10 @@ def test_every_tool_has_a_description_and_only_known_kinds():
                 raise Exception("%s.%s: unknown kind %r" % (name, arg, kind))
         if not hasattr(__import__("wisp.tools." + tool[1], None, None, (name,)), name):
             raise Exception("%s: no function in wisp/tools/%s.py" % (name, tool[1]))
+    from wisp.tools import manifest
+    described = [line.split(" | ")[0] for line in manifest.DESCRIPTIONS.split("\n") if line and line[0] != " "]
+    if described != names:  # a renamed or removed tool must not leave its text behind
+        raise Exception("descriptions %r, registry %r" % (described, names))
 
 
 def test_each_kind_checks_what_its_schema_publishes():

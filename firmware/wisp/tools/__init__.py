@@ -4,14 +4,15 @@
 #   1. Write `async def <name>(dev, args)` in wisp/tools/<family>.py. It gets checked arguments
 #      and returns one short line of text for the LLM ("ok: ...", or "Error: ..." when it refuses).
 #   2. Add its line to TOOLS below: name, family, each parameter as arg:kind (arg?:kind when
-#      optional; the kinds are those of schema_of), then " | " and the description the LLM
-#      reads. An argument whose kind alone does not say enough gets an indented line under it:
-#      "  <arg> <description>".
-#   3. Test it in tests/firmware/mp_test_tools.py (which also checks every line has a
+#      optional; the kinds are those of schema_of).
+#   3. Add its description, which the LLM reads, to DESCRIPTIONS in wisp/tools/manifest.py.
+#   4. Test it in tests/firmware/mp_test_tools.py (which also checks every tool has a
 #      description and only known kinds).
 #
 # TOOLS is one string, not a table of tuples: a constant string stays in flash (ROMFS) or costs
 # one copy, where ~90 tuples cost ~19 KB of heap; a line is parsed only when a call needs it.
+# The descriptions are in the manifest's module: only the manifest needs them, and from .mpy
+# files their ~2.5 KB would sit in the heap beside every call.
 # A family module is imported only when one of its tools is first called, so tools cost no
 # heap until used. Nothing a caller sends can raise out of run(): every failure is a result text.
 from wisp import limits, unload
@@ -21,47 +22,42 @@ from wisp import limits, unload
 _RESIDENT = ("gpio", "sensors")
 
 TOOLS = """
-gpio_write gpio pin:pin_out value:bit | Switch an output: 1 on, 0 off.
-gpio_read gpio pin:pin | Read a pin: 1 on/high, 0 off/low.
-gpio_toggle gpio pin:pin_out | Flip an output.
-gpio_pulse gpio pin:pin_out ms:pulse_ms | Switch an output on for ms milliseconds, then off.
-pwm_set pwm pin:pin_pwm duty_percent:percent freq?:pwm_freq | Set a PWM output (dimmer, fan speed); freq in Hz.
-adc_read adc pin:pin_adc | Read an analog input: raw 0-4095 and volts.
-i2c_scan i2c | List the addresses of devices on the I2C bus.
-i2c_read i2c addr:i2c_addr n:i2c_len reg?:byte | Read n bytes from an I2C device, from register reg if given.
-i2c_write i2c addr:i2c_addr data:bytes reg?:byte | Write bytes to an I2C device, to register reg if given.
-i2c_write_read i2c addr:i2c_addr data:bytes n:i2c_len | Write bytes, then read n bytes back without a stop in between.
-sensor_read sensors name:sensor | Read a sensor (temperature, humidity); chip = the board.
-system_info system | Firmware, board, id, uptime, free heap, Wi-Fi signal, boot count.
-system_health system | Is the device healthy: free heap, uptime, Wi-Fi signal, errors.
-system_reboot system confirm:str | Reboot the device, only when the user asks for it.
-  confirm the word reboot
-publish publish topic:str payload:str retain?:bool | Publish an MQTT message under this device's topics or an allowed topic.
-memory_set memory key:str value:scalar | Remember a fact across reboots (replaces key).
-memory_get memory key:str | Recall a fact.
-memory_delete memory key:str | Forget a remembered fact.
-memory_list memory | List remembered facts, most recent first.
-routine_define routine name:str steps:steps | Save a routine the device runs offline, e.g. steps [{"tool": "gpio_read", "args": {"pin": "door"}, "as": "door"}, {"tool": "gpio_write", "args": {"pin": "fan", "value": 1}, "if": ["door", "==", 1]}]. "as" binds the result text after its last "="; args may be "$door"; "if": [name, op, value] (== != < <= > >=), {"all": [..]}, {"any": [..]}, {"not": ..}; "continue": true goes on after an error.
-routine_run routine name:str | Run a saved routine now.
-routine_list routine | List saved routines.
-routine_delete routine name:str | Delete a saved routine.
-schedule_add schedule spec:str name?:str routine?:str prompt?:str tz?:str missed?:str | Schedule a routine (runs offline) or a prompt (asks you then) on the device clock.
-  spec cron '0 7 * * 1-5', 'every 10m', 'at 2026-05-01T07:30' (local) or 'in 20m'
-  tz POSIX TZ for this job; default: the device's
-  missed after an outage: 'skip' (default) or 'once' = run once on return
-schedule_list schedule | List scheduled jobs with their next local run time.
-schedule_remove schedule name:str | Remove a scheduled job.
-time_now clock | Local date, time, weekday, timezone.
-timezone_set clock tz:str | Set the device timezone.
-  tz POSIX TZ, sign west of UTC: 'CET-1CEST,M3.5.0,M10.5.0/3', 'EST5EDT,M3.2.0,M11.1.0'
-"""  # noqa: E501 (a description is one line, however long)
+gpio_write gpio pin:pin_out value:bit
+gpio_read gpio pin:pin
+gpio_toggle gpio pin:pin_out
+gpio_pulse gpio pin:pin_out ms:pulse_ms
+pwm_set pwm pin:pin_pwm duty_percent:percent freq?:pwm_freq
+adc_read adc pin:pin_adc
+i2c_scan i2c
+i2c_read i2c addr:i2c_addr n:i2c_len reg?:byte
+i2c_write i2c addr:i2c_addr data:bytes reg?:byte
+i2c_write_read i2c addr:i2c_addr data:bytes n:i2c_len
+sensor_read sensors name:sensor
+system_info system
+system_health system
+system_reboot system confirm:str
+publish publish topic:str payload:str retain?:bool
+memory_set memory key:str value:scalar
+memory_get memory key:str
+memory_delete memory key:str
+memory_list memory
+routine_define routine name:str steps:steps
+routine_run routine name:str
+routine_list routine
+routine_delete routine name:str
+schedule_add schedule spec:str name?:str routine?:str prompt?:str tz?:str missed?:str
+schedule_list schedule
+schedule_remove schedule name:str
+time_now clock
+timezone_set clock tz:str
+"""
 
 _MODE_WORDS = {"out": "an output", "in": "an input", "pwm": "a PWM output", "adc": "an analog input"}
 
 
 def names():
     """Every tool name, in registry order."""
-    return [line.split(" ", 1)[0] for line in TOOLS.split("\n") if line and line[0] != " "]
+    return [line.split(" ", 1)[0] for line in TOOLS.split("\n") if line]
 
 
 def _line(name):
@@ -77,7 +73,7 @@ def find(name):
     span = _line(name)
     if span is None:
         return None
-    words = TOOLS[span[0]:TOOLS.find(" | ", span[0], span[1])].split()
+    words = TOOLS[span[0]:span[1]].split()
     if words[0] != name:  # "gpio_write gpio" must not pass for gpio_write
         return None
     params = []
@@ -85,18 +81,6 @@ def find(name):
         arg, kind = word.split(":")
         params.append((arg.rstrip("?"), kind, arg[-1] != "?"))
     return words[0], words[1], params
-
-
-def describe(name):
-    """(the tool's description, {arg: description} of its indented lines); the tool must exist."""
-    start, end = _line(name)
-    desc = TOOLS[TOOLS.find(" | ", start, end) + 3:end]
-    notes = {}
-    while TOOLS.startswith("\n  ", end):
-        start, end = end + 3, TOOLS.find("\n", end + 3)
-        arg, _, text = TOOLS[start:end].partition(" ")
-        notes[arg] = text
-    return desc, notes
 
 
 def pin_mode(kind):
