@@ -119,13 +119,11 @@ class Agent:
         return body, err or self.fresh(msg_id, msg.get("ts"))
 
     def on_llm_res(self, payload):
-        if self.conv is None:
-            return  # no LLM round waits (a late or foreign answer): not even parsed
-        if self.dev.signed:  # the bridge signs what the device acts on
+        if self.dev.signed:  # the bridge signs what the device acts on; a forged one is reported
             from wisp import sign
             payload = sign.unseal(self.dev, payload, "llm/res")
-        if payload is None:
-            return
+        if payload is None or self.conv is None:
+            return  # refused, or no LLM round waits (a late answer): not parsed
         try:
             msg = json.loads(payload)
         except ValueError:
