@@ -13,11 +13,7 @@ async def answer(agent, ask_id, text, t0, source):
         from wisp import confirm
         held = confirm.take(dev, text)  # the user's "yes" to an action the LLM proposed
         if held is not None:
-            result = await tools.run(dev, held[0], held[1])
-            ok = not result.startswith("Error")
-            if ok:  # the held call is done now: the next asks' context says so
-                remember(agent, text, result, [{"tool": held[0], "args": held[1], "result": result}])
-            return agent._reply(ask_id, ok, "confirmed: " + result if ok else result, "device", t0)
+            return await _confirmed(agent, ask_id, text, t0, held)
     local = _local(agent, text) if dev.config.get("fast_path", True) else None
     if local is not None:
         return await _fast_path(agent, ask_id, text, local, t0)
@@ -34,6 +30,14 @@ async def answer(agent, ask_id, text, t0, source):
         remember(agent, text, said, conv.ran)
     agent.conv = None  # llm/res arriving from now on is late: the agent drops it unread
     return agent._reply(ask_id, ok, said, "llm", t0, tier)
+
+
+async def _confirmed(agent, ask_id, text, t0, held):
+    result = await tools.run(agent.dev, held[0], held[1])
+    ok = not result.startswith("Error")
+    if ok:  # the held call is done now: the next asks' context says so
+        remember(agent, text, result, [{"tool": held[0], "args": held[1], "result": result}])
+    return agent._reply(ask_id, ok, "confirmed: " + result if ok else result, "device", t0)
 
 
 def _local(agent, text):

@@ -14,7 +14,7 @@ from wisp import limits, tools
 from wisp.log import log
 
 _MAX_HELD = const(16)  # llm/res messages buffered per round (out of order or not yet processed)
-_PIECE = const(256)    # characters per piece of a request's JSON text (see _pieces)
+_PIECE = const(128)    # characters per piece of a request's JSON text (see _pieces)
 
 
 def _pieces(req):
@@ -107,10 +107,53 @@ class Conversation:
             limits.MAX_ROUNDS, _said(actions)), tier
 
     async def _round(self, ask_id, rnd, msgs, actions, facts, req_class):
-        """One LLM round. Returns (kind, text, tier); kind is 'calls', 'text' or 'err'."""
+        """One LLM round. Returns (kind, text, tier); kind is 'calls', 'text' or 'err'. In four
+        methods, not one: from .mpy files each function's bytecode is one heap block, and a
+        600-byte one found no room in a fragmented heap where smaller ones do."""
         refused = self.budget.take()
         if refused:
             return "err", refused, None
+        req = self._request(ask_id, rnd, msgs, facts, req_class)
+        if not await self.dev.link.publish(self.dev.topic("llm/req"), req, False, 1, limits.OFFLINE_WAIT_MS):
+            return "err", "Error: the cloud is unreachable (no broker connection); try again later", None
+        return await self._collect(ask_id, rnd, req, msgs, actions)
+
+    async def _collect(self, ask_id, rnd, req, msgs, actions):
+        """The round's answers until the final one, the deadline, or a resend of an unanswered
+        request; returns as _round does."""
+        start = time.ticks_ms()
+        deadline = time.ticks_add(start, limits.ROUND_TIMEOUT_MS)
+        resent = False
+        got = [0, {}, []]  # the next seq to run, held out-of-order messages, the calls done
+        while True:
+            done = await self._take(got)
+            if done is not None:
+                self._want = None
+                return self._finish(done, got[2], msgs, actions)
+            now = time.ticks_ms()
+            if got[0] == 0 and not resent and time.ticks_diff(now, start) >= limits.RESEND_MS:
+                # Nothing at all yet: the bridge that took the request may have died, or none was
+                # subscribed. Send it again with the same id; a live bridge ignores the duplicate.
+                resent = True
+                log("llm/req %s round %d unanswered; sending again" % (ask_id, rnd))
+                await self.dev.link.publish(self.dev.topic("llm/req"), req, False, 1, 0)
+            remaining = time.ticks_diff(deadline, now)
+            if remaining <= 0:
+                self._want = None
+                actions += got[2]  # the reply must say what already ran (the bridge died mid-round)
+                return "err", "Error: no answer from the bridge within %d s (is a bridge running?)" % (
+                    limits.ROUND_TIMEOUT_MS // 1000), None
+            if not self._res:
+                self._res_ev.clear()
+                wait = remaining if resent or got[0] else min(remaining, limits.RESEND_MS)
+                try:
+                    await asyncio.wait_for_ms(self._res_ev.wait(), wait)
+                except asyncio.TimeoutError:
+                    pass
+
+    def _request(self, ask_id, rnd, msgs, facts, req_class):
+        """The round's llm/req text (in pieces; signed on a device with a key), and what its
+        answers must match."""
         self._want = (ask_id, rnd)
         self._res = []
         self._held_bytes = 0
@@ -126,50 +169,29 @@ class Conversation:
             from wisp import sign
             self._bind = sign.bind(req)
             req = sign.sign(self.dev.key, req)
-        if not await self.dev.link.publish(self.dev.topic("llm/req"), req, False, 1, limits.OFFLINE_WAIT_MS):
-            return "err", "Error: the cloud is unreachable (no broker connection); try again later", None
-        start = time.ticks_ms()
-        deadline = time.ticks_add(start, limits.ROUND_TIMEOUT_MS)
-        resent = False
-        next_seq, held, done_calls = 0, {}, []
-        while True:
-            while self._res:
-                m = self._res.pop(0)
-                seq = m.get("seq", 0)
-                if isinstance(seq, int) and next_seq <= seq < next_seq + _MAX_HELD and seq not in held:
-                    held[seq] = m
-                else:
-                    self._held_bytes -= m.get("_n", 0)
-            while next_seq in held:
-                m = held.pop(next_seq)
+        return req
+
+    async def _take(self, got):
+        """Run the calls of the llm/res messages received so far, strictly in seq order; the
+        final message once it has come, else None. got: [next seq, held messages, calls done]."""
+        held = got[1]
+        while self._res:
+            m = self._res.pop(0)
+            seq = m.get("seq", 0)
+            if isinstance(seq, int) and got[0] <= seq < got[0] + _MAX_HELD and seq not in held:
+                held[seq] = m
+            else:
                 self._held_bytes -= m.get("_n", 0)
-                next_seq += 1
-                calls = m.get("calls")
-                for call in calls if isinstance(calls, list) else ():
-                    done_calls.append(await self._call(call, len(done_calls)))
-                if m.get("done"):
-                    self._want = None
-                    return self._finish(m, done_calls, msgs, actions)
-            now = time.ticks_ms()
-            if next_seq == 0 and not resent and time.ticks_diff(now, start) >= limits.RESEND_MS:
-                # Nothing at all yet: the bridge that took the request may have died, or none was
-                # subscribed. Send it again with the same id; a live bridge ignores the duplicate.
-                resent = True
-                log("llm/req %s round %d unanswered; sending again" % (ask_id, rnd))
-                await self.dev.link.publish(self.dev.topic("llm/req"), req, False, 1, 0)
-            remaining = time.ticks_diff(deadline, now)
-            if remaining <= 0:
-                self._want = None
-                actions += done_calls  # the reply must say what already ran (the bridge died mid-round)
-                return "err", "Error: no answer from the bridge within %d s (is a bridge running?)" % (
-                    limits.ROUND_TIMEOUT_MS // 1000), None
-            if not self._res:
-                self._res_ev.clear()
-                wait = remaining if resent or next_seq else min(remaining, limits.RESEND_MS)
-                try:
-                    await asyncio.wait_for_ms(self._res_ev.wait(), wait)
-                except asyncio.TimeoutError:
-                    pass
+        while got[0] in held:
+            m = held.pop(got[0])
+            self._held_bytes -= m.get("_n", 0)
+            got[0] += 1
+            calls = m.get("calls")
+            for call in calls if isinstance(calls, list) else ():
+                got[2].append(await self._call(call, len(got[2])))
+            if m.get("done"):
+                return m
+        return None
 
     async def _call(self, call, index):
         if not isinstance(call, dict):
