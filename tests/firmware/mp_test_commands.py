@@ -23,6 +23,22 @@ async def test_command_runs_the_tool_and_answers():
         raise Exception(res)
 
 
+async def test_the_command_code_is_loaded_only_while_a_command_runs():
+    # wisp/command.py is dropped once no command runs: an LLM ask's peak does not sit on it
+    import sys
+    dev = make_device()
+    cmds = Commands(dev)
+    if "wisp.command" in sys.modules:
+        raise Exception("loaded before any command")
+    cmds.on_cmd(json.dumps({"v": 1, "id": "c1", "tool": "gpio_pulse", "args": {"pin": "fan", "ms": 20}}))
+    if "wisp.command" not in sys.modules:
+        raise Exception("dropped while its command still runs")
+    await asyncio.sleep_ms(60)
+    if "wisp.command" in sys.modules or dev.link.on("wisp/t1/cmd/res") != [
+            {"v": 1, "id": "c1", "ok": True, "result": "ok: fan=1 for 20 ms, then 0"}]:
+        raise Exception((dev.link.on("wisp/t1/cmd/res"), "wisp.command" in sys.modules))
+
+
 async def test_bad_commands_get_readable_errors():
     dev = make_device()
     res = await _results(dev, [b"nope", [1], {"id": "c2"}, {"id": "c3", "tool": "gpio_write", "args": {"pin": "x"}},
