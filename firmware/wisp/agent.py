@@ -174,7 +174,10 @@ class Agent:
             unload("wisp.answer")  # with the conversation: no heap held between requests
             unload("wisp.conversation")
             self.dev.rest()
-            await self._deliver(source, done, reply)
+            try:
+                await self._deliver(source, done, reply)
+            except Exception as e:  # e.g. no heap to encode it: one reply lost, never the loop
+                log("error: reply to %s lost: %r" % (ask_id, e))
 
     def _answer(self, ask_id, text, t0, source):
         """The coroutine that answers one request. A plain method: the module bound here would

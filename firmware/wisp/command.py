@@ -89,8 +89,11 @@ async def _run(cmds, cmd_id, tool, args):
         result = await tools.run(cmds.dev, tool, args)
     finally:
         cmds.running -= 1
-    log("cmd %s(%s) -> %s" % (tool, args, result))
-    cmds.dev.rest()
+    cmds.dev.rest()  # first: what the tool loaded goes back before anything else is built
+    try:
+        log("cmd %s(%s) -> %s" % (tool, args, result))
+    except MemoryError:  # a long line in a full heap: the answer matters more (the tool has run)
+        pass
     await _respond(cmds, cmd_id, not result.startswith("Error"), result)
     cmds.idle()
 

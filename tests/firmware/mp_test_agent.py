@@ -267,6 +267,28 @@ async def test_between_requests_no_answering_code_holds_heap():
         raise Exception(replies)  # loaded again for the next ask
 
 
+async def test_a_reply_that_cannot_be_sent_costs_that_reply_not_the_agent():
+    dev = make_device()
+    agent = Agent(dev)
+    real = dev.publish_json
+    failed = []
+
+    async def no_heap_once(*args, **kw):
+        if not failed:
+            failed.append(1)
+            raise MemoryError("memory allocation failed, allocating 300 bytes")
+        return await real(*args, **kw)
+    dev.publish_json = no_heap_once
+    task = asyncio.create_task(agent.run())
+    agent.on_ask(json.dumps({"id": "n1", "text": "turn on the fan"}))
+    agent.on_ask(json.dumps({"id": "n2", "text": "turn off the fan"}))
+    await asyncio.sleep_ms(50)
+    task.cancel()
+    replies = dev.link.on("wisp/t1/reply")
+    if not failed or [r["id"] for r in replies] != ["n2"] or not replies[0]["ok"]:
+        raise Exception(replies)
+
+
 async def test_llm_budget_per_hour_is_enforced_on_the_device():
     dev = make_device()
     agent = Agent(dev)

@@ -39,6 +39,26 @@ async def test_the_command_code_is_loaded_only_while_a_command_runs():
         raise Exception((dev.link.on("wisp/t1/cmd/res"), "wisp.command" in sys.modules))
 
 
+async def test_a_command_is_answered_even_when_its_log_line_finds_no_heap():
+    # the tool has run: its answer must go out though the log line (args and all) cannot be built
+    import wisp.log as wlog
+    from wisp import unload
+    real = wlog.log
+
+    def no_heap(text):
+        raise MemoryError("memory allocation failed, allocating 272 bytes")
+    unload("wisp.command")
+    wlog.log = no_heap  # what the command code binds when it loads
+    try:
+        res = await _results(make_device(), [{"v": 1, "id": "m1", "tool": "gpio_write",
+                                              "args": {"pin": "fan", "value": 1}}])
+    finally:
+        wlog.log = real
+        unload("wisp.command")
+    if res != [{"v": 1, "id": "m1", "ok": True, "result": "ok: fan=1"}]:
+        raise Exception(res)
+
+
 async def test_bad_commands_get_readable_errors():
     dev = make_device()
     res = await _results(dev, [b"nope", [1], {"id": "c2"}, {"id": "c3", "tool": "gpio_write", "args": {"pin": "x"}},
