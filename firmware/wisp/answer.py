@@ -17,10 +17,7 @@ async def answer(agent, ask_id, text, t0, source):
     local = _local(agent, text) if dev.config.get("fast_path", True) else None
     if local is not None:
         return await _fast_path(agent, ask_id, text, local, t0)
-    facts = None
-    memory = dev.facts_memory()
-    if memory is not None:
-        facts = memory.for_prompt(limits.MAX_FACTS_PROMPT_BYTES)
+    facts = _facts(dev)
     req_class = "scheduled" if source == "sched" else "interactive"
     from wisp.conversation import Conversation  # bound here: answer() ends before the agent drops it
     conv = agent.conv = Conversation(dev, agent.budget)
@@ -30,6 +27,19 @@ async def answer(agent, ask_id, text, t0, source):
         remember(agent, text, said, conv.ran)
     agent.conv = None  # llm/res arriving from now on is late: the agent checks and drops it
     return agent._reply(ask_id, ok, said, "llm", t0, tier)
+
+
+def _facts(dev):
+    """The remembered facts the request carries, or None. The memory is dropped again before the
+    conversation loads: its ~3.5 KB from .mpy need not sit under the LLM round. Not a coroutine:
+    a name bound in answer's frame would keep it."""
+    memory = dev.facts_memory()
+    if memory is None:
+        return None
+    facts = memory.for_prompt(limits.MAX_FACTS_PROMPT_BYTES)
+    memory = None
+    dev.rest()
+    return facts
 
 
 async def _confirmed(agent, ask_id, text, t0, held):
