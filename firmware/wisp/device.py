@@ -96,6 +96,8 @@ class Device:
                 delattr(self, name)
                 held = None
                 unload("wisp." + name)
+                if name == "routines":
+                    unload("wisp.routine_run")  # its runner: loaded by a run, none runs now
 
     def facts_memory(self):
         """The memory when it is loaded or flash holds some (memory.json, or the .tmp a cut save

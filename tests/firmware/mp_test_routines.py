@@ -8,7 +8,8 @@ from mpcheck import eq
 
 from wisp import limits, tools
 from wisp.memory import Memory
-from wisp.routines import Routines, bind_value
+from wisp.routine_run import bind_value
+from wisp.routines import Routines
 
 DOOR, PORCH, FAN = 4, 5, 18  # pin numbers of fakeboard.PINS
 
@@ -341,3 +342,19 @@ def test_a_hand_edited_routine_that_breaks_fails_its_run_not_the_device():
     result = run(r.run("odd"))
     if not result.startswith("Error: routine 'odd' failed"):
         raise Exception(result)
+
+
+def test_defining_a_routine_does_not_load_its_runner():
+    # routine_define's peak is the store and its checks; the runner loads for a run and goes with
+    # the routines when the device rests
+    import sys
+
+    from wisp import unload
+    unload("wisp.routine_run")
+    dev = make_device()
+    run(tools.run(dev, "routine_define", {"name": "night", "steps": [_read("door", "door")]}))
+    eq("wisp.routine_run" in sys.modules, False, "runner loaded to define a routine")
+    eq(run(tools.run(dev, "routine_run", {"name": "night"}))[:10], "ok: 1 step", "the run")
+    eq("wisp.routine_run" in sys.modules, True, "runner not loaded by a run")
+    dev.rest()
+    eq("wisp.routine_run" in sys.modules or "routines" in dev.__dict__, False, "runner kept after rest")
