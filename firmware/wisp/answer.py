@@ -25,7 +25,6 @@ async def answer(agent, ask_id, text, t0, source):
     ok, said, tier = await conv.run(ask_id, text, context(agent), facts, req_class)
     if ok:
         remember(agent, text, said, conv.ran)
-    agent.conv = None  # llm/res arriving from now on is late: the agent checks and drops it
     return agent._reply(ask_id, ok, said, "llm", t0, tier)
 
 
