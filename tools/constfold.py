@@ -1,40 +1,57 @@
-"""Inline the firmware's limits at build time: `limits.NAME` becomes the number firmware/wisp/limits.py
-gives it, and `limits` leaves the module's imports when nothing else uses it.
+"""Inline the firmware's named constants at build time: `limits.NAME` (or `cron.KIND`) becomes the
+number the module gives it with `NAME = const(<int>)`, and the import goes wherever nothing else
+uses it.
 
-Why: mpy-cross folds `const()` only inside the module that defines it. Every other module reads a limit
-as `limits.NAME` at run time, so the device kept wisp.limits loaded for good: its bytecode, its globals
-dict and ~90 interned names, ~5 KB of a 32-bit heap, plus a global and an attribute lookup at each use.
-Inlined, the compiled modules carry the numbers and wisp.limits is never imported on the device. The
-source stays as it is (one place for each limit); the simulator and the firmware tests run it unchanged.
+Why: mpy-cross folds `const()` only inside the module that defines it. Every other module read a
+limit as `limits.NAME` at run time, so the device kept wisp.limits loaded for good: its bytecode, its
+globals dict and ~90 interned names, ~5 KB of a 32-bit heap, plus a global and an attribute lookup at
+each use. In the same way a module that needs only cron's field numbers need not load cron's parser.
+The source stays as it is (one place for each limit); the simulator and the firmware tests run it
+unchanged. Used by tools/image.py (.mpy files, OTA bundles) and tools/romfs.py.
 """
 import ast
 from pathlib import Path
 
-LIMITS_MODULE = "limits"  # imported as `from wisp import limits`
+PACKAGE = "wisp"
 
 
 def module_source(src, shown_name):
     """The text to compile for firmware module `src` (shown_name: its path in the package, e.g.
-    wisp/agent.py), limits inlined; None when it is compiled as it is."""
-    if shown_name == "wisp/%s.py" % LIMITS_MODULE or not shown_name.startswith("wisp/"):
+    wisp/agent.py), constants inlined; None when it is compiled as it is."""
+    if not shown_name.startswith(PACKAGE + "/"):
         return None
-    limits_py = Path(src).parents[len(Path(shown_name).parts) - 2] / ("%s.py" % LIMITS_MODULE)
-    if not limits_py.is_file():  # a firmware tree without limits (e.g. a test's own)
-        return None
+    package_dir = Path(src).parents[len(Path(shown_name).parts) - 2]
     source = Path(src).read_text(encoding="utf-8")
     try:
-        folded = inline_limits(source, read_limits(limits_py))
+        folded = inline(source, package_consts(package_dir))
     except SyntaxError:  # mpy-cross says where, naming the module
         return None
     return None if folded == source else folded
 
 
-def read_limits(path):
-    """{NAME: int} of every `NAME = const(<int>)` in limits.py."""
+def package_consts(package_dir):
+    """{"wisp.limits": {NAME: int}, ...}: the public `NAME = const(<int>)` of every module."""
+    package_dir = Path(package_dir)
+    found = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        rel = path.relative_to(package_dir.parent).with_suffix("")
+        parts = rel.parts[:-1] if rel.parts[-1] == "__init__" else rel.parts
+        try:
+            consts = read_consts(path)
+        except SyntaxError:
+            continue
+        if consts:
+            found[".".join(parts)] = consts
+    return found
+
+
+def read_consts(path):
+    """{NAME: int} of every top-level `NAME = const(<int>)` whose name is public (no leading _)."""
     tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     found = {}
     for node in tree.body:
         if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and not node.targets[0].id.startswith("_")
                 and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
                 and node.value.func.id == "const" and len(node.value.args) == 1):
             value = ast.literal_eval(node.value.args[0])
@@ -43,63 +60,91 @@ def read_limits(path):
     return found
 
 
-def inline_limits(source, limits):
-    """source (text of one firmware module) with each `limits.NAME` replaced by its value. The import
-    of `limits` goes when no other use of the name is left; otherwise the source keeps it."""
+def inline(source, consts):
+    """source (text of one firmware module) with each `<module>.NAME` of a module imported as
+    `from wisp import <module>` replaced by its value. Each such import goes when the scope it binds
+    (its function, or the module) has no other use of the name left."""
     tree = ast.parse(source)
-    if not _imports_limits(tree) or _rebinds_limits(tree):
-        return source
-    edits = []  # (line, start col, end col, new text), cols in UTF-8 bytes as ast gives them
-    left = 0
+    parent = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+    def scope_of(node):  # the innermost function around node, or None for the module
+        node = parent.get(node)
+        while node is not None and not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            node = parent.get(node)
+        return node
+
+    bindings = {}  # (bound name, scope) -> module
+    imports = []   # (ImportFrom node, alias, bound name, scope)
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == LIMITS_MODULE:
-            if node.attr in limits and isinstance(node.ctx, ast.Load) and node.lineno == node.end_lineno:
-                edits.append((node.lineno, node.col_offset, node.end_col_offset, "(%d)" % limits[node.attr]))
-                continue
-        if isinstance(node, ast.Name) and node.id == LIMITS_MODULE:
-            left += 1  # a use not inlined: an unknown name, a store, or `limits` passed on
-    left -= sum(1 for e in edits)  # each inlined attribute's own `limits` Name was counted too
-    if left == 0:
-        edits.extend(_import_edits(tree, source))
-    return _apply(source, edits)
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for alias in node.names:
+                full = node.module + "." + alias.name
+                if full in consts:
+                    bound = alias.asname or alias.name
+                    bindings[(bound, scope_of(node))] = full
+                    imports.append((node, alias, bound, scope_of(node)))
+    names = {b for b, _ in bindings}
+    names -= _rebound(tree, names, consts)
+    if not names:
+        return source
 
+    def binder(name_node):  # the scope whose import the name refers to, as Python resolves it
+        scope = scope_of(name_node)
+        while True:
+            if (name_node.id, scope) in bindings:
+                return scope
+            if scope is None:
+                return False  # not bound by one of these imports
+            scope = scope_of(scope)
 
-def _rebinds_limits(tree):
-    """True when `limits` is also a local name somewhere (an argument, an assignment): left alone."""
-    for n in ast.walk(tree):
-        if isinstance(n, ast.Name) and n.id == LIMITS_MODULE and not isinstance(n.ctx, ast.Load):
-            return True
-        if isinstance(n, ast.arg) and n.arg == LIMITS_MODULE:
-            return True
-    return False
-
-
-def _imports_limits(tree):
-    return any(isinstance(n, ast.ImportFrom) and n.module == "wisp" and n.level == 0
-               and any(a.name == LIMITS_MODULE and a.asname is None for a in n.names) for n in tree.body)
-
-
-def _import_edits(tree, source):
-    """Edits dropping `limits` from every module-level `from wisp import ...` that names it."""
-    edits = []
+    edits, uses = [], {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Name) and node.id in names):
+            continue
+        scope = binder(node)
+        if scope is False:
+            continue
+        attr = parent.get(node)
+        module_consts = consts[bindings[(node.id, scope)]]
+        if (isinstance(attr, ast.Attribute) and attr.value is node and isinstance(attr.ctx, ast.Load)
+                and attr.attr in module_consts and attr.lineno == attr.end_lineno):
+            edits.append((attr.lineno, attr.col_offset, attr.end_col_offset, "(%d)" % module_consts[attr.attr]))
+        else:
+            uses[(node.id, scope)] = uses.get((node.id, scope), 0) + 1  # a use that still needs the module
+    dropped = {}
+    for node, alias, bound, scope in imports:
+        if bound in names and not uses.get((bound, scope)):
+            dropped.setdefault(node, []).append(alias)
     lines = source.splitlines(keepends=True)
-    for node in tree.body:
-        if not (isinstance(node, ast.ImportFrom) and node.module == "wisp" and node.level == 0):
-            continue
-        kept = [a for a in node.names if not (a.name == LIMITS_MODULE and a.asname is None)]
-        if len(kept) == len(node.names):
-            continue
+    for node, gone in dropped.items():
         if node.lineno != node.end_lineno:
-            raise ValueError("line %d: a multi-line `from wisp import` naming limits is not handled" % node.lineno)
-        names = ", ".join(a.name if a.asname is None else "%s as %s" % (a.name, a.asname) for a in kept)
-        new = "from wisp import %s" % names if kept else "pass"
+            raise ValueError("line %d: a multi-line import of a module with constants is not handled" % node.lineno)
+        kept = [a for a in node.names if a not in gone]
+        text = ", ".join(a.name if a.asname is None else "%s as %s" % (a.name, a.asname) for a in kept)
+        new = "from %s import %s" % (node.module, text) if kept else "pass"
         end = len(lines[node.lineno - 1].rstrip("\r\n").encode("utf-8"))
         edits.append((node.lineno, node.col_offset, min(node.end_col_offset, end), new))
-    return edits
+    return _apply(lines, edits)
 
 
-def _apply(source, edits):
-    lines = source.splitlines(keepends=True)
+def _rebound(tree, names, consts):
+    """Those of names that are also bound some other way (an argument, an assignment, another
+    import): left alone."""
+    out = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.ImportFrom):
+            out.update(a.asname or a.name for a in n.names
+                       if (a.asname or a.name) in names and "%s.%s" % (n.module, a.name) not in consts)
+        if isinstance(n, ast.Name) and n.id in names and not isinstance(n.ctx, ast.Load):
+            out.add(n.id)
+        elif isinstance(n, ast.arg) and n.arg in names:
+            out.add(n.arg)
+        elif isinstance(n, ast.Import):
+            out.update(a.asname or a.name.split(".")[0] for a in n.names if (a.asname or a.name.split(".")[0]) in names)
+    return out
+
+
+def _apply(lines, edits):
     for line, start, end, new in sorted(edits, reverse=True):  # right to left, so offsets stay true
         raw = lines[line - 1].encode("utf-8")
         lines[line - 1] = (raw[:start] + new.encode("utf-8") + raw[end:]).decode("utf-8")
