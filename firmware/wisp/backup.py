@@ -91,8 +91,8 @@ def _set_jobs(sched, jobs):
 
 
 def _set_tz(dev, tz):
-    from wisp import sched_edit
-    sched_edit.set_device_tz(dev, tz)  # None: the backup came from a device that never had one set
+    from wisp import sched_setup
+    sched_setup.set_device_tz(dev, tz)  # None: the backup came from a device that never had one set
 
 
 def restore(dev, doc):

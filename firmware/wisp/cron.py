@@ -1,11 +1,13 @@
 # Schedule specs as pure functions, no state and no I/O (like micropython-async sched/cron.py):
-# parse() turns a spec into a compact tuple, next_fire() finds its next local time after t.
+# parse() turns a spec into a compact tuple; wisp/nextrun.py finds when it fires (next_fire). The
+# two are apart so that a firing job loads no parser: the build inlines the field numbers below
+# (tools/constfold.py), and nextrun never imports this module on the device.
 # Specs: 5-field cron, "@daily"-style macros, "every <N>s|m|h", "at <local ISO time>", "in <N>s|m|h".
 # Times are seconds since 1970-01-01 on the local wall clock (see wisp/civil.py); the caller
 # converts to and from UTC with wisp/tz.py.
 from micropython import const
 
-from wisp import civil, limits
+from wisp import limits
 
 CRON = const(0)   # (CRON, minutes, hours, days, months, weekdays, flags): bit masks of allowed values
 EVERY = const(1)  # (EVERY, seconds)
@@ -17,17 +19,15 @@ IN = const(3)     # (IN, seconds): one shot, relative to when the job is added
 KIND = const(0)
 VALUE = const(1)
 FLAGS = const(6)
-_MINUTE_MASK = const(1)
-_HOUR_MASK = const(2)
-_DOM_MASK = const(3)
-_MONTH_MASK = const(4)
-_DOW_MASK = const(5)
+MINUTE_MASK = const(1)
+HOUR_MASK = const(2)
+DOM_MASK = const(3)
+MONTH_MASK = const(4)
+DOW_MASK = const(5)
 
 DOM_STAR = const(1)   # flags: day-of-month field starts with '*' (Vixie cron's day rule)
 DOW_STAR = const(2)   # flags: day-of-week field starts with '*'
 HOUR_STAR = const(4)  # flags: hour field starts with '*' (job runs by the wall clock in a DST overlap)
-
-_SEARCH_DAYS = const(2928)  # 8 years: long enough for "29 Feb" across a century year (2096 -> 2104)
 
 # The name and unit tables are plain strings scanned at parse time: as tuples and dicts of short
 # strings they would cost ~40 interned strings and their objects for as long as cron is loaded.
@@ -129,6 +129,7 @@ def _num(text, lo, hi, what):
 
 def parse_iso(text):
     """Local seconds of 'YYYY-MM-DDTHH:MM[:SS]' (a space may stand for the T)."""
+    from wisp import civil  # only `at` specs need the calendar: a cron spec parses without it
     s = text.strip()
     if len(s) not in (16, 19) or s[4] != "-" or s[7] != "-" or s[10] not in "T " or s[13] != ":" \
             or (len(s) == 19 and s[16] != ":"):
@@ -163,58 +164,3 @@ def parse(spec):
             raise ValueError("cron: unknown macro '%s'; known: %s" % (s, ", ".join(sorted(known))))
         s = _MACROS[at + len(low) + 2:_MACROS.find("\n", at + 1)]
     return _cron(s)
-
-
-def one_shot(p):
-    return p[KIND] in (AT, IN)
-
-
-def pinned_hour(p):
-    """A CRON spec whose hour field is not '*': in a DST overlap it runs in the first pass only."""
-    return not p[FLAGS] & HOUR_STAR
-
-
-def _first(mask, start, stop):
-    for v in range(start, stop + 1):
-        if mask >> v & 1:
-            return v
-    return None
-
-
-def _day_ok(p, day, d):
-    dom = p[_DOM_MASK] >> d & 1
-    dow = p[_DOW_MASK] >> civil.weekday(day) & 1
-    flags = p[FLAGS]
-    if flags & DOM_STAR or flags & DOW_STAR:  # one side unrestricted: both must match
-        return dom and dow
-    return dom or dow  # both restricted: either matches (standard cron)
-
-
-def next_fire(p, t):
-    """The first local time strictly after local time t when spec p fires, or None (never, or
-    a one-shot already past). EVERY and IN simply add their interval to t."""
-    kind = p[KIND]
-    if kind == EVERY or kind == IN:
-        return t + p[VALUE]
-    if kind == AT:
-        return p[VALUE] if p[VALUE] > t else None
-    t = int(t) // 60 * 60 + 60
-    day, sec = t // 86400, t % 86400
-    h, m = sec // 3600, sec % 3600 // 60
-    end = day + _SEARCH_DAYS
-    while day <= end:
-        y, mo, d = civil.civil_from_days(day)
-        if not p[_MONTH_MASK] >> mo & 1:  # whole month excluded: jump to the 1st of the next one
-            day = civil.days_from_civil(y + mo // 12, mo % 12 + 1, 1)
-            h = m = 0
-            continue
-        if _day_ok(p, day, d):
-            hh = _first(p[_HOUR_MASK], h, 23)
-            while hh is not None:
-                mm = _first(p[_MINUTE_MASK], m if hh == h else 0, 59)
-                if mm is not None:
-                    return day * 86400 + hh * 3600 + mm * 60
-                hh = _first(p[_HOUR_MASK], hh + 1, 23)
-        day += 1
-        h = m = 0
-    return None

@@ -5,9 +5,10 @@
 # A fixed-offset zone (z[1] None: UTC0, the default) needs no wisp.tz: it is loaded only for DST.
 from micropython import const
 
-from wisp import cron
+from wisp import civil, cron  # cron for its field numbers, which the build inlines (tools/constfold.py)
 
 _SEGMENTS = const(24)  # DST stretches a cron search may cross (8 years of "29 Feb" = 16 changes)
+_SEARCH_DAYS = const(2928)  # 8 years: long enough for "29 Feb" across a century year (2096 -> 2104)
 
 
 def first(p, z, now):
@@ -58,7 +59,7 @@ def cron_after(p, z, after):
     Changes at or before `after` are history: a search that starts inside a repeated hour runs
     what the wall clock still shows."""
     if z[1] is None:  # a fixed offset: one stretch
-        local = cron.next_fire(p, int(after) + z[0])
+        local = next_fire(p, int(after) + z[0])
         return None if local is None else local - z[0]
     from wisp import tz as posix_tz
     seg = int(after)
@@ -66,7 +67,7 @@ def cron_after(p, z, after):
     from_local = seg + off
     for _ in range(_SEGMENTS):
         change = posix_tz.next_change(seg, z)
-        local = cron.next_fire(p, from_local)
+        local = next_fire(p, from_local)
         if local is None:
             return None
         u = local - off
@@ -74,11 +75,66 @@ def cron_after(p, z, after):
             return u
         off2 = posix_tz.offset(change, z)[0]
         if off2 > off and local < change + off2:  # in the gap; unless the new stretch has an earlier match
-            nxt = cron.next_fire(p, change + off2 - 1)
+            nxt = next_fire(p, change + off2 - 1)
             return u if nxt is None else min(u, nxt - off2)
-        if off2 < off and cron.pinned_hour(p):
+        if off2 < off and pinned_hour(p):
             from_local = change + off - 1  # pinned: skip the repeated local times
         else:
             from_local = change + off2 - 1
         seg, off = change, off2
+    return None
+
+
+def one_shot(p):
+    return p[cron.KIND] in (cron.AT, cron.IN)
+
+
+def pinned_hour(p):
+    """A CRON spec whose hour field is not '*': in a DST overlap it runs in the first pass only."""
+    return not p[cron.FLAGS] & cron.HOUR_STAR
+
+
+def _first(mask, start, stop):
+    for v in range(start, stop + 1):
+        if mask >> v & 1:
+            return v
+    return None
+
+
+def _day_ok(p, day, d):
+    dom = p[cron.DOM_MASK] >> d & 1
+    dow = p[cron.DOW_MASK] >> civil.weekday(day) & 1
+    flags = p[cron.FLAGS]
+    if flags & cron.DOM_STAR or flags & cron.DOW_STAR:  # one side unrestricted: both must match
+        return dom and dow
+    return dom or dow  # both restricted: either matches (standard cron)
+
+
+def next_fire(p, t):
+    """The first local time strictly after local time t when spec p fires, or None (never, or
+    a one-shot already past). EVERY and IN specs simply add their interval to t."""
+    kind = p[cron.KIND]
+    if kind == cron.EVERY or kind == cron.IN:
+        return t + p[cron.VALUE]
+    if kind == cron.AT:
+        return p[cron.VALUE] if p[cron.VALUE] > t else None
+    t = int(t) // 60 * 60 + 60
+    day, sec = t // 86400, t % 86400
+    h, m = sec // 3600, sec % 3600 // 60
+    end = day + _SEARCH_DAYS
+    while day <= end:
+        y, mo, d = civil.civil_from_days(day)
+        if not p[cron.MONTH_MASK] >> mo & 1:  # whole month excluded: jump to the 1st of the next one
+            day = civil.days_from_civil(y + mo // 12, mo % 12 + 1, 1)
+            h = m = 0
+            continue
+        if _day_ok(p, day, d):
+            hh = _first(p[cron.HOUR_MASK], h, 23)
+            while hh is not None:
+                mm = _first(p[cron.MINUTE_MASK], m if hh == h else 0, 59)
+                if mm is not None:
+                    return day * 86400 + hh * 3600 + mm * 60
+                hh = _first(p[cron.HOUR_MASK], hh + 1, 23)
+        day += 1
+        h = m = 0
     return None

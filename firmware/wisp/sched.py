@@ -1,6 +1,7 @@
 # The schedule runner: jobs persist in jobs.json (atomic writes), one task sleeps until the
-# next job is due and hands it to fire(). Adding, removing, checking and loading jobs live in
-# wisp/sched_edit.py (with the device timezone's one writer, set_device_tz); spec, next-run and
+# next job is due and hands it to fire(). Adding, removing and checking jobs live in
+# wisp/sched_edit.py; loading them at boot and the device timezone (its one writer,
+# set_device_tz) in wisp/sched_setup.py; spec, next-run and
 # calendar math in the pure modules wisp/cron.py, nextrun.py, tz.py and civil.py. All of them
 # are imported inside the methods that need them and dropped while the runner sleeps.
 import asyncio
@@ -15,7 +16,7 @@ TZ_STORE = "tz"                        # tz.json: the device timezone set by tim
 _MAX_SLEEP_S = const(60)    # wake at least this often to notice clock steps (NTP) and pending saves
 _SAVE_EVERY_S = const(60)   # a job that fires again sooner is saved at most this often (flash wear)
 # loaded only while jobs change or fire
-_PURE = ("wisp.sched_edit", "wisp.nextrun", "wisp.cron", "wisp.tz", "wisp.civil")
+_PURE = ("wisp.sched_setup", "wisp.sched_edit", "wisp.nextrun", "wisp.cron", "wisp.tz", "wisp.civil")
 _UTC = (0, None, None, None, "UTC", None)  # tz.parse("UTC0"), the default zone: no wisp.tz needed
 # time.time() counts from 1970 on the unix port and on ESP32 since MicroPython v1.22; older
 # ports count from 2000. Everything here uses 1970.
@@ -45,9 +46,9 @@ class Scheduler:
         self._saved_at = 0
         self._last_now = None
         self._clock_warned = False
-        from wisp import sched_edit
-        sched_edit.load_tz(dev.config, log)
-        sched_edit.load(self)
+        from wisp import sched_setup
+        sched_setup.load_tz(dev.config, log)
+        sched_setup.load(self)
 
     def add(self, spec, action, name=None, tz=None, missed="skip", llm=0):
         """Store a job and return a copy of it; raises ValueError with a readable message.
@@ -134,7 +135,7 @@ class Scheduler:
         so a crash while firing never runs a job twice."""
         if all(job["next"] > now for job in self._jobs):
             return []  # before the imports: nothing due, so cron and civil need not load
-        from wisp import civil, cron, nextrun
+        from wisp import civil, nextrun
         due, keep, changed = [], [], False
         for job in self._jobs:
             nxt = job["next"]
@@ -150,7 +151,7 @@ class Scheduler:
             else:
                 self._log("schedule: job '%s' missed its run at %s UTC (%d s late); skipped"
                           % (job["name"], civil.iso(nxt), late))
-            if cron.one_shot(p):
+            if nextrun.one_shot(p):
                 changed = True
                 continue
             job["next"] = nextrun.following(p, self._zone(job), nxt, now)

@@ -2,7 +2,7 @@
 # names, steps, ranges, the day-of-month / day-of-week OR rule, month/year/leap-year ends.
 from mpcheck import eq, raises
 
-from wisp import civil, cron
+from wisp import civil, cron, nextrun
 
 
 def _t(y, mo, d, h=0, mi=0, s=0):
@@ -13,7 +13,7 @@ def _fires(spec, start, n):
     """The next n fire times of spec after start, as ISO strings without seconds."""
     p, t, out = cron.parse(spec), start, []
     for _ in range(n):
-        t = cron.next_fire(p, t)
+        t = nextrun.next_fire(p, t)
         if t is None:
             break
         out.append(civil.iso(t, False))
@@ -108,14 +108,14 @@ def test_month_year_and_leap_year_ends():
 
 
 def test_impossible_dates_never_fire():
-    eq(cron.next_fire(cron.parse("0 0 30 2 *"), _t(2026, 1, 1)), None)
-    eq(cron.next_fire(cron.parse("0 0 31 4,6,9,11 *"), _t(2026, 1, 1)), None)
+    eq(nextrun.next_fire(cron.parse("0 0 30 2 *"), _t(2026, 1, 1)), None)
+    eq(nextrun.next_fire(cron.parse("0 0 31 4,6,9,11 *"), _t(2026, 1, 1)), None)
 
 
 def test_next_fire_is_strictly_after_and_ignores_seconds():
     p = cron.parse("30 7 * * *")
-    eq(civil.iso(cron.next_fire(p, _t(2026, 6, 1, 7, 30))), "2026-06-02T07:30:00")
-    eq(civil.iso(cron.next_fire(p, _t(2026, 6, 1, 7, 29, 59) + 0.5)), "2026-06-01T07:30:00")
+    eq(civil.iso(nextrun.next_fire(p, _t(2026, 6, 1, 7, 30))), "2026-06-02T07:30:00")
+    eq(civil.iso(nextrun.next_fire(p, _t(2026, 6, 1, 7, 29, 59) + 0.5)), "2026-06-01T07:30:00")
 
 
 def test_every_at_in():
@@ -127,11 +127,12 @@ def test_every_at_in():
     at = cron.parse("at 2026-05-01T07:30")
     eq(at, (cron.AT, _t(2026, 5, 1, 7, 30)))
     eq(cron.parse("at 2026-05-01 07:30:15"), (cron.AT, _t(2026, 5, 1, 7, 30, 15)))
-    eq(cron.next_fire(at, _t(2026, 5, 1, 7, 29)), _t(2026, 5, 1, 7, 30))
-    eq(cron.next_fire(at, _t(2026, 5, 1, 7, 30)), None)
-    eq(cron.next_fire(cron.parse("every 10m"), 1000), 1600)
-    eq(cron.one_shot(at) and cron.one_shot(cron.parse("in 5s")) and not cron.one_shot(cron.parse("every 5s")), True)
-    eq(cron.one_shot(cron.parse("* * * * *")), False)
+    eq(nextrun.next_fire(at, _t(2026, 5, 1, 7, 29)), _t(2026, 5, 1, 7, 30))
+    eq(nextrun.next_fire(at, _t(2026, 5, 1, 7, 30)), None)
+    eq(nextrun.next_fire(cron.parse("every 10m"), 1000), 1600)
+    one_shot = nextrun.one_shot
+    eq(one_shot(at) and one_shot(cron.parse("in 5s")) and not one_shot(cron.parse("every 5s")), True)
+    eq(nextrun.one_shot(cron.parse("* * * * *")), False)
 
 
 def test_next_fire_matches_a_minute_by_minute_search():

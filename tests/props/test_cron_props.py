@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from tests.props.firmware import collect, load, run_batch
 
-cron, civil, limits = load("cron"), load("civil"), load("limits")
+cron, nextrun, civil, limits = load("cron"), load("nextrun"), load("civil"), load("limits")
 
 PROPS = settings(max_examples=300, deadline=None)
 BATCH = 200
-SEARCH_DAYS = 2928  # cron.py looks this far ahead (8 years) and then says "never" (None)
+SEARCH_DAYS = 2928  # nextrun.py looks this far ahead (8 years) and then says "never" (None)
 MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()
 DAYS = "SUN MON TUE WED THU FRI SAT".split()
 FIELDS = ((0, 59, None), (0, 23, None), (1, 31, None), (1, 12, MONTHS), (0, 7, DAYS))
@@ -94,7 +94,7 @@ def reference_next(ref, t):
 @given(specs(), starts)
 def test_next_fire_is_the_first_matching_minute(spec, t):
     text, ref = spec
-    assert cron.next_fire(cron.parse(text), t) == reference_next(ref, t), text
+    assert nextrun.next_fire(cron.parse(text), t) == reference_next(ref, t), text
 
 
 def test_a_start_with_step_one_runs_to_the_end_of_the_range():
@@ -108,7 +108,7 @@ def test_successive_fires_are_increasing_matches(spec, t, n):
     text, ref = spec
     p = cron.parse(text)
     for _ in range(n):
-        nxt = cron.next_fire(p, t)
+        nxt = nextrun.next_fire(p, t)
         if nxt is None:
             break
         assert nxt > t and nxt % 60 == 0 and nxt == reference_next(ref, t)
@@ -156,12 +156,12 @@ def test_broken_specs_raise_value_error_saying_what_is_wrong(case):
 
 DEVICE_RUN = r"""
 import json
-from wisp import cron
+from wisp import cron, nextrun
 for line in open("cases.json"):
     c = json.loads(line)
     try:
         p = cron.parse(c["spec"])
-        print(json.dumps(["ok", list(p), cron.next_fire(p, c["t"]) if not cron.one_shot(p) else None]))
+        print(json.dumps(["ok", list(p), nextrun.next_fire(p, c["t"]) if not nextrun.one_shot(p) else None]))
     except ValueError as e:
         print(json.dumps(["ValueError", str(e)]))
     except Exception as e:
@@ -181,7 +181,7 @@ def test_the_device_computes_the_same_times_and_refuses_junk_with_value_error(tm
     assert len(out) == len(cases)
     for (spec, t), got in zip(valid, out, strict=False):
         p = cron.parse(spec[0])
-        assert got == ["ok", list(p), cron.next_fire(p, t)], spec[0]
+        assert got == ["ok", list(p), nextrun.next_fire(p, t)], spec[0]
     junk_out = zip(cases[len(valid):], out[len(valid):], strict=True)
     crashes = [(c["spec"], got) for c, got in junk_out if got[0] == "CRASH"]
     assert crashes == []

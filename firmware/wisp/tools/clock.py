@@ -1,5 +1,5 @@
 # Time tools: the local time in the device's timezone, and setting that timezone (POSIX TZ string,
-# saved to tz.json by wisp/sched_edit.py, which also loads it at boot).
+# saved to tz.json by wisp/sched_setup.py, which also loads it at boot).
 from wisp import civil, sched
 from wisp import tz as posix_tz
 
@@ -31,8 +31,8 @@ async def time_now(dev, args):
 async def timezone_set(dev, args):
     zone = args["tz"].strip()
     try:
-        from wisp import sched_edit
-        sched_edit.set_device_tz(dev, zone)
+        from wisp import sched_setup
+        sched_setup.set_device_tz(dev, zone)
     except ValueError as e:
         return "Error: %s" % e
     return "ok: timezone %s; local time %s" % (zone, _local_text(_now(dev), zone))

@@ -1,8 +1,8 @@
 # Schedule tools: add, list and remove jobs of the device's scheduler (dev.sched, wisp/sched.py).
-from wisp import civil
 
 
 def _next_text(dev, job):
+    from wisp import civil  # here, not at the top: adding a job parses its spec without it
     local, _off, abbr = dev.sched.local_time(job, job["next"])
     return "%s %s" % (civil.iso(local, False), abbr)
 
