@@ -30,8 +30,20 @@ def module_source(src, shown_name):
 
 
 def package_consts(package_dir):
-    """{"wisp.limits": {NAME: int}, ...}: the public `NAME = const(<int>)` of every module."""
+    """{"wisp.limits": {NAME: int}, ...}: the public `NAME = const(<int>)` of every module. Read once
+    per build: the cache key is every module's path, size and time of change."""
     package_dir = Path(package_dir)
+    key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(package_dir.rglob("*.py")))
+    if key not in _CACHE:
+        _CACHE.clear()  # one package at a time: a build's, or a test's copy
+        _CACHE[key] = _read_package(package_dir)
+    return _CACHE[key]
+
+
+_CACHE = {}
+
+
+def _read_package(package_dir):
     found = {}
     for path in sorted(package_dir.rglob("*.py")):
         rel = path.relative_to(package_dir.parent).with_suffix("")

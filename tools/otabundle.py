@@ -69,6 +69,9 @@ def build(version=None, firmware=FIRMWARE, march=DEFAULT_MARCH, patch=None):
             source = Path(tmp) / rel
             source.parent.mkdir(parents=True, exist_ok=True)
             source.write_text(text)
+        # compiled once the whole package is written: constants are inlined from it (tools/constfold.py)
+        for source in sorted((Path(tmp) / "wisp").rglob("*.py")):
+            rel = source.relative_to(tmp).as_posix()
             out = source.with_suffix(".mpy")
             compile_mpy(source, out, rel, march)
             data = out.read_bytes()

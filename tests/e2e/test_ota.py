@@ -300,6 +300,7 @@ def test_full_flash_refuses_or_drops_the_update_and_keeps_running(bundle, flash_
 
 
 def test_a_newer_offer_mid_transfer_takes_over_the_slot(rig, bundle):
+    newer = otabundle.build("0.1.2")  # built first: the first transfer must still be running when it is offered
     first = ota.Server(rig.host, rig.port, bundle)
     out = {}
     t = threading.Thread(target=lambda: out.setdefault("r", first.update("dev1", rig.key, timeout_s=20)))
@@ -308,7 +309,7 @@ def test_a_newer_offer_mid_transfer_takes_over_the_slot(rig, bundle):
         deadline = time.monotonic() + 20
         while first.served.get("dev1", 0) < 10 and time.monotonic() < deadline:
             time.sleep(0.01)
-        r = rig.update(otabundle.build("0.1.2"))
+        r = rig.update(newer)
         t.join(30)
     finally:
         first.close()

@@ -97,3 +97,19 @@ def test_staged_firmware_never_imports_limits_and_keeps_its_values(tmp_path):
                           env={"MICROPYPATH": ".frozen:%s" % stage.root}, timeout=60)
     assert done.returncode == 0, done.stderr + done.stdout
     assert done.stdout.split("\n")[:3] == ["cron not loaded", "limits not loaded", "False True"]
+
+
+def test_update_bundles_fold_as_the_image_does(tmp_path):
+    # a bundle writes the whole package before compiling any of it, so each module is folded against
+    # every other, as in the image: the same bytes, module by module
+    import hashlib
+
+    from tools import otabundle
+    stage = image.stage_firmware(tmp_path / "root")
+    bundle = otabundle.build()
+    compared = 0
+    for path, _size, sha in bundle.files:
+        if path != "wisp/__init__.mpy" and (stage.root / path).exists():  # the version is stamped there
+            assert hashlib.sha256((stage.root / path).read_bytes()).hexdigest() == sha, path
+            compared += 1
+    assert compared > 40
