@@ -100,6 +100,13 @@ def inline(source, consts):
     if not names:
         return source
 
+    def in_fstring(node):  # positions inside f-strings are not reliable before Python 3.12: left alone
+        while node is not None:
+            if isinstance(node, ast.JoinedStr):
+                return True
+            node = parent.get(node)
+        return False
+
     def binder(name_node):  # the scope whose import the name refers to, as Python resolves it
         scope = scope_of(name_node)
         while True:
@@ -119,7 +126,7 @@ def inline(source, consts):
         attr = parent.get(node)
         module_consts = consts[bindings[(node.id, scope)]]
         if (isinstance(attr, ast.Attribute) and attr.value is node and isinstance(attr.ctx, ast.Load)
-                and attr.attr in module_consts and attr.lineno == attr.end_lineno):
+                and attr.attr in module_consts and attr.lineno == attr.end_lineno and not in_fstring(attr)):
             edits.append((attr.lineno, attr.col_offset, attr.end_col_offset, "(%d)" % module_consts[attr.attr]))
         else:
             uses[(node.id, scope)] = uses.get((node.id, scope), 0) + 1  # a use that still needs the module

@@ -34,6 +34,7 @@ def test_columns_count_bytes_of_non_ascii_text():
     "from wisp import limits\nx = getattr(limits, 'INBOX_MAX')\n",       # the module itself passed on
     "from wisp import limits\nx = limits.NOT_A_LIMIT\n",                  # a name limits.py does not give
     "from wisp import limits\ndef f(limits):\n    return limits.INBOX_MAX\n",  # a local of that name
+    "from wisp import limits\nx = f'{limits.INBOX_MAX} asks'\n",        # inside an f-string
 ])
 def test_other_uses_keep_the_import(src):
     out = constfold.inline(src, LIMITS)
