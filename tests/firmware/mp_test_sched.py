@@ -294,7 +294,7 @@ async def test_the_pure_schedule_modules_are_dropped_while_the_runner_sleeps():
     if "wisp.nextrun" not in sys.modules or "wisp.sched_edit" not in sys.modules:
         raise Exception("add() should have used wisp.nextrun and wisp.sched_edit")
     await rig.run_at(T0 + 60)
-    loaded = [m for m in ("wisp.sched_edit", "wisp.nextrun", "wisp.cron", "wisp.tz", "wisp.civil")
+    loaded = [m for m in ("wisp.sched_setup", "wisp.sched_edit", "wisp.nextrun", "wisp.cron", "wisp.tz", "wisp.civil")
               if m in sys.modules]
     eq(loaded, [], "modules held while nothing is due")
     eq([j["name"] for j in rig.s.jobs()], ["nightly"], "jobs after the editing code was dropped")
