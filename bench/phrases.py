@@ -186,6 +186,7 @@ def cases():
 # NamedPin attributes the fast path reads.
 RUNNER = r"""
 import gc, json, time
+from wisp import pin_setup  # the words of device classes, as setup gives them to the pins
 gc.collect()
 a0 = gc.mem_alloc()
 t0 = time.ticks_us()
@@ -200,6 +201,7 @@ class Pin:
         self.aliases = spec.get("aliases", [])
         self.device_class = spec.get("device_class")
         self.confirm = spec.get("confirm", False)
+        self.terms = pin_setup.class_terms(self.device_class) if self.device_class else ("on", "off")
 
 configs = json.load(open("configs.json"))
 pins = {}

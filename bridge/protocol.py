@@ -31,7 +31,7 @@ DEVICE_ID_PATTERN = "^[a-z0-9_-]{1,%d}$" % MAX_DEVICE_ID
 DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 DEVICE_ID_RULE = "1-%d characters of a-z 0-9 _ -" % MAX_DEVICE_ID  # the rule in words, for error messages
 # What an input pin's level means, by its Home Assistant binary_sensor device class (a pin's "device_class"
-# in the manifest): (the state when it reads 1, when it reads 0). firmware/wisp/fastpath.py _CLASSES.
+# in the manifest): (the state when it reads 1, when it reads 0). firmware/wisp/pin_setup.py DEVICE_CLASSES.
 DEVICE_CLASS_STATES = {
     "battery": ("low", "normal"), "battery_charging": ("charging", "not_charging"),
     "carbon_monoxide": ("detected", "clear"), "cold": ("cold", "normal"),

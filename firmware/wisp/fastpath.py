@@ -25,14 +25,6 @@ _ASK = ("is", "are", "what", "whats", "check", "status", "state", "how", "hows")
 _OUT_STATES = ("on", "off", "running", "going")  # what a question may ask of an output
 _ASK_MORE = ("of", "or", "still", "doing")  # "is the fan still on", "what's the fan doing"
 _OTHER = ("and", "up", "down", ",") + _ASK_MORE  # never a pin's short name
-# Home Assistant binary_sensor device classes: the words for ON and OFF (pin_setup.DEVICE_CLASSES).
-_CLASSES = ("|battery low normal|battery_charging charging not_charging|carbon_monoxide detected clear"
-            "|cold cold normal|connectivity connected disconnected|door open closed|garage_door open closed"
-            "|gas detected clear|heat hot normal|light light dark|lock unlocked locked|moisture wet dry"
-            "|motion detected clear|moving moving still|occupancy occupied clear|opening open closed"
-            "|plug plugged_in unplugged|power powered unpowered|presence home away|problem problem ok"
-            "|running running not_running|safety unsafe safe|smoke detected clear|sound detected clear"
-            "|tamper tampered clear|update available up_to_date|vibration detected clear|window open closed|")
 _LIGHTS = ("light", "lamp")  # "the lights" = every output whose name or alias says light or lamp
 
 
@@ -149,13 +141,9 @@ def _unframe(words):
 
 
 def terms(pin):
-    """(word for ON, word for OFF): an input's device class says ("open", "closed"), else on/off."""
-    cls = pin.device_class if pin.mode == "in" else None
-    i = _CLASSES.find("|%s " % cls) if cls else -1
-    if i < 0:
-        return "on", "off"
-    parts = _CLASSES[i + 1:_CLASSES.find("|", i + 1)].split()
-    return parts[1], parts[2]
+    """(word for ON, word for OFF): an input's device class says ("open", "closed"), else on/off
+    (NamedPin.terms, set at boot by wisp/pin_setup.py from its table of classes)."""
+    return pin.terms
 
 
 def parse(text, pins, known=None):

@@ -11,12 +11,26 @@ KEYS = ("pin", "mode", "pull", "init", "min_interval_ms", "max_on_s", "freq",
         "routine", "edge", "ha", "confirm", "device_class", "aliases",
         "restore", "unit", "scale")  # read by inputs, ha, confirm, fastpath
 RESTORES = ("off", "on", "last")  # an output's level at boot: off (safe), on, or the last one set
-# What an input is, in Home Assistant's binary_sensor device classes: a door is open or closed,
-# not on or off (the fast path answers in these terms; discovery passes the class on).
-DEVICE_CLASSES = (" battery battery_charging carbon_monoxide cold connectivity door garage_door gas heat"
-                  " light lock moisture motion moving occupancy opening plug power presence problem"
-                  " running safety smoke sound tamper update vibration window ")
+# What an input is, in Home Assistant's binary_sensor device classes, and its words for ON and OFF:
+# a door is open or closed, not on or off. The fast path answers in these words (NamedPin.terms,
+# set below); discovery passes the class on. Here, not in the fast path, which loads for every ask:
+# as one 632-character string it was that module's largest block, the one a fragmented heap lacked.
+DEVICE_CLASSES = ("|battery low normal|battery_charging charging not_charging|carbon_monoxide detected clear"
+                  "|cold cold normal|connectivity connected disconnected|door open closed|garage_door open closed"
+                  "|gas detected clear|heat hot normal|light light dark|lock unlocked locked|moisture wet dry"
+                  "|motion detected clear|moving moving still|occupancy occupied clear|opening open closed"
+                  "|plug plugged_in unplugged|power powered unpowered|presence home away|problem problem ok"
+                  "|running running not_running|safety unsafe safe|smoke detected clear|sound detected clear"
+                  "|tamper tampered clear|update available up_to_date|vibration detected clear|window open closed|")
 
+
+def class_terms(cls):
+    """(word for ON, word for OFF) of a device class, or None when there is no such class."""
+    at = DEVICE_CLASSES.find("|%s " % cls) if isinstance(cls, str) and cls else -1
+    if at < 0:
+        return None
+    words = DEVICE_CLASSES[at + 1:DEVICE_CLASSES.find("|", at + 1)].split()
+    return words[1], words[2]
 
 
 def _num_in(v, lo, hi):
@@ -81,8 +95,9 @@ def _check(spec, board, used):
 def _words_error(spec, mode):
     """Why `device_class` or `aliases` is wrong, or None."""
     cls = spec.get("device_class")
-    if cls is not None and (mode != "in" or not isinstance(cls, str) or " %s " % cls not in DEVICE_CLASSES):
-        return "device_class is for inputs, one of:" + DEVICE_CLASSES.rstrip()
+    if cls is not None and (mode != "in" or class_terms(cls) is None):
+        return "device_class is for inputs, one of: " + " ".join(
+            entry.split(" ", 1)[0] for entry in DEVICE_CLASSES.split("|") if entry)
     aliases = spec.get("aliases", [])
     if not isinstance(aliases, list) or len(aliases) > limits.MAX_ALIASES:
         return "aliases must be a list of at most %d names" % limits.MAX_ALIASES
@@ -151,6 +166,8 @@ def setup(config_pins, board, log):
         if num in board.caution_pins:
             log("warning: pin '%s': GPIO%d: %s" % (name, num, board.caution_pins[num]))
         pin = pins[name] = NamedPin(name, num, spec.get("mode", "out"), hw, spec, log)
+        if pin.device_class:  # checked above: an input of a known class
+            pin.terms = class_terms(pin.device_class)
         used[num] = name
         level = _boot_level(spec, name)
         if level:

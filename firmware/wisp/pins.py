@@ -18,6 +18,8 @@ class NamedPin:
     """level: 0/1 for out and in, duty percent 0-100 for pwm, raw 0-4095 for adc. Carries its
     config entry as checked at boot (setup), so no one re-reads config dicts later."""
 
+    terms = ("on", "off")  # words for its levels; an input with a device class gets its own at setup
+
     def __init__(self, name, num, mode, hw, spec, log):
         self.name, self.num, self.mode, self.hw, self.log = name, num, mode, hw, log
         # relays wear out: an output switches on again only after this long (config may say 0)

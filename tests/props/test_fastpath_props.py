@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from tests.props.firmware import collect, load, run_batch
 
 fastpath = load("fastpath")
+pin_setup = load("pin_setup")
 
 PROPS = settings(max_examples=300, deadline=None)
 BATCH = 300
@@ -34,13 +35,14 @@ POISON = ["don't", "do not", "not", "never", "no", "at 7pm", "at sunset", "in 5 
 
 
 class Pin:
-    """The attributes of wisp.pins.NamedPin the fast path reads."""
+    """The attributes of wisp.pins.NamedPin the fast path reads, with the words pin setup gives it."""
 
     def __init__(self, spec):
         self.mode = spec["mode"]
         self.aliases = spec.get("aliases", [])
         self.device_class = spec.get("device_class")
         self.confirm = spec.get("confirm", False)
+        self.terms = pin_setup.class_terms(self.device_class) if self.device_class else ("on", "off")
 
 
 PINS = [{n: Pin(s) for n, s in c.items()} for c in CONFIGS]
@@ -117,7 +119,7 @@ def test_any_soup_of_words_is_refused_or_taken_safely(ci, words):
 
 DEVICE_RUN = """
 import json
-from wisp import fastpath
+from wisp import fastpath, pin_setup
 
 class Pin:
     def __init__(self, spec):
@@ -125,6 +127,7 @@ class Pin:
         self.aliases = spec.get("aliases", [])
         self.device_class = spec.get("device_class")
         self.confirm = spec.get("confirm", False)
+        self.terms = pin_setup.class_terms(self.device_class) if self.device_class else ("on", "off")
 
 PINS = None
 for line in open("cases.json"):
