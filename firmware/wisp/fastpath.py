@@ -160,8 +160,16 @@ def parse(text, pins, known=None):
     question = words[0] in _ASK or "status" in words or "state" in words  # "door status"
     if "?" in text and not question and not asking:
         return None  # "fan on?": a question or a command? Let the LLM ask
-    index, named = known or names(pins)
-    clauses, cur = [], [[], None, []]  # per clause: targets, value, state words asked about
+    clauses = _clauses(words, pins, known or names(pins), question)
+    return None if clauses is None else _actions(clauses, pins, question)
+
+
+def _clauses(words, pins, known, question):
+    """The request's clauses, [targets, value, state words asked about] each, or None when a word
+    is not understood. Apart from parse() so that neither needs one large block of bytecode: the
+    first ask loads this module into whatever heap is left."""
+    index, named = known
+    clauses, cur = [], [[], None, []]
     i, sep, polite = 0, None, False
     while i < len(words):
         w = words[i]
@@ -198,7 +206,7 @@ def parse(text, pins, known=None):
             return None  # a word we do not know: let the LLM handle it
     if cur[0] or cur[1] is not None or cur[2] or (sep != "," and not polite):
         clauses.append(cur)  # else "fan on, please" or "... and thank you": nothing more asked
-    return _actions(clauses, pins, question)
+    return clauses
 
 
 def _actions(clauses, pins, question):
