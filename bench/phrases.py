@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.esp32_heap import MP32, builds_dir  # noqa: E402
 from bench.report import percentile, write_section  # noqa: E402
 from tools.paths import FIRMWARE, micropython_cmd  # noqa: E402
 
-MP32 = Path(__file__).resolve().parents[3] / "shared" / "micropython" / "micropython-1.26.1-unix-32bit"
 REPEAT = 20       # parses per phrase per timing pass
 GOAL_SHARE = 90.0  # % of everyday phrasings answered on the device
 GOAL_MS = 2.0     # per request on the unix port
@@ -186,7 +186,6 @@ def cases():
 # NamedPin attributes the fast path reads.
 RUNNER = r"""
 import gc, json, time
-from wisp import pin_setup  # the words of device classes, as setup gives them to the pins
 gc.collect()
 a0 = gc.mem_alloc()
 t0 = time.ticks_us()
@@ -201,7 +200,7 @@ class Pin:
         self.aliases = spec.get("aliases", [])
         self.device_class = spec.get("device_class")
         self.confirm = spec.get("confirm", False)
-        self.terms = pin_setup.class_terms(self.device_class) if self.device_class else ("on", "off")
+        self.terms = tuple(spec.get("terms", ("on", "off")))  # as pin setup gives them (configs_with_terms)
 
 configs = json.load(open("configs.json"))
 pins = {}
@@ -242,7 +241,7 @@ def run(interpreter, all_cases, workdir):
     """Results per case and the heap figures, from one interpreter process."""
     work = Path(workdir)
     (work / "cases.json").write_text("\n".join(json.dumps(c) for c in all_cases) + "\n")
-    (work / "configs.json").write_text(json.dumps(CONFIGS))
+    (work / "configs.json").write_text(json.dumps(configs_with_terms()))
     (work / "runner.py").write_text(RUNNER.replace("REPEAT", str(REPEAT)))
     env = dict(os.environ, MICROPYPATH=os.pathsep.join([".frozen", str(work / "lib")]))
     done = subprocess.run([str(interpreter), "runner.py"], cwd=work, env=env, capture_output=True, text=True,
@@ -251,6 +250,14 @@ def run(interpreter, all_cases, workdir):
         raise SystemExit(f"{interpreter} failed:\n{done.stderr[-2000:]}")
     lines = [json.loads(x) for x in done.stdout.splitlines() if x]
     return lines[:-1], lines[-1]
+
+
+def configs_with_terms():
+    """CONFIGS with each input's ON/OFF words, which wisp/pin_setup.py gives a pin of a device class."""
+    from tests.props.firmware import load
+    class_terms = load("pin_setup").class_terms
+    return {c: {n: dict(spec, terms=class_terms(spec["device_class"])) if spec.get("device_class") else spec
+                for n, spec in pins.items()} for c, pins in CONFIGS.items()}
 
 
 def compile_fastpath(lib):
@@ -284,7 +291,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="wisp-phrases-") as tmp:
         mpy = compile_fastpath(Path(tmp) / "lib")
         results, heap64 = run(micropython_cmd(), all_cases, tmp)
-        r32 = run(MP32, all_cases, tmp) if MP32.exists() else None
+        builds = builds_dir()  # the 32-bit build that models the ESP32's heap, when on this machine
+        r32 = run(builds / MP32, all_cases, tmp) if builds else None
     s = score(all_cases, results)
     us64 = [r["us"] for r in results]
     share = 100.0 * s["answered"] / s["everyday"]
