@@ -26,7 +26,7 @@ DEVICE_CLASSES = ("|battery low normal|battery_charging charging not_charging|ca
 
 def class_terms(cls):
     """(word for ON, word for OFF) of a device class, or None when there is no such class."""
-    at = DEVICE_CLASSES.find("|%s " % cls) if isinstance(cls, str) and cls else -1
+    at = DEVICE_CLASSES.find("|%s " % cls) if isinstance(cls, str) and cls and " " not in cls else -1
     if at < 0:
         return None
     words = DEVICE_CLASSES[at + 1:DEVICE_CLASSES.find("|", at + 1)].split()

@@ -144,15 +144,18 @@ def test_device_class_and_aliases_are_checked_at_boot_and_carried_by_the_pin():
         "porch_light": {"pin": 16, "mode": "out", "aliases": ["porch lamp", "front light"]},
         "lamp_class": {"pin": 17, "mode": "out", "device_class": "door"},
         "odd_class": {"pin": 18, "mode": "in", "device_class": "portal"},
+        "two_words": {"pin": 22, "mode": "in", "device_class": "door open"},  # a class and a word of it
         "bad_alias": {"pin": 19, "mode": "out", "aliases": "porch lamp"},
         "empty_alias": {"pin": 21, "mode": "out", "aliases": [""]},
     }, Board(), logged.append)
     check(sorted(named) == ["door", "porch_light"], (sorted(named), logged))
     check(named["door"].device_class == "door" and named["porch_light"].device_class is None, named)
+    check(named["door"].terms == ("open", "closed") and named["porch_light"].terms == ("on", "off"), named)
     check(list(named["porch_light"].aliases) == ["porch lamp", "front light"] and not named["door"].aliases,
           named)
     text = "\n".join(logged)
     for frag in ("'lamp_class': device_class is for inputs", "'odd_class': device_class is for inputs",
+                 "'two_words': device_class is for inputs",
                  "'bad_alias': aliases must be a list", "'empty_alias': each alias must be"):
         check(frag in text, (frag, logged))
 
