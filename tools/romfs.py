@@ -26,9 +26,9 @@ def build_image(out_path, firmware_dir=FIRMWARE):
         shutil.copytree(Path(firmware_dir) / "wisp", Path(staging) / "wisp",
                         ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copyfile(Path(firmware_dir) / "wispboot.py", Path(staging) / "wispboot.py")
-        sources = sorted((Path(staging) / "wisp").rglob("*.py"))  # constants inlined, as in .mpy files
-        folded = [constfold.module_source(src, src.relative_to(staging).as_posix()) for src in sources]
-        for src, text in zip(sources, folded, strict=True):  # written after all are read: one package to fold from
+        consts = constfold.package_consts(Path(staging) / "wisp")  # inlined, as in .mpy files
+        for src in sorted((Path(staging) / "wisp").rglob("*.py")):
+            text = constfold.module_source(src, src.relative_to(staging).as_posix(), consts)
             if text is not None:
                 src.write_text(text, encoding="utf-8")
         mpremote = Path(sys.executable).parent / "mpremote"
