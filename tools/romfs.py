@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tools import constfold
+from tools import constfold, shortnames
 from tools.paths import FIRMWARE
 
 BOOTSTRAP = Path(__file__).with_name("romfs_boot.py")
@@ -27,8 +27,9 @@ def build_image(out_path, firmware_dir=FIRMWARE):
                         ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copyfile(Path(firmware_dir) / "wispboot.py", Path(staging) / "wispboot.py")
         consts = constfold.package_consts(Path(staging) / "wisp")  # inlined, as in .mpy files
+        kept = shortnames.package_kept(Path(staging) / "wisp", Path(firmware_dir).glob("*.py"))
         for src in sorted((Path(staging) / "wisp").rglob("*.py")):
-            text = constfold.module_source(src, src.relative_to(staging).as_posix(), consts)
+            text = constfold.module_source(src, src.relative_to(staging).as_posix(), consts, kept)
             if text is not None:
                 src.write_text(text, encoding="utf-8")
         mpremote = Path(sys.executable).parent / "mpremote"

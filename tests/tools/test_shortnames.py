@@ -1,0 +1,89 @@
+"""Module-private names numbered at build time (tools/shortnames.py): fewer names interned for good
+on the device, the same behaviour."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools import constfold, image, shortnames
+from tools.paths import FIRMWARE
+
+
+def test_a_module_s_own_names_are_numbered_everywhere_it_uses_them():
+    src = ("_TABLE = {'a': 1}\n"
+           "def _look(k):\n"
+           "    return _TABLE.get(k)\n"
+           "class _Box:\n"
+           "    pass\n"
+           "def count(k):\n"
+           "    global _TABLE\n"
+           "    _TABLE = dict(_TABLE)\n"
+           "    return _look(k), _Box()\n")
+    assert shortnames.shorten(src, set()) == (
+        "_0 = {'a': 1}\n"
+        "def _1(k):\n"
+        "    return _0.get(k)\n"
+        "class _2:\n"
+        "    pass\n"
+        "def count(k):\n"
+        "    global _0\n"
+        "    _0 = dict(_0)\n"
+        "    return _1(k), _2()\n")
+
+
+@pytest.mark.parametrize("src, kept", [
+    ("_seen = []\ndef f(o):\n    return o._seen\n", {"_seen"}),       # an attribute somewhere in the package
+    ("def _helper():\n    pass\n", {"_helper"}),                      # imported by another module
+    ("def _f():\n    pass\ndef g(_f=None):\n    return _f\n", set()),  # an argument of that name
+    ("def _f():\n    pass\ndef g():\n    return [_f for _f in ()]\n", set()),  # bound in a comprehension
+    ("def _f():\n    pass\ng(_f=1)\n", set()),                          # a keyword of a call
+    ("def _f():\n    return 1\nx = f'{_f()}'\n", set()),                # inside an f-string
+    ("_X = const(3)\ny = _X\n", set()),                                 # mpy-cross drops const names already
+    ("_a = 1\n_0 = 2\n", set()),                                        # a numbered name in use: no clash
+])
+def test_names_others_can_see_are_kept(src, kept):
+    assert shortnames.shorten(src, kept) == src
+
+
+def test_attributes_and_strings_of_the_same_spelling_stay():
+    src = "def _f(o):\n    return o._f, '_f'\nx = _f\n"
+    assert shortnames.shorten(src, set()) == "def _0(o):\n    return o._f, '_f'\nx = _0\n"
+
+
+def test_what_other_modules_reach_is_kept(tmp_path):
+    (tmp_path / "a.py").write_text("from pkg.b import _shared\nx = obj._attr\ny = '_said'\n")
+    kept = shortnames.package_kept(tmp_path, [])
+    assert {"_shared", "_attr", "_said"} <= kept
+
+
+def test_every_firmware_module_stays_free_of_undefined_names(tmp_path):
+    # ruff's checks for undefined, redefined and unused names, on the source the build compiles
+    kept = shortnames.package_kept(FIRMWARE / "wisp", FIRMWARE.glob("*.py"))
+    consts = constfold.package_consts(FIRMWARE / "wisp")
+    shortened = 0
+    for src in sorted((FIRMWARE / "wisp").rglob("*.py")):
+        rel = src.relative_to(FIRMWARE).as_posix()
+        text = constfold.module_source(src, rel, consts, kept) or src.read_text()
+        out = tmp_path / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        shortened += shortnames.short_names(src.read_text(), kept) != {}
+    ruff = Path(sys.executable).with_name("ruff")
+    done = subprocess.run([str(ruff), "check", "--no-cache", "--isolated", "--select", "F821,F811,F823,F841",
+                           str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert shortened > 20
+
+
+def test_release_images_intern_the_numbers_and_line_number_builds_the_names(tmp_path):
+    release = image.stage_firmware(tmp_path / "release", march=None).root / "wisp" / "mqtt.mpy"
+    debug = image.stage_firmware(tmp_path / "debug", march=None, lines=True).root / "wisp" / "mqtt.mpy"
+    assert b"_varint" not in release.read_bytes()
+    assert b"_varint" in debug.read_bytes()
+
+
+def test_the_map_names_what_a_release_traceback_shows(capsys):
+    assert shortnames.main([str(FIRMWARE / "wisp" / "mqtt.py")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.endswith(" _varint") and " _" in line for line in lines)
