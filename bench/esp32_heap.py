@@ -27,6 +27,19 @@ def builds_dir():
     return None
 
 
+def flash_root(fw, workdir):
+    """Copy the compiled firmware into the device's directory, where a board keeps it: the flash
+    root. Each module's file name is interned for good when it loads (its __file__); on a board
+    that is `wisp/agent.mpy`, so the model must not load it from a long temporary path (44 modules
+    at ~50 characters more each would count ~2 KB of heap no board spends)."""
+    for item in fw.iterdir():
+        dest = Path(workdir) / item.name
+        if item.is_dir():
+            shutil.copytree(item, dest, dirs_exist_ok=True)
+        else:
+            shutil.copy(item, dest)
+
+
 class Session:
     """A stack (broker, bridge, fake tier) and the compiled firmware, to run sessions in.
     tls: the device talks to the broker over TLS with a pinned CA (RSA-2048, as most brokers)."""
@@ -86,15 +99,17 @@ class Session:
 
         def start(workdir, heapsize=None, stdout=None, stderr=None, firmware_dir=None, romfs_image=None, **_kw):
             import subprocess
-            env = dict(os.environ, MICROPYPATH=".frozen:%s" % fw)
+            env = dict(os.environ, MICROPYPATH=".frozen")
             size = heap
-            script = fw / "main.py"
             if romfs:
                 padded = -(-romfs.stat().st_size // 16) * 16
                 size = heap + padded + padded * 3 // 128 + 64  # the image's block and its GC table bits
-                env.update(MICROPYPATH=".frozen", WISP_ROMFS_FILE=str(romfs), WISP_MAIN=str(script))
-                script = Path(__file__).with_name("romfs32_boot.py")
-            return subprocess.Popen([str(interpreter), "-X", "heapsize=%d" % size, str(script)], cwd=str(workdir),
+                env.update(WISP_ROMFS_FILE=str(romfs), WISP_MAIN=str(fw / "main.py"))
+                run = [str(Path(__file__).with_name("romfs32_boot.py"))]
+            else:
+                flash_root(fw, workdir)
+                run = ["-m", "main"]  # sys.path[0] stays '': modules load as wisp/<name>.mpy, as on a board
+            return subprocess.Popen([str(interpreter), "-X", "heapsize=%d" % size, *run], cwd=str(workdir),
                                     env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
         return start
 
