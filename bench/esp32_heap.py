@@ -31,7 +31,8 @@ def flash_root(fw, workdir):
     """Copy the compiled firmware into the device's directory, where a board keeps it: the flash
     root. Each module's file name is interned for good when it loads (its __file__); on a board
     that is `wisp/agent.mpy`, so the model must not load it from a long temporary path (44 modules
-    at ~50 characters more each would count ~2 KB of heap no board spends)."""
+    at ~50 characters more each would count ~2 KB of heap no board spends). Run `-m main` in
+    `workdir` with MICROPYPATH=".frozen": sys.path[0] stays '', as on a board."""
     for item in fw.iterdir():
         dest = Path(workdir) / item.name
         if item.is_dir():
@@ -108,7 +109,7 @@ class Session:
                 run = [str(Path(__file__).with_name("romfs32_boot.py"))]
             else:
                 flash_root(fw, workdir)
-                run = ["-m", "main"]  # sys.path[0] stays '': modules load as wisp/<name>.mpy, as on a board
+                run = ["-m", "main"]
             return subprocess.Popen([str(interpreter), "-X", "heapsize=%d" % size, *run], cwd=str(workdir),
                                     env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
         return start
