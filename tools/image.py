@@ -62,7 +62,7 @@ def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firm
     dest, firmware = Path(dest), Path(firmware)
     files, mpy_bytes, source_bytes = [], 0, 0
     consts = constfold.package_consts(firmware / constfold.PACKAGE)
-    kept = None if lines else shortnames.package_kept(firmware / constfold.PACKAGE, firmware.glob("*.py"))
+    kept = None if lines else shortnames.package_kept(firmware / constfold.PACKAGE, firmware.glob("*.py"), consts)
     for src in sorted(firmware.rglob("*")):
         rel = src.relative_to(firmware)
         if src.is_dir() or any(part in SKIP_DIRS or part.startswith(".") for part in rel.parts):

@@ -72,7 +72,7 @@ def build(version=None, firmware=FIRMWARE, march=DEFAULT_MARCH, patch=None):
             source.write_text(text)
         # compiled once the whole package is written: constants are inlined from it (tools/constfold.py)
         consts = constfold.package_consts(Path(tmp) / "wisp")
-        kept = shortnames.package_kept(Path(tmp) / "wisp", firmware.glob("*.py"))  # as the image's
+        kept = shortnames.package_kept(Path(tmp) / "wisp", firmware.glob("*.py"), consts)  # as the image's
         for source in sorted((Path(tmp) / "wisp").rglob("*.py")):
             rel = source.relative_to(tmp).as_posix()
             out = source.with_suffix(".mpy")

@@ -27,7 +27,7 @@ def build_image(out_path, firmware_dir=FIRMWARE):
                         ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copyfile(Path(firmware_dir) / "wispboot.py", Path(staging) / "wispboot.py")
         consts = constfold.package_consts(Path(staging) / "wisp")  # inlined, as in .mpy files
-        kept = shortnames.package_kept(Path(staging) / "wisp", Path(firmware_dir).glob("*.py"))
+        kept = shortnames.package_kept(Path(staging) / "wisp", Path(firmware_dir).glob("*.py"), consts)
         for src in sorted((Path(staging) / "wisp").rglob("*.py")):
             text = constfold.module_source(src, src.relative_to(staging).as_posix(), consts, kept)
             if text is not None:

@@ -15,6 +15,11 @@ Only names the module binds at its top level (def, class, assignment) are shorte
 nothing else can see them: a name used as an attribute or imported anywhere in the package, written
 in a string, bound again inside a function or class, passed as a keyword, or used in an f-string is
 kept.
+
+A public integer constant (`NAME = const(3)`) that no other module reads at run time, because the
+build wrote its number wherever it is used (tools/constfold.py), is numbered too: `_4 = const(3)`
+is folded by mpy-cross and leaves no global, no name and no bytecode behind. Whole modules of
+limits and cron's field numbers compile to almost nothing so.
 """
 import ast
 import io
@@ -28,13 +33,17 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.
            ast.GeneratorExp)
 
 
-def package_kept(package_dir, also=()):
+def package_kept(package_dir, also=(), consts=None):
     """The names no module may shorten, because other modules (or the files in `also`: boot.py,
-    main.py, wispboot.py) may reach them: every attribute name, imported name and string of them."""
+    main.py, wispboot.py) may reach them: every attribute name, imported name and string of them.
+    consts: the package's constants (tools/constfold.py package_consts), read as the build inlines
+    them, so a constant whose every use became its number is no longer reached."""
+    from tools.constfold import inline
     kept = set()
     for path in [*sorted(Path(package_dir).rglob("*.py")), *map(Path, also)]:
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
+            source = path.read_text(encoding="utf-8")
+            tree = ast.parse(inline(source, consts) if consts else source)
         except (SyntaxError, OSError):
             continue
         for node in ast.walk(tree):
@@ -79,14 +88,18 @@ def _tokens(source):
 
 
 def _top_level_private(tree):
-    """Private names the module binds at its top level (also in top-level if/try blocks), in the
-    order first bound. `_X = const(...)` is left alone: mpy-cross drops those names already."""
+    """Private names the module binds at its top level (also in top-level if/try blocks), and its
+    public integer constants, in the order first bound. `_X = const(...)` is left alone: mpy-cross
+    drops those names already."""
     found = []
 
     def visit(body):
         for node in body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 bound = [node.name]
+            elif isinstance(node, ast.Assign) and _is_int_const(node):
+                found.extend(n.id for n in node.targets if not n.id.startswith("_") and n.id not in found)
+                continue
             elif isinstance(node, ast.Assign) and not _is_const(node.value):
                 bound = [n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
             elif isinstance(node, (ast.If, ast.Try)):
@@ -104,6 +117,18 @@ def _top_level_private(tree):
 
 def _is_const(value):
     return isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "const"
+
+
+def _is_int_const(node):
+    """`NAME = const(<int literal>)`, the constants mpy-cross folds wherever it can see them."""
+    if not (len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) and _is_const(node.value)
+            and len(node.value.args) == 1):
+        return False
+    try:
+        value = ast.literal_eval(node.value.args[0])
+    except ValueError:
+        return False
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _bound_inside(tree):
@@ -144,14 +169,16 @@ def _keywords_and_fstrings(tree):
 
 def main(argv=None):
     """Print the number -> name map of firmware modules (to read a release build's traceback)."""
+    from tools.constfold import inline, package_consts
     from tools.paths import FIRMWARE
     paths = [Path(p) for p in (argv if argv is not None else sys.argv[1:])]
     if not paths:
         print("usage: python -m tools.shortnames firmware/wisp/<module>.py ...", file=sys.stderr)
         return 2
-    kept = package_kept(FIRMWARE / "wisp", FIRMWARE.glob("*.py"))
+    consts = package_consts(FIRMWARE / "wisp")
+    kept = package_kept(FIRMWARE / "wisp", FIRMWARE.glob("*.py"), consts)
     for path in paths:
-        for name, short in short_names(path.read_text(encoding="utf-8"), kept).items():
+        for name, short in short_names(inline(path.read_text(encoding="utf-8"), consts), kept).items():
             print("%s %s %s" % (path.as_posix(), short, name))
     return 0
 

@@ -59,8 +59,8 @@ def test_what_other_modules_reach_is_kept(tmp_path):
 
 def test_every_firmware_module_stays_free_of_undefined_names(tmp_path):
     # ruff's checks for undefined, redefined and unused names, on the source the build compiles
-    kept = shortnames.package_kept(FIRMWARE / "wisp", FIRMWARE.glob("*.py"))
     consts = constfold.package_consts(FIRMWARE / "wisp")
+    kept = shortnames.package_kept(FIRMWARE / "wisp", FIRMWARE.glob("*.py"), consts)
     shortened = 0
     for src in sorted((FIRMWARE / "wisp").rglob("*.py")):
         rel = src.relative_to(FIRMWARE).as_posix()
@@ -68,7 +68,7 @@ def test_every_firmware_module_stays_free_of_undefined_names(tmp_path):
         out = tmp_path / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
-        shortened += shortnames.short_names(src.read_text(), kept) != {}
+        shortened += shortnames.short_names(constfold.inline(src.read_text(), consts), kept) != {}
     ruff = Path(sys.executable).with_name("ruff")
     done = subprocess.run([str(ruff), "check", "--no-cache", "--isolated", "--select", "F821,F811,F823,F841",
                            str(tmp_path)], capture_output=True, text=True)
@@ -81,6 +81,29 @@ def test_release_images_intern_the_numbers_and_line_number_builds_the_names(tmp_
     debug = image.stage_firmware(tmp_path / "debug", march=None, lines=True).root / "wisp" / "mqtt.mpy"
     assert b"_varint" not in release.read_bytes()
     assert b"_varint" in debug.read_bytes()
+
+
+def test_constants_every_user_got_as_numbers_are_numbered(tmp_path):
+    (tmp_path / "limits.py").write_text("from micropython import const\nMAX = const(5)\nSHOWN = const(2)\n"
+                                         "def f():\n    return MAX\n")
+    (tmp_path / "user.py").write_text("from wisp import limits\nx = limits.MAX\ny = '%d' % limits.SHOWN\n"
+                                       "z = getattr(limits, 'SHOWN')\n")
+    consts = {"wisp.limits": {"MAX": 5, "SHOWN": 2}}
+    kept = shortnames.package_kept(tmp_path, [], consts)
+    assert "MAX" not in kept and "SHOWN" in kept  # SHOWN is still read by name, MAX only as its number
+    source = (tmp_path / "limits.py").read_text()
+    assert shortnames.shorten(source, kept) == (
+        "from micropython import const\n_0 = const(5)\nSHOWN = const(2)\ndef f():\n    return _0\n")
+    assert shortnames.shorten(source, shortnames.package_kept(tmp_path, [])) == source  # not inlined: read by name
+
+
+def test_release_images_leave_the_limits_out_of_the_compiled_code(tmp_path):
+    release = image.stage_firmware(tmp_path / "release", march=None).root / "wisp"
+    debug = image.stage_firmware(tmp_path / "debug", march=None, lines=True).root / "wisp"
+    for module, name in (("limits.mpy", b"MAX_PAYLOAD"), ("cron.mpy", b"MINUTE_MASK")):
+        assert name not in (release / module).read_bytes()
+        assert name in (debug / module).read_bytes()
+    assert (release / "limits.mpy").stat().st_size < 100  # the module compiles to almost nothing
 
 
 def test_the_map_names_what_a_release_traceback_shows(capsys):
