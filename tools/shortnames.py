@@ -37,13 +37,15 @@ def package_kept(package_dir, also=(), consts=None):
     """The names no module may shorten, because other modules (or the files in `also`: boot.py,
     main.py, wispboot.py) may reach them: every attribute name, imported name and string of them.
     consts: the package's constants (tools/constfold.py package_consts), read as the build inlines
-    them, so a constant whose every use became its number is no longer reached."""
+    them in the package's modules, so a constant whose every use became its number is no longer
+    reached. The files in `also` are not inlined (boot.py and main.py stay source on the board)."""
     from tools.constfold import inline
     kept = set()
-    for path in [*sorted(Path(package_dir).rglob("*.py")), *map(Path, also)]:
+    package = sorted(Path(package_dir).rglob("*.py"))
+    for path in [*package, *map(Path, also)]:
         try:
             source = path.read_text(encoding="utf-8")
-            tree = ast.parse(inline(source, consts) if consts else source)
+            tree = ast.parse(inline(source, consts) if consts and path in package else source)
         except (SyntaxError, OSError):
             continue
         for node in ast.walk(tree):

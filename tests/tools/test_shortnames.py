@@ -91,6 +91,9 @@ def test_constants_every_user_got_as_numbers_are_numbered(tmp_path):
     consts = {"wisp.limits": {"MAX": 5, "SHOWN": 2}}
     kept = shortnames.package_kept(tmp_path, [], consts)
     assert "MAX" not in kept and "SHOWN" in kept  # SHOWN is still read by name, MAX only as its number
+    boot = tmp_path.parent / "boot.py"  # stays source on the board: it reads limits.MAX by name
+    boot.write_text("from wisp import limits\nprint(limits.MAX)\n")
+    assert "MAX" in shortnames.package_kept(tmp_path, [boot], consts)
     source = (tmp_path / "limits.py").read_text()
     assert shortnames.shorten(source, kept) == (
         "from micropython import const\n_0 = const(5)\nSHOWN = const(2)\ndef f():\n    return _0\n")
