@@ -56,13 +56,9 @@ def read_consts(path):
     tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     found = {}
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-                and not node.targets[0].id.startswith("_")
-                and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
-                and node.value.func.id == "const" and len(node.value.args) == 1):
-            value = ast.literal_eval(node.value.args[0])
-            if isinstance(value, int) and not isinstance(value, bool):
-                found[node.targets[0].id] = value
+        value = shortnames.int_const(node) if isinstance(node, ast.Assign) else None
+        if value is not None and not node.targets[0].id.startswith("_"):
+            found[node.targets[0].id] = value
     return found
 
 

@@ -99,7 +99,7 @@ def _top_level_private(tree):
         for node in body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 bound = [node.name]
-            elif isinstance(node, ast.Assign) and _is_int_const(node):
+            elif isinstance(node, ast.Assign) and int_const(node) is not None:
                 found.extend(n.id for n in node.targets if not n.id.startswith("_") and n.id not in found)
                 continue
             elif isinstance(node, ast.Assign) and not _is_const(node.value):
@@ -121,16 +121,17 @@ def _is_const(value):
     return isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "const"
 
 
-def _is_int_const(node):
-    """`NAME = const(<int literal>)`, the constants mpy-cross folds wherever it can see them."""
+def int_const(node):
+    """The number of an assignment `NAME = const(<int literal>)`, the constants mpy-cross folds
+    wherever it can see them; None for any other assignment."""
     if not (len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) and _is_const(node.value)
             and len(node.value.args) == 1):
-        return False
+        return None
     try:
         value = ast.literal_eval(node.value.args[0])
-    except ValueError:
-        return False
-    return isinstance(value, int) and not isinstance(value, bool)
+    except ValueError:  # an expression, such as 1 << 4
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _bound_inside(tree):
