@@ -272,8 +272,10 @@ class MQTTClient:
         the connect is known to fit (a heap fragmented by hours of work may not)."""
         starved = starved + 1 if memory and self.ready else 0
         if starved >= limits.STARVED_RESET and self.on_starved:
-            self.log("mqtt: reconnects keep failing (out of heap?): resetting")
-            self.on_starved()
+            try:
+                self.log("mqtt: reconnects keep failing (out of heap?): resetting")
+            finally:
+                self.on_starved()  # even when the heap cannot hold the log line
         return starved
 
     async def _announce(self):
