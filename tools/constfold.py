@@ -12,16 +12,17 @@ unchanged. Used by tools/image.py (.mpy files, OTA bundles) and tools/romfs.py.
 import ast
 from pathlib import Path
 
-from tools import shortnames
+from tools import flashtext, shortnames
 
 PACKAGE = "wisp"
 
 
-def module_source(src, shown_name, consts, kept=None):
+def module_source(src, shown_name, consts, kept=None, catalog=None):
     """The text to compile for firmware module `src` (shown_name: its path in the package, e.g.
     wisp/agent.py): the constants of `consts` (package_consts) inlined and, given `kept`
-    (tools/shortnames.py package_kept), its private names shortened; None when it is compiled as
-    it is."""
+    (tools/shortnames.py package_kept), its private names shortened and, given `catalog`
+    (tools/flashtext.py package_catalog), the long strings of its functions read from flash; None
+    when it is compiled as it is."""
     if consts is None or not shown_name.startswith(PACKAGE + "/"):
         return None
     source = Path(src).read_text(encoding="utf-8")
@@ -29,6 +30,8 @@ def module_source(src, shown_name, consts, kept=None):
         folded = inline(source, consts)
         if kept is not None:
             folded = shortnames.shorten(folded, kept)
+        if catalog is not None and shown_name != PACKAGE + "/__init__.py":
+            folded = flashtext.move_strings(folded, catalog)
     except SyntaxError:  # mpy-cross says where, naming the module
         return None
     return None if folded == source else folded

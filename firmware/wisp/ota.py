@@ -74,7 +74,9 @@ def version(text):
 
 
 def _good_path(path):
-    if not path.startswith("wisp/") or ".." in path or "//" in path or not path.endswith(".mpy"):
+    if not path.startswith("wisp/") or ".." in path or "//" in path:
+        return False
+    if not path.endswith(".mpy") and path != "wisp/strings.bin":  # the strings the modules read (wisp.flash_text)
         return False
     for ch in path:
         if ch not in _PATH_CHARS:

@@ -73,6 +73,8 @@ class Rig:
 
 def test_update_switches_confirms_and_keeps_memory(rig, bundle):
     assert rig.cmd("memory_set", key="colour", value="blue").startswith("ok")
+    refused = rig.cmd("gpio_write", pin="nope", value=1)
+    assert "'nope' is not configured" in refused
     before = rig.state_files()
     assert "memory.json" in before
     env = dict(os.environ, WISP_RUN_DIR=str(rig.stack.dir), WISP_FLEET=str(rig.stack.dir / "fleet"))
@@ -83,6 +85,8 @@ def test_update_switches_confirms_and_keeps_memory(rig, bundle):
     assert "1 of 1 device(s) updated" in done.stdout
     assert rig.running()["fw"] == NEW
     assert rig.cmd("memory_get", key="colour") == "colour=blue"
+    # the same text from the update's compiled modules, which read it from the bundle's strings.bin
+    assert rig.cmd("gpio_write", pin="nope", value=1) == refused
     after = rig.state_files()  # the device may add files of its own (ha.json), but loses or changes none
     assert {name: after.get(name) for name in before} == before
     pointer = json.loads((rig.board.workdir / "ota.json").read_text())

@@ -37,10 +37,12 @@ def test_bundle_is_the_manifest_then_every_file_with_the_version_stamped():
     assert hashlib.sha256(b.blob[:b.manifest_size]).hexdigest() == b.manifest_sha
     off = b.manifest_size
     for line, (path, size, sha) in zip(manifest.splitlines(), b.files, strict=True):
-        assert line == f"{sha} {size} {path}" and path.startswith("wisp/") and path.endswith(".mpy")
+        assert line == f"{sha} {size} {path}" and path.startswith("wisp/")
+        assert path.endswith(".mpy") or path == "wisp/strings.bin"  # the strings the modules read
         assert hashlib.sha256(b.blob[off:off + size]).hexdigest() == sha
         off += size
     assert off == b.size
+    assert [p for p, _size, _sha in b.files].count("wisp/strings.bin") == 1
     start = b.manifest_size
     for path, size, _sha in b.files:
         if path == "wisp/__init__.mpy":
