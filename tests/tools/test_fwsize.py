@@ -35,6 +35,11 @@ def test_main_exit_code_follows_the_limit(tmp_path, capsys):
     small = fwsize.mpy_total(tmp_path)
     assert fwsize.main(["--firmware", str(tmp_path), "--limit", str(small)]) == 0
     assert f"{small} bytes" in capsys.readouterr().out
+    (tmp_path / "wisp" / "b.py").write_text('def g():\n    return "a string the build moves to flash"\n')
+    total, strings = fwsize.measure(tmp_path)
+    assert strings == 2 * 2 + len("a string the build moves to flash")  # two offsets, then the text
+    assert fwsize.main(["--firmware", str(tmp_path), "--limit", str(total)]) == 0
+    assert f"beside it {strings} bytes of strings read from flash" in capsys.readouterr().out
     assert fwsize.main(["--firmware", str(tmp_path), "--limit", str(small - 1)]) == 1
     assert "past its limit" in capsys.readouterr().err
 
