@@ -103,7 +103,7 @@ def test_every_tool_has_a_description_and_only_known_kinds():
         if not hasattr(__import__("wisp.tools." + tool[1], None, None, (name,)), name):
             raise Exception("%s: no function in wisp/tools/%s.py" % (name, tool[1]))
     from wisp.tools import manifest
-    described = [line.split(" | ")[0] for line in manifest.DESCRIPTIONS.split("\n") if line and line[0] != " "]
+    described = [line.split(" | ")[0] for line in manifest.DESCRIPTIONS if line[0] != " "]
     if described != names:  # a renamed or removed tool must not leave its text behind
         raise Exception("descriptions %r, registry %r" % (described, names))
 

@@ -9,59 +9,64 @@ import json
 from wisp import VERSION, limits, tools
 
 # What the LLM reads of each tool of the registry (wisp/tools/__init__.py TOOLS): its name, " | "
-# and a description; an argument whose kind alone does not say enough gets an indented line under
-# it: "  <arg> <description>".
-DESCRIPTIONS = """
-gpio_write | Switch an output: 1 on, 0 off.
-gpio_read | Read a pin: 1 on/high, 0 off/low.
-gpio_toggle | Flip an output.
-gpio_pulse | Switch an output on for ms milliseconds, then off.
-pwm_set | Set a PWM output (dimmer, fan speed); freq in Hz.
-adc_read | Read an analog input: raw 0-4095 and volts.
-i2c_scan | List the addresses of devices on the I2C bus.
-i2c_read | Read n bytes from an I2C device, from register reg if given.
-i2c_write | Write bytes to an I2C device, to register reg if given.
-i2c_write_read | Write bytes, then read n bytes back without a stop in between.
-sensor_read | Read a sensor (temperature, humidity); chip = the board.
-system_info | Firmware, board, id, uptime, free heap, Wi-Fi signal, boot count.
-system_health | Is the device healthy: free heap, uptime, Wi-Fi signal, errors.
-system_reboot | Reboot the device, only when the user asks for it.
-  confirm the word reboot
-publish | Publish an MQTT message under this device's topics or an allowed topic.
-memory_set | Remember a fact across reboots (replaces key).
-memory_get | Recall a fact.
-memory_delete | Forget a remembered fact.
-memory_list | List remembered facts, most recent first.
-routine_define | Save a routine the device runs offline, e.g. steps [{"tool": "gpio_read", "args": {"pin": "door"}, "as": "door"}, {"tool": "gpio_write", "args": {"pin": "fan", "value": 1}, "if": ["door", "==", 1]}]. "as" binds the result text after its last "="; args may be "$door"; "if": [name, op, value] (== != < <= > >=), {"all": [..]}, {"any": [..]}, {"not": ..}; "continue": true goes on after an error.
-routine_run | Run a saved routine now.
-routine_list | List saved routines.
-routine_delete | Delete a saved routine.
-schedule_add | Schedule a routine (runs offline) or a prompt (asks you then) on the device clock.
-  spec cron '0 7 * * 1-5', 'every 10m', 'at 2026-05-01T07:30' (local) or 'in 20m'
-  tz POSIX TZ for this job; default: the device's
-  missed after an outage: 'skip' (default) or 'once' = run once on return
-schedule_list | List scheduled jobs with their next local run time.
-schedule_remove | Remove a scheduled job.
-time_now | Local date, time, weekday, timezone.
-timezone_set | Set the device timezone.
-  tz POSIX TZ, sign west of UTC: 'CET-1CEST,M3.5.0,M10.5.0/3', 'EST5EDT,M3.2.0,M11.1.0'
-"""  # noqa: E501 (a description is one line, however long)
+# and a description; an argument whose kind alone does not say enough gets an indented line after
+# it: "  <arg> <description>". One string per line, not one text: loading the module then needs
+# no single ~2.3 KB block, which a heap fragmented by the time of a reconnect may not have (the
+# import failed so on the 32-bit model).
+DESCRIPTIONS = (
+    "gpio_write | Switch an output: 1 on, 0 off.",
+    "gpio_read | Read a pin: 1 on/high, 0 off/low.",
+    "gpio_toggle | Flip an output.",
+    "gpio_pulse | Switch an output on for ms milliseconds, then off.",
+    "pwm_set | Set a PWM output (dimmer, fan speed); freq in Hz.",
+    "adc_read | Read an analog input: raw 0-4095 and volts.",
+    "i2c_scan | List the addresses of devices on the I2C bus.",
+    "i2c_read | Read n bytes from an I2C device, from register reg if given.",
+    "i2c_write | Write bytes to an I2C device, to register reg if given.",
+    "i2c_write_read | Write bytes, then read n bytes back without a stop in between.",
+    "sensor_read | Read a sensor (temperature, humidity); chip = the board.",
+    "system_info | Firmware, board, id, uptime, free heap, Wi-Fi signal, boot count.",
+    "system_health | Is the device healthy: free heap, uptime, Wi-Fi signal, errors.",
+    "system_reboot | Reboot the device, only when the user asks for it.",
+    "  confirm the word reboot",
+    "publish | Publish an MQTT message under this device's topics or an allowed topic.",
+    "memory_set | Remember a fact across reboots (replaces key).",
+    "memory_get | Recall a fact.",
+    "memory_delete | Forget a remembered fact.",
+    "memory_list | List remembered facts, most recent first.",
+    ('routine_define | Save a routine the device runs offline, e.g. steps [{"tool": "gpio_read", "args": '
+     '{"pin": "door"}, "as": "door"}, {"tool": "gpio_write", "args": {"pin": "fan", "value": 1}, "if": '
+     '["door", "==", 1]}]. "as" binds the result text after its last "="; args may be "$door"; "if": '
+     '[name, op, value] (== != < <= > >=), {"all": [..]}, {"any": [..]}, {"not": ..}; "continue": true '
+     'goes on after an error.'),
+    "routine_run | Run a saved routine now.",
+    "routine_list | List saved routines.",
+    "routine_delete | Delete a saved routine.",
+    "schedule_add | Schedule a routine (runs offline) or a prompt (asks you then) on the device clock.",
+    "  spec cron '0 7 * * 1-5', 'every 10m', 'at 2026-05-01T07:30' (local) or 'in 20m'",
+    "  tz POSIX TZ for this job; default: the device's",
+    "  missed after an outage: 'skip' (default) or 'once' = run once on return",
+    "schedule_list | List scheduled jobs with their next local run time.",
+    "schedule_remove | Remove a scheduled job.",
+    "time_now | Local date, time, weekday, timezone.",
+    "timezone_set | Set the device timezone.",
+    "  tz POSIX TZ, sign west of UTC: 'CET-1CEST,M3.5.0,M10.5.0/3', 'EST5EDT,M3.2.0,M11.1.0'",
+)
 
 
 def describe(name):
     """(the tool's description, {arg: description} of its indented lines), or None."""
-    at = DESCRIPTIONS.find("\n" + name + " | ")
-    if at < 0:
-        return None
-    start = at + len(name) + 4
-    end = DESCRIPTIONS.find("\n", start)
-    desc = DESCRIPTIONS[start:end]
-    notes = {}
-    while DESCRIPTIONS.startswith("\n  ", end):
-        start, end = end + 3, DESCRIPTIONS.find("\n", end + 3)
-        arg, _, text = DESCRIPTIONS[start:end].partition(" ")
-        notes[arg] = text
-    return desc, notes
+    head = name + " | "
+    for i, line in enumerate(DESCRIPTIONS):
+        if line.startswith(head):
+            notes = {}
+            for note in DESCRIPTIONS[i + 1:]:
+                if not note.startswith("  "):
+                    break
+                arg, _, text = note[2:].partition(" ")
+                notes[arg] = text
+            return line[len(head):], notes
+    return None
 
 
 def schema(dev, name):
