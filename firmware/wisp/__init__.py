@@ -14,7 +14,6 @@ def unload(name):
         delattr(package, child)  # `from wisp import x` binds x on the package: drop that too
 
 
-
 def flash_text(n):
     """String n of strings.bin beside this file. Release builds move the long strings of function
     bodies there (tools/flashtext.py: the file's format), so a string takes heap only while in use."""
