@@ -89,9 +89,10 @@ def test_offer_checks():
 
 def test_manifest_paths_stay_inside_the_package():
     for bad in ("boot.mpy", "wisp/../main.mpy", "/wisp/x.mpy", "wisp/x.py", "wisp//x.mpy", "wisp/X.mpy",
-                "wisp/a b.mpy"):
+                "wisp/a b.mpy", "wisp/other.bin", "strings.bin", "wisp/tools/strings.bin"):
         eq((bad, ota._good_path(bad)), (bad, False))
     eq(ota._good_path("wisp/tools/gpio.mpy"), True)
+    eq(ota._good_path("wisp/strings.bin"), True)  # the strings the compiled modules read
 
 
 def test_clear_removes_a_slot_tree():
