@@ -30,7 +30,7 @@ def module_source(src, shown_name, consts, kept=None, catalog=None):
         folded = inline(source, consts)
         if kept is not None:
             folded = shortnames.shorten(folded, kept)
-        if catalog is not None and shown_name != PACKAGE + "/__init__.py":
+        if catalog is not None and flashtext.moves_strings(shown_name):
             folded = flashtext.move_strings(folded, catalog)
     except SyntaxError:  # mpy-cross says where, naming the module
         return None

@@ -25,7 +25,8 @@ import ast
 from pathlib import Path
 
 CATALOG = "wisp/strings.bin"
-READER = "flash_text"      # wisp/__init__.py: reads string n of the catalog
+READER = "flash_text"      # reads string n of the catalog
+READER_MODULE = "wisp/__init__.py"  # holds the reader, so its own strings stay
 LOCAL = "_S"               # what a module calls it
 INTERNED_MAX = 10          # MICROPY_ALLOC_PARSE_INTERN_STRING_LEN: shorter strings become names anyway
 LONGEST = 200              # a longer string stays: read back it needs one block that size, which a
@@ -69,7 +70,7 @@ def package_catalog(package_dir):
     catalog = Catalog()
     package_dir = Path(package_dir)
     for path in sorted(package_dir.rglob("*.py")):
-        if path == package_dir / "__init__.py":  # it holds the reader, and no long strings in functions
+        if not moves_strings(path.relative_to(package_dir.parent).as_posix()):
             continue
         try:
             move_strings(path.read_text(encoding="utf-8"), catalog)
@@ -78,6 +79,11 @@ def package_catalog(package_dir):
         except CatalogError as e:
             raise CatalogError(f"{path}: {e}") from None
     return catalog
+
+
+def moves_strings(shown_name):
+    """Whether the module at this path in the package (wisp/agent.py) gets its strings moved."""
+    return shown_name != READER_MODULE
 
 
 def movable(text):
