@@ -14,6 +14,7 @@ PINS = {"porch_light": {"pin": 5, "mode": "out"}, "fan": {"pin": 18, "mode": "ou
 class RecordingLink:
     def __init__(self):
         self.sent = []        # (topic, payload str, retain, qos)
+        self.pieces = {}      # topic -> the pieces of the last payload sent to it in pieces
         self.up = True
         self.on_publish = None
         self.connects = 1     # as MQTTClient counts them (the restart button's guard reads it)
@@ -23,6 +24,8 @@ class RecordingLink:
             return False
         if callable(payload):  # a payload streamed in pieces (the manifest), as MQTTClient takes it
             payload = payload()
+        if not isinstance(payload, (str, bytes)):
+            payload = self.pieces[topic] = list(payload)
         if not isinstance(payload, (str, bytes)):
             payload = "".join(p if isinstance(p, str) else p.decode() for p in payload)
         if isinstance(payload, bytes):

@@ -1,4 +1,6 @@
 # The tool registry: validation errors the LLM can read, GPIO on named pins, manifest schemas.
+import json
+
 from fakeboard import make_device, manifest, run
 
 from wisp import tools
@@ -75,6 +77,42 @@ def test_announced_manifest_is_the_same_text_as_built_and_carries_the_request_ha
     sent = dev.link.on("wisp/t1/manifest")
     if len(sent) != 1 or sent[0] != manifest(dev) or sent[0]["hash"] != dev.manifest_hash:
         raise Exception(sent)
+
+
+def test_manifest_goes_out_in_pieces_no_longer_than_a_line():
+    # each piece is one allocation: a connect after hours of running, in a heap free in small
+    # holes, failed for want of one 640-byte block (routine_define's JSON, sent whole)
+    dev = make_device()
+    run(dev.announce())
+    pieces = dev.link.pieces["wisp/t1/manifest"]
+    longest = max(pieces, key=len)
+    if len(longest) > 200:
+        raise Exception("a %d-character piece: %s" % (len(longest), longest))
+    tools_out = {t["name"]: t for t in json.loads("".join(pieces))["tools"]}
+    from wisp.tools import manifest
+    if len(tools_out["routine_define"]["desc"]) < 300 or tools_out["routine_define"]["desc"] != \
+            manifest.describe("routine_define")[0]:
+        raise Exception(tools_out["routine_define"])
+
+
+def test_manifest_slices_a_description_anywhere_and_it_reads_back_whole():
+    # quotes, backslashes and non-ASCII at every slice boundary: each slice is escaped alone
+    from wisp.tools import manifest
+    dev = make_device()
+    saved = manifest.DESCRIPTIONS
+    text = "".join('Say "%d" \\ to the caf\u00e9 ' % i for i in range(40))
+    manifest.DESCRIPTIONS = ("gpio_write | " + text, "  pin " + text[:90]) + saved[1:]
+    try:
+        pieces = list(manifest.pieces(dev, "x"))
+        tool = json.loads("".join(pieces))["tools"][0]
+    finally:
+        manifest.DESCRIPTIONS = saved
+    if tool["desc"] != text or tool["params"]["properties"]["pin"]["description"] != text[:90]:
+        raise Exception(tool)
+    if tool["params"]["properties"]["pin"]["enum"] != ["fan", "porch_light"]:
+        raise Exception(tool)
+    if max(len(p) for p in pieces) > 200:
+        raise Exception(max(pieces, key=len))
 
 
 def test_every_tool_has_a_description_and_only_known_kinds():

@@ -6,7 +6,11 @@ import binascii
 import hashlib
 import json
 
+from micropython import const
+
 from wisp import VERSION, limits, tools
+
+_SLICE = const(96)  # characters of a description per piece of the published manifest (_tool_pieces)
 
 # What the LLM reads of each tool of the registry (wisp/tools/__init__.py TOOLS): its name, " | "
 # and a description; an argument whose kind alone does not say enough gets an indented line after
@@ -97,47 +101,54 @@ def schemas(dev):
     return [s for s in (schema(dev, name) for name in tools.names()) if s is not None]
 
 
-def _tool_pieces(dev):
-    first = True
-    for name in tools.names():
-        s = schema(dev, name)
-        if s is None:
-            continue
-        if not first:
-            yield ","
-        first = False
-        yield json.dumps(s)
-
-
-def _pins(dev):
-    out = {}
+def _body(dev):
+    """The manifest after its head fields: "pins", a pin per piece, then "tools", each tool's
+    description in slices of _SLICE characters and each argument apart (schema() gives a tool).
+    A piece is allocated whole, and after hours of running the heap is free in small holes: the
+    longest tool (routine_define) was one 640-byte string, and a connect failed for want of it."""
+    sep = "{"
     for n, p in dev.pins.items():
         # what people call a pin and what an input is reach the LLM too (the bridge's system prompt):
         # "the porch lamp" is porch_light, a door input reads 1 when open
-        d = out[n] = {"mode": p.mode}
+        d = {"mode": p.mode}
         if p.aliases:
             d["aliases"] = p.aliases
         if p.device_class:
             d["device_class"] = p.device_class
-    return json.dumps(out)
+        yield sep + json.dumps(n) + ": " + json.dumps(d)
+        sep = ", "
+    sep = ("}" if sep == ", " else "{}") + ', "tools": ['
+    for name in tools.names():
+        s = schema(dev, name)
+        if s is None:
+            continue
+        params, desc = s["params"], s["desc"]
+        yield sep + '{"name": "' + name + '", "desc": "'
+        for i in range(0, len(desc), _SLICE):  # each slice escaped alone: escapes are per character
+            yield json.dumps(desc[i:i + _SLICE])[1:-1]
+        yield '", "params": {"type": "object", "required": ' + json.dumps(params["required"]) + ', "properties": {'
+        sep = ""
+        for arg in params["properties"]:
+            yield sep + json.dumps(arg) + ": " + json.dumps(params["properties"][arg])
+            sep = ", "
+        yield "}}}"
+        sep = ", "
+    yield "]}" if sep == ", " else sep + "]}"
 
 
 def digest(dev):
-    """The manifest's short hash over its tools and pins, computed one tool at a time."""
+    """The manifest's short hash over its pins and tools, computed a piece at a time."""
     h = hashlib.sha256()
-    for piece in _tool_pieces(dev):
-        if piece != ",":
-            h.update(piece)
-    h.update(_pins(dev))
+    for piece in _body(dev):
+        h.update(piece)
     return binascii.hexlify(h.digest()[:4]).decode()
 
 
 def pieces(dev, short):
-    """The manifest as JSON text, yielded one tool at a time so it is never whole in RAM:
-    {<head fields>, "pins": {...}, "tools": [<tool>, <tool>, ...]}. Deterministic, so the MQTT
-    client can walk it once for the length and once to send it."""
+    """The manifest as JSON text in pieces, never whole in RAM: {<head fields>, "pins": {...},
+    "tools": [<tool>, <tool>, ...]}. Deterministic, so the MQTT client can walk it once for the
+    length and once to send it."""
     head = {"v": 1, "id": dev.id, "fw": VERSION, "hash": short,
             "limits": {"rounds": limits.MAX_ROUNDS, "calls": limits.MAX_CALLS_PER_ROUND}}
-    yield json.dumps(head)[:-1] + ', "pins": ' + _pins(dev) + ', "tools": ['
-    yield from _tool_pieces(dev)
-    yield "]}"
+    yield json.dumps(head)[:-1] + ', "pins": '
+    yield from _body(dev)
