@@ -22,10 +22,13 @@ def lines(n):
 
 
 async def send(dev, n, ring=False):
-    msg = {"v": 1, "lines": lines(n)}
-    if ring:
-        msg["ring"] = True
-    await dev.link.publish(dev.topic("log"), json.dumps(msg), False, 0, 0)
+    """The last n lines, a line per piece: the whole ring is ~2 KB of JSON, one block that a heap
+    fragmented after hours of running may not have (the MQTT client takes a list of pieces)."""
+    out = ['{"v": 1, "ring": true, "lines": [' if ring else '{"v": 1, "lines": [']
+    for e in lines(n):
+        out.append(("" if len(out) == 1 else ", ") + json.dumps(e))
+    out.append("]}")
+    await dev.link.publish(dev.topic("log"), out, False, 0, 0)
 
 
 async def run(dev):
