@@ -94,13 +94,18 @@ def entities(dev):
 
 
 def config_payload(dev, comp, obj_id, name, extra, shared):
+    """The config's JSON text as a list of pieces, the entity's name and ids, its fields, and each shared block: the
+    MQTT client sends them one after the other, and ~600 characters whole would be one block, which
+    a heap fragmented after hours of running may not have."""
     uid = "wisp_%s_%s" % (dev.id, obj_id)
     cfg = {"name": name, "uniq_id": uid, "def_ent_id": comp + "." + slug(uid)}
     if "avty" not in extra:
         cfg["avty_t"], cfg["avty_tpl"] = dev.topic("status"), _STATUS_TPL
-    cfg.update(extra)
-    cfg.update(shared)
-    return json.dumps(cfg)
+    out = [json.dumps(cfg)[:-1], ", " + json.dumps(extra)[1:-1]]  # extra has a field or more
+    for k in shared:
+        out.append(', "' + k + '": ' + json.dumps(shared[k]))
+    out.append("}")
+    return out
 
 
 def config(dev, i):

@@ -55,6 +55,21 @@ async def test_discovery_ids_are_entity_id_slugs_whatever_the_device_id():
     check(configs["homeassistant/number/wisp_wisp-A1b2/dimmer/config"]["max"] == 100, "pwm number")
 
 
+async def test_each_config_goes_out_in_pieces_and_reads_back_whole():
+    # ~600 characters whole: one block that a heap fragmented after hours may not have
+    dev = make_device({"porch_light": {"pin": 5, "mode": "out"}, "dimmer": {"pin": 19, "mode": "pwm", "ha": "light"},
+                       "door": {"pin": 4, "mode": "in", "device_class": "door"}},
+                      extra={"sensors": {"room": {"type": "dht22", "pin": 15}}})
+    await ha.announce(dev)
+    topics = [t for t, _p, _r, _q in dev.link.sent if t.endswith("/config")]
+    check(len(topics) >= 8 and all(t in dev.link.pieces for t in topics), topics)
+    longest = max((p for t in topics for p in dev.link.pieces[t]), key=len)
+    check(len(longest) < 300, "a %d-character piece: %s" % (len(longest), longest))
+    light = json.loads("".join(dev.link.pieces["homeassistant/light/wisp_t1/dimmer/config"]))
+    check(light["bri_scl"] == 100 and light["dev"]["ids"] == ["wisp_t1"] and light["o"]["name"] == "wisp"
+          and light["avty_t"] == "wisp/t1/status", light)
+
+
 async def test_discovery_off_publishes_nothing_and_no_diagnostics():
     dev = make_device(PINS, extra={"ha": {"discovery": False}})
     await ha.announce(dev)
