@@ -94,9 +94,9 @@ def entities(dev):
 
 
 def config_payload(dev, comp, obj_id, name, extra, shared):
-    """The config's JSON text as a list of pieces, the entity's name and ids, its fields, and each shared block: the
-    MQTT client sends them one after the other, and ~600 characters whole would be one block, which
-    a heap fragmented after hours of running may not have."""
+    """The config's JSON text as a list of pieces (the entity's name and ids, its fields, each
+    shared block): the MQTT client sends them one after the other, and ~600 characters whole
+    would be one block, which a heap fragmented after hours of running may not have."""
     uid = "wisp_%s_%s" % (dev.id, obj_id)
     cfg = {"name": name, "uniq_id": uid, "def_ent_id": comp + "." + slug(uid)}
     if "avty" not in extra:

@@ -10,7 +10,7 @@ from micropython import const
 
 from wisp import VERSION, limits, tools
 
-_SLICE = const(96)  # characters of a description per piece of the published manifest (_tool_pieces)
+_SLICE = const(96)  # characters of a description per piece of the published manifest (_body)
 
 # What the LLM reads of each tool of the registry (wisp/tools/__init__.py TOOLS): its name, " | "
 # and a description; an argument whose kind alone does not say enough gets an indented line after
