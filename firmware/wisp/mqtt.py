@@ -4,20 +4,13 @@
 # message cannot exhaust the heap.
 import asyncio
 import gc
-import socket
 import struct
 import time
 
 from micropython import const
 
-from wisp import limits
+from wisp import limits, unload
 
-# mbedTLS "allocation failed" codes: low-level (bignum, ASN.1) and high-level (SSL, public key,
-# X.509, elliptic curves, cipher)
-_ALLOC_LOW = (0x10, 0x6A)
-_ALLOC_HIGH = (0x7F00, 0x3F80, 0x2880, 0x4D80, 0x6180)
-_CONNECT = const(0x10)
-_CONNACK = const(0x20)
 _PUBLISH = const(0x30)
 _PUBACK = const(0x40)
 _SUBSCRIBE = const(0x82)
@@ -27,8 +20,6 @@ _PINGRESP = const(0xD0)
 _DISCONNECT = const(0xE0)
 
 _SKIP_CHUNK = const(256)
-_CONNACK_ERRORS = ("", "bad protocol version", "client id rejected", "server unavailable",
-                   "bad user name or password", "not authorised")
 
 
 class MQTTError(Exception):
@@ -49,19 +40,6 @@ def _str(s):
     if isinstance(s, str):
         s = s.encode()
     return struct.pack("!H", len(s)) + s
-
-
-def _starved(e):
-    """A failed TLS handshake that a fresh heap may cure: out of memory (MemoryError; ENOMEM or an
-    mbedTLS error code with an allocation failure in it, e.g. -0x4290 = RSA public key operation
-    failed + bignum allocation failed), or a certificate check failing for a CA that verified
-    this broker before: mbedTLS reports an allocation failing inside the signature check as a bad
-    signature. Only counted after the link was up, so a wrong CA at boot never resets the board."""
-    if isinstance(e, (MemoryError, ValueError)):
-        return True
-    code = e.args[0] if isinstance(e, OSError) and e.args and isinstance(e.args[0], int) else 0
-    # ENOMEM; mbedTLS codes: a high-level part (bits 7-14) plus a low-level part (bits 0-6)
-    return code == 12 or code < 0 and ((-code & 0x7F) in _ALLOC_LOW or (-code & 0x7F80) in _ALLOC_HIGH)
 
 
 class MQTTClient:
@@ -94,6 +72,7 @@ class MQTTClient:
         self._last_rx = 0
         self._stop = False
         self._connect_failed = False  # what on_connect raised: the supervisor backs off, then reconnects
+        self._open_starved = False  # the last connect failed in a way a fresh heap may cure
 
     # ---- packets -------------------------------------------------------------------------
     def _next_pid(self):
@@ -112,25 +91,6 @@ class MQTTClient:
                 w.write(part.encode() if isinstance(part, str) else part)
                 await w.drain()
             await w.drain()
-
-    def _connect_packet(self):
-        flags = 0x02  # clean session: subscriptions are renewed in on_connect
-        body = bytearray(b"\x00\x04MQTT\x04")
-        payload = _str(self.client_id)
-        if self.will:
-            topic, msg, retain, qos = self.will
-            flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
-            payload += _str(topic) + _str(msg)
-        if self.user is not None:
-            flags |= 0x80
-            payload += _str(self.user)
-            if self.password is not None:
-                flags |= 0x40
-                payload += _str(self.password)
-        body.append(flags)
-        body += struct.pack("!H", self.keepalive_s)
-        body += payload
-        return bytes([_CONNECT]) + _varint(len(body)) + body
 
     async def _read_packet(self):
         r = self._reader
@@ -154,51 +114,20 @@ class MQTTClient:
             n -= chunk
 
     # ---- connection ----------------------------------------------------------------------
-    def _dial(self):
-        """Start a non-blocking TCP (and TLS) connection; the first write completes it. Like
-        asyncio.open_connection, but TCP_NODELAY is set on the TCP socket before TLS wraps it (an
-        SSL socket has no setsockopt; without it a QoS 1 round trip waits 40-90 ms on Nagle and
-        delayed ACK), and the broker's address is resolved once (getaddrinfo blocks the loop),
-        then again only after a failed connect."""
-        if self._addr is None:
-            self._addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
-        s = socket.socket()
-        try:
-            s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY on Linux and lwIP
-        except OSError:
-            pass
-        s.setblocking(False)
-        try:
-            s.connect(self._addr)
-        except OSError as e:
-            if e.errno != 115 and e.errno != 119:  # EINPROGRESS on Linux, lwIP
-                s.close()
-                raise
-        if self.ssl:
-            s = self.ssl.wrap_socket(s, server_hostname=self.host, do_handshake_on_connect=False)
-            s.setblocking(False)
-        self._reader = self._writer = asyncio.StreamReader(s)
-
     async def _open(self):
-        """Connect and get CONNACK, all within open_timeout_ms: a broker that accepts TCP and then
-        says nothing (or stalls the TLS handshake) cannot hold the supervisor."""
+        """Connect and get CONNACK (wisp/mqtt_open.py, loaded for the connect only: between
+        connects its code holds no heap beside the requests). Raises what failed;
+        _open_starved then says whether a fresh heap may cure it."""
+        self._open_starved = False
+        from wisp import mqtt_open
         try:
-            await asyncio.wait_for_ms(self._handshake(), self.open_timeout_ms)
-        except Exception:
-            self._addr = None  # the broker may have moved: resolve again next time
+            await mqtt_open.connect(self)
+        except Exception as e:
+            self._open_starved = bool(self.ssl) and mqtt_open.starved(e)
             raise
-
-    async def _handshake(self):
-        self._dial()
-        await self._send(self._connect_packet())
-        first, n = await self._read_packet()
-        body = await self._reader.readexactly(n)
-        if first != _CONNACK or n != 2:
-            raise MQTTError("expected CONNACK")
-        if body[1]:
-            code = body[1]
-            reason = _CONNACK_ERRORS[code] if code < len(_CONNACK_ERRORS) else str(code)
-            raise MQTTError("broker refused connection: " + reason)
+        finally:
+            mqtt_open = None  # drop our reference too, so unload below frees the module
+            unload("wisp.mqtt_open")
 
     def _close(self):
         w = self._writer
@@ -239,7 +168,7 @@ class MQTTClient:
             except Exception as e:
                 self.log("mqtt: connect to %s:%d failed: %r; retry in %d ms" % (self.host, self.port, e, delay))
                 self._close()
-                starved = self._starving(starved, isinstance(e, MemoryError) or self.ssl and _starved(e))
+                starved = self._starving(starved, isinstance(e, MemoryError) or self._open_starved)
                 await asyncio.sleep_ms(delay)
                 delay = min(delay * 2, limits.RECONNECT_CAP_MS)
                 continue

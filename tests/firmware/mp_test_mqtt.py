@@ -186,7 +186,8 @@ async def test_a_stalled_tls_handshake_cannot_hold_the_connect():
 async def test_what_counts_as_a_tls_handshake_out_of_memory():
     # the shapes the 32-bit build with mbedTLS in the Python heap raised when reconnecting short
     # of heap (bench/device_footprint.py), and failures a fresh heap would not cure
-    from wisp.mqtt import MQTTError, _starved
+    from wisp.mqtt import MQTTError
+    from wisp.mqtt_open import starved as _starved
     starved = [OSError(12), MemoryError("memory allocation failed"),
                OSError(-17040, "MBEDTLS_ERR_RSA_PUBLIC_FAILED+MBEDTLS_ERR_MPI_ALLOC_FAILED"),
                OSError(-0x7F00), OSError(-0x2880),
