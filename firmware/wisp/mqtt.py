@@ -1,7 +1,7 @@
 # Small asyncio MQTT 3.1.1 client for the device: QoS 0/1, last will, keepalive, reconnect.
 # One supervisor task owns the connection; publish() waits (bounded) for the link and never
 # blocks the loop. Incoming payloads over MAX_PAYLOAD are skipped unread, so a hostile
-# message cannot exhaust the heap.
+# message cannot exhaust the heap. Opening a connection is wisp/mqtt_open.py, loaded per connect.
 import asyncio
 import gc
 import struct
