@@ -77,10 +77,10 @@ def test_every_firmware_module_stays_free_of_undefined_names(tmp_path):
 
 
 def test_release_images_intern_the_numbers_and_line_number_builds_the_names(tmp_path):
-    release = image.stage_firmware(tmp_path / "release", march=None).root / "wisp" / "mqtt.mpy"
-    debug = image.stage_firmware(tmp_path / "debug", march=None, lines=True).root / "wisp" / "mqtt.mpy"
-    assert b"_varint" not in release.read_bytes()
-    assert b"_varint" in debug.read_bytes()
+    release = image.stage_firmware(tmp_path / "release", march=None).root / "wisp" / "app.mpy"
+    debug = image.stage_firmware(tmp_path / "debug", march=None, lines=True).root / "wisp" / "app.mpy"
+    assert b"_router" not in release.read_bytes()
+    assert b"_router" in debug.read_bytes()
 
 
 def test_constants_every_user_got_as_numbers_are_numbered(tmp_path):
@@ -110,6 +110,6 @@ def test_release_images_leave_the_limits_out_of_the_compiled_code(tmp_path):
 
 
 def test_the_map_names_what_a_release_traceback_shows(capsys):
-    assert shortnames.main([str(FIRMWARE / "wisp" / "mqtt.py")]) == 0
+    assert shortnames.main([str(FIRMWARE / "wisp" / "app.py")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert any(line.endswith(" _varint") and " _" in line for line in lines)
+    assert any(line.endswith(" _router") and " _" in line for line in lines)
