@@ -106,7 +106,8 @@ def _body(dev):
     description in slices of _SLICE characters and each argument apart (schema() gives a tool).
     A piece is allocated whole, and after hours of running the heap is free in small holes: the
     longest tool (routine_define) was one 640-byte string, and a connect failed for want of it."""
-    sep = "{"
+    yield "{"
+    sep = ""
     for n, p in dev.pins.items():
         # what people call a pin and what an input is reach the LLM too (the bridge's system prompt):
         # "the porch lamp" is porch_light, a door input reads 1 when open
@@ -117,7 +118,8 @@ def _body(dev):
             d["device_class"] = p.device_class
         yield sep + json.dumps(n) + ": " + json.dumps(d)
         sep = ", "
-    sep = ("}" if sep == ", " else "{}") + ', "tools": ['
+    yield '}, "tools": ['
+    sep = ""
     for name in tools.names():
         s = schema(dev, name)
         if s is None:
@@ -133,7 +135,7 @@ def _body(dev):
             sep = ", "
         yield "}}}"
         sep = ", "
-    yield "]}" if sep == ", " else sep + "]}"
+    yield "]}"
 
 
 def digest(dev):
