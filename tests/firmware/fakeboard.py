@@ -25,9 +25,8 @@ class RecordingLink:
         if callable(payload):  # a payload streamed in pieces (the manifest), as MQTTClient takes it
             payload = payload()
         if not isinstance(payload, (str, bytes)):
-            payload = self.pieces[topic] = list(payload)
-        if not isinstance(payload, (str, bytes)):
-            payload = "".join(p if isinstance(p, str) else p.decode() for p in payload)
+            self.pieces[topic] = list(payload)
+            payload = "".join(p if isinstance(p, str) else p.decode() for p in self.pieces[topic])
         if isinstance(payload, bytes):
             payload = payload.decode()
         self.sent.append((topic, payload, retain, qos))
