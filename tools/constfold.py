@@ -7,9 +7,11 @@ limit as `limits.NAME` at run time, so the device kept wisp.limits loaded for go
 globals dict and ~90 interned names, ~5 KB of a 32-bit heap, plus a global and an attribute lookup at
 each use. In the same way a module that needs only cron's field numbers need not load cron's parser.
 The source stays as it is (one place for each limit); the simulator and the firmware tests run it
-unchanged. Used by tools/image.py (.mpy files, OTA bundles) and tools/romfs.py.
+unchanged. Used by tools/image.py (.mpy files, OTA bundles), tools/romfs.py and, through
+tools/frozen_wisp.py, frozen firmware builds.
 """
 import ast
+import shutil
 from pathlib import Path
 
 from tools import flashtext, shortnames
@@ -35,6 +37,23 @@ def module_source(src, shown_name, consts, kept=None, catalog=None):
     except SyntaxError:  # mpy-cross says where, naming the module
         return None
     return None if folded == source else folded
+
+
+def stage_package(dest, firmware_dir):
+    """Copy the wisp package and wispboot (which main.py imports first) into dest as the builds that
+    run them in place from flash compile them (ROMFS image, frozen firmware): constants inlined and
+    private names shortened, as in .mpy files. Returns dest."""
+    dest, firmware_dir = Path(dest), Path(firmware_dir)
+    shutil.rmtree(dest / PACKAGE, ignore_errors=True)
+    shutil.copytree(firmware_dir / PACKAGE, dest / PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(firmware_dir / "wispboot.py", dest / "wispboot.py")
+    consts = package_consts(dest / PACKAGE)
+    kept = shortnames.package_kept(dest / PACKAGE, firmware_dir.glob("*.py"), consts)
+    for src in sorted((dest / PACKAGE).rglob("*.py")):
+        text = module_source(src, src.relative_to(dest).as_posix(), consts, kept)
+        if text is not None:
+            src.write_text(text, encoding="utf-8")
+    return dest
 
 
 def package_consts(package_dir):

@@ -7,13 +7,12 @@ is mounted at /rom; the simulator maps it outside the MicroPython heap, as flash
 """
 import ctypes
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from tools import constfold, shortnames
+from tools import constfold
 from tools.paths import FIRMWARE
 
 BOOTSTRAP = Path(__file__).with_name("romfs_boot.py")
@@ -23,15 +22,7 @@ def build_image(out_path, firmware_dir=FIRMWARE):
     """The wisp package and wispboot (which main.py imports first) as a ROMFS image (mpremote
     compiles each .py to .mpy)."""
     with tempfile.TemporaryDirectory(prefix="wisp-romfs-") as staging:
-        shutil.copytree(Path(firmware_dir) / "wisp", Path(staging) / "wisp",
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copyfile(Path(firmware_dir) / "wispboot.py", Path(staging) / "wispboot.py")
-        consts = constfold.package_consts(Path(staging) / "wisp")  # inlined, as in .mpy files
-        kept = shortnames.package_kept(Path(staging) / "wisp", Path(firmware_dir).glob("*.py"), consts)
-        for src in sorted((Path(staging) / "wisp").rglob("*.py")):
-            text = constfold.module_source(src, src.relative_to(staging).as_posix(), consts, kept)
-            if text is not None:
-                src.write_text(text, encoding="utf-8")
+        constfold.stage_package(staging, firmware_dir)  # constants inlined, as in .mpy files
         mpremote = Path(sys.executable).parent / "mpremote"
         subprocess.run([str(mpremote), "romfs", "--mpy", "--output", str(out_path), "build", staging],
                        check=True, capture_output=True)
