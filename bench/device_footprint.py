@@ -1,7 +1,8 @@
 """Device footprint: .mpy bytes of the firmware, and the smallest MicroPython heap in which a
 full agent session (LLM turn with tool calls, fast path, direct commands over every feature)
 works every run: on the 32-bit build that models the ESP32 (bench/esp32_heap.py) from .mpy files,
-with TLS, and from ROMFS; and on the venv's 64-bit unix port for comparison. Writes
+with TLS, from ROMFS, and frozen into the firmware (bench/frozen32.py, when MicroPython's sources
+are given); and on the venv's 64-bit unix port for comparison. Writes
 docs/benchmarks.md. Goals (32-bit): .mpy total <= 64 KB; the session with TLS in 96 KB from .mpy
 files, in 64 KB from ROMFS or frozen. `make heap` (bench/heap_ratchet.py) keeps the figures from
 growing."""
@@ -108,28 +109,37 @@ def _answer(stack, proc, dev_id, suffix, body, timeout_s):
 
 
 def main():
+    from bench import frozen32
     from bench.esp32_heap import MP32, MP32_TLS, Session, builds_dir
-    with tempfile.TemporaryDirectory(prefix="wisp-footprint-") as tmp:
-        romfs_bytes = build_image(Path(tmp) / "wisp.romfs")
+    tmp = tempfile.TemporaryDirectory(prefix="wisp-footprint-")
+    romfs_bytes = build_image(Path(tmp.name) / "wisp.romfs")
     xtensa_bytes = mpy_total()  # what `make size` counts
     source_bytes = sum(p.stat().st_size for p in (FIRMWARE / "wisp").rglob("*.py"))
     where = builds_dir()
+    no_frozen = frozen32.missing() if where else "no 32-bit builds"
+    frozen = frozen32.build(Path(tmp.name) / "frozen", where) if not no_frozen else {}
     # (row, Session keywords, 32-bit interpreter, goal in KB on the 32-bit model)
-    rows = [(".mpy files on the filesystem", {}, MP32, None),
-            (".mpy files, TLS to the broker (mbedTLS buffers in the same heap)", {"tls": True}, MP32_TLS, 96),
-            ("ROMFS image run in place (or frozen)", {"romfs": True}, MP32, None),
-            ("ROMFS image, TLS to the broker", {"romfs": True, "tls": True}, MP32_TLS, 64)]
+    rows = [(".mpy files on the filesystem", {}, where and where / MP32, None),
+            (".mpy files, TLS to the broker (mbedTLS buffers in the same heap)", {"tls": True},
+             where and where / MP32_TLS, 96),
+            ("ROMFS image run in place", {"romfs": True}, where and where / MP32, None),
+            ("ROMFS image, TLS to the broker", {"romfs": True, "tls": True}, where and where / MP32_TLS, 64),
+            ("frozen into the firmware", {"frozen": True}, frozen.get("plain"), None),
+            ("frozen, TLS to the broker", {"frozen": True, "tls": True}, frozen.get("tls"), 64)]
     table = []
     for label, kw, build, goal in rows:
         session = Session(**kw)
         try:
-            bits32 = session.smallest(where / build, HEAP_LOW, HEAP_HIGH, RUNS) if where else None
-            at_goal = session.successes(where / build, goal * 1024, RUNS) if where and goal else None
-            bits64 = session.smallest(None, HEAP_LOW, HEAP_HIGH, RUNS_64) if not kw.get("tls") else None
+            bits32 = session.smallest(build, HEAP_LOW, HEAP_HIGH, RUNS) if build else None
+            at_goal = session.successes(build, goal * 1024, RUNS) if build and goal else None
+            # the 64-bit port from PyPI has nothing frozen in: no comparison there
+            bits64 = session.smallest(None, HEAP_LOW, HEAP_HIGH, RUNS_64) if not (kw.get("tls") or
+                                                                                 kw.get("frozen")) else None
         finally:
             session.close()
         table.append((label, bits32, at_goal, goal, bits64))
         print(label, bits32, at_goal, bits64, flush=True)
+    tmp.cleanup()
 
     def kb(v):
         return "%d KB" % (v // 1024) if v else "-"
@@ -159,6 +169,12 @@ def main():
               f"| ROMFS image of the wisp package | {romfs_bytes / 1024:.1f} KB | |"]
     if not where:
         lines += ["", "The 32-bit builds were not found (bench/esp32_heap.py): no ESP32-model figures."]
+    elif no_frozen:
+        lines += ["", "Frozen rows not measured: " + no_frozen + " (bench/frozen32.py)."]
+    else:
+        lines += ["", "Frozen rows: the same 32-bit builds made again from MicroPython v1.26.1's sources with the "
+                  "wisp package and wispboot frozen in (bench/frozen32.py, tools/frozen_wisp.py), as a custom "
+                  "ESP32 firmware built with tools/frozen_manifest.py holds them; the flash root has main.py only."]
     report = "\n".join(lines)
     print(report)
     write_section("device_footprint", report)

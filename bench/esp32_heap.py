@@ -43,9 +43,11 @@ def flash_root(fw, workdir):
 
 class Session:
     """A stack (broker, bridge, fake tier) and the compiled firmware, to run sessions in.
-    tls: the device talks to the broker over TLS with a pinned CA (RSA-2048, as most brokers)."""
+    tls: the device talks to the broker over TLS with a pinned CA (RSA-2048, as most brokers).
+    frozen: the interpreter given to works() has the firmware frozen in (bench/frozen32.py): the
+    device's flash root holds main.py only, as a frozen board's does."""
 
-    def __init__(self, tls=False, romfs=False):
+    def __init__(self, tls=False, romfs=False, frozen=False):
         from bench.device_footprint import compile_firmware
         from tests.e2e.stack import Stack
         from tests.tlsutil import make_ca, tls_listener_conf
@@ -67,7 +69,7 @@ class Session:
         self.stack = Stack(broker_conf=conf)
         if tls:
             self.extra = {"broker": {"host": "127.0.0.1", "port": self.tls_port, "tls": True, "ca": "ca.pem"}}
-        self.tls = tls
+        self.tls, self.frozen = tls, frozen
         self.runs = 0
         self.resets = []  # ids of the runs whose device reset itself to reconnect (bench/device_footprint.py)
 
@@ -95,8 +97,9 @@ class Session:
 
     def _starter(self, interpreter, heap):
         """A tools.sim.start_device that runs the 32-bit build: from .mpy files, or with the ROMFS
-        image mounted (bench/romfs32_boot.py), given as much more heap as the image takes."""
-        fw, romfs = self.fw, self.romfs
+        image mounted (bench/romfs32_boot.py), given as much more heap as the image takes, or with
+        the firmware frozen in."""
+        fw, romfs, frozen = self.fw, self.romfs, self.frozen
 
         def start(workdir, heapsize=None, stdout=None, stderr=None, firmware_dir=None, romfs_image=None, **_kw):
             import subprocess
@@ -107,6 +110,11 @@ class Session:
                 size = heap + padded + padded * 3 // 128 + 64  # the image's block and its GC table bits
                 env.update(WISP_ROMFS_FILE=str(romfs), WISP_MAIN=str(fw / "main.py"))
                 run = [str(Path(__file__).with_name("romfs32_boot.py"))]
+            elif frozen:
+                if (Path(workdir) / "wisp").exists():
+                    raise RuntimeError("a wisp folder in the flash root would shadow the frozen package")
+                shutil.copy(fw / "main.py", Path(workdir) / "main.py")  # '' precedes .frozen on sys.path
+                run = ["-m", "main"]
             else:
                 flash_root(fw, workdir)
                 run = ["-m", "main"]
