@@ -6,6 +6,8 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 from tools.paths import REPO
 
 MANIFEST = REPO / "tools" / "frozen_manifest.py"
@@ -38,8 +40,12 @@ def read_manifest(path, asked=None):
 STAGED = (REPO / "build" / "frozen").resolve()
 
 
-def test_the_manifest_freezes_the_wisp_package_over_the_ports_own_modules():
-    asked = read_manifest(MANIFEST)
+@pytest.fixture(scope="module")
+def asked():
+    return read_manifest(MANIFEST)  # stages the package into STAGED, as MicroPython's build would
+
+
+def test_the_manifest_freezes_the_wisp_package_over_the_ports_own_modules(asked):
     assert asked["include"][0] == "$(PORT_DIR)/boards/manifest.py"  # keeps asyncio, ntptime, dht
     [(name, base, opt)] = asked["package"]
     assert (name, base) == ("wisp", STAGED)
@@ -48,17 +54,15 @@ def test_the_manifest_freezes_the_wisp_package_over_the_ports_own_modules():
     assert not any(Path(p).name in ("boot.py", "main.py") for p in frozen)  # they stay on the filesystem
 
 
-def test_wispboot_is_frozen_too_since_main_py_imports_it_first():
+def test_wispboot_is_frozen_too_since_main_py_imports_it_first(asked):
     # A frozen board keeps only boot.py, main.py and config.json on its filesystem (docs/tools.md):
     # without wispboot frozen, main.py's first import fails and the board resets in a loop.
-    asked = read_manifest(MANIFEST)
     assert asked["module"] == [STAGED / "wispboot.py"] and (STAGED / "wispboot.py").is_file()
     assert "import wispboot" in (REPO / "firmware" / "main.py").read_text()
 
 
-def test_the_frozen_package_is_staged_with_its_constants_inlined():
+def test_the_frozen_package_is_staged_with_its_constants_inlined(asked):
     # As in .mpy files: no module reads limits at run time, so wisp.limits never loads on the board
-    read_manifest(MANIFEST)
     uses = re.compile(r"\blimits\.[A-Z]")
     agent = (STAGED / "wisp" / "agent.py").read_text()
     assert uses.search((REPO / "firmware" / "wisp" / "agent.py").read_text())
