@@ -68,8 +68,9 @@ def _make(src, args, log):
     with open(log, "w") as f:
         done = subprocess.run(["make", "-j%d" % (os.cpu_count() or 1), *args], cwd=src, stdout=f,
                               stderr=subprocess.STDOUT)
-    if done.returncode:
-        raise RuntimeError("building MicroPython failed (%s): see %s" % (" ".join(args[:2]), log))
+    if done.returncode:  # the log may be in a directory about to go: say its end here
+        tail = "".join(Path(log).read_text(errors="replace").splitlines(True)[-15:])
+        raise RuntimeError("building MicroPython failed (make %s), the end of its log:\n%s" % (" ".join(args), tail))
 
 
 def main(argv=None):

@@ -35,3 +35,15 @@ def test_the_unix_manifest_freezes_what_the_esp32_manifest_does(monkeypatch, tmp
     assert 'include("%s")' % frozen32.WISP_MANIFEST in manifest
     assert 'include("frozen_wisp.py")' in (frozen32.WISP_MANIFEST.parent / "frozen_manifest.py").read_text()
     assert sorted(builds) == ["plain", "tls"]
+
+
+def test_a_failed_build_says_why_in_its_error(monkeypatch, tmp_path):
+    src = tmp_path / "mp"
+    (src / "ports" / "unix").mkdir(parents=True)
+    (src / "ports" / "unix" / "Makefile").write_text("all:\n\t@echo 'gcc: error: no 32-bit libc'; exit 1\n")
+    try:
+        frozen32._make(src, ["-C", "ports/unix"], tmp_path / "unix.log")
+    except RuntimeError as e:
+        assert "no 32-bit libc" in str(e) and "make -C ports/unix" in str(e)
+    else:
+        raise AssertionError("a failed make must raise")
