@@ -1,5 +1,7 @@
 """bench/frozen32.py builds the firmware frozen into the 32-bit builds from MicroPython's sources; where
 they are missing, the heap bench says what it lacks instead of a figure, and measures the rest."""
+import pytest
+
 from bench import frozen32, heap_ratchet
 from bench.esp32_heap import builds_dir
 
@@ -41,9 +43,6 @@ def test_a_failed_build_says_why_in_its_error(monkeypatch, tmp_path):
     src = tmp_path / "mp"
     (src / "ports" / "unix").mkdir(parents=True)
     (src / "ports" / "unix" / "Makefile").write_text("all:\n\t@echo 'gcc: error: no 32-bit libc'; exit 1\n")
-    try:
+    with pytest.raises(RuntimeError, match="make -C ports/unix") as failed:
         frozen32._make(src, ["-C", "ports/unix"], tmp_path / "unix.log")
-    except RuntimeError as e:
-        assert "no 32-bit libc" in str(e) and "make -C ports/unix" in str(e)
-    else:
-        raise AssertionError("a failed make must raise")
+    assert "no 32-bit libc" in str(failed.value)
