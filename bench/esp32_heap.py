@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tools.paths import REPO
+from tools.paths import FIRMWARE, REPO
 
 MP32 = "micropython-1.26.1-unix-32bit"
 MP32_TLS = "micropython-1.26.1-unix-32bit-tls-in-heap"
@@ -53,8 +53,10 @@ class Session:
         from tests.tlsutil import make_ca, tls_listener_conf
         from tools import broker as brokers
         self.tmp = tempfile.TemporaryDirectory(prefix="wisp-esp32heap-")
-        self.fw = Path(self.tmp.name) / "mpy"
-        compile_firmware(self.fw)
+        # frozen: the interpreter holds the package, and the flash root only main.py, which stays source
+        self.fw = FIRMWARE if frozen else Path(self.tmp.name) / "mpy"
+        if not frozen:
+            compile_firmware(self.fw)
         self.romfs = None
         if romfs:
             from tools.romfs import build_image
