@@ -74,9 +74,13 @@ class Session:
         self.tls, self.frozen = tls, frozen
         self.runs = 0
         self.resets = []  # ids of the runs whose device reset itself to reconnect (bench/device_footprint.py)
+        # True: a run whose device had to reset itself to reconnect counts as failed. A reset is a
+        # reboot on a board: outputs go to their boot level, the boot count grows.
+        self.no_reset = False
 
     def works(self, interpreter, heap):
-        """One fresh device runs the whole session in -X heapsize=heap: True when every step answered ok.
+        """One fresh device runs the whole session in -X heapsize=heap: True when every step answered ok
+        (and, with no_reset, the device came back after the broker restart without resetting itself).
         interpreter None: the venv's 64-bit unix port (ROMFS then mapped outside its heap by
         tools/romfs.py)."""
         from bench.device_footprint import session_works
@@ -88,14 +92,17 @@ class Session:
             d.mkdir(parents=True, exist_ok=True)
             shutil.copy(self.ca["ca"], d / "ca.pem")
         load = {"romfs": self.romfs} if self.romfs else {"firmware_dir": self.fw}
+        resets = len(self.resets)
         if interpreter is None:
-            return session_works(self.stack, heap, dict(load, extra=self.extra), dev_id, self.resets)
-        real = sim.start_device
-        sim.start_device = self._starter(interpreter, heap)
-        try:
-            return session_works(self.stack, heap, dict(load, extra=self.extra), dev_id, self.resets)
-        finally:
-            sim.start_device = real
+            ok = session_works(self.stack, heap, dict(load, extra=self.extra), dev_id, self.resets)
+        else:
+            real = sim.start_device
+            sim.start_device = self._starter(interpreter, heap)
+            try:
+                ok = session_works(self.stack, heap, dict(load, extra=self.extra), dev_id, self.resets)
+            finally:
+                sim.start_device = real
+        return ok and not (self.no_reset and len(self.resets) > resets)
 
     def _starter(self, interpreter, heap):
         """A tools.sim.start_device that runs the 32-bit build: from .mpy files, or with the ROMFS

@@ -36,3 +36,23 @@ def test_modules_load_by_the_boards_paths(firmware, tmp_path, interpreter):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("@@", 1)[1].split() == ["wisp/civil.mpy", "wisp/hal/pinmap.mpy"]
+
+
+def test_a_run_that_reset_the_board_fails_only_when_resets_are_refused(monkeypatch):
+    """The footprint bench's "without a reset" column: a session that came back after the broker
+    restart only by resetting the board (a reboot) still works, but not when no_reset is set."""
+    import bench.device_footprint as footprint
+    from bench.esp32_heap import Session
+
+    def session_that_resets(stack, heap, load, dev_id, resets=None):
+        resets.append(dev_id)  # as session_works does when the device exits with code 3 and starts again
+        return True
+
+    monkeypatch.setattr(footprint, "session_works", session_that_resets)
+    session = Session.__new__(Session)  # the rule only: no broker, bridge or firmware needed
+    session.runs, session.resets, session.tls, session.romfs, session.extra = 0, [], False, None, None
+    session.fw, session.stack, session.no_reset = None, None, False
+    assert session.works(None, 64 * 1024) is True
+    session.no_reset = True
+    assert session.works(None, 64 * 1024) is False
+    assert session.resets == ["h1", "h2"]
