@@ -93,15 +93,13 @@ class Session:
             shutil.copy(self.ca["ca"], d / "ca.pem")
         load = {"romfs": self.romfs} if self.romfs else {"firmware_dir": self.fw}
         resets = len(self.resets)
-        if interpreter is None:
-            ok = session_works(self.stack, heap, dict(load, extra=self.extra), dev_id, self.resets)
-        else:
-            real = sim.start_device
+        real = sim.start_device
+        if interpreter is not None:
             sim.start_device = self._starter(interpreter, heap)
-            try:
-                ok = session_works(self.stack, heap, dict(load, extra=self.extra), dev_id, self.resets)
-            finally:
-                sim.start_device = real
+        try:
+            ok = session_works(self.stack, heap, dict(load, extra=self.extra), dev_id, self.resets)
+        finally:
+            sim.start_device = real
         return ok and not (self.no_reset and len(self.resets) > resets)
 
     def _starter(self, interpreter, heap):
