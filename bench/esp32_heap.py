@@ -75,7 +75,7 @@ class Session:
         self.runs = 0
         self.resets = []  # ids of the runs whose device reset itself to reconnect (bench/device_footprint.py)
         # True: a run whose device had to reset itself to reconnect counts as failed. A reset is a
-        # reboot on a board: outputs go to their boot level, the boot count grows.
+        # reboot on a board: the link and a relay drop for seconds, the boot count grows.
         self.no_reset = False
 
     def works(self, interpreter, heap):

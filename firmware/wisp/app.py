@@ -152,9 +152,22 @@ def _build_device(config_path):
         unload("wisp.tls")  # one-shot: the context is all the link needs
     dev.link = MQTTClient("wisp-" + dev.id, broker["host"], broker["port"], broker.get("user"),
                           broker.get("password"), will=(dev.topic("status"), dev.status_payload("offline"), True, 1),
-                          log=log, ssl=tls_ctx, on_starved=board.reset)
+                          log=log, ssl=tls_ctx, on_starved=lambda: restart_for_heap(dev))
     device = dev
     return dev
+
+
+def restart_for_heap(dev):
+    """Reset the board for the heap it has after boot, its outputs kept at their levels (pins.py
+    keep_levels): a broker restart must not switch the lights off. Any other reset (crash, power
+    cut) starts them at their safe levels."""
+    try:
+        try:
+            pins_mod.keep_levels(dev.pins)
+        except Exception as e:  # flash full, or not even this much heap: the reset matters more
+            log("error: output levels not kept over the reset: %r" % (e,))
+    finally:
+        dev.board.reset()
 
 
 def _build_agent(dev):

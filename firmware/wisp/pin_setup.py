@@ -2,7 +2,7 @@
 # says why), the pins made and set to their boot level. One-shot: pins.setup loads this module
 # and drops it after (wisp.unload), so the checks hold no heap while the device runs.
 from wisp import limits
-from wisp.pins import LAST_FILE, NamedPin, _int_in, pin_error
+from wisp.pins import LAST_FILE, WARM_FILE, NamedPin, _int_in, pin_error
 
 MODES = ("out", "in", "pwm", "adc")
 PULLS = (None, "up", "down")
@@ -36,11 +36,16 @@ def class_terms(cls):
 def _num_in(v, lo, hi):
     return (_int_in(v, lo, hi) or isinstance(v, float)) and lo <= v <= hi
 
-def _boot_level(spec, name):
-    """The level an output starts at: its restore choice (config checked), else 0 (safe)."""
+def _boot_level(spec, name, warm):
+    """The level an output starts at: the one it had before a reset for memory (warm: what
+    pins.keep_levels saved), else its restore choice (config checked), else 0 (safe)."""
+    mode = spec.get("mode", "out")
+    if name in warm and mode in ("out", "pwm") and not spec.get("max_on_s"):
+        level = warm[name]
+        return level if _int_in(level, 0, 100 if mode == "pwm" else 1) else 0
     restore = spec.get("restore", "off")
     if restore == "on":
-        return 100 if spec.get("mode") == "pwm" else 1
+        return 100 if mode == "pwm" else 1
     if restore != "last":
         return 0
     from wisp import store
@@ -135,24 +140,29 @@ def _trigger_error(spec):
     return None
 
 
-def _make_hw(spec, board):
+def _make_hw(spec, board, value):
     num, mode = spec["pin"], spec.get("mode", "out")
     if mode == "pwm":  # safe state: duty 0
         return board.pwm(num, spec.get("freq", limits.PWM_DEFAULT_FREQ), 0)
     if mode == "adc":
         return board.adc(num)
-    return board.pin(num, mode, spec.get("pull"), spec.get("init", 0))
+    return board.pin(num, mode, spec.get("pull"), value)
 
 
 def setup(config_pins, board, log):
     """Build {name: NamedPin}; bad entries are logged and left out, nothing else touched."""
+    from wisp import store
     pins, used = {}, {}
+    warm = store.load(WARM_FILE, {}, log)
+    if not isinstance(warm, dict):
+        warm = {}
     for name in sorted(config_pins):
         spec = config_pins[name]
         err = _check(spec, board, used)
         if not err:
-            try:
-                hw = _make_hw(spec, board)
+            level = _boot_level(spec, name, warm)
+            try:  # an output kept over a reset starts at its level, init or not: no blip
+                hw = _make_hw(spec, board, level if name in warm else spec.get("init", 0))
             except Exception as e:  # the port refused the pin: report it, keep booting
                 err = "GPIO%d could not be set up: %s" % (spec["pin"], e)
         if err:
@@ -169,7 +179,10 @@ def setup(config_pins, board, log):
         if pin.device_class:  # checked above: an input of a known class
             pin.terms = class_terms(pin.device_class)
         used[num] = name
-        level = _boot_level(spec, name)
         if level:
             pin._apply(level)
+    store.remove(WARM_FILE + ".json")  # used once: a later reset (power cut, crash) starts safe
+    if warm:
+        log("outputs back at their levels from before the reset: " + ", ".join(
+            "%s=%s" % (name, pins[name].read()) for name in sorted(warm) if name in pins))
     return pins

@@ -9,6 +9,7 @@ import time
 from wisp import limits
 
 LAST_FILE = "pins_last"           # store name of the levels of `restore: last` outputs
+WARM_FILE = "pins_warm"           # store name of the levels kept over a reset for memory (keep_levels)
 
 def _int_in(v, lo, hi):
     return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
@@ -137,6 +138,16 @@ class NamedPin:
                 await self.notify(self.name)
             except Exception as e:  # publishing may fail; the pin is off either way
                 self.log("error: state of %s not published: %r" % (self.name, e))
+
+
+def keep_levels(pins):
+    """Before a reset the firmware makes for a fresh heap (wisp/mqtt.py on_starved): save every
+    output's level, so the boot after it sets them back (pin_setup, hal/early.py) and a broker
+    restart does not switch the lights off. An output on a timer (max on-time, pulse) is saved
+    off: its deadline does not survive the reset. Raises OSError (flash full), MemoryError."""
+    from wisp import store
+    store.save(WARM_FILE, {p.name: 0 if p._off_task else p.read() for p in pins.values()
+                           if p.mode in ("out", "pwm")})
 
 
 def _remember(name, level):

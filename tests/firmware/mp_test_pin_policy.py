@@ -227,3 +227,41 @@ async def test_restore_last_comes_back_after_a_reboot_and_off_stays_off():
     check(again["fader"].hw.duty_u16() == 35 * 65535 // 100, "duty not applied at boot")
     again["lamp"].write(0)
     check(pins.setup(spec, Board(), print)["lamp"].state() == "OFF", "off is remembered too")
+
+
+async def test_a_reset_for_memory_keeps_the_outputs_and_the_boot_after_it_starts_safe_again():
+    import json
+
+    from hwdevice import make
+
+    from wisp import app
+    from wisp.hal import early
+    spec = {"lamp": {"pin": 5, "mode": "out", "min_interval_ms": 0},
+            "relay": {"pin": 18, "mode": "out", "init": 1, "min_interval_ms": 0},
+            "fader": {"pin": 25, "mode": "pwm"},
+            "pump": {"pin": 19, "mode": "out", "max_on_s": 60, "min_interval_ms": 0},
+            "heater": {"pin": 13, "mode": "out", "confirm": True, "min_interval_ms": 0},
+            "door": {"pin": 4, "mode": "in"}}
+    with open("config.json", "w") as f:
+        json.dump({"pins": spec}, f)
+    dev = make(spec, {})
+    for name, level in (("lamp", 1), ("relay", 0), ("fader", 40), ("pump", 1), ("heater", 1)):
+        check(dev.pins[name].write(level) is None, name)
+    app.restart_for_heap(dev)  # what the link calls when reconnects keep failing for memory
+    check(dev.board.resets == 1, "no reset")
+    dev.pins["pump"].write(0)  # its auto-off task
+    board = Board()
+    early.drive(board)  # boot.py, first thing after the reset
+    check((board.levels[5], board.levels[18], board.levels[19], board.levels[13], board.levels[25]) == (1, 0, 0, 1, 0),
+          ("early levels: lamp, relay, pump (timed: off), heater, fader (pwm starts later)", board.levels))
+    logged = []
+    again = pins.setup(spec, board, logged.append)
+    got = tuple(again[n].state() for n in ("lamp", "relay", "fader", "pump", "heater"))
+    check(got == ("ON", "OFF", "40", "OFF", "ON"), got)
+    check(again["fader"].hw.duty_u16() == 40 * 65535 // 100, "duty not applied at boot")
+    check(any(line.startswith("outputs back at their levels from before the reset: ") and "lamp=1" in line
+              for line in logged), logged)
+    cold = pins.setup(spec, Board(), print)  # the next boot (a power cut): safe levels again
+    got = tuple(cold[n].state() for n in ("lamp", "relay", "fader", "heater"))
+    check(got == ("OFF", "ON", "0", "OFF"), got)
+    check(sorted(early.safe_levels()) == [(5, 0), (13, 0), (18, 1), (19, 0), (25, 0)], early.safe_levels())

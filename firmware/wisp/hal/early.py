@@ -5,23 +5,33 @@ import json
 
 from wisp.hal import pinmap
 
+WARM = "pins_warm.json"  # wisp/pins.py WARM_FILE: levels kept over a reset the firmware made for memory
 
-def safe_levels(path="config.json"):
-    """[(gpio, level)] of the outputs in config.json: "out" at its init (0 unless 1), "pwm" at 0.
-    Pins the board must never drive (flash bus, missing, input-only) are left alone."""
+
+def _load(path):
     try:
         with open(path) as f:
-            pins = json.load(f).get("pins")
-    except Exception:  # no or broken config: wisp/config.py reports it later
-        return []
+            got = json.load(f)
+        return got if isinstance(got, dict) else {}
+    except Exception:  # none, or broken: the safe levels (wisp/config.py reports a bad config later)
+        return {}
+
+
+def safe_levels(path="config.json", warm_path=WARM):
+    """[(gpio, level)] of the outputs in config.json: "out" at its init (0 unless 1), or at its
+    level from before a reset for memory (wisp/pins.py keep_levels); "pwm" at 0 until wisp/pins.py
+    starts it. Pins the board must never drive (flash bus, missing, input-only) are left alone."""
+    pins = _load(path).get("pins")
+    warm = _load(warm_path) if isinstance(pins, dict) else {}
     out = []
-    for spec in pins.values() if isinstance(pins, dict) else ():
+    for name, spec in pins.items() if isinstance(pins, dict) else ():
         num = spec.get("pin") if isinstance(spec, dict) else None
         mode = spec.get("mode", "out") if num is not None else None
         if mode not in ("out", "pwm") or not isinstance(num, int) or not 0 <= num <= pinmap.MAX_PIN \
                 or num in pinmap.FORBIDDEN or num in pinmap.MISSING or num in pinmap.INPUT_ONLY:
             continue
-        out.append((num, 1 if mode == "out" and spec.get("init") == 1 else 0))
+        level = warm.get(name, spec.get("init")) if not spec.get("max_on_s") else 0
+        out.append((num, 1 if mode == "out" and level == 1 else 0))
     return out
 
 
