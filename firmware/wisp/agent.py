@@ -132,9 +132,10 @@ class Agent:
         if isinstance(msg, dict):
             self.conv.on_res(msg, len(payload))
 
-    def submit(self, text, source, ask_id=None, done=None):
-        """Queue a request. `done(reply)` is called for sources other than mqtt. Returns the id,
-        or None when the inbox is full (the refusal is still delivered as a reply)."""
+    def submit(self, text, source, ask_id=None, done=None, llm=0):
+        """Queue a request. `done(reply)` is called for sources other than mqtt. llm: 2 when the
+        LLM wrote the text (a prompt it scheduled): what the request does acts for the LLM.
+        Returns the id, or None when the inbox is full (the refusal is still delivered as a reply)."""
         t0 = time.ticks_ms()
         if ask_id is None:
             self._seq += 1
@@ -149,7 +150,7 @@ class Agent:
             else:
                 self.dev.spawn(self._deliver(source, done, refusal), source)
             return None
-        self.inbox.append((source, ask_id, text, t0, done))
+        self.inbox.append((source, ask_id, text, t0, done, llm))
         self._wake.set()
         return ask_id
 
@@ -162,10 +163,10 @@ class Agent:
                 continue
             while self.dev.announcing:  # a (re)connect's announce first: the two need the heap at once
                 await asyncio.sleep_ms(50)
-            source, ask_id, text, t0, done = self.inbox.pop(0)
+            source, ask_id, text, t0, done, llm = self.inbox.pop(0)
             self.dev.busy = True
             try:
-                reply = await self._answer(ask_id, text, t0, source)
+                reply = await self._answer(ask_id, text, t0, source, llm)
             except Exception as e:  # a bug must cost one request, never the loop
                 log("error: request %s failed: %r" % (ask_id, e))
                 reply = self._reply(ask_id, False, "Error: internal error on the device: %r" % (e,), "error", t0)
@@ -179,11 +180,11 @@ class Agent:
             except Exception as e:  # e.g. no heap to encode it: one reply lost, never the loop
                 log("error: reply to %s lost: %r" % (ask_id, e))
 
-    def _answer(self, ask_id, text, t0, source):
+    def _answer(self, ask_id, text, t0, source, llm=0):
         """The coroutine that answers one request. A plain method: the module bound here would
         stay alive in run()'s frame, and it is dropped after each request (run)."""
         from wisp import answer
-        return answer.answer(self, ask_id, text, t0, source)
+        return answer.answer(self, ask_id, text, t0, source, llm)
 
     def _reply(self, ask_id, ok, text, path, t0, tier=None):
         reply = {"v": 1, "id": ask_id, "ok": ok, "text": text, "path": path,

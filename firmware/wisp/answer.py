@@ -7,7 +7,9 @@ import json
 from wisp import limits, tools, unload
 
 
-async def answer(agent, ask_id, text, t0, source):
+async def answer(agent, ask_id, text, t0, source, llm=0):
+    """llm: 2 when the LLM wrote the text (a prompt it scheduled): the fast path's switches then
+    act for the LLM too, so a confirm pin is refused (confirm.py), as in the conversation."""
     dev = agent.dev
     if dev.pending is not None and source in ("mqtt", "repl"):
         from wisp import confirm
@@ -16,13 +18,16 @@ async def answer(agent, ask_id, text, t0, source):
             return await _confirmed(agent, ask_id, text, t0, held)
     local = _local(agent, text) if dev.config.get("fast_path", True) else None
     if local is not None:
-        return await _fast_path(agent, ask_id, text, local, t0)
+        return await _fast_path(agent, ask_id, text, local, t0, llm)
     facts = _facts(dev)
     req_class = "scheduled" if source == "sched" else "interactive"
     from wisp.conversation import Conversation  # bound here: answer() ends before the agent drops it
     conv = agent.conv = Conversation(dev, agent.budget)
     conv.llm = 2 if source == "sched" else 1  # no user to say "yes" to a scheduled prompt
     ok, said, tier = await conv.run(ask_id, text, context(agent), facts, req_class)
+    if dev.pending is not None:  # held in this ask (any other ask drops it, confirm.take)
+        from wisp import confirm
+        said = "%s %s" % (said, confirm.held_line(dev))
     if ok:
         remember(agent, text, said, conv.ran)
     return agent._reply(ask_id, ok, said, "llm", t0, tier)
@@ -62,7 +67,7 @@ def _local(agent, text):
     return local
 
 
-async def _fast_path(agent, ask_id, text, local, t0):
+async def _fast_path(agent, ask_id, text, local, t0, llm):
     actions, say = local  # say keeps the module's code alive until the reply is written
     dev = agent.dev
     pins = dev.pins
@@ -77,7 +82,7 @@ async def _fast_path(agent, ask_id, text, local, t0):
         if kind == "set":
             call = {"tool": "gpio_toggle", "args": {"pin": name}} if value == 2 else \
                 {"tool": "gpio_write", "args": {"pin": name, "value": value}}
-            call["result"] = result = await tools.run(dev, call["tool"], call["args"])
+            call["result"] = result = await tools.run(dev, call["tool"], call["args"], llm)
             if result.startswith("Error"):
                 return agent._reply(ask_id, False, result, "device", t0)
             ran.append(call)

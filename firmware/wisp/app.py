@@ -206,8 +206,8 @@ def _add_state(dev, agent):
             result = await dev.routines.run(action["routine"], "schedule", 2 if job.get("llm") else 0)
             dev.rest()
             await dev.event("schedule", "%s: %s" % (job["name"], result))
-        else:
-            agent.submit(action["prompt"], "sched")
+        else:  # a prompt the LLM scheduled acts for it, in the fast path too (confirm.py)
+            agent.submit(action["prompt"], "sched", llm=2 if job.get("llm") else 0)
 
     dev.sched = Scheduler(dev, fire, log=log)
 

@@ -3,7 +3,7 @@
 from wisp import memory, routine_check
 
 VERSION = 1
-JOB_OPTIONS = ("name", "tz", "missed")  # optional keyword arguments of Scheduler.add()
+JOB_OPTIONS = ("name", "tz", "missed", "llm")  # optional keyword arguments of Scheduler.add()
 
 
 def _sched(dev):
@@ -16,11 +16,15 @@ def _tz(dev):
 
 
 def export(dev):
-    """{"v": 1, "facts": [[key, value], ...], "routines": {name: steps}, "jobs": [...], "tz": ...}"""
+    """{"v": 1, "facts": [[key, value], ...], "routines": {name: steps}, "jobs": [...], "tz": ...,
+    "llm_facts": [key, ...], "llm_routines": [name, ...]}: which ones the LLM wrote (jobs say it
+    themselves) stay the LLM's after a restore, so they still cannot act for the owner (confirm.py)."""
     mem, rts, sched = getattr(dev, "memory", None), getattr(dev, "routines", None), _sched(dev)
     return {"v": VERSION,
             "facts": mem.pairs() if mem is not None else [],
+            "llm_facts": mem.llm_keys() if mem is not None else [],
             "routines": rts.all() if rts is not None else {},
+            "llm_routines": rts.llm_names() if rts is not None else [],
             "jobs": list(sched.jobs()) if sched is not None else [],
             "tz": _tz(dev)}
 
@@ -47,6 +51,10 @@ def check(dev, doc):
     """Error text for a backup document that cannot be restored on this device, or None."""
     if not isinstance(doc, dict) or doc.get("v") != VERSION:
         return "a backup is a JSON object with \"v\": %d" % VERSION
+    for key in ("llm_facts", "llm_routines"):
+        names = doc.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return "%s must be a list of names" % key
     err = memory.check_pairs(doc.get("facts", []))  # an absent section is left as it is
     if err:
         return "facts: " + err
@@ -105,9 +113,9 @@ def restore(dev, doc):
     sched, undo, done = _sched(dev), [], []
     try:
         if "routines" in doc:  # before jobs, which may name them
-            old_rts = dev.routines.all()
-            dev.routines.replace(doc["routines"])
-            undo.append(lambda: dev.routines.replace(old_rts))
+            old_rts, old_llm = dev.routines.all(), dev.routines.llm_names()
+            dev.routines.replace(doc["routines"], doc.get("llm_routines", ()))
+            undo.append(lambda: dev.routines.replace(old_rts, old_llm))
             done.append("%d routines" % len(doc["routines"]))
         if "tz" in doc:
             old_tz = _tz(dev)
@@ -120,7 +128,7 @@ def restore(dev, doc):
             _set_jobs(sched, doc["jobs"])
             done.append("%d jobs" % len(doc["jobs"]))
         if "facts" in doc:
-            dev.memory.replace(doc["facts"])  # last: it undoes itself when it fails
+            dev.memory.replace(doc["facts"], doc.get("llm_facts", ()))  # last: it undoes itself when it fails
             done.append("%d facts" % len(doc["facts"]))
     except Exception as e:  # the scheduler's own checks (clock not set, date past), or flash full
         for step in reversed(undo):

@@ -101,7 +101,7 @@ class Memory:
     def _save(self, old):
         """Write the facts; when flash refuses, put back `old` (values, order) and raise ValueError."""
         try:
-            store.save(STORE_NAME, {"v": 1, "facts": self.pairs(), "llm": [k for k in self._llm if k in self._values]})
+            store.save(STORE_NAME, {"v": 1, "facts": self.pairs(), "llm": self.llm_keys()})
             self.keep = 0  # what was reordered or dropped is on flash now
         except OSError as e:
             self._values, self._order = old  # keep RAM and flash in agreement
@@ -148,16 +148,25 @@ class Memory:
         """[key, value] lists, oldest first: the saved and exported form."""
         return [[k, self._values[k]] for k in self._order]
 
-    def replace(self, pairs):
-        """Swap in a whole validated fact list (restore); raises ValueError, changing nothing, if invalid."""
+    def llm_keys(self):
+        """The facts the LLM wrote (saved, and kept in backups)."""
+        return [k for k in self._llm if k in self._values]
+
+    def replace(self, pairs, llm=()):
+        """Swap in a whole validated fact list (restore), llm: the keys the LLM wrote; raises
+        ValueError, changing nothing, if invalid."""
         err = check_pairs(pairs)
         if err:
             raise ValueError(err)
-        old = self._values, self._order
-        self._values, self._order = {}, []
+        old, old_llm = (self._values, self._order), self._llm
+        self._values, self._order, self._llm = {}, [], set(llm)
         for k, v in pairs:
             self._put(k, v)
-        self._save(old)
+        try:
+            self._save(old)
+        except ValueError:
+            self._llm = old_llm
+            raise
 
     def for_prompt(self, max_bytes=limits.MAX_FACTS_PROMPT_BYTES):
         """'key: value' lines, freshest first, whose bytes (plus one separator each) fit max_bytes."""

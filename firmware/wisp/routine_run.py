@@ -114,6 +114,29 @@ async def run(routines, name, trigger="tool", llm=0):
     return summary
 
 
+def _from_llm(dev, tool, args):
+    """Whether a read's result may carry text the LLM wrote: a fact it set, or a list holding
+    its facts, routines or jobs (their names and prompts)."""
+    if tool == "memory_get":
+        return dev.memory.by_llm(args.get("key"))
+    if tool == "memory_list":
+        return bool(dev.memory.llm_keys())
+    if tool == "routine_list":
+        return bool(dev.routines.llm_names())
+    if tool == "schedule_list":
+        return any(job.get("llm") for job in dev.sched.jobs())
+    return False
+
+
+def _reads(cond, names):
+    """Whether a condition reads any of these bound names."""
+    if isinstance(cond, dict):
+        key, sub = list(cond.items())[0]
+        return _reads(sub, names) if key == "not" else any(_reads(c, names) for c in sub)
+    left = cond[0][1:] if cond[0].startswith("$") else cond[0]
+    return left in names or _ref(cond[2]) in names
+
+
 async def _step(routines, step, bound, depth, llm, tainted, first):
     """Run one step whose condition holds; the value it binds (None without "as"). Raises ValueError
     with the reason when it fails (a tool's "Error: ..." included). tainted: bound names whose
@@ -128,12 +151,12 @@ async def _step(routines, step, bound, depth, llm, tainted, first):
         result = tools.check(routines.dev, tool, args)[1] or await _run(routines, args["name"], depth + 1, llm, first)
     else:
         result = await tools.run(routines.dev, tool, args, llm)
-    if tool == "memory_get" and "as" in step and routines.dev.memory.by_llm(args.get("key")):
-        tainted.add(step["as"])
     if result.startswith("Error"):
         raise ValueError(result[7:] if result.startswith("Error: ") else result)
     if "as" not in step:
         return None
+    if llm or _from_llm(routines.dev, tool, args):
+        tainted.add(step["as"])  # what a step acting for the LLM got counts as the LLM's too
     try:
         return bind_value(result, step.get("pick"))
     except ValueError as e:
@@ -160,7 +183,9 @@ async def _run(routines, name, depth, llm, first):
                 skipped += 1
                 continue
             ran += 1
-            value = await _step(routines, step, bound, depth, llm, tainted, first)
+            # a condition on what the LLM wrote lets it decide the step: the step acts for it
+            step_llm = llm or (2 if "if" in step and _reads(step["if"], tainted) else 0)
+            value = await _step(routines, step, bound, depth, step_llm, tainted, first)
         except ValueError as e:
             if step.get("continue") is True:
                 failed += 1

@@ -51,8 +51,7 @@ class Routines:
 
     def _save(self, old):
         try:
-            store.save(STORE_NAME, {"v": 1, "routines": self._routines,
-                                    "llm": [n for n in self._llm if n in self._routines]})
+            store.save(STORE_NAME, {"v": 1, "routines": self._routines, "llm": self.llm_names()})
         except OSError as e:
             self._routines = old  # keep RAM and flash in agreement
             raise ValueError("could not save to flash (%s)" % e)
@@ -80,16 +79,26 @@ class Routines:
             self._llm = old_llm
             raise
 
-    def replace(self, routines):
-        """Swap in a whole set {name: steps} (restore); raises ValueError, changing nothing, if invalid."""
+    def llm_names(self):
+        """The routines the LLM defined (saved, and kept in backups)."""
+        return [n for n in self._llm if n in self._routines]
+
+    def replace(self, routines, llm=()):
+        """Swap in a whole set {name: steps} (restore), llm: the names the LLM defined; raises
+        ValueError, changing nothing, if invalid."""
         from wisp import routine_check
         err = routine_check.check_all(self.dev, routines)
         del routine_check
         unload("wisp.routine_check")  # one-shot: restore time only
         if err:
             raise ValueError(err)
-        old, self._routines = self._routines, dict(routines)
-        self._save(old)
+        old, old_llm = self._routines, self._llm
+        self._routines, self._llm = dict(routines), set(llm)
+        try:
+            self._save(old)
+        except ValueError:
+            self._llm = old_llm
+            raise
 
     def get(self, name):
         return self._routines.get(name)

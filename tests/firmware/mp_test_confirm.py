@@ -202,3 +202,151 @@ async def test_the_owners_routine_acting_on_a_fact_the_llm_wrote_cannot_switch_i
     await tools.run(dev, "memory_set", {"key": "t", "value": "heater"})  # the owner says so
     if await dev.routines.run("warm", "schedule") != "ok: 2 steps ran; p=heater" or dev.board.levels[19] != 1:
         raise Exception("the owner's own fact was refused")
+
+
+# Paths an audit found around the check after the four above were closed.
+async def test_a_prompt_the_llm_scheduled_cannot_switch_it_through_the_fast_path():
+    dev = _device()
+    agent = Agent(dev)
+    from wisp import app
+    app._add_state(dev, agent)
+    _bridge(dev, agent, [{"cid": "c", "tool": "schedule_add",
+                          "args": {"spec": "every 2s", "prompt": "turn on the heater", "name": "p"}}])
+    task = asyncio.create_task(agent.run())
+    await _ask(dev, agent, "p1", "remind me of something")
+    await dev.sched._fire(dev.sched.jobs()[0])
+    for _ in range(200):
+        await asyncio.sleep_ms(5)
+        if dev.link.on("wisp/t1/event"):
+            break
+    task.cancel()
+    events = [e["text"] for e in dev.link.on("wisp/t1/event")]
+    if dev.board.levels[19] != 0 or not any("cannot ask for it" in e for e in events):
+        raise Exception("the LLM's scheduled prompt switched the heater: %r" % events)
+
+
+async def test_the_owners_scheduled_prompt_still_switches_it_through_the_fast_path():
+    dev = _device()
+    agent = Agent(dev)
+    from wisp import app, tools
+    app._add_state(dev, agent)
+    await tools.run(dev, "schedule_add", {"spec": "every 2s", "prompt": "turn on the heater", "name": "p"})
+    task = asyncio.create_task(agent.run())
+    await dev.sched._fire(dev.sched.jobs()[0])
+    for _ in range(200):
+        await asyncio.sleep_ms(5)
+        if dev.board.levels[19]:
+            break
+    task.cancel()
+    if dev.board.levels[19] != 1:
+        raise Exception([e["text"] for e in dev.link.on("wisp/t1/event")])
+
+
+async def test_a_timezone_change_by_the_llm_waits_for_the_users_yes():
+    # the zone times the owner's jobs: moving it would fire "heater on at 07:00" when the LLM likes
+    dev = _device()
+    agent = Agent(dev)
+    from wisp import app
+    app._add_state(dev, agent)
+    zone = "XYZ-9:44:10"
+    _bridge(dev, agent, [{"cid": "c", "tool": "timezone_set", "args": {"tz": zone}}])
+    task = asyncio.create_task(agent.run())
+    r = await _ask(dev, agent, "z1", "I moved, set my timezone")
+    if dev.config.get("tz") == zone or "needs the user's confirmation" not in r["text"]:
+        raise Exception(r)
+    if "[held: timezone_set tz=XYZ-9:44:10; answer yes within" not in r["text"]:
+        raise Exception("the device did not say what it holds: %r" % r["text"])
+    r = await _ask(dev, agent, "z2", "yes")
+    task.cancel()
+    if not r["ok"] or dev.config.get("tz") != zone:
+        raise Exception(r)
+    from wisp import tools
+    r = await tools.run(dev, "timezone_set", {"tz": "UTC0"}, 2)
+    if dev.config.get("tz") != zone or "cannot ask for it" not in r:
+        raise Exception("a schedule of the LLM changed the zone: %r" % r)
+
+
+async def test_the_device_says_what_it_holds_whatever_the_llm_writes():
+    dev = _device()
+    agent = Agent(dev)
+
+    def seen(topic, payload):  # a model that holds "heater on" and asks about something else
+        if topic.endswith("/llm/req"):
+            req = json.loads(payload)
+            msg = {"v": 1, "id": req["id"], "round": req["round"], "seq": 0, "done": True}
+            if req["round"] == 0:
+                msg["calls"] = [{"cid": "c", "tool": "gpio_write", "args": {"pin": "heater", "value": 1}}]
+            else:
+                msg["text"] = "May I switch the heater OFF? Say yes."
+            asyncio.create_task(_later(agent, msg))
+    dev.link.on_publish = seen
+    task = asyncio.create_task(agent.run())
+    r = await _ask(dev, agent, "h1", "it is too warm")
+    task.cancel()
+    if not r["text"].endswith("[held: gpio_write pin=heater value=1; answer yes within 60 s to run it]"):
+        raise Exception(r["text"])
+
+
+async def test_a_backup_restore_keeps_what_the_llm_wrote_as_the_llms():
+    dev = _device()
+    agent = Agent(dev)
+    from wisp import app, backup, tools
+    app._add_state(dev, agent)
+    dev.routines.define("warm", [{"tool": "gpio_write", "args": {"pin": "heater", "value": 1}}])  # the owner's
+    await tools.run(dev, "schedule_add", {"spec": "every 5s", "routine": "warm", "name": "w"}, 1)
+    await tools.run(dev, "memory_set", {"key": "t", "value": "heater"}, 1)
+    await tools.run(dev, "routine_define", {"name": "llm_one", "steps": [
+        {"tool": "gpio_write", "args": {"pin": "heater", "value": 1}}]}, 1)
+    doc = json.loads(json.dumps(backup.export(dev)))  # to the file and back
+    if not backup.restore(dev, doc).startswith("ok: restored"):
+        raise Exception("restore refused")
+    await dev.sched._fire(dev.sched.jobs()[0])
+    r = await dev.routines.run("llm_one", "cmd")
+    if dev.board.levels[19] != 0 or "cannot ask for it" not in r or not dev.memory.by_llm("t"):
+        raise Exception("a restore turned the LLM's job, routine or fact into the owner's: %r" % r)
+    doc["llm_routines"] = "llm_one"
+    if "llm_routines must be a list of names" not in (backup.check(dev, doc) or ""):
+        raise Exception(backup.check(dev, doc))
+
+
+async def test_a_new_pwm_frequency_from_the_llm_on_a_confirm_pin_is_held():
+    # a servo or valve moves when its frequency changes at the same duty
+    pins = {"valve": {"pin": 21, "mode": "pwm", "confirm": True, "freq": 50, "min_interval_ms": 0}}
+    dev = make_device(pins=pins)
+    from wisp import tools
+    await tools.run(dev, "pwm_set", {"pin": "valve", "duty_percent": 8})  # the owner
+    r = await tools.run(dev, "pwm_set", {"pin": "valve", "duty_percent": 8, "freq": 100}, 2)
+    if dev.pins["valve"].freq != 50 or "cannot ask for it" not in r:
+        raise Exception(r)
+    r = await tools.run(dev, "pwm_set", {"pin": "valve", "duty_percent": 8, "freq": 100}, 1)
+    if dev.pending[:2] != ("pwm_set", {"pin": "valve", "duty_percent": 8, "freq": 100}):
+        raise Exception(dev.pending)
+    if (await tools.run(dev, "pwm_set", {"pin": "valve", "duty_percent": 8, "freq": 50}, 2)).startswith("Error"):
+        raise Exception("the same frequency and duty is no change and needs no yes")
+
+
+async def test_a_list_or_a_condition_reading_what_the_llm_wrote_acts_for_the_llm():
+    dev = _device()
+    from wisp import tools
+    dev.routines.define("by_list", [{"tool": "memory_list", "as": "p", "pick": "t"},
+                                    {"tool": "gpio_write", "args": {"pin": "$p", "value": 1}}])
+    dev.routines.define("by_if", [{"tool": "memory_get", "args": {"key": "mode"}, "as": "m"},
+                                  {"tool": "gpio_write", "args": {"pin": "heater", "value": 1},
+                                   "if": ["m", "==", "warm"]}])
+    await tools.run(dev, "memory_set", {"key": "t", "value": "heater"}, 1)
+    await tools.run(dev, "memory_set", {"key": "mode", "value": "warm"}, 1)
+    for name in ("by_list", "by_if"):
+        r = await dev.routines.run(name, "schedule")
+        if dev.board.levels[19] != 0 or "cannot ask for it" not in r:
+            raise Exception("%s: %r" % (name, r))
+    await tools.run(dev, "memory_set", {"key": "mode", "value": "warm"})  # the owner says so
+    if not (await dev.routines.run("by_if", "schedule")).startswith("ok") or dev.board.levels[19] != 1:
+        raise Exception("the owner's own fact was refused")
+
+
+def test_the_llm_cannot_publish_to_any_topic_the_device_listens_on():
+    from wisp.tools import publish
+    dev = _device()
+    for suffix in ("ota/offer", "ota/chunk", "log/get", "cmd", "set/fan", "ask", "llm/res", "avail", "diag"):
+        if publish.refusal(dev, "wisp/t1/" + suffix) is None:
+            raise Exception("wisp/t1/%s is open to the LLM" % suffix)

@@ -30,6 +30,10 @@ async def time_now(dev, args):
 
 async def timezone_set(dev, args):
     zone = args["tz"].strip()
+    if args.get("_llm") and zone != dev.config.get("tz"):
+        # the zone times the owner's schedules: the LLM moving it could fire them when it likes
+        from wisp import confirm
+        return confirm.hold(dev, ("timezone_set", {"tz": zone}), args["_llm"], "a timezone change", "changed")
     try:
         from wisp import sched_setup
         sched_setup.set_device_tz(dev, zone)

@@ -3,7 +3,8 @@
 from wisp import limits
 
 # device topics the protocol owns: writing them would spoof the device or loop into itself
-RESERVED = ("status", "manifest", "ask", "reply", "llm", "cmd", "set", "state", "event")
+RESERVED = ("status", "manifest", "ask", "reply", "llm", "cmd", "set", "state", "event", "ota", "log", "avail",
+            "diag")
 
 
 def matches(pattern, topic):

@@ -5,13 +5,13 @@ async def pwm_set(dev, args):
     name, duty = args["pin"], args["duty_percent"]
     pin = dev.pins[name]
     err = None
-    if args.get("_llm") and pin.confirm:  # see gpio._set
+    freq = args.get("freq")
+    if args.get("_llm") and pin.confirm:  # see gpio._set; a new frequency moves a servo too
         from wisp import confirm
-        err = confirm.gate(dev, pin, duty, 0, args["_llm"])
+        err = confirm.gate(dev, pin, duty, 0, args["_llm"], freq if freq != pin.freq else None)
     err = err or pin.write(duty, dev.pin_changed)
     if err:
         return err
-    freq = args.get("freq")
     if freq is not None and freq != pin.freq:
         pin.set_freq(freq)
     await dev.pin_changed(name)
