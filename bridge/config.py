@@ -33,9 +33,12 @@ COST_DB_NAME = ".wisp/cost.db"  # under the config file's directory, else the wo
 DEFAULT_DAILY_BUDGET_USD = 1.0
 
 # Environment shortcuts: tier name -> (key variable, base URL variable, default URL, model variable, default model)
+# gpt-oss-120b: what Cerebras recommends in place of llama-3.3-70b, deprecated on 2026-02-16
+# (inference-docs.cerebras.ai/support/deprecation). It reasons before it answers, in a separate delta field
+# the stream parser skips (openai_compat.py).
 _ENV_TIERS = {
     "premium": ("CEREBRAS_API_KEY", "CEREBRAS_BASE_URL", "https://api.cerebras.ai/v1",
-                "CEREBRAS_MODEL", "llama-3.3-70b"),
+                "CEREBRAS_MODEL", "gpt-oss-120b"),
     "commodity": ("OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1",
                   "OPENAI_MODEL", "gpt-4o-mini"),
 }

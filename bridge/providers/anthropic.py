@@ -17,6 +17,7 @@ from bridge.providers.base import (
     ToolCall,
     error_text,
     parse_args,
+    token_cap,
 )
 from bridge.providers.schemas import translate
 
@@ -36,12 +37,16 @@ def to_anthropic(messages: list[dict], tools: list[dict] | None) -> tuple[str, l
 
     for m in messages:
         role, content = m.get("role"), _text(m.get("content"))
+        # A text block of only whitespace is a 400 ("text content blocks must contain non-whitespace text"),
+        # e.g. the "\n\n" a model streams before its tool call: such text is left out. A turn left with no
+        # block at all is not sent (empty content is refused too); its neighbours, now of one role, merge.
+        text = [{"type": "text", "text": content}] if content.strip() else []
         if role == "system":
             system.append(content)
         elif role == "user":
-            add("user", [{"type": "text", "text": content}] if content else [])
+            add("user", text)
         elif role == "assistant":
-            blocks = [{"type": "text", "text": content}] if content else []
+            blocks = text
             for c in m.get("tool_calls") or []:
                 fn = c.get("function") or {}
                 args, _ = parse_args(fn.get("arguments") or "")
@@ -52,7 +57,7 @@ def to_anthropic(messages: list[dict], tools: list[dict] | None) -> tuple[str, l
     a_tools = [{"name": t["function"]["name"], "description": t["function"].get("description", ""),
                 "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}}}
                for t in tools or [] if isinstance(t, dict) and isinstance(t.get("function"), dict)]
-    return "\n\n".join(s for s in system if s), out, a_tools
+    return "\n\n".join(s for s in system if s.strip()), out, a_tools
 
 
 def _text(content) -> str:
@@ -64,14 +69,18 @@ def _text(content) -> str:
 
 class AnthropicProvider(HttpStreamProvider):
     def __init__(self, session, base_url: str, model: str, api_key: str | None = None, max_tokens: int = 1024,
-                 **kw):
+                 cap: int | None = None, **kw):
         super().__init__(session, base_url.rstrip("/") + "/messages", model, api_key, **kw)
-        self._max_tokens = max_tokens
+        self._max_tokens = max_tokens  # required by the API: sent when nothing else sets the limit
+        self._cap = cap  # the tier's ceiling from wisp.toml, if it sets one (token_cap)
 
     async def stream_chat(self, messages: list[dict], tools: list[dict] | None = None, options: dict | None = None):
         """Same contract as OpenAICompatProvider.stream_chat."""
         system, a_messages, a_tools = to_anthropic(messages, translate("anthropic", tools))
-        body = {"model": self._model, "max_tokens": self._max_tokens, "messages": a_messages, "stream": True}
+        options = dict(options or {})
+        cap = token_cap(options, self._cap)
+        body = {"model": self._model, "max_tokens": self._max_tokens if cap is None else cap,
+                "messages": a_messages, "stream": True}
         # Prompt caching: tools, then system, are the stable prefix of every round of a device; a
         # breakpoint after each lets a round reuse them (a prefix under the model's minimum is not cached,
         # and not refused either).
@@ -164,8 +173,6 @@ def _anthropic_options(options: dict) -> dict:
     for key in ("temperature", "top_p"):
         if key in options:
             out[key] = options[key]
-    if "max_tokens" in options or "max_completion_tokens" in options:
-        out["max_tokens"] = options.get("max_completion_tokens", options.get("max_tokens"))
     if "stop" in options:
         out["stop_sequences"] = [options["stop"]] if isinstance(options["stop"], str) else options["stop"]
     choice = options.get("tool_choice")

@@ -24,12 +24,14 @@ class ProviderError(Exception):
 
     message is human readable and never contains the API key; status is the HTTP status for 'http' errors."""
 
-    def __init__(self, kind: str, message: str, status: int | None = None, retry_after_s: float | None = None):
+    def __init__(self, kind: str, message: str, status: int | None = None, retry_after_s: float | None = None,
+                 code: str | None = None):
         super().__init__(f"{kind}: {message}")
         self.kind = kind
         self.message = message
         self.status = status
         self.retry_after_s = retry_after_s  # a 429's Retry-After, in seconds
+        self.code = code  # the error body's machine-readable code: OpenAI's 429 means two things (hedge.py)
 
 
 @dataclass
@@ -174,11 +176,38 @@ def retry_after(headers) -> float | None:
 
 
 def error_text(obj) -> str:
-    """Best human-readable message from an OpenAI- or Anthropic-style error body (or anything else)."""
+    """Best human-readable message from an OpenAI- or Anthropic-style error body (or anything else), with
+    OpenAI's `param` (e.g. "tools[3].function.parameters"): the message alone often does not say where."""
     err = obj.get("error", obj) if isinstance(obj, dict) else obj
+    param = err.get("param") if isinstance(err, dict) else None
     if isinstance(err, dict):
         err = err.get("message") or err.get("detail") or json.dumps(err)
-    return " ".join(str(err).split())[:EXCERPT]
+    text = " ".join(str(err).split())[:EXCERPT]
+    return f"{text} (param: {param[:EXCERPT // 2]})" if isinstance(param, str) and param else text
+
+
+def error_code(obj) -> str | None:
+    """The machine-readable code of an OpenAI-style error body ("insufficient_quota", ...), if it has one."""
+    err = obj.get("error") if isinstance(obj, dict) else None
+    code = err.get("code") if isinstance(err, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def token_cap(options: dict, tier_cap: int | None) -> int | None:
+    """The one output-token limit to send, taken out of a /v1 caller's options (max_completion_tokens, else the
+    older max_tokens: both name the same limit) and the tier's `max_tokens` from wisp.toml.
+
+    With both, the smaller wins: the tier's value is the operator's ceiling (cost, reply size), and a caller
+    may ask for less but not for more. A value that is not an integer goes on as the caller sent it, so the
+    provider's own 400 names it."""
+    caller = options.pop("max_completion_tokens", None)
+    older = options.pop("max_tokens", None)
+    caller = older if caller is None else caller
+    if caller is None:
+        return tier_cap
+    if tier_cap is None or not isinstance(caller, int) or isinstance(caller, bool):
+        return caller
+    return min(caller, tier_cap)
 
 
 class HttpStreamProvider:
@@ -199,11 +228,11 @@ class HttpStreamProvider:
         self._extra_body = dict(extra_body or {})
 
     def _fail(self, kind: str, message: str, status: int | None = None,
-              retry_after_s: float | None = None) -> ProviderError:
+              retry_after_s: float | None = None, code: str | None = None) -> ProviderError:
         # Servers sometimes echo the key back (e.g. "Incorrect API key provided: sk-..."); errors end up in logs.
         if self._api_key:
             message = message.replace(self._api_key, "***")
-        return ProviderError(kind, message, status, retry_after_s)
+        return ProviderError(kind, message, status, retry_after_s, code)
 
     async def _post(self, body: dict, headers: dict, first_deadline: float) -> Response:
         try:
@@ -219,29 +248,30 @@ class HttpStreamProvider:
 
     async def _check_status(self, resp: Response) -> None:
         if resp.status // 100 != 2:
-            excerpt, _ = await self._body_excerpt(resp)
+            excerpt, obj = await self._body_excerpt(resp)
             raise self._fail("http", f"HTTP {resp.status}: {excerpt}", resp.status,
-                             retry_after(resp.headers) if resp.status == 429 else None)
+                             retry_after(resp.headers) if resp.status == 429 else None, error_code(obj))
         if resp.content_type == "application/json":  # server ignored stream:true, or a 200 carrying an error
-            excerpt, is_error = await self._body_excerpt(resp)
+            excerpt, obj = await self._body_excerpt(resp)
+            is_error = isinstance(obj, dict) and bool(obj.get("error"))
             raise self._fail("http" if is_error else "malformed",
                              f"expected an event stream, got JSON: {excerpt}", resp.status)
 
     def _reader(self, resp: Response, first_deadline: float, complete: Callable[[], bool]) -> PayloadReader:
         return PayloadReader(self, resp, first_deadline, complete)
 
-    async def _body_excerpt(self, resp: Response) -> tuple[str, bool]:
-        """(short readable excerpt of the body, whether it was an {"error": ...} object)."""
+    async def _body_excerpt(self, resp: Response) -> tuple[str, object]:
+        """(short readable excerpt of the body, the body as parsed JSON: None when it is not JSON)."""
         try:
             resp.deadline = asyncio.get_running_loop().time() + self._idle_timeout_s
             text = (await resp.read(ERROR_BODY_MAX)).decode("utf-8", errors="replace")
         except (TimeoutError, HttpError):
-            return "(error body unreadable)", False
+            return "(error body unreadable)", None
         try:
             obj = json.loads(text)
         except ValueError:
-            return error_text(text) or "(empty body)", False
-        return error_text(obj), isinstance(obj, dict) and bool(obj.get("error"))
+            return error_text(text) or "(empty body)", None
+        return error_text(obj), obj
 
     def _json(self, payload: str) -> dict:
         try:

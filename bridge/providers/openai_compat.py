@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 from bridge.providers.base import (  # noqa: F401
     EXCERPT,
@@ -21,11 +22,25 @@ from bridge.providers.base import (  # noqa: F401
     ToolCall,
     error_text,
     parse_args,
+    token_cap,
 )
 from bridge.providers.schemas import restore_args, translate
 
 # base URLs whose server answered 400 to `stream_options`: ask them without it from then on (per process)
 _NO_STREAM_OPTIONS: set[str] = set()
+
+# Hosts that take the output limit as max_completion_tokens. OpenAI's reasoning models (o-series, gpt-5)
+# answer 400 "Unsupported parameter: 'max_tokens' ... Use 'max_completion_tokens'", and Cerebras documents
+# only max_completion_tokens for chat (it counts gpt-oss's reasoning tokens too). Every other server gets
+# max_tokens: Ollama's /v1 lists only max_tokens, and llama-server read only max_tokens (or n_predict)
+# before it learnt the new name, so max_tokens is the one every version of both honours.
+_COMPLETION_TOKENS_HOSTS = ("api.openai.com", "api.cerebras.ai")
+
+
+def cap_field(base_url: str) -> str:
+    """The body field that carries the output-token limit for the server at base_url."""
+    host = urlparse(base_url).hostname or ""
+    return "max_completion_tokens" if host in _COMPLETION_TOKENS_HOSTS else "max_tokens"
 
 
 class ToolCallAssembler:
@@ -93,9 +108,12 @@ class _Turn:
 
 
 class OpenAICompatProvider(HttpStreamProvider):
-    def __init__(self, session, base_url: str, model: str, api_key: str | None = None, **kw):
+    def __init__(self, session, base_url: str, model: str, api_key: str | None = None,
+                 max_tokens: int | None = None, **kw):
         super().__init__(session, base_url.rstrip("/") + "/chat/completions", model, api_key, **kw)
         self._base_url = base_url
+        self._max_tokens = max_tokens  # the tier's ceiling from wisp.toml; None: the server's own default
+        self._cap_field = cap_field(base_url)
 
     async def stream_chat(self, messages: list[dict], tools: list[dict] | None = None, options: dict | None = None):
         """Async generator of StreamEvent: 'text' deltas, a 'call' per completed tool call, one final 'done'.
@@ -108,7 +126,11 @@ class OpenAICompatProvider(HttpStreamProvider):
             body["stream_options"] = {"include_usage": True}
         if tools:
             body["tools"] = translate(self._family, tools)
-        body.update(options or {})  # /v1 callers' sampling options (bridge/web/v1.py FORWARDED), as they sent them
+        options = dict(options or {})
+        cap = token_cap(options, self._max_tokens)  # takes both limit names out of options
+        body.update(options)  # /v1 callers' sampling options (bridge/web/v1.py FORWARDED), as they sent them
+        if cap is not None:
+            body[self._cap_field] = cap  # under one name only: never max_tokens next to max_completion_tokens
         body.update(self._extra_body)
         headers = {"Accept": "text/event-stream"}
         if self._api_key:
@@ -182,6 +204,9 @@ class OpenAICompatProvider(HttpStreamProvider):
         if not isinstance(delta, dict):
             raise self._bad("choice has no delta object", payload)
         out: list[StreamEvent] = []
+        # Only `content` is the answer. Reasoning models stream their thinking beside it, in `reasoning`
+        # (Cerebras gpt-oss) or `reasoning_content` (vLLM, llama-server, DeepSeek): never shown to
+        # anyone, and no output for hedging either (hedge.py counts the first text or call).
         content = delta.get("content")
         if content and isinstance(content, str):
             out.append(StreamEvent("text", text=content))

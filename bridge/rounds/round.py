@@ -4,11 +4,12 @@ before it is forwarded, invalid calls handed back to the model as tool errors in
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import re
 import time
 from typing import NamedTuple
 
+from bridge.providers.base import parse_args
 from bridge.providers.tokens import estimate_tokens
 from bridge.reasons import Failure, Reason
 from bridge.rounds.answer import Answer, show_id
@@ -22,6 +23,12 @@ from bridge.routing.hedge import RESET, stream_turn
 log = logging.getLogger("wisp.bridge.rounds.round")
 
 SENT_NOTE = "sent to the device; its result comes in the next round"  # tool result for a forwarded call
+# What a repair turn may carry back of the model's calls: OpenAI takes function names of ^[a-zA-Z0-9_-]+$ up
+# to 64 characters and call ids up to 40; Anthropic takes tool_use names and ids of ^[a-zA-Z0-9_-]+$. A
+# model's invalid call (an empty name, "functions.gpio_write") echoed back as it was would make the repair
+# turn itself a 400.
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+MAX_NAME, MAX_ID = 64, 40
 
 
 class Call(NamedTuple):
@@ -124,14 +131,29 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
 
 
 def follow_up(calls: list[Call], text: str) -> list[dict]:
-    """The model's own turn plus one tool result per call: a note for forwarded calls, the error for the rest."""
+    """The model's own turn plus one tool result per call: a note for forwarded calls, the error for the rest.
+
+    Names and ids go back in a form every provider accepts; the error of a call keeps the name the model
+    really wrote ("unknown tool 'functions.gpio_write'"), so it still learns what to correct."""
+    ids = _safe_ids(calls)
     tool_calls = []
-    for c in calls:
-        raw = c.raw_args
-        try:
-            json.loads(raw or "{}")
-        except ValueError:
-            raw = "{}"  # some servers refuse to take back arguments that are not JSON
-        tool_calls.append({"id": c.cid, "type": "function", "function": {"name": c.name, "arguments": raw or "{}"}})
+    for c, cid in zip(calls, ids, strict=True):
+        args, _ = parse_args(c.raw_args)
+        # servers refuse to take back arguments that are not a JSON object (llama-server's templates parse them)
+        raw = c.raw_args if args else "{}"
+        name = _UNSAFE.sub("_", c.name)[:MAX_NAME] or "invalid_tool"
+        tool_calls.append({"id": cid, "type": "function", "function": {"name": name, "arguments": raw}})
     return [{"role": "assistant", "content": text or None, "tool_calls": tool_calls},
-            *({"role": "tool", "tool_call_id": c.cid, "content": c.error or c.result or SENT_NOTE} for c in calls)]
+            *({"role": "tool", "tool_call_id": cid, "content": c.error or c.result or SENT_NOTE}
+              for c, cid in zip(calls, ids, strict=True))]
+
+
+def _safe_ids(calls: list[Call]) -> list[str]:
+    """One id per call, in the providers' pattern and unique in the turn: each tool result must name its call."""
+    ids: list[str] = []
+    for n, c in enumerate(calls):
+        cid, k = _UNSAFE.sub("_", c.cid)[:MAX_ID], n
+        while not cid or cid in ids:  # empty, or equal to another once refused characters became "_"
+            cid, k = f"call_{k}", k + 1
+        ids.append(cid)
+    return ids

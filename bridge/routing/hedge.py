@@ -24,12 +24,32 @@ RESET = "reset"  # event kind: the winning attempt failed and another takes over
 REFUSED_STATUSES = (400, 401, 403, 404, 405, 413, 415, 422)
 
 
+def out_of_quota(e) -> bool:
+    """OpenAI answers 429 both for "slow down" and, with code insufficient_quota, for an account without
+    credit: that one no Retry-After cures, so it is a refusal (fail over at once), not a rate limit."""
+    return isinstance(e, ProviderError) and e.kind == "http" and e.status == 429 and e.code == "insufficient_quota"
+
+
 def refused(e: ProviderError) -> bool:
-    return e.kind == "http" and e.status in REFUSED_STATUSES
+    return e.kind == "http" and e.status in REFUSED_STATUSES or out_of_quota(e)
 
 
 def limited(e) -> bool:
-    return isinstance(e, ProviderError) and e.kind == "http" and e.status == 429
+    return isinstance(e, ProviderError) and e.kind == "http" and e.status == 429 and not out_of_quota(e)
+
+
+def refusal_advice(e: ProviderError) -> str:
+    """What the status points at: a 401 the key, a 404 the model or URL, a 400 or 422 this very request (a
+    schema or message the provider rejects, which its quoted message and `param` name)."""
+    if out_of_quota(e):
+        return "its account is out of quota: add credit with the provider or use another API key"
+    if e.status in (401, 403):
+        return "check its API key"
+    if e.status in (404, 405):
+        return "check its model name and URL"
+    if e.status == 413:
+        return "the request is too large for it"
+    return "the provider refused this request as sent (its message says why)"
 
 
 @dataclass(eq=False)
@@ -225,7 +245,7 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
                                   f"ask again in {math.ceil(wait)} s", a.tier.name, retry_after_s=wait)
                 if refused(item):
                     raise Failure(Reason.TIER_REFUSED, f"tier '{a.tier.name}' refused the request ({item.message}): "
-                                  "check its model name, API key and URL", a.tier.name, status=item.status)
+                                  f"{refusal_advice(item)}", a.tier.name, status=item.status)
                 raise Failure(Reason.TIER_FAILED, f"tier '{a.tier.name}' failed: {item.message}", a.tier.name)
     finally:
         q.close()

@@ -57,6 +57,13 @@ def test_env_tiers_and_broker():
     assert first_tier(cfg, "private").name == "local"
 
 
+def test_the_default_cerebras_model_is_one_cerebras_still_serves():
+    # llama-3.3-70b was deprecated on 2026-02-16; Cerebras recommends gpt-oss-120b in its place
+    # (inference-docs.cerebras.ai/support/deprecation)
+    cfg = load_config(env={"CEREBRAS_API_KEY": "csk-secret"})
+    assert cfg.tiers["premium"].model == "gpt-oss-120b"
+
+
 def test_routes_skip_unconfigured_tiers_and_private_stays_local():
     cfg = load_config(env={"OPENAI_API_KEY": "sk-x"})
     assert first_tier(cfg, "interactive").name == "commodity"

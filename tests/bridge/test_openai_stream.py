@@ -349,3 +349,25 @@ def test_fake_serves_non_streamed_completion_and_models():
     (call,) = choice["message"]["tool_calls"]
     assert call["function"]["name"] == "beep" and json.loads(call["function"]["arguments"]) == {"n": 2}
     assert models["data"][0]["id"] == "fake-model"
+
+
+def test_reasoning_deltas_are_skipped_not_shown():
+    # gpt-oss-120b on Cerebras streams its thinking in delta.reasoning (inference-docs.cerebras.ai, "Reasoning":
+    # "reasoning tokens are delivered in the reasoning field of the delta"); vLLM and llama-server name the
+    # field reasoning_content. Neither is part of the answer.
+    def chunk(delta, finish=None):
+        return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    call = {"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": "set_light", "arguments": '{"room": "porch", "on": true}'}}
+    chunks = [chunk({"role": "assistant", "content": None, "reasoning": "The user wants "}),
+              chunk({"reasoning": "the porch light on."}),
+              chunk({"reasoning_content": "Call set_light.", "content": ""}),
+              chunk({"content": "On it."}),
+              chunk({"tool_calls": [call]}),
+              chunk({}, "tool_calls"),
+              {"choices": [], "usage": {"prompt_tokens": 20, "completion_tokens": 30}}]
+    body = b"".join(f"data: {json.dumps(c)}\n\n".encode() for c in chunks) + b"data: [DONE]\n\n"
+    events = _against(body)
+    assert [e.kind for e in events] == ["text", "call", "done"]
+    assert events[0].text == "On it." and events[1].call.args == {"room": "porch", "on": True}
+    assert events[-1].usage["completion_tokens"] == 30  # the thinking is billed: usage counts it
