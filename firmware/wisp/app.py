@@ -33,8 +33,10 @@ def _ha():
 
 
 def _ha_status_topic(dev):
+    # Home Assistant's birth topic, where it says `online` when it starts: homeassistant/status
+    # whatever the discovery prefix, unless its MQTT options changed it (then ha.status_topic)
     ha = _ha()
-    topic = ha.prefix(dev) + "/status" if ha.enabled(dev) else None
+    topic = ha.opt(dev, "status_topic", "homeassistant/status") if ha.enabled(dev) else None
     del ha
     unload("wisp.ha")  # kept out of the heap until a connect or set/ command needs it
     return topic

@@ -63,6 +63,36 @@ def load(path=DEFAULT_PATH, log=print):
     if not isinstance(cfg.get("pins", {}), dict):
         errors.append("pins must be an object of name: {pin, mode}")
         cfg["pins"] = {}
+    # Pin and sensor names are parts of MQTT topics and Home Assistant ids: Home Assistant refuses
+    # other characters, a + or # in a topic makes the broker drop the device at every connect, and
+    # the device's own names (diagnostics, restart button, sensor chip) or a sensor's (state/<s>,
+    # <s>_t and <s>_h in Home Assistant) would be two things under one topic or id.
+    sensors = cfg.get("sensors")
+    if not isinstance(sensors, dict):
+        sensors = cfg["sensors"] = {}
+    for kind, group in (("sensor", sensors), ("pin", cfg.get("pins", {}))):
+        for name in list(group):  # sensors first: a pin may not take a (valid) sensor's names
+            s = name[:-2] if name[-2:] in ("_t", "_h") and name[:-2] in sensors else name
+            if not valid_device_id(name.lower()):
+                err = "a name must be 1-32 of A-Z a-z 0-9 _ - (MQTT topics, Home Assistant ids)"
+            elif name[:5] == "diag_" or name == "_restart" or (name == "chip" and group is sensors):
+                err = "diag_*, _restart (and chip for a sensor) are the device's own names"
+            elif s in sensors and group is not sensors:
+                err = "the name is taken by sensor '%s' (%s, %s_t, %s_h)" % (s, s, s, s)
+            else:
+                continue
+            errors.append("%s '%s': %s; left out" % (kind, name, err))
+            del group[name]
+    ha = cfg.get("ha")
+    for key in ("url", "prefix", "status_topic") if isinstance(ha, dict) else ():
+        # a + or # in a topic makes the broker drop the device at every connect; a device link
+        # that is not a URL with a host makes Home Assistant refuse every entity of the device
+        v = ha.get(key, "http://x")
+        if not (isinstance(v, str) and v and "+" not in v and "#" not in v) or key == "url" and (
+                not v.startswith(("http://", "https://")) or v.split("/")[2][:1] in ":?@ "):
+            errors.append("ha.%s left out: url must be http(s)://<host>[:port], prefix and status_topic "
+                          "topics without + or #" % key)
+            del ha[key]
     for e in errors:
         log("config error: " + e)
     return cfg, errors

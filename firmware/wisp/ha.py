@@ -8,32 +8,33 @@ RESTART = "_restart"           # set/_restart: the restart button (a pin of that
 PRESS = "reboot"               # the button's payload, the same guard word as system_reboot
 
 
-def prefix(dev):
+def opt(dev, key, default):
+    """Config `ha.<key>`, else default (wisp/config.py checked the topics and the url)."""
     ha = dev.config.get("ha")
-    return ha.get("prefix", "homeassistant") if isinstance(ha, dict) else "homeassistant"
+    return ha.get(key, default) if isinstance(ha, dict) else default
+
+
+def prefix(dev):
+    return opt(dev, "prefix", "homeassistant")
 
 
 def enabled(dev):
-    ha = dev.config.get("ha")
-    return not (isinstance(ha, dict) and ha.get("discovery") is False)
+    return opt(dev, "discovery", True) is not False
 
 
 def diag_period_s(dev):
     """Seconds between diagnostics publishes, 0 for none (discovery off or `ha.diagnostics_s` 0)."""
-    ha = dev.config.get("ha")
-    s = ha.get("diagnostics_s", limits.DIAG_INTERVAL_S) if isinstance(ha, dict) else limits.DIAG_INTERVAL_S
+    s = opt(dev, "diagnostics_s", limits.DIAG_INTERVAL_S)
     return s if enabled(dev) and isinstance(s, int) and s > 0 else 0
 
 
 async def announce(dev):
-    """Publish every discovery config; clear the ones (and the retained states) that left. Each
-    config is built by wisp/ha_discovery.py, loaded for that moment only: while the broker acks
-    (most of an announce on a TLS link, beside whatever the device is asked then), its code and
-    tables hold no heap."""
-    if not enabled(dev):
-        return
+    """Publish every discovery config; clear the ones (and the retained states) that left: all
+    configs with discovery off, so Home Assistant drops the entities. Each config is built by
+    wisp/ha_discovery.py, loaded for that moment only: while the broker acks (most of an announce
+    on a TLS link, beside whatever the device is asked then), its code and tables hold no heap."""
     i = 0
-    while True:
+    while enabled(dev):
         got = _discovery("config", dev, i)
         if got is None:
             break

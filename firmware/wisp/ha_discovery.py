@@ -6,7 +6,7 @@
 import json
 
 from wisp import store
-from wisp.ha import PRESS, RESTART, diag_period_s, prefix
+from wisp.ha import PRESS, RESTART, diag_period_s, enabled, prefix
 from wisp.log import log
 
 STORE_NAME = "ha"              # the retained topics published last time, to remove stale ones
@@ -122,8 +122,9 @@ def _topic(dev, comp, obj_id):
 
 
 def topics(dev):
-    """Every retained topic the device keeps for Home Assistant: configs, pin and sensor states."""
-    out = [_topic(dev, comp, obj_id) for comp, obj_id, _name, _extra in entities(dev)]
+    """Every retained topic the device keeps for Home Assistant: configs (none with discovery
+    off), pin and sensor states."""
+    out = [_topic(dev, comp, obj_id) for comp, obj_id, _name, _extra in entities(dev)] if enabled(dev) else []
     sensors = dev.config.get("sensors")
     for name in list(dev.pins) + (list(sensors) if isinstance(sensors, dict) else []):
         out.append(dev.topic("state/" + name))  # retained by the device: cleared when the name leaves

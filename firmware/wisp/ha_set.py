@@ -43,9 +43,12 @@ async def _set_pwm(dev, pin, text):
         duty = 0
     else:
         try:
-            duty = int(float(text) + 0.5)
-        except (ValueError, OverflowError):  # words, nan, inf
+            duty = float(text)
+        except ValueError:  # words
+            duty = -1
+        if not 0 <= duty <= 100:  # nan, inf, out of range: checked before rounding (-0.9 is no 0)
             return "Error: set/%s wants a number 0-100, ON or OFF, got %r" % (pin.name, text[:20])
+        duty = int(duty + 0.5)
     return await tools.run(dev, "pwm_set", {"pin": pin.name, "duty_percent": duty})
 
 

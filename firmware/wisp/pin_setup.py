@@ -42,7 +42,8 @@ def _boot_level(spec, name, warm):
     mode = spec.get("mode", "out")
     if name in warm and mode in ("out", "pwm") and not spec.get("max_on_s"):
         level = warm[name]
-        return level if _int_in(level, 0, 100 if mode == "pwm" else 1) else 0
+        ok = _num_in(level, 0, 100) if mode == "pwm" else _int_in(level, 0, 1)  # a duty may be 37.5
+        return level if ok else 0
     restore = spec.get("restore", "off")
     if restore == "on":
         return 100 if mode == "pwm" else 1
@@ -51,7 +52,7 @@ def _boot_level(spec, name, warm):
     from wisp import store
     last = store.load(LAST_FILE, {})
     level = last.get(name, 0) if isinstance(last, dict) else 0
-    return level if _int_in(level, 0, 100) else 0
+    return level if _num_in(level, 0, 100) else 0  # a pwm duty may be 37.5
 
 
 def _check(spec, board, used):
@@ -124,6 +125,8 @@ def _restore_error(spec, mode):
         return "unit and scale are for adc pins"
     if unit is not None and not (isinstance(unit, str) and 0 < len(unit) <= 8):
         return "unit must be 1-8 characters"
+    if unit == "mV" and scale is None:  # the raw 0-4095 is no voltage: V alone is calibrated
+        return "unit mV needs scale [k, b] (raw 0-4095 to mV); V alone gives calibrated volts"
     if scale is not None and not (isinstance(scale, list) and len(scale) == 2
                                   and all(_num_in(x, -1e9, 1e9) for x in scale)):
         return "scale must be [k, b]: the value is raw * k + b"

@@ -1,8 +1,9 @@
 """What Home Assistant's MQTT integration accepts in a discovery payload, written down from its
 source (homeassistant/components/mqtt: abbreviations.py, schemas.py, the per-platform schemas,
-sensor/const.py) as of the releases that replaced `object_id` with `default_entity_id`
+sensor/const.py, discovery.py) as of the releases that replaced `object_id` with `default_entity_id`
 (2025.10; `object_id` stops working in 2026.4). check(component, payload) lists every way a
-payload breaks these rules; an empty list means Home Assistant takes it without a warning."""
+payload breaks these rules, topic_errors(topic) every way a topic does; an empty list means
+Home Assistant takes it without a warning."""
 import re
 
 # Abbreviations Home Assistant expands (only those of the platforms wisp uses)
@@ -74,6 +75,11 @@ SENSOR_CLASSES = {
     "data_size": ({"bit", "kbit", "Mbit", "B", "kB", "MB", "KiB", "MiB"}, ENUMS["state_class"]),
     "voltage": ({"V", "mV", "µV", "kV", "MV"}, {"measurement"}),
 }
+# discovery.py TOPIC_MATCHER: what follows `<prefix>/` in a discovery topic; any other topic
+# is ignored with "Received message on illegal discovery topic"
+DISCOVERY_TOPIC = re.compile(
+    r"(?P<component>\w+)/(?:(?P<node_id>[a-zA-Z0-9_-]+)/)?(?P<object_id>[a-zA-Z0-9_-]+)/config")
+TOPIC_LEVEL = re.compile(r"[a-zA-Z0-9_-]+")  # the same characters, for the device's own topics
 ENTITY_ID = re.compile(r"^(?!.+__)(?!_)[\da-z_]+(?<!_)\.(?!_)[\da-z_]+(?<!_)$")  # homeassistant.core
 URL = re.compile(r"^(https?://[^\s/]+(/\S*)?|homeassistant://\S+)$")
 
@@ -121,6 +127,30 @@ def check(component: str, payload: dict) -> list[str]:
         origin, errs = expand(cfg["origin"], ORIGIN_ABBREVIATIONS)
         errors += [f"origin: {e}" for e in errs] + ([] if origin.get("name") else ["origin: name required"])
     return errors
+
+
+def topic_errors(topic: str, prefix: str = "homeassistant") -> list[str]:
+    """Every way a topic the device publishes or names for Home Assistant breaks its rules: a
+    discovery topic (under `prefix`) is `<prefix>/<component>/[<node_id>/]<object_id>/config` with
+    ids of [a-zA-Z0-9_-]; the device's own (state/, set/, avail/...) keep to the same characters,
+    and a `+` or `#` in a topic it publishes makes the broker drop it."""
+    errors = [f"wildcard in {topic!r}"] if "+" in topic or "#" in topic else []
+    if topic.startswith(prefix + "/"):
+        m = DISCOVERY_TOPIC.fullmatch(topic[len(prefix) + 1:])
+        if not m:
+            errors.append(f"illegal discovery topic {topic!r}")
+        elif m["component"] not in PLATFORMS:
+            errors.append(f"platform {m['component']!r} in {topic!r} is not one wisp should publish")
+    else:
+        errors += [f"level {level!r} of {topic!r} is not [a-zA-Z0-9_-]+" for level in topic.split("/")
+                   if not TOPIC_LEVEL.fullmatch(level)]
+    return errors
+
+
+def config_topics(payload: dict) -> list[str]:
+    """The topics a discovery payload names: state, command, brightness and availability."""
+    out = [v for k, v in payload.items() if k.endswith("_t") and isinstance(v, str)]
+    return out + [item["t"] for item in payload.get("avty", []) if "t" in item]
 
 
 def _device_class(component: str, cfg: dict) -> list[str]:

@@ -44,3 +44,21 @@ def test_device_classes_units_and_state_classes_are_checked():
     assert _errors("binary_sensor", **sensor, dev_cla="portal") == ["binary_sensor device_class 'portal'"]
     assert _errors("button", cmd_t="x", stat_t=None, dev_cla="reboot") == ["button device_class 'reboot'"]
     assert _errors(ent_cat="hidden") == ["entity_category='hidden' not one of ['config', 'diagnostic']"]
+
+
+def test_topics_home_assistant_or_the_broker_refuse_are_caught():
+    good = ["homeassistant/switch/wisp_d/porch_light/config", "homeassistant/sensor/wisp_d/room_t/config",
+            "homeassistant/button/wisp-d/diag_restart/config", "wisp/d/state/Porch-Light_2", "wisp/d/set/_restart",
+            "ha2/light/wisp_d/hall/config"]
+    assert [e for t in good for e in ha_rules.topic_errors(t, "ha2" if t.startswith("ha2") else "homeassistant")] == []
+    assert ha_rules.topic_errors("homeassistant/switch/wisp_d/porch light/config") == [
+        "illegal discovery topic 'homeassistant/switch/wisp_d/porch light/config'"]
+    assert ha_rules.topic_errors("homeassistant/switch/wisp_d/Küche/config")
+    assert ha_rules.topic_errors("homeassistant/switch/wisp_d/a/b/config")  # one node id at most
+    assert ha_rules.topic_errors("homeassistant/fan/wisp_d/x/config")  # not a platform wisp publishes
+    assert ha_rules.topic_errors("wisp/d/state/lamp+") == [
+        "wildcard in 'wisp/d/state/lamp+'", "level 'lamp+' of 'wisp/d/state/lamp+' is not [a-zA-Z0-9_-]+"]
+    assert ha_rules.topic_errors("wisp/d/state/porch light")
+    assert ha_rules.topic_errors("wisp/d/state/")  # an empty level
+    assert ha_rules.config_topics({"stat_t": "a/b", "cmd_t": "a/c", "avty": [{"t": "a/d"}], "name": "x"}) == [
+        "a/b", "a/c", "a/d"]

@@ -64,6 +64,7 @@ def test_every_discovery_payload_follows_home_assistants_rules(house):
         prefix, component, node, obj, last = topic.split("/")
         assert (prefix, node, last) == ("homeassistant", "wisp_ha1", "config")
         assert ha_rules.check(component, cfg) == [], (topic, cfg)
+        assert [e for t in [topic, *ha_rules.config_topics(cfg)] for e in ha_rules.topic_errors(t)] == [], cfg
         assert "obj_id" not in cfg and cfg["def_ent_id"] == f"{component}.wisp_ha1_{obj}"  # the ids obj_id gave
         assert cfg["uniq_id"] == f"wisp_ha1_{obj}"
         by_component.setdefault(component, []).append(obj)
@@ -72,6 +73,17 @@ def test_every_discovery_payload_follows_home_assistants_rules(house):
         "sensor": ["battery", "diag_boots", "diag_heap", "diag_rssi", "diag_temp", "diag_up", "room_h", "room_t",
                    "tank"],
         "button": ["diag_restart"]}
+
+
+def test_every_state_topic_the_device_keeps_is_one_home_assistant_takes(house):
+    s, _ha, _ = house
+    watcher = Probe(s.broker.host, s.broker.port, topics=("wisp/ha1/state/#", "wisp/ha1/avail/#"))
+    try:
+        retained = dict(until(lambda: watcher.drain(0.5) or None, what="retained states"))
+    finally:
+        watcher.close()
+    assert {"wisp/ha1/state/porch_light", "wisp/ha1/state/room", "wisp/ha1/avail/room"} <= retained.keys()
+    assert [e for t in retained for e in ha_rules.topic_errors(t)] == []
 
 
 def test_the_device_block_says_what_the_board_is(house):

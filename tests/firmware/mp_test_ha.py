@@ -1,5 +1,6 @@
 # Home Assistant on the device: the restart button's guard against a retained press, PWM set/
-# words, discovery ids for any device id, and discovery off meaning nothing is published.
+# words, discovery ids for any device id, discovery off meaning nothing is published (and what
+# was, cleared), Home Assistant's birth topic whatever the prefix, a dimmer's level kept.
 import asyncio
 import json
 import time
@@ -7,7 +8,8 @@ import time
 from fakeboard import make_device
 from mpcheck import check
 
-from wisp import ha, limits
+from wisp import ha, limits, pins
+from wisp.hal.sim import Board
 
 PINS = {"dimmer": {"pin": 25, "mode": "pwm"}, "porch_light": {"pin": 5, "mode": "out"}}
 
@@ -43,7 +45,12 @@ async def test_pwm_takes_on_off_and_numbers_and_on_returns_to_the_last_brightnes
         await ha.on_set(dev, "dimmer", word)
         check(pin.duty == duty and dev.link.on("wisp/t1/state/dimmer")[-1] == duty, (word, pin.duty))
     await ha.on_set(dev, "dimmer", b"-3")
-    check(pin.duty == 100 and "duty_percent" in _events(dev)[-1], _events(dev))
+    check(pin.duty == 100 and "wants a number 0-100" in _events(dev)[-1], _events(dev))
+    for word in (b"-0.9", b"-0.4", b"100.4", b"nan", b"inf"):  # out of range before rounding: refused, not 0/100
+        await ha.on_set(dev, "dimmer", b"50")
+        await ha.on_set(dev, "dimmer", word)
+        check(pin.duty == 50 and "wants a number 0-100" in _events(dev)[-1], (word, pin.duty, _events(dev)[-1]))
+        check(dev.link.on("wisp/t1/state/dimmer")[-1] == 50, "the real duty published back")
 
 
 async def test_discovery_ids_are_entity_id_slugs_whatever_the_device_id():
@@ -103,3 +110,48 @@ async def test_discovery_short_of_heap_at_a_connect_is_published_a_little_later(
         check(dev.link.on("homeassistant/switch/wisp_t1/porch_light/config"), "discovery not published again")
     finally:
         limits.HA_RETRY_MS = saved
+
+
+async def test_discovery_turned_off_removes_the_entities_it_had_announced():
+    # the retained configs stayed in the broker, so Home Assistant kept every entity for good
+    await ha.announce(make_device(PINS))
+    dev = make_device(PINS, extra={"ha": {"discovery": False}})
+    await dev.announce()
+    cleared = [t for t, p, r, _q in dev.link.sent if r and not p]
+    check(len(cleared) > 5 and all(t.startswith("homeassistant/") and t.endswith("/config") for t in cleared),
+          cleared)
+    check("homeassistant/switch/wisp_t1/porch_light/config" in cleared and
+          "homeassistant/button/wisp_t1/diag_restart/config" in cleared, cleared)
+    check(dev.link.on("wisp/t1/state/porch_light") == ["OFF"], "the pin's own state stays for the bridge")
+    again = make_device(PINS, extra={"ha": {"discovery": False}})
+    await again.announce()
+    check(not [t for t, *_ in again.link.sent if t.startswith("homeassistant/")], "cleared once, not every boot")
+
+
+async def test_home_assistant_restarting_gets_the_configs_again_whatever_the_prefix():
+    # Home Assistant says online on homeassistant/status (its birth topic), not on <prefix>/status
+    from wisp.app import _ha_status_topic, _router
+    dev = make_device(PINS, extra={"ha": {"prefix": "ha2"}})
+    topic = _ha_status_topic(dev)
+    check(topic == "homeassistant/status", topic)
+    _router(dev, None, None, topic)("homeassistant/status", b"online", 6)
+    for _ in range(100):
+        if dev.link.on("ha2/switch/wisp_t1/porch_light/config"):
+            break
+        await asyncio.sleep_ms(10)
+    check(dev.link.on("ha2/switch/wisp_t1/porch_light/config"), "no configs after Home Assistant's birth message")
+    moved = make_device(PINS, extra={"ha": {"prefix": "ha2", "status_topic": "ha2/status"}})
+    check(_ha_status_topic(moved) == "ha2/status", "ha.status_topic: Home Assistant's birth topic changed")
+    check(_ha_status_topic(make_device(PINS, extra={"ha": {"discovery": False}})) is None, "nothing to listen to")
+
+
+def test_a_dimmer_restored_to_its_last_level_keeps_a_fraction():
+    # pwm_set takes 37.5; restore: last saved it and brought the light back at 0
+    spec = {"dimmer": {"pin": 25, "mode": "pwm", "ha": "light", "restore": "last"}}
+    first = pins.setup(spec, Board(), print)
+    check(first["dimmer"].write(37.5) is None, "37.5 refused")
+    again = pins.setup(spec, Board(), print)  # a reboot: a new board, the same flash
+    check(again["dimmer"].duty == 37.5, again["dimmer"].duty)
+    pins.keep_levels(again)  # a reset for memory keeps it too
+    warm = pins.setup(spec, Board(), print)
+    check(warm["dimmer"].duty == 37.5, warm["dimmer"].duty)
