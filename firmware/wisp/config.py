@@ -18,6 +18,16 @@ def valid_device_id(s):
     return True
 
 
+def _wrong(key, v, kind):
+    if not isinstance(v, kind):
+        return True
+    if key == "wifi":  # the driver takes them as they are
+        return not all(isinstance(v.get(k, ""), str) for k in ("ssid", "password"))
+    if key == "ntp":
+        return not all(isinstance(h, str) for h in ([v] if isinstance(v, str) else v))
+    return False
+
+
 def load(path=DEFAULT_PATH, log=print):
     """Return (config dict, list of error strings)."""
     errors = []
@@ -60,6 +70,20 @@ def load(path=DEFAULT_PATH, log=print):
         if v != default and (not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi):
             errors.append("%s must be %d-%d seconds; using %s" % (key, lo, hi, default or "off"))
             cfg[key] = default
+    # Each key's type: a wrong one is left out, so its default applies, and said, never let through
+    # to fail later ("wifi": 5 raised in the Wi-Fi join: a fatal error and a reset every 10 s) or
+    # to mean something else ("fast_path": "no" is true; "ntp": 123 fell back to pool.ntp.org).
+    for key, kind, what in (("wifi", dict, 'an object {"ssid": ..., "password": ...}'),
+                            ("ntp", (str, list), "a host, host:port, or a list of them"),
+                            ("tz", str, "a POSIX TZ string"), ("fast_path", bool, "true or false"),
+                            ("signed", (bool, str), 'true, false or "only"'), ("key", str, "hex"),
+                            ("llm_per_hour", int, "a number"), ("llm_per_day", int, "a number"),
+                            ("i2c", dict, "an object {scl, sda, freq}"), ("ha", dict, "an object"),
+                            ("publish_allow", list, "a list of MQTT topic filters")):
+        v = cfg.get(key)
+        if v is not None and _wrong(key, v, kind):
+            errors.append("%s must be %s; left out" % (key, what))
+            del cfg[key]
     if not isinstance(cfg.get("pins", {}), dict):
         errors.append("pins must be an object of name: {pin, mode}")
         cfg["pins"] = {}

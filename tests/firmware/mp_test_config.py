@@ -65,3 +65,23 @@ def test_intervals_past_what_a_32_bit_board_can_sleep_are_refused():
     cfg, errs = _load(json.dumps({"sensor_interval_s": 86400, "wdt_s": 30}))
     if errs or (cfg["sensor_interval_s"], cfg["wdt_s"]) != (86400, 30):
         raise Exception((cfg, errs))
+
+
+def test_keys_of_the_wrong_type_are_left_out_with_a_reason():
+    # "wifi": 5 once raised in the Wi-Fi join (a fatal error, a reset every 10 s); "fast_path": "no"
+    # was true; "ntp": 123 silently fell back to pool.ntp.org, so LAN-only TLS never connected
+    bad = {"wifi": 5, "ntp": 123, "tz": 1, "fast_path": "no", "signed": 3, "key": 7, "llm_per_hour": "x",
+           "llm_per_day": [], "i2c": [], "ha": "off", "publish_allow": "home/#"}
+    cfg, errs = _load(json.dumps(bad))
+    for key in bad:
+        if key in cfg or not any(e.startswith(key + " must be ") and e.endswith("; left out") for e in errs):
+            raise Exception((key, errs))
+    cfg, errs = _load(json.dumps({"wifi": {"ssid": 5}, "ntp": ["192.168.1.1", 123]}))
+    if "wifi" in cfg or "ntp" in cfg or len(errs) != 2:
+        raise Exception((cfg, errs))
+    good = {"wifi": {"ssid": "home", "password": "pw"}, "ntp": ["192.168.1.1", "pool.ntp.org"], "tz": "UTC0",
+            "fast_path": False, "signed": "only", "llm_per_hour": 10, "i2c": {"scl": 22, "sda": 21},
+            "ha": {"discovery": False}, "publish_allow": ["home/#"]}
+    cfg, errs = _load(json.dumps(good))
+    if errs or any(cfg[k] != v for k, v in good.items()):
+        raise Exception((cfg, errs))
