@@ -29,7 +29,11 @@ _MD5_MAGIC = b"\xEB\xEB"
 
 MB = 1024 * 1024
 FLASH_SIZES = {"4MB": 4 * MB, "8MB": 8 * MB, "16MB": 16 * MB}
-MP_SERIES = ("1.20-1.25", "1.26+")
+# The oldest MicroPython the firmware runs on (firmware/main.py refuses older ones at boot: it needs
+# asyncio streams with TLS and TCP_NODELAY). The one place the host tools take it from.
+MIN_MICROPYTHON = (1, 23)
+OLD_TABLES = "%d.%d-1.25" % MIN_MICROPYTHON     # one partition table per flash size, with a vfs entry
+MP_SERIES = (OLD_TABLES, "1.26+")
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ class Partition:
 
 @dataclass(frozen=True)
 class Layout:
-    series: str        # "1.20-1.25" or "1.26+"
+    series: str        # "1.23-1.25" or "1.26+" (OLD_TABLES)
     flash_size: int
     app_offset: int
     app_size: int
@@ -87,16 +91,23 @@ def flash_bytes(flash_size):
     return FLASH_SIZES[flash_size]
 
 
-def mp_series(version):
-    """'1.24' / 'v1.24.1' -> '1.20-1.25'; '1.26' and later -> '1.26+'."""
+def check_mp_version(version):
+    """(major, minor) of a release like '1.24' or 'v1.26.1'; BoardError when it is not one, or is
+    older than the firmware runs on."""
     parts = str(version).lstrip("v").split(".")
     try:
         major, minor = int(parts[0]), int(parts[1])
     except (ValueError, IndexError):
         raise BoardError(f"MicroPython version {version!r} is not like 1.24 or 1.26.1") from None
-    if (major, minor) < (1, 20):
-        raise BoardError(f"MicroPython {version} is too old: wisp needs 1.20 or later")
-    return "1.20-1.25" if (major, minor) <= (1, 25) else "1.26+"
+    if (major, minor) < MIN_MICROPYTHON:
+        raise BoardError(f"MicroPython {version} is too old: wisp needs {'.'.join(map(str, MIN_MICROPYTHON))} or "
+                         f"later (asyncio streams with TLS, TCP_NODELAY; the board would refuse to start)")
+    return major, minor
+
+
+def mp_series(version):
+    """'1.24' / 'v1.24.1' -> '1.23-1.25'; '1.26' and later -> '1.26+'."""
+    return OLD_TABLES if check_mp_version(version) <= (1, 25) else "1.26+"
 
 
 def default_layout(version, flash_size="4MB"):
@@ -104,10 +115,10 @@ def default_layout(version, flash_size="4MB"):
     total = flash_bytes(flash_size)
     series = mp_series(version)
     app_offset, app_size = 0x10000, 0x1F0000
-    if series == "1.20-1.25":
-        source = f"partitions-{total // MB}MiB.csv (MicroPython v1.20-v1.25)"
+    if series == OLD_TABLES:
+        source = f"partitions-{total // MB}MiB.csv of MicroPython v1.20-v1.25"
     else:
-        source = "partitions-4MiBplus.csv (MicroPython v1.26+), vfs = rest of flash"
+        source = "partitions-4MiBplus.csv of MicroPython v1.26+, vfs = rest of flash"
     vfs_offset = app_offset + app_size
     return Layout(series, total, app_offset, app_size, vfs_offset, total - vfs_offset, source)
 
@@ -146,13 +157,13 @@ class Firmware:
             raise BoardError(f"{self.path}: its partition table has no app partition")
         vfs = next((p for p in self.partitions if p.name == "vfs"), None)
         if vfs is not None:  # v1.20-1.25: the table says where the filesystem is
-            series, offset, size = "1.20-1.25", vfs.offset, vfs.size
-            source = f"the firmware's partition table (vfs at {vfs.offset:#x})"
+            series, offset, size = OLD_TABLES, vfs.offset, vfs.size
+            source = f"the firmware's partition table, vfs at {vfs.offset:#x}"
         else:                # v1.26+: the firmware claims everything after the last partition at boot
             series = "1.26+"
             offset = _align_up(max(p.end for p in self.partitions), BLOCK_SIZE)
             size = total - offset
-            source = "the firmware's partition table (no vfs entry: rest of flash, as v1.26+ does at boot)"
+            source = "the firmware's partition table, no vfs entry: rest of flash, as v1.26+ does at boot"
         if offset + size > total or size <= 0:
             raise BoardError(f"{self.path}: its filesystem region {offset:#x}+{size:#x} does not fit "
                              f"{flash_size} of flash; is --flash-size right?")

@@ -126,11 +126,17 @@ def start_mosquitto(workdir, port=None, host="127.0.0.1", extra_conf=""):
 
 def start_fleet_mosquitto(workdir, fleet_conf, port):
     """The fleet's broker: `fleet_conf` (written by `wisp provision`: its listener, logins and ACL)
-    read through include_dir, as Debian's system mosquitto reads /etc/mosquitto/conf.d."""
+    read through include_dir, as Debian's system mosquitto reads /etc/mosquitto/conf.d. mosquitto
+    follows include_dir only in its main file, so the user's own settings that `fleet_conf` includes
+    (mosquitto.d/*.conf beside it, e.g. a TLS listener) are put in that folder too, after it."""
     workdir = Path(workdir)
     conf_d = workdir / "conf.d"
     conf_d.mkdir(parents=True, exist_ok=True)
-    (conf_d / "wisp.conf").write_text(Path(fleet_conf).read_text())
+    for old in conf_d.glob("*.conf"):     # a file the user has since removed must not linger
+        old.unlink()
+    (conf_d / "0-wisp.conf").write_text(Path(fleet_conf).read_text())
+    for local in sorted(Path(fleet_conf).parent.glob("mosquitto.d/*.conf")):
+        (conf_d / f"1-{local.name}").write_text(local.read_text())
     return _start_mosquitto(workdir, "\n".join([*_common_conf(), f"include_dir {conf_d}"]) + "\n",
                             "127.0.0.1", port)
 

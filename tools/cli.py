@@ -3,18 +3,35 @@ The commands live in tools/cli_fleet.py (stack and devices over the broker) and 
 import argparse
 import sys
 
+from tools import boards
 from tools.cli_board import cmd_deploy, cmd_flash, cmd_image, cmd_provision, cmd_repl
 from tools.cli_fleet import cmd_ask, cmd_cmd, cmd_devices, cmd_logs, cmd_ota, cmd_run, cmd_sim
 
-FLEET_HELP = "fleet directory (default $WISP_FLEET or .wisp/fleet): the broker address and login of its CLI"
+FLEET_HELP = "fleet directory (bare --fleet: $WISP_FLEET or .wisp/fleet): the broker address and login of its CLI"
+
+
+def add_fleet_arg(p, help_text=FLEET_HELP):
+    # the folder is optional, as on `wisp run --fleet`: a bare --fleet is the default one
+    p.add_argument("--fleet", nargs="?", const="", metavar="DIR", help=help_text)
+
+
+def positive_seconds(text):
+    """A --timeout or --wait: a number of seconds above 0 (argparse says which argument is wrong)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
 
 
 def add_device_args(p):
     p.add_argument("--device", help="device id provisioned with `wisp provision` (its config.json goes on the board)")
     p.add_argument("--config", help="a config.json to use instead of a provisioned device's")
     p.add_argument("--fleet", help="fleet directory of `wisp provision` (default $WISP_FLEET or .wisp/fleet)")
-    p.add_argument("--mp-version", help="MicroPython release on the board, e.g. 1.24 (picks the matching "
-                                        "mpy-cross; default: the bundled one, for 1.23+)")
+    p.add_argument("--mp-version", help="MicroPython release on the board, 1.23 or later, e.g. 1.24 (picks the "
+                                        "matching mpy-cross; default: the bundled one, for 1.23+)")
     p.add_argument("--lines", action="store_true", help="keep line numbers in tracebacks (the .mpy files are "
                                                         "~5%% bigger and the device needs ~3 KB more heap)")
 
@@ -26,11 +43,12 @@ def build_parser():
     a = sub.add_parser("ask", help="send a request in words to a device and print its reply")
     a.add_argument("device", help="device id, e.g. dev1")
     a.add_argument("text", help="what to do, e.g. 'turn on the porch light'")
-    a.add_argument("--broker", help="host:port (default: $WISP_BROKER, the `wisp run` broker, the fleet's broker, "
-                                    "or 127.0.0.1:1883); the login is $WISP_BROKER_USER/$WISP_BROKER_PASSWORD "
-                                    "or the fleet's")
-    a.add_argument("--fleet", help=FLEET_HELP)
-    a.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the reply (default 120)")
+    a.add_argument("--broker", help="host:port (default: $WISP_BROKER, else the running `wisp run`'s broker, else "
+                                    "the address the fleet was provisioned with, else 127.0.0.1:1883); the login "
+                                    "is $WISP_BROKER_USER/$WISP_BROKER_PASSWORD or the fleet's")
+    add_fleet_arg(a)
+    a.add_argument("--timeout", type=positive_seconds, default=120.0,
+                   help="seconds to wait for the reply (default 120)")
     a.add_argument("--json", action="store_true", help="print the whole reply as JSON")
     a.set_defaults(func=cmd_ask)
 
@@ -43,8 +61,8 @@ def build_parser():
     c.add_argument("tool", help="tool name, e.g. gpio_write (see the device's manifest)")
     c.add_argument("args", nargs="*", metavar="name=value", help="tool arguments")
     c.add_argument("--broker", help="host:port (as for ask)")
-    c.add_argument("--fleet", help=FLEET_HELP + ", and the device's signing key")
-    c.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the result (default 30)")
+    add_fleet_arg(c, FLEET_HELP + ", and the device's signing key")
+    c.add_argument("--timeout", type=positive_seconds, default=30.0, help="seconds to wait for the result (default 30)")
     c.add_argument("--json", action="store_true", help="print the whole cmd/res as JSON")
     c.set_defaults(func=cmd_cmd)
 
@@ -53,7 +71,7 @@ def build_parser():
 
     dv = sub.add_parser("devices", help="list every device the broker knows: state, firmware, board, pins")
     dv.add_argument("--broker", help="host:port (as for ask)")
-    dv.add_argument("--fleet", help=FLEET_HELP)
+    add_fleet_arg(dv)
     dv.add_argument("--json", action="store_true", help="print the list as JSON")
     dv.set_defaults(func=cmd_devices)
 
@@ -61,7 +79,7 @@ def build_parser():
     lg.add_argument("device", help="device id, e.g. dev1")
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing events until Ctrl-C")
     lg.add_argument("--broker", help="host:port (as for ask)")
-    lg.add_argument("--fleet", help=FLEET_HELP)
+    add_fleet_arg(lg)
     lg.set_defaults(func=cmd_logs)
 
     r = sub.add_parser("run", help="start a broker, the bridge and one simulated device")
@@ -82,11 +100,13 @@ def build_parser():
     s.add_argument("--count", type=int, help="start N devices, dev1..devN")
     s.add_argument("--console", action="store_true",
                    help="give each device a serial console at .wisp/devices/<id>.tty (for `wisp repl --port`)")
-    s.add_argument("--broker", help="host:port of the broker")
+    s.add_argument("--broker", help="host:port of the broker (default: $WISP_BROKER, else the running `wisp "
+                                    "run`'s broker, else 127.0.0.1:1883; never the fleet's: a virtual device "
+                                    "has no login)")
     s.add_argument("--state-dir", help="where the devices keep their flash roots (default .wisp/devices)")
     s.add_argument("--pins", metavar="FILE", help="the devices' pins: a JSON object like "
                    '{"fan": {"pin": 18, "mode": "out"}} or a config.json with "pins" (default: four example pins)')
-    s.add_argument("--heapsize", help="MicroPython heap, e.g. 96K, to check the firmware fits a small board")
+    s.add_argument("--heapsize", help="MicroPython heap, e.g. 96K or 2M, to check the firmware fits a small board")
     s.set_defaults(func=cmd_sim)
 
     i = sub.add_parser("image", help="build the device's LittleFS filesystem image (.mpy firmware + config)",
@@ -114,7 +134,8 @@ def build_parser():
     f.add_argument("--image", help="a filesystem image from `wisp image` instead of building one")
     f.add_argument("--erase", action="store_true", help="erase the whole flash first (a fresh start)")
     f.add_argument("--flash-size", help="4MB, 8MB or 16MB (default: what esptool detects; 4MB for --merge/--dry-run)")
-    f.add_argument("--chip", default="auto", help="esp32, esp32s2, esp32s3, esp32c3, esp32c6 (default: detect)")
+    f.add_argument("--chip", default="auto", choices=["auto", *boards.CHIPS],
+                   help="the board's chip (default auto: detect it)")
     f.add_argument("--baud", type=int, default=460800, help="write speed (default 460800; try 115200 on errors)")
     f.add_argument("--dry-run", action="store_true", help="print the esptool commands and change nothing")
     f.add_argument("--merge", nargs="?", const="", metavar="OUT.bin",
@@ -134,22 +155,29 @@ def build_parser():
     d.add_argument("--no-wait", action="store_true",
                    help="restart without waiting for the device to come back online on its broker")
     d.add_argument("--broker", help="host:port to watch for the device (default: the broker in its config.json)")
-    d.add_argument("--wait", type=float, default=60.0, metavar="S",
+    d.add_argument("--wait", type=positive_seconds, default=60.0, metavar="S",
                    help="seconds the device has to come back online after the restart (default 60)")
     d.set_defaults(func=cmd_deploy)
 
     pv = sub.add_parser("provision", help="create a device's broker login, secret key, config and broker ACL",
                         description="Generate the device's broker password and secret key (kept in <fleet>/"
                                     "secrets.json, 0600; never printed), write its config.json (Wi-Fi, broker, id, "
-                                    "named pins) and regenerate the mosquitto password file and ACL: each device may "
-                                    "use only wisp/<its id>/# and write homeassistant/#; the bridge may use all of "
-                                    "wisp/#. Running it again changes nothing unless --rotate.")
+                                    "named pins; keys you added to it are kept) and regenerate the mosquitto "
+                                    "password file, ACL and mosquitto.conf: each device may use only wisp/<its id>/#, "
+                                    "write its own Home Assistant discovery topics (homeassistant/+/wisp_<id>/#) and "
+                                    "read homeassistant/status; the bridge (wisp-bridge) may use all of wisp/#, the "
+                                    "CLI (wisp-admin) wisp/# and homeassistant/#. Your own broker settings go in "
+                                    "<fleet>/mosquitto.d/*.conf, which mosquitto.conf includes. Running it again "
+                                    "changes nothing unless --rotate.")
     pv.add_argument("device", help="device id: 1-32 of a-z 0-9 _ -")
     pv.add_argument("--fleet", help="fleet directory (default $WISP_FLEET or .wisp/fleet)")
-    pv.add_argument("--broker", help="host:port the board connects to (use this computer's LAN address)")
+    pv.add_argument("--broker", help="host:port the board connects to: this computer's LAN address (default: "
+                                     "the address the fleet has)")
     pv.add_argument("--ssid", help="Wi-Fi network (default $WISP_WIFI_SSID)")
     pv.add_argument("--wifi-password", help="Wi-Fi password (prefer $WISP_WIFI_PASSWORD: flags show up in `ps`)")
-    pv.add_argument("--pins", help="JSON file of named pins, e.g. {\"porch_light\": {\"pin\": 5, \"mode\": \"out\"}}")
+    pv.add_argument("--pins", help="JSON file of named pins, e.g. {\"porch_light\": {\"pin\": 26, \"mode\": \"out\"}}")
+    pv.add_argument("--ntp", metavar="HOST[,HOST]", help="NTP server(s) for the device's clock, e.g. your router "
+                                                         "(192.168.1.1) on a network with no internet")
     pv.add_argument("--rotate", action="store_true", help="replace the device's and the bridge's credentials")
     pv.set_defaults(func=cmd_provision)
 
@@ -171,11 +199,13 @@ def user_errors():
     from tools.deploy import DeployError
     from tools.flash import FlashError
     from tools.image import ImageError
+    from tools.listen import BrokerUnreachable
     from tools.provision import ProvisionError
     from tools.repl import ConsoleError
+    from tools.sim import SimError
     from tools.vdev import VdevError
-    return (ValueError, FileNotFoundError, BoardError, ConsoleError, DeployError, FlashError, ImageError,
-            ProvisionError, VdevError)
+    return (ValueError, FileNotFoundError, BoardError, BrokerUnreachable, ConsoleError, DeployError, FlashError,
+            ImageError, ProvisionError, SimError, VdevError)
 
 
 def main(argv=None):
@@ -183,8 +213,9 @@ def main(argv=None):
     try:
         return args.func(args)
     except user_errors() as e:
+        from tools.listen import BrokerUnreachable
         print(f"wisp: {e}", file=sys.stderr)
-        return 2
+        return 3 if isinstance(e, BrokerUnreachable) else 2   # 3: no answer came, as for ask and cmd
 
 
 if __name__ == "__main__":

@@ -11,43 +11,45 @@ DEFAULT_IMAGE_DIR = Path("build")
 
 
 def device_config(args, required=True):
-    """The config.json to put on the board: --config FILE, or the one `wisp provision` wrote for
-    --device; checked by the firmware's own boot-time rules first, so no board gets a config it refuses."""
+    """The config.json to put on the board, and the files it names (its broker CA): --config FILE, or
+    the one `wisp provision` wrote for --device, each with the files beside it. Checked by the
+    firmware's own boot-time rules first, so no board gets a config it refuses.
+    Returns (text, {name on the board: host file}), or (None, {}) when not required and not given."""
     from tools import configcheck
     from tools.provision import device_config_path, fleet_dir
-    text, what = None, None
     if args.config:
+        path, what = Path(args.config), f"--config {args.config}"
         try:
-            text = Path(args.config).read_text()
+            text = path.read_text()
         except OSError as e:
             raise ValueError(f"cannot read --config {args.config}: {e.strerror}") from None
-        what = f"--config {args.config}"
     elif args.device:
         path = device_config_path(fleet_dir(args.fleet), args.device)
         if not path.exists():
             raise ValueError(f"no config for device '{args.device}' in {path.parent.parent.parent}: "
                              f"run `wisp provision {args.device} --broker <host>:1883` first, or pass --config")
         text, what = path.read_text(), str(path)
-    if text is not None:
-        try:
-            config = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{what} is not valid JSON: {e}") from None
-        if not isinstance(config, dict):
-            raise ValueError(f"{what} must hold a JSON object")
-        try:
-            configcheck.check(config, what)
-        except configcheck.ConfigCheckError as e:
-            raise ValueError(str(e)) from None
-        return text
-    if required:
+    elif required:
         raise ValueError("say which device: --device <id> (after `wisp provision <id>`) or --config <file>")
-    return None
+    else:
+        return None, {}
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} is not valid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{what} must hold a JSON object")
+    try:
+        files = configcheck.config_files(config, path.parent)
+        configcheck.check(config, what, files)
+    except configcheck.ConfigCheckError as e:
+        raise ValueError(str(e)) from None
+    return text, files
 
 
 def cmd_image(args):
     from tools import boards, image
-    config = device_config(args)
+    config, files = device_config(args)
     if args.firmware:
         layout = boards.read_firmware(args.firmware).layout(args.flash_size)
     else:
@@ -55,9 +57,9 @@ def cmd_image(args):
     name = args.device or Path(args.config).stem
     out = args.output or DEFAULT_IMAGE_DIR / f"{name}-fs.img"
     info = image.make_image(out, config, layout.vfs_size, mp_version=args.mp_version, verify=not args.no_verify,
-                            lines=args.lines)
+                            lines=args.lines, extra_files=files)
     print(f"wisp: {info['image']}: {info['image_bytes']} bytes ({layout.vfs_size // 1024} KiB vfs at "
-          f"{layout.vfs_offset:#x}, {layout.source}), {info['used_bytes']} bytes used, {info['files']} files, "
+          f"{layout.vfs_offset:#x}; {layout.source}), {info['used_bytes']} bytes used, {info['files']} files, "
           f".mpy {info['mpy_bytes']} bytes (from {info['source_bytes']} bytes of .py)"
           + ("; mounted and imported on the MicroPython unix port" if info.get("verified") else ""))
     return 0
@@ -65,12 +67,13 @@ def cmd_image(args):
 
 def cmd_flash(args):
     from tools import flash
-    config = None if args.image else device_config(args)
+    config, files = (None, {}) if args.image else device_config(args)
     name = args.device or Path(args.config or args.image or "wisp").stem
     if args.merge is not None:
         out = args.merge or DEFAULT_IMAGE_DIR / f"{name}-factory.bin"
         info = flash.merge(out, args.firmware, config, flash_size=args.flash_size or "4MB",
-                           chip=args.chip, image=args.image, mp_version=args.mp_version, lines=args.lines)
+                           chip=args.chip, image=args.image, mp_version=args.mp_version, lines=args.lines,
+                           extra_files=files)
         print(f"wisp: {info['merged']}: {info['bytes']} bytes, mode 0600; write it at 0x0 "
               f"(esptool write-flash 0x0 {info['merged']}); image-info ok, filesystem read back: "
               f"{info['files']} files, device id {info['device']}. It holds this device's identity and "
@@ -80,7 +83,7 @@ def cmd_flash(args):
         raise ValueError("--port is needed to flash a board (or --merge OUT.bin for a factory image)")
     flash.flash(args.port, args.firmware, config, DEFAULT_IMAGE_DIR / f"{name}-fs.img", flash_size=args.flash_size,
                 chip=args.chip, erase=args.erase, baud=args.baud, image=args.image, dry_run=args.dry_run,
-                mp_version=args.mp_version, lines=args.lines)
+                mp_version=args.mp_version, lines=args.lines, extra_files=files)
     if not args.dry_run:
         print(f"wisp: flashed; `wisp repl --port {args.port}` shows the board's console")
     return 0
@@ -90,12 +93,12 @@ def cmd_deploy(args):
     from tools import deploy, repl
     from tools.listen import BrokerUnreachable, Listener
     repl.check_port(args.port)
-    config = device_config(args, required=False)
+    config, files = device_config(args, required=False)
     source = Path(args.source) if args.source else FIRMWARE
     if not (source / "main.py").exists():
         raise ValueError(f"--source {source} has no main.py; point it at a wisp firmware/ directory")
     result = deploy.deploy(args.port, config, prune=not args.no_prune, reset=False, mp_version=args.mp_version,
-                           firmware=source, lines=args.lines)
+                           firmware=source, lines=args.lines, extra_files=files)
     for rel in result.copied:
         print(f"  copied   {rel}")
     for rel in result.removed:
@@ -126,7 +129,11 @@ def cmd_deploy(args):
 
 def cmd_provision(args):
     from tools import provision, sim
-    host, port = resolve_broker(args.broker)
+    fleet = provision.fleet_dir(args.fleet)
+    # without --broker, the address the fleet has: running it again must not move the fleet to
+    # whichever broker happens to run on this machine
+    host, port = resolve_broker(args.broker) if args.broker else (provision.broker_address(fleet)
+                                                                   or resolve_broker(None, args.fleet))
     pins = None
     if args.pins:
         try:
@@ -135,22 +142,31 @@ def cmd_provision(args):
             raise ValueError(f"--pins {args.pins}: {e}") from None
         if not isinstance(pins, dict):
             raise ValueError(f"--pins {args.pins} must hold a JSON object of name: {{pin, mode}}")
-    fleet = provision.fleet_dir(args.fleet)
     if pins is None and not provision.device_config_path(fleet, args.device).exists():
         pins = sim.DEFAULT_PINS
     out = provision.provision(args.device, fleet, host, port,
                               wifi_ssid=args.ssid or os.environ.get("WISP_WIFI_SSID"),
                               wifi_password=args.wifi_password or os.environ.get("WISP_WIFI_PASSWORD"),
-                              pins=pins, rotate=args.rotate)
+                              pins=pins, rotate=args.rotate, ntp=ntp_servers(args.ntp))
     print(f"wisp: device '{args.device}' provisioned for broker {host}:{port}"
           + (" (credentials rotated)" if out["rotated"] else ""))
-    for key in ("config", "passwd", "acl", "mosquitto_conf", "bridge_toml"):
+    for key in ("config", "passwd", "acl", "mosquitto_conf", "mosquitto_d", "bridge_toml"):
         print(f"  {key:15s}{out[key]}")
     if not out["wifi"]:
         print("  note: no Wi-Fi yet; set WISP_WIFI_SSID / WISP_WIFI_PASSWORD and run again for a real board")
     if host in ("127.0.0.1", "localhost"):
         print(f"  note: a real board cannot reach {host}; use --broker <this computer's LAN address>:{port}")
     return 0
+
+
+def ntp_servers(text):
+    """--ntp "192.168.1.1" -> "192.168.1.1"; "a,b" -> ["a", "b"] (config.json's "ntp": one or a list)."""
+    if text is None:
+        return None
+    servers = [s.strip() for s in text.split(",") if s.strip()]
+    if not servers:
+        raise ValueError("--ntp needs a host, host:port, or a comma-separated list of them")
+    return servers[0] if len(servers) == 1 else servers
 
 
 def cmd_repl(args):

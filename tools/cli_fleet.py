@@ -2,9 +2,10 @@
 ota, devices, logs; and how the broker address and login are found."""
 import json
 import os
+import re
 import sys
 
-from tools.paths import RUN_INFO
+from tools.paths import read_run_info
 
 DEFAULT_BROKER = ("127.0.0.1", 1883)
 
@@ -19,26 +20,35 @@ def parse_broker(text):
     return host, int(port)
 
 
-def _run_info():
-    try:
-        info = json.loads(RUN_INFO.read_text())
-        return info if isinstance(info, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def resolve_broker(flag, fleet=None):
-    """--broker, else $WISP_BROKER, else the broker `wisp run` started, else the address the fleet
-    was provisioned with, else 127.0.0.1:1883."""
+    """--broker, else $WISP_BROKER, else the broker of the running `wisp run`, else the address the
+    fleet was provisioned with (your own mosquitto running its mosquitto.conf), else 127.0.0.1:1883."""
+    return _given_or_running(flag) or _fleet_address(fleet) or DEFAULT_BROKER
+
+
+def _given_or_running(flag):
     if flag:
         return parse_broker(flag)
     if os.environ.get("WISP_BROKER"):
         return parse_broker(os.environ["WISP_BROKER"])
-    info = _run_info()
-    if "host" in info and "port" in info:
-        return info["host"], int(info["port"])
+    info = read_run_info()
+    return (info["host"], int(info["port"])) if "host" in info and "port" in info else None
+
+
+def _fleet_address(fleet):
     from tools.provision import broker_address, fleet_dir
-    return broker_address(fleet_dir(fleet)) or DEFAULT_BROKER
+    return broker_address(fleet_dir(fleet))
+
+
+def sim_broker(flag):
+    """Where virtual devices connect: --broker, else $WISP_BROKER, else the broker of the running
+    `wisp run`, else 127.0.0.1:1883. Never the fleet's address: a virtual device has no login, and
+    would knock on a broker that refuses it forever."""
+    if not flag and not os.environ.get("WISP_BROKER") and read_run_info().get("fleet"):
+        raise ValueError("the broker of the running `wisp run --fleet`/`--secure` takes only the fleet's "
+                         "logins, and a virtual device has none: give --broker, or run a provisioned device "
+                         "with `wisp run --fleet --id <id>`")
+    return _given_or_running(flag) or DEFAULT_BROKER
 
 
 def resolve_login(fleet=None):
@@ -51,9 +61,12 @@ def resolve_login(fleet=None):
 
 
 def fleet_flag(args):
-    """--fleet, else $WISP_FLEET, else the fleet `wisp run --fleet` serves (None: the default dir)."""
+    """--fleet DIR, else $WISP_FLEET, else the fleet `wisp run --fleet` serves (None: the default dir,
+    which a bare `--fleet` names too, as on `wisp run`)."""
     flag = getattr(args, "fleet", None)
-    return flag or (None if os.environ.get("WISP_FLEET") else _run_info().get("fleet"))
+    if flag is not None:
+        return flag or None
+    return None if os.environ.get("WISP_FLEET") else read_run_info().get("fleet")
 
 
 def connection(args):
@@ -194,15 +207,34 @@ def secure_setup(fleet, dev_id, port):
     return dev_id, address[1], fleet
 
 
+HEAPSIZE = re.compile(r"(\d+)([km]?)$", re.IGNORECASE)    # what `micropython -X heapsize=` takes
+MIN_HEAPSIZE = 16 * 1024                                    # below this the interpreter cannot start
+
+
+def check_heapsize(text):
+    """--heapsize as MicroPython takes it (96K, 2M, 100000); a ValueError saying so otherwise."""
+    found = HEAPSIZE.match(text)
+    size = int(found[1]) * {"": 1, "k": 1024, "m": 1024 * 1024}[found[2].lower()] if found else 0
+    if size < MIN_HEAPSIZE:
+        raise ValueError(f"--heapsize {text!r} must be a size like 96K or 2M, at least {MIN_HEAPSIZE // 1024}K")
+    return text
+
+
 def cmd_sim(args):
     from tools import devices, sim, simfleet
     from tools.listen import BrokerUnreachable
+    from tools.provision import check_device_id
     if args.count is not None and args.id is not None:
         raise ValueError("--id and --count do not mix: --count N starts dev1..devN")
     if args.count is not None and not 1 <= args.count <= simfleet.MAX_COUNT:
         raise ValueError(f"--count must be 1-{simfleet.MAX_COUNT}")
+    if args.id is not None:
+        check_device_id(args.id)        # the rules of `wisp provision`: a board could have the same id
+    if args.heapsize is not None:
+        check_heapsize(args.heapsize)
     ids = [f"dev{i}" for i in range(1, args.count + 1)] if args.count is not None else [args.id or "dev1"]
-    host, port, login = connection(args)
+    host, port = sim_broker(args.broker)
+    login = resolve_login(fleet_flag(args))
     pins = sim.load_pins(args.pins) if args.pins else None
     try:
         online = {d for d, info in devices.collect(host, port, login).items() if info["state"] == "online"}

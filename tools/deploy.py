@@ -91,10 +91,10 @@ def mpremote(port, *args, timeout=MPREMOTE_TIMEOUT_S):
     return done.stdout
 
 
-def board_files(port):
-    """{path: sha256} and the set of directories the board holds under wisp/ (plus the root files),
+def board_files(port, roots=ROOT_FILES):
+    """{path: sha256} and the set of directories the board holds under wisp/ (plus the files `roots`),
     and its sys.platform ("esp32" on every ESP32; the unix port standing in for one says "linux")."""
-    out = mpremote(port, "exec", _HASH_SCRIPT % {"pkg": PACKAGE_DIR, "roots": ROOT_FILES})
+    out = mpremote(port, "exec", _HASH_SCRIPT % {"pkg": PACKAGE_DIR, "roots": tuple(roots)})
     hashes, dirs, platform = {}, set(), None
     for line in out.splitlines():
         parts = line.split()
@@ -127,14 +127,16 @@ def plan(stage, hashes, dirs, prune=True):
 
 
 def deploy(port, config=None, prune=True, reset=True, mp_version=None, march=DEFAULT_MARCH, firmware=FIRMWARE,
-           log=print, lines=False):
-    """Bring the board on `port` up to date with `firmware` (+ `config` as config.json when given)."""
+           log=print, lines=False, extra_files=None):
+    """Bring the board on `port` up to date with `firmware` (+ `config` as config.json when given, and
+    `extra_files`, {name on the board: host file}, what the config names, e.g. its broker CA)."""
     result = Result()
     with tempfile.TemporaryDirectory(prefix="wisp-deploy-") as tmp:
-        hashes, dirs, platform = board_files(port)
+        hashes, dirs, platform = board_files(port, ROOT_FILES + tuple(sorted(extra_files or ())))
         # anything but an ESP32 runs the simulated board (wisp/hal picks it where `esp32` is missing)
         stage = stage_firmware(Path(tmp) / "root", config, march=march, mp_version=mp_version,
-                               firmware=firmware, lines=lines, simulator=platform != "esp32")
+                               firmware=firmware, lines=lines, simulator=platform != "esp32",
+                               extra_files=extra_files)
         copy, remove, mkdirs = plan(stage, hashes, dirs, prune)
         result.unchanged = len(stage.files) - len(copy)
         script = "import os\n" + "".join(f"os.mkdir({d!r})\n" for d in mkdirs) + \

@@ -47,7 +47,7 @@ def check_image_fits(image_path, layout):
     size = Path(image_path).stat().st_size
     if size > layout.vfs_size:
         raise FlashError(f"filesystem image {image_path} is {size} bytes, bigger than the board's "
-                         f"{layout.vfs_size}-byte vfs region at {layout.vfs_offset:#x} ({layout.source})")
+                         f"{layout.vfs_size}-byte vfs region at {layout.vfs_offset:#x}; {layout.source}")
 
 
 def write_commands(port, firmware, layout, image, baud=DEFAULT_BAUD, erase=False):
@@ -99,18 +99,19 @@ def detect(port, baud=115200):
     return name, size
 
 
-def build_fs_image(out, config, layout, mp_version=None, lines=False):
+def build_fs_image(out, config, layout, mp_version=None, lines=False, extra_files=None):
     """The filesystem image for `layout`; too much firmware for the region is a FlashError."""
     try:
-        return make_image(out, config, layout.vfs_size, mp_version=mp_version, lines=lines)
+        return make_image(out, config, layout.vfs_size, mp_version=mp_version, lines=lines, extra_files=extra_files)
     except ImageError as e:
         raise FlashError(str(e)) from None
 
 
 def flash(port, firmware_path, config, image_out, flash_size=None, chip=None, erase=False, baud=DEFAULT_BAUD,
-          image=None, dry_run=False, mp_version=None, log=print, lines=False):
+          image=None, dry_run=False, mp_version=None, log=print, lines=False, extra_files=None):
     """Write firmware + filesystem to the board on `port`. The filesystem image is `image`, else built from
-    `config` into `image_out` (also on --dry-run, so the printed commands can be run by hand)."""
+    `config` (and `extra_files`, what it names, e.g. its CA) into `image_out` (also on --dry-run, so the
+    printed commands can be run by hand)."""
     firmware = boards.read_firmware(firmware_path)
     check_chip(firmware, chip)
     if not dry_run:
@@ -119,10 +120,10 @@ def flash(port, firmware_path, config, image_out, flash_size=None, chip=None, er
         flash_size = flash_size or detected_size
     layout = firmware.layout(flash_size or "4MB")
     log(f"wisp: {firmware.chip.name}, {layout.flash_size // boards.MB} MB flash, MicroPython {layout.series}; "
-        f"filesystem {layout.vfs_size // 1024} KiB at {layout.vfs_offset:#x} (from {layout.source})")
+        f"filesystem {layout.vfs_size // 1024} KiB at {layout.vfs_offset:#x}; from {layout.source}")
     if image is None:
         image = image_out
-        build_fs_image(image, config, layout, mp_version, lines)
+        build_fs_image(image, config, layout, mp_version, lines, extra_files)
     else:
         check_image_fits(image, layout)
     cmds = write_commands(port, firmware, layout, image, baud, erase)
@@ -134,7 +135,7 @@ def flash(port, firmware_path, config, image_out, flash_size=None, chip=None, er
 
 
 def merge(out, firmware_path, config, flash_size="4MB", chip=None, image=None, mp_version=None, log=print,
-          lines=False):
+          lines=False, extra_files=None):
     """One factory image (written at 0x0) holding MicroPython and this device's filesystem, identity and
     secrets included (so 0600); verified."""
     firmware = boards.read_firmware(firmware_path)
@@ -143,7 +144,7 @@ def merge(out, firmware_path, config, flash_size="4MB", chip=None, image=None, m
     with tempfile.TemporaryDirectory(prefix="wisp-merge-") as tmp:
         if image is None:
             image = Path(tmp) / "fs.img"
-            build_fs_image(image, config, layout, mp_version, lines)
+            build_fs_image(image, config, layout, mp_version, lines, extra_files)
         else:
             check_image_fits(image, layout)
         merged = Path(tmp) / "merged.bin"   # esptool writes world-readable files: move it in 0600

@@ -16,7 +16,7 @@ from pathlib import Path
 from littlefs import LittleFS
 
 from tools import constfold, flashtext, shortnames
-from tools.boards import BLOCK_SIZE
+from tools.boards import BLOCK_SIZE, check_mp_version
 from tools.paths import FIRMWARE, micropython_cmd
 from tools.private import write_private
 
@@ -55,11 +55,15 @@ class Stage:
 
 
 def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firmware=FIRMWARE, lines=False,
-                   simulator=False):
+                   simulator=False, extra_files=None):
     """Lay out the device's flash root in `dest`: compiled package, boot.py/main.py, config.json.
     lines: keep line numbers in the .mpy files (tracebacks), at a cost in heap (NO_LINE_NUMBERS).
-    simulator: keep the simulated board (SIMULATOR_ONLY), for a layout the unix port runs."""
+    simulator: keep the simulated board (SIMULATOR_ONLY), for a layout the unix port runs.
+    extra_files: {name on the board: file on this host} the config names, e.g. its broker CA
+    (tools/configcheck.py config_files)."""
     dest, firmware = Path(dest), Path(firmware)
+    if mp_version:
+        check_mp_version(mp_version)   # an older board refuses the firmware at boot
     files, mpy_bytes, source_bytes = [], 0, 0
     consts = constfold.package_consts(firmware / constfold.PACKAGE)
     kept = None if lines else shortnames.package_kept(firmware / constfold.PACKAGE, firmware.glob("*.py"), consts)
@@ -96,6 +100,10 @@ def stage_firmware(dest, config=None, march=DEFAULT_MARCH, mp_version=None, firm
         from tools.private import write_private
         write_private(dest / "config.json", text)  # 0600 from the first byte: Wi-Fi and broker passwords
         files.append("config.json")
+    for name, src in sorted((extra_files or {}).items()):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest / name)
+        files.append(name)
     return Stage(dest, files, mpy_bytes, source_bytes)
 
 
@@ -229,10 +237,13 @@ def verify_image(image_path, modules=("wisp.app",)):
     return files, dev_id
 
 
-def make_image(out_path, config, size, mp_version=None, march=DEFAULT_MARCH, verify=True, lines=False):
-    """Stage, compile, build and (by default) verify. Returns a dict of figures for the user."""
+def make_image(out_path, config, size, mp_version=None, march=DEFAULT_MARCH, verify=True, lines=False,
+               extra_files=None):
+    """Stage, compile, build and (by default) verify. Returns a dict of figures for the user.
+    extra_files: what the config names beside it (stage_firmware)."""
     with tempfile.TemporaryDirectory(prefix="wisp-image-") as tmp:
-        stage = stage_firmware(Path(tmp) / "root", config, march=march, mp_version=mp_version, lines=lines)
+        stage = stage_firmware(Path(tmp) / "root", config, march=march, mp_version=mp_version, lines=lines,
+                               extra_files=extra_files)
         used = build_image(stage.root, out_path, size)
     info = {"image": str(out_path), "image_bytes": size, "used_bytes": used, "files": len(stage.files),
             "mpy_bytes": stage.mpy_bytes, "source_bytes": stage.source_bytes}

@@ -22,7 +22,7 @@ class Listener:
     def __init__(self, host, port, topics, name="listen", login=None):
         self.inbox = queue.Queue()
         self._acked = threading.Event()
-        self._refused = None
+        self._refused, self._connected = None, False
         self._subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=f"wisp-cli-{name}-{secrets.token_hex(3)}")
@@ -31,26 +31,33 @@ class Listener:
         self.client.on_message = lambda c, u, m: self.inbox.put((m.topic, m.payload, bool(m.retain)))
         self.client.on_connect = lambda c, u, f, rc, p: self._on_connect(rc, topics)
         self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_disconnect = lambda *a: self._acked.set()   # closed before any CONNACK: stop waiting
         try:
             self.client.connect(host, port, keepalive=30)
         except OSError as e:
             raise BrokerUnreachable(f"cannot reach the broker at {host}:{port}: {e}") from None
         self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle wait per message
         self.client.loop_start()
-        if not self._acked.wait(CONNACK_WAIT_S) or self._refused:
+        self._acked.wait(CONNACK_WAIT_S)
+        if self._refused or not self._connected:
             self.close()
+        if self._refused:
             who = f"the login '{login[0]}'" if login else "an anonymous client"
-            why = self._refused or f"no answer to CONNECT within {CONNACK_WAIT_S:.0f} s"
-            raise BrokerUnreachable(f"the broker at {host}:{port} refused {who}: {why}"
+            raise BrokerUnreachable(f"the broker at {host}:{port} refused {who}: {self._refused}"
                                     + ("" if login else " (a fleet broker needs --fleet DIR or "
                                        "WISP_BROKER_USER/WISP_BROKER_PASSWORD)"))
+        if not self._connected:   # something listens there, but it does not speak MQTT to us
+            raise BrokerUnreachable(f"no MQTT answer from {host}:{port} (not an MQTT broker, or a TLS-only "
+                                    f"listener? the CLI speaks plain MQTT)")
 
     def _on_connect(self, reason, topics):
         if reason.is_failure:
             self._refused = str(reason)
             self.client.disconnect()   # do not retry a refused login forever in the background
-        elif topics:
-            self.client.subscribe([(t, 1) for t in topics])
+        else:
+            self._connected = True
+            if topics:
+                self.client.subscribe([(t, 1) for t in topics])
         self._acked.set()
 
     def wait_subscribed(self, timeout_s=CONNACK_WAIT_S):

@@ -18,30 +18,47 @@ def _clock(t):
     return "--:--:--"
 
 
-def describe(topic, payload):
-    """Readable lines for a status, log or event message."""
+def describe(topic, payload, retained=False, seen=None):
+    """Readable lines for a status, log or event message. A retained message is from before this
+    command started, so it carries no time (now would be wrong). seen: the (time, text) log lines
+    printed so far; a line in it is not printed again (the ring asked for at the start and the next
+    live batch may overlap), and the new ones are added."""
     try:
         body = json.loads(payload)
     except ValueError:
         body = None
+    stamp = "(retained)" if retained else _clock(time.time())
     if not isinstance(body, dict):
-        return [f"{_clock(time.time())}  {topic.rsplit('/', 1)[-1]}: (not JSON) {payload[:80]!r}"]
-    now = _clock(time.time())
+        return [f"{stamp}  {topic.rsplit('/', 1)[-1]}: (not JSON) {payload[:80]!r}"]
     if topic.endswith("/status"):
         state = body.get("state", "?")
         extra = f" (firmware {body['fw']}, boot {body.get('boots', '?')})" if state == "online" and "fw" in body else ""
-        return [f"{now}  status: {state}{extra}"]
+        return [f"{stamp}  status: {state}{extra}"]
     if topic.endswith("/log"):
         lines = body.get("lines") if isinstance(body.get("lines"), list) else []
-        return [f"{_clock(line[0])}  log: {line[1]}" for line in lines
-                if isinstance(line, list) and len(line) == 2 and isinstance(line[1], str)]
-    return [f"{now}  {body.get('kind', 'event')}: {body.get('text', '')}"]
+        out = []
+        for line in lines:
+            if not (isinstance(line, list) and len(line) == 2 and isinstance(line[1], str)):
+                continue
+            key = (repr(line[0]), line[1])
+            if seen is not None:
+                if key in seen:
+                    continue
+                seen.add(key)
+            out.append(f"{_clock(line[0])}  log: {line[1]}")
+        return out
+    return [f"{stamp}  {body.get('kind', 'event')}: {body.get('text', '')}"]
+
+
+UNKNOWN = 3    # as `wisp ask`/`cmd` when no answer can come: the broker knows no such device
+OFFLINE = 1
 
 
 def follow(host, port, dev_id, out, follow=False, duration_s=None, login=None):
     """Print the device's state and log ring, then (follow) its new log lines and events until
-    interrupted or duration_s. Returns 0, or 1 when the device is unknown or offline."""
-    status, ring_seen = None, False
+    interrupted or duration_s. Returns 0, OFFLINE when the device is offline, UNKNOWN when the
+    broker never heard of it."""
+    status, ring_seen, printed = None, False, set()
     topics = [protocol.topic(dev_id, kind) for kind in (protocol.STATUS, protocol.EVENT, protocol.LOG)]
     with Listener(host, port, topics, name="logs", login=login) as listener:
         listener.wait_subscribed()
@@ -62,18 +79,18 @@ def follow(host, port, dev_id, out, follow=False, duration_s=None, login=None):
             if msg is None:
                 continue
             topic, payload, retained = msg
-            lines = describe(topic, payload)
+            lines = describe(topic, payload, retained, printed)
             if topic.endswith("/status"):
                 status = lines[0]
             if topic.endswith("/log") and b'"ring"' in payload:
                 ring_seen = True
             for line in lines:
-                out.write(("(retained) " if retained else "") + line + "\n")
+                out.write(line + "\n")
             out.flush()
     if status is None:
         out.write(f"wisp: the broker knows no device '{dev_id}' (it never published a status)\n")
-        return 1
+        return UNKNOWN
     if "offline" in status:
         out.write(f"wisp: device '{dev_id}' is offline; `wisp logs {dev_id} -f` shows it coming back\n")
-        return 1
+        return OFFLINE
     return 0

@@ -300,5 +300,5 @@ def add_parser(sub, fleet_help):
     o.add_argument("--timeout", type=float, default=UPDATE_TIMEOUT_S, help="seconds per device (default 300)")
     o.add_argument("--verbose", "-v", action="store_true", help="print progress")
     o.add_argument("--broker", help="host:port (as for ask)")
-    o.add_argument("--fleet", help=fleet_help + ", and the devices' signing keys")
+    o.add_argument("--fleet", nargs="?", const="", metavar="DIR", help=fleet_help + ", and the devices' signing keys")
     return o

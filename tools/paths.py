@@ -1,4 +1,5 @@
 """Where things are: the repo, the firmware, the MicroPython unix port, run state."""
+import json
 import os
 import shutil
 import sys
@@ -9,6 +10,26 @@ FIRMWARE = REPO / "firmware"
 # state of `wisp run` / `wisp sim` (broker conf, device dirs); WISP_RUN_DIR moves it (tests do)
 RUN_DIR = Path(os.environ.get("WISP_RUN_DIR") or REPO / ".wisp")
 RUN_INFO = RUN_DIR / "run.json"     # where the running broker listens, read by `wisp ask`
+
+
+def read_run_info():
+    """The record of the `wisp run` that is running ({} when none is): its broker's host and port,
+    its fleet, its pid. A record whose process is gone (killed, the machine rebooted) is ignored."""
+    try:
+        info = json.loads(RUN_INFO.read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) and process_alive(info.get("pid")) else {}
+
+
+def process_alive(pid):
+    try:
+        os.kill(int(pid), 0)
+    except PermissionError:        # another user's process: alive
+        return True
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
 
 
 def micropython_cmd():

@@ -7,8 +7,12 @@ Layout of the fleet directory (default .wisp/fleet, or $WISP_FLEET):
   acl                        0644  mosquitto ACL: each device only wisp/<id>/# and its own HA discovery topics
   mosquitto.conf             0644  the broker's listener, logins and ACL: `mosquitto -c` it, or copy it
                                    to /etc/mosquitto/conf.d/ (Debian's mosquitto reads that folder)
+  mosquitto.d/               0755  your own broker settings (*.conf, e.g. a TLS listener): mosquitto.conf
+                                   includes them; `wisp provision` never writes there
   bridge.toml                0600  [broker] section with the bridge's login (WISP_CONFIG=... for the bridge)
-  devices/<id>/config.json   0600  what `wisp image` / `wisp flash` / `wisp deploy --device` put on the board
+  devices/<id>/config.json   0600  what `wisp image` / `wisp flash` / `wisp deploy --device` put on the board;
+                                   keys provision does not manage (ntp, ha, broker tls/ca...) are kept, and
+                                   files it names (the broker CA) are taken from this folder
 """
 import json
 import os
@@ -29,6 +33,7 @@ ADMIN_USER = "wisp-admin"          # reserved: the login of `wisp ask`/`cmd`/`de
 PASSWORD_BYTES = 24                # broker passwords: 192 bits, URL-safe text
 DEVICE_KEY_BYTES = 32              # per-device secret key: 256 bits, hex in config.json "key"
 HA_DISCOVERY_PREFIX = "homeassistant"
+LOCAL_CONF_DIR = "mosquitto.d"     # in the fleet directory: the user's broker settings, never written here
 ID_CHARS = set(protocol.DEVICE_ID_CHARS)
 MAX_ID_LEN = protocol.MAX_DEVICE_ID
 
@@ -53,8 +58,9 @@ def check_device_id(dev_id):
 
 
 def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_password=None, pins=None,
-              rotate=False):
-    """Create or refresh everything device `dev_id` needs. Returns the paths written (never secrets)."""
+              rotate=False, ntp=None):
+    """Create or refresh everything device `dev_id` needs. Returns the paths written (never secrets).
+    The device's config.json keeps every key provision does not manage (merged, not replaced)."""
     check_device_id(dev_id)
     fleet = Path(fleet)
     store = _load_secrets(fleet)
@@ -75,14 +81,22 @@ def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_pass
         wifi["ssid"] = wifi_ssid
     if wifi_password is not None:
         wifi["password"] = wifi_password
+    broker = old.get("broker") if isinstance(old.get("broker"), dict) else {}
+    # the user's own broker keys (tls, ca) stay; a TLS device keeps its port too: the TLS listener's
+    # (mosquitto.d), where broker_port is the plain listener of mosquitto.conf
+    port = broker.get("port", broker_port) if broker.get("tls") else broker_port
     cfg = {"id": dev_id,
-           "broker": {"host": broker_host, "port": broker_port, "user": dev_id, "password": creds["password"]},
+           "broker": {**broker, "host": broker_host, "port": port, "user": dev_id, "password": creds["password"]},
            "key": creds["key"],
            "pins": pins if pins is not None else old.get("pins", {})}
     if wifi:
         cfg["wifi"] = wifi
+    if ntp is not None:
+        cfg["ntp"] = ntp
+    for key, value in old.items():
+        cfg.setdefault(key, value)     # what the user added (ntp, ha, sensors, ...) is theirs
     try:
-        configcheck.check(cfg, f"the config of '{dev_id}'")
+        configcheck.check(cfg, f"the config of '{dev_id}'", configcheck.config_files(cfg, cfg_path.parent))
     except configcheck.ConfigCheckError as e:
         raise ProvisionError(f"{e}; nothing was written for it") from None
     fleet.mkdir(parents=True, exist_ok=True)
@@ -98,7 +112,8 @@ def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_pass
                    # the bridge signs llm/res with each device's key (docs/security.md)
                    f'\n[signing]\nkeys = "{(fleet / "secrets.json").resolve()}"\n')
     return {"config": cfg_path, "passwd": fleet / "passwd", "acl": fleet / "acl",
-            "mosquitto_conf": fleet / "mosquitto.conf", "bridge_toml": fleet / "bridge.toml",
+            "mosquitto_conf": fleet / "mosquitto.conf", "mosquitto_d": fleet / LOCAL_CONF_DIR,
+            "bridge_toml": fleet / "bridge.toml",
             "rotated": bool(rotate), "wifi": "ssid" in wifi}
 
 
@@ -121,14 +136,20 @@ def write_broker_files(fleet, store):
     (fleet / "acl").write_text("\n".join(lines))
     os.chmod(fleet / "acl", 0o644)
     port = store.get("broker", {}).get("port", 1883)
+    local = fleet / LOCAL_CONF_DIR
+    local.mkdir(exist_ok=True)         # include_dir of a missing folder stops mosquitto
     (fleet / "mosquitto.conf").write_text(
-        "# Written by `wisp provision`: the fleet's broker. Only provisioned devices, the bridge and\n"
-        "# the CLI may connect, each to its own topics. Use it as it is (`mosquitto -c mosquitto.conf`,\n"
-        "# or `wisp run --fleet`), or copy it to /etc/mosquitto/conf.d/wisp.conf: Debian's mosquitto.conf\n"
-        "# reads that folder (include_dir). The broker's user must be able to read passwd and acl.\n"
+        "# Written by `wisp provision`; edits are overwritten: put your own settings in\n"
+        f"# {local.resolve()}/*.conf (included below; never written by wisp).\n"
+        "# The fleet's broker: only provisioned devices, the bridge and the CLI may connect, each to its\n"
+        "# own topics. Use it as it is (`mosquitto -c mosquitto.conf`, or `wisp run --fleet`), or copy it\n"
+        "# to /etc/mosquitto/conf.d/wisp.conf: Debian's mosquitto.conf reads that folder (include_dir).\n"
+        "# mosquitto reads include_dir only in its main file, so then copy mosquitto.d/*.conf there too.\n"
+        "# The broker's user must be able to read passwd and acl.\n"
         f"listener {port}\n"
         f"allow_anonymous false\npassword_file {(fleet / 'passwd').resolve()}\n"
-        f"acl_file {(fleet / 'acl').resolve()}\n")
+        f"acl_file {(fleet / 'acl').resolve()}\n"
+        f"include_dir {local.resolve()}\n")
 
 
 def admin_login(fleet):

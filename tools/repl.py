@@ -31,6 +31,9 @@ def check_port(port):
 def interactive(port, resume=True):
     """Hand the terminal to mpremote's REPL; Ctrl-] leaves it (and restarts the agent if `resume`)."""
     check_port(port)
+    if not sys.stdin.isatty():   # mpremote would die in termios on a pipe or /dev/null
+        raise ConsoleError("`wisp repl` needs a terminal (its input is not one); from a script, run code "
+                           "with `--exec CODE`")
     then = "the agent restarts when you leave" if resume else "the agent stays stopped (--stay)"
     print(f"wisp: REPL on {port}; Ctrl-C stops the running agent, Ctrl-D soft-resets, Ctrl-] leaves; {then}",
           file=sys.stderr, flush=True)
@@ -41,18 +44,24 @@ def interactive(port, resume=True):
 
 
 def run_code(port, code, timeout=EXEC_TIMEOUT_S, resume=True):
-    """Run `code` on the board and return (exit code, its printed output); then restart the agent
-    with a soft reset, if `resume`."""
+    """Run `code` on the board and return (exit code, its printed output: an exception the code
+    raised on the board included); then restart the agent with a soft reset, if `resume`. Raises
+    ConsoleError, one line, when mpremote itself fails (nothing answers on the port)."""
     check_port(port)
     cmd = [sys.executable, "-m", "mpremote", "connect", port, "resume", "exec", code]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return 1, f"no answer from {port} within {timeout} s"
+        raise ConsoleError(f"no answer from {port} within {timeout} s: is a MicroPython board on it?") from None
     finally:
         if resume:
             soft_reset(port)
-    return done.returncode, done.stdout if done.returncode == 0 else (done.stdout + done.stderr)
+    # the board's own output (a traceback of the code included) comes on stdout; mpremote's
+    # traceback on stderr is about the port: its last line says what went wrong
+    err = done.stderr.strip().splitlines()
+    if done.returncode != 0 and err:
+        raise ConsoleError(f"mpremote on {port} failed: {err[-1]} (is a MicroPython board on it?)")
+    return done.returncode, done.stdout
 
 
 def soft_reset(port):

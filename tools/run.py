@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tools import broker as brokers
 from tools import sim
-from tools.paths import RUN_DIR, RUN_INFO
+from tools.paths import RUN_DIR, RUN_INFO, process_alive, read_run_info
 from tools.private import write_private
 
 DEFAULT_PORT = 1883
@@ -138,18 +138,16 @@ def run(dev_id=None, port=DEFAULT_PORT, fleet=None):
     """Broker, bridge and a simulated device. With `fleet` (a `wisp provision` directory), the
     broker is the fleet's (LAN, logins, ACL) and the simulated device, if `dev_id` is given, is
     that provisioned device; boards provisioned with the fleet join it."""
-    try:
-        if fleet is not None:
-            fleet_port, bridge_login = fleet_setup(fleet)
-            broker = start_fleet_broker(fleet, fleet_port)
-        else:
-            broker, bridge_login = start_broker(port), None
-    except RunError as e:
-        print(f"wisp: {e}", flush=True)
-        return 1
     if fleet is None:
         dev_id = dev_id or "dev1"
-    children = []
+    try:
+        fleet_port, bridge_login = fleet_setup(fleet) if fleet is not None else (port, None)
+        check_device(dev_id, fleet)   # before anything starts: a refused run must leave no trace
+        broker = start_fleet_broker(fleet, fleet_port) if fleet is not None else start_broker(port)
+    except (RunError, sim.SimError) as e:
+        print(f"wisp: {e}", flush=True)
+        return 1
+    children, before = [], None
     try:
         token, http_port = api_token(), brokers.port_is_free(HTTP_PORT) and HTTP_PORT or brokers.free_port()
         env = dict(os.environ, WISP_BROKER=f"{broker.host}:{broker.port}", PYTHONUNBUFFERED="1",
@@ -166,20 +164,15 @@ def run(dev_id=None, port=DEFAULT_PORT, fleet=None):
             return 1
         if dev_id:
             workdir = sim.device_dir(dev_id)
-            try:
-                sim.check_free(workdir, dev_id)
-            except sim.SimError as e:
-                print(f"wisp: {e}", flush=True)
-                return 1
             if fleet is None:
                 sim.write_config(workdir, dev_id, broker.host, broker.port)
-            elif not _copy_fleet_config(fleet, dev_id, workdir):
-                print(f"wisp: '{dev_id}' is not provisioned in {fleet}: `wisp provision {dev_id}` first")
-                return 1
+            else:
+                _copy_fleet_config(fleet, dev_id, workdir)
             children.append(Supervised(dev_id, lambda: _start_device(dev_id, workdir)))
-        info = {"host": broker.host, "port": broker.port, "devices": [dev_id] if dev_id else []}
+        info = {"host": broker.host, "port": broker.port, "devices": [dev_id] if dev_id else [], "pid": os.getpid()}
         if fleet is not None:
             info["fleet"] = str(fleet.resolve())
+        before = read_run_info()     # another `wisp run`, still running: its record comes back after ours
         RUN_INFO.write_text(json.dumps(info))
         print(_banner(broker, dev_id, http_port, token, fleet), flush=True)
         return _wait(children)
@@ -187,17 +180,39 @@ def run(dev_id=None, port=DEFAULT_PORT, fleet=None):
         for child in children:
             child.stop()
         broker.stop()
+        _forget_run(before)
+
+
+def check_device(dev_id, fleet):
+    """Refuse, before starting anything, a simulated device that is already running (a second
+    `make run`) or that the fleet has not provisioned."""
+    if not dev_id:
+        return
+    sim.check_free(sim.device_dir(dev_id), dev_id)
+    if fleet is not None:
+        from tools.provision import device_config_path
+        if not device_config_path(fleet, dev_id).exists():
+            raise RunError(f"'{dev_id}' is not provisioned in {fleet}: `wisp provision {dev_id}` first")
+
+
+def _forget_run(before):
+    """Remove run.json when it is this run's (another run may have written its own since), putting
+    back the record of a run that was there before ours and still runs."""
+    try:
+        if json.loads(RUN_INFO.read_text()).get("pid") != os.getpid():
+            return
+    except (OSError, ValueError, AttributeError):
+        return
+    if before and process_alive(before.get("pid")):
+        RUN_INFO.write_text(json.dumps(before))
+    else:
         RUN_INFO.unlink(missing_ok=True)
 
 
 def _copy_fleet_config(fleet, dev_id, workdir):
     from tools.provision import device_config_path
-    src = device_config_path(fleet, dev_id)
-    if not src.exists():
-        return False
     workdir.mkdir(parents=True, exist_ok=True)
-    write_private(workdir / "config.json", src.read_text())
-    return True
+    write_private(workdir / "config.json", device_config_path(fleet, dev_id).read_text())
 
 
 def _shown_path(path):

@@ -181,8 +181,17 @@ def main(argv=None):
     consts = package_consts(FIRMWARE / "wisp")
     kept = package_kept(FIRMWARE / "wisp", FIRMWARE.glob("*.py"), consts)
     for path in paths:
-        for name, short in short_names(inline(path.read_text(encoding="utf-8"), consts), kept).items():
+        try:
+            source = path.read_text(encoding="utf-8")
+        except OSError as e:
+            print(f"{path}: {e.strerror}", file=sys.stderr)
+            return 2
+        names = short_names(inline(source, consts), kept)
+        for name, short in names.items():
             print("%s %s %s" % (path.as_posix(), short, name))
+        if not names:   # say so: silence reads like a broken tool
+            print(f"{path.as_posix()}: no name shortened (each top-level name is public or reached from "
+                  f"elsewhere), so its tracebacks show the real names")
     return 0
 
 

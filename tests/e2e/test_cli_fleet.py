@@ -51,7 +51,7 @@ def test_an_offline_device_is_listed_as_offline_and_logs_say_so(stack):
 
 def test_logs_of_an_unknown_device_say_it_never_appeared(stack):
     logs = stack.wisp("logs", "nosuch")
-    assert logs.returncode == 1 and "knows no device 'nosuch'" in logs.stdout
+    assert logs.returncode == 3 and "knows no device 'nosuch'" in logs.stdout
 
 
 def test_logs_show_the_device_log_ring_with_times(stack):

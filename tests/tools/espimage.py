@@ -21,11 +21,11 @@ def esp_image(chip_id, payload, load_addr=0x3FFB0000):
     return body + bytes([checksum])
 
 
-def micropython_bin(chip="esp32", series="1.20-1.25", app_bytes=64 * 1024):
+def micropython_bin(chip="esp32", series="1.23-1.25", app_bytes=64 * 1024):
     c = boards.CHIPS[chip]
     parts = [boards.Partition("nvs", 1, 2, 0x9000, 0x6000), boards.Partition("phy_init", 1, 1, 0xF000, 0x1000),
              boards.Partition("factory", 0, 0, 0x10000, 0x1F0000)]
-    if series == "1.20-1.25":
+    if series == "1.23-1.25":
         parts.append(boards.Partition("vfs", 1, 0x81, 0x200000, 0x200000))
     addr = _DRAM.get(chip, 0x3FC80000)
     out = bytearray(b"\xff" * (0x10000 - c.boot_offset))

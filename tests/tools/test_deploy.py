@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.tlsutil import make_ca
 from tools import vdev
 from tools.cli import main as wisp
 from tools.paths import FIRMWARE
@@ -65,6 +66,22 @@ def test_deploy_reports_firmware_that_does_not_boot(device, tmp_path, broker, ca
     err = capsys.readouterr().err
     assert rc != 0 and f"device '{dev_id}' did not come back online" in err and "wisp repl --port" in err
     assert time.monotonic() - started < 60
+
+
+def test_deploy_puts_the_ca_the_config_names_on_the_board(device, tmp_path, capsys):
+    ca = make_ca(tmp_path / "ca")["ca_der"]
+    cfg = tmp_path / "tls.json"
+    cfg.write_text(json.dumps({"id": "tlsdep", "broker": {"host": "192.168.1.20", "port": 8883, "tls": True,
+                                                          "ca": "ca.der"}, "pins": {}}))
+    deploy = ["deploy", "--port", device.tty, "--config", str(cfg), "--no-reset"]
+    assert wisp(deploy) == 2
+    assert f"no such file {tmp_path / 'ca.der'}" in capsys.readouterr().err
+    shutil.copyfile(ca, tmp_path / "ca.der")
+    assert wisp(deploy) == 0
+    assert "  copied   ca.der" in capsys.readouterr().out.splitlines()
+    assert (device.workdir / "ca.der").read_bytes() == ca.read_bytes()
+    assert wisp(deploy) == 0
+    assert "wisp: copied 0 of " in capsys.readouterr().out         # hashed like the rest: not sent again
 
 
 def repl_exec(port, code):

@@ -19,8 +19,8 @@ CONFIG = {"id": "flashdev", "broker": {"host": "10.0.0.2", "port": 1883}, "pins"
 def files(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # `wisp flash` leaves its filesystem image in ./build
     out = {}
-    for name, chip, series in (("v124", "esp32", "1.20-1.25"), ("v126", "esp32", "1.26+"),
-                               ("s3", "esp32s3", "1.20-1.25")):
+    for name, chip, series in (("v124", "esp32", "1.23-1.25"), ("v126", "esp32", "1.26+"),
+                               ("s3", "esp32s3", "1.23-1.25")):
         out[name] = tmp_path / f"{name}.bin"
         out[name].write_bytes(micropython_bin(chip, series))
     out["config"] = tmp_path / "flashdev.json"
@@ -111,10 +111,17 @@ def test_a_port_with_no_board_behind_it_is_reported(files, capsys):
 def test_firmware_partition_table_decides_the_filesystem_region(files):
     old = boards.read_firmware(files["v124"]).layout("4MB")
     new = boards.read_firmware(files["v126"]).layout("16MB")
-    assert (old.series, old.vfs_offset, old.vfs_size) == ("1.20-1.25", 0x200000, 0x200000)
+    assert (old.series, old.vfs_offset, old.vfs_size) == ("1.23-1.25", 0x200000, 0x200000)
     assert (new.series, new.vfs_offset, new.vfs_size) == ("1.26+", 0x200000, 0xE00000)
     with pytest.raises(boards.BoardError, match="does not fit 4MB"):
         # a v1.20-1.25 table written for 8 MB flash cannot go on a 4 MB board
         fw = boards.read_firmware(files["v124"])
         parts = fw.partitions[:-1] + (boards.Partition("vfs", 1, 0x81, 0x200000, 0x600000),)
         boards.Firmware(fw.path, fw.size, fw.chip, parts).layout("4MB")
+
+
+def test_the_layout_line_reads_without_nested_parentheses(files, capsys):
+    for fw in (files["v124"], files["v126"]):
+        rc, out, _ = run(capsys, "--port", "/dev/ttyUSB9", "--firmware", fw, "--config", files["config"], "--dry-run")
+        line = next(x for x in out.splitlines() if x.startswith("wisp: esp32"))
+        assert rc == 0 and "((" not in line and "))" not in line and "; from the firmware's partition table" in line

@@ -84,10 +84,10 @@ def test_damaged_image_fails_verification(tmp_path):
 
 def test_layouts_follow_the_micropython_release(tmp_path):
     old, new = boards.default_layout("1.24", "8MB"), boards.default_layout("v1.26.1", "16MB")
-    assert (old.series, old.vfs_offset, old.vfs_size) == ("1.20-1.25", 0x200000, 0x600000)
+    assert (old.series, old.vfs_offset, old.vfs_size) == ("1.23-1.25", 0x200000, 0x600000)
     assert (new.series, new.vfs_offset, new.vfs_size) == ("1.26+", 0x200000, 0xE00000)
-    with pytest.raises(boards.BoardError, match="1.20 or later"):
-        boards.default_layout("1.19", "4MB")
+    with pytest.raises(boards.BoardError, match="1.23 or later"):
+        boards.default_layout("1.22", "4MB")
     with pytest.raises(boards.BoardError, match="4MB, 8MB, 16MB"):
         boards.default_layout("1.24", "3MB")
 
@@ -110,3 +110,17 @@ def test_line_numbers_are_left_out_unless_asked_for(tmp_path, lines, shown):
     done = subprocess.run([micropython_cmd(), "-c", "import wisp.oops; wisp.oops.fail()"], cwd=stage.root,
                           capture_output=True, text=True, timeout=30)
     assert 'File "wisp.oops", ' + shown in done.stdout + done.stderr  # the module's name (image.module_name)
+
+
+def test_a_micropython_the_firmware_refuses_is_refused_before_building(tmp_path, capsys):
+    # firmware/main.py stops on anything before 1.23; an image for 1.20 would never start
+    cfg = tmp_path / "imgdev.json"
+    cfg.write_text(json.dumps(CONFIG))
+    out = tmp_path / "fs.img"
+    for old in ("1.20", "1.22"):
+        assert wisp(["image", "--config", str(cfg), "-o", str(out), "--mp-version", old]) == 2
+        err = capsys.readouterr().err
+        assert f"wisp: MicroPython {old} is too old: wisp needs 1.23 or later" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+    with pytest.raises(boards.BoardError, match="1.23 or later"):
+        image.stage_firmware(tmp_path / "root", CONFIG, mp_version="1.22")

@@ -3,6 +3,7 @@ import json
 import os
 import queue
 import stat
+import subprocess
 import threading
 import time
 
@@ -12,6 +13,7 @@ import pytest
 from tools import broker as brokers
 from tools import provision as prov
 from tools.cli import main as wisp
+from tools.system_deps import find_mosquitto
 
 QUIET_S = 0.5  # how long "nothing arrives" is watched; deliveries on loopback take ~1 ms
 
@@ -206,3 +208,52 @@ def write_pins(tmp_path):
     p = tmp_path / "pins.json"
     p.write_text(json.dumps({"lamp": {"pin": 2, "mode": "out"}}))
     return p
+
+
+def test_running_it_again_keeps_what_the_user_added(tmp_path):
+    fleet = tmp_path / "fleet"
+    args = ["provision", "porch", "--fleet", str(fleet), "--broker", "192.168.1.20:1883"]
+    assert wisp(args) == 0
+    cfg_path = fleet / "devices" / "porch" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.update(ntp="192.168.1.1", fast_path=False)
+    cfg["broker"]["keepalive"] = 30
+    cfg_path.write_text(json.dumps(cfg))
+    user_conf = fleet / "mosquitto.d" / "tls.conf"
+    user_conf.write_text("# mine\n")
+    assert wisp(args) == 0
+    again = json.loads(cfg_path.read_text())
+    assert again == cfg                                    # nothing of the user's was dropped
+    assert user_conf.read_text() == "# mine\n"
+    assert f"include_dir {(fleet / 'mosquitto.d').resolve()}" in (fleet / "mosquitto.conf").read_text()
+    assert wisp(args + ["--ntp", "10.0.0.1,pool.ntp.org"]) == 0
+    assert json.loads(cfg_path.read_text())["ntp"] == ["10.0.0.1", "pool.ntp.org"]
+    assert wisp(args + ["--ntp", "10.0.0.1"]) == 0
+    assert json.loads(cfg_path.read_text())["ntp"] == "10.0.0.1"
+
+
+def test_the_user_s_broker_settings_are_read_by_mosquitto_and_by_wisp_run_fleet(tmp_path):
+    fleet = tmp_path / "fleet"
+    port, extra = brokers.free_port(), brokers.free_port()
+    assert wisp(["provision", "deva", "--fleet", str(fleet), "--broker", f"127.0.0.1:{port}"]) == 0
+    (fleet / "mosquitto.d" / "second.conf").write_text(f"listener {extra} 127.0.0.1\n")
+    store = json.loads((fleet / "secrets.json").read_text())
+    # `wisp run --fleet`, which reads mosquitto.conf through include_dir as Debian's mosquitto does
+    b = brokers.start_fleet_mosquitto(tmp_path / "mosq", fleet / "mosquitto.conf", port)
+    try:
+        c = Client(extra, "deva", store["devices"]["deva"]["password"])   # logins and ACL apply there too
+        assert c.rc == 0
+        c.close()
+    finally:
+        b.stop()
+    # `mosquitto -c mosquitto.conf`: the file as it is, on loopback (and as root, kept root: mosquitto
+    # would drop to the `mosquitto` user, who cannot read the test's files)
+    conf = tmp_path / "main.conf"
+    text = (fleet / "mosquitto.conf").read_text().replace(f"listener {port}\n", f"listener {port} 127.0.0.1\n")
+    conf.write_text(("user root\n" if os.geteuid() == 0 else "") + text)
+    proc = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        brokers.wait_listening("127.0.0.1", extra, proc)
+    finally:
+        proc.terminate()
+        proc.wait(5)
