@@ -6,6 +6,8 @@
 # the user, which the LLM cannot send) carries it out; with no one to ask (its schedule, its
 # routine run by the owner) it is refused. Switching off, and actions the owner began (direct
 # commands, Home Assistant, the fast path, the owner's schedules and routines) need no "yes".
+# hold() serves other calls the same way: the LLM moving the time zone, which times the owner's
+# schedules (tools/clock.py).
 import time
 
 from wisp import limits
