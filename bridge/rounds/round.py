@@ -91,7 +91,10 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
                     text.append(ev.text)
                 elif ev.kind == "call":
                     c = ev.call
-                    cid = c.cid or f"call_{answer.round}_{answer.seq}"
+                    # the id goes to the device and comes back in its next rounds, maybe to another tier
+                    cid = _UNSAFE.sub("_", c.cid)[:MAX_ID]
+                    if not cid or any(k.cid == cid for k in calls):  # "a.b" and "a:b" are both "a_b"
+                        cid = f"call_{answer.round}_{answer.seq}"
                     if c.name == MORE and MORE not in by_name:
                         result, ok = toolset.load(c.raw_args)
                         calls.append(Call(cid, c.name, c.raw_args, None if ok else result, result))

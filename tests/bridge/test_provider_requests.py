@@ -311,3 +311,19 @@ def test_a_tier_still_thinking_is_hedged_and_its_thoughts_are_never_shown(tmp_pa
     msgs, took = run(go())
     assert msgs[-1]["text"] == "Porch light on." and msgs[-1]["tier"] == "commodity"
     assert "think" not in json.dumps(msgs) and took < 1.5
+
+
+def test_a_call_id_outside_the_providers_pattern_reaches_the_device_in_it(tmp_path):
+    # Kimi models served by vLLM name their calls "functions.gpio_write:0": forwarded as they are,
+    # the device's next round would carry them to an OpenAI or Anthropic tier, which refuses them
+    odd = ["functions.gpio_write:0", "functions.gpio_write.0"]
+    with fake_tiers(lambda req: Reply(calls=[PORCH_ON, PORCH_ON], call_ids=odd)) as (a,):
+        cfg = config([Tier("local", a.base_url, "m")], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                return await ask(ctx, "i1")
+        msgs = run(go())
+    cids = [c["cid"] for m in msgs for c in m.get("calls", [])]
+    assert cids[0] == "functions_gpio_write_0" and len(set(cids)) == 2, msgs  # each result names its call
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,40}", c) for c in cids), cids

@@ -47,6 +47,7 @@ class Reply:
     stall_at_chunk: int = 1  # ...or before chunk n instead (e.g. after a first tool call is complete)
     ollama_style: bool = False  # all tool calls use index 0
     retry_after: str | None = None  # Retry-After header of an error answer (429), as the provider writes it
+    call_ids: list[str] | None = None  # the servers' own call ids (Kimi models served by vLLM: "functions.x:0")
 
 
 def _error_body(status: int) -> dict:
@@ -221,7 +222,8 @@ class FakeOpenAI:
         deltas += [{"content": p} for p in re.findall(r"\s*\S+\s*|\s+", reply.text)]
         for i, (name, args) in enumerate(reply.calls):
             index = 0 if reply.ollama_style else i
-            head = {"index": index, "id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+            cid = reply.call_ids[i] if reply.call_ids else f"call_{uuid.uuid4().hex[:24]}"
+            head = {"index": index, "id": cid, "type": "function",
                     "function": {"name": name, "arguments": ""}}
             if len(deltas) == 1 and not reply.text:
                 deltas[0]["tool_calls"] = [head]  # like OpenAI: first call rides on the role chunk
