@@ -31,6 +31,11 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 MAX_NAME, MAX_ID = 64, 40
 
 
+def _clean(text: str, limit: int) -> str:
+    """text in the providers' name and id pattern ("" stays ""): refused characters become "_"."""
+    return _UNSAFE.sub("_", text)[:limit]
+
+
 class Call(NamedTuple):
     """A tool call the model made in one turn: forwarded when error is None, else handed back to the model."""
     cid: str
@@ -92,7 +97,7 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
                 elif ev.kind == "call":
                     c = ev.call
                     # the id goes to the device and comes back in its next rounds, maybe to another tier
-                    cid = _UNSAFE.sub("_", c.cid)[:MAX_ID]
+                    cid = _clean(c.cid, MAX_ID)
                     if not cid or any(k.cid == cid for k in calls):  # "a.b" and "a:b" are both "a_b"
                         cid = f"call_{answer.round}_{answer.seq}"
                     if c.name == MORE and MORE not in by_name:
@@ -144,7 +149,7 @@ def follow_up(calls: list[Call], text: str) -> list[dict]:
         args, _ = parse_args(c.raw_args)
         # servers refuse to take back arguments that are not a JSON object (llama-server's templates parse them)
         raw = c.raw_args if args else "{}"
-        name = _UNSAFE.sub("_", c.name)[:MAX_NAME] or "invalid_tool"
+        name = _clean(c.name, MAX_NAME) or "invalid_tool"
         tool_calls.append({"id": cid, "type": "function", "function": {"name": name, "arguments": raw}})
     return [{"role": "assistant", "content": text or None, "tool_calls": tool_calls},
             *({"role": "tool", "tool_call_id": cid, "content": c.error or c.result or SENT_NOTE}
@@ -155,7 +160,7 @@ def _safe_ids(calls: list[Call]) -> list[str]:
     """One id per call, in the providers' pattern and unique in the turn: each tool result must name its call."""
     ids: list[str] = []
     for n, c in enumerate(calls):
-        cid, k = _UNSAFE.sub("_", c.cid)[:MAX_ID], n
+        cid, k = _clean(c.cid, MAX_ID), n
         while not cid or cid in ids:  # empty, or equal to another once refused characters became "_"
             cid, k = f"call_{k}", k + 1
         ids.append(cid)
