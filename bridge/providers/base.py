@@ -58,6 +58,9 @@ class SSEDecoder:
     Lines are split on b"\\n" before decoding: 0x0A never occurs inside a multi-byte UTF-8 sequence, so a
     character split across network chunks simply waits in the buffer with the rest of its line.
     Lone-CR line endings (legal SSE, unused by any inference server) are not supported.
+    An `error:` field, which SSE readers ignore, is how llama-server before its HTTP rewrite (late 2025)
+    reported a failure mid-stream (`error: {"code":400,"message":...}` then `data: [DONE]`): it is handed
+    on at once as the payload `{"error": ...}`, the form the other servers send, so its message is seen.
     """
 
     def __init__(self) -> None:
@@ -100,7 +103,18 @@ class SSEDecoder:
         name, _, value = line.partition(":")
         if name == "data":
             self._data.append(value[1:] if value.startswith(" ") else value)
+        elif name == "error":
+            out.append(_error_payload(value.strip()))
         # event:, id:, retry: carry nothing we need (Anthropic repeats the event name inside its data)
+
+
+def _error_payload(value: str) -> str:
+    """An `error:` field's value as the in-band error payload `{"error": value}` (a JSON value, else text)."""
+    try:
+        fastjson.loads(value)
+    except ValueError:
+        return json.dumps({"error": value})
+    return '{"error":' + value + "}"
 
 
 class PayloadReader:
@@ -186,6 +200,21 @@ def error_text(obj) -> str:
     return f"{text} (param: {param[:EXCERPT // 2]})" if isinstance(param, str) and param else text
 
 
+def in_band_error(obj) -> bool:
+    """Whether a JSON body or stream chunk is an error report: OpenAI's, llama-server's and Ollama's
+    `{"error": ...}`, or vLLM's `{"object": "error", "message": ..., "code": 400}` (its ErrorResponse)."""
+    return isinstance(obj, dict) and (bool(obj.get("error")) or obj.get("object") == "error")
+
+
+def error_status(obj) -> int | None:
+    """The HTTP status an error body carries in `code`: llama-server and vLLM put it there (400 for a prompt
+    over the context size), so an error reported inside a 200 stream is judged as that status would be.
+    OpenAI's codes are strings ("rate_limit_exceeded"): None."""
+    err = obj.get("error", obj) if isinstance(obj, dict) else None
+    code = err.get("code") if isinstance(err, dict) else None
+    return code if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599 else None
+
+
 def error_code(obj) -> str | None:
     """The machine-readable code of an OpenAI-style error body ("insufficient_quota", ...), if it has one."""
     err = obj.get("error") if isinstance(obj, dict) else None
@@ -253,9 +282,10 @@ class HttpStreamProvider:
                              retry_after(resp.headers) if resp.status == 429 else None, error_code(obj))
         if resp.content_type == "application/json":  # server ignored stream:true, or a 200 carrying an error
             excerpt, obj = await self._body_excerpt(resp)
-            is_error = isinstance(obj, dict) and bool(obj.get("error"))
-            raise self._fail("http" if is_error else "malformed",
-                             f"expected an event stream, got JSON: {excerpt}", resp.status)
+            if in_band_error(obj):
+                raise self._fail("http", f"expected an event stream, got JSON: {excerpt}",
+                                 error_status(obj) or resp.status, code=error_code(obj))
+            raise self._fail("malformed", f"expected an event stream, got JSON: {excerpt}", resp.status)
 
     def _reader(self, resp: Response, first_deadline: float, complete: Callable[[], bool]) -> PayloadReader:
         return PayloadReader(self, resp, first_deadline, complete)

@@ -4,7 +4,8 @@ OpenAI, Cerebras, Groq, Together, llama.cpp server, vLLM and Ollama (/v1) all sp
 `data:` lines carry `chat.completion.chunk` objects, ending with `data: [DONE]`. Tool calls arrive as argument
 fragments; each call goes to the caller as soon as it is complete, so the device can act on the first call while
 the model is still generating the next. Quirks handled here: Ollama's index-0 calls, servers that reject
-`stream_options`, usage only in the last chunk (or never, when the stream is cut).
+`stream_options`, usage only in the last chunk (or never, when the stream is cut), failures reported inside
+the stream (llama-server's `code`, vLLM's error object: base.py `in_band_error`).
 """
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from bridge.providers.base import (  # noqa: F401
     SSEDecoder,
     StreamEvent,
     ToolCall,
+    error_code,
+    error_status,
     error_text,
+    in_band_error,
     parse_args,
     token_cap,
 )
@@ -186,8 +190,8 @@ class OpenAICompatProvider(HttpStreamProvider):
         if not payload.strip():
             return []  # empty data line used as keep-alive
         obj = self._json(payload)
-        if obj.get("error"):  # mid-stream failure (overload, content filter, ...) reported in-band
-            raise self._fail("http", f"error in stream: {error_text(obj)}")
+        if in_band_error(obj):  # mid-stream failure (overload, prompt over the context size, ...) reported in-band
+            raise self._fail("http", f"error in stream: {error_text(obj)}", error_status(obj), code=error_code(obj))
         usage = obj.get("usage")
         has_usage = isinstance(usage, dict)
         if has_usage:
