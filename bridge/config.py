@@ -28,6 +28,7 @@ DIALECTS = ("openai", "gemini", "ollama", "llamacpp")  # schema rules an OpenAI-
 PROVIDERS = ("openai", "anthropic")  # wire formats: OpenAI-compatible chat completions, Anthropic messages
 DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT = "127.0.0.1", 8787
 COST_DB_NAME = ".wisp/cost.db"  # under the config file's directory, else the working directory
+LOCAL_LOAD_WAIT_S = 300.0  # the local tier's default load_wait_s: a few GB read from a slow disk (Ollama)
 # A device's paid spend per UTC day unless [cost] says otherwise: a runaway or a hostile
 # client on one device id cannot run up an unbounded bill. 0 = no limit.
 DEFAULT_DAILY_BUDGET_USD = 1.0
@@ -55,7 +56,7 @@ _TIMEOUT_KEYS = ("connect_timeout_s", "first_token_timeout_s", "idle_timeout_s",
 _TIER_KEYS = {"provider": str, "base_url": str, "model": str, "api_key_env": str,
               **{k: float for k in _TIMEOUT_KEYS},
               "price_in": NonNegative, "price_out": NonNegative, "max_concurrency": int, "max_tokens": int,
-              "dialect": str}
+              "dialect": str, "load_wait_s": NonNegative}
 _HTTP_KEYS = {"host": str, "port": int, "token": str, "enabled": bool}
 _COST_KEYS = {"db": str, "url": str, "daily_budget_usd": NonNegative, "devices": dict}
 _ROUTING_KEYS = {"hedge": bool, "max_attempts": int, "repair_turns": int}
@@ -83,6 +84,9 @@ class Tier:
     max_tokens: int = 1024  # Anthropic requires a cap; OpenAI-compatible servers get none unless set in file
     max_tokens_set: bool = False
     dialect: str | None = None  # schema rules of the server behind base_url (bridge/providers/schemas.py)
+    # a request given up before the answer's headers stays open this long in the background (one per tier),
+    # so a server loading its model on demand (Ollama) finishes the load: docs/bridge.md
+    load_wait_s: float = 0.0
 
     def describe(self) -> str:
         key = "key set" if self.api_key else "no key"
@@ -310,7 +314,7 @@ def _env_tiers(env: Mapping[str, str]) -> dict[str, Tier]:
         url = env["WISP_LOCAL_URL"]
         _url(url, "WISP_LOCAL_URL")
         tiers[LOCAL_TIER] = Tier(LOCAL_TIER, url, env.get("WISP_LOCAL_MODEL") or "local",
-                                 env.get("WISP_LOCAL_API_KEY") or None)
+                                 env.get("WISP_LOCAL_API_KEY") or None, load_wait_s=LOCAL_LOAD_WAIT_S)
     return tiers
 
 
@@ -338,7 +342,9 @@ def _file_tiers(table: dict, where: str, env: Mapping[str, str]) -> dict[str, Ti
         for k in ("max_concurrency", "max_tokens"):
             if k in spec and spec[k] < 1:
                 raise ConfigError(f"{at}: {k} must be at least 1, got {spec[k]!r}")
-        extra = {k: float(spec[k]) for k in (*_TIMEOUT_KEYS, "price_in", "price_out") if k in spec}
+        extra = {k: float(spec[k]) for k in (*_TIMEOUT_KEYS, "price_in", "price_out", "load_wait_s") if k in spec}
+        if name == LOCAL_TIER:
+            extra.setdefault("load_wait_s", LOCAL_LOAD_WAIT_S)
         extra.update({k: spec[k] for k in ("max_concurrency", "max_tokens", "dialect") if k in spec})
         if spec.get("dialect") not in (None, *DIALECTS):
             raise ConfigError(f"{at}: dialect must be one of {', '.join(DIALECTS)}, got {spec['dialect']!r}")

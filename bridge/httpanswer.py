@@ -265,6 +265,11 @@ class Response:
             return
         self._settle()
 
+    def abort(self) -> None:
+        """Done with this answer before its end, and with its connection: closing it stops the server's work."""
+        self.release()
+        self._conn.close()
+
     def _drain(self) -> None:
         conn = self._conn
         try:

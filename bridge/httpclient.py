@@ -50,6 +50,7 @@ class HttpClient:
         self._ssl = ssl_context
         self._idle: dict[tuple, list[Connection]] = {}
         self._origins: dict[str, _Origin] = {}
+        self._kept: dict[str, asyncio.Task] = {}  # keep_open(): requests given up, still waiting for headers
         self._closed = False
 
     def _origin(self, url: str) -> _Origin:
@@ -94,6 +95,22 @@ class HttpClient:
             except BaseException:
                 conn.close()
                 raise
+
+    def keep_open(self, key: str, post: asyncio.Task) -> bool:
+        """Let a request its caller gave up on before the headers (a post() task) wait on in the background,
+        at most one per `key`; its answer, if one comes, is closed unread. Returns False when one already
+        waits (the caller cancels `post`). Why: a server that loads its model on a request aborts the load
+        when that request's client goes (Ollama), so every later request would start it over."""
+        if self._closed or key in self._kept:
+            return False
+        self._kept[key] = post
+        post.add_done_callback(partial(self._kept_done, key))
+        return True
+
+    def _kept_done(self, key: str, post: asyncio.Task) -> None:
+        self._kept.pop(key, None)
+        if not post.cancelled() and post.exception() is None:  # exception(): a late failure, retrieved
+            post.result().abort()
 
     def _idle_connection(self, key) -> Connection | None:
         pool = self._idle.get(key)
@@ -186,6 +203,8 @@ class HttpClient:
 
     async def close(self) -> None:
         self._closed = True
+        for post in list(self._kept.values()):
+            post.cancel()
         for pool in self._idle.values():
             for conn in pool:
                 conn.close()

@@ -29,7 +29,8 @@ def provider_factory(http: HttpClient) -> Callable:
     def make(tier) -> Provider:
         family = family_for(tier.provider, tier.base_url, tier.dialect)
         common = dict(api_key=tier.api_key, family=family, connect_timeout_s=tier.connect_timeout_s,
-                      first_token_timeout_s=tier.first_token_timeout_s, idle_timeout_s=tier.idle_timeout_s)
+                      first_token_timeout_s=tier.first_token_timeout_s, idle_timeout_s=tier.idle_timeout_s,
+                      load_wait_s=tier.load_wait_s)
         cap = tier.max_tokens if tier.max_tokens_set else None  # a ceiling only when wisp.toml sets one
         if tier.provider == "anthropic":  # Anthropic requires a limit: the default 1024 when none is set
             return AnthropicProvider(http, tier.base_url, tier.model, max_tokens=tier.max_tokens, cap=cap, **common)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from bridge import fastjson
 from bridge.httpclient import ConnectTimeout, HttpClient, HttpError, Response
+
+log = logging.getLogger("wisp.bridge.providers")
 
 EXCERPT = 200  # chars of server text quoted in error messages: enough to diagnose, short enough to log
 ERROR_BODY_MAX = 64 * 1024  # bytes of an error answer read to find its message; a longer one is cut there
@@ -245,7 +248,7 @@ class HttpStreamProvider:
 
     def __init__(self, http: HttpClient, url: str, model: str, api_key: str | None = None,
                  connect_timeout_s: float = 5.0, first_token_timeout_s: float = 30.0, idle_timeout_s: float = 30.0,
-                 extra_body: dict | None = None, family: str = "openai"):
+                 extra_body: dict | None = None, family: str = "openai", load_wait_s: float = 0.0):
         self._http = http
         self._family = family  # whose schema rules tools are translated to (schemas.py)
         self._url = url
@@ -254,6 +257,7 @@ class HttpStreamProvider:
         self._connect_timeout_s = connect_timeout_s
         self._first_token_timeout_s = first_token_timeout_s
         self._idle_timeout_s = idle_timeout_s
+        self._load_wait_s = load_wait_s
         self._extra_body = dict(extra_body or {})
 
     def _fail(self, kind: str, message: str, status: int | None = None,
@@ -264,16 +268,39 @@ class HttpStreamProvider:
         return ProviderError(kind, message, status, retry_after_s, code)
 
     async def _post(self, body: dict, headers: dict, first_deadline: float) -> Response:
+        # compact JSON: the spaces of the default separators are ~10 % of a device round's request
+        data, headers = fastjson.dumps(body), {**headers, **_JSON}
         try:
-            # compact JSON: the spaces of the default separators are ~10 % of a device round's request
-            return await self._http.post(self._url, fastjson.dumps(body), {**headers, **_JSON},
-                                         self._connect_timeout_s, first_deadline)
+            if not self._load_wait_s:
+                return await self._http.post(self._url, data, headers, self._connect_timeout_s, first_deadline)
+            return await self._post_while_loading(data, headers, first_deadline)
         except ConnectTimeout as e:
             raise self._fail("connect", f"connect to {self._url} timed out after {self._connect_timeout_s}s") from e
         except HttpError as e:
             raise self._fail("connect", f"cannot reach {self._url}: {e}") from e
         except TimeoutError as e:
             raise self._fail("timeout", f"no first token within {self._first_token_timeout_s}s (no headers)") from e
+
+    async def _post_while_loading(self, data: bytes, headers: dict, first_deadline: float) -> Response:
+        """_post for a server that may be loading its model (load_wait_s): given up before the headers (the
+        first-token deadline, a hedge that won, the budget over), the request is kept open in the background
+        up to load_wait_s (HttpClient.keep_open), so the load completes for the next request."""
+        loop = asyncio.get_running_loop()
+        post = loop.create_task(self._http.post(self._url, data, headers, self._connect_timeout_s,
+                                                max(first_deadline, loop.time() + self._load_wait_s)))
+        try:
+            async with asyncio.timeout_at(first_deadline):
+                return await asyncio.shield(post)
+        except BaseException:
+            if post.done():
+                if not post.cancelled() and post.exception() is None:
+                    post.result().abort()  # the headers came just as the caller gave up
+            elif self._http.keep_open(f"{self._url} {self._model}", post):
+                log.info("model %s at %s: no answer yet; the request stays open up to %.0f s in the background "
+                         "in case the server is loading the model", self._model, self._url, self._load_wait_s)
+            else:
+                post.cancel()
+            raise
 
     async def _check_status(self, resp: Response) -> None:
         if resp.status // 100 != 2:
