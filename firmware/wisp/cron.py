@@ -73,7 +73,7 @@ def _field(text, field):
             rng, s = item.split("/", 1)
             if not s.isdigit() or int(s) < 1:
                 raise ValueError("cron: %s field step '%s' must be a whole number of 1 or more" % (name, s))
-            step = int(s)
+            step = min(int(s), 64)  # a longer step only picks the start; range() needs a machine word
         if rng == "*":
             a, b = lo, hi
         elif "-" in rng:

@@ -15,6 +15,7 @@ CLOCK_VALID_AFTER = const(1704067200)  # 2024-01-01 UTC: an earlier clock was ne
 TZ_STORE = "tz"                        # tz.json: the device timezone set by timezone_set
 _MAX_SLEEP_S = const(60)    # wake at least this often to notice clock steps (NTP) and pending saves
 _SAVE_EVERY_S = const(60)   # a job that fires again sooner is saved at most this often (flash wear)
+_ERROR_PAUSE_S = const(10)  # after a failed step (heap short): runs come late, not missed
 # loaded only while jobs change or fire
 _PURE = ("wisp.sched_setup", "wisp.sched_edit", "wisp.nextrun", "wisp.cron", "wisp.tz", "wisp.civil")
 _UTC = (0, None, None, None, "UTC", None)  # tz.parse("UTC0"), the default zone: no wisp.tz needed
@@ -96,8 +97,8 @@ class Scheduler:
                 due = self._step()
             except Exception as e:  # a bad job must not stop every other job
                 self._log("schedule error: %s" % (e,))
-                due = []
-            for job in due:
+                due = None
+            for job in due or ():
                 self.fired += 1
                 try:
                     await self._fire(job)
@@ -109,7 +110,9 @@ class Scheduler:
                 for name in _PURE:
                     unload(name)
                 try:
-                    await asyncio.wait_for_ms(self._wake.wait(), self._delay_ms())
+                    # after a failed step, not at once: a job still due would retry in a tight loop
+                    await asyncio.wait_for_ms(self._wake.wait(), self._delay_ms() if due is not None
+                                              else _ERROR_PAUSE_S * 1000)
                 except asyncio.TimeoutError:
                     pass
 

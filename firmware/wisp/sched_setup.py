@@ -2,10 +2,11 @@
 # the timezone's one writer (timezone_set, backup restore). Apart from wisp/sched_edit.py so that
 # adding a job, the scheduler's largest moment, does not carry them: loaded at boot and for a
 # timezone change, then dropped with the scheduler's other pure modules.
+import json
 import os
 
 from wisp import limits, sched_edit, store
-from wisp.sched import TZ_STORE
+from wisp.sched import CLOCK_VALID_AFTER, TZ_STORE
 
 
 def load_tz(config, log):
@@ -29,6 +30,10 @@ def set_device_tz(dev, zone):
     """The one writer of the device timezone (timezone_set, backup restore): zone, a POSIX TZ
     string, is checked, saved in tz.json and set in dev.config; None removes it (UTC0 again).
     The scheduler, when there is one, retimes its jobs. ValueError when bad or not saved."""
+    scheduler = getattr(dev, "sched", None)
+    if scheduler is not None and scheduler._jobs and scheduler.now() < CLOCK_VALID_AFTER:
+        # the jobs' next runs are counted from now: from an unset clock they all look missed
+        raise ValueError("clock not set yet (no NTP time); set the timezone once the time is known")
     if zone is None:  # e.g. a backup from a device that never had one set
         try:
             os.remove(TZ_STORE + ".json")
@@ -43,7 +48,6 @@ def set_device_tz(dev, zone):
         except OSError as e:
             raise ValueError("could not save the timezone to flash: %s" % (e,))
         dev.config["tz"] = zone
-    scheduler = getattr(dev, "sched", None)
     if scheduler is not None:
         scheduler.retime()  # cron and `at` jobs follow the new wall clock
 
@@ -75,7 +79,9 @@ def load(s):
         for why in problems:
             s._log("schedule error: %s: %s" % (s.path, why))
         try:
-            os.rename(s.path, bad)
+            # a copy, not a rename: until the good jobs are saved, jobs.json must still hold them
+            with open(bad, "w") as f:
+                json.dump(data, f)
             s._log("schedule: kept %s aside as %s; loaded %d good jobs" % (s.path, bad, len(s._jobs)))
         except OSError as e:
             s._log("schedule error: could not keep %s aside: %s" % (s.path, e))

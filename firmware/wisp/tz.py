@@ -105,6 +105,8 @@ def parse(s):
         raise ValueError("tz: must be a string of 1-%d characters %s" % (limits.MAX_TZ_LEN, _HELP))
     if s in ("UTC", "GMT"):
         return (0, None, None, None, s, None)
+    if "/" in s.split(",")[0]:  # "Europe/Paris": the name an LLM knows, but no tz database here
+        raise ValueError("tz: '%s' is a tz database name; give a POSIX TZ string %s" % (s, _HELP))
     r = _Reader(s)
     std_name = _name(r)
     if r.i == len(s):

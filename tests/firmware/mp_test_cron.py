@@ -61,6 +61,13 @@ def test_parse_errors_name_the_field_and_the_range():
         eq("must be a string" in str(e), True, str(e))
 
 
+def test_a_huge_step_is_a_step_not_an_overflow():
+    # a step past the field's span picks its start only (cron(5)); range() takes machine words, so
+    # '0/99999999999999999999' raised OverflowError, which callers catching ValueError let through
+    eq(cron.parse("0/99999999999999999999 * * * *"), cron.parse("0 * * * *"))
+    eq(cron.parse("0 */99999999999999999999 * * 1-5/99999999999999999999"), cron.parse("0 */24 * * 1"))
+
+
 def test_names_are_case_insensitive_and_dow_7_is_sunday():
     eq(cron.parse("0 9 * jan,Jul mon-FRI"), cron.parse("0 9 * 1,7 1-5"))
     eq(cron.parse("0 9 * * 7"), cron.parse("0 9 * * SUN"))

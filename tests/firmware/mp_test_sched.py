@@ -206,6 +206,52 @@ def test_unreadable_jobs_file_is_kept_aside():
     eq([j["name"] for j in Rig("mixed", Clock(T0)).s.jobs()], ["good"])
 
 
+def test_good_jobs_outlive_a_cut_while_a_bad_entry_is_set_aside():
+    # a file with one bad entry is set aside, then the good jobs are saved: a power cut between the
+    # two (here: the save never happens) must leave the good jobs for the next boot
+    from wisp import store
+    good = {"name": "good", "spec": "every 5m", "action": ROUTINE, "missed": "skip", "next": T0 + 300}
+    bad = {"name": "bad", "spec": "99 * * * *", "action": ROUTINE, "missed": "skip", "next": T0}
+    with open("cut.json", "w") as f:
+        json.dump({"v": 1, "jobs": [good, bad]}, f)
+    real_save = store.save
+
+    def cut(name, obj):
+        raise OSError("power cut")
+    store.save = cut
+    try:
+        Rig("cut", Clock(T0))
+    finally:
+        store.save = real_save
+    again = Rig("cut", Clock(T0))  # the reboot
+    eq([j["name"] for j in again.s.jobs()], ["good"], "jobs after the cut")
+    with open("cut.bad") as f:
+        eq(json.load(f)["jobs"], [good, bad], "the whole file kept aside")
+    eq([j["name"] for j in Rig("cut", Clock(T0)).s.jobs()], ["good"], "and saved at last")
+
+
+async def test_a_failing_step_pauses_instead_of_spinning():
+    # a step that raises (heap short) with a job still due: the runner used to retry every
+    # millisecond, a log line each time; it waits, and a wake() still gets it going at once
+    a = Rig("spin", Clock(T0))
+    a.s.add("every 1m", ROUTINE, name="due")
+
+    def heap_short(now):
+        raise MemoryError("heap short")
+    a.s._take_due = heap_short
+    a.clock.t = T0 + 60
+    task = asyncio.create_task(a.s.run())
+    try:
+        await asyncio.sleep_ms(300)
+        eq(sum(1 for line in a.logs if "heap short" in line), 1, "errors logged in 300 ms")
+        del a.s._take_due  # the heap is back
+        a.s.wake()
+        await asyncio.sleep_ms(20)
+    finally:
+        task.cancel()  # a runner left behind would go on in the next test's event loop
+    eq(a.names(), ["due"])
+
+
 def test_nothing_fires_before_the_clock_is_set():
     a = Rig("clock", Clock(T0))
     a.s.add("every 1h", ROUTINE, name="hourly", missed="once")
@@ -283,6 +329,24 @@ def test_time_tools_set_and_keep_the_timezone():
     eq(_tool(dev, "time_now"), "2026-06-01T07:00:00-05:00 Monday EST (tz EST5)")
     rig.clock.t = 1000
     eq(_tool(dev, "time_now")[:29], "Error: clock not set yet (no ")
+
+
+def test_the_timezone_waits_for_the_clock_when_jobs_depend_on_it():
+    # a timezone set before NTP retimed the jobs from a 1970 clock: once the clock was set, every
+    # 'once' job fired at once and the others logged a run missed in 1970
+    a = Rig("tzclock", Clock(T0))
+    a.s.add("0 7 * * *", ROUTINE, name="wake", missed="once")
+    b = Rig("tzclock", Clock(1000))  # rebooted, no NTP time yet
+    b.dev.sched = b.s
+    said = _tool(b.dev, "timezone_set", {"tz": CET})
+    asyncio.run(b.run_at(T0 + 3600))  # NTP sets the clock
+    eq((b.names(), b.logs), ([], ["schedule: clock not set (before 2024-01-01); jobs wait for NTP time"]))
+    eq(said, "Error: clock not set yet (no NTP time); set the timezone once the time is known")
+    _tool(b.dev, "timezone_set", {"tz": CET})
+    eq(civil.iso(b.s.jobs()[0]["next"], False), "2026-06-02T05:00", "07:00 CEST, retimed once the clock is set")
+    free = Rig("tzfree", Clock(1000))  # no jobs: nothing to retime, the zone can be set at once
+    free.dev.sched = free.s
+    eq(_tool(free.dev, "timezone_set", {"tz": CET})[:13], "ok: timezone ")
 
 
 async def test_the_pure_schedule_modules_are_dropped_while_the_runner_sleeps():

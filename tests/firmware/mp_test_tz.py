@@ -52,6 +52,14 @@ def test_bad_strings_give_clear_errors():
     raises(lambda: tz.parse(5), "must be a string")
 
 
+def test_a_tz_database_name_is_told_to_give_a_posix_string():
+    # an LLM's first guess: say what the device needs, not "needs a UTC offset (at character 7)"
+    raises(lambda: tz.parse("Europe/Paris"), "tz: 'Europe/Paris' is a tz database name",
+           "like 'CET-1CEST,M3.5.0,M10.5.0/3'")
+    raises(lambda: tz.parse("America/New_York"), "is a tz database name")
+    eq(tz.parse("CET-1CEST,M3.5.0/2,M10.5.0/3")[2], ("M", 3, 5, 0, 7200))  # '/' in a rule is its time
+
+
 def test_cet_transitions():
     # spring: 2026-03-29 01:00 UTC, 02:00 CET -> 03:00 CEST
     eq(_local(_t(2026, 3, 29, 0, 59), CET), "2026-03-29T01:59 CET")
