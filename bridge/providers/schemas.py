@@ -23,6 +23,9 @@ _OLLAMA_KEYS = {"type", "description", "enum", "items", "properties", "required"
 _LLAMACPP_DROP = {"$schema", "uniqueItems", "not", "if", "then", "else", "contains", "dependentSchemas",
                   "patternProperties", "multipleOf"}
 _TYPE_WORDS = {"string": "text", "number": "a number", "integer": "an integer", "boolean": "true/false"}
+# llama.cpp compiles an empty schema to "an object", not "any value": a list of every type says the latter
+_ANY_TYPE = ["string", "number", "boolean", "object", "array", "null"]
+_SHAPE_KEYS = {"type", "anyOf", "oneOf", "allOf", "enum", "const", "$ref", "properties", "items"}
 
 
 @functools.lru_cache(maxsize=64)  # asked for every attempt; a handful of tiers
@@ -75,7 +78,7 @@ def _walk(family: str, s: dict, at: str, out: list[str], top: bool = False) -> N
         out.append(f"{at}: no type (Gemini needs one)")
     if isinstance(t, list) and family in ("gemini", "ollama"):
         out.append(f"{at}: list-valued type {t}")
-    if t == "array" and not isinstance(s.get("items"), dict):
+    if t == "array" and not isinstance(s.get("items"), dict) and family != "llamacpp":
         out.append(f"{at}: array without items")
     if "enum" in s and not s["enum"]:
         out.append(f"{at}: empty enum")
@@ -87,6 +90,10 @@ def _walk(family: str, s: dict, at: str, out: list[str], top: bool = False) -> N
         out += [f"{at}: keyword {k!r} Ollama drops" for k in s if k not in _OLLAMA_KEYS]
     if family == "llamacpp":
         out += [f"{at}: keyword {k!r} llama.cpp grammars cannot express" for k in s if k in _LLAMACPP_DROP]
+        if "pattern" in s:  # "Pattern must start with '^' and end with '$'", and escapes such as \S: a 400
+            out.append(f"{at}: pattern (llama.cpp refuses unanchored ones and escapes its grammar lacks)")
+        if not top and not _SHAPE_KEYS & set(s):
+            out.append(f"{at}: schema without a type (llama.cpp reads it as an object, not any value)")
     for key, sub in (s.get("properties") or {}).items():
         if isinstance(sub, dict):
             _walk(family, sub, f"{at}.{key}", out)
@@ -170,7 +177,9 @@ def _schema(family: str, s: dict, top: bool = True) -> dict:
         s = {"type": "string", "description": "; ".join(filter(None, [s.get("description"), "a JSON object"]))}
     elif family == "gemini" and "type" not in s and "anyOf" not in s and not top:
         s["type"] = "string"  # "any value" has no Gemini form; text is the one every value can be written as
-    if s.get("type") == "array" and not isinstance(s.get("items"), dict):
+    if family == "llamacpp" and not top and not _SHAPE_KEYS & set(s):
+        s["type"] = list(_ANY_TYPE)
+    if s.get("type") == "array" and not isinstance(s.get("items"), dict) and family != "llamacpp":
         s["items"] = {}  # OpenAI: "array schema missing items"; an empty schema means "anything"
     if "enum" in s and not s["enum"]:
         del s["enum"]  # nobody can fill an empty enum; providers reject it (the device still checks)
@@ -201,7 +210,9 @@ def _schema(family: str, s: dict, top: bool = True) -> dict:
     if keep is not None:
         s = {k: v for k, v in s.items() if k in keep}
     elif family == "llamacpp":
-        s = {k: v for k, v in s.items() if k not in _LLAMACPP_DROP}
+        if "pattern" in s:
+            note.append(f"matching the regular expression {s['pattern']}")
+        s = {k: v for k, v in s.items() if k not in _LLAMACPP_DROP and k != "pattern"}
     if note:
         s["description"] = "; ".join([s["description"], *note] if s.get("description") else note)
     if isinstance(s.get("properties"), dict):

@@ -62,7 +62,8 @@ BAD = {"type": "function", "function": {"name": "bad", "description": "d", "para
     "properties": {"steps": {"type": "array"}, "pin": {"type": "string", "enum": []},
                    "level": {"type": "integer", "enum": [0, 1]}, "v": {"type": ["string", "null"]},
                    "x": {"anyOf": [{"type": "string"}, {"type": "number"}]},
-                   "n": {"type": "integer", "minimum": 1, "maximum": 9, "multipleOf": 1}}}}}
+                   "n": {"type": "integer", "minimum": 1, "maximum": 9, "multipleOf": 1},
+                   "word": {"type": "string", "pattern": "\\S"}, "any": {"description": "any value"}}}}}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -71,7 +72,7 @@ def test_translation_repairs_what_a_family_would_refuse(family):
     fixed = translate(family, [BAD])[0]
     assert problems(family, fixed) == []
     props = fixed["function"]["parameters"]["properties"]
-    assert set(props) == {"steps", "pin", "level", "v", "x", "n"}  # no argument lost
+    assert set(props) == {"steps", "pin", "level", "v", "x", "n", "word", "any"}  # no argument lost
     assert BAD["function"]["parameters"]["required"] == []  # the caller's object is not changed
 
 
@@ -82,6 +83,18 @@ def test_gemini_and_ollama_keep_the_meaning_in_words():
     assert gemini["x"] == {"type": "string", "description": "text or a number"}
     ollama = translate("ollama", [BAD])[0]["function"]["parameters"]["properties"]
     assert ollama["n"] == {"type": "integer", "description": "minimum 1; maximum 9"}
+
+
+def test_llamacpp_gets_patterns_in_words_and_any_value_as_every_type():
+    # json-schema-to-grammar.cpp: an unanchored pattern fails the whole request ("Pattern must start with '^'
+    # and end with '$'"), and an empty schema compiles to an object; an array without items takes any values
+    props = translate("llamacpp", [BAD])[0]["function"]["parameters"]["properties"]
+    assert props["word"] == {"type": "string", "description": "matching the regular expression \\S"}
+    assert props["any"] == {"description": "any value", "type": ["string", "number", "boolean", "object", "array",
+                                                                  "null"]}
+    assert props["steps"] == {"type": "array"}
+    assert translate("openai", [BAD])[0]["function"]["parameters"]["properties"]["steps"] == {"type": "array",
+                                                                                             "items": {}}
 
 
 def test_a_tool_this_device_cannot_use_is_not_offered(tmp_path):
