@@ -70,12 +70,24 @@ def too_deep(data, limit=limits.MAX_JSON_DEPTH):
 def _router(dev, agent, commands, ha_status):
     prefix_len = len(dev.prefix)
 
-    def on_message(topic, payload, size):
+    def on_message(topic, payload, size, retained=0):
         if not topic.startswith(dev.prefix):
-            if topic == ha_status and payload == b"online":
+            # a retained birth is the broker replaying it to us: we announced at connect anyway
+            if topic == ha_status and payload == b"online" and not retained:
                 dev.spawn(_ha().announce(dev), "homeassistant/status")  # HA restarted: it forgot us
             return
         sub = topic[prefix_len:]
+        # The broker replays a retained message at every (re)subscribe: a retained ask or cmd
+        # would run again after every reconnect. A set/<pin> ON, OFF or duty is a state, safe to
+        # apply again (Home Assistant's `retain` option restores it so); TOGGLE and a press are not.
+        if retained and not (sub[:4] == "set/" and sub != "set/_restart" and payload
+                             and b"TOGGLE" not in payload.upper()):
+            text = "retained %s refused: publish it without retain, or it runs again at every reconnect" % sub
+            log("error: " + text)
+            dev.spawn(_refuse_retained(dev, topic, text), sub)
+            return
+        if payload == b"" and sub != "log/get":
+            return  # how a retained message is cleared (by us, above): no command in it
         if payload is None:
             text = "payload of %d bytes on %s refused: limit is %d" % (size, topic, limits.MAX_PAYLOAD)
             log("error: " + text)
@@ -108,6 +120,13 @@ def _router(dev, agent, commands, ha_status):
             from wisp import ota  # loaded only while an update runs (docs/ota.md)
             dev.spawn(ota.on_offer(dev, payload), sub)
     return on_message
+
+
+async def _refuse_retained(dev, topic, text):
+    await dev.event("error", text)
+    # Cleared: this topic is the device's inbox, and the sender wanted the command run, not
+    # kept; left there, it would be refused again at every reconnect.
+    await dev.link.publish(topic, b"", True, 1, 0)
 
 
 async def _ota_after_connect(dev):

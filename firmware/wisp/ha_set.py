@@ -58,8 +58,8 @@ async def _restart(dev, payload):
     if payload != PRESS.encode():
         await dev.event("error", "restart wants the payload '%s'" % PRESS)
         return
-    # A press that arrives right after a connect is a retained leftover (a button never
-    # retains): obeying it would reboot at every boot. Refuse it and clear it.
+    # A retained press would reboot at every boot. The router refuses one the broker marks
+    # retained (wisp/app.py); this window is for a broker that does not mark it (MQTT-3.3.1-8).
     since = time.ticks_diff(time.ticks_ms(), dev.connected_ms)
     if dev.connected_n != dev.link.connects or since < limits.RESTART_GUARD_MS:
         log("restart refused: it came %d ms after connecting (a retained message?)" % since)

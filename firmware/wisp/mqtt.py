@@ -43,8 +43,9 @@ def _str(s):
 
 
 class MQTTClient:
-    """on_message(topic: str, payload: bytes | None, size: int) is called from the reader task;
-    payload is None when the message was larger than MAX_PAYLOAD and was skipped.
+    """on_message(topic: str, payload: bytes | None, size: int, retained: int) is called from the
+    reader task; payload is None when the message was larger than MAX_PAYLOAD and was skipped;
+    retained is 1 for a retained message the broker replays because we (re)subscribed.
     on_connect() (a coroutine function) runs after every (re)connect: subscribe and announce there."""
 
     def __init__(self, client_id, host, port=1883, user=None, password=None,
@@ -235,9 +236,8 @@ class MQTTClient:
                     body = await self._reader.readexactly(n)
                     pid = struct.unpack_from("!H", body)[0]
                     ev = self._acks.pop(pid, None)
-                    if kind == _SUBACK and body[2:3] == b"\x80":
-                        self.log("mqtt: subscription %d refused by broker" % pid)
                     if ev:
+                        ev.refused = kind == _SUBACK and body[2:3] == b"\x80"  # subscribe() names it
                         ev.set()
                 else:
                     await self._skip(n)  # PINGRESP and anything unexpected
@@ -248,23 +248,24 @@ class MQTTClient:
 
     async def _on_publish(self, first, n):
         r = self._reader
+        qos = (first >> 1) & 3
         tlen = struct.unpack("!H", await r.readexactly(2))[0]
-        n -= 2
-        if tlen > limits.MAX_TOPIC or tlen > n:
+        n -= tlen + (4 if qos else 2)  # what is left is the payload
+        if n < 0 or qos == 3:
+            # reading on would swallow the next packets or wait for bytes that never come:
+            # a protocol violation closes the connection (MQTT 3.1.1 4.8)
+            raise MQTTError("malformed PUBLISH")
+        if tlen > limits.MAX_TOPIC:
             await self._skip(tlen)  # ids of peers never need topics this long
-            n -= tlen
             topic = None
         else:
             try:
                 topic = (await r.readexactly(tlen)).decode()
             except UnicodeError:  # brokers should refuse such topics; never let one kill the link
                 topic = None
-            n -= tlen
-        qos = (first >> 1) & 3
         pid = 0
         if qos:
             pid = struct.unpack("!H", await r.readexactly(2))[0]
-            n -= 2
         if n > limits.MAX_PAYLOAD:
             await self._skip(n)
             payload = None
@@ -274,7 +275,7 @@ class MQTTClient:
             await self._send(struct.pack("!BBH", _PUBACK, 2, pid))
         if topic is not None and self.on_message:
             try:
-                self.on_message(topic, payload, n)
+                self.on_message(topic, payload, n, first & 1)
             except Exception as e:
                 self.log("mqtt: message handler failed on %s: %r" % (topic, e))
 
@@ -287,7 +288,9 @@ class MQTTClient:
                 self.up.clear()
                 return
             try:
-                await self._send(bytes((_PINGREQ, 0)))
+                # bounded: a write stuck on a dead link (a full lwIP send buffer) must not hold
+                # this check, and the link, for the minutes TCP takes to give up
+                await asyncio.wait_for_ms(self._send(bytes((_PINGREQ, 0))), period)
             except Exception:
                 self.up.clear()
                 return
@@ -322,8 +325,8 @@ class MQTTClient:
                 return False
             t = _str(topic)
             flags = _PUBLISH | (qos << 1) | (1 if retain else 0)
-            if _attempt:
-                flags |= 0x08  # DUP: a resend after the link dropped
+            if _attempt and qos:
+                flags |= 0x08  # DUP: a resend after the link dropped (never on QoS 0: MQTT-3.3.1-2)
             ev = None
             if qos:
                 pid = self._next_pid()
@@ -347,6 +350,7 @@ class MQTTClient:
     async def subscribe(self, topic, qos=1):
         pid = self._next_pid()
         ev = asyncio.Event()
+        ev.refused = False
         self._acks[pid] = ev
         t = _str(topic)
         try:
@@ -356,6 +360,8 @@ class MQTTClient:
             self._acks.pop(pid, None)  # a SUBACK that never came must not leave its entry behind
         if not self.up.is_set():
             raise MQTTError("link lost while subscribing")
+        if ev.refused:  # the broker's ACL, say: the device works on, deaf to this topic
+            self.log("mqtt: broker refused the subscription to %s" % topic)
 
     def abort(self):
         """Drop the connection without DISCONNECT, outside any event loop (Ctrl-C at the console):

@@ -46,9 +46,9 @@ async def _handshake(c):
     _dial(c)
     await c._send(_connect_packet(c))
     first, n = await c._read_packet()
-    body = await c._reader.readexactly(n)
-    if first != _CONNACK or n != 2:
+    if first != _CONNACK or n != 2:  # before reading n bytes: not a broker, n may be 256 MB
         raise MQTTError("expected CONNACK")
+    body = await c._reader.readexactly(2)
     if body[1]:
         code = body[1]
         reason = _CONNACK_ERRORS[code] if code < len(_CONNACK_ERRORS) else str(code)

@@ -12,7 +12,7 @@ PORT = int(PORT)
 
 
 async def _client(name, got, **kw):
-    c = MQTTClient(name, HOST, PORT, on_message=lambda t, p, n: got.append((t, p, n)), **kw)
+    c = MQTTClient(name, HOST, PORT, on_message=lambda t, p, n, r: got.append((t, p, n)), **kw)
     asyncio.create_task(c.run())
     if not await c.wait_up(5000):
         raise Exception("no connection to mosquitto at %s:%d" % (HOST, PORT))
@@ -39,6 +39,29 @@ async def test_qos0_and_qos1_round_trip_and_retained():
     await c.publish("mptest/rt/b", b"", qos=1, retain=True)  # clear the retained message
     await c.stop()
     await c2.stop()
+
+
+async def test_a_retained_message_is_marked_only_when_the_broker_replays_it():
+    # MQTT-3.3.1-8/-9: RETAIN is 1 on what a (re)subscribe replays, 0 on live deliveries, even of
+    # a message published with retain. The router refuses replayed commands on this bit (app.py).
+    got = []
+    pub = await _client("mp-ret-pub", [])
+    await pub.publish("mptest/ret/cmd", b"old", qos=1, retain=True)
+    c = MQTTClient("mp-ret", HOST, PORT, on_message=lambda t, p, n, r: got.append((p, r)))
+    asyncio.create_task(c.run())
+    await c.wait_up(5000)
+    await c.subscribe("mptest/ret/cmd")
+    if not await until(lambda: got) or got != [(b"old", 1)]:
+        raise Exception("replay on subscribe: %r" % got)
+    await pub.publish("mptest/ret/cmd", b"live", qos=1, retain=True)
+    if not await until(lambda: len(got) == 2) or got[1] != (b"live", 0):
+        raise Exception("live delivery: %r" % got)
+    await c.subscribe("mptest/ret/cmd")  # as at every reconnect: replayed again, marked again
+    if not await until(lambda: len(got) == 3) or got[2] != (b"live", 1):
+        raise Exception("replay on resubscribe: %r" % got)
+    await pub.publish("mptest/ret/cmd", b"", qos=1, retain=True)
+    await c.stop()
+    await pub.stop()
 
 
 async def test_oversized_payload_is_skipped_and_the_link_stays_in_sync():
@@ -78,7 +101,7 @@ async def test_failed_on_connect_reconnects_and_subscribes_again():
             raise OSError("announce failed")
         await c.subscribe("mptest/oc")
 
-    c = MQTTClient("mp-oc", HOST, PORT, on_message=lambda t, p, n: got.append(p), on_connect=on_connect,
+    c = MQTTClient("mp-oc", HOST, PORT, on_message=lambda t, p, n, r: got.append(p), on_connect=on_connect,
                    log=logs.append)
     task = asyncio.create_task(c.run())
     if not await until(lambda: c.connects == 2 and c.up.is_set() and len(calls) == 2, 5000):
