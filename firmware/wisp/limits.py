@@ -65,6 +65,7 @@ MAX_ON_S = const(86400)              # largest max_on_s a pin may configure
 MAX_MIN_INTERVAL_MS = const(3600000)  # largest min_interval_ms a pin may configure
 OUT_MIN_INTERVAL_MS = const(1000)    # an "out" pin's min_interval_ms unless config sets one (0 = none): relay wear
 MAX_RUN_SWITCHES = const(16)         # pin changes one routine run may make, nested routines included
+MAX_RUN_STEPS = const(64)            # steps one routine run may take, nested included (12x12x12 = 1728 else)
 MAX_ALIASES = const(4)               # other names one pin may be called by
 MAX_ALIAS_LEN = const(32)            # characters of one alias
 PWM_FREQ_MIN = const(1)              # Hz, for config and pwm_set

@@ -67,7 +67,7 @@ class Memory:
         self._order = []  # keys, least recently set/used first: the prompt takes from the end
         doc = store.load(STORE_NAME, None, log)
         llm = doc.get("llm") if isinstance(doc, dict) else None
-        self._llm = set(llm) if isinstance(llm, list) else set()  # keys the LLM wrote (wisp/confirm.py)
+        self._llm = store.names(llm)  # keys the LLM wrote (wisp/confirm.py)
         pairs = doc.get("facts") if isinstance(doc, dict) else None
         if doc is not None:
             err = check_pairs(pairs)
@@ -99,12 +99,14 @@ class Memory:
         return None
 
     def _save(self, old):
-        """Write the facts; when flash refuses, put back `old` (values, order) and raise ValueError."""
+        """Write the facts; when flash refuses, put back `old` (values, order, LLM keys) and raise
+        ValueError. The LLM marks go back too: else a failed write by the owner would leave the
+        LLM's value in place as the owner's."""
         try:
             store.save(STORE_NAME, {"v": 1, "facts": self.pairs(), "llm": self.llm_keys()})
             self.keep = 0  # what was reordered or dropped is on flash now
-        except OSError as e:
-            self._values, self._order = old  # keep RAM and flash in agreement
+        except Exception as e:  # OSError (flash full), MemoryError
+            self._values, self._order, self._llm = old  # keep RAM and flash in agreement
             raise ValueError("could not save to flash (%s)" % e)
 
     def set(self, key, value, llm=0):
@@ -113,7 +115,7 @@ class Memory:
         err = check_key(key) or check_value(value) or self._room(key, value)
         if err:
             raise ValueError(err)
-        old = dict(self._values), list(self._order)
+        old = dict(self._values), list(self._order), set(self._llm)
         self._put(key, value)
         (self._llm.add if llm else self._llm.discard)(key)
         self._save(old)
@@ -134,7 +136,7 @@ class Memory:
     def delete(self, key):
         if key not in self._values:
             return False
-        old = dict(self._values), list(self._order)
+        old = dict(self._values), list(self._order), self._llm
         del self._values[key]
         self._order.remove(key)
         self._save(old)
@@ -158,15 +160,11 @@ class Memory:
         err = check_pairs(pairs)
         if err:
             raise ValueError(err)
-        old, old_llm = (self._values, self._order), self._llm
+        old = self._values, self._order, self._llm
         self._values, self._order, self._llm = {}, [], set(llm)
         for k, v in pairs:
             self._put(k, v)
-        try:
-            self._save(old)
-        except ValueError:
-            self._llm = old_llm
-            raise
+        self._save(old)
 
     def for_prompt(self, max_bytes=limits.MAX_FACTS_PROMPT_BYTES):
         """'key: value' lines, freshest first, whose bytes (plus one separator each) fit max_bytes."""

@@ -3,7 +3,7 @@
 # so a device that only runs routines does not hold this code in its heap.
 import json
 
-from wisp import NAME_CHARS, limits, tools
+from wisp import NAME_CHARS, limits, store, tools
 from wisp.routines import _literal, _ref
 
 STEP_KEYS = ("tool", "args", "as", "pick", "if", "continue")
@@ -94,7 +94,8 @@ def _check_step(dev, step, bound):
         err = check_name(step["pick"], "\"pick\"") or (None if "as" in step else "\"pick\" needs an \"as\"")
     if err is None and "as" in step:
         err = check_name(step["as"], "\"as\"")
-        bound.add(step["as"])
+        if err is None:  # a list or object would not hash
+            bound.add(step["as"])
     return err
 
 
@@ -128,9 +129,10 @@ def check_routine(dev, name, steps, bound=None):
     if len(steps) > limits.MAX_ROUTINE_STEPS:
         return "%d steps; the limit is %d" % (len(steps), limits.MAX_ROUTINE_STEPS)
     try:
-        size = len(json.dumps(steps))
-    except Exception:
-        return "steps must be plain JSON"
+        store.check_plain(steps)  # an infinite number (1e999) would be stored, then refused by store.save
+        size = len(json.dumps(steps).encode())  # bytes: "é" is one character and two bytes on flash
+    except TypeError as e:
+        return "steps must be plain JSON (%s)" % e
     if size > limits.MAX_ROUTINE_BYTES:
         return "steps take %d bytes; the limit is %d" % (size, limits.MAX_ROUTINE_BYTES)
     bound = set()

@@ -104,7 +104,7 @@ async def run(routines, name, trigger="tool", llm=0):
     """Routines.run: one short summary line ("ok: ..." or "Error: ..."). Never raises."""
     routines.keep += 1
     try:
-        summary = await _run(routines, name, 1, llm, NamedPin.changes)
+        summary = await _run(routines, name, 1, llm, [NamedPin.changes, 0], [])
     except Exception as e:  # a hand-edited store must not take the loop down
         summary = "Error: routine '%s' failed: %r" % (name, e)
     finally:
@@ -137,7 +137,7 @@ def _reads(cond, names):
     return left in names or _ref(cond[2]) in names
 
 
-async def _step(routines, step, bound, depth, llm, tainted, first):
+async def _step(routines, step, bound, depth, llm, tainted, budget):
     """Run one step whose condition holds; the value it binds (None without "as"). Raises ValueError
     with the reason when it fails (a tool's "Error: ..." included). tainted: bound names whose
     value is a fact the LLM wrote; a step using one acts for the LLM."""
@@ -146,16 +146,17 @@ async def _step(routines, step, bound, depth, llm, tainted, first):
         args[k] = _resolve(v, bound)
         if not llm and _ref(v) in tainted:
             llm = 2
-    tool = step["tool"]
+    tool, inner = step["tool"], []  # inner: set by a nested run whose summary holds what the LLM wrote
     if tool == "routine_run":  # nested directly, so the depth and origin travel with the call
-        result = tools.check(routines.dev, tool, args)[1] or await _run(routines, args["name"], depth + 1, llm, first)
+        result = tools.check(routines.dev, tool, args)[1] or await _run(
+            routines, args["name"], depth + 1, llm, budget, inner)
     else:
         result = await tools.run(routines.dev, tool, args, llm)
     if result.startswith("Error"):
         raise ValueError(result[7:] if result.startswith("Error: ") else result)
     if "as" not in step:
         return None
-    if llm or _from_llm(routines.dev, tool, args):
+    if llm or inner or _from_llm(routines.dev, tool, args):
         tainted.add(step["as"])  # what a step acting for the LLM got counts as the LLM's too
     try:
         return bind_value(result, step.get("pick"))
@@ -163,8 +164,10 @@ async def _step(routines, step, bound, depth, llm, tainted, first):
         raise ValueError("%s in %r" % (e, result))
 
 
-async def _run(routines, name, depth, llm, first):
-    """first: NamedPin.changes when the outermost run began; the whole run may add MAX_RUN_SWITCHES."""
+async def _run(routines, name, depth, llm, budget, taint):
+    """budget: [NamedPin.changes when the outermost run began, steps taken], shared by the whole run,
+    which may add MAX_RUN_SWITCHES and take MAX_RUN_STEPS. taint: appended to when the summary
+    carries what the LLM wrote or decided (an LLM routine, or a value bound from its facts)."""
     steps = routines._routines.get(name)
     if not llm and name in routines._llm:
         llm = 2  # the LLM wrote it; who runs it cannot vouch for what it does
@@ -175,9 +178,13 @@ async def _run(routines, name, depth, llm, first):
     bound, order, ran, skipped, failed, tainted = {}, [], 0, 0, 0, set()  # order: names as first bound
     for i, step in enumerate(steps):
         await asyncio.sleep_ms(0)  # one step at a time: MQTT, the scheduler and asks keep running
-        if NamedPin.changes - first >= limits.MAX_RUN_SWITCHES:  # nested routines fan out: relay wear
+        budget[1] += 1
+        if NamedPin.changes - budget[0] >= limits.MAX_RUN_SWITCHES:  # nested routines fan out: relay wear
             return "Error: routine '%s' stopped at step %d: %d pin changes in one run is the limit" % (
                 name, i + 1, limits.MAX_RUN_SWITCHES)
+        if budget[1] > limits.MAX_RUN_STEPS:  # ...and flash wear (memory_set leaves), and time
+            return "Error: routine '%s' stopped at step %d: %d steps in one run is the limit" % (
+                name, i + 1, limits.MAX_RUN_STEPS)
         try:
             if "if" in step and not _holds(step["if"], bound):
                 skipped += 1
@@ -185,7 +192,7 @@ async def _run(routines, name, depth, llm, first):
             ran += 1
             # a condition on what the LLM wrote lets it decide the step: the step acts for it
             step_llm = llm or (2 if "if" in step and _reads(step["if"], tainted) else 0)
-            value = await _step(routines, step, bound, depth, step_llm, tainted, first)
+            value = await _step(routines, step, bound, depth, step_llm, tainted, budget)
         except ValueError as e:
             if step.get("continue") is True:
                 failed += 1
@@ -195,4 +202,6 @@ async def _run(routines, name, depth, llm, first):
             if step["as"] not in bound:
                 order.append(step["as"])
             bound[step["as"]] = value
+    if llm or tainted:
+        taint.append(1)
     return _summary(ran, skipped, failed, bound, order)

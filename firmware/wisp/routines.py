@@ -37,7 +37,7 @@ class Routines:
         saved = doc.get("routines") if isinstance(doc, dict) else None
         self._routines = {}
         llm = doc.get("llm") if isinstance(doc, dict) else None
-        self._llm = set(llm) if isinstance(llm, list) else set()  # names the LLM defined (confirm.py)
+        self._llm = store.names(llm)  # names the LLM defined (confirm.py)
         if not isinstance(saved, dict):
             if doc is not None:
                 log("routines error: %s.json holds no routines object; starting empty" % STORE_NAME)
@@ -52,7 +52,7 @@ class Routines:
     def _save(self, old):
         try:
             store.save(STORE_NAME, {"v": 1, "routines": self._routines, "llm": self.llm_names()})
-        except OSError as e:
+        except Exception as e:  # OSError (flash full), MemoryError, TypeError (not JSON)
             self._routines = old  # keep RAM and flash in agreement
             raise ValueError("could not save to flash (%s)" % e)
 

@@ -20,16 +20,17 @@ def _read(path):
         return json.load(f)
 
 
-def _check_plain(obj):
-    # MicroPython's json writes repr() of other objects and "nan"/"inf": a file no load can read
+def check_plain(obj):
+    """Raise TypeError unless obj is plain JSON. MicroPython's json writes repr() of other objects
+    and "nan"/"inf" (1e999 parses as inf): a file no load can read."""
     if isinstance(obj, dict):
         for k in obj:
             if not isinstance(k, str):
                 raise TypeError("store: key %r is not a string" % (k,))
-            _check_plain(obj[k])
+            check_plain(obj[k])
     elif isinstance(obj, (list, tuple)):
         for v in obj:
-            _check_plain(v)
+            check_plain(v)
     elif isinstance(obj, float):
         if obj != obj or obj in (_INF, -_INF):
             raise TypeError("store: %r is not a JSON number" % obj)
@@ -37,8 +38,14 @@ def _check_plain(obj):
         raise TypeError("store: %s is not JSON" % type(obj).__name__)
 
 
+def names(v):
+    """The set of strings in the saved list v (names, keys); anything else (hand-edited) is left out."""
+    return set(x for x in v if isinstance(x, str)) if isinstance(v, list) else set()
+
+
 def load(name, default, log=print):
-    """The saved object, or `default` when there is none or it cannot be read (reported, never raised)."""
+    """The saved object, or `default` when there is none or it cannot be read (reported, never raised;
+    only a MemoryError is, which leaves the files as they are)."""
     path, tmp = name + ".json", name + ".tmp"
     try:
         os.stat(path)
@@ -50,10 +57,15 @@ def load(name, default, log=print):
             obj = _read(tmp)
             if not isinstance(obj, (dict, list)):
                 raise ValueError
-            os.rename(tmp, path)
+        except MemoryError:
+            raise  # as below: the .tmp may be the only copy
         except Exception:
             remove(tmp)
             return default
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            pass  # still the state; the next save writes the .json
         log("store: %s recovered from an interrupted save" % path)
         return obj
     remove(tmp)  # a save cut short before its rename: the .json still holds the last good state
@@ -72,7 +84,7 @@ def load(name, default, log=print):
 
 def save(name, obj):
     """Write obj as <name>.json atomically. Raises OSError (flash full) or TypeError (not JSON)."""
-    _check_plain(obj)
+    check_plain(obj)
     tmp = name + ".tmp"
     try:
         with open(tmp, "w") as f:

@@ -134,3 +134,45 @@ def test_memory_tools_through_the_registry():
     eq(_tool(dev, "memory_delete", {"key": "name"}), "ok: forgot name")
     eq(_tool(dev, "memory_delete", {"key": "name"})[:6], "Error:")
     eq(Memory().items(), [("plants", 3)])
+
+
+class _FullFlash:
+    """store's json, but writing fails as on a full LittleFS: ENOSPC, part of the file written."""
+
+    @staticmethod
+    def dump(obj, f):
+        f.write("{")
+        raise OSError(28)
+
+    @staticmethod
+    def load(f):
+        import json
+        return json.load(f)
+
+
+def test_a_write_the_full_flash_refuses_keeps_the_old_value_and_whose_it_is():
+    # the LLM's fact stays the LLM's: a failed write by the owner must not hand its value to the owner
+    from wisp import store
+    m = _fresh()
+    m.set("t", "heater", llm=1)
+    m.set("name", "Ada")
+    real, store.json = store.json, _FullFlash
+    try:
+        raises(lambda: m.set("t", "fan"), "could not save to flash", "28")
+        raises(lambda: m.set("new", 1), "could not save to flash")
+        raises(lambda: m.delete("name"), "could not save to flash")
+    finally:
+        store.json = real
+    eq((m.get("t"), m.by_llm("t"), m.get("new"), m.get("name")), ("heater", True, None, "Ada"))
+    again = Memory()
+    eq((again.items(), again.by_llm("t")), ([("name", "Ada"), ("t", "heater")], True))
+    m.set("t", "fan")  # room again: the owner's write lands and is the owner's
+    eq((Memory().get("t"), Memory().by_llm("t")), ("fan", False))
+
+
+def test_a_store_with_junk_in_its_llm_list_still_loads():
+    _fresh()
+    with open("memory.json", "w") as f:
+        f.write('{"v": 1, "facts": [["a", 1], ["b", 2]], "llm": [["a"], "b", 7]}')
+    m = Memory()
+    eq((m.items(), m.by_llm("a"), m.by_llm("b")), ([("b", 2), ("a", 1)], False, True))

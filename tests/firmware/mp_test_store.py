@@ -112,3 +112,49 @@ def test_a_heap_too_short_to_read_a_file_keeps_the_file():
         store._read = real
     eq((_exists("kept.json"), _exists("kept.bad")), (True, False))
     eq(store.load("kept", {}), {"routines": {"night": [{"tool": "gpio_read"}]}})
+
+
+class _FullFlash:
+    """store's json, but writing fails as on a full LittleFS: ENOSPC, part of the file written."""
+
+    @staticmethod
+    def dump(obj, f):
+        f.write("{")
+        raise OSError(28)
+
+    @staticmethod
+    def load(f):
+        import json
+        return json.load(f)
+
+
+def test_a_full_flash_raises_and_keeps_the_old_file():
+    store.save("full", {"n": 1})
+    real, store.json = store.json, _FullFlash
+    try:
+        store.save("full", {"n": 2})
+        raise Exception("no OSError")
+    except OSError as e:
+        eq(e.args[0], 28)
+    finally:
+        store.json = real
+    eq((store.load("full", None), _exists("full.tmp")), ({"n": 1}, False))
+
+
+def test_a_lone_temp_file_survives_a_heap_too_short_to_read_it():
+    # cut between write and rename of a first save (or FAT's unlink + rename): the .tmp is the only copy
+    _write("only.tmp", '{"n": 7}')
+    real = store._read
+
+    def short_of_heap(path):
+        raise MemoryError("memory allocation failed, allocating 340 bytes")
+    store._read = short_of_heap
+    try:
+        store.load("only", {})
+        raise Exception("the MemoryError was swallowed")
+    except MemoryError:
+        pass
+    finally:
+        store._read = real
+    eq(_exists("only.tmp"), True)
+    eq(store.load("only", {}), {"n": 7})
