@@ -11,7 +11,8 @@ def _value_bytes(value):
     return len(value.encode()) if isinstance(value, str) else len(json.dumps(value))
 
 
-def _show(value):
+def show(value):
+    """A value as tools, the prompt and routines read it: text as is, else JSON (true, not True)."""
     return value if isinstance(value, str) else json.dumps(value)
 
 
@@ -170,7 +171,7 @@ class Memory:
         """'key: value' lines, freshest first, whose bytes (plus one separator each) fit max_bytes."""
         out, used = [], 0
         for k, v in self.items():
-            line = "%s: %s" % (k, _show(v))
+            line = "%s: %s" % (k, show(v))
             n = len(line.encode()) + 1
             if used + n <= max_bytes:  # a long fact that does not fit leaves room for shorter ones
                 out.append(line)

@@ -49,6 +49,8 @@ def bind_value(text, pick=None):
         if text is None:
             raise ValueError("the result has no '%s='" % pick)
     text = text.strip()
+    if text in ("true", "false"):  # a fact set to true/false reads back so (memory.show)
+        return text == "true"
     number = _number(text.split()[0]) if text else None
     return text if number is None else number
 
@@ -89,6 +91,11 @@ def _resolve(v, bound):
     return bound[ref]
 
 
+def _shown(v):
+    # true/false as facts read (memory.show): a summary an outer routine binds reads back the same
+    return ("true" if v else "false") if isinstance(v, bool) else v
+
+
 def _summary(ran, skipped, failed, bound, order):
     text = "ok: %d step%s ran" % (ran, "" if ran == 1 else "s")
     if skipped:
@@ -96,7 +103,7 @@ def _summary(ran, skipped, failed, bound, order):
     if failed:
         text += ", %d failed" % failed
     if bound:
-        text += "; " + ", ".join("%s=%s" % (k, bound[k]) for k in order)
+        text += "; " + ", ".join("%s=%s" % (k, _shown(bound[k])) for k in order)
     return text
 
 

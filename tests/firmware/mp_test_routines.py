@@ -67,6 +67,19 @@ def test_binding_rule():
     eq(bind_value("room: temp=21.5 C, hum=40 %", "temp"), 21.5)
     eq(bind_value("room: temp=21.5 C, hum=40 %", "hum"), 40)
     eq(bind_value("max_temp=30, temp=20", "temp"), 20)
+    eq(bind_value("away=true"), True)
+    eq(bind_value("ok: away=false"), False)
+
+
+def test_a_fact_set_to_true_reads_back_as_true_and_a_condition_on_it_holds():
+    dev = _device()
+    eq(run(tools.run(dev, "memory_set", {"key": "away", "value": True})), "ok: remembered away=true")
+    eq(run(tools.run(dev, "memory_get", {"key": "away"})), "away=true")
+    eq(run(tools.run(dev, "memory_list", {})), "1 facts: away=true")
+    dev.routines.define("leave", [{"tool": "memory_get", "args": {"key": "away"}, "as": "away"},
+                                  _write("porch_light", 1, ["away", "==", True])])
+    eq(run(dev.routines.run("leave")), "ok: 2 steps ran; away=true")
+    eq(dev.board.levels[PORCH], 1)
 
 
 def test_results_bind_and_conditions_decide_which_steps_run():

@@ -1,4 +1,5 @@
 # Memory tools: facts the agent keeps across reboots (dev.memory, a wisp.memory.Memory).
+from wisp.memory import show
 
 
 def _keys(dev):
@@ -10,14 +11,14 @@ async def memory_set(dev, args):
         dev.memory.set(args["key"], args["value"], args.get("_llm", 0))
     except ValueError as e:
         return "Error: %s" % e
-    return "ok: remembered %s=%s" % (args["key"], args["value"])
+    return "ok: remembered %s=%s" % (args["key"], show(args["value"]))
 
 
 async def memory_get(dev, args):
     value = dev.memory.get(args["key"])
     if value is None:
         return "Error: nothing remembered as '%s'; keys: %s" % (args["key"], _keys(dev))
-    return "%s=%s" % (args["key"], value)
+    return "%s=%s" % (args["key"], show(value))
 
 
 async def memory_delete(dev, args):
@@ -30,4 +31,4 @@ async def memory_list(dev, args):
     items = dev.memory.items()
     if not items:
         return "no facts remembered"
-    return "%d facts: %s" % (len(items), "; ".join("%s=%s" % kv for kv in items))
+    return "%d facts: %s" % (len(items), "; ".join("%s=%s" % (k, show(v)) for k, v in items))
