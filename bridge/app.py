@@ -114,8 +114,9 @@ class Bridge:
         if on_ready:
             on_ready()
 
-    def _dispatch(self, topic: str, payload: bytes) -> None:
-        """Runs on the loop for every MQTT message (scheduled there by MqttLink)."""
+    def _dispatch(self, topic: str, payload: bytes, retained: bool = False) -> None:
+        """Runs on the loop for every MQTT message (scheduled there by MqttLink). retained: the broker replays it
+        because we subscribed (manifests, statuses and states are retained by design; requests never are)."""
         parsed = protocol.parse(topic)
         if parsed is None:
             log.warning("ignored message on unexpected topic %r", topic)
@@ -127,8 +128,14 @@ class Bridge:
         if kind == protocol.MANIFEST:
             self.manifests.update(device_id, payload)
             if self.fleet:
-                self.fleet.handle(device_id, rest, payload)
+                self.fleet.handle(device_id, rest, payload, retained)
         elif kind == protocol.LLM_REQ:
+            if retained or not payload:  # not a device asking now (docs/protocol.md, "Retained requests")
+                if payload:
+                    log.warning("device=%s retained llm/req ignored: the broker replays it at every subscribe, "
+                                "so it would be answered (and paid for) again at every reconnect; clear it with "
+                                "an empty retained message on %s", device_id, topic)
+                return
             received = time.monotonic()
             if self._closing:
                 refuse_llm_request(device_id, payload, self.ctx,
@@ -141,7 +148,7 @@ class Bridge:
                 refuse_llm_request(device_id, payload, self.ctx, Failure(
                     Reason.BUSY, f"bridge busy: {len(self._tasks)} requests in flight and {len(self._queue)} "
                     "waiting; ask again shortly"), received)
-        elif not (self.fleet and self.fleet.handle(device_id, rest, payload)):
+        elif not (self.fleet and self.fleet.handle(device_id, rest, payload, retained)):
             log.warning("ignored message on unexpected topic %r", topic)
 
     def _start(self, device_id: str, payload: bytes, received: float) -> None:

@@ -26,6 +26,7 @@ MAX_STATE_BYTES = 1024  # a state payload longer than this is kept as truncated 
 MAX_TEXT_CHARS = 2000  # texts of events, asks and replies kept and forwarded to the dashboard
 _KINDS = (protocol.STATUS, protocol.MANIFEST, protocol.STATE, protocol.EVENT, protocol.ASK, protocol.REPLY,
           protocol.CMD_RES, protocol.OTA_STATE)
+_NEWS = (protocol.EVENT, protocol.ASK, protocol.REPLY, protocol.CMD_RES)  # never retained by devices or the CLI
 FLEET_TOPICS = tuple(protocol.every_device(k) for k in (protocol.STATUS, protocol.STATE + "/#", protocol.EVENT,
                                                        protocol.ASK, protocol.REPLY, protocol.CMD_RES,
                                                        protocol.OTA_STATE))
@@ -103,13 +104,18 @@ class Fleet:
         self._state_waiters: dict[tuple[str, str], list[asyncio.Future]] = {}
 
     # ---- what devices publish ------------------------------------------------------------------------
-    def handle(self, device_id: str, rest: list[str], payload: bytes) -> bool:
-        """Take one message (topic already split as wisp/<device_id>/<rest...>); False if it is not ours."""
+    def handle(self, device_id: str, rest: list[str], payload: bytes, retained: bool = False) -> bool:
+        """Take one message (topic already split as wisp/<device_id>/<rest...>); False if it is not ours.
+        retained: replayed by the broker at subscribe; status, manifest, states and ota/state are kept that way,
+        while an event, ask, reply or command result is news only when it happens."""
         kind = "/".join(rest[:2]) if rest[:1] in ([protocol.CMD], ["ota"]) else rest[0]
         if kind not in _KINDS:
             return False
         if len(rest) != (2 if kind in (protocol.STATE, protocol.CMD_RES, protocol.OTA_STATE) else 1):
             return kind == protocol.STATE  # state/<a>/<b> and the like: ours, but not a shape we know
+        if retained and kind in _NEWS:
+            log.info("device=%s retained %s ignored: a past message, replayed by the broker", device_id, kind)
+            return True
         dev = self._device(device_id)
         if dev is None:
             return True

@@ -50,7 +50,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, link: MqttLink, loop: asyncio.AbstractEventLoop) -> None:
         self.link = link
-        self.reader = wire.Reader()
+        self.reader = wire.Reader(max_len=2)  # until the CONNACK: nothing longer comes first from a broker
         self.transport: asyncio.Transport | None = None
         self.connack: asyncio.Future = loop.create_future()  # the CONNACK return code
         self.lost: asyncio.Future = loop.create_future()  # set when the connection is gone (its reason)
@@ -67,12 +67,20 @@ class _Connection(asyncio.Protocol):
         self.link.last_in = self.link.loop.time()
         try:
             for kind, flags, body in self.reader.feed(data):
-                if kind == wire.CONNACK and not self.connack.done():
-                    self.connack.set_result(body[1] if len(body) >= 2 else -1)
+                if not self.connack.done():  # a broker's first word is a CONNACK (MQTT 3.1.1, 3.2)
+                    if kind != wire.CONNACK or len(body) != 2:
+                        raise wire.ProtocolError(f"packet type {kind} of {len(body)} bytes")
+                    self.reader.max_len = wire.MAX_PACKET
+                    self.connack.set_result(body[1])
                 elif self.link.conn is self:
                     self.link.packet(kind, flags, body)
         except wire.ProtocolError as e:
-            log.warning("broker %s:%d sent a malformed packet (%s); reconnecting", self.link.host, self.link.port, e)
+            if not self.connack.done():  # _connect reports it (and the supervisor retries)
+                self.connack.set_exception(wire.ProtocolError(f"answered CONNECT with something that is not a "
+                                                              f"CONNACK ({e}): is it an MQTT broker?"))
+            else:
+                log.warning("broker %s:%d sent a malformed packet (%s); reconnecting",
+                            self.link.host, self.link.port, e)
             self.transport.abort()
             return
         link = self.link
@@ -89,12 +97,14 @@ class _Connection(asyncio.Protocol):
 
 
 class MqttLink:
-    """on_message(topic: str, payload: bytes) is called on `loop`. `subscribed` is set on `loop` once the
-    broker granted the subscriptions (and cleared while disconnected). publish_only: no subscriptions
-    (`subscribed` is set once connected), PUBACKs read in batches (module docstring)."""
+    """on_message(topic: str, payload: bytes, retained: bool) is called on `loop`; retained: the broker replays
+    a retained message because we (re)subscribed (MQTT 3.1.1, 3.3.1.3; a live one comes with it False).
+    `subscribed` is set on `loop` once the broker granted the subscriptions (and cleared while disconnected).
+    publish_only: no subscriptions (`subscribed` is set once connected), PUBACKs read in batches (module
+    docstring)."""
 
     def __init__(self, host: str, port: int, loop: asyncio.AbstractEventLoop,
-                 on_message: Callable[[str, bytes], None], *, shared: bool = True,
+                 on_message: Callable[[str, bytes, bool], None], *, shared: bool = True,
                  user: str | None = None, password: str | None = None, client_id: str | None = None,
                  extra_topics: tuple[str, ...] = (), tls: bool = False, ca: str | None = None,
                  publish_only: bool = False):
@@ -219,9 +229,16 @@ class MqttLink:
             if qos:
                 self._write(wire.puback(pid))
             try:
-                self._on_message(topic, payload)
+                self._on_message(topic, payload, bool(flags & 0x01))
             except Exception:  # one bad message must not cost the connection
                 log.exception("handling a message on %s failed", topic)
+        elif kind == wire.TOO_BIG:  # its payload is skipped unread: acknowledged, never handled
+            topic, _, qos, pid = wire.read_publish(flags, body)
+            if qos == 2:
+                raise wire.ProtocolError("QoS 2 message on a QoS 1 subscription")
+            if qos:
+                self._write(wire.puback(pid))
+            log.warning("message on %s skipped unread: over %d bytes", topic, wire.MAX_PACKET)
         elif kind == wire.PUBACK:
             self._inflight.pop(wire.read_pid(body), None)
             if self._outbox:
@@ -230,6 +247,8 @@ class MqttLink:
             self._suback(body)
         elif kind == wire.PINGRESP:
             self._ping_sent = None
+        else:  # a second CONNACK, or a packet only a client sends: a protocol violation (MQTT 3.1.1, 4.8)
+            raise wire.ProtocolError(f"unexpected packet type {kind} from the broker")
 
     def _suback(self, body: bytes) -> None:
         if wire.read_pid(body) != self._sub_pid:
@@ -238,7 +257,11 @@ class MqttLink:
         failed = [f"{t} (0x{c:02x})" for (t, _), c in zip(self._topics[:2], codes[:2], strict=False)
                   if c == wire.SUBACK_FAILURE]
         if failed or len(codes) < 2:  # requests and manifests: required
-            log.error("broker refused subscriptions %s", failed or [t for t, _ in self._topics])
+            # Connected but deaf: say so, and ask again after a back-off (an ACL fixed later is picked up).
+            log.error("broker %s:%d refused subscriptions %s: this bridge gets no requests; its login needs read "
+                      "access to them in the broker's ACL (on a broker without shared subscriptions: WISP_SHARED=0)",
+                      self.host, self.port, failed or [t for t, _ in self._topics])
+            self.conn.transport.abort()
             return
         # the fleet view's topics: a refusal degrades the dashboard, it is not fatal
         for (topic, _), code in zip(self._topics[2:], codes[2:], strict=False):
@@ -255,7 +278,9 @@ class MqttLink:
                 conn = await self._connect()
             except _Refused as e:
                 log.error("broker %s:%d refused the connection: %s", self.host, self.port, e)
-            except (OSError, ssl.SSLError, TimeoutError, wire.ProtocolError) as e:
+            except wire.ProtocolError as e:
+                log.warning("broker %s:%d %s; retrying in %d s", self.host, self.port, e, delay)
+            except (OSError, ssl.SSLError, TimeoutError) as e:
                 log.warning("cannot reach broker %s:%d (%s); retrying in %d s", self.host, self.port,
                             e or type(e).__name__, delay)
             else:
@@ -289,7 +314,10 @@ class MqttLink:
             raise
         if code:
             transport.abort()
-            raise _Refused(wire.CONNACK_REFUSALS.get(code, f"return code {code}"))
+            reason = wire.CONNACK_REFUSALS.get(code, f"return code {code}")
+            if code == 2:  # MQTT 3.1.1 only promises ids of 1-23 characters of 0-9 a-z A-Z (3.1.3.1)
+                reason += f" ({self._client_id!r}: this broker may want 1-23 characters of 0-9 a-z A-Z)"
+            raise _Refused(reason)
         return conn
 
     async def _serve(self, conn: _Connection):

@@ -7,11 +7,16 @@ from __future__ import annotations
 import struct
 
 CONNACK, PUBLISH, PUBACK, SUBACK, PINGRESP = 2, 3, 4, 9, 13  # packet types the broker sends a client
+TOO_BIG = 16  # not an MQTT type (those are 4 bits): a PUBLISH over the reader's limit, its payload skipped unread
+# The biggest packet read whole: a request is refused (and answered) over 64 KiB (bridge/rounds/request.py), a
+# manifest over 16 KiB; the broker may carry 256 MB. Beyond this a PUBLISH's payload is skipped as it arrives.
+MAX_PACKET = 1024 * 1024
 PINGREQ = b"\xc0\x00"
 DISCONNECT = b"\xe0\x00"
 SUBACK_FAILURE = 0x80
 CONNACK_REFUSALS = {1: "unacceptable protocol version", 2: "client identifier rejected", 3: "server unavailable",
-                    4: "bad user name or password", 5: "not authorized"}
+                    4: "bad user name or password ([broker] user/password, WISP_BROKER_USER/WISP_BROKER_PASSWORD)",
+                    5: "not authorized (the broker refuses this login, or anonymous clients)"}
 _PID = struct.Struct("!H")
 
 
@@ -64,12 +69,22 @@ def puback(pid: int) -> bytes:
 
 
 class Reader:
-    """Bytes in, (type, flags, body) packets out; keeps a partial packet until the rest arrives."""
+    """Bytes in, (type, flags, body) packets out; keeps a partial packet until the rest arrives.
 
-    def __init__(self) -> None:
+    A packet longer than max_len is never buffered whole: a PUBLISH comes out as (TOO_BIG, flags, its topic and
+    packet id, no payload) and the rest is discarded as it arrives; any other packet that long is a ProtocolError
+    (a broker's control packets are a few bytes; a peer that is not a broker sends anything)."""
+
+    def __init__(self, max_len: int = MAX_PACKET) -> None:
         self._buf = bytearray()
+        self.max_len = max_len
+        self._skip = 0  # bytes of an oversized PUBLISH still to discard
 
     def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        if self._skip:
+            cut = min(self._skip, len(data))
+            self._skip -= cut
+            data = data[cut:]
         buf = self._buf
         buf += data
         out, at, end = [], 0, len(buf)
@@ -87,6 +102,21 @@ class Reader:
                 mult <<= 7
                 if mult > 128 ** 3:
                     raise ProtocolError("remaining length longer than 4 bytes")
+            if n > self.max_len:
+                kind = buf[at] >> 4
+                if kind != PUBLISH:
+                    raise ProtocolError(f"packet of type {kind} with {n} bytes (at most {self.max_len} read)")
+                if end - i < 2:
+                    break
+                head = 2 + _PID.unpack_from(buf, i)[0] + (2 if buf[at] & 0x06 else 0)  # topic, packet id
+                if head > n:
+                    raise ProtocolError("malformed PUBLISH")
+                if end - i < head:
+                    break
+                out.append((TOO_BIG, buf[at] & 0x0F, bytes(buf[i:i + head])))
+                self._skip = max(0, n - (end - i))  # what has not arrived yet is discarded as it does
+                at = min(end, i + n)
+                continue
             if n < 0 or end - i < n:
                 break
             out.append((buf[at] >> 4, buf[at] & 0x0F, bytes(buf[i:i + n])))

@@ -47,7 +47,8 @@ DEVICE_CLASS_STATES = {
 
 
 def is_device_id(text) -> bool:
-    return isinstance(text, str) and DEVICE_ID.match(text) is not None
+    # fullmatch: the pattern's $ also matches before a final newline, and "dev1\n" is not dev1
+    return isinstance(text, str) and DEVICE_ID.fullmatch(text) is not None
 
 
 def topic(device_id: str, kind: str, name: str | None = None) -> str:
@@ -68,7 +69,7 @@ def device_filter(device_id: str) -> str:
 def parse(name: str) -> tuple[str, list[str]] | None:
     """(device id, rest of the topic split at /) of a device topic, or None for anything else."""
     parts = name.split("/")
-    if len(parts) < 3 or parts[0] != ROOT or not DEVICE_ID.match(parts[1]):
+    if len(parts) < 3 or parts[0] != ROOT or not DEVICE_ID.fullmatch(parts[1]):
         return None
     return parts[1], parts[2:]
 

@@ -60,7 +60,7 @@ def test_messages_published_while_the_broker_is_away_arrive_in_order(tmp_path, p
 
     async def publish_then_connect(broker_up: threading.Event):
         loop = asyncio.get_running_loop()
-        link = MqttLink("127.0.0.1", port, loop, lambda topic, payload: None, publish_only=publish_only)
+        link = MqttLink("127.0.0.1", port, loop, lambda topic, payload, retained: None, publish_only=publish_only)
         link.start()  # nobody listens on the port yet: it retries
         for k in range(n):
             link.publish("wisp/d1/llm/res", {"seq": k})
@@ -96,7 +96,7 @@ def test_the_answers_link_sends_at_once_and_reads_acknowledgements_in_batches(tm
 
     async def run():
         loop = asyncio.get_running_loop()
-        link = MqttLink(broker.host, broker.port, loop, lambda t, p: None, publish_only=True)
+        link = MqttLink(broker.host, broker.port, loop, lambda t, p, r: None, publish_only=True)
         link.start()
         await asyncio.wait_for(link.subscribed.wait(), 10)
         link.publish("wisp/d1/llm/res", {"seq": 0})
@@ -133,7 +133,7 @@ def test_a_refused_login_is_reported_and_retried(tmp_path, caplog):
     broker = start_mosquitto(tmp_path / "mosq", extra_conf="allow_anonymous false\n")
 
     async def attempt():
-        link = MqttLink(broker.host, broker.port, asyncio.get_running_loop(), lambda t, p: None,
+        link = MqttLink(broker.host, broker.port, asyncio.get_running_loop(), lambda t, p, r: None,
                         user="nobody", password="wrong")
         link.start()
         try:
