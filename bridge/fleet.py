@@ -120,7 +120,7 @@ class Fleet:
         if dev is None:
             return True
         now = time.time()
-        if kind != protocol.ASK:  # an ask is published by someone else, not the device
+        if kind != protocol.ASK and not retained:  # an ask is someone else's; a retained one may be a week old
             dev.last_seen = now
         if kind == protocol.STATE:
             self._state(dev, rest[1], payload, now)

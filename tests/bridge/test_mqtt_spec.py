@@ -140,8 +140,11 @@ def test_retained_news_is_not_taken_for_new_but_retained_states_are():
     dev = fleet.devices["d1"]
     assert dev.online and dev.states == {"porch": "ON"}
     assert not dev.recent  # a replayed ask or event is not something that just happened
+    assert dev.last_seen is None  # a retained status may be a week old: not "seen 3 s ago"
     fleet.handle("d1", ["ask"], b'{"v":1,"id":"a2","text":"new"}', False)
     assert [e["id"] for e in dev.recent] == ["a2"]
+    fleet.handle("d1", ["state", "porch"], b"OFF", False)
+    assert dev.last_seen is not None
 
 
 # ---- device ids ------------------------------------------------------------------------------------------------

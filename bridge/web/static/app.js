@@ -22,7 +22,7 @@ function el(tag, attrs, ...kids) {
 }
 
 function ago(ts) {
-  if (!ts) return "never";
+  if (!ts) return "not since the bridge started";  // what the broker kept for it carries no time
   const s = Math.max(0, Date.now() / 1000 - ts);
   return s < 60 ? `${s.toFixed(0)} s ago` : s < 3600 ? `${(s / 60).toFixed(0)} min ago` : `${(s / 3600).toFixed(1)} h ago`;
 }
