@@ -95,7 +95,7 @@ def _wait_answer(listener, topic, status_topic, dev_id, req_id, timeout_s, progr
         if progress and str(body.get("id", "")).startswith(req_id + "."):  # llm/req ids: <ask id>.<nonce>
             for line in _progress_lines(got, body):
                 progress(line)
-    raise AskError(f"no answer on {topic} within {timeout_s:.0f} s")
+    raise AskError(f"no answer on {topic} within {timeout_s:g} s")
 
 
 def _progress_lines(topic, body):

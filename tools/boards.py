@@ -23,6 +23,8 @@ BLOCK_SIZE = 4096                 # bytes per LittleFS block = the flash erase s
 PARTITION_TABLE_OFFSET = 0x8000   # absolute flash address of the partition table
 PARTITION_TABLE_MAX = 0xC00       # bytes ESP-IDF reserves for the table (95 entries + MD5)
 ESP_IMAGE_MAGIC = 0xE9
+_IMAGE_HEADER_BYTES = 24          # image header (8) + extended header (16)
+_MAX_SEGMENTS = 16                # esptool refuses images with more
 _ENTRY = struct.Struct("<2sBBLL16sL")
 _ENTRY_MAGIC = b"\xAA\x50"
 _MD5_MAGIC = b"\xEB\xEB"
@@ -182,7 +184,9 @@ def read_firmware(path):
                          "micropython.org/download") from None
     except OSError as e:
         raise BoardError(f"cannot read firmware file {path}: {e.strerror}") from None
-    if len(data) < 24 or data[0] != ESP_IMAGE_MAGIC:
+    if data[:1] == bytes([ESP_IMAGE_MAGIC]) and len(data) < _IMAGE_HEADER_BYTES:
+        raise BoardError(f"{path} is cut short ({len(data)} bytes): download it again from micropython.org/download")
+    if len(data) < _IMAGE_HEADER_BYTES or data[0] != ESP_IMAGE_MAGIC:
         first = f"{data[0]:#04x}" if data else "nothing"
         raise BoardError(f"{path} is not an ESP firmware image (first byte {first}, expected 0xe9); "
                          "use the .bin file from micropython.org/download, not .uf2/.hex/.elf")
@@ -195,7 +199,32 @@ def read_firmware(path):
     if not parts:
         raise BoardError(f"{path} has no partition table at {PARTITION_TABLE_OFFSET:#x}: it looks like a bare "
                          "app image; use the full firmware .bin from micropython.org/download")
+    app = next((p for p in parts if p.type == 0), None)
+    for what, at in (("bootloader", 0), ("app", app.offset - chip.boot_offset if app else None)):
+        end = None if at is None else image_end(data, at)
+        if at is not None and (end is None or end > len(data)):
+            raise BoardError(f"{path} is cut short or damaged: its {what} image at {at + chip.boot_offset:#x} is not "
+                             f"complete in the file's {len(data)} bytes; download it again from "
+                             "micropython.org/download")
     return Firmware(str(path), len(data), chip, tuple(parts))
+
+
+def image_end(data, at):
+    """Where the ESP image starting at data[at] ends (its segments, the checksum byte at the end of a
+    16-byte block, and the SHA-256 when one is appended: esptool's LoadFirmwareImage), or None when
+    there is no image header there. An end past len(data) means the file was cut short."""
+    if len(data) < at + _IMAGE_HEADER_BYTES or data[at] != ESP_IMAGE_MAGIC:
+        return None
+    segments, hash_appended = data[at + 1], data[at + 23] == 1
+    if not 0 < segments <= _MAX_SEGMENTS:
+        return None
+    pos = at + _IMAGE_HEADER_BYTES
+    for _ in range(segments):
+        if pos + 8 > len(data):
+            return pos + 8
+        pos += 8 + struct.unpack_from("<I", data, pos + 4)[0]
+    pos += 15 - (pos - at) % 16 + 1       # padding up to the checksum byte, which ends a 16-byte block
+    return pos + (32 if hash_appended else 0)
 
 
 def _align_up(n, step):

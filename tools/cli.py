@@ -26,6 +26,13 @@ def positive_seconds(text):
     return value
 
 
+def positive_int(text):
+    """A --baud: a whole number above 0."""
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number above 0, not {text!r}")
+    return int(text)
+
+
 def add_device_args(p):
     p.add_argument("--device", help="device id provisioned with `wisp provision` (its config.json goes on the board)")
     p.add_argument("--config", help="a config.json to use instead of a provisioned device's")
@@ -136,7 +143,8 @@ def build_parser():
     f.add_argument("--flash-size", help="4MB, 8MB or 16MB (default: what esptool detects; 4MB for --merge/--dry-run)")
     f.add_argument("--chip", default="auto", choices=["auto", *boards.CHIPS],
                    help="the board's chip (default auto: detect it)")
-    f.add_argument("--baud", type=int, default=460800, help="write speed (default 460800; try 115200 on errors)")
+    f.add_argument("--baud", type=positive_int, default=460800,
+                   help="write speed (default 460800; try 115200 on errors)")
     f.add_argument("--dry-run", action="store_true", help="print the esptool commands and change nothing")
     f.add_argument("--merge", nargs="?", const="", metavar="OUT.bin",
                    help="write this one device's factory image (esptool merge-bin, to write at 0x0; default "
@@ -200,22 +208,33 @@ def user_errors():
     from tools.flash import FlashError
     from tools.image import ImageError
     from tools.listen import BrokerUnreachable
+    from tools.private import WriteError
     from tools.provision import ProvisionError
     from tools.repl import ConsoleError
     from tools.sim import SimError
     from tools.vdev import VdevError
     return (ValueError, FileNotFoundError, BoardError, BrokerUnreachable, ConsoleError, DeployError, FlashError,
-            ImageError, ProvisionError, SimError, VdevError)
+            ImageError, ProvisionError, SimError, VdevError, WriteError)
+
+
+INTERRUPTED = 130     # Ctrl-C: what a shell reports for a command SIGINT ended (128 + 2)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("\nwisp: interrupted", file=sys.stderr)   # every file is written whole or not at all
+        return INTERRUPTED
     except user_errors() as e:
         from tools.listen import BrokerUnreachable
         print(f"wisp: {e}", file=sys.stderr)
         return 3 if isinstance(e, BrokerUnreachable) else 2   # 3: no answer came, as for ask and cmd
+    except OSError as e:   # a file or port the system refused (permission, busy): one line, as the rest
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"wisp: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

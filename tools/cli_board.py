@@ -1,5 +1,4 @@
 """`wisp` commands for a board: the config it gets, image, flash, deploy, provision, repl."""
-import json
 import os
 import sys
 from pathlib import Path
@@ -15,30 +14,23 @@ def device_config(args, required=True):
     the one `wisp provision` wrote for --device, each with the files beside it. Checked by the
     firmware's own boot-time rules first, so no board gets a config it refuses.
     Returns (text, {name on the board: host file}), or (None, {}) when not required and not given."""
-    from tools import configcheck
-    from tools.provision import device_config_path, fleet_dir
+    from tools import configcheck, jsonfile
+    from tools.provision import check_device_id, device_config_path, fleet_dir
     if args.config:
         path, what = Path(args.config), f"--config {args.config}"
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise ValueError(f"cannot read --config {args.config}: {e.strerror}") from None
     elif args.device:
+        check_device_id(args.device)
         path = device_config_path(fleet_dir(args.fleet), args.device)
         if not path.exists():
             raise ValueError(f"no config for device '{args.device}' in {path.parent.parent.parent}: "
                              f"run `wisp provision {args.device} --broker <host>:1883` first, or pass --config")
-        text, what = path.read_text(), str(path)
+        what = str(path)
     elif required:
         raise ValueError("say which device: --device <id> (after `wisp provision <id>`) or --config <file>")
     else:
         return None, {}
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{what} is not valid JSON: {e}") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{what} must hold a JSON object")
+    # UTF-8 with a BOM or UTF-16 (Windows editors) goes on the board as plain UTF-8, which it parses
+    text, config = jsonfile.read_object(path, what)
     try:
         files = configcheck.config_files(config, path.parent)
         configcheck.check(config, what, files)
@@ -136,12 +128,8 @@ def cmd_provision(args):
                                                                    or resolve_broker(None, args.fleet))
     pins = None
     if args.pins:
-        try:
-            pins = json.loads(Path(args.pins).read_text())
-        except (OSError, ValueError) as e:
-            raise ValueError(f"--pins {args.pins}: {e}") from None
-        if not isinstance(pins, dict):
-            raise ValueError(f"--pins {args.pins} must hold a JSON object of name: {{pin, mode}}")
+        from tools.jsonfile import read_object
+        pins = read_object(args.pins, f"--pins {args.pins}")[1]
     if pins is None and not provision.device_config_path(fleet, args.device).exists():
         pins = sim.DEFAULT_PINS
     out = provision.provision(args.device, fleet, host, port,

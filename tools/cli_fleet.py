@@ -70,7 +70,11 @@ def fleet_flag(args):
 
 
 def connection(args):
-    """(host, port, login) for the commands that talk to devices."""
+    """(host, port, login) for the commands that talk to devices. A device id no device can have (the
+    firmware's rules) is refused first: `+`, `#` or `/` would even be an MQTT wildcard or another topic."""
+    from tools.provision import check_device_id
+    for dev_id in [args.device] if isinstance(getattr(args, "device", None), str) else getattr(args, "devices", []):
+        check_device_id(dev_id)
     fleet = fleet_flag(args)
     return (*resolve_broker(args.broker, fleet), resolve_login(fleet))
 

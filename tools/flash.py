@@ -18,6 +18,9 @@ from tools.image import ImageError, make_image, verify_image
 from tools.private import write_private
 
 DEFAULT_BAUD = 460800       # what micropython.org's ESP32 instructions use for write-flash
+# esptool 5 renamed the commands (write_flash -> write-flash, merge_bin -> merge-bin, ...) and
+# detect_flash_size(esp) returns the size: an esptool 4 says "invalid choice" halfway through.
+MIN_ESPTOOL = (5, 0)
 
 
 class FlashError(Exception):
@@ -34,6 +37,23 @@ class Plan:
 
 def esptool(*args):
     return [sys.executable, "-m", "esptool", *args]
+
+
+def check_esptool():
+    """A FlashError naming the fix when this Python has no esptool, or one older than MIN_ESPTOOL."""
+    try:
+        from esptool import __version__ as version
+    except ImportError:
+        version = None
+    try:
+        found = tuple(int(part) for part in str(version).split(".")[:2])
+    except ValueError:
+        found = (0, 0)
+    if found < MIN_ESPTOOL:
+        need = ".".join(map(str, MIN_ESPTOOL))
+        has = f"esptool {version}" if version else "no esptool"
+        raise FlashError(f"`wisp flash` needs esptool {need} or later and {sys.executable} has {has}: "
+                         f"{sys.executable} -m pip install 'esptool>={need}'")
 
 
 def check_chip(firmware, chip):
@@ -72,6 +92,12 @@ def show(cmd):
 def check_port(port):
     """A clear error for a port that does not exist, listing the ones that do."""
     if os.path.exists(port):
+        from tools.repl import ConsoleError
+        from tools.repl import check_port as check_serial
+        try:
+            check_serial(port)     # a directory or a plain file is no port
+        except ConsoleError as e:
+            raise FlashError(str(e)) from None
         return
     try:
         from serial.tools.list_ports import comports
@@ -112,6 +138,7 @@ def flash(port, firmware_path, config, image_out, flash_size=None, chip=None, er
     """Write firmware + filesystem to the board on `port`. The filesystem image is `image`, else built from
     `config` (and `extra_files`, what it names, e.g. its CA) into `image_out` (also on --dry-run, so the
     printed commands can be run by hand)."""
+    check_esptool()
     firmware = boards.read_firmware(firmware_path)
     check_chip(firmware, chip)
     if not dry_run:
@@ -138,6 +165,7 @@ def merge(out, firmware_path, config, flash_size="4MB", chip=None, image=None, m
           lines=False, extra_files=None):
     """One factory image (written at 0x0) holding MicroPython and this device's filesystem, identity and
     secrets included (so 0600); verified."""
+    check_esptool()
     firmware = boards.read_firmware(firmware_path)
     check_chip(firmware, chip)
     layout = firmware.layout(flash_size)

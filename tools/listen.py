@@ -66,8 +66,8 @@ class Listener:
 
     def get(self, timeout_s):
         """The next message, or None after timeout_s."""
-        try:
-            return self.inbox.get(timeout=max(0.0, timeout_s))
+        try:   # a --timeout of years waits as long as the platform's clock allows, not an OverflowError
+            return self.inbox.get(timeout=min(max(0.0, timeout_s), threading.TIMEOUT_MAX))
         except queue.Empty:
             return None
 

@@ -145,7 +145,7 @@ class Server:
                     return result(True, text)
             elif state == "rolled back":
                 return result(False, text)
-        return result(False, f"no outcome within {timeout_s:.0f} s"
+        return result(False, f"no outcome within {timeout_s:g} s"
                       + (" after the switch" if switched else " (is the device online and provisioned?)"))
 
     def close(self):
@@ -297,7 +297,9 @@ def add_parser(sub, fleet_help):
     o.add_argument("--force", action="store_true", help="allow a version older than the one running")
     o.add_argument("--health-s", type=int, default=otabundle.HEALTH_S,
                    help="seconds the new version has to connect after its reboot (default 60)")
-    o.add_argument("--timeout", type=float, default=UPDATE_TIMEOUT_S, help="seconds per device (default 300)")
+    from tools.cli import positive_seconds
+    o.add_argument("--timeout", type=positive_seconds, default=UPDATE_TIMEOUT_S,
+                   help="seconds per device (default 300)")
     o.add_argument("--verbose", "-v", action="store_true", help="print progress")
     o.add_argument("--broker", help="host:port (as for ask)")
     o.add_argument("--fleet", nargs="?", const="", metavar="DIR", help=fleet_help + ", and the devices' signing keys")

@@ -206,12 +206,10 @@ def _load_secrets(fleet):
 
 
 def _read_json(path):
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
+    from tools.jsonfile import JsonFileError, read_object
+    if not Path(path).exists():
         return {}
-    except ValueError as e:
-        raise ProvisionError(f"{path} is not valid JSON ({e}); fix or remove it") from None
-    if not isinstance(data, dict):
-        raise ProvisionError(f"{path} must hold a JSON object")
-    return data
+    try:
+        return read_object(path)[1]
+    except JsonFileError as e:
+        raise ProvisionError(f"{e}; fix or remove it") from None

@@ -4,6 +4,7 @@ Attaching interrupts the running agent (mpremote sends Ctrl-C); the firmware the
 link so its status turns offline at once. When the session ends, a soft reset (Ctrl-D) boots the
 agent again, unless the user asked to stay (`--stay`: the board waits at its REPL)."""
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -26,6 +27,10 @@ def check_port(port):
         if not os.path.exists(port):
             raise FileNotFoundError(f"no serial port {port}: is the board plugged in? "
                                     "(`ls /dev/ttyUSB* /dev/ttyACM*` lists candidates)")
+        if not stat.S_ISCHR(os.stat(port).st_mode):
+            kind = "a directory" if os.path.isdir(port) else "a file"
+            raise ConsoleError(f"{port} is {kind}, not a serial port (e.g. /dev/ttyUSB0, or a virtual device's "
+                               ".wisp/devices/<id>.tty)")
 
 
 def interactive(port, resume=True):
@@ -52,15 +57,15 @@ def run_code(port, code, timeout=EXEC_TIMEOUT_S, resume=True):
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
+        # no soft reset either: whatever is on the port does not answer, and that error would hide this one
         raise ConsoleError(f"no answer from {port} within {timeout} s: is a MicroPython board on it?") from None
-    finally:
-        if resume:
-            soft_reset(port)
     # the board's own output (a traceback of the code included) comes on stdout; mpremote's
     # traceback on stderr is about the port: its last line says what went wrong
     err = done.stderr.strip().splitlines()
     if done.returncode != 0 and err:
         raise ConsoleError(f"mpremote on {port} failed: {err[-1]} (is a MicroPython board on it?)")
+    if resume:
+        soft_reset(port)
     return done.returncode, done.stdout
 
 

@@ -54,9 +54,12 @@ def mark_running(workdir, pid):
 
 def load_pins(path):
     """A pins file for `wisp sim --pins`: the "pins" object of a config.json, or a whole config.json."""
+    from tools.jsonfile import JsonFileError, read_text
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
+        data = json.loads(read_text(path, f"--pins {path}"))
+    except JsonFileError as e:
+        raise SimError(str(e)) from None
+    except ValueError as e:
         raise SimError(f"--pins {path}: {e}") from None
     pins = data.get("pins", data) if isinstance(data, dict) else None
     if not isinstance(pins, dict):

@@ -1,6 +1,7 @@
 """What a user sees when something is wrong: one line saying what happened and an exit code
 (2: a mistake in the command, 3: no broker answer), never a traceback."""
 import http.server
+import json
 import subprocess
 import sys
 import threading
@@ -10,7 +11,7 @@ import pytest
 from tools import broker as brokers
 from tools import repl, romfs, shortnames
 from tools.cli import main as wisp
-from tools.paths import FIRMWARE
+from tools.paths import FIRMWARE, REPO
 
 
 def one_line(capsys):
@@ -116,3 +117,158 @@ def test_the_name_map_says_so_when_a_module_has_no_numbered_names(capsys):
     assert shortnames.main([str(FIRMWARE / "wisp" / "mqtt.py")]) == 0
     out = capsys.readouterr().out
     assert out.strip() and ("no name shortened" in out or " _0 " in out)
+
+
+# What a maker gets wrong, run as the real command: one line on stderr, an exit status, nothing half-written.
+
+def wisp_cli(*argv, cwd=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "tools.cli", *map(str, argv)], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO, env=cli_env())
+
+
+def cli_env(**extra):
+    import os
+    return dict(os.environ, PYTHONPATH=str(REPO), **extra)
+
+
+def assert_one_line(done, code, text):
+    assert done.returncode == code, (done.returncode, done.stderr)
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert text in done.stderr, done.stderr
+
+
+def test_a_device_id_no_device_can_have_is_refused_before_the_broker(closed_port):
+    # '#' and '+' would be MQTT wildcards (paho raised in its thread), capitals and spaces never match a device
+    for argv in (["ask", "dev#", "hi"], ["logs", "dev+x"], ["cmd", "DEV1", "gpio_read"], ["ask", "Dev 1", "hi"],
+                 ["ota", "a/b"]):
+        done = wisp_cli(*argv, "--broker", closed_port)
+        assert_one_line(done, 2, f"device id {argv[1]!r} must be 1-32 characters of a-z 0-9 _ -")
+
+
+def test_ask_with_a_timeout_of_years_waits_and_ctrl_c_ends_it_in_one_line(tmp_path):
+    import signal
+    import time
+
+    import paho.mqtt.publish as publish
+    broker = brokers.start_mosquitto(tmp_path / "mq")
+    try:
+        publish.single("wisp/dev1/status", '{"v":1,"state":"online"}', retain=True, hostname="127.0.0.1",
+                       port=broker.port)
+        proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "ask", "dev1", "hi", "--timeout", "1e10",
+                                 "--broker", f"127.0.0.1:{broker.port}"], cwd=REPO, env=cli_env(),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        time.sleep(3)                  # connected, the status seen, the ask sent: waiting for the reply
+        assert proc.poll() is None, proc.communicate()   # was an OverflowError traceback at once
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 130 and err.strip() == "wisp: interrupted" and out == "", (proc.returncode, err)
+    finally:
+        broker.stop()
+
+
+def test_config_json_from_a_windows_editor_is_read_and_goes_on_the_board_as_utf8(tmp_path):
+    from littlefs import LittleFS
+
+    from tools.boards import BLOCK_SIZE
+    config = {"id": "winbox", "broker": {"host": "10.0.0.2", "port": 1883}, "pins": {}}
+    text = json.dumps(config, indent=1).replace("\n", "\r\n")
+    for name, data in (("bom", b"\xef\xbb\xbf" + text.encode()), ("utf16", text.encode("utf-16"))):
+        (tmp_path / f"{name}.json").write_bytes(data)
+        done = wisp_cli("image", "--config", tmp_path / f"{name}.json", "-o", tmp_path / f"{name}.img", "--no-verify")
+        assert done.returncode == 0, done.stderr
+        raw = (tmp_path / f"{name}.img").read_bytes()
+        fs = LittleFS(block_size=BLOCK_SIZE, block_count=len(raw) // BLOCK_SIZE, mount=False)
+        fs.context.buffer = bytearray(raw)
+        fs.mount()
+        with fs.open("config.json", "rb") as f:
+            on_board = f.read()
+        assert on_board.startswith(b"{") and json.loads(on_board.decode("utf-8")) == config
+    (tmp_path / "latin.json").write_bytes(text.replace("winbox", "winb\xf6x").encode("latin-1"))
+    done = wisp_cli("image", "--config", tmp_path / "latin.json", "-o", tmp_path / "latin.img", "--no-verify")
+    assert_one_line(done, 2, f"--config {tmp_path / 'latin.json'} is not UTF-8 text")
+    assert not (tmp_path / "latin.img").exists()
+
+
+def test_provision_reads_a_config_json_the_user_saved_with_a_bom(tmp_path, closed_port):
+    fleet = tmp_path / "fleet"
+    assert wisp_cli("provision", "porch", "--fleet", fleet, "--broker", closed_port).returncode == 0
+    path = fleet / "devices" / "porch" / "config.json"
+    config = json.loads(path.read_text())
+    config["ntp"] = "192.168.1.1"                                 # the user's own key, added in Notepad
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(config).replace(",", ",\r\n").encode())
+    done = wisp_cli("provision", "porch", "--fleet", fleet, "--broker", closed_port)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(path.read_text())["ntp"] == "192.168.1.1"    # kept, and the file is plain UTF-8 again
+
+
+def test_an_output_path_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path):
+    config = tmp_path / "dev.json"
+    config.write_text(json.dumps({"id": "dev", "broker": {"host": "10.0.0.2", "port": 1883}, "pins": {}}))
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("mine")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    done = wisp_cli("image", "--config", config, "-o", tmp_path / "adir", "--no-verify")
+    assert_one_line(done, 2, f"cannot write {tmp_path / 'adir'}: Is a directory")
+    done = wisp_cli("image", "--config", config, "-o", tmp_path / "afile" / "x.img", "--no-verify")
+    assert_one_line(done, 2, "a part of that path is a file, not a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before         # no .adir.tmp with the secrets in it
+    assert not any((tmp_path / "adir").iterdir()) and (tmp_path / "afile").read_text() == "mine"
+    done = wisp_cli("sim", "--state-dir", tmp_path / "afile", "--broker", "127.0.0.1:1")
+    assert_one_line(done, 2, "Not a directory")
+
+
+def test_a_cut_short_firmware_is_refused(tmp_path):
+    from tests.tools.espimage import micropython_bin
+    config = tmp_path / "dev.json"
+    config.write_text(json.dumps({"id": "dev", "broker": {"host": "10.0.0.2", "port": 1883}, "pins": {}}))
+    whole = micropython_bin("esp32", "1.26+")
+    for name, data in (("half.bin", whole[:0x10000 - 0x1000 + 100]), ("ten.bin", whole[:10])):
+        (tmp_path / name).write_bytes(data)
+        done = wisp_cli("flash", "--port", "/dev/ttyUSB9", "--firmware", tmp_path / name, "--config", config,
+                        "--dry-run", cwd=tmp_path)
+        assert_one_line(done, 2, f"{tmp_path / name} is cut short")
+    assert not (tmp_path / "build").exists()
+
+
+def test_a_port_that_is_a_directory_or_a_file_is_named_as_such(tmp_path):
+    from tests.tools.espimage import micropython_bin
+    (tmp_path / "fw.bin").write_bytes(micropython_bin("esp32", "1.26+"))
+    config = tmp_path / "dev.json"
+    config.write_text(json.dumps({"id": "dev", "broker": {"host": "10.0.0.2", "port": 1883}, "pins": {}}))
+    done = wisp_cli("flash", "--port", tmp_path, "--firmware", tmp_path / "fw.bin", "--config", config, cwd=tmp_path)
+    assert_one_line(done, 2, f"{tmp_path} is a directory, not a serial port")
+    done = wisp_cli("repl", "--port", tmp_path / "fw.bin", "--exec", "print(1)")
+    assert_one_line(done, 2, f"{tmp_path / 'fw.bin'} is a file, not a serial port")
+
+
+def test_repl_exec_reports_the_port_failure_not_the_soft_reset_after_it(monkeypatch, capsys):
+    failed = subprocess.CompletedProcess([], 1, "", "mpremote: failed to access /dev/ttyUSB9\n")
+    monkeypatch.setattr(repl.subprocess, "run", lambda *a, **k: failed)
+    monkeypatch.setattr(repl, "check_port", lambda port: None)
+
+    def reset_fails(port):
+        raise repl.ConsoleError(f"could not soft-reset the board on {port}")
+    monkeypatch.setattr(repl, "soft_reset", reset_fails)
+    assert wisp(["repl", "--port", "/dev/ttyUSB9", "--exec", "print(1)"]) == 2
+    assert "mpremote on /dev/ttyUSB9 failed: mpremote: failed to access" in one_line(capsys)
+
+
+def test_an_esptool_older_than_5_is_named_with_the_fix(tmp_path, monkeypatch, capsys):
+    import esptool
+
+    from tests.tools.espimage import micropython_bin
+    (tmp_path / "fw.bin").write_bytes(micropython_bin("esp32", "1.26+"))
+    monkeypatch.setattr(esptool, "__version__", "4.8.1")     # `write-flash` is "invalid choice" there
+    assert wisp(["flash", "--port", "/dev/ttyUSB9", "--firmware", str(tmp_path / "fw.bin"), "--config", "x.json",
+                 "--dry-run", "--image", str(tmp_path / "fw.bin")]) == 2
+    assert "needs esptool 5.0 or later" in one_line(capsys)
+
+
+def test_ota_timeout_and_flash_baud_are_checked_by_the_parser(capsys):
+    for argv, text in ((["ota", "dev1", "--timeout", "0"], "argument --timeout: must be more than 0 seconds"),
+                       (["ota", "dev1", "--timeout", "nan"], "argument --timeout: must be more than 0 seconds"),
+                       (["flash", "--firmware", "fw.bin", "--baud", "0", "--dry-run"], "argument --baud: must be")):
+        with pytest.raises(SystemExit) as exit_:
+            wisp(argv)
+        assert exit_.value.code == 2 and text in capsys.readouterr().err, argv
