@@ -3,7 +3,7 @@
 import os
 
 from fakeboard import make_device, run
-from mpcheck import eq, raises
+from mpcheck import FullFlash, eq, raises
 
 from wisp import limits, tools
 from wisp.memory import Memory
@@ -136,27 +136,13 @@ def test_memory_tools_through_the_registry():
     eq(Memory().items(), [("plants", 3)])
 
 
-class _FullFlash:
-    """store's json, but writing fails as on a full LittleFS: ENOSPC, part of the file written."""
-
-    @staticmethod
-    def dump(obj, f):
-        f.write("{")
-        raise OSError(28)
-
-    @staticmethod
-    def load(f):
-        import json
-        return json.load(f)
-
-
 def test_a_write_the_full_flash_refuses_keeps_the_old_value_and_whose_it_is():
     # the LLM's fact stays the LLM's: a failed write by the owner must not hand its value to the owner
     from wisp import store
     m = _fresh()
     m.set("t", "heater", llm=1)
     m.set("name", "Ada")
-    real, store.json = store.json, _FullFlash
+    real, store.json = store.json, FullFlash
     try:
         raises(lambda: m.set("t", "fan"), "could not save to flash", "28")
         raises(lambda: m.set("new", 1), "could not save to flash")

@@ -1,7 +1,7 @@
 # wisp.store: atomic JSON files on the flash root; torn or corrupt files never stop a boot.
 import os
 
-from mpcheck import eq
+from mpcheck import FullFlash, eq
 
 from wisp import store
 
@@ -114,23 +114,9 @@ def test_a_heap_too_short_to_read_a_file_keeps_the_file():
     eq(store.load("kept", {}), {"routines": {"night": [{"tool": "gpio_read"}]}})
 
 
-class _FullFlash:
-    """store's json, but writing fails as on a full LittleFS: ENOSPC, part of the file written."""
-
-    @staticmethod
-    def dump(obj, f):
-        f.write("{")
-        raise OSError(28)
-
-    @staticmethod
-    def load(f):
-        import json
-        return json.load(f)
-
-
 def test_a_full_flash_raises_and_keeps_the_old_file():
     store.save("full", {"n": 1})
-    real, store.json = store.json, _FullFlash
+    real, store.json = store.json, FullFlash
     try:
         store.save("full", {"n": 2})
         raise Exception("no OSError")

@@ -32,3 +32,18 @@ async def until(cond, ms=3000):
         await asyncio.sleep_ms(5)
         waited += 5
     return cond()
+
+
+class FullFlash:
+    """A stand-in for wisp.store's json whose writes fail as on a full LittleFS: ENOSPC after part
+    of the file is written (store.json = FullFlash; put the real one back after)."""
+
+    @staticmethod
+    def dump(obj, f):
+        f.write("{")
+        raise OSError(28)
+
+    @staticmethod
+    def load(f):
+        import json
+        return json.load(f)
