@@ -4,6 +4,7 @@
 # accepted request gets exactly one reply. What outlives a request stays here: the inbox, the
 # recent turns and the LLM call budget.
 import asyncio
+import gc
 import json
 import time
 
@@ -84,11 +85,10 @@ class Agent:
                                  per_day=_positive(cfg.get("llm_per_day"), limits.LLM_CALLS_PER_DAY))
         self.conv = None             # the LLM conversation while an ask has one (wisp/answer.py)
         self.inbox = []              # (source, id, text, ticks when received, done callback)
-        self.history = []            # recent (user text, answer, [(tool, args, result)]) turns sent as context
+        self.history = []            # recent turns sent as context: JSON [user text, answer, [[tool, args, result]]]
         self._wake = asyncio.Event()
         self._seq = 0
         self.replies = 0
-        self.pin_names = None        # the fast path's table of pin names and aliases, built on first use
 
     # ---- entry points: quick, never block ------------------------------------------------
     def on_ask(self, payload):
@@ -175,6 +175,14 @@ class Agent:
             unload("wisp.answer")  # with the conversation: no heap held between requests
             unload("wisp.conversation")
             self.dev.rest()
+            history = self.history
+            if history and not isinstance(history[-1], str):
+                # The turn just remembered (answer.remember), kept as one JSON string written after
+                # a collection, so it goes to the lowest hole that fits: its pieces were made among
+                # the request's objects and would stay as islands in the freed heap, where the next
+                # request's module loads need runs of blocks (docs/architecture.md "Heap budget").
+                gc.collect()
+                history[-1] = json.dumps(history[-1])
             try:
                 await self._deliver(source, done, reply)
             except Exception as e:  # e.g. no heap to encode it: one reply lost, never the loop

@@ -58,9 +58,7 @@ def _local(agent, text):
     """The fast path's reading of text: (actions, its say function), or None. Not a coroutine:
     a name bound in answer's frame would keep the module alive through the LLM rounds."""
     from wisp import fastpath
-    if agent.pin_names is None:
-        agent.pin_names = fastpath.names(agent.dev.pins)
-    local = fastpath.parse(text, agent.dev.pins, agent.pin_names)
+    local = fastpath.parse(text, agent.dev.pins, fastpath.names(agent.dev.pins))
     if local is not None:
         local = (local, fastpath.say)
     unload("wisp.fastpath")  # ~8 KB from .mpy on a 32-bit port: free for LLM rounds, TLS, tools
@@ -115,7 +113,8 @@ def context(agent):
     """The remembered turns as conversation messages; what was done as the calls and results
     it was (cids "h1", "h2", ...: unique in the request, whatever ids the tiers gave)."""
     msgs, n = [], 0
-    for user, said, did in agent.history:
+    for turn in agent.history:
+        user, said, did = json.loads(turn) if isinstance(turn, str) else turn  # packed by agent.run
         msgs.append({"r": "user", "t": user})
         if did:
             calls = []

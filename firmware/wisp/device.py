@@ -98,6 +98,8 @@ class Device:
                 unload("wisp." + name)
                 if name == "routines":
                     unload("wisp.routine_run")  # its runner: loaded by a run, none runs now
+        unload("wisp.tools.gpio")  # resident for the request's steps only: loaded among its objects,
+        # it would stay an island in the freed heap where the next module load needs runs of blocks
 
     def facts_memory(self):
         """The memory when it is loaded or flash holds some (memory.json, or the .tmp a cut save

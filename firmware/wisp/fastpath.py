@@ -58,10 +58,10 @@ def _value(w, nxt):
 
 
 def names(pins):
-    """What parse needs to know of the pins' names, built once (pins are fixed at boot) and kept by
-    the caller: ({first word: [(words, pin name, or "" when two pins share the name)]},
-    [(name, its words)]): names and aliases, and a name's last word when no other pin's names
-    contain it ("light" for porch_light when it is the only light)."""
+    """What parse needs to know of the pins' names, built for each request (kept, it would be a
+    long-lived island among the request's freed objects): ({first word: [(words, pin name, or ""
+    when two pins share the name)]}, [(name, its words)]): names and aliases, and a name's last
+    word when no other pin's names contain it ("light" for porch_light when it is the only light)."""
     keys, owner, named = {}, {}, []
     for name, pin in pins.items():
         for n in [name] + list(pin.aliases):

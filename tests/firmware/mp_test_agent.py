@@ -380,6 +380,8 @@ async def test_remembered_turns_say_what_was_done_so_a_follow_up_has_context():
         raise Exception(bridge.reqs[1]["msgs"])
     if agent.conv is not None:
         raise Exception("the last ask's conversation (and its full call records) is still held")
+    if not all(isinstance(turn, str) for turn in agent.history):  # one block each, not islands of pieces
+        raise Exception("turns kept unpacked: %r" % (agent.history,))
 
 
 def test_what_a_turn_remembers_is_bounded_in_bytes_and_leaves_out_failed_calls():

@@ -61,3 +61,17 @@ def test_an_unloaded_module_gives_its_heap_back():
     kept = _used() - before
     if "wisp.big" in sys.modules or "big" in wisp.__dict__ or kept > 4096:
         raise Exception("%d bytes stay held after unload" % kept)
+
+
+def test_the_gpio_tools_stay_for_a_request_and_go_with_it():
+    import asyncio
+
+    from wisp import tools
+    dev = make_device()
+    for name, args in (("gpio_write", {"pin": "porch_light", "value": 1}), ("gpio_read", {"pin": "porch_light"})):
+        asyncio.run(tools.run(dev, name, args))
+        if "wisp.tools.gpio" not in sys.modules:
+            raise Exception("the gpio tools were unloaded between a request's steps")
+    dev.rest()  # the request is over: loaded among its objects, the module would be an island
+    if "wisp.tools.gpio" in sys.modules:
+        raise Exception("the gpio tools stay loaded after the request")

@@ -17,8 +17,9 @@
 # heap until used. Nothing a caller sends can raise out of run(): every failure is a result text.
 from wisp import limits, unload
 
-# Families that stay loaded once used: gpio serves the fast path and routines, sensors keeps
-# its read cache (DHTs must rest between reads). The others are unloaded after each call.
+# Families that stay loaded once used: gpio serves the fast path and routines (the device drops
+# it after each request, Device.rest), sensors keeps its read cache (DHTs must rest between
+# reads). The others are unloaded after each call.
 _RESIDENT = ("gpio", "sensors")
 
 TOOLS = """
