@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bridge.address import split_host_port
+
 log = logging.getLogger("wisp.bridge.config")
 
 REQUEST_CLASSES = ("interactive", "scheduled", "private")
@@ -187,10 +189,10 @@ def _apply_http(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, st
     h.token = env.get("WISP_API_TOKEN") or table.get("token") or None  # the environment keeps it out of files
     addr = env.get("WISP_HTTP")
     if addr:
-        host, sep, port = addr.rpartition(":")
-        if not sep or not host:
-            raise ConfigError(f"WISP_HTTP must be host:port, got {addr!r}")
-        h.host, h.port = host.strip("[]"), 0 if port == "0" else _port(port, "WISP_HTTP port")
+        try:
+            h.host, h.port = split_host_port(addr, None, "WISP_HTTP", allow_zero=True)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 def _apply_cost(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, str]) -> None:
@@ -277,13 +279,10 @@ def _apply_broker(cfg: BridgeConfig, table: dict, where: str) -> None:
 def _apply_broker_env(cfg: BridgeConfig, env: Mapping[str, str]) -> None:
     broker = env.get("WISP_BROKER")
     if broker:
-        host, sep, port = broker.rpartition(":")
-        if not sep:
-            host, port = broker, "1883"
-        host = host.strip("[]")  # allow [::1]:1883
-        if not host:
-            raise ConfigError(f"WISP_BROKER must be host:port, got {broker!r}")
-        cfg.broker_host, cfg.broker_port = host, _port(port, "WISP_BROKER port")
+        try:
+            cfg.broker_host, cfg.broker_port = split_host_port(broker, 1883, "WISP_BROKER")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     if env.get("WISP_BROKER_USER"):  # e.g. `wisp run --fleet` hands the bridge its fleet login
         cfg.broker_user = env["WISP_BROKER_USER"]
         cfg.broker_password = env.get("WISP_BROKER_PASSWORD") or None

@@ -11,13 +11,10 @@ DEFAULT_BROKER = ("127.0.0.1", 1883)
 
 
 def parse_broker(text):
-    """'host:port' or 'host' -> (host, port); raises ValueError with a readable message."""
-    host, _, port = text.rpartition(":") if ":" in text else (text, "", "1883")
-    if not host:
-        raise ValueError(f"broker '{text}' has no host; expected host:port")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"broker port in '{text}' must be a number 1-65535")
-    return host, int(port)
+    """'host:port', 'host', '[v6]:port' or a bare IPv6 address -> (host, port); raises ValueError with a
+    readable message."""
+    from bridge.address import split_host_port
+    return split_host_port(text, DEFAULT_BROKER[1], "broker")
 
 
 def resolve_broker(flag, fleet=None):

@@ -7,6 +7,8 @@ import threading
 
 import paho.mqtt.client as mqtt
 
+from bridge.address import join_host_port
+
 CONNACK_WAIT_S = 5.0   # a broker that accepted the TCP connection answers CONNECT at once
 
 
@@ -32,10 +34,11 @@ class Listener:
         self.client.on_connect = lambda c, u, f, rc, p: self._on_connect(rc, topics)
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_disconnect = lambda *a: self._acked.set()   # closed before any CONNACK: stop waiting
+        at = join_host_port(host, port)
         try:
             self.client.connect(host, port, keepalive=30)
         except OSError as e:
-            raise BrokerUnreachable(f"cannot reach the broker at {host}:{port}: {e}") from None
+            raise BrokerUnreachable(f"cannot reach the broker at {at}: {e}") from None
         self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle wait per message
         self.client.loop_start()
         self._acked.wait(CONNACK_WAIT_S)
@@ -43,11 +46,11 @@ class Listener:
             self.close()
         if self._refused:
             who = f"the login '{login[0]}'" if login else "an anonymous client"
-            raise BrokerUnreachable(f"the broker at {host}:{port} refused {who}: {self._refused}"
+            raise BrokerUnreachable(f"the broker at {at} refused {who}: {self._refused}"
                                     + ("" if login else " (a fleet broker needs --fleet DIR or "
                                        "WISP_BROKER_USER/WISP_BROKER_PASSWORD)"))
         if not self._connected:   # something listens there, but it does not speak MQTT to us
-            raise BrokerUnreachable(f"no MQTT answer from {host}:{port} (not an MQTT broker, or a TLS-only "
+            raise BrokerUnreachable(f"no MQTT answer from {at} (not an MQTT broker, or a TLS-only "
                                     f"listener? the CLI speaks plain MQTT)")
 
     def _on_connect(self, reason, topics):

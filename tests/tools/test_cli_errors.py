@@ -272,3 +272,13 @@ def test_ota_timeout_and_flash_baud_are_checked_by_the_parser(capsys):
         with pytest.raises(SystemExit) as exit_:
             wisp(argv)
         assert exit_.value.code == 2 and text in capsys.readouterr().err, argv
+
+
+def test_an_ipv6_broker_in_brackets_is_understood(capsys):
+    port = brokers.free_port()
+    assert wisp(["devices", "--broker", f"[::1]:{port}"]) == 3   # parsed; nothing listens there
+    err = one_line(capsys)
+    assert err.startswith(f"wisp: cannot reach the broker at [::1]:{port}: "), err
+    assert "not known" not in err                                # "[::1]" was looked up as a name
+    assert wisp(["devices", "--broker", "[::1"]) == 2
+    assert "IPv6 address goes in brackets" in one_line(capsys)
