@@ -19,6 +19,7 @@ from tools.image import DEFAULT_MARCH, stage_firmware
 from tools.paths import FIRMWARE
 
 MPREMOTE_TIMEOUT_S = 120     # copying a full firmware at 115200 baud takes ~20 s
+FIRST_CONTACT_S = 30         # the first exchange (hashes, id) takes ~2 s; mpremote waits for good on a silent port
 PACKAGE_DIR = "wisp"         # only files under here are ever removed from the board
 BACK_ONLINE_TIMEOUT_S = 60   # boot, Wi-Fi, NTP and the broker: a board takes ~5-15 s
 RETAINED_WAIT_S = 0.5        # retained messages arrive right after subscribing
@@ -91,10 +92,21 @@ def mpremote(port, *args, timeout=MPREMOTE_TIMEOUT_S):
     return done.stdout
 
 
+def first_contact(port, code):
+    """Run code on the board, bounded: mpremote waits for good on a port where nothing answers."""
+    try:
+        return mpremote(port, "exec", code, timeout=FIRST_CONTACT_S)
+    except DeployError as e:
+        if "did not answer" not in str(e):
+            raise
+        raise DeployError(f"nothing answered on {port} within {FIRST_CONTACT_S} s: is a board running MicroPython "
+                          f"on it, and no other program (a REPL, a serial monitor) holding the port?") from None
+
+
 def board_files(port, roots=ROOT_FILES):
     """{path: sha256} and the set of directories the board holds under wisp/ (plus the files `roots`),
     and its sys.platform ("esp32" on every ESP32; the unix port standing in for one says "linux")."""
-    out = mpremote(port, "exec", _HASH_SCRIPT % {"pkg": PACKAGE_DIR, "roots": tuple(roots)})
+    out = first_contact(port, _HASH_SCRIPT % {"pkg": PACKAGE_DIR, "roots": tuple(roots)})
     hashes, dirs, platform = {}, set(), None
     for line in out.splitlines():
         parts = line.split()
@@ -158,9 +170,9 @@ def deploy(port, config=None, prune=True, reset=True, mp_version=None, march=DEF
 
 def board_identity(port):
     """(device id, broker host, broker port) from the board's config.json, or None."""
-    out = mpremote(port, "exec", "import json\ntry:\n c = json.load(open('config.json'))\n"
-                                 " print('ID', c['id'], c['broker']['host'], c['broker'].get('port', 1883))\n"
-                                 "except Exception as e:\n print('NOID', repr(e))")
+    out = first_contact(port, "import json\ntry:\n c = json.load(open('config.json'))\n"
+                              " print('ID', c['id'], c['broker']['host'], c['broker'].get('port', 1883))\n"
+                              "except Exception as e:\n print('NOID', repr(e))")
     for line in out.splitlines():
         parts = line.split()
         if len(parts) == 4 and parts[0] == "ID" and parts[3].isdigit():

@@ -282,3 +282,21 @@ def test_an_ipv6_broker_in_brackets_is_understood(capsys):
     assert "not known" not in err                                # "[::1]" was looked up as a name
     assert wisp(["devices", "--broker", "[::1"]) == 2
     assert "IPv6 address goes in brackets" in one_line(capsys)
+
+
+def test_deploy_to_a_port_where_nothing_answers_gives_up_in_words(monkeypatch, capsys, tmp_path):
+    # a real serial-like port (a PTY) with nothing behind it: mpremote alone waits for good
+    import os
+
+    from tools import deploy
+    monkeypatch.setattr(deploy, "FIRST_CONTACT_S", 3)
+    master, slave = os.openpty()
+    port = os.ttyname(slave)
+    config = tmp_path / "dev.json"
+    config.write_text(json.dumps({"id": "dev", "broker": {"host": "10.0.0.2", "port": 1883}, "pins": {}}))
+    try:
+        assert wisp(["deploy", "--port", port, "--config", str(config)]) == 2
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert one_line(capsys).startswith(f"wisp: nothing answered on {port} within 3 s: is a board running MicroPython")
