@@ -24,8 +24,13 @@ async def auth(request: web.Request, handler):
         # Browsers cannot set headers on a WebSocket: there the token may come as ?access_token=
         given = "Bearer " + request.query.get("access_token", "")
     scheme, _, token = given.strip().partition(" ")
-    # the scheme is case-insensitive (RFC 7235): clients send "bearer" too
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), request.app[TOKEN].encode()):
-        return error(401, "missing or wrong API token: send 'Authorization: Bearer <WISP_API_TOKEN>'",
+    # the scheme is case-insensitive (RFC 7235): clients send "bearer" too. aiohttp decodes header bytes that
+    # are not UTF-8 as surrogates: surrogateescape gives those bytes back (a plain encode() would raise).
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode("utf-8", "surrogateescape"),
+                                                             request.app[TOKEN].encode()):
+        resp = error(401, "missing or wrong API token: send 'Authorization: Bearer <WISP_API_TOKEN>'",
                      code="invalid_api_key")
+        # a 401 must name the scheme it wants (RFC 9110 section 11.6.1; Bearer: RFC 6750 section 3)
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="wisp"'
+        return resp
     return await handler(request)

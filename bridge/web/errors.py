@@ -28,12 +28,20 @@ async def json_errors(request: web.Request, handler):
     try:
         return await handler(request)
     except BadRequest as e:
-        return error(e.status, str(e))
+        resp = error(e.status, str(e))
+        if e.status == 408:  # the rest of the body may still come: this connection cannot carry another request
+            resp.force_close()
+        return resp
     except web.HTTPException as e:  # aiohttp's own 404/405/413: the same JSON shape as everything else
         if e.status < 400:
             raise
         hint = "; see /api/openapi.json" if e.status in (404, 405) else ""
-        return error(e.status, f"{e.reason}: {request.method} {request.path}{hint}")
+        resp = error(e.status, f"{e.reason}: {request.method} {request.path}{hint}")
+        # keep the exception's own headers but for its text body's: a 405 must say which methods are allowed
+        # (Allow, RFC 9110 section 15.5.6)
+        resp.headers.extend((k, v) for k, v in e.headers.items()
+                            if k.lower() not in ("content-type", "content-length"))
+        return resp
     except Exception:  # our own bug: still a JSON answer, and the details go to the log, not the caller
         log.exception("%s %s failed", request.method, request.path)
         return error(500, "internal error in the bridge (details in its log)", etype="server_error")

@@ -62,6 +62,12 @@ class EventHub:
 
 
 async def serve_events(request: web.Request, hub: EventHub, device: str | None) -> web.StreamResponse:
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        # a plain GET (a browser tab, curl): 426 names the protocol to use (RFC 9110 section 15.5.22)
+        resp = error(426, "/api/events is a WebSocket: connect with a WebSocket client (ws://.../api/events)")
+        resp.headers["Upgrade"] = "websocket"
+        resp.headers["Connection"] = "Upgrade"
+        return resp
     client = hub.subscribe(device)
     if client is None:
         return error(503, f"too many event clients ({MAX_CLIENTS}); close another dashboard tab")

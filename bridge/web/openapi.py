@@ -16,7 +16,8 @@ _S, _I, _N, _B = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"
 _NULLABLE_S = {"type": "string", "nullable": True}
 _ERROR = _obj({"error": _obj({"message": _S, "type": _S, "param": _NULLABLE_S, "code": _NULLABLE_S},
                              ["message", "type"])}, ["error"])
-_DEVICE_SUMMARY = _obj({"id": _S, "online": _B, "fw": _NULLABLE_S, "board": _NULLABLE_S, "boots": _I,
+_DEVICE_SUMMARY = _obj({"id": _S, "online": _B, "fw": _NULLABLE_S, "board": _NULLABLE_S,
+                        "boots": {**_I, "nullable": True},
                         "last_seen": {"type": "number", "nullable": True, "description": "Unix time"},
                         "pins": _I, "manifest": _B, "ota": {"type": "object", "nullable": True,
                         "description": "the device's last over-the-air update: state, text, ver, off, size, fw"}})
@@ -34,7 +35,9 @@ _ID = {"name": "id", "in": "path", "required": True,
 
 def _err(*codes: int) -> dict:
     text = {400: "bad input (the message says what to fix)", 401: "missing or wrong token",
-            404: "unknown device or pin", 409: "device offline", 413: "too large", 429: "too many waiting requests",
+            404: "unknown device or pin", 408: "the body did not arrive in time", 409: "device offline",
+            413: "too large", 415: "the body is not declared as JSON (send Content-Type: application/json)",
+            426: "not a WebSocket upgrade", 429: "too many waiting requests", 503: "too many event clients",
             504: "the device did not answer in time"}
     return {str(c): {"description": text[c], "content": {"application/json": {"schema": {"$ref":
             "#/components/schemas/Error"}}}} for c in codes}
@@ -45,7 +48,11 @@ def _ok(schema: dict, description: str = "OK") -> dict:
 
 
 def _body(schema: dict) -> dict:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+    # the server refuses fields it does not know (rest._body): a misspelt option is an error, not ignored
+    return {"required": True, "content": {"application/json": {"schema": {**schema, "additionalProperties": False}}}}
+
+
+_BODY_ERRORS = (400, 408, 413, 415)  # what any request with a body may get (bridge/web/body.py)
 
 
 _ROLLOUT = _obj({"rollout": {"type": "object", "nullable": True, "description": "state (building, updating, done, "
@@ -63,7 +70,7 @@ def _accepted(schema: dict) -> dict:
 
 def _listing(what: str, tool: str) -> dict:
     return {"get": {"summary": f"The device's {what} (runs `{tool}` through cmd)", "parameters": [_ID],
-                    "responses": {**_ok(_CMD_RESULT), **_err(400, 401, 404, 409, 504)}}}
+                    "responses": {**_ok(_CMD_RESULT), **_err(400, 401, 404, 409, 429, 504)}}}
 
 
 @lru_cache(maxsize=1)
@@ -94,20 +101,20 @@ def spec() -> dict:
                                                     "maxLength": protocol.MAX_ASK_TEXT},
                                            "timeout_s": {**timeout, "default": 40}}, ["text"])),
                 "responses": {**_ok(_obj({"id": _S, "ok": _B, "text": _S, "path": _S, "tier": _NULLABLE_S,
-                                          "ms": _I})), **_err(400, 401, 404, 409, 429, 504)}}},
+                                          "ms": _I})), **_err(*_BODY_ERRORS, 401, 404, 409, 429, 504)}}},
             "/api/devices/{id}/cmd": {"post": {
                 "summary": "Run one tool on the device, no LLM, and wait for its result",
                 "parameters": [_ID],
                 "requestBody": _body(_obj({"tool": _S, "args": {"type": "object", "default": {}},
                                            "timeout_s": {**timeout, "default": 10}}, ["tool"])),
-                "responses": {**_ok(_CMD_RESULT), **_err(400, 401, 404, 409, 413, 429, 504)}}},
+                "responses": {**_ok(_CMD_RESULT), **_err(*_BODY_ERRORS, 401, 404, 409, 429, 504)}}},
             "/api/devices/{id}/pins/{name}": {"post": {
                 "summary": "Switch an output (ON/OFF/TOGGLE) or set a PWM duty (0-100); returns the new state",
                 "parameters": [_ID, {"name": "name", "in": "path", "required": True, "schema": _S}],
                 "requestBody": _body(_obj({"state": {"oneOf": [{"type": "string", "enum": ["ON", "OFF", "TOGGLE"]},
                                                                {"type": "number", "minimum": 0, "maximum": 100}]}},
                                           ["state"])),
-                "responses": {**_ok(_obj({"name": _S, "state": {}})), **_err(400, 401, 404, 409, 429, 504)}}},
+                "responses": {**_ok(_obj({"name": _S, "state": {}})), **_err(*_BODY_ERRORS, 401, 404, 409, 429, 504)}}},
             "/api/devices/{id}/schedules": _listing("schedules", "schedule_list"),
             "/api/devices/{id}/routines": _listing("routines", "routine_list"),
             "/api/devices/{id}/memory": _listing("remembered facts", "memory_list"),
@@ -120,7 +127,7 @@ def spec() -> dict:
                                                   "rollout_state": _NULLABLE_S})), **_err(400, 401, 404)}},
                 "post": {"summary": "Update the device over the air (docs/ota.md); follow it with GET",
                          "parameters": [_ID], "requestBody": _body(_obj(_UPDATE_OPTIONS)),
-                         "responses": {**_accepted(_ROLLOUT), **_err(400, 401, 404, 409)}}},
+                         "responses": {**_accepted(_ROLLOUT), **_err(*_BODY_ERRORS, 401, 404, 409)}}},
             "/api/ota": {
                 "get": {"summary": "The current or last over-the-air rollout",
                         "responses": {**_ok(_ROLLOUT), **_err(401)}},
@@ -132,7 +139,7 @@ def spec() -> dict:
                                                              "default": "25%"},
                                                     "max_failures": {"type": "integer", "minimum": 0, "default": 0},
                                                     **_UPDATE_OPTIONS})),
-                         "responses": {**_accepted(_ROLLOUT), **_err(400, 401, 404, 409)}}},
+                         "responses": {**_accepted(_ROLLOUT), **_err(*_BODY_ERRORS, 401, 404, 409)}}},
             "/api/usage": {"get": {
                 "summary": "Tokens and cost per device and tier for one UTC day, and daily totals",
                 "parameters": [{"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}},
@@ -150,7 +157,8 @@ def spec() -> dict:
                 "summary": "WebSocket: live device events, asks, replies, command results and tier decisions",
                 "parameters": [{"name": "device", "in": "query", "schema": _S},
                                {"name": "access_token", "in": "query", "schema": _S}],
-                "responses": {"101": {"description": "switching to WebSocket"}, **_err(400, 401)}}},
+                "responses": {"101": {"description": "switching to WebSocket"},
+                              **_err(400, 401, 426, 503)}}},
             "/metrics": {"get": {"summary": "Prometheus text exposition",
                                  "responses": {"200": {"description": "metrics",
                                                        "content": {"text/plain": {"schema": _S}}},

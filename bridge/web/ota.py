@@ -15,6 +15,7 @@ from bridge.web.rest import _body, _device_id, _known
 _VERSION = re.compile(r"^[0-9]+(\.[0-9]+){0,3}$")
 _THEN = re.compile(r"^([0-9]{1,3})%$")
 HEALTH_S = (5, 600)  # the device's OTA_HEALTH_MIN_S .. OTA_HEALTH_MAX_S
+_UPDATE_FIELDS = ("version", "force", "health_s")  # what _start reads
 
 
 async def rollout(request: web.Request) -> web.Response:
@@ -24,7 +25,7 @@ async def rollout(request: web.Request) -> web.Response:
 
 async def start_rollout(request: web.Request) -> web.Response:
     """POST /api/ota {devices | all, canary, then, max_failures, version, force, health_s}."""
-    body = await _body(request)
+    body = await _body(request, "devices", "all", "canary", "then", "max_failures", *_UPDATE_FIELDS)
     fleet = request.app[FLEET]
     if body.get("all") is True:
         ids = sorted(d for d, dev in fleet.devices.items() if dev.online)
@@ -59,7 +60,7 @@ async def start_device_update(request: web.Request) -> web.Response:
     """POST /api/devices/{id}/ota {version, force, health_s}."""
     device_id = _device_id(request)
     _known(request)
-    body = await _body(request)
+    body = await _body(request, *_UPDATE_FIELDS)
     return _start(request, [device_id], body, canary=0, then=1, max_failures=0)
 
 

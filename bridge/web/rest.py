@@ -6,6 +6,7 @@ fix.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import re
 import time
@@ -16,7 +17,8 @@ from aiohttp import web
 from bridge import fleet as fl
 from bridge import protocol
 from bridge.metrics import CONTENT_TYPE
-from bridge.web.errors import MAX_BODY_BYTES, BadRequest
+from bridge.web.body import read_json
+from bridge.web.errors import BadRequest
 from bridge.web.events import serve_events
 from bridge.web.keys import COSTS, FLEET, HUB, METRICS, ROUTER
 from bridge.web.openapi import spec
@@ -32,7 +34,7 @@ MAX_CMD_BYTES = protocol.MAX_PAYLOAD  # the device drops bigger commands unread
 MAX_TOOL_NAME = 64
 USAGE_DAYS_MAX = 31
 _PIN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # fullmatch, ASCII digits only (\d takes any script's)
 # Tools the read-only listing endpoints run on the device.
 LISTINGS = {"schedules": "schedule_list", "routines": "routine_list", "memory": "memory_list"}
 
@@ -58,7 +60,7 @@ async def device(request: web.Request) -> web.Response:
 
 async def ask(request: web.Request) -> web.Response:
     device_id = _device_id(request)
-    body = await _body(request)
+    body = await _body(request, "text", "timeout_s")
     text = body.get("text")
     if not isinstance(text, str) or not text.strip():
         raise BadRequest(400, "'text' must be a non-empty string: what to ask the device")
@@ -71,7 +73,7 @@ async def ask(request: web.Request) -> web.Response:
 
 async def cmd(request: web.Request) -> web.Response:
     device_id = _device_id(request)
-    body = await _body(request)
+    body = await _body(request, "tool", "args", "timeout_s")
     tool, args = body.get("tool"), body.get("args", {})
     if not isinstance(tool, str) or not 1 <= len(tool) <= MAX_TOOL_NAME:
         raise BadRequest(400, f"'tool' must be a tool name (1-{MAX_TOOL_NAME} characters), e.g. \"gpio_read\"; "
@@ -103,7 +105,7 @@ async def set_pin(request: web.Request) -> web.Response:
     if not _PIN_NAME.match(name) or name not in pins:
         raise BadRequest(404, f"device {dev.id} has no pin '{name[:40]}'; pins: {', '.join(sorted(pins)) or 'none'}")
     mode = (pins[name] or {}).get("mode") if isinstance(pins[name], dict) else None
-    body = await _body(request)
+    body = await _body(request, "state")
     state = body.get("state")
     if mode == "out":
         if not isinstance(state, str) or state.upper() not in ("ON", "OFF", "TOGGLE"):
@@ -139,8 +141,8 @@ async def _wait(coro, device_id: str, timeout: float, what: str):
 # ---- usage, tiers, events, metrics ----------------------------------------------------------------------------
 async def usage(request: web.Request) -> web.Response:
     day = request.query.get("day") or time.strftime("%Y-%m-%d", time.gmtime())
-    if not _DAY.match(day):
-        raise BadRequest(400, f"'day' must be YYYY-MM-DD (UTC), got {day[:20]!r}")
+    if not _is_day(day):
+        raise BadRequest(400, f"'day' must be a date YYYY-MM-DD (UTC), got {day[:20]!r}")
     try:
         days = int(request.query.get("days", "1"))
     except ValueError:
@@ -184,24 +186,27 @@ def _known(request: web.Request):
     return dev
 
 
-async def _body(request: web.Request) -> dict:
-    try:
-        body = json.loads(await request.read(), parse_constant=_no_constant)
-    except web.HTTPRequestEntityTooLarge:
-        raise BadRequest(413, f"request body too large (limit {MAX_BODY_BYTES} bytes)") from None
-    except ValueError as e:
-        raise BadRequest(400, f"request body is not valid JSON: {e}") from None
-    except RecursionError:
-        raise BadRequest(400, "request body is nested too deeply") from None
+async def _body(request: web.Request, *fields: str) -> dict:
+    """The JSON object of the request, which may hold only `fields`."""
+    body = await read_json(request)
     if not isinstance(body, dict):
         raise BadRequest(400, "the request body must be a JSON object")
+    # A misspelt optional field ("timout_s") would otherwise be ignored without a word, and its default used
+    unknown = sorted(k for k in body if k not in fields)
+    if unknown:
+        raise BadRequest(400, f"unknown field(s): {', '.join(k[:40] for k in unknown[:10])}; "
+                              f"this endpoint takes: {', '.join(fields) or 'none'}")
     return body
 
 
-def _no_constant(name: str):
-    # Python's json reads NaN and Infinity, which are not JSON: forwarded, the device could not parse
-    # the command and the caller would wait for a timeout
-    raise ValueError(f"{name} is not a JSON value")
+def _is_day(text: str) -> bool:
+    if not _DAY.fullmatch(text):
+        return False
+    try:
+        datetime.date.fromisoformat(text)  # 2024-13-45 has the shape but is no day
+    except ValueError:
+        return False
+    return True
 
 
 def _timeout(body: dict, default: float) -> float:

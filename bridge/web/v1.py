@@ -17,7 +17,8 @@ from bridge.config import REQUEST_CLASSES
 from bridge.providers.tokens import estimate_tokens
 from bridge.reasons import Failure, Reason
 from bridge.routing.hedge import RESET, stream_turn
-from bridge.web.errors import MAX_BODY_BYTES, error
+from bridge.web.body import read_json
+from bridge.web.errors import error
 from bridge.web.keys import COSTS, ROUTER
 
 log = logging.getLogger("wisp.bridge.http")
@@ -55,7 +56,8 @@ _OURS = ("model", "messages", "tools", "stream", "stream_options")
 
 def options_of(body: dict) -> tuple[dict, str | None]:
     """(options to forward, or the reason the request is refused)."""
-    if body.get("n", 1) != 1:
+    n = body.get("n", 1)
+    if n is not None and (isinstance(n, bool) or n != 1):
         return {}, "'n' must be 1: the bridge returns one choice per request"
     unknown = sorted(k for k in body if k not in FORWARDED and k not in _OURS and k != "n")
     if unknown:
@@ -74,20 +76,19 @@ def _read(body: object) -> tuple[dict | None, str | None]:
         return None, "'model' must be a string: a request class (interactive, scheduled, private) or a tier name"
     if body.get("tools") is not None and not isinstance(body["tools"], list):
         return None, "'tools' must be a list"
+    # wrong types are refused, not coerced: bool("false") is True, and a string has no .get()
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        return None, "'stream' must be true or false"
+    stream_options = body.get("stream_options")
+    if stream_options is not None and not (isinstance(stream_options, dict) and isinstance(
+            stream_options.get("include_usage", False), bool)):
+        return None, "'stream_options' must be an object such as {\"include_usage\": true}"
     return body, None
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
     router, costs = request.app[ROUTER], request.app[COSTS]
-    if request.content_length and request.content_length > MAX_BODY_BYTES:
-        return error(413, f"request body over {MAX_BODY_BYTES} bytes")
-    try:
-        body = json.loads(await request.read())
-    except ValueError as e:
-        return error(400, f"request body is not valid JSON: {e}")
-    except RecursionError:
-        return error(400, "request body is nested too deeply")
-    body, problem = _read(body)
+    body, problem = _read(await read_json(request))  # bad JSON raises BadRequest: an error like the others
     if problem:
         return error(400, problem)
     options, problem = options_of(body)
@@ -161,7 +162,10 @@ class _Reply:
 
     async def _send(self, obj) -> None:
         if not self.prepared:
-            self.resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+            # X-Accel-Buffering: nginx (and proxies that follow it) would otherwise hold the events back and
+            # deliver the whole answer at once
+            self.resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                                    "X-Accel-Buffering": "no"})
             await self.resp.prepare(self.request)
             self.prepared = True
             await self._send(self._chunk({"role": "assistant", "content": ""}))

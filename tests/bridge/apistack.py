@@ -67,6 +67,8 @@ class ApiStack:
 
     async def _call(self, method, path, body, headers, raw):
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        if data is not None and not any(k.lower() == "content-type" for k in headers):
+            headers = {**headers, "Content-Type": "application/json"}  # else aiohttp labels bytes octet-stream
         async with aiohttp.ClientSession() as s:
             async with s.request(method, self.base + path, data=data, headers=headers,
                                  timeout=aiohttp.ClientTimeout(total=60)) as r:
