@@ -33,6 +33,7 @@ MQTT_KEEPALIVE_S = const(30)     # broker keepalive; a silent link is dropped af
 HA_RETRY_MS = const(10000)       # Home Assistant discovery that failed at a connect: once more after this
 MQTT_OPEN_TIMEOUT_MS = const(15000)  # TCP connect + TLS handshake + CONNACK, all of it
 MQTT_ACK_TIMEOUT_MS = const(5000)  # PUBACK / SUBACK wait
+MQTT_GOODBYE_MS = const(1000)    # DISCONNECT at stop: 2 bytes a live link takes at once; a dead one is closed
 RECONNECT_BASE_MS = const(500)   # reconnect backoff: base, doubled per failure...
 RECONNECT_CAP_MS = const(30000)  # ...up to this cap
 STARVED_RESET = const(3)       # reconnects failing for memory in a row: reset the board (wisp/mqtt.py);

@@ -371,8 +371,8 @@ class MQTTClient:
     async def stop(self):
         self._stop = True
         if self._writer is not None:
-            try:
-                await self._send(bytes((_DISCONNECT, 0)))
+            try:  # bounded: on a dead link the write would wait until TCP gives up (the REPL hung)
+                await asyncio.wait_for_ms(self._send(bytes((_DISCONNECT, 0))), limits.MQTT_GOODBYE_MS)
             except Exception:
                 pass
         self._close()

@@ -4,6 +4,7 @@
 import asyncio
 import json
 import random
+import time
 
 from fakeboard import make_device
 from mpcheck import check, until
@@ -193,6 +194,26 @@ async def test_keepalive_drops_a_link_whose_writes_hang():
             real.s.close()
     finally:
         await _stop(c, task, broker)
+
+
+async def test_stop_on_a_dead_link_returns_and_closes():
+    # The REPL's ask() stops the link it started: a DISCONNECT stuck behind a full send buffer
+    # held the prompt until TCP gave up.
+    broker = await FakeBroker().start()
+    c, task, logs = await _link(broker)
+    try:
+        await c.wait_up(3000)
+        real, c._writer = c._writer, _StuckTransport()
+        try:
+            t0 = time.ticks_ms()
+            await asyncio.wait_for_ms(c.stop(), 5000)
+            took = time.ticks_diff(time.ticks_ms(), t0)
+            check(took < 3000 and c._writer is None and not c.up.is_set(), "stop took %d ms" % took)
+        finally:
+            real.s.close()
+    finally:
+        task.cancel()
+        broker.close()
 
 
 def _routed():
