@@ -72,6 +72,10 @@ class DeployError(Exception):
     pass
 
 
+class BoardSilent(DeployError):
+    """mpremote got no answer from the port within its time."""
+
+
 @dataclass
 class Result:
     copied: list = field(default_factory=list)
@@ -85,7 +89,7 @@ def mpremote(port, *args, timeout=MPREMOTE_TIMEOUT_S):
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise DeployError(f"the board on {port} did not answer within {timeout} s") from None
+        raise BoardSilent(f"the board on {port} did not answer within {timeout} s") from None
     if done.returncode != 0:
         err = (done.stderr or done.stdout).strip().splitlines()
         raise DeployError(f"mpremote on {port} failed: {err[-1] if err else 'exit code %d' % done.returncode}")
@@ -96,9 +100,7 @@ def first_contact(port, code):
     """Run code on the board, bounded: mpremote waits for good on a port where nothing answers."""
     try:
         return mpremote(port, "exec", code, timeout=FIRST_CONTACT_S)
-    except DeployError as e:
-        if "did not answer" not in str(e):
-            raise
+    except BoardSilent:
         raise DeployError(f"nothing answered on {port} within {FIRST_CONTACT_S} s: is a board running MicroPython "
                           f"on it, and no other program (a REPL, a serial monitor) holding the port?") from None
 

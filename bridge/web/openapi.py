@@ -36,7 +36,7 @@ _ID = {"name": "id", "in": "path", "required": True,
 def _err(*codes: int) -> dict:
     text = {400: "bad input (the message says what to fix)", 401: "missing or wrong token",
             404: "unknown device or pin", 408: "the body did not arrive in time", 409: "device offline",
-            413: "too large", 415: "the body is not declared as JSON (send Content-Type: application/json)",
+            413: "too large", 415: "a Content-Type no JSON comes as (send Content-Type: application/json)",
             426: "not a WebSocket upgrade", 429: "too many waiting requests", 503: "too many event clients",
             504: "the device did not answer in time"}
     return {str(c): {"description": text[c], "content": {"application/json": {"schema": {"$ref":
