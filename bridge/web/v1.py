@@ -24,6 +24,10 @@ from bridge.web.keys import COSTS, ROUTER
 log = logging.getLogger("wisp.bridge.http")
 
 HTTP_DEADLINE_S = 120.0  # one completion, end to end: HTTP clients have no budget_ms
+# A streamed answer silent this long gets an SSE comment line: proxies cut a response that sends nothing for
+# their read timeout (nginx: 60 s), and a slow tier's first token, or a long pause between tool calls, can take
+# longer. Comments are ignored by every SSE client.
+KEEPALIVE_S = 15.0
 API_DEVICE = "http-api"  # the cost store's "device" for requests made over /v1
 _STATUS = {Reason.TIMEOUT: 504, Reason.UNAVAILABLE: 503}  # HTTP status per failure; any other is a bad gateway
 
@@ -110,13 +114,19 @@ async def chat(request: web.Request) -> web.StreamResponse:
     reply = _Reply(request, model, stream, include_usage)
     deadline = asyncio.get_running_loop().time() + HTTP_DEADLINE_S
     started = time.monotonic()
+    keeping_alive = asyncio.create_task(reply.keep_alive()) if stream else None
     try:
-        async for tier, ev in stream_turn(router, tiers, body["messages"], body.get("tools") or None, deadline,
-                                          committed=lambda: reply.prepared, req_class=req_class,
-                                          options=options, caller="api"):
-            await reply.event(tier, ev)
-            if ev.kind == "done":
-                costs.record(API_DEVICE, tier, reply.id, *reply.tokens(ev.usage, body["messages"], body.get("tools")))
+        try:
+            async for tier, ev in stream_turn(router, tiers, body["messages"], body.get("tools") or None, deadline,
+                                              committed=lambda: reply.committed, req_class=req_class,
+                                              options=options, caller="api"):
+                await reply.event(tier, ev)
+                if ev.kind == "done":
+                    costs.record(API_DEVICE, tier, reply.id,
+                                 *reply.tokens(ev.usage, body["messages"], body.get("tools")))
+        finally:
+            if keeping_alive:
+                keeping_alive.cancel()
         log.info("http chat model=%s tier=%s stream=%s calls=%d total_ms=%.0f ok", model, reply.tier, stream,
                  len(reply.calls), (time.monotonic() - started) * 1000)
         return await reply.finish()
@@ -134,15 +144,20 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 
 class _Reply:
-    """Builds the OpenAI response; for a stream, headers go out with the first real output, so that a tier
-    failing before then can still be replaced (or reported with a proper status)."""
+    """Builds the OpenAI response. For a stream, headers go out with the first real output, so that a tier
+    failing before then can still be replaced (or reported with a proper status), or after KEEPALIVE_S of
+    silence; a tier may still be replaced until output has gone out (committed), and a failure after the
+    headers is reported in the stream."""
 
     def __init__(self, request: web.Request, model: str, stream: bool, include_usage: bool):
         self.request, self.model, self.stream, self.include_usage = request, model, stream, include_usage
         self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         self.created = int(time.time())
         self.resp: web.StreamResponse | None = None
-        self.prepared = False
+        self.prepared = False  # headers sent: the status can no longer change
+        self.committed = False  # output sent: the client has text or a tool call that cannot be taken back
+        self._writing = asyncio.Lock()  # the keep-alive task and the answer write to the same response
+        self._last_write = asyncio.get_running_loop().time()
         self.text: list[str] = []
         self.calls: list[dict] = []
         self.finish_reason, self.usage, self.tier = None, None, None
@@ -161,16 +176,33 @@ class _Reply:
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
     async def _send(self, obj) -> None:
-        if not self.prepared:
-            # X-Accel-Buffering: nginx (and proxies that follow it) would otherwise hold the events back and
-            # deliver the whole answer at once
-            self.resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                                    "X-Accel-Buffering": "no"})
-            await self.resp.prepare(self.request)
-            self.prepared = True
-            await self._send(self._chunk({"role": "assistant", "content": ""}))
         data = obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False)
-        await self.resp.write(f"data: {data}\n\n".encode())
+        await self._write(f"data: {data}\n\n".encode())
+
+    async def _write(self, event: bytes) -> None:
+        async with self._writing:
+            if not self.prepared:
+                # X-Accel-Buffering: nginx (and proxies that follow it) would otherwise hold the events back and
+                # deliver the whole answer at once
+                self.resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                                        "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                await self.resp.prepare(self.request)
+                self.prepared = True
+                role = json.dumps(self._chunk({"role": "assistant", "content": ""}))
+                await self.resp.write(f"data: {role}\n\n".encode())
+            await self.resp.write(event)
+            self._last_write = asyncio.get_running_loop().time()
+
+    async def keep_alive(self) -> None:
+        """Until cancelled: an SSE comment whenever the stream has been silent for KEEPALIVE_S."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(0.0, self._last_write + KEEPALIVE_S - loop.time()))
+            if loop.time() - self._last_write >= KEEPALIVE_S:
+                try:
+                    await self._write(b": waiting for the model\n\n")
+                except ConnectionError:  # the client left: the answer's own next write finds out too
+                    return
 
     async def event(self, tier, ev) -> None:
         self.tier = tier.name
@@ -180,12 +212,14 @@ class _Reply:
         elif ev.kind == "text":
             self.text.append(ev.text)
             if self.stream:
+                self.committed = True
                 await self._send(self._chunk({"content": ev.text}))
         elif ev.kind == "call":
             c = ev.call
             call = {"id": c.cid, "type": "function", "function": {"name": c.name, "arguments": c.raw_args or "{}"}}
             self.calls.append(call)
             if self.stream:
+                self.committed = True
                 await self._send(self._chunk({"tool_calls": [{"index": len(self.calls) - 1, **call}]}))
         elif ev.kind == "done":
             self.finish_reason = "tool_calls" if self.calls else (ev.finish_reason or "stop")

@@ -116,6 +116,66 @@ def test_streamed_completion_fails_over_before_output(stack):
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
 
 
+def _raw_stream(bridge, body: dict) -> list[tuple[float, bytes]]:
+    """(seconds since the request, line) for each line of a streamed answer, read off the socket."""
+    import http.client
+    import time
+    from urllib.parse import urlsplit
+    url = urlsplit(bridge.http_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    t0 = time.monotonic()
+    conn.request("POST", "/v1/chat/completions", json.dumps(body),
+                 {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    lines = [(time.monotonic() - t0, line) for line in iter(resp.readline, b"")]
+    conn.close()
+    return lines
+
+
+def test_a_slow_first_token_gets_keep_alive_comments(stack, monkeypatch):
+    """A proxy cuts a response that sends nothing for its read timeout (nginx: 60 s): while the tier is
+    silent, the stream carries SSE comments, which clients ignore."""
+    monkeypatch.setattr(v1, "KEEPALIVE_S", 0.2)
+    bridge, premium, _ = stack
+    premium.responder = lambda req: Reply(text="Worth the wait.", ttft_ms=1000)
+    lines = _raw_stream(bridge, {"model": "premium", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    comments = [t for t, line in lines if line.startswith(b":")]
+    first_text = next(t for t, line in lines if b'"content": "Worth' in line)
+    assert len(comments) >= 3 and comments[0] < 0.6 < first_text  # long before the first token
+    chunks = list(client(bridge).chat.completions.create(model="premium", stream=True,
+                                                         messages=[{"role": "user", "content": "hi"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Worth the wait."
+
+
+def test_a_tier_failing_after_keep_alive_is_still_replaced(stack, monkeypatch):
+    """Comments are no output: a tier that fails after them but before its first token is replaced, and
+    the client sees only the answer of the tier that finished."""
+    monkeypatch.setattr(v1, "KEEPALIVE_S", 0.1)
+    bridge, premium, local = stack
+    premium.responder = lambda req: Reply(text="never sent", ttft_ms=600, cut_after_chunks=0)
+    local.responder = lambda req: Reply(text="From the second tier.")
+    lines = _raw_stream(bridge, {"model": "interactive", "stream": True,
+                                 "messages": [{"role": "user", "content": "hi"}]})
+    body = b"".join(line for _t, line in lines)
+    assert b"never" not in body and 0 <= body.find(b": waiting") < body.find(b"\"content\": \"From")
+    text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                   for _t, line in lines if line.startswith(b"data: {") and b'"choices": [{' in line)
+    assert text == "From the second tier."
+
+
+def test_a_failure_after_keep_alive_is_reported_in_the_stream(stack, monkeypatch):
+    """Once headers are out the status cannot change: the error comes as OpenAI's in-band error object,
+    which the official client raises."""
+    monkeypatch.setattr(v1, "KEEPALIVE_S", 0.1)
+    bridge, premium, _ = stack
+    premium.responder = lambda req: Reply(text="never sent", ttft_ms=500, cut_after_chunks=0)
+    with pytest.raises(openai.APIError) as info:
+        list(client(bridge).chat.completions.create(model="premium", stream=True,
+                                                    messages=[{"role": "user", "content": "hi"}]))
+    assert "premium" in info.value.message
+
+
 def test_tier_as_model_and_errors_are_openai_shaped(stack):
     bridge, premium, _ = stack
     premium.responder = lambda req: Reply(status=500)
