@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from urllib.parse import urlparse
 
 FAMILIES = ("openai", "anthropic", "gemini", "ollama", "llamacpp")
@@ -26,6 +27,8 @@ _TYPE_WORDS = {"string": "text", "number": "a number", "integer": "an integer", 
 # llama.cpp compiles an empty schema to "an object", not "any value": a list of every type says the latter
 _ANY_TYPE = ["string", "number", "boolean", "object", "array", "null"]
 _SHAPE_KEYS = {"type", "anyOf", "oneOf", "allOf", "enum", "const", "$ref", "properties", "items"}
+# every family's documented name rule is ASCII: str.isalnum() would also pass "día" or "temp²", which they refuse
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @functools.lru_cache(maxsize=64)  # asked for every attempt; a handful of tiers
@@ -53,9 +56,9 @@ def problems(family: str, tool: dict) -> list[str]:
         return ["tool is not {'type': 'function', 'function': {'name': ...}}"]
     out = []
     name, params = fn["name"], fn.get("parameters")
-    if not (1 <= len(name) <= 64 and all(c.isalnum() or c in "_-" for c in name)):
+    if not _NAME.fullmatch(name):
         out.append(f"{name}: name must be 1-64 of a-z, A-Z, 0-9, _ or -")
-    if family == "gemini" and not (name[:1].isalpha() or name[:1] == "_"):
+    if family == "gemini" and not re.match(r"[A-Za-z_]", name):
         out.append(f"{name}: Gemini names start with a letter or _")
     if params is None and family == "gemini":
         return out  # Gemini's way of saying "no parameters"

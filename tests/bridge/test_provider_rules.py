@@ -137,3 +137,14 @@ def test_a_gemini_tier_gets_free_form_objects_as_json_text_and_the_device_gets_o
     assert [p for t in a.requests[0]["tools"] for p in problems("gemini", t)] == []
     (call,) = [c for m in msgs for c in m.get("calls", [])]
     assert call["args"] == {"name": "dusk", "steps": [step]}  # decoded back for the device
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("name", ["día", "temp²", "ｍｅｍｏｒｙ", "é_read"])
+def test_a_name_outside_ascii_breaks_every_familys_name_rule(family, name):
+    # OpenAI ("a-z, A-Z, 0-9, ... maximum length of 64"), Anthropic (^[a-zA-Z0-9_-]{1,64}$) and Gemini take
+    # ASCII only; str.isalnum() passed these. A firmware tool so named must fail here, not with a provider's 400
+    tool = {"type": "function", "function": {"name": name, "description": "d",
+                                             "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}}
+    assert any("name must be" in p for p in problems(family, tool))
+
