@@ -26,7 +26,7 @@ DEFAULT_ROUTES = {
 }
 DEFAULT_BROKER = "127.0.0.1:1883"
 DEFAULT_CONFIG_FILE = "wisp.toml"
-DIALECTS = ("openai", "gemini", "ollama", "llamacpp")  # schema rules an OpenAI-compatible server follows
+DIALECTS = ("openai", "gemini", "ollama", "llamacpp", "cerebras")  # schema rules an OpenAI-compatible server follows
 PROVIDERS = ("openai", "anthropic")  # wire formats: OpenAI-compatible chat completions, Anthropic messages
 DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT = "127.0.0.1", 8787
 COST_DB_NAME = ".wisp/cost.db"  # under the config file's directory, else the working directory

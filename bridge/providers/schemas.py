@@ -13,7 +13,7 @@ import json
 import re
 from urllib.parse import urlparse
 
-FAMILIES = ("openai", "anthropic", "gemini", "ollama", "llamacpp")
+FAMILIES = ("openai", "anthropic", "gemini", "ollama", "llamacpp", "cerebras")
 
 # keywords each family's schema reader takes; anything else is dropped (Gemini, Ollama) or kept (the rest)
 _GEMINI_KEYS = {"type", "format", "description", "nullable", "enum", "items", "properties", "required",
@@ -26,6 +26,9 @@ _LLAMACPP_DROP = {"$schema", "uniqueItems", "not", "if", "then", "else", "contai
 _TYPE_WORDS = {"string": "text", "number": "a number", "integer": "an integer", "boolean": "true/false"}
 # llama.cpp compiles an empty schema to "an object", not "any value": a list of every type says the latter
 _ANY_TYPE = ["string", "number", "boolean", "object", "array", "null"]
+# Cerebras documents schema limits for strict mode only, but has answered tool requests carrying these with a
+# 400 "Unsupported JSON schema fields" (docs/bridge.md "Providers"); the device checks them anyway
+_CEREBRAS_DROP = {"minItems": "at least %s items", "maxItems": "at most %s items", "format": "format %s"}
 _SHAPE_KEYS = {"type", "anyOf", "oneOf", "allOf", "enum", "const", "$ref", "properties", "items"}
 # every family's documented name rule is ASCII: str.isalnum() would also pass "día" or "temp²", which they refuse
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -44,6 +47,8 @@ def family_for(provider: str, base_url: str, dialect: str | None = None) -> str:
         return "gemini"
     if port == 11434 or "ollama" in host:
         return "ollama"
+    if host.endswith("cerebras.ai"):
+        return "cerebras"
     return "openai"
 
 
@@ -91,6 +96,8 @@ def _walk(family: str, s: dict, at: str, out: list[str], top: bool = False) -> N
         out += [f"{at}: keyword {k!r} outside Gemini's subset" for k in s if k not in _GEMINI_KEYS]
     if family == "ollama":
         out += [f"{at}: keyword {k!r} Ollama drops" for k in s if k not in _OLLAMA_KEYS]
+    if family == "cerebras":
+        out += [f"{at}: keyword {k!r} Cerebras refuses" for k in s if k in _CEREBRAS_DROP]
     if family == "llamacpp":
         out += [f"{at}: keyword {k!r} llama.cpp grammars cannot express" for k in s if k in _LLAMACPP_DROP]
         if "pattern" in s:  # "Pattern must start with '^' and end with '$'", and escapes such as \S: a 400
@@ -209,6 +216,10 @@ def _schema(family: str, s: dict, top: bool = True) -> dict:
         for k in ("minimum", "maximum"):
             if k in s:
                 note.append(f"{k} {s[k]}")
+    if family == "cerebras":
+        for k, words in _CEREBRAS_DROP.items():
+            if k in s:
+                note.append(words % s.pop(k))
     keep = _GEMINI_KEYS if family == "gemini" else _OLLAMA_KEYS if family == "ollama" else None
     if keep is not None:
         s = {k: v for k, v in s.items() if k in keep}

@@ -237,7 +237,8 @@ def test_a_tiers_dialect_picks_its_schema_rules(tmp_path):
     tiers = load_config(path, env={}).tiers
     assert [family_for(t.provider, t.base_url, t.dialect) for t in tiers.values()] == ["llamacpp", "gemini", "ollama"]
     path.write_text('[tiers.local]\nbase_url = "http://127.0.0.1:8080/v1"\nmodel = "m"\ndialect = "llama"\n')
-    with pytest.raises(ConfigError, match="dialect must be one of openai, gemini, ollama, llamacpp, got 'llama'"):
+    with pytest.raises(ConfigError,
+                       match="dialect must be one of openai, gemini, ollama, llamacpp, cerebras, got 'llama'"):
         load_config(path, env={})
 
 

@@ -148,3 +148,20 @@ def test_a_name_outside_ascii_breaks_every_familys_name_rule(family, name):
                                              "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}}
     assert any("name must be" in p for p in problems(family, tool))
 
+
+def test_a_cerebras_tier_gets_array_lengths_in_words(tmp_path):
+    # Cerebras answered tool requests carrying minItems with 400 "Unsupported JSON schema fields" (its docs
+    # list limits for strict mode only); the I2C tools bound their byte lists with maxItems
+    from bridge.config import _ENV_TIERS
+    from bridge.providers.schemas import family_for
+    _key, _url_var, url, *_ = _ENV_TIERS["premium"]
+    assert family_for("openai", url) == "cerebras"  # the default premium tier, without a dialect key
+    offered = every_tool(manifest_of(tmp_path, "every mode"))
+    i2c_write = {t["function"]["name"]: t for t in offered}["i2c_write"]["function"]["parameters"]
+    assert i2c_write["properties"]["data"]["maxItems"] == 32
+    assert [p for t in offered for p in problems("cerebras", t)] != []  # what the firmware wrote breaks the rule
+    sent = {t["function"]["name"]: t for t in translate("cerebras", offered)}
+    data = sent["i2c_write"]["function"]["parameters"]["properties"]["data"]
+    assert "maxItems" not in data and data["description"].endswith("at most 32 items")
+    openai = {t["function"]["name"]: t for t in translate("openai", offered)}
+    assert openai["i2c_write"]["function"]["parameters"]["properties"]["data"]["maxItems"] == 32
