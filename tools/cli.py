@@ -21,9 +21,18 @@ def positive_seconds(text):
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, not {text}")
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
     return value
+
+
+def port_number(text):
+    """A --port: a TCP port, 1-65535."""
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, not {text!r}")
+    return int(text)
 
 
 def positive_int(text):
@@ -97,7 +106,7 @@ def build_parser():
     r.add_argument("--fleet", nargs="?", const="", metavar="DIR",
                    help="serve the fleet of `wisp provision` (default dir $WISP_FLEET or .wisp/fleet): its broker "
                         "listens on the LAN with the fleet's logins and ACL, so provisioned boards join")
-    r.add_argument("--port", type=int, default=1883, help="broker port (default 1883; a free one if taken)")
+    r.add_argument("--port", type=port_number, default=1883, help="broker port (default 1883; a free one if taken)")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("sim", help="run virtual devices: the real firmware on the MicroPython unix port",

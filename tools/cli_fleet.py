@@ -188,8 +188,10 @@ def cmd_logs(args):
 
 
 def cmd_run(args):
-    from tools.provision import fleet_dir
+    from tools.provision import check_device_id, fleet_dir
     from tools.run import run
+    if args.id is not None:
+        check_device_id(args.id)        # as for `wisp sim`: else the device starts under a generated id
     if args.secure:
         if args.fleet is not None:
             raise ValueError("--secure and --fleet do not mix: --secure is the default fleet with a simulated device")

@@ -52,6 +52,15 @@ def _states(db):
 
 
 def main(hass_bin):
+    if hass_bin in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    found = shutil.which(hass_bin)
+    if not found:   # before anything starts: a missing hass must leave no broker or temporary folder behind
+        print(f"wisp: no Home Assistant `hass` at {hass_bin!r}: give its path, `python -m tools.ha_core_check "
+              f"<path to hass>` (tools/ha_core_check.py says how to install one)", file=sys.stderr)
+        return 2
+    hass_bin = found
     root = Path(tempfile.mkdtemp(prefix="wisp-ha-core-"))
     broker = brokers.start_mosquitto(root / "broker")
     cfg = root / "ha"

@@ -6,6 +6,7 @@ through its reboot until it confirms the new version or rolls back.
     wisp ota --all --canary 1 --then 25%   the fleet in stages; a failing stage stops the rollout
     wisp ota dev1 --status                 what each device runs and what its last update did
 """
+import argparse
 import json
 import math
 import queue
@@ -281,6 +282,19 @@ def _online(host, port, login, everyone=False):
     return {d for d, info in found.items() if everyone or info["state"] == "online"}
 
 
+def stage_size(text):
+    """A --then: a count of devices (1 or more) or a percentage of all (above 0, at most 100)."""
+    number = text[:-1] if text.endswith("%") else text
+    try:
+        value = float(number) if text.endswith("%") else int(number)
+    except ValueError:
+        value = None
+    if value is None or not (0 < value <= 100 if text.endswith("%") else value >= 1):
+        raise argparse.ArgumentTypeError(f"must be a count of devices (e.g. 5) or a percentage (e.g. 25%), "
+                                         f"not {text!r}")
+    return text
+
+
 def add_parser(sub, fleet_help):
     o = sub.add_parser("ota", help="update devices over the air: signed, resumable, rolled back if unhealthy",
                        description="Build an update bundle (wisp/ as .mpy) from this checkout, send it to each device "
@@ -289,7 +303,8 @@ def add_parser(sub, fleet_help):
     o.add_argument("devices", nargs="*", help="device ids (or --all)")
     o.add_argument("--all", action="store_true", help="every device online, in stages (--canary, --then)")
     o.add_argument("--canary", type=int, default=1, help="devices updated first, alone (default 1)")
-    o.add_argument("--then", default="25%", help="stage size after the canary: a count or a percentage (default 25%%)")
+    o.add_argument("--then", type=stage_size, default="25%",
+                   help="stage size after the canary: a count or a percentage (default 25%%)")
     o.add_argument("--max-failures", type=int, default=0,
                    help="failures a stage may have before the rollout stops (default 0)")
     o.add_argument("--status", action="store_true", help="show what each device runs and its last update")
