@@ -145,7 +145,7 @@ def run(dev_id=None, port=DEFAULT_PORT, fleet=None):
         check_device(dev_id, fleet)   # before anything starts: a refused run must leave no trace
         broker = start_fleet_broker(fleet, fleet_port) if fleet is not None else start_broker(port)
     except (RunError, sim.SimError) as e:
-        print(f"wisp: {e}", flush=True)
+        print(f"wisp: {e}", file=sys.stderr, flush=True)
         return 1
     children, before = [], None
     try:
@@ -160,7 +160,8 @@ def run(dev_id=None, port=DEFAULT_PORT, fleet=None):
         bridge = Supervised("bridge", lambda: _spawn("bridge", [sys.executable, "-m", "bridge"], env=env))
         children.append(bridge)
         if not wait_bridge_ready(bridge.proc, http_port):
-            print("wisp: the bridge did not start (its error is above); fix it and run again", flush=True)
+            print("wisp: the bridge did not start (its error is above); fix it and run again", file=sys.stderr,
+                  flush=True)
             return 1
         if dev_id:
             workdir = sim.device_dir(dev_id)

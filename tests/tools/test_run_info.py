@@ -46,7 +46,7 @@ def test_a_second_run_for_a_running_device_starts_nothing_and_keeps_the_first_ru
         done = subprocess.run([sys.executable, "-m", "tools.cli", "run", "--port", str(port)], cwd=str(REPO),
                               env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
-    assert done.stdout == (f"wisp: device 'dev1' is already running (pid {sleeper}, flash root "
+    assert done.stdout == "" and done.stderr == (f"wisp: device 'dev1' is already running (pid {sleeper}, flash root "
                            f"{run_dir / 'devices' / 'dev1'}); stop it first, or pick another --id\n")
     assert (run_dir / "run.json").read_text() == first          # `wisp devices` still finds the first run
     assert not (run_dir / "broker").exists()                     # no broker was started
