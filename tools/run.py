@@ -61,11 +61,13 @@ READY_TIMEOUT_S = 20.0                        # the bridge must listen within th
 
 class Supervised:
     """A child process that is started again when it dies, with a capped exponential backoff
-    (a dead bridge must not take the broker and the device down with it)."""
+    (a dead bridge must not take the broker and the device down with it). running: the process
+    when it was started already; start() gives the next one."""
 
-    def __init__(self, name, start):
+    def __init__(self, name, start, running=None):
         self.name, self._start = name, start
-        self.proc, self.restarts, self._due, self._backoff = start(), 0, None, RESTART_BASE_S
+        self.proc = running if running is not None else start()
+        self.restarts, self._due, self._backoff = 0, None, RESTART_BASE_S
         self._started = time.monotonic()
 
     def check(self, now):
@@ -79,7 +81,14 @@ class Supervised:
                   f"restarting in {self._backoff:.0f} s", flush=True)
             self._backoff = min(self._backoff * 2, RESTART_CAP_S)
         elif now >= self._due:
-            self.proc, self._due, self.restarts = self._start(), None, self.restarts + 1
+            try:
+                self.proc = self._start()
+            except (OSError, RuntimeError) as e:  # e.g. the broker's port taken meanwhile: try again later
+                print(f"wisp: {self.name} did not start again: {e}; retrying in {self._backoff:.0f} s", flush=True)
+                self._due = now + self._backoff
+                self._backoff = min(self._backoff * 2, RESTART_CAP_S)
+                return
+            self._due, self.restarts = None, self.restarts + 1
             self._started = now
 
     def stop(self):
@@ -147,7 +156,12 @@ def run(dev_id=None, port=DEFAULT_PORT, fleet=None):
     except (RunError, sim.SimError) as e:
         print(f"wisp: {e}", file=sys.stderr, flush=True)
         return 1
-    children, before = [], None
+    holder = [broker]
+
+    def broker_again():  # on its port: the device, the bridge and the user's clients know that one
+        holder[0] = _broker_again(holder[0], fleet)
+        return holder[0].proc
+    children, before = [Supervised("broker", broker_again, broker.proc)], None
     try:
         token, http_port = api_token(), brokers.port_is_free(HTTP_PORT) and HTTP_PORT or brokers.free_port()
         env = dict(os.environ, WISP_BROKER=f"{broker.host}:{broker.port}", PYTHONUNBUFFERED="1",
@@ -178,10 +192,18 @@ def run(dev_id=None, port=DEFAULT_PORT, fleet=None):
         print(_banner(broker, dev_id, http_port, token, fleet), flush=True)
         return _wait(children)
     finally:
-        for child in children:
+        for child in reversed(children):  # the broker last: the others say goodbye through it
             child.stop()
-        broker.stop()
         _forget_run(before)
+
+
+def _broker_again(broker, fleet):
+    """The run's broker started again after it died, as it was started, on the same port."""
+    if fleet is not None:
+        return brokers.start_fleet_mosquitto(RUN_DIR / "broker-fleet", fleet / "mosquitto.conf", broker.port)
+    if broker.kind == "amqtt":
+        return brokers.start_amqtt(RUN_DIR / "broker", broker.port)
+    return brokers.start_mosquitto(RUN_DIR / "broker", broker.port)
 
 
 def check_device(dev_id, fleet):

@@ -129,6 +129,25 @@ def test_a_killed_bridge_is_restarted_and_the_device_stays(run_dir):
         run.stop()
 
 
+def test_a_dead_broker_is_started_again_on_its_port(run_dir):
+    run = WispRun(run_dir, brokers.free_port())
+    try:
+        run.wait_for("wisp is running")
+        pid = run.child_pid(b"mosquitto")
+        assert pid, "no broker process under `wisp run`"
+        os.kill(pid, signal.SIGKILL)
+        run.wait_for("broker exited with code -9; restarting", timeout_s=10)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the device and the bridge reconnect on their own
+            ask = run.wisp("ask", "dev1", "turn off the porch light", "--timeout", "5")
+            if ask.returncode == 0:
+                break
+        assert ask.returncode == 0, (ask.stdout, ask.stderr, run.output()[-2000:])
+        assert run.child_pid(b"mosquitto") not in (None, pid) and run.proc.poll() is None
+    finally:
+        run.stop()
+
+
 def test_a_bad_config_stops_before_the_banner(run_dir, tmp_path):
     bad = tmp_path / "wisp.toml"
     bad.write_text("[tiers.premium]\nkind = 'no-such-kind'\nurl = 12\n")

@@ -43,13 +43,17 @@ class WispRun:
         return subprocess.run([WISP, *args], capture_output=True, text=True, timeout=timeout, env=self.env)
 
     def bridge_pid(self):
+        return self.child_pid(b"bridge")
+
+    def child_pid(self, word):
+        """The pid of this run's child process with `word` as its program or one of its arguments."""
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
                 cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
             except (OSError, IndexError, ValueError):
                 continue
-            if ppid == self.proc.pid and b"bridge" in cmdline:
+            if ppid == self.proc.pid and (word in cmdline or cmdline[0].rsplit(b"/", 1)[-1] == word):
                 return int(stat.parent.name)
         return None
 
