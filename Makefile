@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEVICE ?= dev1
 
-.PHONY: run test lint size heap setup system-deps sim ask clean flash deploy repl bench
+.PHONY: run test lint size heap setup system-deps sim clean flash deploy repl bench
 
 run: $(STAMP)
 	@$(PYTHON) tools/system_deps.py --for run

@@ -48,8 +48,9 @@ def add_device_args(p):
     p.add_argument("--fleet", help="fleet directory of `wisp provision` (default $WISP_FLEET or .wisp/fleet)")
     p.add_argument("--mp-version", help="MicroPython release on the board, 1.23 or later, e.g. 1.24 (picks the "
                                         "matching mpy-cross; default: the bundled one, for 1.23+)")
-    p.add_argument("--lines", action="store_true", help="keep line numbers in tracebacks (the .mpy files are "
-                                                        "~5%% bigger and the device needs ~3 KB more heap)")
+    p.add_argument("--lines", action="store_true", help="keep line numbers and names in tracebacks (the .mpy "
+                                                        "files are ~25%% bigger, with the strings kept in them, and "
+                                                        "the device needs more heap)")
 
 
 def build_parser():
