@@ -29,18 +29,18 @@ def _count_boot():
 def _signing(config):
     """(key bytes or None, the mode): False (unsigned), True (llm/res and cmd must be signed) or
     "only" (asks must be signed too and set/ is refused: nothing unsigned acts; docs/security.md).
-    A provisioned key turns signing on unless config says "signed": false; a malformed key refuses
-    everything rather than silently accepting unsigned instructions."""
+    A provisioned key turns signing on unless config says "signed": false; signing with a malformed
+    or missing key refuses everything rather than silently accepting unsigned instructions."""
     text = config.get("key")
-    if text is None:
+    mode = config.get("signed", text is not None)
+    if mode is False:
         return None, False
     from wisp import sign
-    key = sign.key_from_hex(text)
+    key = sign.key_from_hex(text)  # None when missing: signing asked for, so refuse rather than accept all
     if key is None:
-        log("config error: key must be hex (64 characters from `wisp provision`); signed instructions "
+        log("config error: signing needs key, 64 hex characters from `wisp provision`; signed instructions "
             "cannot be checked, so every llm/res and cmd will be refused")
-    mode = config.get("signed", True)
-    return key, "only" if mode == "only" else mode is not False
+    return key, "only" if mode == "only" else True
 
 
 class Device:

@@ -134,6 +134,20 @@ async def test_a_malformed_key_refuses_everything_and_unsigned_mode_accepts_plai
         raise Exception(res)
 
 
+async def test_signing_asked_for_without_a_key_refuses_rather_than_accepts_all():
+    # "signed": "only" with no key once left the device taking every unsigned instruction
+    for mode in (True, "only"):
+        dev = _device(signed=mode)
+        if dev.key is not None or dev.signed != mode:
+            raise Exception((mode, dev.key, dev.signed))
+        res = await _cmd_results(dev, [json.dumps({"id": "c", "tool": "gpio_read", "args": {"pin": "door"}})])
+        if res[0]["ok"]:
+            raise Exception(res)
+    dev = _device()  # no key, no "signed": unsigned, as `wisp sim` runs
+    if dev.signed is not False:
+        raise Exception(dev.signed)
+
+
 async def _run_cmds(cmds, dev, payloads):
     """Send each command and wait for its cmd/res; the results, in order."""
     out = []
