@@ -25,7 +25,9 @@ def _wrong(key, v, kind):
         return not all(isinstance(v.get(k, ""), str) for k in ("ssid", "password"))
     if key == "ntp":
         return not all(isinstance(h, str) for h in ([v] if isinstance(v, str) else v))
-    return False
+    if kind is int:  # a budget of 0 or less would mean the default, not none
+        return isinstance(v, bool) or v < 1
+    return key == "signed" and isinstance(v, str) and v != "only"
 
 
 def load(path=DEFAULT_PATH, log=print):
@@ -53,8 +55,11 @@ def load(path=DEFAULT_PATH, log=print):
         errors.append("broker.port must be a number 1-65535; using 1883")
         port = 1883
     broker["port"] = port
-    if not isinstance(broker.get("host"), str):
-        broker["host"] = "127.0.0.1"
+    for key in ("host", "user", "password"):  # a number here failed every connect, for good
+        if not isinstance(broker.get(key, ""), str):
+            errors.append("broker.%s must be a string; left out" % key)
+            del broker[key]
+    broker.setdefault("host", "127.0.0.1")
     cfg["broker"] = broker
     dev_id = cfg.get("id")
     if dev_id is not None and not valid_device_id(dev_id):
@@ -77,7 +82,7 @@ def load(path=DEFAULT_PATH, log=print):
                             ("ntp", (str, list), "a host, host:port, or a list of them"),
                             ("tz", str, "a POSIX TZ string"), ("fast_path", bool, "true or false"),
                             ("signed", (bool, str), 'true, false or "only"'), ("key", str, "hex"),
-                            ("llm_per_hour", int, "a number"), ("llm_per_day", int, "a number"),
+                            ("llm_per_hour", int, "a number above 0"), ("llm_per_day", int, "a number above 0"),
                             ("i2c", dict, "an object {scl, sda, freq}"), ("ha", dict, "an object"),
                             ("publish_allow", list, "a list of MQTT topic filters")):
         v = cfg.get(key)
@@ -93,6 +98,8 @@ def load(path=DEFAULT_PATH, log=print):
     # <s>_t and <s>_h in Home Assistant) would be two things under one topic or id.
     sensors = cfg.get("sensors")
     if not isinstance(sensors, dict):
+        if sensors is not None:
+            errors.append("sensors must be an object of name: {type, pin}")
         sensors = cfg["sensors"] = {}
     for kind, group in (("sensor", sensors), ("pin", cfg.get("pins", {}))):
         for name in list(group):  # sensors first: a pin may not take a (valid) sensor's names
@@ -117,6 +124,14 @@ def load(path=DEFAULT_PATH, log=print):
             errors.append("ha.%s left out: url must be http(s)://<host>[:port], prefix and status_topic "
                           "topics without + or #" % key)
             del ha[key]
+    if isinstance(ha, dict):  # "discovery": "no" meant on, "diagnostics_s": "x" or -1 meant never
+        if ha.get("discovery", True) not in (True, False):
+            errors.append("ha.discovery must be true or false; left out")
+            del ha["discovery"]
+        v = ha.get("diagnostics_s", 0)
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= limits.MAX_SENSOR_INTERVAL_S:
+            errors.append("ha.diagnostics_s must be 0 (off) to %d seconds; left out" % limits.MAX_SENSOR_INTERVAL_S)
+            del ha["diagnostics_s"]
     for e in errors:
         log("config error: " + e)
     return cfg, errors

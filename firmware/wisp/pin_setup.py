@@ -77,6 +77,11 @@ def _check(spec, board, used):
         return "pull must be 'up' or 'down'"
     if pull and num in board.input_only_pins:
         return "GPIO%d has no internal pull resistor; leave out pull and wire one" % num
+    if pull and mode != "in":
+        return "pull is for inputs"
+    ha = spec.get("ha")  # anything else was quietly the default entity
+    if ha is not None and (mode not in ("out", "pwm") or ha not in ("light", "switch" if mode == "out" else "number")):
+        return "ha must be 'light' (or left out) on an out or pwm pin"
     if spec.get("init", 0) not in (0, 1):
         return "init must be 0 or 1"
     if spec.get("confirm", False) not in (True, False):

@@ -71,10 +71,10 @@ def test_keys_of_the_wrong_type_are_left_out_with_a_reason():
     # "wifi": 5 once raised in the Wi-Fi join (a fatal error, a reset every 10 s); "fast_path": "no"
     # was true; "ntp": 123 silently fell back to pool.ntp.org, so LAN-only TLS never connected
     bad = {"wifi": 5, "ntp": 123, "tz": 1, "fast_path": "no", "signed": 3, "key": 7, "llm_per_hour": "x",
-           "llm_per_day": [], "i2c": [], "ha": "off", "publish_allow": "home/#"}
+           "llm_per_day": [], "i2c": [], "ha": "off", "publish_allow": "home/#", "sensors": 5}
     cfg, errs = _load(json.dumps(bad))
     for key in bad:
-        if key in cfg or not any(e.startswith(key + " must be ") and e.endswith("; left out") for e in errs):
+        if key in cfg and key != "sensors" or not any(e.startswith(key + " must be ") for e in errs):
             raise Exception((key, errs))
     cfg, errs = _load(json.dumps({"wifi": {"ssid": 5}, "ntp": ["192.168.1.1", 123]}))
     if "wifi" in cfg or "ntp" in cfg or len(errs) != 2:
@@ -85,3 +85,37 @@ def test_keys_of_the_wrong_type_are_left_out_with_a_reason():
     cfg, errs = _load(json.dumps(good))
     if errs or any(cfg[k] != v for k, v in good.items()):
         raise Exception((cfg, errs))
+
+
+def test_values_that_quietly_meant_something_else_are_left_out():
+    # a numeric broker login failed every connect for good; host 5 became 127.0.0.1 without a word;
+    # "signed": "yes" meant true; a budget of 0 the default; "discovery": "no" on; diagnostics "x" never
+    bad = {"broker": {"host": 5, "user": 5, "password": 1.5}, "signed": "yes", "llm_per_hour": 0,
+           "llm_per_day": -3, "ha": {"discovery": "no", "diagnostics_s": -1}}
+    cfg, errs = _load(json.dumps(bad))
+    for frag in ("broker.host must be a string", "broker.user must be a string", "broker.password must be a string",
+                 "signed must be", "llm_per_hour must be a number above 0", "llm_per_day must be a number above 0",
+                 "ha.discovery must be true or false", "ha.diagnostics_s must be 0 (off) to 86400 seconds"):
+        if not any(e.startswith(frag) for e in errs):
+            raise Exception((frag, errs))
+    if cfg["broker"] != {"host": "127.0.0.1", "port": 1883} or cfg["ha"] or "signed" in cfg or "llm_per_day" in cfg:
+        raise Exception(cfg)
+    cfg, errs = _load(json.dumps({"broker": {"host": "mqtt.lan", "user": "u", "password": "p"},
+                                  "ha": {"discovery": True, "diagnostics_s": 0}, "signed": True}))
+    if errs or cfg["broker"]["user"] != "u" or cfg["ha"] != {"discovery": True, "diagnostics_s": 0}:
+        raise Exception((cfg, errs))
+
+
+def test_pin_keys_for_another_mode_are_refused_with_the_reason():
+    logged = []
+    named = pins.setup({"relay": {"pin": 13, "pull": "up"}, "fan": {"pin": 14, "ha": "fan"},
+                        "door": {"pin": 4, "mode": "in", "ha": "light"}, "lamp": {"pin": 25, "ha": "light"},
+                        "dim": {"pin": 26, "mode": "pwm", "ha": "number"}, "btn": {"pin": 27, "mode": "in",
+                                                                                "pull": "up"}},
+                       Board(), logged.append)
+    if sorted(named) != ["btn", "dim", "lamp"]:
+        raise Exception((sorted(named), logged))
+    text = " ".join(logged)
+    for frag in ("relay", "pull is for inputs", "fan", "door", "ha must be 'light'"):
+        if frag not in text:
+            raise Exception((frag, logged))
