@@ -350,3 +350,21 @@ def test_the_llm_cannot_publish_to_any_topic_the_device_listens_on():
     for suffix in ("ota/offer", "ota/chunk", "log/get", "cmd", "set/fan", "ask", "llm/res", "avail", "diag"):
         if publish.refusal(dev, "wisp/t1/" + suffix) is None:
             raise Exception("wisp/t1/%s is open to the LLM" % suffix)
+
+
+async def test_the_llm_cannot_keep_on_a_pulse_the_owner_started():
+    # the owner pulses the heater for 300 ms; an LLM write of "on" (or a longer pulse) while it is
+    # still on is no change of level, but it cancels or moves the pulse's off: held like an "on"
+    dev = _device()
+    from wisp import tools
+    for call in (("gpio_write", {"pin": "heater", "value": 1}), ("gpio_pulse", {"pin": "heater", "ms": 5000})):
+        if not (await tools.run(dev, "gpio_pulse", {"pin": "heater", "ms": 300})).startswith("ok"):
+            raise Exception("the owner's pulse was refused")
+        r = await tools.run(dev, call[0], call[1], 2)
+        await asyncio.sleep_ms(500)
+        if dev.board.levels[19] != 0 or "cannot ask for it" not in r:
+            raise Exception("%s from the LLM kept the owner's pulse on: %r" % (call[0], r))
+    await tools.run(dev, "gpio_pulse", {"pin": "heater", "ms": 300})
+    r = await tools.run(dev, "gpio_write", {"pin": "heater", "value": 0}, 2)  # off is never held
+    if dev.board.levels[19] != 0 or not r.startswith("ok"):
+        raise Exception(r)
