@@ -19,7 +19,7 @@ def gate(dev, pin, level, off_after_ms, llm, freq=None):
     """Called by the tools that write pins when the chain began with the LLM (llm 1: in an ask,
     2: no one to ask) and the pin is a confirm pin: an error text when it must wait, else None.
     freq: a new PWM frequency, which moves a servo or valve as a duty does."""
-    if not level or (level == pin.read() and freq is None and not pin._off_task):
+    if freq is None and (not level or (level == pin.read() and not pin._off_task)):
         return None  # off, or no change (an "on" while a timer runs moves its off): never held
     if pin.mode == "pwm":
         call = ("pwm_set", {"pin": pin.name, "duty_percent": level})

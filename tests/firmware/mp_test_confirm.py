@@ -368,3 +368,16 @@ async def test_the_llm_cannot_keep_on_a_pulse_the_owner_started():
     r = await tools.run(dev, "gpio_write", {"pin": "heater", "value": 0}, 2)  # off is never held
     if dev.board.levels[19] != 0 or not r.startswith("ok"):
         raise Exception(r)
+
+
+async def test_the_llm_cannot_retune_a_confirm_pwm_pin_while_it_is_off():
+    # at duty 0 a new frequency moves nothing yet, but the owner's next "ON" (Home Assistant turns
+    # it back on at its last duty) then drives the servo or valve to where the LLM chose
+    pins = {"valve": {"pin": 21, "mode": "pwm", "confirm": True, "freq": 50, "min_interval_ms": 0}}
+    dev = make_device(pins=pins)
+    from wisp import tools
+    r = await tools.run(dev, "pwm_set", {"pin": "valve", "duty_percent": 0, "freq": 100}, 2)
+    if dev.pins["valve"].freq != 50 or "cannot ask for it" not in r:
+        raise Exception(r)
+    if not (await tools.run(dev, "pwm_set", {"pin": "valve", "duty_percent": 0}, 2)).startswith("ok"):
+        raise Exception("switching off was held")
