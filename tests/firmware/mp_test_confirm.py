@@ -381,3 +381,25 @@ async def test_the_llm_cannot_retune_a_confirm_pwm_pin_while_it_is_off():
         raise Exception(r)
     if not (await tools.run(dev, "pwm_set", {"pin": "valve", "duty_percent": 0}, 2)).startswith("ok"):
         raise Exception("switching off was held")
+
+
+async def test_a_routine_or_schedule_of_the_llm_cannot_reboot_the_device():
+    # "reboot only when the user asks": a job the LLM added has no user, and every minute it
+    # would reset the board (outputs back at their boot levels) until someone removed it
+    dev = _device()
+    from wisp import app, limits, tools
+    app._add_state(dev, Agent(dev))
+    old, limits.REBOOT_DELAY_MS = limits.REBOOT_DELAY_MS, 10
+    try:
+        r = await tools.run(dev, "routine_define", {"name": "boot", "steps": [
+            {"tool": "system_reboot", "args": {"confirm": "reboot"}}]}, 1)
+        await tools.run(dev, "schedule_add", {"spec": "every 1m", "routine": "boot", "name": "b"}, 1)
+        await dev.sched._fire(dev.sched.jobs()[0])
+        r = await tools.run(dev, "system_reboot", {"confirm": "reboot"}, 2)  # a prompt it scheduled
+        await asyncio.sleep_ms(100)
+        if dev.board.resets or "not rebooting" not in r:
+            raise Exception("the LLM's job rebooted the board: %r" % r)
+        if not (await tools.run(dev, "system_reboot", {"confirm": "reboot"}, 1)).startswith("ok"):
+            raise Exception("a user's ask could not reboot")
+    finally:
+        limits.REBOOT_DELAY_MS = old

@@ -45,6 +45,8 @@ async def system_health(dev, args):
 
 
 async def system_reboot(dev, args):
+    if args.get("_llm") == 2:  # the LLM's job or routine: no user asked (confirm.py)
+        return "Error: not rebooting: an action the LLM set up cannot reboot"
     if args["confirm"] != CONFIRM_WORD:
         return ("Error: not rebooting: confirm must be the word '%s', sent only when the user asked "
                 "for a reboot" % CONFIRM_WORD)
