@@ -13,7 +13,7 @@ async def answer(agent, ask_id, text, t0, source, llm=0):
     dev = agent.dev
     if dev.pending is not None and source in ("mqtt", "repl"):
         from wisp import confirm
-        held = confirm.take(dev, text)  # the user's "yes" to an action the LLM proposed
+        held = confirm.take(dev, text, t0)  # the user's "yes" to an action the LLM proposed
         if held is not None:
             return await _confirmed(agent, ask_id, text, t0, held)
     local = _local(agent, text) if dev.config.get("fast_path", True) else None

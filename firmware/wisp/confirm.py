@@ -51,13 +51,15 @@ def held_line(dev):
         tool, " ".join("%s=%s" % (k, args[k]) for k in sorted(args)), limits.CONFIRM_WINDOW_S)
 
 
-def take(dev, text):
-    """The held call if `text` confirms it in time, else None. Any other ask drops it."""
+def take(dev, text, t0):
+    """The held call if `text`, received at ticks t0, confirms it in time, else None. Any other
+    ask drops it; so does a "yes" received before the hold (it was not said to this call)."""
     pending, dev.pending = dev.pending, None
     if pending is None:
         return None
     if text.strip().lower().strip(".!") not in WORDS:
         return None
-    if time.ticks_diff(pending[2], time.ticks_ms()) < 0:
+    if time.ticks_diff(pending[2], time.ticks_ms()) < 0 or \
+            time.ticks_diff(pending[2], t0) > limits.CONFIRM_WINDOW_S * 1000:
         return None
     return pending[0], pending[1]

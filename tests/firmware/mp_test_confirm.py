@@ -403,3 +403,22 @@ async def test_a_routine_or_schedule_of_the_llm_cannot_reboot_the_device():
             raise Exception("a user's ask could not reboot")
     finally:
         limits.REBOOT_DELAY_MS = old
+
+
+async def test_a_yes_sent_before_the_device_held_anything_confirms_nothing():
+    # a "yes" already waiting in the inbox (queued with the request, or held back and delivered
+    # later) was not said to the held call: only one received after the hold confirms it
+    dev = _device()
+    agent = Agent(dev)
+    _bridge(dev, agent, [{"cid": "c", "tool": "gpio_write", "args": {"pin": "heater", "value": 1}}])
+    agent.on_ask(json.dumps({"id": "q1", "text": "warm up the room"}))
+    agent.on_ask(json.dumps({"id": "q2", "text": "yes"}))
+    task = asyncio.create_task(agent.run())
+    for _ in range(2000):
+        await asyncio.sleep_ms(5)
+        if len(dev.link.on("wisp/t1/reply")) >= 2:
+            break
+    if dev.board.levels[19] != 0:
+        task.cancel()
+        raise Exception("a yes queued before the hold switched the heater: %r" % dev.link.on("wisp/t1/reply"))
+    await _yes_switches_it_on(dev, agent, task)  # the LLM holds it again; a yes now confirms
