@@ -109,6 +109,7 @@ class NamedPin:
         """handler(level) on edges of an input pin (soft IRQ on ESP32, polled on the sim)."""
         board.irq(self.hw, handler, trigger)
 
+    by_llm = None  # the last write's chain began with the LLM (wisp/tools/gpio.py, routine_run.py)
     changes = 0  # level changes of all pins: a routine run counts its own (wisp/routines.py)
 
     def _apply(self, level):

@@ -123,9 +123,11 @@ async def run(routines, name, trigger="tool", llm=0):
 
 def _from_llm(dev, tool, args):
     """Whether a read's result may carry text the LLM wrote: a fact it set, or a list holding
-    its facts, routines or jobs (their names and prompts)."""
+    its facts, routines or jobs (their names and prompts), or a pin's level it set."""
     if tool == "memory_get":
         return dev.memory.by_llm(args.get("key"))
+    if tool == "gpio_read":  # a level the LLM set
+        return dev.pins[args["pin"]].by_llm
     if tool == "memory_list":
         return bool(dev.memory.llm_keys())
     if tool == "routine_list":

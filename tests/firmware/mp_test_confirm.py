@@ -422,3 +422,19 @@ async def test_a_yes_sent_before_the_device_held_anything_confirms_nothing():
         task.cancel()
         raise Exception("a yes queued before the hold switched the heater: %r" % dev.link.on("wisp/t1/reply"))
     await _yes_switches_it_on(dev, agent, task)  # the LLM holds it again; a yes now confirms
+
+
+async def test_an_owners_routine_reading_a_pin_the_llm_set_acts_for_the_llm():
+    # the fan's level is what the LLM wrote, as a fact would be: "heater on when the fan is on"
+    # must not let the LLM switch the heater by switching the fan
+    dev = _device()
+    from wisp import tools
+    dev.routines.define("follow", [{"tool": "gpio_read", "args": {"pin": "fan"}, "as": "f"},
+                                   {"tool": "gpio_write", "args": {"pin": "heater", "value": 1}, "if": ["f", "==", 1]}])
+    await tools.run(dev, "gpio_write", {"pin": "fan", "value": 1}, 1)  # the LLM's call in an ask
+    r = await dev.routines.run("follow", "schedule")
+    if dev.board.levels[19] != 0 or "cannot ask for it" not in r:
+        raise Exception("the LLM switched the heater through the fan: %r" % r)
+    await tools.run(dev, "gpio_write", {"pin": "fan", "value": 1})  # the owner says so
+    if not (await dev.routines.run("follow", "schedule")).startswith("ok") or dev.board.levels[19] != 1:
+        raise Exception("the owner's own fan was refused")

@@ -12,6 +12,7 @@ async def _set(dev, name, value, off_after_ms=0, llm=0):
     err = pin.write(value, dev.pin_changed, off_after_ms)
     if err:
         return err
+    pin.by_llm = llm  # its level is what the LLM wrote: a routine reading it acts for the LLM
     await dev.pin_changed(name)
     return None
 

@@ -12,6 +12,7 @@ async def pwm_set(dev, args):
     err = err or pin.write(duty, dev.pin_changed)
     if err:
         return err
+    pin.by_llm = args.get("_llm")  # see gpio._set
     if freq is not None and freq != pin.freq:
         pin.set_freq(freq)
     await dev.pin_changed(name)
