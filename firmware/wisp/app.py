@@ -103,7 +103,7 @@ def _router(dev, agent, commands, ha_status):
             agent.on_llm_res(payload)
         elif sub == "cmd":
             commands.on_cmd(payload)
-        elif sub.startswith("set/"):
+        elif payload and sub.startswith("set/"):  # None: too big, refused above; nothing to set
             if dev.signed == "only":  # Home Assistant cannot sign: signed-only devices take signed cmd
                 from wisp import sign
                 sign.refuse(dev, "unsigned " + sub)

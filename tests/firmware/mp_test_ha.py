@@ -53,6 +53,19 @@ async def test_pwm_takes_on_off_and_numbers_and_on_returns_to_the_last_brightnes
         check(dev.link.on("wisp/t1/state/dimmer")[-1] == 50, "the real duty published back")
 
 
+async def test_an_oversized_set_is_reported_once_not_read_as_an_empty_word():
+    from mpcheck import until
+
+    from wisp import app
+    dev = make_device(PINS)
+    route = app._router(dev, None, None, None)
+    for sub in ("set/porch_light", "set/dimmer"):
+        route(dev.topic(sub), None, limits.MAX_PAYLOAD + 1)  # what the link hands over for one too big
+    await until(lambda: len(_events(dev)) >= 2)
+    await asyncio.sleep_ms(100)  # anything a handler would add
+    check(len(_events(dev)) == 2 and all("refused: limit is" in e for e in _events(dev)), _events(dev))
+
+
 async def test_discovery_ids_are_entity_id_slugs_whatever_the_device_id():
     dev = make_device(PINS, dev_id="wisp-A1b2")
     await ha.announce(dev)
