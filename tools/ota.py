@@ -102,7 +102,6 @@ class Server:
 
     def _follow(self, dev_id, watch, key, force, health_s, t0, timeout_s, progress):
         ver = self.bundle.version
-        offer = otabundle.offer(self.bundle, dev_id, key, force, health_s)
         # ask the broker for the retained status once more, now that our inbox exists
         self.listener.client.subscribe(protocol.topic(dev_id, protocol.STATUS), 1)
         before, online, offered, switched = "", False, 0.0, False
@@ -114,6 +113,7 @@ class Server:
         while time.monotonic() < deadline:
             heard = max(offered, self.asked.get(dev_id, 0.0))
             if online and not switched and (not offered or time.monotonic() - heard > OFFER_AGAIN_S):
+                offer = otabundle.offer(self.bundle, dev_id, key, force, health_s)  # signed now: it is dated
                 self.listener.client.publish(protocol.topic(dev_id, OTA_OFFER), offer, qos=1)
                 offered = time.monotonic()
             try:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,10 +91,12 @@ def build(version=None, firmware=FIRMWARE, march=DEFAULT_MARCH, patch=None):
 
 
 def offer(bundle, dev_id, key, force=False, health_s=HEALTH_S):
-    """The signed offer of `bundle` to device `dev_id` (bytes for wisp/<id>/ota/offer)."""
+    """The signed offer of `bundle` to device `dev_id` (bytes for wisp/<id>/ota/offer), stamped with the
+    time: the device takes it only within a few minutes of that, so sign one for each publish."""
     from bridge.signing import sign_message
     msg = {"v": 1, "dev": dev_id, "ver": bundle.version, "man": bundle.manifest_sha, "msize": bundle.manifest_size,
-           "size": bundle.size, "files": len(bundle.files), "force": bool(force), "health_s": int(health_s)}
+           "size": bundle.size, "files": len(bundle.files), "force": bool(force), "health_s": int(health_s),
+           "ts": int(time.time())}
     return sign_message(key, msg)
 
 

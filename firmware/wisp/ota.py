@@ -94,6 +94,11 @@ def check(dev, o):
         return "not a version 1 offer"
     if o.get("dev") != dev.id:
         return "bundle is for device %r, not this one" % (o.get("dev"),)
+    from wisp.sched import unix_time
+    ts, now = o.get("ts"), unix_time()
+    if not isinstance(ts, (int, float)) or not now - limits.CMD_WINDOW_S <= ts <= now + limits.CMD_FUTURE_S:
+        # a recorded offer replayed later (a forced downgrade, an update rolled back) is refused
+        return "not signed in the last %d s by this device's clock ('ts'): send it anew" % limits.CMD_WINDOW_S
     new, cur = version(o.get("ver")), version(VERSION)
     if new is None:
         return "version %r is not dotted numbers" % (o.get("ver"),)

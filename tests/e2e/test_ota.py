@@ -124,6 +124,18 @@ def test_bundle_for_another_device_is_refused(rig, bundle):
     assert rig.running()["fw"] == OLD
 
 
+def test_a_recorded_offer_replayed_later_is_refused(rig, bundle):
+    """Someone who recorded a signed offer (a forced downgrade, an update the device rolled back) cannot
+    play it again minutes later: an offer is dated, and taken only within CMD_WINDOW_S of the device clock."""
+    from bridge.signing import sign_message, verify
+    recorded = json.loads(verify(rig.key, otabundle.offer(bundle, "dev1", rig.key, force=True)))
+    recorded["ts"] -= 301
+    rig.stack.probe.publish("wisp/dev1/ota/offer", sign_message(rig.key, recorded))
+    state = rig.stack.probe.wait_for("wisp/dev1/ota/state", lambda s: s.get("state") == "refused", timeout=10)
+    assert "not signed in the last 300 s" in state["text"]
+    assert rig.running()["fw"] == OLD and not (rig.board.workdir / "ota" / "offer.json").exists()
+
+
 def test_downgrade_is_refused_unless_forced(rig):
     old = otabundle.build("0.0.9")
     r = rig.update(old, timeout_s=30)

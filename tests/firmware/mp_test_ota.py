@@ -8,6 +8,7 @@ from mpcheck import eq
 
 import wispboot
 from wisp import ota
+from wisp.sched import unix_time
 
 GOOD = {"v": 1, "dev": "t1", "ver": "0.2.0", "man": "0" * 64, "msize": 100, "size": 5000, "files": 3,
         "force": False, "health_s": 60}
@@ -24,7 +25,7 @@ def _load():
 
 
 def _offer(**changes):
-    o = dict(GOOD)
+    o = dict(GOOD, ts=unix_time())  # signed just now
     o.update(changes)
     return o
 
@@ -85,6 +86,10 @@ def test_offer_checks():
     eq(ota.check(dev, _offer(health_s=1)), "sizes, file count or health deadline out of bounds")
     eq(ota.check(dev, _offer(man=None)), "manifest hash missing")
     eq(ota.check(dev, [1]), "not a version 1 offer")
+    # a recorded offer replayed later, e.g. a forced downgrade, or one with no time at all
+    stale = "not signed in the last 300 s by this device's clock ('ts'): send it anew"
+    for ts in (unix_time() - 301, unix_time() + 60, None, "now"):
+        eq(ota.check(dev, _offer(ver="0.0.9", force=True, ts=ts)), stale)
 
 
 def test_manifest_paths_stay_inside_the_package():

@@ -2,6 +2,7 @@
 signed offer (the device's side of both is tested on the unix port in tests/e2e/test_ota.py)."""
 import hashlib
 import json
+import time
 
 import pytest
 
@@ -53,7 +54,9 @@ def test_bundle_is_the_manifest_then_every_file_with_the_version_stamped():
 def test_offer_is_signed_for_one_device_and_chunks_carry_offset_and_tag():
     b = otabundle.build("0.2.0")
     key = bytes(range(32))
+    before = int(time.time())
     body = json.loads(verify(key, otabundle.offer(b, "dev7", key, health_s=30)))
+    assert before <= body.pop("ts") <= time.time()  # dated: the device takes it only for a few minutes
     assert body == {"v": 1, "dev": "dev7", "ver": "0.2.0", "man": b.manifest_sha, "msize": b.manifest_size,
                     "size": b.size, "files": len(b.files), "force": False, "health_s": 30}
     assert verify(bytes(32), otabundle.offer(b, "dev7", key)) is None
