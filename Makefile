@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/action_latency.py
 	$(PY) bench/v1_concurrency.py
 	$(PY) bench/device_footprint.py
+	$(PY) bench/heap_days.py
 	$(PY) bench/fuzz.py
 	$(PY) bench/phrases.py
 	$(PY) bench/bridge_mqtt.py
