@@ -115,6 +115,7 @@ def build_parser():
                                    "a simulated board and its flash root in .wisp/devices/<id>. Ctrl-C stops them all.")
     s.add_argument("--id", help="device id (default dev1)")
     s.add_argument("--count", type=int, help="start N devices, dev1..devN")
+    s.add_argument("--prefix", help="with --count: the ids' stem, e.g. --prefix sim for sim1..simN (default dev)")
     s.add_argument("--console", action="store_true",
                    help="give each device a serial console at .wisp/devices/<id>.tty (for `wisp repl --port`)")
     s.add_argument("--broker", help="host:port of the broker (default: $WISP_BROKER, else the running `wisp "

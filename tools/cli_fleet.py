@@ -231,11 +231,16 @@ def cmd_sim(args):
         raise ValueError("--id and --count do not mix: --count N starts dev1..devN")
     if args.count is not None and not 1 <= args.count <= simfleet.MAX_COUNT:
         raise ValueError(f"--count must be 1-{simfleet.MAX_COUNT}")
+    if args.prefix is not None and args.count is None:
+        raise ValueError("--prefix goes with --count: --count 3 --prefix sim starts sim1..sim3")
     if args.id is not None:
         check_device_id(args.id)        # the rules of `wisp provision`: a board could have the same id
+    stem = args.prefix if args.prefix is not None else "dev"
     if args.heapsize is not None:
         check_heapsize(args.heapsize)
-    ids = [f"dev{i}" for i in range(1, args.count + 1)] if args.count is not None else [args.id or "dev1"]
+    ids = [f"{stem}{i}" for i in range(1, args.count + 1)] if args.count is not None else [args.id or "dev1"]
+    for dev_id in ids if args.count is not None else ():
+        check_device_id(dev_id)
     host, port = sim_broker(args.broker)
     login = resolve_login(fleet_flag(args))
     pins = sim.load_pins(args.pins) if args.pins else None
@@ -247,5 +252,6 @@ def cmd_sim(args):
         return simfleet.run_fleet(ids, host, port, heapsize=args.heapsize, console=args.console,
                                   root=args.state_dir, pins=pins, online=online)
     except sim.SimError as e:
-        print(f"wisp: {e}", file=sys.stderr)
+        hint = f" (with --count: --prefix gives the devices other ids than {stem}1..)" if args.count else ""
+        print(f"wisp: {e}{hint}", file=sys.stderr)
         return 2

@@ -46,3 +46,15 @@ def test_ha_core_check_without_hass_starts_nothing(capsys, monkeypatch, tmp_path
     assert ha_core_check.main(str(tmp_path / "no-hass")) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"wisp: no Home Assistant `hass` at '{tmp_path / 'no-hass'}'") and len(err.splitlines()) == 1
+
+
+def test_sim_count_takes_a_prefix_so_it_can_run_beside_wisp_run(capsys, monkeypatch):
+    from tools import simfleet
+    started = []
+    monkeypatch.setattr(simfleet, "run_fleet", lambda ids, *a, **k: started.append(ids) or 0)
+    assert wisp(["sim", "--count", "3", "--prefix", "sim", "--broker", "127.0.0.1:1"]) == 0
+    assert started == [["sim1", "sim2", "sim3"]]
+    assert wisp(["sim", "--prefix", "sim"]) == 2                      # without --count it means nothing
+    assert "--prefix goes with --count" in capsys.readouterr().err
+    assert wisp(["sim", "--count", "2", "--prefix", "Sim!"]) == 2     # ids no device can have
+    assert "device id 'Sim!1' must be" in capsys.readouterr().err
