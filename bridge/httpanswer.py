@@ -129,8 +129,14 @@ class Response:
     async def __aenter__(self) -> Response:
         return self
 
-    async def __aexit__(self, *exc) -> None:
-        self.release()
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        # a reader that stopped at the answer's own end releases it (the connection may be pooled); one that
+        # gave up on it (a hedge that lost, a stall, a cut, the budget over) closes it: the server stops
+        # generating (and billing) at once instead of while the rest of the body is waited for
+        if exc_type is None:
+            self.release()
+        else:
+            self.abort()
 
     async def read(self, limit: int = 1 << 20) -> bytes:
         """The whole body (at most `limit` bytes; the rest is not read and the connection is not reused)."""

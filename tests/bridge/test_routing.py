@@ -244,3 +244,36 @@ def test_live_percentiles_follow_the_sliding_window():
         if n % 37 == 0 or n > WINDOW * 3 - 3:
             for q in (50, 90, 95, 99):
                 assert s.p(q) == (percentile(list(s.window), q) if n + 1 >= MIN_SAMPLES else None)
+
+
+@pytest.mark.parametrize("kw, first_chunk", [({"hedge_after_s": 0.2}, False), ({"idle_timeout_s": 0.2}, True)])
+def test_a_given_up_tier_stream_is_closed_at_once(tmp_path, kw, first_chunk):
+    """A hedge that lost, or a stream that stalled, is closed when the bridge gives it up: the tier stops
+    generating (and billing) then, not when the rest of its body would have been waited for."""
+    closed = []
+
+    async def serve(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        if first_chunk:
+            data = b'data: {"choices": [{"index": 0, "delta": {"content": "hel"}, "finish_reason": null}]}\n\n'
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+        await writer.drain()
+        t0 = time.monotonic()
+        await reader.read()  # b"" once the bridge closes the connection; the stream never goes on
+        closed.append(time.monotonic() - t0)
+        writer.close()
+
+    async def go():
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+        with fake_tiers(lambda req: Reply(text="fast")) as (b,):
+            cfg = config([Tier("premium", url, "m", **kw), tier("commodity", b)], tmp_path)
+            async with bridge_ctx(cfg) as ctx:
+                msgs = await ask(ctx, "g1")
+                await asyncio.sleep(0.7)
+        server.close()
+        return msgs
+    msgs = run(go())
+    assert msgs[-1]["text"] == "fast" and msgs[-1]["tier"] == "commodity"
+    assert closed and closed[0] < 0.5, closed  # given up at ~0.2 s; it used to stay open 1 s longer
