@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as e:
         print(f"wisp bridge: {e}", file=sys.stderr)
         return 2
+    except ConfigError as e:  # found only as the bridge starts (the HTTP port is taken)
+        print(f"wisp bridge: configuration error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

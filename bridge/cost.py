@@ -74,13 +74,17 @@ class CostStore:
         self.cfg = cfg
         self.on_record = on_record
         self.path = Path(cfg.db)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
-            self._day = utc_day()
-            self._spent = dict(db.execute("SELECT device, SUM(cost_usd) FROM usage WHERE day = ? GROUP BY device",
-                                          (self._day,)).fetchall())
-        db.close()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.executescript(_SCHEMA)
+                self._day = utc_day()
+                self._spent = dict(db.execute("SELECT device, SUM(cost_usd) FROM usage WHERE day = ? "
+                                              "GROUP BY device", (self._day,)).fetchall())
+            db.close()
+        except (OSError, sqlite3.Error) as e:  # a path that cannot be made or opened: say which, exit 2
+            raise StoreError(f"cannot use the cost database {self.path} ([cost] db or WISP_COST_DB): "
+                             f"{getattr(e, 'strerror', None) or e}") from None
         self._q: queue.Queue = queue.Queue()
         self._urgent = threading.Event()  # flush() or close(): commit now, do not wait out the batch
         self._thread = threading.Thread(target=self._writer, name="wisp-cost", daemon=True)

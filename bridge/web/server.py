@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from bridge.config import ConfigError
 from bridge.cost import CostStore
 from bridge.fleet import Fleet
 from bridge.metrics import Metrics
@@ -43,7 +44,12 @@ async def start(app: web.Application, host: str, port: int,
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0,
                            keepalive_timeout=idle_timeout_s)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as e:  # the port is taken, the address is not this host's: the operator's setting to fix
+        await runner.cleanup()
+        raise ConfigError(f"[http] cannot listen on {host}:{port} (host and port, or WISP_HTTP): "
+                          f"{e.strerror or e}") from None
     url = f"http://{host}:{runner.addresses[0][1]}"
     log.info("HTTP server on %s (/v1, REST API, dashboard)", url)
     return runner, url

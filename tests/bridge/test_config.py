@@ -1,5 +1,6 @@
 """Bridge configuration from wisp.toml and the environment, and the tier choice that follows from it."""
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -177,6 +178,33 @@ def test_cli_exits_2_on_bad_config(tmp_path):
     assert proc.returncode == 2
     assert "port must be an integer" in proc.stderr
     assert "sk-must-not-leak" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("setting, fragment", [
+    ("cost_db_in_a_missing_dir", "cannot use the cost database"),
+    ("cost_db_is_a_directory", "cannot use the cost database"),
+    ("http_port_taken", "[http] cannot listen on 127.0.0.1:"),
+])
+def test_cli_exits_2_when_a_setting_fails_at_start(tmp_path, setting, fragment):
+    """Settings that only fail once used (the cost file cannot be opened, the HTTP port is taken) end the
+    bridge as a configuration error does: exit code 2 and one line saying which setting, no traceback."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WISP_BROKER": "127.0.0.1:1", "WISP_COST_DB": str(tmp_path / "c.db")}
+    if setting == "cost_db_in_a_missing_dir":
+        env["WISP_COST_DB"] = "/proc/no-such-dir/cost.db"
+    elif setting == "cost_db_is_a_directory":
+        env["WISP_COST_DB"] = str(tmp_path)
+    else:
+        env.update(WISP_API_TOKEN="t0ken", WISP_HTTP=f"127.0.0.1:{taken.getsockname()[1]}")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bridge", "--config", write(tmp_path, "")], env=env,
+                              capture_output=True, text=True, timeout=20)
+    finally:
+        taken.close()
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert fragment in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
 def test_tier_provider_prices_limits_http_cost_and_routing(tmp_path):
