@@ -56,15 +56,21 @@ def cron_after(p, z, after):
     - spring forward: a match in the skipped hour runs shifted by the jump (02:30 -> 03:30);
     - fall back: jobs with '*' hours run in both passes of the repeated hour (by the wall
       clock); jobs pinned to an hour ran in the first pass and skip the second.
-    Changes at or before `after` are history: a search that starts inside a repeated hour runs
-    what the wall clock still shows."""
+    A search that starts within a jump after a change (a job fired at 03:00 for 02:00, or was
+    late into the second pass) reads the clock as before it, so the runs are the same from
+    wherever the search starts."""
+    after = int(after)
     if z[1] is None:  # a fixed offset: one stretch
-        local = next_fire(p, int(after) + z[0])
+        local = next_fire(p, after + z[0])
         return None if local is None else local - z[0]
     from wisp import tz as posix_tz
-    seg = int(after)
+    seg = after
     off = posix_tz.offset(seg, z)[0]
-    from_local = seg + off
+    j = off - posix_tz.offset(seg - abs(z[1] - z[0]), z)[0]  # > 0: in a gap's jump, < 0: a second pass
+    if j > 0 or j and pinned_hour(p):
+        off -= j
+        seg -= abs(j)  # before the change, so that the loop meets it
+    from_local = after + off
     for _ in range(_SEGMENTS):
         change = posix_tz.next_change(seg, z)
         local = next_fire(p, from_local)
@@ -75,12 +81,12 @@ def cron_after(p, z, after):
             return u
         off2 = posix_tz.offset(change, z)[0]
         if off2 > off and local < change + off2:  # in the gap; unless the new stretch has an earlier match
-            nxt = next_fire(p, change + off2 - 1)
+            nxt = next_fire(p, max(change - 1, after) + off2)
             return u if nxt is None else min(u, nxt - off2)
         if off2 < off and pinned_hour(p):
             from_local = change + off - 1  # pinned: skip the repeated local times
         else:
-            from_local = change + off2 - 1
+            from_local = max(change - 1, after) + off2
         seg, off = change, off2
     return None
 

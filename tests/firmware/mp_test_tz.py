@@ -160,6 +160,55 @@ def test_daily_0230_job_on_cet_transition_days():
     eq(_job_fires("30 2 * * *", SYDNEY, _t(2026, 10, 3, 0), 2), ["2026-10-04T03:30 AEDT", "2026-10-05T02:30 AEDT"])
 
 
+def test_every_time_a_job_has_in_the_gap_runs_shifted():
+    # 02:00 and 02:30 do not exist on 2026-03-29: both run, at 03:00 and 03:30 CEST
+    eq(_job_fires("0,30 2 * * *", CET, _t(2026, 3, 28, 12), 3),
+        ["2026-03-29T03:00 CEST", "2026-03-29T03:30 CEST", "2026-03-30T02:00 CEST"])
+    eq(_job_fires("*/20 2 * * *", US, _t(2026, 3, 7, 12), 4),
+        ["2026-03-08T03:00 EDT", "2026-03-08T03:20 EDT", "2026-03-08T03:40 EDT", "2026-03-09T02:00 EDT"])
+
+
+def test_a_pinned_job_run_late_into_the_repeated_hour_runs_once():
+    # 02:59 CEST fires 90 s late (within the grace), when the clock already reads 02:00:30 CET
+    try:
+        os.remove("dst.json")
+    except OSError:
+        pass
+    clock = [_t(2026, 10, 24, 12)]
+    fired = []
+
+    async def fire(job):
+        fired.append(_local(clock[0], CET))
+
+    async def go():
+        s = Scheduler(make_device(), fire, now=lambda: clock[0], store_path="dst.json", log=lambda m: None)
+        job = s.add("59 2 * * *", {"routine": "r"}, name="j", tz=CET)
+        runner = asyncio.create_task(s.run())
+        for t in (job["next"] + 90, _t(2026, 10, 25, 1, 59), _t(2026, 10, 26, 1, 59)):
+            clock[0] = t
+            s.wake()
+            await asyncio.sleep_ms(2)
+        runner.cancel()
+    asyncio.run(go())
+    eq(fired, ["2026-10-25T02:00 CET", "2026-10-26T02:59 CET"])  # not again at 02:59 CET
+
+
+def test_a_job_added_in_the_repeated_hour_keeps_to_the_first_pass():
+    # added at 02:10 CET (the second 02:10): its 02:30 came in the first pass, like `at 02:30`
+    try:
+        os.remove("dst.json")
+    except OSError:
+        pass
+
+    async def fire(job):
+        pass
+    now = _t(2026, 10, 25, 1, 10)
+    s = Scheduler(make_device(), fire, now=lambda: now, store_path="dst.json", log=lambda m: None)
+    eq(_local(s.add("30 2 * * *", {"routine": "r"}, name="pinned", tz=CET)["next"], CET), "2026-10-26T02:30 CET")
+    eq(_local(s.add("30 * * * *", {"routine": "r"}, name="hourly", tz=CET)["next"], CET), "2026-10-25T02:30 CET")
+    raises(lambda: s.add("at 2026-10-25T02:30", {"routine": "r"}, tz=CET), "in the past")
+
+
 def test_wall_clock_jobs_keep_their_rhythm_through_transitions():
     # '*' in the hour field: runs by the wall clock, so both passes of the repeated hour run
     eq(_job_fires("*/30 * * * *", CET, _t(2026, 10, 25, 0, 10), 5),

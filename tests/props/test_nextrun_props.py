@@ -56,8 +56,8 @@ def cases(draw):
 def walk(minutes, hours, pinned, rule, after):
     """The first UTC minute after `after` at which the job fires, minute by minute."""
     z = tz.parse(rule)
-    switches = []  # (UTC second, offset before, offset after) of the changes after `after`
-    c = tz.next_change(after, z)
+    switches = []  # (UTC second, offset before, offset after) of the changes from a day before `after`:
+    c = tz.next_change(after - 86400, z)  # a search that starts within a jump still sees its change
     while c is not None and c <= after + WINDOW_S:
         switches.append((c, tz.offset(c - 1, z)[0], tz.offset(c, z)[0]))
         c = tz.next_change(c, z)
