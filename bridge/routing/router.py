@@ -62,6 +62,9 @@ HEDGE_BUDGET_SHARE = 0.5  # without stats: hedge after this share of the remaini
 MAX_QUEUED = 256  # turns that may wait for a full tier at once; beyond it a turn is refused at once
 MAX_TRIES_PER_TIER = 2  # attempts of one tier within one model turn (a retry after a quick error)
 DEFAULT_RETRY_AFTER_S = 1.0  # a 429 without Retry-After: wait this long before the tier's next attempt
+# A tier ahead in the route without statistics is tried before a known-fast later one at most this often: a
+# request that finds it still down fails over (or hedges, half its budget in) once a minute, not each time
+EXPLORE_S = 60.0
 
 
 class Router:
@@ -80,6 +83,7 @@ class Router:
         self._clock = clock or time.monotonic
         self.limited_until = {name: 0.0 for name in config.tiers}  # a 429's Retry-After, on self._clock
         self.in_flight = {name: 0 for name in config.tiers}
+        self.explored = {name: float("-inf") for name in config.tiers}  # last out-of-order try (EXPLORE_S)
         self._waiting: deque[asyncio.Future] = deque()  # turns waiting for a full tier, oldest first
 
     def route(self, req_class: str) -> list[Tier]:
@@ -117,11 +121,27 @@ class Router:
         passes = ([t for t in fresh if known(t)], [t for t in again if known(t)],
                   [t for t in fresh if known(t) is None], [t for t in again if known(t) is None],
                   [t for t in fresh if known(t) is False])
+        for t in self._explore(tiers, fresh, passes[0], known, hedge):
+            if self.admit(t, caller):
+                self.explored[t.name] = self._clock()
+                return t
         for candidates in passes:
             for t in candidates:
                 if self.admit(t, caller):
                     return t
         return None
+
+    def _explore(self, tiers: list[Tier], fresh: list[Tier], fast: list[Tier], known, hedge: bool) -> list[Tier]:
+        """Tiers ahead of the first known-fast one in the route that have no statistics yet, not tried out of
+        order for EXPLORE_S. Evidence beats hope, but a tier without evidence would otherwise never get any:
+        one that failed before its MIN_SAMPLES first outputs (down when the bridge started) would not be asked
+        again, nor its breaker probed, while a later tier answers in time, though the route puts it first."""
+        if hedge or not fast:
+            return []
+        first_fast = tiers.index(fast[0])
+        now = self._clock()
+        return [t for t in fresh if tiers.index(t) < first_fast and known(t) is None
+                and now - self.explored[t.name] >= EXPLORE_S]
 
     def breakers_of(self, caller: str) -> dict[str, Breaker]:
         return self.api_breakers if caller == "api" else self.breakers

@@ -277,3 +277,33 @@ def test_a_given_up_tier_stream_is_closed_at_once(tmp_path, kw, first_chunk):
     msgs = run(go())
     assert msgs[-1]["text"] == "fast" and msgs[-1]["tier"] == "commodity"
     assert closed and closed[0] < 0.5, closed  # given up at ~0.2 s; it used to stay open 1 s longer
+
+
+def test_a_first_tier_down_at_start_is_tried_again_and_its_breaker_probed(tmp_path):
+    """Route [local, premium]: local fails its first requests (down when the bridge started), premium becomes
+    known-fast. Evidence alone would never ask local again; once per EXPLORE_S a request tries it first, its
+    breaker is probed and closes, and once it has statistics the route's order holds again."""
+    from bridge.routing import router as routing
+    from bridge.routing.stats import MIN_SAMPLES
+    local_up = {"up": False}
+    with fake_tiers(lambda req: Reply(text="local") if local_up["up"] else Reply(status=503),
+                    lambda req: Reply(text="premium")) as (a, b):
+        clock = Clock()
+        cfg = config([tier("local", a), tier("premium", b)], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg, clock=clock) as ctx:
+                for i in range(MIN_SAMPLES + 2):  # local fails over each time until its breaker opens
+                    assert (await ask(ctx, f"s{i}"))[-1]["text"] == "premium"
+                assert ctx.router.breakers["local"].state == "open" and ctx.router.predicted_ms(cfg.tiers["premium"])
+                local_up["up"] = True
+                clock.t += 5  # the breaker's cool-down: the next request probes local
+                probe = await ask(ctx, "probe")
+                state = ctx.router.breakers["local"].state
+                again = await ask(ctx, "again")  # within EXPLORE_S: premium, the one known to answer in time
+                clock.t += routing.EXPLORE_S
+                later = await ask(ctx, "later")
+                return probe, state, again, later
+        probe, state, again, later = run(go())
+    assert probe[-1]["tier"] == "local" and state == "closed"
+    assert again[-1]["tier"] == "premium" and later[-1]["tier"] == "local"
