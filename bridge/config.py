@@ -288,10 +288,17 @@ def _apply_broker_env(cfg: BridgeConfig, env: Mapping[str, str]) -> None:
         cfg.broker_password = env.get("WISP_BROKER_PASSWORD") or None
     shared = env.get("WISP_SHARED")
     if shared:
-        flag = shared.strip().lower()
-        if flag not in ("0", "1", "false", "true", "no", "yes", "off", "on"):
-            raise ConfigError(f"WISP_SHARED must be 0 or 1, got {shared!r}")
-        cfg.shared = flag in ("1", "true", "yes", "on")
+        cfg.shared = env_flag("WISP_SHARED", shared)
+    if env.get("WISP_UVLOOP"):  # read by bridge/eventloop.py; "maybe" or "false" once meant on
+        env_flag("WISP_UVLOOP", env["WISP_UVLOOP"])
+
+
+def env_flag(name: str, text: str) -> bool:
+    """An on/off environment variable: 1/0, true/false, yes/no, on/off; anything else is a ConfigError."""
+    flag = text.strip().lower()
+    if flag not in ("0", "1", "false", "true", "no", "yes", "off", "on"):
+        raise ConfigError(f"{name} must be 0 or 1, got {text!r}")
+    return flag in ("1", "true", "yes", "on")
 
 
 def _port(value, what: str) -> int:

@@ -16,8 +16,8 @@ log = logging.getLogger("wisp.bridge")
 
 def loop_factory(env: Mapping[str, str] = os.environ) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
     """(a new-loop factory for asyncio.Runner, or None for asyncio's default; the loop's name for the log)."""
-    if env.get("WISP_UVLOOP", "1").strip() == "0":
-        return None, "asyncio (WISP_UVLOOP=0)"
+    if env.get("WISP_UVLOOP", "1").strip().lower() in ("0", "false", "no", "off"):  # config.env_flag's words
+        return None, f"asyncio (WISP_UVLOOP={env['WISP_UVLOOP']})"
     try:
         import uvloop
     except ImportError:

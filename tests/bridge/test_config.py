@@ -161,6 +161,7 @@ def test_config_file_from_env_and_cwd(tmp_path):
     ("[routes]\nprivate = [\"commodity\"]\n", {}, "never leave"),
     ("", {"WISP_BROKER": "host:port"}, "WISP_BROKER port"),
     ("", {"WISP_SHARED": "maybe"}, "WISP_SHARED"),
+    ("", {"WISP_UVLOOP": "maybe"}, "WISP_UVLOOP must be 0 or 1, got 'maybe'"),
     ("", {"WISP_LOCAL_URL": "127.0.0.1:8080"}, "WISP_LOCAL_URL must start with http"),
 ])
 def test_errors_are_readable(tmp_path, text, env, expected):
@@ -294,3 +295,10 @@ def test_cost_url_selects_the_shared_store(tmp_path):
     cfg = load_config(write(tmp_path, ""), env={"WISP_COST_URL": "postgresql://w:pw@other/wisp"})
     assert cfg.cost.url == "postgresql://w:pw@other/wisp" and "pw" not in repr(cfg.cost)
     assert load_config(write(tmp_path, ""), env={}).cost.url is None  # SQLite, one bridge
+
+
+def test_uvloop_is_turned_off_by_the_words_that_turn_other_flags_off():
+    from bridge.eventloop import loop_factory
+    for off in ("0", "false", "No", " off "):  # "false" once kept uvloop
+        assert loop_factory({"WISP_UVLOOP": off})[0] is None, off
+    assert load_config(env={"WISP_UVLOOP": "off"}) is not None
