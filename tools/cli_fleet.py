@@ -233,14 +233,12 @@ def cmd_sim(args):
         raise ValueError(f"--count must be 1-{simfleet.MAX_COUNT}")
     if args.prefix is not None and args.count is None:
         raise ValueError("--prefix goes with --count: --count 3 --prefix sim starts sim1..sim3")
-    if args.id is not None:
-        check_device_id(args.id)        # the rules of `wisp provision`: a board could have the same id
     stem = args.prefix if args.prefix is not None else "dev"
+    ids = [f"{stem}{i}" for i in range(1, args.count + 1)] if args.count is not None else [args.id or "dev1"]
+    for dev_id in ids:
+        check_device_id(dev_id)         # the rules of `wisp provision`: a board could have the same id
     if args.heapsize is not None:
         check_heapsize(args.heapsize)
-    ids = [f"{stem}{i}" for i in range(1, args.count + 1)] if args.count is not None else [args.id or "dev1"]
-    for dev_id in ids if args.count is not None else ():
-        check_device_id(dev_id)
     host, port = sim_broker(args.broker)
     login = resolve_login(fleet_flag(args))
     pins = sim.load_pins(args.pins) if args.pins else None

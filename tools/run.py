@@ -156,12 +156,8 @@ def run(dev_id=None, port=DEFAULT_PORT, fleet=None):
     except (RunError, sim.SimError) as e:
         print(f"wisp: {e}", file=sys.stderr, flush=True)
         return 1
-    holder = [broker]
-
-    def broker_again():  # on its port: the device, the bridge and the user's clients know that one
-        holder[0] = _broker_again(holder[0], fleet)
-        return holder[0].proc
-    children, before = [Supervised("broker", broker_again, broker.proc)], None
+    # started again as it was, on its port: the device, the bridge and the user's clients know that one
+    children, before = [Supervised("broker", lambda: _broker_again(broker, fleet).proc, broker.proc)], None
     try:
         token, http_port = api_token(), brokers.port_is_free(HTTP_PORT) and HTTP_PORT or brokers.free_port()
         env = dict(os.environ, WISP_BROKER=f"{broker.host}:{broker.port}", PYTHONUNBUFFERED="1",
