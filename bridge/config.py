@@ -289,7 +289,7 @@ def _apply_broker_env(cfg: BridgeConfig, env: Mapping[str, str]) -> None:
     shared = env.get("WISP_SHARED")
     if shared:
         cfg.shared = env_flag("WISP_SHARED", shared)
-    if env.get("WISP_UVLOOP"):  # read by bridge/eventloop.py; "maybe" or "false" once meant on
+    if env.get("WISP_UVLOOP"):  # checked here, with the rest of the settings; bridge/eventloop.py reads it
         env_flag("WISP_UVLOOP", env["WISP_UVLOOP"])
 
 

@@ -11,12 +11,14 @@ import logging
 import os
 from collections.abc import Callable, Coroutine, Mapping
 
+from bridge.config import env_flag
+
 log = logging.getLogger("wisp.bridge")
 
 
 def loop_factory(env: Mapping[str, str] = os.environ) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
     """(a new-loop factory for asyncio.Runner, or None for asyncio's default; the loop's name for the log)."""
-    if env.get("WISP_UVLOOP", "1").strip().lower() in ("0", "false", "no", "off"):  # config.env_flag's words
+    if not env_flag("WISP_UVLOOP", env.get("WISP_UVLOOP") or "1"):
         return None, f"asyncio (WISP_UVLOOP={env['WISP_UVLOOP']})"
     try:
         import uvloop
