@@ -1,8 +1,9 @@
-"""A device that runs for days at the heap limits: one device on the 32-bit ESP32 model, at the limits
-`make heap` keeps (pyproject.toml [tool.wisp]), runs the full session (bench/device_footprint.py
-SESSION) over and over without a reboot, with the broker restarted every few cycles. `make heap` starts
-a fresh device per session; a board runs for weeks, so what one session leaves behind (heap in use, holes
-a later TLS handshake cannot use) adds up here, or does not. Writes docs/benchmarks.md.
+"""A device left running at the heap limits: one device on the 32-bit ESP32 model, at the limits
+`make heap` keeps (pyproject.toml [tool.wisp]), answers the full sequence of requests
+(bench/device_footprint.py SESSION) over and over without a reboot, with the broker restarted every few
+cycles. `make heap` starts a fresh device for each sequence; a board runs for weeks, so what one
+sequence leaves behind (heap in use, holes a later TLS handshake cannot use) adds up here, or does not.
+Writes docs/benchmarks.md.
 
     python bench/heap_days.py [--cycles 60] [--restart-every 5]
 """
@@ -116,16 +117,16 @@ def main():
                     f"{first / 1024:.1f} | {last / 1024:.1f} |")
         print(rows[-1], flush=True)
     write_section("heap_days", "\n".join([
-        "## A device at the heap limits for many sessions",
+        "## A device left running at the heap limits",
         "",
-        f"One device on the 32-bit ESP32 model (bench/esp32_heap.py), at the heaps `make heap` keeps, runs the "
-        f"full session {args.cycles} times without a reboot (`schedule_remove` before each `schedule_add` "
-        f"after the first); the broker is restarted every {args.restart_every} sessions. Failed: steps that "
-        f"did not answer ok, or no answer within {BACK_TIMEOUT_S:.0f} s of a broker restart. Resets: the "
-        f"device reset itself to reconnect (a reboot on a board). Free heap: `system_info` after each "
-        f"session, mean of the first and last tenth. One run.",
+        f"One device on the 32-bit ESP32 model (bench/esp32_heap.py), at the heaps `make heap` keeps, answers "
+        f"the full sequence of requests {args.cycles} times in a row without a reboot (`schedule_remove` "
+        f"before each `schedule_add` after the first); the broker is restarted after every "
+        f"{args.restart_every} sequences. Failed: steps that did not answer ok, or no answer within "
+        f"{BACK_TIMEOUT_S:.0f} s of a broker restart. Resets: the device reset itself to reconnect (a reboot "
+        f"on a board). Free heap: `system_info` in each sequence, mean of the first and last tenth. One run.",
         "",
-        "| loading | heap | sessions | failed | broker restarts | resets | free KB, first tenth | last tenth |",
+        "| loading | heap | sequences | failed | broker restarts | resets | free KB, first tenth | last tenth |",
         "|---|---|---|---|---|---|---|---|",
         *rows]))
     return 0
