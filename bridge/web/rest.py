@@ -44,6 +44,16 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+async def static_file(request: web.Request) -> web.FileResponse:
+    """A file of the dashboard. A missing one raises, so it gets the JSON 404 every other path gives: aiohttp's
+    own static route answered it with an empty octet-stream body."""
+    root = STATIC_DIR.resolve()
+    path = (root / request.match_info["name"]).resolve()
+    if root not in path.parents or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path)
+
+
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(spec())
 

@@ -14,7 +14,7 @@ ROUTES = [
     web.get("/v1/wisp/stats", v1.stats),
     # dashboard and API description (public)
     web.get("/", rest.index),
-    web.static("/static/", rest.STATIC_DIR),
+    web.get("/static/{name:.+}", rest.static_file),
     web.get("/api/openapi.json", rest.openapi),
     # REST API
     web.get("/api/devices", rest.devices),

@@ -58,6 +58,12 @@ def test_the_dashboard_files_and_api_description_are_public(api):
     assert status == 401
 
 
+def test_a_missing_dashboard_file_gets_the_same_json_404_as_any_path(api):
+    for path in ("/static/no-such-file.js", "/static/", "/static/..%2Frest.py"):
+        status, body = api.call("GET", path, headers={})
+        assert status == 404 and isinstance(body, dict) and "Not Found" in body["error"]["message"], (path, body)
+
+
 def test_the_events_socket_takes_the_token_as_a_query_parameter(api):
     async def connect(token):
         async with aiohttp.ClientSession() as s:
