@@ -6,6 +6,7 @@ disk. Today's spend per device is kept in memory (seeded from the database at st
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import queue
 import sqlite3
@@ -149,7 +150,7 @@ class CostStore:
                                "AND day > date(?, ?) GROUP BY 1 ORDER BY 1", (day, day, f"-{days} days")).fetchall()
         finally:
             db.close()
-        return build_report(self.cfg, day, rows, daily)
+        return build_report(self.cfg, day, rows, daily, days)
 
     def flush(self, timeout_s: float = 5.0) -> None:
         """Wait until everything recorded so far is committed (tests, shutdown)."""
@@ -210,8 +211,10 @@ def over_budget_text(budget: float, device: str, spent: float) -> str | None:
             "it resets at 00:00 UTC")
 
 
-def build_report(cfg: CostConfig, day: str, rows: list[tuple], daily: list[tuple]) -> dict:
-    """GET /api/usage from (device, tier, requests, tokens in, tokens out, usd) rows and (day, requests, usd)."""
+def build_report(cfg: CostConfig, day: str, rows: list[tuple], daily: list[tuple], days: int = 1) -> dict:
+    """GET /api/usage from (device, tier, requests, tokens in, tokens out, usd) rows and (day, requests, usd) of
+    the `days` days up to `day`; `daily` names each of those days, with zeros for one without requests, so a
+    chart of the last week has seven bars."""
     by_device: dict[str, dict] = {}
     by_tier: dict[str, dict] = {}
     for device, tier, n, t_in, t_out, usd in rows:
@@ -228,4 +231,12 @@ def build_report(cfg: CostConfig, day: str, rows: list[tuple], daily: list[tuple
                      for d, t, n, i, o, usd in rows],
             "by_device": by_device, "by_tier": by_tier,
             "total_usd": sum(a["cost_usd"] for a in by_tier.values()),
-            "daily": [{"day": d, "requests": n, "cost_usd": usd} for d, n, usd in daily]}
+            "daily": [{"day": d, "requests": n, "cost_usd": usd} for d, (n, usd) in _every_day(day, days, daily)]}
+
+
+def _every_day(day: str, days: int, daily: list[tuple]) -> list[tuple[str, tuple]]:
+    """(date, (requests, usd)) for each of the `days` days up to `day`, oldest first."""
+    known = {d: (n, usd) for d, n, usd in daily}
+    last = datetime.date.fromisoformat(day)
+    dates = [(last - datetime.timedelta(days=k)).isoformat() for k in range(days - 1, -1, -1)]
+    return [(d, known.get(d, (0, 0.0))) for d in dates]

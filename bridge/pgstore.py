@@ -182,7 +182,7 @@ class PgStore:
         daily = self._call(self._fetch(
             "SELECT day, COUNT(*), SUM(cost_usd) FROM usage WHERE day <= $1 "
             "AND day > to_char($1::date - $2::int, 'YYYY-MM-DD') GROUP BY 1 ORDER BY 1", day, days))
-        return build_report(self.cfg, day, [tuple(r) for r in rows], [tuple(r) for r in daily])
+        return build_report(self.cfg, day, [tuple(r) for r in rows], [tuple(r) for r in daily], days)
 
     async def _fetch(self, sql: str, *args) -> list:
         async with self._pool.acquire() as db:

@@ -2,6 +2,7 @@
 firmware: auth on everything but the dashboard's files, clear 4xx errors for bad input (never a 500), and
 ask / cmd / pin / listing round trips that reach the device and come back with its answer."""
 import asyncio
+import datetime
 import json
 import logging
 
@@ -237,6 +238,17 @@ def test_usage_is_accounted_per_device_and_tier(api):
     assert row["cost_usd"] == pytest.approx((row["tokens_in"] * 2 + row["tokens_out"] * 10) / 1e6)
     assert u["by_device"][DEV]["cost_usd"] == pytest.approx(row["cost_usd"])
     assert u["daily"][-1]["day"] == u["day"] and u["total_usd"] >= row["cost_usd"]
+
+
+def test_usage_has_a_daily_total_for_each_of_the_days_asked_even_without_requests(api):
+    status, u = api.call("GET", "/api/usage?day=2020-02-28&days=3")  # no requests then: a chart of three zeros
+    assert status == 200
+    days = ("2020-02-26", "2020-02-27", "2020-02-28")
+    assert u["daily"] == [{"day": d, "requests": 0, "cost_usd": 0.0} for d in days]
+    api.call("POST", f"/api/devices/{DEV}/ask", {"text": "light up the porch"})
+    status, u = api.call("GET", "/api/usage?days=7")
+    assert len(u["daily"]) == 7 and u["daily"][-1]["day"] == u["day"] and u["daily"][-1]["requests"] >= 1
+    assert u["daily"][0]["day"] == str(datetime.date.fromisoformat(u["day"]) - datetime.timedelta(days=6))
 
 
 def test_tiers_show_live_statistics_and_breaker(api):

@@ -219,7 +219,8 @@ def test_usage_report_reads_every_bridges_rows(pg_url):
     assert refusal and "daily budget of $0.50 for device d1 is used up ($0.5000" in refusal
     assert report["by_device"]["d1"]["requests"] == 2 and report["by_device"]["d1"]["budget_usd"] == 0.5
     assert round(report["total_usd"], 6) == 0.51
-    assert report["daily"] == [{"day": utc_day(), "requests": 3, "cost_usd": report["total_usd"]}]
+    assert report["daily"][-1] == {"day": utc_day(), "requests": 3, "cost_usd": report["total_usd"]}
+    assert len(report["daily"]) == 7 and all(d["requests"] == 0 for d in report["daily"][:-1])
 
 
 def test_bridge_without_its_shared_store_says_so_and_exits(tmp_path):
