@@ -108,10 +108,19 @@ def test_a_bad_document_changes_nothing():
     _bad(doc, "routines:", "'garage'")
     doc = dict(good, jobs=[{"spec": "at noon", "action": {"routine": "night"}}])
     _bad(doc, "jobs:", "job 1")
-    doc = dict(good, routines={})  # the jobs would name a routine that is gone
-    _bad(doc, "routine 'night'")
     doc = dict(good, tz="Mars/Olympus")
     _bad(doc, "tz")
+
+
+def test_a_job_whose_routine_was_deleted_still_restores():
+    # the scheduler keeps a job whose routine is gone (the run logs it): its backup must restore
+    dev = _populate()
+    dev.routines.delete("night")
+    doc = json.loads(json.dumps(backup.export(dev)))
+    _wipe()
+    dev = _device()
+    eq(backup.restore(dev, doc), "ok: restored 0 routines, tz CET-1CEST,M3.5.0,M10.5.0/3, 2 jobs, 2 facts")
+    eq(sorted(j["name"] for j in _device().sched.jobs()), ["lights_out", "plants"])
 
 
 def test_a_part_that_fails_to_apply_is_rolled_back():
