@@ -1,6 +1,7 @@
 # The simulated board: sim_inputs.json drives input pins, ADC, DHT and I2C devices; level
 # changes reach irq handlers; the real ESP32 board offers the same interface.
 import asyncio
+import os
 import sys
 
 from hwdevice import make, set_inputs
@@ -88,6 +89,21 @@ def test_watchdog_uptime_and_board_facts():
     check(board.wdt_timeout_ms == 8000 and board.wdt_feeds == 2, "wdt not recorded")
     check(board.uptime_s() == 0 and board.free_heap() > 0 and board.rssi() == -50, "health figures")
     check(asyncio.run(board.sync_time({}, print)) == "host" and 30 < board.chip_temp() < 60, "clock / chip temp")
+
+
+def test_devices_in_two_flash_folders_get_two_ids():
+    # a device without a configured id is named from this; two of them must not share a broker id
+    here, ids = os.getcwd(), []
+    for folder in ("kitchen_dev", "garage_dev"):
+        try:
+            os.mkdir(folder)
+        except OSError:
+            pass
+        os.chdir(folder)
+        ids.append(sim.Board().unique_id())
+        os.chdir(here)
+    check(ids[0] != ids[1], "two folders, one id: %r" % ids)
+    check(sim.Board().unique_id() == sim.Board().unique_id(), "the id changes between boots")
 
 
 class _Stub:

@@ -215,7 +215,9 @@ class Board(pinmap.BoardBase):
         return await wifi.join(self.wlan, config, log, self._wifi, self.wifi_timeout_ms)
 
     def unique_id(self):
-        return "sim%04x" % (os.getpid() & 0xFFFF) if hasattr(os, "getpid") else "sim0"
+        # one per flash folder, as a board's comes from its chip: the unix port has no getpid, and one
+        # id for every device without a configured id made them take each other's place on the broker
+        return "%06x" % (hash(os.getcwd()) & 0xFFFFFF)
 
     def hw_info(self):
         """(model, chip, MAC): a locally administered MAC made from the unique id."""
