@@ -49,7 +49,7 @@ MAX_ROUTINE_NAME = const(24)         # characters of a routine's or a bound resu
 MAX_ROUTINE_STEPS = const(12)        # steps in one routine
 MAX_ROUTINE_BYTES = const(1024)      # bytes of one routine's steps as JSON
 MAX_ROUTINE_DEPTH = const(3)         # routines running routines: nesting levels, the outer one included
-MAX_CONDITION_DEPTH = const(4)       # nesting of all/any/not in one step condition
+MAX_CONDITION_DEPTH = const(4)       # levels of one step condition, the comparison included
 
 # Scheduling (wisp/sched.py, wisp/cron.py, wisp/tz.py; docs/scheduling.md)
 MAX_JOBS = const(16)               # scheduled jobs stored on the device
