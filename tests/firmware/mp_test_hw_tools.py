@@ -59,6 +59,8 @@ async def test_pwm_set_duty_and_frequency():
     await _refused(dev, "pwm_set", {"pin": "dimmer", "duty_percent": "50"}, "0-100")
     await _refused(dev, "pwm_set", {"pin": "dimmer", "duty_percent": 5, "freq": 50000}, "freq", "1-40000")
     await _refused(dev, "pwm_set", {"pin": "porch_light", "duty_percent": 5}, "'porch_light' is not a PWM output")
+    await _ok(dev, "pwm_set", {"pin": "dimmer", "duty_percent": 37.5}, "ok: dimmer=37.5% at 25000 Hz")
+    await _ok(dev, "gpio_read", {"pin": "dimmer"}, "dimmer=37.5")  # as set, and as its state topic says
     await _ok(dev, "pwm_set", {"pin": "dimmer", "duty_percent": 0}, "ok: dimmer=0% at 25000 Hz")
     check(pwm.duty_u16() == 0 and dev.link.sent[-1][1] == "0", "duty 0 is off")
 

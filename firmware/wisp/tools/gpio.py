@@ -25,7 +25,7 @@ async def gpio_write(dev, args):
 
 async def gpio_read(dev, args):
     name = args["pin"]
-    return "%s=%d" % (name, dev.pins[name].read())
+    return "%s=%s" % (name, dev.pins[name].read())  # %s: a pwm duty may be 37.5
 
 
 async def gpio_toggle(dev, args):
