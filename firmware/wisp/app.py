@@ -118,7 +118,7 @@ def _router(dev, agent, commands, ha_status):
                 job.take(payload)
         elif sub == "ota/offer":
             from wisp import ota  # loaded only while an update runs (docs/ota.md)
-            dev.spawn(ota.on_offer(dev, payload), sub)
+            dev.spawn(ota.on_offer(dev, payload, size), sub)
     return on_message
 
 

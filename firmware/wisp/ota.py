@@ -132,12 +132,14 @@ async def report(dev, state, text="", **extra):
     await dev.link.publish(dev.topic("ota/state"), json.dumps(body), True, 1, 0)
 
 
-async def on_offer(dev, payload):
+async def on_offer(dev, payload, size=0):
     from wisp import sign
     body = sign.verify(dev.key, payload) if dev.key is not None and payload else None
     if body is None:
         why = "unsigned, or signed with another key" if dev.key is not None else \
             "this device has no key (wisp provision) so it takes no updates"
+        if payload is None:  # over MAX_PAYLOAD: the link skipped it unread, no signature was seen
+            why = "%d bytes, over the device's limit of %d for a message" % (size, limits.MAX_PAYLOAD)
         return await report(dev, "refused", "offer refused: " + why)
     try:
         o = json.loads(body)

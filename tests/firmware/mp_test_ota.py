@@ -108,3 +108,16 @@ def test_clear_removes_a_slot_tree():
         f.write("x")
     ota.clear("ota/a")
     eq(os.listdir("ota"), [])
+
+
+async def test_an_oversized_offer_is_refused_as_too_large():
+    # the link skips a payload over MAX_PAYLOAD unread; the offer's state must say so, not that
+    # its signature was wrong (no signature was ever read)
+    from mpcheck import check, until
+
+    from wisp import app, limits
+    dev = make_device(extra={"key": "ab" * 32})
+    app._router(dev, None, None, None)(dev.topic("ota/offer"), None, limits.MAX_PAYLOAD + 904)
+    check(await until(lambda: dev.link.on("wisp/t1/ota/state")), "no ota/state")
+    eq(dev.link.on("wisp/t1/ota/state")[-1]["text"],
+       "offer refused: 5000 bytes, over the device's limit of %d for a message" % limits.MAX_PAYLOAD)
