@@ -26,8 +26,9 @@ def parse_message(payload, what, shape):
     msg_id = msg.get("id")
     if not isinstance(msg_id, str) or not 1 <= len(msg_id) <= limits.MAX_ID:
         msg_id = None
-    if msg.get("v", 1) != 1:
-        return None, msg_id, "Error: protocol version %r not supported (this device speaks v1)" % (msg.get("v"),)
+    v = msg.get("v", 1)
+    if v != 1 or v is True:  # JSON true is a bool, and a bool equals 1 in Python
+        return None, msg_id, "Error: protocol version %s not supported (this device speaks v1)" % json.dumps(v)
     return msg, msg_id, None
 
 

@@ -90,7 +90,7 @@ def _int(v, lo, hi):
 
 def check(dev, o):
     """Why offer o cannot be taken by this device, or None."""
-    if not isinstance(o, dict) or o.get("v") != 1:
+    if not isinstance(o, dict) or not _int(o.get("v"), 1, 1):  # not true, which equals 1 in Python
         return "not a version 1 offer"
     if o.get("dev") != dev.id:
         return "bundle is for device %r, not this one" % (o.get("dev"),)

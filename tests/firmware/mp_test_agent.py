@@ -135,6 +135,17 @@ async def test_malformed_asks_get_error_replies():
             raise Exception((payload, replies))
 
 
+def test_any_version_but_1_is_refused_alike_true_included():
+    # JSON true is a bool, and a bool is an int equal to 1 in Python: it was taken as version 1
+    from wisp.agent import parse_ask
+    for v, shown in ((2, "2"), ("1", '"1"'), (True, "true"), (False, "false"), (None, "null")):
+        got = parse_ask(json.dumps({"v": v, "id": "x", "text": "porch light on"}))
+        if got != ("x", None, "Error: protocol version %s not supported (this device speaks v1)" % shown):
+            raise Exception((v, got))
+    if parse_ask(json.dumps({"v": 1, "id": "x", "text": "hi"})) != ("x", "hi", None):
+        raise Exception("v 1 refused")
+
+
 async def test_silent_bridge_times_out_with_a_clear_reply():
     saved = limits.ROUND_TIMEOUT_MS
     limits.ROUND_TIMEOUT_MS = 150

@@ -62,15 +62,19 @@ async def test_a_command_is_answered_even_when_its_log_line_finds_no_heap():
 async def test_bad_commands_get_readable_errors():
     dev = make_device()
     res = await _results(dev, [b"nope", [1], {"id": "c2"}, {"id": "c3", "tool": "gpio_write", "args": {"pin": "x"}},
-                               {"id": "c4", "tool": "gpio_read", "args": {"pin": "door"}, "v": 2}, None])
+                               {"id": "c4", "tool": "gpio_read", "args": {"pin": "door"}, "v": 2}, None,
+                               {"id": "c5", "tool": "gpio_write", "args": {"pin": "fan", "value": 1}, "v": True}])
     texts = [r["result"] for r in res]
-    if len(res) != 6 or any(r["ok"] for r in res):
+    if len(res) != 7 or any(r["ok"] for r in res) or dev.board.levels[18] != 0:
         raise Exception(res)
     for frag in ("not valid JSON", "must be an object", "needs 'tool'", "'x' is not configured", "version",
                  "larger than %d" % limits.MAX_PAYLOAD):
         if not any(frag in t for t in texts):
             raise Exception((frag, texts))
-    if sorted(r["id"] for r in res if r["id"]) != ["c2", "c3", "c4"]:
+    c5 = [r["result"] for r in res if r["id"] == "c5"]
+    if c5 != ["Error: protocol version true not supported (this device speaks v1)"]:
+        raise Exception(c5)
+    if sorted(r["id"] for r in res if r["id"]) != ["c2", "c3", "c4", "c5"]:
         raise Exception(res)
 
 

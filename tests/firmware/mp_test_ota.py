@@ -86,6 +86,7 @@ def test_offer_checks():
     eq(ota.check(dev, _offer(health_s=1)), "sizes, file count or health deadline out of bounds")
     eq(ota.check(dev, _offer(man=None)), "manifest hash missing")
     eq(ota.check(dev, [1]), "not a version 1 offer")
+    eq(ota.check(dev, _offer(v=True)), "not a version 1 offer")  # JSON true: a bool, equal to 1 in Python
     # a recorded offer replayed later, e.g. a forced downgrade, or one with no time at all
     stale = "not signed in the last 300 s by this device's clock ('ts'): send it anew"
     for ts in (unix_time() - 301, unix_time() + 60, None, "now"):
