@@ -2,7 +2,6 @@
 # interval, as retained state/<name> topics; an input pin may also run a routine on its edge,
 # locally, with no network ("door": {"pin": 4, "mode": "in", "routine": "porch_on", "edge": "rising"}).
 import asyncio
-import json
 
 from wisp import limits, unload
 
@@ -88,7 +87,11 @@ class Inputs:
         # shows the sensor unavailable, not its last value
         await self.dev.link.publish(self.dev.topic("avail/" + name), "online" if ok else "offline", True, 1, 0)
         if ok:
-            await self.dev.link.publish(self.dev.topic("state/" + name), json.dumps({"t": temp, "h": hum}), True, 1, 0)
+            # as the sensor measured: a DHT22 gives tenths (the driver's n * 0.1 reads 22.700000000000003,
+            # or 22.699999 in an ESP32's single-precision floats), a DHT11 whole numbers (ints)
+            f = "%.1f" if isinstance(temp, float) else "%d"
+            await self.dev.link.publish(self.dev.topic("state/" + name), ('{"t":%s,"h":%s}' % (f, f)) % (temp, hum),
+                                        True, 1, 0)
 
     async def _diagnostics(self, period):
         """What Home Assistant shows as the device's diagnostics, retained, every `period` s."""

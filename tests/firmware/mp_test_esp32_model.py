@@ -217,6 +217,22 @@ async def test_sensor_publishing_and_the_tool_share_one_dht_read():
     set_inputs(None)
 
 
+async def test_dht_state_has_the_sensors_own_precision_not_float_noise():
+    # a DHT22 measures tenths (the driver gives 22.700000000000003 for 22.7), a DHT11 whole numbers
+    from hwdevice import make
+
+    from wisp.inputs import Inputs
+    set_inputs({"dht": {"15": [22.7, 44.9], "16": [21, 40]}})
+    dev = make(extra={"sensors": {"room": {"type": "dht22", "pin": 15}, "attic": {"type": "dht11", "pin": 16}},
+                      "sensor_interval_s": 3600})
+    Inputs(dev).start()
+    sent = lambda topic: [p for t, p, _r, _q in dev.link.sent if t == topic]  # noqa: E731
+    check(await until(lambda: sent("wisp/t1/state/attic")), "no sensor state published")
+    eq(sent("wisp/t1/state/room"), ['{"t":22.7,"h":44.9}'], "DHT22 state")
+    eq(sent("wisp/t1/state/attic"), ['{"t":21,"h":40}'], "DHT11 state")
+    set_inputs(None)
+
+
 def test_boot_sets_outputs_safe_before_the_firmware_loads():
     import json
     with open("config.json", "w") as f:

@@ -141,7 +141,11 @@ class Board(pinmap.BoardBase):
         reading = self.inputs().get("dht", {}).get(str(num))
         if not isinstance(reading, list) or len(reading) != 2:
             raise OSError(ETIMEDOUT)  # what the dht driver raises when no sensor answers
-        return float(reading[0]), float(reading[1])
+        if kind == "dht11":  # whole degrees and %RH, as ints: what MicroPython's dht driver returns
+            return int(reading[0]), int(reading[1])
+        # tenths, which the driver multiplies by 0.1: 22.7 comes out as 22.700000000000003 (and as
+        # 22.699999 with an ESP32's single-precision floats)
+        return round(reading[0] * 10) * 0.1, round(reading[1] * 10) * 0.1
 
     def chip_temp(self):
         return float(self.inputs().get("chip_temp", CHIP_TEMP_C))
