@@ -15,7 +15,9 @@ CLOCK_VALID_AFTER = const(1704067200)  # 2024-01-01 UTC: an earlier clock was ne
 TZ_STORE = "tz"                        # tz.json: the device timezone set by timezone_set
 _MAX_SLEEP_S = const(60)    # wake at least this often to notice clock steps (NTP) and pending saves
 _SAVE_EVERY_S = const(60)   # a job that fires again sooner is saved at most this often (flash wear)
-_ERROR_PAUSE_S = const(10)  # after a failed step (heap short): runs come late, not missed
+_ERROR_PAUSE_S = const(10)  # after a failed step (heap short): runs come late, not missed;
+                            # one job failing again and again is retried 10, 20, 40 s... later
+_RETRY_CAP_S = const(3600)  # ...at most this far apart
 # loaded only while jobs change or fire
 _PURE = ("wisp.sched_setup", "wisp.sched_edit", "wisp.nextrun", "wisp.cron", "wisp.tz", "wisp.civil")
 _UTC = (0, None, None, None, "UTC", None)  # tz.parse("UTC0"), the default zone: no wisp.tz needed
@@ -47,6 +49,7 @@ class Scheduler:
         self._saved_at = 0
         self._last_now = None
         self._clock_warned = False
+        self._fails = {}    # name -> steps that failed in a row for that job
         from wisp import sched_setup
         sched_setup.load_tz(dev.config, log)
         sched_setup.load(self)
@@ -145,7 +148,21 @@ class Scheduler:
             if nxt > now:
                 keep.append(job)
                 continue
-            p = self._specs[job["name"]]
+            name = job["name"]
+            try:  # first: a job whose step fails (heap short) neither runs nor holds up the others
+                p = self._specs[name]
+                one_shot = nextrun.one_shot(p)
+                following = None if one_shot else nextrun.following(p, self._zone(job), nxt, now)
+                self._fails.pop(name, None)
+            except Exception as e:
+                n = self._fails[name] = min(self._fails.get(name, 0) + 1, 9)
+                wait = min(_ERROR_PAUSE_S << n - 1, _RETRY_CAP_S)
+                self._log("schedule error: job '%s': its next run could not be worked out (%r); trying again in %d s"
+                          % (name, e, wait))
+                job["next"] = int(now) + wait
+                self._dirty = True
+                keep.append(job)
+                continue
             late = int(now - nxt)
             if late <= limits.MISSED_GRACE_S or job["missed"] == "once":
                 run = dict(job)
@@ -153,13 +170,13 @@ class Scheduler:
                 due.append(run)
             else:
                 self._log("schedule: job '%s' missed its run at %s UTC (%d s late); skipped"
-                          % (job["name"], civil.iso(nxt), late))
-            if nextrun.one_shot(p):
+                          % (name, civil.iso(nxt), late))
+            if one_shot:
                 changed = True
                 continue
-            job["next"] = nextrun.following(p, self._zone(job), nxt, now)
-            if job["next"] is None:
-                self._log("schedule: job '%s' never fires again; removed" % job["name"])
+            job["next"] = following
+            if following is None:
+                self._log("schedule: job '%s' never fires again; removed" % name)
                 changed = True
                 continue
             keep.append(job)

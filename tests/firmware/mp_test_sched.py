@@ -252,6 +252,30 @@ async def test_a_failing_step_pauses_instead_of_spinning():
     eq(a.names(), ["due"])
 
 
+async def test_a_job_whose_step_keeps_failing_does_not_hold_up_the_others():
+    # one job's next run cannot be worked out (its zone's code does not load: heap short), every
+    # time: the step used to raise for all jobs, so none fired, forever, 10 s pauses between tries
+    a = Rig("stuck", Clock(T0))
+    for name in ("early", "stuck", "late"):  # the jobs before it had their run taken and lost
+        a.s.add("every 1m", ROUTINE, name=name)
+    zone = a.s._zone
+
+    def heap_short(job):
+        if job and job["name"] == "stuck":
+            raise MemoryError("memory allocation failed")
+        return zone(job)
+    a.s._zone = heap_short
+    await a.run_at(T0 + 60, T0 + 120, T0 + 180)
+    eq(sorted(a.names()), ["early"] * 3 + ["late"] * 3, "fired")
+    eq([line for line in a.logs if "'stuck'" in line],
+       ["schedule error: job 'stuck': its next run could not be worked out "
+        "(MemoryError('memory allocation failed',)); trying again in %d s" % s for s in (10, 20, 40)])
+    a.s._zone = zone  # the heap is back: it runs, and goes on from there
+    await a.run_at(T0 + 220, T0 + 240)
+    eq(sorted(a.names()), ["early"] * 4 + ["late"] * 4 + ["stuck"], "fired once it could")
+    eq(a.s._find("stuck")["next"], T0 + 280, "its next run")
+
+
 def test_nothing_fires_before_the_clock_is_set():
     a = Rig("clock", Clock(T0))
     a.s.add("every 1h", ROUTINE, name="hourly", missed="once")
