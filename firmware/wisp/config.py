@@ -7,6 +7,7 @@ from wisp import limits
 DEFAULT_PATH = "config.json"
 ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_-"
 MAX_ID_LEN = 32
+SAFE_ID_LEN = 18  # the MQTT client id is wisp-<id> (app.py): 23 characters, all MQTT 3.1.1 promises (3.1.3.1)
 
 
 def valid_device_id(s):
@@ -65,6 +66,10 @@ def load(path=DEFAULT_PATH, log=print):
     if dev_id is not None and not valid_device_id(dev_id):
         errors.append("id %r must be 1-32 of a-z 0-9 _ -; using a generated id" % (dev_id,))
         dev_id = None
+    elif dev_id and len(dev_id) > SAFE_ID_LEN:  # kept: the id is the device's address (its topics)
+        log("warning: id %r makes the MQTT client id 'wisp-%s', %d characters: a broker held to MQTT 3.1.1's 23 may "
+            "refuse it (mosquitto, EMQX and HiveMQ take it); an id of %d or fewer fits every broker"
+            % (dev_id, dev_id, len(dev_id) + 5, SAFE_ID_LEN))
     cfg["id"] = dev_id
     # seconds the firmware sleeps on: asyncio.sleep_ms() overflows past 2^29 ms (6.2 days) on
     # a 32-bit board, so every configurable interval has a bound. A watchdog under 10 s would

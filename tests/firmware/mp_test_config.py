@@ -35,6 +35,28 @@ def test_bad_fields_are_reported():
         raise Exception(cfg)
 
 
+def test_an_id_too_long_for_a_strict_broker_is_kept_with_a_warning():
+    # the client id is wisp-<id>: MQTT 3.1.1 promises only 23 characters; mosquitto, EMQX and
+    # HiveMQ take more, so the id is kept (its topics are the device's address) and the user told
+    logged = []
+    with open("config.json", "w") as f:
+        json.dump({"id": "kitchen-ceiling-light-1"}, f)
+    cfg, errs = config.load("config.json", logged.append)
+    if cfg["id"] != "kitchen-ceiling-light-1" or errs:
+        raise Exception((cfg["id"], errs))
+    if logged != ["warning: id 'kitchen-ceiling-light-1' makes the MQTT client id 'wisp-kitchen-ceiling-light-1', "
+                  "28 characters: a broker held to MQTT 3.1.1's 23 may refuse it (mosquitto, EMQX and HiveMQ take "
+                  "it); an id of 18 or fewer fits every broker"]:
+        raise Exception(logged)
+    for dev_id in ("porch-light-garden", "a" * 18):  # 23 characters with wisp-: no warning
+        with open("config.json", "w") as f:
+            json.dump({"id": dev_id}, f)
+        del logged[:]
+        cfg, errs = config.load("config.json", logged.append)
+        if cfg["id"] != dev_id or logged:
+            raise Exception((dev_id, logged))
+
+
 def test_reserved_duplicate_and_malformed_pins_are_left_out():
     logged = []
     board = Board()

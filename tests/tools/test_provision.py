@@ -204,6 +204,16 @@ def test_rotate_changes_credentials_and_bad_ids_are_refused(tmp_path, capsys):
     assert "a-z 0-9" in capsys.readouterr().err
 
 
+def test_a_long_id_is_provisioned_with_a_warning_about_strict_brokers(tmp_path, capsys):
+    fleet = tmp_path / "fleet"
+    assert wisp(["provision", "kitchen-ceiling-light-1", "--fleet", str(fleet)]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: id 'kitchen-ceiling-light-1' makes the MQTT client id 'wisp-kitchen-ceiling-light-1', "
+            "28 characters: a broker held to MQTT 3.1.1's 23 may refuse it") in err
+    assert json.loads((fleet / "devices/kitchen-ceiling-light-1/config.json").read_text())["id"] == \
+        "kitchen-ceiling-light-1"
+
+
 def write_pins(tmp_path):
     p = tmp_path / "pins.json"
     p.write_text(json.dumps({"lamp": {"pin": 2, "mode": "out"}}))
