@@ -33,9 +33,11 @@ if "anchor" not in names:
 n = max([int(x[1:]) for x in names if x[0] == "w"] or [-1]) + 1
 while True:
     s.add("every %dm" % (n % 50 + 1), {"prompt": "%d:" % n + "x" * (n * 37 % 150)}, name="w%d" % n)
-    for j in s.jobs():  # a cut between add and remove leaves one more old job: drop it too
-        if j["name"][0] == "w" and int(j["name"][1:]) <= n - WINDOW:
-            s.remove(j["name"])
+    # a cut between add and remove leaves one more old job: drop it too, oldest first (jobs() is in
+    # next-run order: w50, every 1m, went before w48 and w49, and a cut then left a hole)
+    for k in sorted(int(j["name"][1:]) for j in s.jobs() if j["name"][0] == "w"):
+        if k <= n - WINDOW:
+            s.remove("w%d" % k)
     print("OK", n)
     n += 1
 """.replace("WINDOW", str(WINDOW))
