@@ -155,7 +155,7 @@ class Scheduler:
                 following = None if one_shot else nextrun.following(p, self._zone(job), nxt, now)
                 self._fails.pop(name, None)
             except Exception as e:
-                n = self._fails[name] = min(self._fails.get(name, 0) + 1, 9)
+                n = self._fails[name] = min(self._fails.get(name, 0) + 1, 10)  # 10 << 9 s is past the cap
                 wait = min(_ERROR_PAUSE_S << n - 1, _RETRY_CAP_S)
                 self._log("schedule error: job '%s': its next run could not be worked out (%r); trying again in %d s"
                           % (name, e, wait))
