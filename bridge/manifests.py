@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import logging
 import re
 
@@ -32,8 +33,8 @@ def parse_manifest(device_id: str, payload: bytes) -> dict:
         raise ValueError("manifest is nested too deeply") from None
     if not isinstance(m, dict):
         raise ValueError("manifest is not a JSON object")
-    if m.get("v") != 1:
-        raise ValueError(f"manifest has unsupported version v={m.get('v')!r}")
+    if not protocol.speaks_v1(m):
+        raise ValueError(f"manifest has unsupported version v={json.dumps(m.get('v'))}")
     if m.get("id", device_id) != device_id:
         raise ValueError(f"manifest id {m.get('id')!r} does not match its topic")
     if not isinstance(m.get("hash"), str):

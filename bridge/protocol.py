@@ -20,6 +20,15 @@ STATE, SET = "state", "set"  # state/<name>, set/<name>
 # Over-the-air updates (docs/ota.md): host -> device offer and chunks, device -> host chunk requests and state
 OTA_OFFER, OTA_CHUNK, OTA_NEED, OTA_STATE = "ota/offer", "ota/chunk", "ota/need", "ota/state"
 
+VERSION = 1  # the protocol version every payload that carries "v" names
+
+
+def speaks_v1(msg: dict) -> bool:
+    """Whether msg carries "v": 1. JSON true is not 1, though Python's bool compares equal to it."""
+    v = msg.get("v")
+    return v == VERSION and not isinstance(v, bool)
+
+
 # Mirrored device limits (firmware/wisp/limits.py, and config.py for the device id)
 MAX_PAYLOAD = 4096  # bytes of one MQTT payload the device reads (MAX_PAYLOAD); bigger ones are discarded unread
 MAX_ASK_TEXT = 512  # characters of an ask's text (MAX_ASK_TEXT)

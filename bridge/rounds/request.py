@@ -1,6 +1,7 @@
 """Read and check one device `llm/req` (docs/protocol.md), so the rest of the bridge sees only valid requests."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -73,8 +74,8 @@ def budget_ms(req: dict | None) -> int:
 
 def check(req: dict, round_: int | None) -> LlmRequest:
     """The request's fields, checked; Failure (BAD_REQUEST) says what is wrong."""
-    if req.get("v") != 1:
-        raise _bad(f"unsupported protocol version v={req.get('v')!r}; this bridge speaks v=1")
+    if not protocol.speaks_v1(req):
+        raise _bad(f"unsupported protocol version v={json.dumps(req.get('v'))}; this bridge speaks v=1")
     if round_ is None:
         raise _bad("round must be an integer >= 0")
     req_class = req.get("class", "interactive")

@@ -268,6 +268,7 @@ def test_garbage_never_kills_the_bridge(fake, device):
         "g-msgs": (llm_req("g-msgs", msgs="hi"), "bad request: msgs must be a non-empty list"),
         "g-msg": (llm_req("g-msg", msgs=[{"r": "user", "t": 7}]), "bad request: msgs[0].t must be a string"),
         "g-v": (llm_req("g-v", v=2), "unsupported protocol version v=2"),
+        "g-vtrue": (llm_req("g-vtrue", v=True), "unsupported protocol version v=true"),
         "g-class": (llm_req("g-class", **{"class": "urgent"}), "class must be one of"),
         "g-budget": (llm_req("g-budget", budget_ms="soon"), "budget_ms must be a positive integer"),
         "g-big": (llm_req("g-big", pad="y" * 100_000), "request too large"),

@@ -86,7 +86,8 @@ def test_system_prompt_names_device_and_pins():
 def test_manifest_cache_keeps_valid_ignores_junk():
     cache = ManifestCache()
     assert cache.update("dev1", json.dumps(MANIFEST).encode())
-    for junk in (b"not json", b"[1,2]", b'{"v":2,"hash":"h","tools":[]}', b'{"v":1,"tools":[]}',
+    for junk in (b"not json", b"[1,2]", b'{"v":2,"hash":"h","tools":[]}', b'{"v":true,"hash":"h","tools":[]}',
+                 b'{"v":1,"tools":[]}',
                  b'{"v":1,"hash":"h","tools":[{"name":"bad name!"}]}',
                  b'{"v":1,"hash":"h","tools":"gpio_write"}',
                  b'{"v":1,"hash":"h","tools":[],"pins":{"a":1}}',
