@@ -81,7 +81,7 @@ class Bridge:
                 self.metrics.watch(self.router, self.fleet, self.events)
                 # the dashboard's tier events are read only through the HTTP server: none without it
                 self.ctx = HandlerContext(cfg, self.manifests, answers.publish, self.router, costs,
-                                          Dedupe(shared=costs if cfg.cost.url else None),
+                                          Dedupe(shared=costs),
                                           on_outcome=[self.metrics.round_finished,
                                                       *([self._tier_event] if serve_http else [])])
                 if serve_http:

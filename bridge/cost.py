@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import os
 import queue
+import socket
 import sqlite3
 import threading
 import time
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from bridge import claims
 from bridge.config import CostConfig
 from bridge.rounds.outcome import Outcome
 
@@ -61,24 +64,28 @@ class StoreError(Exception):
 
 async def open_store(cfg: CostConfig, owner: str,
                      on_record: Callable[[str, int, int, float], None] | None = None):
-    """The PostgreSQL store shared by many bridges when [cost] url is set, else this process's SQLite file."""
+    """The PostgreSQL store shared by many bridges when [cost] url is set, else the SQLite file, which bridges on
+    one host may share."""
     if cfg.url:
         from bridge.pgstore import PgStore  # asyncpg only where it is used
         return await PgStore(cfg, owner, on_record).start()
-    return CostStore(cfg, on_record)
+    store = CostStore(cfg, on_record, owner)
+    await store.claims.joined()  # other bridges on the file claim their requests before this one takes any
+    return store
 
 
 class CostStore:
     """on_record(tier name, tokens in, tokens out, usd) hears every record (the bridge's metrics)."""
 
-    def __init__(self, cfg: CostConfig, on_record: Callable[[str, int, int, float], None] | None = None):
+    def __init__(self, cfg: CostConfig, on_record: Callable[[str, int, int, float], None] | None = None,
+                 owner: str | None = None):
         self.cfg = cfg
         self.on_record = on_record
         self.path = Path(cfg.db)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
-                db.executescript(_SCHEMA)
+                db.executescript(_SCHEMA + claims.SCHEMA)
                 self._day = utc_day()
                 self._spent = dict(db.execute("SELECT device, SUM(cost_usd) FROM usage WHERE day = ? "
                                               "GROUP BY device", (self._day,)).fetchall())
@@ -90,6 +97,8 @@ class CostStore:
         self._urgent = threading.Event()  # flush() or close(): commit now, do not wait out the batch
         self._thread = threading.Thread(target=self._writer, name="wisp-cost", daemon=True)
         self._thread.start()
+        # bridges on this host that share the file claim requests in it (rounds/dedupe.py, claims.py)
+        self.claims = claims.Claims(self.path, owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10)
@@ -159,10 +168,18 @@ class CostStore:
         self._urgent.set()
         done.wait(timeout_s)
 
+    async def claim(self, key: tuple, lease_s: float) -> bool | dict | None:
+        """The request's claim in the file (claims.Claims.claim)."""
+        return await self.claims.claim(key, lease_s)
+
+    def release(self, key: tuple, outcome: Outcome | None) -> None:
+        self.claims.release(key, outcome)
+
     def close(self) -> None:
         self._q.put(None)
         self._urgent.set()
         self._thread.join(10)
+        self.claims.close()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)

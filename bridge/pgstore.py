@@ -19,8 +19,7 @@ import asyncpg
 from bridge import fastjson
 from bridge.config import CostConfig
 from bridge.cost import CostStore, StoreError, Totals, build_report, over_budget_text, utc_day
-from bridge.reasons import Reason
-from bridge.rounds.outcome import Outcome
+from bridge.rounds.outcome import Outcome, answer_record
 
 log = logging.getLogger("wisp.bridge.pgstore")
 
@@ -269,10 +268,7 @@ class PgStore:
         if outcome is None:
             self._q.put_nowait(("release", device, req_id, round_, None))
             return
-        answer = {"sent": outcome.sent, "reason": outcome.reason.value if outcome.reason else None,
-                  "class": outcome.req_class, "tier": outcome.tier, "calls": outcome.calls,
-                  "error": outcome.error, "usage": outcome.usage}
-        self._q.put_nowait(("release", device, req_id, round_, fastjson.dumps(answer).decode()))
+        self._q.put_nowait(("release", device, req_id, round_, fastjson.dumps(answer_record(outcome)).decode()))
 
     # --- the writer ---
 
@@ -350,11 +346,3 @@ def _columns(rows: list[tuple], n: int) -> list[list]:
 async def _keep_session(db) -> None:
     """Handing a connection back to the pool: nothing to reset (no session state is ever set), so no
     `RESET ALL` round trip per query, which cost as much as the query itself."""
-
-
-def replay_outcome(key: tuple, answer: dict) -> Outcome:
-    """The Outcome of an answer another bridge gave, for Answer.replay()."""
-    device, req_id, round_ = key
-    return Outcome(device, req_id, round_, answer.get("class") or "interactive", answer.get("tier"),
-                   answer.get("calls") or 0, Reason(answer["reason"]) if answer.get("reason") else None,
-                   answer.get("error"), answer.get("usage"), answer["sent"], None, 0.0)

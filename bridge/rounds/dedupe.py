@@ -5,10 +5,11 @@ bridge is ignored, the running answer serves it; a duplicate of one this bridge 
 gets the same messages again (same seqs: no second model call, no new actions); anything else is answered
 afresh (e.g. it was first handled by a bridge that died).
 
-With a shared store (pgstore.PgStore, many bridges), a request new to this bridge is also claimed there, so the
-rule holds across bridges: a re-send that lands on another bridge while the first one still answers is ignored,
-and one that lands after the answer gets that answer replayed. A claim lapses when its lease (the request's
-budget plus LEASE_GRACE_S) runs out, so the re-send of a request whose bridge died is answered afresh.
+With a shared store (pgstore.PgStore for bridges on many hosts, claims.Claims in the SQLite file of bridges on
+one host), a request new to this bridge is also claimed there, so the rule holds across bridges: a re-send that
+lands on another bridge while the first one still answers is ignored, and one that lands after the answer gets
+that answer replayed. A claim lapses when its lease (the request's budget plus LEASE_GRACE_S) runs out, so the
+re-send of a request whose bridge died is answered afresh.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import time
 from collections import OrderedDict
 from enum import Enum
 
-from bridge.rounds.outcome import Outcome
+from bridge.rounds.outcome import Outcome, replay_outcome
 
 log = logging.getLogger("wisp.bridge.rounds.dedupe")
 
@@ -32,7 +33,7 @@ class Seen(Enum):
 
 
 class Dedupe:
-    """shared: the store every bridge claims requests in (PgStore), or None for a lone bridge."""
+    """shared: the store every bridge claims requests in (PgStore, or the SQLite file's Claims), or None."""
 
     def __init__(self, clock=time.monotonic, shared=None):
         self._clock = clock
@@ -65,7 +66,6 @@ class Dedupe:
         self._running.discard(key)
         if got is None:
             return Seen.RUNNING
-        from bridge.pgstore import replay_outcome
         return replay_outcome(key, got)
 
     def finish(self, key: tuple, outcome: Outcome | None) -> None:

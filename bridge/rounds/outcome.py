@@ -66,3 +66,18 @@ class Outcome:
                 args = call.get("args") if isinstance(call.get("args"), dict) else {}
                 texts.append(f"{call.get('tool')}({', '.join(f'{k}={v}' for k, v in args.items())})"[:MAX_CALL_TEXT])
         return texts
+
+
+def answer_record(outcome: Outcome) -> dict:
+    """What a shared store keeps of an answer, for another bridge to replay it (replay_outcome)."""
+    return {"sent": outcome.sent, "reason": outcome.reason.value if outcome.reason else None,
+            "class": outcome.req_class, "tier": outcome.tier, "calls": outcome.calls,
+            "error": outcome.error, "usage": outcome.usage}
+
+
+def replay_outcome(key: tuple, record: dict) -> Outcome:
+    """The Outcome of an answer another bridge gave (answer_record), for Answer.replay()."""
+    device, req_id, round_ = key
+    return Outcome(device, req_id, round_, record.get("class") or "interactive", record.get("tier"),
+                   record.get("calls") or 0, Reason(record["reason"]) if record.get("reason") else None,
+                   record.get("error"), record.get("usage"), record["sent"], None, 0.0)

@@ -1,9 +1,11 @@
 """Two bridge processes on one mosquitto ($share) and one PostgreSQL ([cost] url): a device's daily budget holds
 across both, and a re-send that lands on the other bridge while the first one is still answering is not answered
-again: one model call, one charge, the device acts once, one reply."""
+again: one model call, one charge, the device acts once, one reply. The re-send rule is also checked for two
+bridges on one host sharing one SQLite file ([cost] db)."""
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -41,6 +43,23 @@ def pg_url():
     name = f"t_{uuid.uuid4().hex[:12]}"
     _sql(server.url, f"CREATE DATABASE {name}")
     return server.url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def store(request, tmp_path):
+    """Where both bridges keep usage and claims: a fresh PostgreSQL database, or one SQLite file on this host."""
+    return request.getfixturevalue("pg_url") if request.param == "postgresql" else str(tmp_path / "shared.db")
+
+
+def _rows(store, query):
+    """The rows of a query on either store."""
+    if store.startswith("postgresql://"):
+        return [tuple(r) for r in _sql(store, query)]
+    db = sqlite3.connect(store, timeout=5)
+    try:
+        return db.execute(query).fetchall()
+    finally:
+        db.close()
 
 
 class Device:
@@ -106,12 +125,14 @@ class Device:
         self.client.loop_stop()
 
 
-def start_bridge(tmp: Path, name: str, broker, tier_url: str, pg_url: str, budget_usd: float = 0.0):
+def start_bridge(tmp: Path, name: str, broker, tier_url: str, store: str, budget_usd: float = 0.0):
+    """store: a postgresql:// URL ([cost] url) or the path of an SQLite file ([cost] db)."""
     d = tmp / name
     d.mkdir()
+    where = f'url = "{store}"' if store.startswith("postgresql://") else f'db = "{store}"'
     (d / "wisp.toml").write_text(
         f'[tiers.local]\nbase_url = "{tier_url}"\nmodel = "m"\nprice_in = 1000.0\nprice_out = 1000.0\n'
-        f'[cost]\nurl = "{pg_url}"\ndaily_budget_usd = {budget_usd}\n')
+        f'[cost]\n{where}\ndaily_budget_usd = {budget_usd}\n')
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
            "WISP_BROKER": f"{broker.host}:{broker.port}", "WISP_SHARED": "1", "WISP_CONFIG": str(d / "wisp.toml")}
     log_path = d / "bridge.log"
@@ -150,10 +171,10 @@ def stack(tmp_path):
         made["broker"].stop()
 
 
-def test_resend_on_the_other_bridge_is_not_answered_twice(stack, pg_url):
+def test_resend_on_the_other_bridge_is_not_answered_twice(stack, store):
     # the tier stalls 2.5 s before its first token: the device re-sends ~4 times, alternately to each bridge
     device, logs, fake = stack(lambda req: Reply(text="The porch light is on.", ttft_ms=2500,
-                                                 calls=[("gpio_write", {"pin": "porch_light", "value": 1})]), pg_url)
+                                                 calls=[("gpio_write", {"pin": "porch_light", "value": 1})]), store)
     done, resent = device.ask("slow1")
     time.sleep(RESEND_S * 2)  # a late duplicate answer, if there were one, would be processed now
     assert "err" not in done and done["text"] == "The porch light is on."
@@ -165,8 +186,8 @@ def test_resend_on_the_other_bridge_is_not_answered_twice(stack, pg_url):
     assert len(answered) == 1, texts
     other = texts[1 - texts.index(answered[0])]
     assert "duplicate of a running request: ignored" in other  # the re-send did land on the other bridge
-    rows = _sql(pg_url, "SELECT device, req_id FROM usage")
-    assert [tuple(r) for r in rows] == [("shared1", "slow1")]  # one charge
+    until(lambda: _rows(store, "SELECT device, req_id FROM usage"), 5, "the usage row")  # SQLite: batched
+    assert _rows(store, "SELECT device, req_id FROM usage") == [("shared1", "slow1")]  # one charge
 
     # a re-send after the answer, wherever it lands, gets the same answer again: no new call, no new action
     device.done.pop("slow1")
@@ -176,7 +197,8 @@ def test_resend_on_the_other_bridge_is_not_answered_twice(stack, pg_url):
     assert again["text"] == done["text"] and len(fake.requests) == 1
     device.send("slow1")  # and once more, so both bridges have replayed it
     until(lambda: sum("answer replayed" in p.read_text() for p in logs) == 2, 10, "both bridges to replay")
-    assert len(_sql(pg_url, "SELECT 1 FROM usage")) == 1
+    time.sleep(1)  # a second usage row, if there were one, would be committed now (SQLite batches 0.5 s)
+    assert len(_rows(store, "SELECT 1 FROM usage")) == 1
 
 
 def test_daily_budget_holds_across_bridges(stack, pg_url):
