@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import math
 import os
 import queue
 import socket
@@ -56,6 +57,12 @@ def utc_day(ts: float | None = None) -> str:
     if day != _last_day[0]:
         _last_day = (day, time.strftime("%Y-%m-%d", time.gmtime(t)))
     return _last_day[1]
+
+
+def seconds_to_next_day(ts: float | None = None) -> int:
+    """Whole seconds until the next UTC day, when daily budgets reset (as utc_day counts days), rounded up."""
+    t = time.time() if ts is None else ts
+    return math.ceil(86400 - t % 86400)
 
 
 class StoreError(Exception):

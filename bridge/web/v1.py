@@ -14,6 +14,7 @@ import uuid
 from aiohttp import web
 
 from bridge.config import REQUEST_CLASSES
+from bridge.cost import seconds_to_next_day
 from bridge.providers.tokens import estimate_tokens
 from bridge.reasons import Failure, Reason
 from bridge.routing.hedge import RESET, stream_turn
@@ -107,8 +108,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return error(404, f"model '{model}' does not exist; use a request class ({', '.join(REQUEST_CLASSES)}) "
                      f"or a tier ({', '.join(router.config.tiers) or 'none configured'})", code="model_not_found")
     refusal = await costs.check_budget(API_DEVICE)
-    if refusal:
-        return error(429, refusal, etype="insufficient_quota", code="insufficient_quota")
+    if refusal:  # Retry-After (RFC 9110, section 10.2.3): when the budget resets, not sooner
+        resp = error(429, refusal, etype="insufficient_quota", code="insufficient_quota")
+        resp.headers["Retry-After"] = str(seconds_to_next_day())
+        return resp
     stream = bool(body.get("stream"))
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     reply = _Reply(request, model, stream, include_usage)

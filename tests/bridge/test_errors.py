@@ -1,5 +1,6 @@
 """Errors a user can act on: a 429 is waited out as its Retry-After says (or reported with it, as a 429 on /v1),
-and /v1 callers have breakers of their own, so their failures never cut the devices off a tier."""
+a spent /v1 budget says when it resets, and /v1 callers have breakers of their own, so their failures never cut
+the devices off a tier."""
 import asyncio
 import time
 
@@ -110,3 +111,42 @@ def test_a_bad_v1_request_the_provider_refuses_is_a_400_naming_the_tier(tmp_path
     assert status == 400 and "tier 'premium' refused the request (HTTP 400: Invalid request.)" in \
         body["error"]["message"]
     assert len(a.requests) == 1  # not retried: the same request would be refused the same way
+
+
+def _raw_post(port: int, body: dict) -> tuple[int, dict[str, str], dict]:
+    """(status, headers with lower-case names, JSON body) of one POST written and read off a plain socket."""
+    import json
+    import socket
+    data = json.dumps(body).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                  b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+    return int(status_line.split()[1]), headers, json.loads(rest)
+
+
+def test_v1_over_its_daily_budget_says_when_the_budget_resets(tmp_path):
+    """A spent budget is a 429 whose Retry-After (RFC 9110 delay-seconds) is the time to the budget's reset,
+    00:00 UTC: a client that backs off as told comes back when it can be answered, not before."""
+    with fake_tiers(lambda req: Reply(text="ok")) as (a,):
+        cfg = config([Tier("premium", a.base_url, "p", price_in=1000.0, price_out=1000.0)], tmp_path,
+                     daily_budget_usd=0.001)  # one answer spends it
+
+        async def check(router, http):
+            first = await http.post("/v1/chat/completions", json=BODY, headers=AUTH)
+            asked_at = time.time()
+            spent = await asyncio.to_thread(_raw_post, http.port, BODY)
+            return first.status, asked_at, spent
+        first, asked_at, (status, headers, body) = asyncio.run(api_app(cfg)(check))
+    assert first == 200
+    assert status == 429 and "daily budget" in body["error"]["message"], body
+    to_midnight = 86400 - asked_at % 86400
+    assert headers.get("retry-after", "").isdigit(), headers
+    assert abs(int(headers["retry-after"]) - to_midnight) <= 2, (headers["retry-after"], to_midnight)
+    assert len(a.requests) == 1
