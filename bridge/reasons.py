@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from enum import Enum
 
+# Characters of a failure message that names each tier a request tried (routing/hedge.py): what reaches the
+# device's reply, the /v1 error and the log line. Two tiers' full messages fit; more are shortened.
+MAX_FAILURE_CHARS = 1000
+
 
 class Reason(Enum):
     BAD_REQUEST = "bad_request"  # the llm/req itself is malformed

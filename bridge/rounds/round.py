@@ -87,7 +87,8 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
         calls: list[Call] = []
         try:
             async for tier, ev in stream_turn(ctx.router, tiers, chat, tools, deadline,
-                                              committed=lambda: answer.calls > 0, req_class=req.req_class):
+                                              committed=lambda: answer.calls > 0, req_class=req.req_class,
+                                              budget=f"budget_ms={req.budget_ms}"):
                 answer.tier = tier.name
                 if ev.kind == RESET:
                     text.clear()
@@ -116,9 +117,6 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
                               tools)
         except Failure as e:
             answer.tier = e.tier or answer.tier
-            if e.reason is Reason.TIMEOUT:
-                raise Failure(e.reason, f"tier '{answer.tier}' did not finish within budget_ms={req.budget_ms}",
-                              answer.tier) from None
             raise
         invalid = [c for c in calls if c.error]
         if not invalid and not any(c.result for c in calls):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bridge.config import Tier
 from bridge.providers.base import ProviderError, StreamEvent
-from bridge.reasons import Failure, Reason
+from bridge.reasons import MAX_FAILURE_CHARS, Failure, Reason
 from bridge.routing.router import MAX_TRIES_PER_TIER, AttemptReport, Router, Verdict
 
 log = logging.getLogger("wisp.bridge.routing.hedge")
@@ -36,6 +36,36 @@ def refused(e: ProviderError) -> bool:
 
 def limited(e) -> bool:
     return isinstance(e, ProviderError) and e.kind == "http" and e.status == 429 and not out_of_quota(e)
+
+
+def failure_text(router: Router, tier: Tier, e: ProviderError) -> str:
+    """What one tier's failed attempt says to the person who asked."""
+    if limited(e):
+        return f"tier '{tier.name}' is rate limited ({e.message}); ask again in {math.ceil(router.limited_for(tier))} s"
+    if refused(e):
+        return f"tier '{tier.name}' refused the request ({e.message}): {refusal_advice(e)}"
+    return f"tier '{tier.name}' failed: {e.message}"
+
+
+THEN = "; then "  # between the tiers a failure message names
+
+
+def tried_text(texts: list[str]) -> str:
+    """Each tier's failure in the order the tiers first failed, within MAX_FAILURE_CHARS: over it, each one is
+    cut in its middle to an equal share, so that every tier's name, status and advice (what to fix) still show."""
+    text = THEN.join(texts)
+    if len(text) <= MAX_FAILURE_CHARS:
+        return text
+    share = max(2, (MAX_FAILURE_CHARS - len(THEN) * (len(texts) - 1)) // len(texts))
+    return THEN.join(_cut(t, share) for t in texts)
+
+
+def _cut(text: str, n: int) -> str:
+    """text in at most n characters: its first two thirds and its end, with "…" where the middle was."""
+    if len(text) <= n:
+        return text
+    head = n * 2 // 3
+    return text[:head] + "…" + text[len(text) - (n - head - 1):]
 
 
 def refusal_advice(e: ProviderError) -> str:
@@ -149,17 +179,21 @@ async def _pump(router: Router, a: _Attempt, chat: list[dict], tools: list[dict]
 async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools: list[dict] | None,
                       deadline: float, committed: Callable[[], bool],
                       req_class: str = "interactive",
-                      options: dict | None = None, caller: str = "device") -> AsyncIterator[tuple[Tier, StreamEvent]]:
+                      options: dict | None = None, caller: str = "device",
+                      budget: str = "the budget") -> AsyncIterator[tuple[Tier, StreamEvent]]:
     """(tier, event) pairs of the winning attempt, ending with its 'done'. Raises Failure.
 
     deadline is loop time. committed() says whether the consumer has sent something it cannot take back (a
     tool call to a device, a chunk to an HTTP client): after that a failing tier ends the turn with an error.
     A RESET event tells the consumer that the text it has buffered came from an attempt that then failed.
-    caller ("device" or "api") picks the breakers the attempts count against (router.py).
+    caller ("device" or "api") picks the breakers the attempts count against (router.py). budget names the
+    deadline in the error when it passes ("budget_ms=300"). When no tier answers, the error names each tier
+    tried and what it last answered (tried_text).
     """
     loop = asyncio.get_running_loop()
     q = _Inbox(loop)
     running: dict[str, _Attempt] = {}
+    failed: dict[str, str] = {}  # tier name -> its last failure, in the order tiers first failed
     tries: Counter = Counter()
     launched = 0
     winner: _Attempt | None = None
@@ -204,7 +238,10 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
             if report is None:
                 if wake == deadline or loop.time() >= deadline:
                     tier = (winner or list(running.values())[-1]).tier.name if running else None
-                    raise Failure(Reason.TIMEOUT, "did not finish within the budget", tier)
+                    for t in running.values():
+                        failed[t.tier.name] = f"tier '{t.tier.name}' did not finish within {budget}"
+                    raise Failure(Reason.TIMEOUT, tried_text(list(failed.values())
+                                                             or [f"no tier finished within {budget}"]), tier)
                 hedge_at = None
                 launch(hedge=True)  # nothing left to hedge with: keep waiting on what runs
                 continue
@@ -223,6 +260,7 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
                 continue
             # the attempt failed
             drop(a)
+            failed[a.tier.name] = failure_text(router, a.tier, item)
             if refused(item):
                 tries[a.tier.name] = MAX_TRIES_PER_TIER  # the same request would be refused the same way
             if a is winner:
@@ -238,15 +276,13 @@ async def stream_turn(router: Router, tiers: list[Tier], chat: list[dict], tools
             if not running and limited(item) and tries[a.tier.name] < MAX_TRIES_PER_TIER \
                     and await _waited_for_retry_after(router, tiers, deadline, caller) and launch():
                 continue  # Retry-After honoured within the budget: the tier is asked again
-            if not running:
+            if not running:  # the code is the last failure's; the words are every tier's
+                message = tried_text(list(failed.values()))
                 if limited(item):
-                    wait = router.limited_for(a.tier)
-                    raise Failure(Reason.RATE_LIMITED, f"tier '{a.tier.name}' is rate limited ({item.message}); "
-                                  f"ask again in {math.ceil(wait)} s", a.tier.name, retry_after_s=wait)
+                    raise Failure(Reason.RATE_LIMITED, message, a.tier.name, retry_after_s=router.limited_for(a.tier))
                 if refused(item):
-                    raise Failure(Reason.TIER_REFUSED, f"tier '{a.tier.name}' refused the request ({item.message}): "
-                                  f"{refusal_advice(item)}", a.tier.name, status=item.status)
-                raise Failure(Reason.TIER_FAILED, f"tier '{a.tier.name}' failed: {item.message}", a.tier.name)
+                    raise Failure(Reason.TIER_REFUSED, message, a.tier.name, status=item.status)
+                raise Failure(Reason.TIER_FAILED, message, a.tier.name)
     finally:
         q.close()
         pending = [a.task for a in running.values() if not a.task.done()]

@@ -150,3 +150,58 @@ def test_v1_over_its_daily_budget_says_when_the_budget_resets(tmp_path):
     assert headers.get("retry-after", "").isdigit(), headers
     assert abs(int(headers["retry-after"]) - to_midnight) <= 2, (headers["retry-after"], to_midnight)
     assert len(a.requests) == 1
+
+
+def test_when_every_tier_fails_the_error_names_each_tier_and_its_reason(tmp_path):
+    """The device's err and the /v1 error say what each tier tried answered, not only the last one: a person
+    fixing a route needs to know that premium is down and commodity has a wrong model name."""
+    with fake_tiers(lambda req: Reply(status=500), lambda req: Reply(status=404)) as (a, b):
+        cfg = config([Tier("premium", a.base_url, "p"), Tier("commodity", b.base_url, "c")], tmp_path)
+
+        async def device():
+            async with bridge_ctx(cfg) as ctx:
+                return (await ask(ctx, "r1"))[-1]
+
+        async def check(router, http):
+            r = await http.post("/v1/chat/completions", json=BODY, headers=AUTH)
+            return r.status, (await r.json())["error"]["message"]
+        done = run(device())
+        status, message = asyncio.run(api_app(cfg)(check))
+    for err in (done["err"], message):
+        assert err.startswith("tier 'premium' failed: HTTP 500"), err
+        assert "tier 'commodity' refused the request (HTTP 404: " in err and "check its model name and URL" in err
+    assert status == 502
+
+
+def test_the_error_naming_each_tier_is_bounded(tmp_path):
+    """Four tiers, each quoting a long provider message: every tier and what to fix still shows, within
+    MAX_FAILURE_CHARS."""
+    from bridge.reasons import MAX_FAILURE_CHARS
+    from tests.bridge.test_provider_requests import openai_error, provider_answering
+
+    names = ["premium", "commodity", "local", "backup"]
+    body = openai_error("x" * 400, "invalid_request_error", None, param="tools[0]." + "y" * 200)
+
+    async def go():
+        async with provider_answering(400, body) as (url, asked):
+            cfg = config([Tier(n, url, "m") for n in names], tmp_path)
+            async with bridge_ctx(cfg) as ctx:
+                return (await ask(ctx, "r1"))[-1]["err"], len(asked)
+    err, asked = run(go())
+    assert asked == 4 and len(err) <= MAX_FAILURE_CHARS, (len(err), err)
+    for n in names:
+        assert f"tier '{n}' refused the request (HTTP 400: xxx" in err, err
+    assert err.count("its message says why") == 4, err
+
+
+def test_a_round_out_of_budget_names_the_tier_that_failed_before(tmp_path):
+    with fake_tiers(lambda req: Reply(status=500), lambda req: Reply(text="late", ttft_ms=3000)) as (a, b):
+        cfg = config([Tier("premium", a.base_url, "p"), Tier("local", b.base_url, "l")], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                return (await ask(ctx, "r1", budget_ms=400))[-1]
+        done = run(go())
+    assert done["err"].startswith("tier 'premium' failed: HTTP 500"), done
+    assert done["err"].endswith("; then tier 'local' did not finish within budget_ms=400"), done
+    assert done["tier"] == "local"
