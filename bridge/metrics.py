@@ -41,6 +41,8 @@ class Metrics:
         r = self.registry
         self.requests = Counter("wisp_requests", "Device LLM rounds answered, by request class, tier and outcome",
                                 ["class", "tier", "outcome"], registry=r)
+        self.replayed = Counter("wisp_requests_replayed", "Device re-sends answered again with an earlier answer, "
+                                "without a model call (not counted in wisp_requests)", ["class"], registry=r)
         self.first_output = Histogram("wisp_request_first_output_seconds",
                                       "Device round: llm/req received to first llm/res published",
                                       ["class"], buckets=LATENCY_BUCKETS, registry=r)
@@ -56,8 +58,8 @@ class Metrics:
         self.tokens = Counter("wisp_tokens", "Tokens accounted, by tier and direction (in, out)",
                               ["tier", "direction"], registry=r)
         self.cost = Counter("wisp_cost_usd", "Money spent on tiers, USD", ["tier"], registry=r)
-        self._requests, self._first_output, self._duration = (_Children(m) for m in (
-            self.requests, self.first_output, self.duration))
+        self._requests, self._replayed, self._first_output, self._duration = (_Children(m) for m in (
+            self.requests, self.replayed, self.first_output, self.duration))
         self._tier_first_output, self._tier_attempts, self._tokens, self._cost = (_Children(m) for m in (
             self.tier_first_output, self.tier_attempts, self.tokens, self.cost))
 
@@ -69,7 +71,11 @@ class Metrics:
         return prometheus_client.generate_latest(self.registry)
 
     def round_finished(self, outcome: Outcome) -> None:
-        """A device round answered (or refused, or replayed): timed from its llm/req's arrival."""
+        """A device round answered (or refused): timed from its llm/req's arrival. A re-send answered by replay
+        is no new round: counted apart, and kept out of the latencies (it takes no model call)."""
+        if outcome.replayed:
+            self._replayed(outcome.req_class).inc()
+            return
         tier = outcome.tier or "none"
         if outcome.first_output_s is not None:
             self._first_output(outcome.req_class).observe(outcome.first_output_s)

@@ -6,11 +6,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.bridge.apistack import ApiStack, porch_responder
+from tests.bridge.harness import llm_req, manifest
 from tests.fakes.openai_server import Reply
+from tests.support import until
 
 DEV = "met1"
 FAMILIES = {
-    "wisp_requests": "counter", "wisp_request_first_output_seconds": "histogram",
+    "wisp_requests": "counter", "wisp_requests_replayed": "counter", "wisp_request_first_output_seconds": "histogram",
     "wisp_request_duration_seconds": "histogram", "wisp_tier_first_output_seconds": "histogram",
     "wisp_tier_attempts": "counter", "wisp_tokens": "counter", "wisp_cost_usd": "counter",
     "wisp_tier_breaker_state": "gauge", "wisp_tier_in_flight": "gauge", "wisp_tier_error_rate": "gauge",
@@ -84,6 +86,31 @@ def test_a_failing_tier_shows_as_errors_and_error_rate(api):
     assert value(after, "wisp_tier_attempts_total", tier="local", outcome="error") > \
         value(before, "wisp_tier_attempts_total", tier="local", outcome="error")
     assert value(after, "wisp_tier_error_rate", tier="local") > 0
+
+
+def test_a_resend_answered_by_replay_is_counted_apart(api, probe):
+    """A device's re-send of a round already answered gets the same messages again, with no model call: it is
+    counted in wisp_requests_replayed_total, not once more in wisp_requests_total or the round latencies."""
+    dev = "replay1"
+    probe.publish(f"wisp/{dev}/manifest", manifest(dev), retain=True)
+    try:
+        until(lambda: api.bridge.bridge.manifests.get(dev), 5, "the bridge to hold the manifest")
+        before, calls = scrape(api), len(api.fake.requests)
+        for _ in range(2):  # the request, then the device's re-send of it
+            probe.publish(f"wisp/{dev}/llm/req", llm_req("rp1"), qos=1)
+            done = probe.wait_for(f"wisp/{dev}/llm/res", lambda m: m.get("id") == "rp1" and m.get("done"))
+            assert "err" not in done, done
+        after = scrape(api)
+    finally:
+        probe.publish(f"wisp/{dev}/manifest", b"", retain=True)
+    ok = {"class": "interactive", "tier": "local", "outcome": "ok"}
+    assert value(after, "wisp_requests_total", **ok) - value(before, "wisp_requests_total", **ok) == 1
+    assert len(api.fake.requests) == calls + 1  # one model call: the re-send was replayed
+    assert value(after, "wisp_requests_replayed_total", **{"class": "interactive"}) - \
+        value(before, "wisp_requests_replayed_total", **{"class": "interactive"}) == 1
+    for name in ("wisp_request_duration_seconds_count", "wisp_request_first_output_seconds_count"):
+        assert value(after, name, **{"class": "interactive"}) - value(before, name, **{"class": "interactive"}) \
+            == 1, name
 
 
 def test_breaker_state_and_devices_online_are_live(api):
