@@ -1,31 +1,32 @@
-"""The real firmware and two bridges sharing one PostgreSQL: the tier stalls past the device's re-send timeout
-(limits.RESEND_MS, 8 s), the device sends the request again, the shared subscription hands it to the other
-bridge, which sees the first bridge's claim and stays silent. One model call for that round, the pin is set
-once, the person gets one reply."""
+"""The real firmware and two bridges sharing one store (PostgreSQL, or one SQLite file on this host): the tier
+stalls past the device's re-send timeout (limits.RESEND_MS, 8 s), the device sends the request again, the shared
+subscription hands it to the other bridge, which sees the first bridge's claim and stays silent. One model call
+for that round, the pin is set once, the person gets one reply."""
 import os
 import subprocess
 import sys
 
-from tests.bridge.test_shared_store import pg_url  # noqa: F401 (a fixture)
+from tests.bridge.test_shared_store import pg_url, store  # noqa: F401 (fixtures)
 from tests.e2e.stack import PROVIDER_ENV, Stack, porch_responder
 from tests.support import until
 
 STALL_MS = 9500  # past the firmware's RESEND_MS (8 s), within its round timeout (30 s)
 
 
-def test_resent_request_on_the_other_bridge_is_answered_once(pg_url):  # noqa: F811
+def test_resent_request_on_the_other_bridge_is_answered_once(store):  # noqa: F811
     def responder(request):
         reply = porch_responder(request)
         if request["messages"][-1]["role"] == "user":
             reply.ttft_ms = STALL_MS  # only the first round stalls
         return reply
 
-    stack = Stack(responder=responder, bridge_env={"WISP_COST_URL": pg_url})
+    where = {"WISP_COST_URL" if store.startswith("postgresql://") else "WISP_COST_DB": store}
+    stack = Stack(responder=responder, bridge_env=where)
     other = None
     try:
         env = {k: v for k, v in os.environ.items() if k not in PROVIDER_ENV}
         env.update(WISP_BROKER=stack.broker_addr, PYTHONUNBUFFERED="1", WISP_LOCAL_URL=stack.base_url,
-                   WISP_LOCAL_MODEL="fake-model", WISP_COST_URL=pg_url)
+                   WISP_LOCAL_MODEL="fake-model", **where)
         other_log = stack.dir / "bridge-b.log"
         other = subprocess.Popen([sys.executable, "-m", "bridge"], cwd=str(stack.dir), env=env,
                                  stdout=open(other_log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
