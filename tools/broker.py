@@ -150,7 +150,9 @@ def _start_mosquitto(workdir, conf_text, host, port):
     conf.write_text(conf_text)
     log_path = workdir / "mosquitto.log"
     log = open(log_path, "ab")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    # its own process group: a Ctrl-C typed at `wisp run` is for wisp run, which stops the broker last
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                            process_group=0)
     log.close()
     wait_listening(host, port, proc)
     return Broker(proc, host, port, "mosquitto", log_path)
@@ -167,7 +169,8 @@ def start_amqtt(workdir, port=None, host="127.0.0.1"):
     log_path = workdir / "amqtt.log"
     log = open(log_path, "ab")
     amqtt = Path(sys.executable).parent / "amqtt"
-    proc = subprocess.Popen([str(amqtt), "-c", str(conf)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen([str(amqtt), "-c", str(conf)], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                            process_group=0)   # as mosquitto's: wisp run stops it
     log.close()
     wait_listening(host, port, proc, timeout_s=30)
     return Broker(proc, host, port, "amqtt", log_path)

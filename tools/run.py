@@ -36,7 +36,10 @@ def _pump(name, stream):
 
 
 def _spawn(name, cmd, **kw):
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kw)
+    # a process group of its own, as the device's and the broker's: Ctrl-C is for `wisp run`, which
+    # stops them in order (the broker last, so the others can say goodbye through it)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            process_group=0, **kw)
     threading.Thread(target=_pump, args=(name, proc.stdout), daemon=True).start()
     return proc
 
@@ -276,6 +279,7 @@ def _start_device(dev_id, workdir):
 def _wait(children):
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGHUP, lambda *a: stop.set())   # its terminal closed: the children go too
     try:
         while not stop.is_set():
             now = time.monotonic()

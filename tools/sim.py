@@ -82,17 +82,20 @@ def write_config(workdir, dev_id, host, port, pins=None, extra=None):
 def start_device(workdir, heapsize=None, stdout=None, stderr=None, firmware_dir=None, romfs=None):
     """Run main.py with `workdir` as the flash root (config.json, state files). firmware_dir
     defaults to the firmware sources; a directory of compiled .mpy files works the same.
-    romfs: a ROMFS image of the wisp package (tools/romfs.py), run in place as on a board."""
+    romfs: a ROMFS image of the wisp package (tools/romfs.py), run in place as on a board.
+    The device gets a process group of its own, so a Ctrl-C typed where it was started is not a
+    user stopping it at a serial REPL (there is none): `wisp run` and `wisp sim` get it and stop
+    their devices (SIGTERM)."""
     firmware_dir = Path(firmware_dir or FIRMWARE)
     if romfs:
         cmd = [sys.executable, "-m", "tools.romfs", "run", str(romfs), str(heapsize or ""),
                str(firmware_dir / "main.py")]
         return subprocess.Popen(cmd, cwd=str(workdir), env=dict(os.environ, PYTHONPATH=str(REPO)),
-                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+                                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, process_group=0)
     cmd = [micropython_cmd()]
     if heapsize:
         cmd += ["-X", "heapsize=" + str(heapsize)]
     cmd.append(str(firmware_dir / "main.py"))
     env = dict(os.environ, MICROPYPATH=os.pathsep.join([".frozen", str(firmware_dir)]))
     return subprocess.Popen(cmd, cwd=str(workdir), env=env, stdin=subprocess.DEVNULL,
-                            stdout=stdout, stderr=stderr)
+                            stdout=stdout, stderr=stderr, process_group=0)

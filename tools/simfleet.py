@@ -60,6 +60,7 @@ def _stopper(proc):
 def _wait(devices):
     stopping = []
     signal.signal(signal.SIGTERM, lambda *a: stopping.append(True))
+    signal.signal(signal.SIGHUP, lambda *a: stopping.append(True))   # its terminal closed: the devices go too
     try:
         while not stopping:
             for dev_id, proc, _stop in devices:

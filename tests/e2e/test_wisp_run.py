@@ -5,12 +5,15 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from tests.e2e.wisprun import BANNER_TIMEOUT_S, WispRun
+from tests.terminal import Terminal
 from tools import broker as brokers
 from tools.paths import REPO
 
@@ -80,6 +83,60 @@ def test_banner_commands_work_as_printed_and_the_port_is_kept_across_restarts(ru
             assert pub.returncode == 0, pub.stderr
         finally:
             run.stop()
+
+
+def children(pid):
+    return [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+
+
+def alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def terminal_run(run_dir):
+    """`wisp run` in a terminal, once its device is online: (the terminal, its child processes)."""
+    env = dict(os.environ, WISP_RUN_DIR=str(run_dir))
+    env.pop("WISP_BROKER", None)
+    term = Terminal([sys.executable, "-m", "tools.cli", "run", "--port", str(brokers.free_port())], env=env,
+                    cwd=REPO)
+    kids = []
+    try:
+        term.read_until("Press Ctrl-C to stop.", BANNER_TIMEOUT_S)
+        term.read_until("[dev1] wisp: online as dev1")
+        kids += children(term.proc.pid)
+        assert len(kids) == 3, kids          # the broker, the bridge, the device
+        yield term, kids
+    finally:
+        term.close()
+        for pid in kids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_ctrl_c_in_its_terminal_stops_the_run_without_the_device_offering_a_repl(terminal_run):
+    """The device runs on as a process of its own: the terminal's Ctrl-C is for `wisp run`, which
+    stops it. Were the device interrupted too, it would print its serial console's advice (Ctrl-D,
+    r.resume()), and there is no console here to type that into."""
+    term, kids = terminal_run
+    term.type("\x03")
+    assert term.wait() == 0
+    out = term.read_for(0)
+    assert "wisp: stopping" in out, out
+    assert "stopped by user" not in out and "r.resume()" not in out and "restarting" not in out, out
+    assert not [pid for pid in kids if alive(pid)]
+
+
+def test_closing_its_terminal_stops_the_broker_bridge_and_device(terminal_run):
+    term, kids = terminal_run
+    term.hang_up()
+    deadline = time.monotonic() + 20
+    while [pid for pid in kids if alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in kids if alive(pid)], "left running after the terminal closed"
 
 
 def test_a_taken_port_is_reported_with_its_owner(run_dir):

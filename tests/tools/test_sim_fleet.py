@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from tests.support import Probe
+from tests.terminal import Terminal
 from tools import broker as brokers
 from tools.cli import main as wisp
 
@@ -36,6 +37,28 @@ def test_count_starts_n_devices_and_ctrl_c_stops_them_all(tmp_path, own_broker):
     finally:
         if proc.poll() is None:
             proc.kill()
+        probe.close()
+
+
+def test_ctrl_c_in_its_terminal_stops_the_devices_without_them_offering_a_repl(tmp_path, own_broker):
+    """Typed Ctrl-C reaches the terminal's whole foreground job. The devices run as processes of
+    their own, stopped by `wisp sim`: interrupted themselves, each would print its serial console's
+    advice (Ctrl-D, r.resume()) where no console is."""
+    probe = Probe(own_broker.host, own_broker.port)
+    term = Terminal([sys.executable, "-m", "tools.cli", "sim", "--count", "2", "--broker",
+                     f"{own_broker.host}:{own_broker.port}", "--state-dir", str(tmp_path / "devices")])
+    try:
+        for n in (1, 2):
+            probe.wait_for(f"wisp/dev{n}/status", lambda p: p.get("state") == "online", timeout=10)
+        term.read_until("online as dev2")
+        term.type("\x03")
+        assert term.wait() == 0
+        out = term.read_for(0)
+        assert "wisp: stopping" in out and "stopped by user" not in out and "r.resume()" not in out, out
+        for n in (1, 2):
+            probe.wait_for(f"wisp/dev{n}/status", lambda p: p.get("state") == "offline", timeout=10)
+    finally:
+        term.close()
         probe.close()
 
 
