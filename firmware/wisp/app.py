@@ -275,13 +275,8 @@ def start(config_path=CONFIG_PATH):
     try:
         asyncio.run(main(config_path))
     except KeyboardInterrupt:  # Ctrl-C on the serial REPL: leave the user at the prompt
-        asyncio.new_event_loop()  # the REPL helpers' asyncio.run() must not revive our tasks
-        if device is not None:
-            device.link.abort()  # the broker announces us offline now, not a keepalive later
-            if device.board.wdt_hold():
-                log("watchdog: it cannot be stopped; a timer feeds it while at the REPL")
-        log("stopped by user: offline until Ctrl-D (soft reset) or r.resume(); "
-            "`from wisp import repl as r` then r.status()")
+        from wisp import repl
+        repl.stopped()
     except Exception as e:  # a board at the REPL stays offline for good: restart it instead
         fatal(e, device.board if device is not None else None)
 

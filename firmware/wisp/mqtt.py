@@ -365,8 +365,11 @@ class MQTTClient:
 
     def abort(self):
         """Drop the connection without DISCONNECT, outside any event loop (Ctrl-C at the console):
-        the broker then publishes our will at once, so the status says offline while we are."""
+        the broker then publishes our will at once, so the status says offline while we are. The
+        tasks waiting on the link belong to that loop: none of them may wake in the next one."""
+        self._acks = {}
         self._close()
+        self.up, self._wlock = asyncio.Event(), asyncio.Lock()
 
     async def stop(self):
         self._stop = True

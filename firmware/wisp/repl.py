@@ -1,22 +1,55 @@
 # Helpers for the serial REPL: `from wisp import repl as r`, then r.status(), r.ask("..."),
 # r.tools(), r.run("gpio_write", pin="porch_light", value=1), r.jobs(), r.mem(), r.log(20),
 # r.resume(). They work after Ctrl-C has stopped the agent: each call runs its own short event
-# loop. The agent stays stopped (and offline) until r.resume() or Ctrl-D.
+# loop, and nothing of it runs on. The agent stays stopped (and offline) until r.resume() or Ctrl-D.
 import asyncio
 import gc
 
+from wisp import app, unload
 from wisp import log as wlog
 from wisp import tools as registry
-from wisp import unload
 
 ASK_TIMEOUT_MS = 60000
 
 
 def _device():
-    import wisp.app
-    if wisp.app.device is None:
-        wisp.app.build()
-    return wisp.app.device, wisp.app.agent
+    if app.device is None:
+        app.build()
+    return app.device, app.agent
+
+
+def stopped():
+    """Ctrl-C stopped the agent (wisp.app.start): the user gets the prompt, the device is offline."""
+    halt()
+    dev = app.device
+    if dev is not None and dev.board.wdt_hold():
+        wlog.log("watchdog: it cannot be stopped; a timer feeds it while at the REPL")
+    wlog.log("stopped by user: offline until Ctrl-D (soft reset) or r.resume(); "
+             "`from wisp import repl as r` then r.status()")
+
+
+def halt():
+    """Where Ctrl-C, and each helper's loop however it ends, leave the device: offline, with no task
+    of that loop able to run again. A fresh loop drops the tasks queued to run; a task waiting on an
+    event would wake when a later helper sets it (a request queued, a job added, the link up), so
+    those events are new ones, and the work under way (a request, an announce) is dropped."""
+    asyncio.new_event_loop()
+    dev, agent = app.device, app.agent
+    if dev is None:
+        return
+    dev.link.abort()  # the broker announces us offline now (our will), not a keepalive later
+    dev.announcing = dev.busy = dev.outbox._answering = False  # their tasks are gone
+    dev.spawned = 0
+    if agent is not None:
+        agent._wake, dev.sched._wake = asyncio.Event(), asyncio.Event()
+        agent.inbox, agent.conv = [], None
+
+
+def _run(coro):
+    try:
+        return asyncio.run(coro)
+    finally:  # Ctrl-C in it too
+        halt()
 
 
 def status():
@@ -51,21 +84,20 @@ def run(*call, **args):
     if len(call) == 2:
         args.update(call[1])
     dev, _agent = _device()
-    print(asyncio.run(registry.run(dev, call[0], args)))
+    print(_run(registry.run(dev, call[0], args)))
 
 
 def resume():
     """Start the agent again, as at boot (Ctrl-C stops it again)."""
-    import wisp.app
     asyncio.new_event_loop()  # drop the tasks Ctrl-C left behind in the old loop
-    wisp.app.device = None    # a fresh build: config, pins and state as the board would read them
-    wisp.app.start()
+    app.device = None         # a fresh build: config, pins and state as the board would read them
+    app.start()
 
 
 def ask(text, timeout_ms=ASK_TIMEOUT_MS):
     """Ask like MQTT would: the fast path answers offline; LLM asks need the broker and a bridge."""
     dev, agent = _device()
-    reply = asyncio.run(_ask(dev, agent, text, timeout_ms))
+    reply = _run(_ask(dev, agent, text, timeout_ms))
     if reply is None:
         print("no reply within %d s" % (timeout_ms // 1000))
     else:
@@ -75,20 +107,13 @@ def ask(text, timeout_ms=ASK_TIMEOUT_MS):
 
 async def _ask(dev, agent, text, timeout_ms):
     got = []
-    link_task = None
-    if not dev.link.up.is_set():
-        link_task = asyncio.create_task(dev.link.run())  # an LLM ask waits for it; the fast path does not
-    agent_task = asyncio.create_task(agent.run())
+    asyncio.create_task(dev.link.run())  # an LLM ask waits for the link; the fast path does not
+    asyncio.create_task(agent.run())
     agent.submit(text, "repl", done=got.append)
     waited = 0
     while not got and waited < timeout_ms:
         await asyncio.sleep_ms(20)
         waited += 20
-    agent_task.cancel()
-    if link_task:
-        await dev.link.stop()
-        link_task.cancel()
-        dev.link._stop = False  # let a later start() connect again
     return got[0] if got else None
 
 
