@@ -144,9 +144,11 @@ async def _ota_after_connect(dev):
 
 
 def build(config_path=CONFIG_PATH):
-    """Every part, nothing started (the serial REPL's helpers use them)."""
-    dev = _build_device(config_path)
-    _build_agent(dev)
+    """The parts not built yet, nothing started (the serial REPL's helpers use them): all of them,
+    or the agent's when Ctrl-C came before the first connect (the board still joining Wi-Fi)."""
+    dev = device or _build_device(config_path)
+    if agent is None or agent.dev is not dev:
+        _build_agent(dev)
     return dev, agent
 
 

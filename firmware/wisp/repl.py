@@ -12,12 +12,6 @@ from wisp import tools as registry
 ASK_TIMEOUT_MS = 60000
 
 
-def _device():
-    if app.device is None:
-        app.build()
-    return app.device, app.agent
-
-
 def stopped():
     """Ctrl-C stopped the agent (wisp.app.start): the user gets the prompt, the device is offline."""
     halt()
@@ -53,7 +47,7 @@ def _run(coro):
 
 
 def status():
-    dev, agent = _device()
+    dev, agent = app.build()
     link = dev.link
     print("device %s  fw %s  board %s  boots %d" % (dev.id, __import__("wisp").VERSION, dev.board.name, dev.boots))
     print("broker %s:%d  link %s  connects %d  owed %d" % (
@@ -64,7 +58,7 @@ def status():
 
 
 def tools():
-    dev, _agent = _device()
+    dev, _agent = app.build()
     from wisp.tools import manifest  # one-shot: dropped again below
     for t in manifest.schemas(dev):
         params = t["params"]["properties"]
@@ -83,7 +77,7 @@ def run(*call, **args):
         return
     if len(call) == 2:
         args.update(call[1])
-    dev, _agent = _device()
+    dev, _agent = app.build()
     print(_run(registry.run(dev, call[0], args)))
 
 
@@ -96,7 +90,7 @@ def resume():
 
 def ask(text, timeout_ms=ASK_TIMEOUT_MS):
     """Ask like MQTT would: the fast path answers offline; LLM asks need the broker and a bridge."""
-    dev, agent = _device()
+    dev, agent = app.build()
     reply = _run(_ask(dev, agent, text, timeout_ms))
     if reply is None:
         print("no reply within %d s" % (timeout_ms // 1000))
@@ -118,7 +112,7 @@ async def _ask(dev, agent, text, timeout_ms):
 
 
 def jobs():
-    dev, _agent = _device()
+    dev, _agent = app.build()
     sched = getattr(dev, "sched", None)
     if sched is None:
         print("no scheduler")
@@ -129,7 +123,7 @@ def jobs():
 
 
 def mem():
-    dev, _agent = _device()
+    dev, _agent = app.build()
     memory = getattr(dev, "memory", None)
     if memory is None:
         print("no memory")
@@ -143,7 +137,7 @@ def log(n=20):
     from wisp import civil
     from wisp.logfeed import lines
     from wisp.sched import CLOCK_VALID_AFTER
-    dev, _agent = _device()
+    dev, _agent = app.build()
     for t, text in lines(n):
         when = civil.iso(dev.sched.local_time(None, t)[0])[11:] if t >= CLOCK_VALID_AFTER else "--:--:--"
         print("%s %s" % (when, text))
@@ -155,7 +149,7 @@ def export(path="backup.json"):
     import json
 
     from wisp import backup
-    dev, _agent = _device()
+    dev, _agent = app.build()
     with open(path, "w") as f:
         json.dump(backup.export(dev), f)
     print("state written to %s" % path)
@@ -166,7 +160,7 @@ def restore(path="backup.json"):
     import json
 
     from wisp import backup
-    dev, _agent = _device()
+    dev, _agent = app.build()
     try:
         with open(path) as f:
             print(backup.restore(dev, json.load(f)))

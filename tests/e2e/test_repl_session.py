@@ -182,3 +182,20 @@ def test_a_job_added_at_the_repl_waits_for_the_agent(board):
     time.sleep(1)
     assert "fan=0(out)" in clean(r.do("r.status()"))
     r.leave()
+
+
+def test_ctrl_c_while_the_board_joins_wifi_leaves_working_helpers(stack):
+    """A board that cannot join its Wi-Fi keeps trying; Ctrl-C there stopped it before the agent was
+    built, and r.status() and r.ask() failed on the missing agent."""
+    b = Board(stack, f"rp{next(IDS)}", extra={"wifi": {"ssid": "home", "password": "secret"}},
+              inputs={"wifi": False})
+    try:
+        r = b.repl("--stay")
+        time.sleep(1)                              # main.py is trying to join
+        r.stop_agent()
+        r.do("from wisp import repl as r")
+        assert "agent  inbox 0" in clean(r.do("r.status()"))
+        assert "porch light is on  [device" in clean(r.do('r.ask("turn on the porch light")'))
+        r.leave()
+    finally:
+        b.vdev.stop()
