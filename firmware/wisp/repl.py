@@ -90,6 +90,9 @@ def resume():
 
 def ask(text, timeout_ms=ASK_TIMEOUT_MS):
     """Ask like MQTT would: the fast path answers offline; LLM asks need the broker and a bridge."""
+    if not isinstance(text, str) or not text.strip():
+        print('usage: r.ask("turn on the porch light")')
+        return
     dev, agent = app.build()
     reply = _run(_ask(dev, agent, text, timeout_ms))
     if reply is None:

@@ -199,3 +199,14 @@ def test_ctrl_c_while_the_board_joins_wifi_leaves_working_helpers(stack):
         r.leave()
     finally:
         b.vdev.stop()
+
+
+def test_an_ask_without_words_is_refused_with_the_usage(board):
+    r = board.repl("--stay")
+    r.stop_agent()
+    r.do("from wisp import repl as r")
+    for bad in ('""', '"  "', "5"):
+        out = clean(r.do(f"r.ask({bad})"))
+        assert out.startswith('usage: r.ask("'), out
+    assert not board.seen("llm/req", 1), "an empty ask went to the LLM"
+    r.leave()
