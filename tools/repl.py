@@ -1,8 +1,8 @@
 """`wisp repl`: the board's (or a virtual device's) serial REPL through mpremote.
 
-Attaching interrupts the running agent (mpremote sends Ctrl-C); the firmware then drops its broker
-link so its status turns offline at once. When the session ends, a soft reset (Ctrl-D) boots the
-agent again, unless the user asked to stay (`--stay`: the board waits at its REPL)."""
+Attaching leaves the agent running; a Ctrl-C the user types stops it, and the firmware then drops its
+broker link so its status turns offline at once. When the session ends, a soft reset (Ctrl-D) boots
+the agent again, unless the user asked to stay (`--stay`: the board waits at its REPL)."""
 import os
 import stat
 import subprocess

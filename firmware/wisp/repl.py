@@ -148,7 +148,7 @@ def log(n=20):
 
 def export(path="backup.json"):
     """All agent state (facts, routines, jobs, time zone) into one JSON file on the flash, to
-    copy off before a reflash: `mpremote cp :backup.json .`"""
+    copy off before a reflash: `mpremote connect PORT resume cp :backup.json .`"""
     import json
 
     from wisp import backup
