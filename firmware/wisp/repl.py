@@ -5,7 +5,7 @@
 import asyncio
 import gc
 
-from wisp import app, unload
+from wisp import app, limits, unload
 from wisp import log as wlog
 from wisp import tools as registry
 
@@ -26,11 +26,17 @@ def halt():
     """Where Ctrl-C, and each helper's loop however it ends, leave the device: offline, with no task
     of that loop able to run again. A fresh loop drops the tasks queued to run; a task waiting on an
     event would wake when a later helper sets it (a request queued, a job added, the link up), so
-    those events are new ones, and the work under way (a request, an announce) is dropped."""
+    those events are new ones, and the work under way (a request, an announce) is dropped. An
+    output's timed off (a pulse's end, its max_on_s) is such a task too: the output goes off now."""
     asyncio.new_event_loop()
     dev, agent = app.device, app.agent
     if dev is None:
         return
+    for pin in dev.pins.values():
+        if pin._off_task:
+            pin._off_task = None  # never cancelled: that task belongs to the loop just dropped
+            pin._apply(0)
+            wlog.log("%s off: the agent is stopped, nothing would switch it off later" % pin.name)
     dev.link.abort()  # the broker announces us offline now (our will), not a keepalive later
     dev.announcing = dev.busy = dev.outbox._answering = False  # their tasks are gone
     dev.spawned = 0
@@ -41,9 +47,20 @@ def halt():
 
 def _run(coro):
     try:
-        return asyncio.run(coro)
+        return asyncio.run(_settled(coro))
     finally:  # Ctrl-C in it too
         halt()
+
+
+async def _settled(coro):
+    """coro's result once the timed offs it started are done, up to the longest pulse: halt()
+    switches off what is still on then (an output's max_on_s beyond that)."""
+    result = await coro
+    waited = 0
+    while waited < limits.MAX_PULSE_MS and [p for p in app.device.pins.values() if p._off_task]:
+        await asyncio.sleep_ms(50)
+        waited += 50
+    return result
 
 
 def status():

@@ -44,10 +44,10 @@ def stack():
 class Board:
     """A virtual board with its console, on the stack's broker."""
 
-    def __init__(self, stack, dev_id, extra=None, inputs=None):
+    def __init__(self, stack, dev_id, extra=None, inputs=None, pins=None):
         self.stack, self.id = stack, dev_id
         workdir = stack.dir / "devices" / dev_id
-        sim.write_config(workdir, dev_id, stack.broker.host, stack.broker.port, extra=extra)
+        sim.write_config(workdir, dev_id, stack.broker.host, stack.broker.port, pins=pins, extra=extra)
         if inputs is not None:
             (workdir / "sim_inputs.json").write_text(json.dumps(inputs))
         self.vdev = vdev.start(workdir, main=str(FIRMWARE / "main.py"), pythonpath=[FIRMWARE])
@@ -136,11 +136,11 @@ def test_the_device_is_offline_at_the_repl_after_an_ask_too(board, stack):
     r = board.repl()
     assert not [s for s in board.seen("status", 1) if s["state"] == "offline"], "attaching stopped the agent"
     r.stop_agent()
-    board.status("offline", 2)                     # at once: the link is dropped, the broker sends the will
+    board.status("offline", 5)                     # at once: the link is dropped, the broker sends the will
     r.do("from wisp import repl as r")
     assert "[llm/local" in clean(r.do(f'r.ask("{LLM_ASK}")'))   # an LLM ask waits for the link
     board.status("online")
-    board.status("offline", 2)
+    board.status("offline", 5)
     t0 = time.monotonic()
     asked = stack.wisp("ask", board.id, "is the door open?", "--timeout", "30")
     assert asked.returncode == 3 and time.monotonic() - t0 < 10, (asked.stdout, asked.stderr)
@@ -158,7 +158,7 @@ def test_ctrl_c_in_an_ask_drops_it_for_good(board, stack):
     r.term.read_until("online as")
     stack.probe.wait_for(f"wisp/{board.id}/llm/req", timeout=10)
     r.stop_agent()                                 # KeyboardInterrupt in the ask
-    board.status("offline", 2)
+    board.status("offline", 5)
     time.sleep(SLOW_MS / 1000)                     # the tier answers the ask that is gone
     assert "porch light is off  [device" in clean(r.do('r.ask("turn off the porch light")'))
     time.sleep(2)
@@ -210,3 +210,29 @@ def test_an_ask_without_words_is_refused_with_the_usage(board):
         assert out.startswith('usage: r.ask("'), out
     assert not board.seen("llm/req", 1), "an empty ask went to the LLM"
     r.leave()
+
+
+def test_timed_offs_are_kept_at_the_repl(stack):
+    """An output's off is a task of the agent: Ctrl-C used to drop it, and a pump with max_on_s ran on
+    while the maker sat at the REPL; a pulse started at the REPL stayed on."""
+    pins = dict(sim.DEFAULT_PINS, pump={"pin": 21, "mode": "out", "max_on_s": 3, "min_interval_ms": 0})
+    b = Board(stack, f"rp{next(IDS)}", pins=pins)
+    try:
+        b.status("online", 20)
+        r = b.repl("--stay")
+        stack.probe.publish(f"wisp/{b.id}/cmd", {"v": 1, "id": "on1", "tool": "gpio_write",
+                                                  "args": {"pin": "pump", "value": 1}})
+        assert stack.probe.wait_for(f"wisp/{b.id}/cmd/res", lambda m: m["id"] == "on1")["ok"]
+        r.stop_agent()                             # within the pump's 3 s
+        time.sleep(3.5)
+        r.do("from wisp import repl as r")
+        assert "pump=0(out)" in clean(r.do("r.status()"))
+        t0 = time.monotonic()
+        assert "ok: fan=1 for 1500 ms, then 0" in clean(r.do('r.run("gpio_pulse", pin="fan", ms=1500)'))
+        assert time.monotonic() - t0 > 1.4        # the pulse ran its length, then the helper returned
+        assert "fan=0(out)" in clean(r.do("r.status()"))
+        r.do('r.run("gpio_write", pin="pump", value=1)')
+        assert "pump=0(out)" in clean(r.do("r.status()"))   # its max_on_s kept at the REPL too
+        r.leave()
+    finally:
+        b.vdev.stop()
