@@ -107,6 +107,9 @@ def start():
     import asyncio
     try:
         asyncio.run(_trial(app, p))
+    except KeyboardInterrupt:  # Ctrl-C at the serial REPL, as app.start() takes it; the trial goes on
+        from wisp import repl  # at the next boot (its count was taken), not rolled back for it
+        repl.stopped()
     except Exception as e:
         rollback(p, "stopped: %r" % (e,))
         _reset()

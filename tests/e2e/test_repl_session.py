@@ -201,6 +201,29 @@ def test_ctrl_c_while_the_board_joins_wifi_leaves_working_helpers(stack):
         b.vdev.stop()
 
 
+def test_ctrl_c_on_the_first_boot_of_an_update_stops_the_agent_as_on_any_boot(stack):
+    """An update's first boots run under wispboot's trial watch: Ctrl-C there gave a traceback and
+    left the device online (its link up, its watchdog unheld), where any other boot stops cleanly."""
+    b = Board(stack, f"rp{next(IDS)}")
+    try:
+        b.status("online", 20)
+        b.vdev.stop()
+        workdir = stack.dir / "devices" / b.id
+        (workdir / "ota.json").write_text(json.dumps({"trial": True, "tries": 0, "ver": "0.9-new",
+                                                       "prev_ver": "0.8", "health_s": 600}))
+        b.vdev = vdev.start(workdir, main=str(FIRMWARE / "main.py"), pythonpath=[FIRMWARE])
+        b.status("online", 20)
+        r = b.repl("--stay")
+        stopped = r.stop_agent()
+        assert "stopped by user" in clean(stopped), stopped
+        b.status("offline", 5)
+        r.do("from wisp import repl as r")
+        assert "porch light is on  [device" in clean(r.do('r.ask("turn on the porch light")'))
+        r.leave()
+    finally:
+        b.vdev.stop()
+
+
 def test_an_ask_without_words_is_refused_with_the_usage(board):
     r = board.repl("--stay")
     r.stop_agent()
