@@ -95,7 +95,10 @@ def run(*call, **args):
     if len(call) == 2:
         args.update(call[1])
     dev, _agent = app.build()
-    print(_run(registry.run(dev, call[0], args)))
+    result = _run(registry.run(dev, call[0], args))
+    print(result)
+    if call[0] == "system_reboot" and result.startswith("ok"):
+        dev.board.reset()  # its delayed reset was a task of the helper's loop, gone with it
 
 
 def resume():

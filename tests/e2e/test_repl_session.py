@@ -224,6 +224,18 @@ def test_ctrl_c_on_the_first_boot_of_an_update_stops_the_agent_as_on_any_boot(st
         b.vdev.stop()
 
 
+def test_a_reboot_asked_at_the_repl_reboots(board):
+    """system_reboot waits a moment in a task so its reply goes out first; at the REPL that task went
+    with the helper's loop, so the board said "rebooting" and stayed at the prompt."""
+    r = board.repl("--stay")
+    r.stop_agent()
+    board.status("offline", 5)
+    r.term.type('from wisp import repl as r; r.run("system_reboot", confirm="reboot")\r')
+    r.term.read_until("ok: rebooting")
+    board.status("online", 20)                     # booted again, the agent running
+    r.leave()
+
+
 def test_an_ask_without_words_is_refused_with_the_usage(board):
     r = board.repl("--stay")
     r.stop_agent()
