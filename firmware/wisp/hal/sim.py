@@ -221,7 +221,7 @@ class Board(pinmap.BoardBase):
     def unique_id(self):
         # one per flash folder, as a board's comes from its chip: the unix port has no getpid, and one
         # id for every device without a configured id made them take each other's place on the broker
-        return "%06x" % (hash(os.getcwd()) & 0xFFFFFF)
+        return "sim%06x" % (hash(os.getcwd()) & 0xFFFFFF)
 
     def hw_info(self):
         """(model, chip, MAC): a locally administered MAC made from the unique id."""
