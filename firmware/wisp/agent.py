@@ -24,7 +24,8 @@ def parse_message(payload, what, shape):
     if not isinstance(msg, dict):
         return None, None, "Error: %s must be an object: send the JSON object %s" % (what, shape)
     msg_id = msg.get("id")
-    if not isinstance(msg_id, str) or not 1 <= len(msg_id) <= limits.MAX_ID:
+    # a string, or a whole number (Node-RED's `Date.now()`, a counter): echoed as it came
+    if not (isinstance(msg_id, str) and 1 <= len(msg_id) <= limits.MAX_ID or type(msg_id) is int):
         msg_id = None
     v = msg.get("v", 1)
     if v != 1 or v is True:  # JSON true is a bool, and a bool equals 1 in Python
@@ -38,7 +39,7 @@ def parse_ask(payload):
     if err:
         return ask_id, None, err
     if ask_id is None:
-        return None, None, "Error: ask 'id' must be a string of 1-%d characters" % limits.MAX_ID
+        return None, None, "Error: ask 'id' must be a string of 1-%d characters or a whole number" % limits.MAX_ID
     text = ask.get("text")
     if not isinstance(text, str) or not text.strip():
         return ask_id, None, "Error: ask 'text' must be a non-empty string"

@@ -87,7 +87,7 @@ class Conversation:
         """Returns (ok, answer text, tier)."""
         # The request id gets a random suffix: a recorded answer to an earlier request can never
         # match the one the device waits for now (replay protection for signed answers).
-        ask_id = "%s.%s" % (ask_id[:limits.MAX_ID - 7], binascii.hexlify(os.urandom(3)).decode())
+        ask_id = "%s.%s" % (str(ask_id)[:limits.MAX_ID - 7], binascii.hexlify(os.urandom(3)).decode())
         msgs = list(history)
         msgs.append({"r": "user", "t": text})
         actions = self.ran = []
