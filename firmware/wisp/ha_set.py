@@ -6,8 +6,8 @@ from wisp import limits, tools
 from wisp.ha import PRESS, RESTART
 from wisp.log import log
 
-ON_WORDS = ("ON", "1", "TRUE")
-OFF_WORDS = ("OFF", "0", "FALSE")
+ON_WORDS = ("ON", "TRUE", "1")  # a PWM pin takes the words only ([:2]): 1 and 0 are duties there
+OFF_WORDS = ("OFF", "FALSE", "0")
 
 
 async def on_set(dev, name, payload):
@@ -37,9 +37,9 @@ async def on_set(dev, name, payload):
 
 
 async def _set_pwm(dev, pin, text):
-    if text == "ON":  # a light turned on with no brightness: back to where it was
+    if text in ON_WORDS[:2]:  # a light turned on with no brightness: back to where it was
         duty = pin.duty or pin.bright
-    elif text == "OFF":
+    elif text in OFF_WORDS[:2]:  # TRUE/FALSE: a boolean from Node-RED, as on an output
         duty = 0
     else:
         try:

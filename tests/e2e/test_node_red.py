@@ -2,6 +2,8 @@
 on real mosquitto, paho publishing exactly what Node-RED 4.1's `mqtt out` node writes (a number or a
 boolean as its text, `1` and `true`; an object as its JSON.stringify, no spaces). Node-RED itself is
 not needed here: tools/nodered_check.py runs a real one against the flow of docs/node-red.md."""
+import json
+
 import pytest
 
 from tests.e2e.stack import Stack
@@ -24,6 +26,14 @@ def _send(stack, topic, payload: bytes):
     stack.probe.publish("wisp/nr1/" + topic, payload, qos=0)  # Node-RED's mqtt out: QoS 0 unless set
 
 
+def _set(stack, pin, payload: bytes):
+    """What the device says the pin is after `payload` on set/<pin>: its next state message (a
+    refused one says the state again)."""
+    stack.probe.drain(0.1)  # earlier states are no answer to this one
+    _send(stack, "set/" + pin, payload)
+    return stack.probe.wait_for("wisp/nr1/state/" + pin, timeout=5)
+
+
 def test_a_numeric_id_comes_back_as_it_was_sent(stack):
     # `id: Date.now()` or a counter in a function node: JSON.stringify writes a number
     _send(stack, "cmd", b'{"v":1,"id":1796618584221,"tool":"gpio_read","args":{"pin":"door"}}')
@@ -38,3 +48,25 @@ def test_a_numeric_id_comes_back_as_it_was_sent(stack):
                      "tier": "local", "ms": reply["ms"]}
     _send(stack, "cmd", b'{"v":1,"id":true,"tool":"gpio_read","args":{"pin":"door"}}')  # no id: a flag
     assert stack.probe.wait_for("wisp/nr1/cmd/res", lambda r: r.get("result") == "door=1")["id"] is None
+
+
+def test_a_dashboard_switchs_true_and_false_turn_a_pwm_pin_on_and_off(stack):
+    # a boolean from an inject or a ui switch node: `true` / `false`, as it does on an output
+    assert _set(stack, "dimmer", b"60") == 60
+    assert _set(stack, "dimmer", b"false") == 0
+    assert _set(stack, "dimmer", b"true") == 60  # back to where it was, as ON
+    assert _set(stack, "dimmer", b"37.5") == 38  # a number with a fraction: whole percents
+
+
+@pytest.mark.parametrize("payload, state", [(b"1", "ON"), (b"0", "OFF"), (b"true", "ON"), (b"false", "OFF"),
+                                            (b"ON", "ON"), (b"off", "OFF")])
+def test_what_node_red_sends_switches_an_output(stack, payload, state):
+    assert _set(stack, "hall", b"OFF" if state == "ON" else b"ON") != state
+    assert _set(stack, "hall", payload) == state
+
+
+def test_an_object_on_set_is_refused_in_words_and_the_state_said_again(stack):
+    assert _set(stack, "hall", b"OFF") == "OFF"
+    assert _set(stack, "hall", json.dumps({"state": "ON"}, separators=(",", ":")).encode()) == "OFF"
+    event = stack.probe.wait_for("wisp/nr1/event", lambda e: e.get("kind") == "error")
+    assert event["text"] == "Error: set/hall wants ON, OFF or TOGGLE, got '{\"STATE\":\"ON\"}'"
