@@ -1,12 +1,12 @@
 """Optional check, outside `make test` (it needs Node-RED, which wisp does not install): a real
 Node-RED runs the example flow of docs/node-red.md (docs/node-red-flow.json) against a wisp device
-(the firmware on the unix port with `wisp run`'s pins), real mosquitto and the bridge with a
-stand-in LLM tier, once with the flow's MQTT 3.1.1 broker node and once switched to MQTT v5. It
-presses every inject node through the admin API, reads what the debug nodes show from the editor's
-websocket, and checks each against what docs/node-red.md promises: the JavaScript type a node
-gets, the ids that come back, the bytes, QoS and retain flag Node-RED published, the door
-automation, the device dropping off and coming back. Prints one line per check; exit status 1 on
-any mismatch, or on any warning or error a Node-RED node raised.
+(the firmware on the unix port with `wisp run`'s pins, a PWM pin, an analog pin and a DHT sensor),
+real mosquitto and the bridge with a stand-in LLM tier, once with the flow's MQTT 3.1.1 broker
+node and once switched to MQTT v5. It presses every inject node through the admin API, reads what
+the debug nodes show from the editor's websocket, and checks each against what docs/node-red.md
+promises: the JavaScript type a node gets, the ids that come back, the bytes, QoS and retain flag
+Node-RED published, the door automation, the device dropping off and coming back. Prints one line
+per check; exit status 1 on any mismatch, or on any warning or error a Node-RED node raised.
 
     npm install --prefix /tmp/nr node-red
     .venv/bin/python -m tools.nodered_check /tmp/nr/node_modules/.bin/node-red
@@ -28,6 +28,13 @@ from tools.paths import REPO
 
 FLOW = REPO / "docs" / "node-red-flow.json"
 DEVICE = "dev1"
+# `wisp run`'s pins, which the flow switches, and one of each kind whose state arrives as a number
+# or an object: what docs/node-red.md says a node gets from each
+PINS = dict(sim.DEFAULT_PINS, dimmer={"pin": 25, "mode": "pwm"}, battery={"pin": 34, "mode": "adc", "unit": "V"})
+EXTRA = {"sensors": {"room": {"type": "dht22", "pin": 15}}, "sensor_interval_s": 1}
+INPUTS = {"dht": {"15": [21.5, 40.2]}, "adc": {"34": 2048}}  # the sensor's reading; 2048 of 4095 is 1.650 V
+RETAINED = (("fan", "OFF", "string"), ("heater", "OFF", "string"), ("door", "ON", "string"),
+            ("dimmer", 0, "number"), ("battery", 1.65, "number"), ("room", {"t": 21.5, "h": 40.2}, "object"))
 WAIT_S = 10.0
 LLM_WAIT_S = 35.0  # the device gives up on the bridge after 30 s (ROUND_TIMEOUT_MS)
 
@@ -127,9 +134,9 @@ def run_flow(red, stack, sent, version, check):
     check(online is not None and online.type == "object" and online.value == {"device": DEVICE, "online": True,
                                                                               "fw": online.value.get("fw")},
           "the retained status: online as an object", online)
-    for pin, value in (("fan", "OFF"), ("heater", "OFF"), ("door", "ON")):
+    for pin, value, kind in RETAINED:
         s = state_shown(red, start, pin, value)
-        check(s is not None and s.type == "string", f"the retained state/{pin}: the string {value!r}", s)
+        check(s is not None and s.type == kind, f"the retained state/{pin}: the {kind} {json.dumps(value)}", s)
     time.sleep(1.5)  # the door automation must not take the retained "door open" for a door that opens
     check(not [m for m in sent.since(n_sent) if m[0].endswith("/set/porch_light")],
           "a door already open at deploy switches nothing", sent.since(n_sent))
@@ -190,9 +197,9 @@ def run_flow(red, stack, sent, version, check):
 
     inputs = stack.dir / "devices" / DEVICE / "sim_inputs.json"
     at, n = len(red.debug.shown), len(sent.messages)
-    inputs.write_text(json.dumps({"pins": {"4": 0}}))  # the door closes
+    inputs.write_text(json.dumps(dict(INPUTS, pins={"4": 0})))  # the door closes
     check(state_shown(red, at, "door", "OFF") is not None, "the door closes: state/door OFF, live")
-    inputs.write_text(json.dumps({"pins": {"4": 1}}))  # and opens
+    inputs.write_text(json.dumps(dict(INPUTS, pins={"4": 1})))  # and opens
     check(state_shown(red, at, "porch_light", "ON") is not None, "the door opens: the automation turns the "
                                                                  "porch light on")
     check(published(sent.since(n), "set/porch_light", b"ON"), "its set/porch_light: 'ON', QoS 1, not retained",
@@ -204,7 +211,7 @@ def run_flow(red, stack, sent, version, check):
     offline = shown(red, at, "online", lambda s: s.value.get("online") is False)
     check(offline is not None and offline.value == {"device": DEVICE, "online": False, "fw": None},
           "the device drops off: online false (its last will)", offline)
-    stack.start_device(DEVICE)
+    stack.start_device(DEVICE, pins=PINS, extra=EXTRA)
     check(shown(red, at, "online", lambda s: s.value.get("online") is True) is not None, "it comes back: online true")
 
     left = retained(host, port, [f"wisp/{DEVICE}/{t}" for t in ("ask", "cmd", "set/+")])
@@ -225,7 +232,9 @@ def main(node_red_bin):
     check, stack, red, sent = Check(), None, None, None
     try:
         stack = Stack()
-        stack.start_device(DEVICE, pins=sim.DEFAULT_PINS)
+        (stack.dir / "devices" / DEVICE).mkdir(parents=True)
+        (stack.dir / "devices" / DEVICE / "sim_inputs.json").write_text(json.dumps(INPUTS))
+        stack.start_device(DEVICE, pins=PINS, extra=EXTRA)
         sent = Sent(stack.broker.host, stack.broker.port)
         red = NodeRed(found, root)
         print(f"Node-RED {red.version}, wisp device {DEVICE} on mosquitto {stack.broker_addr}")
