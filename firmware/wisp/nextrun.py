@@ -9,6 +9,7 @@ from wisp import civil, cron  # cron for its field numbers, which the build inli
 
 _SEGMENTS = const(24)  # DST stretches a cron search may cross (8 years of "29 Feb" = 16 changes)
 _SEARCH_DAYS = const(2928)  # 8 years: long enough for "29 Feb" across a century year (2096 -> 2104)
+_RERUN_BACK_S = const(10800)  # a clock stepped back less than this reruns no cron job (as Vixie cron)
 
 
 def first(p, z, now):
@@ -31,14 +32,14 @@ def following(p, z, last, now):
     return cron_after(p, z, now)
 
 
-def retimed(p, z, nxt, now, clock_stepped_back=False):
-    """A job's next run after its zone changed, or after the clock stepped back."""
+def retimed(p, z, nxt, now, back=0):
+    """A job's next run after its zone changed, or after the clock stepped back `back` s."""
     kind = p[cron.KIND]
-    if kind == cron.CRON:
-        return cron_after(p, z, now) or nxt
+    if kind == cron.CRON:  # a small step back keeps the next run: what ran already runs not again
+        return nxt if 0 < back < _RERUN_BACK_S else cron_after(p, z, now) or nxt
     if kind == cron.AT:  # the same wall-clock time in the new zone
         return _local_to_utc(p[cron.VALUE], z)
-    if clock_stepped_back and kind == cron.EVERY:
+    if back and kind == cron.EVERY:
         return int(now) + p[cron.VALUE]
     return nxt
 

@@ -67,13 +67,14 @@ class Scheduler:
     def jobs(self):
         return [dict(j) for j in sorted(self._jobs, key=lambda j: j["next"])]
 
-    def retime(self, clock_stepped_back=False):
-        """Recompute next runs after a timezone change (cron and `at` jobs) or a clock step back."""
+    def retime(self, back=0):
+        """Recompute next runs after a timezone change (cron and `at` jobs) or a clock step back
+        (`back` s)."""
         from wisp import nextrun
         now = self.now()
         for job in self._jobs:
             job["next"] = nextrun.retimed(self._specs[job["name"]], self._zone(job), job["next"], now,
-                                          clock_stepped_back)
+                                          back)
         self._save_logged()
         self._wake.set()
 
@@ -129,7 +130,7 @@ class Scheduler:
             return []
         if self._last_now is not None and now < self._last_now - _MAX_SLEEP_S:
             self._log("schedule: clock stepped back %d s; recomputing next runs" % (self._last_now - now))
-            self.retime(True)
+            self.retime(self._last_now - now)
         self._last_now = now
         due = self._take_due(now)
         if self._dirty and now - self._saved_at >= _SAVE_EVERY_S:

@@ -104,6 +104,23 @@ def test_a_slightly_late_run_is_not_missed():
     eq(a.names(), ["lunch"])
 
 
+def test_a_clock_stepped_back_reruns_no_cron_job_unless_by_hours():
+    # NTP correcting a clock that ran ahead: the daily 13:00 job ran, the clock goes back from
+    # 13:05 to 12:55; it must not run again at 13:00 (Vixie cron's rule for steps under 3 h)
+    t13 = civil.seconds(2026, 6, 1, 13, 0)
+    a = Rig("stepback", Clock(t13 - 60))
+    a.s.add("0 13 * * *", ROUTINE, name="feed_fish")
+    a.s.add("every 30m", ROUTINE, name="water")
+    asyncio.run(a.run_at(t13, t13 + 300, t13 - 300, t13, t13 + 60))
+    eq(a.names(), ["feed_fish"], "ran again after a 10-minute step back")
+    eq(civil.iso(dict((j["name"], j) for j in a.s.jobs())["water"]["next"], False), "2026-06-01T13:25",
+       "an `every` job starts its interval at the step")
+    b = Rig("stepback4h", Clock(t13 - 60))  # a clock 4 h ahead: the day's times follow the new clock
+    b.s.add("0 13 * * *", ROUTINE, name="feed_fish")
+    asyncio.run(b.run_at(t13, t13 + 300, t13 - 4 * 3600, t13))
+    eq(b.names(), ["feed_fish", "feed_fish"], "a step of hours times the jobs afresh")
+
+
 def test_one_shot_jobs_fire_once_and_are_removed():
     a = Rig("oneshot", Clock(T0))
     a.s.add("in 5m", ROUTINE, name="soon")
