@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from tools import process
 from tools.system_deps import find_mosquitto
 
 READY_TIMEOUT_S = 10.0
@@ -109,13 +110,7 @@ class Broker:
         self.proc, self.host, self.port, self.kind, self.log_path = proc, host, port, kind, log_path
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        process.end(self.proc)
 
 
 def start_mosquitto(workdir, port=None, host="127.0.0.1", extra_conf=""):

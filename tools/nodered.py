@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from tools import broker as brokers
+from tools import process
 
 START_S = 60.0
 SETTINGS = """module.exports = {
@@ -76,13 +77,7 @@ class NodeRed:
     def close(self):
         if self.debug:
             self.debug.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        process.end(self.proc, 10)
 
 
 class Shown:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from tools import broker as brokers
-from tools import sim
+from tools import process, sim
 from tools.paths import RUN_DIR, RUN_INFO, process_alive, read_run_info
 from tools.private import write_private
 
@@ -95,12 +95,7 @@ class Supervised:
             self._started = now
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        process.end(self.proc)
 
 
 def wait_bridge_ready(bridge, port, timeout_s=READY_TIMEOUT_S):
