@@ -209,6 +209,8 @@ def full_gc_ms(n, template):
 
 def report(args, results, connect_s, base, n_active, lost, broker_fds, gc_ms):
     on = "" if args.store == "sqlite" else ", usage and claims in one shared PostgreSQL"
+    # two bridges on one SQLite file claim each request in it (bridge/claims.py); a lone one does not
+    shared = "; x2 share one SQLite file and claim each request in it" if args.store == "sqlite" else ""
     published = (f"the firmware's own for `wisp sim`'s default pins, {len(args.template['tools'])} tools"
                  if args.manifest == "firmware" else "the tests' one-tool manifest")
     lines = [(f"## Fleet: 10,000 connected devices, 1 and 2 bridges{on}" if args.devices == 10_000 else
@@ -216,8 +218,8 @@ def report(args, results, connect_s, base, n_active, lost, broker_fds, gc_ms):
              "", f"{args.devices} virtual devices, each its own MQTT 3.1.1 connection (raw asyncio protocol "
              "clients in one process, subscribed to their `llm/res`, retained manifest published on connect: "
              f"{published}; no firmware running) -> mosquitto (open-files limit {broker_fds}) -> "
-             "`python -m bridge` x1 and x2 (shared "
-             f"subscription) -> zero-delay fake tier in its own process (one tool call streamed); everything on "
+             f"`python -m bridge` x1 and x2 (shared subscription{shared}) -> "
+             "zero-delay fake tier in its own process (one tool call streamed); everything on "
              f"this {os.cpu_count()}-core machine, one run. All devices connected in {connect_s:.1f} s. "
              f"{n_active} of them ({args.active:.0%}) send requests round-robin, open loop, {args.seconds} s per "
              f"rate. Added latency = llm/req published -> `done` received, minus the fake tier asked directly "
