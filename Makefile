@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) bench/device_footprint.py
 	$(PY) bench/heap_days.py
 	$(PY) bench/fuzz.py
+	$(PY) bench/lfs_power_cut.py
 	$(PY) bench/phrases.py
 	$(PY) bench/bridge_mqtt.py
 	$(PY) bench/bridge_failover.py
