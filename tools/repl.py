@@ -1,7 +1,7 @@
 """`wisp repl`: the board's (or a virtual device's) serial REPL through mpremote.
 
 Attaching leaves the agent running; a Ctrl-C the user types stops it, and the firmware then drops its
-broker link so its status turns offline at once. When the session ends, a soft reset (Ctrl-D) boots
+broker link so its status turns offline at once. When the user leaves, a soft reset (Ctrl-D) boots
 the agent again, unless the user asked to stay (`--stay`: the board waits at its REPL)."""
 import os
 import stat
