@@ -56,7 +56,7 @@ class Outcome:
         return {"type": "tier", "device": self.device, "id": self.req_id, "round": self.round,
                 "class": self.req_class, "tier": self.tier, "ok": self.ok, "err": self.error,
                 "ms": round(self.total_s * 1000, 1), "tokens_in": usage.get("in"), "tokens_out": usage.get("out"),
-                "calls": self.call_texts(), "ts": time.time()}
+                "calls": self.call_texts(), "replayed": self.replayed, "ts": time.time()}
 
     def call_texts(self) -> list[str]:
         """`gpio_write(pin=porch_light, value=1)` for each tool call sent to the device, in order."""

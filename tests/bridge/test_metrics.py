@@ -101,6 +101,8 @@ def test_a_resend_answered_by_replay_is_counted_apart(api, probe):
             done = probe.wait_for(f"wisp/{dev}/llm/res", lambda m: m.get("id") == "rp1" and m.get("done"))
             assert "err" not in done, done
         after = scrape(api)
+        _, seen = api.call("GET", f"/api/devices/{dev}")  # the dashboard's device page: the re-send marked
+        assert [e["replayed"] for e in seen["recent"] if e["type"] == "tier"] == [False, True], seen["recent"]
     finally:
         probe.publish(f"wisp/{dev}/manifest", b"", retain=True)
     ok = {"class": "interactive", "tier": "local", "outcome": "ok"}

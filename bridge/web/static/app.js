@@ -97,7 +97,7 @@ function connectEvents() {
     if (ev.type === "history") {  // the bridge's recent tier decisions: the latency chart starts full
       S.rounds = ev.events.slice(-ROUNDS_KEPT);
     }
-    if (ev.type === "tier") {
+    if (ev.type === "tier" && !ev.replayed) {  // a re-send answered again took no model call: no latency
       S.rounds.push(ev);
       if (S.rounds.length > ROUNDS_KEPT) S.rounds.shift();
     }
@@ -238,6 +238,7 @@ function deviceView(view, id) {
     const what = ev.type === "event" ? `${ev.kind}: ${ev.text}` : ev.type === "ask" ? `ask: ${ev.text}` :
       ev.type === "reply" ? `reply (${ev.ok ? "ok" : "failed"}): ${ev.text}` :
       ev.type === "cmd_res" ? `cmd ${ev.ok ? "ok" : "failed"}: ${ev.result}` :
+      ev.type === "tier" && ev.replayed ? `round ${ev.round} re-sent by the device: answered again, no model call` :
       ev.type === "tier" ? `round ${ev.round} on ${ev.tier || "no tier"} in ${ev.ms} ms` +
         ((ev.calls || []).length ? `, called ${ev.calls.join(", ")}` : "") + (ev.err ? ": " + ev.err : "") : null;
     if (!what) return;
