@@ -57,7 +57,7 @@ async def _settled(coro):
     switches off what is still on then (an output's max_on_s beyond that)."""
     result = await coro
     waited = 0
-    while waited < limits.MAX_PULSE_MS and [p for p in app.device.pins.values() if p._off_task]:
+    while waited < limits.MAX_PULSE_MS and any(p._off_task for p in app.device.pins.values()):
         await asyncio.sleep_ms(50)
         waited += 50
     return result
