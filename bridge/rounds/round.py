@@ -29,6 +29,7 @@ SENT_NOTE = "sent to the device; its result comes in the next round"  # tool res
 # turn itself a 400.
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 MAX_NAME, MAX_ID = 64, 40
+MAX_RESULTS_SAID = 400  # characters of tool results that stand in for a model's missing words (a phone screen)
 
 
 def _clean(text: str, limit: int) -> str:
@@ -121,6 +122,10 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
         invalid = [c for c in calls if c.error]
         if not invalid and not any(c.result for c in calls):
             final = "".join(text).strip()
+            if not final and not answer.calls:
+                # After tool results many local models end their turn with no words: the results are the answer
+                # (the light is on; "answered with nothing" would read as if it were not).
+                final = results_said(req.messages)
             if not final and not answer.calls:  # neither words nor actions: the user would read a blank "ok"
                 raise Failure(Reason.EMPTY_ANSWER, f"tier '{answer.tier}' answered with nothing (no text, no tool "
                               "call); ask again, or try another model", answer.tier)
@@ -134,6 +139,24 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
             repairs += 1
         chat += follow_up(calls, "".join(text))
     raise Failure(Reason.INVALID_CALLS, "the model kept asking for more tools without acting", answer.tier)
+
+
+def results_said(messages: list[dict]) -> str:
+    """The device's tool results that end the conversation, as a reply ("" when it does not end with any):
+    "Done: porch_light=1." when each says "ok: ...", else the results as they are (an error says itself)."""
+    results = []
+    for m in reversed(messages):
+        if m.get("role") != "tool":
+            break
+        results.insert(0, str(m.get("content") or "").strip())
+    results = [r for r in results if r]
+    if not results:
+        return ""
+    if all(r.startswith("ok:") for r in results):
+        said = "Done: " + "; ".join(r.removeprefix("ok:").strip() for r in results) + "."
+    else:
+        said = "; ".join(results)
+    return said if len(said) <= MAX_RESULTS_SAID else said[:MAX_RESULTS_SAID - 3] + "..."
 
 
 def follow_up(calls: list[Call], text: str) -> list[dict]:

@@ -113,3 +113,29 @@ def test_each_round_reports_one_typed_outcome_and_each_attempt_its_verdict(tmp_p
     assert again.replayed and again.sent == ok.sent and not again.spend
     assert [r.verdict for r in attempts] == [Verdict.OK] * 4  # one turn, then a turn and two repair turns
     assert all(r.tier == "local" and r.first_output_ms > 0 for r in attempts)
+
+
+def _after_results(*results):
+    """A device's second round: its ask, the model's calls and the results the device sends back."""
+    calls = [{"cid": f"c{i}", "tool": "gpio_write", "args": {"pin": "porch_light", "value": 1}}
+             for i in range(len(results))]
+    return [{"r": "user", "t": "it is getting dark"}, {"r": "asst", "t": "", "calls": calls},
+            *({"r": "tool", "cid": f"c{i}", "t": r} for i, r in enumerate(results))]
+
+
+def test_a_model_that_ends_with_no_words_after_acting_answers_with_the_results(tmp_path):
+    # what llama-server's small models often do: the light went on, and the ask must not read as failed
+    with fake_tiers(lambda req: Reply(text="")) as (a,):
+        cfg = config([Tier("local", a.base_url, "m")], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                done = await ask(ctx, "w1", msgs=_after_results("ok: porch_light=1"), round=1)
+                failed = await ask(ctx, "w2", msgs=_after_results("ok: porch_light=1", "Error: pin is busy"),
+                                   round=1)
+                nothing = await ask(ctx, "w3")  # a first round: no results to speak for it
+                return done, failed, nothing
+        done, failed, nothing = run(go())
+    assert done[-1]["text"] == "Done: porch_light=1." and "err" not in done[-1]
+    assert failed[-1]["text"] == "ok: porch_light=1; Error: pin is busy"
+    assert "answered with nothing" in nothing[-1]["err"]
