@@ -147,10 +147,11 @@ class OpenAICompatProvider(HttpStreamProvider):
         except ProviderError as e:
             resp.release()
             if "--jinja" in e.message and tools:
-                # llama-server without --jinja answers 500 to every request with tools: a configuration
-                # error (not retried, not a breaker failure), and the user is told the fix
-                raise self._fail("http", f"{e.message}; start llama-server with --jinja, without it the server "
-                                 "cannot take tools", 400) from None
+                # llama-server without jinja (before late 2025 its default; since, `--no-jinja`) answers every
+                # request with tools so: a configuration error (not retried, not a breaker failure), and the
+                # user is told the fix
+                raise self._fail("http", f"{e.message}; start llama-server with --jinja (and without --no-jinja), "
+                                 "without it the server cannot take tools", 400) from None
             if e.status != 400 or "stream_options" not in e.message or "stream_options" not in body:
                 raise
             # Some OpenAI-compatible servers reject the option outright; usage then arrives (or not) without it.
