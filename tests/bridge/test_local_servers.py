@@ -20,6 +20,7 @@ below are written the way each server's source writes them (read at these places
   stream it bare too), mid-stream `create_streaming_error_response` {"error": {...,"code":400}}.
 """
 import json
+from pathlib import Path
 
 import pytest
 
@@ -162,6 +163,35 @@ def test_each_servers_streamed_calls_reach_the_device_as_the_same_two_instructio
     calls = [c for m in msgs for c in m.get("calls", [])]
     assert [(c["tool"], c["args"]) for c in calls] == [("gpio_write", a) for a in WANT], msgs
     assert len({c["cid"] for c in calls}) == 2 and "err" not in msgs[-1] and len(requests) == 1
+
+
+RECORDINGS = Path(__file__).parent.parent / "fakes" / "recordings"
+
+
+def test_a_real_llama_servers_round_trip_recorded_acts_and_then_answers(tmp_path):
+    # Recorded from llama-server (build b1-0c1e570, jinja on) with the scripted model of tools/scripted_gguf.py,
+    # by tools/llama_check.py: one char of arguments per chunk, the call's id and name in its first delta,
+    # then a round with no words at all after the tool result.
+    called = (RECORDINGS / "llama-server-tool-call.sse").read_bytes()
+    msgs, _ = device_round(tmp_path, (200, "text/event-stream", called))
+    calls = [c for m in msgs for c in m.get("calls", [])]
+    assert [(c["tool"], c["args"]) for c in calls] == [("gpio_write", WANT[0])] and "err" not in msgs[-1], msgs
+    silent = (RECORDINGS / "llama-server-no-words.sse").read_bytes()
+
+    async def second_round():
+        server = Replay((200, "text/event-stream", silent))
+        await server.start()
+        try:
+            async with bridge_ctx(config([Tier("local", server.base_url, "m")], tmp_path)) as ctx:
+                ctx.manifests.update("dev1", json.dumps(two_pin_manifest()).encode())
+                return await ask(ctx, "r2", round=1, msgs=[
+                    {"r": "user", "t": "it is getting dark"},
+                    {"r": "asst", "t": "", "calls": [{"cid": "c1", "tool": "gpio_write", "args": WANT[0]}]},
+                    {"r": "tool", "cid": "c1", "t": "ok: porch_light=1"}])
+        finally:
+            await server.close()
+    done = run(second_round())
+    assert done[-1]["text"] == "Done: porch_light=1." and "err" not in done[-1], done
 
 
 # ---- errors ----------------------------------------------------------------------------------------------
