@@ -10,7 +10,8 @@ real llama-server, with the scripted model of tools/scripted_gguf.py, against wh
    in round 1 and ends its turn without words in round 2; the light must be on and the ask must
    succeed.
 3. The same ask with llama-server started with `--no-jinja` (jinja is its default since late 2025):
-   the answer must tell the user to add `--jinja`.
+   the answer must tell the user to add `--jinja`; and with a context (`-c 1024`) smaller than the
+   prompt: the answer must quote llama-server's reason.
 
 Prints one line per check; exit status 1 on any failure.
 
@@ -49,10 +50,11 @@ def free_port() -> int:
 
 
 class LlamaServer:
-    def __init__(self, binary: str, model: Path, log: Path, jinja: bool = True):
+    def __init__(self, binary: str, model: Path, log: Path, jinja: bool = True, context: int = 32768):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = [binary, "-m", str(model), "-c", "32768", "-np", "1", "--host", "127.0.0.1", "--port", str(self.port)]
+        args = [binary, "-m", str(model), "-c", str(context), "-np", "1",
+                "--host", "127.0.0.1", "--port", str(self.port)]
         self._log = open(log, "ab")
         self.proc = subprocess.Popen(args + ["--jinja" if jinja else "--no-jinja"], stdout=self._log, stderr=self._log,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
@@ -122,8 +124,10 @@ def check_schemas(server: LlamaServer, work: Path, check: Check):
             check(why is None, f"llama-server takes all {len(sent)} tools of '{config}' as `{dialect}`", why or "")
 
 
-def check_ask(binary: str, model: Path, work: Path, check: Check, jinja: bool):
-    server = LlamaServer(binary, model, work / f"llama-server-{'jinja' if jinja else 'plain'}.log", jinja)
+def check_ask(binary: str, model: Path, work: Path, check: Check, case: str):
+    """case: "jinja" (as users start it), "no-jinja", or "small-context" (a prompt over its -c)."""
+    server = LlamaServer(binary, model, work / f"llama-server-{case}.log", case != "no-jinja",
+                         1024 if case == "small-context" else 32768)
     stack = None
     try:
         stack = Stack(with_tier=False, bridge_env={"WISP_LOCAL_URL": server.url + "/v1",
@@ -131,7 +135,7 @@ def check_ask(binary: str, model: Path, work: Path, check: Check, jinja: bool):
         stack.start_device("dev1")
         done = stack.wisp("ask", "dev1", ASK, timeout=90)
         said = (done.stdout + done.stderr).strip()
-        if jinja:
+        if case == "jinja":
             try:
                 stack.probe.wait_for("wisp/dev1/state/porch_light", lambda s: s == "ON", timeout=5)
                 check(True, "the model's gpio_write switched the porch light on")
@@ -139,6 +143,10 @@ def check_ask(binary: str, model: Path, work: Path, check: Check, jinja: bool):
                 check(False, "the model's gpio_write switched the porch light on", "its state never said ON")
             check(done.returncode == 0, "`wisp ask` succeeds when the model ends its turn without words",
                   f"exit {done.returncode}: {said}")
+            print(f"      wisp ask said: {said}")
+        elif case == "small-context":
+            check(done.returncode != 0 and "exceeds the available context size" in said,
+                  "a prompt over the context size is refused quoting llama-server", f"exit {done.returncode}: {said}")
             print(f"      wisp ask said: {said}")
         else:
             check(done.returncode != 0 and "--jinja" in said, "without jinja the answer says to add --jinja",
@@ -159,8 +167,8 @@ def main(binary: str) -> int:
         check_schemas(server, work, check)
     finally:
         server.close()
-    check_ask(binary, model, work, check, jinja=True)
-    check_ask(binary, model, work, check, jinja=False)
+    for case in ("jinja", "no-jinja", "small-context"):
+        check_ask(binary, model, work, check, case)
     print(f"{'all checks passed' if not check.failed else f'{check.failed} check(s) failed'} (logs in {work})")
     return 1 if check.failed else 0
 
