@@ -13,9 +13,10 @@ MAX_BODY_BYTES = 1024 * 1024  # of any request; aiohttp refuses bigger bodies (4
 class BadRequest(Exception):
     """Raised by a view: answered as `status` with the message, which says what to fix."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, retry_after_s: int | None = None):
         super().__init__(message)
         self.status = status
+        self.retry_after_s = retry_after_s  # a 429's or 503's Retry-After (RFC 9110, section 10.2.3)
 
 
 def error(status: int, message: str, etype: str = "invalid_request_error", code: str | None = None) -> web.Response:
@@ -29,6 +30,8 @@ async def json_errors(request: web.Request, handler):
         return await handler(request)
     except BadRequest as e:
         resp = error(e.status, str(e))
+        if e.retry_after_s is not None:
+            resp.headers["Retry-After"] = str(e.retry_after_s)
         if e.status == 408:  # the rest of the body may still come: this connection cannot carry another request
             resp.force_close()
         return resp

@@ -39,8 +39,12 @@ def _err(*codes: int) -> dict:
             413: "too large", 415: "a Content-Type no JSON comes as (send Content-Type: application/json)",
             426: "not a WebSocket upgrade", 429: "too many waiting requests", 503: "too many event clients",
             504: "the device did not answer in time"}
-    return {str(c): {"description": text[c], "content": {"application/json": {"schema": {"$ref":
-            "#/components/schemas/Error"}}}} for c in codes}
+    out = {str(c): {"description": text[c], "content": {"application/json": {"schema": {"$ref":
+           "#/components/schemas/Error"}}}} for c in codes}
+    if 429 in codes:
+        out["429"]["headers"] = {"Retry-After": {"description": "seconds to wait before asking again",
+                                                 "schema": {"type": "integer"}}}
+    return out
 
 
 def _ok(schema: dict, description: str = "OK") -> dict:

@@ -29,6 +29,7 @@ CMD_TIMEOUT_S = 10.0  # a direct command runs one tool, no LLM
 PIN_TIMEOUT_S = 5.0  # set/<pin> -> the state the device publishes back
 MAX_TIMEOUT_S = 120.0  # longest wait a caller may ask for
 MIN_TIMEOUT_S = 1.0    # shortest: less is no real wait for a device on any network
+BUSY_RETRY_AFTER_S = 1  # a 429 when too many requests wait for devices: answers free a slot every moment
 MAX_ASK_TEXT = protocol.MAX_ASK_TEXT
 MAX_CMD_BYTES = protocol.MAX_PAYLOAD  # the device drops bigger commands unread
 MAX_TOOL_NAME = 64
@@ -140,8 +141,8 @@ async def _wait(coro, device_id: str, timeout: float, what: str):
         raise BadRequest(404, f"no device '{device_id}' is known to this bridge; GET /api/devices lists them") from None
     except fl.DeviceOffline:
         raise BadRequest(409, f"device {device_id} is offline; it cannot answer until it reconnects") from None
-    except fl.TooBusy as e:
-        raise BadRequest(429, str(e)) from None
+    except fl.TooBusy as e:  # the waiting requests end within their timeouts: one leaves room soon
+        raise BadRequest(429, str(e), retry_after_s=BUSY_RETRY_AFTER_S) from None
     except fl.PinRefused as e:
         raise BadRequest(409, f"device {device_id} refused: {e}") from None
     except TimeoutError:

@@ -299,3 +299,29 @@ def test_every_route_is_described_in_the_openapi_document():
     routes.discard(("GET", "/api/openapi.json"))
     described = {(m.upper(), p) for p, ops in spec()["paths"].items() for m in ops}
     assert routes == described
+
+
+def test_too_many_waiting_requests_get_429_with_retry_after(broker, api, monkeypatch):
+    monkeypatch.setattr("bridge.fleet.MAX_WAITING", 1)  # the bridge runs in this process: one waiter fills it
+    probe = Probe(broker.host, broker.port)
+
+    async def go():
+        async with aiohttp.ClientSession(headers=AUTH) as s:
+            waiting = asyncio.create_task(s.post(f"{api.base}/api/devices/mute2/cmd",
+                                                 json={"tool": "gpio_read", "timeout_s": 3}))
+            await asyncio.sleep(0.5)
+            async with s.post(f"{api.base}/api/devices/mute2/cmd", json={"tool": "gpio_read"}) as r:
+                busy = r.status, r.headers.get("Retry-After"), (await r.json())["error"]["message"]
+            (await waiting).release()
+            return busy
+    try:
+        probe.publish("wisp/mute2/status", {"v": 1, "state": "online", "fw": "0.1.0"}, retain=True)
+        for _ in range(50):
+            if api.call("GET", "/api/devices/mute2")[0] == 200:
+                break
+        status, retry_after, message = asyncio.run(go())
+        assert status == 429 and retry_after == "1", (status, retry_after, message)
+        assert "already waiting for devices" in message
+    finally:
+        probe.publish("wisp/mute2/status", b"", retain=True)
+        probe.close()
