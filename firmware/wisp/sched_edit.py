@@ -49,6 +49,7 @@ def remove(s, name):
     s._jobs.remove(job)
     _save_or_undo(s, lambda: s._jobs.append(job))
     s._specs.pop(name, None)
+    s._fails.pop(name, None)  # one added again under this name starts its retries afresh
     s._wake.set()
     return dict(job)
 

@@ -293,6 +293,27 @@ async def test_a_job_whose_step_keeps_failing_does_not_hold_up_the_others():
     eq(a.s._find("stuck")["next"], T0 + 280, "its next run")
 
 
+async def test_a_job_removed_while_failing_comes_back_with_a_fresh_backoff():
+    # the retry count outlived the job: one added again under its name waited 80 s after its first failure
+    a = Rig("again", Clock(T0))
+    a.s.add("every 1m", ROUTINE, name="stuck")
+    zone, short = a.s._zone, [True]
+
+    def heap_short(job):
+        if short[0] and job and job["name"] == "stuck":
+            raise MemoryError("memory allocation failed")
+        return zone(job)
+    a.s._zone = heap_short
+    await a.run_at(T0 + 60, T0 + 70, T0 + 90)
+    a.s.remove("stuck")
+    short[0] = False  # adding works out its first run
+    a.s.add("every 1m", ROUTINE, name="stuck")
+    short[0] = True
+    await a.run_at(T0 + 180)
+    eq([line[line.index("trying"):] for line in a.logs if "trying again" in line],
+       ["trying again in %d s" % s for s in (10, 20, 40, 10)])
+
+
 def test_nothing_fires_before_the_clock_is_set():
     a = Rig("clock", Clock(T0))
     a.s.add("every 1h", ROUTINE, name="hourly", missed="once")
