@@ -85,7 +85,7 @@ def start_bridge(tmp, broker, url, n, store_url=None, tree=REPO):
         '[routes]\ninteractive = ["local"]\nscheduled = ["local"]\nprivate = ["local"]\n\n'
         f'[cost]\n{store}\ndaily_budget_usd = 0\n')
     env = {**os.environ, "WISP_BROKER": f"{broker.host}:{broker.port}", "WISP_CONFIG": str(tmp / "wisp.toml"),
-           "PYTHONPATH": str(tree)}
+           "PYTHONPATH": str(tree), "WISP_BRIDGE_NAME": f"fleet{n}"}  # one presence topic each
     for k in ("WISP_API_TOKEN", "WISP_LOCAL_URL", "CEREBRAS_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
         env.pop(k, None)
     log = open(tmp / f"bridge{n}.log", "wb")

@@ -5,11 +5,13 @@ turns each `llm/req` into a bounded number of concurrent handler tasks.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 import socket
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 
@@ -60,6 +62,10 @@ class Bridge:
         self._queue: deque[tuple[str, bytes, float]] = deque()  # (device, payload, received) waiting for a slot
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None  # set by run()
+        self._link: MqttLink | None = None  # the subscribed link, set by run()
+        self._presence_topic = protocol.bridge_status(config.name)
+        self._instance = uuid.uuid4().hex[:12]  # tells this process from another bridge of the same name
+        self._warned_name = False
 
     async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
         """Serve until `stop` is set. on_ready() is called once the broker granted the first subscriptions."""
@@ -67,8 +73,9 @@ class Bridge:
         cfg = self.config
         serve_http = bool(cfg.http.enabled and cfg.http.token)
         broker = dict(user=cfg.broker_user, password=cfg.broker_password, tls=cfg.broker_tls, ca=cfg.broker_ca)
-        link = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, shared=cfg.shared,
-                        extra_topics=FLEET_TOPICS if serve_http else (), **broker)
+        link = self._link = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, shared=cfg.shared,
+                                     extra_topics=(*(FLEET_TOPICS if serve_http else ()), self._presence_topic),
+                                     presence=self._presence(), **broker)
         # the answers go out on a second connection that reads its acknowledgements in batches (mqtt_link.py)
         answers = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, publish_only=True, **broker)
         if serve_http:
@@ -114,9 +121,34 @@ class Bridge:
         if on_ready:
             on_ready()
 
+    def _presence(self) -> tuple[str, bytes, bytes]:
+        """(topic, online, offline) of this bridge (docs/protocol.md "Bridge presence")."""
+        me = {"v": protocol.VERSION, "name": self.config.name, "instance": self._instance}
+        online = {**me, "state": "online", "tiers": sorted(self.config.tiers), "since": int(time.time())}
+        return self._presence_topic, json.dumps(online).encode(), json.dumps({**me, "state": "offline"}).encode()
+
+    def _presence_seen(self, payload: bytes) -> None:
+        """Our own presence topic as the broker has it: another bridge of the same name that stopped (or died)
+        marked it offline while we run, so we say online again; one that runs is worth a warning."""
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or body.get("instance") == self._instance or self._closing:
+            return
+        if body.get("state") == "offline":
+            self._link.publish(self._presence_topic, self._link.presence[1], 1, retain=True)
+        elif body.get("state") == "online" and not self._warned_name:
+            self._warned_name = True
+            log.warning("another bridge is also named %r: %s shows online while either runs; give each its own "
+                        "name (WISP_BRIDGE_NAME or [broker] name)", self.config.name, self._presence_topic)
+
     def _dispatch(self, topic: str, payload: bytes, retained: bool = False) -> None:
         """Runs on the loop for every MQTT message (scheduled there by MqttLink). retained: the broker replays it
         because we subscribed (manifests, statuses and states are retained by design; requests never are)."""
+        if topic == self._presence_topic:
+            self._presence_seen(payload)
+            return
         parsed = protocol.parse(topic)
         if parsed is None:
             log.warning("ignored message on unexpected topic %r", topic)

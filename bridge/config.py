@@ -1,18 +1,20 @@
 """Bridge configuration: the broker to join and the inference tiers to use, from wisp.toml and the environment.
 
-Precedence: WISP_BROKER / WISP_BROKER_USER / WISP_SHARED override [broker] (deployment tweaks win over the
-file); a tier written in [tiers.<name>] wins over the environment shortcut of the same name (the file is the
-detailed form).
+Precedence: WISP_BROKER / WISP_BROKER_USER / WISP_BRIDGE_NAME / WISP_SHARED override [broker] (deployment tweaks
+win over the file); a tier written in [tiers.<name>] wins over the environment shortcut of the same name (the file
+is the detailed form).
 """
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bridge import protocol
 from bridge.address import split_host_port
 
 log = logging.getLogger("wisp.bridge.config")
@@ -53,7 +55,8 @@ class NonNegative(float):
     """Marker type for _check: a number >= 0 (prices, budgets), where float means > 0."""
 
 
-_BROKER_KEYS = {"host": str, "port": int, "user": str, "password": str, "shared": bool, "tls": bool, "ca": str}
+_BROKER_KEYS = {"host": str, "port": int, "user": str, "password": str, "shared": bool, "tls": bool, "ca": str,
+                "name": str}
 _TIMEOUT_KEYS = ("connect_timeout_s", "first_token_timeout_s", "idle_timeout_s", "hedge_after_s")
 _TIER_KEYS = {"provider": str, "base_url": str, "model": str, "api_key_env": str,
               **{k: float for k in _TIMEOUT_KEYS},
@@ -134,6 +137,7 @@ class BridgeConfig:
     shared: bool = True
     broker_tls: bool = False
     broker_ca: str | None = None  # CA certificate (PEM) pinned for the broker's TLS listener
+    name: str = field(default_factory=lambda: protocol.bridge_name_from(socket.gethostname()))  # presence topic
     signing_keys: dict[str, bytes] = field(default_factory=dict, repr=False)  # device id -> HMAC key
     tiers: dict[str, Tier] = field(default_factory=dict)
     routes: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROUTES.items()})
@@ -274,6 +278,15 @@ def _apply_broker(cfg: BridgeConfig, table: dict, where: str) -> None:
     cfg.broker_ca = table.get("ca") or None
     if cfg.broker_ca and not cfg.broker_tls:
         raise ConfigError(f"{where} [broker] ca is set but tls is not: set tls = true to use it")
+    if "name" in table:
+        cfg.name = _bridge_name(table["name"], f"{where} [broker] name")
+
+
+def _bridge_name(text: str, what: str) -> str:
+    if not protocol.BRIDGE_NAME.fullmatch(text):
+        raise ConfigError(f"{what} must be {protocol.DEVICE_ID_RULE} (it names wisp/bridge/<name>/status), "
+                          f"got {text[:40]!r}")
+    return text
 
 
 def _apply_broker_env(cfg: BridgeConfig, env: Mapping[str, str]) -> None:
@@ -286,6 +299,8 @@ def _apply_broker_env(cfg: BridgeConfig, env: Mapping[str, str]) -> None:
     if env.get("WISP_BROKER_USER"):  # e.g. `wisp run --fleet` hands the bridge its fleet login
         cfg.broker_user = env["WISP_BROKER_USER"]
         cfg.broker_password = env.get("WISP_BROKER_PASSWORD") or None
+    if env.get("WISP_BRIDGE_NAME"):  # bridges on one host: each its own name
+        cfg.name = _bridge_name(env["WISP_BRIDGE_NAME"], "WISP_BRIDGE_NAME")
     shared = env.get("WISP_SHARED")
     if shared:
         cfg.shared = env_flag("WISP_SHARED", shared)

@@ -107,7 +107,7 @@ class MqttLink:
                  on_message: Callable[[str, bytes, bool], None], *, shared: bool = True,
                  user: str | None = None, password: str | None = None, client_id: str | None = None,
                  extra_topics: tuple[str, ...] = (), tls: bool = False, ca: str | None = None,
-                 publish_only: bool = False):
+                 publish_only: bool = False, presence: tuple[str, bytes, bytes] | None = None):
         self.host, self.port = host, port
         self.loop = loop
         self._on_message = on_message
@@ -117,6 +117,9 @@ class MqttLink:
         # A unique client id per process: bridges sharing a group must not kick each other off.
         self._client_id = client_id or f"wisp-{'answers' if publish_only else 'bridge'}-{uuid.uuid4().hex[:12]}"
         self.publish_only = publish_only
+        # (topic, online, offline): online published retained at every connect, offline by the broker as our will
+        # when the connection dies, and by aclose() before a clean DISCONNECT (which discards the will)
+        self.presence = presence
         # with ca: only a broker that CA signed; without: the system's trusted CAs
         self._ssl = ssl.create_default_context(cafile=ca) if tls else None
         # MQTT 3.1.1: every broker speaks it, and mosquitto honours $share/ for 3.1.1 clients too.
@@ -169,6 +172,8 @@ class MqttLink:
         self._closing = True
         conn = self.conn
         if conn is not None:
+            if self.presence:
+                self.publish(self.presence[0], self.presence[2], 1, retain=True)
             conn.transport.resume_reading()  # the acknowledgements of what is in flight, as they come
             deadline = self.loop.time() + CLOSE_GRACE_S
             while (self._inflight or self._outbox) and not conn.lost.done() and self.loop.time() < deadline:
@@ -305,7 +310,8 @@ class MqttLink:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 transport, conn = await self.loop.create_connection(
                     lambda: _Connection(self, self.loop), self.host, self.port, ssl=self._ssl)
-                transport.write(wire.connect(self._client_id, KEEPALIVE_S, self._user, self._password))
+                will = (self.presence[0], self.presence[2]) if self.presence else None
+                transport.write(wire.connect(self._client_id, KEEPALIVE_S, self._user, self._password, will))
                 code = await conn.connack
         except BaseException:
             if conn is not None:
@@ -334,6 +340,8 @@ class MqttLink:
             self._write(wire.subscribe(self._sub_pid, self._topics))
         for packet in self._inflight.values():  # sent before, never acknowledged: again, marked as a re-send
             self._write(wire.with_dup(packet))
+        if self.presence:
+            self.publish(self.presence[0], self.presence[1], 1, retain=True)
         self._drain_outbox()
         try:
             while not conn.lost.done():

@@ -38,10 +38,16 @@ def _str(s: str | bytes) -> bytes:
     return _PID.pack(len(b)) + b
 
 
-def connect(client_id: str, keepalive_s: int, user: str | None = None, password: str | None = None) -> bytes:
-    """A clean session: the broker keeps nothing for the bridge between connections."""
+def connect(client_id: str, keepalive_s: int, user: str | None = None, password: str | None = None,
+            will: tuple[str, bytes] | None = None) -> bytes:
+    """A clean session: the broker keeps nothing for the bridge between connections. will: (topic, payload) the
+    broker publishes, retained at QoS 1, when the connection ends without a DISCONNECT (MQTT 3.1.1, 3.1.2.5)."""
     flags = 0x02 | (0x80 if user is not None else 0) | (0x40 if user is not None and password is not None else 0)
+    if will is not None:
+        flags |= 0x04 | 0x08 | 0x20  # will flag, will QoS 1, will retain
     body = _str("MQTT") + bytes([4, flags]) + _PID.pack(keepalive_s) + _str(client_id)
+    if will is not None:
+        body += _str(will[0]) + _str(will[1])
     if user is not None:
         body += _str(user) + (_str(password) if password is not None else b"")
     return b"\x10" + _length(len(body)) + body

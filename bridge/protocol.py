@@ -75,6 +75,31 @@ def device_filter(device_id: str) -> str:
     return f"{ROOT}/{device_id}/#"
 
 
+# A bridge's presence: wisp/bridge/<name>/status, retained: {"v":1,"state":"online"|"offline","name",...}
+# (docs/protocol.md "Bridge presence"). So no device may be called "bridge".
+BRIDGE = "bridge"
+EVERY_BRIDGE = f"{ROOT}/{BRIDGE}/+/status"
+BRIDGE_NAME = DEVICE_ID  # the same characters as a device id: a topic level any broker and ACL takes
+
+
+def bridge_status(name: str) -> str:
+    return f"{ROOT}/{BRIDGE}/{name}/status"
+
+
+def parse_bridge(name: str) -> str | None:
+    """The bridge name of a presence topic (wisp/bridge/<name>/status), or None for anything else."""
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != ROOT or parts[1] != BRIDGE or parts[3] != STATUS:
+        return None
+    return parts[2]
+
+
+def bridge_name_from(text: str) -> str:
+    """A bridge name made of `text` (a host name): lower case, other characters as "-", at most 32."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-")[:MAX_DEVICE_ID].strip("-")
+    return name or BRIDGE
+
+
 def parse(name: str) -> tuple[str, list[str]] | None:
     """(device id, rest of the topic split at /) of a device topic, or None for anything else."""
     parts = name.split("/")

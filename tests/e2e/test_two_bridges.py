@@ -26,7 +26,7 @@ def test_resent_request_on_the_other_bridge_is_answered_once(store):  # noqa: F8
     try:
         env = {k: v for k, v in os.environ.items() if k not in PROVIDER_ENV}
         env.update(WISP_BROKER=stack.broker_addr, PYTHONUNBUFFERED="1", WISP_LOCAL_URL=stack.base_url,
-                   WISP_LOCAL_MODEL="fake-model", **where)
+                   WISP_LOCAL_MODEL="fake-model", WISP_BRIDGE_NAME="second", **where)
         other_log = stack.dir / "bridge-b.log"
         other = subprocess.Popen([sys.executable, "-m", "bridge"], cwd=str(stack.dir), env=env,
                                  stdout=open(other_log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -1,0 +1,121 @@
+"""Whether a bridge is up, as anyone on the broker sees it: wisp/bridge/<name>/status, retained, online while the
+bridge runs, offline once it stops or dies (its will), and still online while another bridge of the same name
+runs. Real mosquitto, real bridge processes (a killed process is the only way to see the broker's will)."""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from bridge import mqtt_wire as wire
+from bridge.config import ConfigError, load_config
+from tests.support import Probe
+from tools import process
+from tools.broker import start_mosquitto
+from tools.paths import REPO
+
+TOPIC = "wisp/bridge/{}/status"
+
+
+def start_bridge(broker, name, workdir: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WISP_")}
+    env.update(WISP_BROKER=f"{broker.host}:{broker.port}", WISP_BRIDGE_NAME=name,
+               WISP_LOCAL_URL="http://127.0.0.1:9/v1", PYTHONPATH=str(REPO))
+    log = open(workdir / f"bridge-{name}-{len(list(workdir.iterdir()))}.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "bridge"], cwd=workdir, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log.close()
+    return proc
+
+
+def retained(broker, name) -> dict:
+    """What a client subscribing now is told (the retained message)."""
+    probe = Probe(broker.host, broker.port, topics=(TOPIC.format(name),))
+    try:
+        return probe.wait_for(TOPIC.format(name), timeout=5)
+    finally:
+        probe.close()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """A broker of its own: the presence these bridges leave retained is theirs alone to read."""
+    b = start_mosquitto(tmp_path_factory.mktemp("broker"))
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def workdir():
+    return Path(tempfile.mkdtemp(prefix="wisp-presence-"))
+
+
+def test_online_while_running_offline_when_stopped_or_killed(broker, workdir):
+    probe = Probe(broker.host, broker.port, topics=(TOPIC.format("+"),))
+    try:
+        proc = start_bridge(broker, "attic", workdir)
+        online = probe.wait_for(TOPIC.format("attic"), lambda s: s.get("state") == "online", timeout=15)
+        assert online["name"] == "attic" and online["tiers"] == ["local"] and online["v"] == 1
+        assert retained(broker, "attic")["state"] == "online"  # a dashboard opened later sees it too
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert probe.wait_for(TOPIC.format("attic"), lambda s: s.get("state") == "offline", timeout=5)
+        assert retained(broker, "attic")["state"] == "offline"
+
+        proc = start_bridge(broker, "attic", workdir)
+        again = probe.wait_for(TOPIC.format("attic"), lambda s: s.get("state") == "online", timeout=15)
+        proc.kill()  # no goodbye: the broker publishes the bridge's will
+        proc.wait()
+        gone = probe.wait_for(TOPIC.format("attic"), lambda s: s.get("state") == "offline", timeout=10)
+        assert gone["instance"] == again["instance"] != online["instance"]  # the killed bridge's own will
+        assert retained(broker, "attic")["state"] == "offline"
+    finally:
+        probe.close()
+
+
+def test_a_bridge_of_the_same_name_stopping_does_not_mark_a_running_one_offline(broker, workdir):
+    probe = Probe(broker.host, broker.port, topics=(TOPIC.format("cellar"),))
+    first = second = None
+    try:
+        first = start_bridge(broker, "cellar", workdir)
+        mine = probe.wait_for(TOPIC.format("cellar"), lambda s: s.get("state") == "online", timeout=15)
+        second = start_bridge(broker, "cellar", workdir)
+        probe.wait_for(TOPIC.format("cellar"), lambda s: s.get("instance") != mine["instance"], timeout=15)
+        second.send_signal(signal.SIGTERM)
+        second.wait(15)
+        probe.wait_for(TOPIC.format("cellar"), lambda s: s.get("state") == "offline", timeout=5)
+        back = probe.wait_for(TOPIC.format("cellar"), lambda s: s.get("state") == "online", timeout=5)
+        assert back["instance"] == mine["instance"]  # the one still running said so again
+        assert retained(broker, "cellar")["state"] == "online"
+        logs = "".join(p.read_text() for p in workdir.glob("bridge-*.log"))
+        assert "another bridge is also named 'cellar'" in logs
+    finally:
+        probe.close()
+        for proc in (first, second):
+            if proc:
+                process.end(proc)
+
+
+def test_the_connect_packet_carries_a_retained_qos1_will():
+    packet = wire.connect("wisp-bridge-1", 30, will=("wisp/bridge/a/status", b'{"state":"offline"}'))
+    flags = packet[2 + 6 + 1]  # fixed header (2 bytes here), "MQTT" (6), level (1), then the flags
+    assert flags & 0x04 and (flags >> 3) & 0x03 == 1 and flags & 0x20
+    assert packet.endswith(b"\x00\x14wisp/bridge/a/status\x00\x13" + b'{"state":"offline"}')
+
+
+@pytest.mark.parametrize("name", ["Attic", "a/b", "a+", "", "x" * 33])
+def test_a_name_that_is_no_single_topic_level_of_the_id_characters_is_refused(tmp_path, name):
+    with pytest.raises(ConfigError, match="WISP_BRIDGE_NAME must be 1-32 characters"):
+        load_config(None, {"WISP_BRIDGE_NAME": name} if name else {"WISP_BRIDGE_NAME": " "})
+    toml = tmp_path / "wisp.toml"
+    toml.write_text(f'[broker]\nname = "{name}"\n')
+    with pytest.raises(ConfigError, match=r"\[broker\] name must be"):
+        load_config(str(toml), {})
+
+
+def test_the_default_name_is_the_host_name_made_fit_for_a_topic(monkeypatch):
+    monkeypatch.setattr("socket.gethostname", lambda: "Kitchen.Pi.local")
+    assert load_config(None, {}).name == "kitchen-pi-local"
