@@ -7,6 +7,7 @@ from bridge import protocol
 from tools.listen import BrokerUnreachable, Listener
 
 STATUS_WAIT_S = 2.0
+NO_BRIDGE_ANSWER = "no answer from the bridge"  # what the device says when no bridge answered a round
 
 
 class AskError(Exception):
@@ -45,15 +46,16 @@ def command(host, port, dev_id, tool, args, key=None, timeout_s=30.0, login=None
 
 def _request(host, port, dev_id, kind, payload, answer_kind, req_id, timeout_s, login, progress=None):
     status_topic, answer_topic = protocol.topic(dev_id, protocol.STATUS), protocol.topic(dev_id, answer_kind)
-    topics = [answer_topic, status_topic]
+    topics = [answer_topic, status_topic, protocol.EVERY_BRIDGE]
     if progress:
         topics += [protocol.topic(dev_id, protocol.LLM_REQ), protocol.topic(dev_id, protocol.LLM_RES)]
     try:
         listener = Listener(host, port, topics, name=req_id, login=login)
     except BrokerUnreachable as e:
         raise AskError(str(e)) from None
+    bridges = {}  # bridge name -> its presence state, from wisp/bridge/+/status (retained, then live)
     with listener:
-        status = _wait_status(listener, status_topic)
+        status = _wait_status(listener, status_topic, bridges)
         if status is None:
             raise AskError(f"no device '{dev_id}' on {host}:{port} (it never published a status)")
         if status.get("state") != "online":
@@ -61,7 +63,27 @@ def _request(host, port, dev_id, kind, payload, answer_kind, req_id, timeout_s, 
         listener.publish(protocol.topic(dev_id, kind), payload)
         if progress:
             progress(f"waiting for {dev_id}")
-        return _wait_answer(listener, answer_topic, status_topic, dev_id, req_id, timeout_s, progress)
+        answer = _wait_answer(listener, answer_topic, status_topic, dev_id, req_id, timeout_s, progress, bridges)
+    if isinstance(answer.get("text"), str) and NO_BRIDGE_ANSWER in answer["text"]:
+        answer["text"] += " " + _bridges_said(bridges)
+    return answer
+
+
+def _bridges_said(bridges):
+    online = sorted(name for name, state in bridges.items() if state == "online")
+    if not online:
+        return f"No bridge is online on this broker ({protocol.EVERY_BRIDGE} names none)."
+    return f"Bridge(s) online: {', '.join(online)}; see their logs."
+
+
+def _bridge_seen(msg, bridges):
+    """Notes a bridge's presence message in `bridges`; False for any other message."""
+    name = protocol.parse_bridge(msg[0])
+    if name is None:
+        return False
+    body = _json(msg[1]) or {}
+    bridges[name] = body.get("state") if isinstance(body.get("state"), str) else "?"
+    return True
 
 
 def _json(payload):
@@ -72,18 +94,23 @@ def _json(payload):
     return value if isinstance(value, dict) else None
 
 
-def _wait_status(listener, status_topic):
+def _wait_status(listener, status_topic, bridges):
     deadline = time.monotonic() + STATUS_WAIT_S
     while (msg := listener.get(deadline - time.monotonic())) is not None:
+        if _bridge_seen(msg, bridges):
+            continue
         if msg[0] == status_topic:
             return _json(msg[1]) or {}
     return None
 
 
-def _wait_answer(listener, topic, status_topic, dev_id, req_id, timeout_s, progress=None):
+def _wait_answer(listener, topic, status_topic, dev_id, req_id, timeout_s, progress=None, bridges=None):
     """The answer with our id; gives up at once when the device goes offline meanwhile."""
+    bridges = {} if bridges is None else bridges
     deadline = time.monotonic() + timeout_s
     while (msg := listener.get(deadline - time.monotonic())) is not None:
+        if _bridge_seen(msg, bridges):
+            continue
         got, payload, _retained = msg
         body = _json(payload)
         if body is None:
@@ -94,7 +121,8 @@ def _wait_answer(listener, topic, status_topic, dev_id, req_id, timeout_s, progr
             return body
         if progress and str(body.get("id", "")).startswith(req_id + "."):  # llm/req ids: <ask id>.<nonce>
             for line in _progress_lines(got, body):
-                progress(line)
+                waiting = line.endswith("waiting for the model") and "online" not in bridges.values()
+                progress(line + (" (no bridge is online)" if waiting else ""))
     raise AskError(f"no answer on {topic} within {timeout_s:g} s")
 
 

@@ -160,17 +160,17 @@ def cmd_devices(args):
     from tools import devices
     from tools.listen import BrokerUnreachable
     host, port, login = connection(args)
+    bridges = {}
     try:
-        found = devices.collect(host, port, login)
+        found = devices.collect(host, port, login, bridges)
     except BrokerUnreachable as e:
         print(f"wisp: {e}", file=sys.stderr)
         return 3
     if args.json:
-        print(json.dumps({"devices": found}, sort_keys=True))
-    elif not found:
-        print(f"wisp: no devices on {host}:{port}")
-    else:
-        print(devices.table(found))
+        print(json.dumps({"devices": found, "bridges": bridges}, sort_keys=True))
+        return 0
+    print(devices.table(found) if found else f"wisp: no devices on {host}:{port}")
+    print("\n" + devices.bridge_table(bridges) if bridges else f"wisp: no bridge has announced itself on {host}:{port}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""`wisp devices`: every device the broker knows, from the retained status and manifest topics."""
+"""`wisp devices`: every device the broker knows, from the retained status and manifest topics, and every bridge,
+from its retained presence (wisp/bridge/<name>/status)."""
 import json
 import time
 
@@ -18,11 +19,13 @@ def _json(payload):
     return value if isinstance(value, dict) else None
 
 
-def collect(host, port, login=None):
-    """{device id: {"state", "fw", "board", "boots", "pins"}} from what the broker retains."""
+def collect(host, port, login=None, bridges=None):
+    """{device id: {"state", "fw", "board", "boots", "pins"}} from what the broker retains; and into `bridges`,
+    when given, {bridge name: {"state", "tiers", "since"}}."""
     devices = {}
+    bridges = {} if bridges is None else bridges
     start = last = time.monotonic()
-    topics = [protocol.every_device(protocol.STATUS), protocol.every_device(protocol.MANIFEST)]
+    topics = [protocol.every_device(protocol.STATUS), protocol.every_device(protocol.MANIFEST), protocol.EVERY_BRIDGE]
     with Listener(host, port, topics, name="devices", login=login) as listener:
         while True:
             now = time.monotonic()
@@ -32,6 +35,8 @@ def collect(host, port, login=None):
                 break
             last = time.monotonic()
             topic, payload, _retained = msg
+            if _bridge(topic, payload, bridges):
+                continue
             parsed = protocol.parse(topic)
             if parsed is None or len(parsed[1]) != 1:
                 continue
@@ -52,6 +57,34 @@ def collect(host, port, login=None):
     return devices
 
 
+def _bridge(topic, payload, bridges):
+    """Notes a bridge's presence in `bridges`; False for a device topic."""
+    name = protocol.parse_bridge(topic)
+    if name is None:
+        return False
+    body = _json(payload)
+    if body is not None:
+        tiers = body.get("tiers") if isinstance(body.get("tiers"), list) else []
+        bridges[name] = {"state": str(body.get("state", "?")), "tiers": [str(t) for t in tiers],
+                             "since": body.get("since") if isinstance(body.get("since"), int) else None}
+    return True
+
+
+def bridge_table(bridges):
+    rows = [("BRIDGE", "STATE", "SINCE (UTC)", "TIERS")]
+    for name in sorted(bridges):
+        b = bridges[name]
+        up = b["since"] and b["state"] == "online"
+        since = time.strftime("%Y-%m-%d %H:%M", time.gmtime(b["since"])) if up else "-"
+        rows.append((name, b["state"], since, " ".join(b["tiers"]) or "-"))
+    return _columns(rows)
+
+
+def _columns(rows):
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows)
+
+
 def table(devices):
     rows = [("DEVICE", "STATE", "FIRMWARE", "BOARD", "BOOTS", "PINS")]
     for dev_id in sorted(devices):
@@ -59,5 +92,4 @@ def table(devices):
         pins = " ".join(f"{n}:{m}" for n, m in sorted(d["pins"].items())) or "-"
         rows.append((dev_id, d["state"], str(d["fw"] or "-"), str(d["board"] or "-"),
                      "-" if d["boots"] is None else str(d["boots"]), pins))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows)
+    return _columns(rows)

@@ -55,6 +55,9 @@ def check_device_id(dev_id):
         raise ProvisionError(f"device id {dev_id!r} must be 1-{MAX_ID_LEN} characters of a-z 0-9 _ -")
     if dev_id in (BRIDGE_USER, ADMIN_USER):
         raise ProvisionError(f"'{dev_id}' is a broker login of the fleet itself; pick another device id")
+    if dev_id == protocol.BRIDGE:  # its ACL (wisp/bridge/#) would let it write every bridge's presence
+        raise ProvisionError("'bridge' names the bridges' presence topics (wisp/bridge/<name>/status); "
+                             "pick another device id")
 
 
 def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_password=None, pins=None,

@@ -35,7 +35,18 @@ def test_devices_lists_every_device_with_state_firmware_board_and_pins(stack):
     assert devices["dev1"]["pins"]["porch_light"] == "out" and devices["dev1"]["fw"]
     table = stack.wisp("devices").stdout.splitlines()
     assert table[0].split()[:3] == ["DEVICE", "STATE", "FIRMWARE"]
-    assert [row.split()[0] for row in table[1:]] == ["dev1", "dev2"]
+    assert [row.split()[0] for row in table[1:table.index("")]] == ["dev1", "dev2"]  # then the bridges
+
+
+def test_devices_lists_the_bridges_with_their_state_and_tiers(stack):
+    bridges = json.loads(stack.wisp("devices", "--json").stdout)["bridges"]
+    assert [b["state"] for b in bridges.values()] == ["online"], bridges  # the stack's one bridge, by host name
+    (name, bridge), = bridges.items()
+    assert bridge["tiers"] == ["local"] and bridge["since"] > 1_700_000_000
+    lines = stack.wisp("devices").stdout.splitlines()
+    at = lines.index(next(line for line in lines if line.startswith("BRIDGE")))
+    assert lines[at].split() == ["BRIDGE", "STATE", "SINCE", "(UTC)", "TIERS"]
+    assert lines[at + 1].split()[:2] == [name, "online"] and lines[at + 1].split()[-1] == "local"
 
 
 def test_an_offline_device_is_listed_as_offline_and_logs_say_so(stack):
