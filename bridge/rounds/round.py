@@ -16,6 +16,7 @@ from bridge.rounds.answer import Answer, show_id
 from bridge.rounds.outcome import TierSpend
 from bridge.rounds.prompt import system_prompt
 from bridge.rounds.request import LlmRequest
+from bridge.rounds.textcalls import calls_in_text
 from bridge.rounds.toolset import MORE, Catalog, Toolset
 from bridge.rounds.validate import check_call
 from bridge.routing.hedge import RESET, stream_turn
@@ -77,7 +78,6 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
     deadline = loop.time() + req.budget_ms / 1000 - max(0.0, time.monotonic() - answer.received)
     tiers = ctx.router.route(req.req_class)
     toolset = Toolset(manifest, req.messages, catalog)
-    by_name = toolset.catalog.by_name
     chat = [{"role": "system", "content": system_prompt(manifest, req.facts, toolset.hint())}, *req.messages]
     repair_turns = ctx.config.routing.repair_turns
     repairs = 0
@@ -97,28 +97,21 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
                 elif ev.kind == "text":
                     text.append(ev.text)
                 elif ev.kind == "call":
-                    c = ev.call
-                    # the id goes to the device and comes back in its next rounds, maybe to another tier
-                    cid = _clean(c.cid, MAX_ID)
-                    if not cid or any(k.cid == cid for k in calls):  # "a.b" and "a:b" are both "a_b"
-                        cid = f"call_{answer.round}_{answer.seq}"
-                    if c.name == MORE and MORE not in by_name:
-                        result, ok = toolset.load(c.raw_args)
-                        calls.append(Call(cid, c.name, c.raw_args, None if ok else result, result))
-                        continue
-                    err = check_call(by_name, c.name, c.args, c.error)
-                    if err is None:
-                        answer.call(cid, c.name, c.args)
-                    else:
-                        log.info("id=%s tier=%s: invalid call not forwarded: %s", show_id(answer.req_id),
-                                 tier.name, err)
-                    calls.append(Call(cid, c.name, c.raw_args, err))
+                    _take(ev.call, tier.name, calls, answer, toolset)
                 elif ev.kind == "done":
                     spend.add(tier, ev.usage, chat, sum(map(len, text)) + sum(len(c.raw_args) for c in calls),
                               tools)
         except Failure as e:
             answer.tier = e.tier or answer.tier
             raise
+        offered = {t["function"]["name"] for t in tools or ()}
+        written = None if calls else calls_in_text("".join(text), offered)
+        if written:  # the server passed its model's call format on as text (bridge/rounds/textcalls.py)
+            log.info("id=%s tier=%s: %d tool call(s) read from the model's text", show_id(answer.req_id),
+                     answer.tier, len(written[1]))
+            text = [written[0]]
+            for c in written[1]:
+                _take(c, answer.tier, calls, answer, toolset)
         invalid = [c for c in calls if c.error]
         if not invalid and not any(c.result for c in calls):
             final = "".join(text).strip()
@@ -139,6 +132,25 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
             repairs += 1
         chat += follow_up(calls, "".join(text))
     raise Failure(Reason.INVALID_CALLS, "the model kept asking for more tools without acting", answer.tier)
+
+
+def _take(c, tier_name: str, calls: list[Call], answer: Answer, toolset: Toolset) -> None:
+    """A complete tool call of the turn: forwarded to the device, or kept in `calls` for the repair turn."""
+    # the id goes to the device and comes back in its next rounds, maybe to another tier
+    cid = _clean(c.cid, MAX_ID)
+    if not cid or any(k.cid == cid for k in calls):  # "a.b" and "a:b" are both "a_b"
+        cid = f"call_{answer.round}_{answer.seq}"
+    by_name = toolset.catalog.by_name
+    if c.name == MORE and MORE not in by_name:
+        result, ok = toolset.load(c.raw_args)
+        calls.append(Call(cid, c.name, c.raw_args, None if ok else result, result))
+        return
+    err = check_call(by_name, c.name, c.args, c.error)
+    if err is None:
+        answer.call(cid, c.name, c.args)
+    else:
+        log.info("id=%s tier=%s: invalid call not forwarded: %s", show_id(answer.req_id), tier_name, err)
+    calls.append(Call(cid, c.name, c.raw_args, err))
 
 
 def results_said(messages: list[dict]) -> str:
