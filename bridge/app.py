@@ -15,7 +15,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 
-from bridge import protocol
+from bridge import ha, protocol
 from bridge.config import BridgeConfig
 from bridge.cost import open_store
 from bridge.fleet import FLEET_TOPICS, Fleet
@@ -66,6 +66,8 @@ class Bridge:
         self._presence_topic = protocol.bridge_status(config.name)
         self._instance = uuid.uuid4().hex[:12]  # tells this process from another bridge of the same name
         self._warned_name = False
+        # Home Assistant's birth topic, when the bridge announces itself there (None: discovery off)
+        self._ha_status = ha.status_topic(config.ha.prefix) if config.ha.discovery else None
 
     async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
         """Serve until `stop` is set. on_ready() is called once the broker granted the first subscriptions."""
@@ -74,7 +76,8 @@ class Bridge:
         serve_http = bool(cfg.http.enabled and cfg.http.token)
         broker = dict(user=cfg.broker_user, password=cfg.broker_password, tls=cfg.broker_tls, ca=cfg.broker_ca)
         link = self._link = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, shared=cfg.shared,
-                                     extra_topics=(*(FLEET_TOPICS if serve_http else ()), self._presence_topic),
+                                     extra_topics=(*(FLEET_TOPICS if serve_http else ()), self._presence_topic,
+                                                   *((self._ha_status,) if self._ha_status else ())),
                                      presence=self._presence(), **broker)
         # the answers go out on a second connection that reads its acknowledgements in batches (mqtt_link.py)
         answers = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, publish_only=True, **broker)
@@ -101,6 +104,7 @@ class Bridge:
                     log.info("HTTP server (/v1, REST API, dashboard) off: set WISP_API_TOKEN (or [http] token)")
                 link.start()
                 answers.start()
+                self._announce_to_ha()
                 ready = asyncio.create_task(self._announce_ready((link, answers), on_ready))
                 try:
                     await stop.wait()
@@ -127,6 +131,12 @@ class Bridge:
         online = {**me, "state": "online", "tiers": sorted(self.config.tiers), "since": int(time.time())}
         return self._presence_topic, json.dumps(online).encode(), json.dumps({**me, "state": "offline"}).encode()
 
+    def _announce_to_ha(self) -> None:
+        """The bridge's binary sensor for Home Assistant (bridge/ha.py), retained; queued until connected."""
+        if self._ha_status:
+            topic, payload = ha.discovery(self.config.name, self.config.ha.prefix)
+            self._link.publish(topic, payload, 1, retain=True)
+
     def _presence_seen(self, payload: bytes) -> None:
         """Our own presence topic as the broker has it: another bridge of the same name that stopped (or died)
         marked it offline while we run, so we say online again; one that runs is worth a warning."""
@@ -148,6 +158,10 @@ class Bridge:
         because we subscribed (manifests, statuses and states are retained by design; requests never are)."""
         if topic == self._presence_topic:
             self._presence_seen(payload)
+            return
+        if topic == self._ha_status:
+            if payload.strip() == b"online" and not retained:  # Home Assistant (re)started: tell it again
+                self._announce_to_ha()
             return
         parsed = protocol.parse(topic)
         if parsed is None:

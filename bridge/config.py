@@ -55,6 +55,7 @@ class NonNegative(float):
     """Marker type for _check: a number >= 0 (prices, budgets), where float means > 0."""
 
 
+_HA_KEYS = {"discovery": bool, "prefix": str}
 _BROKER_KEYS = {"host": str, "port": int, "user": str, "password": str, "shared": bool, "tls": bool, "ca": str,
                 "name": str}
 _TIMEOUT_KEYS = ("connect_timeout_s", "first_token_timeout_s", "idle_timeout_s", "hedge_after_s")
@@ -111,6 +112,13 @@ class HttpConfig:
 
 
 @dataclass
+class HaConfig:
+    """Home Assistant discovery of the bridge's presence (bridge/ha.py)."""
+    discovery: bool = True
+    prefix: str = "homeassistant"
+
+
+@dataclass
 class CostConfig:
     db: str = COST_DB_NAME
     daily_budget_usd: float = DEFAULT_DAILY_BUDGET_USD  # per device and UTC day; 0 = no limit
@@ -144,11 +152,12 @@ class BridgeConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     cost: CostConfig = field(default_factory=CostConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    ha: HaConfig = field(default_factory=HaConfig)
 
 
 def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) -> BridgeConfig:
     data, where = _read_toml(path, env)
-    sections = ("broker", "tiers", "routes", "http", "cost", "routing", "signing")
+    sections = ("broker", "tiers", "routes", "http", "cost", "routing", "signing", "ha")
     unknown = set(data) - set(sections)
     if unknown:
         raise ConfigError(f"{where}: unknown section(s) {_names(unknown)}; expected {', '.join(sections)}")
@@ -170,7 +179,19 @@ def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) ->
             raise ConfigError(f"{where} [routing] {key} must be between {lo} and 10, got {routing[key]!r}")
     cfg.routing = RoutingConfig(**routing)
     _apply_signing(cfg, _table(data, "signing", where), where, env)
+    _apply_ha(cfg, _table(data, "ha", where), where, env)
     return cfg
+
+
+def _apply_ha(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, str]) -> None:
+    _check(table, _HA_KEYS, f"{where} [ha]")
+    cfg.ha = HaConfig(**table)
+    prefix = cfg.ha.prefix
+    if not prefix or prefix.startswith("/") or prefix.endswith("/") or set(prefix) & set("+#\0"):
+        raise ConfigError(f"{where} [ha] prefix must be a topic without wildcards or a leading or trailing /, "
+                          f"got {prefix!r}")
+    if env.get("WISP_HA"):
+        cfg.ha.discovery = env_flag("WISP_HA", env["WISP_HA"])
 
 
 def _apply_signing(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, str]) -> None:

@@ -1,15 +1,17 @@
 """Optional check, outside `make test` (it needs a Home Assistant core install and takes a minute or
 two): a real Home Assistant discovers a wisp device (the firmware on the unix port, the config of
-tests/e2e/test_home_assistant.py) through real mosquitto. Prints every entity Home Assistant
+tests/e2e/test_home_assistant.py) and a bridge through real mosquitto. Prints every entity Home Assistant
 registered with its category, device class and state (while the DHT answers, after it stops,
 once it is back), the device registry entry, and every Home Assistant warning or error that
 mentions MQTT or wisp. Exit status 1 when an entity is missing or a warning names wisp.
 
     python3.13 -m venv /tmp/havenv && /tmp/havenv/bin/pip install homeassistant \
-        home-assistant-frontend==<the version in homeassistant/package_constraints.txt>
+        home-assistant-frontend==<the version in homeassistant/package_constraints.txt> \
+        paho-mqtt==<the version in homeassistant/components/mqtt/manifest.json>
     .venv/bin/python -m tools.ha_core_check /tmp/havenv/bin/hass
 """
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -22,7 +24,8 @@ from tests.support import Probe, until
 from tools import broker as brokers
 from tools import sim
 
-ENTITIES = 15  # 7 pins, 2 DHT sensors, 5 diagnostics, the restart button
+ENTITIES = 16  # 7 pins, 2 DHT sensors, 5 diagnostics, the restart button; the bridge's connectivity sensor
+BRIDGE_ENTITY = "binary_sensor.wisp_bridge_check_bridge_status"
 HA_START_S = 300
 CONFIG = ("homeassistant:\n  name: check\n  latitude: 0\n  longitude: 0\n  elevation: 0\n  unit_system: metric\n"
           "  time_zone: UTC\n  country: GB\n  currency: EUR\nlogger:\n  default: warning\n"
@@ -69,7 +72,7 @@ def main(hass_bin):
     (cfg / ".storage" / "core.config_entries").write_text(json.dumps(_mqtt_entry(broker.host, broker.port)))
     hass = subprocess.Popen([hass_bin, "-c", str(cfg), "--skip-pip"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    dev, probe, db = None, None, cfg / "home-assistant_v2.db"
+    dev, bridge, probe, db = None, None, None, cfg / "home-assistant_v2.db"
     try:
         probe = Probe(broker.host, broker.port, topics=("homeassistant/status",))
         probe.wait_for("homeassistant/status", lambda v: v == "online", timeout=HA_START_S)
@@ -79,19 +82,28 @@ def main(hass_bin):
         sim.write_config(wd, "ha1", broker.host, broker.port, PINS, dict(EXTRA, ha={"diagnostics_s": 5,
                                                                                       "url": "http://bridge.lan:8080"}))
         dev = sim.start_device(wd, stdout=open(wd / "console.log", "wb"), stderr=subprocess.STDOUT)
-        answering = until(lambda: (s := _states(db)) and len(s) >= ENTITIES and s, timeout=60, what="entities")
+        env = {**os.environ, "WISP_BROKER": f"{broker.host}:{broker.port}", "WISP_BRIDGE_NAME": "check-bridge"}
+        bridge = subprocess.Popen([sys.executable, "-m", "bridge"], cwd=str(root), env=env,
+                                  stdout=open(root / "bridge.log", "wb"), stderr=subprocess.STDOUT)
+        answering = until(lambda: (s := _states(db)) and len(s) >= ENTITIES and s.get(BRIDGE_ENTITY) == "on" and s,
+                          timeout=60, what="entities")
         (wd / "sim_inputs.json").write_text(json.dumps(dict(INPUTS, dht={})))  # the DHT disconnected
         failed = until(lambda: (s := _states(db)).get("sensor.wisp_ha1_room_humidity") == "unavailable" and s,
                        timeout=20, what="the DHT sensor unavailable")
         (wd / "sim_inputs.json").write_text(json.dumps(INPUTS))
         back = until(lambda: (s := _states(db)).get("sensor.wisp_ha1_room_humidity") not in (None, "unavailable")
                      and s, timeout=20, what="the DHT sensor back")
+        bridge.terminate()  # the bridge stops: its sensor turns off
+        bridge.wait(15)
+        stopped = until(lambda: (s := _states(db)).get(BRIDGE_ENTITY) == "off" and s, timeout=20,
+                        what="the bridge's sensor off")
     finally:
         hass.terminate()  # a clean stop writes the registries
         hass.wait(60)
-        if dev:
-            dev.terminate()
-            dev.wait()
+        for proc in (dev, bridge):
+            if proc and proc.poll() is None:
+                proc.terminate()
+                proc.wait()
         if probe:
             probe.close()
         broker.stop()
@@ -101,6 +113,7 @@ def main(hass_bin):
         eid = e["entity_id"]
         print(f"{eid:42} {e.get('entity_category') or '-':10} {e.get('original_device_class') or '-':16} "
               f"{answering.get(eid)!r:>10} {failed.get(eid)!r:>14} {back.get(eid)!r:>10}")
+    print(f"{BRIDGE_ENTITY} once the bridge stopped: {stopped.get(BRIDGE_ENTITY)!r}")
     for d in json.loads((cfg / ".storage" / "core.device_registry").read_text())["data"]["devices"]:
         if any(i[0] == "mqtt" for i in d["identifiers"]):
             print({k: d.get(k) for k in ("name", "manufacturer", "model", "hw_version", "sw_version",

@@ -126,7 +126,10 @@ def write_broker_files(fleet, store):
     logins.update({dev: c["password"] for dev, c in sorted(store["devices"].items())})
     _hash_password_file(fleet / "passwd", logins)
     lines = ["# Written by `wisp provision`; edits are overwritten.",
-             f"user {BRIDGE_USER}", f"topic readwrite {protocol.EVERYTHING}", "",
+             f"user {BRIDGE_USER}", f"topic readwrite {protocol.EVERYTHING}",
+             # its own connectivity sensor for Home Assistant (bridge/ha.py), sent again when HA starts
+             f"topic write {HA_DISCOVERY_PREFIX}/binary_sensor/+/status/config",
+             f"topic read {HA_DISCOVERY_PREFIX}/status", "",
              # the CLI, and Home Assistant's MQTT integration if it logs in as this user
              f"user {ADMIN_USER}", f"topic readwrite {protocol.EVERYTHING}",
              f"topic readwrite {HA_DISCOVERY_PREFIX}/#", ""]

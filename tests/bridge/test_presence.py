@@ -1,6 +1,8 @@
 """Whether a bridge is up, as anyone on the broker sees it: wisp/bridge/<name>/status, retained, online while the
 bridge runs, offline once it stops or dies (its will), and still online while another bridge of the same name
-runs. Real mosquitto, real bridge processes (a killed process is the only way to see the broker's will)."""
+runs; and Home Assistant told of it (a connectivity binary sensor). Real mosquitto, real bridge processes (a
+killed process is the only way to see the broker's will)."""
+import json
 import os
 import signal
 import subprocess
@@ -10,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from bridge import ha
 from bridge import mqtt_wire as wire
 from bridge.config import ConfigError, load_config
+from tests.e2e import ha_rules
 from tests.support import Probe
 from tools import process
 from tools.broker import start_mosquitto
@@ -20,10 +24,10 @@ from tools.paths import REPO
 TOPIC = "wisp/bridge/{}/status"
 
 
-def start_bridge(broker, name, workdir: Path) -> subprocess.Popen:
+def start_bridge(broker, name, workdir: Path, **extra_env) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WISP_")}
     env.update(WISP_BROKER=f"{broker.host}:{broker.port}", WISP_BRIDGE_NAME=name,
-               WISP_LOCAL_URL="http://127.0.0.1:9/v1", PYTHONPATH=str(REPO))
+               WISP_LOCAL_URL="http://127.0.0.1:9/v1", PYTHONPATH=str(REPO), **extra_env)
     log = open(workdir / f"bridge-{name}-{len(list(workdir.iterdir()))}.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "bridge"], cwd=workdir, env=env, stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -119,3 +123,48 @@ def test_a_name_that_is_no_single_topic_level_of_the_id_characters_is_refused(tm
 def test_the_default_name_is_the_host_name_made_fit_for_a_topic(monkeypatch):
     monkeypatch.setattr("socket.gethostname", lambda: "Kitchen.Pi.local")
     assert load_config(None, {}).name == "kitchen-pi-local"
+
+
+def test_home_assistant_is_told_of_the_bridge_and_told_again_when_it_starts(broker, workdir):
+    topic = "homeassistant/binary_sensor/wisp_bridge_porch_pi/status/config"
+    probe = Probe(broker.host, broker.port, topics=(topic,))
+    proc = start_bridge(broker, "porch-pi", workdir)
+    try:
+        config = probe.wait_for(topic, timeout=15)
+        assert ha_rules.check("binary_sensor", config) == [] and ha_rules.topic_errors(topic) == []
+        assert config["stat_t"] == "wisp/bridge/porch-pi/status" and config["dev_cla"] == "connectivity"
+        assert config["pl_on"] == "online" and config["val_tpl"] == "{{ value_json.state }}"
+        assert config["def_ent_id"] == "binary_sensor.wisp_bridge_porch_pi_status"
+        probe.publish("homeassistant/status", "online")  # Home Assistant's birth message after a restart
+        assert probe.wait_for(topic, timeout=5) == config
+    finally:
+        process.end(proc)
+        probe.publish(topic, b"", retain=True)
+        probe.close()
+
+
+def test_discovery_off_sends_nothing_to_home_assistant(broker, workdir):
+    probe = Probe(broker.host, broker.port, topics=("homeassistant/#", TOPIC.format("quiet")))
+    proc = start_bridge(broker, "quiet", workdir, WISP_HA="0")
+    try:
+        probe.wait_for(TOPIC.format("quiet"), lambda s: s.get("state") == "online", timeout=15)
+        probe.publish("homeassistant/status", "online")
+        seen = probe.drain(1.5)
+        assert [t for t, _ in seen if t.startswith("homeassistant/") and "quiet" in t] == []
+    finally:
+        process.end(proc)
+        probe.close()
+
+
+@pytest.mark.parametrize("name", ["a--b", "_x_", "lab-2__b", "0"])
+def test_any_bridge_name_gives_home_assistant_a_valid_entity_and_topic(name):
+    topic, payload = ha.discovery(name)
+    assert ha_rules.check("binary_sensor", json.loads(payload)) == [] and ha_rules.topic_errors(topic) == []
+
+
+@pytest.mark.parametrize("prefix", ["", "/ha", "ha/", "ha/+", "h#"])
+def test_a_discovery_prefix_that_is_no_plain_topic_is_refused(tmp_path, prefix):
+    toml = tmp_path / "wisp.toml"
+    toml.write_text(f'[ha]\nprefix = "{prefix}"\n')
+    with pytest.raises(ConfigError, match=r"\[ha\] prefix must be a topic"):
+        load_config(str(toml), {})
