@@ -65,8 +65,8 @@ def _bridge(topic, payload, bridges):
     body = _json(payload)
     if body is not None:
         tiers = body.get("tiers") if isinstance(body.get("tiers"), list) else []
-        bridges[name] = {"state": str(body.get("state", "?")), "tiers": [str(t) for t in tiers],
-                             "since": body.get("since") if isinstance(body.get("since"), int) else None}
+        since = body.get("since") if isinstance(body.get("since"), int) else None
+        bridges[name] = {"state": str(body.get("state", "?")), "tiers": [str(t) for t in tiers], "since": since}
     return True
 
 
