@@ -145,8 +145,9 @@ def check_ask(binary: str, model: Path, work: Path, check: Check, case: str):
                   f"exit {done.returncode}: {said}")
             print(f"      wisp ask said: {said}")
         elif case == "small-context":
-            check(done.returncode != 0 and "exceeds the available context size" in said,
-                  "a prompt over the context size is refused quoting llama-server", f"exit {done.returncode}: {said}")
+            check(done.returncode != 0 and "exceeds the available context size" in said and "llama-server -c" in said,
+                  "a prompt over the context size is refused quoting llama-server, naming -c",
+                  f"exit {done.returncode}: {said}")
             print(f"      wisp ask said: {said}")
         else:
             check(done.returncode != 0 and "--jinja" in said, "without jinja the answer says to add --jinja",

@@ -79,7 +79,20 @@ def refusal_advice(e: ProviderError) -> str:
         return "check its model name and URL"
     if e.status == 413:
         return "the request is too large for it"
+    if over_context(e):
+        return ("the prompt (the device's tools and the conversation) is longer than the model's context: start "
+                "the server with a larger one (llama-server -c, Ollama num_ctx, vLLM --max-model-len)")
     return "the provider refused this request as sent (its message says why)"
+
+
+# how servers word a prompt over the context: llama-server "exceeds the available context size", OpenAI and vLLM
+# "maximum context length is", OpenAI's code context_length_exceeded
+_OVER_CONTEXT = ("context size", "context length", "context_length_exceeded")
+
+
+def over_context(e: ProviderError) -> bool:
+    text = f"{e.message} {e.code or ''}".lower()
+    return any(words in text for words in _OVER_CONTEXT)
 
 
 @dataclass(eq=False)

@@ -4,12 +4,15 @@ the devices off a tier."""
 import asyncio
 import time
 
+import pytest
 from aiohttp import test_utils
 
 from bridge.config import Tier
 from bridge.cost import CostStore
 from bridge.httpclient import HttpClient
 from bridge.providers import provider_factory
+from bridge.providers.base import ProviderError
+from bridge.routing.hedge import refusal_advice
 from bridge.routing.router import Router
 from bridge.web.server import make_app
 from tests.bridge.harness import PORCH_ON, ask, bridge_ctx, config, fake_tiers, run
@@ -205,3 +208,14 @@ def test_a_round_out_of_budget_names_the_tier_that_failed_before(tmp_path):
     assert done["err"].startswith("tier 'premium' failed: HTTP 500"), done
     assert done["err"].endswith("; then tier 'local' did not finish within budget_ms=400"), done
     assert done["tier"] == "local"
+
+
+@pytest.mark.parametrize("message, code", [
+    ("This model's maximum context length is 8192 tokens. However, your messages resulted in 9120 tokens. "
+     "Please reduce the length of the messages.", "context_length_exceeded"),  # OpenAI (and vLLM, without code)
+    ("request (3135 tokens) exceeds the available context size (1024 tokens), try increasing it", None),  # llama
+])
+def test_a_prompt_over_the_context_says_to_give_the_server_a_larger_one(message, code):
+    advice = refusal_advice(ProviderError("http", message, 400, code=code))
+    assert "longer than the model's context" in advice and "llama-server -c" in advice
+    assert refusal_advice(ProviderError("http", "'tools' is not valid", 400)).endswith("(its message says why)")
