@@ -3,14 +3,15 @@
 llama-server is the local tier most wisp users run, and our stand-in tier cannot tell what it really
 does with the bridge's requests: its chat template, its JSON-schema-to-grammar conversion of every tool
 (which refuses some schemas outright), its tool-call parser and the bytes it streams. Those need the
-real server with a model, and no model can be downloaded here; so this writes one (~1 MB).
+real server with a model, and no model can be downloaded here; so this writes one (~2 MB).
 
 The model is a one-layer llama whose weights are set by hand, not trained:
 - each token's embedding is a one-hot vector, so the output layer reads the last token alone: a bigram
   table. Its ranking is fixed (the end of turn first, then `"`, `}`, ...), so where llama-server's
   grammar constrains the output (a tool call's JSON), the model takes the highest-ranked token the
   grammar allows: the shortest strings, `gpio_write` before the other tools, `porch_light` before the
-  other pins, 1 before 0. After the newline that opens its turn it writes `<tool_call>` instead.
+  other pins, 1 before 0. After the newline that opens its turn it writes `<tool_call>` instead, and
+  after that tag a newline: the word llama-server's lazy grammar waits for is the tag with its newline.
 - attention is uniform (zero queries and keys) and its values carry one flag: "a tool result is in
   the context" (the `</tool_response>` token). The flag lifts the end of turn above all else, so once
   the tool has run the model ends its turn with no text: what small local models often do.
