@@ -129,8 +129,10 @@ class Server:
                     if not switched:
                         offered = 0.0  # (re)connected: offer now
                 continue
-            if kind != OTA_STATE or retained:
-                continue  # a retained state is from an earlier update
+            if kind != OTA_STATE or retained or not offered:
+                # a retained state, or one before our offer, is from an earlier update (the device may still be
+                # answering a re-sent offer of the last `wisp ota`)
+                continue
             state, text = body.get("state"), str(body.get("text", ""))
             if state == "refused" or state == "failed":
                 return result(False, text)

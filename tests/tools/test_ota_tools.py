@@ -69,3 +69,31 @@ def test_offer_is_signed_for_one_device_and_chunks_carry_offset_and_tag():
 def test_versions_must_be_dotted_numbers_the_device_reads(bad):
     with pytest.raises(otabundle.BundleError):
         otabundle.build(bad)
+
+
+def test_a_state_from_an_earlier_update_is_not_taken_for_this_ones_answer(broker, tmp_path):
+    # the last `wisp ota` had offered twice; the device's answer to the second offer arrived live just as the
+    # next update started, before it offered: that update returned the old "downgrade ... refused" in 0.4 ms
+    import threading
+
+    from tests.support import Probe
+    server = ota.Server(broker.host, broker.port, otabundle.build("0.0.9"))
+    device = Probe(broker.host, broker.port, topics=("wisp/otad1/ota/offer",))
+    done = {}
+    try:
+        runner = threading.Thread(target=lambda: done.update(r=server.update("otad1", bytes(32), timeout_s=10)))
+        runner.start()
+        deadline = time.monotonic() + 5
+        while "otad1" not in server.watches and time.monotonic() < deadline:
+            time.sleep(0.01)
+        device.publish("wisp/otad1/ota/state", {"v": 1, "state": "refused", "text": "an earlier refusal"})
+        time.sleep(0.2)
+        device.publish("wisp/otad1/status", {"v": 1, "state": "online", "fw": "0.1.0"}, retain=True)
+        device.wait_for("wisp/otad1/ota/offer", timeout=5)  # this update's offer, then the device's answer to it
+        device.publish("wisp/otad1/ota/state", {"v": 1, "state": "refused", "text": "this offer's refusal"})
+        runner.join(10)
+        assert done["r"].text == "this offer's refusal"
+    finally:
+        device.publish("wisp/otad1/status", b"", retain=True)
+        device.close()
+        server.close()
