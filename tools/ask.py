@@ -104,9 +104,9 @@ def _wait_status(listener, status_topic, bridges):
     return None
 
 
-def _wait_answer(listener, topic, status_topic, dev_id, req_id, timeout_s, progress=None, bridges=None):
-    """The answer with our id; gives up at once when the device goes offline meanwhile."""
-    bridges = {} if bridges is None else bridges
+def _wait_answer(listener, topic, status_topic, dev_id, req_id, timeout_s, progress, bridges):
+    """The answer with our id; gives up at once when the device goes offline meanwhile. `bridges` hears
+    every bridge presence that arrives meanwhile."""
     deadline = time.monotonic() + timeout_s
     while (msg := listener.get(deadline - time.monotonic())) is not None:
         if _bridge_seen(msg, bridges):

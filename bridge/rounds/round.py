@@ -104,8 +104,7 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
         except Failure as e:
             answer.tier = e.tier or answer.tier
             raise
-        offered = {t["function"]["name"] for t in tools or ()}
-        written = None if calls else calls_in_text("".join(text), offered)
+        written = None if calls else calls_in_text("".join(text), {t["function"]["name"] for t in tools or ()})
         if written:  # the server passed its model's call format on as text (bridge/rounds/textcalls.py)
             log.info("id=%s tier=%s: %d tool call(s) read from the model's text", show_id(answer.req_id),
                      answer.tier, len(written[1]))
