@@ -71,7 +71,7 @@ class Server:
             return
         watch = self.watches.get(dev_id)
         if watch is not None:
-            watch.inbox.put((kind, m.payload, bool(m.retain)))
+            watch.inbox.put((kind, m.payload, bool(m.retain), time.monotonic()))
 
     def _answer(self, dev_id, payload):
         try:
@@ -117,7 +117,7 @@ class Server:
                 self.listener.client.publish(protocol.topic(dev_id, OTA_OFFER), offer, qos=1)
                 offered = time.monotonic()
             try:
-                kind, payload, retained = watch.inbox.get(timeout=0.5)
+                kind, payload, retained, arrived = watch.inbox.get(timeout=0.5)
             except queue.Empty:
                 continue
             body = _json(payload)
@@ -129,9 +129,9 @@ class Server:
                     if not switched:
                         offered = 0.0  # (re)connected: offer now
                 continue
-            if kind != OTA_STATE or retained or not offered:
-                # a retained state, or one before our offer, is from an earlier update (the device may still be
-                # answering a re-sent offer of the last `wisp ota`)
+            if kind != OTA_STATE or retained or not offered or arrived < offered:
+                # a retained state, or one that arrived before our offer, is from an earlier update (the device
+                # may still be answering a re-sent offer of the last `wisp ota`)
                 continue
             state, text = body.get("state"), str(body.get("text", ""))
             if state == "refused" or state == "failed":
