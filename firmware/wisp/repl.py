@@ -110,8 +110,8 @@ def resume():
 
 def ask(text, timeout_ms=ASK_TIMEOUT_MS):
     """Ask like MQTT would: the fast path answers offline; LLM asks need the broker and a bridge."""
-    if not isinstance(text, str) or not text.strip():
-        print('usage: r.ask("turn on the porch light")')
+    if not isinstance(text, str) or not text.strip() or not isinstance(timeout_ms, int) or timeout_ms < 1:
+        print('usage: r.ask("turn on the porch light"), or r.ask("...", timeout_ms)')
         return
     dev, agent = app.build()
     reply = _run(_ask(dev, agent, text, timeout_ms))
@@ -157,6 +157,9 @@ def mem():
 
 def log(n=20):
     """The last n log lines with the device's local time (before NTP: no time yet)."""
+    if not isinstance(n, int) or n < 1:
+        print("usage: r.log() or r.log(50): the last n lines")
+        return
     from wisp import civil
     from wisp.logfeed import lines
     from wisp.sched import CLOCK_VALID_AFTER
@@ -169,17 +172,33 @@ def log(n=20):
 def export(path="backup.json"):
     """All agent state (facts, routines, jobs, time zone) into one JSON file on the flash, to
     copy off before a reflash: `mpremote connect PORT resume cp :backup.json .`"""
-    import json
-
-    from wisp import backup
+    if not _json_path(path):
+        return
+    from wisp import backup, store
     dev, _agent = app.build()
-    with open(path, "w") as f:
-        json.dump(backup.export(dev), f)
+    try:
+        store.save(path[:-5], backup.export(dev))  # whole or not at all: an earlier export stays
+    except (OSError, MemoryError) as e:
+        print("Error: nothing written: %s" % _why(e))
+        return
     print("state written to %s" % path)
+
+
+def _why(e):
+    return str(e) or type(e).__name__  # a MemoryError says nothing of itself
+
+
+def _json_path(path):
+    if isinstance(path, str) and len(path) > 5 and path.endswith(".json"):
+        return True
+    print('usage: a file name ending in .json, as r.export("backup.json")')
+    return False
 
 
 def restore(path="backup.json"):
     """Bring the state of an export back, all or nothing (nothing changes if any part is bad)."""
+    if not _json_path(path):
+        return
     import json
 
     from wisp import backup
@@ -187,5 +206,5 @@ def restore(path="backup.json"):
     try:
         with open(path) as f:
             print(backup.restore(dev, json.load(f)))
-    except (OSError, ValueError) as e:
-        print("Error: nothing restored: %s" % e)
+    except (OSError, ValueError, MemoryError) as e:
+        print("Error: nothing restored: %s" % _why(e))

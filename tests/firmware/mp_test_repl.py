@@ -61,6 +61,22 @@ def test_export_then_restore_brings_the_state_back():
         raise Exception("a broken backup was not refused")
 
 
+def test_a_helper_called_wrongly_says_how_to_call_it_and_keeps_the_last_export():
+    _config()
+    r.run("memory_set", key="owner", value="Ada")
+    _capture(r.export)
+    wrong = ((r.log, ("x",)), (r.log, (0,)), (r.export, (5,)), (r.export, ("notes.txt",)),
+             (r.restore, (None,)), (r.ask, ("hi", "soon")), (r.run, ()), (r.run, (5,)))
+    for fn, args in wrong:
+        out = _capture(fn, *args)
+        if not out.startswith("usage:"):
+            raise Exception((args, out))
+    eq(_capture(r.export, "no_such_folder/b.json")[:22], "Error: nothing written")
+    r.run("memory_delete", key="owner")
+    _capture(r.restore)
+    check("owner: Ada" in _capture(r.mem), "the export before the wrong calls is intact")
+
+
 def test_after_ctrl_c_the_helpers_do_not_revive_the_agent_and_the_watchdog_is_held():
     import asyncio
 
