@@ -104,11 +104,12 @@ class Shown:
 
 
 class DebugFeed:
-    """The editor's websocket, subscribed to `debug`: debug nodes' messages in `shown`, and the
-    warnings and errors of any node (Node-RED sends those to the sidebar too) in `problems`."""
+    """The editor's websocket, subscribed to `debug`: debug nodes' messages in `shown`, the
+    warnings and errors of any node (Node-RED sends those to the sidebar too) in `problems`, and
+    the status every node showed under it in the editor (`status/<id>`, which every editor gets)."""
 
     def __init__(self, url):
-        self.shown, self.problems = [], []
+        self.shown, self.problems, self._statuses = [], [], []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._read(url),), daemon=True)
@@ -128,14 +129,21 @@ class DebugFeed:
     async def _take(self, ws):
         async for frame in ws:
             for item in json.loads(frame.data):
-                entry = item.get("data") or {}
-                if item.get("topic") != "debug":
+                topic, entry = item.get("topic", ""), item.get("data") or {}
+                if topic.startswith("status/"):
+                    self._statuses.append((topic[len("status/"):], entry.get("text")))
+                if topic != "debug":
                     continue
                 if entry.get("level") in LOG_LEVELS:
                     self.problems.append(f"{LOG_LEVELS[entry['level']]} from {entry.get('type')} "
                                          f"{entry.get('name') or entry.get('id')}: {entry.get('msg')}")
                 else:
                     self.shown.append(Shown(entry))
+
+    def statuses(self, node_id):
+        """The texts node `node_id` showed, oldest first, as message keys
+        (`node-red:common.status.connected`)."""
+        return [text for shown_by, text in self._statuses if shown_by == node_id]
 
     def close(self):
         if self._thread.is_alive():
