@@ -19,10 +19,14 @@ FAMILIES = ("openai", "anthropic", "gemini", "ollama", "llamacpp", "cerebras")
 _GEMINI_KEYS = {"type", "format", "description", "nullable", "enum", "items", "properties", "required",
                 "minItems", "maxItems", "minimum", "maximum", "minLength", "maxLength", "pattern",
                 "anyOf", "propertyOrdering", "default", "title"}
+# the formats Gemini takes, per type (its Schema in the API's discovery document); any other is a 400 "format: only
+# 'enum' and 'date-time' are supported for STRING type" (google-gemini/gemini-cli#3178)
+_GEMINI_FORMATS = {"number": ("float", "double"), "integer": ("int32", "int64"), "string": ("enum", "date-time")}
 _OLLAMA_KEYS = {"type", "description", "enum", "items", "properties", "required"}
 # what llama.cpp's json-schema-to-grammar cannot turn into grammar (it fails or ignores them silently)
 _LLAMACPP_DROP = {"$schema", "uniqueItems", "not", "if", "then", "else", "contains", "dependentSchemas",
                   "patternProperties", "multipleOf"}
+_JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number"}
 _TYPE_WORDS = {"string": "text", "number": "a number", "integer": "an integer", "boolean": "true/false"}
 # llama.cpp compiles an empty schema to "an object", not "any value": a list of every type says the latter
 _ANY_TYPE = ["string", "number", "boolean", "object", "array", "null"]
@@ -91,8 +95,10 @@ def _walk(family: str, s: dict, at: str, out: list[str], top: bool = False) -> N
     if "enum" in s and not s["enum"]:
         out.append(f"{at}: empty enum")
     if family == "gemini":
-        if "enum" in s and t != "string":
-            out.append(f"{at}: enum on a {t} (Gemini takes enums of strings only)")
+        if "enum" in s and (t != "string" or not all(isinstance(v, str) for v in s["enum"])):
+            out.append(f"{at}: enum of {t} values (Gemini takes enums of strings only)")
+        if "format" in s and s["format"] not in _GEMINI_FORMATS.get(t, ()):
+            out.append(f"{at}: format {s['format']!r} on a {t} (Gemini refuses it)")
         out += [f"{at}: keyword {k!r} outside Gemini's subset" for k in s if k not in _GEMINI_KEYS]
     if family == "ollama":
         out += [f"{at}: keyword {k!r} Ollama drops" for k in s if k not in _OLLAMA_KEYS]
@@ -186,7 +192,7 @@ def _schema(family: str, s: dict, top: bool = True) -> dict:
         # Gemini cannot declare an object of any shape: it goes as JSON text, decoded back (restore_args)
         s = {"type": "string", "description": "; ".join(filter(None, [s.get("description"), "a JSON object"]))}
     elif family == "gemini" and "type" not in s and "anyOf" not in s and not top:
-        s["type"] = "string"  # "any value" has no Gemini form; text is the one every value can be written as
+        s["type"] = _values_type(s.get("enum"))  # Gemini needs a type: an enum's, else any value's, which is text
     if family == "llamacpp" and not top and not _SHAPE_KEYS & set(s):
         s["type"] = list(_ANY_TYPE)
     if s.get("type") == "array" and not isinstance(s.get("items"), dict) and family != "llamacpp":
@@ -207,11 +213,14 @@ def _schema(family: str, s: dict, top: bool = True) -> dict:
                 note.append(" or ".join(_TYPE_WORDS.get(k, str(k)) for k in kinds))
             if nullable and family == "gemini":
                 s["nullable"] = True
-    if family == "gemini" and "enum" in s and s.get("type") != "string":
-        values = s.pop("enum")
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    if family == "gemini" and "enum" in s and (s.get("type") != "string" or
+                                               not all(isinstance(v, str) for v in s["enum"])):
+        values = s.pop("enum")  # Gemini's enum is a list of strings, on strings only
+        if s.get("type") in ("integer", "number") and all(type(v) in (int, float) for v in values):
             s["minimum"], s["maximum"] = min(values), max(values)
-        note.append("one of " + ", ".join(map(str, values)))
+        note.append("one of " + ", ".join(v if isinstance(v, str) else json.dumps(v) for v in values))
+    if family == "gemini" and "format" in s and s["format"] not in _GEMINI_FORMATS.get(s.get("type"), ()):
+        note.append(f"format {s.pop('format')}")
     if family == "ollama":
         for k in ("minimum", "maximum"):
             if k in s:
@@ -237,6 +246,14 @@ def _schema(family: str, s: dict, top: bool = True) -> dict:
     if isinstance(s.get("anyOf"), list):
         s["anyOf"] = [_schema(family, a, False) if isinstance(a, dict) else a for a in s["anyOf"]]
     return s
+
+
+def _values_type(values) -> str:
+    """The JSON type of all of `values` (an enum's), else "string": text is what every value can be written as."""
+    kinds = {_JSON_TYPES.get(type(v)) for v in values or ()}
+    if kinds == {"integer", "number"}:
+        return "number"
+    return kinds.pop() if len(kinds) == 1 and None not in kinds else "string"
 
 
 def _simple_alts(alts) -> bool:

@@ -1,5 +1,5 @@
-"""What the bridge really sends a tier for whole device rounds, and the helpers that check those bodies against
-a provider SDK's published types (tests/bridge/test_sdk_shapes*.py)."""
+"""What the bridge really sends a tier for whole device rounds, the tools it may be asked to pass on, and the
+helpers that check them against a provider SDK's published types (tests/bridge/test_sdk_shapes*.py)."""
 import functools
 import importlib
 import json
@@ -11,7 +11,7 @@ from typing_extensions import is_typeddict
 
 from bridge.config import Tier
 from tests.bridge.harness import ask, bridge_ctx, config, fake_tiers, firmware_manifest, run
-from tests.bridge.test_provider_rules import CONFIGS, EXTRA
+from tests.bridge.test_provider_rules import BAD, CONFIGS, EXTRA, every_tool, manifest_of
 from tests.fakes.openai_server import Reply
 
 
@@ -79,3 +79,28 @@ def device_rounds(tmp_path, provider: str, dialect: str | None = None, max_token
     assert len(fake.requests[2]["tools"]) > len(fake.requests[0]["tools"]) > 8
     return fake.requests
 
+
+# A /v1 caller's tool, passed through to the tier: a URL with format "uri", an enum of numbers without a type, an
+# optional value as anyOf with null, $defs and $ref, a dict of any keys, a nested object, array lengths, titles
+# and defaults, as MCP servers and pydantic write them (the firmware writes none of these)
+CALLER = {"type": "function", "function": {"name": "fetch_page", "description": "Fetch a page.", "parameters": {
+    "type": "object", "title": "FetchArgs", "required": ["url"],
+    "$defs": {"Mode": {"type": "string", "enum": ["text", "html"]}},
+    "properties": {
+        "url": {"type": "string", "format": "uri", "minLength": 1, "title": "Url"},
+        "retries": {"enum": [0, 1, 3], "default": 1},
+        "since": {"type": "string", "format": "date-time"},
+        "size": {"type": "integer", "format": "int32", "minimum": 1},
+        "proxy": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
+        "mode": {"$ref": "#/$defs/Mode"},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "window": {"type": "object", "required": ["w"], "additionalProperties": False,
+                   "properties": {"w": {"type": "integer", "exclusiveMinimum": 0}}},
+        "notify": {"type": "array", "items": {"type": "string", "format": "email"}, "minItems": 1,
+                   "maxItems": 3}}}}}
+
+
+def offered(tmp_path) -> dict[str, list[dict]]:
+    """Every tool set the SDK checks cover: each firmware config of the conformance suite with every family
+    loaded, its BAD tool (test_provider_rules.py), and CALLER."""
+    return {**{c: every_tool(manifest_of(tmp_path, c)) for c in CONFIGS}, "BAD": [BAD], "CALLER": [CALLER]}
