@@ -32,7 +32,12 @@ _TYPE_WORDS = {"string": "text", "number": "a number", "integer": "an integer", 
 _ANY_TYPE = ["string", "number", "boolean", "object", "array", "null"]
 # Cerebras documents schema limits for strict mode only, but has answered tool requests carrying these with a
 # 400 "Unsupported JSON schema fields" (docs/bridge.md "Providers"); the device checks them anyway
-_CEREBRAS_DROP = {"minItems": "at least %s items", "maxItems": "at most %s items", "format": "format %s"}
+_CEREBRAS_DROP = ("minItems", "maxItems", "format")
+# bounds as the description says them where a family drops the keyword (the device still checks the value)
+_BOUND_WORDS = {"minimum": "minimum %s", "maximum": "maximum %s", "minItems": "at least %s items",
+                "maxItems": "at most %s items", "minLength": "at least %s characters",
+                "maxLength": "at most %s characters", "format": "format %s",
+                "pattern": "matching the regular expression %s"}
 _SHAPE_KEYS = {"type", "anyOf", "oneOf", "allOf", "enum", "const", "$ref", "properties", "items"}
 # every family's documented name rule is ASCII: str.isalnum() would also pass "día" or "temp²", which they refuse
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -220,21 +225,17 @@ def _schema(family: str, s: dict, top: bool = True) -> dict:
             s["minimum"], s["maximum"] = min(values), max(values)
         note.append("one of " + ", ".join(v if isinstance(v, str) else json.dumps(v) for v in values))
     if family == "gemini" and "format" in s and s["format"] not in _GEMINI_FORMATS.get(s.get("type"), ()):
-        note.append(f"format {s.pop('format')}")
-    if family == "ollama":
-        for k in ("minimum", "maximum"):
-            if k in s:
-                note.append(f"{k} {s[k]}")
+        note.append(_BOUND_WORDS["format"] % s.pop("format"))
+    if family == "ollama":  # its tool struct keeps none of them
+        note += [words % s[k] for k, words in _BOUND_WORDS.items() if k in s]
     if family == "cerebras":
-        for k, words in _CEREBRAS_DROP.items():
-            if k in s:
-                note.append(words % s.pop(k))
+        note += [_BOUND_WORDS[k] % s.pop(k) for k in _CEREBRAS_DROP if k in s]
     keep = _GEMINI_KEYS if family == "gemini" else _OLLAMA_KEYS if family == "ollama" else None
     if keep is not None:
         s = {k: v for k, v in s.items() if k in keep}
     elif family == "llamacpp":
         if "pattern" in s:
-            note.append(f"matching the regular expression {s['pattern']}")
+            note.append(_BOUND_WORDS["pattern"] % s["pattern"])
         s = {k: v for k, v in s.items() if k not in _LLAMACPP_DROP and k != "pattern"}
     if note:
         s["description"] = "; ".join([s["description"], *note] if s.get("description") else note)

@@ -165,3 +165,12 @@ def test_a_cerebras_tier_gets_array_lengths_in_words(tmp_path):
     assert "maxItems" not in data and data["description"].endswith("at most 32 items")
     openai = {t["function"]["name"]: t for t in translate("openai", offered)}
     assert openai["i2c_write"]["function"]["parameters"]["properties"]["data"]["maxItems"] == 32
+
+
+def test_an_ollama_tier_gets_array_lengths_and_bounds_in_words(tmp_path):
+    # Ollama's tool struct (api/types.go ToolProperty) has no keyword for bounds and drops them: the model
+    # reads them in the description; the I2C tools bound their byte lists with maxItems
+    sent = {t["function"]["name"]: t for t in translate("ollama", every_tool(manifest_of(tmp_path, "every mode")))}
+    data = sent["i2c_write"]["function"]["parameters"]["properties"]["data"]
+    assert data == {"type": "array", "description": "at most 32 items",
+                    "items": {"type": "integer", "description": "minimum 0; maximum 255"}}
