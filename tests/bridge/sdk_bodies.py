@@ -104,3 +104,16 @@ def offered(tmp_path) -> dict[str, list[dict]]:
     """Every tool set the SDK checks cover: each firmware config of the conformance suite with every family
     loaded, its BAD tool (test_provider_rules.py), and CALLER."""
     return {**{c: every_tool(manifest_of(tmp_path, c)) for c in CONFIGS}, "BAD": [BAD], "CALLER": [CALLER]}
+
+
+def schema_keys(s: dict) -> set[str]:
+    """The keywords of a JSON schema and of every schema in it (not its property names)."""
+    subs = [*(s.get("properties") or {}).values(), s.get("items"), *(s.get("anyOf") or ())]
+    return set(s).union(*(schema_keys(sub) for sub in subs if isinstance(sub, dict)))
+
+
+def sse_payloads(body: bytes) -> list[str]:
+    """The `data:` payloads of an SSE body before its `[DONE]`."""
+    payloads = [line[6:] for line in body.decode().splitlines() if line.startswith("data: ")]
+    assert payloads.pop() == "[DONE]"
+    return payloads
