@@ -193,6 +193,8 @@ def _free_object(s: dict) -> bool:
 def _schema(family: str, s: dict, top: bool = True) -> dict:
     s = dict(s)
     note = []
+    if family in ("gemini", "ollama") and "const" in s and "enum" not in s:
+        s["enum"] = [s.pop("const")]  # neither reads `const` (dropped silently); a one-value enum says the same
     if family == "gemini" and _free_object(s) and not top:
         # Gemini cannot declare an object of any shape: it goes as JSON text, decoded back (restore_args)
         s = {"type": "string", "description": "; ".join(filter(None, [s.get("description"), "a JSON object"]))}

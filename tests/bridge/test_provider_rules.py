@@ -85,6 +85,18 @@ def test_gemini_and_ollama_keep_the_meaning_in_words():
     assert ollama["n"] == {"type": "integer", "description": "minimum 1; maximum 9"}
 
 
+def test_a_const_reaches_gemini_and_ollama_as_a_one_value_enum():
+    # both drop `const` without a word; a caller's {"const": "on"} would leave the model any value
+    tool = {"type": "function", "function": {"name": "mode_set", "description": "set the mode", "parameters": {
+        "type": "object", "required": ["mode", "level"],
+        "properties": {"mode": {"type": "string", "const": "auto"}, "level": {"const": 3}}}}}
+    gemini = translate("gemini", [tool])[0]["function"]["parameters"]["properties"]
+    assert gemini["mode"] == {"type": "string", "enum": ["auto"]}
+    assert gemini["level"] == {"type": "integer", "minimum": 3, "maximum": 3, "description": "one of 3"}
+    ollama = translate("ollama", [tool])[0]["function"]["parameters"]["properties"]
+    assert ollama == {"mode": {"type": "string", "enum": ["auto"]}, "level": {"enum": [3]}}
+
+
 def test_llamacpp_gets_patterns_in_words_and_any_value_as_every_type():
     # json-schema-to-grammar.cpp: an unanchored pattern fails the whole request ("Pattern must start with '^'
     # and end with '$'"), and an empty schema compiles to an object; an array without items takes any values
