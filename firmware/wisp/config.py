@@ -125,7 +125,7 @@ def load(path=DEFAULT_PATH, log=print):
         # that is not a URL with a host makes Home Assistant refuse every entity of the device
         v = ha.get(key, "http://x")
         if not (isinstance(v, str) and v and "+" not in v and "#" not in v) or key == "url" and (
-                not v.startswith(("http://", "https://")) or v.split("/")[2][:1] in ":?@ "):
+                not (v.startswith("http://") or v.startswith("https://")) or v.split("/")[2][:1] in ":?@ "):
             errors.append("ha.%s left out: url must be http(s)://<host>[:port], prefix and status_topic "
                           "topics without + or #" % key)
             del ha[key]

@@ -39,7 +39,7 @@ def _shared(dev):
         d["cns"] = [["mac", mac]]
     ha = dev.config.get("ha")
     url = ha.get("url") if isinstance(ha, dict) else None
-    if isinstance(url, str) and url.startswith(("http://", "https://")):
+    if url:  # wisp/config.py keeps only an http(s)://<host> one
         d["cu"] = url.rstrip("/") + "/#/device/" + dev.id  # the bridge dashboard's device page
     return {"dev": d, "o": {"name": "wisp", "sw": VERSION}}
 
