@@ -17,9 +17,12 @@ def _load():
         with open("ota.json") as f:
             return json.load(f)
     except OSError:
-        try:  # a cut between unlink and rename (FAT): a complete .tmp is the new pointer
+        try:  # a cut between unlink and rename (FAT): a whole .tmp (newline last) is the new pointer
             with open("ota.tmp") as f:
                 p = json.load(f)
+                f.seek(-1, 2)
+                if f.read(1) != "\n":  # torn: MicroPython before 1.26 parses '{"cur": "b"' as whole
+                    return None
             os.rename("ota.tmp", "ota.json")
             return p
         except Exception:
@@ -30,7 +33,7 @@ def _load():
 
 def _save(p):
     with open("ota.tmp", "w") as f:
-        f.write(json.dumps(p))
+        f.write(json.dumps(p) + "\n")  # newline last, as wisp.store writes: _load's mark of a whole file
     if _sync:
         _sync()
     os.rename("ota.tmp", "ota.json")

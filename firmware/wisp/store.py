@@ -15,9 +15,15 @@ def remove(path):
         pass
 
 
-def _read(path):
+def _read(path, whole=False):
+    """The JSON in path; whole: only if it ends in the newline save() writes last (else ValueError)."""
     with open(path) as f:
-        return json.load(f)
+        obj = json.load(f)
+        if whole:
+            f.seek(-1, 2)
+            if f.read(1) != "\n":
+                raise ValueError
+    return obj
 
 
 def check_plain(obj):
@@ -51,12 +57,10 @@ def load(name, default, log=print):
         os.stat(path)
     except OSError:
         # No .json but a .tmp: on FAT a rename is unlink + rename, and a cut between the two
-        # leaves only the new file. A .tmp that parses completely was fully written (a torn
-        # object or list never parses: its closing bracket is the last byte written).
+        # leaves only the new file. A .tmp that ends in the newline save() writes last was fully
+        # written (parsing is no proof: MicroPython before 1.26 reads '{"n": 1, "m"' as {"n": 1}).
         try:
-            obj = _read(tmp)
-            if not isinstance(obj, (dict, list)):
-                raise ValueError
+            obj = _read(tmp, True)
         except MemoryError:
             raise  # as below: the .tmp may be the only copy
         except Exception:
@@ -89,6 +93,7 @@ def save(name, obj):
     try:
         with open(tmp, "w") as f:
             json.dump(obj, f)
+            f.write("\n")  # last: the mark of a whole file (load)
             f.flush()
         if _sync:
             _sync()

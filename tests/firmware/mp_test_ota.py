@@ -58,11 +58,29 @@ def test_rolling_back_the_first_update_returns_to_the_flash_root():
 
 
 def test_a_pointer_cut_between_unlink_and_rename_is_recovered():
-    with open("ota.tmp", "w") as f:
-        f.write(json.dumps({"cur": "a", "ver": "0.2.0", "trial": False}))
+    wispboot._save({"cur": "a", "ver": "0.2.0", "trial": False})
+    os.rename("ota.json", "ota.tmp")
     eq(wispboot.select()["cur"], "a")
     sys.path.pop(0)
     eq(_load()["cur"], "a")
+
+
+def test_a_pointer_cut_while_written_boots_the_flash_root():
+    # a torn pointer taken for a whole one would boot the new slot with no trial and no way back
+    wispboot._save({"cur": "b", "ver": "0.3.0", "prev": "a", "prev_ver": "0.2.0", "trial": True, "tries": 0})
+    os.rename("ota.json", "ota.tmp")
+    with open("ota.tmp") as f:
+        whole = f.read()
+    path = list(sys.path)
+    for n in range(len(whole)):
+        with open("ota.tmp", "w") as f:
+            f.write(whole[:n])
+        eq((n, wispboot.select()), (n, None))
+        eq(sys.path, path)
+    with open("ota.tmp", "w") as f:
+        f.write(whole)
+    eq(wispboot.select()["tries"], 1)
+    eq(sys.path.pop(0), "ota/b")
 
 
 def test_an_unreadable_pointer_boots_the_flash_root():

@@ -58,9 +58,16 @@ def test_torn_temp_file_from_a_power_cut_is_ignored_and_removed():
         raise Exception("torn cut.tmp not removed")
 
 
+def _lone_tmp(name, obj):
+    """The .tmp a save of obj leaves when a cut lands between FAT's unlink and rename; its text."""
+    store.save(name, obj)
+    os.rename(name + ".json", name + ".tmp")
+    return _read(name + ".tmp")
+
+
 def test_complete_temp_file_without_json_is_recovered():
     # FAT renames by unlink + rename; a cut between the two leaves only the finished .tmp
-    _write("fat.tmp", '{"n": 7}')
+    _lone_tmp("fat", {"n": 7})
     lines = []
     eq(store.load("fat", None, lines.append), {"n": 7})
     if not _exists("fat.json") or _exists("fat.tmp") or "recovered" not in lines[0]:
@@ -69,6 +76,18 @@ def test_complete_temp_file_without_json_is_recovered():
     eq(store.load("fat2", "d"), "d")
     if _exists("fat2.tmp") or _exists("fat2.json"):
         raise Exception("torn fat2.tmp not cleaned up")
+
+
+def test_a_first_save_cut_anywhere_is_never_taken_for_a_whole_one():
+    # MicroPython before 1.26 parses '{"n": 7, "facts": [["a", 1]]' as {"n": 7, "facts": [["a", 1]]}
+    whole = _lone_tmp("cut", {"n": 7, "facts": [["a", 1], ["b", "x"]], "on": True})
+    for n in range(len(whole)):
+        _write("cut.tmp", whole[:n])
+        eq((n, store.load("cut", "d")), (n, "d"))
+        if _exists("cut.tmp") or _exists("cut.json"):
+            raise Exception("torn cut.tmp of %d characters not cleaned up" % n)
+    _write("cut.tmp", whole)
+    eq(store.load("cut", "d", lambda line: None), {"n": 7, "facts": [["a", 1], ["b", "x"]], "on": True})
 
 
 def test_save_of_something_not_json_raises_and_keeps_the_old_file():
@@ -100,7 +119,7 @@ def test_a_heap_too_short_to_read_a_file_keeps_the_file():
     store.save("kept", {"routines": {"night": [{"tool": "gpio_read"}]}})
     real = store._read
 
-    def short_of_heap(path):
+    def short_of_heap(*_):
         raise MemoryError("memory allocation failed, allocating 340 bytes")
     store._read = short_of_heap
     try:
@@ -129,10 +148,10 @@ def test_a_full_flash_raises_and_keeps_the_old_file():
 
 def test_a_lone_temp_file_survives_a_heap_too_short_to_read_it():
     # cut between write and rename of a first save (or FAT's unlink + rename): the .tmp is the only copy
-    _write("only.tmp", '{"n": 7}')
+    _lone_tmp("only", {"n": 7})
     real = store._read
 
-    def short_of_heap(path):
+    def short_of_heap(*_):
         raise MemoryError("memory allocation failed, allocating 340 bytes")
     store._read = short_of_heap
     try:
