@@ -43,6 +43,12 @@ class Stack:
             self.close()
             raise
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()  # also when a fixture's setup fails after the broker and bridge started
+
     @property
     def broker_addr(self):
         return f"{self.broker.host}:{self.broker.port}"

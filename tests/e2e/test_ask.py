@@ -8,10 +8,9 @@ from tests.e2e.stack import Stack
 
 @pytest.fixture(scope="module")
 def stack():
-    s = Stack()
-    s.start_device("dev1")
-    yield s
-    s.close()
+    with Stack() as s:
+        s.start_device("dev1")
+        yield s
 
 
 def _replies(stack, ask_id, seconds=0.5):

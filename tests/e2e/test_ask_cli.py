@@ -24,10 +24,9 @@ def responder(request):
 
 @pytest.fixture(scope="module")
 def stack():
-    s = Stack(responder)
-    s.start_device("dev1")
-    yield s
-    s.close()
+    with Stack(responder) as s:
+        s.start_device("dev1")
+        yield s
 
 
 def test_progress_names_the_model_round_and_each_tool_call(stack):

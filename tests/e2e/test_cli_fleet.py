@@ -18,11 +18,10 @@ SENSOR_PINS = {"pump": {"pin": 25, "mode": "out"}, "level": {"pin": 34, "mode": 
 
 @pytest.fixture(scope="module")
 def stack():
-    s = Stack()
-    s.start_device("dev1")
-    s.start_device("dev2", pins=SENSOR_PINS)
-    yield s
-    s.close()
+    with Stack() as s:
+        s.start_device("dev1")
+        s.start_device("dev2", pins=SENSOR_PINS)
+        yield s
 
 
 def test_devices_lists_every_device_with_state_firmware_board_and_pins(stack):

@@ -26,11 +26,10 @@ WAIT_S = 8
 @pytest.fixture(scope="module")
 def stack():
     port = brokers.free_port()
-    s = Stack(bridge_env={"WISP_API_TOKEN": TOKEN, "WISP_HTTP": f"127.0.0.1:{port}"})
-    s.start_device("dash1", pins=PINS)
-    s.url = f"http://127.0.0.1:{port}"
-    yield s
-    s.close()
+    with Stack(bridge_env={"WISP_API_TOKEN": TOKEN, "WISP_HTTP": f"127.0.0.1:{port}"}) as s:
+        s.start_device("dash1", pins=PINS)
+        s.url = f"http://127.0.0.1:{port}"
+        yield s
 
 
 @pytest.fixture(scope="module")

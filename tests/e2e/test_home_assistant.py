@@ -29,16 +29,15 @@ INPUTS = {"dht": {"15": [21.5, 40]}, "adc": {"34": 2048, "35": 1100}}
 @pytest.fixture(scope="module")
 def house():
     port = brokers.free_port()
-    s = Stack(bridge_env={"WISP_API_TOKEN": TOKEN, "WISP_HTTP": f"127.0.0.1:{port}"})
-    s.url = f"http://127.0.0.1:{port}"
-    workdir = s.dir / "devices" / "ha1"
-    workdir.mkdir(parents=True)
-    _inputs(workdir)
-    ha = Probe(s.broker.host, s.broker.port, topics=("homeassistant/#",))
-    s.start_device("ha1", pins=PINS, extra=EXTRA)
-    yield s, ha, workdir
-    ha.close()
-    s.close()
+    with Stack(bridge_env={"WISP_API_TOKEN": TOKEN, "WISP_HTTP": f"127.0.0.1:{port}"}) as s:
+        s.url = f"http://127.0.0.1:{port}"
+        workdir = s.dir / "devices" / "ha1"
+        workdir.mkdir(parents=True)
+        _inputs(workdir)
+        ha = Probe(s.broker.host, s.broker.port, topics=("homeassistant/#",))
+        s.start_device("ha1", pins=PINS, extra=EXTRA)
+        yield s, ha, workdir
+        ha.close()
 
 
 def _inputs(workdir, **changes):

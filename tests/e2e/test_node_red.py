@@ -16,10 +16,9 @@ PINS = {"porch_light": {"pin": 26, "mode": "out", "min_interval_ms": 0},
 
 @pytest.fixture(scope="module")
 def stack():
-    s = Stack()
-    s.start_device("nr1", pins=PINS)
-    yield s
-    s.close()
+    with Stack() as s:
+        s.start_device("nr1", pins=PINS)
+        yield s
 
 
 def _send(stack, topic, payload: bytes):
