@@ -135,6 +135,7 @@ class MqttLink:
         self._pending_to: asyncio.Transport | None = None
         self._pid = 0
         self._sub_pid = 0
+        self._suback_due = False  # SUBSCRIBE sent on this connection, no SUBACK yet
         self.last_in = self._last_out = 0.0
         self._ping_sent: float | None = None
         self._supervisor: asyncio.Task | None = None
@@ -258,6 +259,7 @@ class MqttLink:
     def _suback(self, body: bytes) -> None:
         if wire.read_pid(body) != self._sub_pid:
             return
+        self._suback_due = False
         codes = body[2:]
         failed = [f"{t} (0x{c:02x})" for (t, _), c in zip(self._topics[:2], codes[:2], strict=False)
                   if c == wire.SUBACK_FAILURE]
@@ -274,6 +276,15 @@ class MqttLink:
                 log.warning("broker refused %s: the dashboard will miss it", topic)
         log.info("subscribed to %s", ", ".join(t for t, _ in self._topics))
         self.subscribed.set()
+
+    def _closed_instead_of_suback(self) -> None:
+        # MQTT 3.1.1 (3.8.4) wants a SUBACK, 0x80 for a filter the broker will not serve; ejabberd's mod_mqtt
+        # (23.01) closes the connection on a $share/ filter instead, which would read as a flaky network.
+        topics = ", ".join(t for t, _ in self._topics)
+        hint = (" (a broker without shared subscriptions does this for $share/: WISP_SHARED=0, or [broker] "
+                "shared = false)" if self._topics[0][0].startswith("$share/") else "")
+        log.error("broker %s:%d closed the connection instead of answering the subscription to %s: this bridge "
+                  "gets no requests%s", self.host, self.port, topics, hint)
 
     # ---- the connection's life ---------------------------------------------------------------------------
     async def _supervise(self) -> None:
@@ -294,6 +305,8 @@ class MqttLink:
                 if self._closing:
                     return
                 log.warning("disconnected from broker: %s; reconnecting", reason or "connection closed")
+                if self._suback_due:
+                    self._closed_instead_of_suback()
                 # it was up: the next attempt starts from the short delay; refused or dropped before
                 # subscribing (e.g. a bad login): back off
                 was_up = self.subscribed.is_set()
@@ -337,6 +350,7 @@ class MqttLink:
             self.subscribed.set()
         else:
             self._sub_pid = self._next_pid()
+            self._suback_due = True
             self._write(wire.subscribe(self._sub_pid, self._topics))
         for packet in self._inflight.values():  # sent before, never acknowledged: again, marked as a re-send
             self._write(wire.with_dup(packet))

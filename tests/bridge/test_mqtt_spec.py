@@ -303,6 +303,36 @@ def test_a_refused_request_subscription_is_said_and_asked_again(quick_retry, cap
     assert refusals and "$share/wisp/wisp/+/llm/req (0x80)" in refusals[0] and "no requests" in refusals[0]
 
 
+async def _close_on_shared_subscribe(reader, writer, index, fake):
+    await read_packet(reader)
+    writer.write(CONNACK_OK)
+    await writer.drain()
+    _, body = await read_packet(reader)
+    if b"$share/" in body:  # ejabberd 23.01's mod_mqtt: no SUBACK, the connection closed
+        writer.close()
+        return
+    writer.write(suback(struct.unpack_from("!H", body)[0], b"\x00\x01"))
+    await writer.drain()
+
+
+def test_a_broker_that_closes_on_share_subscribe_is_told_to_use_plain_subscriptions(quick_retry, caplog):
+    """MQTT 3.1.1, 3.8.4: a SUBSCRIBE gets a SUBACK, 0x80 for a filter the broker will not serve. A broker without
+    shared subscriptions that closes the connection instead (ejabberd 23.01) left only "disconnected ...
+    reconnecting" lines in the log, over and over, and the bridge never got a request."""
+    async def run():
+        async with FakeBroker(_close_on_shared_subscribe) as fake:
+            async with link_to(fake.port, shared=True) as link:
+                await until_async(lambda: len(fake.opened) >= 2, 3, "a new connection, to subscribe again")
+                assert not link.subscribed.is_set()
+            async with link_to(fake.port, shared=False) as link:
+                await until_async(lambda: link.subscribed.is_set(), 3, "plainly subscribed")
+    with caplog.at_level(logging.WARNING, logger="wisp.bridge.mqtt"):
+        asyncio.run(run())
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert said and "closed the connection" in said[0] and "WISP_SHARED=0" in said[0]
+    assert all("$share/" in s for s in said)  # nothing said of the plain subscription
+
+
 async def _silent_after_suback(reader, writer, index, fake):
     first, body = await read_packet(reader)
     fake.keepalive = struct.unpack_from("!H", body, 8)[0]  # protocol name (6), level, flags, then keepalive
