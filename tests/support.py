@@ -41,10 +41,12 @@ def session_postgres():
 class Probe:
     """A paho client that records what arrives, for asserting on MQTT traffic."""
 
-    def __init__(self, host, port, topics=("wisp/#",), client_id=None):
+    def __init__(self, host, port, topics=("wisp/#",), client_id=None, login=None):
         self.messages = queue.Queue()
         self.seen = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "")
+        if login:  # (user, password): a broker that admits no anonymous client (ejabberd)
+            self.client.username_pw_set(*login)
         self.client.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload, m.retain))
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: subscribed.set()

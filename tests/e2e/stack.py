@@ -26,18 +26,26 @@ def porch_responder(request):
 
 
 class Stack:
-    def __init__(self, responder=porch_responder, with_tier=True, bridge_env=None, broker_conf=""):
+    def __init__(self, responder=porch_responder, with_tier=True, bridge_env=None, broker_conf="", broker=None,
+                 login=None):
+        """broker: one started elsewhere (tools/broker_cluster_check.py's ejabberd), left running at close();
+        login: (user, password) every part of the stack gives it."""
         self.dir = Path(tempfile.mkdtemp(prefix="wisp-e2e-"))
         self.bridge_env = dict(bridge_env or {})  # e.g. WISP_API_TOKEN and WISP_HTTP for the REST API
         self.broker_conf = broker_conf
-        self.broker = brokers.start_mosquitto(self.dir / "broker", extra_conf=broker_conf)  # e.g. a TLS listener
+        self.login = login
+        self.own_broker = broker is None
+        if login:
+            self.bridge_env.update(WISP_BROKER_USER=login[0], WISP_BROKER_PASSWORD=login[1])
+        # e.g. a TLS listener in broker_conf
+        self.broker = broker or brokers.start_mosquitto(self.dir / "broker", extra_conf=broker_conf)
         self.fake = FakeOpenAI(responder) if with_tier else None
         self.base_url = self.fake.start_in_thread() if self.fake else None
         self.bridge = None
         self.devices = {}
         self.probe = None
         try:
-            self.probe = Probe(self.broker.host, self.broker.port)
+            self.probe = Probe(self.broker.host, self.broker.port, login=login)
             self.start_bridge()
         except BaseException:
             self.close()
@@ -69,6 +77,9 @@ class Stack:
 
     def start_device(self, dev_id="dev1", pins=None, heapsize=None, firmware_dir=None, extra=None, romfs=None):
         workdir = self.dir / "devices" / dev_id
+        if self.login:
+            login = dict(host=self.broker.host, port=self.broker.port, user=self.login[0], password=self.login[1])
+            extra = {"broker": login, **(extra or {})}
         sim.write_config(workdir, dev_id, self.broker.host, self.broker.port, pins, extra)
         log = open(workdir / "console.log", "ab")
         proc = sim.start_device(workdir, heapsize=heapsize, stdout=log, stderr=log, firmware_dir=firmware_dir,
@@ -88,8 +99,11 @@ class Stack:
 
     def wisp(self, *args, timeout=60):
         """Run the real `wisp` CLI against this stack's broker."""
+        env = dict(os.environ)
+        if self.login:
+            env.update(WISP_BROKER_USER=self.login[0], WISP_BROKER_PASSWORD=self.login[1])
         return subprocess.run([sys.executable, "-m", "tools.cli", *args, "--broker", self.broker_addr],
-                              cwd=str(REPO), capture_output=True, text=True, timeout=timeout)
+                              cwd=str(REPO), capture_output=True, text=True, timeout=timeout, env=env)
 
     def restart_broker(self, down_s):
         """Stop the broker, leave it down for `down_s`, start it again on the same port."""
@@ -134,4 +148,5 @@ class Stack:
                     proc.kill()
         if self.fake:
             self.fake.stop()
-        self.broker.stop()
+        if self.own_broker:
+            self.broker.stop()
