@@ -178,6 +178,15 @@ def ask(broker, dev_id, text, check, path):
                  f"wisp ask {dev_id} {text!r}: {words!r} from the {path} path", done.stdout + done.stderr)
 
 
+def traffic(stack, dev_id):
+    """(answers ending a round on llm/res, replies, porch light switchings the device ran) the probe saw since
+    the last call, the console counted whole."""
+    seen = stack.probe.drain(1.5)
+    dones = sum(1 for t, p in seen if t == f"wisp/{dev_id}/llm/res" and isinstance(p, dict) and p.get("done"))
+    replies = sum(1 for t, _ in seen if t == f"wisp/{dev_id}/reply")
+    return dones, replies, stack.console(dev_id).count("tool gpio_write(pin=porch_light")
+
+
 def shared_bridge_says_plain(broker, check):
     """A bridge left on $share/: its log names WISP_SHARED=0 (the node closes the connection on the SUBSCRIBE)."""
     work = Path(tempfile.mkdtemp(prefix="wisp-share-"))
@@ -258,10 +267,13 @@ def two_nodes(cluster, a, check):
               "wisp ask through ejB: no device dev2 (its retained status is found on ejA only)", done.stderr)
         ask(a, "dev2", FAST_ASK, check, "device")
 
-        calls = llm_calls(one, two)
+        calls, (_, _, ran) = llm_calls(one, two), traffic(one, "dev2")
         ask(a, "dev2", LLM_ASK, check, "llm")
         check(llm_calls(one, two) - calls == 4, "separate stores: both bridges answer each round (4 model calls "
               "for 2 rounds)", llm_calls(one, two) - calls)
+        dones, replies, ran_now = traffic(one, "dev2")
+        check(dones == 4 and replies == 1 and ran_now - ran == 1, "4 answers on llm/res, yet one reply and one "
+              "switching on the device", (dones, replies, ran_now - ran))
 
         db = str(one.dir / "shared-cost.db")
         for stack in (one, two):
@@ -269,10 +281,13 @@ def two_nodes(cluster, a, check):
         # restarted, the bridges on ejB would find no manifest of dev2 (see below): the device comes back
         process.end(one.devices["dev2"])
         one.start_device("dev2", extra=device_on_a)
-        calls = llm_calls(one, two)
+        calls, (_, _, ran) = llm_calls(one, two), traffic(one, "dev2")
         ask(a, "dev2", LLM_ASK, check, "llm")
         check(llm_calls(one, two) - calls == 2, "one SQLite file: the bridges' claims answer each round once "
               "(2 model calls)", llm_calls(one, two) - calls)
+        dones, replies, ran_now = traffic(one, "dev2")
+        check(replies == 1 and ran_now - ran == 1, f"one reply and one switching on the device ({dones} answers "
+              "on llm/res)", (dones, replies, ran_now - ran))
 
         on_a = retained(a, ["wisp/dev2/manifest"])
         on_b = retained(b, ["wisp/dev2/manifest"])
