@@ -101,6 +101,22 @@ class Probe:
         self.client.disconnect()
 
 
+def retained(host, port, topics, wait_s=1.0, login=None):
+    """{topic: payload} of the non-empty retained messages the broker gives a new subscriber to `topics`."""
+    got = {}
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    if login:
+        c.username_pw_set(*login)
+    c.on_message = lambda _c, _u, m: got.__setitem__(m.topic, m.payload) if m.retain and m.payload else None
+    c.connect(host, port)
+    c.loop_start()
+    c.subscribe([(t, 1) for t in topics])
+    time.sleep(wait_s)
+    c.loop_stop()
+    c.disconnect()
+    return got
+
+
 def until(check, timeout=10.0, what="the condition", every=0.05):
     """Poll `check()` until it returns something true, and return that; TimeoutError names `what`."""
     deadline = time.monotonic() + timeout

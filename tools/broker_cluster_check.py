@@ -27,12 +27,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
 from tests.e2e.stack import PROVIDER_ENV, Stack
+from tests.support import retained as retained_on
 from tests.support import until
 from tools import broker as brokers
 from tools import process
@@ -144,19 +144,21 @@ def connack(broker, login):
     return got[0] if got else None
 
 
-def retained(broker, topics, wait_s=1.0):
+def retained(broker, topics):
     """{topic: payload} of the retained messages `broker` (one node) gives a new subscriber."""
-    got = {}
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    c.username_pw_set(*LOGIN)
-    c.on_message = lambda _c, _u, m: got.__setitem__(m.topic, m.payload) if m.retain else None
-    c.connect(broker.host, broker.port)
-    c.loop_start()
-    c.subscribe([(t, 1) for t in topics])
-    time.sleep(wait_s)
-    c.loop_stop()
-    c.disconnect()
-    return got
+    return retained_on(broker.host, broker.port, topics, login=LOGIN)
+
+
+def last_will_seen(stack, dev_id):
+    """Kill the device (the power goes: its node publishes the last will); True once its status says offline."""
+    stack.devices[dev_id].send_signal(signal.SIGKILL)
+    stack.devices[dev_id].wait()
+    try:
+        stack.probe.wait_for(f"wisp/{dev_id}/status", lambda s: isinstance(s, dict) and s.get("state") == "offline",
+                             timeout=WAIT_S * 2)
+        return True
+    except TimeoutError:
+        return False
 
 
 def llm_calls(*stacks):
@@ -225,15 +227,7 @@ def one_node(node, check):
         calls = llm_calls(stack)
         ask(node, "dev1", LLM_ASK, check, "llm")
         check(llm_calls(stack) - calls == 2, "two model calls for it (the call, then the words)", llm_calls(stack))
-        stack.devices["dev1"].send_signal(signal.SIGKILL)  # the power goes: the node publishes the last will
-        stack.devices["dev1"].wait()
-        try:
-            stack.probe.wait_for("wisp/dev1/status", lambda s: isinstance(s, dict) and s.get("state") == "offline",
-                                 timeout=WAIT_S * 2)
-            gone = True
-        except TimeoutError:
-            gone = False
-        check(gone, "the device killed: its last will, status offline")
+        check(last_will_seen(stack, "dev1"), "the device killed: its last will, status offline")
         kept = retained(node, ["wisp/dev1/status"])
         check(b'"offline"' in kept.get("wisp/dev1/status", b""), "status offline is retained", kept)
     finally:
@@ -300,15 +294,7 @@ def two_nodes(cluster, a, check):
               "so a bridge restarted on ejB has no manifest for dev2: the ask fails in words",
               done.stdout + done.stderr)
 
-        one.devices["dev2"].send_signal(signal.SIGKILL)
-        one.devices["dev2"].wait()
-        try:
-            one.probe.wait_for("wisp/dev2/status", lambda s: isinstance(s, dict) and s.get("state") == "offline",
-                               timeout=WAIT_S * 2)
-            gone = True
-        except TimeoutError:
-            gone = False
-        check(gone, "the device on ejA killed: its last will reaches ejB")
+        check(last_will_seen(one, "dev2"), "the device on ejA killed: its last will reaches ejB")
     finally:
         for stack in (one, two):
             stack.close()

@@ -26,6 +26,7 @@ import time
 import paho.mqtt.client as mqtt
 
 from tests.e2e.stack import PROVIDER_ENV, Stack
+from tests.support import retained
 from tools import sim
 from tools.nodered import NodeRed
 from tools.paths import REPO
@@ -75,20 +76,6 @@ class Sent:
     def close(self):
         self.client.loop_stop()
         self.client.disconnect()
-
-
-def retained(host, port, topics, wait_s=1.0):
-    """{topic: payload} of the retained messages the broker holds under `topics`."""
-    got = {}
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    c.on_message = lambda _c, _u, m: got.__setitem__(m.topic, m.payload) if m.retain and m.payload else None
-    c.connect(host, port)
-    c.loop_start()
-    c.subscribe([(t, 1) for t in topics])
-    time.sleep(wait_s)
-    c.loop_stop()
-    c.disconnect()
-    return got
 
 
 class Check:
