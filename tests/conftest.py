@@ -1,7 +1,15 @@
 """Fixtures every test directory can use: the run's real mosquitto and an MQTT probe."""
+import signal
+
 import pytest
 
 from tests.support import Probe, session_broker
+
+# Tests press Ctrl-C on `wisp run`, `wisp sim` and devices (SIGINT). A shell that starts a command in the
+# background without job control (`cmd &` in a script, as some CI runners do) leaves SIGINT ignored, every
+# child inherits that, and those programs would never see the Ctrl-C: give the children the default back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
