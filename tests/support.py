@@ -101,6 +101,18 @@ class Probe:
         self.client.disconnect()
 
 
+class Check:
+    """The verdicts of an optional check against real software (tools/*_check.py), printed as they come."""
+
+    def __init__(self):
+        self.failed = 0
+
+    def __call__(self, ok, what, got=None):
+        print(("ok        " if ok else "MISMATCH  ") + what + ("" if ok else f": got {got!r}"), flush=True)
+        self.failed += not ok
+        return ok
+
+
 def retained(host, port, topics, wait_s=1.0, login=None):
     """{topic: payload} of the non-empty retained messages the broker gives a new subscriber to `topics`."""
     got = {}

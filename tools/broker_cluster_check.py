@@ -32,8 +32,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from tests.e2e.stack import PROVIDER_ENV, Stack
+from tests.support import Check, until
 from tests.support import retained as retained_on
-from tests.support import until
 from tools import broker as brokers
 from tools import process
 from tools.paths import REPO
@@ -115,18 +115,6 @@ class Cluster:
     def close(self):
         for proc in reversed(self.procs):  # the nodes first, their epmd last
             process.end(proc, 10.0)
-
-
-class Check:
-    """The run's verdicts, printed as they come."""
-
-    def __init__(self):
-        self.failed = 0
-
-    def __call__(self, ok, what, got=None):
-        print(("ok        " if ok else "MISMATCH  ") + what + ("" if ok else f": got {got!r}"), flush=True)
-        self.failed += not ok
-        return ok
 
 
 def connack(broker, login):

@@ -26,7 +26,7 @@ import time
 import paho.mqtt.client as mqtt
 
 from tests.e2e.stack import PROVIDER_ENV, Stack
-from tests.support import retained
+from tests.support import Check, retained
 from tools import sim
 from tools.nodered import NodeRed
 from tools.paths import REPO
@@ -76,18 +76,6 @@ class Sent:
     def close(self):
         self.client.loop_stop()
         self.client.disconnect()
-
-
-class Check:
-    """The run's verdicts, printed as they come."""
-
-    def __init__(self):
-        self.failed = 0
-
-    def __call__(self, ok, what, got=None):
-        print(("ok        " if ok else "MISMATCH  ") + what + ("" if ok else f": got {got!r}"))
-        self.failed += not ok
-        return ok
 
 
 def flow_for(host, port, version):
