@@ -160,6 +160,8 @@ async def usage(request: web.Request) -> web.Response:
         days = 0
     if not 1 <= days <= USAGE_DAYS_MAX:
         raise BadRequest(400, f"'days' must be an integer 1-{USAGE_DAYS_MAX}")
+    if datetime.date.fromisoformat(day).toordinal() < days:  # the window would start before 0001-01-01
+        raise BadRequest(400, f"'days' reaches back before 0001-01-01 from {day}")
     costs = request.app[COSTS]
     return web.json_response(await asyncio.to_thread(costs.usage_report, day, days))
 

@@ -100,6 +100,7 @@ BAD = [
     ("POST", f"/api/devices/{DEV}/pins/porch_light", json.dumps({"state": 1}).encode(), 400, "ON"),
     ("GET", "/api/usage?day=yesterday", None, 400, "YYYY-MM-DD"),
     ("GET", "/api/usage?days=1000", None, 400, "'days'"),
+    ("GET", "/api/usage?day=0001-01-05&days=23", None, 400, "before 0001-01-01"),
     ("GET", "/api/events?device=Bad!", None, 400, "device id"),
     ("GET", "/api/nothing-here", None, 404, "Not Found"),
     ("DELETE", "/api/devices", None, 405, "Method Not Allowed"),
