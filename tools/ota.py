@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import queue
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ class Server:
         # ask the broker for the retained status once more, now that our inbox exists
         self.listener.client.subscribe(protocol.topic(dev_id, protocol.STATUS), 1)
         before, online, offered, switched = "", False, 0.0, False
+        sent = set()  # this update's offer ids: the device echoes the one it answers
 
         def result(ok, text):
             return Result(dev_id, ok, text, before, after_fw, time.monotonic() - t0)
@@ -113,7 +115,9 @@ class Server:
         while time.monotonic() < deadline:
             heard = max(offered, self.asked.get(dev_id, 0.0))
             if online and not switched and (not offered or time.monotonic() - heard > OFFER_AGAIN_S):
-                offer = otabundle.offer(self.bundle, dev_id, key, force, health_s)  # signed now: it is dated
+                offer_id = secrets.token_hex(4)
+                sent.add(offer_id)
+                offer = otabundle.offer(self.bundle, dev_id, key, force, health_s, offer_id)  # signed now: it is dated
                 self.listener.client.publish(protocol.topic(dev_id, OTA_OFFER), offer, qos=1)
                 offered = time.monotonic()
             try:
@@ -122,16 +126,15 @@ class Server:
                 continue
             body = _json(payload)
             if kind == protocol.STATUS:
-                online = body.get("state") == "online"
+                was_online, online = online, body.get("state") == "online"
                 if online:
                     after_fw = str(body.get("fw", ""))
                     before = before or after_fw
-                    if not switched:
-                        offered = 0.0  # (re)connected: offer now
+                    if not was_online and not switched:
+                        offered = 0.0  # (re)connected: offer now (the same status twice, as our subscription
+                        # and the listener's both fetch the retained one, is no reason to offer twice)
                 continue
-            if kind != OTA_STATE or retained or not offered or arrived < offered:
-                # a retained state, or one that arrived before our offer, is from an earlier update (the device
-                # may still be answering a re-sent offer of the last `wisp ota`)
+            if kind != OTA_STATE or retained or not offered or not _answers(body, sent, arrived, offered):
                 continue
             state, text = body.get("state"), str(body.get("text", ""))
             if state == "refused" or state == "failed":
@@ -153,6 +156,17 @@ class Server:
 
     def close(self):
         self.listener.close()
+
+
+def _answers(state, sent, arrived, offered):
+    """Whether ota/state `state` answers one of this update's offers (ids in `sent`, the last published at
+    `offered`) rather than an earlier update's: the device may still be answering a re-sent offer of the last
+    `wisp ota`, and its state can reach us after our own offer. Firmware that echoes the offer's id is told
+    by it; from older firmware only a state that arrived before our offer is known to be stale."""
+    echoed = state.get("id")
+    if echoed is not None:
+        return str(echoed) in sent
+    return arrived >= offered
 
 
 def _json(payload):

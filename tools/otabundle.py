@@ -90,13 +90,16 @@ def build(version=None, firmware=FIRMWARE, march=DEFAULT_MARCH, patch=None):
     return Bundle(version, manifest + b"".join(datas), len(manifest), hashlib.sha256(manifest).hexdigest(), files)
 
 
-def offer(bundle, dev_id, key, force=False, health_s=HEALTH_S):
+def offer(bundle, dev_id, key, force=False, health_s=HEALTH_S, offer_id=None):
     """The signed offer of `bundle` to device `dev_id` (bytes for wisp/<id>/ota/offer), stamped with the
-    time: the device takes it only within a few minutes of that, so sign one for each publish."""
+    time: the device takes it only within a few minutes of that, so sign one for each publish.
+    offer_id: a short text the device echoes as "id" in the ota/state that answers this offer."""
     from bridge.signing import sign_message
     msg = {"v": 1, "dev": dev_id, "ver": bundle.version, "man": bundle.manifest_sha, "msize": bundle.manifest_size,
            "size": bundle.size, "files": len(bundle.files), "force": bool(force), "health_s": int(health_s),
            "ts": int(time.time())}
+    if offer_id is not None:
+        msg["id"] = offer_id
     return sign_message(key, msg)
 
 

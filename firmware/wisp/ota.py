@@ -149,10 +149,13 @@ async def on_offer(dev, payload, size=0):
     if why is None and store.load(POINTER, {}).get("trial"):
         why = "the last update is not confirmed yet"
     if why:
-        return await report(dev, "refused", "offer refused: " + why, ver=o.get("ver") if isinstance(o, dict) else None)
+        o = o if isinstance(o, dict) else {}
+        # "id" echoes the offer's: the host tells its answer from one to an earlier offer of the same bundle
+        return await report(dev, "refused", "offer refused: " + why, ver=o.get("ver"), id=o.get("id"))
     job = getattr(dev, "ota_job", None)
     if job is not None:
         if job.o["man"] == o["man"]:
+            job.o["id"] = o.get("id")  # its outcome answers this offer now
             job.wake()  # the host offered again (it restarted): keep going from where we are
             return
         job.stop = True  # another bundle: let the running job let go of the slot first
@@ -256,7 +259,7 @@ class Job:
                 why = "flash full while writing the bundle"
             self.drop()
             await report(dev, "failed", "update to %s dropped: %s; still running %s" % (o["ver"], why, VERSION),
-                         ver=o["ver"])
+                         ver=o["ver"], id=o.get("id"))
         finally:
             if dev.ota_job is self:
                 dev.ota_job = None

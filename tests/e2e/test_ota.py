@@ -140,6 +140,10 @@ def test_downgrade_is_refused_unless_forced(rig):
     old = otabundle.build("0.0.9")
     r = rig.update(old, timeout_s=30)
     assert not r.ok and "downgrade from 0.1.0 to 0.0.9 refused" in r.text
+    offer = rig.stack.probe.wait_for("wisp/dev1/ota/offer")
+    state = rig.stack.probe.wait_for("wisp/dev1/ota/state", lambda s: s.get("state") == "refused")
+    # the refusal names the offer it answers: a forced offer right after is not answered by it
+    assert state["id"] == offer["id"] and len(offer["id"]) == 8
     r = rig.update(old, force=True)
     assert r.ok, r.text
     assert rig.running()["fw"] == "0.0.9"

@@ -60,6 +60,7 @@ def test_offer_is_signed_for_one_device_and_chunks_carry_offset_and_tag():
     assert body == {"v": 1, "dev": "dev7", "ver": "0.2.0", "man": b.manifest_sha, "msize": b.manifest_size,
                     "size": b.size, "files": len(b.files), "force": False, "health_s": 30}
     assert verify(bytes(32), otabundle.offer(b, "dev7", key)) is None
+    assert json.loads(verify(key, otabundle.offer(b, "dev7", key, offer_id="3fa1c0de")))["id"] == "3fa1c0de"
     c = otabundle.chunk(b, 1000, 1024)
     assert c[:4] == (1000).to_bytes(4, "big") and c[4:12] == b.manifest_sha[:8].encode()
     assert c[12:] == b.blob[1000:2024]
@@ -95,5 +96,67 @@ def test_a_state_from_an_earlier_update_is_not_taken_for_this_ones_answer(broker
         assert done["r"].text == "this offer's refusal"
     finally:
         device.publish("wisp/otad1/status", b"", retain=True)
+        device.close()
+        server.close()
+
+
+def _follow_in_thread(server, dev_id, done):
+    import threading
+    runner = threading.Thread(target=lambda: done.update(r=server.update(dev_id, bytes(32), timeout_s=10)))
+    runner.start()
+    deadline = time.monotonic() + 5
+    while dev_id not in server.watches and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return runner
+
+
+def test_a_refusal_of_an_earlier_updates_offer_arriving_after_ours_is_not_taken_for_its_answer(broker):
+    # the device answered the last `wisp ota`'s re-sent offer just after this update offered: this update
+    # returned the old "downgrade ... refused (not forced)" though it was forced. The device echoes the id of
+    # the offer it answers, so only the answer to one of this update's offers counts.
+    from tests.support import Probe
+    server = ota.Server(broker.host, broker.port, otabundle.build("0.0.9"))
+    device = Probe(broker.host, broker.port, topics=("wisp/otad2/ota/offer",))
+    done = {}
+    try:
+        runner = _follow_in_thread(server, "otad2", done)
+        device.publish("wisp/otad2/status", {"v": 1, "state": "online", "fw": "0.1.0"}, retain=True)
+        ours = device.wait_for("wisp/otad2/ota/offer", timeout=5)["id"]
+        device.publish("wisp/otad2/ota/state", {"v": 1, "state": "refused", "id": "0a0b0c0d",
+                                                "text": "offer refused: downgrade from 0.1.0 to 0.0.9 refused"})
+        device.publish("wisp/otad2/ota/state", {"v": 1, "state": "refused", "id": ["not", "hashable"],
+                                                "text": "a state no offer of ours asked for"})
+        device.publish("wisp/otad2/ota/state", {"v": 1, "state": "refused", "id": ours,
+                                                "text": "this offer's refusal"})
+        runner.join(10)
+        assert done["r"].text == "this offer's refusal"
+    finally:
+        device.publish("wisp/otad2/status", b"", retain=True)
+        device.close()
+        server.close()
+
+
+def test_the_same_online_status_twice_gets_one_offer_not_two(broker):
+    # each extra offer is answered too, and that answer could outlive the update that sent it (above)
+    from tests.support import Probe
+    device = Probe(broker.host, broker.port, topics=("wisp/otad3/ota/offer",))
+    device.publish("wisp/otad3/status", {"v": 1, "state": "online", "fw": "0.1.0"}, retain=True)
+    server = ota.Server(broker.host, broker.port, otabundle.build("0.0.9"))
+    done = {}
+    try:
+        runner = _follow_in_thread(server, "otad3", done)
+        first = device.wait_for("wisp/otad3/ota/offer", timeout=5)
+        device.publish("wisp/otad3/status", {"v": 1, "state": "online", "fw": "0.1.0"}, retain=True)
+        again = [m for t, m in device.drain(1.5) if t == "wisp/otad3/ota/offer"]
+        assert again == [], "offered again though the device never went offline"
+        device.publish("wisp/otad3/status", {"v": 1, "state": "offline"}, retain=True)
+        device.publish("wisp/otad3/status", {"v": 1, "state": "online", "fw": "0.1.0"}, retain=True)
+        second = device.wait_for("wisp/otad3/ota/offer", timeout=5)  # back online: offered anew
+        assert second["id"] != first["id"]
+        device.publish("wisp/otad3/ota/state", {"v": 1, "state": "refused", "id": first["id"], "text": "first"})
+        runner.join(10)
+        assert done["r"].text == "first"  # an answer to any of this update's offers counts
+    finally:
+        device.publish("wisp/otad3/status", b"", retain=True)
         device.close()
         server.close()
