@@ -1,5 +1,6 @@
 """Start an MQTT broker for development and tests: real mosquitto, or amqtt as a fallback."""
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -10,12 +11,34 @@ from tools import process
 from tools.system_deps import find_mosquitto
 
 READY_TIMEOUT_S = 10.0
+PRIVATE_PORTS_FROM = 10000  # free_port's lowest choice: above the ports services are commonly given
 
 
 def free_port(host="127.0.0.1"):
+    """A port nothing uses now, chosen at random below the kernel's ephemeral ports where it can: a
+    port from that range (bind to 0) goes to the next outgoing connection once released, so a server
+    started on it a moment later (a broker restarted on its port, a port a fleet was provisioned
+    with, a test's second process) could find it taken. Else the kernel's choice."""
+    low = _ephemeral_low()
+    for _ in range(100 if low - PRIVATE_PORTS_FROM >= 1000 else 0):
+        port = random.randrange(PRIVATE_PORTS_FROM, low)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))  # no SO_REUSEADDR: a port with connections in TIME-WAIT is passed over too
+                return port
+            except OSError:
+                continue
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_low():
+    """The first port of the kernel's ephemeral range (Linux: 32768), or 0 when it cannot be read."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def port_is_free(port, host="127.0.0.1"):

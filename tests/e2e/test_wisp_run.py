@@ -228,3 +228,15 @@ def test_time_wait_sockets_do_not_make_a_port_look_taken():
         accepted.close()              # the server side closes first: its end stays in TIME-WAIT
         client.close()
     assert brokers.port_is_free(port)
+
+
+def test_a_port_chosen_for_a_server_is_not_one_outgoing_connections_are_given():
+    # bind-to-0 ports come from the ephemeral range, and a released one goes to the next outgoing
+    # connection: a broker restarted on it, or started on it by a second process, found it taken
+    low, high = (int(p) for p in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    ports = {brokers.free_port() for _ in range(20)}
+    assert all(brokers.PRIVATE_PORTS_FROM <= p < low for p in ports), (sorted(ports), low, high)
+    assert len(ports) > 1  # chosen at random: two processes choosing at once rarely meet
+    for port in ports:
+        with brokers.socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # free for a server that sets no SO_REUSEADDR either
