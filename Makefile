@@ -11,9 +11,13 @@ run: $(STAMP)
 	@$(PYTHON) tools/system_deps.py --for run
 	$(VENV)/bin/wisp run
 
+# Two processes, a test file each at a time (a file's tests share its broker, browser and order):
+# most tests wait on brokers, devices and timeouts, so two halve the time even on two cores.
+# TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	@$(PYTHON) tools/system_deps.py --for test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Style and likely bugs (ruff, configured in pyproject.toml); the formatter is not gated.
 lint: $(STAMP)
