@@ -12,6 +12,7 @@ import pytest
 from bridge import mqtt_link
 from bridge import mqtt_wire as wire
 from bridge.mqtt_link import ACK_READ_AT, MAX_INFLIGHT, MqttLink
+from tests.faults.netcut import NetCut
 from tests.support import until
 from tools.broker import free_port, start_mosquitto
 
@@ -57,11 +58,16 @@ class Listener:
 def test_messages_published_while_the_broker_is_away_arrive_in_order(tmp_path, publish_only):
     port = free_port()
     n = MAX_INFLIGHT * 3  # more than may be in flight at once: the rest wait their turn
+    # the link reaches the broker through a cable pulled until the listener has subscribed: a link that
+    # reconnected first (it retries on its own) published into a broker with no subscriber yet
+    cable = NetCut("127.0.0.1", port)
+    cable.cut()
 
     async def publish_then_connect(broker_up: threading.Event):
         loop = asyncio.get_running_loop()
-        link = MqttLink("127.0.0.1", port, loop, lambda topic, payload, retained: None, publish_only=publish_only)
-        link.start()  # nobody listens on the port yet: it retries
+        link = MqttLink("127.0.0.1", cable.port, loop, lambda topic, payload, retained: None,
+                        publish_only=publish_only)
+        link.start()  # no broker, and the cable out: it retries
         for k in range(n):
             link.publish("wisp/d1/llm/res", {"seq": k})
         await asyncio.to_thread(broker_up.wait, 30)
@@ -72,16 +78,20 @@ def test_messages_published_while_the_broker_is_away_arrive_in_order(tmp_path, p
     runner = threading.Thread(target=lambda: asyncio.run(publish_then_connect(broker_up)))
     runner.start()
     try:
+        cable.wait_refused(1)  # the link has tried: what it published waits in it
         broker = start_mosquitto(tmp_path / "mosq", port=port)
         listener = Listener(broker, "wisp/+/llm/res")
         assert listener.ready.wait(10)
+        cable.restore()
         broker_up.set()
         runner.join(60)
         until(lambda: len(listener.got) >= n, 10, "every message")
         assert listener.got == [('{"seq":%d}' % k).encode() for k in range(n)]
     finally:
         broker_up.set()
+        cable.restore()
         runner.join(60)
+        cable.close()
         if listener:
             listener.close()
         if broker:
