@@ -1,5 +1,7 @@
 """`wisp run` started as a user starts it, in its own run directory, with its output kept."""
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,15 +13,19 @@ BANNER_TIMEOUT_S = 60.0
 
 
 class WispRun:
-    def __init__(self, run_dir, port, env=None, args=()):
+    def __init__(self, run_dir, port, env=None, args=(), without_mosquitto=False):
+        """without_mosquitto: run it as on a machine with no mosquitto installed (in a mount namespace
+        where the broker's program is not there), where it falls back to the embedded amqtt broker."""
         self.run_dir, self.port = Path(run_dir), port
         self.env = dict(os.environ, WISP_RUN_DIR=str(run_dir), **(env or {}))
         self.env.pop("WISP_BROKER", None)
         self.log_path = self.run_dir / "wisp-run.log"
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [WISP, "run", "--port", str(port), *args]
+        if without_mosquitto:
+            cmd = _without_mosquitto(cmd)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([WISP, "run", "--port", str(port), *args], stdout=log, stderr=log,
-                                     stdin=subprocess.DEVNULL, env=self.env)
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env)
         log.close()
 
     def output(self):
@@ -65,3 +71,14 @@ class WispRun:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def _without_mosquitto(cmd):
+    """cmd run where every mosquitto program the wisp tools could find reads as not executable: /dev/null
+    (not executable) mounted over each, in a mount namespace of its own (the machine keeps its broker)."""
+    from tools.system_deps import SBIN_DIRS
+    dirs = os.environ.get("PATH", "").split(os.pathsep) + list(SBIN_DIRS)
+    found = sorted({str(Path(d) / "mosquitto") for d in dirs if d and (Path(d) / "mosquitto").is_file()})
+    hide = "".join(f"mount --bind /dev/null {shlex.quote(p)} && " for p in found)
+    return [shutil.which("unshare"), "--user", "--map-root-user", "--mount", "sh", "-c",
+            hide + "exec " + " ".join(shlex.quote(c) for c in cmd)]
