@@ -264,3 +264,13 @@ def test_a_port_chosen_for_a_server_is_not_one_outgoing_connections_are_given():
     for port in ports:
         with brokers.socket.socket() as s:
             s.bind(("127.0.0.1", port))  # free for a server that sets no SO_REUSEADDR either
+
+
+def test_without_mosquitto_a_secure_run_says_it_needs_mosquitto(run_dir):
+    # the embedded broker has no logins or ACL: a provisioned run on it would trust every client
+    run = WispRun(run_dir, brokers.free_port(), args=("--secure",), without_mosquitto=True)
+    try:
+        assert run.proc.wait(60) == 1
+        assert "a fleet needs mosquitto" in run.output() and "wisp is running" not in run.output(), run.output()
+    finally:
+        run.stop()
