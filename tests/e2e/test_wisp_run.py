@@ -210,11 +210,12 @@ def test_a_killed_bridge_is_restarted_and_the_device_stays(run_dir):
         run.stop()
 
 
-def test_a_dead_broker_is_started_again_on_its_port(run_dir):
-    run = WispRun(run_dir, brokers.free_port())
+@pytest.mark.parametrize("broker", ["mosquitto", "amqtt"])
+def test_a_dead_broker_is_started_again_on_its_port(run_dir, broker):
+    run = WispRun(run_dir, brokers.free_port(), without_mosquitto=broker == "amqtt")
     try:
         run.wait_for("wisp is running")
-        pid = run.child_pid(b"mosquitto")
+        pid = run.child_pid(broker.encode())
         assert pid, "no broker process under `wisp run`"
         os.kill(pid, signal.SIGKILL)
         run.wait_for("broker exited with code -9; restarting", timeout_s=10)
@@ -224,7 +225,7 @@ def test_a_dead_broker_is_started_again_on_its_port(run_dir):
             if ask.returncode == 0:
                 break
         assert ask.returncode == 0, (ask.stdout, ask.stderr, run.output()[-2000:])
-        assert run.child_pid(b"mosquitto") not in (None, pid) and run.proc.poll() is None
+        assert run.child_pid(broker.encode()) not in (None, pid) and run.proc.poll() is None
     finally:
         run.stop()
 

@@ -52,14 +52,15 @@ class WispRun:
         return self.child_pid(b"bridge")
 
     def child_pid(self, word):
-        """The pid of this run's child process with `word` as its program or one of its arguments."""
+        """The pid of this run's child process with `word` as its program or one of its arguments (or
+        their file names: amqtt runs as `python .../bin/amqtt`)."""
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
                 cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
             except (OSError, IndexError, ValueError):
                 continue
-            if ppid == self.proc.pid and (word in cmdline or cmdline[0].rsplit(b"/", 1)[-1] == word):
+            if ppid == self.proc.pid and any(arg.rsplit(b"/", 1)[-1] == word for arg in cmdline):
                 return int(stat.parent.name)
         return None
 
