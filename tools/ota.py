@@ -161,8 +161,9 @@ class Server:
 def _answers(state, sent, arrived, offered):
     """Whether ota/state `state` answers one of this update's offers (ids in `sent`, the last published at
     `offered`) rather than an earlier update's: the device may still be answering a re-sent offer of the last
-    `wisp ota`, and its state can reach us after our own offer. Firmware that echoes the offer's id is told
-    by it; from older firmware only a state that arrived before our offer is known to be stale."""
+    `wisp ota`, and its state can reach us after our own offer. A state that names its offer (a refusal or a
+    failure, from firmware that echoes the offer's id) is told by that id; any other only by arriving after
+    our last offer."""
     echoed = state.get("id")
     if echoed is not None:
         return str(echoed) in sent
