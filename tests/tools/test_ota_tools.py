@@ -1,12 +1,15 @@
 """The host side of over-the-air updates without a device: rollout stages, the bundle's layout and its
 signed offer (the device's side of both is tested on the unix port in tests/e2e/test_ota.py)."""
+import contextlib
 import hashlib
 import json
+import threading
 import time
 
 import pytest
 
 from bridge.signing import verify
+from tests.support import Probe
 from tools import ota, otabundle
 
 
@@ -72,54 +75,51 @@ def test_versions_must_be_dotted_numbers_the_device_reads(bad):
         otabundle.build(bad)
 
 
-def test_a_state_from_an_earlier_update_is_not_taken_for_this_ones_answer(broker, tmp_path):
-    # the last `wisp ota` had offered twice; the device's answer to the second offer arrived live just as the
-    # next update started, before it offered: that update returned the old "downgrade ... refused" in 0.4 ms
-    import threading
-
-    from tests.support import Probe
+@contextlib.contextmanager
+def _update_of(broker, dev_id, online_before=False):
+    """One `wisp ota` update of dev_id (a downgrade to 0.0.9) being followed in a thread, and a probe in the
+    device's place on the broker: yields (probe, outcome), outcome() being the update's Result."""
+    device = Probe(broker.host, broker.port, topics=(f"wisp/{dev_id}/ota/offer",))
+    if online_before:
+        device.publish(f"wisp/{dev_id}/status", {"v": 1, "state": "online", "fw": "0.1.0"}, retain=True)
     server = ota.Server(broker.host, broker.port, otabundle.build("0.0.9"))
-    device = Probe(broker.host, broker.port, topics=("wisp/otad1/ota/offer",))
     done = {}
+    runner = threading.Thread(target=lambda: done.update(r=server.update(dev_id, bytes(32), timeout_s=10)))
     try:
-        runner = threading.Thread(target=lambda: done.update(r=server.update("otad1", bytes(32), timeout_s=10)))
         runner.start()
         deadline = time.monotonic() + 5
-        while "otad1" not in server.watches and time.monotonic() < deadline:
+        while dev_id not in server.watches and time.monotonic() < deadline:
             time.sleep(0.01)
+
+        def outcome():
+            runner.join(10)
+            return done["r"]
+        yield device, outcome
+    finally:
+        device.publish(f"wisp/{dev_id}/status", b"", retain=True)
+        runner.join(15)
+        device.close()
+        server.close()
+
+
+def test_a_state_from_an_earlier_update_is_not_taken_for_this_ones_answer(broker):
+    # the last `wisp ota` had offered twice; the device's answer to the second offer arrived live just as the
+    # next update started, before it offered: that update returned the old "downgrade ... refused" in 0.4 ms
+    # (firmware that names no offer in its states: this is all the host can go by)
+    with _update_of(broker, "otad1") as (device, outcome):
         device.publish("wisp/otad1/ota/state", {"v": 1, "state": "refused", "text": "an earlier refusal"})
         time.sleep(0.2)
         device.publish("wisp/otad1/status", {"v": 1, "state": "online", "fw": "0.1.0"}, retain=True)
         device.wait_for("wisp/otad1/ota/offer", timeout=5)  # this update's offer, then the device's answer to it
         device.publish("wisp/otad1/ota/state", {"v": 1, "state": "refused", "text": "this offer's refusal"})
-        runner.join(10)
-        assert done["r"].text == "this offer's refusal"
-    finally:
-        device.publish("wisp/otad1/status", b"", retain=True)
-        device.close()
-        server.close()
-
-
-def _follow_in_thread(server, dev_id, done):
-    import threading
-    runner = threading.Thread(target=lambda: done.update(r=server.update(dev_id, bytes(32), timeout_s=10)))
-    runner.start()
-    deadline = time.monotonic() + 5
-    while dev_id not in server.watches and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return runner
+        assert outcome().text == "this offer's refusal"
 
 
 def test_a_refusal_of_an_earlier_updates_offer_arriving_after_ours_is_not_taken_for_its_answer(broker):
     # the device answered the last `wisp ota`'s re-sent offer just after this update offered: this update
     # returned the old "downgrade ... refused (not forced)" though it was forced. The device echoes the id of
     # the offer it answers, so only the answer to one of this update's offers counts.
-    from tests.support import Probe
-    server = ota.Server(broker.host, broker.port, otabundle.build("0.0.9"))
-    device = Probe(broker.host, broker.port, topics=("wisp/otad2/ota/offer",))
-    done = {}
-    try:
-        runner = _follow_in_thread(server, "otad2", done)
+    with _update_of(broker, "otad2") as (device, outcome):
         device.publish("wisp/otad2/status", {"v": 1, "state": "online", "fw": "0.1.0"}, retain=True)
         ours = device.wait_for("wisp/otad2/ota/offer", timeout=5)["id"]
         device.publish("wisp/otad2/ota/state", {"v": 1, "state": "refused", "id": "0a0b0c0d",
@@ -128,23 +128,12 @@ def test_a_refusal_of_an_earlier_updates_offer_arriving_after_ours_is_not_taken_
                                                 "text": "a state no offer of ours asked for"})
         device.publish("wisp/otad2/ota/state", {"v": 1, "state": "refused", "id": ours,
                                                 "text": "this offer's refusal"})
-        runner.join(10)
-        assert done["r"].text == "this offer's refusal"
-    finally:
-        device.publish("wisp/otad2/status", b"", retain=True)
-        device.close()
-        server.close()
+        assert outcome().text == "this offer's refusal"
 
 
 def test_the_same_online_status_twice_gets_one_offer_not_two(broker):
     # each extra offer is answered too, and that answer could outlive the update that sent it (above)
-    from tests.support import Probe
-    device = Probe(broker.host, broker.port, topics=("wisp/otad3/ota/offer",))
-    device.publish("wisp/otad3/status", {"v": 1, "state": "online", "fw": "0.1.0"}, retain=True)
-    server = ota.Server(broker.host, broker.port, otabundle.build("0.0.9"))
-    done = {}
-    try:
-        runner = _follow_in_thread(server, "otad3", done)
+    with _update_of(broker, "otad3", online_before=True) as (device, outcome):
         first = device.wait_for("wisp/otad3/ota/offer", timeout=5)
         device.publish("wisp/otad3/status", {"v": 1, "state": "online", "fw": "0.1.0"}, retain=True)
         again = [m for t, m in device.drain(1.5) if t == "wisp/otad3/ota/offer"]
@@ -154,9 +143,4 @@ def test_the_same_online_status_twice_gets_one_offer_not_two(broker):
         second = device.wait_for("wisp/otad3/ota/offer", timeout=5)  # back online: offered anew
         assert second["id"] != first["id"]
         device.publish("wisp/otad3/ota/state", {"v": 1, "state": "refused", "id": first["id"], "text": "first"})
-        runner.join(10)
-        assert done["r"].text == "first"  # an answer to any of this update's offers counts
-    finally:
-        device.publish("wisp/otad3/status", b"", retain=True)
-        device.close()
-        server.close()
+        assert outcome().text == "first"  # an answer to any of this update's offers counts
