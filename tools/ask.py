@@ -14,11 +14,18 @@ class AskError(Exception):
     pass
 
 
+class TooBig(AskError):
+    """A request the device would not read: it answers one over its message limit without the request's id,
+    so the caller would wait out its timeout for an answer that never comes."""
+
+
 def ask(host, port, dev_id, text, timeout_s=120.0, login=None, progress=None, key=None):
     """Publish an ask and wait for the reply with the same id. Returns the reply dict.
     progress(text), when given, hears what the ask is waiting for: the device, the model (the
     device's llm/req of each round carries the ask's id), the tool calls the model made.
     key: sign the ask (a signed-only device takes nothing else; others ignore the signature)."""
+    if len(text) > protocol.MAX_ASK_TEXT:
+        raise TooBig(f"the text is {len(text)} characters; the device takes at most {protocol.MAX_ASK_TEXT}")
     ask_id = secrets.token_hex(4)
     msg = {"v": 1, "id": ask_id, "text": text}
     if key:
@@ -45,6 +52,9 @@ def command(host, port, dev_id, tool, args, key=None, timeout_s=30.0, login=None
 
 
 def _request(host, port, dev_id, kind, payload, answer_kind, req_id, timeout_s, login, progress=None):
+    if len(payload) > protocol.MAX_PAYLOAD:
+        raise TooBig(f"the {kind} is {len(payload)} bytes as sent; the device reads at most {protocol.MAX_PAYLOAD} "
+                     "in one message and would drop it unread")
     status_topic, answer_topic = protocol.topic(dev_id, protocol.STATUS), protocol.topic(dev_id, answer_kind)
     topics = [answer_topic, status_topic, protocol.EVERY_BRIDGE]
     if progress:

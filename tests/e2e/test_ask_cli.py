@@ -89,3 +89,16 @@ def test_an_empty_model_answer_is_a_failure_with_a_reason(stack):
     assert done.returncode == 1, done.stdout + done.stderr
     # the bridge turns it into an error that says so; the CLI would also flag a blank "ok" by itself
     assert "tier 'local' answered with nothing" in done.stdout and "[llm/local, " in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("args, says", [
+    (["ask", "dev1", "light " * 200], "the text is 1200 characters; the device takes at most 512"),
+    (["cmd", "dev1", "publish", "topic=wisp/notes", "payload=" + "x" * 5000],
+     "the device reads at most 4096 in one message and would drop it unread"),
+])
+def test_a_request_too_big_for_the_device_is_refused_at_once_not_waited_out(stack, args, says):
+    # the device drops a message over its limit unread and answers without the request's id: the CLI
+    # waited out its whole timeout (120 s for an ask) and then blamed the device for not answering
+    done = stack.wisp(*args, "--timeout", "120", timeout=30)
+    assert done.returncode == 2 and says in done.stderr, done.stdout + done.stderr
+    assert stack.wisp("cmd", "dev1", "gpio_read", "pin=porch_light").returncode == 0  # the device is fine
