@@ -33,7 +33,8 @@ def ask(host, port, dev_id, text, timeout_s=120.0, login=None, progress=None, ke
         msg["ts"] = int(time.time())
         payload = sign_message(key, msg)
     else:
-        payload = json.dumps(msg).encode()
+        # UTF-8, as a signed one goes: escaped, an emoji takes 12 of MAX_PAYLOAD's bytes instead of 4
+        payload = json.dumps(msg, ensure_ascii=False).encode()
     return _request(host, port, dev_id, protocol.ASK, payload, protocol.REPLY, ask_id, timeout_s, login, progress)
 
 
@@ -47,7 +48,7 @@ def command(host, port, dev_id, tool, args, key=None, timeout_s=30.0, login=None
         from bridge.signing import sign_message
         payload = sign_message(key, msg)
     else:
-        payload = json.dumps(msg).encode()
+        payload = json.dumps(msg, ensure_ascii=False).encode()
     return _request(host, port, dev_id, protocol.CMD, payload, protocol.CMD_RES, cmd_id, timeout_s, login)
 
 

@@ -1,5 +1,6 @@
 """`wisp ask` as a user sees it: progress of a slow LLM ask on a terminal (and nothing extra when
 piped), the device's fast path named apart from the `local` tier, an empty model answer as a failure."""
+import json
 import os
 import pty
 import subprocess
@@ -102,3 +103,11 @@ def test_a_request_too_big_for_the_device_is_refused_at_once_not_waited_out(stac
     done = stack.wisp(*args, "--timeout", "120", timeout=30)
     assert done.returncode == 2 and says in done.stderr, done.stdout + done.stderr
     assert stack.wisp("cmd", "dev1", "gpio_read", "pin=porch_light").returncode == 0  # the device is fine
+
+
+def test_an_ask_in_any_script_up_to_the_text_limit_reaches_the_device(stack):
+    # sent as \u escapes, 400 emoji came to ~4,900 bytes, over what the device reads in one message;
+    # as UTF-8 they are 1,600 bytes and the device answers
+    done = stack.wisp("ask", "dev1", "💡" * 400, "--json")
+    reply = json.loads(done.stdout)
+    assert reply["ok"] is True and reply["path"] == "llm", done.stdout + done.stderr
