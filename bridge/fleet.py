@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bridge import protocol
+from bridge import fastjson, protocol
 from bridge.signing import sign_message
 
 log = logging.getLogger("wisp.bridge.fleet")
@@ -52,6 +52,11 @@ def _pin_call(name: str, value: str) -> tuple[str, dict]:
     if value == "TOGGLE":
         return "gpio_toggle", {"pin": name}
     return "pwm_set", {"pin": name, "duty_percent": int(value)}
+
+
+class TooBig(Exception):
+    """The request as it would be published is over what the device reads in one message (it would drop it
+    unread and answer without the request's id)."""
 
 
 class TooBusy(Exception):
@@ -262,11 +267,14 @@ class Fleet:
                        signing_key: bytes | None = None) -> dict:
         self.check_reachable(device_id)
         self._check_capacity()
+        payload = sign_message(signing_key, msg) if signing_key else fastjson.dumps(msg)  # what goes on the wire
+        if len(payload) > protocol.MAX_PAYLOAD:
+            raise TooBig(f"{topic} of {len(payload)} bytes as sent{' (signed)' if signing_key else ''}; the device "
+                         f"reads at most {protocol.MAX_PAYLOAD} in one message and would drop it unread")
         key = (device_id, answer, msg["id"])
         fut = asyncio.get_running_loop().create_future()
         self._waiting[key] = fut
         try:
-            payload = sign_message(signing_key, msg) if signing_key else msg
             self._publish(protocol.topic(device_id, topic), payload, qos=1)
             return await asyncio.wait_for(fut, timeout_s)
         finally:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import re
 import time
 from pathlib import Path
@@ -31,7 +30,6 @@ MAX_TIMEOUT_S = 120.0  # longest wait a caller may ask for
 MIN_TIMEOUT_S = 1.0    # shortest: less is no real wait for a device on any network
 BUSY_RETRY_AFTER_S = 1  # a 429 when too many requests wait for devices: answers free a slot every moment
 MAX_ASK_TEXT = protocol.MAX_ASK_TEXT
-MAX_CMD_BYTES = protocol.MAX_PAYLOAD  # the device drops bigger commands unread
 MAX_TOOL_NAME = 64
 USAGE_DAYS_MAX = 31
 _PIN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -91,8 +89,6 @@ async def cmd(request: web.Request) -> web.Response:
                               "GET /api/devices/{id} lists the device's tools")
     if not isinstance(args, dict):
         raise BadRequest(400, "'args' must be a JSON object of the tool's arguments, e.g. {\"pin\": \"porch_light\"}")
-    if len(json.dumps({"v": 1, "id": "cmd-000000000000", "tool": tool, "args": args})) > MAX_CMD_BYTES:
-        raise BadRequest(413, f"command over {MAX_CMD_BYTES} bytes: the device would drop it unread")
     return web.json_response(await _run_cmd(request, device_id, tool, args, _timeout(body, CMD_TIMEOUT_S)))
 
 
@@ -141,6 +137,8 @@ async def _wait(coro, device_id: str, timeout: float, what: str):
         raise BadRequest(404, f"no device '{device_id}' is known to this bridge; GET /api/devices lists them") from None
     except fl.DeviceOffline:
         raise BadRequest(409, f"device {device_id} is offline; it cannot answer until it reconnects") from None
+    except fl.TooBig as e:
+        raise BadRequest(413, str(e)) from None
     except fl.TooBusy as e:  # the waiting requests end within their timeouts: one leaves room soon
         raise BadRequest(429, str(e), retry_after_s=BUSY_RETRY_AFTER_S) from None
     except fl.PinRefused as e:
