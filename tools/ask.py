@@ -11,12 +11,13 @@ NO_BRIDGE_ANSWER = "no answer from the bridge"  # what the device says when no b
 
 
 class AskError(Exception):
-    pass
+    exit_code = 3  # `wisp ask`/`cmd`: no answer (broker unreachable, device unknown or offline, timeout)
 
 
 class TooBig(AskError):
     """A request the device would not read: it answers one over its message limit without the request's id,
     so the caller would wait out its timeout for an answer that never comes."""
+    exit_code = 2  # bad input, refused before it is sent
 
 
 def ask(host, port, dev_id, text, timeout_s=120.0, login=None, progress=None, key=None):

@@ -77,7 +77,7 @@ def connection(args):
 
 
 def cmd_ask(args):
-    from tools.ask import AskError, TooBig, ask
+    from tools.ask import AskError, ask
     from tools.keys import device_key
     host, port, login = connection(args)
     status = StatusLine(sys.stderr)
@@ -87,7 +87,7 @@ def cmd_ask(args):
     except AskError as e:
         status.clear()
         print(f"wisp: {e}", file=sys.stderr)
-        return 2 if isinstance(e, TooBig) else 3
+        return e.exit_code
     status.clear()
     text = reply.get("text")
     empty = not (isinstance(text, str) and text.strip())
@@ -143,7 +143,7 @@ def cmd_ota(args):
 
 
 def cmd_cmd(args):
-    from tools.ask import AskError, TooBig, command
+    from tools.ask import AskError, command
     from tools.keys import device_key
     host, port, login = connection(args)
     tool_args, key = parse_tool_args(args.args), device_key(args.device, fleet_flag(args))
@@ -151,7 +151,7 @@ def cmd_cmd(args):
         res = command(host, port, args.device, args.tool, tool_args, key=key, timeout_s=args.timeout, login=login)
     except AskError as e:
         print(f"wisp: {e}", file=sys.stderr)
-        return 2 if isinstance(e, TooBig) else 3
+        return e.exit_code
     print(json.dumps(res) if args.json else res.get("result"))
     return 0 if res.get("ok") else 1
 
