@@ -15,7 +15,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 
-from bridge import ha, protocol
+from bridge import fastjson, ha, protocol
 from bridge.config import BridgeConfig
 from bridge.cost import open_store
 from bridge.fleet import FLEET_TOPICS, Fleet
@@ -141,7 +141,7 @@ class Bridge:
         """Our own presence topic as the broker has it: another bridge of the same name that stopped (or died)
         marked it offline while we run, so we say online again; one that runs is worth a warning."""
         try:
-            body = json.loads(payload)
+            body = fastjson.loads(payload)
         except ValueError:
             body = None
         if not isinstance(body, dict) or body.get("instance") == self._instance or self._closing:

@@ -5,8 +5,10 @@ orjson parses and writes the compact UTF-8 that json.dumps(separators=(",", ":")
 several times faster. Whatever orjson refuses (NaN in a document, non-string keys, non-UTF-8 input, nesting
 deeper than 1024) goes to the json module, and so does a document with 19 digits in a row (orjson reads an
 integer beyond 64 bits as a float, json exactly): values, accepted inputs and error messages stay those of json.
-One difference remains, outside what JSON can carry anyway: a float NaN or infinity is written as null (json
-writes the invalid token NaN).
+Two differences remain. A float NaN or infinity is written as null (json writes the invalid token NaN), outside
+what JSON can carry anyway. And a document nested deeper than json's recursion allows (about 1,000 levels: "[[[[..."
+from a device, a broker or a model caught in a loop) is a ValueError here, as any other document json cannot read,
+not the RecursionError json raises, which callers that catch ValueError would let through.
 """
 from __future__ import annotations
 
@@ -39,15 +41,22 @@ def _long_number(data: bytes | str) -> bool:
     return _LONG_NUMBER in data.translate(_DIGITS_TO_0)
 
 
+def _std_loads(data: bytes | str):
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
+
+
 if orjson is not None:
     def loads(data: bytes | str):
-        """json.loads(data)."""
+        """json.loads(data); ValueError for any document it cannot read."""
         if _long_number(data):
-            return json.loads(data)
+            return _std_loads(data)
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:  # json's own verdict: its values (NaN, big ints) or its error message
-            return json.loads(data)
+            return _std_loads(data)
 
     def dumps(obj) -> bytes:
         """Compact UTF-8 JSON, as json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()."""
@@ -56,5 +65,5 @@ if orjson is not None:
         except TypeError:  # orjson.JSONEncodeError: a type or value only json writes
             return _std_dumps(obj)
 else:
-    loads = json.loads
+    loads = _std_loads
     dumps = _std_dumps

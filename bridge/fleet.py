@@ -295,8 +295,8 @@ def _new_id(prefix: str) -> str:
 
 def _json(payload: bytes):
     try:
-        return json.loads(payload)
-    except (ValueError, RecursionError):
+        return fastjson.loads(payload)
+    except ValueError:
         return None
 
 

@@ -325,7 +325,7 @@ class HttpStreamProvider:
         except (TimeoutError, HttpError):
             return "(error body unreadable)", None
         try:
-            obj = json.loads(text)
+            obj = fastjson.loads(text)
         except ValueError:
             return error_text(text) or "(empty body)", None
         return error_text(obj), obj

@@ -13,6 +13,8 @@ import json
 import re
 from urllib.parse import urlparse
 
+from bridge import fastjson
+
 FAMILIES = ("openai", "anthropic", "gemini", "ollama", "llamacpp", "cerebras")
 
 # keywords each family's schema reader takes; anything else is dropped (Gemini, Ollama) or kept (the rest)
@@ -174,7 +176,7 @@ def restore_args(family: str, tools: list[dict] | None, name: str, args: dict | 
 def _restore(s: dict, value):
     if _free_object(s) and isinstance(value, str):
         try:
-            decoded = json.loads(value)
+            decoded = fastjson.loads(value)
         except ValueError:
             return value  # left as it came: the device's check says what is wrong
         return decoded if isinstance(decoded, dict) else value

@@ -53,10 +53,8 @@ def read(payload: bytes) -> Envelope:
                         f"request too large: {len(payload)} bytes (limit {MAX_REQUEST_BYTES})")
     try:
         req = fastjson.loads(payload)
-    except ValueError as e:  # UnicodeDecodeError is a ValueError too
+    except ValueError as e:  # UnicodeDecodeError is a ValueError too, and so is nesting too deep to read
         return Envelope(None, None, None, f"not JSON ({e})")
-    except RecursionError:  # json.loads recurses per nesting level; hostile input can exhaust the stack
-        return Envelope(None, None, None, "JSON nested too deeply")
     if not isinstance(req, dict):
         return Envelope(None, None, None, f"not a JSON object (a {type(req).__name__})")
     req_id = req.get("id")

@@ -27,3 +27,11 @@ def test_integer_beyond_64_bits_stays_an_exact_int():
 def test_errors_are_json_errors(bad):
     with pytest.raises(ValueError):
         fastjson.loads(bad)
+
+
+@pytest.mark.parametrize("deep", ["[" * 100_000, '{"a":' * 100_000, "[" * 100_000 + "]" * 100_000])
+def test_a_document_nested_too_deeply_is_a_value_error_like_any_unreadable_one(deep):
+    """json raises RecursionError here, which every `except ValueError` around a network read let through."""
+    for data in (deep, deep.encode()):
+        with pytest.raises(ValueError, match="nested too deeply"):
+            fastjson.loads(data)

@@ -103,6 +103,25 @@ def test_a_bridge_of_the_same_name_stopping_does_not_mark_a_running_one_offline(
                 process.end(proc)
 
 
+def test_junk_on_its_presence_topic_leaves_a_bridge_answering_for_itself(broker, workdir):
+    """Anyone may publish there on an open broker: JSON nested past what json reads is skipped (no traceback
+    in the log), and a later offline from another instance is still answered with online."""
+    probe = Probe(broker.host, broker.port, topics=(TOPIC.format("shed"),))
+    proc = start_bridge(broker, "shed", workdir)
+    try:
+        mine = probe.wait_for(TOPIC.format("shed"), lambda s: s.get("state") == "online", timeout=15)
+        probe.publish(TOPIC.format("shed"), b"[" * 100_000)
+        probe.publish(TOPIC.format("shed"), {"v": 1, "state": "offline", "instance": "gone"})
+        back = probe.wait_for(TOPIC.format("shed"), lambda s: isinstance(s, dict) and s.get("instance") == mine["instance"],
+                              timeout=5)
+        assert back["state"] == "online" and proc.poll() is None
+    finally:
+        probe.close()
+        process.end(proc)
+    logs = "".join(p.read_text() for p in workdir.glob("bridge-*.log"))
+    assert "failed" not in logs and "Traceback" not in logs, logs  # junk is no error of the bridge's
+
+
 def test_the_connect_packet_carries_a_retained_qos1_will():
     packet = wire.connect("wisp-bridge-1", 30, will=("wisp/bridge/a/status", b'{"state":"offline"}'))
     flags = packet[2 + 6 + 1]  # fixed header (2 bytes here), "MQTT" (6), level (1), then the flags

@@ -45,6 +45,22 @@ def test_a_model_that_never_corrects_gets_a_clear_error(tmp_path):
     assert len(a.requests) == 3
 
 
+def test_arguments_nested_past_what_json_reads_go_back_to_the_model_as_invalid(tmp_path):
+    """A small local model caught in a loop writes "[[[[..." until its token limit: that is invalid arguments,
+    handed back for a correction like any other, not an internal error of the bridge."""
+    script = iter([Reply(calls=[("gpio_write", "[" * 3000)], arg_piece_len=500), Reply(text="Sorry, done.")])
+    with fake_tiers(lambda req: next(script)) as (a,):
+        cfg = config([Tier("local", a.base_url, "m")], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                return await ask(ctx, "v9")
+        msgs = run(go())
+    assert msgs[-1]["text"] == "Sorry, done." and "err" not in msgs[-1], msgs
+    assert not [c for m in msgs for c in m.get("calls", [])]  # nothing reached the device
+    assert a.requests[1]["messages"][-1]["content"].startswith("Error: gpio_write: arguments are not valid JSON")
+
+
 def test_duplicate_while_running_is_ignored_and_after_done_is_replayed(tmp_path):
     with fake_tiers(lambda req: Reply(calls=[PORCH_ON], ttft_ms=200)) as (a,):
         cfg = config([Tier("local", a.base_url, "m")], tmp_path)

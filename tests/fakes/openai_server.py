@@ -36,7 +36,7 @@ _ERRORS = {
 @dataclass
 class Reply:
     text: str = ""
-    calls: list[tuple[str, dict]] = field(default_factory=list)  # (tool name, args)
+    calls: list[tuple[str, dict | str]] = field(default_factory=list)  # (tool name, args, or their text as sent)
     ttft_ms: float = 0  # delay before the first chunk
     chunk_delay_ms: float = 0  # delay between chunks
     arg_piece_len: int = 7  # arguments JSON is split into pieces of this many chars
@@ -229,7 +229,8 @@ class FakeOpenAI:
                 deltas[0]["tool_calls"] = [head]  # like OpenAI: first call rides on the role chunk
             else:
                 deltas.append({"tool_calls": [head]})
-            raw, n = json.dumps(args, ensure_ascii=False), max(1, reply.arg_piece_len)
+            raw = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+            n = max(1, reply.arg_piece_len)
             deltas += [{"tool_calls": [{"index": index, "function": {"arguments": raw[k:k + n]}}]}
                        for k in range(0, len(raw), n)]
         out = [chunk(d) for d in deltas]
