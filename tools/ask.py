@@ -4,7 +4,7 @@ import secrets
 import time
 
 from bridge import protocol
-from tools.listen import BrokerUnreachable, Listener
+from tools.listen import BrokerUnreachable, Listener, json_object
 
 STATUS_WAIT_S = 2.0
 NO_BRIDGE_ANSWER = "no answer from the bridge"  # what the device says when no bridge answered a round
@@ -93,17 +93,9 @@ def _bridge_seen(msg, bridges):
     name = protocol.parse_bridge(msg[0])
     if name is None:
         return False
-    body = _json(msg[1]) or {}
+    body = json_object(msg[1]) or {}
     bridges[name] = body.get("state") if isinstance(body.get("state"), str) else "?"
     return True
-
-
-def _json(payload):
-    try:
-        value = json.loads(payload)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _wait_status(listener, status_topic, bridges):
@@ -112,7 +104,7 @@ def _wait_status(listener, status_topic, bridges):
         if _bridge_seen(msg, bridges):
             continue
         if msg[0] == status_topic:
-            return _json(msg[1]) or {}
+            return json_object(msg[1]) or {}
     return None
 
 
@@ -124,7 +116,7 @@ def _wait_answer(listener, topic, status_topic, dev_id, req_id, timeout_s, progr
         if _bridge_seen(msg, bridges):
             continue
         got, payload, _retained = msg
-        body = _json(payload)
+        body = json_object(payload)
         if body is None:
             continue
         if got == status_topic and body.get("state") == "offline":

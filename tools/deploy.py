@@ -6,7 +6,6 @@ friendly REPL reboots into main.py. mpremote connects with `resume` so it does n
 on a board that only costs a clean heap, but the unix port behind a virtual device would exit.
 """
 import hashlib
-import json
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from tools import repl
 from tools.image import DEFAULT_MARCH, stage_firmware
+from tools.listen import json_object
 from tools.paths import FIRMWARE
 
 MPREMOTE_TIMEOUT_S = 120     # copying a full firmware at 115200 baud takes ~20 s
@@ -200,10 +200,7 @@ def reset_and_wait_online(port, dev_id, listener, timeout_s=BACK_ONLINE_TIMEOUT_
 
 
 def _state(payload):
-    try:
-        body = json.loads(payload)
-    except ValueError:
-        return None
-    return body.get("state") if isinstance(body, dict) else None
+    body = json_object(payload)
+    return body.get("state") if body else None
 
 

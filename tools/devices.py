@@ -1,22 +1,13 @@
 """`wisp devices`: every device the broker knows, from the retained status and manifest topics, and every bridge,
 from its retained presence (wisp/bridge/<name>/status)."""
-import json
 import time
 
 from bridge import protocol
-from tools.listen import Listener
+from tools.listen import Listener, json_object
 
 FIRST_WAIT_S = 1.0   # retained messages follow the SUBACK at once; none by then means no devices
 QUIET_S = 0.3        # the retained burst is over when nothing arrived for this long
 MAX_WAIT_S = 5.0     # a broker with thousands of devices still answers in bounded time
-
-
-def _json(payload):
-    try:
-        value = json.loads(payload)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def collect(host, port, login=None, bridges=None):
@@ -42,7 +33,7 @@ def collect(host, port, login=None, bridges=None):
                 continue
             dev_id, (kind,) = parsed
             dev = devices.setdefault(dev_id, {"state": "?", "fw": "", "board": "", "boots": None, "pins": {}})
-            body = _json(payload)
+            body = json_object(payload)
             if body is None:
                 continue
             if kind == protocol.STATUS:
@@ -62,7 +53,7 @@ def _bridge(topic, payload, bridges):
     name = protocol.parse_bridge(topic)
     if name is None:
         return False
-    body = _json(payload)
+    body = json_object(payload)
     if body is not None:
         tiers = body.get("tiers") if isinstance(body.get("tiers"), list) else []
         since = body.get("since") if isinstance(body.get("since"), int) else None

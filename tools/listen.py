@@ -7,6 +7,7 @@ import threading
 
 import paho.mqtt.client as mqtt
 
+from bridge import fastjson
 from bridge.address import join_host_port
 
 CONNACK_WAIT_S = 5.0   # a broker that accepted the TCP connection answers CONNECT at once
@@ -14,6 +15,16 @@ CONNACK_WAIT_S = 5.0   # a broker that accepted the TCP connection answers CONNE
 
 class BrokerUnreachable(Exception):
     pass
+
+
+def json_object(payload):
+    """A message's JSON object, or None for anything else: not JSON, not an object, nested too deeply to read.
+    Whatever another client published on a topic we listen to, a command goes on."""
+    try:
+        value = fastjson.loads(payload)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class Listener:

@@ -1,11 +1,10 @@
 """`wisp logs <id> [-f]`: a device's status, its log ring and its events over MQTT; -f follows
 new log lines and events live. The device sends its ring when asked on wisp/<id>/log/get and new
 lines on wisp/<id>/log as they are written (firmware/wisp/logfeed.py)."""
-import json
 import time
 
 from bridge import protocol
-from tools.listen import Listener
+from tools.listen import Listener, json_object
 
 RETAINED_WAIT_S = 1.0   # the retained status arrives right after subscribing
 RING_WAIT_S = 3.0       # an online device answers log/get within a second or two
@@ -23,10 +22,7 @@ def describe(topic, payload, retained=False, seen=None):
     command started, so it carries no time (now would be wrong). seen: the (time, text) log lines
     printed so far; a line in it is not printed again (the ring asked for at the start and the next
     live batch may overlap), and the new ones are added."""
-    try:
-        body = json.loads(payload)
-    except ValueError:
-        body = None
+    body = json_object(payload)
     stamp = "(retained)" if retained else _clock(time.time())
     if not isinstance(body, dict):
         return [f"{stamp}  {topic.rsplit('/', 1)[-1]}: (not JSON) {payload[:80]!r}"]

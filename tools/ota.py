@@ -7,7 +7,6 @@ through its reboot until it confirms the new version or rolls back.
     wisp ota dev1 --status                 what each device runs and what its last update did
 """
 import argparse
-import json
 import math
 import queue
 import secrets
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 
 from bridge import protocol
 from tools import otabundle
-from tools.listen import Listener
+from tools.listen import Listener, json_object
 
 OTA_STATE, OTA_NEED = protocol.OTA_STATE, protocol.OTA_NEED
 OTA_OFFER, OTA_CHUNK = protocol.OTA_OFFER, protocol.OTA_CHUNK
@@ -76,7 +75,7 @@ class Server:
 
     def _answer(self, dev_id, payload):
         try:
-            need = json.loads(payload)
+            need = json_object(payload)
             off, n = int(need["off"]), int(need["n"])
         except (ValueError, KeyError, TypeError):
             return
@@ -124,7 +123,7 @@ class Server:
                 kind, payload, retained, arrived = watch.inbox.get(timeout=0.5)
             except queue.Empty:
                 continue
-            body = _json(payload)
+            body = json_object(payload) or {}
             if kind == protocol.STATUS:
                 was_online, online = online, body.get("state") == "online"
                 if online:
@@ -168,14 +167,6 @@ def _answers(state, sent, arrived, offered):
     if echoed is not None:
         return str(echoed) in sent
     return arrived >= offered
-
-
-def _json(payload):
-    try:
-        value = json.loads(payload)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def stages(devices, canary, then):
@@ -231,7 +222,7 @@ def status(host, port, dev_ids, login=None):
             parsed = protocol.parse(msg[0])
             if parsed is None or parsed[0] not in found:
                 continue
-            body, kind = _json(msg[1]), "/".join(parsed[1])
+            body, kind = json_object(msg[1]) or {}, "/".join(parsed[1])
             if kind == protocol.STATUS:
                 found[parsed[0]]["state"] = body.get("state", "?")
                 found[parsed[0]]["fw"] = body.get("fw", "")
