@@ -62,17 +62,28 @@ class HandlerContext:
         return text, request_bind(text)
 
 
-async def handle_llm_request(device_id: str, payload: bytes, ctx: HandlerContext,
-                             received: float | None = None) -> None:
-    """received: monotonic time the message arrived (now if not given); the outcome's timings count from it."""
+def _open(device_id: str, payload: bytes, ctx: HandlerContext, refused: str | None = None):
+    """(envelope, bind) of an authentic request that has an id to answer, else None (logged). refused: why
+    the request will not be worked on, for the log when it cannot even be answered."""
     opened = ctx.authentic(device_id, payload)
     if opened is None:
-        return
+        return None
     payload, bind = opened
     env = read(payload)
     if env.req_id is None:
-        log.warning("device=%s llm/req dropped (no usable id to answer): %s", device_id, env.problem)
+        log.warning("device=%s llm/req dropped (%sno usable id to answer): %s", device_id,
+                    f"{refused}; " if refused else "", env.problem)
+        return None
+    return env, bind
+
+
+async def handle_llm_request(device_id: str, payload: bytes, ctx: HandlerContext,
+                             received: float | None = None) -> None:
+    """received: monotonic time the message arrived (now if not given); the outcome's timings count from it."""
+    opened = _open(device_id, payload, ctx)
+    if opened is None:
         return
+    env, bind = opened
     key = (device_id, env.req_id, env.round)
     answer = ctx.answer(device_id, env.req_id, env.round, received, bind)
     seen = await ctx.dedupe.claim(key, budget_ms(env.body) / 1000)  # across bridges with a shared store
@@ -127,14 +138,10 @@ async def handle_llm_request(device_id: str, payload: bytes, ctx: HandlerContext
 def refuse_llm_request(device_id: str, payload: bytes, ctx: HandlerContext, failure: Failure,
                        received: float | None = None) -> None:
     """Answer a request we will not work on (busy, shutting down) with its one `done`, without a task."""
-    opened = ctx.authentic(device_id, payload)
+    opened = _open(device_id, payload, ctx, failure.message)
     if opened is None:
         return
-    payload, bind = opened
-    env = read(payload)
-    if env.req_id is None:
-        log.warning("device=%s llm/req dropped (%s; no usable id to answer)", device_id, failure.message)
-        return
+    env, bind = opened
     answer = ctx.answer(device_id, env.req_id, env.round, received, bind)
     answer.fail(failure)
     _report(ctx, answer.outcome(env.class_label))
