@@ -1,8 +1,9 @@
 """Reading the JSON files a user edits (config.json, pins files): what Windows editors save as well,
 UTF-8 with a byte-order mark, UTF-16 and CRLF line ends, and one line naming the file for anything else."""
 import codecs
-import json
 from pathlib import Path
+
+from bridge import fastjson
 
 
 class JsonFileError(ValueError):
@@ -30,8 +31,8 @@ def read_object(path, what=None):
     what = what or str(path)
     text = read_text(path, what)
     try:
-        value = json.loads(text)
-    except ValueError as e:
+        value = fastjson.loads(text)
+    except ValueError as e:  # nested too deeply to read, too
         raise JsonFileError(f"{what} is not valid JSON: {e}") from None
     if not isinstance(value, dict):
         raise JsonFileError(f"{what} must hold a JSON object")

@@ -188,6 +188,9 @@ def test_config_json_from_a_windows_editor_is_read_and_goes_on_the_board_as_utf8
     done = wisp_cli("image", "--config", tmp_path / "latin.json", "-o", tmp_path / "latin.img", "--no-verify")
     assert_one_line(done, 2, f"--config {tmp_path / 'latin.json'} is not UTF-8 text")
     assert not (tmp_path / "latin.img").exists()
+    (tmp_path / "deep.json").write_text("[" * 100_000)   # a runaway generator's output, say
+    done = wisp_cli("image", "--config", tmp_path / "deep.json", "-o", tmp_path / "deep.img", "--no-verify")
+    assert_one_line(done, 2, f"--config {tmp_path / 'deep.json'} is not valid JSON: JSON nested too deeply")
 
 
 def test_provision_reads_a_config_json_the_user_saved_with_a_bom(tmp_path, closed_port):
