@@ -13,6 +13,7 @@ not the RecursionError json raises, which callers that catch ValueError would le
 from __future__ import annotations
 
 import json
+import math
 
 try:
     import orjson
@@ -41,11 +42,35 @@ def _long_number(data: bytes | str) -> bool:
     return _LONG_NUMBER in data.translate(_DIGITS_TO_0)
 
 
-def _std_loads(data: bytes | str):
+def _std_loads(data: bytes | str, **hooks):
     try:
-        return json.loads(data)
+        return json.loads(data, **hooks)
     except RecursionError:
         raise ValueError("JSON nested too deeply to read") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]} is out of range for a number")
+    return value
+
+
+def loads_strict(data: bytes | str):
+    """loads, refusing what Python's json reads but JSON has not: NaN, Infinity, and numbers that overflow a
+    double (1e400 reads as infinity). The bridge would pass them on as null (orjson) or as the invalid token
+    NaN (json), so a device or a caller gets a value nobody sent, or a message it cannot parse. For what a
+    model or an HTTP caller sends; ValueError says what is wrong."""
+    if orjson is not None and not _long_number(data):
+        try:
+            return orjson.loads(data)  # it refuses all three itself
+        except orjson.JSONDecodeError:
+            pass  # json's own verdict, in its words
+    return _std_loads(data, parse_constant=_no_constant, parse_float=_finite)
 
 
 if orjson is not None:

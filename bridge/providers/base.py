@@ -167,7 +167,7 @@ def parse_args(raw: str) -> tuple[dict | None, str | None]:
     if not raw.strip():
         return {}, None  # some servers send "" (not "{}") for tools without parameters
     try:
-        val = fastjson.loads(raw)
+        val = fastjson.loads_strict(raw)
     except ValueError as e:
         return None, f"arguments are not valid JSON: {e}"
     if not isinstance(val, dict):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 
 from aiohttp import hdrs, web
 
+from bridge import fastjson
 from bridge.web.errors import MAX_BODY_BYTES, BadRequest
 
 # The whole body must arrive within this. aiohttp bounds the time to send headers (server.IDLE_TIMEOUT_S) but
@@ -46,29 +46,14 @@ async def read_json(request: web.Request) -> object:
     except web.HTTPRequestEntityTooLarge:
         raise BadRequest(413, f"request body too large (limit {MAX_BODY_BYTES} bytes)") from None
     try:
-        body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+        body = fastjson.loads_strict(raw)
         # A lone UTF-16 surrogate ("\ud800") is valid JSON syntax but no character: it cannot be encoded
         # as UTF-8 for the device or the tier, and would fail there as an internal error.
         json.dumps(body, ensure_ascii=False).encode()
     except UnicodeEncodeError:
         raise BadRequest(400, "request body has a lone UTF-16 surrogate (\\ud800-\\udfff) in a string; "
                               "it is not a character") from None
-    except ValueError as e:
+    except ValueError as e:  # NaN, Infinity, 1e400 and nesting too deep to read, too
         raise BadRequest(400, f"request body is not valid JSON: {e}") from None
-    except RecursionError:
-        raise BadRequest(400, "request body is nested too deeply") from None
     return body
 
-
-def _no_constant(name: str):
-    # Python's json reads NaN and Infinity, which are not JSON: forwarded, the device could not parse
-    # the command and the caller would wait for a timeout
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _finite(text: str) -> float:
-    # 1e400 is valid JSON but overflows to infinity, which the bridge would send on as "Infinity": not JSON
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text[:40]} is out of range for a number")
-    return value

@@ -35,3 +35,17 @@ def test_a_document_nested_too_deeply_is_a_value_error_like_any_unreadable_one(d
     for data in (deep, deep.encode()):
         with pytest.raises(ValueError, match="nested too deeply"):
             fastjson.loads(data)
+
+
+@pytest.mark.parametrize("doc, why", [('{"n":NaN}', "NaN is not a JSON value"), ("[Infinity]", "Infinity is not"),
+                                      ('{"n":-Infinity}', "-Infinity is not"), ('{"n":1e400}', "1e400 is out of range"),
+                                      ("[-1e400]", "-1e400 is out of range")])
+def test_strict_refuses_what_json_reads_but_json_has_not(doc, why):
+    for data in (doc, doc.encode()):
+        with pytest.raises(ValueError, match=why):
+            fastjson.loads_strict(data)
+
+
+def test_strict_reads_everything_else_as_loads_does():
+    doc = f'{{"n":{BIG},"f":1.5e300,"s":"caf\u00e9","l":[true,null,-0.0]}}'
+    assert repr(fastjson.loads_strict(doc)) == repr(fastjson.loads(doc)) == repr(json.loads(doc))

@@ -3,6 +3,8 @@ import asyncio
 import json
 import sqlite3
 
+import pytest
+
 from bridge.config import Tier
 from bridge.reasons import Reason
 from bridge.rounds.handler import handle_llm_request
@@ -59,6 +61,26 @@ def test_arguments_nested_past_what_json_reads_go_back_to_the_model_as_invalid(t
     assert msgs[-1]["text"] == "Sorry, done." and "err" not in msgs[-1], msgs
     assert not [c for m in msgs for c in m.get("calls", [])]  # nothing reached the device
     assert a.requests[1]["messages"][-1]["content"].startswith("Error: gpio_write: arguments are not valid JSON")
+
+
+@pytest.mark.parametrize("raw, why", [('{"pin": "porch_light", "value": NaN}', "NaN is not a JSON value"),
+                                      ('{"pin": "porch_light", "value": -Infinity}', "-Infinity is not a JSON value"),
+                                      ('{"pin": "porch_light", "value": 1e999}', "1e999 is out of range")])
+def test_numbers_json_has_not_go_back_to_the_model_not_on_as_null(tmp_path, raw, why):
+    """Python reads NaN, Infinity and 1e999 (as infinity); sent on, the device would get null, a value the model
+    never wrote. They are invalid arguments, handed back for a correction."""
+    script = iter([Reply(calls=[("gpio_write", raw)]), Reply(text="Sorry, done.")])
+    with fake_tiers(lambda req: next(script)) as (a,):
+        cfg = config([Tier("local", a.base_url, "m")], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                return await ask(ctx, "v10")
+        msgs = run(go())
+    assert not [c for m in msgs for c in m.get("calls", [])]  # nothing reached the device
+    assert msgs[-1]["text"] == "Sorry, done."
+    told = a.requests[1]["messages"][-1]["content"]
+    assert told.startswith("Error: gpio_write: arguments are not valid JSON") and why in told, told
 
 
 def test_duplicate_while_running_is_ignored_and_after_done_is_replayed(tmp_path):
