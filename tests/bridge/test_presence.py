@@ -112,7 +112,8 @@ def test_junk_on_its_presence_topic_leaves_a_bridge_answering_for_itself(broker,
         mine = probe.wait_for(TOPIC.format("shed"), lambda s: s.get("state") == "online", timeout=15)
         probe.publish(TOPIC.format("shed"), b"[" * 100_000)
         probe.publish(TOPIC.format("shed"), {"v": 1, "state": "offline", "instance": "gone"})
-        back = probe.wait_for(TOPIC.format("shed"), lambda s: isinstance(s, dict) and s.get("instance") == mine["instance"],
+        ours = mine["instance"]
+        back = probe.wait_for(TOPIC.format("shed"), lambda s: isinstance(s, dict) and s.get("instance") == ours,
                               timeout=5)
         assert back["state"] == "online" and proc.poll() is None
     finally:

@@ -6,22 +6,11 @@ import json
 import secrets
 import threading
 
-import pytest
-
 from tests.support import Probe
-from tools import broker as brokers
 from tools.cli import main as wisp
 
 DEEP = b"[" * 100_000
 DEEP_OBJECT = b'{"state":' * 50_000
-
-
-@pytest.fixture
-def own_broker(tmp_path):
-    # a broker of its own: the retained junk below must not reach other tests' `wisp devices`
-    b = brokers.start_mosquitto(tmp_path / "mosq")
-    yield b
-    b.stop()
 
 
 def test_devices_and_logs_skip_junk_and_show_the_rest(own_broker, capsys):

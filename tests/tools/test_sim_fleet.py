@@ -4,20 +4,9 @@ import signal
 import subprocess
 import sys
 
-import pytest
-
 from tests.support import Probe
 from tests.terminal import Terminal
-from tools import broker as brokers
 from tools.cli import main as wisp
-
-
-@pytest.fixture
-def own_broker(tmp_path):
-    # A broker of its own: the ids dev1..devN are common, and retained statuses from other tests must not count.
-    b = brokers.start_mosquitto(tmp_path / "mosq")
-    yield b
-    b.stop()
 
 
 def test_count_starts_n_devices_and_ctrl_c_stops_them_all(tmp_path, own_broker):
