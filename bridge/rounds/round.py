@@ -30,6 +30,10 @@ SENT_NOTE = "sent to the device; its result comes in the next round"  # tool res
 # turn itself a 400.
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 MAX_NAME, MAX_ID = 64, 40
+# The device stops waiting budget_ms after it sent the request. The verdict on a round that runs out of time must
+# reach it before then, or it replies "no answer from the bridge" while the bridge is up and only the tier was
+# slow: the round ends this much earlier (a tenth of a short budget), room for the way back over the broker.
+REPLY_MARGIN_S = 1.0
 MAX_RESULTS_SAID = 400  # characters of tool results that stand in for a model's missing words (a phone screen)
 
 
@@ -75,7 +79,9 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
                     catalog: Catalog | None = None) -> None:
     loop = asyncio.get_running_loop()
     # the budget counts from the request's arrival: time waiting for a free slot on this bridge is spent
-    deadline = loop.time() + req.budget_ms / 1000 - max(0.0, time.monotonic() - answer.received)
+    budget_s = req.budget_ms / 1000
+    waited_s = max(0.0, time.monotonic() - answer.received)
+    deadline = loop.time() + budget_s - min(REPLY_MARGIN_S, budget_s / 10) - waited_s
     tiers = ctx.router.route(req.req_class)
     toolset = Toolset(manifest, req.messages, catalog)
     chat = [{"role": "system", "content": system_prompt(manifest, req.facts, toolset.hint())}, *req.messages]

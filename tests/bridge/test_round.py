@@ -2,6 +2,7 @@
 import asyncio
 import json
 import sqlite3
+import time
 
 import pytest
 
@@ -81,6 +82,24 @@ def test_numbers_json_has_not_go_back_to_the_model_not_on_as_null(tmp_path, raw,
     assert msgs[-1]["text"] == "Sorry, done."
     told = a.requests[1]["messages"][-1]["content"]
     assert told.startswith("Error: gpio_write: arguments are not valid JSON") and why in told, told
+
+
+def test_a_tier_still_silent_is_reported_before_the_device_stops_waiting(tmp_path):
+    """budget_ms is how long the device waits, counted from its send. A tier slower than that (a CPU-bound local
+    model, say) is the bridge's to report inside the budget: at its end, the device has given up already and
+    tells the user "no answer from the bridge (is a bridge running?)" of a bridge that is up."""
+    budget_s = 5.0
+    with fake_tiers(lambda req: Reply(text="too late", ttft_ms=budget_s * 2000)) as (a,):
+        cfg = config([Tier("local", a.base_url, "m", first_token_timeout_s=60)], tmp_path)
+
+        async def go():
+            async with bridge_ctx(cfg) as ctx:
+                sent = time.monotonic()
+                msgs = await ask(ctx, "v12", budget_ms=int(budget_s * 1000))
+                return msgs, time.monotonic() - sent
+        msgs, took = run(go())
+    assert len(msgs) == 1 and "tier 'local' did not finish within budget_ms=5000" in msgs[0]["err"], msgs
+    assert took < budget_s, took  # with room for the way back to the device
 
 
 def test_duplicate_while_running_is_ignored_and_after_done_is_replayed(tmp_path):

@@ -176,3 +176,18 @@ def test_a_stall_after_a_call_was_forwarded_is_not_retried_so_nothing_runs_twice
         assert still_answers(s, "ts7")
     finally:
         s.close()
+
+
+def test_a_model_slower_than_the_device_waits_is_named_not_the_bridge():
+    """A CPU-bound local model that has not answered when the device's round time (30 s) is up: the user is told
+    the tier was too slow, before the device gives up, not "no answer from the bridge (is a bridge running?)"."""
+    s = TierStack(porch(ttft_ms=40_000), ONE_TIER.replace("{deadline}", "60"))
+    try:
+        s.start_device("ts8")
+        ask(s, "ts8", "slow1")
+        got = replies_for(s, "ts8", "slow1", 45)
+        assert len(got) == 1 and got[0]["ok"] is False, got
+        assert got[0]["text"] == "Error: tier 'local' did not finish within budget_ms=30000", got[0]
+        assert tool_runs(s, "ts8") == 0
+    finally:
+        s.close()
