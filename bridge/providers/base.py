@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import html
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -203,6 +205,24 @@ def error_text(obj) -> str:
     return f"{text} (param: {param[:EXCERPT // 2]})" if isinstance(param, str) and param else text
 
 
+_HTML_START = ("<!doctype html", "<html")
+_HTML_UNSEEN = re.compile(r"(?is)<(head|script|style)\b.*?</\1\s*>")
+_HTML_TAG = re.compile(r"(?s)<[^>]*>")
+_HTML_TITLE = re.compile(r"(?is)<title\b[^>]*>(.*?)</title\s*>")
+
+
+def html_words(text: str) -> str | None:
+    """What an HTML page says, "title: the rest of its text" (a proxy's or web server's error page, reached by a
+    URL that is not the API), or None when text is no HTML page."""
+    if not text.lstrip()[:14].lower().startswith(_HTML_START):
+        return None
+    found = _HTML_TITLE.search(text)
+    title = " ".join(html.unescape(found.group(1)).split()) if found else ""
+    words = " ".join(html.unescape(_HTML_TAG.sub(" ", _HTML_UNSEEN.sub(" ", text))).split())
+    words = words.removeprefix(title).lstrip()  # the heading most such pages repeat their title in
+    return f"{title}: {words}" if title and words else title or words
+
+
 def in_band_error(obj) -> bool:
     """Whether a JSON body or stream chunk is an error report: OpenAI's, llama-server's and Ollama's
     `{"error": ...}`, or vLLM's `{"object": "error", "message": ..., "code": 400}` (its ErrorResponse)."""
@@ -313,6 +333,9 @@ class HttpStreamProvider:
                 raise self._fail("http", f"expected an event stream, got JSON: {excerpt}",
                                  error_status(obj) or resp.status, code=error_code(obj))
             raise self._fail("malformed", f"expected an event stream, got JSON: {excerpt}", resp.status)
+        if resp.content_type == "text/html":  # a web app that answers every path with its page (200)
+            excerpt, _obj = await self._body_excerpt(resp)
+            raise self._fail("malformed", f"expected an event stream, got {excerpt}", resp.status)
 
     def _reader(self, resp: Response, first_deadline: float, complete: Callable[[], bool]) -> PayloadReader:
         return PayloadReader(self, resp, first_deadline, complete)
@@ -327,6 +350,10 @@ class HttpStreamProvider:
         try:
             obj = fastjson.loads(text)
         except ValueError:
+            page = html_words(text)
+            if page is not None:
+                return f"{error_text(page)} (a web page, not an API's answer: check that {self._url} is the " \
+                       "server's API)", None
             return error_text(text) or "(empty body)", None
         return error_text(obj), obj
 

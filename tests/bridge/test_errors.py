@@ -2,6 +2,8 @@
 a spent /v1 budget says when it resets, and /v1 callers have breakers of their own, so their failures never cut
 the devices off a tier."""
 import asyncio
+import http.server
+import threading
 import time
 
 import pytest
@@ -219,3 +221,52 @@ def test_a_prompt_over_the_context_says_to_give_the_server_a_larger_one(message,
     advice = refusal_advice(ProviderError("http", message, 400, code=code))
     assert "longer than the model's context" in advice and "llama-server -c" in advice
     assert refusal_advice(ProviderError("http", "'tools' is not valid", 400)).endswith("(its message says why)")
+
+
+NGINX_502 = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>"
+             b"</center>\r\n<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n")
+
+
+WEB_APP = b"<!DOCTYPE html><html><head><title>Open WebUI</title></head><body><div id=app></div></body></html>"
+
+
+class _WebPages(http.server.BaseHTTPRequestHandler):
+    """A web server that is no LLM API: a reverse proxy's 502 page on /proxied/..., a web app's page (200) on
+    /app/..., and Python's own 501 page ("Unsupported method ('POST')") elsewhere, as `python -m http.server`."""
+
+    def do_POST(self):  # noqa: N802 (the name http.server looks for)
+        if not self.path.startswith(("/proxied/", "/app/")):
+            self.send_error(501, f"Unsupported method ({self.command!r})")
+            return
+        page = NGINX_502 if self.path.startswith("/proxied/") else WEB_APP
+        self.send_response(502 if page is NGINX_502 else 200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("path, said", [("/proxied/v1", "HTTP 502: 502 Bad Gateway: nginx/1.22.1"),
+                                        ("/app/v1", "expected an event stream, got Open WebUI"),
+                                        ("/v1", "HTTP 501: Error response: Error code: 501 Message: Unsupported "
+                                                "method ('POST')")])
+def test_an_html_page_from_a_wrong_url_is_quoted_as_words_with_what_to_check(tmp_path, path, said):
+    """A URL that reaches a web page instead of the API (a proxy in front of a stopped server, a web UI's port)
+    answers with HTML: the user reads its words, not its markup, and that the URL is the thing to check."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WebPages)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}{path}"
+        cfg = config([Tier("local", url, "m")], tmp_path)
+
+        async def device():
+            async with bridge_ctx(cfg) as ctx:
+                return (await ask(ctx, "h1"))[-1]
+        err = run(device())["err"]
+    finally:
+        server.shutdown()
+    assert said in err and "<" not in err, err
+    assert f"(a web page, not an API's answer: check that {url}/chat/completions is the server's API)" in err, err
