@@ -10,6 +10,7 @@ import math
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 from bridge.config import Tier
 from bridge.providers.base import ProviderError, StreamEvent
@@ -43,7 +44,11 @@ def failure_text(router: Router, tier: Tier, e: ProviderError) -> str:
     if limited(e):
         return f"tier '{tier.name}' is rate limited ({e.message}); ask again in {math.ceil(router.limited_for(tier))} s"
     if refused(e):
-        return f"tier '{tier.name}' refused the request ({e.message}): {refusal_advice(e)}"
+        text = f"tier '{tier.name}' refused the request ({e.message}): {refusal_advice(e)}"
+        if e.status == 404 and tier.provider != "anthropic" and "/v1" not in urlparse(tier.base_url).path:
+            # Ollama's docs give http://localhost:11434, llama-server prints its bare address
+            text += f"; OpenAI-compatible servers answer under /v1: try base_url {tier.base_url.rstrip('/')}/v1"
+        return text
     return f"tier '{tier.name}' failed: {e.message}"
 
 

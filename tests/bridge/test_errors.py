@@ -249,6 +249,40 @@ class _WebPages(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _OllamaRoot(http.server.BaseHTTPRequestHandler):
+    """Ollama's own answer to a path it does not serve: its OpenAI-compatible API is under /v1."""
+
+    def do_POST(self):  # noqa: N802
+        body = b"404 page not found"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_url_without_v1_that_finds_nothing_is_told_to_try_v1(tmp_path):
+    """WISP_LOCAL_URL=http://host:11434, Ollama's address as its own docs give it: every request is a 404."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OllamaRoot)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        cfg = config([Tier("local", url, "qwen2.5:7b")], tmp_path)
+
+        async def device():
+            async with bridge_ctx(cfg) as ctx:
+                return (await ask(ctx, "o1"))[-1]
+        err = run(device())["err"]
+    finally:
+        server.shutdown()
+    assert err.startswith("tier 'local' refused the request (HTTP 404: 404 page not found): check its model name "
+                          "and URL"), err
+    assert err.endswith(f"OpenAI-compatible servers answer under /v1: try base_url {url}/v1"), err
+
+
 @pytest.mark.parametrize("path, said", [("/proxied/v1", "HTTP 502: 502 Bad Gateway: nginx/1.22.1"),
                                         ("/app/v1", "expected an event stream, got Open WebUI"),
                                         ("/v1", "HTTP 501: Error response: Error code: 501 Message: Unsupported "
