@@ -351,6 +351,8 @@ def _env_tiers(env: Mapping[str, str]) -> dict[str, Tier]:
     tiers = {}
     for name, (key_var, url_var, url, model_var, model) in _ENV_TIERS.items():
         if env.get(key_var):
+            if env.get(url_var):
+                _url(env[url_var], url_var)
             tiers[name] = Tier(name, env.get(url_var) or url, env.get(model_var) or model, env[key_var])
     if env.get("WISP_LOCAL_URL"):
         url = env["WISP_LOCAL_URL"]
@@ -370,7 +372,7 @@ def _file_tiers(table: dict, where: str, env: Mapping[str, str]) -> dict[str, Ti
         for required in ("base_url", "model"):
             if not spec.get(required):
                 raise ConfigError(f"{at}: {required} is required")
-        _url(spec["base_url"], f"{at} base_url")
+        _url(spec["base_url"], f"{at} base_url", spec.get("provider", "openai"))
         key = None
         if "api_key_env" in spec:
             key = env.get(spec["api_key_env"]) or None
@@ -414,9 +416,18 @@ def _file_routes(table: dict, where: str, known: set[str]) -> dict[str, list[str
     return routes
 
 
-def _url(value: str, what: str) -> None:
+# what the providers add to a tier's base_url (bridge/providers): a URL that ends in it already, pasted from a
+# server's docs, would be asked at .../chat/completions/chat/completions and answer 404 to every request
+_ENDPOINTS = {"openai": "/chat/completions", "anthropic": "/messages"}
+
+
+def _url(value: str, what: str, provider: str = "openai") -> None:
     if not value.startswith(("http://", "https://")):
         raise ConfigError(f"{what} must start with http:// or https://, got {value!r}")
+    endpoint = _ENDPOINTS.get(provider, "")
+    if endpoint and value.rstrip("/").endswith(endpoint):
+        raise ConfigError(f"{what} is the API's base URL; the bridge adds {endpoint} itself: use "
+                          f"{value.rstrip('/').removesuffix(endpoint)}")
 
 
 def _names(keys) -> str:

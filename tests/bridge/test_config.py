@@ -163,6 +163,14 @@ def test_config_file_from_env_and_cwd(tmp_path):
     ("", {"WISP_SHARED": "maybe"}, "WISP_SHARED"),
     ("", {"WISP_UVLOOP": "maybe"}, "WISP_UVLOOP must be 0 or 1, got 'maybe'"),
     ("", {"WISP_LOCAL_URL": "127.0.0.1:8080"}, "WISP_LOCAL_URL must start with http"),
+    # the endpoint pasted from a server's docs: the bridge adds /chat/completions (or /messages) itself
+    ("", {"WISP_LOCAL_URL": "http://127.0.0.1:11434/v1/chat/completions"},
+     "WISP_LOCAL_URL is the API's base URL; the bridge adds /chat/completions itself: use http://127.0.0.1:11434/v1"),
+    ("", {"OPENAI_API_KEY": "k", "OPENAI_BASE_URL": "https://api.openai.com/v1/chat/completions/"},
+     "OPENAI_BASE_URL is the API's base URL; the bridge adds /chat/completions itself: use https://api.openai.com/v1"),
+    ("", {"OPENAI_API_KEY": "k", "OPENAI_BASE_URL": "api.openai.com/v1"}, "OPENAI_BASE_URL must start with http"),
+    ("[tiers.c]\nprovider = \"anthropic\"\nbase_url = \"https://api.anthropic.com/v1/messages\"\nmodel = \"m\"\n", {},
+     "base_url is the API's base URL; the bridge adds /messages itself: use https://api.anthropic.com/v1"),
 ])
 def test_errors_are_readable(tmp_path, text, env, expected):
     path = write(tmp_path, text) if text is not None else None
