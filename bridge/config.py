@@ -33,6 +33,7 @@ PROVIDERS = ("openai", "anthropic")  # wire formats: OpenAI-compatible chat comp
 DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT = "127.0.0.1", 8787
 COST_DB_NAME = ".wisp/cost.db"  # under the config file's directory, else the working directory
 LOCAL_LOAD_WAIT_S = 300.0  # the local tier's default load_wait_s: a few GB read from a slow disk (Ollama)
+LOCAL_MODEL_DEFAULT = "local"  # WISP_LOCAL_URL's model without WISP_LOCAL_MODEL (llama-server takes any name)
 # A device's paid spend per UTC day unless [cost] says otherwise: a runaway or a hostile
 # client on one device id cannot run up an unbounded bill. 0 = no limit.
 DEFAULT_DAILY_BUDGET_USD = 1.0
@@ -357,7 +358,7 @@ def _env_tiers(env: Mapping[str, str]) -> dict[str, Tier]:
     if env.get("WISP_LOCAL_URL"):
         url = env["WISP_LOCAL_URL"]
         _url(url, "WISP_LOCAL_URL")
-        tiers[LOCAL_TIER] = Tier(LOCAL_TIER, url, env.get("WISP_LOCAL_MODEL") or "local",
+        tiers[LOCAL_TIER] = Tier(LOCAL_TIER, url, env.get("WISP_LOCAL_MODEL") or LOCAL_MODEL_DEFAULT,
                                  env.get("WISP_LOCAL_API_KEY") or None, load_wait_s=LOCAL_LOAD_WAIT_S)
     return tiers
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from bridge.config import Tier
+from bridge.config import LOCAL_MODEL_DEFAULT, Tier
 from bridge.providers.base import ProviderError, StreamEvent
 from bridge.reasons import MAX_FAILURE_CHARS, Failure, Reason
 from bridge.routing.router import MAX_TRIES_PER_TIER, AttemptReport, Router, Verdict
@@ -45,9 +45,12 @@ def failure_text(router: Router, tier: Tier, e: ProviderError) -> str:
         return f"tier '{tier.name}' is rate limited ({e.message}); ask again in {math.ceil(router.limited_for(tier))} s"
     if refused(e):
         text = f"tier '{tier.name}' refused the request ({e.message}): {refusal_advice(e)}"
-        if e.status == 404 and tier.provider != "anthropic" and "/v1" not in urlparse(tier.base_url).path:
-            # Ollama's docs give http://localhost:11434, llama-server prints its bare address
-            text += f"; OpenAI-compatible servers answer under /v1: try base_url {tier.base_url.rstrip('/')}/v1"
+        if e.status == 404:  # which name and URL: the one a tier from the environment got by default, too
+            unset = " (WISP_LOCAL_MODEL sets it)" if tier.model == LOCAL_MODEL_DEFAULT else ""
+            text += f" (model '{tier.model}'{unset} at {tier.base_url})"
+            if tier.provider != "anthropic" and "/v1" not in urlparse(tier.base_url).path:
+                # Ollama's docs give http://localhost:11434, llama-server prints its bare address
+                text += f"; OpenAI-compatible servers answer under /v1: try base_url {tier.base_url.rstrip('/')}/v1"
         return text
     return f"tier '{tier.name}' failed: {e.message}"
 

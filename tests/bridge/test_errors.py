@@ -264,13 +264,19 @@ class _OllamaRoot(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_a_url_without_v1_that_finds_nothing_is_told_to_try_v1(tmp_path):
-    """WISP_LOCAL_URL=http://host:11434, Ollama's address as its own docs give it: every request is a 404."""
+@pytest.mark.parametrize("path, model, said", [
+    ("", "qwen2.5:7b",
+     "(model 'qwen2.5:7b' at {url}); OpenAI-compatible servers answer under /v1: try base_url {url}/v1"),
+    ("/v1", "local", "(model 'local' (WISP_LOCAL_MODEL sets it) at {url})"),
+], ids=["no /v1", "model unset"])
+def test_a_404_names_the_model_and_url_asked_and_a_missing_v1(tmp_path, path, model, said):
+    """WISP_LOCAL_URL=http://host:11434, Ollama's address as its own docs give it, is a 404 for every request;
+    so is WISP_LOCAL_URL without WISP_LOCAL_MODEL on a server that needs the name (Ollama, vLLM)."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OllamaRoot)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        cfg = config([Tier("local", url, "qwen2.5:7b")], tmp_path)
+        url = f"http://127.0.0.1:{server.server_address[1]}{path}"
+        cfg = config([Tier("local", url, model)], tmp_path)
 
         async def device():
             async with bridge_ctx(cfg) as ctx:
@@ -278,9 +284,8 @@ def test_a_url_without_v1_that_finds_nothing_is_told_to_try_v1(tmp_path):
         err = run(device())["err"]
     finally:
         server.shutdown()
-    assert err.startswith("tier 'local' refused the request (HTTP 404: 404 page not found): check its model name "
-                          "and URL"), err
-    assert err.endswith(f"OpenAI-compatible servers answer under /v1: try base_url {url}/v1"), err
+    assert err == "tier 'local' refused the request (HTTP 404: 404 page not found): check its model name and URL " + \
+        said.format(url=url), err
 
 
 @pytest.mark.parametrize("path, said", [("/proxied/v1", "HTTP 502: 502 Bad Gateway: nginx/1.22.1"),
