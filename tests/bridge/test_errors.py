@@ -225,37 +225,23 @@ def test_a_prompt_over_the_context_says_to_give_the_server_a_larger_one(message,
 
 NGINX_502 = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>"
              b"</center>\r\n<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n")
-
-
 WEB_APP = b"<!DOCTYPE html><html><head><title>Open WebUI</title></head><body><div id=app></div></body></html>"
+# what servers that are no LLM API answer a POST with, by the path's first part: a reverse proxy in front of a
+# stopped server, a web app's page (200), Ollama at an address without /v1; else Python's own 501 page
+# ("Unsupported method ('POST')"), as `python -m http.server` answers
+PAGES = {"proxied": (502, "text/html", NGINX_502), "app": (200, "text/html", WEB_APP),
+         "ollama": (404, "text/plain", b"404 page not found")}
 
 
-class _WebPages(http.server.BaseHTTPRequestHandler):
-    """A web server that is no LLM API: a reverse proxy's 502 page on /proxied/..., a web app's page (200) on
-    /app/..., and Python's own 501 page ("Unsupported method ('POST')") elsewhere, as `python -m http.server`."""
-
+class _NoApi(http.server.BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 (the name http.server looks for)
-        if not self.path.startswith(("/proxied/", "/app/")):
+        answer = PAGES.get(self.path.split("/")[1])
+        if answer is None:
             self.send_error(501, f"Unsupported method ({self.command!r})")
             return
-        page = NGINX_502 if self.path.startswith("/proxied/") else WEB_APP
-        self.send_response(502 if page is NGINX_502 else 200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(page)))
-        self.end_headers()
-        self.wfile.write(page)
-
-    def log_message(self, *args):
-        pass
-
-
-class _OllamaRoot(http.server.BaseHTTPRequestHandler):
-    """Ollama's own answer to a path it does not serve: its OpenAI-compatible API is under /v1."""
-
-    def do_POST(self):  # noqa: N802
-        body = b"404 page not found"
-        self.send_response(404)
-        self.send_header("Content-Type", "text/plain")
+        status, kind, body = answer
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -264,15 +250,9 @@ class _OllamaRoot(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("path, model, said", [
-    ("", "qwen2.5:7b",
-     "(model 'qwen2.5:7b' at {url}); OpenAI-compatible servers answer under /v1: try base_url {url}/v1"),
-    ("/v1", "local", "(model 'local' (WISP_LOCAL_MODEL sets it) at {url})"),
-], ids=["no /v1", "model unset"])
-def test_a_404_names_the_model_and_url_asked_and_a_missing_v1(tmp_path, path, model, said):
-    """WISP_LOCAL_URL=http://host:11434, Ollama's address as its own docs give it, is a 404 for every request;
-    so is WISP_LOCAL_URL without WISP_LOCAL_MODEL on a server that needs the name (Ollama, vLLM)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OllamaRoot)
+def device_err(tmp_path, path, model="m"):
+    """The device's err for one ask whose only tier is `path` on a server that is no LLM API, and the tier's URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}{path}"
@@ -280,10 +260,21 @@ def test_a_404_names_the_model_and_url_asked_and_a_missing_v1(tmp_path, path, mo
 
         async def device():
             async with bridge_ctx(cfg) as ctx:
-                return (await ask(ctx, "o1"))[-1]
-        err = run(device())["err"]
+                return (await ask(ctx, "x1"))[-1]
+        return run(device())["err"], url
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("path, model, said", [
+    ("/ollama", "qwen2.5:7b",
+     "(model 'qwen2.5:7b' at {url}); OpenAI-compatible servers answer under /v1: try base_url {url}/v1"),
+    ("/ollama/v1", "local", "(model 'local' (WISP_LOCAL_MODEL sets it) at {url})"),
+], ids=["no /v1", "model unset"])
+def test_a_404_names_the_model_and_url_asked_and_a_missing_v1(tmp_path, path, model, said):
+    """WISP_LOCAL_URL=http://host:11434, Ollama's address as its own docs give it, is a 404 for every request;
+    so is WISP_LOCAL_URL without WISP_LOCAL_MODEL on a server that needs the name (Ollama, vLLM)."""
+    err, url = device_err(tmp_path, path, model)
     assert err == "tier 'local' refused the request (HTTP 404: 404 page not found): check its model name and URL " + \
         said.format(url=url), err
 
@@ -295,17 +286,6 @@ def test_a_404_names_the_model_and_url_asked_and_a_missing_v1(tmp_path, path, mo
 def test_an_html_page_from_a_wrong_url_is_quoted_as_words_with_what_to_check(tmp_path, path, said):
     """A URL that reaches a web page instead of the API (a proxy in front of a stopped server, a web UI's port)
     answers with HTML: the user reads its words, not its markup, and that the URL is the thing to check."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WebPages)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}{path}"
-        cfg = config([Tier("local", url, "m")], tmp_path)
-
-        async def device():
-            async with bridge_ctx(cfg) as ctx:
-                return (await ask(ctx, "h1"))[-1]
-        err = run(device())["err"]
-    finally:
-        server.shutdown()
+    err, url = device_err(tmp_path, path)
     assert said in err and "<" not in err, err
     assert f"(a web page, not an API's answer: check that {url}/chat/completions is the server's API)" in err, err
