@@ -87,6 +87,10 @@ def refusal_advice(e: ProviderError) -> str:
         return "check its model name and URL"
     if e.status == 413:
         return "the request is too large for it"
+    if "does not support tools" in e.message:  # Ollama, for a model whose template has no tool calls
+        return "the model cannot call tools: use one that can (Ollama's library marks them 'tools')"
+    if "--enable-auto-tool-choice" in e.message:  # vLLM started without tool calling
+        return "start vLLM with --enable-auto-tool-choice and the --tool-call-parser of its model"
     if over_context(e):
         return ("the prompt (the device's tools and the conversation) is longer than the model's context: start "
                 "the server with a larger one (llama-server -c, Ollama num_ctx, vLLM --max-model-len)")

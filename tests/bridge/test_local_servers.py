@@ -247,7 +247,13 @@ def test_a_500_inside_the_stream_is_a_failure_quoting_the_server(tmp_path):
     (404, {"error": "model 'qwen9:7b' not found"}, "check its model name and URL"),
     (404, {"object": "error", "message": "The model `qwen9` does not exist.", "type": "NotFoundError",
            "param": None, "code": 404}, "check its model name and URL"),
-], ids=["llama-server-400", "ollama-v1-404", "ollama-native-404", "vllm-404"])
+    # a model without tool calling (Ollama: server/images.go CheckCapabilities), a vLLM started without it
+    (400, {"error": {"message": "registry.ollama.ai/library/gemma3:4b does not support tools", "type": "api_error",
+                     "param": None, "code": None}}, "the model cannot call tools: use one that can"),
+    (400, {"object": "error", "message": "\"auto\" tool choice requires --enable-auto-tool-choice and "
+           "--tool-call-parser to be set", "type": "BadRequestError", "param": None, "code": 400},
+     "start vLLM with --enable-auto-tool-choice and the --tool-call-parser of its model"),
+], ids=["llama-server-400", "ollama-v1-404", "ollama-native-404", "vllm-404", "ollama-no-tools", "vllm-no-tools"])
 def test_each_servers_http_error_body_reaches_the_device_with_its_message(tmp_path, status, body, says):
     msgs, _ = device_round(tmp_path, (status, "application/json", json.dumps(body).encode()))
     err = msgs[-1]["err"]
