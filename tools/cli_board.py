@@ -39,6 +39,18 @@ def device_config(args, required=True):
     return text, files
 
 
+def warn_without_wifi(config_text):
+    """After an image, flash or deploy that worked: a config with no Wi-Fi passes the firmware's check (the
+    simulator needs none), but a board given it never comes online. `wisp provision` without WISP_WIFI_SSID
+    writes one, with a note the user may not have read."""
+    import json
+    wifi = json.loads(config_text).get("wifi") if config_text else {"ssid": "not ours to judge"}
+    if not (isinstance(wifi, dict) and wifi.get("ssid")):
+        print("wisp: warning: its config has no Wi-Fi (wifi.ssid): the board will not come online; run "
+              "`WISP_WIFI_SSID=<network> WISP_WIFI_PASSWORD=<password> wisp provision <id>` again, or add "
+              '"wifi": {"ssid": ..., "password": ...} to the config', file=sys.stderr)
+
+
 def cmd_image(args):
     from tools import boards, image
     config, files = device_config(args)
@@ -54,6 +66,7 @@ def cmd_image(args):
           f"{layout.vfs_offset:#x}; {layout.source}), {info['used_bytes']} bytes used, {info['files']} files, "
           f".mpy {info['mpy_bytes']} bytes (from {info['source_bytes']} bytes of .py)"
           + ("; mounted and imported on the MicroPython unix port" if info.get("verified") else ""))
+    warn_without_wifi(config)
     return 0
 
 
@@ -70,6 +83,7 @@ def cmd_flash(args):
               f"(esptool write-flash 0x0 {info['merged']}); image-info ok, filesystem read back: "
               f"{info['files']} files, device id {info['device']}. It holds this device's identity and "
               f"secrets: use it for that one board only")
+        warn_without_wifi(config)
         return 0
     if not args.port:
         raise ValueError("--port is needed to flash a board (or --merge OUT.bin for a factory image)")
@@ -78,6 +92,7 @@ def cmd_flash(args):
                 mp_version=args.mp_version, lines=args.lines, extra_files=files)
     if not args.dry_run:
         print(f"wisp: flashed; `wisp repl --port {args.port}` shows the board's console")
+    warn_without_wifi(config)
     return 0
 
 
@@ -98,6 +113,7 @@ def cmd_deploy(args):
     total = len(result.copied) + result.unchanged
     print(f"wisp: copied {len(result.copied)} of {total} files ({result.bytes_copied} bytes), removed "
           f"{len(result.removed)} stale, {result.unchanged} unchanged")
+    warn_without_wifi(config)
     if args.no_reset:
         return 0
     identity = None if args.no_wait else deploy.board_identity(args.port)

@@ -125,3 +125,17 @@ def test_the_layout_line_reads_without_nested_parentheses(files, capsys):
         rc, out, _ = run(capsys, "--port", "/dev/ttyUSB9", "--firmware", fw, "--config", files["config"], "--dry-run")
         line = next(x for x in out.splitlines() if x.startswith("wisp: esp32"))
         assert rc == 0 and "((" not in line and "))" not in line and "; from the firmware's partition table" in line
+
+
+def test_a_config_without_wifi_is_flashed_with_a_warning_that_says_how_to_add_it(files, tmp_path, capsys):
+    """`wisp provision` without WISP_WIFI_SSID still writes a config (the note says so); flashed as it is, the
+    board never comes online, so flash (and image) say it where the user is looking."""
+    rc, _, err = run(capsys, "--port", "/dev/ttyUSB9", "--firmware", files["v126"], "--config", files["config"],
+                     "--dry-run")
+    assert rc == 0
+    assert "warning: its config has no Wi-Fi (wifi.ssid): the board will not come online" in err, err
+    assert "WISP_WIFI_SSID=<network> WISP_WIFI_PASSWORD=<password> wisp provision <id>" in err, err
+    with_wifi = tmp_path / "home.json"
+    with_wifi.write_text(json.dumps(dict(CONFIG, wifi={"ssid": "home", "password": "secret"})))
+    rc, _, err = run(capsys, "--port", "/dev/ttyUSB9", "--firmware", files["v126"], "--config", with_wifi, "--dry-run")
+    assert rc == 0 and "Wi-Fi" not in err, err
