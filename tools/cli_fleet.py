@@ -118,7 +118,9 @@ class StatusLine:
 
 
 def parse_tool_args(pairs):
-    """['pin=porch_light', 'value=1'] -> {'pin': 'porch_light', 'value': 1}."""
+    """['pin=porch_light', 'value=1'] -> {'pin': 'porch_light', 'value': 1}: each value as JSON, else as text.
+    A value framed as a JSON list or object ([...] or {...}) must be JSON: sent as text, a bracket missing in
+    steps=[...] would come back from the device as "'steps' must be a list", far from the typo."""
     out = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -126,7 +128,12 @@ def parse_tool_args(pairs):
             raise ValueError(f"tool argument '{pair}' must look like name=value")
         try:
             out[name] = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError) as e:
+            framed = value.strip()
+            if framed[:1] in "[{" and framed[-1:] in "]}" and framed:
+                why = e.args[0] if isinstance(e, ValueError) else "nested too deeply"
+                raise ValueError(f"tool argument '{name}' starts like JSON but is not valid JSON ({why}); fix "
+                                 f"it, or quote it to send text: {name}='\"...\"'") from None
             out[name] = value
     return out
 

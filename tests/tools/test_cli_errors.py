@@ -137,6 +137,17 @@ def assert_one_line(done, code, text):
     assert text in done.stderr, done.stderr
 
 
+def test_a_cmd_argument_that_is_broken_json_is_refused_naming_it(closed_port):
+    """steps=[{...} with a bracket missing went out as a string, and the device said "'steps' must be a list":
+    true, but the user's mistake is in the JSON, and only the host can still say where."""
+    done = wisp_cli("cmd", "dev1", "routine_define", "name=night",
+                    'steps=[{"tool": "gpio_write", "args": {"pin": "fan", "value": 1}}', "--broker", closed_port)
+    assert_one_line(done, 2, "tool argument 'steps' starts like JSON but is not valid JSON (Expecting ',' delimiter")
+    assert "quote it to send text" in done.stderr
+    done = wisp_cli("cmd", "dev1", "memory_set", "key=note", "value=[draft] call Bob", "--broker", closed_port)
+    assert done.returncode == 3 and "JSON" not in done.stderr  # plain text that starts with [ is sent as text
+
+
 def test_a_device_id_no_device_can_have_is_refused_before_the_broker(closed_port):
     # '#' and '+' would be MQTT wildcards (paho raised in its thread), capitals and spaces never match a device
     for argv in (["ask", "dev#", "hi"], ["logs", "dev+x"], ["cmd", "DEV1", "gpio_read"], ["ask", "Dev 1", "hi"],
