@@ -42,7 +42,14 @@ def _long_number(data: bytes | str) -> bool:
     return _LONG_NUMBER in data.translate(_DIGITS_TO_0)
 
 
-def _std_loads(data: bytes | str, **hooks):
+def _read(data: bytes | str, **hooks):
+    """orjson where it reads the document as json would, else json (with `hooks`): its values (NaN, big ints),
+    or its verdict in its words; ValueError for any document it cannot read."""
+    if orjson is not None and not _long_number(data):
+        try:
+            return orjson.loads(data)  # it refuses NaN, Infinity and 1e400 itself: json's hooks decide those
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(data, **hooks)
     except RecursionError:
@@ -60,29 +67,20 @@ def _finite(text: str) -> float:
     return value
 
 
+def loads(data: bytes | str):
+    """json.loads(data); ValueError for any document it cannot read."""
+    return _read(data)
+
+
 def loads_strict(data: bytes | str):
     """loads, refusing what Python's json reads but JSON has not: NaN, Infinity, and numbers that overflow a
     double (1e400 reads as infinity). The bridge would pass them on as null (orjson) or as the invalid token
     NaN (json), so a device or a caller gets a value nobody sent, or a message it cannot parse. For what a
     model or an HTTP caller sends; ValueError says what is wrong."""
-    if orjson is not None and not _long_number(data):
-        try:
-            return orjson.loads(data)  # it refuses all three itself
-        except orjson.JSONDecodeError:
-            pass  # json's own verdict, in its words
-    return _std_loads(data, parse_constant=_no_constant, parse_float=_finite)
+    return _read(data, parse_constant=_no_constant, parse_float=_finite)
 
 
 if orjson is not None:
-    def loads(data: bytes | str):
-        """json.loads(data); ValueError for any document it cannot read."""
-        if _long_number(data):
-            return _std_loads(data)
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:  # json's own verdict: its values (NaN, big ints) or its error message
-            return _std_loads(data)
-
     def dumps(obj) -> bytes:
         """Compact UTF-8 JSON, as json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()."""
         try:
@@ -90,5 +88,4 @@ if orjson is not None:
         except TypeError:  # orjson.JSONEncodeError: a type or value only json writes
             return _std_dumps(obj)
 else:
-    loads = _std_loads
     dumps = _std_dumps
