@@ -268,9 +268,9 @@ class Fleet:
         self.check_reachable(device_id)
         self._check_capacity()
         payload = sign_message(signing_key, msg) if signing_key else fastjson.dumps(msg)  # what goes on the wire
-        if len(payload) > protocol.MAX_PAYLOAD:
-            raise TooBig(f"{topic} of {len(payload)} bytes as sent{' (signed)' if signing_key else ''}; the device "
-                         f"reads at most {protocol.MAX_PAYLOAD} in one message and would drop it unread")
+        why = protocol.unread(payload)
+        if why:
+            raise TooBig(f"{topic}{' (signed)' if signing_key else ''} of {why}")
         key = (device_id, answer, msg["id"])
         fut = asyncio.get_running_loop().create_future()
         self._waiting[key] = fut

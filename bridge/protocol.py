@@ -55,6 +55,15 @@ DEVICE_CLASS_STATES = {
 }
 
 
+def unread(payload: bytes) -> str | None:
+    """Why the device would not read `payload` (the bytes as published), or None. It drops a message over
+    MAX_PAYLOAD unread and answers without the request's id, so a sender would wait out its timeout."""
+    if len(payload) <= MAX_PAYLOAD:
+        return None
+    return (f"{len(payload)} bytes as sent; the device reads at most {MAX_PAYLOAD} in one message and would drop "
+            "it unread")
+
+
 def is_device_id(text) -> bool:
     # fullmatch: the pattern's $ also matches before a final newline, and "dev1\n" is not dev1
     return isinstance(text, str) and DEVICE_ID.fullmatch(text) is not None

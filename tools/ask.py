@@ -54,9 +54,9 @@ def command(host, port, dev_id, tool, args, key=None, timeout_s=30.0, login=None
 
 
 def _request(host, port, dev_id, kind, payload, answer_kind, req_id, timeout_s, login, progress=None):
-    if len(payload) > protocol.MAX_PAYLOAD:
-        raise TooBig(f"the {kind} is {len(payload)} bytes as sent; the device reads at most {protocol.MAX_PAYLOAD} "
-                     "in one message and would drop it unread")
+    why = protocol.unread(payload)
+    if why:
+        raise TooBig(f"the {kind} is {why}")
     status_topic, answer_topic = protocol.topic(dev_id, protocol.STATUS), protocol.topic(dev_id, answer_kind)
     topics = [answer_topic, status_topic, protocol.EVERY_BRIDGE]
     if progress:
