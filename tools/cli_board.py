@@ -44,7 +44,9 @@ def warn_without_wifi(config_text):
     simulator needs none), but a board given it never comes online. `wisp provision` without WISP_WIFI_SSID
     writes one, with a note the user may not have read."""
     import json
-    wifi = json.loads(config_text).get("wifi") if config_text else {"ssid": "not ours to judge"}
+    if config_text is None:  # a ready image (flash --image), or deploy leaving the board's config as it is
+        return
+    wifi = json.loads(config_text).get("wifi")
     if not (isinstance(wifi, dict) and wifi.get("ssid")):
         print("wisp: warning: its config has no Wi-Fi (wifi.ssid): the board will not come online; run "
               "`WISP_WIFI_SSID=<network> WISP_WIFI_PASSWORD=<password> wisp provision <id>` again, or add "

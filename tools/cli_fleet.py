@@ -121,18 +121,18 @@ def parse_tool_args(pairs):
     """['pin=porch_light', 'value=1'] -> {'pin': 'porch_light', 'value': 1}: each value as JSON, else as text.
     A value framed as a JSON list or object ([...] or {...}) must be JSON: sent as text, a bracket missing in
     steps=[...] would come back from the device as "'steps' must be a list", far from the typo."""
+    from bridge import fastjson  # json's reading, with nesting too deep to read a ValueError too
     out = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise ValueError(f"tool argument '{pair}' must look like name=value")
         try:
-            out[name] = json.loads(value)
-        except (ValueError, RecursionError) as e:
+            out[name] = fastjson.loads(value)
+        except ValueError as e:
             framed = value.strip()
-            if framed[:1] in "[{" and framed[-1:] in "]}" and framed:
-                why = e.args[0] if isinstance(e, ValueError) else "nested too deeply"
-                raise ValueError(f"tool argument '{name}' starts like JSON but is not valid JSON ({why}); fix "
+            if framed and framed[0] in "[{" and framed[-1] in "]}":
+                raise ValueError(f"tool argument '{name}' starts like JSON but is not valid JSON ({e}); fix "
                                  f"it, or quote it to send text: {name}='\"...\"'") from None
             out[name] = value
     return out
