@@ -17,15 +17,21 @@ from tests.fakes.openai_server import Reply
 GARAGE = ("gpio_write", {"pin": "garage", "value": 1})
 
 
-def test_invalid_call_goes_back_to_the_model_not_to_the_device(tmp_path):
-    script = iter([Reply(calls=[PORCH_ON, GARAGE]), Reply(text="Only the porch light exists.")])
-    with fake_tiers(lambda req: next(script)) as (a,):
+def one_ask(tmp_path, replies, req_id):
+    """The llm/res messages of one device round against a fake tier answering with `replies` in turn (or the
+    same Reply every time), and that tier (its .requests)."""
+    script = iter(replies) if isinstance(replies, list) else None
+    with fake_tiers(lambda req: next(script) if script else replies) as (a,):
         cfg = config([Tier("local", a.base_url, "m")], tmp_path)
 
         async def go():
             async with bridge_ctx(cfg) as ctx:
-                return await ask(ctx, "v1")
-        msgs = run(go())
+                return await ask(ctx, req_id)
+        return run(go()), a
+
+
+def test_invalid_call_goes_back_to_the_model_not_to_the_device(tmp_path):
+    msgs, a = one_ask(tmp_path, [Reply(calls=[PORCH_ON, GARAGE]), Reply(text="Only the porch light exists.")], "v1")
     forwarded = [c for m in msgs for c in m.get("calls", [])]
     assert [c["args"] for c in forwarded] == [PORCH_ON[1]]  # the garage call never reached the device
     assert msgs[-1]["text"] == "Only the porch light exists." and "err" not in msgs[-1]
@@ -36,13 +42,7 @@ def test_invalid_call_goes_back_to_the_model_not_to_the_device(tmp_path):
 
 
 def test_a_model_that_never_corrects_gets_a_clear_error(tmp_path):
-    with fake_tiers(lambda req: Reply(calls=[("unlock_door", {})])) as (a,):
-        cfg = config([Tier("local", a.base_url, "m")], tmp_path)
-
-        async def go():
-            async with bridge_ctx(cfg) as ctx:
-                return await ask(ctx, "v2")
-        msgs = run(go())
+    msgs, a = one_ask(tmp_path, Reply(calls=[("unlock_door", {})]), "v2")
     assert len(msgs) == 1 and "unknown tool 'unlock_door'" in msgs[0]["err"]
     assert "did not correct it in 2 follow-up turn(s)" in msgs[0]["err"]
     assert len(a.requests) == 3
@@ -51,14 +51,8 @@ def test_a_model_that_never_corrects_gets_a_clear_error(tmp_path):
 def test_arguments_nested_past_what_json_reads_go_back_to_the_model_as_invalid(tmp_path):
     """A small local model caught in a loop writes "[[[[..." until its token limit: that is invalid arguments,
     handed back for a correction like any other, not an internal error of the bridge."""
-    script = iter([Reply(calls=[("gpio_write", "[" * 3000)], arg_piece_len=500), Reply(text="Sorry, done.")])
-    with fake_tiers(lambda req: next(script)) as (a,):
-        cfg = config([Tier("local", a.base_url, "m")], tmp_path)
-
-        async def go():
-            async with bridge_ctx(cfg) as ctx:
-                return await ask(ctx, "v9")
-        msgs = run(go())
+    looping = Reply(calls=[("gpio_write", "[" * 3000)], arg_piece_len=500)
+    msgs, a = one_ask(tmp_path, [looping, Reply(text="Sorry, done.")], "v9")
     assert msgs[-1]["text"] == "Sorry, done." and "err" not in msgs[-1], msgs
     assert not [c for m in msgs for c in m.get("calls", [])]  # nothing reached the device
     assert a.requests[1]["messages"][-1]["content"].startswith("Error: gpio_write: arguments are not valid JSON")
@@ -70,14 +64,7 @@ def test_arguments_nested_past_what_json_reads_go_back_to_the_model_as_invalid(t
 def test_numbers_json_has_not_go_back_to_the_model_not_on_as_null(tmp_path, raw, why):
     """Python reads NaN, Infinity and 1e999 (as infinity); sent on, the device would get null, a value the model
     never wrote. They are invalid arguments, handed back for a correction."""
-    script = iter([Reply(calls=[("gpio_write", raw)]), Reply(text="Sorry, done.")])
-    with fake_tiers(lambda req: next(script)) as (a,):
-        cfg = config([Tier("local", a.base_url, "m")], tmp_path)
-
-        async def go():
-            async with bridge_ctx(cfg) as ctx:
-                return await ask(ctx, "v10")
-        msgs = run(go())
+    msgs, a = one_ask(tmp_path, [Reply(calls=[("gpio_write", raw)]), Reply(text="Sorry, done.")], "v10")
     assert not [c for m in msgs for c in m.get("calls", [])]  # nothing reached the device
     assert msgs[-1]["text"] == "Sorry, done."
     told = a.requests[1]["messages"][-1]["content"]
