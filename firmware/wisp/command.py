@@ -61,13 +61,13 @@ def fresh(cmds, cmd_id, ts):
     if not isinstance(ts, (int, float)) or not now - limits.CMD_WINDOW_S <= ts <= now + limits.CMD_FUTURE_S:
         return "Error: command refused: 'ts' must be the current Unix time (%d s behind to %d s ahead)" % (
             limits.CMD_WINDOW_S, limits.CMD_FUTURE_S)
-    if cmd_id is None or ts <= cmds.floor or any(i == cmd_id for _t, i in cmds.seen):
+    if cmd_id is None or ts <= cmds.floor or any(i == repr(cmd_id) for _t, i in cmds.seen):
         return "Error: command refused: a replay, or older than the device remembers (restart); sign it anew"
     if ts > cmds.saved:  # the floor on flash must cover this one before it runs
         # Exactly this ts (rounded up), not a mark ahead of the clock: a command signed after a
         # restart is then taken at once. One tiny write per accepted signed command; they come
         # from people and scripts, not a flood (CMD_MAX_RUNNING), and LittleFS levels the wear.
-        mark = int(ts) if ts == int(ts) else int(ts) + 1
+        mark = int(-(-ts // 1))  # ts rounded up
         try:
             with open(FLOOR_FILE, "w") as f:
                 f.write(str(mark))
@@ -79,7 +79,7 @@ def fresh(cmds, cmd_id, ts):
         oldest = min(seen)
         seen.remove(oldest)
         cmds.floor = max(cmds.floor, oldest[0])
-    seen.append((ts, cmd_id))
+    seen.append((ts, repr(cmd_id)))  # as text: min() above compares ids of the same ts, and 5 < "a" raises
     cmds.seen = seen
     return None
 

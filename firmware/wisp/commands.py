@@ -10,7 +10,7 @@ class Commands:
     def __init__(self, dev):
         self.dev = dev
         self.running = 0
-        self.seen = []  # (ts, id) of the signed commands run within their window, against replays
+        self.seen = []  # (ts, repr(id)) of the signed commands run within their window, against replays
         self.floor = self.saved = self._code().load_floor() if dev.signed else 0  # no "ts" at or below this is run
         self.idle()
 

@@ -180,6 +180,23 @@ async def test_a_signed_command_is_never_run_twice_after_many_newer_ones():
         raise Exception("replayed after %d newer commands: %r" % (len(newer), res[-1]))
 
 
+async def test_signed_commands_with_text_and_number_ids_in_one_second_are_all_answered():
+    # Ids are text or whole numbers (a Node-RED counter). Past CMD_SEEN_MAX in the window the
+    # oldest is forgotten; picking it compared the ids of commands signed in the same second, a
+    # text with a number, which raised: from then on no signed command got a cmd/res.
+    from wisp import limits
+    dev = _device(key=KEY_HEX)
+    now = int(time.time())
+    n = limits.CMD_SEEN_MAX + 4
+    res = await _run_cmds(Commands(dev), dev, [_signed({"v": 1, "id": i if i % 2 else "c%d" % i, "tool": "gpio_read",
+                                                        "args": {"pin": "fan"}, "ts": now}) for i in range(n)])
+    if len(res) != n:
+        raise Exception("%d of %d commands answered" % (len(res), n))
+    # one more than the memory is taken; the rest of that second is refused (docs/security.md)
+    if [r["ok"] for r in res] != [True] * (limits.CMD_SEEN_MAX + 1) + [False] * 3 or "replay" not in res[-1]["result"]:
+        raise Exception([r["result"] for r in res])
+
+
 async def test_a_signed_command_is_not_run_again_after_a_restart():
     dev = _device(key=KEY_HEX)
     now = int(time.time())
