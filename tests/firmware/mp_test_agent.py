@@ -122,6 +122,22 @@ async def test_invalid_tool_call_result_goes_back_to_the_llm():
         raise Exception(r)
 
 
+async def test_a_call_that_leaves_out_args_runs_a_tool_that_takes_none():
+    # args may be left out, as for a command (any client may answer an unsigned device's llm/res):
+    # it was copied to carry the call's origin, and copying None raised an internal error
+    dev = make_device()
+    agent = Agent(dev)
+
+    def script(req):
+        if req["round"] == 0:
+            return [{"calls": [{"cid": "c1", "tool": "memory_list"}], "done": True}]
+        return [{"done": True, "text": req["msgs"][-1]["t"]}]
+    ScriptedBridge(dev, agent, script)
+    r = (await _ask(dev, agent, {"id": "a4", "text": "what do you remember?"}))[0]
+    if not r["ok"] or r["text"] != "no facts remembered":
+        raise Exception(r)
+
+
 async def test_malformed_asks_get_error_replies():
     for payload, fragment in ((b"not json", "not valid JSON"), (b"[1]", "JSON object"),
                               ({"text": "no id"}, "'id'"), ({"id": "x", "text": ""}, "'text'"),

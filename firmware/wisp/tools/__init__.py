@@ -232,7 +232,7 @@ async def run(dev, name, args, llm=0):
     if err:
         return err
     if llm:
-        args = dict(args)
+        args = dict(args or ())  # a copy; args may be left out (None), as check allows
         args["_llm"] = llm
     module = "wisp.tools." + tool[1]
     try:
