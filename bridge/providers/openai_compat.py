@@ -33,11 +33,13 @@ from bridge.providers.schemas import restore_args, translate
 # base URLs whose server answered 400 to `stream_options`: ask them without it from then on (per process)
 _NO_STREAM_OPTIONS: set[str] = set()
 
-# Hosts that take the output limit as max_completion_tokens. OpenAI's reasoning models (o-series, gpt-5)
-# answer 400 "Unsupported parameter: 'max_tokens' ... Use 'max_completion_tokens'", and Cerebras documents
-# only max_completion_tokens for chat (it counts gpt-oss's reasoning tokens too). Every other server gets
-# max_tokens: Ollama's /v1 lists only max_tokens, and llama-server read only max_tokens (or n_predict)
-# before it learnt the new name, so max_tokens is the one every version of both honours.
+# Hosts that speak OpenAI's current chat API: the output limit as max_completion_tokens, and the `developer`
+# role. OpenAI's reasoning models (o-series, gpt-5) answer 400 "Unsupported parameter: 'max_tokens' ... Use
+# 'max_completion_tokens'", and Cerebras documents only max_completion_tokens for chat (it counts gpt-oss's
+# reasoning tokens too). Every other server gets max_tokens: Ollama's /v1 lists only max_tokens, and
+# llama-server read only max_tokens (or n_predict) before it learnt the new name, so max_tokens is the one
+# every version of both honours. And they get a `developer` message as `system`: their chat templates refuse
+# a role they do not know (vLLM, llama-server before 2026) or skip it (Ollama), and the instructions are lost.
 _COMPLETION_TOKENS_HOSTS = ("api.openai.com", "api.cerebras.ai")
 
 
@@ -118,6 +120,7 @@ class OpenAICompatProvider(HttpStreamProvider):
         self._base_url = base_url
         self._max_tokens = max_tokens  # the tier's ceiling from wisp.toml; None: the server's own default
         self._cap_field = cap_field(base_url)
+        self._developer_role = self._cap_field == "max_completion_tokens"  # the same hosts (above)
 
     async def stream_chat(self, messages: list[dict], tools: list[dict] | None = None, options: dict | None = None):
         """Async generator of StreamEvent: 'text' deltas, a 'call' per completed tool call, one final 'done'.
@@ -125,6 +128,8 @@ class OpenAICompatProvider(HttpStreamProvider):
         Raises ProviderError. A caller that stops iterating early should `aclose()` the generator (or use
         contextlib.aclosing) so the HTTP connection is released at once rather than at garbage collection.
         """
+        if not self._developer_role and any(m.get("role") == "developer" for m in messages):
+            messages = [{**m, "role": "system"} if m.get("role") == "developer" else m for m in messages]
         body = {"model": self._model, "messages": messages, "stream": True}
         if self._base_url not in _NO_STREAM_OPTIONS:
             body["stream_options"] = {"include_usage": True}

@@ -133,6 +133,21 @@ def test_anthropic_gets_its_required_limit_the_same_way():
     assert sent(capped(ANTHROPIC, provider="anthropic"), options={"max_tokens": 100})["max_tokens"] == 100
 
 
+# ---- OpenAI's developer role ---------------------------------------------------------------------------------
+# OpenAI's chat API takes `developer` messages, its newer name for the instructions (what its SDK's agents and
+# many coding tools send for reasoning models); Cerebras's chat API lists the role too. llama-server's and
+# vLLM's chat templates refuse a role they do not know ("Unexpected message role": vllm-project/vllm issue
+# 42407; llama.cpp answered 500 before its pull 20215) or skip it, as Ollama's model templates do.
+
+@pytest.mark.parametrize("url, role", [(OPENAI, "developer"), (CEREBRAS, "developer"),
+                                       (LLAMA_SERVER, "system"), (OLLAMA, "system")])
+def test_a_developer_message_reaches_a_server_that_does_not_know_the_role_as_system(url, role):
+    chat = [{"role": "developer", "content": "Answer in French."}, CHAT[1]]
+    body = sent(Tier("t", url, "m", "key"), chat)
+    assert body["messages"] == [{"role": role, "content": "Answer in French."}, CHAT[1]]
+    assert chat[0]["role"] == "developer"  # the caller's messages are not changed
+
+
 # ---- a repair turn echoes invalid calls in a form the provider takes -----------------------------------------
 
 ODD_CALLS = [Call("functions.gpio_write:0", "functions.gpio_write", '{"pin": "porch_light"}',
