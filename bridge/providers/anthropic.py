@@ -41,10 +41,10 @@ def to_anthropic(messages: list[dict], tools: list[dict] | None) -> tuple[str, l
         # e.g. the "\n\n" a model streams before its tool call: such text is left out. A turn left with no
         # block at all is not sent (empty content is refused too); its neighbours, now of one role, merge.
         text = [{"type": "text", "text": content}] if content.strip() else []
-        if role == "system":
+        if role in ("system", "developer"):  # OpenAI's newer name for the instructions (o-series, gpt-5)
             system.append(content)
         elif role == "user":
-            add("user", text)
+            add("user", _user_blocks(m.get("content")))
         elif role == "assistant":
             blocks = text
             for c in m.get("tool_calls") or []:
@@ -58,6 +58,35 @@ def to_anthropic(messages: list[dict], tools: list[dict] | None) -> tuple[str, l
                 "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}}}
                for t in tools or [] if isinstance(t, dict) and isinstance(t.get("function"), dict)]
     return "\n\n".join(s for s in system if s.strip()), out, a_tools
+
+
+def _user_blocks(content) -> list[dict]:
+    """A user turn's OpenAI content parts as Messages-API blocks, in order: text, and images (an `image_url`
+    that is a base64 data: URL, or a URL Anthropic fetches). A part with no Anthropic equivalent (audio, a
+    file) is a refusal, so another tier may take the request: never dropped without a word."""
+    if not isinstance(content, list):
+        text = _text(content)
+        return [{"type": "text", "text": text}] if text.strip() else []
+    blocks = []
+    for p in content:
+        kind = p.get("type") if isinstance(p, dict) else None
+        if kind == "text":
+            if isinstance(p.get("text"), str) and p["text"].strip():
+                blocks.append({"type": "text", "text": p["text"]})
+        elif kind == "image_url":
+            image = p.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            if not isinstance(url, str):
+                raise ProviderError("http", "an image_url part without a url", 400)
+            head, _, data = url.partition(",")
+            if head.startswith("data:") and head.endswith(";base64"):
+                source = {"type": "base64", "media_type": head[5:-7], "data": data}
+            else:
+                source = {"type": "url", "url": url}
+            blocks.append({"type": "image", "source": source})
+        else:
+            raise ProviderError("http", f"a {kind!r} content part has no Anthropic equivalent", 400)
+    return blocks
 
 
 def _text(content) -> str:
@@ -89,7 +118,7 @@ class AnthropicProvider(HttpStreamProvider):
         if a_tools:
             a_tools[-1] = {**a_tools[-1], "cache_control": _CACHE}
             body["tools"] = a_tools
-        body.update(_anthropic_options(options or {}))
+        body.update(_anthropic_options(options, bool(a_tools)))
         body.update(self._extra_body)
         headers = {"Accept": "text/event-stream", "anthropic-version": API_VERSION}
         if self._api_key:
@@ -163,10 +192,16 @@ class AnthropicProvider(HttpStreamProvider):
         return []
 
 
-_FINISH = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length", "stop_sequence": "stop"}
+# stop_reason as the finish_reason OpenAI's chat API names it (its SDK's type allows no other value, and /v1
+# callers get it as is): a streaming classifier's "refusal" is what OpenAI calls a content filter, and
+# "model_context_window_exceeded" (newer models) an answer cut at a length limit
+_FINISH = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length", "stop_sequence": "stop",
+           "refusal": "content_filter", "model_context_window_exceeded": "length"}
+_OPTIONS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "tool_choice",
+            "parallel_tool_calls", "user")
 
 
-def _anthropic_options(options: dict) -> dict:
+def _anthropic_options(options: dict, has_tools: bool) -> dict:
     """OpenAI-style sampling options in the Messages API's terms; what it cannot honour is a refusal
     (HTTP-400-like, so another tier may take the request), never silently dropped."""
     out = {}
@@ -183,8 +218,16 @@ def _anthropic_options(options: dict) -> dict:
         if mapped is None:
             raise ProviderError("http", f"tool_choice {choice!r} has no Anthropic equivalent", 400)
         out["tool_choice"] = mapped
+    # at most one call per turn: a flag of tool_choice there (auto unless the caller chose); a tool_choice
+    # without tools is refused, and "none" has no such flag (it makes no call at all)
+    if options.get("parallel_tool_calls") is False and has_tools:
+        tc = out.get("tool_choice", {"type": "auto"})
+        if tc["type"] != "none":
+            out["tool_choice"] = {**tc, "disable_parallel_tool_use": True}
+    if options.get("user") is not None:
+        out["metadata"] = {"user_id": options["user"]}  # the end user's opaque id, as OpenAI's `user` is
     for key in options:
-        if key not in ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "tool_choice"):
+        if key not in _OPTIONS:
             raise ProviderError("http", f"'{key}' is not supported by the Anthropic messages API", 400)
     return out
 

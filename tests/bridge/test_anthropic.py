@@ -103,3 +103,89 @@ def test_conversation_mapping_with_tool_results():
     assert out[1]["content"][0] == {"type": "tool_use", "id": "c1", "name": "set_light", "input": {"room": "porch"}}
     assert out[2]["content"] == [{"type": "tool_result", "tool_use_id": "c1", "content": "ok"},
                                  {"type": "tool_result", "tool_use_id": "c2", "content": "Error: no hall"}]
+
+
+# ---- what a /v1 caller sends in OpenAI's terms, in the Messages API's ----------------------------------------
+# OpenAI's chat API: `developer` messages are the instructions that replace `system` ones for newer models (the
+# role the OpenAI SDK's agents send); a user turn's content parts are text and `image_url` (an https URL or a
+# data: URL); `parallel_tool_calls: false` asks for at most one call; `user` names the end user. The Messages
+# API: instructions go in `system`; images are `image` blocks with a `base64` or `url` source; at most one call
+# is `tool_choice.disable_parallel_tool_use`; the end user is `metadata.user_id`.
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+def _anthropic_request_type():
+    from pydantic import TypeAdapter
+
+    from tests.bridge.sdk_bodies import strict
+    strict("anthropic.types")
+    from anthropic.types.message_create_params import MessageCreateParamsStreaming
+    return TypeAdapter(MessageCreateParamsStreaming)
+
+
+def test_a_developer_message_is_the_system_prompt_anthropic_gets(fake):
+    _run(fake.base_url, messages=[{"role": "developer", "content": "Answer in French."},
+                                  {"role": "user", "content": "Is the porch light on?"}])
+    (req,) = fake.requests
+    assert req["system"] == [{"type": "text", "text": "Answer in French.", "cache_control": {"type": "ephemeral"}}]
+
+
+def test_an_image_reaches_anthropic_as_an_image_block_not_dropped(fake):
+    parts = [{"type": "text", "text": "What does this label say?"},
+             {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "low"}}]
+    photo_only = [{"type": "image_url", "image_url": {"url": "https://example.com/meter.jpg"}}]
+    _run(fake.base_url, messages=[{"role": "user", "content": parts}, {"role": "assistant", "content": "OK."},
+                                  {"role": "user", "content": photo_only}])
+    (req,) = fake.requests
+    assert req["messages"] == [
+        {"role": "user", "content": [
+            {"type": "text", "text": "What does this label say?"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "OK."}]},
+        {"role": "user", "content": [{"type": "image", "source": {"type": "url",
+                                                                  "url": "https://example.com/meter.jpg"}}]}]
+
+
+def test_one_call_at_a_time_and_the_end_user_reach_anthropic_in_its_terms(fake):
+    async def go(options):
+        async with HttpClient() as http:
+            p = AnthropicProvider(http, fake.base_url, "claude-fake")
+            return [ev async for ev in p.stream_chat(MESSAGES, TOOLS, options)]
+    asyncio.run(go({"parallel_tool_calls": False, "user": "kitchen-7f3a"}))
+    asyncio.run(go({"parallel_tool_calls": False, "tool_choice": "required"}))
+    asyncio.run(go({"parallel_tool_calls": True}))
+    first, second, third = fake.requests
+    assert first["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    assert first["metadata"] == {"user_id": "kitchen-7f3a"}
+    assert second["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+    assert "tool_choice" not in third  # parallel calls are the Messages API's default
+    for req in (first, second, third):
+        _anthropic_request_type().validate_python(req)  # the SDK's published request type, unknown keys refused
+
+
+def test_a_content_part_anthropic_cannot_take_is_a_refusal_not_dropped(fake):
+    audio = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+    err = _error(fake.base_url, messages=[{"role": "user", "content": [{"type": "text", "text": "Who spoke?"},
+                                                                        audio]}])
+    assert (err.kind, err.status) == ("http", 400) and "input_audio" in err.message and not fake.requests
+
+
+@pytest.mark.parametrize("stop_reason, finish", [("refusal", "content_filter"),
+                                                 ("model_context_window_exceeded", "length")])
+def test_an_anthropic_stop_reason_reaches_v1_callers_as_the_finish_reason_openai_names_it(stop_reason, finish):
+    # OpenAI's finish_reason is one of stop, length, tool_calls, content_filter, function_call (its SDK's type);
+    # a /v1 caller's client may refuse any other value
+    from tests.fakes import recorded
+    from tests.fakes.recorded import Replay
+    status, ctype, body = recorded.ANTHROPIC_REFUSAL
+
+    async def go():
+        server = Replay((status, ctype, body.replace(b'"refusal"', f'"{stop_reason}"'.encode())))
+        await server.start()
+        try:
+            return [ev for _, ev in await asyncio.to_thread(_run, server.base_url)]
+        finally:
+            await server.close()
+    events = asyncio.run(go())
+    assert events[-1].kind == "done" and events[-1].finish_reason == finish

@@ -8,6 +8,7 @@ report. Each recording is what the server sends for a request offering tools: st
   "tools param requires --jinja flag" (ggml-org/llama.cpp server README; many downstream issues).
 - ANTHROPIC_TOOL_USE: the Messages API streams a tool's input as input_json_delta fragments, the first one
   empty, between content_block_start and content_block_stop, with ping events in between.
+- ANTHROPIC_REFUSAL: a turn a streaming classifier stopped: its text so far, then stop_reason "refusal".
 - USAGE_TRAILER_ONLY: OpenAI with stream_options.include_usage: "usage": null on every chunk, the counts
   only in a last chunk whose choices list is empty.
 - USAGE_NEVER: an older llama-server: no usage at all, only its own "timings" on the last chunk.
@@ -75,6 +76,20 @@ ANTHROPIC_TOOL_USE = (200, "text/event-stream", _sse([
     ["message_start", "content_block_start", "ping", "content_block_delta", "content_block_stop",
      "content_block_start", "content_block_delta", "content_block_delta", "ping", "content_block_delta",
      "content_block_delta", "content_block_stop", "message_delta", "message_stop"]))
+
+# Claude 4 models' streaming classifiers end a turn they stop with stop_reason "refusal", after the text streamed
+# so far and with no message of their own (the Messages API guide "Streaming refusals").
+ANTHROPIC_REFUSAL = (200, "text/event-stream", _sse([
+    _a("message_start", message={"id": "msg_01Rf", "type": "message", "role": "assistant", "content": [],
+                                 "model": "claude-sonnet-4-5", "stop_reason": None, "stop_sequence": None,
+                                 "usage": {"input_tokens": 35, "output_tokens": 1}}),
+    _a("content_block_start", index=0, content_block={"type": "text", "text": ""}),
+    _a("content_block_delta", index=0, delta={"type": "text_delta", "text": "Hello.."}),
+    _a("content_block_stop", index=0),
+    _a("message_delta", delta={"stop_reason": "refusal", "stop_sequence": None}, usage={"output_tokens": 4}),
+    _a("message_stop")],
+    ["message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta",
+     "message_stop"]))
 
 
 def _openai_chunk(delta: dict, finish=None, usage_null=True) -> dict:
