@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 try:
     import orjson
@@ -67,9 +68,28 @@ def _finite(text: str) -> float:
     return value
 
 
+# MicroPython's json reads "\ud83c\udf31", the escapes json.dumps writes for an emoji by default (ensure_ascii), as
+# two lone surrogates, and writes each back as 3 bytes (CESU-8), which is not UTF-8. A device passes them on in what
+# it publishes: an ask's text, a fact it remembered. json reads those bytes (surrogatepass), but the text cannot be
+# written as UTF-8 again, so no tier could be sent the request. Read here as the characters they are: a pair as its
+# character, a lone one as U+FFFD.
+_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
+
+
+def _utf8(data):
+    if isinstance(data, (bytes, bytearray)) and b"\xed" in data and _SURROGATE.search(data):
+        try:
+            text = bytes(data).decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            return data  # not UTF-8 in other ways too: json says so
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode()
+    return data
+
+
 def loads(data: bytes | str):
-    """json.loads(data); ValueError for any document it cannot read."""
-    return _read(data)
+    """json.loads(data); ValueError for any document it cannot read. Surrogates a device wrote as bytes (above) are
+    read as the characters they stand for."""
+    return _read(_utf8(data))
 
 
 def loads_strict(data: bytes | str):

@@ -49,3 +49,16 @@ def test_strict_refuses_what_json_reads_but_json_has_not(doc, why):
 def test_strict_reads_everything_else_as_loads_does():
     doc = f'{{"n":{BIG},"f":1.5e300,"s":"caf\u00e9","l":[true,null,-0.0]}}'
     assert repr(fastjson.loads_strict(doc)) == repr(fastjson.loads(doc)) == repr(json.loads(doc))
+
+
+def test_surrogates_a_device_wrote_as_bytes_read_as_their_characters():
+    """MicroPython's json writes the escapes of an emoji it read ("\\ud83c\\udf31") as two 3-byte surrogates: read
+    back as the emoji, so the text can be sent on. A lone one is U+FFFD; real UTF-8 (Hangul starts with \\xed too)
+    is kept."""
+    cesu = '"\ud83c\udf31 basil"'.encode("utf-8", "surrogatepass")
+    assert fastjson.loads(b'{"t":' + cesu + b"}") == {"t": "\U0001F331 basil"}
+    assert fastjson.loads(b'["' + "\ud800".encode("utf-8", "surrogatepass") + b'x"]') == ["\ufffdx"]
+    assert fastjson.loads('["\ud55c\uae00 \U0001F600"]'.encode()) == ["\ud55c\uae00 \U0001F600"]
+    fastjson.dumps(fastjson.loads(cesu))  # writable again
+    with pytest.raises(ValueError):
+        fastjson.loads(cesu + b"\xff")

@@ -155,3 +155,26 @@ def test_remembered_facts_and_recent_turns_reach_the_llm(stack):
     # the earlier ask and its answer came along as context
     assert any(m["role"] == "assistant" and m.get("content") == "The porch light is on."
                for m in first_round["messages"][1:-1])
+
+
+def test_an_emoji_escaped_as_pythons_json_writes_it_reaches_the_llm(stack):
+    """json.dumps (ensure_ascii, its default) sends an emoji as the escapes "\\ud83c\\udf31". MicroPython's json
+    reads them as two lone surrogates and writes each as 3 bytes, which is not UTF-8: the tier could not be sent
+    that ask, nor any ask at all while a fact holding one was remembered."""
+    stack.probe.publish("wisp/dev1/cmd", {"v": 1, "id": "plant", "tool": "memory_set",
+                                          "args": {"key": "plant", "value": "\U0001F331 basil"}})
+    res = stack.probe.wait_for("wisp/dev1/cmd/res", lambda r: isinstance(r, dict) and r.get("id") == "plant")
+    assert res["ok"], res
+    try:
+        for ask_id, text in (("emoji1", "light up the porch please \U0001F600"), ("emoji2", LLM_ASK)):
+            stack.probe.publish("wisp/dev1/ask", {"v": 1, "id": ask_id, "text": text})
+            reply = stack.probe.wait_for("wisp/dev1/reply", timeout=30,
+                                         match=lambda r, i=ask_id: isinstance(r, dict) and r.get("id") == i)
+            assert reply["ok"] and reply["text"] == "The porch light is on.", reply
+            first_round = [r for r in stack.fake.requests if r["messages"][-1]["role"] == "user"][-1]
+            assert first_round["messages"][-1]["content"] == text
+            assert "- plant: \U0001F331 basil" in first_round["messages"][0]["content"]
+    finally:
+        stack.probe.publish("wisp/dev1/cmd", {"v": 1, "id": "unplant", "tool": "memory_delete",
+                                              "args": {"key": "plant"}})
+        stack.probe.wait_for("wisp/dev1/cmd/res", lambda r: isinstance(r, dict) and r.get("id") == "unplant")
