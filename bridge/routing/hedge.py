@@ -26,9 +26,11 @@ REFUSED_STATUSES = (400, 401, 403, 404, 405, 413, 415, 422)
 
 
 def out_of_quota(e) -> bool:
-    """OpenAI answers 429 both for "slow down" and, with code insufficient_quota, for an account without
-    credit: that one no Retry-After cures, so it is a refusal (fail over at once), not a rate limit."""
-    return isinstance(e, ProviderError) and e.kind == "http" and e.status == 429 and e.code == "insufficient_quota"
+    """An account without credit: no Retry-After or second try cures it, so it is a refusal (fail over at once),
+    not a rate limit. OpenAI answers it with 429 (which also means "slow down") and code insufficient_quota,
+    Cerebras with 402 Payment Required."""
+    return isinstance(e, ProviderError) and e.kind == "http" and (
+        e.status == 402 or e.status == 429 and e.code == "insufficient_quota")
 
 
 def refused(e: ProviderError) -> bool:

@@ -278,6 +278,18 @@ def test_an_account_out_of_quota_is_told_as_such_not_waited_out_as_a_rate_limit(
     assert "out of quota" in err and "You exceeded your current quota" in err and "rate limited" not in err
 
 
+# Cerebras answers an account without credit with 402 Payment Required (its "Error Codes" page; its SDK's
+# PaymentRequired): like OpenAI's insufficient_quota, nothing but credit cures it
+PAYMENT_402 = {"message": "Payment required: your organization has no credit left.", "type": "payment_required",
+               "param": "", "code": "payment_required"}
+
+
+def test_an_account_out_of_credit_with_402_is_told_as_such_and_not_asked_twice(tmp_path):
+    err, asked, _ = device_error(tmp_path, 402, PAYMENT_402)
+    assert err.startswith("tier 'premium' refused the request (HTTP 402: Payment required") and asked == 1
+    assert "out of quota" in err and "API key" in err
+
+
 def test_an_account_out_of_quota_fails_over_to_the_next_tier(tmp_path):
     async def go():
         async with provider_answering(429, QUOTA_429) as (url, asked):
