@@ -230,11 +230,14 @@ def in_band_error(obj) -> bool:
 
 
 def error_status(obj) -> int | None:
-    """The HTTP status an error body carries in `code`: llama-server and vLLM put it there (400 for a prompt
-    over the context size), so an error reported inside a 200 stream is judged as that status would be.
+    """The HTTP status an error body carries: in `code` (llama-server and vLLM: 400 for a prompt over the
+    context size), or in a `status_code` beside the error (Cerebras: its SDK raises a streamed error as the
+    error of that status), so an error reported inside a 200 stream is judged as that status would be.
     OpenAI's codes are strings ("rate_limit_exceeded"): None."""
     err = obj.get("error", obj) if isinstance(obj, dict) else None
     code = err.get("code") if isinstance(err, dict) else None
+    if not isinstance(code, int) and isinstance(obj, dict):
+        code = obj.get("status_code")
     return code if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599 else None
 
 

@@ -85,3 +85,45 @@ def test_the_stand_in_tiers_stream_is_cerebras_chunks():
     assert "".join(d.content or "" for d in deltas) == "On it."
     assert [json.loads(a) for a in args.values()] == [a for _, a in calls]
     assert chunks[-2].choices[0].finish_reason == "tool_calls" and chunks[-1].usage.total_tokens
+
+
+def test_an_error_inside_a_cerebras_stream_is_judged_by_its_status_code_as_the_sdk_judges_it():
+    # cerebras-cloud-sdk (_streaming.py, _exceptions.py): a `data:` payload with "error" after the 200 is raised
+    # as the error of the payload's own `status_code`; here a rate limit, to be waited out, not a tier failure
+    import asyncio
+
+    from cerebras.cloud.sdk import Cerebras, RateLimitError
+
+    from bridge.httpclient import HttpClient
+    from bridge.providers.base import ProviderError
+    from bridge.routing.hedge import limited
+    from tests.fakes.recorded import Replay
+    started = {"id": "chatcmpl-c1", "object": "chat.completion.chunk", "created": 1733312345,
+               "model": "gpt-oss-120b", "choices": [{"index": 0, "delta": {"role": "assistant"}}]}
+    error = {"error": {"message": "Tokens per minute limit exceeded - too many tokens processed.",
+                       "type": "too_many_tokens_error", "param": "quota", "code": "token_quota_exceeded"},
+             "status_code": 429}
+    body = b"".join(b"data: " + json.dumps(p).encode() + b"\n\n" for p in (started, error))
+
+    async def go():
+        server = Replay((200, "text/event-stream", body))
+        url = await server.start()
+        try:
+            def sdk():
+                client = Cerebras(api_key="k", base_url=url.removesuffix("/v1"), max_retries=0,
+                                  warm_tcp_connection=False)
+                with pytest.raises(RateLimitError):
+                    for _ in client.chat.completions.create(model="gpt-oss-120b", stream=True,
+                                                            messages=[{"role": "user", "content": "hi"}]):
+                        pass
+            await asyncio.to_thread(sdk)
+            async with HttpClient() as http:
+                provider = openai_compat.OpenAICompatProvider(http, url, "gpt-oss-120b")
+                with pytest.raises(ProviderError) as info:
+                    async for _ in provider.stream_chat([{"role": "user", "content": "hi"}]):
+                        pass
+                return info.value
+        finally:
+            await server.close()
+    err = asyncio.run(go())
+    assert err.status == 429 and limited(err) and "Tokens per minute limit exceeded" in err.message
