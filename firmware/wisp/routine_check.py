@@ -79,7 +79,7 @@ def _check_step(dev, step, bound):
     for key in step:
         if key not in STEP_KEYS:
             return "unknown key '%s'; a step has %s" % (key, ", ".join(STEP_KEYS))
-    tool = tools.find(step.get("tool")) if isinstance(step.get("tool"), str) else None
+    tool = tools.find(step.get("tool"))  # None for a name that is no tool, or no string
     if tool is None:
         return "unknown tool %r; tools: %s" % (step.get("tool"), ", ".join(tools.names()))
     args = step.get("args", {})
@@ -119,7 +119,7 @@ def _depth(name, all_routines, chain):
     return deepest + 1
 
 
-def check_routine(dev, name, steps, bound=None):
+def check_routine(dev, name, steps):
     """Error text for one routine, or None. dev=None skips checks of literal values (pins...)."""
     err = check_name(name, "routine name")
     if err:
@@ -143,8 +143,10 @@ def check_routine(dev, name, steps, bound=None):
     return None
 
 
-def check_all(dev, routines):
-    """Error text for a whole set of routines {name: steps} (count, each routine, nesting), or None."""
+def check_all(dev, routines, new=None):
+    """Error text for a whole set of routines {name: steps} (count, each routine, nesting), or None.
+    new: the routine being defined, which may run only routines that exist. One that others run
+    may be deleted (their runs then say so, as a job's does): that holds no define or restore up."""
     if not isinstance(routines, dict):
         return "routines must be an object of name: steps"
     if len(routines) > limits.MAX_ROUTINES:
@@ -153,9 +155,9 @@ def check_all(dev, routines):
         err = check_routine(dev, name, routines[name])
         if err:
             return "routine '%s': %s" % (name, err) if isinstance(name, str) else err
-        for target in _calls(routines[name]):
-            if target not in routines:
-                return "routine '%s' runs '%s', which does not exist; define it first" % (name, target)
+    for target in _calls(routines.get(new, ())):
+        if target not in routines:
+            return "routine '%s' runs '%s', which does not exist; define it first" % (new, target)
     try:
         for name in routines:
             if _depth(name, routines, []) > limits.MAX_ROUTINE_DEPTH:

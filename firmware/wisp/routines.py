@@ -65,7 +65,7 @@ class Routines:
             err = "%d routines stored, the limit; delete one first" % limits.MAX_ROUTINES
         merged = dict(self._routines)
         merged[name] = steps
-        err = err or routine_check.check_all(None, merged)  # nesting and targets, with this routine in place
+        err = err or routine_check.check_all(None, merged, name)  # nesting and targets, with this routine in place
         del routine_check
         unload("wisp.routine_check")  # one-shot: define time only
         if err:

@@ -199,6 +199,25 @@ def test_routines_may_run_routines_up_to_the_depth_cap_never_in_a_cycle():
         raise Exception(result)
 
 
+def test_deleting_a_routine_another_runs_blocks_no_other_define_nor_the_restore():
+    # Deleting the inner routine is allowed (its caller's run then says so), as for a job. Every
+    # later define used to fail on the caller ("'outer' runs 'inner', which does not exist"),
+    # whatever routine it was, and an export of the device could not be restored.
+    from wisp import backup
+    dev = _device()
+    dev.routines.define("inner", [_write("fan", 1)])
+    dev.routines.define("outer", [{"tool": "routine_run", "args": {"name": "inner"}}])
+    eq(dev.routines.delete("inner"), True)
+    dev.routines.define("porch", [_write("porch_light", 1)])
+    eq(dev.routines.list(), ["outer", "porch"])
+    eq(run(dev.routines.run("outer")), "Error: routine 'outer' stopped at step 1 (routine_run): "
+                                        "no routine 'inner'; routines: outer, porch")
+    _refused(dev, "new", [{"tool": "routine_run", "args": {"name": "inner"}}], "'inner', which does not exist")
+    doc = backup.export(dev)
+    os.remove("routines.json")
+    eq(backup.restore(dev, {"v": 1, "routines": doc["routines"]}), "ok: restored 2 routines")
+
+
 def test_a_failing_step_stops_the_routine_unless_it_may_continue():
     dev = _device()
     dev.routines.define("stop", [
