@@ -35,6 +35,11 @@ MAX_NAME, MAX_ID = 64, 40
 # slow: the round ends this much earlier (a tenth of a short budget), room for the way back over the broker.
 REPLY_MARGIN_S = 1.0
 MAX_RESULTS_SAID = 400  # characters of tool results that stand in for a model's missing words (a phone screen)
+# A turn that ends for one of these reasons ended mid-answer: its words are not the whole answer, and the user is
+# told so rather than reading a cut sentence as if it were all the model meant (OpenAI's names; the Anthropic
+# provider maps its stop reasons to them).
+CUT_SHORT = {"length": "cut off: the model reached its output limit",
+             "content_filter": "stopped by the provider's content filter"}
 
 
 def _clean(text: str, limit: int) -> str:
@@ -92,6 +97,7 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
         tools = toolset.tools() or None
         text: list[str] = []
         calls: list[Call] = []
+        finish = None
         try:
             async for tier, ev in stream_turn(ctx.router, tiers, chat, tools, deadline,
                                               committed=lambda: answer.calls > 0, req_class=req.req_class,
@@ -105,6 +111,7 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
                 elif ev.kind == "call":
                     _take(ev.call, tier.name, calls, answer, toolset)
                 elif ev.kind == "done":
+                    finish = ev.finish_reason
                     spend.add(tier, ev.usage, chat, sum(map(len, text)) + sum(len(c.raw_args) for c in calls),
                               tools)
         except Failure as e:
@@ -120,6 +127,11 @@ async def run_round(ctx, req: LlmRequest, manifest: dict, answer: Answer, spend:
         invalid = [c for c in calls if c.error]
         if not invalid and not any(c.result for c in calls):
             final = "".join(text).strip()
+            cut = CUT_SHORT.get(finish)
+            if cut and not final and not answer.calls:
+                raise Failure(Reason.EMPTY_ANSWER, f"tier '{answer.tier}' answered with nothing: {cut}", answer.tier)
+            if cut and final:
+                final += f" [{cut}]"
             if not final and not answer.calls:
                 # After tool results many local models end their turn with no words: the results are the answer
                 # (the light is on; "answered with nothing" would read as if it were not).

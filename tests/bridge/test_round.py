@@ -183,3 +183,19 @@ def test_a_model_that_ends_with_no_words_after_acting_answers_with_the_results(t
     assert done[-1]["text"] == "Done: porch_light=1." and "err" not in done[-1]
     assert failed[-1]["text"] == "ok: porch_light=1; Error: pin is busy"
     assert "answered with nothing" in nothing[-1]["err"]
+
+
+@pytest.mark.parametrize("finish, said", [("length", "cut off: the model reached its output limit"),
+                                          ("content_filter", "stopped by the provider's content filter")])
+def test_an_answer_the_model_stopped_in_its_middle_says_so(tmp_path, finish, said):
+    """A turn ended by the output limit or a content filter: the words are not the whole answer, and the user
+    reads that, not a cut sentence as if it were all; with no words at all, the error says why."""
+    msgs, _ = one_ask(tmp_path, Reply(text="The porch light is", finish=finish), "v10")
+    assert msgs[-1]["text"] == f"The porch light is [{said}]" and "err" not in msgs[-1], msgs
+    msgs, _ = one_ask(tmp_path, Reply(text="", finish=finish), "v11")
+    assert msgs[-1]["err"] == f"tier 'local' answered with nothing: {said}", msgs
+
+
+def test_an_answer_that_ends_as_usual_carries_no_note(tmp_path):
+    msgs, _ = one_ask(tmp_path, Reply(text="The porch light is on."), "v12")
+    assert msgs[-1]["text"] == "The porch light is on.", msgs

@@ -48,6 +48,7 @@ class Reply:
     ollama_style: bool = False  # all tool calls use index 0
     retry_after: str | None = None  # Retry-After header of an error answer (429), as the provider writes it
     call_ids: list[str] | None = None  # the servers' own call ids (Kimi models served by vLLM: "functions.x:0")
+    finish: str | None = None  # the stream's finish_reason ("length", "content_filter"); default tool_calls / stop
 
 
 def _error_body(status: int) -> dict:
@@ -234,7 +235,7 @@ class FakeOpenAI:
             deltas += [{"tool_calls": [{"index": index, "function": {"arguments": raw[k:k + n]}}]}
                        for k in range(0, len(raw), n)]
         out = [chunk(d) for d in deltas]
-        out.append(chunk({}, "tool_calls" if reply.calls else "stop"))
+        out.append(chunk({}, reply.finish or ("tool_calls" if reply.calls else "stop")))
         if include_usage:
             out.append(json.dumps({**base, "choices": [], "usage": _usage(req, len(deltas) - 1)}))
         if reply.malformed:
