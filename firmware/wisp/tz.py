@@ -179,10 +179,6 @@ def offset(utc_s, z):
     return z[0], z[4]
 
 
-def utc_to_local(utc_s, z):
-    return utc_s + offset(utc_s, z)[0]
-
-
 def local_to_utc(local_s, z):
     """UTC of a local wall time. Gap (spring forward): shifted forward by the jump, so 02:30
     becomes 03:30. Overlap (fall back): the first occurrence."""

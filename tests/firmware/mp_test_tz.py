@@ -113,7 +113,7 @@ def test_round_trip_every_hour_of_a_year():
     z = tz.parse(CET)
     u = _t(2026, 1, 1)
     while u < _t(2027, 1, 1):
-        back = tz.local_to_utc(tz.utc_to_local(u, z), z)
+        back = tz.local_to_utc(u + tz.offset(u, z)[0], z)
         in_overlap = _t(2026, 10, 25, 1) <= u < _t(2026, 10, 25, 2)  # the second 02:xx maps to the first
         eq(back, u - 3600 if in_overlap else u, civil.iso(u))
         u += 3600

@@ -46,7 +46,7 @@ def cases(draw):
     start = civil.seconds(draw(st.integers(1971, 2100)), draw(st.integers(1, 12)), 1)
     change = tz.next_change(start, rule)
     after = change + draw(st.integers(-3 * 3600, 3 * 3600))
-    near = tz.utc_to_local(change - 1, rule) % 86400 // 3600
+    near = (change - 1 + tz.offset(change - 1, rule)[0]) % 86400 // 3600
     minutes = draw(st.lists(st.sampled_from([0, 1, 15, 29, 30, 45, 59]), min_size=1, max_size=3, unique=True))
     hour_text, hours, pinned = draw(hour_fields(near))
     spec = "%s %s * * *" % (",".join(map(str, minutes)), hour_text)
