@@ -78,7 +78,7 @@ def _field(text, field):
             a, b = lo, hi
         elif "-" in rng:
             a, b = rng.split("-", 1)
-            a, b = _value(a, field), _value(b, field)
+            a, b = _value(a or rng, field), _value(b or rng, field)  # '-5': name the item, not ''
             if a > b:
                 raise ValueError("cron: %s field range '%s' runs backwards" % (name, rng))
         elif rng:

@@ -61,6 +61,13 @@ def test_parse_errors_name_the_field_and_the_range():
         eq("must be a string" in str(e), True, str(e))
 
 
+
+def test_a_negative_number_or_half_range_is_named_in_the_error():
+    # '-5' split as a range whose start is '': the error said "minute field '' is not a number"
+    eq(raises(lambda: cron.parse("-5 * * * *")), "cron: minute field '-5' is not a number")
+    raises(lambda: cron.parse("0 7- * * *"), "hour field '7-' is not a number")
+    raises(lambda: cron.parse("0 0 * * -1"), "day-of-week field '-1' is not a number")
+
 def test_a_huge_step_is_a_step_not_an_overflow():
     # a step past the field's span picks its start only (cron(5)); range() takes machine words, so
     # '0/99999999999999999999' raised OverflowError, which callers catching ValueError let through
