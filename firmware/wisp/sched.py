@@ -38,7 +38,6 @@ class Scheduler:
         self._store = store_path[:-5] if store_path.endswith(".json") else store_path  # wisp.store name
         self.path = self._store + ".json"
         self.saves = 0      # files written, to keep flash wear visible
-        self.fired = 0
         self._fire = fire   # async callback(job dict)
         self._log = log
         self._jobs = []     # dicts: name, spec, action, missed, next (UTC seconds), tz (optional)
@@ -103,7 +102,6 @@ class Scheduler:
                 self._log("schedule error: %s" % (e,))
                 due = None
             for job in due or ():
-                self.fired += 1
                 try:
                     await self._fire(job)
                 except Exception as e:
