@@ -103,3 +103,28 @@ def test_the_default_zone_needs_no_tz_module():
     eq(rig.s.local_time(), (T0 + 180, 0, "UTC"))
     rig.s.add("0 7 * * *", ROUTINE, name="paris", tz=CET)
     eq("wisp.tz" in sys.modules, True, "a DST zone loads wisp.tz")
+
+
+def test_a_long_job_list_comes_whole_in_pages():
+    # a tool result is cut at limits.MAX_RESULT_TEXT: with six jobs the list ended in "..." after
+    # the third, and neither the LLM nor the dashboard could ever see the other three
+    from wisp import limits
+    rig = Rig("longlist", Clock(T0))
+    dev = rig.dev
+    dev.sched = rig.s
+    names = ["wake_lights", "water_garden", "feed_the_cat", "close_blinds", "night_check", "heating_off"]
+    for i, name in enumerate(names):
+        rig.s.add("%d %d * * 1-5" % (i * 5, 6 + i), {"prompt": "Check the %s and tell me what changed" % name},
+                  name=name)
+    seen, args = "", {}
+    for _ in range(len(names)):
+        page = _tool(dev, "schedule_list", args)
+        if len(page) > limits.MAX_RESULT_TEXT or page.endswith("..."):
+            raise Exception("a page was cut: %r" % page)
+        seen += page
+        if "; more: skip=" not in page:
+            break
+        args = {"skip": int(page.rsplit("=", 1)[1])}
+    for name in names:
+        if seen.count(name + " [") != 1:
+            raise Exception("job %s shown %d times in %r" % (name, seen.count(name + " ["), seen))

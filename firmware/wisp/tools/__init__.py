@@ -47,7 +47,7 @@ routine_run routine name:str
 routine_list routine
 routine_delete routine name:str
 schedule_add schedule spec:str name?:str routine?:str prompt?:str tz?:str missed?:str
-schedule_list schedule
+schedule_list schedule skip?:byte
 schedule_remove schedule name:str
 time_now clock
 timezone_set clock tz:str
