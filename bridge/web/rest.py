@@ -36,6 +36,8 @@ _PIN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # fullmatch, ASCII digits only (\d takes any script's)
 # Tools the read-only listing endpoints run on the device.
 LISTINGS = {"schedules": "schedule_list", "routines": "routine_list", "memory": "memory_list"}
+_MORE = re.compile(r"; more: skip=([0-9]+)$")  # the end of a page of a device's list
+MAX_LIST_PAGES = 16  # pages one listing follows: a device keeps at most 16 jobs, one a page at worst
 
 
 # ---- dashboard and description -------------------------------------------------------------------------------
@@ -95,7 +97,18 @@ async def cmd(request: web.Request) -> web.Response:
 def listing(tool: str):
     async def handler(request: web.Request) -> web.Response:
         device_id = _device_id(request)
-        return web.json_response(await _run_cmd(request, device_id, tool, {}, CMD_TIMEOUT_S, read=True))
+        res = await _run_cmd(request, device_id, tool, {}, CMD_TIMEOUT_S, read=True)
+        # A tool result is one short line, so a device lists a long schedule in pages, each ending with
+        # the skip that gets the next (firmware/wisp/tools/schedule.py): the listing shows them all.
+        for _ in range(MAX_LIST_PAGES):
+            more = _MORE.search(res["result"]) if res["ok"] and isinstance(res["result"], str) else None
+            if more is None:
+                break
+            page = await _run_cmd(request, device_id, tool, {"skip": int(more.group(1))}, CMD_TIMEOUT_S, read=True)
+            if not page["ok"] or not isinstance(page["result"], str):
+                break  # keep what came: the first pages, still ending in how to get the rest
+            res["result"] = res["result"][:more.start()] + "; " + page["result"]
+        return web.json_response(res)
     return handler
 
 

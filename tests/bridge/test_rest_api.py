@@ -172,6 +172,25 @@ def test_schedules_routines_and_memory_come_from_the_device(api):
     assert schedules["ok"] and schedules["tool"] == "schedule_list"
 
 
+
+def test_the_schedules_listing_shows_every_job_of_a_long_list(api):
+    # a tool result is one short line (the device cuts it at 200 characters), so six jobs came
+    # back as the first two and "..."; the device now lists them in pages and the bridge joins them
+    names = ["wake_lights", "water_garden", "feed_the_cat", "close_blinds", "night_check", "heating_off"]
+    try:
+        for i, name in enumerate(names):
+            status, body = api.call("POST", f"/api/devices/{DEV}/cmd", {"tool": "schedule_add", "args": {
+                "spec": f"{i * 5} {6 + i} * * 1-5", "name": name, "prompt": f"Check the {name} for me"}})
+            assert status == 200 and body["ok"], body
+        status, schedules = api.call("GET", f"/api/devices/{DEV}/schedules")
+        assert status == 200 and schedules["ok"], schedules
+        for name in names:
+            assert schedules["result"].count(name + " [") == 1, (name, schedules["result"])
+        assert "more: skip" not in schedules["result"] and not schedules["result"].endswith("...")
+    finally:
+        for name in names:
+            api.call("POST", f"/api/devices/{DEV}/cmd", {"tool": "schedule_remove", "args": {"name": name}})
+
 def test_setting_a_pin_returns_the_state_the_device_reports(broker, api):
     for state in ("OFF", "TOGGLE", "off"):
         status, body = api.call("POST", f"/api/devices/{DEV}/pins/porch_light", {"state": state})
