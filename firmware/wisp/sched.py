@@ -21,8 +21,9 @@ _RETRY_CAP_S = const(3600)  # ...at most this far apart
 # loaded only while jobs change or fire
 _PURE = ("wisp.sched_setup", "wisp.sched_edit", "wisp.nextrun", "wisp.cron", "wisp.tz", "wisp.civil")
 _UTC = (0, None, None, None, "UTC", None)  # tz.parse("UTC0"), the default zone: no wisp.tz needed
-# time.time() counts from 1970 on the unix port and on ESP32 since MicroPython v1.22; older
-# ports count from 2000. Everything here uses 1970.
+# time.time() counts from 1970 on the unix port but from 2000 on the ESP32 (MicroPython's docs of
+# `time`: the unix, windows, webassembly, alif, mimxrt and rp2 ports use 1970, other embedded
+# ports 2000; still so in v1.26). Everything here uses 1970.
 _EPOCH_SHIFT = 946684800 if time.gmtime(0)[0] == 2000 else 0
 
 

@@ -1,4 +1,4 @@
-# A board whose time.time() counts from 2000 (ESP32 ports before MicroPython v1.22): signed
+# A board whose time.time() counts from 2000 (the ESP32 port, as MicroPython builds it): signed
 # commands carry Unix time, and the device must compare them with Unix time too. The clock is
 # swapped before any wisp module imports `time`, so the firmware runs on it throughout.
 import sys
