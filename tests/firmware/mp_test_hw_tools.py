@@ -193,6 +193,15 @@ async def test_publish_own_namespace_and_allowlist_only():
     await _refused(dev, "publish", {"topic": "home/alerts/door", "payload": "x"}, "(none)")
 
 
+async def test_publish_refuses_a_topic_with_a_control_character_the_broker_would_drop_us_for():
+    # MQTT forbids U+0000 in a topic; mosquitto also refuses U+0001-U+001F, by closing the
+    # connection: the device went offline (its last will) and the tool said "no broker connection"
+    dev = make()
+    for topic in ("wisp/t1/notes\x00", "wisp/t1/a\nb", "home/alerts/\tdoor"):
+        await _refused(dev, "publish", {"topic": topic, "payload": "x"}, "control characters")
+    check(dev.link.sent == [], dev.link.sent)
+
+
 def test_manifest_describes_every_hardware_tool_with_bounds():
     dev = make()
     m = manifest(dev)

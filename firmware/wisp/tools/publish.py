@@ -19,8 +19,11 @@ def matches(pattern, topic):
 
 
 def refusal(dev, topic):
-    if not topic or len(topic) > limits.MAX_TOPIC or "+" in topic or "#" in topic or topic[0] == "$":
-        return "Error: topic must be 1-%d characters with no wildcards and not start with $" % limits.MAX_TOPIC
+    # a control character (U+0000 above all) makes brokers drop the connection (mosquitto does)
+    if not topic or len(topic) > limits.MAX_TOPIC or "+" in topic or "#" in topic or topic[0] == "$" \
+            or min(topic) < " ":
+        return "Error: topic must be 1-%d characters with no wildcards or control characters and not start with $" % (
+            limits.MAX_TOPIC)
     if topic.startswith(dev.prefix):
         rest = topic[len(dev.prefix):]
         if not rest or rest.split("/")[0] in RESERVED:
