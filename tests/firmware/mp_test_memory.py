@@ -3,7 +3,7 @@
 import os
 
 from fakeboard import make_device, run
-from mpcheck import FullFlash, eq, raises
+from mpcheck import FullFlash, all_pages, check, eq, raises
 
 from wisp import limits, tools
 from wisp.memory import Memory
@@ -162,3 +162,20 @@ def test_a_store_with_junk_in_its_llm_list_still_loads():
         f.write('{"v": 1, "facts": [["a", 1], ["b", 2]], "llm": [["a"], "b", 7]}')
     m = Memory()
     eq((m.items(), m.by_llm("a"), m.by_llm("b")), ([("b", 2), ("a", 1)], False, True))
+
+
+def test_every_fact_can_be_listed_even_one_longer_than_a_page():
+    # a tool result is cut at 200 characters: memory_list showed the first few facts and "...",
+    # and only 512 bytes of facts ride with each LLM request, so the rest could never be read
+    dev = make_device()
+    dev.memory = _fresh()
+    long_value = "v" * limits.MAX_FACT_VALUE
+    keys = ["fact_%02d" % i for i in range(30)]
+    for k in keys:
+        _tool(dev, "memory_set", {"key": k, "value": long_value if k == "fact_07" else "value of " + k})
+    pages = all_pages(lambda name, args: _tool(dev, name, args), "memory_list")
+    check(pages[0].startswith("30 facts: "), pages[0])
+    seen = "; ".join(pages)
+    for k in keys:
+        eq(seen.count(k + "="), 1, k)
+    check("fact_07=vvvv" in seen, "the long fact is not shown: %r" % seen)

@@ -4,7 +4,7 @@ import asyncio
 import os
 
 from fakeboard import make_device, run
-from mpcheck import eq
+from mpcheck import all_pages, check, eq
 
 from wisp import limits, tools
 from wisp.memory import Memory
@@ -390,3 +390,19 @@ def test_defining_a_routine_does_not_load_its_runner():
     eq("wisp.routine_run" in sys.modules, True, "runner not loaded by a run")
     dev.rest()
     eq("wisp.routine_run" in sys.modules or "routines" in dev.__dict__, False, "runner kept after rest")
+
+
+def test_every_routine_of_a_full_device_can_be_listed():
+    # a tool result is cut at 200 characters: with 16 routines of ordinary names the list stopped
+    # after the seventh, and neither the LLM nor the dashboard could see (or delete) the rest
+    dev = _device()
+    names = ["evening_lights_%02d" % i for i in range(limits.MAX_ROUTINES)]
+    for name in names:
+        dev.routines.define(name, [_read("door", "door")])
+    pages = all_pages(lambda name, args: run(tools.run(dev, name, args)), "routine_list")
+    check(len(pages) > 1, "one page held them all: %r" % pages)
+    check(pages[0].startswith("%d routines: " % len(names)), pages[0])
+    seen = "; ".join(pages)
+    for name in names:
+        eq(seen.count(name + " (1 steps)"), 1, name)
+    eq(run(tools.run(dev, "routine_list", {"skip": 40})), "none past skip=40")

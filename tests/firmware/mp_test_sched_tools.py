@@ -3,7 +3,7 @@
 import asyncio
 
 from fakeboard import manifest
-from mpcheck import eq
+from mpcheck import all_pages, eq
 from schedrig import CET, ROUTINE, T0, Clock, Rig
 
 from wisp import civil, tools
@@ -108,7 +108,6 @@ def test_the_default_zone_needs_no_tz_module():
 def test_a_long_job_list_comes_whole_in_pages():
     # a tool result is cut at limits.MAX_RESULT_TEXT: with six jobs the list ended in "..." after
     # the third, and neither the LLM nor the dashboard could ever see the other three
-    from wisp import limits
     rig = Rig("longlist", Clock(T0))
     dev = rig.dev
     dev.sched = rig.s
@@ -116,15 +115,7 @@ def test_a_long_job_list_comes_whole_in_pages():
     for i, name in enumerate(names):
         rig.s.add("%d %d * * 1-5" % (i * 5, 6 + i), {"prompt": "Check the %s and tell me what changed" % name},
                   name=name)
-    seen, args = "", {}
-    for _ in range(len(names)):
-        page = _tool(dev, "schedule_list", args)
-        if len(page) > limits.MAX_RESULT_TEXT or page.endswith("..."):
-            raise Exception("a page was cut: %r" % page)
-        seen += page
-        if "; more: skip=" not in page:
-            break
-        args = {"skip": int(page.rsplit("=", 1)[1])}
+    seen = "".join(all_pages(lambda name, args: _tool(dev, name, args), "schedule_list"))
     for name in names:
         if seen.count(name + " [") != 1:
             raise Exception("job %s shown %d times in %r" % (name, seen.count(name + " ["), seen))

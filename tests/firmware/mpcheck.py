@@ -47,3 +47,18 @@ class FullFlash:
     def load(f):
         import json
         return json.load(f)
+
+
+def all_pages(call, tool, max_pages=64):
+    """The whole of a listing tool's answer: calls `tool` through call(name, args), page after page,
+    following each "; more: skip=N". Each page must fit a tool result uncut."""
+    from wisp import limits
+    pages, args = [], {}
+    for _ in range(max_pages):
+        page = call(tool, args)
+        check(len(page) <= limits.MAX_RESULT_TEXT and not page.endswith("..."), "a page was cut: %r" % page)
+        pages.append(page)
+        if "; more: skip=" not in page:
+            return pages
+        args = {"skip": int(page.rsplit("=", 1)[1])}
+    raise Exception("%s still had more after %d pages" % (tool, max_pages))

@@ -41,13 +41,13 @@ publish publish topic:str payload:str retain?:bool
 memory_set memory key:str value:scalar
 memory_get memory key:str
 memory_delete memory key:str
-memory_list memory
+memory_list memory skip?:index
 routine_define routine name:str steps:steps
 routine_run routine name:str
-routine_list routine
+routine_list routine skip?:index
 routine_delete routine name:str
 schedule_add schedule spec:str name?:str routine?:str prompt?:str tz?:str missed?:str
-schedule_list schedule skip?:byte
+schedule_list schedule skip?:index
 schedule_remove schedule name:str
 time_now clock
 timezone_set clock tz:str
@@ -126,7 +126,7 @@ def schema_of(dev, kind):
             "pulse_ms": _int_range(1, limits.MAX_PULSE_MS),
             "pwm_freq": _int_range(limits.PWM_FREQ_MIN, limits.PWM_FREQ_MAX),
             "i2c_addr": _int_range(0x08, 0x77), "i2c_len": _int_range(1, limits.I2C_MAX_BYTES),
-            "byte": _int_range(0, 255)}.get(kind)
+            "byte": _int_range(0, 255), "index": _int_range(0, limits.MAX_FACTS_BYTES)}.get(kind)
 
 
 def _is_int(v):
@@ -247,3 +247,21 @@ async def run(dev, name, args, llm=0):
     if len(result) > limits.MAX_RESULT_TEXT:
         result = result[:limits.MAX_RESULT_TEXT - 3] + "..."
     return result
+
+
+def page(head, items, skip, show):
+    """A listing as one result, which run() cuts at MAX_RESULT_TEXT: head (first page only), the
+    items from `skip` on that fit, and "; more: skip=N" when some are left, so a model or the
+    bridge's listings can ask for the next page and every item can be seen."""
+    out = "" if skip else head
+    room = limits.MAX_RESULT_TEXT - 18  # "; more: skip=4096"
+    for n in range(skip, len(items)):
+        text = show(items[n])
+        if n > skip:
+            if len(out) + len(text) > room - 2:
+                return out + "; more: skip=%d" % n
+            out += "; "
+        out += text
+        if len(out) > room:  # one item longer than a page: cut, so the way to the next stays
+            out = out[:room - 3] + "..."
+    return out or "none past skip=%d" % skip

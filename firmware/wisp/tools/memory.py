@@ -1,5 +1,6 @@
 # Memory tools: facts the agent keeps across reboots (dev.memory, a wisp.memory.Memory).
 from wisp.memory import show
+from wisp.tools import page
 
 
 def _keys(dev):
@@ -31,4 +32,4 @@ async def memory_list(dev, args):
     items = dev.memory.items()
     if not items:
         return "no facts remembered"
-    return "%d facts: %s" % (len(items), "; ".join("%s=%s" % (k, show(v)) for k, v in items))
+    return page("%d facts: " % len(items), items, args.get("skip", 0), lambda kv: "%s=%s" % (kv[0], show(kv[1])))

@@ -1,4 +1,5 @@
 # Routine tools: the LLM defines named step lists once; the device runs them offline (dev.routines).
+from wisp.tools import page
 
 
 async def routine_define(dev, args):
@@ -17,8 +18,8 @@ async def routine_list(dev, args):
     names = dev.routines.list()
     if not names:
         return "no routines"
-    return "%d routines: %s" % (len(names), ", ".join(
-        "%s (%d steps)" % (n, len(dev.routines.get(n))) for n in names))
+    return page("%d routines: " % len(names), names, args.get("skip", 0),
+                lambda n: "%s (%d steps)" % (n, len(dev.routines.get(n))))
 
 
 async def routine_delete(dev, args):

@@ -1,5 +1,5 @@
 # Schedule tools: add, list and remove jobs of the device's scheduler (dev.sched, wisp/sched.py).
-from wisp import limits
+from wisp.tools import page
 
 
 def _next_text(dev, job):
@@ -30,17 +30,11 @@ async def schedule_add(dev, args):
 
 
 async def schedule_list(dev, args):
-    # a tool result is cut at limits.MAX_RESULT_TEXT (two or three jobs): a longer list comes in
-    # pages, each ending with the skip that gets the next, so every job can be seen
-    skip = args.get("skip", 0)
-    out = ""
-    for j in dev.sched.jobs()[skip:]:
-        text = "; %s [%s] %s, next %s" % (j["name"], j["spec"], _action_text(j), _next_text(dev, j))
-        if out and len(out) + len(text) > limits.MAX_RESULT_TEXT - 13:  # room for "; more: skip=16"
-            return out[2:] + "; more: skip=%d" % skip
-        out += text
-        skip += 1
-    return out[2:] or "no jobs"
+    jobs = dev.sched.jobs()
+    if not jobs:
+        return "no jobs"
+    return page("", jobs, args.get("skip", 0), lambda j: "%s [%s] %s, next %s" % (
+        j["name"], j["spec"], _action_text(j), _next_text(dev, j)))
 
 
 async def schedule_remove(dev, args):
