@@ -37,7 +37,9 @@ _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # fullmatch, ASCII digits only
 # Tools the read-only listing endpoints run on the device.
 LISTINGS = {"schedules": "schedule_list", "routines": "routine_list", "memory": "memory_list"}
 _MORE = re.compile(r"; more: skip=([0-9]+)$")  # the end of a page of a device's list
-MAX_LIST_PAGES = 16  # pages one listing follows: a device keeps at most 16 jobs, one a page at worst
+# Pages one listing follows. Each page holds at least one item, and two when both are under ~90 characters: a device's
+# 4,096 bytes of facts fill ~45 pages at worst, its 16 jobs and 16 routines 16.
+MAX_LIST_PAGES = 64
 
 
 # ---- dashboard and description -------------------------------------------------------------------------------
@@ -99,7 +101,7 @@ def listing(tool: str):
         device_id = _device_id(request)
         res = await _run_cmd(request, device_id, tool, {}, CMD_TIMEOUT_S, read=True)
         # A tool result is one short line, so a device lists a long schedule in pages, each ending with
-        # the skip that gets the next (firmware/wisp/tools/schedule.py): the listing shows them all.
+        # the skip that gets the next (firmware/wisp/tools/__init__.py, page): the listing shows them all.
         for _ in range(MAX_LIST_PAGES):
             more = _MORE.search(res["result"]) if res["ok"] and isinstance(res["result"], str) else None
             if more is None:

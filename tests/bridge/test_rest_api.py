@@ -171,8 +171,6 @@ def test_schedules_routines_and_memory_come_from_the_device(api):
     assert "owner=ann" in memory["result"]
     assert schedules["ok"] and schedules["tool"] == "schedule_list"
 
-
-
 def test_the_schedules_listing_shows_every_job_of_a_long_list(api):
     # a tool result is one short line (the device cuts it at 200 characters), so six jobs came
     # back as the first two and "..."; the device now lists them in pages and the bridge joins them
@@ -190,6 +188,26 @@ def test_the_schedules_listing_shows_every_job_of_a_long_list(api):
     finally:
         for name in names:
             api.call("POST", f"/api/devices/{DEV}/cmd", {"tool": "schedule_remove", "args": {"name": name}})
+
+
+def test_the_memory_listing_shows_every_fact_of_a_long_list(api):
+    # 30 facts came back as the first few and "..." (and a model saw no more of them either)
+    keys = [f"plant_{i:02d}_watered_on" for i in range(30)]
+    try:
+        for k in keys:
+            status, body = api.call("POST", f"/api/devices/{DEV}/cmd", {"tool": "memory_set", "args": {
+                "key": k, "value": "the first Monday of the month"}})
+            assert status == 200 and body["ok"], body
+        status, memory = api.call("GET", f"/api/devices/{DEV}/memory")
+        assert status == 200 and memory["ok"], memory
+        assert memory["result"].count(" facts: ") == 1, memory["result"]
+        for k in keys:
+            assert memory["result"].count(k + "=") == 1, (k, memory["result"])
+        assert "more: skip" not in memory["result"] and not memory["result"].endswith("...")
+    finally:
+        for k in keys:
+            api.call("POST", f"/api/devices/{DEV}/cmd", {"tool": "memory_delete", "args": {"key": k}})
+
 
 def test_setting_a_pin_returns_the_state_the_device_reports(broker, api):
     for state in ("OFF", "TOGGLE", "off"):
