@@ -113,6 +113,8 @@ def _calls(steps):
 def _depth(name, all_routines, chain):
     if name in chain:
         raise ValueError("routine '%s' would run itself: %s" % (name, " -> ".join(chain + [name])))
+    if len(chain) > limits.MAX_ROUTINE_DEPTH:  # already too deep: walking on costs 12**levels steps
+        return 1
     deepest = 0
     for target in _calls(all_routines.get(name, ())):
         deepest = max(deepest, _depth(target, all_routines, chain + [name]))

@@ -4,7 +4,7 @@
 
 from fakeboard import make_device, run
 from mp_test_routines import FAN, PORCH, _device, _read, _refused, _remember, _write
-from mpcheck import eq
+from mpcheck import check, eq
 
 from wisp import limits, tools
 from wisp.memory import Memory
@@ -113,3 +113,18 @@ def test_a_routine_redefined_or_deleted_while_it_runs_finishes_the_steps_it_bega
     eq(run(dev.routines.run("self")), "ok: 4 steps ran")
     eq((dev.routines.list(), dev.board.levels[FAN], dev.board.levels[PORCH]), (["other"], 0, 1))
     eq(run(dev.routines.run("self")), "Error: no routine 'self'; routines: other")
+
+
+def test_a_restore_of_deeply_chained_routines_is_refused_not_walked_forever():
+    # a hand-edited backup.json: each routine runs the next 12 times. The nesting check walked every
+    # path, 12**n of them (70 s for 8 routines on a PC; an ESP32 would never finish the restore)
+    from wisp import routine_check
+    chain = {"r%d" % i: [{"tool": "routine_run", "args": {"name": "r%d" % (i + 1)}}] * limits.MAX_ROUTINE_STEPS
+             for i in range(limits.MAX_ROUTINES - 1)}
+    chain["r%d" % (limits.MAX_ROUTINES - 1)] = [_read("door", "door")]
+    import time
+    t0 = time.ticks_ms()
+    err = routine_check.check_all(None, chain)
+    check(err and err.endswith("nests routines deeper than %d levels" % limits.MAX_ROUTINE_DEPTH), err)
+    took_ms = time.ticks_diff(time.ticks_ms(), t0)
+    check(took_ms < 5000, "the check took %d ms: a board would seem hung" % took_ms)  # a hang, not a speed goal
