@@ -34,9 +34,17 @@ def family_of(name: str) -> str | None:
 def openai_tools(tools: list[dict]) -> list[dict]:
     """A manifest's tools in the OpenAI `tools` shape, every provider's starting point."""
     return [{"type": "function",
-             "function": {"name": t["name"], "description": t.get("desc", ""),
-                          "parameters": t.get("params") or _EMPTY_PARAMS}}
+             "function": {"name": t["name"], "description": t.get("desc", ""), "parameters": _params(t)}}
             for t in tools]
+
+
+def _params(tool: dict) -> dict:
+    """A tool's parameters, without the empty `required` a device writes for a tool whose arguments are all
+    optional (schedule_list's skip): it says nothing, and Gemini's and Ollama's rules refuse it."""
+    params = tool.get("params") or _EMPTY_PARAMS
+    if params.get("required") == []:
+        params = {k: v for k, v in params.items() if k != "required"}
+    return params
 
 
 class OfferedTools(list):
