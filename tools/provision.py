@@ -66,7 +66,7 @@ def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_pass
     The device's config.json keeps every key provision does not manage (merged, not replaced)."""
     check_device_id(dev_id)
     fleet = Path(fleet)
-    store = _load_secrets(fleet)
+    store = load_secrets(fleet)
     if rotate or "password" not in store["bridge"]:
         store["bridge"] = {"user": BRIDGE_USER, "password": secrets.token_urlsafe(PASSWORD_BYTES)}
     if rotate or "password" not in store["admin"]:
@@ -161,7 +161,7 @@ def write_broker_files(fleet, store):
 def admin_login(fleet):
     """(user, password) of the fleet's CLI login, or None when `fleet` holds no provisioned fleet."""
     try:
-        admin = _load_secrets(Path(fleet))["admin"]
+        admin = load_secrets(Path(fleet))["admin"]
     except ProvisionError:
         return None
     return (admin["user"], admin["password"]) if admin.get("password") else None
@@ -170,7 +170,7 @@ def admin_login(fleet):
 def broker_address(fleet):
     """(host, port) the fleet's devices were provisioned with, or None."""
     try:
-        broker = _load_secrets(Path(fleet)).get("broker") or {}
+        broker = load_secrets(Path(fleet)).get("broker") or {}
     except ProvisionError:
         return None
     return (broker["host"], int(broker["port"])) if "host" in broker and "port" in broker else None
@@ -204,7 +204,7 @@ def _hash_password_file(path, users):
             os.unlink(tmp)
 
 
-def _load_secrets(fleet):
+def load_secrets(fleet):
     store = _read_json(fleet / "secrets.json")
     for section in ("bridge", "admin", "devices"):
         store.setdefault(section, {})

@@ -97,6 +97,11 @@ class Supervised:
     def stop(self):
         process.end(self.proc)
 
+    def restart(self, now):
+        """Stopped and started at once, with what it is given now (a new login, a new config)."""
+        process.end(self.proc)
+        self.proc, self._due, self._started = self._start(), None, now
+
 
 def wait_bridge_ready(bridge, port, timeout_s=READY_TIMEOUT_S):
     """Block until the bridge listens on its HTTP port; a bad wisp.toml makes it exit first, and
@@ -119,12 +124,48 @@ def fleet_setup(fleet):
     """What `wisp run --fleet` needs from `wisp provision`: the broker port its devices were given,
     and the bridge's login. Raises RunError when the fleet is not provisioned."""
     from tools import provision
-    store = json.loads((fleet / "secrets.json").read_text()) if (fleet / "secrets.json").exists() else {}
-    address, bridge = provision.broker_address(fleet), store.get("bridge") or {}
+    try:
+        store = provision.load_secrets(fleet)
+    except provision.ProvisionError as e:
+        raise RunError(str(e)) from None
+    address, bridge = provision.broker_address(fleet), store["bridge"]
     if not address or not bridge.get("password") or not (fleet / "mosquitto.conf").exists():
         raise RunError(f"{fleet} holds no provisioned fleet: run `wisp provision <id> --broker <this host's "
                        f"LAN address>:1883` first (docs/tools.md)")
     return address[1], (bridge["user"], bridge["password"])
+
+
+FLEET_FILES = ("secrets.json", "passwd", "acl")   # what `wisp provision` changes for a new device, --rotate
+FLEET_SETTLE_S = 1.0                             # one provision writes them in turn: act once they are all written
+
+
+class FleetWatch:
+    """Notices `wisp provision` changing the fleet while `wisp run --fleet` serves it (a board added,
+    credentials rotated): changed() is True once, after the files have stopped changing."""
+
+    def __init__(self, fleet):
+        self.fleet = fleet
+        self._seen, self._since = self._stamp(), None
+
+    def _stamp(self):
+        out = []
+        for name in FLEET_FILES:
+            try:
+                st = (self.fleet / name).stat()
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                out.append(None)
+        return out
+
+    def changed(self, now):
+        stamp = self._stamp()
+        if stamp != self._seen:
+            self._seen, self._since = stamp, now
+            return False
+        if self._since is not None and now - self._since >= FLEET_SETTLE_S:
+            self._since = None
+            return True
+        return False
 
 
 def start_fleet_broker(fleet, port):
@@ -178,13 +219,19 @@ def run(dev_id=None, port=DEFAULT_PORT, fleet=None):
             else:
                 _copy_fleet_config(fleet, dev_id, workdir)
             children.append(Supervised(dev_id, lambda: _start_device(dev_id, workdir)))
+        watch = FleetWatch(fleet) if fleet is not None else None
         info = {"host": broker.host, "port": broker.port, "devices": [dev_id] if dev_id else [], "pid": os.getpid()}
         if fleet is not None:
             info["fleet"] = str(fleet.resolve())
         before = read_run_info()     # another `wisp run`, still running: its record comes back after ours
         RUN_INFO.write_text(json.dumps(info))
         print(_banner(broker, dev_id, http_port, token, fleet), flush=True)
-        return _wait(children)
+        follow = None
+        if watch is not None:
+            def follow(now):
+                if watch.changed(now):
+                    _fleet_changed(fleet, dev_id, children, env, now)
+        return _wait(children, follow)
     finally:
         for child in reversed(children):  # the broker last: the others say goodbye through it
             child.stop()
@@ -271,7 +318,38 @@ def _start_device(dev_id, workdir):
     return device
 
 
-def _wait(children):
+def _fleet_changed(fleet, dev_id, children, env, now):
+    """`wisp provision` changed the fleet this run serves: the broker reads the new logins and ACL
+    (SIGHUP: mosquitto reloads passwd and acl, and drops clients whose login is no longer valid), the
+    bridge starts again with its login and the devices' keys as they are now, and the run's own
+    simulated device gets its new config.json, as a board gets it from `wisp deploy --device`."""
+    try:
+        _port, login = fleet_setup(fleet)
+    except RunError as e:
+        print(f"wisp: the fleet changed but cannot be read ({e}); still serving it as it was", flush=True)
+        return
+    broker, bridge, *device = children
+    if broker.proc.poll() is None:
+        broker.proc.send_signal(signal.SIGHUP)
+    env.update(WISP_BROKER_USER=login[0], WISP_BROKER_PASSWORD=login[1])
+    bridge.restart(now)
+    said = "the broker reads its logins and ACL again, the bridge restarted"
+    if device:
+        from tools.provision import device_config_path
+        kept = sim.device_dir(dev_id) / "config.json"
+        try:
+            new = device_config_path(fleet, dev_id).read_text()
+        except OSError:             # its config is gone from the fleet: it keeps running as it is
+            new = None
+        if new is not None and kept.read_text() != new:
+            write_private(kept, new)
+            device[0].restart(now)
+            said += f", '{dev_id}' restarted with its new config"
+    print(f"wisp: {fleet} changed (wisp provision): {said}", flush=True)
+
+
+def _wait(children, follow=None):
+    """follow(now), when given, runs with each round of checks."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGHUP, lambda *a: stop.set())   # its terminal closed: the children go too
@@ -280,6 +358,8 @@ def _wait(children):
             now = time.monotonic()
             for child in children:
                 child.check(now)
+            if follow:
+                follow(now)
             time.sleep(0.2)
     except KeyboardInterrupt:
         print("\nwisp: stopping")

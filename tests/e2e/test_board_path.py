@@ -78,3 +78,48 @@ def test_the_fleet_broker_refuses_anonymous_and_wrong_logins(fleet_run):
     wrong = subprocess.run([WISP, "devices"], capture_output=True, text=True, timeout=30,
                            env=dict(run.env, WISP_BROKER_USER="board1", WISP_BROKER_PASSWORD="guess"))
     assert wrong.returncode == 3 and "refused the login 'board1'" in wrong.stderr, wrong.stderr
+
+
+def start_board(fleet, dev_id, workdir):
+    """A virtual board flashed with what `wisp provision` wrote for it (its config.json)."""
+    from tools import sim
+    workdir.mkdir(parents=True)
+    (workdir / "config.json").write_text((fleet / "devices" / dev_id / "config.json").read_text())
+    log = open(workdir / "console.log", "ab")
+    proc = sim.start_device(workdir, stdout=log, stderr=log)
+    log.close()
+    return proc
+
+
+def test_a_board_provisioned_while_the_fleet_runs_joins_and_the_bridge_serves_it(fleet_run, tmp_path):
+    run, fleet = fleet_run
+    wait_online(run, "board1")
+    done = run.wisp("provision", "board2", "--fleet", str(fleet))      # a second board, the run going on
+    assert done.returncode == 0, done.stdout + done.stderr
+    board2 = start_board(fleet, "board2", tmp_path / "board2")
+    try:
+        wait_online(run, "board2")                                      # the broker took its new login
+        llm = run.wisp("ask", "board2", "it is getting dark, light up the porch please", "--json")
+        reply = json.loads(llm.stdout or "{}")                         # the bridge has its key
+        assert reply.get("ok") and reply["text"] == "The porch light is on.", llm.stdout + llm.stderr
+    finally:
+        board2.terminate()
+        board2.wait(10)
+
+
+def test_after_rotate_the_cli_and_the_run_s_own_device_keep_working(fleet_run):
+    run, fleet = fleet_run
+    wait_online(run, "board1")
+    done = run.wisp("provision", "board1", "--fleet", str(fleet), "--rotate")
+    assert done.returncode == 0, done.stdout + done.stderr
+    deadline = time.monotonic() + ONLINE_TIMEOUT_S
+    while time.monotonic() < deadline:          # the run's board1 is given its new config, as by a deploy
+        cmd = run.wisp("cmd", "board1", "gpio_read", "pin=fan")        # the new admin login, the new key
+        if cmd.returncode == 0:
+            break
+        time.sleep(0.5)
+    assert cmd.returncode == 0 and cmd.stdout.strip() == "fan=0", cmd.stdout + cmd.stderr
+    llm = run.wisp("ask", "board1", "it is getting dark, light up the porch please", "--json")
+    reply = json.loads(llm.stdout or "{}")      # the bridge logs in with its new password, signs with the new key
+    assert reply.get("ok") and reply["text"] == "The porch light is on.", llm.stdout + llm.stderr
+
