@@ -171,42 +171,40 @@ def test_schedules_routines_and_memory_come_from_the_device(api):
     assert "owner=ann" in memory["result"]
     assert schedules["ok"] and schedules["tool"] == "schedule_list"
 
+
+def _listed_whole(api, listing: str, fill: list[tuple[str, dict]], empty: list[tuple[str, dict]], shown: list[str]):
+    """GET a listing after the commands in `fill` made it long: each of `shown` is in it once, and nothing
+    of the device's pages (a "more: skip", a cut) is left. `empty` undoes `fill`."""
+    try:
+        for tool, args in fill:
+            status, body = api.call("POST", f"/api/devices/{DEV}/cmd", {"tool": tool, "args": args})
+            assert status == 200 and body["ok"], body
+        status, listed = api.call("GET", f"/api/devices/{DEV}/{listing}")
+        assert status == 200 and listed["ok"], listed
+        for text in shown:
+            assert listed["result"].count(text) == 1, (text, listed["result"])
+        assert "more: skip" not in listed["result"] and not listed["result"].endswith("...")
+    finally:
+        for tool, args in empty:
+            api.call("POST", f"/api/devices/{DEV}/cmd", {"tool": tool, "args": args})
+
+
 def test_the_schedules_listing_shows_every_job_of_a_long_list(api):
     # a tool result is one short line (the device cuts it at 200 characters), so six jobs came
     # back as the first two and "..."; the device now lists them in pages and the bridge joins them
     names = ["wake_lights", "water_garden", "feed_the_cat", "close_blinds", "night_check", "heating_off"]
-    try:
-        for i, name in enumerate(names):
-            status, body = api.call("POST", f"/api/devices/{DEV}/cmd", {"tool": "schedule_add", "args": {
-                "spec": f"{i * 5} {6 + i} * * 1-5", "name": name, "prompt": f"Check the {name} for me"}})
-            assert status == 200 and body["ok"], body
-        status, schedules = api.call("GET", f"/api/devices/{DEV}/schedules")
-        assert status == 200 and schedules["ok"], schedules
-        for name in names:
-            assert schedules["result"].count(name + " [") == 1, (name, schedules["result"])
-        assert "more: skip" not in schedules["result"] and not schedules["result"].endswith("...")
-    finally:
-        for name in names:
-            api.call("POST", f"/api/devices/{DEV}/cmd", {"tool": "schedule_remove", "args": {"name": name}})
+    _listed_whole(api, "schedules",
+                  [("schedule_add", {"spec": f"{i * 5} {6 + i} * * 1-5", "name": name,
+                                     "prompt": f"Check the {name} for me"}) for i, name in enumerate(names)],
+                  [("schedule_remove", {"name": name}) for name in names], [name + " [" for name in names])
 
 
 def test_the_memory_listing_shows_every_fact_of_a_long_list(api):
     # 30 facts came back as the first few and "..." (and a model saw no more of them either)
     keys = [f"plant_{i:02d}_watered_on" for i in range(30)]
-    try:
-        for k in keys:
-            status, body = api.call("POST", f"/api/devices/{DEV}/cmd", {"tool": "memory_set", "args": {
-                "key": k, "value": "the first Monday of the month"}})
-            assert status == 200 and body["ok"], body
-        status, memory = api.call("GET", f"/api/devices/{DEV}/memory")
-        assert status == 200 and memory["ok"], memory
-        assert memory["result"].count(" facts: ") == 1, memory["result"]
-        for k in keys:
-            assert memory["result"].count(k + "=") == 1, (k, memory["result"])
-        assert "more: skip" not in memory["result"] and not memory["result"].endswith("...")
-    finally:
-        for k in keys:
-            api.call("POST", f"/api/devices/{DEV}/cmd", {"tool": "memory_delete", "args": {"key": k}})
+    _listed_whole(api, "memory",
+                  [("memory_set", {"key": k, "value": "the first Monday of the month"}) for k in keys],
+                  [("memory_delete", {"key": k}) for k in keys], [" facts: "] + [k + "=" for k in keys])
 
 
 def test_setting_a_pin_returns_the_state_the_device_reports(broker, api):
