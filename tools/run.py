@@ -135,6 +135,18 @@ def fleet_setup(fleet):
     return address[1], (bridge["user"], bridge["password"])
 
 
+def fleet_broker_files(fleet):
+    """passwd, acl and mosquitto.conf written again from secrets.json, as `wisp provision` writes them:
+    mosquitto.conf names the files by absolute path, so a fleet directory moved or copied (to another
+    machine) would point the broker at files that are gone, or at another fleet's; and a provision
+    stopped halfway (Ctrl-C) leaves secrets.json ahead of passwd."""
+    from tools import provision
+    try:
+        provision.write_broker_files(fleet, provision.load_secrets(fleet))
+    except (provision.ProvisionError, OSError) as e:
+        raise RunError(f"cannot write the fleet's broker files in {fleet}: {e}") from None
+
+
 FLEET_FILES = ("secrets.json", "passwd", "acl")   # what `wisp provision` changes for a new device, --rotate
 FLEET_SETTLE_S = 1.0                             # one provision writes them in turn: act once they are all written
 
@@ -191,6 +203,8 @@ def run(dev_id=None, port=DEFAULT_PORT, fleet=None):
     try:
         fleet_port, bridge_login = fleet_setup(fleet) if fleet is not None else (port, None)
         check_device(dev_id, fleet)   # before anything starts: a refused run must leave no trace
+        if fleet is not None:
+            fleet_broker_files(fleet)
         broker = start_fleet_broker(fleet, fleet_port) if fleet is not None else start_broker(port)
     except (RunError, sim.SimError) as e:
         print(f"wisp: {e}", file=sys.stderr, flush=True)

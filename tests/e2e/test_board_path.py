@@ -123,3 +123,17 @@ def test_after_rotate_the_cli_and_the_run_s_own_device_keep_working(fleet_run):
     reply = json.loads(llm.stdout or "{}")      # the bridge logs in with its new password, signs with the new key
     assert reply.get("ok") and reply["text"] == "The porch light is on.", llm.stdout + llm.stderr
 
+
+def test_a_fleet_directory_moved_elsewhere_runs_with_its_own_files(tmp_path):
+    port = brokers.free_port()
+    done = subprocess.run([WISP, "provision", "board1", "--fleet", str(tmp_path / "old"), "--broker",
+                           f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (tmp_path / "old").rename(tmp_path / "moved")        # as copied to another machine, into another folder
+    run = WispRun(tmp_path / "run", port, args=["--fleet", str(tmp_path / "moved"), "--id", "board1"])
+    try:
+        run.wait_for("wisp is running")
+        wait_online(run, "board1")
+        assert "Traceback" not in run.output()
+    finally:
+        run.stop()
