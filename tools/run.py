@@ -188,10 +188,25 @@ def start_fleet_broker(fleet, port):
         raise RunError(f"port {port}, which the fleet's devices were provisioned with, is taken by {owner}: "
                        f"stop it (a system mosquitto: `sudo systemctl stop mosquitto`), or use that broker "
                        f"with the fleet's mosquitto.conf")
+    from tools.provision import LOCAL_CONF_DIR
+    workdir = RUN_DIR / "broker-fleet"
     try:
-        return brokers.start_fleet_mosquitto(RUN_DIR / "broker-fleet", fleet / "mosquitto.conf", port)
+        return brokers.start_fleet_mosquitto(workdir, fleet / "mosquitto.conf", port)
     except FileNotFoundError as e:
         raise RunError(f"{e}; the embedded broker has no logins or ACL, so a fleet needs mosquitto") from None
+    except RuntimeError as e:   # mosquitto refused its config: most likely a file of mosquitto.d/ (the user's)
+        raise RunError(f"the fleet's broker did not start: {e}; mosquitto said: "
+                       f"{_last_error(workdir / 'mosquitto.log')} (your settings: {fleet / LOCAL_CONF_DIR})") from None
+
+
+def _last_error(log_path):
+    """The last line of a broker log that says what went wrong (mosquitto ends with it)."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    said = [x.split(": ", 1)[-1] for x in lines if "Error" in x] or lines[-1:] or ["(nothing)"]
+    return said[-1].strip()
 
 
 def run(dev_id=None, port=DEFAULT_PORT, fleet=None):

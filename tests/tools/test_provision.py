@@ -4,6 +4,7 @@ import os
 import queue
 import stat
 import subprocess
+import sys
 import threading
 import time
 
@@ -13,6 +14,7 @@ import pytest
 from tools import broker as brokers
 from tools import provision as prov
 from tools.cli import main as wisp
+from tools.paths import REPO
 from tools.system_deps import find_mosquitto
 
 QUIET_S = 0.5  # how long "nothing arrives" is watched; deliveries on loopback take ~1 ms
@@ -267,3 +269,15 @@ def test_the_user_s_broker_settings_are_read_by_mosquitto_and_by_wisp_run_fleet(
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+def test_a_broker_setting_mosquitto_refuses_stops_wisp_run_fleet_in_one_line_with_mosquitto_s_words(tmp_path):
+    fleet = tmp_path / "fleet"
+    assert wisp(["provision", "deva", "--fleet", str(fleet), "--broker", f"127.0.0.1:{brokers.free_port()}"]) == 0
+    (fleet / "mosquitto.d" / "tls.conf").write_text("listener 8883 no-such-host.invalid\n")   # a typo of the user's
+    done = subprocess.run([sys.executable, "-m", "tools.cli", "run", "--fleet", str(fleet)], cwd=str(REPO),
+                          env=dict(os.environ, WISP_RUN_DIR=str(tmp_path / "run")), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "the fleet's broker did not start" in done.stderr and "Error creating listener" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
