@@ -36,6 +36,8 @@ MQTT_ACK_TIMEOUT_MS = const(5000)  # PUBACK / SUBACK wait
 MQTT_GOODBYE_MS = const(1000)    # DISCONNECT at stop: 2 bytes a live link takes at once; a dead one is closed
 RECONNECT_BASE_MS = const(500)   # reconnect backoff: base, doubled per failure...
 RECONNECT_CAP_MS = const(30000)  # ...up to this cap
+LINK_STABLE_S = const(60)        # a link lost sooner after its connect counts as a failed connect: the backoff
+                                 # goes on (a broker hanging up after CONNACK, two devices with one client id)
 STARVED_RESET = const(3)       # reconnects failing for memory in a row: reset the board (wisp/mqtt.py);
                                # the heap after boot is the one the connect is known to fit
 LINK_WAIT_MS = const(10000)      # how long a publish waits for the link to come back

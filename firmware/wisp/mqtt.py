@@ -176,6 +176,7 @@ class MQTTClient:
             self.connects += 1
             self._connect_failed = False
             self.up.set()
+            since = time.ticks_ms()
             tasks = [asyncio.create_task(self._read_loop()), asyncio.create_task(self._keepalive_loop())]
             if self.on_connect:
                 # a task, not awaited here: if the link drops mid-announce we must notice, not
@@ -187,6 +188,13 @@ class MQTTClient:
             self._close()
             if self._stop:
                 break
+            lived = time.ticks_diff(time.ticks_ms(), since) // 1000
+            if not self._connect_failed and lived < limits.LINK_STABLE_S:
+                # dropped as soon as it was up: reconnecting at once would loop, as two devices
+                # with one client id take turns kicking each other off the broker
+                self.log("mqtt: link lost %d s after connecting (client id %s in use elsewhere? an ACL?); "
+                         "retry in %d ms" % (lived, self.client_id, delay))
+                self._connect_failed = True
             if self._connect_failed:  # part of connecting: back off as after a refused connect
                 starved = self._starving(starved, isinstance(self._connect_failed, MemoryError))
                 await asyncio.sleep_ms(delay)

@@ -91,6 +91,27 @@ async def test_refused_connection_is_retried_not_raised():
     task.cancel()
 
 
+async def test_two_devices_with_one_client_id_back_off_instead_of_fighting():
+    # mosquitto closes the older connection when a client id connects again: two devices given
+    # one id (a config copied from board to board) kicked each other off ~30 times a second,
+    # each logging "read failed: EOFError()" with nothing to say what to change
+    logs = []
+    twins = [MQTTClient("mp-twin", HOST, PORT, log=logs.append) for _ in range(2)]
+    tasks = [asyncio.create_task(c.run()) for c in twins]
+    try:
+        await asyncio.sleep_ms(3000)  # backoff 500, 1000, 2000 ms on each side
+        connects = sum(c.connects for c in twins)
+        if connects > 8:
+            raise Exception("%d connects in 3 s" % connects)
+        if not any("client id mp-twin" in line for line in logs):
+            raise Exception(logs[:6])
+    finally:
+        for c in twins:
+            await c.stop()
+        for task in tasks:
+            task.cancel()
+
+
 async def test_failed_on_connect_reconnects_and_subscribes_again():
     # a link that is up but never subscribed would look healthy and hear nothing
     got, logs, calls = [], [], []

@@ -22,8 +22,9 @@ class FakeBroker:
     PINGREQ with PINGRESP; records each packet the device sends as (first byte, body). It never
     closes a connection itself, so a client that waits for more bytes waits for good."""
 
-    def __init__(self, script=b"", connack=CONNACK, granted=b"\x01"):
+    def __init__(self, script=b"", connack=CONNACK, granted=b"\x01", hang_up=False):
         self.script, self.connack, self.granted = script, connack, granted
+        self.hang_up = hang_up  # close each connection right after its CONNACK
         self.got = []
         self.conns = 0
 
@@ -54,6 +55,10 @@ class FakeBroker:
                 kind = first & 0xF0
                 if kind == 0x10:
                     w.write(self.connack + self.script)
+                    if self.hang_up:
+                        await w.drain()
+                        w.s.close()  # Stream.close() alone leaves the socket open
+                        break
                 elif kind == 0x80:
                     w.write(b"\x90\x03" + body[:2] + self.granted)
                 elif kind == 0xC0:
@@ -127,6 +132,20 @@ async def test_connack_refusals_say_why():
             await _stop(c, task, broker)
 
 
+async def test_a_broker_that_hangs_up_after_connack_is_retried_with_backoff():
+    # e.g. EMQX or AWS IoT closing the link over a publish its ACL denies, or another device
+    # taking our client id: the link "works" for a moment each time. Reconnecting at once after
+    # every drop dialled it hundreds of times a second and flooded the log with no reason given.
+    broker = await FakeBroker(hang_up=True).start()
+    c, task, logs = await _link(broker)
+    try:
+        await asyncio.sleep_ms(2000)  # backoff 500 + 1000 ms: 3 connects
+        check(broker.conns <= 4, "%d connects in 2 s" % broker.conns)
+        check(any("after connecting" in line and "retry in" in line for line in logs), logs[:6])
+    finally:
+        await _stop(c, task, broker)
+
+
 async def test_a_refused_subscription_is_logged_with_its_topic():
     # SUBACK 0x80 (3.9.3): e.g. an EMQX or HiveMQ ACL (mosquitto grants and then sends nothing)
     broker = await FakeBroker(granted=b"\x80").start()
@@ -187,8 +206,8 @@ async def test_keepalive_drops_a_link_whose_writes_hang():
         await c.wait_up(3000)
         real, c._writer = c._writer, _StuckTransport()
         try:
-            # dropped, and at once connected again (the supervisor's work)
-            if not await until(lambda: c.connects == 2 and c.up.is_set(), 3000):
+            # dropped, and connected again after the backoff (the supervisor's work)
+            if not await until(lambda: c.connects == 2 and c.up.is_set(), 4000):
                 raise Exception("link kept with its writes stuck: %r" % logs)
         finally:
             real.s.close()
