@@ -80,15 +80,18 @@ def cmd_ask(args):
     from tools.ask import AskError, ask
     from tools.keys import device_key
     host, port, login = connection(args)
-    status = StatusLine(sys.stderr)
+    status, notes = StatusLine(sys.stderr), []
     try:
         reply = ask(host, port, args.device, args.text, timeout_s=args.timeout, login=login,
-                    progress=status.show if status.live else None, key=device_key(args.device, fleet_flag(args)))
+                    progress=status.show if status.live else None, key=device_key(args.device, fleet_flag(args)),
+                    notes=notes)
     except AskError as e:
         status.clear()
         print(f"wisp: {e}", file=sys.stderr)
         return e.exit_code
     status.clear()
+    for note in notes:
+        print(f"wisp: {note}", file=sys.stderr)
     text = reply.get("text")
     empty = not (isinstance(text, str) and text.strip())
     if args.json:
@@ -153,12 +156,15 @@ def cmd_cmd(args):
     from tools.ask import AskError, command
     from tools.keys import device_key
     host, port, login = connection(args)
-    tool_args, key = parse_tool_args(args.args), device_key(args.device, fleet_flag(args))
+    tool_args, key, notes = parse_tool_args(args.args), device_key(args.device, fleet_flag(args)), []
     try:
-        res = command(host, port, args.device, args.tool, tool_args, key=key, timeout_s=args.timeout, login=login)
+        res = command(host, port, args.device, args.tool, tool_args, key=key, timeout_s=args.timeout, login=login,
+                      notes=notes)
     except AskError as e:
         print(f"wisp: {e}", file=sys.stderr)
         return e.exit_code
+    for note in notes:
+        print(f"wisp: {note}", file=sys.stderr)
     print(json.dumps(res) if args.json else res.get("result"))
     return 0 if res.get("ok") else 1
 
