@@ -129,13 +129,19 @@ class Server:
                 if online:
                     after_fw = str(body.get("fw", ""))
                     before = before or after_fw
-                    if not was_online and not switched:
+                    if offered and not switched and after_fw == ver != before:
+                        # back on our version though its "rebooting" never reached us (its link, or ours, was
+                        # down): switched. Its outcome may be retained already: ask for it again.
+                        switched = True
+                        self.listener.client.subscribe(protocol.topic(dev_id, OTA_STATE), 1)
+                    elif not was_online and not switched:
                         offered = 0.0  # (re)connected: offer now (the same status twice, as our subscription
                         # and the listener's both fetch the retained one, is no reason to offer twice)
                 continue
-            if kind != OTA_STATE or retained or not offered or not _answers(body, sent, arrived, offered):
+            if kind != OTA_STATE or not offered or not _answers(body, sent, arrived, offered, retained, switched):
                 continue
             state, text = body.get("state"), str(body.get("text", ""))
+            after_fw = str(body.get("fw") or after_fw)  # what it runs as it says this: its status may come later
             if state == "refused" or state == "failed":
                 return result(False, text)
             if state == "fetching":
@@ -157,15 +163,19 @@ class Server:
         self.listener.close()
 
 
-def _answers(state, sent, arrived, offered):
+def _answers(state, sent, arrived, offered, retained=False, switched=False):
     """Whether ota/state `state` answers one of this update's offers (ids in `sent`, the last published at
     `offered`) rather than an earlier update's: the device may still be answering a re-sent offer of the last
     `wisp ota`, and its state can reach us after our own offer. A state that names its offer (a refusal or a
     failure, from firmware that echoes the offer's id) is told by that id; any other only by arriving after
-    our last offer."""
+    our last offer, live. A retained one (sent to us as we (re)subscribed) is an earlier update's, unless we saw
+    this update's switch: then it is what the device said since (it confirmed or rolled back while our link
+    to the broker was down), as the switch's own retained state replaced any older one."""
     echoed = state.get("id")
     if echoed is not None:
         return str(echoed) in sent
+    if retained:
+        return switched
     return arrived >= offered
 
 

@@ -92,8 +92,9 @@ def _update_of(broker, dev_id, online_before=False):
             time.sleep(0.01)
 
         def outcome():
-            runner.join(10)
+            runner.join(15)  # past the update's own timeout_s
             return done["r"]
+        outcome.server = server
         yield device, outcome
     finally:
         device.publish(f"wisp/{dev_id}/status", b"", retain=True)
@@ -144,3 +145,40 @@ def test_the_same_online_status_twice_gets_one_offer_not_two(broker):
         assert second["id"] != first["id"]
         device.publish("wisp/otad3/ota/state", {"v": 1, "state": "refused", "id": first["id"], "text": "first"})
         assert outcome().text == "first"  # an answer to any of this update's offers counts
+
+
+def test_an_outcome_the_device_retained_while_the_host_was_reconnecting_is_taken(broker):
+    # the host's link dropped (a broker restart, its Wi-Fi) while the device rebooted into the update; the
+    # device confirmed it meanwhile, retained, and the host read that only as a retained message once back:
+    # it ignored it and reported "no outcome within 300 s after the switch" for an update that went well
+    import socket
+    with _update_of(broker, "otad4", online_before=True) as (device, outcome):
+        device.wait_for("wisp/otad4/ota/offer", timeout=5)
+        device.publish("wisp/otad4/ota/state", {"v": 1, "state": "rebooting", "fw": "0.1.0", "ver": "0.0.9",
+                                                "text": "0.0.9 written and checked; rebooting into it"}, retain=True)
+        time.sleep(0.3)
+        outcome.server.listener.client.socket().shutdown(socket.SHUT_RDWR)  # the host's link drops; paho reconnects
+        device.publish("wisp/otad4/status", {"v": 1, "state": "online", "fw": "0.0.9"}, retain=True)
+        device.publish("wisp/otad4/ota/state", {"v": 1, "state": "ok", "fw": "0.0.9", "ver": "0.0.9",
+                                                "text": "0.0.9 confirmed healthy"}, retain=True)
+        r = outcome()
+        device.publish("wisp/otad4/ota/state", b"", retain=True)
+        assert (r.ok, r.text, r.after) == (True, "0.0.9 confirmed healthy", "0.0.9")
+
+
+def test_a_device_back_on_the_new_version_whose_switch_went_unheard_is_not_offered_it_again(broker):
+    # the device's link was down as it switched (its "rebooting" state was never sent), and it came back on
+    # the new version: the host offered that version again and reported "offer refused: already running"
+    with _update_of(broker, "otad5", online_before=True) as (device, outcome):
+        device.wait_for("wisp/otad5/ota/offer", timeout=5)
+        device.publish("wisp/otad5/ota/state", {"v": 1, "state": "verifying", "fw": "0.1.0", "ver": "0.0.9",
+                                                "text": ""}, retain=True)
+        device.publish("wisp/otad5/status", {"v": 1, "state": "offline"}, retain=True)
+        device.publish("wisp/otad5/status", {"v": 1, "state": "online", "fw": "0.0.9"}, retain=True)
+        time.sleep(0.3)
+        device.publish("wisp/otad5/ota/state", {"v": 1, "state": "ok", "fw": "0.0.9", "ver": "0.0.9",
+                                                "text": "0.0.9 confirmed healthy"}, retain=True)
+        r = outcome()
+        again = [m for t, m in device.drain(0.2) if t == "wisp/otad5/ota/offer"]
+        device.publish("wisp/otad5/ota/state", b"", retain=True)
+        assert (r.ok, r.text, again) == (True, "0.0.9 confirmed healthy", [])
