@@ -78,7 +78,7 @@ def connection(args):
 
 def cmd_ask(args):
     from tools.ask import AskError, ask
-    from tools.keys import device_key
+    from tools.keys import device_key, refusal_note
     host, port, login = connection(args)
     status, notes = StatusLine(sys.stderr), []
     try:
@@ -90,8 +90,9 @@ def cmd_ask(args):
         print(f"wisp: {e}", file=sys.stderr)
         return e.exit_code
     status.clear()
-    for note in notes:
-        print(f"wisp: {note}", file=sys.stderr)
+    for note in [*notes, refusal_note(args.device, fleet_flag(args), reply.get("text"))]:
+        if note:
+            print(f"wisp: {note}", file=sys.stderr)
     text = reply.get("text")
     empty = not (isinstance(text, str) and text.strip())
     if args.json:
@@ -154,7 +155,7 @@ def cmd_ota(args):
 
 def cmd_cmd(args):
     from tools.ask import AskError, command
-    from tools.keys import device_key
+    from tools.keys import device_key, refusal_note
     host, port, login = connection(args)
     tool_args, key, notes = parse_tool_args(args.args), device_key(args.device, fleet_flag(args)), []
     try:
@@ -163,8 +164,9 @@ def cmd_cmd(args):
     except AskError as e:
         print(f"wisp: {e}", file=sys.stderr)
         return e.exit_code
-    for note in notes:
-        print(f"wisp: {note}", file=sys.stderr)
+    for note in [*notes, refusal_note(args.device, fleet_flag(args), res.get("result"))]:
+        if note:
+            print(f"wisp: {note}", file=sys.stderr)
     print(json.dumps(res) if args.json else res.get("result"))
     return 0 if res.get("ok") else 1
 

@@ -51,3 +51,17 @@ def test_a_signed_ask_refused_for_the_host_s_clock_says_to_check_it(stack, tmp_p
     done = cli(stack, -600, "ask", "only1", "turn on the fan", "--fleet", str(fleet))
     assert done.returncode == 1 and "must be the current Unix time" in done.stdout, done.stdout + done.stderr
     assert "check this host's clock" in done.stderr and "timedatectl" in done.stderr, done.stderr
+
+
+def test_a_key_that_is_not_the_device_s_is_named_with_what_to_do(stack, tmp_path):
+    rotated = fleet_with(tmp_path, OTHER_KEY_HEX)     # provisioned again (--rotate) after the device got its config
+    done = cli(stack, 0, "cmd", "sig1", "gpio_read", "pin=fan", "--fleet", str(rotated))
+    assert done.returncode == 1 and "must be signed with this device's key" in done.stdout, done.stdout + done.stderr
+    assert f"the key for 'sig1' in {rotated / 'secrets.json'} is not the one on the device" in done.stderr, done.stderr
+    assert "wisp deploy --device sig1" in done.stderr
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "secrets.json").write_text(json.dumps({"devices": {}}))
+    done = cli(stack, 0, "ask", "only1", "turn on the fan", "--fleet", str(other))
+    assert done.returncode == 1 and "must be signed" in done.stdout, done.stdout + done.stderr
+    assert f"this host has no key for 'only1' (not in {other / 'secrets.json'})" in done.stderr, done.stderr
