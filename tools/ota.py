@@ -55,6 +55,7 @@ class Server:
         self.chunks = 0
         self.served = {}  # chunks sent per device
         self.asked = {}  # device -> monotonic time of its last ota/need: it is fetching, no need to offer again
+        self.elsewhere = {}  # device -> time of its last ota/need for another bundle (another host's rollout)
         self.lock = threading.Lock()
         self.listener = Listener(host, port, [protocol.every_device(k) for k in (OTA_NEED, OTA_STATE, protocol.STATUS)],
                                  name="ota", login=login)
@@ -79,8 +80,12 @@ class Server:
             off, n = int(need["off"]), int(need["n"])
         except (ValueError, KeyError, TypeError):
             return
-        if need.get("man") != self.bundle.manifest_sha or not 0 <= off < self.bundle.size or not 0 < n <= 8192:
-            return  # another bundle's transfer (an older rollout, another host): not ours to answer
+        if need.get("man") != self.bundle.manifest_sha:
+            with self.lock:  # another bundle's transfer (another host's rollout): not ours to answer, nor to
+                self.elsewhere[dev_id] = time.monotonic()  # cut short by offering ours again (see _follow)
+            return
+        if not 0 <= off < self.bundle.size or not 0 < n <= 8192:
+            return
         with self.lock:
             self.chunks += 1
             self.served[dev_id] = self.served.get(dev_id, 0) + 1
@@ -112,7 +117,9 @@ class Server:
         after_fw = ""
         deadline = t0 + timeout_s
         while time.monotonic() < deadline:
-            heard = max(offered, self.asked.get(dev_id, 0.0))
+            # a device fetching (ours, or another host's bundle that took it over: re-offering would restart
+            # its fetch from zero, each host in turn) is not offered again; once it rebooted, it is
+            heard = max(offered, self.asked.get(dev_id, 0.0), self.elsewhere.get(dev_id, 0.0))
             if online and not switched and (not offered or time.monotonic() - heard > OFFER_AGAIN_S):
                 offer_id = secrets.token_hex(4)
                 sent.add(offer_id)
@@ -141,6 +148,8 @@ class Server:
             if kind != OTA_STATE or not offered or not _answers(body, sent, arrived, offered, retained, switched):
                 continue
             state, text = body.get("state"), str(body.get("text", ""))
+            if state in ("fetching", "stalled", "verifying", "rebooting") and body.get("ver") != ver:
+                continue  # the transfer of another host's bundle, which took over from ours
             after_fw = str(body.get("fw") or after_fw)  # what it runs as it says this: its status may come later
             if state == "refused" or state == "failed":
                 return result(False, text)

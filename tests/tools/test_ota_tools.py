@@ -182,3 +182,32 @@ def test_a_device_back_on_the_new_version_whose_switch_went_unheard_is_not_offer
         again = [m for t, m in device.drain(0.2) if t == "wisp/otad5/ota/offer"]
         device.publish("wisp/otad5/ota/state", b"", retain=True)
         assert (r.ok, r.text, again) == (True, "0.0.9 confirmed healthy", [])
+
+
+def test_another_hosts_update_of_the_device_is_not_taken_for_this_one(broker, monkeypatch):
+    # `wisp ota` and the bridge's REST rollout, each with its own bundle: the device took the other's offer.
+    # This host followed the other bundle's switch as its own, then waited out its whole timeout ("no outcome
+    # within 300 s after the switch"), and re-offered its bundle every 10 s mid-transfer, which restarted
+    # the device's fetch from zero each time (on a slow link, neither update could ever finish)
+    monkeypatch.setattr(ota, "OFFER_AGAIN_S", 1.0)
+    with _update_of(broker, "otad6", online_before=True) as (device, outcome):
+        device.wait_for("wisp/otad6/ota/offer", timeout=5)
+        for off in range(0, 3000, 200):  # the other host's transfer, for 3 s
+            device.publish("wisp/otad6/ota/need", {"v": 1, "man": "f" * 64, "off": off, "n": 200}, qos=0)
+            device.publish("wisp/otad6/ota/state", {"v": 1, "state": "fetching", "fw": "0.1.0", "ver": "0.2.0",
+                                                    "off": off, "size": 3000, "text": ""}, retain=True)
+            time.sleep(0.2)
+        offers = [m for t, m in device.drain(0.1) if t == "wisp/otad6/ota/offer"]
+        device.publish("wisp/otad6/ota/state", {"v": 1, "state": "rebooting", "fw": "0.1.0", "ver": "0.2.0",
+                                                "text": "0.2.0 written and checked; rebooting into it"}, retain=True)
+        device.publish("wisp/otad6/status", {"v": 1, "state": "offline"}, retain=True)
+        device.publish("wisp/otad6/status", {"v": 1, "state": "online", "fw": "0.2.0"}, retain=True)
+        device.publish("wisp/otad6/ota/state", {"v": 1, "state": "ok", "fw": "0.2.0", "ver": "0.2.0",
+                                                "text": "0.2.0 confirmed healthy"}, retain=True)
+        again = device.wait_for("wisp/otad6/ota/offer", timeout=5)  # back online: this host's offer, refused
+        device.publish("wisp/otad6/ota/state", {"v": 1, "state": "refused", "fw": "0.2.0", "ver": "0.0.9",
+                                                "id": again["id"], "text": "offer refused: downgrade refused"})
+        r = outcome()
+        device.publish("wisp/otad6/ota/state", b"", retain=True)
+        assert offers == [], "offered again while the device fetched another bundle"
+        assert (r.ok, r.text, r.after) == (False, "offer refused: downgrade refused", "0.2.0")
