@@ -261,6 +261,8 @@ async def main(config_path=CONFIG_PATH):
         asyncio.create_task(_feed_watchdog(dev.board, wdt_s * 1000 // 3))
     while not await dev.board.connect_network(dev.config, log):
         await asyncio.sleep_ms(NETWORK_RETRY_MS)
+    if dev.link.ssl:  # an ESP32 powers on at 2000-01-01, when every certificate is "not yet valid"
+        await dev.board.sync_time(dev.config, log)
     await dev.link.open_first()  # one try; a broker not there yet is the supervisor's to retry
     _build_agent(dev)
     asyncio.create_task(_keep_clock(dev))

@@ -312,3 +312,45 @@ def test_the_link_connects_before_the_agent_code_takes_the_heap():
     eq(seen.get("loaded"), [], "modules loaded before the first connect")
     check(seen.get("link handlers"), "the link has no handlers once the agent is built")
     check("wisp.agent" in sys.modules, "the agent was not loaded after the connect")
+
+
+async def test_a_tls_device_sets_its_clock_before_its_first_connect():
+    # At power-on an ESP32 reads 2000-01-01, when mbedTLS finds every certificate "not yet
+    # valid": a first connect before the clock is set fails at every boot, and its retry comes
+    # after the agent's code has taken the heap the handshake needed (the test above).
+    import json
+
+    from wisp import app
+    from wisp.mqtt import MQTTClient
+    server = NTPServer(lambda req: ntp_reply(NOW))
+    with open("config.json", "w") as f:
+        f.write(json.dumps({"id": "clock", "broker": {"host": "127.0.0.1", "port": 1},
+                            "ntp": "127.0.0.1:%d" % server.port}))
+    seen = {}
+
+    class Built(Exception):
+        pass
+
+    def with_tls(path):
+        dev = real_build(path)
+        dev.link.ssl = object()  # what tls.context() gives for "tls": true and a CA
+        return dev
+
+    async def opened(self):
+        seen["clock"] = app.device.board.synced_time
+        raise OSError(111)
+
+    def stop(dev):
+        raise Built
+
+    real_open, real_build, real_agent = MQTTClient._open, app._build_device, app._build_agent
+    MQTTClient._open, app._build_device, app._build_agent = opened, with_tls, stop
+    try:
+        await app.main("config.json")
+        raise Exception("main() went on without building the agent")
+    except Built:
+        pass
+    finally:
+        MQTTClient._open, app._build_device, app._build_agent = real_open, real_build, real_agent
+        server.close()
+    eq(seen.get("clock", "no connect"), NOW, "the clock at the first TLS connect")
