@@ -73,6 +73,11 @@ def connection(args):
     for dev_id in [args.device] if isinstance(getattr(args, "device", None), str) else getattr(args, "devices", []):
         check_device_id(dev_id)
     fleet = fleet_flag(args)
+    named = getattr(args, "fleet", None)
+    if named and not os.path.exists(os.path.join(named, "secrets.json")):
+        # the user means that fleet: going on would try some other broker anonymously, and sign nothing
+        raise ValueError(f"--fleet {named} holds no provisioned fleet (no secrets.json): name the folder "
+                         f"`wisp provision` wrote (default .wisp/fleet), or provision a device there first")
     return (*resolve_broker(args.broker, fleet), resolve_login(fleet))
 
 

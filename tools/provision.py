@@ -159,20 +159,15 @@ def write_broker_files(fleet, store):
 
 
 def admin_login(fleet):
-    """(user, password) of the fleet's CLI login, or None when `fleet` holds no provisioned fleet."""
-    try:
-        admin = load_secrets(Path(fleet))["admin"]
-    except ProvisionError:
-        return None
+    """(user, password) of the fleet's CLI login, or None when `fleet` holds no provisioned fleet.
+    A secrets.json that cannot be read raises ProvisionError: going on anonymously would hide it."""
+    admin = load_secrets(Path(fleet))["admin"]
     return (admin["user"], admin["password"]) if admin.get("password") else None
 
 
 def broker_address(fleet):
-    """(host, port) the fleet's devices were provisioned with, or None."""
-    try:
-        broker = load_secrets(Path(fleet)).get("broker") or {}
-    except ProvisionError:
-        return None
+    """(host, port) the fleet's devices were provisioned with, or None (ProvisionError: as admin_login)."""
+    broker = load_secrets(Path(fleet)).get("broker") or {}
     return (broker["host"], int(broker["port"])) if "host" in broker and "port" in broker else None
 
 

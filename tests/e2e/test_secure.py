@@ -19,6 +19,9 @@ def test_tls_and_signed_instructions_end_to_end(tmp_path):
     fleet = tmp_path / "fleet"
     fleet.mkdir()
     (fleet / "secrets.json").write_text(json.dumps({"devices": {"sec1": {"key": KEY_HEX}, "only1": {"key": KEY_HEX}}}))
+    keyless = tmp_path / "keyless"                      # a fleet directory without these devices' keys
+    keyless.mkdir()
+    (keyless / "secrets.json").write_text(json.dumps({"devices": {}}))
     toml = tmp_path / "wisp.toml"
     toml.write_text(f'[broker]\ntls = true\nca = "{ca["ca"]}"\n\n[signing]\nkeys = "{fleet / "secrets.json"}"\n')
     s = Stack(broker_conf=tls_listener_conf(tls_port, ca),
@@ -37,7 +40,7 @@ def test_tls_and_signed_instructions_end_to_end(tmp_path):
         # signed direct command with the fleet's key; the same command unsigned is refused
         done = s.wisp("cmd", "sec1", "gpio_write", "pin=fan", "value=1", "--fleet", str(fleet))
         assert done.returncode == 0 and done.stdout.strip() == "ok: fan=1", done.stdout + done.stderr
-        done = s.wisp("cmd", "sec1", "gpio_write", "pin=heater", "value=1", "--fleet", str(tmp_path / "nowhere"))
+        done = s.wisp("cmd", "sec1", "gpio_write", "pin=heater", "value=1", "--fleet", str(keyless))
         assert done.returncode == 1 and "must be signed" in done.stdout
         # a forged answer injected straight into the broker never acts
         s.probe.publish("wisp/sec1/llm/res", {"v": 1, "id": "x", "round": 0, "seq": 0, "done": True,
@@ -64,7 +67,7 @@ def test_tls_and_signed_instructions_end_to_end(tmp_path):
         s.probe.publish("wisp/only1/set/fan", "ON", qos=1)
         event = s.probe.wait_for("wisp/only1/event", lambda e: isinstance(e, dict) and e.get("kind") == "refused")
         assert event["text"] == "unsigned set/fan refused"
-        done = s.wisp("ask", "only1", "turn on the fan", "--json", "--fleet", str(tmp_path / "nowhere"))
+        done = s.wisp("ask", "only1", "turn on the fan", "--json", "--fleet", str(keyless))
         assert done.returncode == 1 and "must be signed" in json.loads(done.stdout)["text"]
         done = s.wisp("ask", "only1", "turn on the fan", "--json", "--fleet", str(fleet))
         assert json.loads(done.stdout)["ok"], done.stdout

@@ -314,3 +314,17 @@ def test_deploy_to_a_port_where_nothing_answers_gives_up_in_words(monkeypatch, c
         os.close(master)
         os.close(slave)
     assert one_line(capsys).startswith(f"wisp: nothing answered on {port} within 3 s: is a board running MicroPython")
+
+
+def test_a_fleet_folder_that_holds_no_fleet_or_a_broken_one_is_named(closed_port, capsys, tmp_path):
+    typo = tmp_path / "flete"
+    for argv in (["devices"], ["logs", "dev1"], ["ask", "dev1", "hi"], ["cmd", "dev1", "gpio_read"]):
+        assert wisp([*argv, "--fleet", str(typo)]) == 2, argv      # not an anonymous try at some other broker
+        assert f"--fleet {typo} holds no provisioned fleet (no secrets.json)" in one_line(capsys)
+    fleet = tmp_path / "fleet"
+    assert wisp(["provision", "dev1", "--fleet", str(fleet), "--broker", closed_port]) == 0
+    capsys.readouterr()
+    (fleet / "secrets.json").write_text('{"admin": {')              # cut short: a copy that stopped halfway
+    for argv in (["devices", "--fleet", str(fleet)], ["devices", "--broker", closed_port, "--fleet", str(fleet)]):
+        assert wisp(argv) == 2, argv                                # not silently anonymous
+        assert f"{fleet / 'secrets.json'}" in one_line(capsys)
