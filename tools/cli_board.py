@@ -138,6 +138,7 @@ def cmd_deploy(args):
 
 
 def cmd_provision(args):
+    from bridge.address import join_host_port
     from tools import provision, sim
     fleet = provision.fleet_dir(args.fleet)
     # without --broker, the address the fleet has: running it again must not move the fleet to
@@ -158,6 +159,14 @@ def cmd_provision(args):
           + (" (credentials rotated)" if out["rotated"] else ""))
     for key in ("config", "passwd", "acl", "mosquitto_conf", "mosquitto_d", "bridge_toml"):
         print(f"  {key:15s}{out[key]}")
+    if out["moved_from"]:
+        print(f"  note: the fleet's broker moved from {join_host_port(*out['moved_from'])} to "
+              f"{join_host_port(host, port)} (mosquitto.conf listens on port {port} only)")
+    for (old_host, old_port), ids in out["behind"].items():
+        print(f"  note: {', '.join(ids)} still connect{'s' if len(ids) == 1 else ''} to "
+              f"{join_host_port(old_host, old_port)}: run `wisp provision {ids[0]}` again"
+              f"{' (and for each of the others)' if len(ids) > 1 else ''} and give it its new config.json "
+              f"(`wisp deploy --device {ids[0]}`, or `wisp flash`)")
     if not out["wifi"]:
         print("  note: no Wi-Fi yet; set WISP_WIFI_SSID / WISP_WIFI_PASSWORD and run again for a real board")
     if host in ("127.0.0.1", "localhost"):

@@ -71,6 +71,9 @@ def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_pass
         store["bridge"] = {"user": BRIDGE_USER, "password": secrets.token_urlsafe(PASSWORD_BYTES)}
     if rotate or "password" not in store["admin"]:
         store["admin"] = {"user": ADMIN_USER, "password": secrets.token_urlsafe(PASSWORD_BYTES)}
+    before = store.get("broker") or {}
+    moved_from = (before.get("host"), before.get("port")) if before and before != {
+        "host": broker_host, "port": broker_port} else None
     store["broker"] = {"host": broker_host, "port": broker_port}
     creds = store["devices"].get(dev_id)
     if rotate or not creds:
@@ -117,7 +120,23 @@ def provision(dev_id, fleet, broker_host, broker_port, wifi_ssid=None, wifi_pass
     return {"config": cfg_path, "passwd": fleet / "passwd", "acl": fleet / "acl",
             "mosquitto_conf": fleet / "mosquitto.conf", "mosquitto_d": fleet / LOCAL_CONF_DIR,
             "bridge_toml": fleet / "bridge.toml",
-            "rotated": bool(rotate), "wifi": "ssid" in wifi}
+            "rotated": bool(rotate), "wifi": "ssid" in wifi,
+            "moved_from": moved_from, "behind": _behind(fleet, store, broker_host, broker_port)}
+
+
+def _behind(fleet, store, host, port):
+    """{(host, port): [device ids]} of the devices whose config.json still names another broker than the
+    fleet's: the fleet has one listener (mosquitto.conf), so a device left at an old address stops
+    connecting once the broker runs with the new one. A TLS device keeps its own port (mosquitto.d)."""
+    out = {}
+    for dev in sorted(store["devices"]):
+        broker = _read_json(device_config_path(fleet, dev)).get("broker")
+        if not isinstance(broker, dict):
+            continue
+        there = (broker.get("host"), broker.get("port"))
+        if there[0] != host or (there[1] != port and not broker.get("tls")):
+            out.setdefault(there, []).append(dev)
+    return out
 
 
 def write_broker_files(fleet, store):

@@ -281,3 +281,17 @@ def test_a_broker_setting_mosquitto_refuses_stops_wisp_run_fleet_in_one_line_wit
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "the fleet's broker did not start" in done.stderr and "Error creating listener" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_moving_the_fleet_s_broker_names_the_devices_left_at_the_old_address(tmp_path, capsys):
+    fleet = str(tmp_path / "fleet")
+    assert wisp(["provision", "porch", "--fleet", fleet, "--broker", "192.168.1.20:1883"]) == 0
+    assert wisp(["provision", "garage", "--fleet", fleet, "--broker", "192.168.1.20:1883"]) == 0
+    capsys.readouterr()
+    assert wisp(["provision", "shed", "--fleet", fleet, "--broker", "192.168.1.30:1884"]) == 0
+    out = capsys.readouterr().out
+    assert "the fleet's broker moved from 192.168.1.20:1883 to 192.168.1.30:1884" in out, out
+    assert "garage, porch still connect to 192.168.1.20:1883" in out and "wisp provision garage" in out, out
+    assert wisp(["provision", "porch", "--fleet", fleet]) == 0        # the fleet's address now: porch follows
+    out = capsys.readouterr().out
+    assert "moved" not in out and "garage still connects to 192.168.1.20:1883" in out, out
