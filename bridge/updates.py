@@ -39,7 +39,10 @@ class Updates:
             return copy.deepcopy(self.report)
 
     def start(self, ids: list[str], *, version: str | None = None, force: bool = False, health_s: int = 60,
-              canary: int = 0, then: str | int = "100%", max_failures: int = 0, timeout_s: float = 300) -> dict:
+              canary: int = 0, then: str | int = "100%", max_failures: int = 0, timeout_s: float = 300,
+              running: dict[str, str] | None = None) -> dict:
+        """running: {id: the firmware it runs}, for a fleet rollout: devices already on the version are left out
+        (tools/ota.py already), so a rollout posted again after it stopped resumes where it did."""
         if self.broker is None:
             raise Unavailable(self.why_not)
         missing = [d for d in ids if d not in self.keys]
@@ -48,14 +51,21 @@ class Updates:
                               "(`wisp provision`, and [signing] keys in the bridge's config)")
         if self.running():
             raise Busy("a rollout is running; GET /api/ota shows its progress")
-        from tools import ota
-        batches = ota.stages(ids, canary, then)
+        from tools import ota, otabundle
+        target = version or otabundle.checkout_version()
+        skipped = ota.already(ids, running or {}, target)
+        batches = ota.stages([d for d in ids if d not in skipped], canary, then)
+        devices = {d: {"state": "skipped", "text": f"already running {target}"} if d in skipped
+                   else {"state": "waiting"} for d in ids}
         with self._lock:
             self.report = {"state": "building", "version": version, "text": "", "started": time.time(),
-                           "finished": None, "stages": batches, "halted": None,
-                           "devices": {d: {"state": "waiting"} for d in ids}}
+                           "finished": None, "stages": batches, "halted": None, "devices": devices}
+            if not batches:  # every device runs it already: nothing to build or send
+                self.report.update(state="done", version=target, finished=time.time(),
+                                   text=ota.summary([], None, skipped, target))
+                return copy.deepcopy(self.report)
         self._thread = threading.Thread(target=self._run, name="ota-rollout", daemon=True,
-                                        args=(batches, version, force, health_s, max_failures, timeout_s))
+                                        args=(batches, version, force, health_s, max_failures, timeout_s, skipped))
         self._thread.start()
         return self.snapshot()
 
@@ -67,7 +77,7 @@ class Updates:
         with self._lock:
             self.report["devices"].setdefault(dev_id, {}).update(changes)
 
-    def _run(self, batches, version, force, health_s, max_failures, timeout_s) -> None:
+    def _run(self, batches, version, force, health_s, max_failures, timeout_s, skipped) -> None:
         from tools import ota, otabundle
         try:
             bundle = otabundle.build(version)
@@ -88,9 +98,8 @@ class Updates:
                 for d in self.report["devices"].values():
                     if d["state"] == "waiting":
                         d["state"] = "not offered"
-            ok = sum(r.ok for r in results)
             self._set(state="halted" if halted else "done", halted=halted, finished=time.time(),
-                      text=f"{ok} of {len(results)} device(s) updated" + (f"; {halted}" if halted else ""))
+                      text=ota.summary(results, halted, skipped, bundle.version))
         except Exception as e:  # a bundle that does not build, a broker that refuses us: say so, never die silently
             log.warning("rollout failed: %s", e)
             self._set(state="failed", text=str(e), finished=time.time())

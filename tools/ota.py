@@ -201,6 +201,13 @@ def stages(devices, canary, then):
     return [b for b in out if b]
 
 
+def already(ids, running, version):
+    """The devices of a fleet rollout that already run `version` (running: {id: firmware}). They are left out
+    of its stages, so a rollout run again after it stopped (Ctrl-C, a halted stage) resumes with the devices
+    it had not updated, instead of halting on its canary's "already running" refusal."""
+    return [d for d in ids if running.get(d) == version]
+
+
 def rollout(server, keys, batches, max_failures=0, progress=None, on_start=None, **kw):
     """Update batch after batch (devices of one batch in parallel). A batch with more than max_failures
     failures stops the rollout. on_start(dev_id) hears each device's turn. Returns (results, halted_text or None)."""
@@ -263,14 +270,18 @@ def status_lines(found):
     return ["  ".join(str(c).ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3] for r in rows]
 
 
-def report_lines(results, halted):
-    lines = []
+def report_lines(results, halted, skipped=(), version=""):
+    lines = [f"skip {d}: already running {version}" for d in skipped]
     for r in results:
         mark = "ok  " if r.ok else "FAIL"
         lines.append(f"{mark} {r.device}: {r.before or '?'} -> {r.after or '?'} in {r.seconds:.1f} s: {r.text}")
-    ok = sum(r.ok for r in results)
-    lines.append(f"wisp: {ok} of {len(results)} device(s) updated" + (f"; {halted}" if halted else ""))
+    lines.append("wisp: " + summary(results, halted, skipped, version))
     return lines
+
+
+def summary(results, halted, skipped=(), version=""):
+    return (f"{sum(r.ok for r in results)} of {len(results)} device(s) updated"
+            + (f"; {len(skipped)} already ran {version}" if skipped else "") + (f"; {halted}" if halted else ""))
 
 
 def run(args, host, port, login, key_of, out=print):
@@ -280,33 +291,41 @@ def run(args, host, port, login, key_of, out=print):
         for line in status_lines(status(host, port, ids, login)):
             out(line)
         return 0
-    ids = sorted(_online(host, port, login)) if args.all else args.devices
+    running = _online(host, port, login) if args.all else {}
+    ids = sorted(running) if args.all else args.devices
     if not ids:
         raise OtaError("no device to update: name one (wisp ota dev1) or pass --all" +
                        (" (none is online)" if args.all else ""))
+    version = args.version or otabundle.checkout_version()
+    skipped = already(ids, running, version)
+    ids = [d for d in ids if d not in skipped]
     keys = {d: key_of(d) for d in ids}
     missing = [d for d, k in keys.items() if k is None]
     if missing:
         raise OtaError(f"no signing key for {', '.join(missing)}: updates are signed with the device's key "
                        f"(`wisp provision <id>`, or --fleet DIR)")
-    bundle = otabundle.build(args.version)
-    out(f"wisp: bundle {bundle.version}: {len(bundle.files)} files, {bundle.size} bytes")
-    batches = stages(ids, args.canary, args.then) if args.all else [ids]
-    server = Server(host, port, bundle, login)
-    try:
-        results, halted = rollout(server, keys, batches, args.max_failures, progress=out if args.verbose else None,
-                                  force=args.force, health_s=args.health_s, timeout_s=args.timeout)
-    finally:
-        server.close()
-    for line in report_lines(results, halted):
+    results, halted = [], None
+    if ids:
+        bundle = otabundle.build(version)
+        out(f"wisp: bundle {bundle.version}: {len(bundle.files)} files, {bundle.size} bytes")
+        batches = stages(ids, args.canary, args.then) if args.all else [ids]
+        server = Server(host, port, bundle, login)
+        try:
+            results, halted = rollout(server, keys, batches, args.max_failures,
+                                      progress=out if args.verbose else None,
+                                      force=args.force, health_s=args.health_s, timeout_s=args.timeout)
+        finally:
+            server.close()
+    for line in report_lines(results, halted, skipped, version):
         out(line)
     return 0 if all(r.ok for r in results) and not halted else 1
 
 
 def _online(host, port, login, everyone=False):
+    """{device id: the firmware it runs} of the devices online (everyone: all the broker knows)."""
     from tools import devices
     found = devices.collect(host, port, login)
-    return {d for d, info in found.items() if everyone or info["state"] == "online"}
+    return {d: info["fw"] for d, info in found.items() if everyone or info["state"] == "online"}
 
 
 def stage_size(text):

@@ -61,7 +61,7 @@ _BODY_ERRORS = (400, 408, 413, 415)  # what any request with a body may get (bri
 
 _ROLLOUT = _obj({"rollout": {"type": "object", "nullable": True, "description": "state (building, updating, done, "
                   "halted, failed), version, text, started, finished, stages (lists of ids), halted, devices: "
-                  "{id: {state (waiting, updating, ok, failed, not offered), progress, text, before, after, "
+                  "{id: {state (waiting, updating, ok, failed, not offered, skipped), progress, text, before, after, "
                   "seconds}}"}})
 _UPDATE_OPTIONS = {"version": {"type": "string", "description": "default: VERSION of the bridge's checkout"},
                    "force": {"type": "boolean", "default": False, "description": "allow an older version"},

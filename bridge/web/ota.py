@@ -44,7 +44,8 @@ async def start_rollout(request: web.Request) -> web.Response:
     if not ((_count(then) and then > 0) or (isinstance(then, str) and _THEN.match(then)
                                             and 0 < int(then[:-1]) <= 100)):
         raise BadRequest(400, "'then' must be a stage size: a count (4) or a percentage (\"25%\")")
-    return _start(request, ids, body, canary=canary, then=then, max_failures=max_failures)
+    running = {d: fleet.devices[d].status.get("fw") for d in ids}  # those already on the version are left out
+    return _start(request, ids, body, canary=canary, then=then, max_failures=max_failures, running=running)
 
 
 async def device_update(request: web.Request) -> web.Response:

@@ -386,3 +386,23 @@ def ask_once(rig):
     rig.stack.probe.publish("wisp/dev1/ask", {"v": 1, "id": "after-fuzz", "text": "turn on the porch light"})
     return rig.stack.probe.wait_for("wisp/dev1/reply", lambda r: isinstance(r, dict) and r.get("id") == "after-fuzz",
                                     timeout=30)
+
+
+def test_a_fleet_rollout_run_again_resumes_with_the_devices_not_yet_updated(rig, bundle):
+    """`wisp ota --all` stopped (Ctrl-C, a halted stage) after its canary was updated: run again, it stopped
+    at once, its canary "failed" with "offer refused: already running 0.1.1", and the rest was never offered."""
+    board2 = Board(rig.stack, "dev2", secrets.token_hex(32))
+    try:
+        rig.stack.probe.wait_for("wisp/dev2/status", lambda s: isinstance(s, dict) and s.get("state") == "online",
+                                 timeout=ONLINE_S)
+        assert rig.update(bundle).ok  # dev1, the canary, updated before the rollout stopped
+        env = dict(os.environ, WISP_RUN_DIR=str(rig.stack.dir), WISP_FLEET=str(rig.stack.dir / "fleet"))
+        again = subprocess.run([sys.executable, "-m", "tools.cli", "ota", "--all", "--version", NEW, "--broker",
+                                rig.stack.broker_addr], cwd=str(REPO), env=env, capture_output=True, text=True,
+                               timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert f"skip dev1: already running {NEW}" in again.stdout
+        assert f"ok   dev2: {OLD} -> {NEW}" in again.stdout
+        assert "1 of 1 device(s) updated; 1 already ran 0.1.1" in again.stdout
+    finally:
+        board2.stop()

@@ -108,3 +108,17 @@ def test_bad_update_requests_say_what_to_fix(fleet):
     assert call(fleet, "POST", "/api/ota", {"devices": []})[0] == 400
     assert call(fleet, "POST", "/api/ota", {"all": True, "then": "0%"})[0] == 400
     assert call(fleet, "GET", "/api/ota")[1] == {"rollout": None}
+
+
+def test_a_fleet_rollout_posted_again_leaves_out_the_devices_already_updated(fleet):
+    # the first rollout stopped after its canary, dev1; posted again, dev1 was offered its own version, refused
+    # it, and the whole rollout halted on that "failure" before dev2
+    status, _ = call(fleet, "POST", "/api/devices/dev1/ota", {"version": "0.1.1"})
+    assert status == 202 and _until(lambda: _finished(fleet), "dev1's update")["state"] == "done"
+    _until(lambda: call(fleet, "GET", "/api/devices/dev1")[1]["fw"] == "0.1.1", "dev1 seen on 0.1.1")
+    status, body = call(fleet, "POST", "/api/ota", {"devices": ["dev1", "dev2"], "canary": 1, "version": "0.1.1"})
+    assert status == 202 and body["rollout"]["stages"] == [["dev2"]], body
+    report = _until(lambda: _finished(fleet), "end of the rollout")
+    assert report["state"] == "done", report
+    assert report["devices"]["dev1"] == {"state": "skipped", "text": "already running 0.1.1"}
+    assert report["devices"]["dev2"]["state"] == "ok"
