@@ -62,7 +62,10 @@ def _dial(c):
     ACK), and the broker's address is resolved once (getaddrinfo blocks the loop), then again
     only after a failed connect."""
     if c._addr is None:
-        c._addr = socket.getaddrinfo(c.host, c.port, 0, socket.SOCK_STREAM)[0][-1]
+        try:
+            c._addr = socket.getaddrinfo(c.host, c.port, 0, socket.SOCK_STREAM)[0][-1]
+        except OSError as e:  # an ESP32 says only "OSError(-202)"
+            raise MQTTError("cannot resolve %s: %r" % (c.host, e))
     s = socket.socket()
     try:
         s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY on Linux and lwIP

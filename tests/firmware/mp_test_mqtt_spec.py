@@ -119,6 +119,19 @@ async def test_a_peer_that_is_not_a_broker_fails_the_connect_without_a_huge_read
         await _stop(c, task, broker)
 
 
+async def test_a_broker_name_that_does_not_resolve_is_named():
+    # getaddrinfo's own error is "OSError(-202)" on an ESP32: nothing says the name is the problem
+    logs = []
+    c = MQTTClient("mp-spec", "broker.invalid", 1883, log=logs.append)  # .invalid never resolves
+    task = asyncio.create_task(c.run())
+    try:
+        if not await until(lambda: logs, 5000) or "cannot resolve broker.invalid" not in logs[0]:
+            raise Exception(logs)
+    finally:
+        await c.stop()
+        task.cancel()
+
+
 async def test_connack_refusals_say_why():
     # 3.2.2.3: 4 is a bad user name or password, 5 not authorised (an ACL), 2 a client id the
     # broker does not take (3.1.1 only promises 23 characters of 0-9a-zA-Z)
