@@ -94,8 +94,10 @@ def check(dev, o):
         return "not a version 1 offer"
     if o.get("dev") != dev.id:
         return "bundle is for device %r, not this one" % (o.get("dev"),)
-    from wisp.sched import unix_time
+    from wisp.sched import CLOCK_VALID_AFTER, unix_time
     ts, now = o.get("ts"), unix_time()
+    if now < CLOCK_VALID_AFTER:  # no NTP time yet: sending the offer anew could never help
+        return "the device clock is not set (no NTP time yet), so the offer's age cannot be checked"
     if not isinstance(ts, (int, float)) or not now - limits.CMD_WINDOW_S <= ts <= now + limits.CMD_FUTURE_S:
         # a recorded offer replayed later (a forced downgrade, an update rolled back) is refused
         return "not signed in the last %d s by this device's clock ('ts'): send it anew" % limits.CMD_WINDOW_S

@@ -140,3 +140,16 @@ async def test_an_oversized_offer_is_refused_as_too_large():
     check(await until(lambda: dev.link.on("wisp/t1/ota/state")), "no ota/state")
     eq(dev.link.on("wisp/t1/ota/state")[-1]["text"],
        "offer refused: 5000 bytes, over the device's limit of %d for a message" % limits.MAX_PAYLOAD)
+
+
+def test_an_offer_to_a_device_whose_clock_is_not_set_says_so():
+    # a board that got no NTP time counts from 2000: every offer was refused as "not signed in the last
+    # 300 s by this device's clock ('ts'): send it anew", which no offer sent anew could ever change
+    from wisp import sched
+    real = sched.unix_time
+    sched.unix_time = lambda: 946684800 + 60  # a minute after boot, on a clock that counts from 2000
+    try:
+        eq(ota.check(make_device(), _offer(ts=real())),
+           "the device clock is not set (no NTP time yet), so the offer's age cannot be checked")
+    finally:
+        sched.unix_time = real
