@@ -37,8 +37,12 @@ async def connect(c):
     and then says nothing (or stalls the TLS handshake) cannot hold the supervisor."""
     try:
         await asyncio.wait_for_ms(_handshake(c), c.open_timeout_ms)
-    except Exception:
+    except Exception as e:
         c._addr = None  # the broker may have moved: resolve again next time
+        if isinstance(e, OSError) and e.errno == 104:
+            # ECONNRESET before CONNACK: what a listener does with bytes it does not speak,
+            # mosquitto's with plain MQTT on its TLS port and the reverse
+            raise MQTTError("port %d reset the connection: TLS there and broker.tls off, or the reverse?" % c.port)
         raise
 
 

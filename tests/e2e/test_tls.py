@@ -99,3 +99,28 @@ def test_tls_reconnects_failing_after_the_link_was_up_reset_the_board_once(tmp_p
         for p in procs:
             p.kill()
         b.stop()
+
+
+def test_a_device_on_the_wrong_side_of_tls_is_told_to_check_the_port(tmp_path):
+    # mosquitto resets a connection whose first bytes are not what its listener speaks: the
+    # console said only "OSError(104,)", for a plain device on the TLS port and the reverse
+    good, _rogue, tls_port, b = _cas_and_broker(tmp_path)
+    procs = []
+    try:
+        workdir = tmp_path / "plain"
+        sim.write_config(workdir, "plain", "127.0.0.1", tls_port)  # no "tls": plain MQTT
+        log = open(workdir / "console.log", "ab")
+        procs.append(sim.start_device(workdir, stdout=log, stderr=log))
+        log.close()
+        proc, tls_dir = _device(tmp_path, "tlsdev", b.port, good["ca"])  # TLS to the plain listener
+        procs.append(proc)
+        for where, port in ((workdir, tls_port), (tls_dir, b.port)):
+            console = where / "console.log"
+            failed = "connect to 127.0.0.1:%d failed" % port
+            assert _wait_lines(console, failed, 2) >= 2, console.read_text()
+            line = next(x for x in console.read_text().splitlines() if failed in x)
+            assert "port %d reset the connection: TLS there and broker.tls off, or the reverse?" % port in line, line
+    finally:
+        for p in procs:
+            p.kill()
+        b.stop()
