@@ -208,10 +208,11 @@ def already(ids, running, version):
     return [d for d in ids if running.get(d) == version]
 
 
-def rollout(server, keys, batches, max_failures=0, progress=None, on_start=None, **kw):
+def rollout(server, keys, batches, max_failures=0, progress=None, on_start=None, results=None, **kw):
     """Update batch after batch (devices of one batch in parallel). A batch with more than max_failures
-    failures stops the rollout. on_start(dev_id) hears each device's turn. Returns (results, halted_text or None)."""
-    results = []
+    failures stops the rollout. on_start(dev_id) hears each device's turn. Returns (results, halted_text or None);
+    `results`, when given, is the list they go in, which holds those finished so far if Ctrl-C stops it."""
+    results = [] if results is None else results
     for n, batch in enumerate(batches, 1):
         out = {}
 
@@ -219,11 +220,15 @@ def rollout(server, keys, batches, max_failures=0, progress=None, on_start=None,
             if on_start:
                 on_start(dev_id)
             out[dev_id] = server.update(dev_id, keys[dev_id], progress=progress, **kw)
-        threads = [threading.Thread(target=one, args=(d,)) for d in batch]
+        threads = [threading.Thread(target=one, args=(d,), daemon=True) for d in batch]  # Ctrl-C ends them
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        try:
+            for t in threads:
+                t.join()
+        except KeyboardInterrupt:
+            results += [out[d] for d in batch if d in out]  # what finished before it, for the report
+            raise
         batch_results = [out[d] for d in batch]
         results += batch_results
         failed = [r for r in batch_results if not r.ok]
@@ -279,6 +284,15 @@ def report_lines(results, halted, skipped=(), version=""):
     return lines
 
 
+def interrupted_line(ids, started, results):
+    """What Ctrl-C of a rollout left: the devices it stopped following, and those never offered the update."""
+    done = {r.device for r in results}
+    busy = [d for d in started if d not in done]
+    return (f"wisp: interrupted with {', '.join(busy) or 'no device'} mid-update (a fetch resumes where it "
+            f"stopped at the next offer; a switch goes on by itself), {len(ids) - len(started)} device(s) not "
+            f"offered; run the same command again to go on")
+
+
 def summary(results, halted, skipped=(), version=""):
     return (f"{sum(r.ok for r in results)} of {len(results)} device(s) updated"
             + (f"; {len(skipped)} already ran {version}" if skipped else "") + (f"; {halted}" if halted else ""))
@@ -304,7 +318,7 @@ def run(args, host, port, login, key_of, out=print):
     if missing:
         raise OtaError(f"no signing key for {', '.join(missing)}: updates are signed with the device's key "
                        f"(`wisp provision <id>`, or --fleet DIR)")
-    results, halted = [], None
+    results, halted, started = [], None, []
     if ids:
         bundle = otabundle.build(version)
         out(f"wisp: bundle {bundle.version}: {len(bundle.files)} files, {bundle.size} bytes")
@@ -312,8 +326,14 @@ def run(args, host, port, login, key_of, out=print):
         server = Server(host, port, bundle, login)
         try:
             results, halted = rollout(server, keys, batches, args.max_failures,
-                                      progress=out if args.verbose else None,
-                                      force=args.force, health_s=args.health_s, timeout_s=args.timeout)
+                                      progress=out if args.verbose else None, on_start=started.append,
+                                      results=results, force=args.force, health_s=args.health_s,
+                                      timeout_s=args.timeout)
+        except KeyboardInterrupt:
+            for line in report_lines(results, None, skipped, version)[:-1]:
+                out(line)
+            out(interrupted_line(ids, started, results))
+            raise
         finally:
             server.close()
     for line in report_lines(results, halted, skipped, version):

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -404,5 +405,30 @@ def test_a_fleet_rollout_run_again_resumes_with_the_devices_not_yet_updated(rig,
         assert f"skip dev1: already running {NEW}" in again.stdout
         assert f"ok   dev2: {OLD} -> {NEW}" in again.stdout
         assert "1 of 1 device(s) updated; 1 already ran 0.1.1" in again.stdout
+    finally:
+        board2.stop()
+
+
+def test_ctrl_c_mid_rollout_reports_what_was_done_and_the_run_again_resumes(rig, bundle):
+    """Ctrl-C of `wisp ota --all` in its second stage printed only "wisp: interrupted": not that the canary was
+    updated, nor what was left half-fetched, nor how to go on."""
+    board2 = Board(rig.stack, "dev2", secrets.token_hex(32))
+    env = dict(os.environ, WISP_RUN_DIR=str(rig.stack.dir), WISP_FLEET=str(rig.stack.dir / "fleet"))
+    cmd = [sys.executable, "-m", "tools.cli", "ota", "--all", "--canary", "1", "--then", "1", "--version", NEW,
+           "--broker", rig.stack.broker_addr]
+    try:
+        rig.stack.probe.wait_for("wisp/dev2/status", lambda s: isinstance(s, dict) and s.get("state") == "online",
+                                 timeout=ONLINE_S)
+        run = subprocess.Popen(cmd, cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        rig.stack.probe.wait_for("wisp/dev2/ota/state", lambda s: s.get("state") == "fetching" and s.get("off", 0) > 0,
+                                 timeout=120)
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=20)
+        assert run.returncode == 130, out + err
+        assert f"ok   dev1: {OLD} -> {NEW}" in out, out
+        assert "wisp: interrupted with dev2 mid-update" in out and "run the same command again" in out, out
+        again = subprocess.run(cmd, cwd=str(REPO), env=env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert f"skip dev1: already running {NEW}" in again.stdout and f"ok   dev2: {OLD} -> {NEW}" in again.stdout
     finally:
         board2.stop()
