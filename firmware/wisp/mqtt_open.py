@@ -56,6 +56,9 @@ async def _handshake(c):
     if body[1]:
         code = body[1]
         reason = _CONNACK_ERRORS[code] if code < len(_CONNACK_ERRORS) else str(code)
+        if code > 3:  # 4 or 5 (6+ are reserved): mosquitto answers 5 to a wrong password, an
+            # unknown user and a missing login alike
+            reason += " (broker.user, broker.password?)"
         raise MQTTError("broker refused connection: " + reason)
 
 
