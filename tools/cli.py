@@ -1,6 +1,7 @@
 """The `wisp` command: run the stack, simulate devices, talk to devices, build, flash and deploy boards.
 The commands live in tools/cli_fleet.py (stack and devices over the broker) and tools/cli_board.py (boards)."""
 import argparse
+import os
 import sys
 
 from tools import boards
@@ -229,6 +230,7 @@ def user_errors():
 
 
 INTERRUPTED = 130     # Ctrl-C: what a shell reports for a command SIGINT ended (128 + 2)
+BROKEN_PIPE = 141     # the reader of stdout closed it: what a shell reports for SIGPIPE (128 + 13)
 
 
 def main(argv=None):
@@ -242,6 +244,9 @@ def main(argv=None):
         from tools.listen import BrokerUnreachable
         print(f"wisp: {e}", file=sys.stderr)
         return 3 if isinstance(e, BrokerUnreachable) else 2   # 3: no answer came, as for ask and cmd
+    except BrokenPipeError:  # `wisp devices | head -1`: the reader has all it wanted, nothing went wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit, when stdout is flushed
+        return BROKEN_PIPE
     except OSError as e:   # a file or port the system refused (permission, busy): one line, as the rest
         where = f"{e.filename}: " if e.filename else ""
         print(f"wisp: {where}{e.strerror or e}", file=sys.stderr)

@@ -328,3 +328,25 @@ def test_a_fleet_folder_that_holds_no_fleet_or_a_broken_one_is_named(closed_port
     for argv in (["devices", "--fleet", str(fleet)], ["devices", "--broker", closed_port, "--fleet", str(fleet)]):
         assert wisp(argv) == 2, argv                                # not silently anonymous
         assert f"{fleet / 'secrets.json'}" in one_line(capsys)
+
+
+def test_a_listing_piped_into_a_reader_that_stops_early_ends_quietly(own_broker):
+    """`wisp devices | head -1`: the reader closing the pipe is not an error worth a line on the terminal."""
+    import os
+
+    from tests.support import Probe
+    probe = Probe(own_broker.host, own_broker.port)
+    try:
+        for n in range(3):
+            probe.publish(f"wisp/pipe{n}/status", {"v": 1, "state": "online", "fw": "0.1.0"}, retain=True)
+        r, w = os.pipe()
+        os.close(r)  # the reader has gone before the first line is written
+        try:
+            done = subprocess.run([sys.executable, "-m", "tools.cli", "devices", "--broker",
+                                   f"{own_broker.host}:{own_broker.port}"], stdin=subprocess.DEVNULL, stdout=w,
+                                  stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=60)
+        finally:
+            os.close(w)
+    finally:
+        probe.close()
+    assert done.stderr == "" and done.returncode == 141, (done.returncode, done.stderr)  # 128 + SIGPIPE, as a shell
