@@ -294,8 +294,11 @@ def interrupted_line(ids, started, results):
 
 
 def summary(results, halted, skipped=(), version=""):
+    # every device skipped: all done, or changed code built under the version they run, which none would take
+    nothing = " (changed code needs a new --version to reach them)" if skipped and not results else ""
     return (f"{sum(r.ok for r in results)} of {len(results)} device(s) updated"
-            + (f"; {len(skipped)} already ran {version}" if skipped else "") + (f"; {halted}" if halted else ""))
+            + (f"; {len(skipped)} already ran {version}{nothing}" if skipped else "")
+            + (f"; {halted}" if halted else ""))
 
 
 def run(args, host, port, login, key_of, out=print):

@@ -35,6 +35,16 @@ def test_a_stage_over_the_failure_threshold_stops_the_rollout():
     assert lines[-1] == "wisp: 3 of 4 device(s) updated" and any(line.startswith("FAIL d1") for line in lines)
 
 
+def test_a_rollout_that_finds_every_device_on_its_version_says_how_to_ship_changed_code():
+    """Run again to resume, it is done; but changed code built under the version the devices run reaches none of
+    them, and the summary must not read as if it had."""
+    lines = ota.report_lines([], None, ["d0", "d1"], "0.1.1")
+    assert lines[-1] == ("wisp: 0 of 0 device(s) updated; 2 already ran 0.1.1 (changed code needs a new --version "
+                         "to reach them)")
+    lines = ota.report_lines([ota.Result("d2", True, "ok")], None, ["d0"], "0.1.1")
+    assert lines[-1] == "wisp: 1 of 1 device(s) updated; 1 already ran 0.1.1"
+
+
 def test_bundle_is_the_manifest_then_every_file_with_the_version_stamped():
     b = otabundle.build("7.8.9")
     manifest = b.blob[:b.manifest_size].decode()
