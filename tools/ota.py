@@ -321,6 +321,11 @@ def run(args, host, port, login, key_of, out=print):
     if missing:
         raise OtaError(f"no signing key for {', '.join(missing)}: updates are signed with the device's key "
                        f"(`wisp provision <id>`, or --fleet DIR)")
+    if ids and not args.all:  # a named device that is not online is waited for: say so, not 300 s of silence
+        for d, info in sorted(status(host, port, ids, login).items()):
+            if info["state"] != "online":
+                out(f"wisp: {d} is {'offline' if info['state'] == 'offline' else 'not known to the broker'}: "
+                    f"its update starts when it comes online (waiting up to {args.timeout:g} s)")
     results, halted, started = [], None, []
     if ids:
         bundle = otabundle.build(version)

@@ -221,3 +221,20 @@ def test_another_hosts_update_of_the_device_is_not_taken_for_this_one(broker, mo
         device.publish("wisp/otad6/ota/state", b"", retain=True)
         assert offers == [], "offered again while the device fetched another bundle"
         assert (r.ok, r.text, r.after) == (False, "offer refused: downgrade refused", "0.2.0")
+
+
+def test_a_named_device_that_is_not_online_is_said_to_be_waited_for(own_broker):
+    """`wisp ota dev1` for a device that is off waited its whole timeout without a word."""
+    from tools.cli import build_parser
+    at = f"{own_broker.host}:{own_broker.port}"
+    probe = Probe(own_broker.host, own_broker.port)
+    try:
+        probe.publish("wisp/otaoff/status", {"v": 1, "state": "offline"}, retain=True)
+        args = build_parser().parse_args(["ota", "otaoff", "otanever", "--broker", at, "--timeout", "1"])
+        lines = []
+        assert ota.run(args, own_broker.host, own_broker.port, None, lambda d: bytes(32), out=lines.append) == 1
+    finally:
+        probe.close()
+    assert lines[:2] == [
+        "wisp: otanever is not known to the broker: its update starts when it comes online (waiting up to 1 s)",
+        "wisp: otaoff is offline: its update starts when it comes online (waiting up to 1 s)"], lines
