@@ -9,6 +9,7 @@ through its reboot until it confirms the new version or rolls back.
 import argparse
 import math
 import queue
+import re
 import secrets
 import threading
 import time
@@ -301,6 +302,14 @@ def summary(results, halted, skipped=(), version=""):
             + (f"; {halted}" if halted else ""))
 
 
+def health_seconds(text):
+    """--health-s: whole seconds the device takes (its refusal would lump it in with sizes and file count)."""
+    lo, hi = otabundle.HEALTH_RANGE_S
+    if not re.fullmatch(r"[0-9]+", text.strip()) or not lo <= int(text) <= hi:
+        raise argparse.ArgumentTypeError(f"must be whole seconds {lo}-{hi}, not {text!r}")
+    return int(text)
+
+
 def run(args, host, port, login, key_of, out=print):
     """The `wisp ota` command. key_of(dev_id) -> key bytes or None. Returns the exit status."""
     if args.status:
@@ -384,8 +393,8 @@ def add_parser(sub, fleet_help):
     o.add_argument("--status", action="store_true", help="show what each device runs and its last update")
     o.add_argument("--version", help="version stamped into the bundle (default: VERSION of this checkout)")
     o.add_argument("--force", action="store_true", help="allow a version older than the one running")
-    o.add_argument("--health-s", type=int, default=otabundle.HEALTH_S,
-                   help="seconds the new version has to connect after its reboot (default 60)")
+    o.add_argument("--health-s", type=health_seconds, default=otabundle.HEALTH_S,
+                   help="seconds the new version has to connect after its reboot (default 60, at most 600)")
     from tools.cli import positive_seconds
     o.add_argument("--timeout", type=positive_seconds, default=UPDATE_TIMEOUT_S,
                    help="seconds per device (default 300)")

@@ -18,7 +18,8 @@ from tools import constfold, flashtext, shortnames
 from tools.image import DEFAULT_MARCH, compile_mpy
 from tools.paths import FIRMWARE
 
-HEALTH_S = 60        # seconds the new version has to connect after its reboot
+HEALTH_S = 60        # seconds the new version has to connect after its reboot...
+HEALTH_RANGE_S = (5, 600)  # ...within the device's OTA_HEALTH_MIN_S and OTA_HEALTH_MAX_S (wisp/limits.py)
 VERSION_LINE = re.compile(r'^VERSION = "([0-9.]+)"$', re.M)
 VERSION_RULE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 MAX_VERSION_LEN = 16  # as the device reads it (wisp/ota.py version())

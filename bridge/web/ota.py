@@ -14,7 +14,6 @@ from bridge.web.rest import _body, _device_id, _known
 
 _VERSION = re.compile(r"^[0-9]+(\.[0-9]+){0,3}$")
 _THEN = re.compile(r"^([0-9]{1,3})%$")
-HEALTH_S = (5, 600)  # the device's OTA_HEALTH_MIN_S .. OTA_HEALTH_MAX_S
 _UPDATE_FIELDS = ("version", "force", "health_s")  # what _start reads
 
 
@@ -66,13 +65,15 @@ async def start_device_update(request: web.Request) -> web.Response:
 
 
 def _start(request, ids, body, **stages) -> web.Response:
-    version, force, health_s = body.get("version"), body.get("force", False), body.get("health_s", 60)
+    from tools import otabundle  # here, as bridge/updates.py: the build tools load when an update starts
+    version, force, health_s = body.get("version"), body.get("force", False), body.get("health_s", otabundle.HEALTH_S)
     if version is not None and not (isinstance(version, str) and _VERSION.match(version)):
         raise BadRequest(400, "'version' must be dotted numbers, e.g. \"0.2.0\" (default: the checkout's VERSION)")
     if not isinstance(force, bool):
         raise BadRequest(400, "'force' must be true or false (true allows a version older than the device's)")
-    if not _count(health_s) or not HEALTH_S[0] <= health_s <= HEALTH_S[1]:
-        raise BadRequest(400, f"'health_s' must be {HEALTH_S[0]}-{HEALTH_S[1]} seconds")
+    lo, hi = otabundle.HEALTH_RANGE_S
+    if not _count(health_s) or not lo <= health_s <= hi:
+        raise BadRequest(400, f"'health_s' must be {lo}-{hi} seconds")
     try:
         report = request.app[UPDATES].start(ids, version=version, force=force, health_s=health_s, **stages)
     except Unavailable as e:

@@ -10,7 +10,8 @@ import pytest
 
 from bridge.signing import verify
 from tests.support import Probe
-from tools import ota, otabundle
+from tools import constfold, ota, otabundle
+from tools.paths import FIRMWARE
 
 
 def test_stages_put_the_canary_first_then_batches():
@@ -238,3 +239,18 @@ def test_a_named_device_that_is_not_online_is_said_to_be_waited_for(own_broker):
     assert lines[:2] == [
         "wisp: otanever is not known to the broker: its update starts when it comes online (waiting up to 1 s)",
         "wisp: otaoff is offline: its update starts when it comes online (waiting up to 1 s)"], lines
+
+
+@pytest.mark.parametrize("value", ["0", "4", "601", "1e9", "60.5", "x"])
+def test_a_health_deadline_the_device_would_refuse_is_an_argument_error(value, capsys):
+    """The device refuses an offer whose health_s is outside its bounds, in words that lump it in with sizes and
+    file count; the CLI names the argument before building anything."""
+    from tools.cli import main as wisp
+    with pytest.raises(SystemExit) as exit_:
+        wisp(["ota", "dev1", "--health-s", value])
+    assert exit_.value.code == 2 and "argument --health-s: must be whole seconds 5-600" in capsys.readouterr().err
+
+
+def test_the_health_bounds_are_the_devices():
+    consts = constfold.package_consts(FIRMWARE / constfold.PACKAGE)["wisp.limits"]
+    assert otabundle.HEALTH_RANGE_S == (consts["OTA_HEALTH_MIN_S"], consts["OTA_HEALTH_MAX_S"])
