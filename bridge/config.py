@@ -255,12 +255,21 @@ def _read_toml(path: str | None, env: Mapping[str, str]) -> tuple[dict, str]:
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        with p.open("rb") as f:
-            return tomllib.load(f), str(p)
-    except tomllib.TOMLDecodeError as e:  # its message carries "(at line N, column M)"
-        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+        raw = p.read_bytes()
     except OSError as e:
         raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    try:
+        # a byte-order mark (Windows editors) is no mistake of the file, but TOML readers refuse it
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:  # an editor saved it as Latin-1 or UTF-16: say where, not a traceback
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ConfigError(f"{p}: not UTF-8 (byte 0x{raw[e.start]:02x} at line {line}, column {column}): "
+                          "save it as UTF-8") from None
+    try:
+        return tomllib.loads(text), str(p)
+    except tomllib.TOMLDecodeError as e:  # its message carries "(at line N, column M)"
+        raise ConfigError(f"{p}: invalid TOML: {e}") from None
 
 
 def _table(data: dict, key: str, where: str) -> dict:

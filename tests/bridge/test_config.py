@@ -310,3 +310,28 @@ def test_uvloop_is_turned_off_by_the_words_that_turn_other_flags_off():
     for off in ("0", "false", "No", " off "):  # "false" once kept uvloop
         assert loop_factory({"WISP_UVLOOP": off})[0] is None, off
     assert load_config(env={"WISP_UVLOOP": "off"}) is not None
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ('# Küche\n[broker]\nname = "kitchen"\n'.encode("latin-1"), "not UTF-8 (byte 0xfc at line 1, column 4)"),
+    ('[broker]\nhost = "127.0.0.1"\n'.encode("utf-16"), "not UTF-8 (byte 0xff at line 1, column 1)"),
+], ids=["latin-1", "utf-16"])
+def test_a_config_file_that_is_not_utf8_is_named_with_its_first_bad_byte(tmp_path, data, fragment):
+    """An editor that saved wisp.toml as Latin-1 or UTF-16: one line naming the file, the place and the fix
+    (the bridge's start ended in a UnicodeDecodeError traceback)."""
+    path = tmp_path / "wisp.toml"
+    path.write_bytes(data)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WISP_BROKER": "127.0.0.1:1"}
+    proc = subprocess.run([sys.executable, "-m", "bridge", "--config", str(path)], env=env,
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"{path}: {fragment}: save it as UTF-8" in proc.stderr, proc.stderr
+
+
+def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """Windows editors may start UTF-8 with a byte-order mark, which TOML readers refuse as 'Invalid statement
+    (at line 1, column 1)': nothing in the file is wrong, so the mark is skipped."""
+    path = tmp_path / "wisp.toml"
+    path.write_bytes(b'\xef\xbb\xbf[broker]\nport = 1884\n')
+    assert load_config(str(path), env={}).broker_port == 1884
