@@ -212,7 +212,7 @@ def _apply_http(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, st
     h.host, h.enabled = table.get("host", h.host), table.get("enabled", h.enabled)
     if "port" in table:
         h.port = 0 if table["port"] == 0 else _port(table["port"], f"{where} [http] port")
-    h.token = env.get("WISP_API_TOKEN") or table.get("token") or None  # the environment keeps it out of files
+    h.token = _env_secret(env, "WISP_API_TOKEN") or table.get("token") or None  # the environment keeps it out of files
     addr = env.get("WISP_HTTP")
     if addr:
         try:
@@ -347,6 +347,26 @@ def env_flag(name: str, text: str) -> bool:
     return flag in ("1", "true", "yes", "on")
 
 
+# What surrounds a key pasted or written into an environment: quotes that a docker --env-file keeps as part of the
+# value, typographic ones from a document, a CR from a file saved with CRLF. No API key or token holds any of them.
+_AROUND_SECRETS = " \t\r\n\"'\u201c\u201d\u2018\u2019"
+
+
+def _env_secret(env: Mapping[str, str], name: str) -> str | None:
+    """An API key or token from the environment, without the spaces and quotes around it (sent with them, the
+    provider answers every request 401 though the key is right). None when unset or empty."""
+    raw = env.get(name)
+    if not raw:
+        return None
+    value = raw.strip(_AROUND_SECRETS)
+    if value != raw:
+        log.warning("%s has spaces, line breaks or quotes around it: they are left out of it", name)  # never the key
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ConfigError(f"{name} holds a space or control character inside it, which no API key or token has: "
+                          "check that it was pasted whole")
+    return value or None
+
+
 def _port(value, what: str) -> int:
     try:
         port = int(value) if not isinstance(value, bool) else -1
@@ -360,15 +380,16 @@ def _port(value, what: str) -> int:
 def _env_tiers(env: Mapping[str, str]) -> dict[str, Tier]:
     tiers = {}
     for name, (key_var, url_var, url, model_var, model) in _ENV_TIERS.items():
-        if env.get(key_var):
+        key = _env_secret(env, key_var)
+        if key:
             if env.get(url_var):
                 _url(env[url_var], url_var)
-            tiers[name] = Tier(name, env.get(url_var) or url, env.get(model_var) or model, env[key_var])
+            tiers[name] = Tier(name, env.get(url_var) or url, env.get(model_var) or model, key)
     if env.get("WISP_LOCAL_URL"):
         url = env["WISP_LOCAL_URL"]
         _url(url, "WISP_LOCAL_URL")
         tiers[LOCAL_TIER] = Tier(LOCAL_TIER, url, env.get("WISP_LOCAL_MODEL") or LOCAL_MODEL_DEFAULT,
-                                 env.get("WISP_LOCAL_API_KEY") or None, load_wait_s=LOCAL_LOAD_WAIT_S)
+                                 _env_secret(env, "WISP_LOCAL_API_KEY"), load_wait_s=LOCAL_LOAD_WAIT_S)
     return tiers
 
 
@@ -385,7 +406,7 @@ def _file_tiers(table: dict, where: str, env: Mapping[str, str]) -> dict[str, Ti
         _url(spec["base_url"], f"{at} base_url", spec.get("provider", "openai"))
         key = None
         if "api_key_env" in spec:
-            key = env.get(spec["api_key_env"]) or None
+            key = _env_secret(env, spec["api_key_env"])
             if key is None:
                 # Listing a tier whose key is absent on this machine is normal (one file, many hosts): skip it.
                 log.warning("%s: %s is not set; tier '%s' is not available", at, spec["api_key_env"], name)

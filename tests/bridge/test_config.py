@@ -335,3 +335,24 @@ def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "wisp.toml"
     path.write_bytes(b'\xef\xbb\xbf[broker]\nport = 1884\n')
     assert load_config(str(path), env={}).broker_port == 1884
+
+
+@pytest.mark.parametrize("raw", [" sk-test", "sk-test\r", '"sk-test"', "'sk-test'\n", "“sk-test”"])
+def test_a_key_with_spaces_or_quotes_around_it_is_used_without_them(tmp_path, raw, caplog):
+    """OPENAI_API_KEY=" sk-..." in a shell, a docker --env-file that keeps the quotes, an env file saved with
+    CRLF, quotes pasted from a document: the provider answered every request 401 'check its API key' (or the
+    request failed on a line break in a header), though the key was right. No key or token holds a space or a
+    quote: they are left out, and the log says so without showing the key."""
+    path = write(tmp_path, '[tiers.mine]\nbase_url = "http://h/v1"\nmodel = "m"\napi_key_env = "MY_KEY"\n')
+    cfg = load_config(path, env={"OPENAI_API_KEY": raw, "MY_KEY": raw, "WISP_LOCAL_URL": "http://h/v1",
+                                 "WISP_LOCAL_API_KEY": raw, "WISP_API_TOKEN": raw.replace("sk-", "tok-")})
+    assert [cfg.tiers[t].api_key for t in ("commodity", "mine", "local")] == ["sk-test"] * 3
+    assert cfg.http.token == "tok-test"
+    for name in ("OPENAI_API_KEY", "MY_KEY", "WISP_LOCAL_API_KEY", "WISP_API_TOKEN"):
+        assert f"{name} has spaces, line breaks or quotes around it" in caplog.text
+    assert "sk-test" not in caplog.text and "tok-test" not in caplog.text
+
+
+def test_a_key_with_a_space_inside_is_refused_at_start(tmp_path):
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY holds a space or control character inside it"):
+        load_config(env={"OPENAI_API_KEY": "sk-te st"})
