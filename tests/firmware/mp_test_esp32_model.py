@@ -35,6 +35,72 @@ async def test_a_driver_error_is_logged_and_retried_not_raised():
     check("Wifi Internal Error" in logged[-1], logged)
 
 
+# What the ESP32 driver reports while the board cannot join, as sim_inputs.json "wifi" plays it
+# (the ESP-IDF disconnect reason of each try of the driver's), and what the user must read in the
+# log line each attempt gives. A wrong WPA2 password comes as reason 15 on ESP-IDF 5 (status()
+# stays STAT_CONNECTING) or as 202/205 (STAT_WRONG_PASSWORD); 201 is a name no 2.4 GHz network has.
+WIFI_CASES = (
+    ("wrong password, reported as such", 202, ("wrong password", "wifi.password")),
+    ("wrong password, 'connection failed'", 205, ("wrong password", "wifi.password")),
+    ("wrong password, now and then reported", [15, 205], ("wrong password", "wifi.password")),
+    ("no such network (a typo, or 5 GHz only)", 201, ("not found", "wifi.ssid", "2.4 GHz")),
+    ("router off", False, ("not found", "wifi.ssid", "2.4 GHz")),
+    ("no password for a protected network", 210, ("wrong password", "wifi.password")),
+    ("a driver that tells no reason", 15, ("wifi.password", "wifi.ssid", "2.4 GHz")),
+    ("a handshake timeout", 204, ("wifi.password", "wifi.ssid", "2.4 GHz")),
+)
+
+
+async def test_a_failed_join_says_why_and_what_to_check():
+    board = sim.Board()
+    board.wifi_timeout_ms = 400
+    for case, wifi, words in WIFI_CASES:
+        set_inputs({"wifi": wifi})
+        board.wlan.disconnect()
+        logged = []
+        check(not await board.connect_network(WIFI, logged.append), case + ": connected")
+        eq(len(logged), 1, case + ": log lines of one attempt %r" % logged)
+        for word in words:
+            check(word in logged[0], "%s: %r not in %r" % (case, word, logged[0]))
+        check(logged[0].startswith("error: wifi 'home' did not connect within "), logged[0])
+    set_inputs(None)
+
+
+async def test_the_reason_of_each_attempt_is_its_own():
+    set_inputs({"wifi": 202})  # a wrong password
+    board = sim.Board()
+    board.wifi_timeout_ms = 400
+    logged = []
+    check(not await board.connect_network(WIFI, logged.append), "connected with a wrong password")
+    set_inputs({"wifi": False})  # the router went off meanwhile
+    check(not await board.connect_network(WIFI, logged.append), "connected with no access point")
+    eq(len(logged), 2, "one line per attempt %r" % logged)
+    check("wrong password" in logged[0] and "not found" in logged[1], logged)
+    check(not any("Internal" in line for line in logged), "the retry hit the driver error: %r" % logged)
+    set_inputs(None)
+    check(await board.connect_network(WIFI, logged.append), "did not connect once the router was up")
+
+
+def test_the_simulated_driver_reports_as_micropython_1_26():
+    """status() of ports/esp32/network_wlan.c (v1.26.1): the reasons it names, in its order."""
+    board = sim.Board()
+    wlan = board.wlan
+    set_inputs({"wifi": False})
+    eq(wlan.status(), 1000, "before connect(): STAT_IDLE")
+    wlan.connect("home", "pw")
+    for reason, status in ((201, 201), (210, 210), (211, 211), (212, 212), (202, 202), (205, 202),
+                           (15, 1001), (204, 1001), (200, 1001), (203, 1001)):
+        set_inputs({"wifi": reason})
+        eq(wlan.status(), status, "reason %d" % reason)
+    wlan.disconnect()
+    eq(wlan.status(), 203, "once the driver stops trying, any other reason is passed through")
+    set_inputs(None)
+    wlan.connect("home", "pw")
+    eq(wlan.status(), 1010, "connected: STAT_GOT_IP")
+    wlan.disconnect()
+    eq(wlan.status(), 1000, "after disconnect() of a connected station (reason 8): STAT_IDLE")
+
+
 def test_an_error_at_start_is_logged_then_the_board_resets():
     from wisp import app
     from wisp import log as wlog

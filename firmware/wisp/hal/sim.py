@@ -41,12 +41,18 @@ class SimPin:
 
 
 class SimWLAN:
-    """The ESP32 Wi-Fi driver as it behaves: after connect() it keeps trying by itself until
-    disconnect(), and connect() while it does raises OSError("Wifi Internal Error"). The access
-    point is in range unless sim_inputs.json says "wifi": false."""
+    """The ESP32 Wi-Fi driver as it behaves (MicroPython v1.26.1, ports/esp32/network_wlan.c):
+    after connect() it keeps trying by itself until disconnect(), and connect() while it does
+    raises OSError("Wifi Internal Error"); status() names the ESP-IDF reason the last try failed
+    for only when it is one of a few (status() below). sim_inputs.json "wifi": absent or true,
+    the access point lets it in; false, no access point in range (reason 201); an ESP-IDF reason
+    code, or a list of them taken in turn, each try failing for it: 202 or 205 a refused password,
+    15 a wrong WPA2 password on ESP-IDF 5, 210 a security mismatch. Each status() call while
+    trying sees one more failed try."""
 
     def __init__(self, board):
         self.board, self.trying, self.connects = board, False, 0
+        self.reason, self.tries = 0, 0  # the last try's disconnect reason (0: none yet)
 
     def active(self, on=None):
         return True
@@ -58,10 +64,40 @@ class SimWLAN:
         self.connects += 1
 
     def disconnect(self):
+        if self.isconnected():
+            self.reason = 8  # WIFI_REASON_ASSOC_LEAVE: the driver's event for leaving
         self.trying = False
 
+    def _fails(self):
+        """The reason(s) each try fails for; None: it joins."""
+        given = self.board.inputs().get("wifi", True)
+        return None if given is True else 201 if given is False else given
+
     def isconnected(self):
-        return self.trying and self.board.inputs().get("wifi", True) is not False
+        if self.trying and self._fails() is None:
+            self.reason = 0  # IP_EVENT_STA_GOT_IP clears it
+            return True
+        return False
+
+    def status(self):
+        if self.isconnected():
+            return 1010  # STAT_GOT_IP
+        fails = self._fails()
+        if self.trying:
+            fails = fails if isinstance(fails, list) else [fails]
+            self.reason = fails[self.tries % len(fails)]
+            self.tries += 1
+        r = self.reason
+        # network_wlan_status(), in its order: these reasons are named...
+        if r == 201 or 210 <= r <= 212:  # STAT_NO_AP_FOUND(_W_COMPATIBLE_SECURITY, _IN_..._THRESHOLD)
+            return r
+        if r in (202, 205):  # AUTH_FAIL, CONNECTION_FAIL: STAT_WRONG_PASSWORD
+            return 202
+        if r == 8:
+            return 1000  # STAT_IDLE after disconnect()
+        if self.trying:  # ...any other (15, 200, 203, 204) reads as STAT_CONNECTING, the driver
+            return 1001  # retrying forever (config reconnects=0)
+        return 1000 if r == 0 else r
 
     def ifconfig(self):
         return ("127.0.0.1", "255.0.0.0", "127.0.0.1", "127.0.0.1")
