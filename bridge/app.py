@@ -82,7 +82,7 @@ class Bridge:
         # the answers go out on a second connection that reads its acknowledgements in batches (mqtt_link.py)
         answers = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, publish_only=True, **broker)
         if serve_http:
-            self.fleet = Fleet(link.publish, self.events.publish, cfg.signing_keys)
+            self.fleet = Fleet(link.publish, self.events.publish, cfg.signing_keys, link.subscribed.is_set)
         costs = await open_store(cfg.cost, f"{socket.gethostname()}:{os.getpid()}", self.metrics.cost_recorded)
         http_runner = None
         try:

@@ -41,6 +41,10 @@ class UnknownDevice(Exception):
     """Nothing was ever published for this id."""
 
 
+class NoBroker(Exception):
+    """The bridge's link to the broker is down: nothing can reach a device now."""
+
+
 class PinRefused(Exception):
     """The device refused the signed command a pin change became (its policy, a confirm pin)."""
 
@@ -100,8 +104,11 @@ class Fleet:
     """on_event(event: dict) receives every change as a dashboard event (bridge/web/events.py fans it out)."""
 
     def __init__(self, publish: Callable[..., None], on_event: Callable[[dict], None] = lambda e: None,
-                 keys: dict[str, bytes] | None = None):
+                 keys: dict[str, bytes] | None = None, connected: Callable[[], bool] = lambda: True):
         self._publish = publish
+        # connected(): the link to the broker is up. While it is down a command would wait in the link's outbox,
+        # its caller would time out, and the device would run it whenever the link came back.
+        self._connected = connected
         self._on_event = on_event
         self._keys = keys or {}  # device id -> HMAC key: commands to provisioned devices are signed
         self.devices: dict[str, Device] = {}
@@ -215,6 +222,8 @@ class Fleet:
 
     # ---- what the API asks of devices ------------------------------------------------------------------
     def check_reachable(self, device_id: str) -> Device:
+        if not self._connected():
+            raise NoBroker()
         dev = self.devices.get(device_id)
         if dev is None or (not dev.status and dev.manifest is None):
             raise UnknownDevice(device_id)

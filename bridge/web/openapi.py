@@ -37,7 +37,8 @@ def _err(*codes: int) -> dict:
     text = {400: "bad input (the message says what to fix)", 401: "missing or wrong token",
             404: "unknown device or pin", 408: "the body did not arrive in time", 409: "device offline",
             413: "too large", 415: "a Content-Type no JSON comes as (send Content-Type: application/json)",
-            426: "not a WebSocket upgrade", 429: "too many waiting requests", 503: "too many event clients",
+            426: "not a WebSocket upgrade", 429: "too many waiting requests",
+            503: "too many event clients, or (device requests) the bridge is not connected to its broker",
             504: "the device did not answer in time"}
     out = {str(c): {"description": text[c], "content": {"application/json": {"schema": {"$ref":
            "#/components/schemas/Error"}}}} for c in codes}
@@ -74,7 +75,7 @@ def _accepted(schema: dict) -> dict:
 
 def _listing(what: str, tool: str) -> dict:
     return {"get": {"summary": f"The device's {what} (runs `{tool}` through cmd)", "parameters": [_ID],
-                    "responses": {**_ok(_CMD_RESULT), **_err(400, 401, 404, 409, 429, 504)}}}
+                    "responses": {**_ok(_CMD_RESULT), **_err(400, 401, 404, 409, 429, 503, 504)}}}
 
 
 @lru_cache(maxsize=1)
@@ -105,20 +106,21 @@ def spec() -> dict:
                                                     "maxLength": protocol.MAX_ASK_TEXT},
                                            "timeout_s": {**timeout, "default": 40}}, ["text"])),
                 "responses": {**_ok(_obj({"id": _S, "ok": _B, "text": _S, "path": _S, "tier": _NULLABLE_S,
-                                          "ms": _I})), **_err(*_BODY_ERRORS, 401, 404, 409, 429, 504)}}},
+                                          "ms": _I})), **_err(*_BODY_ERRORS, 401, 404, 409, 429, 503, 504)}}},
             "/api/devices/{id}/cmd": {"post": {
                 "summary": "Run one tool on the device, no LLM, and wait for its result",
                 "parameters": [_ID],
                 "requestBody": _body(_obj({"tool": _S, "args": {"type": "object", "default": {}},
                                            "timeout_s": {**timeout, "default": 10}}, ["tool"])),
-                "responses": {**_ok(_CMD_RESULT), **_err(*_BODY_ERRORS, 401, 404, 409, 429, 504)}}},
+                "responses": {**_ok(_CMD_RESULT), **_err(*_BODY_ERRORS, 401, 404, 409, 429, 503, 504)}}},
             "/api/devices/{id}/pins/{name}": {"post": {
                 "summary": "Switch an output (ON/OFF/TOGGLE) or set a PWM duty (0-100); returns the new state",
                 "parameters": [_ID, {"name": "name", "in": "path", "required": True, "schema": _S}],
                 "requestBody": _body(_obj({"state": {"oneOf": [{"type": "string", "enum": ["ON", "OFF", "TOGGLE"]},
                                                                {"type": "number", "minimum": 0, "maximum": 100}]}},
                                           ["state"])),
-                "responses": {**_ok(_obj({"name": _S, "state": {}})), **_err(*_BODY_ERRORS, 401, 404, 409, 429, 504)}}},
+                "responses": {**_ok(_obj({"name": _S, "state": {}})),
+                              **_err(*_BODY_ERRORS, 401, 404, 409, 429, 503, 504)}}},
             "/api/devices/{id}/schedules": _listing("schedules", "schedule_list"),
             "/api/devices/{id}/routines": _listing("routines", "routine_list"),
             "/api/devices/{id}/memory": _listing("remembered facts", "memory_list"),

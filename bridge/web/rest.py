@@ -150,6 +150,9 @@ async def _wait(coro, device_id: str, timeout: float, what: str):
         return await coro
     except fl.UnknownDevice:
         raise BadRequest(404, f"no device '{device_id}' is known to this bridge; GET /api/devices lists them") from None
+    except fl.NoBroker:
+        raise BadRequest(503, f"this bridge is not connected to its broker: nothing was sent to device {device_id}; "
+                         "try again once it is (the bridge's log says why)") from None
     except fl.DeviceOffline:
         raise BadRequest(409, f"device {device_id} is offline; it cannot answer until it reconnects") from None
     except fl.TooBig as e:

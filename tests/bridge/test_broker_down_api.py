@@ -1,0 +1,54 @@
+"""The bridge's HTTP API while its broker is down: a command is refused at once and never sent later, and
+/metrics tells a scraper the bridge is cut off. Real mosquitto (stopped and started again on its port), the bridge
+in-process with its HTTP server, and the real firmware on the MicroPython unix port as the device."""
+import time
+
+import pytest
+
+from tests.bridge.apistack import ApiStack
+from tests.support import Probe, until
+from tools.broker import start_mosquitto
+
+DEV = "bdown1"
+
+
+@pytest.fixture
+def stack(tmp_path):
+    broker = start_mosquitto(tmp_path / "mosq")
+    s = ApiStack(broker, DEV)
+    s.broker = broker
+    yield s
+    s.close()
+    s.broker.stop()
+
+
+def porch(stack):
+    status, body = stack.call("GET", f"/api/devices/{DEV}")
+    assert status == 200, body
+    return next(p["state"] for p in body["pins"] if p["name"] == "porch_light")
+
+
+def test_a_command_while_the_broker_is_down_is_refused_and_never_runs_later(stack, tmp_path):
+    """Before: the command waited in the link's outbox, the caller got 504 'no cmd/res from device' (blaming the
+    device), and the porch light went on seconds after the broker came back, long after the caller gave up."""
+    assert porch(stack) in (0, "0", "OFF")
+    stack.broker.proc.kill()  # a crash, or the bridge's network cut: no last wills, the devices still look online
+    stack.broker.proc.wait(5)
+    until(lambda: not stack.bridge.bridge._link.subscribed.is_set(), 10, "the bridge to notice")
+    t0 = time.monotonic()
+    status, body = stack.call("POST", f"/api/devices/{DEV}/cmd",
+                              {"tool": "gpio_write", "args": {"pin": "porch_light", "value": 1}, "timeout_s": 5})
+    assert status == 503 and time.monotonic() - t0 < 2, (status, body)
+    assert "not connected to its broker" in body["error"]["message"] and "nothing was sent" in body["error"]["message"]
+    status, body = stack.call("POST", f"/api/devices/{DEV}/pins/porch_light", {"state": "ON"})
+    assert status == 503, (status, body)
+    stack.broker = start_mosquitto(tmp_path / "mosq", port=stack.broker.port)
+    # listening before the bridge is back (its backoff is 1 s at least): what it held back would come now
+    probe = Probe(stack.broker.host, stack.broker.port, topics=(f"wisp/{DEV}/cmd", f"wisp/{DEV}/set/#"))
+    try:
+        until(lambda: stack.bridge.bridge._link.subscribed.is_set(), 40, "the bridge to reconnect")
+        assert probe.drain(2) == []
+    finally:
+        probe.close()
+    stack.wait_online()
+    assert porch(stack) in (0, "0", "OFF")
