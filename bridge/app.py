@@ -88,7 +88,7 @@ class Bridge:
         try:
             async with HttpClient() as http:  # no cap on connections: each tier's max_concurrency bounds them
                 self.router = Router(cfg, provider_factory(http), on_attempt=self.metrics.attempt_ended)
-                self.metrics.watch(self.router, self.fleet, self.events)
+                self.metrics.watch(self.router, self.fleet, self.events, link.subscribed.is_set)
                 # the dashboard's tier events are read only through the HTTP server: none without it
                 self.ctx = HandlerContext(cfg, self.manifests, answers.publish, self.router, costs,
                                           Dedupe(shared=costs),

@@ -63,9 +63,9 @@ class Metrics:
         self._tier_first_output, self._tier_attempts, self._tokens, self._cost = (_Children(m) for m in (
             self.tier_first_output, self.tier_attempts, self.tokens, self.cost))
 
-    def watch(self, router=None, fleet=None, hub=None) -> None:
-        """Live state of these objects, read at every scrape."""
-        self.registry.register(_LiveState(router, fleet, hub))
+    def watch(self, router=None, fleet=None, hub=None, broker=None) -> None:
+        """Live state of these objects, read at every scrape. broker(): the link to the broker is up."""
+        self.registry.register(_LiveState(router, fleet, hub, broker))
 
     def render(self) -> bytes:
         return prometheus_client.generate_latest(self.registry)
@@ -97,10 +97,13 @@ class Metrics:
 class _LiveState:
     """A custom collector: values that belong to other objects, read when Prometheus scrapes."""
 
-    def __init__(self, router, fleet, hub):
-        self.router, self.fleet, self.hub = router, fleet, hub
+    def __init__(self, router, fleet, hub, broker):
+        self.router, self.fleet, self.hub, self.broker = router, fleet, hub, broker
 
     def collect(self):
+        if self.broker is not None:  # without its broker a bridge answers no device, whatever else reads well
+            yield GaugeMetricFamily("wisp_broker_connected", "1 while the bridge is connected and subscribed to "
+                                    "its broker", value=1.0 if self.broker() else 0.0)
         if self.router is not None:
             breaker = GaugeMetricFamily("wisp_tier_breaker_state", "Circuit breaker state per tier (1 = current)",
                                         labels=["tier", "state"])

@@ -52,3 +52,21 @@ def test_a_command_while_the_broker_is_down_is_refused_and_never_runs_later(stac
         probe.close()
     stack.wait_online()
     assert porch(stack) in (0, "0", "OFF")
+
+
+def broker_gauge(stack):
+    status, text = stack.call("GET", "/metrics")
+    assert status == 200, text
+    lines = [line for line in text.splitlines() if line.startswith("wisp_broker_connected ")]
+    return float(lines[0].split()[1]) if lines else None
+
+
+def test_metrics_say_when_the_bridge_has_lost_its_broker(stack, tmp_path):
+    """A bridge without its broker answers no device, while every other series looked as usual: a scraper had
+    nothing to alert on."""
+    assert broker_gauge(stack) == 1
+    stack.broker.proc.kill()
+    stack.broker.proc.wait(5)
+    until(lambda: broker_gauge(stack) == 0, 10, "the gauge to fall")
+    stack.broker = start_mosquitto(tmp_path / "mosq", port=stack.broker.port)
+    until(lambda: broker_gauge(stack) == 1, 40, "the gauge to rise")
