@@ -5,6 +5,7 @@ turns each `llm/req` into a bounded number of concurrent handler tasks.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -66,6 +67,10 @@ class Bridge:
         self._presence_topic = protocol.bridge_status(config.name)
         self._instance = uuid.uuid4().hex[:12]  # tells this process from another bridge of the same name
         self._warned_name = False
+        self._warned_bridges: set[str] = set()  # instances of other bridges whose settings were found at odds
+        # which devices this bridge signs for, as its presence tells other bridges (ids only, never a key)
+        self._keys_id = (hashlib.sha256(",".join(sorted(config.signing_keys)).encode()).hexdigest()[:12]
+                         if config.signing_keys else None)
         # Home Assistant's birth topic, when the bridge announces itself there (None: discovery off)
         self._ha_status = ha.status_topic(config.ha.prefix) if config.ha.discovery else None
 
@@ -76,7 +81,7 @@ class Bridge:
         serve_http = bool(cfg.http.enabled and cfg.http.token)
         broker = dict(user=cfg.broker_user, password=cfg.broker_password, tls=cfg.broker_tls, ca=cfg.broker_ca)
         link = self._link = MqttLink(cfg.broker_host, cfg.broker_port, loop, self._dispatch, shared=cfg.shared,
-                                     extra_topics=(*(FLEET_TOPICS if serve_http else ()), self._presence_topic,
+                                     extra_topics=(*(FLEET_TOPICS if serve_http else ()), protocol.EVERY_BRIDGE,
                                                    *((self._ha_status,) if self._ha_status else ())),
                                      presence=self._presence(), **broker)
         # the answers go out on a second connection that reads its acknowledgements in batches (mqtt_link.py)
@@ -128,7 +133,8 @@ class Bridge:
     def _presence(self) -> tuple[str, bytes, bytes]:
         """(topic, online, offline) of this bridge (docs/protocol.md "Bridge presence")."""
         me = {"v": protocol.VERSION, "name": self.config.name, "instance": self._instance}
-        online = {**me, "state": "online", "tiers": sorted(self.config.tiers), "since": int(time.time())}
+        online = {**me, "state": "online", "tiers": sorted(self.config.tiers), "since": int(time.time()),
+                  "shared": self.config.shared, "keys": self._keys_id}  # what other bridges compare with theirs
         return self._presence_topic, json.dumps(online).encode(), json.dumps({**me, "state": "offline"}).encode()
 
     def _announce_to_ha(self) -> None:
@@ -137,14 +143,19 @@ class Bridge:
             topic, payload = ha.discovery(self.config.name, self.config.ha.prefix)
             self._link.publish(topic, payload, 1, retain=True)
 
-    def _presence_seen(self, payload: bytes) -> None:
-        """Our own presence topic as the broker has it: another bridge of the same name that stopped (or died)
-        marked it offline while we run, so we say online again; one that runs is worth a warning."""
+    def _presence_seen(self, topic: str, name: str, payload: bytes) -> None:
+        """A bridge's presence as the broker has it. On our own topic: another bridge of the same name that stopped
+        (or died) marked it offline while we run, so we say online again; one that runs is worth a warning. Any
+        other bridge that runs is checked for settings that make the two answer a request twice, or not at all."""
         try:
             body = fastjson.loads(payload)
         except ValueError:
             body = None
         if not isinstance(body, dict) or body.get("instance") == self._instance or self._closing:
+            return
+        if body.get("state") == "online":
+            self._compare(name, body)
+        if topic != self._presence_topic:
             return
         if body.get("state") == "offline":
             self._link.publish(self._presence_topic, self._link.presence[1], 1, retain=True)
@@ -153,11 +164,42 @@ class Bridge:
             log.warning("another bridge is also named %r: %s shows online while either runs; give each its own "
                         "name (WISP_BRIDGE_NAME or [broker] name)", self.config.name, self._presence_topic)
 
+    def _compare(self, name: str, body: dict) -> None:
+        """Log, once per instance, what in another running bridge's settings breaks the requests of this broker.
+        Bridges split llm/req only when every one takes it through the shared subscription; a plain one gets each
+        request besides, and answers it again (a second model call, paid). A device whose key a bridge lacks is
+        not served there, and a provisioned device refuses an unsigned answer: it waits out its round."""
+        instance = str(body.get("instance"))
+        if instance in self._warned_bridges:
+            return
+        other, problems = f"bridge {name!r}", []
+        if "shared" in body and not (body["shared"] is True and self.config.shared):
+            if body["shared"] is not True and not self.config.shared:
+                problems.append(f"this bridge and {other} both take every request (plain subscriptions): each is "
+                                "answered, and paid for, twice; on a broker without shared subscriptions run one "
+                                "bridge only")
+            else:
+                plain, sharing = (other, "this one") if self.config.shared else ("this bridge", other)
+                problems.append(f"{plain} takes every request (a plain subscription: WISP_SHARED=0 or [broker] "
+                                f"shared = false) while {sharing} shares them: each request it takes is answered, "
+                                "and paid for, twice; share on every bridge of one broker")
+        if "keys" in body and body["keys"] != self._keys_id:
+            problems.append(f"{other} holds signing keys for other devices than this one (the fleet's "
+                            "secrets.json on one, not on the other, or an older copy): a request that reaches the "
+                            "bridge without its device's key is ignored or its answer refused, and the device waits "
+                            "out its round; give every bridge of one broker the same keys ([signing] keys or "
+                            "WISP_DEVICE_KEYS)")
+        if problems:
+            self._warned_bridges.add(instance)
+            for problem in problems:
+                log.warning("%s", problem)
+
     def _dispatch(self, topic: str, payload: bytes, retained: bool = False) -> None:
         """Runs on the loop for every MQTT message (scheduled there by MqttLink). retained: the broker replays it
         because we subscribed (manifests, statuses and states are retained by design; requests never are)."""
-        if topic == self._presence_topic:
-            self._presence_seen(payload)
+        bridge = protocol.parse_bridge(topic)
+        if bridge is not None:
+            self._presence_seen(topic, bridge, payload)
             return
         if topic == self._ha_status:
             if payload.strip() == b"online" and not retained:  # Home Assistant (re)started: tell it again

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,47 @@ def test_a_discovery_prefix_that_is_no_plain_topic_is_refused(tmp_path, prefix):
     toml.write_text(f'[ha]\nprefix = "{prefix}"\n')
     with pytest.raises(ConfigError, match=r"\[ha\] prefix must be a topic"):
         load_config(str(toml), {})
+
+
+def _logs_say(workdir, words, timeout=15.0):
+    """The logs of every bridge started in workdir, once `words` appear in all of them (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = [p.read_text() for p in sorted(workdir.glob("bridge-*.log"))]
+        if all(words in log for log in logs) or time.monotonic() > deadline:
+            return logs
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("first, second, words", [
+    ({}, {"WISP_SHARED": "0"}, "takes every request (a plain subscription"),
+    ({"WISP_SHARED": "0"}, {"WISP_SHARED": "0"}, "both take every request (plain subscriptions)"),
+    ({"WISP_DEVICE_KEYS": "keys.json"}, {}, "holds signing keys for other devices than this one"),
+], ids=["shared and plain", "two plain", "keys and none"])
+def test_two_bridges_on_one_broker_that_would_answer_twice_or_not_at_all_say_so(own_broker, workdir, first,
+                                                                                 second, words):
+    """Bridges of one broker split the requests between them only when every one shares the subscription: a plain
+    one beside it answered each request a second time (two model calls, paid twice), silently. A bridge with the
+    fleet's signing keys beside one without: a provisioned device refuses the unsigned answers, and the keyed bridge
+    ignores the devices it has no key for, so a request waited out its round on the wrong bridge, silently."""
+    (workdir / "keys.json").write_text(json.dumps({"porch": "ab" * 32}))
+    procs = [start_bridge(own_broker, "one", workdir, **first), start_bridge(own_broker, "two", workdir, **second)]
+    try:
+        logs = _logs_say(workdir, words)
+    finally:
+        for proc in procs:
+            process.end(proc)
+    assert len(logs) == 2 and all(words in log for log in logs), logs
+    assert all("Traceback" not in log for log in logs)
+
+
+def test_two_bridges_that_agree_say_nothing_of_each_other(own_broker, workdir):
+    procs = [start_bridge(own_broker, "one", workdir), start_bridge(own_broker, "two", workdir)]
+    try:
+        logs = _logs_say(workdir, "bridge ready")
+        time.sleep(1)
+        logs = [p.read_text() for p in sorted(workdir.glob("bridge-*.log"))]
+    finally:
+        for proc in procs:
+            process.end(proc)
+    assert all("bridge ready" in log and "WARNING wisp.bridge:" not in log for log in logs), logs
