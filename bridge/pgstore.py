@@ -80,6 +80,13 @@ def _where(url: str) -> str:
     return url.partition("://")[2].rpartition("@")[2]
 
 
+CONNECT_TIMEOUT_S = 10.0  # at start: a database behind a firewall that drops its port answers nothing at all
+
+
+def _why(e: Exception, within_s: float | None = None) -> str:
+    """What went wrong, for the log: a timeout's own text is empty."""
+    return str(e) or (f"no answer within {within_s:g} s" if within_s else "no answer in time")
+
 # what a database that is down, restarting or too slow raises
 STORE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -110,8 +117,9 @@ class PgStore:
             # last fraction of a second of usage rows and claims (a re-send then answered afresh), never corrupt.
             # min_size 0: connections are opened as requests need them, so a database that is down does not
             # make the pool retry (and log) in the background; requests then find out and carry on.
-            self._pool = await asyncpg.create_pool(self.cfg.url, min_size=0, max_size=POOL_MAX, timeout=10,
-                                                   command_timeout=QUERY_TIMEOUT_S, reset=_keep_session,
+            self._pool = await asyncpg.create_pool(self.cfg.url, min_size=0, max_size=POOL_MAX,
+                                                   timeout=CONNECT_TIMEOUT_S, command_timeout=QUERY_TIMEOUT_S,
+                                                   reset=_keep_session,
                                                    server_settings={"synchronous_commit": "off"})
             async with self._pool.acquire() as db:
                 # one bridge creates the tables; others starting at the same moment wait on the lock
@@ -121,7 +129,8 @@ class PgStore:
         except STORE_ERRORS as e:
             if self._pool:
                 await self._pool.close()
-            raise StoreError(f"cannot reach the shared store [cost] url ({_where(self.cfg.url)}): {e}") from e
+            raise StoreError(f"cannot reach the shared store [cost] url ({_where(self.cfg.url)}): "
+                             f"{_why(e, CONNECT_TIMEOUT_S)}") from e
         self._writer_task = asyncio.create_task(self._writer())
         return self
 
@@ -164,7 +173,7 @@ class PgStore:
             self._seen_day_ts = time.time()
             self._seen_spend[(device, day)] = usd or 0.0
         except STORE_ERRORS as e:  # judged on what this bridge saw last
-            log.error("budget check for %s on the shared store failed: %s", device, e)
+            log.error("budget check for %s on the shared store failed: %s", device, _why(e, QUERY_TIMEOUT_S))
         return self.over_budget(device)
 
     def totals(self, by: str = "device", day: str | None = None) -> list[Totals]:
@@ -317,7 +326,7 @@ class PgStore:
                 key = (r[2], r[1])
                 self._seen_spend[key] = self._seen_spend.get(key, 0.0) + r[7]
         except STORE_ERRORS as e:  # a database outage must not take requests down with it
-            log.error("shared store: %d usage row(s) and %d claim(s) lost: %s", len(rows), len(releases), e)
+            log.error("shared store: %d usage row(s) and %d claim(s) lost: %s", len(rows), len(releases), _why(e))
         finally:
             for r in rows:
                 key = (r[2], r[1])

@@ -59,7 +59,8 @@ class Dedupe:
         try:
             got = await self.shared.claim(key, budget_s + LEASE_GRACE_S)
         except Exception as e:  # the store is down: answering twice beats not answering
-            log.error("claim of %s in the shared store failed, answering anyway: %s", key, e)
+            log.error("claim of %s in the shared store failed, answering anyway: %s", key,
+                      str(e) or "no answer in time")  # a timeout's own text is empty
             return Seen.NEW
         if got is True:
             return Seen.NEW

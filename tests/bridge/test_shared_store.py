@@ -306,3 +306,26 @@ def test_concurrent_claims_go_together_and_each_gets_its_own_verdict(pg_url):
                          "class": "interactive", "tier": "local", "calls": 1, "error": None, "usage": None}
     assert theirs[4] is True and theirs[-1] is True  # released, and new
     assert [t for k, t in enumerate(theirs[:-1]) if k not in (3, 4)] == [None] * 19  # a still answers them
+
+
+def test_a_database_address_that_never_answers_is_named_with_why(monkeypatch):
+    """A firewall that drops the port, or a service there that is not PostgreSQL: the connection times out, and
+    the bridge said 'cannot reach the shared store [cost] url (host:port/db): ' with nothing after the colon."""
+    import socket
+
+    from bridge import pgstore
+    from bridge.config import CostConfig
+    from bridge.cost import StoreError
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # takes the TCP connection, never says a word
+    monkeypatch.setattr(pgstore, "CONNECT_TIMEOUT_S", 0.5)
+    port = silent.getsockname()[1]
+    url = f"postgresql://wisp:hunter2@127.0.0.1:{port}/wisp"
+    try:
+        with pytest.raises(StoreError) as info:
+            asyncio.run(pgstore.PgStore(CostConfig(url=url), "test").start())
+    finally:
+        silent.close()
+    assert str(info.value) == (f"cannot reach the shared store [cost] url (127.0.0.1:{port}/wisp): "
+                               "no answer within 0.5 s")
