@@ -19,6 +19,9 @@ DEFAULT_PINS = {
 
 
 PID_FILE = ".sim.pid"   # in a flash root: the process running it (two would corrupt each other)
+# How the firmware ends on the unix port when it resets (machine.reset on a board: the restart button,
+# system_reboot, a fatal error, an update; wisp/hal/sim.py, wispboot.py): its launcher starts it again
+RESET_EXIT = 3
 
 
 class SimError(Exception):

@@ -22,39 +22,61 @@ def run_fleet(ids, host, port, heapsize=None, console=False, root=None, pins=Non
         if dev_id in online:
             raise sim.SimError(f"a device '{dev_id}' is already online on {host}:{port}; two devices with "
                                f"one id knock each other off the broker: pick another --id")
-    devices = []  # (id, object with poll()/terminate()-like stop)
+    devices = []
     try:
         for dev_id in ids:
             workdir = sim.device_dir(dev_id, root)
             sim.write_config(workdir, dev_id, host, port, pins)
             if console:
                 v = vdev.start(workdir, main=str(FIRMWARE / "main.py"), pythonpath=[FIRMWARE])
-                devices.append((dev_id, v.proc, v.stop))
+                devices.append(_Device(dev_id, v.proc, v.stop))    # its supervisor restarts it after a reset
                 sim.mark_running(workdir, v.proc.pid)
                 print(f"wisp: device '{dev_id}' on {host}:{port}, console {v.tty} "
                       f"(wisp repl --port {v.tty})", flush=True)
             else:
-                proc = sim.start_device(workdir, heapsize=heapsize)
-                devices.append((dev_id, proc, _stopper(proc)))
-                sim.mark_running(workdir, proc.pid)
+                def start(workdir=workdir):
+                    proc = sim.start_device(workdir, heapsize=heapsize)
+                    sim.mark_running(workdir, proc.pid)
+                    return proc
+                devices.append(_Device(dev_id, start(), start=start))
                 print(f"wisp: device '{dev_id}' on {host}:{port}, flash root {workdir}", flush=True)
         print(f"wisp: {len(devices)} device(s) running; Ctrl-C stops them all", flush=True)
         return _wait(devices)
     finally:
-        for _dev_id, _proc, stop in devices:
-            stop()
+        for device in devices:
+            device.stop()
 
 
-def _stopper(proc):
-    def stop():
-        if proc.poll() is None:
-            proc.terminate()
+class _Device:
+    """One device of the run. start(), when given, starts its process again after the firmware
+    reset (a board reboots; the unix port exits with sim.RESET_EXIT)."""
+
+    def __init__(self, dev_id, proc, stop=None, start=None):
+        self.id, self.proc, self._stop, self.start = dev_id, proc, stop, start
+
+    def stop(self):
+        if self._stop is not None:
+            self._stop()
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
             try:
-                proc.wait(5)
+                self.proc.wait(5)
             except Exception:
-                proc.kill()
-                proc.wait()
-    return stop
+                self.proc.kill()
+                self.proc.wait()
+
+    def check(self):
+        """True while it runs (started again after a reset); False once it has stopped otherwise."""
+        code = self.proc.poll()
+        if code is None:
+            return True
+        if code == sim.RESET_EXIT and self.start is not None:
+            print(f"wisp: device '{self.id}' reset; starting it again, as a board boots", flush=True)
+            self.proc = self.start()
+            return True
+        print(f"wisp: device '{self.id}' exited with code {code}; stopping all", flush=True)
+        return False
 
 
 def _wait(devices):
@@ -63,10 +85,8 @@ def _wait(devices):
     signal.signal(signal.SIGHUP, lambda *a: stopping.append(True))   # its terminal closed: the devices go too
     try:
         while not stopping:
-            for dev_id, proc, _stop in devices:
-                if proc.poll() is not None:
-                    print(f"wisp: device '{dev_id}' exited with code {proc.returncode}; stopping all", flush=True)
-                    return 1
+            if not all(device.check() for device in devices):
+                return 1
             time.sleep(POLL_S)
     except KeyboardInterrupt:
         print("\nwisp: stopping", flush=True)

@@ -98,3 +98,30 @@ def test_a_second_device_with_the_same_id_is_refused(tmp_path, own_broker):
         first.terminate()
         first.wait(10)
         probe.close()
+
+
+def test_a_device_that_reboots_comes_back_and_the_others_run_on(tmp_path, own_broker):
+    """A reboot (the restart button, system_reboot, a reset after a fatal error) ends the unix port's
+    process with the firmware's reset status; `wisp sim` starts that device again, as a board boots,
+    instead of stopping every device of the run."""
+    probe = Probe(own_broker.host, own_broker.port)
+    proc = _sim(own_broker, tmp_path, "--count", "2")
+    try:
+        for n in (1, 2):
+            probe.wait_for(f"wisp/dev{n}/status", lambda p: p.get("state") == "online", timeout=15)
+        probe.publish("wisp/dev1/cmd", {"v": 1, "id": "r1", "tool": "system_reboot", "args": {"confirm": "reboot"}})
+        assert probe.wait_for("wisp/dev1/cmd/res", timeout=10)["ok"] is True
+        probe.wait_for("wisp/dev1/status", lambda p: p.get("state") == "offline", timeout=15)
+        back = probe.wait_for("wisp/dev1/status", lambda p: p.get("state") == "online" and p.get("boots") == 2,
+                              timeout=20)
+        assert back["boots"] == 2
+        assert proc.poll() is None, proc.stdout.read()
+        probe.publish("wisp/dev2/cmd", {"v": 1, "id": "c1", "tool": "gpio_read", "args": {"pin": "door"}})
+        assert probe.wait_for("wisp/dev2/cmd/res", timeout=10)["ok"] is True
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+        assert "dev1" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        probe.close()
