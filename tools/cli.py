@@ -125,7 +125,8 @@ def build_parser():
     s.add_argument("--state-dir", help="where the devices keep their flash roots (default .wisp/devices)")
     s.add_argument("--pins", metavar="FILE", help="the devices' pins: a JSON object like "
                    '{"fan": {"pin": 18, "mode": "out"}} or a config.json with "pins" (default: four example pins)')
-    s.add_argument("--heapsize", help="MicroPython heap, e.g. 96K or 2M, to check the firmware fits a small board")
+    s.add_argument("--heapsize", help="MicroPython heap, e.g. 256K or 2M: the firmware runs from its .py sources "
+                                      "on this 64-bit port, which needs about 256K (a board's heap: `make heap`)")
     s.set_defaults(func=cmd_sim)
 
     i = sub.add_parser("image", help="build the device's LittleFS filesystem image (.mpy firmware + config)",
