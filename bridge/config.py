@@ -208,6 +208,9 @@ def _apply_signing(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str,
 
 def _apply_http(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, str]) -> None:
     _check(table, _HTTP_KEYS, f"{where} [http]")
+    if "host" in table and not table["host"].strip():  # aiohttp would listen on every interface for ""
+        raise ConfigError(f"{where} [http] host is empty: write 127.0.0.1 (this machine only) or 0.0.0.0 (every "
+                          "interface), or leave it out for 127.0.0.1")
     h = cfg.http
     h.host, h.enabled = table.get("host", h.host), table.get("enabled", h.enabled)
     if "port" in table:
@@ -300,6 +303,9 @@ def _check(table: dict, allowed: dict[str, type], where: str) -> None:
 
 def _apply_broker(cfg: BridgeConfig, table: dict, where: str) -> None:
     _check(table, _BROKER_KEYS, f"{where} [broker]")
+    if "host" in table and not table["host"].strip():
+        raise ConfigError(f"{where} [broker] host is empty: write the broker's name or address, or leave it out "
+                          "for 127.0.0.1")
     cfg.broker_host = table.get("host", cfg.broker_host)
     cfg.broker_port = _port(table.get("port", cfg.broker_port), f"{where} [broker] port")
     cfg.broker_user = table.get("user") or None

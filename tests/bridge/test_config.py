@@ -151,6 +151,10 @@ def test_config_file_from_env_and_cwd(tmp_path):
     ("[broker]\nport = true\n", {}, "port must be an integer"),
     ("[broker]\nport = 70000\n", {}, "TCP port"),
     ("[broker]\nshared = 0\n", {}, "shared must be true or false"),
+    # an empty host is no default: the broker's would be looked up as a name, the API's would listen on every
+    # interface of the machine (aiohttp binds all for "")
+    ("[broker]\nhost = \"\"\n", {}, "[broker] host is empty: write the broker's name or address"),
+    ("[http]\nhost = \" \"\n", {}, "[http] host is empty: write 127.0.0.1 (this machine only) or 0.0.0.0"),
     ("[tiers.x]\nmodel = \"m\"\n", {}, "base_url is required"),
     ("[tiers.x]\nbase_url = \"ftp://h\"\nmodel = \"m\"\n", {}, "must start with http"),
     ("[tiers.x]\nbase_url = \"http://h\"\nmodel = \"m\"\nidle_timeout_s = -1\n", {}, "positive number"),
