@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bridge import protocol
 from bridge.address import split_host_port
@@ -461,6 +462,13 @@ _ENDPOINTS = {"openai": "/chat/completions", "anthropic": "/messages"}
 def _url(value: str, what: str, provider: str = "openai") -> None:
     if not value.startswith(("http://", "https://")):
         raise ConfigError(f"{what} must start with http:// or https://, got {value!r}")
+    try:  # checked here, or every request to the tier fails (a port out of range raised in the middle of a turn)
+        parts = urlsplit(value)
+        ok = bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{what} has no valid host and port (1-65535), got {value!r}")
     endpoint = _ENDPOINTS.get(provider, "")
     if endpoint and value.rstrip("/").endswith(endpoint):
         raise ConfigError(f"{what} is the API's base URL; the bridge adds {endpoint} itself: use "

@@ -167,6 +167,11 @@ def test_config_file_from_env_and_cwd(tmp_path):
     ("", {"WISP_SHARED": "maybe"}, "WISP_SHARED"),
     ("", {"WISP_UVLOOP": "maybe"}, "WISP_UVLOOP must be 0 or 1, got 'maybe'"),
     ("", {"WISP_LOCAL_URL": "127.0.0.1:8080"}, "WISP_LOCAL_URL must start with http"),
+    # accepted before, then every request failed: a traceback per request for the port, 'not an http(s) URL'
+    ("", {"WISP_LOCAL_URL": "http://127.0.0.1:99999/v1"},
+     "WISP_LOCAL_URL has no valid host and port (1-65535), got 'http://127.0.0.1:99999/v1'"),
+    ("[tiers.x]\nbase_url = \"http://\"\nmodel = \"m\"\n", {},
+     "[tiers.x] base_url has no valid host and port (1-65535), got 'http://'"),
     # the endpoint pasted from a server's docs: the bridge adds /chat/completions (or /messages) itself
     ("", {"WISP_LOCAL_URL": "http://127.0.0.1:11434/v1/chat/completions"},
      "WISP_LOCAL_URL is the API's base URL; the bridge adds /chat/completions itself: use http://127.0.0.1:11434/v1"),
