@@ -136,6 +136,8 @@ def parse_tool_args(pairs):
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise ValueError(f"tool argument '{pair}' must look like name=value")
+        if name in out:  # value=1 value=0: which one was meant is a guess, and an actuator acts on it
+            raise ValueError(f"tool argument '{name}' is given twice; give it once")
         try:
             out[name] = fastjson.loads(value)
         except ValueError as e:

@@ -148,6 +148,12 @@ def test_a_cmd_argument_that_is_broken_json_is_refused_naming_it(closed_port):
     assert done.returncode == 3 and "JSON" not in done.stderr  # plain text that starts with [ is sent as text
 
 
+def test_a_cmd_argument_given_twice_is_refused_not_guessed(closed_port):
+    """`wisp cmd dev1 gpio_write pin=fan value=1 value=0` sent value=0: a guess at what was meant, on an actuator."""
+    done = wisp_cli("cmd", "dev1", "gpio_write", "pin=fan", "value=1", "value=0", "--broker", closed_port)
+    assert_one_line(done, 2, "tool argument 'value' is given twice; give it once")
+
+
 def test_a_device_id_no_device_can_have_is_refused_before_the_broker(closed_port):
     # '#' and '+' would be MQTT wildcards (paho raised in its thread), capitals and spaces never match a device
     for argv in (["ask", "dev#", "hi"], ["logs", "dev+x"], ["cmd", "DEV1", "gpio_read"], ["ask", "Dev 1", "hi"],
