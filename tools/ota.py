@@ -24,6 +24,9 @@ OTA_OFFER, OTA_CHUNK = protocol.OTA_OFFER, protocol.OTA_CHUNK
 UPDATE_TIMEOUT_S = 300    # one device, offer to confirmed; a board fetches ~100 KB in well under a minute
 STATUS_WAIT_S = 2.0       # retained status arrives right after subscribing
 OFFER_AGAIN_S = 10.0      # an offer with no answer (device busy or offline) is sent again after this
+# The device's refusal while it has no NTP time yet (firmware/wisp/ota.py check): a board without an RTC battery
+# back from a power cut says so until its clock is set, seconds later; the offer is sent again meanwhile.
+CLOCK_UNSET = "clock is not set"
 
 
 class OtaError(Exception):
@@ -110,7 +113,7 @@ class Server:
         ver = self.bundle.version
         # ask the broker for the retained status once more, now that our inbox exists
         self.listener.client.subscribe(protocol.topic(dev_id, protocol.STATUS), 1)
-        before, online, offered, switched = "", False, 0.0, False
+        before, online, offered, switched, waiting = "", False, 0.0, False, ""
         sent = set()  # this update's offer ids: the device echoes the one it answers
 
         def result(ok, text):
@@ -152,6 +155,10 @@ class Server:
             if state in ("fetching", "stalled", "verifying", "rebooting") and body.get("ver") != ver:
                 continue  # the transfer of another host's bundle, which took over from ours
             after_fw = str(body.get("fw") or after_fw)  # what it runs as it says this: its status may come later
+            if state == "refused" and CLOCK_UNSET in text and not switched:
+                waiting = text  # what to say if its clock is never set before the deadline
+                progress(f"{dev_id}: {text}; offering again in {OFFER_AGAIN_S:g} s")
+                continue  # `offered` stands: the next offer goes out OFFER_AGAIN_S after this one
             if state == "refused" or state == "failed":
                 return result(False, text)
             if state == "fetching":
@@ -167,7 +174,8 @@ class Server:
             elif state == "rolled back":
                 return result(False, text)
         return result(False, f"no outcome within {timeout_s:g} s"
-                      + (" after the switch" if switched else " (is the device online and provisioned?)"))
+                      + (" after the switch" if switched else f": {waiting}" if waiting
+                         else " (is the device online and provisioned?)"))
 
     def close(self):
         self.listener.close()

@@ -254,3 +254,33 @@ def test_a_health_deadline_the_device_would_refuse_is_an_argument_error(value, c
 def test_the_health_bounds_are_the_devices():
     consts = constfold.package_consts(FIRMWARE / constfold.PACKAGE)["wisp.limits"]
     assert otabundle.HEALTH_RANGE_S == (consts["OTA_HEALTH_MIN_S"], consts["OTA_HEALTH_MAX_S"])
+
+
+CLOCK_REFUSAL = "offer refused: the device clock is not set (no NTP time yet), so the offer's age cannot be checked"
+
+
+def test_a_device_whose_clock_is_not_set_yet_is_offered_again_not_failed(broker, monkeypatch):
+    # a board without an RTC battery, back from a power cut mid-update, is online seconds before NTP sets its
+    # clock: the host took its "clock is not set" refusal as the update's end, though a second offer would do
+    monkeypatch.setattr(ota, "OFFER_AGAIN_S", 0.5)
+    with _update_of(broker, "otad7", online_before=True) as (device, outcome):
+        first = device.wait_for("wisp/otad7/ota/offer", timeout=5)
+        device.publish("wisp/otad7/ota/state", {"v": 1, "state": "refused", "id": first["id"], "text": CLOCK_REFUSAL})
+        second = device.wait_for("wisp/otad7/ota/offer", timeout=5)  # its clock is set by now
+        device.publish("wisp/otad7/ota/state", {"v": 1, "state": "refused", "id": second["id"],
+                                                "text": "offer refused: downgrade from 0.1.0 to 0.0.9 refused"})
+        assert outcome().text == "offer refused: downgrade from 0.1.0 to 0.0.9 refused"
+
+
+def test_a_device_whose_clock_is_never_set_ends_the_update_saying_so(broker, monkeypatch):
+    monkeypatch.setattr(ota, "OFFER_AGAIN_S", 0.5)
+    with _update_of(broker, "otad8", online_before=True) as (device, outcome):
+        def refuse_each():  # every offer, until the update gives up and no more come
+            with contextlib.suppress(TimeoutError):
+                while offer := device.wait_for("wisp/otad8/ota/offer", timeout=3):
+                    device.publish("wisp/otad8/ota/state", {"v": 1, "state": "refused", "id": offer["id"],
+                                                            "text": CLOCK_REFUSAL})
+        refuser = threading.Thread(target=refuse_each, daemon=True)
+        refuser.start()
+        r = outcome()
+    assert (r.ok, r.text) == (False, f"no outcome within 10 s: {CLOCK_REFUSAL}")
