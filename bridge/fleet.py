@@ -221,6 +221,9 @@ class Fleet:
             fut.set_result(msg)
 
     # ---- what the API asks of devices ------------------------------------------------------------------
+    def broker_connected(self) -> bool:
+        return bool(self._connected())
+
     def check_reachable(self, device_id: str) -> Device:
         if not self._connected():
             raise NoBroker()

@@ -94,7 +94,8 @@ def spec() -> dict:
         "paths": {
             "/api/devices": {"get": {
                 "summary": "All devices this bridge has heard of",
-                "responses": {**_ok(_obj({"devices": {"type": "array", "items": _DEVICE_SUMMARY}})), **_err(401)}}},
+                "responses": {**_ok(_obj({"devices": {"type": "array", "items": _DEVICE_SUMMARY},
+                                           "broker_connected": _B})), **_err(401)}}},
             "/api/devices/{id}": {"get": {
                 "summary": "One device: status, manifest, pins with their states, recent events",
                 "parameters": [_ID],

@@ -64,7 +64,9 @@ async def openapi(request: web.Request) -> web.Response:
 # ---- devices --------------------------------------------------------------------------------------------------
 async def devices(request: web.Request) -> web.Response:
     fleet = request.app[FLEET]
-    return web.json_response({"devices": [fleet.devices[k].summary() for k in sorted(fleet.devices)]})
+    # without its broker the bridge hears no device: their states are the last it saw, and nothing can be sent
+    return web.json_response({"devices": [fleet.devices[k].summary() for k in sorted(fleet.devices)],
+                              "broker_connected": fleet.broker_connected()})
 
 
 async def device(request: web.Request) -> web.Response:

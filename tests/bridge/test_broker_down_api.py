@@ -1,6 +1,7 @@
 """The bridge's HTTP API while its broker is down: a command is refused at once and never sent later, and
-/metrics tells a scraper the bridge is cut off. Real mosquitto (stopped and started again on its port), the bridge
-in-process with its HTTP server, and the real firmware on the MicroPython unix port as the device."""
+/metrics and the device list tell a scraper and the dashboard the bridge is cut off. Real mosquitto (stopped and
+started again on its port), the bridge in-process with its HTTP server, and the real firmware on the MicroPython
+unix port as the device."""
 import time
 
 import pytest
@@ -64,9 +65,17 @@ def broker_gauge(stack):
 def test_metrics_say_when_the_bridge_has_lost_its_broker(stack, tmp_path):
     """A bridge without its broker answers no device, while every other series looked as usual: a scraper had
     nothing to alert on."""
-    assert broker_gauge(stack) == 1
+    assert broker_gauge(stack) == 1 and listed_connected(stack) is True
     stack.broker.proc.kill()
     stack.broker.proc.wait(5)
     until(lambda: broker_gauge(stack) == 0, 10, "the gauge to fall")
+    assert listed_connected(stack) is False  # the device list says its states are the last heard, too
     stack.broker = start_mosquitto(tmp_path / "mosq", port=stack.broker.port)
     until(lambda: broker_gauge(stack) == 1, 40, "the gauge to rise")
+    assert listed_connected(stack) is True
+
+
+def listed_connected(stack):
+    status, body = stack.call("GET", "/api/devices")
+    assert status == 200, body
+    return body["broker_connected"]

@@ -163,3 +163,20 @@ def test_fleet_page_charts_the_recent_rounds_even_after_a_reload(stack, browser,
     dots = _wait(browser, "dots in the latency chart", two_dots)
     assert len(dots) >= 2  # round 0 (the tool call) and round 1 (the answer) of the chat
     _screenshot(browser, tmp_path, "dashboard-fleet.png")
+
+
+def test_the_fleet_page_says_when_the_bridge_has_lost_its_broker(stack, browser):
+    """Without its broker the bridge hears no device, and the page kept showing them online as if all were well.
+    Last in this file: the broker is stopped and started again (the devices reconnect)."""
+    browser.get(f"{stack.url}/#/")
+    _wait(browser, "device dash1 listed", lambda d: d.find_element(By.CSS_SELECTOR, 'a[data-device="dash1"]'))
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-broker="down"]')
+    stack.stop_broker()
+    try:
+        warning = WebDriverWait(browser, 20, poll_frequency=0.1).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, '[data-broker="down"]'))
+        assert "lost its broker" in warning[0].text
+    finally:
+        stack.start_broker()
+    WebDriverWait(browser, 40, poll_frequency=0.2).until(
+        lambda d: not d.find_elements(By.CSS_SELECTOR, '[data-broker="down"]'))

@@ -144,7 +144,9 @@ function fleetView(view) {
     try {
       const [d, t, u, week] = await Promise.all([api("/api/devices"), api("/api/tiers"), api("/api/usage"),
                                                  api("/api/usage?days=7")]);
-      devices.replaceChildren(fleetTable(d.devices));
+      const cutOff = d.broker_connected === false ? [el("p", {class: "error", "data-broker": "down"},
+        "This bridge has lost its broker: the devices are shown as it last heard them, and nothing can be sent to them.")] : [];
+      devices.replaceChildren(...cutOff, fleetTable(d.devices));
       tiers.replaceChildren(tierTable(t.tiers, u.by_tier));
       last = {t, u, week};
       drawCharts();
