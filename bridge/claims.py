@@ -266,9 +266,27 @@ def _connect(path: Path) -> sqlite3.Connection:
     # isolation_level None: the transactions are the explicit BEGIN IMMEDIATE ... COMMIT above; timeout 0: a
     # busy file is waited for by _begin(), not by SQLite's busy handler
     db = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")  # as cost.py: readers never block the writers
+    wal_mode(db)  # as cost.py: readers never block the writers
     db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+WAL_WAIT_S = 10.0  # how long a bridge waits for another to finish turning a new file to WAL
+
+
+def wal_mode(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode. Turning a new file to WAL takes it whole, and SQLite answers "database is locked"
+    at once, without its busy wait, while another process does the same: two bridges started together on one
+    new file (2 in 3 tries here) would have one refuse to start. The first one's switch takes milliseconds."""
+    deadline = time.monotonic() + WAL_WAIT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _begin(db: sqlite3.Connection) -> None:

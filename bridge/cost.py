@@ -109,7 +109,7 @@ class CostStore:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10)
-        db.execute("PRAGMA journal_mode=WAL")  # readers (reports, other bridges) do not block the writer
+        claims.wal_mode(db)  # readers (reports, other bridges) do not block the writer
         # WAL + NORMAL: a commit does not wait for fsync; a power cut may lose the last commits, never corrupt
         db.execute("PRAGMA synchronous=NORMAL")
         return db
