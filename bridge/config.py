@@ -9,14 +9,24 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from bridge import protocol
 from bridge.address import split_host_port
+from bridge.config_values import (
+    ConfigError,
+    NonNegative,
+    check_keys,
+    check_url,
+    env_flag,
+    env_secret,
+    quoted_names,
+    read_toml,
+    section,
+    tcp_port,
+)
 
 log = logging.getLogger("wisp.bridge.config")
 
@@ -28,7 +38,6 @@ DEFAULT_ROUTES = {
     "private": [LOCAL_TIER],
 }
 DEFAULT_BROKER = "127.0.0.1:1883"
-DEFAULT_CONFIG_FILE = "wisp.toml"
 DIALECTS = ("openai", "gemini", "ollama", "llamacpp", "cerebras")  # schema rules an OpenAI-compatible server follows
 PROVIDERS = ("openai", "anthropic")  # wire formats: OpenAI-compatible chat completions, Anthropic messages
 DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT = "127.0.0.1", 8787
@@ -53,10 +62,6 @@ BUILTIN_TIERS = (*_ENV_TIERS, LOCAL_TIER)
 
 
 
-class NonNegative(float):
-    """Marker type for _check: a number >= 0 (prices, budgets), where float means > 0."""
-
-
 _HA_KEYS = {"discovery": bool, "prefix": str}
 _BROKER_KEYS = {"host": str, "port": int, "user": str, "password": str, "shared": bool, "tls": bool, "ca": str,
                 "name": str}
@@ -68,13 +73,6 @@ _TIER_KEYS = {"provider": str, "base_url": str, "model": str, "api_key_env": str
 _HTTP_KEYS = {"host": str, "port": int, "token": str, "enabled": bool}
 _COST_KEYS = {"db": str, "url": str, "daily_budget_usd": NonNegative, "devices": dict}
 _ROUTING_KEYS = {"hedge": bool, "max_attempts": int, "repair_turns": int}
-_SECRET_KEYS = ("password", "token")  # a wrong value is still a secret: errors name its type, never the value
-
-
-class ConfigError(Exception):
-    """A configuration problem, phrased for the person who has to fix it."""
-
-
 @dataclass(frozen=True)
 class Tier:
     name: str
@@ -158,35 +156,35 @@ class BridgeConfig:
 
 
 def load_config(path: str | None = None, env: Mapping[str, str] = os.environ) -> BridgeConfig:
-    data, where = _read_toml(path, env)
+    data, where = read_toml(path, env)
     sections = ("broker", "tiers", "routes", "http", "cost", "routing", "signing", "ha")
     unknown = set(data) - set(sections)
     if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {_names(unknown)}; expected {', '.join(sections)}")
+        raise ConfigError(f"{where}: unknown section(s) {quoted_names(unknown)}; expected {', '.join(sections)}")
     cfg = BridgeConfig()
-    _apply_broker(cfg, _table(data, "broker", where), where)
+    _apply_broker(cfg, section(data, "broker", where), where)
     _apply_broker_env(cfg, env)
-    file_tiers = _table(data, "tiers", where)
+    file_tiers = section(data, "tiers", where)
     cfg.tiers = _env_tiers(env)
     cfg.tiers.update(_file_tiers(file_tiers, where, env))
     # A route may name a tier that is merely not configured here (no key); only a name nobody defines is an error.
     known = set(BUILTIN_TIERS) | set(file_tiers)
-    cfg.routes.update(_file_routes(_table(data, "routes", where), where, known))
-    _apply_http(cfg, _table(data, "http", where), where, env)
-    _apply_cost(cfg, _table(data, "cost", where), where, env)
-    routing = _table(data, "routing", where)
-    _check(routing, _ROUTING_KEYS, f"{where} [routing]")
+    cfg.routes.update(_file_routes(section(data, "routes", where), where, known))
+    _apply_http(cfg, section(data, "http", where), where, env)
+    _apply_cost(cfg, section(data, "cost", where), where, env)
+    routing = section(data, "routing", where)
+    check_keys(routing, _ROUTING_KEYS, f"{where} [routing]")
     for key, lo in (("max_attempts", 1), ("repair_turns", 0)):
         if key in routing and not lo <= routing[key] <= 10:
             raise ConfigError(f"{where} [routing] {key} must be between {lo} and 10, got {routing[key]!r}")
     cfg.routing = RoutingConfig(**routing)
-    _apply_signing(cfg, _table(data, "signing", where), where, env)
-    _apply_ha(cfg, _table(data, "ha", where), where, env)
+    _apply_signing(cfg, section(data, "signing", where), where, env)
+    _apply_ha(cfg, section(data, "ha", where), where, env)
     return cfg
 
 
 def _apply_ha(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, str]) -> None:
-    _check(table, _HA_KEYS, f"{where} [ha]")
+    check_keys(table, _HA_KEYS, f"{where} [ha]")
     cfg.ha = HaConfig(**table)
     prefix = cfg.ha.prefix
     if not prefix or prefix.startswith("/") or prefix.endswith("/") or set(prefix) & set("+#\0"):
@@ -200,7 +198,7 @@ def _apply_signing(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str,
     """[signing] keys = path of the fleet's secrets.json (or $WISP_DEVICE_KEYS): llm/res to those
     devices goes out signed (docs/security.md)."""
     from bridge.signing import load_keys
-    _check(table, {"keys": str}, f"{where} [signing]")
+    check_keys(table, {"keys": str}, f"{where} [signing]")
     try:
         cfg.signing_keys = load_keys(env.get("WISP_DEVICE_KEYS") or table.get("keys"))
     except ValueError as e:
@@ -208,15 +206,15 @@ def _apply_signing(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str,
 
 
 def _apply_http(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, str]) -> None:
-    _check(table, _HTTP_KEYS, f"{where} [http]")
+    check_keys(table, _HTTP_KEYS, f"{where} [http]")
     if "host" in table and not table["host"].strip():  # aiohttp would listen on every interface for ""
         raise ConfigError(f"{where} [http] host is empty: write 127.0.0.1 (this machine only) or 0.0.0.0 (every "
                           "interface), or leave it out for 127.0.0.1")
     h = cfg.http
     h.host, h.enabled = table.get("host", h.host), table.get("enabled", h.enabled)
     if "port" in table:
-        h.port = 0 if table["port"] == 0 else _port(table["port"], f"{where} [http] port")
-    h.token = _env_secret(env, "WISP_API_TOKEN") or table.get("token") or None  # the environment keeps it out of files
+        h.port = 0 if table["port"] == 0 else tcp_port(table["port"], f"{where} [http] port")
+    h.token = env_secret(env, "WISP_API_TOKEN") or table.get("token") or None  # the environment keeps it out of files
     addr = env.get("WISP_HTTP")
     if addr:
         try:
@@ -227,7 +225,7 @@ def _apply_http(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, st
 
 def _apply_cost(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, str]) -> None:
     at = f"{where} [cost]"
-    _check(table, _COST_KEYS, at)
+    check_keys(table, _COST_KEYS, at)
     devices = table.get("devices", {})
     for dev, usd in devices.items():
         if isinstance(usd, bool) or not isinstance(usd, (int, float)) or usd < 0:
@@ -249,66 +247,13 @@ def _apply_cost(cfg: BridgeConfig, table: dict, where: str, env: Mapping[str, st
     cfg.cost = CostConfig(db, float(budget), {k: float(v) for k, v in devices.items()}, url)
 
 
-def _read_toml(path: str | None, env: Mapping[str, str]) -> tuple[dict, str]:
-    explicit = path or env.get("WISP_CONFIG") or None
-    if explicit is None:
-        if not Path(DEFAULT_CONFIG_FILE).is_file():
-            return {}, "environment"  # no file at all is fine: everything can come from the environment
-        explicit = DEFAULT_CONFIG_FILE
-    p = Path(explicit)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
-    try:
-        # a byte-order mark (Windows editors) is no mistake of the file, but TOML readers refuse it
-        text = raw.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as e:  # an editor saved it as Latin-1 or UTF-16: say where, not a traceback
-        line = raw.count(b"\n", 0, e.start) + 1
-        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
-        raise ConfigError(f"{p}: not UTF-8 (byte 0x{raw[e.start]:02x} at line {line}, column {column}): "
-                          "save it as UTF-8") from None
-    try:
-        return tomllib.loads(text), str(p)
-    except tomllib.TOMLDecodeError as e:  # its message carries "(at line N, column M)"
-        raise ConfigError(f"{p}: invalid TOML: {e}") from None
-
-
-def _table(data: dict, key: str, where: str) -> dict:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: [{key}] must be a table")
-    return value
-
-
-def _check(table: dict, allowed: dict[str, type], where: str) -> None:
-    unknown = set(table) - set(allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {_names(unknown)}; allowed: {', '.join(allowed)}")
-    for key, want in allowed.items():
-        if key not in table:
-            continue
-        value = table[key]
-        # bool is an int in Python; a port of `true` is a mistake, not 1
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        ok = (number and value >= 0 if want is NonNegative else number and value > 0 if want is float
-              else isinstance(value, want) and (want is bool or not isinstance(value, bool)))
-        if not ok:
-            kind = {NonNegative: "a number >= 0", float: "a positive number", str: "a string",
-                    int: "an integer", bool: "true or false", dict: "a table"}[want]
-            shown = f"a value of type {type(value).__name__} (not shown)" if key in _SECRET_KEYS else repr(value)
-            raise ConfigError(f"{where}: {key} must be {kind}, got {shown}")
-
-
 def _apply_broker(cfg: BridgeConfig, table: dict, where: str) -> None:
-    _check(table, _BROKER_KEYS, f"{where} [broker]")
+    check_keys(table, _BROKER_KEYS, f"{where} [broker]")
     if "host" in table and not table["host"].strip():
         raise ConfigError(f"{where} [broker] host is empty: write the broker's name or address, or leave it out "
                           "for 127.0.0.1")
     cfg.broker_host = table.get("host", cfg.broker_host)
-    cfg.broker_port = _port(table.get("port", cfg.broker_port), f"{where} [broker] port")
+    cfg.broker_port = tcp_port(table.get("port", cfg.broker_port), f"{where} [broker] port")
     cfg.broker_user = table.get("user") or None
     cfg.broker_password = table.get("password") or None
     cfg.shared = table.get("shared", cfg.shared)
@@ -346,57 +291,19 @@ def _apply_broker_env(cfg: BridgeConfig, env: Mapping[str, str]) -> None:
         env_flag("WISP_UVLOOP", env["WISP_UVLOOP"])
 
 
-def env_flag(name: str, text: str) -> bool:
-    """An on/off environment variable: 1/0, true/false, yes/no, on/off; anything else is a ConfigError."""
-    flag = text.strip().lower()
-    if flag not in ("0", "1", "false", "true", "no", "yes", "off", "on"):
-        raise ConfigError(f"{name} must be 0 or 1, got {text!r}")
-    return flag in ("1", "true", "yes", "on")
-
-
-# What surrounds a key pasted or written into an environment: quotes that a docker --env-file keeps as part of the
-# value, typographic ones from a document, a CR from a file saved with CRLF. No API key or token holds any of them.
-_AROUND_SECRETS = " \t\r\n\"'\u201c\u201d\u2018\u2019"
-
-
-def _env_secret(env: Mapping[str, str], name: str) -> str | None:
-    """An API key or token from the environment, without the spaces and quotes around it (sent with them, the
-    provider answers every request 401 though the key is right). None when unset or empty."""
-    raw = env.get(name)
-    if not raw:
-        return None
-    value = raw.strip(_AROUND_SECRETS)
-    if value != raw:
-        log.warning("%s has spaces, line breaks or quotes around it: they are left out of it", name)  # never the key
-    if any(c.isspace() or not c.isprintable() for c in value):
-        raise ConfigError(f"{name} holds a space or control character inside it, which no API key or token has: "
-                          "check that it was pasted whole")
-    return value or None
-
-
-def _port(value, what: str) -> int:
-    try:
-        port = int(value) if not isinstance(value, bool) else -1
-    except (TypeError, ValueError):
-        port = -1
-    if not 0 < port < 65536:
-        raise ConfigError(f"{what} must be a TCP port (1-65535), got {value!r}")
-    return port
-
-
 def _env_tiers(env: Mapping[str, str]) -> dict[str, Tier]:
     tiers = {}
     for name, (key_var, url_var, url, model_var, model) in _ENV_TIERS.items():
-        key = _env_secret(env, key_var)
+        key = env_secret(env, key_var)
         if key:
             if env.get(url_var):
-                _url(env[url_var], url_var)
+                check_url(env[url_var], url_var)
             tiers[name] = Tier(name, env.get(url_var) or url, env.get(model_var) or model, key)
     if env.get("WISP_LOCAL_URL"):
         url = env["WISP_LOCAL_URL"]
-        _url(url, "WISP_LOCAL_URL")
+        check_url(url, "WISP_LOCAL_URL")
         tiers[LOCAL_TIER] = Tier(LOCAL_TIER, url, env.get("WISP_LOCAL_MODEL") or LOCAL_MODEL_DEFAULT,
-                                 _env_secret(env, "WISP_LOCAL_API_KEY"), load_wait_s=LOCAL_LOAD_WAIT_S)
+                                 env_secret(env, "WISP_LOCAL_API_KEY"), load_wait_s=LOCAL_LOAD_WAIT_S)
     return tiers
 
 
@@ -406,14 +313,14 @@ def _file_tiers(table: dict, where: str, env: Mapping[str, str]) -> dict[str, Ti
         at = f"{where} [tiers.{name}]"
         if not isinstance(spec, dict):
             raise ConfigError(f"{at} must be a table")
-        _check(spec, _TIER_KEYS, at)
+        check_keys(spec, _TIER_KEYS, at)
         for required in ("base_url", "model"):
             if not spec.get(required):
                 raise ConfigError(f"{at}: {required} is required")
-        _url(spec["base_url"], f"{at} base_url", spec.get("provider", "openai"))
+        check_url(spec["base_url"], f"{at} base_url", spec.get("provider", "openai"))
         key = None
         if "api_key_env" in spec:
-            key = _env_secret(env, spec["api_key_env"])
+            key = env_secret(env, spec["api_key_env"])
             if key is None:
                 # Listing a tier whose key is absent on this machine is normal (one file, many hosts): skip it.
                 log.warning("%s: %s is not set; tier '%s' is not available", at, spec["api_key_env"], name)
@@ -438,7 +345,7 @@ def _file_tiers(table: dict, where: str, env: Mapping[str, str]) -> dict[str, Ti
 def _file_routes(table: dict, where: str, known: set[str]) -> dict[str, list[str]]:
     unknown = set(table) - set(REQUEST_CLASSES)
     if unknown:
-        raise ConfigError(f"{where} [routes]: unknown class(es) {_names(unknown)}; "
+        raise ConfigError(f"{where} [routes]: unknown class(es) {quoted_names(unknown)}; "
                           f"allowed: {', '.join(REQUEST_CLASSES)}")
     routes = {}
     for cls, names in table.items():
@@ -452,28 +359,3 @@ def _file_routes(table: dict, where: str, known: set[str]) -> dict[str, list[str
             raise ConfigError(f"{at}: private requests never leave the '{LOCAL_TIER}' tier")
         routes[cls] = list(names)
     return routes
-
-
-# what the providers add to a tier's base_url (bridge/providers): a URL that ends in it already, pasted from a
-# server's docs, would be asked at .../chat/completions/chat/completions and answer 404 to every request
-_ENDPOINTS = {"openai": "/chat/completions", "anthropic": "/messages"}
-
-
-def _url(value: str, what: str, provider: str = "openai") -> None:
-    if not value.startswith(("http://", "https://")):
-        raise ConfigError(f"{what} must start with http:// or https://, got {value!r}")
-    try:  # checked here, or every request to the tier fails (a port out of range raised in the middle of a turn)
-        parts = urlsplit(value)
-        ok = bool(parts.hostname) and parts.port != 0
-    except ValueError:
-        ok = False
-    if not ok:
-        raise ConfigError(f"{what} has no valid host and port (1-65535), got {value!r}")
-    endpoint = _ENDPOINTS.get(provider, "")
-    if endpoint and value.rstrip("/").endswith(endpoint):
-        raise ConfigError(f"{what} is the API's base URL; the bridge adds {endpoint} itself: use "
-                          f"{value.rstrip('/').removesuffix(endpoint)}")
-
-
-def _names(keys) -> str:
-    return ", ".join(repr(k) for k in sorted(keys))
