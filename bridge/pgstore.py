@@ -19,6 +19,7 @@ import asyncpg
 from bridge import fastjson
 from bridge.config import CostConfig
 from bridge.cost import CostStore, StoreError, Totals, build_report, over_budget_text, utc_day
+from bridge.reasons import said
 from bridge.rounds.outcome import Outcome, answer_record
 
 log = logging.getLogger("wisp.bridge.pgstore")
@@ -82,11 +83,6 @@ def _where(url: str) -> str:
 
 CONNECT_TIMEOUT_S = 10.0  # at start: a database behind a firewall that drops its port answers nothing at all
 
-
-def _why(e: Exception, within_s: float | None = None) -> str:
-    """What went wrong, for the log: a timeout's own text is empty."""
-    return str(e) or (f"no answer within {within_s:g} s" if within_s else "no answer in time")
-
 # what a database that is down, restarting or too slow raises
 STORE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -130,7 +126,7 @@ class PgStore:
             if self._pool:
                 await self._pool.close()
             raise StoreError(f"cannot reach the shared store [cost] url ({_where(self.cfg.url)}): "
-                             f"{_why(e, CONNECT_TIMEOUT_S)}") from e
+                             f"{said(e, CONNECT_TIMEOUT_S)}") from e
         self._writer_task = asyncio.create_task(self._writer())
         return self
 
@@ -173,7 +169,7 @@ class PgStore:
             self._seen_day_ts = time.time()
             self._seen_spend[(device, day)] = usd or 0.0
         except STORE_ERRORS as e:  # judged on what this bridge saw last
-            log.error("budget check for %s on the shared store failed: %s", device, _why(e, QUERY_TIMEOUT_S))
+            log.error("budget check for %s on the shared store failed: %s", device, said(e, QUERY_TIMEOUT_S))
         return self.over_budget(device)
 
     def totals(self, by: str = "device", day: str | None = None) -> list[Totals]:
@@ -326,7 +322,7 @@ class PgStore:
                 key = (r[2], r[1])
                 self._seen_spend[key] = self._seen_spend.get(key, 0.0) + r[7]
         except STORE_ERRORS as e:  # a database outage must not take requests down with it
-            log.error("shared store: %d usage row(s) and %d claim(s) lost: %s", len(rows), len(releases), _why(e))
+            log.error("shared store: %d usage row(s) and %d claim(s) lost: %s", len(rows), len(releases), said(e))
         finally:
             for r in rows:
                 key = (r[2], r[1])

@@ -36,3 +36,8 @@ class Failure(Exception):
         self.reason, self.message, self.tier = reason, message, tier
         self.retry_after_s = retry_after_s  # RATE_LIMITED: when the provider said to come back
         self.status = status  # TIER_REFUSED: the provider's HTTP status
+
+
+def said(e: Exception, within_s: float | None = None) -> str:
+    """What an exception says, for a log line or an error: a timeout's own text is empty."""
+    return str(e) or (f"no answer within {within_s:g} s" if within_s else "no answer in time")

@@ -18,6 +18,7 @@ import time
 from collections import OrderedDict
 from enum import Enum
 
+from bridge.reasons import said
 from bridge.rounds.outcome import Outcome, replay_outcome
 
 log = logging.getLogger("wisp.bridge.rounds.dedupe")
@@ -59,8 +60,7 @@ class Dedupe:
         try:
             got = await self.shared.claim(key, budget_s + LEASE_GRACE_S)
         except Exception as e:  # the store is down: answering twice beats not answering
-            log.error("claim of %s in the shared store failed, answering anyway: %s", key,
-                      str(e) or "no answer in time")  # a timeout's own text is empty
+            log.error("claim of %s in the shared store failed, answering anyway: %s", key, said(e))
             return Seen.NEW
         if got is True:
             return Seen.NEW
