@@ -303,9 +303,15 @@ def _forget_run(before):
 
 
 def _copy_fleet_config(fleet, dev_id, workdir):
+    """The device's config.json from the fleet into its flash root, as `wisp deploy --device` puts it on a
+    board; True when that changed it."""
     from tools.provision import device_config_path
     workdir.mkdir(parents=True, exist_ok=True)
-    write_private(workdir / "config.json", device_config_path(fleet, dev_id).read_text())
+    new, kept = device_config_path(fleet, dev_id).read_text(), workdir / "config.json"
+    if kept.exists() and kept.read_text() == new:
+        return False
+    write_private(kept, new)
+    return True
 
 
 def _shown_path(path):
@@ -364,14 +370,11 @@ def _fleet_changed(fleet, dev_id, children, env, now):
     bridge.restart(now)
     said = "the broker reads its logins and ACL again, the bridge restarted"
     if device:
-        from tools.provision import device_config_path
-        kept = sim.device_dir(dev_id) / "config.json"
         try:
-            new = device_config_path(fleet, dev_id).read_text()
+            changed = _copy_fleet_config(fleet, dev_id, sim.device_dir(dev_id))
         except OSError:             # its config is gone from the fleet: it keeps running as it is
-            new = None
-        if new is not None and kept.read_text() != new:
-            write_private(kept, new)
+            changed = False
+        if changed:
             device[0].restart(now)
             said += f", '{dev_id}' restarted with its new config"
     print(f"wisp: {fleet} changed (wisp provision): {said}", flush=True)
