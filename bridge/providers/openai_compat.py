@@ -43,10 +43,14 @@ _NO_STREAM_OPTIONS: set[str] = set()
 _COMPLETION_TOKENS_HOSTS = ("api.openai.com", "api.cerebras.ai")
 
 
+def current_api(base_url: str) -> bool:
+    """Whether the server at base_url speaks OpenAI's current chat API (above)."""
+    return (urlparse(base_url).hostname or "") in _COMPLETION_TOKENS_HOSTS
+
+
 def cap_field(base_url: str) -> str:
     """The body field that carries the output-token limit for the server at base_url."""
-    host = urlparse(base_url).hostname or ""
-    return "max_completion_tokens" if host in _COMPLETION_TOKENS_HOSTS else "max_tokens"
+    return "max_completion_tokens" if current_api(base_url) else "max_tokens"
 
 
 class ToolCallAssembler:
@@ -120,7 +124,7 @@ class OpenAICompatProvider(HttpStreamProvider):
         self._base_url = base_url
         self._max_tokens = max_tokens  # the tier's ceiling from wisp.toml; None: the server's own default
         self._cap_field = cap_field(base_url)
-        self._developer_role = self._cap_field == "max_completion_tokens"  # the same hosts (above)
+        self._developer_role = current_api(base_url)
 
     async def stream_chat(self, messages: list[dict], tools: list[dict] | None = None, options: dict | None = None):
         """Async generator of StreamEvent: 'text' deltas, a 'call' per completed tool call, one final 'done'.
