@@ -196,10 +196,16 @@ async def test_publish_own_namespace_and_allowlist_only():
 async def test_publish_refuses_a_topic_with_a_control_character_the_broker_would_drop_us_for():
     # MQTT forbids U+0000 in a topic; mosquitto also refuses U+0001-U+001F, by closing the
     # connection: the device went offline (its last will) and the tool said "no broker connection"
+    # (measured with mosquitto 2.0), and so do DEL, the C1 controls U+0080-U+009F, surrogates
+    # (json gives a lone one for "\ud800") and the non-characters U+FDD0-U+FDEF and U+xFFFE/F
     dev = make()
-    for topic in ("wisp/t1/notes\x00", "wisp/t1/a\nb", "home/alerts/\tdoor"):
-        await _refused(dev, "publish", {"topic": topic, "payload": "x"}, "control characters")
+    for topic in ("wisp/t1/notes\x00", "wisp/t1/a\nb", "home/alerts/\tdoor", "wisp/t1/a\x7fb", "wisp/t1/a\x85b",
+                  "wisp/t1/a\x9fb", json.loads('"wisp/t1/a\\ud800b"'), "wisp/t1/a\ufdd0b", "wisp/t1/a\ufffeb",
+                  "wisp/t1/a\uffff", "wisp/t1/a\U0001ffffb"):
+        await _refused(dev, "publish", {"topic": topic, "payload": "x"}, "printable characters")
     check(dev.link.sent == [], dev.link.sent)
+    for topic in ("wisp/t1/caf\xe9", "wisp/t1/\xa0x", "wisp/t1/\ufdf0x", "wisp/t1/\U0001F600"):  # what mosquitto takes
+        await _ok(dev, "publish", {"topic": topic, "payload": "x"})
 
 
 def test_manifest_describes_every_hardware_tool_with_bounds():

@@ -18,11 +18,17 @@ def matches(pattern, topic):
     return len(p) == len(t)
 
 
+def _invalid(c):
+    # mosquitto drops the connection over these in a topic: controls (U+0000 is MQTT's own rule),
+    # surrogates (json makes a lone one of "\ud800") and the Unicode non-characters
+    c = ord(c)
+    return c < 32 or 126 < c < 160 or 0xD7FF < c < 0xE000 or 0xFDCF < c < 0xFDF0 or c & 0xFFFE == 0xFFFE
+
+
 def refusal(dev, topic):
-    # a control character (U+0000 above all) makes brokers drop the connection (mosquitto does)
     if not topic or len(topic) > limits.MAX_TOPIC or "+" in topic or "#" in topic or topic[0] == "$" \
-            or min(topic) < " ":
-        return "Error: topic must be 1-%d characters with no wildcards or control characters and not start with $" % (
+            or any(map(_invalid, topic)):
+        return "Error: topic must be 1-%d printable characters with no wildcards and not start with $" % (
             limits.MAX_TOPIC)
     if topic.startswith(dev.prefix):
         rest = topic[len(dev.prefix):]
