@@ -1,5 +1,6 @@
-"""Files only their owner may read (secrets, and images that carry them): 0600 from the first
-byte, written to a temporary name and renamed, so no reader sees them half-written or open."""
+"""Files written whole: to a temporary name, then renamed over the old one, so no reader (a broker
+reloading its acl, a device image being flashed) ever sees one half-written. Those only their owner
+may read (secrets, and images that carry them) are 0600 from the first byte."""
 import os
 from pathlib import Path
 
@@ -9,7 +10,12 @@ class WriteError(Exception):
 
 
 def write_private(path, data):
-    """Write `data` (str or bytes) to `path` atomically with mode 0600. On any failure, Ctrl-C
+    """Write `data` (str or bytes) to `path` atomically with mode 0600 (write_whole)."""
+    write_whole(path, data, 0o600)
+
+
+def write_whole(path, data, mode=0o644):
+    """Write `data` (str or bytes) to `path` atomically with `mode`. On any failure, Ctrl-C
     included, neither `path` nor a temporary file is left changed."""
     path = Path(path)
     tmp = path.with_name("." + path.name + ".tmp")
@@ -21,6 +27,7 @@ def write_private(path, data):
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
+            os.fchmod(f.fileno(), mode)   # not left to the umask
         os.replace(tmp, path)
     except BaseException as e:
         try:

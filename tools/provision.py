@@ -25,7 +25,7 @@ from pathlib import Path
 from bridge import protocol
 from tools import configcheck
 from tools.paths import RUN_DIR
-from tools.private import write_private
+from tools.private import write_private, write_whole
 from tools.system_deps import SBIN_DIRS
 
 BRIDGE_USER = "wisp-bridge"        # reserved: no device may take this id
@@ -158,12 +158,11 @@ def write_broker_files(fleet, store):
         lines += [f"user {dev}", f"topic readwrite {protocol.device_filter(dev)}",
                   f"topic write {HA_DISCOVERY_PREFIX}/+/wisp_{dev}/#",
                   f"topic read {HA_DISCOVERY_PREFIX}/status", ""]
-    (fleet / "acl").write_text("\n".join(lines))
-    os.chmod(fleet / "acl", 0o644)
+    write_whole(fleet / "acl", "\n".join(lines))   # whole: `wisp run --fleet` reloads mosquitto on a change
     port = store.get("broker", {}).get("port", 1883)
     local = fleet / LOCAL_CONF_DIR
     local.mkdir(exist_ok=True)         # include_dir of a missing folder stops mosquitto
-    (fleet / "mosquitto.conf").write_text(
+    write_whole(fleet / "mosquitto.conf",
         "# Written by `wisp provision`; edits are overwritten: put your own settings in\n"
         f"# {local.resolve()}/*.conf (included below; never written by wisp).\n"
         "# The fleet's broker: only provisioned devices, the bridge and the CLI may connect, each to its\n"

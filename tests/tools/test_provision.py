@@ -194,6 +194,26 @@ def test_idempotent_private_files_and_no_secret_on_screen(tmp_path, capsys):
     assert "dev1" in out.out
 
 
+def test_the_broker_files_are_replaced_whole_never_rewritten_in_place(tmp_path):
+    # `wisp run --fleet` reloads mosquitto when they change, and a Ctrl-C may come at any time:
+    # a broker reading an acl half-written would shut devices out of their own topics
+    fleet = tmp_path / "fleet"
+    assert wisp(["provision", "dev1", "--fleet", str(fleet)]) == 0
+    held = {name: open(fleet / name) for name in ("acl", "mosquitto.conf")}
+    try:
+        assert wisp(["provision", "dev2", "--fleet", str(fleet)]) == 0
+        before = {name: f.read() for name, f in held.items()}   # what a reader that opened them earlier sees
+    finally:
+        for f in held.values():
+            f.close()
+    assert "user dev1" in before["acl"] and "user dev2" not in before["acl"]
+    assert "user dev2" in (fleet / "acl").read_text()
+    assert before["mosquitto.conf"].startswith("# Written by `wisp provision`")
+    for name in ("acl", "mosquitto.conf"):
+        assert stat.S_IMODE((fleet / name).stat().st_mode) == 0o644, name   # the broker's user reads them
+    assert not [p.name for p in fleet.iterdir() if p.name.startswith(".")]   # no temporary file left
+
+
 def test_rotate_changes_credentials_and_bad_ids_are_refused(tmp_path, capsys):
     fleet = tmp_path / "fleet"
     assert wisp(["provision", "dev1", "--fleet", str(fleet)]) == 0
