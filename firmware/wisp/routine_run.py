@@ -126,7 +126,7 @@ def _from_llm(dev, tool, args):
     its facts, routines or jobs (their names and prompts), or a pin's level it set."""
     if tool == "memory_get":
         return dev.memory.by_llm(args.get("key"))
-    if tool == "gpio_read":  # a level the LLM set
+    if tool in ("gpio_read", "gpio_toggle"):  # a level the LLM set, or toggled from one it set
         return dev.pins[args["pin"]].by_llm
     if tool == "memory_list":
         return bool(dev.memory.llm_keys())

@@ -438,3 +438,25 @@ async def test_an_owners_routine_reading_a_pin_the_llm_set_acts_for_the_llm():
     await tools.run(dev, "gpio_write", {"pin": "fan", "value": 1})  # the owner says so
     if not (await dev.routines.run("follow", "schedule")).startswith("ok") or dev.board.levels[19] != 1:
         raise Exception("the owner's own fan was refused")
+
+
+async def test_a_toggle_of_a_pin_the_llm_set_keeps_its_mark():
+    # toggling reads the level the LLM set: what it gives back, and the pin's new level, are still
+    # the LLM's decision, so "heater as the lamp" cannot switch the heater when the LLM sets the lamp
+    pins = dict(PINS, lamp={"pin": 17, "mode": "out", "min_interval_ms": 0})
+    dev = make_device(pins=pins)
+    from wisp import tools
+    dev.routines.define("flip", [{"tool": "gpio_toggle", "args": {"pin": "lamp"}, "as": "v"},
+                                 {"tool": "gpio_write", "args": {"pin": "heater", "value": "$v"}}])
+    dev.routines.define("follow", [{"tool": "gpio_read", "args": {"pin": "lamp"}, "as": "f"},
+                                   {"tool": "gpio_write", "args": {"pin": "heater", "value": 1}, "if": ["f", "==", 1]}])
+    await tools.run(dev, "gpio_write", {"pin": "lamp", "value": 0}, 1)  # the LLM's call in an ask
+    r = await dev.routines.run("flip", "schedule")
+    if dev.board.levels[19] != 0 or "cannot ask for it" not in r:
+        raise Exception("the LLM switched the heater through a toggle: %r" % r)
+    r = await dev.routines.run("follow", "schedule")  # the lamp is on now, toggled from the LLM's off
+    if dev.board.levels[19] != 0 or "cannot ask for it" not in r:
+        raise Exception("the toggled level lost the LLM's mark: %r" % r)
+    await tools.run(dev, "gpio_write", {"pin": "lamp", "value": 0})  # the owner says so
+    if not (await dev.routines.run("flip", "schedule")).startswith("ok") or dev.board.levels[19] != 1:
+        raise Exception("the owner's own lamp was refused")

@@ -2,7 +2,7 @@
 # policy (rate limit, max on-time) is enforced by wisp/pins.py and reported as an error text.
 
 
-async def _set(dev, name, value, off_after_ms=0, llm=0):
+async def _set(dev, name, value, off_after_ms=0, llm=0, mark=None):
     pin = dev.pins[name]
     if llm and pin.confirm:  # the LLM began this chain: a confirm pin waits for the user's "yes"
         from wisp import confirm
@@ -12,7 +12,8 @@ async def _set(dev, name, value, off_after_ms=0, llm=0):
     err = pin.write(value, dev.pin_changed, off_after_ms)
     if err:
         return err
-    pin.by_llm = llm  # its level is what the LLM wrote: a routine reading it acts for the LLM
+    pin.by_llm = llm or mark  # its level is what the LLM wrote (or toggled from what it wrote): a
+    # routine reading it acts for the LLM
     await dev.pin_changed(name)
     return None
 
@@ -30,8 +31,9 @@ async def gpio_read(dev, args):
 
 async def gpio_toggle(dev, args):
     name = args["pin"]
-    value = 0 if dev.pins[name].read() else 1
-    return await _set(dev, name, value, 0, args.get("_llm")) or "ok: %s=%d" % (name, value)
+    pin = dev.pins[name]
+    value = 0 if pin.read() else 1
+    return await _set(dev, name, value, 0, args.get("_llm"), pin.by_llm) or "ok: %s=%d" % (name, value)
 
 
 async def gpio_pulse(dev, args):
