@@ -155,6 +155,8 @@ async def _step(routines, step, bound, depth, llm, tainted, budget):
         args[k] = _resolve(v, bound)
         if not llm and _ref(v) in tainted:
             llm = 2
+    if llm and "as" in step:
+        tainted.add(step["as"])  # before the call: a failure that leaves it unbound is the LLM's too
     tool, inner = step["tool"], []  # inner: set by a nested run whose summary holds what the LLM wrote
     if tool == "routine_run":  # nested directly, so the depth and origin travel with the call
         result = tools.check(routines.dev, tool, args)[1] or await _run(
@@ -165,8 +167,8 @@ async def _step(routines, step, bound, depth, llm, tainted, budget):
         raise ValueError(result[7:] if result.startswith("Error: ") else result)
     if "as" not in step:
         return None
-    if llm or inner or _from_llm(routines.dev, tool, args):
-        tainted.add(step["as"])  # what a step acting for the LLM got counts as the LLM's too
+    if inner or _from_llm(routines.dev, tool, args):
+        tainted.add(step["as"])
     try:
         return bind_value(result, step.get("pick"))
     except ValueError as e:
@@ -195,12 +197,16 @@ async def _run(routines, name, depth, llm, budget, taint):
             return "Error: routine '%s' stopped at step %d: %d steps in one run is the limit" % (
                 name, i + 1, limits.MAX_RUN_STEPS)
         try:
+            # a condition on what the LLM wrote lets it decide the step: the step acts for it,
+            # and the name it binds is the LLM's whether it runs or not (a later condition on
+            # an unbound name, "not y == 0", holds)
+            step_llm = llm or (2 if "if" in step and _reads(step["if"], tainted) else 0)
+            if step_llm and "as" in step:
+                tainted.add(step["as"])
             if "if" in step and not _holds(step["if"], bound):
                 skipped += 1
                 continue
             ran += 1
-            # a condition on what the LLM wrote lets it decide the step: the step acts for it
-            step_llm = llm or (2 if "if" in step and _reads(step["if"], tainted) else 0)
             value = await _step(routines, step, bound, depth, step_llm, tainted, budget)
         except ValueError as e:
             if step.get("continue") is True:

@@ -460,3 +460,27 @@ async def test_a_toggle_of_a_pin_the_llm_set_keeps_its_mark():
     await tools.run(dev, "gpio_write", {"pin": "lamp", "value": 0})  # the owner says so
     if not (await dev.routines.run("flip", "schedule")).startswith("ok") or dev.board.levels[19] != 1:
         raise Exception("the owner's own lamp was refused")
+
+
+async def test_a_name_left_unbound_by_what_the_llm_wrote_is_the_llms():
+    # a step skipped by a condition on the LLM's fact, or one acting for it that failed, binds
+    # nothing: a later condition on that name ("not lamp == 0" holds for an unbound name) is
+    # still the LLM's decision
+    pins = dict(PINS, lamp={"pin": 17, "mode": "out", "min_interval_ms": 0})
+    dev = make_device(pins=pins)
+    from wisp import tools
+    heat = {"tool": "gpio_write", "args": {"pin": "heater", "value": 1}, "if": {"not": ["y", "==", 0]}}
+    dev.routines.define("skip", [{"tool": "memory_get", "args": {"key": "m"}, "as": "m"},
+                                 {"tool": "gpio_read", "args": {"pin": "lamp"}, "as": "y", "if": ["m", "==", "cold"]},
+                                 heat])
+    dev.routines.define("fail", [{"tool": "memory_get", "args": {"key": "m"}, "as": "m"},
+                                 {"tool": "memory_get", "args": {"key": "$m"}, "as": "y", "continue": True},
+                                 heat])
+    await tools.run(dev, "memory_set", {"key": "m", "value": "warm"}, 1)  # the LLM's call in an ask
+    for name in ("skip", "fail"):
+        r = await dev.routines.run(name, "schedule")
+        if dev.board.levels[19] != 0 or "cannot ask for it" not in r:
+            raise Exception("%s: the LLM switched the heater by leaving a name unbound: %r" % (name, r))
+    await tools.run(dev, "memory_set", {"key": "m", "value": "warm"})  # the owner says so
+    if not (await dev.routines.run("skip", "schedule")).startswith("ok") or dev.board.levels[19] != 1:
+        raise Exception("the owner's own fact was refused")
