@@ -149,12 +149,12 @@ class MQTTClient:
 
     async def open_first(self):
         """Connect once, before run(), which then serves this connection: at boot, before the rest
-        of the firmware takes the heap a TLS handshake needs. A failure is logged; run() retries."""
+        of the firmware takes the heap a TLS handshake needs. A failure is left to run(), which
+        tries again at once and logs the outcome (one line, not two of the same)."""
         gc.collect()  # the handshake wants large contiguous blocks
         try:
             await self._open()
-        except Exception as e:
-            self.log("mqtt: connect to %s:%d failed: %r" % (self.host, self.port, e))
+        except Exception:
             self._close()
 
     async def run(self):

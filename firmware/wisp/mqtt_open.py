@@ -39,10 +39,12 @@ async def connect(c):
         await asyncio.wait_for_ms(_handshake(c), c.open_timeout_ms)
     except Exception as e:
         c._addr = None  # the broker may have moved: resolve again next time
-        if isinstance(e, OSError) and e.errno == 104:
-            # ECONNRESET before CONNACK: what a listener does with bytes it does not speak,
-            # mosquitto's with plain MQTT on its TLS port and the reverse
-            raise MQTTError("port %d reset the connection: TLS there and broker.tls off, or the reverse?" % c.port)
+        if isinstance(e, OSError) and e.errno in (104, 111):
+            # ECONNREFUSED; ECONNRESET before CONNACK: what an ESP32 reports for a refused connect
+            # too, and what a listener does with bytes it does not speak (mosquitto's with plain
+            # MQTT on its TLS port and the reverse)
+            raise MQTTError("%s:%d refused or reset the connection: no broker there, or TLS there and broker.tls "
+                            "off, or the reverse?" % (c.host, c.port))
         raise
 
 

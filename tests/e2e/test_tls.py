@@ -119,7 +119,8 @@ def test_a_device_on_the_wrong_side_of_tls_is_told_to_check_the_port(tmp_path):
             failed = "connect to 127.0.0.1:%d failed" % port
             assert _wait_lines(console, failed, 2) >= 2, console.read_text()
             line = next(x for x in console.read_text().splitlines() if failed in x)
-            assert "port %d reset the connection: TLS there and broker.tls off, or the reverse?" % port in line, line
+            assert ("127.0.0.1:%d refused or reset the connection: no broker there, or TLS there and broker.tls off, "
+                    "or the reverse?" % port) in line, line
     finally:
         for p in procs:
             p.kill()

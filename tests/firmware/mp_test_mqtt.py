@@ -91,6 +91,21 @@ async def test_refused_connection_is_retried_not_raised():
     task.cancel()
 
 
+async def test_a_broker_not_there_at_boot_is_one_line_that_says_what_to_check():
+    # the boot's first try (open_first) and the supervisor's were two lines of "OSError(111,)"; an
+    # ESP32 reports a refused connect as ECONNRESET (104), which was named as a TLS mismatch only
+    logs = []
+    c = MQTTClient("mp-noboot", HOST, 1, log=logs.append)  # nothing listens on port 1
+    await c.open_first()
+    task = asyncio.create_task(c.run())
+    await asyncio.sleep_ms(300)
+    await c.stop()
+    task.cancel()
+    if len(logs) != 1 or "retry in 500 ms" not in logs[0] or "no broker there" not in logs[0] \
+            or "127.0.0.1:1 refused or reset" not in logs[0]:
+        raise Exception(logs)
+
+
 async def test_two_devices_with_one_client_id_back_off_instead_of_fighting():
     # mosquitto closes the older connection when a client id connects again: two devices given
     # one id (a config copied from board to board) kicked each other off ~30 times a second,
