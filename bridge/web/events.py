@@ -10,7 +10,7 @@ import logging
 import time
 from collections import deque
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from bridge.web.errors import error
 
@@ -35,6 +35,8 @@ class EventHub:
         self.dropped_total = 0  # events lost to slow clients since start (a metric)
         self.published_total = 0
         self.recent_tiers: deque = deque(maxlen=TIER_HISTORY)  # replayed to a new client: charts start full
+        self.closed = asyncio.Event()  # the bridge is stopping: every client gets a last `closing` event
+        self.closing_reason = ""
 
     def publish(self, event: dict) -> None:
         """Called on the loop for every event; never blocks."""
@@ -60,6 +62,11 @@ class EventHub:
     def unsubscribe(self, c: Client) -> None:
         self.clients.discard(c)
 
+    def close(self, reason: str) -> None:
+        """Each client is sent what it has queued, then `closing` with the reason, and closed (1001, going away)."""
+        self.closing_reason = reason
+        self.closed.set()
+
 
 async def serve_events(request: web.Request, hub: EventHub, device: str | None) -> web.StreamResponse:
     if request.headers.get("Upgrade", "").lower() != "websocket":
@@ -68,10 +75,13 @@ async def serve_events(request: web.Request, hub: EventHub, device: str | None) 
         resp.headers["Upgrade"] = "websocket"
         resp.headers["Connection"] = "Upgrade"
         return resp
+    if hub.closed.is_set():
+        return error(503, hub.closing_reason)
     client = hub.subscribe(device)
     if client is None:
         return error(503, f"too many event clients ({MAX_CLIENTS}); close another dashboard tab")
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
+    close_code = WSCloseCode.OK
     try:
         await ws.prepare(request)
         await ws.send_str(json.dumps({"type": "hello", "device": device, "queue_max": CLIENT_QUEUE_MAX,
@@ -79,29 +89,42 @@ async def serve_events(request: web.Request, hub: EventHub, device: str | None) 
         history = [e for e in hub.recent_tiers if device is None or e.get("device") == device]
         await ws.send_str(json.dumps({"type": "history", "events": history}, ensure_ascii=False, default=str))
         reader = asyncio.create_task(_read_until_closed(ws))
+        closing = asyncio.create_task(hub.closed.wait())
         getter = None
         try:
             while True:
                 getter = asyncio.create_task(client.queue.get())
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
+                done, _ = await asyncio.wait({getter, reader, closing}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    await _send(ws, client, getter.result())
+                elif closing in done:
+                    getter.cancel()
+                    while not client.queue.empty():  # what was queued before the bridge began to stop goes out
+                        await _send(ws, client, client.queue.get_nowait())
+                    await ws.send_str(json.dumps({"type": "closing", "reason": hub.closing_reason, "ts": time.time()}))
+                    close_code = WSCloseCode.GOING_AWAY
+                    break
+                else:
                     break  # the client closed
-                if client.dropped:
-                    # Tell the client it missed events, so it can refresh from the REST API.
-                    await ws.send_str(json.dumps({"type": "dropped", "count": client.dropped, "ts": time.time()}))
-                    client.dropped = 0
-                await ws.send_str(json.dumps(getter.result(), ensure_ascii=False, default=str))
         finally:
-            reader.cancel()
-            if getter:
-                getter.cancel()
+            for task in (reader, closing, getter):
+                if task:
+                    task.cancel()
     except ConnectionResetError:  # the browser went away mid-send
         pass
     finally:
         hub.unsubscribe(client)
         if ws.prepared:
-            await ws.close()
+            await ws.close(code=close_code, message=b"bridge shutting down" if close_code != WSCloseCode.OK else b"")
     return ws
+
+
+async def _send(ws: web.WebSocketResponse, client: Client, event: dict) -> None:
+    if client.dropped:
+        # Tell the client it missed events, so it can refresh from the REST API.
+        await ws.send_str(json.dumps({"type": "dropped", "count": client.dropped, "ts": time.time()}))
+        client.dropped = 0
+    await ws.send_str(json.dumps(event, ensure_ascii=False, default=str))
 
 
 async def _read_until_closed(ws: web.WebSocketResponse) -> None:

@@ -1,6 +1,8 @@
 """Typed state of the bridge's aiohttp app: what the views read from request.app."""
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from bridge.cost import CostStore
@@ -17,3 +19,4 @@ HUB = web.AppKey("hub", EventHub)
 METRICS = web.AppKey("metrics", Metrics)
 UPDATES = web.AppKey("updates", Updates)  # over-the-air rollouts started from the API
 TOKEN = web.AppKey("token", str)  # the bearer token every non-public path needs
+CLOSING = web.AppKey("closing", asyncio.Event)  # set when the server begins to stop (web/closing.py)

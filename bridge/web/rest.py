@@ -17,6 +17,7 @@ from bridge import fleet as fl
 from bridge import protocol
 from bridge.metrics import CONTENT_TYPE
 from bridge.web.body import read_json
+from bridge.web.closing import ShuttingDown, unless_closing
 from bridge.web.errors import BadRequest
 from bridge.web.events import serve_events
 from bridge.web.keys import COSTS, FLEET, HUB, METRICS, ROUTER
@@ -82,7 +83,7 @@ async def ask(request: web.Request) -> web.Response:
     if len(text) > MAX_ASK_TEXT:
         raise BadRequest(400, f"'text' is {len(text)} characters; the device takes at most {MAX_ASK_TEXT}")
     timeout = _timeout(body, ASK_TIMEOUT_S)
-    reply = await _wait(request.app[FLEET].ask(device_id, text, timeout), device_id, timeout, "reply")
+    reply = await _wait(request, request.app[FLEET].ask(device_id, text, timeout), device_id, timeout, "reply")
     return web.json_response(_pick(reply, "id", "ok", "text", "path", "tier", "ms"))
 
 
@@ -118,7 +119,8 @@ def listing(tool: str):
 
 async def _run_cmd(request: web.Request, device_id: str, tool: str, args: dict, timeout: float,
                    read: bool = False) -> dict:
-    res = await _wait(request.app[FLEET].cmd(device_id, tool, args, timeout, read), device_id, timeout, "cmd/res")
+    res = await _wait(request, request.app[FLEET].cmd(device_id, tool, args, timeout, read), device_id, timeout,
+                      "cmd/res")
     return {"tool": tool, **_pick(res, "id", "ok", "result")}
 
 
@@ -141,15 +143,18 @@ async def set_pin(request: web.Request) -> web.Response:
         payload = str(round(state))
     else:
         raise BadRequest(400, f"pin '{name}' is an input ({mode}); only outputs (out, pwm) can be set")
-    value = await _wait(request.app[FLEET].set_pin(dev.id, name, payload, PIN_TIMEOUT_S), dev.id,
+    value = await _wait(request, request.app[FLEET].set_pin(dev.id, name, payload, PIN_TIMEOUT_S), dev.id,
                         PIN_TIMEOUT_S, f"state/{name}")
     return web.json_response({"name": name, "state": value})
 
 
-async def _wait(coro, device_id: str, timeout: float, what: str):
+async def _wait(request: web.Request, coro, device_id: str, timeout: float, what: str):
     """Run a fleet request; its failures become the HTTP status a caller can act on."""
     try:
-        return await coro
+        return await unless_closing(request, coro)
+    except ShuttingDown:  # what was sent may still run on the device: only its answer is not awaited
+        raise BadRequest(503, f"the bridge is shutting down: no {what} from device {device_id} awaited (what was "
+                         "sent may still run there); ask again in a moment") from None
     except fl.UnknownDevice:
         raise BadRequest(404, f"no device '{device_id}' is known to this bridge; GET /api/devices lists them") from None
     except fl.NoBroker:

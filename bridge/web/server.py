@@ -2,6 +2,7 @@
 (auth.py: the token check; errors.py: JSON errors); start() serves it."""
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from bridge.routing.router import Router
 from bridge.updates import Updates
 from bridge.web import keys
 from bridge.web.auth import auth
+from bridge.web.closing import on_shutdown
 from bridge.web.errors import MAX_BODY_BYTES, json_errors
 from bridge.web.events import EventHub
 from bridge.web.routes import ROUTES
@@ -34,6 +36,8 @@ def make_app(*, token: str, router: Router, costs: CostStore, fleet: Fleet, hub:
     app[keys.TOKEN], app[keys.ROUTER], app[keys.COSTS] = token, router, costs
     app[keys.FLEET], app[keys.HUB], app[keys.METRICS] = fleet, hub, metrics
     app[keys.UPDATES] = updates or Updates(None, None, "this bridge was started without update support")
+    app[keys.CLOSING] = asyncio.Event()
+    app.on_shutdown.append(on_shutdown)
     app.add_routes(ROUTES)
     return app
 

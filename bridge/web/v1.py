@@ -19,6 +19,7 @@ from bridge.providers.tokens import estimate_tokens
 from bridge.reasons import Failure, Reason
 from bridge.routing.hedge import RESET, stream_turn
 from bridge.web.body import read_json
+from bridge.web.closing import SHUTTING_DOWN, ShuttingDown, unless_closing
 from bridge.web.errors import error
 from bridge.web.keys import COSTS, ROUTER
 
@@ -30,7 +31,8 @@ HTTP_DEADLINE_S = 120.0  # one completion, end to end: HTTP clients have no budg
 # longer. Comments are ignored by every SSE client.
 KEEPALIVE_S = 15.0
 API_DEVICE = "http-api"  # the cost store's "device" for requests made over /v1
-_STATUS = {Reason.TIMEOUT: 504, Reason.UNAVAILABLE: 503}  # HTTP status per failure; any other is a bad gateway
+# HTTP status per failure; any other is a bad gateway
+_STATUS = {Reason.TIMEOUT: 504, Reason.UNAVAILABLE: 503, Reason.SHUTTING_DOWN: 503}
 
 
 async def models(request: web.Request) -> web.Response:
@@ -118,15 +120,19 @@ async def chat(request: web.Request) -> web.StreamResponse:
     deadline = asyncio.get_running_loop().time() + HTTP_DEADLINE_S
     started = time.monotonic()
     keeping_alive = asyncio.create_task(reply.keep_alive()) if stream else None
+
+    async def answer():
+        async for tier, ev in stream_turn(router, tiers, body["messages"], body.get("tools") or None, deadline,
+                                          committed=lambda: reply.committed, req_class=req_class,
+                                          options=options, caller="api"):
+            await reply.event(tier, ev)
+            if ev.kind == "done":
+                costs.record(API_DEVICE, tier, reply.id, *reply.tokens(ev.usage, body["messages"], body.get("tools")))
     try:
         try:
-            async for tier, ev in stream_turn(router, tiers, body["messages"], body.get("tools") or None, deadline,
-                                              committed=lambda: reply.committed, req_class=req_class,
-                                              options=options, caller="api"):
-                await reply.event(tier, ev)
-                if ev.kind == "done":
-                    costs.record(API_DEVICE, tier, reply.id,
-                                 *reply.tokens(ev.usage, body["messages"], body.get("tools")))
+            await unless_closing(request, answer())
+        except ShuttingDown:
+            raise Failure(Reason.SHUTTING_DOWN, SHUTTING_DOWN) from None
         finally:
             if keeping_alive:
                 keeping_alive.cancel()
