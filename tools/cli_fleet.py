@@ -274,4 +274,4 @@ def cmd_sim(args):
     except sim.SimError as e:
         hint = f" (with --count: --prefix gives the devices other ids than {stem}1..)" if args.count else ""
         print(f"wisp: {e}{hint}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(e, sim.DeviceBusy) else 2

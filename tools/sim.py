@@ -28,6 +28,11 @@ class SimError(Exception):
     pass
 
 
+class DeviceBusy(SimError):
+    """The device is already running or online: the command was right, the moment not (exit 1, as
+    `wisp run` for its device)."""
+
+
 def device_dir(dev_id, root=None):
     return Path(root or RUN_DIR / "devices") / dev_id
 
@@ -47,7 +52,7 @@ def check_free(workdir, dev_id):
     off the broker (same client id) over and over."""
     pid = running_pid(workdir)
     if pid is not None:
-        raise SimError(f"device '{dev_id}' is already running (pid {pid}, flash root {workdir}); "
+        raise DeviceBusy(f"device '{dev_id}' is already running (pid {pid}, flash root {workdir}); "
                        f"stop it first, or pick another --id")
 
 

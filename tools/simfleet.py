@@ -20,7 +20,7 @@ def run_fleet(ids, host, port, heapsize=None, console=False, root=None, pins=Non
     for dev_id in ids:
         sim.check_free(sim.device_dir(dev_id, root), dev_id)
         if dev_id in online:
-            raise sim.SimError(f"a device '{dev_id}' is already online on {host}:{port}; two devices with "
+            raise sim.DeviceBusy(f"a device '{dev_id}' is already online on {host}:{port}; two devices with "
                                f"one id knock each other off the broker: pick another --id")
     devices = []
     try:
