@@ -52,8 +52,12 @@ async def static_file(request: web.Request) -> web.FileResponse:
     """A file of the dashboard. A missing one raises, so it gets the JSON 404 every other path gives: aiohttp's
     own static route answered it with an empty octet-stream body."""
     root = STATIC_DIR.resolve()
-    path = (root / request.match_info["name"]).resolve()
-    if root not in path.parents or not path.is_file():
+    try:
+        path = (root / request.match_info["name"]).resolve()
+        found = root in path.parents and path.is_file()
+    except (OSError, ValueError):  # a name no file can have: a NUL byte, over the file system's 255 bytes
+        found = False
+    if not found:
         raise web.HTTPNotFound()
     return web.FileResponse(path)
 

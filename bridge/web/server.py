@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bridge.config import ConfigError
 from bridge.cost import CostStore
@@ -29,6 +30,19 @@ log = logging.getLogger("wisp.bridge.http")
 IDLE_TIMEOUT_S = 15.0
 
 
+class _ConnectionLog(logging.LoggerAdapter):
+    """aiohttp's log of the connections it serves. A request it cannot parse (a line over 8 KB, a broken header,
+    an unknown method: the client's fault, answered 400 before any route) is one warning line, not an ERROR with a
+    traceback: anyone who can reach the port could fill the log with those. Anything else keeps its traceback."""
+
+    def exception(self, msg, *args, exc_info=True, **kwargs):
+        if isinstance(exc_info, HttpProcessingError) and 400 <= exc_info.code < 500:
+            log.warning("malformed HTTP request answered %d (%s): %.200s", exc_info.code, msg % args,
+                        exc_info.message)
+            return
+        self.logger.exception(msg, *args, exc_info=exc_info, **kwargs)
+
+
 def make_app(*, token: str, router: Router, costs: CostStore, fleet: Fleet, hub: EventHub,
              metrics: Metrics, updates: Updates | None = None) -> web.Application:
     # auth first: a request without the token learns nothing, not even which paths exist
@@ -46,7 +60,8 @@ async def start(app: web.Application, host: str, port: int,
                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> tuple[web.AppRunner, str]:
     """Serve app on host:port (0: any free port); returns the runner (cleanup() stops it) and the base URL."""
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0,
-                           keepalive_timeout=idle_timeout_s)
+                           keepalive_timeout=idle_timeout_s,
+                           logger=_ConnectionLog(logging.getLogger("aiohttp.server"), {}))
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

@@ -95,6 +95,27 @@ def test_json_and_an_unlabelled_body_are_taken(api, ctype):
     assert status == 200 and json.loads(raw)["result"] == "door=1"
 
 
+@pytest.mark.parametrize("name", ["%00", "a" * 300, "x%00.js"])
+def test_a_dashboard_file_name_no_file_can_have_is_a_404_not_an_internal_error(api, name, caplog):
+    """Before: a NUL byte or a name over the file system's 255 bytes raised in the file check, a 500 and a
+    traceback in the bridge's log for a request anyone can send (the dashboard's files need no token)."""
+    status, _, raw = exchange(api, http("GET", "/static/" + name, auth=""))
+    assert status == 404 and "Not Found" in error_of(raw), raw
+    assert "Traceback" not in caplog.text and "failed" not in caplog.text
+
+
+@pytest.mark.parametrize("request_line", [b"GET /v1/models/" + b"m" * 9000 + b" HTTP/1.1", b"GET / HTTP/9.9",
+                                          b"GET /api/devices HTTP/1.1\r\nBad Header"])
+def test_a_malformed_request_is_a_400_and_one_log_line_not_a_traceback(api, request_line, caplog):
+    """Before: aiohttp logged each malformed request (an 8 KB URL, a broken header line) as an ERROR with a
+    whole traceback: anyone who can reach the port could fill the bridge's log with them."""
+    status, _, raw = exchange(api, request_line + b"\r\nHost: x\r\n\r\n")
+    assert status == 400, raw
+    assert "Traceback" not in caplog.text, caplog.text
+    lines = [r for r in caplog.records if r.name.startswith("aiohttp") or "malformed" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelname == "WARNING" and lines[0].exc_info is None, lines
+
+
 def test_the_events_path_asks_a_plain_get_to_upgrade_with_426(api):
     for method in ("GET", "HEAD"):
         status, headers, raw = exchange(api, http(method, "/api/events"))
