@@ -2,7 +2,7 @@
 # says why), the pins made and set to their boot level. One-shot: pins.setup loads this module
 # and drops it after (wisp.unload), so the checks hold no heap while the device runs.
 from wisp import limits
-from wisp.pins import LAST_FILE, WARM_FILE, NamedPin, _int_in, pin_error
+from wisp.pins import BY_LLM, LAST_FILE, WARM_FILE, NamedPin, _int_in, pin_error
 
 MODES = ("out", "in", "pwm", "adc")
 PULLS = (None, "up", "down")
@@ -36,9 +36,10 @@ def class_terms(cls):
 def _num_in(v, lo, hi):
     return (_int_in(v, lo, hi) or isinstance(v, float)) and lo <= v <= hi
 
-def _boot_level(spec, name, warm):
+def _boot_level(spec, name, warm, last):
     """The level an output starts at: the one it had before a reset for memory (warm: what
-    pins.keep_levels saved), else its restore choice (config checked), else 0 (safe)."""
+    pins.keep_levels saved), else its restore choice (config checked; last: the levels of
+    `restore: last` outputs), else 0 (safe)."""
     mode = spec.get("mode", "out")
     if name in warm and mode in ("out", "pwm") and not spec.get("max_on_s"):
         level = warm[name]
@@ -49,9 +50,7 @@ def _boot_level(spec, name, warm):
         return 100 if mode == "pwm" else 1
     if restore != "last":
         return 0
-    from wisp import store
-    last = store.load(LAST_FILE, {})
-    level = last.get(name, 0) if isinstance(last, dict) else 0
+    level = last.get(name, 0)
     return level if _num_in(level, 0, 100) else 0  # a pwm duty may be 37.5
 
 
@@ -161,14 +160,16 @@ def setup(config_pins, board, log):
     """Build {name: NamedPin}; bad entries are logged and left out, nothing else touched."""
     from wisp import store
     pins, used = {}, {}
-    warm = store.load(WARM_FILE, {}, log)
+    warm, last = store.load(WARM_FILE, {}, log), store.load(LAST_FILE, {}, log)
     if not isinstance(warm, dict):
         warm = {}
+    if not isinstance(last, dict):
+        last = {}
     for name in sorted(config_pins):
         spec = config_pins[name]
         err = _check(spec, board, used)
         if not err:
-            level = _boot_level(spec, name, warm)
+            level = _boot_level(spec, name, warm, last)
             try:  # an output kept over a reset starts at its level, init or not: no blip
                 hw = _make_hw(spec, board, level if name in warm else spec.get("init", 0))
             except Exception as e:  # the port refused the pin: report it, keep booting
@@ -187,6 +188,7 @@ def setup(config_pins, board, log):
         if pin.device_class:  # checked above: an input of a known class
             pin.terms = class_terms(pin.device_class)
         used[num] = name
+        pin.by_llm = (warm if name in warm else last).get(name + BY_LLM)  # the LLM's level is still its
         if level:
             pin._apply(level)
     store.remove(WARM_FILE + ".json")  # used once: a later reset (power cut, crash) starts safe

@@ -10,6 +10,7 @@ from wisp import limits
 
 LAST_FILE = "pins_last"           # store name of the levels of `restore: last` outputs
 WARM_FILE = "pins_warm"           # store name of the levels kept over a reset for memory (keep_levels)
+BY_LLM = " by llm"                # "<pin> by llm" in both: 1 when the LLM set the level kept (no pin name has a space)
 
 def _int_in(v, lo, hi):
     return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
@@ -72,18 +73,22 @@ class NamedPin:
                 return "Error: %s changed less than %d ms ago; try later" % (self.name, self.min_interval_ms)
         return None
 
-    def write(self, level, notify=None, off_after_ms=0):
+    def write(self, level, notify=None, off_after_ms=0, llm=0):
         """Set the level (0/1, or duty percent for pwm) under the policy. Returns an error text,
         or None when done. off_after_ms > 0 schedules the off (a pulse). notify: async fn(name),
-        kept and awaited when the pin later turns off by itself."""
+        kept and awaited when the pin later turns off by itself. llm: the level is the LLM's
+        (a routine reading it acts for the LLM), kept with it over a reset."""
         err = self.refusal(level)
         if err:
             return err
+        self.by_llm = llm
         if notify:
             self.notify = notify
         was_on = self.read()
         if level != was_on:
             self._apply(level)
+        elif self.restore == "last":
+            _remember(self.name, level, llm)  # the same level, now set by someone else
         if not level:
             self._disarm()
             return None
@@ -122,7 +127,7 @@ class NamedPin:
         self._changed = time.ticks_ms()
         NamedPin.changes += 1
         if self.restore == "last":
-            _remember(self.name, level)
+            _remember(self.name, level, self.by_llm)
 
     def _disarm(self):
         if self._off_task:
@@ -147,18 +152,23 @@ def keep_levels(pins):
     restart does not switch the lights off. An output on a timer (max on-time, pulse) is saved
     off: its deadline does not survive the reset. Raises OSError (flash full), MemoryError."""
     from wisp import store
-    store.save(WARM_FILE, {p.name: 0 if p._off_task else p.read() for p in pins.values()
-                           if p.mode in ("out", "pwm")})
+    kept = {}
+    for p in pins.values():
+        if p.mode in ("out", "pwm"):
+            kept[p.name] = 0 if p._off_task else p.read()
+            kept[p.name + BY_LLM] = 1 if p.by_llm else 0
+    store.save(WARM_FILE, kept)
 
 
-def _remember(name, level):
+def _remember(name, level, llm):
     # only `restore: last` outputs pay for this: one small file rewritten per change
     from wisp import store
     last = store.load(LAST_FILE, {})
     if not isinstance(last, dict):
         last = {}
-    if last.get(name) != level:
-        last[name] = level
+    mark = 1 if llm else 0
+    if last.get(name) != level or last.get(name + BY_LLM, 0) != mark:
+        last[name], last[name + BY_LLM] = level, mark
         store.save(LAST_FILE, last)
 
 

@@ -484,3 +484,31 @@ async def test_a_name_left_unbound_by_what_the_llm_wrote_is_the_llms():
     await tools.run(dev, "memory_set", {"key": "m", "value": "warm"})  # the owner says so
     if not (await dev.routines.run("skip", "schedule")).startswith("ok") or dev.board.levels[19] != 1:
         raise Exception("the owner's own fact was refused")
+
+
+async def test_a_level_the_llm_set_is_still_its_after_a_reset():
+    # a `restore: last` output, or any output kept over a reset for memory, comes back at the
+    # level the LLM set (the LLM may reboot from an ask): it must come back with its mark
+    from wisp import pins as pins_mod
+    from wisp import tools
+    pins = dict(PINS, lamp={"pin": 17, "mode": "out", "min_interval_ms": 0, "restore": "last"},
+                fan={"pin": 18, "mode": "out", "min_interval_ms": 0})
+    follow = lambda pin: [{"tool": "gpio_read", "args": {"pin": pin}, "as": "f"},  # noqa: E731
+                          {"tool": "gpio_write", "args": {"pin": "heater", "value": 1}, "if": ["f", "==", 1]}]
+    for pin, keep in (("lamp", False), ("fan", True)):
+        dev = make_device(pins=pins)
+        await tools.run(dev, "gpio_write", {"pin": pin, "value": 1}, 1)  # the LLM's call in an ask
+        if keep:
+            pins_mod.keep_levels(dev.pins)
+        dev = make_device(pins=pins)  # the board reset
+        dev.routines.define("follow", follow(pin))
+        r = await dev.routines.run("follow", "schedule")
+        if dev.pins[pin].read() != 1 or dev.board.levels[19] != 0 or "cannot ask for it" not in r:
+            raise Exception("%s: after a reset the LLM's level switched the heater: %r" % (pin, r))
+        await tools.run(dev, "gpio_write", {"pin": pin, "value": 1})  # the owner says so
+        if keep:
+            pins_mod.keep_levels(dev.pins)
+        dev = make_device(pins=pins)
+        dev.routines.define("follow", follow(pin))
+        if not (await dev.routines.run("follow", "schedule")).startswith("ok") or dev.board.levels[19] != 1:
+            raise Exception("%s: the owner's level was refused after a reset" % pin)

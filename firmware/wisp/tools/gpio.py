@@ -9,11 +9,10 @@ async def _set(dev, name, value, off_after_ms=0, llm=0, mark=None):
         err = confirm.gate(dev, pin, value, off_after_ms, llm)
         if err:
             return err
-    err = pin.write(value, dev.pin_changed, off_after_ms)
+    # its level is what the LLM wrote (or toggled from what it wrote): a routine reading it acts for the LLM
+    err = pin.write(value, dev.pin_changed, off_after_ms, llm or mark)
     if err:
         return err
-    pin.by_llm = llm or mark  # its level is what the LLM wrote (or toggled from what it wrote): a
-    # routine reading it acts for the LLM
     await dev.pin_changed(name)
     return None
 

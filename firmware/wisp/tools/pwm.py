@@ -9,10 +9,9 @@ async def pwm_set(dev, args):
     if args.get("_llm") and pin.confirm:  # see gpio._set; a new frequency moves a servo too
         from wisp import confirm
         err = confirm.gate(dev, pin, duty, 0, args["_llm"], freq if freq != pin.freq else None)
-    err = err or pin.write(duty, dev.pin_changed)
+    err = err or pin.write(duty, dev.pin_changed, 0, args.get("_llm"))  # see gpio._set
     if err:
         return err
-    pin.by_llm = args.get("_llm")  # see gpio._set
     if freq is not None and freq != pin.freq:
         pin.set_freq(freq)
     await dev.pin_changed(name)
