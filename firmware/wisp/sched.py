@@ -50,6 +50,7 @@ class Scheduler:
         self._last_now = None
         self._clock_warned = False
         self._fails = {}    # name -> steps that failed in a row for that job
+        self._stale = None  # the zone jobs.json's runs were timed in, when not the device's (sched_setup.load)
         from wisp import sched_setup
         sched_setup.load_tz(dev.config, log)
         sched_setup.load(self)
@@ -127,6 +128,11 @@ class Scheduler:
                 self._log("schedule: clock not set (before 2024-01-01); jobs wait for NTP time")
                 self._clock_warned = True
             return []
+        if self._stale:  # retimed once the clock is set: from a 1970 clock every run would look missed
+            self._log("schedule: %s was timed for the zone %s, the device's is %s; next runs recomputed"
+                      % (self.path, self._stale, self.dev.config.get("tz", "UTC0")))
+            self._stale = None
+            self.retime()
         if self._last_now is not None and now < self._last_now - _MAX_SLEEP_S:
             self._log("schedule: clock stepped back %d s; recomputing next runs" % (self._last_now - now))
             self.retime(self._last_now - now)
@@ -224,7 +230,9 @@ class Scheduler:
         return None
 
     def _save(self):
-        store.save(self._store, {"v": 1, "jobs": self._jobs})
+        # "tz": the device zone the runs are timed in. timezone_set writes tz.json before this file:
+        # a cut between the two, or config.json's tz changed, shows at the next boot (sched_setup.load)
+        store.save(self._store, {"v": 1, "tz": self.dev.config.get("tz", "UTC0"), "jobs": self._jobs})
         self.saves += 1
         self._dirty = False
         self._saved_at = self.now()

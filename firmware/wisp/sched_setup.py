@@ -74,6 +74,9 @@ def load(s):
             continue
         s._jobs.append(e)
         s._specs[e["name"]] = p
+    zone = data.get("tz") if isinstance(data, dict) else None  # None: saved before files named it
+    if s._jobs and zone is not None and zone != s.dev.config.get("tz", "UTC0"):
+        s._stale = zone
     if problems:  # keep the whole file for the user, go on with the good jobs
         bad = s._store + ".bad"
         for why in problems:

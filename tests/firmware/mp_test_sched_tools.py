@@ -2,7 +2,7 @@
 # keep, and the timezone waiting for the clock.
 import asyncio
 
-from fakeboard import manifest
+from fakeboard import make_device, manifest
 from mpcheck import all_pages, eq
 from schedrig import CET, ROUTINE, T0, Clock, Rig
 
@@ -119,3 +119,53 @@ def test_a_long_job_list_comes_whole_in_pages():
     for name in names:
         if seen.count(name + " [") != 1:
             raise Exception("job %s shown %d times in %r" % (name, seen.count(name + " ["), seen))
+
+
+class _CutAfter:
+    """wisp.store's save, cut by a power loss after `n` more whole saves: the next one never happens."""
+    def __init__(self, n):
+        from wisp import store
+        self.store, self.real, self.n = store, store.save, n
+
+    def __enter__(self):
+        def save(name, obj):
+            if self.n <= 0:
+                raise KeyboardInterrupt  # the power is gone: nothing after this runs
+            self.n -= 1
+            self.real(name, obj)
+        self.store.save = save
+
+    def __exit__(self, kind, *rest):
+        self.store.save = self.real
+        return kind is KeyboardInterrupt
+
+
+def test_a_cut_between_the_timezone_and_the_jobs_it_retimes_still_boots_on_the_new_zone():
+    # timezone_set writes tz.json, then jobs.json with the runs retimed: a cut between the two
+    # booted with the jobs timed for the old zone, and a 07:00 job ran at 01:00 local once
+    rig = Rig("tzcut", Clock(T0))
+    rig.dev.sched = rig.s
+    rig.s.add("0 7 * * *", ROUTINE, name="wake", missed="once")
+    _tool(rig.dev, "timezone_set", {"tz": CET})
+    with _CutAfter(1):  # tz.json is written, jobs.json not
+        _tool(rig.dev, "timezone_set", {"tz": "EST5EDT,M3.2.0,M11.1.0"})
+    b = Rig("tzcut", Clock(T0 + 60))  # the boot after the cut
+    eq(b.dev.config["tz"], "EST5EDT,M3.2.0,M11.1.0")
+    asyncio.run(b.run_at(T0 + 60))
+    eq(civil.iso(b.s.jobs()[0]["next"], False), "2026-06-02T11:00", "07:00 EDT, not 05:00 UTC (07:00 CEST)")
+    eq(b.logs, ["schedule: tzcut.json was timed for the zone %s, the device's is EST5EDT,M3.2.0,M11.1.0; "
+                "next runs recomputed" % CET])
+    asyncio.run(b.run_at(T0 + 3600 * 10, T0 + 3600 * 23))  # 22:00 UTC..07:00 EDT next day: no run in between
+    eq(b.names(), ["wake"])
+    eq(Rig("tzcut", Clock(T0 + 3600 * 23)).logs, [], "saved: the next boot recomputes nothing")
+
+
+def test_jobs_follow_a_zone_changed_in_config_while_the_device_was_off():
+    a = Rig("tzconf", Clock(T0))
+    a.s.add("0 7 * * *", ROUTINE, name="wake")
+    dev = make_device()
+    dev.config["tz"] = CET  # config.json's tz, changed by `wisp provision` or `wisp run`
+    b = Rig("tzconf", Clock(1000), dev)  # no NTP time yet at this boot: nothing can be retimed
+    asyncio.run(b.run_at(1000, T0 + 60))  # until NTP sets the clock
+    eq(civil.iso(b.s.jobs()[0]["next"], False), "2026-06-02T05:00", "07:00 CEST")
+    eq(b.fired, [])
