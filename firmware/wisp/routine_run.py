@@ -163,11 +163,13 @@ async def _step(routines, step, bound, depth, llm, tainted, budget):
             routines, args["name"], depth + 1, llm, budget, inner)
     else:
         result = await tools.run(routines.dev, tool, args, llm)
+    if inner and "as" in step:
+        tainted.add(step["as"])  # failed or not, the inner run's outcome is the LLM's
     if result.startswith("Error"):
         raise ValueError(result[7:] if result.startswith("Error: ") else result)
     if "as" not in step:
         return None
-    if inner or _from_llm(routines.dev, tool, args):
+    if _from_llm(routines.dev, tool, args):
         tainted.add(step["as"])
     try:
         return bind_value(result, step.get("pick"))
@@ -212,6 +214,8 @@ async def _run(routines, name, depth, llm, budget, taint):
             if step.get("continue") is True:
                 failed += 1
                 continue
+            if llm or tainted:
+                taint.append(1)  # the LLM may have made it fail
             return "Error: routine '%s' stopped at step %d (%s): %s" % (name, i + 1, step["tool"], e)
         if "as" in step:
             if step["as"] not in bound:

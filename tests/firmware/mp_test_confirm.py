@@ -512,3 +512,19 @@ async def test_a_level_the_llm_set_is_still_its_after_a_reset():
         dev.routines.define("follow", follow(pin))
         if not (await dev.routines.run("follow", "schedule")).startswith("ok") or dev.board.levels[19] != 1:
             raise Exception("%s: the owner's level was refused after a reset" % pin)
+
+
+async def test_an_inner_routine_the_llm_made_fail_leaves_the_llms_name():
+    # the owner's inner routine fails on the LLM's fact (a pin name that is no pin): the outer
+    # routine's name for its summary stays unbound, and "not x == 0" holds for it
+    dev = _device()
+    from wisp import tools
+    dev.routines.define("inner", [{"tool": "memory_get", "args": {"key": "p"}, "as": "p"},
+                                  {"tool": "gpio_read", "args": {"pin": "$p"}, "as": "x"}])
+    dev.routines.define("outer", [{"tool": "routine_run", "args": {"name": "inner"}, "as": "x", "continue": True},
+                                  {"tool": "gpio_write", "args": {"pin": "heater", "value": 1},
+                                   "if": {"not": ["x", "==", 0]}}])
+    await tools.run(dev, "memory_set", {"key": "p", "value": "nothing"}, 1)  # the LLM's call in an ask
+    r = await dev.routines.run("outer", "schedule")
+    if dev.board.levels[19] != 0 or "cannot ask for it" not in r:
+        raise Exception("the LLM switched the heater by failing an inner routine: %r" % r)
