@@ -39,6 +39,9 @@ async def json_errors(request: web.Request, handler):
         if e.status < 400:
             raise
         hint = "; see /api/openapi.json" if e.status in (404, 405) else ""
+        # aiohttp's own words when it has any beyond the status ("Unsupported version: 99" of a WebSocket handshake)
+        if e.text and e.text != f"{e.status}: {e.reason}":
+            hint = f" ({' '.join(e.text.split())[:200]})"
         resp = error(e.status, f"{e.reason}: {request.method} {request.path}{hint}")
         # keep the exception's own headers but for its text body's: a 405 must say which methods are allowed
         # (Allow, RFC 9110 section 15.5.6)

@@ -123,6 +123,18 @@ def test_the_events_path_asks_a_plain_get_to_upgrade_with_426(api):
     assert "WebSocket" in error_of(exchange(api, http("GET", "/api/events"))[2])
 
 
+@pytest.mark.parametrize("headers, words", [
+    ("Sec-WebSocket-Version: 99\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Unsupported version: 99"),
+    ("Sec-WebSocket-Version: 13", "Handshake error"),  # no key
+    ("Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short", "Handshake error")])
+def test_a_websocket_handshake_that_is_wrong_gets_400_saying_what(api, headers, words):
+    """Before: only "Bad Request: GET /api/events", which leaves a client's author guessing."""
+    request = http("GET", "/api/events").replace(b"Connection: close\r\n", (
+        "Upgrade: websocket\r\nConnection: Upgrade, close\r\n" + headers + "\r\n").encode())
+    status, _, raw = exchange(api, request)
+    assert status == 400 and words in error_of(raw), raw
+
+
 def test_a_body_that_stalls_gets_408_and_the_connection_closed(monkeypatch):
     monkeypatch.setattr(body_mod, "BODY_TIMEOUT_S", 0.5)
 
