@@ -88,7 +88,7 @@ class NamedPin:
         if level != was_on:
             self._apply(level)
         elif self.restore == "last":
-            _remember(self.name, level, llm)  # the same level, now set by someone else
+            _remember(self, level, llm)  # the same level, now set by someone else
         if not level:
             self._disarm()
             return None
@@ -115,19 +115,21 @@ class NamedPin:
         board.irq(self.hw, handler, trigger)
 
     by_llm = None  # the last write's chain began with the LLM (wisp/tools/gpio.py, routine_run.py)
+    bright_llm = None  # pwm: the LLM set `bright` (what Home Assistant's "ON" brings back, wisp/ha_set.py)
     changes = 0  # level changes of all pins: a routine run counts its own (wisp/routines.py)
 
     def _apply(self, level):
         if self.mode == "pwm":
             self.duty = level
-            self.bright = level or self.bright
+            if level:
+                self.bright, self.bright_llm = level, self.by_llm
             self.hw.duty_u16(int(level * 65535 // 100))
         else:
             self.hw.value(1 if level else 0)
         self._changed = time.ticks_ms()
         NamedPin.changes += 1
         if self.restore == "last":
-            _remember(self.name, level, self.by_llm)
+            _remember(self, level, self.by_llm)
 
     def _disarm(self):
         if self._off_task:
@@ -160,16 +162,20 @@ def keep_levels(pins):
     store.save(WARM_FILE, kept)
 
 
-def _remember(name, level, llm):
+def _remember(pin, level, llm):
     # only `restore: last` outputs pay for this: one small file rewritten per change
     from wisp import store
-    last = store.load(LAST_FILE, {})
+    name, last = pin.name, store.load(LAST_FILE, {})
     if not isinstance(last, dict):
         last = {}
     mark = 1 if llm else 0
     if last.get(name) != level or last.get(name + BY_LLM, 0) != mark:
         last[name], last[name + BY_LLM] = level, mark
-        store.save(LAST_FILE, last)
+        try:
+            store.save(LAST_FILE, last)
+        except OSError as e:  # flash full: the pin has switched (and a pulse must still end), only
+            # the level after a reboot is lost; the write is no error
+            pin.log("error: %s=%s not kept for after a reboot (restore: last): %s" % (name, level, e))
 
 
 def pin_error(num, board, used, role="pin"):

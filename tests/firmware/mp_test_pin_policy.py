@@ -229,6 +229,31 @@ async def test_restore_last_comes_back_after_a_reboot_and_off_stays_off():
     check(pins.setup(spec, Board(), print)["lamp"].state() == "OFF", "off is remembered too")
 
 
+
+async def test_a_full_flash_cannot_keep_a_restore_last_level_but_the_pin_still_switches_and_pulses():
+    # the level saved for `restore: last` raised ENOSPC out of the write: the lamp was on and the
+    # answer said it failed; a pulse left it on for good (its off was never armed)
+    from mpcheck import FullFlash
+
+    from wisp import store
+    dev = make({"lamp": {"pin": 19, "mode": "out", "restore": "last", "min_interval_ms": 0}}, {})
+    logged = []
+    dev.pins["lamp"].log = logged.append
+    real, store.json = store.json, FullFlash
+    try:
+        said = await tools.run(dev, "gpio_write", {"pin": "lamp", "value": 1})
+        check(said == "ok: lamp=1", said)
+        await tools.run(dev, "gpio_write", {"pin": "lamp", "value": 0})
+        said = await tools.run(dev, "gpio_pulse", {"pin": "lamp", "ms": 50})
+        check(said.startswith("ok") and dev.pins["lamp"].read() == 1, said)
+        await asyncio.sleep_ms(120)
+        check(dev.pins["lamp"].read() == 0, "the pulse never ended")
+    finally:
+        store.json = real
+    errors = [line for line in logged if line.startswith("error: ")]
+    check(len(errors) == 4 and errors[0].startswith("error: lamp=1 not kept for after a reboot (restore: last): ")
+          and "28" in errors[0], logged)
+
 async def test_a_reset_for_memory_keeps_the_outputs_and_the_boot_after_it_starts_safe_again():
     import json
 
