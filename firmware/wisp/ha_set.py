@@ -37,8 +37,10 @@ async def on_set(dev, name, payload):
 
 
 async def _set_pwm(dev, pin, text):
-    if text in ON_WORDS[:2]:  # a light turned on with no brightness: back to where it was
-        duty = pin.duty or pin.bright
+    llm = 0
+    if text in ON_WORDS[:2]:  # a light turned on with no brightness: back to where it was, a duty
+        # that stays the LLM's when it chose it (a routine reading it acts for the LLM)
+        duty, llm = (pin.duty, pin.by_llm) if pin.duty else (pin.bright, pin.bright_llm)
     elif text in OFF_WORDS[:2]:  # TRUE/FALSE: a boolean from Node-RED, as on an output
         duty = 0
     else:
@@ -49,7 +51,7 @@ async def _set_pwm(dev, pin, text):
         if not 0 <= duty <= 100:  # nan, inf, out of range: checked before rounding (-0.9 is no 0)
             return "Error: set/%s wants a number 0-100, ON or OFF, got %r" % (pin.name, text[:20])
         duty = int(duty + 0.5)
-    return await tools.run(dev, "pwm_set", {"pin": pin.name, "duty_percent": duty})
+    return await tools.run(dev, "pwm_set", {"pin": pin.name, "duty_percent": duty}, 2 if llm else 0)
 
 
 async def _restart(dev, payload):

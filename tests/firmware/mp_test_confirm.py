@@ -528,3 +528,25 @@ async def test_an_inner_routine_the_llm_made_fail_leaves_the_llms_name():
     r = await dev.routines.run("outer", "schedule")
     if dev.board.levels[19] != 0 or "cannot ask for it" not in r:
         raise Exception("the LLM switched the heater by failing an inner routine: %r" % r)
+
+
+async def test_home_assistants_on_brings_back_the_llms_duty_as_the_llms():
+    # "ON" with no brightness turns a dimmer back on at its last duty: when the LLM chose that
+    # duty, the owner's routine "valve as the dimmer" must not move the confirm valve to it
+    from wisp import ha_set
+    from wisp import tools
+    dev = make_device(pins={"valve": {"pin": 21, "mode": "pwm", "confirm": True, "min_interval_ms": 0},
+                            "dim": {"pin": 22, "mode": "pwm", "min_interval_ms": 0}})
+    dev.routines.define("follow", [{"tool": "gpio_read", "args": {"pin": "dim"}, "as": "d"},
+                                   {"tool": "pwm_set", "args": {"pin": "valve", "duty_percent": "$d"}}])
+    for off in (False, True):  # ON while at the LLM's duty, and ON after an off
+        await tools.run(dev, "pwm_set", {"pin": "dim", "duty_percent": 70}, 1)  # the LLM's call in an ask
+        if off:
+            await ha_set.on_set(dev, "dim", b"OFF")
+        await ha_set.on_set(dev, "dim", b"ON")
+        r = await dev.routines.run("follow", "schedule")
+        if dev.pins["dim"].duty != 70 or dev.pins["valve"].duty != 0 or "cannot ask for it" not in r:
+            raise Exception("off=%s: the LLM's duty moved the valve: %r" % (off, r))
+    await ha_set.on_set(dev, "dim", b"70")  # the owner's own duty
+    if not (await dev.routines.run("follow", "schedule")).startswith("ok") or dev.pins["valve"].duty != 70:
+        raise Exception("the owner's duty was refused")
