@@ -533,8 +533,7 @@ async def test_an_inner_routine_the_llm_made_fail_leaves_the_llms_name():
 async def test_home_assistants_on_brings_back_the_llms_duty_as_the_llms():
     # "ON" with no brightness turns a dimmer back on at its last duty: when the LLM chose that
     # duty, the owner's routine "valve as the dimmer" must not move the confirm valve to it
-    from wisp import ha_set
-    from wisp import tools
+    from wisp import ha_set, tools
     dev = make_device(pins={"valve": {"pin": 21, "mode": "pwm", "confirm": True, "min_interval_ms": 0},
                             "dim": {"pin": 22, "mode": "pwm", "min_interval_ms": 0}})
     dev.routines.define("follow", [{"tool": "gpio_read", "args": {"pin": "dim"}, "as": "d"},
