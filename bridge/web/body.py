@@ -45,6 +45,9 @@ async def read_json(request: web.Request) -> object:
         raise BadRequest(408, f"the request body did not arrive within {BODY_TIMEOUT_S:g} s") from None
     except web.HTTPRequestEntityTooLarge:
         raise BadRequest(413, f"request body too large (limit {MAX_BODY_BYTES} bytes)") from None
+    except web.RequestPayloadError as e:  # Content-Encoding gzip on bytes that are not, a broken chunked body
+        why = getattr(e.__cause__, "message", None) or str(e)
+        raise BadRequest(400, f"the request body cannot be read: {why}") from None
     try:
         body = fastjson.loads_strict(raw)
         # A lone UTF-16 surrogate ("\ud800") is valid JSON syntax but no character: it cannot be encoded

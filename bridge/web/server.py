@@ -36,9 +36,11 @@ class _ConnectionLog(logging.LoggerAdapter):
     traceback: anyone who can reach the port could fill the log with those. Anything else keeps its traceback."""
 
     def exception(self, msg, *args, exc_info=True, **kwargs):
-        if isinstance(exc_info, HttpProcessingError) and 400 <= exc_info.code < 500:
-            log.warning("malformed HTTP request answered %d (%s): %.200s", exc_info.code, msg % args,
-                        exc_info.message)
+        # a body that does not decode comes back once more, as the cause of the error aiohttp's read of the rest of
+        # the body raises after the answer (a 400, body.py)
+        bad = exc_info if isinstance(exc_info, HttpProcessingError) else getattr(exc_info, "__cause__", None)
+        if isinstance(bad, HttpProcessingError) and 400 <= bad.code < 500:
+            log.warning("malformed HTTP request, answered %d: %.200s", bad.code, bad.message)
             return
         self.logger.exception(msg, *args, exc_info=exc_info, **kwargs)
 

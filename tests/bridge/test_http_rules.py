@@ -135,6 +135,15 @@ def test_a_websocket_handshake_that_is_wrong_gets_400_saying_what(api, headers, 
     assert status == 400 and words in error_of(raw), raw
 
 
+@pytest.mark.parametrize("path", [CHAT, CMD])
+def test_a_compressed_body_that_does_not_decode_is_a_400_not_an_internal_error(api, path, caplog):
+    """Before: `Content-Encoding: gzip` on bytes that are not gzip was a 500 with two tracebacks in the log."""
+    request = http("POST", path, b"0123456789").replace(b"Content-Length", b"Content-Encoding: gzip\r\nContent-Length")
+    status, _, raw = exchange(api, request)
+    assert status == 400 and "gzip" in error_of(raw), raw
+    assert "Traceback" not in caplog.text, caplog.text
+
+
 def test_a_body_that_stalls_gets_408_and_the_connection_closed(monkeypatch):
     monkeypatch.setattr(body_mod, "BODY_TIMEOUT_S", 0.5)
 
