@@ -86,8 +86,11 @@ class Conversation:
     async def run(self, ask_id, text, history=(), facts=None, req_class="interactive"):
         """Returns (ok, answer text, tier)."""
         # The request id gets a random suffix: a recorded answer to an earlier request can never
-        # match the one the device waits for now (replay protection for signed answers).
-        ask_id = "%s.%s" % (str(ask_id)[:limits.MAX_ID - 7], binascii.hexlify(os.urandom(3)).decode())
+        # match the one the device waits for now (replay protection for signed answers). Surrogates
+        # are left out (json reads an escaped emoji as two lone ones): the bridge reads them back
+        # as other characters, and its answers would name an id never sent.
+        ask_id = "%s.%s" % ("".join(c for c in str(ask_id)[:limits.MAX_ID - 7] if not 0xD7FF < ord(c) < 0xE000),
+                            binascii.hexlify(os.urandom(3)).decode())
         msgs = list(history)
         msgs.append({"r": "user", "t": text})
         actions = self.ran = []

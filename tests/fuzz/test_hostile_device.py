@@ -1,0 +1,33 @@
+"""Hostile messages aimed at one weak spot each, through real mosquitto to the real firmware:
+the device must answer as it should afterwards and keep its heap (tests/fuzz/test_fuzz_device.py
+throws random ones)."""
+import json
+
+import pytest
+
+from tests.e2e.stack import Stack
+
+
+@pytest.fixture
+def stack():
+    s = Stack()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _reply(s, dev_id, ask_id, timeout=15):
+    return s.probe.wait_for(f"wisp/{dev_id}/reply", lambda r: isinstance(r, dict) and r.get("id") == ask_id,
+                            timeout=timeout)
+
+
+def test_an_ask_id_with_an_escaped_emoji_is_answered_by_the_llm(stack):
+    # json.dumps writes an emoji as two escapes, which the device reads as two lone surrogates;
+    # the bridge reads them back as the emoji, so its answers named another id than the device waited for
+    stack.start_device("hs1")
+    # (the id sent, the id the reply echoes: what the device read, each surrogate as 3 bytes)
+    for ask_id, echoed in (("porch-\U0001F600", "porch-\ud83d\ude00"), ("lone-\udc00", "lone-\udc00")):
+        stack.probe.publish("wisp/hs1/ask", json.dumps({"v": 1, "id": ask_id, "text": "light up the porch, please"}))
+        reply = _reply(stack, "hs1", echoed)
+        assert reply["ok"] and reply["text"] == "The porch light is on.", reply
