@@ -27,8 +27,10 @@ _DEVICE_DETAIL = _obj({**_DEVICE_SUMMARY["properties"], "status": {"type": "obje
                        "recent": {"type": "array", "items": {"type": "object"}}})
 _PIN = _obj({"name": _S, "mode": {"type": "string", "description": "out, in, pwm, adc, or sensor"},
              "state": {"description": "\"ON\"/\"OFF\", a number, or a sensor reading object", "nullable": True}})
+_NOTE = {"type": "string", "description": "only when the device refused the time this bridge signed with: which "
+         "clock to check"}
 _CMD_RESULT = _obj({"tool": _S, "id": _S, "ok": _B, "result": {"type": "string", "description": "the tool's "
-                    "one-line result; errors start with 'Error:'"}})
+                    "one-line result; errors start with 'Error:'"}, "note": _NOTE})
 _ID = {"name": "id", "in": "path", "required": True,
        "schema": {"type": "string", "pattern": protocol.DEVICE_ID_PATTERN}, "description": "device id"}
 
@@ -107,7 +109,8 @@ def spec() -> dict:
                                                     "maxLength": protocol.MAX_ASK_TEXT},
                                            "timeout_s": {**timeout, "default": 40}}, ["text"])),
                 "responses": {**_ok(_obj({"id": _S, "ok": _B, "text": _S, "path": _S, "tier": _NULLABLE_S,
-                                          "ms": _I})), **_err(*_BODY_ERRORS, 401, 404, 409, 429, 503, 504)}}},
+                                          "ms": _I, "note": _NOTE})),
+                              **_err(*_BODY_ERRORS, 401, 404, 409, 429, 503, 504)}}},
             "/api/devices/{id}/cmd": {"post": {
                 "summary": "Run one tool on the device, no LLM, and wait for its result",
                 "parameters": [_ID],

@@ -38,6 +38,8 @@ _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # fullmatch, ASCII digits only
 # Tools the read-only listing endpoints run on the device.
 LISTINGS = {"schedules": "schedule_list", "routines": "routine_list", "memory": "memory_list"}
 _MORE = re.compile(r"; more: skip=([0-9]+)$")  # the end of a page of a device's list
+_CLOCK_REFUSAL = "'ts' must be the current Unix time"  # a signed message dated off the device's clock
+
 # Pages one listing follows. Each page holds at least one item, and two when both are under ~90 characters: a device's
 # 4,096 bytes of facts fill ~45 pages at worst, its 16 jobs and 16 routines 16.
 MAX_LIST_PAGES = 64
@@ -88,7 +90,7 @@ async def ask(request: web.Request) -> web.Response:
         raise BadRequest(400, f"'text' is {len(text)} characters; the device takes at most {MAX_ASK_TEXT}")
     timeout = _timeout(body, ASK_TIMEOUT_S)
     reply = await _wait(request, request.app[FLEET].ask(device_id, text, timeout), device_id, timeout, "reply")
-    return web.json_response(_pick(reply, "id", "ok", "text", "path", "tier", "ms"))
+    return web.json_response(_noted(_pick(reply, "id", "ok", "text", "path", "tier", "ms"), reply.get("text")))
 
 
 async def cmd(request: web.Request) -> web.Response:
@@ -125,7 +127,23 @@ async def _run_cmd(request: web.Request, device_id: str, tool: str, args: dict, 
                    read: bool = False) -> dict:
     res = await _wait(request, request.app[FLEET].cmd(device_id, tool, args, timeout, read), device_id, timeout,
                       "cmd/res")
-    return {"tool": tool, **_pick(res, "id", "ok", "result")}
+    return _noted({"tool": tool, **_pick(res, "id", "ok", "result")}, res.get("result"))
+
+
+def _clock_note(said) -> str | None:
+    """What to check when the device refused what this bridge signed as dated off its clock (the device's
+    words, firmware/wisp/command.py fresh): the caller never sent that time, this bridge's clock did."""
+    if not (isinstance(said, str) and _CLOCK_REFUSAL in said):
+        return None
+    now = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    return (f"the device refused the time this bridge signed with ({now}): this bridge's clock and the "
+            "device's disagree by more than the device allows; check this bridge's clock first "
+            "(`timedatectl set-ntp true`), or the device's if it is the one that is wrong")
+
+
+def _noted(answer: dict, said) -> dict:
+    note = _clock_note(said)
+    return {**answer, "note": note} if note else answer
 
 
 async def set_pin(request: web.Request) -> web.Response:
@@ -171,7 +189,8 @@ async def _wait(request: web.Request, coro, device_id: str, timeout: float, what
     except fl.TooBusy as e:  # the waiting requests end within their timeouts: one leaves room soon
         raise BadRequest(429, str(e), retry_after_s=BUSY_RETRY_AFTER_S) from None
     except fl.PinRefused as e:
-        raise BadRequest(409, f"device {device_id} refused: {e}") from None
+        note = _clock_note(str(e))
+        raise BadRequest(409, f"device {device_id} refused: {e}" + (f" ({note})" if note else "")) from None
     except TimeoutError:
         raise BadRequest(504, f"no {what} from device {device_id} within {timeout:g} s") from None
 
