@@ -74,6 +74,7 @@ class Memory:
             err = check_pairs(pairs)
             if err:  # hand-edited or from another version: keep what is valid, say what was dropped
                 log("memory error: %s; loading the valid facts only" % err)
+                store.set_aside(STORE_NAME, doc, log)
                 self.keep = 1
                 pairs = pairs if isinstance(pairs, list) else []
         for pair in pairs or ():

@@ -41,6 +41,7 @@ class Routines:
         if not isinstance(saved, dict):
             if doc is not None:
                 log("routines error: %s.json holds no routines object; starting empty" % STORE_NAME)
+                store.set_aside(STORE_NAME, doc, log)
             return
         for name in saved:  # checked when defined; a hand-edited one that breaks fails its run
             if _runnable(saved[name]):
@@ -48,6 +49,8 @@ class Routines:
             else:
                 log("routines error: '%s' dropped: not a list of steps with a tool each" % name)
                 self.keep = 1
+        if self.keep:
+            store.set_aside(STORE_NAME, doc, log)
 
     def _save(self, old):
         try:

@@ -2,7 +2,6 @@
 # the timezone's one writer (timezone_set, backup restore). Apart from wisp/sched_edit.py so that
 # adding a job, the scheduler's largest moment, does not carry them: loaded at boot and for a
 # timezone change, then dropped with the scheduler's other pure modules.
-import json
 import os
 
 from wisp import limits, sched_edit, store
@@ -78,14 +77,7 @@ def load(s):
     if s._jobs and zone is not None and zone != s.dev.config.get("tz", "UTC0"):
         s._stale = zone
     if problems:  # keep the whole file for the user, go on with the good jobs
-        bad = s._store + ".bad"
         for why in problems:
             s._log("schedule error: %s: %s" % (s.path, why))
-        try:
-            # a copy, not a rename: until the good jobs are saved, jobs.json must still hold them
-            with open(bad, "w") as f:
-                json.dump(data, f)
-            s._log("schedule: kept %s aside as %s; loaded %d good jobs" % (s.path, bad, len(s._jobs)))
-        except OSError as e:
-            s._log("schedule error: could not keep %s aside: %s" % (s.path, e))
+        store.set_aside(s._store, data, s._log)
         s._save_logged()

@@ -86,6 +86,17 @@ def load(name, default, log=print):
         return default
 
 
+def set_aside(name, obj, log):
+    """Keep obj, a loaded file the caller drops part of, as <name>.bad for the user. A copy, not a
+    rename: until the valid rest is saved, <name>.json must still hold it (a power cut between)."""
+    try:
+        with open(name + ".bad", "w") as f:
+            json.dump(obj, f)
+        log("store: %s.json kept aside as %s.bad" % (name, name))
+    except OSError as e:
+        log("store error: %s.json not kept aside: %s" % (name, e))
+
+
 def save(name, obj):
     """Write obj as <name>.json atomically. Raises OSError (flash full) or TypeError (not JSON)."""
     check_plain(obj)

@@ -1,5 +1,6 @@
 # wisp.memory: capped facts that survive a reboot, the freshest first in the LLM prompt, and
 # the memory_* tools the LLM calls.
+import json
 import os
 
 from fakeboard import make_device, run
@@ -109,6 +110,22 @@ def test_hand_edited_store_keeps_the_valid_facts():
     eq(m.items(), [("fine", "x"), ("ok", 1)])
     if not lines or "memory error" not in lines[0]:
         raise Exception(lines)
+
+
+def test_facts_of_another_shape_are_kept_aside_before_a_save_drops_them():
+    # the log named the first bad fact only, and the next save wrote over the file: the facts a
+    # hand edit or another version shaped otherwise were gone with no copy
+    _fresh()
+    doc = '{"v": 1, "facts": [["ok", 1], ["x"], [2, "y"], ["name", "Ada"]]}'
+    with open("memory.json", "w") as f:
+        f.write(doc)
+    lines = []
+    m = Memory(lines.append)
+    m.set("new", 3)
+    eq(sorted(Memory().items()), [("name", "Ada"), ("new", 3), ("ok", 1)])
+    with open("memory.bad") as f:
+        eq(json.load(f), json.loads(doc), "the whole file, kept aside")
+    eq(lines[1:], ["store: memory.json kept aside as memory.bad"])
 
 
 def _tool(dev, name, args):

@@ -1,6 +1,7 @@
 # wisp.routines: routines defined once, checked at define time, run offline with bound results,
 # JSON conditions and "$name" references; the routine_* tools.
 import asyncio
+import json
 import os
 
 from fakeboard import make_device, run
@@ -280,6 +281,20 @@ def test_corrupt_routines_file_is_kept_aside():
     eq(r.list(), [])
     if not any("routines.bad" in line for line in lines):
         raise Exception(lines)
+
+
+def test_routines_of_another_shape_are_kept_aside_before_a_save_drops_them():
+    _device()
+    doc = '{"v": 1, "routines": {"ok": [{"tool": "gpio_read", "args": {"pin": "door"}}], "old": "gpio_read door"}}'
+    with open("routines.json", "w") as f:
+        f.write(doc)
+    lines = []
+    r = Routines(make_device(), lines.append)
+    r.define("new", [_read("door", "d")])
+    eq(sorted(Routines(make_device()).list()), ["new", "ok"])
+    with open("routines.bad") as f:
+        eq(json.load(f), json.loads(doc), "the whole file, kept aside")
+    eq(lines[1:], ["store: routines.json kept aside as routines.bad"])
 
 
 async def test_a_running_routine_lets_other_tasks_run_between_steps():
