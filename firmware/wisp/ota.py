@@ -84,6 +84,12 @@ def _good_path(path):
     return True
 
 
+def _load(name):
+    """The object saved as name, or {}: one of another shape (hand-edited) is no state."""
+    o = store.load(name, {})
+    return o if isinstance(o, dict) else {}
+
+
 def _int(v, lo, hi):
     return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
@@ -148,7 +154,7 @@ async def on_offer(dev, payload, size=0):
     except ValueError:
         o = None
     why = check(dev, o)
-    if why is None and store.load(POINTER, {}).get("trial"):
+    if why is None and _load(POINTER).get("trial"):
         why = "the last update is not confirmed yet"
     if why:
         o = o if isinstance(o, dict) else {}
@@ -168,7 +174,7 @@ async def on_offer(dev, payload, size=0):
             await asyncio.sleep_ms(20)
     pending = store.load(OFFER, None)
     if not (isinstance(pending, dict) and pending.get("man") == o["man"]):
-        cur = store.load(POINTER, {}).get("cur")
+        cur = _load(POINTER).get("cur")
         o["slot"] = "b" if cur == "a" else "a"
         _mkdirs(OFFER)
         store.remove(GOT + ".json")
@@ -188,17 +194,15 @@ def start(dev):
 async def on_connect(dev):
     """After each connect: confirm a version on trial (it booted and connected: healthy), drop
     what a finished switch left, resume a transfer a reboot or a dropped link cut short."""
-    p = store.load(POINTER, {})
+    p = _load(POINTER)
     if p.get("trial"):
         p["trial"], p["state"] = False, "ok"
         p["result"] = "%s confirmed healthy: connected at boot %d after the switch" % (VERSION, p.get("tries", 0))
         store.save(POINTER, p)
-    pending = store.load(OFFER, None)
-    if isinstance(pending, dict) and pending.get("man") == p.get("man"):
-        store.remove(OFFER + ".json")  # the switch was cut after the pointer was written
+    pending = _load(OFFER)
+    if not pending or pending.get("man") == p.get("man"):  # none, or the switch was cut after
+        store.remove(OFFER + ".json")  # the pointer was written
         store.remove(GOT + ".json")
-        pending = None
-    if pending is None:
         if getattr(dev, "ota_job", None) is None and p:
             await report(dev, p.get("state") or "ok", p.get("result") or "", ver=p.get("ver"))
         return
@@ -230,7 +234,7 @@ class Job:
     async def run(self):
         o, dev = self.o, self.dev
         try:
-            got = store.load(GOT, {})
+            got = _load(GOT)
             if got.get("man") != o["man"]:
                 got = {"man": o["man"], "off": 0, "file": -1}
             await report(dev, "fetching", "", ver=o["ver"], off=got["off"], size=o["size"])
@@ -359,7 +363,7 @@ class Job:
 
     async def switch(self):
         o = self.o
-        p = store.load(POINTER, {})
+        p = _load(POINTER)
         store.save(POINTER, {"cur": o["slot"], "ver": o["ver"], "prev": p.get("cur"), "prev_ver": VERSION,
                              "trial": True, "tries": 0, "health_s": o["health_s"], "man": o["man"],
                              "state": "switching", "result": ""})

@@ -1,4 +1,5 @@
 # wispboot (slot choice, trial boots, rollback) and wisp.ota's offer checks, on the unix port.
+import asyncio
 import json
 import os
 import sys
@@ -153,3 +154,32 @@ def test_an_offer_to_a_device_whose_clock_is_not_set_says_so():
            "the device clock is not set (no NTP time yet), so the offer's age cannot be checked")
     finally:
         sched.unix_time = real
+
+
+async def test_update_files_of_another_shape_are_dropped_not_raised_at_every_connect():
+    # an ota.json or ota/offer.json that is JSON but not an object (hand-edited, another version)
+    # raised AttributeError at every connect, and the pointer one refused every later offer
+    from mpcheck import check
+    os.mkdir("ota")
+    for pointer, offer, got in (("[1]", None, None), (None, "[]", None), ('"x"', "7", None),
+                                (None, json.dumps(dict(GOOD, slot="a")), "[]")):
+        for path, text in (("ota.json", pointer), ("ota/offer.json", offer), ("ota/got.json", got)):
+            if text is not None:
+                with open(path, "w") as f:
+                    f.write(text)
+        dev = make_device()
+        await ota.on_connect(dev)  # raised
+        job = getattr(dev, "ota_job", None)
+        if got is None:
+            check(job is None and "offer.json" not in os.listdir("ota"), (pointer, offer, os.listdir("ota")))
+        else:  # a progress file of another shape restarts the fetch from the start, not drop the update
+            await asyncio.sleep_ms(50)
+            check(dev.ota_job is job and "offer.json" in os.listdir("ota"), "the update was dropped")
+            job.stop = True
+            job.wake()
+            await asyncio.sleep_ms(50)
+        for path in ("ota.json", "ota/offer.json", "ota/got.json"):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
