@@ -117,9 +117,18 @@ def _router(dev, agent, commands, ha_status):
             if job is not None:
                 job.take(payload)
         elif sub == "ota/offer":
-            from wisp import ota  # loaded only while an update runs (docs/ota.md)
-            dev.spawn(ota.on_offer(dev, payload, size), sub)
+            dev.spawn(_offer(dev, payload, size), sub)
     return on_message
+
+
+async def _offer(dev, payload, size):
+    from wisp import ota  # loaded only while an update runs (docs/ota.md)
+    try:
+        await ota.on_offer(dev, payload, size)
+    finally:
+        ota = None
+        if getattr(dev, "ota_job", None) is None:  # refused: anyone may send junk offers
+            unload("wisp.ota")
 
 
 async def _refuse_retained(dev, topic, text):

@@ -141,8 +141,10 @@ async def report(dev, state, text="", **extra):
 
 
 async def on_offer(dev, payload, size=0):
-    from wisp import sign
-    body = sign.verify(dev.key, payload) if dev.key is not None and payload else None
+    body = None
+    if dev.key is not None and payload:
+        from wisp import sign  # resident on a device with a key (wisp/device.py)
+        body = sign.verify(dev.key, payload)
     if body is None:
         why = "unsigned, or signed with another key" if dev.key is not None else \
             "this device has no key (wisp provision) so it takes no updates"

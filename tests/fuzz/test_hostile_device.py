@@ -2,6 +2,8 @@
 the device must answer as it should afterwards and keep its heap (tests/fuzz/test_fuzz_device.py
 throws random ones)."""
 import json
+import re
+import time
 
 import pytest
 
@@ -31,3 +33,23 @@ def test_an_ask_id_with_an_escaped_emoji_is_answered_by_the_llm(stack):
         stack.probe.publish("wisp/hs1/ask", json.dumps({"v": 1, "id": ask_id, "text": "light up the porch, please"}))
         reply = _reply(stack, "hs1", echoed)
         assert reply["ok"] and reply["text"] == "The porch light is on.", reply
+
+
+def _free_heap(s, dev_id):
+    """The device's free heap in bytes, as its system_info tool says (after a collection)."""
+    cid = "heap-%d" % time.monotonic_ns()
+    s.probe.publish(f"wisp/{dev_id}/cmd", {"v": 1, "id": cid, "tool": "system_info"})
+    res = s.probe.wait_for(f"wisp/{dev_id}/cmd/res", lambda r: isinstance(r, dict) and r.get("id") == cid)
+    return int(re.search(r"heap (\d+) B free", res["result"]).group(1))
+
+
+def test_junk_update_offers_leave_no_code_in_the_heap(stack):
+    stack.start_device("hs2")
+    _free_heap(stack, "hs2")  # the system tools loaded once, as in every figure below
+    before = _free_heap(stack, "hs2")
+    for payload in (b"junk", b'{"v":1}', b"x" * 5000):
+        stack.probe.publish("wisp/hs2/ota/offer", payload)
+        stack.probe.wait_for("wisp/hs2/ota/state", lambda st: isinstance(st, dict) and st.get("state") == "refused")
+    time.sleep(0.5)  # the refusal is published before the offer's task ends
+    after = _free_heap(stack, "hs2")
+    assert before - after < 2048, f"{before - after} bytes held after refused offers"
