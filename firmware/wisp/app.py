@@ -24,6 +24,7 @@ FATAL_WAIT_MS = 10000  # after an unexpected error: log, wait this long, reset
 
 device = None   # the running Device, for wisp.repl
 agent = None
+_offering = False  # an update offer is being answered
 
 
 def _ha():
@@ -71,6 +72,7 @@ def _router(dev, agent, commands, ha_status):
     prefix_len = len(dev.prefix)
 
     def on_message(topic, payload, size, retained=0):
+        global _offering
         if not topic.startswith(dev.prefix):
             # a retained birth is the broker replaying it to us: we announced at connect anyway
             if topic == ha_status and payload == b"online" and not retained:
@@ -107,8 +109,9 @@ def _router(dev, agent, commands, ha_status):
             if dev.signed == "only":  # Home Assistant cannot sign: signed-only devices take signed cmd
                 from wisp import sign
                 sign.refuse(dev, "unsigned " + sub)
-            else:
-                dev.spawn(_ha().on_set(dev, sub[4:], payload), sub)
+            else:  # a word or a number: a longer payload is refused from its first bytes, not
+                # held whole (and copied) by each of the tasks refusing a flood of them
+                dev.spawn(_ha().on_set(dev, sub[4:], payload if len(payload) < 40 else payload[:24] + b"..."), sub)
         elif sub == "log/get":
             from wisp import logfeed
             dev.spawn(logfeed.send(dev, wlog.RING_SIZE, ring=True), sub)
@@ -117,16 +120,21 @@ def _router(dev, agent, commands, ha_status):
             if job is not None:
                 job.take(payload)
         elif sub == "ota/offer":
-            dev.spawn(_offer(dev, payload, size), sub)
+            if _offering:  # one at a time, and its 4 KB: `wisp ota` offers again when unanswered
+                dev.count_drop(sub)
+            else:
+                _offering = dev.spawn(_offer(dev, payload, size), sub)
     return on_message
 
 
 async def _offer(dev, payload, size):
+    global _offering
     from wisp import ota  # loaded only while an update runs (docs/ota.md)
     try:
         await ota.on_offer(dev, payload, size)
     finally:
         ota = None
+        _offering = False
         if getattr(dev, "ota_job", None) is None:  # refused: anyone may send junk offers
             unload("wisp.ota")
 

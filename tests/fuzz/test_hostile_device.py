@@ -53,3 +53,22 @@ def test_junk_update_offers_leave_no_code_in_the_heap(stack):
     time.sleep(0.5)  # the refusal is published before the offer's task ends
     after = _free_heap(stack, "hs2")
     assert before - after < 2048, f"{before - after} bytes held after refused offers"
+
+
+@pytest.mark.parametrize("topic, refusal", [
+    ("set/fan", ("event", "set/fan wants ON, OFF or TOGGLE")),
+    ("ota/offer", ("ota/state", "offer refused")),
+])
+def test_a_flood_of_4_kb_documents_does_not_starve_the_link(stack, topic, refusal):
+    # set/ takes a word; 4 KB of JSON there (a misdirected automation) was held and copied by
+    # each task refusing it, and a flood of offers loaded the update code once per offer, until
+    # the link had no heap left to read the next message and dropped the connection
+    stack.start_device("hs5", heapsize=256 * 1024)
+    junk = b"[" + b"[]," * 1364 + b"[]]"
+    for _ in range(60):
+        stack.probe.publish(f"wisp/hs5/{topic}", junk)
+    stack.probe.publish("wisp/hs5/ask", {"v": 1, "id": "after", "text": "is the door open?"})
+    assert _reply(stack, "hs5", "after", timeout=10)["text"] == "door is open"
+    said = [m["text"] for t, m in stack.probe.drain(0.5) if t == f"wisp/hs5/{refusal[0]}" and isinstance(m, dict)]
+    assert said and refusal[1] in said[0], said[:1]
+    assert "link lost" not in stack.console("hs5"), stack.console("hs5")[-1000:]
