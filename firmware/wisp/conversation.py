@@ -191,6 +191,8 @@ class Conversation:
             got[0] += 1
             calls = m.get("calls")
             for call in calls if isinstance(calls, list) else ():
+                if len(got[2]) > limits.MAX_CALLS_PER_ROUND:
+                    break  # one "not run" result tells the LLM; a thousand would fill the heap
                 got[2].append(await self._call(call, len(got[2])))
             if m.get("done"):
                 return m

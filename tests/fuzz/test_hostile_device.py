@@ -55,6 +55,26 @@ def test_junk_update_offers_leave_no_code_in_the_heap(stack):
     assert before - after < 2048, f"{before - after} bytes held after refused offers"
 
 
+def test_an_answer_with_two_hundred_calls_costs_one_error_result_not_the_heap(stack):
+    # each extra call got its own "not run" result: 200 of them, and their log lines, in the heap
+    # and in the next round's request
+    stack.start_device("hs3", heapsize=256 * 1024)
+    stack.bridge.terminate()  # this test answers the device itself
+    stack.bridge.wait(5)
+    stack.probe.publish("wisp/hs3/ask", {"v": 1, "id": "many", "text": "light up the porch, please"})
+    req = stack.probe.wait_for("wisp/hs3/llm/req")
+    calls = [{"cid": "a", "tool": "gpio_read", "args": {"pin": "door"}}] + [{}] * 200
+    stack.probe.publish("wisp/hs3/llm/res", json.dumps({"v": 1, "id": req["id"], "round": 0, "seq": 0,
+                                                        "calls": calls, "done": True}, separators=(",", ":")))
+    nxt = stack.probe.wait_for("wisp/hs3/llm/req", lambda r: isinstance(r, dict) and r.get("round") == 1)
+    results = [m["t"] for m in nxt["msgs"] if m["r"] == "tool"]
+    assert results[0] == "door=1" and len(results) <= 8, results[:8]
+    assert "not run" in results[-1]
+    stack.probe.publish("wisp/hs3/llm/res", {"v": 1, "id": req["id"], "round": 1, "seq": 0,
+                                             "text": "The door is open.", "done": True})
+    assert _reply(stack, "hs3", "many")["text"] == "The door is open."
+
+
 @pytest.mark.parametrize("topic, refusal", [
     ("set/fan", ("event", "set/fan wants ON, OFF or TOGGLE")),
     ("ota/offer", ("ota/state", "offer refused")),
