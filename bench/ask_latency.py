@@ -6,6 +6,7 @@ import platform
 import secrets
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import percentile, write_section  # noqa: E402
 from tests.e2e.stack import Stack  # noqa: E402
+from tools.image import stage_firmware  # noqa: E402
 
 ASKS = 100
 WARMUP = 5
@@ -40,12 +42,17 @@ def measure(probe, text, path):
 
 def main():
     stack = Stack()
+    fw = tempfile.TemporaryDirectory(prefix="wisp-bench-fw-")
     try:
-        stack.start_device("bench1", extra={"llm_per_hour": 100000, "llm_per_day": 100000})
+        # .mpy files, as `wisp image` puts them on a board: from sources, each ask would compile the
+        # modules the agent loads per request (answer, conversation, fastpath) again
+        stage_firmware(Path(fw.name), simulator=True)
+        stack.start_device("bench1", firmware_dir=fw.name, extra={"llm_per_hour": 100000, "llm_per_day": 100000})
         llm_wall, llm_device = measure(stack.probe, LLM_ASK, "llm")
         fast_wall, fast_device = measure(stack.probe, FAST_ASK, "device")
     finally:
         stack.close()
+        fw.cleanup()
     rows = [("LLM path: client publish -> reply received", llm_wall),
             ("LLM path: device ask -> reply (its `ms`)", llm_device),
             ("fast path: client publish -> reply received", fast_wall),
@@ -53,7 +60,8 @@ def main():
     lines = ["## One ask end to end (loopback, zero-delay fake tier)",
              "",
              f"{ASKS} asks per path, one at a time, after {WARMUP} warm-up asks, through real mosquitto, "
-             "the bridge process and the firmware on the MicroPython unix port. LLM path: "
+             "the bridge process and the firmware on the MicroPython unix port, from `.mpy` files as on a board. "
+             "LLM path: "
              f"\"{LLM_ASK}\", two LLM rounds (tool call, then the answer in words). Fast path: "
              f"\"{FAST_ASK}\", answered on the device. The device's `ms` is whole milliseconds. "
              f"Machine: {platform.machine()}, Python {platform.python_version()}; one run.",
