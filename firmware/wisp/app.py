@@ -43,12 +43,13 @@ def _ha_status_topic(dev):
     return topic
 
 
-def too_deep(data, limit=limits.MAX_JSON_DEPTH):
-    """True if JSON text nests arrays/objects deeper than limit. json.loads builds every level
-    before any check could run: 4 KB of "[[[..." parses into ~65 KB of live objects."""
+def json_refusal(data, limit=limits.MAX_JSON_DEPTH):
+    """Why JSON text is not to be parsed, or None: arrays/objects nested deeper than limit, or more
+    than MAX_JSON_NODES of them. json.loads builds every one before any check could run: 4 KB of
+    "[[[..." parses into ~65 KB of live objects, 4 KB of "[[],[],..." into ~52 KB (32-bit port)."""
     if data.count(b"[") + data.count(b"{") <= limit:
-        return False  # the common case, with no Python loop over the bytes
-    depth, in_str, esc = 0, False, False
+        return None  # the common case, with no Python loop over the bytes
+    depth, nodes, in_str, esc = 0, 0, False, False
     for c in data:
         if in_str:
             if esc:
@@ -61,11 +62,14 @@ def too_deep(data, limit=limits.MAX_JSON_DEPTH):
             in_str = True
         elif c == 91 or c == 123:  # [ {
             depth += 1
+            nodes += 1
             if depth > limit:
-                return True
+                return "nested deeper than %d levels" % limit
+            if nodes > limits.MAX_JSON_NODES:
+                return "with more than %d arrays and objects" % limits.MAX_JSON_NODES
         elif c == 93 or c == 125:  # ] }
             depth -= 1
-    return False
+    return None
 
 
 def _router(dev, agent, commands, ha_status):
@@ -94,8 +98,8 @@ def _router(dev, agent, commands, ha_status):
             text = "payload of %d bytes on %s refused: limit is %d" % (size, topic, limits.MAX_PAYLOAD)
             log("error: " + text)
             dev.spawn(dev.event("error", text), "event")
-        elif too_deep(payload):  # on every topic, before anything parses it
-            text = "payload on %s refused: JSON nested deeper than %d levels" % (topic, limits.MAX_JSON_DEPTH)
+        elif why := json_refusal(payload):  # on every topic, before anything parses it
+            text = "payload on %s refused: JSON %s" % (topic, why)
             log("error: " + text)
             dev.spawn(dev.event("error", text), "event")
             return

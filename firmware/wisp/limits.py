@@ -3,6 +3,7 @@ from micropython import const
 
 MAX_PAYLOAD = const(4096)        # bytes of one incoming MQTT payload; larger ones are discarded unread
 MAX_JSON_DEPTH = const(16)       # nesting of arrays/objects in an incoming JSON payload
+MAX_JSON_NODES = const(256)      # arrays and objects in an incoming JSON payload (~38 bytes of heap each)
 MAX_TOPIC = const(128)           # bytes of one incoming topic name
 MAX_ASK_TEXT = const(512)        # characters of an ask's text
 MAX_ID = const(40)               # characters of an ask id

@@ -84,7 +84,7 @@ def test_a_flood_of_4_kb_documents_does_not_starve_the_link(stack, topic, refusa
     # each task refusing it, and a flood of offers loaded the update code once per offer, until
     # the link had no heap left to read the next message and dropped the connection
     stack.start_device("hs5", heapsize=256 * 1024)
-    junk = b"[" + b"[]," * 1364 + b"[]]"
+    junk = b'{"state":"' + b"o" * 4000 + b'"}'
     for _ in range(60):
         stack.probe.publish(f"wisp/hs5/{topic}", junk)
     stack.probe.publish("wisp/hs5/ask", {"v": 1, "id": "after", "text": "is the door open?"})
@@ -92,3 +92,15 @@ def test_a_flood_of_4_kb_documents_does_not_starve_the_link(stack, topic, refusa
     said = [m["text"] for t, m in stack.probe.drain(0.5) if t == f"wisp/hs5/{refusal[0]}" and isinstance(m, dict)]
     assert said and refusal[1] in said[0], said[:1]
     assert "link lost" not in stack.console("hs5"), stack.console("hs5")[-1000:]
+
+
+def test_json_of_thousands_of_empty_lists_is_refused_before_it_is_parsed(stack):
+    # 4 KB of "[[],[],..." parses into ~52 KB of objects on a 32-bit board, ~104 KB on this port:
+    # more than a board has free, and every topic parses its JSON
+    stack.start_device("hs6")
+    stack.probe.publish("wisp/hs6/ask", b'{"v":1,"id":"wide","text":"hi","pad":[' + b"[]," * 1300 + b"[]]}")
+    event = stack.probe.wait_for("wisp/hs6/event", lambda e: isinstance(e, dict) and e.get("kind") == "error")
+    assert event["text"] == "payload on wisp/hs6/ask refused: JSON with more than 256 arrays and objects", event
+    stack.probe.publish("wisp/hs6/ask", {"v": 1, "id": "after", "text": "is the door open?"})
+    assert _reply(stack, "hs6", "after")["text"] == "door is open"
+    assert not [r for t, r in stack.probe.seen if t == "wisp/hs6/reply" and r.get("id") == "wide"]

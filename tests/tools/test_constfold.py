@@ -86,18 +86,21 @@ import wisp.app, wisp.agent, wisp.answer, wisp.conversation, wisp.command, wisp.
 import wisp.routine_run, wisp.routine_check, wisp.memory, wisp.ota, wisp.ha_discovery, wisp.tools.manifest
 print("limits loaded" if "wisp.limits" in sys.modules else "limits not loaded")
 depth = %d  # limits.MAX_JSON_DEPTH, from limits.py
-print(wisp.app.too_deep(b"[" * depth + b"]" * depth), wisp.app.too_deep(b"[" * (depth + 1) + b"]" * (depth + 1)))
+refuse = wisp.app.json_refusal
+print(refuse(b"[" * depth + b"]" * depth), refuse(b"[" * (depth + 1) + b"]" * (depth + 1)))
 """
 
 
 def test_staged_firmware_never_imports_limits_and_keeps_its_values(tmp_path):
     stage = image.stage_firmware(tmp_path / "root", march=None, simulator=True)
     probe = tmp_path / "probe.py"
-    probe.write_text(PROBE % constfold.read_consts(FIRMWARE / "wisp" / "limits.py")["MAX_JSON_DEPTH"])
+    depth = constfold.read_consts(FIRMWARE / "wisp" / "limits.py")["MAX_JSON_DEPTH"]
+    probe.write_text(PROBE % depth)
     done = subprocess.run([micropython_cmd(), str(probe)], cwd=tmp_path, capture_output=True, text=True,
                           env={"MICROPYPATH": ".frozen:%s" % stage.root}, timeout=60)
     assert done.returncode == 0, done.stderr + done.stdout
-    assert done.stdout.split("\n")[:3] == ["cron not loaded", "limits not loaded", "False True"]
+    assert done.stdout.split("\n")[:3] == ["cron not loaded", "limits not loaded",
+                                           "None nested deeper than %d levels" % depth]
 
 
 def test_update_bundles_fold_as_the_image_does(tmp_path):
