@@ -13,8 +13,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from littlefs import LittleFS
-
 from tools import constfold, flashtext, shortnames
 from tools.boards import BLOCK_SIZE, check_mp_version
 from tools.paths import FIRMWARE, micropython_cmd
@@ -140,6 +138,7 @@ def compile_mpy(src, out, shown_name, march=DEFAULT_MARCH, mp_version=None, line
 
 def build_image(stage_root, out_path, size):
     """Write a LittleFS2 image of `size` bytes (the whole vfs region) holding the staged tree."""
+    from littlefs import LittleFS  # ~30 ms to import: not on the path of every `wisp` command (tools/cli.py)
     if size % BLOCK_SIZE:
         raise ImageError(f"filesystem size {size} is not a multiple of the {BLOCK_SIZE}-byte flash block")
     fs = LittleFS(block_size=BLOCK_SIZE, block_count=size // BLOCK_SIZE, read_size=LFS_READ_SIZE,
