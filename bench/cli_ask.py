@@ -6,6 +6,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.report import percentile, write_section  # noqa: E402
 from tests.e2e.stack import Stack  # noqa: E402
 from tools.ask import ask  # noqa: E402
+from tools.image import stage_firmware  # noqa: E402
 from tools.paths import REPO  # noqa: E402
 
 CALLS = 50
@@ -52,19 +54,25 @@ def in_process_calls(stack):
 
 def main():
     stack = Stack(with_tier=False)
+    fw = tempfile.TemporaryDirectory(prefix="wisp-bench-fw-")
     try:
-        stack.start_device("bench1")
+        # .mpy files, as `wisp image` puts them on a board: from sources, each ask would compile the
+        # modules the agent loads per request again
+        stage_firmware(Path(fw.name), simulator=True)
+        stack.start_device("bench1", firmware_dir=fw.name)
         cli = cli_calls(stack)
         inproc, device = in_process_calls(stack)
     finally:
         stack.close()
+        fw.cleanup()
     rows = [("`wisp ask` process, start to exit", cli),
             ("tools.ask.ask(): connect -> reply -> disconnect", inproc),
             ("device: ask -> reply (its `ms`)", device)]
     lines = ["## `wisp ask` wall time, fast path",
              "",
              f"{CALLS} calls each after {WARMUP} warm-up calls, one at a time: \"{FAST_ASK}\" to a simulated "
-             "device (the firmware on the MicroPython unix port) through real mosquitto on loopback. The "
+             "device (the firmware on the MicroPython unix port, from `.mpy` files as on a board) through real "
+             "mosquitto on loopback. The "
              "process figure includes starting Python and importing paho; the in-process one is what the "
              f"CLI adds on top of the device. Machine: {platform.machine()}, Python "
              f"{platform.python_version()}; one run.",
