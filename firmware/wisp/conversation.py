@@ -211,7 +211,12 @@ class Conversation:
             # or are refused when no user is in this ask (a scheduled prompt)
             result = await tools.run(self.dev, call.get("tool"), call.get("args"), self.llm)
         log("tool " + describe(call, result))
-        return {"cid": cid, "tool": call.get("tool"), "args": call.get("args"), "result": result}
+        tool, args = call.get("tool"), call.get("args")
+        try:
+            json.loads(json.dumps((tool, args)))
+        except ValueError:  # 1e999 is inf, which json writes as `inf`: the request would be no JSON
+            tool, args = str(tool), None
+        return {"cid": cid, "tool": tool, "args": args, "result": result}
 
     def _finish(self, done, done_calls, msgs, actions):
         tier = done.get("tier") if isinstance(done.get("tier"), str) else None

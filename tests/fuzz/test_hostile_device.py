@@ -104,3 +104,19 @@ def test_json_of_thousands_of_empty_lists_is_refused_before_it_is_parsed(stack):
     stack.probe.publish("wisp/hs6/ask", {"v": 1, "id": "after", "text": "is the door open?"})
     assert _reply(stack, "hs6", "after")["text"] == "door is open"
     assert not [r for t, r in stack.probe.seen if t == "wisp/hs6/reply" and r.get("id") == "wide"]
+
+
+def test_a_call_with_an_infinite_number_goes_back_to_the_model_as_json(stack):
+    # 1e999 parses as inf, which MicroPython's json writes as `inf`: the next round's request was no
+    # JSON, the bridge dropped it, and the ask failed 30 s later with "no answer from the bridge"
+    stack.start_device("hs7")
+    stack.bridge.terminate()  # this test answers the device itself
+    stack.bridge.wait(5)
+    stack.probe.publish("wisp/hs7/ask", {"v": 1, "id": "inf", "text": "is the door open, ask the model"})
+    req = stack.probe.wait_for("wisp/hs7/llm/req")
+    stack.probe.publish("wisp/hs7/llm/res", b'{"v":1,"id":"%s","round":0,"seq":0,"done":true,"calls":['
+                        b'{"cid":"a","tool":"gpio_read","args":{"pin":"door","x":1e999}},'
+                        b'{"cid":"b","tool":-1e999}]}' % req["id"].encode())
+    nxt = stack.probe.wait_for("wisp/hs7/llm/req", lambda r: isinstance(r, dict) and r.get("round") == 1)
+    results = [m["t"] for m in nxt["msgs"] if m["r"] == "tool"]
+    assert results == ["Error: unknown argument 'x' for gpio_read", "Error: tool name must be a string"]
