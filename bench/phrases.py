@@ -343,7 +343,7 @@ the expected ones. Parsed by `wisp/fastpath.mpy` (mpy-cross) on the MicroPython 
 phrasing {REPEAT} times; heap from `gc.mem_alloc()` after `gc.collect()`, a parse's garbage with
 the GC disabled. The agent loads the module for each ask and drops it once read (keeping only its
 table of pin names), so its heap is free during LLM rounds, TLS and tools (a full session's smallest
-heap on the 32-bit build, from .mpy files, stayed at 110-114 KB with and without this parser).
+heap on the 32-bit build did not grow when this parser came; "Device footprint" has that heap today).
 Machine: {platform.machine()}; one run.
 
 | measured | value | goal |
