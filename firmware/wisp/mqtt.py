@@ -43,7 +43,7 @@ def _str(s):
 
 
 class MQTTClient:
-    """on_message(topic: str, payload: bytes | None, size: int, retained: int) is called from the
+    """on_message(topic: str, payload: bytearray | None, size: int, retained: int) is called from the
     reader task; payload is None when the message was larger than MAX_PAYLOAD and was skipped;
     retained is 1 for a retained message the broker replays because we (re)subscribed.
     on_connect() (a coroutine function) runs after every (re)connect: subscribe and announce there."""
@@ -274,11 +274,27 @@ class MQTTClient:
         pid = 0
         if qos:
             pid = struct.unpack("!H", await r.readexactly(2))[0]
+        payload = None
         if n > limits.MAX_PAYLOAD:
             await self._skip(n)
-            payload = None
+        elif n:
+            try:
+                # the block first, then the bytes: without heap for it the message is dropped, not
+                # the link (readexactly could fail after reading part of it, out of step)
+                payload = bytearray(n)
+            except MemoryError:
+                await self._skip(n)
+                self.log("mqtt: message on %s dropped: no %d bytes of heap free for it" % (topic, n))
+                topic = None
+            else:
+                got, view = 0, memoryview(payload)
+                while got < n:
+                    k = await r.readinto(view[got:])
+                    if not k:
+                        raise EOFError
+                    got += k
         else:
-            payload = await r.readexactly(n) if n else b""
+            payload = b""
         if qos == 1:
             await self._send(struct.pack("!BBH", _PUBACK, 2, pid))
         if topic is not None and self.on_message:

@@ -78,6 +78,40 @@ async def test_oversized_payload_is_skipped_and_the_link_stays_in_sync():
     await c.stop()
 
 
+def _take_big_blocks(size):
+    """Hold every free run of the heap that fits `size` bytes: a fragmented heap, where a message
+    bigger than that finds no block while small allocations still do."""
+    held = []
+    try:
+        while True:
+            held.append(bytearray(size))
+    except MemoryError:
+        return held
+
+
+async def test_a_message_with_no_heap_for_it_is_dropped_and_the_link_stays():
+    # a 4 KB payload in a heap with 50 KB free in smaller holes raised MemoryError in the reader:
+    # the link dropped, and with it every message in flight
+    got, logs = [], []
+    c = await _client("mp-starved", got, log=logs.append)
+    pub = await _client("mp-starved-pub", [])
+    await c.subscribe("mptest/starved")
+    big = b"x" * 4000
+    held = _take_big_blocks(2048)
+    try:
+        await pub.publish("mptest/starved", big, qos=1)
+        await asyncio.sleep_ms(200)  # read (or not) while the heap has no 4 KB block
+    finally:
+        held = None
+    await pub.publish("mptest/starved", b"after", qos=1)
+    if not await until(lambda: got) or got != [("mptest/starved", b"after", 5)]:
+        raise Exception([(t, p and p[:10], n) for t, p, n in got])
+    if c.connects != 1 or not any("no 4000 bytes of heap" in line for line in logs):
+        raise Exception((c.connects, logs))
+    await c.stop()
+    await pub.stop()
+
+
 async def test_refused_connection_is_retried_not_raised():
     logs = []
     c = MQTTClient("mp-nobroker", HOST, 1, log=logs.append)  # nothing listens on port 1
