@@ -98,7 +98,7 @@ def _router(dev, agent, commands, ha_status):
             text = "payload of %d bytes on %s refused: limit is %d" % (size, topic, limits.MAX_PAYLOAD)
             log("error: " + text)
             dev.spawn(dev.event("error", text), "event")
-        elif why := json_refusal(payload):  # on every topic, before anything parses it
+        elif sub != "ota/chunk" and (why := json_refusal(payload)):  # on every JSON topic, before parsing
             text = "payload on %s refused: JSON %s" % (topic, why)
             log("error: " + text)
             dev.spawn(dev.event("error", text), "event")

@@ -252,6 +252,30 @@ async def test_deeply_nested_json_is_refused_before_parsing_on_every_topic():
     eq(spy.got, [("ask", fine)], "a legitimate payload")
 
 
+class _Job:
+    def __init__(self):
+        self.chunks = []
+
+    def take(self, payload):
+        self.chunks.append(payload)
+
+
+async def test_an_update_chunk_is_binary_never_refused_as_json():
+    # bundle bytes that happen to hold "[[[[..." (a string constant in a module) were refused as
+    # JSON nested too deep: the same chunk every time, so the update stalled at that offset for good
+    from fakeboard import make_device
+
+    from wisp import app
+    dev = make_device()
+    dev.ota_job = _Job()
+    route = app._router(dev, _Spy(), _Spy(), None)
+    chunk = b"\x00\x00\x04\x00" + b"5d41402a" + b"[" * 300 + b"{" * 300
+    route(dev.topic("ota/chunk"), chunk, len(chunk))
+    eq(dev.ota_job.chunks, [chunk], "the chunk reached the update")
+    await asyncio.sleep_ms(10)
+    eq(dev.link.on(dev.topic("event")), [], "no refusal")
+
+
 async def test_pin_edges_reach_the_inputs_task_through_the_irq_path():
     from hwdevice import make
 
