@@ -80,7 +80,7 @@ def _router(dev, agent, commands, ha_status):
         if not topic.startswith(dev.prefix):
             # a retained birth is the broker replaying it to us: we announced at connect anyway
             if topic == ha_status and payload == b"online" and not retained:
-                dev.spawn(_ha().announce(dev), "homeassistant/status")  # HA restarted: it forgot us
+                dev.spawn(dev._discovery(), "homeassistant/status")  # HA restarted: it forgot us
             return
         sub = topic[prefix_len:]
         # The broker replays a retained message at every (re)subscribe: a retained ask or cmd
@@ -115,7 +115,7 @@ def _router(dev, agent, commands, ha_status):
                 sign.refuse(dev, "unsigned " + sub)
             else:  # a word or a number: a longer payload is refused from its first bytes, not
                 # held whole (and copied) by each of the tasks refusing a flood of them
-                dev.spawn(_ha().on_set(dev, sub[4:], payload if len(payload) < 40 else payload[:24] + b"..."), sub)
+                dev.spawn(_set(dev, sub[4:], payload if len(payload) < 40 else payload[:24] + b"..."), sub)
         elif sub == "log/get":
             from wisp import logfeed
             dev.spawn(logfeed.send(dev, wlog.RING_SIZE, ring=True), sub)
@@ -129,6 +129,13 @@ def _router(dev, agent, commands, ha_status):
             else:
                 _offering = dev.spawn(_offer(dev, payload, size), sub)
     return on_message
+
+
+async def _set(dev, name, payload):
+    try:
+        await _ha().on_set(dev, name, payload)
+    finally:
+        unload("wisp.ha")  # as after a connect's announce: loaded again by the next command
 
 
 async def _offer(dev, payload, size):

@@ -168,3 +168,24 @@ def test_a_dimmer_restored_to_its_last_level_keeps_a_fraction():
     pins.keep_levels(again)  # a reset for memory keeps it too
     warm = pins.setup(spec, Board(), print)
     check(warm["dimmer"].duty == 37.5, warm["dimmer"].duty)
+
+
+async def test_a_command_or_a_birth_message_leaves_no_home_assistant_code_in_the_heap():
+    # wisp.ha stayed loaded after the first set/ command or Home Assistant restart, until the
+    # next connect's announce dropped it: ~1 KB of a board's heap, for days
+    import sys
+
+    from mpcheck import until
+
+    from wisp import app
+    dev = make_device(PINS)
+    route = app._router(dev, None, None, "homeassistant/status")
+    sys.modules.pop("wisp.ha", None)  # this file's own import: on a board, only what needs it loads it
+    route(dev.topic("set/porch_light"), b"ON", 2)
+    await until(lambda: dev.link.on("wisp/t1/state/porch_light"))
+    await asyncio.sleep_ms(50)
+    check("wisp.ha" not in sys.modules, "held after a set/ command")
+    route("homeassistant/status", b"online", 6)
+    await until(lambda: dev.link.on("homeassistant/switch/wisp_t1/porch_light/config"))
+    await asyncio.sleep_ms(50)
+    check("wisp.ha" not in sys.modules, "held after Home Assistant's birth message")
