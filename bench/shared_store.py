@@ -20,7 +20,7 @@ from tools.broker import start_mosquitto  # noqa: E402
 from tools.postgres import start_postgres  # noqa: E402
 
 TIER_MS = 50  # each round takes this long at the tier: requests overlap
-BUDGET_ROUNDS = 10  # the daily budget, in rounds' worth of cost
+BUDGET_USD = 1.0  # the daily budget; what a round costs is measured (the "budget in rounds" column)
 
 
 def spent(url, device):
@@ -40,8 +40,8 @@ def race(tmp, in_flight):
     fake.start_in_thread()
     procs, device = [], None
     try:
-        # one round costs ~0.1 USD at these prices (about 100 tokens at 1000 USD per million)
-        procs = [start_bridge(tmp, n, broker, fake.base_url, pg.url, budget_usd=BUDGET_ROUNDS * 0.1)
+        # about a dime a round at these prices (a hundred-odd tokens at 1000 USD per million): a budget of rounds
+        procs = [start_bridge(tmp, n, broker, fake.base_url, pg.url, budget_usd=BUDGET_USD)
                  for n in ("a", "b")]
         device = Device(broker, "racer")
         time.sleep(0.3)
@@ -62,9 +62,8 @@ def race(tmp, in_flight):
                     refused += 1
         usd = spent(pg.url, device.id)
         per_round = usd / answered
-        budget = BUDGET_ROUNDS * 0.1
-        return {"in_flight": in_flight, "answered": answered, "budget_rounds": budget / per_round,
-                "overshoot_rounds": max(0.0, (usd - budget) / per_round), "tier_calls": len(fake.requests)}
+        return {"in_flight": in_flight, "answered": answered, "budget_rounds": BUDGET_USD / per_round,
+                "overshoot_rounds": max(0.0, (usd - BUDGET_USD) / per_round), "tier_calls": len(fake.requests)}
     finally:
         if device:
             device.close()
@@ -88,9 +87,9 @@ def main():
         rows.append(r)
     lines = ["## Budget across bridges: overshoot with two bridges racing on one device", "",
              "Two bridges sharing one PostgreSQL (`[cost] url`) and one mosquitto (`$share`), a fake tier that "
-             f"answers after {TIER_MS} ms, one device with a daily budget of {BUDGET_ROUNDS} rounds' cost that "
-             "keeps K requests in flight (spread over both bridges) until it is refused. One run per K on this "
-             "machine.", "",
+             f"answers after {TIER_MS} ms, one device with a daily budget of {BUDGET_USD:.2f} USD that keeps K "
+             "requests in flight (spread over both bridges) until it is refused. Budget in rounds: the budget "
+             "over what one answered round cost, as measured. One run per K on this machine.", "",
              "| K in flight | rounds answered | budget in rounds | overshoot in rounds | bound (K) |",
              "|---|---|---|---|---|"]
     for r in rows:
