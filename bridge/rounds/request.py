@@ -14,7 +14,8 @@ from bridge.rounds.translate import to_openai_messages
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_ID_CHARS = protocol.MAX_ID
 DEFAULT_BUDGET_MS = protocol.ROUND_TIMEOUT_MS  # a request without budget_ms: the device's own round timeout
-# For an oversized request we do not parse the JSON; these find the id and round near its start, if there.
+# For a request too large to parse, or one that does not parse, these find the id and round near its
+# start, if there: the device is answered with the reason instead of waiting out its round timeout.
 MAX_FACTS_CHARS = 2048  # the device sends at most MAX_FACTS_PROMPT_BYTES (512); room for other firmware
 _PEEK_BYTES = 1024
 _PEEK_ID = re.compile(rb'"id"\s*:\s*"([^"\\]{1,%d})"' % MAX_ID_CHARS)
@@ -46,15 +47,11 @@ class Envelope(NamedTuple):
 
 def read(payload: bytes) -> Envelope:
     if len(payload) > MAX_REQUEST_BYTES:
-        head = payload[:_PEEK_BYTES]
-        m_id, m_round = _PEEK_ID.search(head), _PEEK_ROUND.search(head)
-        req_id = m_id.group(1).decode("utf-8", "replace") if m_id else None
-        return Envelope(None, req_id, int(m_round.group(1)) if m_round else None,
-                        f"request too large: {len(payload)} bytes (limit {MAX_REQUEST_BYTES})")
+        return _peeked(payload, f"request too large: {len(payload)} bytes (limit {MAX_REQUEST_BYTES})")
     try:
         req = fastjson.loads(payload)
     except ValueError as e:  # UnicodeDecodeError is a ValueError too, and so is nesting too deep to read
-        return Envelope(None, None, None, f"not JSON ({e})")
+        return _peeked(payload, f"not JSON ({e})")
     if not isinstance(req, dict):
         return Envelope(None, None, None, f"not a JSON object (a {type(req).__name__})")
     req_id = req.get("id")
@@ -62,6 +59,14 @@ def read(payload: bytes) -> Envelope:
         return Envelope(None, None, None, f"id must be a string of 1-{MAX_ID_CHARS} characters, got {req_id!r:.60}")
     round_ = req.get("round")
     return Envelope(req, req_id, round_ if is_int(round_) and round_ >= 0 else None, None)
+
+
+def _peeked(payload: bytes, problem: str) -> Envelope:
+    """The envelope of a request that is not parsed: its id and round when found near its start."""
+    head = payload[:_PEEK_BYTES]
+    m_id, m_round = _PEEK_ID.search(head), _PEEK_ROUND.search(head)
+    req_id = m_id.group(1).decode("utf-8", "replace") if m_id else None
+    return Envelope(None, req_id, int(m_round.group(1)) if m_round else None, problem)
 
 
 def budget_ms(req: dict | None) -> int:

@@ -272,6 +272,8 @@ def test_garbage_never_kills_the_bridge(fake, device):
         "g-class": (llm_req("g-class", **{"class": "urgent"}), "class must be one of"),
         "g-budget": (llm_req("g-budget", budget_ms="soon"), "budget_ms must be a positive integer"),
         "g-big": (llm_req("g-big", pad="y" * 100_000), "request too large"),
+        # JSON broken after its id (a firmware that wrote inf): answered, not left to the device's timeout
+        "g-inf": (b'{"v":1,"id":"g-inf","round":0,"msgs":[{"r":"user","t":"x"}],"n":inf}', "not JSON"),
     }
     for payload in unanswerable:
         device.publish("llm/req", payload)
