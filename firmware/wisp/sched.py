@@ -186,7 +186,8 @@ class Scheduler:
                 changed = True
                 continue
             keep.append(job)
-            if job["next"] - now >= _SAVE_EVERY_S:
+            # its period, not the time left: a job every minute, fired a moment late, is saved now
+            if following - nxt >= _SAVE_EVERY_S:
                 changed = True
             else:
                 self._dirty = True

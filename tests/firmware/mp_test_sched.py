@@ -48,6 +48,18 @@ def test_missed_runs_skip_or_run_once_after_an_outage():
     eq(c.names(), [], "fired again after a second reboot")
 
 
+def test_a_job_every_minute_does_not_fire_again_after_a_reboot_within_its_minute():
+    # the runner wakes a little after 12:01:00 and fires the job; the device reboots at 12:01:30
+    # (a power cut, or a reboot the user asked for): that run must be on flash already
+    a = Rig("minutely", Clock(T0 + 20))
+    a.s.add("* * * * *", ROUTINE, name="tick")
+    asyncio.run(a.run_at(T0 + 61))
+    eq(a.names(), ["tick"])
+    b = Rig("minutely", Clock(T0 + 90))
+    asyncio.run(b.run_at(T0 + 90))
+    eq(b.names(), [], "fired again after the reboot")
+
+
 def test_a_slightly_late_run_is_not_missed():
     a = Rig("late", Clock(T0))
     job = a.s.add("0 13 * * *", ROUTINE, name="lunch")  # skip policy
