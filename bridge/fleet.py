@@ -37,6 +37,10 @@ class DeviceOffline(Exception):
     """The device is known and its retained status says offline."""
 
 
+class WentOffline(DeviceOffline):
+    """The device went offline (its last will, a reboot) while a request waited for its answer."""
+
+
 class UnknownDevice(Exception):
     """Nothing was ever published for this id."""
 
@@ -148,6 +152,8 @@ class Fleet:
         if kind == protocol.STATUS:
             dev.status = msg
             self._emit({"type": "status", "device": device_id, "online": dev.online, "fw": msg.get("fw"), "ts": now})
+            if not dev.online:
+                self._went_offline(device_id)
         elif kind == protocol.OTA_STATE:
             dev.ota = {k: (_text(msg[k]) if isinstance(msg[k], str) else msg[k]) for k in OTA_FIELDS
                        if k in msg and isinstance(msg[k], (str, int))}
@@ -211,6 +217,13 @@ class Fleet:
             self._on_event(event)
         except Exception:  # a broken listener must not stop the fleet view
             log.exception("event listener failed")
+
+    def _went_offline(self, device_id: str) -> None:
+        """Its answers will not come (a reset loses the requests it held): those waiting for them stop now."""
+        for key in [k for k in self._waiting if k[0] == device_id]:
+            fut = self._waiting.pop(key)
+            if not fut.done():
+                fut.set_exception(WentOffline(device_id))
 
     def _resolve(self, device_id: str, answer_kind: str, msg: dict) -> None:
         """Hand an answer (reply, cmd/res) to the API request waiting for its id, if one is."""

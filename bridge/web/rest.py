@@ -182,6 +182,9 @@ async def _wait(request: web.Request, coro, device_id: str, timeout: float, what
     except fl.NoBroker:
         raise BadRequest(503, f"this bridge is not connected to its broker: nothing was sent to device {device_id}; "
                          "try again once it is (the bridge's log says why)") from None
+    except fl.WentOffline:
+        raise BadRequest(409, f"device {device_id} went offline before it answered; what it was sent may still run if "
+                         "it comes back without a restart") from None
     except fl.DeviceOffline:
         raise BadRequest(409, f"device {device_id} is offline; it cannot answer until it reconnects") from None
     except fl.TooBig as e:

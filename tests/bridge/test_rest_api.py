@@ -239,6 +239,36 @@ def test_offline_and_silent_devices_get_409_and_504(broker, api):
         probe.close()
 
 
+def test_a_device_going_offline_while_an_ask_waits_gets_409_at_once(broker, api):
+    # a power cut mid-ask: the broker publishes the device's last will; the ask is lost with its RAM,
+    # so waiting out the timeout would only keep the caller for nothing (`wisp ask` stops there too)
+    probe = Probe(broker.host, broker.port)
+    try:
+        probe.publish("wisp/cut1/status", {"v": 1, "state": "online", "fw": "0.1.0"}, retain=True)
+        for _ in range(50):
+            if api.call("GET", "/api/devices/cut1")[0] == 200:
+                break
+        asked = asyncio.new_event_loop()
+        try:
+            async def ask_then_cut():
+                async with aiohttp.ClientSession() as s:
+                    call = asyncio.ensure_future(s.post(f"{api.base}/api/devices/cut1/ask", headers=AUTH,
+                                                        json={"text": "light up the porch", "timeout_s": 30}))
+                    await asyncio.to_thread(probe.wait_for, "wisp/cut1/ask", None, 5)
+                    probe.publish("wisp/cut1/status", {"v": 1, "state": "offline"}, retain=True)
+                    t0 = asyncio.get_running_loop().time()
+                    resp = await asyncio.wait_for(call, 10)
+                    return resp.status, await resp.json(), asyncio.get_running_loop().time() - t0
+            status, body, waited = asked.run_until_complete(ask_then_cut())
+        finally:
+            asked.close()
+        assert status == 409 and "cut1 went offline before it answered" in body["error"]["message"], body
+        assert waited < 2
+    finally:
+        probe.publish("wisp/cut1/status", b"", retain=True)
+        probe.close()
+
+
 def test_garbage_from_a_device_does_not_break_the_api(broker, api, caplog):
     caplog.set_level(logging.ERROR)
     probe = Probe(broker.host, broker.port)
