@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(PY) bench/fleet.py
 	$(PY) bench/long_outage.py --minutes 3
 	$(PY) bench/soak.py --minutes 30
+	$(PY) bench/fleet_soak.py
 	$(PY) bench/first_evening.py
 	$(PY) bench/ota.py --devices 100
 
