@@ -84,12 +84,6 @@ def _good_path(path):
     return True
 
 
-def _load(name):
-    """The object saved as name, or {}: one of another shape (hand-edited) is no state."""
-    o = store.load(name, {})
-    return o if isinstance(o, dict) else {}
-
-
 def _int(v, lo, hi):
     return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
@@ -156,7 +150,7 @@ async def on_offer(dev, payload, size=0):
     except ValueError:
         o = None
     why = check(dev, o)
-    if why is None and _load(POINTER).get("trial"):
+    if why is None and store.load_dict(POINTER).get("trial"):
         why = "the last update is not confirmed yet"
     if why:
         o = o if isinstance(o, dict) else {}
@@ -174,9 +168,8 @@ async def on_offer(dev, payload, size=0):
             if getattr(dev, "ota_job", None) is not job:
                 break
             await asyncio.sleep_ms(20)
-    pending = store.load(OFFER, None)
-    if not (isinstance(pending, dict) and pending.get("man") == o["man"]):
-        cur = _load(POINTER).get("cur")
+    if store.load_dict(OFFER).get("man") != o["man"]:
+        cur = store.load_dict(POINTER).get("cur")
         o["slot"] = "b" if cur == "a" else "a"
         _mkdirs(OFFER)
         store.remove(GOT + ".json")
@@ -196,12 +189,12 @@ def start(dev):
 async def on_connect(dev):
     """After each connect: confirm a version on trial (it booted and connected: healthy), drop
     what a finished switch left, resume a transfer a reboot or a dropped link cut short."""
-    p = _load(POINTER)
+    p = store.load_dict(POINTER)
     if p.get("trial"):
         p["trial"], p["state"] = False, "ok"
         p["result"] = "%s confirmed healthy: connected at boot %d after the switch" % (VERSION, p.get("tries", 0))
         store.save(POINTER, p)
-    pending = _load(OFFER)
+    pending = store.load_dict(OFFER)
     if not pending or pending.get("man") == p.get("man"):  # none, or the switch was cut after
         store.remove(OFFER + ".json")  # the pointer was written
         store.remove(GOT + ".json")
@@ -236,7 +229,7 @@ class Job:
     async def run(self):
         o, dev = self.o, self.dev
         try:
-            got = _load(GOT)
+            got = store.load_dict(GOT)
             if got.get("man") != o["man"]:
                 got = {"man": o["man"], "off": 0, "file": -1}
             await report(dev, "fetching", "", ver=o["ver"], off=got["off"], size=o["size"])
@@ -365,7 +358,7 @@ class Job:
 
     async def switch(self):
         o = self.o
-        p = _load(POINTER)
+        p = store.load_dict(POINTER)
         store.save(POINTER, {"cur": o["slot"], "ver": o["ver"], "prev": p.get("cur"), "prev_ver": VERSION,
                              "trial": True, "tries": 0, "health_s": o["health_s"], "man": o["man"],
                              "state": "switching", "result": ""})

@@ -160,11 +160,7 @@ def setup(config_pins, board, log):
     """Build {name: NamedPin}; bad entries are logged and left out, nothing else touched."""
     from wisp import store
     pins, used = {}, {}
-    warm, last = store.load(WARM_FILE, {}, log), store.load(LAST_FILE, {}, log)
-    if not isinstance(warm, dict):
-        warm = {}
-    if not isinstance(last, dict):
-        last = {}
+    warm, last = store.load_dict(WARM_FILE, log), store.load_dict(LAST_FILE, log)
     for name in sorted(config_pins):
         spec = config_pins[name]
         err = _check(spec, board, used)

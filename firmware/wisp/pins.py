@@ -165,9 +165,7 @@ def keep_levels(pins):
 def _remember(pin, level, llm):
     # only `restore: last` outputs pay for this: one small file rewritten per change
     from wisp import store
-    name, last = pin.name, store.load(LAST_FILE, {})
-    if not isinstance(last, dict):
-        last = {}
+    name, last = pin.name, store.load_dict(LAST_FILE)
     mark = 1 if llm else 0
     if last.get(name) != level or last.get(name + BY_LLM, 0) != mark:
         last[name], last[name + BY_LLM] = level, mark

@@ -86,6 +86,12 @@ def load(name, default, log=print):
         return default
 
 
+def load_dict(name, log=print):
+    """load() of a saved object, or {}: a file of another shape (hand-edited) is no state."""
+    obj = load(name, {}, log)
+    return obj if isinstance(obj, dict) else {}
+
+
 def set_aside(name, obj, log):
     """Keep obj, a loaded file the caller drops part of, as <name>.bad for the user. A copy, not a
     rename: until the valid rest is saved, <name>.json must still hold it (a power cut between)."""
